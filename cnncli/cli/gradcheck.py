@@ -1,0 +1,1 @@
+"""cnncli gradcheck command (being written)."""

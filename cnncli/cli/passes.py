@@ -1,0 +1,1 @@
+"""cnncli passes command (being written)."""

@@ -1,0 +1,1 @@
+"""cnncli shape command (being written)."""

@@ -1,0 +1,392 @@
+"""Window arithmetic: output sizes, padding resolution and their validation.
+
+Every output-size and padding formula of cnncli lives here, once. The engine,
+the ``shape`` command and input validation all call these functions.
+
+The output size of a window operation along one axis is::
+
+    n_out = floor((n_in + pad_before + pad_after - dilation*(f-1) - 1) / stride) + 1
+
+computed with integer floor division (``int()`` of a float rounds toward zero
+and is wrong for the negative numerators that signal "no window fits").
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Sequence, Tuple, Union
+
+from ..errors import HyperparameterError
+
+Pair = Tuple[int, int]
+Pads = Tuple[int, int, int, int]  # (top, bottom, left, right)
+PadSpec = Union[int, str, Sequence[int]]
+
+PAD_WORDS = ("valid", "same")
+
+
+def _as_int(value, name: str) -> int:
+    """Return ``value`` as a Python int, refusing bools, floats with fractions and text."""
+    if isinstance(value, bool):
+        raise HyperparameterError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and float(value).is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise HyperparameterError(f"{name} must be an integer, got {value!r}")
+
+
+def as_pair(value, name: str, minimum: int = 1) -> Pair:
+    """Normalize an int or an ``(h, w)`` pair and check both are ``>= minimum``.
+
+    Parameters
+    ----------
+    value : int or sequence of 2 ints or str
+        ``3``, ``(3, 2)``, ``"3"``, ``"3,2"`` or ``"3x2"``.
+    name : str
+        Used in the error message (``"stride"``, ``"f"``, ...).
+    minimum : int
+        Smallest allowed value.
+
+    Returns
+    -------
+    (int, int)
+
+    Raises
+    ------
+    HyperparameterError
+        Not one or two integers, or a value below ``minimum``.
+
+    Examples
+    --------
+    >>> as_pair(3, "f")
+    (3, 3)
+    >>> as_pair("2x1", "stride")
+    (2, 1)
+    """
+    if isinstance(value, str):
+        parts = [p for p in value.replace("x", ",").split(",") if p.strip()]
+        items = parts if parts else [value]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    elif hasattr(value, "shape") and getattr(value, "ndim", 0) == 1:  # numpy 1-d array
+        items = list(value.tolist())
+    else:
+        items = [value]
+    if len(items) == 1:
+        items = items * 2
+    if len(items) != 2:
+        raise HyperparameterError(f"{name} must be an int or a pair (h, w), got {value!r}")
+    pair = tuple(_as_int(v, name) for v in items)
+    for v in pair:
+        if v < minimum:
+            raise HyperparameterError(f"{name} must be >= {minimum}, got {v}")
+    return pair  # type: ignore[return-value]
+
+
+def normalize_pad(pad: PadSpec) -> Union[str, Pads]:
+    """Normalize a pad spec to ``"same"`` or a 4-tuple ``(top, bottom, left, right)``.
+
+    Accepts an int, a pair ``(pad_h, pad_w)``, a 4-tuple, ``"valid"``, ``"same"``,
+    and the same forms as text (``"1"``, ``"1,2"``, ``"0,1,0,1"``).
+
+    Raises
+    ------
+    HyperparameterError
+        Negative values, a wrong count, or an unknown word.
+    """
+    if isinstance(pad, str):
+        word = pad.strip().lower()
+        if word == "valid":
+            return (0, 0, 0, 0)
+        if word == "same":
+            return "same"
+        parts = [p for p in word.replace("x", ",").split(",") if p.strip()]
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            raise HyperparameterError(
+                f"pad must be an int, 'h,w', 'top,bottom,left,right', 'valid' or 'same', got {pad!r}"
+            ) from None
+    elif isinstance(pad, (list, tuple)):
+        values = [_as_int(p, "pad") for p in pad]
+    elif hasattr(pad, "shape") and getattr(pad, "ndim", 0) <= 1:  # numpy scalar or 1-d array
+        values = [_as_int(p, "pad") for p in ([pad.item()] if pad.ndim == 0 else pad.tolist())]
+    else:
+        values = [_as_int(pad, "pad")]
+    for v in values:
+        if v < 0:
+            raise HyperparameterError(f"pad must be >= 0, got {v}")
+    if len(values) == 1:
+        return (values[0],) * 4
+    if len(values) == 2:
+        return (values[0], values[0], values[1], values[1])
+    if len(values) == 4:
+        return tuple(values)  # type: ignore[return-value]
+    raise HyperparameterError(
+        f"pad must have 1, 2 or 4 values (p, 'h,w' or 'top,bottom,left,right'), got {pad!r}"
+    )
+
+
+def effective_size(f: int, dilation: int) -> int:
+    """Extent of a dilated window: ``dilation*(f-1) + 1``."""
+    return dilation * (f - 1) + 1
+
+
+def same_pads(n_in: int, f: int, stride: int, dilation: int = 1) -> Tuple[int, int]:
+    """TensorFlow's ``"same"`` padding along one axis, for any stride.
+
+    ``n_out = ceil(n_in / stride)``; the total padding is
+    ``max((n_out-1)*stride + dilation*(f-1) + 1 - n_in, 0)``, split with
+    ``before = total // 2`` and the extra pixel after (bottom/right).
+
+    Examples
+    --------
+    >>> same_pads(5, 3, 2)
+    (1, 1)
+    >>> same_pads(6, 3, 2)   # NOTE: odd total -> the extra pixel goes after
+    (0, 1)
+    """
+    n_out = -(-n_in // stride)
+    total = max((n_out - 1) * stride + effective_size(f, dilation) - n_in, 0)
+    return total // 2, total - total // 2
+
+
+def output_length(
+    n_in: int, f: int, stride: int, dilation: int, before: int, after: int, ceil_mode: bool = False
+) -> int:
+    """Number of windows along one axis; ``<= 0`` means no window fits.
+
+    With ``ceil_mode`` (pooling), PyTorch's rule: round up, then drop a last
+    window that would start in the right/bottom padding.
+    """
+    span = n_in + before + after - effective_size(f, dilation)
+    if span < 0:
+        return 0
+    if not ceil_mode:
+        return span // stride + 1
+    n_out = -(-span // stride) + 1
+    # NOTE: PyTorch drops a window whose start lies at or past the end of the
+    # input plus the leading padding, i.e. entirely in the trailing padding.
+    if (n_out - 1) * stride >= n_in + before:
+        n_out -= 1
+    return n_out
+
+
+@dataclass(frozen=True)
+class WindowGeometry:
+    """Resolved geometry of a 2-D window operation (conv or pool).
+
+    Attributes
+    ----------
+    in_hw : (int, int)
+        Input height and width.
+    kernel, stride, dilation : (int, int)
+        Window size, step and dilation along (height, width).
+    pads : (int, int, int, int)
+        Resolved padding (top, bottom, left, right).
+    out_hw : (int, int)
+        Output height and width, both ``>= 1``.
+    ceil_mode : bool
+        Whether the output size was rounded up (pooling only).
+    """
+
+    in_hw: Pair
+    kernel: Pair
+    stride: Pair
+    dilation: Pair
+    pads: Pads
+    out_hw: Pair
+    ceil_mode: bool = False
+
+    @property
+    def effective_kernel(self) -> Pair:
+        """Extent of the dilated window along (height, width)."""
+        return (
+            effective_size(self.kernel[0], self.dilation[0]),
+            effective_size(self.kernel[1], self.dilation[1]),
+        )
+
+    @property
+    def padded_hw(self) -> Pair:
+        """Height and width of the input with the resolved padding."""
+        t, b, l, r = self.pads
+        return self.in_hw[0] + t + b, self.in_hw[1] + l + r
+
+    @property
+    def extent_hw(self) -> Pair:
+        """Padded extent the windows actually reach, ceil-mode overflow included."""
+        return tuple(  # type: ignore[return-value]
+            (o - 1) * s + k for o, s, k in zip(self.out_hw, self.stride, self.effective_kernel)
+        )
+
+    @property
+    def overflow(self) -> Pair:
+        """Rows/columns past the trailing padding that ceil-mode windows reach."""
+        return tuple(  # type: ignore[return-value]
+            max(e - p, 0) for e, p in zip(self.extent_hw, self.padded_hw)
+        )
+
+    @property
+    def unused(self) -> Pair:
+        """Rows/columns of the padded input at the bottom/right that no window covers."""
+        return tuple(  # type: ignore[return-value]
+            max(p - e, 0) for e, p in zip(self.extent_hw, self.padded_hw)
+        )
+
+
+def window_geometry(
+    in_hw,
+    kernel,
+    stride=1,
+    dilation=1,
+    pad: PadSpec = 0,
+    ceil_mode: bool = False,
+) -> WindowGeometry:
+    """Resolve padding and output size of a 2-D window operation, validating everything.
+
+    Parameters
+    ----------
+    in_hw : int or (int, int)
+        Input height and width.
+    kernel, stride, dilation : int or (int, int)
+        Window size, step and dilation; all ``>= 1``.
+    pad : int, (int, int), (int, int, int, int), "valid" or "same"
+        See :func:`normalize_pad`.
+    ceil_mode : bool
+        Round the output size up (pooling), PyTorch's rule.
+
+    Returns
+    -------
+    WindowGeometry
+
+    Raises
+    ------
+    HyperparameterError
+        Non-positive sizes, negative pad, or a window that does not fit, e.g.
+        ``no 5x5 window fits a 4x4 input padded by 0``.
+
+    Examples
+    --------
+    >>> g = window_geometry((5, 7), 3, stride=2, pad=1)
+    >>> g.out_hw, g.pads
+    ((3, 4), (1, 1, 1, 1))
+    """
+    in_hw = as_pair(in_hw, "input size")
+    kernel = as_pair(kernel, "f")
+    stride = as_pair(stride, "stride")
+    dilation = as_pair(dilation, "dilation")
+    spec = normalize_pad(pad)
+    if spec == "same":
+        (t, b), (l, r) = (
+            same_pads(in_hw[0], kernel[0], stride[0], dilation[0]),
+            same_pads(in_hw[1], kernel[1], stride[1], dilation[1]),
+        )
+        pads: Pads = (t, b, l, r)
+    else:
+        pads = spec  # type: ignore[assignment]
+    out_h = output_length(in_hw[0], kernel[0], stride[0], dilation[0], pads[0], pads[1], ceil_mode)
+    out_w = output_length(in_hw[1], kernel[1], stride[1], dilation[1], pads[2], pads[3], ceil_mode)
+    if out_h < 1 or out_w < 1:
+        eff = (effective_size(kernel[0], dilation[0]), effective_size(kernel[1], dilation[1]))
+        dil = "" if dilation == (1, 1) else f" (dilation {dilation[0]}x{dilation[1]} makes it {eff[0]}x{eff[1]})"
+        raise HyperparameterError(
+            f"no {kernel[0]}x{kernel[1]} window{dil} fits a {in_hw[0]}x{in_hw[1]} input "
+            f"padded by {format_pads(pads)}"
+        )
+    return WindowGeometry(in_hw, kernel, stride, dilation, pads, (out_h, out_w), bool(ceil_mode))
+
+
+def format_pads(pads: Pads) -> str:
+    """``0`` for uniform padding, else ``top,bottom,left,right``."""
+    if len(set(pads)) == 1:
+        return str(pads[0])
+    return "(top={}, bottom={}, left={}, right={})".format(*pads)
+
+
+def window_sees_input(geom: WindowGeometry) -> bool:
+    """Whether every window of ``geom`` covers at least one real (unpadded) input pixel."""
+    for axis, before in ((0, geom.pads[0]), (1, geom.pads[2])):
+        n, k, s, d, o = geom.in_hw[axis], geom.kernel[axis], geom.stride[axis], geom.dilation[axis], geom.out_hw[axis]
+        for start in (-before, (o - 1) * s - before):  # first and last windows are the extreme ones
+            taps = range(start, start + d * (k - 1) + 1, d)
+            if not any(0 <= t < n for t in taps):
+                return False
+    return True
+
+
+def pool_geometry(in_hw, f, stride=None, dilation=1, pad: PadSpec = 0, ceil_mode: bool = False) -> WindowGeometry:
+    """:func:`window_geometry` for pooling: stride defaults to ``f``; every window must see input.
+
+    Raises
+    ------
+    HyperparameterError
+        As :func:`window_geometry`, and when padding is so large that a window lies
+        entirely in it (its max would be ``-inf``, its average over no input undefined).
+    """
+    geom = window_geometry(in_hw, f, f if stride is None else stride, dilation, pad, ceil_mode)
+    if not window_sees_input(geom):
+        raise HyperparameterError(
+            f"pad {format_pads(geom.pads)} leaves a pooling window entirely in the padding "
+            f"of a {geom.in_hw[0]}x{geom.in_hw[1]} input; use a pad smaller than the window "
+            f"({geom.effective_kernel[0]}x{geom.effective_kernel[1]})"
+        )
+    return geom
+
+
+def check_groups(n_C_prev: int, n_C: int, groups: int) -> int:
+    """Validate ``groups`` against input and output channels; return it as int.
+
+    Raises
+    ------
+    HyperparameterError
+        ``groups < 1`` or a channel count it does not divide.
+    """
+    groups = _as_int(groups, "groups")
+    if groups < 1:
+        raise HyperparameterError(f"groups must be >= 1, got {groups}")
+    if n_C_prev % groups:
+        raise HyperparameterError(
+            f"groups={groups} must divide the input channels n_C_prev={n_C_prev}"
+        )
+    if n_C % groups:
+        raise HyperparameterError(f"groups={groups} must divide the output channels n_C={n_C}")
+    return groups
+
+
+POOL_MODES = {"max": "max", "average": "average", "avg": "average", "mean": "average"}
+
+
+def normalize_mode(mode: str) -> str:
+    """``"max"`` or ``"average"`` (``"avg"`` accepted)."""
+    key = str(mode).strip().lower()
+    if key not in POOL_MODES:
+        raise HyperparameterError(f"mode must be 'max' or 'average' (or 'avg'), got {mode!r}")
+    return POOL_MODES[key]
+
+
+def window_counts(geom: WindowGeometry, include_pad: bool):
+    """Per-axis number of window taps that average pooling divides by.
+
+    Returns
+    -------
+    counts_h : list of int, length n_H
+    counts_w : list of int, length n_W
+        Taps that land in the padded input (``include_pad``) or in the real
+        input only. NOTE: ceil-mode overflow past the trailing padding never
+        counts, as in PyTorch; the divisor of window (h, w) is
+        ``counts_h[h] * counts_w[w]``.
+    """
+    result = []
+    for axis, before, after in ((0, geom.pads[0], geom.pads[1]), (1, geom.pads[2], geom.pads[3])):
+        n, k, s, d, o = geom.in_hw[axis], geom.kernel[axis], geom.stride[axis], geom.dilation[axis], geom.out_hw[axis]
+        lo, hi = (-before, n + after) if include_pad else (0, n)
+        result.append([sum(1 for t in range(p * s - before, p * s - before + d * (k - 1) + 1, d) if lo <= t < hi)
+                       for p in range(o)])
+    return result[0], result[1]

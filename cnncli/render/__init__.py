@@ -1,0 +1,1 @@
+"""Rendering of results: rich tables for people, JSON for scripts. No computation here."""
