@@ -1,0 +1,590 @@
+"""Array references, case files and the dtype policy: how cnncli reads arrays.
+
+Knows nothing of terminals: functions return arrays and raise
+:class:`~cnncli.errors.InputError` with one-line messages that name the
+reference and what would be valid. Writing results lives in
+:mod:`cnncli.results` (re-exported here as :func:`write_results`).
+
+Array references (SPEC "Array references")::
+
+    x.npy              the array in that file
+    x.npz:NAME         array NAME; x.npz alone when it holds one array
+    x.h5:PATH          dataset PATH (also .hdf5); x.h5 alone when it holds one dataset
+    -                  .npy bytes on standard input
+
+Nothing is ever unpickled, and object, string, structured and complex
+dtypes are refused.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from .errors import InputError
+from .results import ResultWriter, write_results  # noqa: F401  (re-exported)
+
+#: Hyperparameter names a case file may carry (HDF5 root attributes / npz entries).
+CASE_KEYS = ("layer", "stride", "pad", "f", "mode", "dilation", "groups", "layout",
+             "ceil_mode", "count_include_pad")
+#: Datasets a case file may carry.
+CASE_ARRAYS = ("A_prev", "W", "b", "dZ", "dA")
+
+_REF = re.compile(r"^(?P<path>.*?\.(?:npz|h5|hdf5))(?::(?P<name>.*))?$", re.IGNORECASE)
+_H5_EXT = (".h5", ".hdf5")
+_ACCEPTED_KINDS = "biuf"  # bool, signed and unsigned ints, floats
+_MAGIC = {b"\x93NUMPY": "npy", b"PK\x03\x04": "npz", b"\x89HDF\r\n\x1a\n": "h5"}
+
+
+@dataclass(frozen=True)
+class ArrayRef:
+    """A parsed array reference: ``kind`` is "npy", "npz", "h5" or "stdin"."""
+
+    text: str
+    path: str
+    kind: str
+    name: Optional[str] = None
+
+
+def parse_ref(ref: str) -> ArrayRef:
+    """Split an array reference into file, kind and inner name.
+
+    Raises
+    ------
+    InputError
+        Empty reference, or a ``:NAME`` on a ``.npy`` file.
+
+    Examples
+    --------
+    >>> parse_ref("x.h5:/train/A_prev")
+    ArrayRef(text='x.h5:/train/A_prev', path='x.h5', kind='h5', name='/train/A_prev')
+    """
+    ref = str(ref)
+    if ref == "-":
+        return ArrayRef(ref, "-", "stdin")
+    if not ref:
+        raise InputError("empty array reference; expected x.npy, x.npz[:NAME], x.h5[:PATH] or -")
+    m = _REF.match(ref)
+    if m:
+        path, name = m.group("path"), m.group("name")
+        kind = "h5" if path.lower().endswith(_H5_EXT) else "npz"
+        return ArrayRef(ref, path, kind, name or None)
+    if ref.lower().endswith(".npy"):
+        return ArrayRef(ref, ref, "npy")
+    if ":" in ref and ref.split(":", 1)[0].lower().endswith(".npy"):
+        raise InputError(f"{ref!r}: a .npy file holds one array; drop the ':{ref.split(':', 1)[1]}'")
+    return ArrayRef(ref, ref, _sniff(ref))
+
+
+def _sniff(path: str) -> str:
+    """Kind of a file without a known extension, from its first bytes."""
+    head = _open(path, ArrayRef(path, path, "?")).read(8)
+    for magic, kind in _MAGIC.items():
+        if head.startswith(magic):
+            return kind
+    raise InputError(f"{path!r} is not a .npy, .npz or HDF5 file (use one of those extensions, or - for stdin)")
+
+
+def _open(path: str, ref: ArrayRef):
+    """Open a file for reading, turning OS errors into one-line InputErrors."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise InputError(f"{ref.text!r}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{ref.text!r} is a folder, not an array file") from None
+    except OSError as exc:
+        raise InputError(f"{ref.text!r}: cannot read ({exc.strerror or exc})") from None
+
+
+def check_dtype(dtype: np.dtype, what: str) -> None:
+    """Refuse dtypes cnncli cannot compute with (object, string, structured, complex, dates).
+
+    Raises
+    ------
+    InputError
+        ``dtype`` is not bool, integer or floating point.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in _ACCEPTED_KINDS or dtype.fields is not None:
+        raise InputError(
+            f"{what} has dtype {dtype} which cnncli refuses; expected bool, integer or float data"
+        )
+
+
+# --------------------------------------------------------------------- npy / npz
+
+
+def _npy_error(ref: ArrayRef, exc: Exception) -> InputError:
+    text = str(exc)
+    if "allow_pickle" in text or "pickle" in text.lower():
+        return InputError(f"{ref.text!r} holds pickled Python objects; cnncli never unpickles "
+                          "(save a numeric array with numpy.save)")
+    return InputError(f"{ref.text!r} is not a readable .npy array (truncated or corrupt: {text.splitlines()[0] if text else type(exc).__name__})")
+
+
+def _load_npy_bytes(fp, ref: ArrayRef, mmap: bool = False) -> np.ndarray:
+    try:
+        if mmap:
+            arr = np.load(fp, mmap_mode="r", allow_pickle=False)
+        else:
+            arr = np.load(fp, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise _npy_error(ref, exc) from None
+    except Exception as exc:  # unpickling errors and the like: still the file's fault
+        raise _npy_error(ref, exc) from None
+    if not isinstance(arr, np.ndarray):  # an .npz read where .npy was expected
+        raise InputError(f"{ref.text!r} is an .npz archive, expected .npy bytes")
+    check_dtype(arr.dtype, repr(ref.text))
+    return arr
+
+
+def _read_stdin(ref: ArrayRef) -> np.ndarray:
+    stream = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
+    if hasattr(stream, "isatty") and stream.isatty():
+        raise InputError("'-' reads .npy bytes from standard input, but it is a terminal; pipe an array in "
+                         "(e.g. cnncli forward ... -o - | cnncli forward - ...)")
+    data = stream.read()
+    if not data:
+        raise InputError("standard input is empty; '-' expects .npy bytes (did the command before the pipe fail?)")
+    return _load_npy_bytes(io.BytesIO(data), ref)
+
+
+def _load_npz(ref: ArrayRef) -> np.ndarray:
+    _open(ref.path, ref).close()
+    try:
+        with np.load(ref.path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            name = _pick_name(ref, names, "array")
+            return _load_npy_bytes_from(archive, name, ref)
+    except InputError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise InputError(f"{ref.text!r} is not a readable .npz archive (truncated or corrupt: {exc})") from None
+
+
+def _load_npy_bytes_from(archive, name: str, ref: ArrayRef) -> np.ndarray:
+    try:
+        arr = archive[name]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise _npy_error(ArrayRef(f"{ref.path}:{name}", ref.path, "npz", name), exc) from None
+    check_dtype(arr.dtype, repr(f"{ref.path}:{name}"))
+    return arr
+
+
+def _pick_name(ref: ArrayRef, names, what: str) -> str:
+    """The requested name, or the only one; else an InputError listing what exists."""
+    listing = ", ".join(names) if names else "none"
+    if ref.name is None:
+        if len(names) == 1:
+            return names[0]
+        raise InputError(f"{ref.path!r} holds {len(names)} {what}s ({listing}); "
+                         f"name one, e.g. {ref.path}:{names[0] if names else 'NAME'}")
+    if ref.name in names:
+        return ref.name
+    raise InputError(f"{ref.path!r} has no {what} {ref.name!r}; it has: {listing}")
+
+
+# --------------------------------------------------------------------- HDF5
+
+
+def _h5py():
+    import h5py  # imported lazily: start-up time of the commands that never touch HDF5
+
+    return h5py
+
+
+def open_h5(ref: ArrayRef):
+    """Open an HDF5 file read-only.
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable or not an HDF5 file.
+    """
+    _open(ref.path, ref).close()
+    try:
+        return _h5py().File(ref.path, "r")
+    except OSError as exc:
+        reason = str(exc).split("(")[-1].rstrip(")") if "(" in str(exc) else str(exc)
+        raise InputError(f"{ref.path!r} is not a readable HDF5 file (truncated or corrupt: {reason})") from None
+
+
+def h5_datasets(group) -> list:
+    """Paths of every dataset under ``group``, absolute, sorted."""
+    found = []
+    h5py = _h5py()
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            found.append("/" + name if not name.startswith("/") else name)
+
+    group.visititems(visit)
+    prefix = group.name.rstrip("/")
+    return sorted(prefix + p if prefix and not p.startswith(prefix + "/") else p for p in found)
+
+
+def h5_dataset(f, ref: ArrayRef):
+    """The dataset ``ref`` names in the open file ``f`` (checked dtype, at least 0-d).
+
+    Raises
+    ------
+    InputError
+        Unknown path (the message lists the datasets that exist), a group, or a refused dtype.
+    """
+    h5py = _h5py()
+    names = h5_datasets(f)
+    if ref.name is None:
+        path = _pick_name(ref, names, "dataset")
+    else:
+        path = ref.name if ref.name.startswith("/") else "/" + ref.name
+        obj = f.get(path)
+        if obj is None or not isinstance(obj, h5py.Dataset):
+            inside = h5_datasets(obj) if isinstance(obj, h5py.Group) else names
+            kind = "is a group, not a dataset" if isinstance(obj, h5py.Group) else "has no dataset"
+            listing = ", ".join(inside) if inside else "none"
+            if isinstance(obj, h5py.Group):
+                raise InputError(f"{ref.text!r} {kind}; datasets in it: {listing}")
+            raise InputError(f"{ref.path!r} {kind} {path!r}; it has: {listing}")
+    ds = f[path]
+    try:
+        dtype = ds.dtype
+    except Exception:  # h5py cannot even map the type (opaque, references...)
+        raise InputError(f"'{ref.path}:{path}' has a data type cnncli cannot read") from None
+    check_dtype(dtype, repr(f"{ref.path}:{path}"))
+    return ds
+
+
+def read_h5(ds, ref_text: str, sel=()) -> np.ndarray:
+    """Read ``ds[sel]``, turning HDF5 read errors (truncated files) into InputError."""
+    try:
+        return np.asarray(ds[sel])
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise InputError(f"{ref_text!r} could not be read (truncated or corrupt: {str(exc).splitlines()[0]})") from None
+
+
+# --------------------------------------------------------------------- public loading
+
+
+def load_array(ref: str, *, role: str = "array") -> np.ndarray:
+    """Load the array an array reference names.
+
+    Parameters
+    ----------
+    ref : str
+        ``x.npy``, ``x.npz[:NAME]``, ``x.h5[:PATH]`` / ``.hdf5``, or ``-`` (stdin).
+    role : str
+        What the array is for (``"A_prev"``, ``"--weights"``...), used in messages.
+
+    Returns
+    -------
+    ndarray
+        In its stored dtype (bool, integer or float); see :func:`apply_dtype_policy`.
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable, truncated or corrupt file; unknown name (the message
+        lists those that exist); pickled or refused dtype.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.npy"); np.save(path, np.arange(3))
+    >>> load_array(path)
+    array([0, 1, 2])
+    """
+    parsed = parse_ref(ref)
+    if parsed.kind == "stdin":
+        return _read_stdin(parsed)
+    if parsed.kind == "npy":
+        with _open(parsed.path, parsed) as fp:
+            return _load_npy_bytes(fp, parsed)
+    if parsed.kind == "npz":
+        return _load_npz(parsed)
+    with open_h5(parsed) as f:
+        ds = h5_dataset(f, parsed)
+        return read_h5(ds, parsed.text)
+
+
+class ArrayStream:
+    """A lazily read array: ``shape``, ``dtype`` and ``read(lo, hi)`` along axis 0.
+
+    HDF5 datasets and ``.npy`` files (memory-mapped) are read slice by slice;
+    other references are loaded once. Use as a context manager, or ``close()``.
+    """
+
+    def __init__(self, ref: str):
+        self.ref = ref
+        self._file = None
+        parsed = parse_ref(ref)
+        if parsed.kind == "h5":
+            self._file = open_h5(parsed)
+            try:
+                self._data = h5_dataset(self._file, parsed)
+            except Exception:
+                self.close()
+                raise
+        elif parsed.kind == "npy":
+            with _open(parsed.path, parsed) as fp:
+                fp.read(1)  # errors on unreadable files before np.load's own
+            try:
+                self._data = _load_npy_bytes(parsed.path, parsed, mmap=True)
+            except InputError as exc:
+                if "pickled" in str(exc):
+                    raise
+                with _open(parsed.path, parsed) as fp:  # mmap refuses some valid files: read plainly
+                    self._data = _load_npy_bytes(fp, parsed)
+        else:
+            self._data = load_array(ref)
+        self.shape: Tuple[int, ...] = tuple(self._data.shape)
+        self.dtype = np.dtype(self._data.dtype)
+        self.ndim = len(self.shape)
+
+    @property
+    def lazy(self) -> bool:
+        """Whether data stays on disk until read."""
+        return self._file is not None or isinstance(self._data, np.memmap)
+
+    def read(self, lo: int = 0, hi: Optional[int] = None) -> np.ndarray:
+        """Rows ``lo:hi`` (all when ``hi`` is None) as an in-memory ndarray."""
+        sel = slice(lo, hi) if self.ndim else ()
+        if self._file is not None:
+            return read_h5(self._data, self.ref, sel)
+        try:
+            return np.array(self._data[sel])
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{self.ref!r} could not be read ({exc})") from None
+
+    def close(self) -> None:
+        """Release the file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_array(ref: str) -> ArrayStream:
+    """Open ``ref`` for streaming by batch slices; see :class:`ArrayStream`.
+
+    Raises
+    ------
+    InputError
+        As :func:`load_array`.
+    """
+    return ArrayStream(ref)
+
+
+# --------------------------------------------------------------------- case files
+
+
+@dataclass
+class Case:
+    """A layer call stored in one file.
+
+    Attributes
+    ----------
+    arrays : dict of str to ndarray
+        ``A_prev`` and, when present, ``W``, ``b``, ``dZ``, ``dA``.
+    attrs : dict of str to object
+        Hyperparameters as Python scalars, tuples or str.
+    path : str
+        Where it came from.
+    """
+
+    arrays: Dict[str, np.ndarray] = field(default_factory=dict)
+    attrs: Dict[str, object] = field(default_factory=dict)
+    path: str = ""
+
+
+def to_python(value):
+    """HDF5 attribute / 0-d npz entry -> Python scalar, tuple or str."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        if value.ndim == 0:
+            return to_python(value[()])
+        return tuple(to_python(v) for v in value.tolist())
+    if isinstance(value, np.generic):
+        return to_python(value.item())
+    if isinstance(value, (list, tuple)):
+        return tuple(to_python(v) for v in value)
+    return value
+
+
+def is_case(ref: str) -> bool:
+    """Whether ``ref`` is a case file: a bare ``.h5``/``.hdf5``/``.npz`` holding ``A_prev``.
+
+    Never raises: an unreadable file is simply not a case (loading it reports the error).
+    """
+    try:
+        parsed = parse_ref(ref)
+    except InputError:
+        return False
+    if parsed.kind not in ("h5", "npz") or parsed.name is not None or not os.path.isfile(parsed.path):
+        return False
+    try:
+        if parsed.kind == "npz":
+            with zipfile.ZipFile(parsed.path) as z:
+                return "A_prev.npy" in z.namelist()
+        with _h5py().File(parsed.path, "r") as f:
+            return "A_prev" in f and isinstance(f["A_prev"], _h5py().Dataset)
+    except Exception:
+        return False
+
+
+def case_refs(path: str) -> Tuple[Dict[str, object], Dict[str, str]]:
+    """A case file's hyperparameters and an array reference per array, reading no HDF5 data.
+
+    Returns
+    -------
+    attrs : dict of str to object
+        As :attr:`Case.attrs`.
+    refs : dict of str to str
+        E.g. ``{"A_prev": "case.h5:/A_prev", "W": "case.h5:/W"}``, loadable with
+        :func:`load_array` or :func:`open_array`.
+
+    Raises
+    ------
+    InputError
+        As :func:`load_case`.
+    """
+    parsed = parse_ref(path)
+    if parsed.kind != "h5":
+        case = load_case(path)
+        return case.attrs, {name: f"{parsed.path}:{name}" for name in case.arrays}
+    h5py = _h5py()
+    with open_h5(parsed) as f:
+        attrs = {k: to_python(v) for k, v in f.attrs.items()}
+        refs = {name: f"{parsed.path}:/{name}" for name in f if isinstance(f[name], h5py.Dataset)}
+    if "A_prev" not in refs:
+        raise InputError(f"{path!r} is not a case file: no A_prev in it (it has: {', '.join(refs) or 'no datasets'})")
+    return attrs, refs
+
+
+def load_case(path: str) -> Case:
+    """Read a case file.
+
+    Parameters
+    ----------
+    path : str
+        A ``.h5``/``.hdf5`` file (root datasets, root attributes) or an ``.npz``
+        (arrays; hyperparameters as 0-d entries, pairs/4-tuples as small 1-d entries).
+
+    Returns
+    -------
+    Case
+
+    Raises
+    ------
+    InputError
+        Unreadable file, or no ``A_prev`` in it.
+    """
+    parsed = parse_ref(path)
+    case = Case(path=parsed.path)
+    if parsed.kind == "h5":
+        with open_h5(parsed) as f:
+            case.attrs = {k: to_python(v) for k, v in f.attrs.items()}
+            for name in f:
+                if isinstance(f[name], _h5py().Dataset):
+                    case.arrays[name] = read_h5(h5_dataset(f, ArrayRef(path, parsed.path, "h5", name)),
+                                                f"{parsed.path}:{name}")
+    elif parsed.kind == "npz":
+        _open(parsed.path, parsed).close()
+        try:
+            with np.load(parsed.path, allow_pickle=False) as archive:
+                for name in archive.files:
+                    arr = _load_npy_bytes_from(archive, name, parsed)
+                    if name not in CASE_ARRAYS and (arr.ndim == 0 or name in CASE_KEYS):
+                        case.attrs[name] = to_python(arr)
+                    else:
+                        case.arrays[name] = arr
+        except InputError:
+            raise
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{parsed.path!r} is not a readable .npz archive (truncated or corrupt: {exc})") from None
+    else:
+        raise InputError(f"{path!r}: a case file is an .h5/.hdf5 or .npz file holding A_prev")
+    if "A_prev" not in case.arrays:
+        raise InputError(f"{path!r} is not a case file: no A_prev in it (it has: "
+                         f"{', '.join(case.arrays) or 'no arrays'})")
+    return case
+
+
+# --------------------------------------------------------------------- dtype policy
+
+DTYPES = ("float64", "float32")
+
+
+def compute_dtype_for(dtype: Optional[str]) -> np.dtype:
+    """The compute dtype: float32 only when asked; float64 otherwise.
+
+    Raises
+    ------
+    InputError
+        ``dtype`` is neither "float64" nor "float32".
+    """
+    if dtype is None:
+        return np.dtype(np.float64)
+    if str(dtype).lower() not in DTYPES:
+        raise InputError(f"--dtype must be 'float64' or 'float32', got {dtype!r}")
+    return np.dtype(str(dtype).lower())
+
+
+def dtype_note(stored: Dict[str, np.dtype], target: np.dtype, asked: Optional[str]) -> Optional[str]:
+    """One line saying which arrays were converted to ``target``, or None."""
+    changed = {name: np.dtype(dt) for name, dt in stored.items() if np.dtype(dt) != target}
+    if not changed:
+        return None
+    what = ", ".join(f"{name} is {dt}" for name, dt in changed.items())
+    hint = "" if asked is not None or target != np.float64 else " (--dtype float32 to compute in float32)"
+    return f"{what}: computed in {target}{hint}"
+
+
+def apply_dtype_policy(arr, dtype: Optional[str], *, name: str = "array") -> Tuple[np.ndarray, Optional[str]]:
+    """Convert an array to the compute dtype of SPEC's policy.
+
+    Integer, bool, float16 and float32 data is computed in float64 unless
+    ``dtype="float32"`` is asked for.
+
+    Parameters
+    ----------
+    arr : ndarray, any shape
+    dtype : {"float64", "float32"} or None
+        None means float64.
+    name : str
+        Used in the note.
+
+    Returns
+    -------
+    array : ndarray, same shape, float64 or float32
+    note : str or None
+        Set when the dtype changed, e.g. ``"A_prev is uint8: computed in float64 (...)"``.
+
+    Raises
+    ------
+    InputError
+        A refused dtype (object, string, structured, complex) or an unknown ``dtype``.
+
+    Examples
+    --------
+    >>> a, note = apply_dtype_policy(np.arange(3, dtype=np.uint8), None, name="A_prev")
+    >>> a.dtype, note
+    (dtype('float64'), 'A_prev is uint8: computed in float64 (--dtype float32 to compute in float32)')
+    """
+    arr = np.asarray(arr)
+    check_dtype(arr.dtype, name)
+    target = compute_dtype_for(dtype)
+    return arr.astype(target, copy=False), dtype_note({name: arr.dtype}, target, dtype)

@@ -1,0 +1,387 @@
+"""Options shared by ``forward``, ``backward`` and ``gradcheck``, and how they resolve to a layer call.
+
+How to use it in a command::
+
+    from .options import (LayerOpt, WeightsOpt, BiasOpt, FOpt, StrideOpt, PadOpt, DilationOpt,
+                          GroupsOpt, ModeOpt, CeilModeOpt, CountIncludePadOpt, LayoutOpt, DtypeOpt,
+                          GradOpt, resolve_layer)
+
+    @app.command()
+    def gradcheck(source: Optional[str] = typer.Argument(None), layer: LayerOpt = None,
+                  weights: WeightsOpt = None, ..., dtype: DtypeOpt = None, grad: GradOpt = None):
+        call = resolve_layer(source, layer=layer, weights=weights, ..., dtype=dtype, grad=grad)
+        # call.kind: "conv" | "pool"; call.A_prev, call.W, call.b, call.grad: NHWC ndarrays in the
+        # compute dtype (float64 unless --dtype float32); call.W/b/grad may be None; call.params:
+        # ConvParams | PoolParams; call.geometry: the resolved WindowGeometry; call.notes: one-line notes
+        # to show the user; call.layout: the user's layout (convert results back with call.to_user(name, arr)).
+
+Every option defaults to ``None`` so that :func:`resolve_layer` can tell "not given"
+from a value: command-line options override a case file's attributes, which override
+the defaults (SPEC "Case files"). The layer kind comes from ``--layer``, else the
+case's ``layer`` attribute, else conv when weights are given, else pool when
+``--f`` or ``--mode`` is. Every problem raises a :class:`~cnncli.errors.CnncliError`
+subclass with a one-line message (the CLI turns it into exit 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Dict, List, Optional, Union
+
+import numpy as np
+import typer
+
+
+from .. import arrays
+from ..engine.geometry import WindowGeometry, check_groups
+from ..engine.params import ConvParams, PoolParams
+from ..errors import HyperparameterError, InputError, ShapeError
+
+_PANEL = "Layer"
+
+LayerOpt = Annotated[Optional[str], typer.Option(
+    "--layer", metavar="conv|pool", rich_help_panel=_PANEL,
+    help="Layer kind (default: the case's; else conv with --weights, pool with --f/--mode).")]
+WeightsOpt = Annotated[Optional[str], typer.Option(
+    "--weights", metavar="ARRAY", rich_help_panel=_PANEL,
+    help="Conv filters W: (f, f, n_C_prev/groups, n_C); nchw: (C_out, C_in/groups, kH, kW).")]
+BiasOpt = Annotated[Optional[str], typer.Option(
+    "--bias", metavar="ARRAY", rich_help_panel=_PANEL, help="Conv bias b: (n_C,) or (1, 1, 1, n_C); zeros if omitted.")]
+FOpt = Annotated[Optional[str], typer.Option(
+    "--f", metavar="F", rich_help_panel=_PANEL, help="Pooling window: an int or HxW (conv: must match W).")]
+StrideOpt = Annotated[Optional[str], typer.Option(
+    "--stride", metavar="S", rich_help_panel=_PANEL, help="Stride: an int or HxW (default conv 1, pool f).")]
+PadOpt = Annotated[Optional[str], typer.Option(
+    "--pad", metavar="P", rich_help_panel=_PANEL,
+    help="Padding: p, 'h,w', 'top,bottom,left,right', valid or same (default 0).")]
+DilationOpt = Annotated[Optional[str], typer.Option(
+    "--dilation", metavar="D", rich_help_panel=_PANEL, help="Dilation: an int or HxW (default 1).")]
+GroupsOpt = Annotated[Optional[int], typer.Option(
+    "--groups", metavar="G", rich_help_panel=_PANEL, help="Conv channel groups (default 1; n_C_prev = depthwise).")]
+ModeOpt = Annotated[Optional[str], typer.Option(
+    "--mode", metavar="max|average", rich_help_panel=_PANEL, help="Pooling mode (avg accepted; default max).")]
+CeilModeOpt = Annotated[Optional[bool], typer.Option(
+    "--ceil-mode/--no-ceil-mode", rich_help_panel=_PANEL, show_default=False,
+    help="Pooling: round the output size up (PyTorch's rule).")]
+CountIncludePadOpt = Annotated[Optional[bool], typer.Option(
+    "--count-include-pad/--no-count-include-pad", rich_help_panel=_PANEL, show_default=False,
+    help="Average pooling: count padded zeros in the divisor (default yes).")]
+LayoutOpt = Annotated[Optional[str], typer.Option(
+    "--layout", metavar="nhwc|nchw", rich_help_panel=_PANEL,
+    help="Array layout of inputs and outputs (nchw: PyTorch's). Default nhwc.")]
+DtypeOpt = Annotated[Optional[str], typer.Option(
+    "--dtype", metavar="float64|float32", rich_help_panel=_PANEL,
+    help="Compute dtype (default float64: ints, bools, float16/32 are converted with a note).")]
+GradOpt = Annotated[Optional[str], typer.Option(
+    "--grad", metavar="ARRAY", rich_help_panel=_PANEL,
+    help="Upstream gradient (dZ for conv, dA for pool), shaped like the forward output.")]
+
+#: Option names accepted by :func:`resolve_layer` besides ``source`` and ``stream``.
+OPTION_KEYS = ("layer", "weights", "bias", "f", "stride", "pad", "dilation", "groups", "mode",
+               "ceil_mode", "count_include_pad", "layout", "dtype", "grad")
+_CONV_ONLY = {"weights": "--weights", "bias": "--bias", "groups": "--groups"}
+_POOL_ONLY = {"mode": "--mode", "ceil_mode": "--ceil-mode", "count_include_pad": "--count-include-pad"}
+
+
+class Batches:
+    """An input read lazily by batch slices, converted to NHWC and the compute dtype.
+
+    ``shape`` is NHWC; ``batches[lo:hi]`` returns an ndarray. Used for streaming.
+    """
+
+    def __init__(self, stream: arrays.ArrayStream, layout: str, dtype: np.dtype):
+        self.stream, self.layout, self.dtype = stream, layout, np.dtype(dtype)
+        s = stream.shape
+        self.shape = (s[0], s[2], s[3], s[1]) if layout == "nchw" else tuple(s)
+        self.ndim = 4
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, sel) -> np.ndarray:
+        if not isinstance(sel, slice) or sel.step not in (None, 1):
+            raise TypeError("Batches supports [lo:hi] only")
+        lo, hi, _ = sel.indices(self.shape[0])
+        chunk = self.stream.read(lo, hi)
+        if self.layout == "nchw":
+            chunk = chunk.transpose(0, 2, 3, 1)
+        return np.ascontiguousarray(chunk, dtype=self.dtype)
+
+
+@dataclass
+class LayerCall:
+    """A fully resolved layer call, every array NHWC in the compute dtype.
+
+    Attributes
+    ----------
+    kind : {"conv", "pool"}
+    A_prev : ndarray (m, n_H_prev, n_W_prev, n_C_prev), or Batches when streaming
+    W : ndarray (f_h, f_w, n_C_prev // groups, n_C) or None (pool)
+    b : ndarray (n_C,) or None (no bias given, or pool)
+    params : ConvParams or PoolParams
+    grad : ndarray (m, n_H, n_W, n_C), Batches when streaming, or None
+    layout : {"nhwc", "nchw"}
+        The user's layout: inputs were converted from it, results go back to it.
+    notes : list of str
+    geometry : WindowGeometry
+    dtype : numpy.dtype
+        The compute dtype.
+    inputs : dict
+        Per input name: ``{"source": ref, "shape": stored shape, "dtype": stored dtype}``.
+    """
+
+    kind: str
+    A_prev: object
+    W: Optional[np.ndarray]
+    b: Optional[np.ndarray]
+    params: Union[ConvParams, PoolParams]
+    grad: object
+    layout: str
+    notes: List[str] = field(default_factory=list)
+    geometry: Optional[WindowGeometry] = None
+    dtype: np.dtype = np.dtype(np.float64)
+    inputs: Dict[str, dict] = field(default_factory=dict)
+    pad_spec: object = None
+    bias_shape: Optional[tuple] = None
+    _streams: list = field(default_factory=list, repr=False)
+
+    @property
+    def out_shape(self) -> tuple:
+        """NHWC shape of the forward output."""
+        m, _, _, c = self.A_prev.shape
+        n_C = self.W.shape[3] if self.kind == "conv" else c
+        return (m,) + tuple(self.geometry.out_hw) + (n_C,)
+
+    def to_user(self, name: str, arr: np.ndarray) -> np.ndarray:
+        """A result (NHWC / engine layout) in the user's layout: ``name`` is Z, A, dA_prev, dW or db."""
+        if name == "db":
+            return arr.reshape(self.bias_shape or arr.shape)
+        if self.layout != "nchw":
+            return arr
+        return arr.transpose(3, 2, 0, 1) if name == "dW" else arr.transpose(0, 3, 1, 2)
+
+    def hyperparameters(self) -> dict:
+        """Resolved hyperparameters as plain Python values (for JSON and HDF5 attributes)."""
+        p, g = self.params, self.geometry
+        hp = {"layer": self.kind, "layout": self.layout}
+        if self.kind == "pool":
+            hp.update(f=list(p.f), mode=p.mode)
+        else:
+            hp["f"] = list(g.kernel)
+        hp.update(stride=list(p.stride), pad=list(g.pads), dilation=list(p.dilation))
+        if self.kind == "conv":
+            hp["groups"] = p.groups
+        else:
+            hp.update(ceil_mode=p.ceil_mode, count_include_pad=p.count_include_pad)
+        return hp
+
+    def close(self) -> None:
+        """Close files kept open for streaming."""
+        for s in self._streams:
+            s.close()
+        self._streams.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _word(value, name: str, allowed) -> str:
+    word = str(value).strip().lower()
+    if word not in allowed:
+        raise HyperparameterError(f"{name} must be {' or '.join(repr(a) for a in allowed)}, got {value!r}")
+    return word
+
+
+def _layout_shape(shape_nhwc, layout: str, what: str) -> tuple:
+    """An NHWC shape written in the user's layout, for messages."""
+    if layout != "nchw":
+        return tuple(shape_nhwc)
+    if what == "W":
+        kh, kw, c, n = shape_nhwc
+        return (n, c, kh, kw)
+    m, h, w, c = shape_nhwc
+    return (m, c, h, w)
+
+
+def resolve_layer(source: Optional[str], *, stream: bool = False, **options) -> LayerCall:
+    """Resolve SOURCE and the layer options into a :class:`LayerCall`.
+
+    Parameters
+    ----------
+    source : str
+        A case file (``.h5``/``.npz`` holding ``A_prev``) or an array reference for ``A_prev``.
+    stream : bool
+        Return ``A_prev`` and ``grad`` as :class:`Batches` read lazily (HDF5 and .npy stay on disk).
+        Call ``close()`` (or use the call as a context manager) when done.
+    **options
+        Any of :data:`OPTION_KEYS`, None meaning "not given": layer, weights, bias, f, stride,
+        pad, dilation, groups, mode, ceil_mode, count_include_pad, layout, dtype, grad.
+
+    Returns
+    -------
+    LayerCall
+
+    Raises
+    ------
+    InputError
+        Unreadable arrays, refused dtypes, no source, several arrays from stdin, unknown dtype.
+    ShapeError
+        Wrong ndim, channel / bias / groups / grad shape mismatches.
+    HyperparameterError
+        Bad hyperparameter values or words, options that do not apply to the layer kind.
+    """
+    unknown = set(options) - set(OPTION_KEYS)
+    if unknown:
+        raise TypeError(f"resolve_layer got unknown options {sorted(unknown)}")
+    opts = {k: options.get(k) for k in OPTION_KEYS}
+    if source is None:
+        raise InputError("no SOURCE given: a case file or an array reference for A_prev")
+    stdin_users = [n for n, v in [("SOURCE", source), ("--weights", opts["weights"]),
+                                  ("--bias", opts["bias"]), ("--grad", opts["grad"])] if v == "-"]
+    if len(stdin_users) > 1:
+        raise InputError(f"only one array can come from standard input ('-'); got it for {' and '.join(stdin_users)}")
+
+    attrs, refs = ({}, {"A_prev": source})
+    if arrays.is_case(source):
+        attrs, refs = arrays.case_refs(source)
+    unknown_attrs = set(attrs) - set(arrays.CASE_KEYS) - {"dtype", "command"}
+    del unknown_attrs  # foreign attributes (notes, provenance) are allowed and ignored
+
+    def pick(key):
+        return opts[key] if opts[key] is not None else attrs.get(key)
+
+    if opts["weights"] is not None:
+        refs["W"] = opts["weights"]
+    if opts["bias"] is not None:
+        refs["b"] = opts["bias"]
+
+    kind = pick("layer")
+    if kind is not None:
+        kind = _word(kind, "--layer" if opts["layer"] is not None else "the case's layer", ("conv", "pool"))
+    elif "W" in refs:
+        kind = "conv"
+    elif pick("f") is not None or pick("mode") is not None:
+        kind = "pool"
+    else:
+        raise HyperparameterError("cannot tell the layer kind: give --layer conv|pool, --weights (conv) or --f (pool)")
+    grad_key = "dZ" if kind == "conv" else "dA"
+    if opts["grad"] is not None:
+        refs[grad_key] = opts["grad"]
+
+    misplaced = _CONV_ONLY if kind == "pool" else _POOL_ONLY
+    for key, flag in misplaced.items():
+        if opts[key] is not None:
+            raise HyperparameterError(f"{flag} applies to {'conv' if kind == 'pool' else 'pooling'} layers only; "
+                                      f"this is a {kind} layer")
+    layout = _word(pick("layout") or "nhwc", "--layout", ("nhwc", "nchw"))
+    target = arrays.compute_dtype_for(opts["dtype"])
+
+    call = LayerCall(kind=kind, A_prev=None, W=None, b=None, params=None, grad=None, layout=layout, dtype=target)
+    try:
+        _fill(call, refs, pick, opts, stream)
+    except BaseException:
+        call.close()
+        raise
+    return call
+
+
+def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict):
+    """Load one input, record where it came from, refuse anything but 4-D for the big ones."""
+    role = {"A_prev": "A_prev", "W": "--weights", "b": "--bias"}.get(name, "--grad")
+    if stream and name in ("A_prev", "dZ", "dA"):
+        s = arrays.open_array(ref)
+        call._streams.append(s)
+        shape, dtype, value = s.shape, s.dtype, s
+    else:
+        value = arrays.load_array(ref, role=role)
+        shape, dtype = value.shape, value.dtype
+    call.inputs[name] = {"source": ref, "shape": list(shape), "dtype": str(dtype)}
+    stored[name] = dtype
+    if name != "b" and len(shape) != 4:
+        expect = {"A_prev": "(m, C, H, W)" if call.layout == "nchw" else "(m, n_H_prev, n_W_prev, n_C_prev)",
+                  "W": "(C_out, C_in/groups, kH, kW)" if call.layout == "nchw" else "(f, f, n_C_prev/groups, n_C)"}
+        want = expect.get(name, "the forward output's 4-D shape")
+        raise ShapeError(f"{name} from {ref!r} must be 4-D {want}, got shape {tuple(shape)}")
+    return value
+
+
+def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool) -> None:
+    stored: dict = {}
+    layout, target = call.layout, call.dtype
+    A_src = _load(call, "A_prev", refs["A_prev"], stream, stored)
+    if isinstance(A_src, arrays.ArrayStream):
+        call.A_prev = Batches(A_src, layout, target)
+    else:
+        A = A_src.transpose(0, 2, 3, 1) if layout == "nchw" else A_src
+        call.A_prev = np.ascontiguousarray(A, dtype=target)
+    m, H, Wd, C = call.A_prev.shape
+    if min(m, H, Wd, C) < 1:
+        raise ShapeError(f"A_prev from {refs['A_prev']!r} has an empty axis: shape {tuple(call.inputs['A_prev']['shape'])}")
+
+    if call.kind == "conv":
+        if "W" not in refs:
+            raise InputError("a conv layer needs filters: give --weights ARRAY (or a case file with W)")
+        W = _load(call, "W", refs["W"], False, stored)
+        W = W.transpose(2, 3, 1, 0) if layout == "nchw" else W
+        call.W = np.ascontiguousarray(W, dtype=target)
+        kh, kw, c_g, n_C = call.W.shape
+        if min(call.W.shape) < 1:
+            raise ShapeError(f"W from {refs['W']!r} has an empty axis: shape {tuple(call.inputs['W']['shape'])}")
+        groups = check_groups(C, n_C, pick("groups") if pick("groups") is not None else 1)
+        if c_g * groups != C:
+            want = _layout_shape((kh, kw, C // groups, n_C), layout, "W")
+            raise ShapeError(f"W from {refs['W']!r} has {c_g} input channel(s) per group but A_prev has {C} channel(s) "
+                             f"with groups={groups}: expected W of shape {want}")
+        f = pick("f")
+        call.params = ConvParams(stride=pick("stride") if pick("stride") is not None else 1,
+                                 pad=pick("pad") if pick("pad") is not None else 0,
+                                 dilation=pick("dilation") if pick("dilation") is not None else 1, groups=groups)
+        if opts["f"] is not None:
+            from ..engine.geometry import as_pair
+
+            if as_pair(f, "--f") != (kh, kw):
+                raise ShapeError(f"--f {f} disagrees with the {kh}x{kw} kernel of W from {refs['W']!r}")
+        call.geometry = call.params.geometry((H, Wd), (kh, kw))
+        if "b" in refs:
+            b = _load(call, "b", refs["b"], False, stored)
+            if b.shape not in ((n_C,), (1, 1, 1, n_C)):
+                raise ShapeError(f"b from {refs['b']!r} has shape {b.shape}; expected ({n_C},) or (1, 1, 1, {n_C}) "
+                                 f"to match W's {n_C} filter(s)")
+            call.bias_shape = b.shape
+            call.b = np.ascontiguousarray(b.reshape(n_C), dtype=target)
+        else:
+            call.notes.append("no bias given: b = 0")
+            call.bias_shape = (n_C,)
+    else:
+        if pick("f") is None:
+            raise HyperparameterError("a pool layer needs a window size: give --f F (e.g. --f 2)")
+        call.params = PoolParams(f=pick("f"), stride=pick("stride"),
+                                 pad=pick("pad") if pick("pad") is not None else 0,
+                                 dilation=pick("dilation") if pick("dilation") is not None else 1,
+                                 mode=pick("mode") if pick("mode") is not None else "max",
+                                 ceil_mode=bool(pick("ceil_mode")) if pick("ceil_mode") is not None else False,
+                                 count_include_pad=(bool(pick("count_include_pad"))
+                                                    if pick("count_include_pad") is not None else True))
+        call.geometry = call.params.geometry((H, Wd))
+    pad = pick("pad")
+    call.pad_spec = "same" if isinstance(pad, str) and pad.strip().lower() == "same" else None
+
+    grad_key = "dZ" if call.kind == "conv" else "dA"
+    if grad_key in refs:
+        g_src = _load(call, grad_key, refs[grad_key], stream, stored)
+        g_shape = call.inputs[grad_key]["shape"]
+        g_nhwc = (g_shape[0], g_shape[2], g_shape[3], g_shape[1]) if layout == "nchw" else tuple(g_shape)
+        if g_nhwc != call.out_shape:
+            raise ShapeError(f"{grad_key} from {refs[grad_key]!r} has shape {tuple(g_shape)}; expected the forward "
+                             f"output's shape {_layout_shape(call.out_shape, layout, grad_key)}")
+        if isinstance(g_src, arrays.ArrayStream):
+            call.grad = Batches(g_src, layout, target)
+        else:
+            g = g_src.transpose(0, 2, 3, 1) if layout == "nchw" else g_src
+            call.grad = np.ascontiguousarray(g, dtype=target)
+    note = arrays.dtype_note(stored, target, opts["dtype"])
+    if note:
+        call.notes.insert(0, note)

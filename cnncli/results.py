@@ -1,0 +1,292 @@
+"""Atomic writing of results to ``.npy``, ``.npz``, ``.h5`` or standard output.
+
+Every output is first written to a temporary file next to its destination and
+renamed into place only when everything succeeded, so an error or Ctrl-C never
+leaves a partial file and never touches an existing one. Arrays can be written
+whole (:meth:`ResultWriter.put`) or streamed batch slice by batch slice
+(:meth:`ResultWriter.create` then ``.write(chunk)``), which keeps memory bounded.
+Knows nothing of terminals.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import zipfile
+from typing import Dict, Optional
+
+import numpy as np
+
+from .errors import OutputError
+
+FORMATS = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5"}
+
+
+def output_kind(path: str) -> str:
+    """"npy", "npz", "h5" or "stdout" for an ``-o`` value.
+
+    Raises
+    ------
+    OutputError
+        Unknown extension.
+    """
+    if path == "-":
+        return "stdout"
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in FORMATS:
+        raise OutputError(f"-o {path!r}: unknown output type {ext or '(no extension)'!r}; "
+                          "expected .npy, .npz, .h5/.hdf5 or - (stdout)")
+    return FORMATS[ext]
+
+
+def check_destination(path: str, force: bool) -> str:
+    """Validate an output path before any work is done; return its kind.
+
+    Raises
+    ------
+    OutputError
+        Unknown extension, missing folder, a folder in the way, or an existing file without ``force``.
+    """
+    kind = output_kind(path)
+    if kind == "stdout":
+        return kind
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise OutputError(f"-o {path!r}: folder {os.path.dirname(path) or folder!r} does not exist")
+    if os.path.isdir(path):
+        raise OutputError(f"-o {path!r} is a folder; give a file name ending in .npy, .npz or .h5")
+    if os.path.lexists(path) and not force:
+        raise OutputError(f"-o {path!r} exists; use --force to overwrite it")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"-o {path!r}: folder {folder!r} is not writable")
+    return kind
+
+
+def _npy_header(shape, dtype) -> dict:
+    return {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+            "shape": tuple(int(s) for s in shape)}
+
+
+class _NpyStream:
+    """An .npy file written front to back: header first, then rows in order."""
+
+    def __init__(self, path: str, shape, dtype):
+        self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
+        self._fp = open(path, "wb")
+        np.lib.format.write_array_header_2_0(self._fp, _npy_header(shape, dtype))
+        self._rows = 0
+
+    def write(self, chunk) -> None:
+        chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
+        if chunk.shape[1:] != self.shape[1:] or self._rows + chunk.shape[0] > self.shape[0]:
+            raise ValueError(f"chunk {chunk.shape} does not fit {self.shape} at row {self._rows}")
+        self._fp.write(memoryview(chunk.reshape(-1)).cast("B"))
+        self._rows += chunk.shape[0]
+
+    def close(self) -> None:
+        if not self._fp.closed:
+            self._fp.close()
+        if self._rows != (self.shape[0] if self.shape else 0):
+            raise ValueError(f"{self.path}: wrote {self._rows} of {self.shape[0]} rows")
+
+
+class _H5Stream:
+    def __init__(self, ds):
+        self._ds, self._rows = ds, 0
+
+    def write(self, chunk) -> None:
+        n = chunk.shape[0]
+        self._ds[self._rows:self._rows + n] = chunk
+        self._rows += n
+
+    def close(self) -> None:
+        pass
+
+
+class ResultWriter:
+    """Write named result arrays to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str
+        ``.npy`` (only ``main`` is written), ``.npz`` / ``.h5`` (every result by
+        name), or ``-`` (``main`` as ``.npy`` bytes on standard output).
+    main : str
+        Name of the main result.
+    attrs : dict, optional
+        Written as HDF5 root attributes (``.h5`` only); None values are skipped.
+    force : bool
+        Replace an existing file.
+
+    Raises
+    ------
+    OutputError
+        On construction, as :func:`check_destination`.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> out = os.path.join(tempfile.mkdtemp(), "z.npy")
+    >>> with ResultWriter(out, main="Z") as w:
+    ...     s = w.create("Z", (2, 3), "float64")
+    ...     s.write(np.zeros((1, 3))); s.write(np.ones((1, 3)))
+    >>> np.load(out).tolist()
+    [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+    """
+
+    def __init__(self, path: str, *, main: str, attrs: Optional[dict] = None, force: bool = False):
+        self.path, self.main, self.force = path, main, force
+        self.kind = check_destination(path, force)
+        self.attrs = {k: v for k, v in (attrs or {}).items() if v is not None}
+        self._streams: Dict[str, object] = {}
+        self._tmp: Optional[str] = None
+        self._tmpdir: Optional[str] = None
+        self._h5 = None
+
+    # -- lifecycle
+    def __enter__(self):
+        if self.kind == "stdout":
+            self._tmpdir = tempfile.mkdtemp(prefix="cnncli-")
+        else:
+            folder = os.path.dirname(os.path.abspath(self.path))
+            base = os.path.basename(self.path)
+            fd, self._tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".part", dir=folder)
+            os.close(fd)
+            if self.kind == "npz":
+                self._tmpdir = tempfile.mkdtemp(prefix=f".{base}.", suffix=".parts", dir=folder)
+            elif self.kind == "h5":
+                import h5py
+
+                self._h5 = h5py.File(self._tmp, "w")
+                for k, v in self.attrs.items():
+                    self._h5.attrs[k] = np.asarray(v) if isinstance(v, (tuple, list)) else v
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self._commit()
+        finally:
+            self._cleanup()
+        return False
+
+    def wants(self, name: str) -> bool:
+        """Whether ``name`` is written at all (``.npy`` and stdout keep only ``main``)."""
+        return name == self.main or self.kind in ("npz", "h5")
+
+    def create(self, name: str, shape, dtype):
+        """Start streaming result ``name``; returns an object with ``write(chunk)``
+        taking consecutive slices along axis 0, or None when ``name`` is not written."""
+        if not self.wants(name):
+            return None
+        if name in self._streams:
+            raise ValueError(f"result {name!r} written twice")
+        if self.kind == "h5":
+            ds = self._h5.create_dataset(name, shape=tuple(shape), dtype=np.dtype(dtype))
+            stream = _H5Stream(ds)
+        else:
+            target = self._tmp if self.kind == "npy" else os.path.join(self._tmpdir, f"{name}.npy")
+            stream = _NpyStream(target, shape, dtype)
+        self._streams[name] = stream
+        return stream
+
+    def put(self, name: str, array) -> None:
+        """Write a whole result array (ignored when ``name`` is not written)."""
+        array = np.asarray(array)
+        if self.kind == "h5" and self.wants(name):
+            self._streams[name] = _H5Stream(self._h5.create_dataset(name, data=array))
+            return
+        stream = self.create(name, array.shape or (), array.dtype)
+        if stream is None:
+            return
+        if array.ndim == 0:
+            stream._fp.write(array.tobytes())
+            stream._rows = 0
+        else:
+            stream.write(array)
+
+    # -- commit / cleanup
+    def _commit(self) -> None:
+        for stream in self._streams.values():
+            stream.close()
+        if self.main not in self._streams:
+            raise ValueError(f"main result {self.main!r} was never written")
+        if self.kind == "h5":
+            self._h5.close()
+            self._h5 = None
+        elif self.kind == "npz":
+            with zipfile.ZipFile(self._tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+                for name in self._streams:
+                    z.write(os.path.join(self._tmpdir, f"{name}.npy"), arcname=f"{name}.npy")
+        elif self.kind == "stdout":
+            out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
+            with open(os.path.join(self._tmpdir, f"{self.main}.npy"), "rb") as fp:
+                shutil.copyfileobj(fp, out, 1 << 20)
+            out.flush()
+            return
+        self._place()
+
+    def _place(self) -> None:
+        """Rename the finished temp file into place (never clobbering without force)."""
+        if self.force:
+            os.replace(self._tmp, self.path)
+        else:
+            try:
+                os.link(self._tmp, self.path)  # fails if the path appeared meanwhile: no clobber
+            except FileExistsError:
+                raise OutputError(f"-o {self.path!r} exists; use --force to overwrite it") from None
+            except OSError:  # filesystems without hard links
+                if os.path.lexists(self.path):
+                    raise OutputError(f"-o {self.path!r} exists; use --force to overwrite it") from None
+                os.replace(self._tmp, self.path)
+                self._tmp = None
+                return
+            os.unlink(self._tmp)
+        self._tmp = None
+
+    def _cleanup(self) -> None:
+        for stream in self._streams.values():
+            fp = getattr(stream, "_fp", None)
+            if fp is not None and not fp.closed:
+                fp.close()
+        if self._h5 is not None:
+            try:
+                self._h5.close()
+            except Exception:
+                pass
+            self._h5 = None
+        if self._tmp is not None and os.path.exists(self._tmp):
+            os.unlink(self._tmp)
+        self._tmp = None
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+
+def write_results(path: str, results: Dict[str, np.ndarray], *, main: str,
+                  attrs: Optional[dict] = None, force: bool = False) -> None:
+    """Write results atomically: ``.npy`` gets ``main``, ``.npz``/``.h5`` all by name, ``-`` stdout.
+
+    Parameters
+    ----------
+    path : str
+        Output file or ``-``.
+    results : dict of str to ndarray
+        Named results, e.g. ``{"dA_prev": ..., "dW": ..., "db": ...}``.
+    main : str
+        The result written to ``.npy`` and stdout.
+    attrs : dict, optional
+        HDF5 root attributes (hyperparameters).
+    force : bool
+        Overwrite an existing file.
+
+    Raises
+    ------
+    OutputError
+        Bad extension, missing folder, or the file exists without ``force``.
+    """
+    with ResultWriter(path, main=main, attrs=attrs, force=force) as writer:
+        for name, array in results.items():
+            writer.put(name, array)
