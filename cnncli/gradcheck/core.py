@@ -1,0 +1,370 @@
+"""The gradient checker: numerical vs analytical gradients, and its result objects.
+
+Works on a *problem* (see :mod:`cnncli.gradcheck.problems`): named float64
+inputs, their analytical gradients, and batched loss differences under
+perturbations. Knows nothing of terminals; progress is a callback.
+
+Metrics per gradient (over the checked, non-kink elements):
+
+- relative error ``||a - n|| / (||a|| + ||n||)`` (0 when both are 0); passes at ``<= tol``;
+- max absolute error and the worst element with both values;
+- the count of elements failing ``|a - n| <= 10*tol*max|n| + 100*tol*|n|``.
+
+A gradient passes when its relative error is within ``tol`` and no element fails.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+
+from ..errors import HyperparameterError
+from .sampling import stratified_indices
+
+METHODS = ("auto", "full", "fast", "sample")
+DEFAULT_EPS = 1e-6
+DEFAULT_TOL = 1e-7
+DEFAULT_SAMPLES = 256
+#: ``auto`` checks every element when the inputs hold at most this many values.
+AUTO_FULL_LIMIT = 4096
+#: ``fast`` localizes a failing tensor elementwise in full up to this size, else by a sample.
+LOCALIZE_FULL_LIMIT = 20000
+FAST_DIRECTIONS = 3
+TOP_OFFENDERS = 5
+
+GRADIENT_NAMES = {"A_prev": "dA_prev", "W": "dW", "b": "db"}
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Offender:
+    """One checked element: its index (in the input's own shape) and both derivatives."""
+
+    index: Tuple[int, ...]
+    analytical: float
+    numerical: float
+
+    @property
+    def abs_error(self) -> float:
+        return abs(self.analytical - self.numerical)
+
+    def to_dict(self) -> dict:
+        return {"index": list(self.index), "analytical": _num(self.analytical),
+                "numerical": _num(self.numerical), "abs_error": _num(self.abs_error)}
+
+
+@dataclass(frozen=True)
+class GradientResult:
+    """Verdict and metrics for one gradient (``dA_prev``, ``dW`` or ``db``).
+
+    Attributes
+    ----------
+    name : str
+        ``"dA_prev"``, ``"dW"`` or ``"db"``.
+    shape : tuple of int
+        Shape of the gradient (the input's shape, in the caller's layout).
+    axes : str
+        One letter per axis, e.g. ``"mhwc"``, ``"mchw"``, ``"hwio"``, ``"c"``.
+    method : str
+        ``"full"``, ``"sample"``, ``"fast"``, ``"fast+sample"`` or ``"fast+full"``
+        (a failing fast check localized elementwise).
+    relative_error, max_abs_error : float
+    checked : int
+        Elements compared elementwise (0 for a fast check that passed).
+    directions : int
+        Random directions compared (fast method).
+    kinks : int
+        Elements excluded as kinks of max pooling (or left unchanged by eps).
+    failing : int
+        Checked elements failing the elementwise test.
+    passed : bool
+    worst : Offender or None
+    top : tuple of Offender
+        The largest errors, worst first.
+    errors : ndarray or None
+        ``|a - n|`` in the gradient's shape, NaN where not checked (for heatmaps).
+    """
+
+    name: str
+    shape: Tuple[int, ...]
+    axes: str
+    method: str
+    relative_error: float
+    max_abs_error: float
+    checked: int
+    directions: int
+    kinks: int
+    failing: int
+    passed: bool
+    worst: Optional[Offender] = None
+    top: Tuple[Offender, ...] = ()
+    errors: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        """The JSON entry of this gradient (SPEC: name, relative_error, ... passed)."""
+        return {
+            "name": self.name, "shape": list(self.shape), "method": self.method,
+            "relative_error": _num(self.relative_error), "max_abs_error": _num(self.max_abs_error),
+            "worst_index": list(self.worst.index) if self.worst else None,
+            "worst_analytical": _num(self.worst.analytical) if self.worst else None,
+            "worst_numerical": _num(self.worst.numerical) if self.worst else None,
+            "checked": self.checked, "directions": self.directions, "kinks": self.kinks,
+            "failing": self.failing, "passed": self.passed,
+            "top": [o.to_dict() for o in self.top],
+        }
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Result of checking one layer call.
+
+    Attributes
+    ----------
+    layer : str
+        ``"conv"`` or ``"pool"``.
+    method, eps, tol, seed
+        The settings used (``method`` as asked; each gradient says what ran).
+    gradients : tuple of GradientResult
+    notes : tuple of str
+        Things the user should know (dtype promotion, eps too small, ...).
+    label : str
+        A name for the configuration (battery cases).
+    params : dict
+        The hyperparameters, for reports.
+    """
+
+    layer: str
+    method: str
+    eps: float
+    tol: float
+    seed: Optional[int]
+    gradients: Tuple[GradientResult, ...]
+    notes: Tuple[str, ...] = ()
+    label: str = ""
+    params: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gradients)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict: ``{"passed", "layer", ..., "gradients": [...]}``."""
+        d = {"passed": self.passed, "layer": self.layer}
+        if self.label:
+            d["label"] = self.label
+        d.update({"params": self.params, "method": self.method, "eps": self.eps, "tol": self.tol,
+                  "seed": self.seed, "gradients": [g.to_dict() for g in self.gradients],
+                  "notes": list(self.notes)})
+        return d
+
+
+def _num(x) -> Optional[float]:
+    """A float for JSON (NaN and inf become None: JSON has no such numbers)."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def check_problem(problem, *, method: str = "auto", samples: Optional[int] = None, eps: float = DEFAULT_EPS,
+                  tol: float = DEFAULT_TOL, seed: Optional[int] = 0, progress: Optional[Progress] = None,
+                  label: str = "", params: Optional[dict] = None, notes=()) -> CheckResult:
+    """Check every input of ``problem``; see the module docstring for the metrics.
+
+    Parameters
+    ----------
+    problem : ConvProblem or PoolProblem (or any object with the same methods)
+    method : {"auto", "full", "fast", "sample"}
+    samples : int, optional
+        Elements per tensor for ``sample`` (and ``auto``'s sample); default 256.
+    eps : float
+        Step of the central differences, relative to a tensor's largest magnitude
+        when that exceeds 1 (so large-valued inputs, e.g. images in 0..255, are
+        not drowned in rounding).
+    tol : float
+        Pass threshold of the relative error.
+    seed : int or None
+        Seed of the random directions and samples.
+    progress : callable(done, total), optional
+
+    Returns
+    -------
+    CheckResult
+
+    Raises
+    ------
+    HyperparameterError
+        Unknown method, non-positive eps/tol/samples.
+    """
+    method, samples = validate_settings(method, samples, eps, tol)
+    rng = np.random.default_rng(seed)
+    analytical = problem.analytical()
+    total_values = sum(problem.inputs[n].size for n in problem.names)
+    if method == "auto":
+        method_used = "full" if total_values <= AUTO_FULL_LIMIT else "fast+sample"
+    else:
+        method_used = method
+    tracker = _Tracker(progress)
+    notes = list(notes)
+    results = []
+    for name in problem.names:
+        x, grad = problem.inputs[name], analytical[name]
+        h = eps * max(1.0, float(np.max(np.abs(x))) if x.size else 1.0)
+        kinks = problem.kinks(name, h)
+        stuck = ((x + h) == x) | ((x - h) == x)
+        if stuck.any():
+            notes.append(f"{int(stuck.sum())} element(s) of {name} do not change under eps={eps:g} "
+                         f"(x + eps == x); they are skipped: use a larger --eps")
+        excluded = stuck if kinks is None else (stuck | kinks)
+        results.append(_check_tensor(problem, name, x, grad, h, excluded, method_used, samples, tol, rng, tracker))
+    return CheckResult(problem.layer, method, eps, tol, seed, tuple(results), tuple(notes), label, params or {})
+
+
+def validate_settings(method: str, samples, eps: float, tol: float):
+    """Check the checker's settings; return ``(method, samples)`` with defaults filled in."""
+    if method not in METHODS:
+        raise HyperparameterError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if samples is None:
+        samples = DEFAULT_SAMPLES
+    if int(samples) < 1:
+        raise HyperparameterError(f"samples must be >= 1, got {samples}")
+    if not (eps > 0 and math.isfinite(eps)):
+        raise HyperparameterError(f"eps must be a positive number, got {eps}")
+    if not (tol > 0 and math.isfinite(tol)):
+        raise HyperparameterError(f"tol must be a positive number, got {tol}")
+    return method, int(samples)
+
+
+class _Tracker:
+    """Cumulative progress over a total that may grow (a failing fast check localizes)."""
+
+    def __init__(self, callback: Optional[Progress]):
+        self.callback, self.done, self.total = callback, 0, 0
+
+    def plan(self, n: int) -> None:
+        self.total += n
+        if self.callback:
+            self.callback(self.done, self.total)
+
+    def tick(self, n: int) -> None:
+        self.done += n
+        if self.callback:
+            self.callback(self.done, self.total)
+
+
+def _check_tensor(problem, name, x, grad, h, excluded, method, samples, tol, rng, tracker) -> GradientResult:
+    kinks = int(excluded.sum())
+    if method == "full":
+        idx = np.flatnonzero(~excluded)
+        return _elementwise(problem, name, x, grad, h, idx, kinks, "full", tol, tracker)
+    if method == "sample":
+        idx = stratified_indices(x.shape, name, samples, rng, excluded)
+        return _elementwise(problem, name, x, grad, h, idx, kinks, "sample", tol, tracker)
+    fast = _directional(problem, name, x, grad, h, excluded, tol, rng, tracker)
+    if not fast.passed:  # localize the disagreement elementwise on this tensor
+        n_ok = x.size - kinks
+        if n_ok <= LOCALIZE_FULL_LIMIT:
+            idx, how = np.flatnonzero(~excluded), "fast+full"
+        else:
+            idx, how = stratified_indices(x.shape, name, max(samples, 4 * DEFAULT_SAMPLES), rng, excluded), "fast+sample"
+        local = _elementwise(problem, name, x, grad, h, idx, kinks, how, tol, tracker)
+        return _merge(fast, local, how, passed=False)
+    if method == "fast+sample":
+        idx = stratified_indices(x.shape, name, samples, rng, excluded)
+        local = _elementwise(problem, name, x, grad, h, idx, kinks, "fast+sample", tol, tracker)
+        return _merge(fast, local, "fast+sample", passed=local.passed)
+    return fast
+
+
+def _merge(fast: GradientResult, local: GradientResult, how: str, passed: bool) -> GradientResult:
+    return GradientResult(
+        fast.name, local.shape, local.axes, how, max(fast.relative_error, local.relative_error),
+        max(fast.max_abs_error, local.max_abs_error), local.checked, fast.directions, local.kinks,
+        local.failing, passed, local.worst, local.top, local.errors)
+
+
+def _axes(name: str, ndim: int) -> str:
+    return {"A_prev": "mhwc", "W": "hwio", "b": "c"}.get(name, "abcdefgh"[:ndim])
+
+
+def _elementwise(problem, name, x, grad, h, idx, kinks, how, tol, tracker) -> GradientResult:
+    """Central differences of the elements ``idx`` (flat) of input ``name``."""
+    idx = np.asarray(idx, dtype=np.int64)
+    tracker.plan(len(idx))
+    xs = x.reshape(-1)[idx]
+    plus, minus = xs + h, xs - h
+    diff = problem.differences(name, idx, plus, minus, tracker.tick) if len(idx) else np.empty(0)
+    numerical = diff / (plus - minus)  # the step actually taken, not 2h: rounding of x+h is exact here
+    analytical = grad.reshape(-1)[idx]
+    return gradient_metrics(GRADIENT_NAMES.get(name, name), grad.shape, _axes(name, grad.ndim), how,
+                            idx, analytical, numerical, kinks, tol)
+
+
+def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, tol) -> GradientResult:
+    """Build a :class:`GradientResult` from elementwise analytical/numerical values at flat ``idx``."""
+    a, n = np.asarray(analytical, dtype=np.float64), np.asarray(numerical, dtype=np.float64)
+    err = np.abs(a - n)
+    rel = _relative_error(a, n)
+    finite_n = np.abs(n[np.isfinite(n)])
+    scale = float(finite_n.max()) if finite_n.size else 0.0
+    bad = ~(err <= 10 * tol * scale + 100 * tol * np.abs(n))  # NaN counts as failing
+    errors = np.full(shape, np.nan)
+    errors.reshape(-1)[idx] = np.where(np.isfinite(err), err, np.inf)
+    rank = np.argsort(-np.where(np.isfinite(err), err, np.inf), kind="stable")[:TOP_OFFENDERS]
+    top = tuple(Offender(tuple(int(v) for v in np.unravel_index(idx[r], shape)), float(a[r]), float(n[r]))
+                for r in rank)
+    max_abs = float(np.max(np.where(np.isfinite(err), err, np.inf))) if err.size else 0.0
+    failing = int(bad.sum())
+    return GradientResult(name, tuple(shape), axes, how, rel, max_abs, int(len(idx)), 0, int(kinks), failing,
+                          bool(rel <= tol and failing == 0), top[0] if top else None, top, errors)
+
+
+def _relative_error(a: np.ndarray, n: np.ndarray) -> float:
+    denom = float(np.linalg.norm(a) + np.linalg.norm(n))
+    if not math.isfinite(denom):
+        return math.nan
+    return float(np.linalg.norm(a - n)) / denom if denom > 0 else 0.0
+
+
+def _directional(problem, name, x, grad, h, excluded, tol, rng, tracker) -> GradientResult:
+    """Compare ``<grad, d>`` with the central difference along random directions d.
+
+    Directions are uniform in [-1, 1] (so ``max|d| <= 1``, which the kink
+    threshold assumes) and zero on excluded elements.
+    """
+    tracker.plan(FAST_DIRECTIONS)
+    D = rng.uniform(-1.0, 1.0, size=(FAST_DIRECTIONS,) + x.shape)
+    D[:, excluded] = 0.0
+    diff = problem.directional(name, D, h, tracker.tick)
+    numerical = diff / (2 * h)
+    analytical = np.einsum("pi,i->p", D.reshape(FAST_DIRECTIONS, -1), grad.reshape(-1))
+    err = np.abs(analytical - numerical)
+    rel = _relative_error(analytical, numerical)
+    scale = float(np.max(np.abs(numerical))) if numerical.size else 0.0
+    failing = int(np.sum(~(err <= 10 * tol * scale + 100 * tol * np.abs(numerical))))
+    return GradientResult(GRADIENT_NAMES.get(name, name), tuple(grad.shape), _axes(name, grad.ndim), "fast",
+                          rel, float(err.max()), 0, FAST_DIRECTIONS, int(excluded.sum()), 0,
+                          bool(rel <= tol and failing == 0))
+
+
+def relayout(result: CheckResult, perms: Dict[str, Tuple[Tuple[int, ...], str]]) -> CheckResult:
+    """Express a result computed in NHWC in another layout.
+
+    ``perms`` maps a gradient name to ``(axes permutation, axis letters)``; e.g.
+    ``{"dA_prev": ((0, 3, 1, 2), "mchw")}`` for NCHW inputs.
+    """
+    grads = []
+    for g in result.gradients:
+        if g.name not in perms:
+            grads.append(g)
+            continue
+        perm, axes = perms[g.name]
+        move = lambda o: Offender(tuple(o.index[p] for p in perm), o.analytical, o.numerical)  # noqa: E731
+        top = tuple(move(o) for o in g.top)
+        grads.append(GradientResult(
+            g.name, tuple(g.shape[p] for p in perm), axes, g.method, g.relative_error, g.max_abs_error,
+            g.checked, g.directions, g.kinks, g.failing, g.passed, top[0] if top else None, top,
+            None if g.errors is None else np.transpose(g.errors, perm)))
+    return CheckResult(result.layer, result.method, result.eps, result.tol, result.seed, tuple(grads),
+                       result.notes, result.label, result.params)

@@ -1,0 +1,177 @@
+"""Entry points: check the engine's gradients of one conv or pool layer call."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from ..engine import ConvParams, PoolParams
+from ..engine.layout import check_layout, nchw_to_nhwc, weights_nchw_to_nhwc
+from ..errors import InputError, ShapeError
+from .core import DEFAULT_EPS, DEFAULT_TOL, CheckResult, Progress, check_problem, relayout
+from .problems import ConvProblem, PoolProblem
+
+NCHW_PERMS = {"dA_prev": ((0, 3, 1, 2), "mchw"), "dW": ((3, 2, 0, 1), "oihw")}
+
+
+def _as_float64(x, name: str, notes: list) -> np.ndarray:
+    """A float64 *copy* of ``x`` (the caller's array is never touched), refusing non-finite values."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise InputError(f"{name} has dtype {x.dtype}; expected a numeric array (integer, bool or float)")
+    if x.dtype != np.float64:
+        notes.append(f"{name} ({x.dtype}) is checked in float64")
+    out = np.array(x, dtype=np.float64, copy=True)
+    if not np.all(np.isfinite(out)):
+        bad = int(np.sum(~np.isfinite(out)))
+        raise InputError(f"{name} contains {bad} NaN/inf value(s); gradients can only be checked at finite points")
+    return out
+
+
+def _upstream(grad, shape, seed, notes: list, layout: str, name: str) -> np.ndarray:
+    """The upstream gradient G in NHWC: ``grad`` if given, else standard normal from ``seed``."""
+    if grad is None:
+        return np.random.default_rng(seed).standard_normal(shape)
+    G = _as_float64(grad, name, notes)
+    if layout == "nchw" and G.ndim == 4:
+        G = np.ascontiguousarray(nchw_to_nhwc(G))
+    if G.shape != tuple(shape):
+        raise ShapeError(f"{name} must have the layer output's shape {tuple(shape)} (NHWC), got {G.shape}")
+    return G
+
+
+def gradcheck_conv(A_prev, W, b=None, params: Optional[ConvParams] = None, *, grad=None, layout: str = "nhwc",
+                   method: str = "auto", samples: Optional[int] = None, eps: float = DEFAULT_EPS,
+                   tol: float = DEFAULT_TOL, seed: Optional[int] = 0, progress: Optional[Progress] = None,
+                   label: str = "") -> CheckResult:
+    """Check the engine's convolution gradients dA_prev, dW, db against central differences.
+
+    The loss is ``L = sum(G * conv2d(A_prev, W, b))`` with ``G = grad`` or, when
+    omitted, a standard normal array drawn from ``seed``. Everything runs in
+    float64 on copies: the caller's arrays are never modified.
+
+    Parameters
+    ----------
+    A_prev : ndarray, shape (m, n_H_prev, n_W_prev, n_C_prev)
+        (``(m, C, H, W)`` with ``layout="nchw"``.)
+    W : ndarray, shape (f_h, f_w, n_C_prev // groups, n_C)
+        (PyTorch's ``(C_out, C_in/groups, kH, kW)`` with ``layout="nchw"``.)
+    b : ndarray, shape (n_C,) or (1, 1, 1, n_C), optional
+        Zeros when omitted.
+    params : ConvParams, optional
+    grad : ndarray, shape (m, n_H, n_W, n_C), optional
+        Upstream gradient (in ``layout``).
+    layout : {"nhwc", "nchw"}
+    method, samples, eps, tol, seed, progress
+        See :func:`cnncli.gradcheck.core.check_problem`.
+    label : str
+        Name of the configuration in reports.
+
+    Returns
+    -------
+    CheckResult
+        Gradients ``dA_prev``, ``dW``, ``db``; indices in ``layout``.
+
+    Raises
+    ------
+    ShapeError, HyperparameterError
+        As :func:`cnncli.engine.conv2d`, or ``grad`` of the wrong shape.
+    InputError
+        Non-numeric or non-finite inputs.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> r = gradcheck_conv(rng.normal(size=(2, 5, 5, 3)), rng.normal(size=(3, 3, 3, 4)),
+    ...                    params=ConvParams(pad=1), method="full")
+    >>> r.passed, [g.name for g in r.gradients]
+    (True, ['dA_prev', 'dW', 'db'])
+    """
+    params = params or ConvParams()
+    check_layout(layout)
+    notes: list = []
+    A = _as_float64(A_prev, "A_prev", notes)
+    Wt = _as_float64(W, "W", notes)
+    if layout == "nchw":
+        A, Wt = np.ascontiguousarray(nchw_to_nhwc(A)), np.ascontiguousarray(weights_nchw_to_nhwc(Wt))
+    if Wt.ndim != 4:
+        raise ShapeError(f"W must be 4-D, got shape {Wt.shape}")
+    n_C = Wt.shape[3]
+    if b is None:
+        bias = np.zeros(n_C)
+    else:
+        bias = _as_float64(b, "b", notes)
+        if bias.shape not in ((n_C,), (1, 1, 1, n_C)):
+            raise ShapeError(f"b must have shape ({n_C},) or (1, 1, 1, {n_C}) to match W, got {bias.shape}")
+        bias = bias.reshape(n_C)
+    from ..engine import conv2d  # validates every shape and hyperparameter once, with the engine's messages
+
+    out_shape = conv2d(A[:1], Wt, bias, params).shape[1:]
+    G = _upstream(grad, (A.shape[0],) + out_shape, seed, notes, layout, "the upstream gradient (--grad)")
+    problem = ConvProblem(A, Wt, bias, params, G)
+    result = check_problem(problem, method=method, samples=samples, eps=eps, tol=tol, seed=seed,
+                           progress=progress, label=label, params=_describe(params), notes=notes)
+    return relayout(result, NCHW_PERMS) if layout == "nchw" else result
+
+
+def gradcheck_pool(A_prev, params: Optional[PoolParams] = None, *, grad=None, layout: str = "nhwc",
+                   method: str = "auto", samples: Optional[int] = None, eps: float = DEFAULT_EPS,
+                   tol: float = DEFAULT_TOL, seed: Optional[int] = 0, progress: Optional[Progress] = None,
+                   label: str = "") -> CheckResult:
+    """Check the engine's pooling gradient dA_prev against central differences.
+
+    Max-pool kinks (windows whose two largest values lie within ``2*eps``, ties
+    included) are excluded from the verdict and counted in ``kinks``.
+
+    Parameters
+    ----------
+    A_prev : ndarray, shape (m, n_H_prev, n_W_prev, n_C)
+        (``(m, C, H, W)`` with ``layout="nchw"``.)
+    params : PoolParams, optional
+    grad : ndarray, shape (m, n_H, n_W, n_C), optional
+        Upstream gradient (in ``layout``); standard normal from ``seed`` when omitted.
+    layout : {"nhwc", "nchw"}
+    method, samples, eps, tol, seed, progress, label
+        As :func:`gradcheck_conv`.
+
+    Returns
+    -------
+    CheckResult
+        One gradient, ``dA_prev``.
+
+    Raises
+    ------
+    ShapeError, HyperparameterError, InputError
+        As :func:`gradcheck_conv`.
+
+    Examples
+    --------
+    >>> x = np.array([[1, 1], [0, 2]]).reshape(1, 2, 2, 1)   # an integer image with a tie
+    >>> r = gradcheck_pool(np.concatenate([x, x]), PoolParams(f=(1, 2), stride=1), method="full")
+    >>> r.passed, r.gradients[0].kinks
+    (True, 4)
+    """
+    params = params or PoolParams()
+    check_layout(layout)
+    notes: list = []
+    A = _as_float64(A_prev, "A_prev", notes)
+    if layout == "nchw":
+        A = np.ascontiguousarray(nchw_to_nhwc(A))
+    if A.ndim != 4:
+        raise ShapeError(f"A_prev must be 4-D (m, n_H, n_W, n_C), got shape {A.shape}")
+    geom = params.geometry(A.shape[1:3])
+    G = _upstream(grad, (A.shape[0],) + geom.out_hw + (A.shape[3],), seed, notes, layout,
+                  "the upstream gradient (--grad)")
+    problem = PoolProblem(A, params, G)
+    result = check_problem(problem, method=method, samples=samples, eps=eps, tol=tol, seed=seed,
+                           progress=progress, label=label, params=_describe(params), notes=notes)
+    return relayout(result, NCHW_PERMS) if layout == "nchw" else result
+
+
+def _describe(params) -> dict:
+    """Hyperparameters as a JSON-ready dict."""
+    d = {}
+    for key, value in vars(params).items():
+        d[key] = list(value) if isinstance(value, tuple) else value
+    return d

@@ -1,0 +1,262 @@
+"""Layer "problems" the checker works on: inputs, the analytical gradients, and
+batched forward evaluations of the loss under perturbations.
+
+The loss is ``L = sum(G * layer(inputs))`` for a fixed upstream gradient ``G``.
+Every numerical derivative comes from actual forward evaluations of the layer:
+
+- a perturbation of ``A_prev`` changes only its own example, so perturbed copies
+  of that one example are stacked along the batch axis and evaluated in one
+  forward call (per memory-bounded chunk);
+- a perturbation of ``W[..., k]`` or ``b[k]`` changes only output channel ``k``,
+  so perturbed copies of filter ``k`` are stacked along the *output-channel*
+  axis of one convolution call: each output channel is an ordinary forward
+  evaluation of that perturbed filter on the whole batch.
+
+A problem returns loss differences ``L(x+) - L(x-)``; the checker divides.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from ..engine import ConvParams, PoolParams, conv2d, conv2d_backward, pool2d, pool2d_backward
+from ..engine._common import crop, padded, window_slices
+from ..errors import ShapeError
+
+#: Memory for the stacked copies and their outputs per forward call.
+CHUNK_BYTES = 24 * 2**20
+
+Tick = Optional[Callable[[int], None]]
+
+
+def _tick(tick: Tick, n: int) -> None:
+    if tick is not None:
+        tick(n)
+
+
+def _contract(d: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """Per leading index k: sum(d[k] * G[k]) for d, G of shape (K, ...)."""
+    K = d.shape[0]
+    return np.einsum("ij,ij->i", d.reshape(K, -1), G.reshape(K, -1))
+
+
+def example_differences(forward, A: np.ndarray, G: np.ndarray, idx, plus, minus,
+                        out_bytes_per_example: int, tick: Tick = None) -> np.ndarray:
+    """``L(A with A.flat[idx[k]] = plus[k]) - L(... = minus[k])`` for each k.
+
+    Each perturbation is a copy of its own example only; the copies are stacked
+    along the batch axis and evaluated by ``forward`` in chunks. The other
+    examples' terms of the loss are the same on both sides and cancel exactly.
+    """
+    m = A.shape[0]
+    per_example = A[0].size
+    ex, local = np.divmod(np.asarray(idx, dtype=np.int64), per_example)
+    flat = A.reshape(m, per_example)
+    K = len(ex)
+    out = np.empty(K)
+    copy_bytes = 8 * per_example + out_bytes_per_example
+    step = max(1, CHUNK_BYTES // (2 * copy_bytes))
+    for lo in range(0, K, step):
+        sl = slice(lo, min(K, lo + step))
+        k = sl.stop - sl.start
+        X = np.concatenate([flat[ex[sl]], flat[ex[sl]]])
+        rows = np.arange(k)
+        X[rows, local[sl]] = plus[sl]
+        X[rows + k, local[sl]] = minus[sl]
+        Z = forward(X.reshape((2 * k,) + A.shape[1:]))
+        # NOTE: subtract before contracting: outside the perturbed receptive field
+        # the two copies agree exactly, so no large equal terms cancel in the sum.
+        out[sl] = _contract(Z[:k] - Z[k:], G[ex[sl]])
+        _tick(tick, k)
+    return out
+
+
+def example_directional(forward, A: np.ndarray, G: np.ndarray, D: np.ndarray, h: float,
+                        tick: Tick = None) -> np.ndarray:
+    """``L(A + h D[p]) - L(A - h D[p])`` for each direction p (D: (P,) + A.shape)."""
+    P = D.shape[0]
+    out = np.empty(P)
+    for p in range(P):
+        X = np.concatenate([A + h * D[p], A - h * D[p]])
+        Z = forward(X)
+        m = A.shape[0]
+        out[p] = float(np.sum((Z[:m] - Z[m:]) * G))
+        _tick(tick, 1)
+    return out
+
+
+class ConvProblem:
+    """A convolution ``Z = conv2d(A_prev, W, b)`` under ``L = sum(G * Z)`` (all NHWC, float64)."""
+
+    layer = "conv"
+    names = ("A_prev", "W", "b")
+
+    def __init__(self, A_prev, W, b, params: ConvParams, G):
+        self.params = params
+        self.inputs = {"A_prev": A_prev, "W": W, "b": b}
+        self.G = G
+        m, H, Wd, C = A_prev.shape
+        kh, kw, self.c_g, self.n_C = W.shape
+        self.groups = C // self.c_g
+        self.geom = params.geometry((H, Wd), (kh, kw))
+        self._single = ConvParams(stride=params.stride, pad=params.pad, dilation=params.dilation)
+        expected = (m,) + self.geom.out_hw + (self.n_C,)
+        if G.shape != expected:
+            raise ShapeError(f"the upstream gradient must have the output's shape {expected}, got {G.shape}")
+
+    def output(self) -> np.ndarray:
+        """The forward output Z (m, n_H, n_W, n_C)."""
+        A, W, b = (self.inputs[k] for k in self.names)
+        return conv2d(A, W, b, self.params)
+
+    def analytical(self) -> Dict[str, np.ndarray]:
+        """Gradients of L from the engine's backward pass, keyed by input name."""
+        A, W = self.inputs["A_prev"], self.inputs["W"]
+        g = conv2d_backward(self.G, A, W, self.params)
+        return {"A_prev": g.dA_prev, "W": g.dW, "b": g.db}
+
+    def kinks(self, name: str, h: float) -> Optional[np.ndarray]:
+        """A convolution is bilinear: no kinks."""
+        return None
+
+    def _forward(self, X):
+        return conv2d(X, self.inputs["W"], self.inputs["b"], self.params)
+
+    def _filters(self, F: np.ndarray, bias: np.ndarray, k_of: np.ndarray, tick: Tick, per_filter: int = 1):
+        """Per filter q of F (kh, kw, c_g, Q): sum(G[..., k_of[q]] * conv(A_prev, F[..., q]) + bias[q]).
+
+        Each filter sees the input channels of its own group (the group of the
+        output channel it stands in for), exactly as in the grouped forward pass.
+        """
+        A = self.inputs["A_prev"]
+        m = A.shape[0]
+        oh, ow = self.geom.out_hw
+        n_g = self.n_C // self.groups
+        Q = F.shape[3]
+        out = np.empty(Q)
+        step = max(2, CHUNK_BYTES // (8 * m * oh * ow * 2))
+        group_of = k_of // n_g
+        for lo in range(0, Q, step):
+            q = np.arange(lo, min(Q, lo + step))
+            Z = np.empty((m, oh, ow, len(q)))
+            for g in np.unique(group_of[q]):
+                sel = np.nonzero(group_of[q] == g)[0]
+                A_g = A[..., g * self.c_g:(g + 1) * self.c_g]
+                Z[..., sel] = conv2d(A_g, F[..., q[sel]], bias[q[sel]], self._single)
+            out[q] = np.einsum("mhwq,mhwq->q", Z, self.G[..., k_of[q]])
+            _tick(tick, len(q) // per_filter)
+        return out
+
+    def differences(self, name: str, idx, plus, minus, tick: Tick = None) -> np.ndarray:
+        """``L(x+) - L(x-)`` for the elements ``idx`` (flat) of input ``name`` set to plus/minus."""
+        if name == "A_prev":
+            oh, ow = self.geom.out_hw
+            kh, kw = self.geom.kernel
+            out_bytes = 8 * oh * ow * (self.n_C + kh * kw * self.inputs["A_prev"].shape[3])
+            return example_differences(self._forward, self.inputs["A_prev"], self.G, idx, plus, minus,
+                                       out_bytes, tick)
+        W, b = self.inputs["W"], self.inputs["b"]
+        K = len(idx)
+        if name == "W":
+            i, j, c, k = np.unravel_index(idx, W.shape)
+            F = np.concatenate([W[..., k], W[..., k]], axis=3)
+            F[i, j, c, np.arange(K)] = plus
+            F[i, j, c, K + np.arange(K)] = minus
+            bias = np.concatenate([b[k], b[k]])
+        else:
+            k = np.asarray(idx)
+            F = np.concatenate([W[..., k], W[..., k]], axis=3)
+            bias = np.concatenate([plus, minus])
+        sums = self._filters(F, bias, np.concatenate([k, k]), None)
+        _tick(tick, K)
+        return sums[:K] - sums[K:]
+
+    def directional(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:
+        """``L(x + h D[p]) - L(x - h D[p])`` for each direction p of input ``name``."""
+        if name == "A_prev":
+            return example_directional(self._forward, self.inputs["A_prev"], self.G, D, h, tick)
+        W, b = self.inputs["W"], self.inputs["b"]
+        P = D.shape[0]
+        signs = (1.0, -1.0)
+        if name == "W":
+            F = np.concatenate([W + s * h * D[p] for s in signs for p in range(P)], axis=3)
+            bias = np.tile(b, 2 * P)
+        else:
+            F = np.tile(W, (1, 1, 1, 2 * P))
+            bias = np.concatenate([b + s * h * D[p] for s in signs for p in range(P)])
+        sums = self._filters(F, bias, np.tile(np.arange(self.n_C), 2 * P), None).reshape(2, P, self.n_C).sum(axis=2)
+        _tick(tick, P)
+        return sums[0] - sums[1]
+
+
+class PoolProblem:
+    """Pooling ``A = pool2d(A_prev)`` under ``L = sum(G * A)`` (NHWC, float64)."""
+
+    layer = "pool"
+    names = ("A_prev",)
+
+    def __init__(self, A_prev, params: PoolParams, G):
+        self.params = params
+        self.inputs = {"A_prev": A_prev}
+        self.G = G
+        self.geom = params.geometry(A_prev.shape[1:3])
+        expected = (A_prev.shape[0],) + self.geom.out_hw + (A_prev.shape[3],)
+        if G.shape != expected:
+            raise ShapeError(f"the upstream gradient must have the output's shape {expected}, got {G.shape}")
+
+    def output(self) -> np.ndarray:
+        """The forward output (m, n_H, n_W, n_C)."""
+        return pool2d(self.inputs["A_prev"], self.params)
+
+    def analytical(self) -> Dict[str, np.ndarray]:
+        """Gradient of L from the engine's backward pass."""
+        return {"A_prev": pool2d_backward(self.G, self.inputs["A_prev"], self.params)}
+
+    def kinks(self, name: str, h: float) -> Optional[np.ndarray]:
+        """Elements where the max is not differentiable at step ``h`` (None for average)."""
+        if self.params.mode != "max":
+            return None
+        return max_pool_kinks(self.inputs["A_prev"], self.params, 2 * h)
+
+    def _forward(self, X):
+        return pool2d(X, self.params)
+
+    def differences(self, name: str, idx, plus, minus, tick: Tick = None) -> np.ndarray:
+        """``L(x+) - L(x-)`` for the elements ``idx`` (flat) of A_prev set to plus/minus."""
+        A = self.inputs["A_prev"]
+        oh, ow = self.geom.out_hw
+        out_bytes = 8 * 4 * oh * ow * A.shape[3]
+        return example_differences(self._forward, A, self.G, idx, plus, minus, out_bytes, tick)
+
+    def directional(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:
+        """``L(x + h D[p]) - L(x - h D[p])`` for each direction p."""
+        return example_directional(self._forward, self.inputs["A_prev"], self.G, D, h, tick)
+
+
+def max_pool_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> np.ndarray:
+    """Boolean mask (shape of A_prev) of max-pool kinks.
+
+    A window is a kink when its two largest values lie within ``threshold``
+    (ties included); in such a window every element within ``threshold`` of the
+    maximum can take over the max under a perturbation, so the one-sided
+    derivatives differ there and the central difference means nothing.
+
+    NOTE: the checker passes ``threshold = 2*h``: a perturbation moves each of two
+    competing elements by at most ``h`` (directions of the fast method are scaled
+    to ``max|d| <= 1``), so a window whose gap exceeds ``2h`` keeps its argmax.
+    """
+    geom = params.geometry(A_prev.shape[1:3])
+    A_pad = padded(A_prev, geom, fill=-np.inf)
+    views = [A_pad[:, rows, cols, :] for _, _, (rows, cols) in window_slices(geom)]
+    stack = np.stack(views)  # (k, m, oh, ow, C)
+    if stack.shape[0] < 2:
+        return np.zeros(A_prev.shape, dtype=bool)
+    top2 = -np.partition(-stack, 1, axis=0)[:2]
+    kink_window = (top2[0] - top2[1]) <= threshold
+    mask_pad = np.zeros(A_pad.shape, dtype=bool)
+    for view_idx, (_, _, (rows, cols)) in enumerate(window_slices(geom)):
+        near = kink_window & ((top2[0] - stack[view_idx]) <= threshold)
+        mask_pad[:, rows, cols, :] |= near
+    return np.array(crop(mask_pad, geom), dtype=bool)
