@@ -1,1 +1,110 @@
-"""cnncli passes command (being written)."""
+"""``cnncli forward`` and ``cnncli backward``: parse, resolve the layer call, stream the pass, render."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from typing import Optional
+
+import typer
+
+from .. import streaming
+from ..errors import InputError, OutputError
+from ..render import passes as render
+from ..results import ResultWriter, check_destination
+from .app import app
+from .options import (BiasOpt, CeilModeOpt, CountIncludePadOpt, DilationOpt, DtypeOpt, FOpt, GradOpt, GroupsOpt,
+                      LayerOpt, LayoutOpt, ModeOpt, PadOpt, StrideOpt, WeightsOpt, resolve_layer)
+
+SourceArg = typer.Argument(..., metavar="SOURCE",
+                           help="A case file (.h5/.npz with A_prev) or an array for A_prev: x.npy, x.npz:NAME, x.h5:PATH or -.")
+OutOpt = typer.Option(None, "-o", "--output", metavar="OUT",
+                      help="Write results: .npy (main result), .npz / .h5 (all, by name), - (.npy on stdout).")
+ForceOpt = typer.Option(False, "--force", help="Overwrite OUT if it exists.")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout instead of tables.")
+
+
+def _output_size(call) -> dict:
+    g = call.geometry
+    axes = {}
+    for i, name in enumerate(("height", "width")):
+        axes[name] = {"n_in": g.in_hw[i], "f": g.kernel[i], "stride": g.stride[i], "dilation": g.dilation[i],
+                      "pad_before": g.pads[2 * i], "pad_after": g.pads[2 * i + 1], "n_out": g.out_hw[i]}
+    return axes
+
+
+def _run(command: str, source: str, output: Optional[str], force: bool, as_json: bool, options: dict) -> None:
+    started = time.perf_counter()
+    if output == "-" and as_json:
+        raise OutputError("--json and -o - both write to standard output; use -o FILE with --json")
+    if output is not None:
+        check_destination(output, force)  # before any work: an existing file is reported at once
+    with resolve_layer(source, stream=True, **options) as call:
+        if command == "backward" and call.grad is None:
+            key = "dZ" if call.kind == "conv" else "dA"
+            raise InputError(f"backward needs the upstream gradient: give --grad ARRAY (or a case file with {key})")
+        main = ("Z" if call.kind == "conv" else "A") if command == "forward" else "dA_prev"
+        attrs = dict(call.hyperparameters(), command=command)
+        writer = ResultWriter(output, main=main, attrs=attrs, force=force) if output is not None else None
+        run = streaming.forward if command == "forward" else streaming.backward
+        m = call.A_prev.shape[0]
+        rows = streaming.chunk_rows(call, backward=command == "backward")
+        with (writer or nullcontext()) as sink, render.progress_bar(command, m, show=m > rows) as progress:
+            results = run(call, sink, progress=progress)
+        report = {
+            "command": command,
+            "layer": call.kind,
+            "hyperparameters": call.hyperparameters(),
+            "pad_spec": call.pad_spec,
+            "output_size": _output_size(call),
+            "dtype": str(call.dtype),
+            "inputs": call.inputs,
+            "outputs": {name: r.as_dict() for name, r in results.items()},
+            "output_file": output,
+            "written": [n for n in results if writer is not None and writer.wants(n)],
+            "notes": list(call.notes),
+            "seconds": round(time.perf_counter() - started, 4),
+        }
+    if as_json:
+        typer.echo(render.to_json(report))
+    else:
+        render.print_report(report, render.console(stderr=output == "-"))
+
+
+@app.command()
+def forward(
+    source: str = SourceArg,
+    layer: LayerOpt = None, weights: WeightsOpt = None, bias: BiasOpt = None, f: FOpt = None,
+    stride: StrideOpt = None, pad: PadOpt = None, dilation: DilationOpt = None, groups: GroupsOpt = None,
+    mode: ModeOpt = None, ceil_mode: CeilModeOpt = None, count_include_pad: CountIncludePadOpt = None,
+    layout: LayoutOpt = None, dtype: DtypeOpt = None,
+    output: Optional[str] = OutOpt, force: bool = ForceOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Run a conv or pool layer forward: Z (conv) or A (pool) from A_prev.
+
+    HDF5 inputs are streamed in batch chunks, so memory stays bounded whatever their size.
+    """
+    options = dict(layer=layer, weights=weights, bias=bias, f=f, stride=stride, pad=pad, dilation=dilation,
+                   groups=groups, mode=mode, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                   layout=layout, dtype=dtype)
+    _run("forward", source, output, force, as_json, options)
+
+
+@app.command()
+def backward(
+    source: str = SourceArg,
+    grad: GradOpt = None,
+    layer: LayerOpt = None, weights: WeightsOpt = None, bias: BiasOpt = None, f: FOpt = None,
+    stride: StrideOpt = None, pad: PadOpt = None, dilation: DilationOpt = None, groups: GroupsOpt = None,
+    mode: ModeOpt = None, ceil_mode: CeilModeOpt = None, count_include_pad: CountIncludePadOpt = None,
+    layout: LayoutOpt = None, dtype: DtypeOpt = None,
+    output: Optional[str] = OutOpt, force: bool = ForceOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Run a conv or pool layer backward: dA_prev (and dW, db for conv) from the upstream gradient.
+
+    --grad is dZ (conv) or dA (pool), shaped like the forward output; a case file may carry it.
+    """
+    options = dict(layer=layer, weights=weights, bias=bias, f=f, stride=stride, pad=pad, dilation=dilation,
+                   groups=groups, mode=mode, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                   layout=layout, dtype=dtype, grad=grad)
+    _run("backward", source, output, force, as_json, options)

@@ -1,0 +1,143 @@
+"""Rendering of ``forward`` / ``backward`` reports: a rich table for people, JSON for scripts.
+
+The report is a plain dict (built by :mod:`cnncli.cli.passes`); nothing is computed here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Optional
+
+from rich.console import Console
+from rich.table import Table
+
+
+def console(stderr: bool = False) -> Console:
+    """A console on the current stdout/stderr; 120 columns when it is not a terminal."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(file=stream, width=None if stream.isatty() else 120, highlight=False, soft_wrap=False)
+
+
+def _json_number(x):
+    """JSON has no inf/nan: write them as strings so the document stays valid."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    return x
+
+
+def to_json(report: dict) -> str:
+    """The report as one JSON document (inf/nan statistics become strings)."""
+
+    def clean(obj):
+        if isinstance(obj, dict):
+            return {k: clean(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [clean(v) for v in obj]
+        return _json_number(obj)
+
+    return json.dumps(clean(report), indent=2)
+
+
+def _pair(p) -> str:
+    return str(p[0]) if p[0] == p[1] else f"{p[0]}x{p[1]}"
+
+
+def _shape(s) -> str:
+    return "(" + ", ".join(str(int(v)) for v in s) + ")"
+
+
+def _num(x: float) -> str:
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return f"{x:.6g}"
+
+
+def _formula(axis: dict, ceil: bool) -> str:
+    """The output-size formula with one axis's numbers in it."""
+    reach = f"{axis['dilation']}*({axis['f']}-1)" if axis["dilation"] != 1 else f"({axis['f']}-1)"
+    rnd = "ceil" if ceil else "floor"
+    return (f"{rnd}(({axis['n_in']} + {axis['pad_before']} + {axis['pad_after']} - {reach} - 1) "
+            f"/ {axis['stride']}) + 1 = {axis['n_out']}")
+
+
+def _hyper_text(hp: dict, pad_spec: Optional[str]) -> str:
+    pads = hp["pad"]
+    pad = str(pads[0]) if len(set(pads)) == 1 else "top={},bottom={},left={},right={}".format(*pads)
+    if pad_spec == "same":
+        pad = f"same -> {pad}"
+    parts = [f"f={_pair(hp['f'])}", f"stride={_pair(hp['stride'])}", f"pad={pad}"]
+    if hp["dilation"] != [1, 1]:
+        parts.append(f"dilation={_pair(hp['dilation'])}")
+    if hp["layer"] == "conv":
+        if hp["groups"] != 1:
+            parts.append(f"groups={hp['groups']}")
+    else:
+        parts.append(f"mode={hp['mode']}")
+        if hp["ceil_mode"]:
+            parts.append("ceil_mode")
+        if hp["mode"] == "average" and not hp["count_include_pad"]:
+            parts.append("count_include_pad=false")
+    return "  ".join(parts)
+
+
+def print_report(report: dict, out: Console) -> None:
+    """The human view: what ran, how the output size came about, inputs, outputs, notes."""
+    hp = report["hyperparameters"]
+    title = f"cnncli {report['command']}: {'convolution' if hp['layer'] == 'conv' else 'pooling'}"
+    table = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("hyperparameters", _hyper_text(hp, report.get("pad_spec")))
+    for name in ("height", "width"):
+        table.add_row(f"n_{name[0].upper()}", _formula(report["output_size"][name], hp.get("ceil_mode", False)))
+    table.add_row("layout / dtype", f"{hp['layout']} / {report['dtype']}")
+    out.print(table)
+
+    io_table = Table(show_lines=False, title_justify="left")
+    for col, just in (("array", "left"), ("shape", "left"), ("dtype", "left"), ("min", "right"),
+                      ("max", "right"), ("mean", "right"), ("std", "right"), ("from / to", "left")):
+        io_table.add_column(col, justify=just)
+    for name, info in report["inputs"].items():
+        io_table.add_row(f"in  {name}", _shape(info["shape"]), info["dtype"], "", "", "", "", info["source"])
+    target = report.get("output_file")
+    for name, info in report["outputs"].items():
+        where = target if target and name in report.get("written", []) else ""
+        if where == "-":
+            where = "stdout"
+        io_table.add_row(f"out {name}", _shape(info["shape"]), info["dtype"], _num(info["min"]), _num(info["max"]),
+                         _num(info["mean"]), _num(info["std"]), where)
+    out.print(io_table)
+    for note in report.get("notes", []):
+        out.print(f"note: {note}", markup=False)
+    if "seconds" in report:
+        out.print(f"time: {report['seconds']:.3f} s", style="dim")
+
+
+class progress_bar:
+    """A transient rich progress bar on stderr, shown only on a terminal for multi-chunk runs.
+
+    Use as ``with progress_bar(label, total, show) as update: update(done, total)``.
+    """
+
+    def __init__(self, label: str, total: int, show: bool):
+        self.label, self.total = label, total
+        self.show = show and sys.stderr.isatty()
+        self._progress = None
+
+    def __enter__(self):
+        if not self.show:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeRemainingColumn(), console=console(stderr=True), transient=True)
+        self._progress.__enter__()
+        task = self._progress.add_task(self.label, total=self.total)
+        return lambda done, total: self._progress.update(task, completed=done)
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+        return False
