@@ -170,12 +170,13 @@ def _load_npz(ref: ArrayRef) -> np.ndarray:
         raise InputError(f"{ref.text!r} is not a readable .npz archive (truncated or corrupt: {exc})") from None
 
 
-def _load_npy_bytes_from(archive, name: str, ref: ArrayRef) -> np.ndarray:
+def _load_npy_bytes_from(archive, name: str, ref: ArrayRef, check: bool = True) -> np.ndarray:
     try:
         arr = archive[name]
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise _npy_error(ArrayRef(f"{ref.path}:{name}", ref.path, "npz", name), exc) from None
-    check_dtype(arr.dtype, repr(f"{ref.path}:{name}"))
+    if check:
+        check_dtype(arr.dtype, repr(f"{ref.path}:{name}"))
     return arr
 
 
@@ -506,10 +507,11 @@ def load_case(path: str) -> Case:
         try:
             with np.load(parsed.path, allow_pickle=False) as archive:
                 for name in archive.files:
-                    arr = _load_npy_bytes_from(archive, name, parsed)
+                    arr = _load_npy_bytes_from(archive, name, parsed, check=False)
                     if name not in CASE_ARRAYS and (arr.ndim == 0 or name in CASE_KEYS):
-                        case.attrs[name] = to_python(arr)
+                        case.attrs[name] = to_python(arr)  # words like layer='conv' are 0-d str arrays
                     else:
+                        check_dtype(arr.dtype, repr(f"{parsed.path}:{name}"))
                         case.arrays[name] = arr
         except InputError:
             raise

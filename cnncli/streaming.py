@@ -11,6 +11,7 @@ reported through a callback.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, Optional, Tuple
 
@@ -18,8 +19,9 @@ import numpy as np
 
 from .engine import conv2d, conv2d_backward, pool2d, pool2d_backward
 
-#: Input + output bytes (compute dtype) per I/O chunk, and the engine's workspace cap per call.
-CHUNK_BYTES = 32 * 2**20
+#: Input + output bytes (compute dtype) per I/O chunk (env CNNCLI_CHUNK_BYTES), and the
+#: engine's workspace cap per call.
+CHUNK_BYTES = int(os.environ.get("CNNCLI_CHUNK_BYTES", 32 * 2**20))
 WORKSPACE_BYTES = 64 * 2**20
 
 Progress = Optional[Callable[[int, int], None]]
@@ -73,14 +75,15 @@ class Result:
         return {"shape": list(self.shape), "dtype": self.dtype, **self.stats.as_dict()}
 
 
-def chunk_rows(call, *, backward: bool = False, chunk_bytes: int = CHUNK_BYTES) -> int:
+def chunk_rows(call, *, backward: bool = False, chunk_bytes: Optional[int] = None) -> int:
     """Examples per chunk so that the chunk's inputs and outputs stay near ``chunk_bytes``."""
     _, H, W, C = call.A_prev.shape
     _, oh, ow, n_C = call.out_shape
     per_example = H * W * C + oh * ow * n_C
     if backward:
         per_example *= 2  # the gradient in, dA_prev out
-    return max(1, chunk_bytes // max(1, per_example * call.dtype.itemsize))
+    budget = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    return max(1, budget // max(1, per_example * call.dtype.itemsize))
 
 
 def _chunks(m: int, rows: int) -> Iterator[slice]:
@@ -92,7 +95,7 @@ def _user_shape(call, name: str, nhwc_shape) -> tuple:
     return call.to_user(name, np.empty(nhwc_shape, dtype=np.uint8)).shape
 
 
-def forward(call, writer=None, *, progress: Progress = None, chunk_bytes: int = CHUNK_BYTES) -> Dict[str, Result]:
+def forward(call, writer=None, *, progress: Progress = None, chunk_bytes: Optional[int] = None) -> Dict[str, Result]:
     """Run the forward pass of ``call`` (a LayerCall), writing the output as it goes.
 
     Parameters
@@ -103,8 +106,8 @@ def forward(call, writer=None, *, progress: Progress = None, chunk_bytes: int = 
         Receives ``Z`` (conv) or ``A`` (pool) in the user's layout, slice by slice.
     progress : callable(done, total), optional
         Called after each chunk with the number of examples done.
-    chunk_bytes : int
-        Bound on each chunk's input plus output bytes.
+    chunk_bytes : int, optional
+        Bound on each chunk's input plus output bytes; default :data:`CHUNK_BYTES`.
 
     Returns
     -------
@@ -135,7 +138,7 @@ def forward(call, writer=None, *, progress: Progress = None, chunk_bytes: int = 
     return {name: Result(shape, str(call.dtype), stats)}
 
 
-def backward(call, writer=None, *, progress: Progress = None, chunk_bytes: int = CHUNK_BYTES) -> Dict[str, Result]:
+def backward(call, writer=None, *, progress: Progress = None, chunk_bytes: Optional[int] = None) -> Dict[str, Result]:
     """Run the backward pass of ``call`` with its upstream gradient ``call.grad``.
 
     ``dA_prev`` is written slice by slice; conv's ``dW`` and ``db`` are accumulated
