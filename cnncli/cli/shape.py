@@ -1,1 +1,152 @@
-"""cnncli shape command (being written)."""
+"""``cnncli shape``: output sizes, receptive fields and costs of conv/pool layers and stacks.
+
+Parse the options, call :mod:`cnncli.shapes`, render with :mod:`cnncli.render.shape`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import List, Optional
+
+import typer
+
+from ..errors import HyperparameterError, ShapeError
+from ..render import shape as render
+from ..shapes import COMMON_SIZES, Dims, dims_from_shape, evaluate_stack, make_layer, parse_dims, parse_layer_spec, size_table
+from ..shapes_solve import solve_target
+from .app import app
+
+_EXAMPLES = """
+Examples:
+
+  cnncli shape --f 3 --stride 2                      (formula and a table over input sizes)
+
+  cnncli shape --input 28x28x1 --f 5 --pad same --filters 6
+
+  cnncli shape --input 64x64x3 conv:f=4,s=1,p=same,c=8 pool:f=8,s=8 conv:f=2,s=1,p=same,c=16 pool:f=4,s=4
+
+  cnncli shape --input 28 --f 3 --target 14           (which stride and pad give 14?)
+"""
+
+
+def _like_dims(ref: str, layout: Optional[str]) -> Dims:
+    """Dims of the array at ``ref`` (any array reference of SPEC), read in ``layout``."""
+    from ..arrays import load_array  # NOTE: lazy: h5py and file handling only when --like is used
+
+    return dims_from_shape(load_array(ref, role="--like").shape, layout or "nhwc", name=f"--like {ref}")
+
+
+def _emit_json(document: dict) -> None:
+    """Indented JSON with lists of numbers kept on one line (``[64, 64, 3]``)."""
+    text = json.dumps(document, indent=2)
+    typer.echo(re.sub(r"\[[-\d.,\s]*\]", lambda m: " ".join(m.group(0).split()).replace("[ ", "[").replace(" ]", "]"),
+                      text))
+
+
+@app.command(epilog=_EXAMPLES)
+def shape(
+    layer_specs: Optional[List[str]] = typer.Argument(
+        None, metavar="[LAYER_SPEC]...",
+        help="A stack of layers, each KIND:key=value,... (KIND conv or pool; keys f, s, p, d, c, g, mode, ceil), "
+             "e.g. conv:f=3,p=same,c=16 pool:f=2."),
+    input_dims: Optional[str] = typer.Option(
+        None, "--input", "-i", metavar="DIMS", help="Input size: H, HxW, HxWxC or MxHxWxC (NHWC order)."),
+    like: Optional[str] = typer.Option(
+        None, "--like", metavar="ARRAY", help="Take the input size from an array (x.npy, x.npz:NAME, x.h5:PATH, -)."),
+    layout: Optional[str] = typer.Option(
+        None, "--layout", metavar="nhwc|nchw", help="Axis order of the --like array (default nhwc)."),
+    layer: Optional[str] = typer.Option(None, "--layer", metavar="conv|pool", help="Layer kind (default conv)."),
+    f: Optional[str] = typer.Option(None, "--f", metavar="F", help="Window size: 3 or 3x2."),
+    stride: Optional[str] = typer.Option(None, "--stride", metavar="S", help="Step (conv: 1, pool: f)."),
+    pad: Optional[str] = typer.Option(
+        None, "--pad", metavar="P", help="valid (default), same, 1, 'h,w' or 'top,bottom,left,right'."),
+    dilation: Optional[str] = typer.Option(None, "--dilation", metavar="D", help="Window dilation (default 1)."),
+    filters: Optional[int] = typer.Option(None, "--filters", metavar="N", help="Conv output channels (default: keep)."),
+    groups: Optional[int] = typer.Option(None, "--groups", metavar="G", help="Conv channel groups (default 1)."),
+    mode: Optional[str] = typer.Option(None, "--mode", metavar="max|average", help="Pooling mode (default max)."),
+    ceil_mode: bool = typer.Option(False, "--ceil-mode", help="Pooling: round the output size up (PyTorch's rule)."),
+    target: Optional[str] = typer.Option(
+        None, "--target", metavar="SIZE", help="Solve: list the strides and pads that give this output size (H or HxW)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
+) -> None:
+    """Output sizes, pads, receptive fields, parameters and MACs of conv/pool layers.
+
+    With no --input or --like: the formula and a table of output sizes over input sizes.
+    """
+    options = {"--layer": layer, "--f": f, "--stride": stride, "--pad": pad, "--dilation": dilation,
+               "--filters": filters, "--groups": groups, "--mode": mode, "--ceil-mode": ceil_mode or None}
+    given = [name for name, value in options.items() if value is not None]
+    if layer_specs and given:
+        raise HyperparameterError(
+            f"give the layers either as LAYER_SPECs or with options, not both (got {given[0]} with "
+            f"{layer_specs[0]!r}); put it in the spec, e.g. conv:f=3,s=2")
+    if input_dims is not None and like is not None:
+        raise ShapeError("give the input size with --input DIMS or --like ARRAY, not both")
+    if layout is not None:
+        if like is None:
+            raise ShapeError("--layout applies to --like ARRAY only (--input DIMS is always HxWxC order)")
+        if layout.strip().lower() not in ("nhwc", "nchw"):
+            raise ShapeError(f"--layout must be nhwc or nchw, got {layout!r}")
+        layout = layout.strip().lower()
+
+    if layer_specs:
+        specs = [parse_layer_spec(text) for text in layer_specs]
+    else:
+        if f is None:
+            raise HyperparameterError("give the window size with --f F (e.g. --f 3), or LAYER_SPECs")
+        specs = [make_layer(layer or "conv", f=f, stride=stride, pad=pad, dilation=dilation, filters=filters,
+                            groups=groups, mode=mode, ceil_mode=ceil_mode)]
+    dims = parse_dims(input_dims) if input_dims is not None else (
+        _like_dims(like, layout) if like is not None else None)
+
+    if target is not None:
+        if layer_specs:
+            raise HyperparameterError("--target solves one layer given with --f (and --stride, --dilation), "
+                                      "not LAYER_SPECs")
+        if pad is not None:
+            raise HyperparameterError(f"--target finds the padding itself; drop --pad {pad}")
+        if dims is None:
+            raise ShapeError("--target needs the input size: give --input DIMS or --like ARRAY")
+        result = solve_target(specs[0], dims, target, stride_fixed=stride is not None)
+        if as_json:
+            _emit_json(render.target_json(result))
+        else:
+            render.print_targets(result, render.console())
+        return
+
+    if dims is None:
+        _size_table(specs, pad, as_json)
+        return
+
+    result = evaluate_stack(specs, dims)
+    if as_json:
+        _emit_json(render.stack_json(result))
+    elif len(specs) == 1 and result.error is None:
+        render.print_layer(result, render.console())
+    elif result.layers:
+        render.print_stack(result, render.console())
+    if result.error is not None:
+        raise result.error  # the app prints it as one line and exits 2
+
+
+def _size_table(specs, pad: Optional[str], as_json: bool) -> None:
+    """The no-input view: output sizes over a range of square inputs."""
+    if len(specs) == 1:
+        spec = specs[0]
+        columns = {}
+        if spec.pad_label not in ("valid", "same"):
+            columns[f"pad {spec.pad_label}"] = [spec]
+        for word in ("valid", "same"):
+            columns[word] = [make_layer(spec.kind, f=spec.f, stride=spec.stride, pad=word, dilation=spec.dilation,
+                                        filters=spec.filters, groups=spec.groups if spec.groups != 1 else None,
+                                        mode=spec.mode if spec.kind == "pool" else None, ceil_mode=spec.ceil_mode)]
+    else:
+        columns = {"output": specs}
+    rows = size_table(columns, channels=specs[0].groups)
+    if not rows:
+        raise HyperparameterError(f"the layers fit no input size up to {max(COMMON_SIZES)}")
+    if as_json:
+        _emit_json(render.table_json(rows, columns))
+    else:
+        render.print_size_table(rows, columns, render.console())

@@ -1,0 +1,333 @@
+"""Rendering of ``cnncli shape`` results: rich tables for people, JSON-ready dicts for scripts.
+
+No computation here beyond formatting: every number comes from the dataclasses
+of :mod:`cnncli.shapes` and :mod:`cnncli.shapes_solve`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Dict, List, Optional, Sequence
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..engine.geometry import effective_size
+from ..shapes import LayerResult, LayerSpec, SizeRow, StackResult
+from ..shapes_solve import TargetResult
+
+FORMULA = "n_out = floor((n_in + pad_before + pad_after - dilation*(f-1) - 1) / stride) + 1"
+UNREAD_MARK = "*"
+
+
+def console(stderr: bool = False) -> Console:
+    """A console on the current stdout/stderr; 120 columns when it is not a terminal."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 120
+    return Console(file=stream, width=width, highlight=False, soft_wrap=True)
+
+
+# ----------------------------------------------------------------- formatting
+
+def _hw(pair, sep: str = "x") -> str:
+    """``3`` when both axes agree, else ``3x2``."""
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}{sep}{pair[1]}"
+
+
+def _num(value: float) -> str:
+    """``0.5`` stays, ``4.0`` prints as ``4``."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _count(n: int) -> str:
+    """``1,605,632`` below a million times a thousand, ``3.2G`` style above."""
+    for unit, size in (("G", 10**9), ("M", 10**6)):
+        if n >= 10 * size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:,}"
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def _pads(pads) -> str:
+    return str(pads[0]) if len(set(pads)) == 1 else "{},{},{},{}".format(*pads)
+
+
+def _hyper(spec: LayerSpec) -> str:
+    """Short hyperparameter text, e.g. ``f=3 s=2 p=same c=8``."""
+    parts = [f"f={_hw(spec.f)}", f"s={_hw(spec.stride)}", f"p={spec.pad_label}"]
+    if spec.dilation != (1, 1):
+        parts.append(f"d={_hw(spec.dilation)}")
+    if spec.kind == "conv":
+        if spec.filters is not None:
+            parts.append(f"c={spec.filters}")
+        if spec.groups != 1:
+            parts.append(f"g={spec.groups}")
+    else:
+        parts.append(spec.mode)
+        if spec.ceil_mode:
+            parts.append("ceil")
+    return " ".join(parts)
+
+
+def _substituted(n_in: int, f: int, s: int, d: int, before: int, after: int, n_out: int, ceil: bool) -> str:
+    """The output-size formula with the numbers of one axis in it."""
+    reach = f"{d}*({f}-1)" if d != 1 else f"({f}-1)"
+    rnd = "ceil" if ceil else "floor"
+    return f"{rnd}(({n_in} + {before} + {after} - {reach} - 1) / {s}) + 1 = {n_out}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _unread_text(layer: LayerResult) -> str:
+    """Input rows/cols no window reads, and the padding that would read the trailing ones."""
+    parts = []
+    for axis, word, side in ((0, "row", "bottom"), (1, "col", "right")):
+        if layer.trailing[axis]:
+            n = layer.trailing[axis]
+            parts.append(f"last {_plural(n, word)} (pad {side} +{layer.cover_pad[axis]} reads {'it' if n == 1 else 'them'})")
+        if layer.skipped[axis]:
+            parts.append(f"{_plural(layer.skipped[axis], word)} between windows (stride > window; padding can't help)")
+    return "; ".join(parts) if parts else "none"
+
+
+# ----------------------------------------------------------------- people
+
+def print_layer(result: StackResult, out: Console) -> None:
+    """The one-layer report: formula with numbers, pads, coverage, receptive field, cost."""
+    layer = result.layers[0]
+    spec, g_in, g_out = layer.spec, layer.input, layer.output
+    t, b, l, r = layer.pads
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("layer", f"{spec.kind}  {_hyper(spec)}")
+    grid.add_row("input", g_in.text() + (" (nchw)" if g_in.layout == "nchw" else "")
+                 + ("" if g_in.channels_known else "  (channels not given: 1 assumed)"))
+    grid.add_row("output", Text(g_out.text(), style="bold green"))
+    grid.add_row("formula", FORMULA + ("  (ceil mode: round up, drop a last window starting in the padding)"
+                                       if spec.ceil_mode else ""))
+    axes = [_substituted(n, spec.f[a], spec.stride[a], spec.dilation[a], pb, pa, o, spec.ceil_mode)
+            for a, (n, pb, pa, o) in enumerate(((g_in.h, t, b, g_out.h), (g_in.w, l, r, g_out.w)))]
+    if axes[0] == axes[1]:
+        grid.add_row("height, width", axes[0])
+    else:
+        grid.add_row("height", axes[0])
+        grid.add_row("width", axes[1])
+    how = " (TensorFlow's 'same' split: the extra pixel at the bottom/right)" if spec.pad == "same" and (
+        t != b or l != r) else ""
+    grid.add_row("pads", f"top {t}, bottom {b}, left {l}, right {r}{how}")
+    grid.add_row("unread input", _unread_text(layer))
+    edge = [layer.start[a] - (layer.rf[a] - 1) / 2 for a in (0, 1)]
+    grid.add_row("receptive field", f"{_hw(layer.rf)} (jump {_hw(layer.jump)}, start {_hw(tuple(map(_num, layer.start)))}; "
+                 f"output (0,0) sees input rows {_num(edge[0])}..{_num(edge[0] + layer.rf[0] - 1)}, "
+                 f"cols {_num(edge[1])}..{_num(edge[1] + layer.rf[1] - 1)})")
+    if spec.kind == "conv":
+        c_g = g_in.c // spec.groups
+        grid.add_row("parameters", f"{layer.params:,} ({spec.f[0]}*{spec.f[1]}*{c_g}*{g_out.c} weights "
+                                   f"+ {g_out.c} biases)")
+        grid.add_row("MACs", f"{layer.macs:,}  (FLOPs = 2 x MACs = {layer.flops:,})"
+                     + (f" for a batch of {g_in.m}" if g_in.m > 1 else ""))
+    else:
+        grid.add_row("parameters", "0 (pooling has no weights; no MACs counted)")
+    grid.add_row("activations", f"output {g_out.elements:,} values: {_bytes(layer.memory(4))} float32, "
+                                f"{_bytes(layer.memory(8))} float64")
+    out.print(grid)
+    for note in layer.notes:
+        out.print(Text("note: " + note, style="yellow"))
+
+
+def print_stack(result: StackResult, out: Console) -> None:
+    """One row per layer and a totals row; a stack stopped by a layer that does not fit ends there."""
+    layout = " (nchw)" if result.input.layout == "nchw" else ""
+    table = Table(title=f"input {result.input.text()}{layout}", title_justify="left")
+    for name, justify in (("#", "right"), ("layer", "left"), ("input -> output", "left"), ("pads", "left"),
+                          ("RF (jump)", "left"), ("params", "right"), ("MACs", "right"),
+                          ("mem f32", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    table.add_column("unread input", justify="left")
+    for layer in result.layers:
+        table.add_row(str(layer.index), f"{layer.spec.kind} {_hyper(layer.spec)}",
+                      f"{layer.input.text()} -> {layer.output.text()}", _pads(layer.pads),
+                      f"{_hw(layer.rf)} ({_hw(layer.jump)})", _count(layer.params), _count(layer.macs),
+                      _bytes(layer.memory(4)), _unread_text(layer))
+    if result.error is not None:
+        nxt = len(result.layers) + 1
+        table.add_row(str(nxt), Text(f"layer {nxt} does not fit", style="bold red"), "", "", "", "", "", "", "")
+    else:
+        last = result.layers[-1]
+        table.add_section()
+        table.add_row("", Text("total", style="bold"), Text(f"{result.input.text()} -> {last.output.text()}",
+                                                            style="bold green"),
+                      "", f"{_hw(last.rf)} ({_hw(last.jump)})", _count(result.params), _count(result.macs),
+                      _bytes(result.memory(4)), "")
+    out.print(table)
+    if result.error is None:
+        out.print(f"FLOPs = 2 x MACs = {2 * result.macs:,}; activations in float64: {_bytes(result.memory(8))}"
+                  + (f"; batch of {result.input.m}" if result.input.m > 1 else ""))
+    for layer in result.layers:
+        for note in layer.notes:
+            out.print(Text(f"note: layer {layer.index}: {note}", style="yellow"))
+
+
+def _cell(res: Optional[StackResult], with_pads: bool) -> Text:
+    if res is None:
+        return Text("-", style="dim")
+    text = Text(_hw((res.output.h, res.output.w)))
+    if with_pads and len(res.layers) == 1 and any(res.layers[0].pads):
+        text.append(f" ({_pads(res.layers[0].pads)})", style="dim")
+    if any(sum(layer.unused) for layer in res.layers):
+        text.append(" " + UNREAD_MARK, style="bold yellow")
+    return text
+
+
+def size_formulas(columns: Dict[str, Sequence[LayerSpec]]) -> List[str]:
+    """The formula lines above the size table, with this layer's numbers (one layer only)."""
+    lines = [FORMULA]
+    for label, stack in columns.items():
+        if len(stack) != 1:
+            continue
+        spec = stack[0]
+        for a, axis in ((0, "height"), (1, "width")) if (spec.f[0], spec.stride[0], spec.dilation[0]) != \
+                (spec.f[1], spec.stride[1], spec.dilation[1]) else ((0, ""),):
+            eff, s = effective_size(spec.f[a], spec.dilation[a]), spec.stride[a]
+            where = f" ({axis})" if axis else ""
+            if label == "same":
+                lines.append(f"same{where}: n_out = ceil(n_in / {s}); pad total = max((n_out-1)*{s} + {eff} - n_in, 0),"
+                             " before = total // 2, the extra pixel after (bottom/right)")
+            else:
+                pads = spec.pad if spec.pad != "same" else (0, 0, 0, 0)
+                total = pads[2 * a] + pads[2 * a + 1]
+                rnd = "ceil" if spec.ceil_mode else "floor"
+                plus = f" + {total}" if total else ""
+                lines.append(f"{label}{where}: n_out = {rnd}((n_in{plus} - {eff}) / {s}) + 1")
+    return lines
+
+
+def print_size_table(rows: List[SizeRow], columns: Dict[str, Sequence[LayerSpec]], out: Console) -> None:
+    """Output size for each input size n x n, one column per padding (or the stack)."""
+    for line in size_formulas(columns):
+        out.print(line)
+    single = all(len(stack) == 1 for stack in columns.values())
+    table = Table()
+    table.add_column("input", justify="right")
+    for label in columns:
+        table.add_column(f"{label} output" + (" (pads)" if single and label == "same" else ""), justify="left")
+    for row in rows:
+        table.add_row(str(row.n_in), *[_cell(row.cells[label], single) for label in columns])
+    out.print(table)
+    if single:
+        out.print("pads: one number for all sides, else top,bottom,left,right")
+    out.print(f"{UNREAD_MARK} the stride leaves input rows/columns unread; "
+              "give --input N for which ones and the padding that covers them")
+
+
+def print_targets(result: TargetResult, out: Console) -> None:
+    """The strides and pads that reach the target size, smallest padding first."""
+    spec = result.spec
+    eff = [effective_size(spec.f[a], spec.dilation[a]) for a in (0, 1)]
+    want = f"{result.input.h}x{result.input.w} -> {_hw(result.target, 'x') if result.target[0] != result.target[1] else f'{result.target[0]}x{result.target[0]}'}"
+    scope = f"stride {_hw(spec.stride)}" if result.stride_fixed else f"strides 1..{max(eff)}"
+    if not result.solutions:
+        out.print(f"no padding below the window makes {spec.kind} f={_hw(spec.f)} go {want} with {scope}"
+                  + ("" if result.stride_fixed else "; try another f, or --stride for a larger stride"))
+        return
+    table = Table(title=f"{spec.kind} f={_hw(spec.f)}{'' if spec.dilation == (1, 1) else f' d={_hw(spec.dilation)}'}: "
+                        f"{want}, {scope}", title_justify="left")
+    for name in ("stride", "pad (top,bottom,left,right)", "total pad", "symmetric", "unread input"):
+        table.add_column(name)
+    for s in result.solutions:
+        symmetric = s.pads[0] == s.pads[1] and s.pads[2] == s.pads[3]
+        table.add_row(_hw(s.stride), _pads(s.pads), str(sum(s.pads)), "yes" if symmetric else "no",
+                      "none" if not sum(s.unused) else f"{_plural(s.unused[0], 'row')}, {_plural(s.unused[1], 'col')}")
+    out.print(table)
+    if not result.stride_fixed:
+        out.print("the smallest padding per stride (and the smallest symmetric one); "
+                  "give --stride S for every padding with that stride")
+    if any(s.pads[0] != s.pads[1] or s.pads[2] != s.pads[3] for s in result.solutions):
+        out.print("asymmetric pads: PyTorch's Conv2d pads symmetrically; use F.pad first, or TensorFlow-style "
+                  "explicit padding")
+
+
+# ----------------------------------------------------------------- scripts
+
+def layer_json(layer: LayerResult) -> dict:
+    """One layer as a JSON-ready dict (pairs are ``[height, width]``)."""
+    spec = layer.spec
+    d = {
+        "index": layer.index, "kind": spec.kind, "spec": spec.text or None,
+        "input": layer.input.as_list(), "output": layer.output.as_list(),
+        "f": list(spec.f), "stride": list(spec.stride), "dilation": list(spec.dilation),
+        "pad": spec.pad if spec.pad == "same" else ("valid" if not any(spec.pad) else list(spec.pad)),
+        "pads": list(layer.pads),
+    }
+    if spec.kind == "conv":
+        d.update(filters=layer.output.c, groups=spec.groups)
+    else:
+        d.update(mode=spec.mode, ceil_mode=spec.ceil_mode)
+    d.update(
+        receptive_field=list(layer.rf), jump=list(layer.jump), start=[float(v) for v in layer.start],
+        unread={"trailing": list(layer.trailing), "skipped": list(layer.skipped),
+                "cover_pad": list(layer.cover_pad)},
+        params=layer.params, macs=layer.macs, flops=layer.flops,
+        memory_bytes={"float32": layer.memory(4), "float64": layer.memory(8)},
+        notes=list(layer.notes),
+    )
+    return d
+
+
+def stack_json(result: StackResult) -> dict:
+    """``{"input", "layout", "layers", "output", "totals", "error"}``."""
+    out = result.output
+    return {
+        "input": result.input.as_list(),
+        "layout": result.input.layout,
+        "layers": [layer_json(layer) for layer in result.layers],
+        "output": None if out is None else out.as_list(),
+        "totals": None if out is None else {
+            "params": result.params, "macs": result.macs, "flops": 2 * result.macs,
+            "memory_bytes": {"float32": result.memory(4), "float64": result.memory(8)},
+            "receptive_field": list(result.layers[-1].rf), "jump": list(result.layers[-1].jump),
+        },
+        "error": None if result.error is None else str(result.error),
+    }
+
+
+def table_json(rows: List[SizeRow], columns: Dict[str, Sequence[LayerSpec]]) -> dict:
+    """``{"formula", "columns", "layers", "rows"}``; a row is ``{"input": n, <column>: cell or null}``."""
+    single = all(len(stack) == 1 for stack in columns.values())
+
+    def cell(res: Optional[StackResult]):
+        if res is None:
+            return None
+        c = {"output": [res.output.h, res.output.w]}
+        if single:
+            c.update(pads=list(res.layers[0].pads), unread=list(res.layers[0].unused))
+        else:
+            c["unread_layers"] = [layer.index for layer in res.layers if sum(layer.unused)]
+        return c
+
+    return {
+        "formula": size_formulas(columns),
+        "columns": list(columns),
+        "layers": [s.text or None for s in next(iter(columns.values()))] if not single else None,
+        "rows": [dict({"input": row.n_in}, **{label: cell(row.cells[label]) for label in columns}) for row in rows],
+    }
+
+
+def target_json(result: TargetResult) -> dict:
+    """``{"input", "target", "kind", "f", "dilation", "stride_fixed", "solutions"}``."""
+    return {
+        "input": result.input.as_list(), "target": list(result.target), "kind": result.spec.kind,
+        "f": list(result.spec.f), "dilation": list(result.spec.dilation), "stride_fixed": result.stride_fixed,
+        "solutions": [{"stride": list(s.stride), "pads": list(s.pads), "output": list(s.output),
+                       "unread": list(s.unused)} for s in result.solutions],
+    }
