@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Tuple
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -72,3 +74,87 @@ def batch_chunks(m: int, bytes_per_example: int, workspace_bytes) -> Iterator[sl
     step = max(1, cap // max(1, bytes_per_example))
     for lo in range(0, m, step):
         yield slice(lo, min(m, lo + step))
+
+
+# ---------------------------------------------------------------------------
+# Speed helpers: clipped window ranges (no padded copies) and a small thread pool.
+
+#: Bytes of unrolled patches per chunk when the cap allows: small enough that a
+#: chunk's patches are still in cache when the matrix product reads them.
+CHUNK_TARGET_BYTES = 4 * 2**20
+
+_THREADS = max(1, min(4, os.cpu_count() or 1))
+_pool: Optional[ThreadPoolExecutor] = None
+
+
+def valid_range(lo: int, hi: int, step: int, offset: int, n_in: int):
+    """Outputs ``o`` in ``[lo, hi)`` whose source index ``o*step + offset`` lies in ``[0, n_in)``.
+
+    Returns ``(o_lo, o_hi, src_slice)``; ``o_lo == o_hi`` when there is none.
+    """
+    o_lo = max(lo, -(offset // step))  # ceil(-offset / step)
+    o_hi = min(hi, (n_in - 1 - offset) // step + 1)
+    if o_lo >= o_hi:
+        return lo, lo, slice(0, 0)
+    return o_lo, o_hi, slice(o_lo * step + offset, (o_hi - 1) * step + offset + 1, step)
+
+
+def split(lo: int, hi: int, parts: int):
+    """Split ``range(lo, hi)`` into at most ``parts`` contiguous, nearly equal ``(a, b)`` pieces."""
+    n = hi - lo
+    parts = max(1, min(parts, n))
+    bounds = [lo + (n * k) // parts for k in range(parts + 1)]
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if a < b]
+
+
+def run_parallel(fn, pieces) -> None:
+    """Call ``fn(*piece)`` for every piece, the pieces shared out over the worker threads.
+
+    numpy releases the GIL in copies and ufunc loops, so memory-bound steps (patch
+    copies, scatter-adds) run on several cores. The calling thread takes the
+    first share; the call returns when every piece is done.
+    """
+    global _pool
+    pieces = list(pieces)
+    if len(pieces) <= 1 or _THREADS == 1:
+        for piece in pieces:
+            fn(*piece)
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=_THREADS - 1, thread_name_prefix="cnncli")
+    shares = [pieces[a:b] for a, b in split(0, len(pieces), _THREADS)]
+
+    def work(share):
+        for piece in share:
+            fn(*piece)
+
+    futures = [_pool.submit(work, share) for share in shares[1:]]
+    try:
+        work(shares[0])
+    finally:
+        for future in futures:
+            future.result()
+
+
+def threads() -> int:
+    """Worker threads used for memory-bound steps."""
+    return _THREADS
+
+
+def plan_chunks(m: int, n_rows: int, row_bytes: int, workspace_bytes, target: Optional[int] = None):
+    """Cut a batch of ``m`` examples of ``n_rows`` output rows into ``(e0, e1, r0, r1)`` chunks.
+
+    A chunk's workspace (``row_bytes`` per output row) stays under
+    ``workspace_bytes`` when given; by default under ``target`` (default
+    :data:`CHUNK_TARGET_BYTES`, well below :data:`DEFAULT_WORKSPACE_BYTES`), which
+    keeps a chunk in cache between its patch copies and its matrix product.
+    Chunks are whole examples when one fits, else blocks of rows of one example,
+    so even a single huge image stays bounded.
+    """
+    budget = int(workspace_bytes) if workspace_bytes is not None else (target or CHUNK_TARGET_BYTES)
+    budget = min(budget, DEFAULT_WORKSPACE_BYTES) if workspace_bytes is None else budget
+    rows = max(1, budget // max(1, row_bytes))
+    if rows >= n_rows:
+        step = rows // n_rows
+        return [(e, min(m, e + step), 0, n_rows) for e in range(0, m, step)]
+    return [(e, e + 1, r, min(n_rows, r + rows)) for e in range(m) for r in range(0, n_rows, rows)]

@@ -1,0 +1,269 @@
+"""Time cnncli's conv/pool engine against PyTorch CPU and against the loop oracle.
+
+Run from the repository root::
+
+    python benchmarks/bench_engine.py            # full suite, float64 and float32
+    python benchmarks/bench_engine.py --quick    # fewer repeats, smaller loop runs
+
+For every case and dtype it prints the median wall time of the forward pass and
+of the backward pass (dA_prev, dW, db), the ratio to PyTorch
+(``torch.nn.functional.conv2d`` / ``max_pool2d`` and their autograd backward,
+same process, same thread count as numpy's BLAS) and the speed-up over the loop
+implementation in ``cnncli/engine/reference.py``. The loops are timed on a
+reduced batch and scaled linearly to the full batch (they do the same work for
+every example); the loop oracle always computes in float64, so its time is
+measured once per case and reused for the float32 rows.
+
+Machines are shared and noisy: read the ratios (both sides run in the same
+process, interleaved) and the medians, not single timings. torch is optional.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cnncli.engine import ConvParams, PoolParams, conv2d, conv2d_backward, pool2d, pool2d_backward  # noqa: E402
+from cnncli.engine.reference import (  # noqa: E402
+    conv_backward_loops,
+    conv_forward_loops,
+    pool_backward_loops,
+    pool_forward_loops,
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One layer: NHWC input (m, H, W, C) -> n_C channels (conv) or pooled (pool)."""
+
+    name: str
+    m: int
+    H: int
+    W: int
+    C: int
+    n_C: int = 0
+    f: int = 3
+    stride: int = 1
+    pad: int = 0
+    groups: int = 1
+    pool: str = ""  # "max" or "average" for a pooling case
+
+    @property
+    def label(self) -> str:
+        if self.pool:
+            return f"{self.name} {self.m}x{self.H}x{self.W}x{self.C} {self.pool}pool {self.f}x{self.f}/{self.stride}"
+        g = f" g={self.groups}" if self.groups > 1 else ""
+        return f"{self.name} {self.m}x{self.H}x{self.W}x{self.C}->{self.n_C} {self.f}x{self.f}/{self.stride}{g}"
+
+
+SUITE = [
+    Case("small", 64, 32, 32, 16, 32, 3, 1, 1),
+    Case("resnet-3x3", 32, 56, 56, 64, 64, 3, 1, 1),
+    Case("stem-7x7", 8, 112, 112, 3, 64, 7, 2, 3),
+    Case("down-3x3/2", 16, 28, 28, 128, 128, 3, 2, 1),
+    Case("pointwise", 32, 28, 28, 128, 256, 1, 1, 0),
+    Case("depthwise", 32, 56, 56, 64, 64, 3, 1, 1, groups=64),
+    Case("maxpool", 16, 112, 112, 64, f=3, stride=2, pad=1, pool="max"),
+]
+
+
+def median_time(fn, repeat: int) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` runs, after one warm-up run."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def blas_threads() -> int:
+    """Threads numpy's BLAS uses (threadpoolctl when installed, else the core count up to 2)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return min(2, os.cpu_count() or 1)
+    counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    return counts[0] if counts else min(2, os.cpu_count() or 1)
+
+
+def machine_info(torch) -> list:
+    """Lines describing the CPU, numpy and its BLAS, torch, and BLAS-related environment."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    lines = [f"cpu: {cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}",
+             f"python {platform.python_version()}, numpy {np.__version__}"]
+    try:
+        from threadpoolctl import threadpool_info
+        for p in threadpool_info():
+            lines.append(f"  {p['user_api']}: {p['internal_api']} {p.get('version')} "
+                         f"kernel={p.get('architecture')} threads={p['num_threads']}")
+    except ImportError:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        lines.append(f"  blas: {blas.get('name')} {blas.get('version')} (threadpoolctl not installed)")
+    env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
+                                      "OPENBLAS_NUM_THREADS") if k in os.environ}
+    lines.append(f"  env: {env or 'no BLAS/OpenMP variables set'}")
+    if torch is not None:
+        lines.append(f"torch {torch.__version__}, threads={torch.get_num_threads()}")
+    else:
+        lines.append("torch: not importable, PyTorch ratios skipped")
+    return lines
+
+
+def make_inputs(case: Case, dtype, rng):
+    """Random NHWC input, HWIO weights, bias and upstream gradient for ``case``."""
+    A = rng.standard_normal((case.m, case.H, case.W, case.C)).astype(dtype)
+    if case.pool:
+        params = PoolParams(f=case.f, stride=case.stride, pad=case.pad, mode=case.pool)
+        dOut = rng.standard_normal((case.m,) + params.geometry((case.H, case.W)).out_hw + (case.C,)).astype(dtype)
+        return params, A, None, None, dOut
+    params = ConvParams(stride=case.stride, pad=case.pad, groups=case.groups)
+    W = (rng.standard_normal((case.f, case.f, case.C // case.groups, case.n_C)) * 0.1).astype(dtype)
+    b = rng.standard_normal(case.n_C).astype(dtype)
+    dOut = rng.standard_normal((case.m,) + params.geometry((case.H, case.W), (case.f, case.f)).out_hw
+                               + (case.n_C,)).astype(dtype)
+    return params, A, W, b, dOut
+
+
+def ours(case: Case, params, A, W, b, dOut):
+    """(forward, backward) closures of the engine."""
+    if case.pool:
+        return (lambda: pool2d(A, params)), (lambda: pool2d_backward(dOut, A, params))
+    return (lambda: conv2d(A, W, b, params)), (lambda: conv2d_backward(dOut, A, W, params))
+
+
+def torch_fns(torch, case: Case, A, W, b, dOut):
+    """(forward, backward, forward output as NHWC ndarray) of PyTorch on the same data."""
+    F = torch.nn.functional
+    x = torch.from_numpy(np.ascontiguousarray(A.transpose(0, 3, 1, 2))).requires_grad_(True)
+    g = torch.from_numpy(np.ascontiguousarray(dOut.transpose(0, 3, 1, 2)))
+    if case.pool:
+        def run():
+            return F.max_pool2d(x, case.f, case.stride, case.pad) if case.pool == "max" else \
+                F.avg_pool2d(x, case.f, case.stride, case.pad)
+        inputs = (x,)
+    else:
+        w = torch.from_numpy(np.ascontiguousarray(W.transpose(3, 2, 0, 1))).requires_grad_(True)
+        bt = torch.from_numpy(b).requires_grad_(True)
+
+        def run():
+            return F.conv2d(x, w, bt, case.stride, case.pad, 1, case.groups)
+        inputs = (x, w, bt)
+
+    def forward():
+        with torch.no_grad():
+            return run()
+
+    out = run()
+
+    def backward():
+        return torch.autograd.grad(out, inputs, g, retain_graph=True)
+
+    return forward, backward, forward().numpy().transpose(0, 2, 3, 1)
+
+
+def loop_times(case: Case, params, A, W, b, dOut, m_loop: int):
+    """Loop oracle's (forward, backward) seconds on ``m_loop`` examples, scaled to the batch."""
+    A, dOut = A[:m_loop].astype(np.float64), dOut[:m_loop].astype(np.float64)
+    scale = case.m / m_loop
+    if case.pool:
+        fwd = median_time(lambda: pool_forward_loops(A, params), 1)
+        bwd = median_time(lambda: pool_backward_loops(dOut, A, params), 1)
+    else:
+        fwd = median_time(lambda: conv_forward_loops(A, W, b, params), 1)
+        bwd = median_time(lambda: conv_backward_loops(dOut, A, W, params), 1)
+    return fwd * scale, bwd * scale
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="3 repeats instead of 7")
+    ap.add_argument("--repeat", type=int, default=None, help="timed runs per measurement (default 7, quick 3)")
+    ap.add_argument("--dtype", choices=("float64", "float32", "both"), default="both")
+    ap.add_argument("--case", action="append", default=None, help="only cases whose name contains this")
+    ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even when importable")
+    ap.add_argument("--no-loops", action="store_true", help="skip the loop oracle")
+    args = ap.parse_args(argv)
+    repeat = args.repeat or (3 if args.quick else 7)
+    dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype]
+    cases = [c for c in SUITE if not args.case or any(s in c.name for s in args.case)]
+
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch  # noqa: F811  (optional, benchmark only)
+            torch.set_num_threads(blas_threads())
+        except ImportError:
+            torch = None
+    print("\n".join(machine_info(torch)))
+    print(f"median of {repeat} runs after a warm-up; loop oracle timed on 1 example "
+          "and scaled to the batch (float64 only, reused for float32)")
+    print()
+    head = f"{'case':<44} {'dtype':<7} {'pass':<4} {'ours ms':>9} {'torch ms':>9} {'x torch':>8} {'loops s':>8} {'x faster':>9}"
+    print(head)
+    print("-" * len(head))
+    ratios = {(d, p): [] for d in dtypes for p in ("fwd", "bwd")}
+    speedups = []
+    loops_cache = {}
+    rng = np.random.default_rng(0)
+    for case in cases:
+        for dtype in dtypes:
+            params, A, W, b, dOut = make_inputs(case, np.dtype(dtype), rng)
+            fwd, bwd = ours(case, params, A, W, b, dOut)
+            t_ours = (median_time(fwd, repeat), median_time(bwd, repeat))
+            t_torch = (None, None)
+            if torch is not None:
+                tf, tb, Zt = torch_fns(torch, case, A, W, b, dOut)
+                err = np.max(np.abs(fwd() - Zt)) / max(1.0, float(np.max(np.abs(Zt))))
+                if err > (1e-3 if dtype == "float32" else 1e-9):
+                    print(f"!! {case.name} {dtype}: engine and torch disagree (max rel err {err:.2e})")
+                t_torch = (median_time(tf, repeat), median_time(tb, repeat))
+            if not args.no_loops and case.name not in loops_cache:
+                loops_cache[case.name] = loop_times(case, params, A, W, b, dOut, 1)
+            t_loop = loops_cache.get(case.name, (None, None))
+            for k, which in enumerate(("fwd", "bwd")):
+                ratio = t_torch[k] and t_ours[k] / t_torch[k]
+                speed = t_loop[k] and t_loop[k] / t_ours[k]
+                if ratio:
+                    ratios[(dtype, which)].append(ratio)
+                if speed:
+                    speedups.append(speed)
+                print(f"{case.label if k == 0 else '':<44} {dtype if k == 0 else '':<7} {which:<4} "
+                      f"{t_ours[k] * 1e3:>9.1f} "
+                      f"{(f'{t_torch[k] * 1e3:.1f}' if t_torch[k] else '-'):>9} "
+                      f"{(f'{ratio:.2f}x' if ratio else '-'):>8} "
+                      f"{(f'{t_loop[k]:.1f}' if t_loop[k] else '-'):>8} "
+                      f"{(f'{speed:.0f}x' if speed else '-'):>9}", flush=True)
+    print()
+    for (dtype, which), rs in ratios.items():
+        if rs:
+            target = 1.0 if dtype == "float64" else 2.0
+            med = statistics.median(rs)
+            print(f"summary {dtype} {which}: median {med:.2f}x torch time over {len(rs)} cases "
+                  f"(target <= {target:.1f}x: {'met' if med <= target else 'NOT met'})")
+    if speedups:
+        print(f"summary loops: {min(speedups):.0f}x to {max(speedups):.0f}x faster than the loop oracle, "
+              f"median {statistics.median(speedups):.0f}x (target >= 100x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
