@@ -1,0 +1,360 @@
+"""Checking a user's own classic functions (``cnncli gradcheck --impl FILE.py``).
+
+For each classic function the file defines (SPEC "Python API"):
+
+- ``zero_pad``, ``conv_single_step``, ``create_mask_from_window``,
+  ``distribute_value``: against a direct numpy reference;
+- ``conv_forward``, ``pool_forward``: against the engine on every classic case
+  of the battery (max difference, worst index);
+- ``conv_backward``, ``pool_backward``: against the engine's gradients, and
+  against numerical gradients of the user's *own* forward (when defined).
+
+Max-pool ties are kinks: a correct classic solution sends the gradient to every
+tied maximum while the engine sends it to the first, so kink elements are left
+out of both comparisons (the battery's normal draws make ties improbable anyway).
+The user's functions are called per perturbed element (they are plain Python);
+the battery's sizes keep that bounded, and ``sample`` (the default here) checks
+a stratified handful of elements per tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..engine import conv2d, conv2d_backward, pool2d, pool2d_backward
+from .battery import BATTERY, Case
+from .core import DEFAULT_EPS, DEFAULT_TOL, gradient_metrics, validate_settings
+from .diagnose import diagnose
+from .problems import max_pool_kinks
+from .sampling import stratified_indices
+from .userfile import CLASSIC, UserCallFailed, UserException, call_user, load_impl
+
+#: Elements per tensor compared with the user's own numerical gradients by default.
+IMPL_SAMPLES = 12
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One comparison of a user function's output on one configuration.
+
+    ``against`` is ``"engine"``, ``"numerical"`` (central differences of the
+    user's own forward) or ``"reference"`` (direct numpy). ``expected`` and
+    ``got`` are the values at ``worst_index``.
+    """
+
+    case: str
+    quantity: str
+    against: str
+    passed: bool
+    max_abs_error: Optional[float] = None
+    relative_error: Optional[float] = None
+    worst_index: Optional[Tuple[int, ...]] = None
+    expected: Optional[float] = None
+    got: Optional[float] = None
+    checked: int = 0
+    kinks: int = 0
+    detail: str = ""
+    border_only: bool = False
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["worst_index"] = list(self.worst_index) if self.worst_index is not None else None
+        for k in ("max_abs_error", "relative_error", "expected", "got"):
+            if d[k] is not None and not np.isfinite(d[k]):
+                d[k] = None
+        return d
+
+
+@dataclass(frozen=True)
+class FunctionReport:
+    """Everything found about one user function."""
+
+    name: str
+    findings: Tuple[Finding, ...]
+    errors: Tuple[UserException, ...]
+    diagnosis: Tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.errors and all(f.passed for f in self.findings)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "passed": self.passed, "diagnosis": list(self.diagnosis),
+                "errors": [e.to_dict() for e in self.errors], "findings": [f.to_dict() for f in self.findings]}
+
+
+@dataclass(frozen=True)
+class ImplResult:
+    """Result of ``--impl``: one report per classic function the file defines."""
+
+    path: str
+    functions: Tuple[FunctionReport, ...]
+    missing: Tuple[str, ...]
+    method: str
+
+    @property
+    def passed(self) -> bool:
+        return all(f.passed for f in self.functions)
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "impl": self.path, "method": self.method,
+                "functions": [f.to_dict() for f in self.functions], "not_defined": list(self.missing)}
+
+
+class _Run:
+    """State of one check: the module, settings, and what the user's forwards returned."""
+
+    def __init__(self, module, method, samples, eps, tol, seed):
+        self.module, self.method, self.samples, self.eps, self.tol = module, method, samples, eps, tol
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.caches: Dict[Tuple[str, str], object] = {}
+        self.forward_ok: Dict[Tuple[str, str], bool] = {}
+
+
+def compare(case: str, quantity: str, against: str, got, expected, tol: float,
+            exclude: Optional[np.ndarray] = None) -> Finding:
+    """Compare a user's array with the expected one (shape first, then values).
+
+    ``db`` of shape (1, 1, 1, n_C) and (n_C,) compare equal; a scalar compares
+    with a size-1 array. Excluded (kink) elements are not compared.
+    """
+    try:
+        g = np.asarray(got, dtype=np.float64)
+    except (TypeError, ValueError):
+        return Finding(case, quantity, against, False, detail=f"returned {type(got).__name__}, not an array")
+    e = np.asarray(expected, dtype=np.float64)
+    if g.shape != e.shape:
+        if g.size == e.size and (g.size == 1 or quantity in ("db",)):
+            g = g.reshape(e.shape)
+        else:
+            return Finding(case, quantity, against, False, detail=f"shape {g.shape}, expected {e.shape}")
+    keep = np.ones(e.shape, dtype=bool) if exclude is None else ~exclude
+    idx = np.flatnonzero(keep)
+    r = gradient_metrics(quantity, e.shape, "", against, idx, g.reshape(-1)[idx], e.reshape(-1)[idx],
+                         int(e.size - idx.size), tol)
+    border = False
+    if not r.passed and e.ndim == 4 and r.errors is not None:
+        scale = float(np.nanmax(np.abs(e))) if e.size else 0.0
+        bad = np.nan_to_num(r.errors, nan=0.0) > 10 * tol * scale + 100 * tol * np.abs(e)
+        inner = bad[:, 1:-1, 1:-1, :]
+        border = bool(bad.any() and not inner.any() and min(e.shape[1:3]) > 2)
+    w = r.worst
+    return Finding(case, quantity, against, r.passed, r.max_abs_error, r.relative_error,
+                   w.index if w else None, w.numerical if w else None, w.analytical if w else None,
+                   r.checked, r.kinks, "", border)
+
+
+def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, eps: float = DEFAULT_EPS,
+               tol: float = DEFAULT_TOL, seed: int = 0,
+               progress: Optional[Callable[[int, int], None]] = None) -> ImplResult:
+    """Import ``path`` and check every classic function it defines.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The user's ``.py`` file.
+    method : {"auto", "full", "fast", "sample"}
+        Elements compared with the user's own numerical gradients: ``full`` every
+        element, otherwise a stratified sample of ``samples`` per tensor (default 12).
+        Comparisons with the engine always cover every element.
+    samples, eps, tol, seed
+        As :func:`cnncli.gradcheck.core.check_problem`.
+    progress : callable(done, total), optional
+
+    Returns
+    -------
+    ImplResult
+
+    Raises
+    ------
+    ImplError
+        The file cannot be imported (syntax or import error, with file and line) or
+        defines none of the classic functions.
+    HyperparameterError
+        Invalid settings.
+    """
+    method, _ = validate_settings(method, samples, eps, tol)
+    module, defined = load_impl(path)
+    run = _Run(module, method, samples or IMPL_SAMPLES, eps, tol, seed)
+    run.defined = defined
+    steps = [(name, fn) for name, fn in _CHECKS if name in defined]
+    reports = []
+    for i, (name, fn) in enumerate(steps):
+        if progress:
+            progress(i, len(steps))
+        findings: List[Finding] = []
+        errors: List[UserException] = []
+        fn(run, findings, errors)
+        reports.append(FunctionReport(name, tuple(findings), _dedupe(errors), diagnose(findings, errors, _CASES)))
+    if progress:
+        progress(len(steps), len(steps))
+    missing = tuple(n for n in CLASSIC if n not in defined)
+    return ImplResult(str(path), tuple(reports), missing, method)
+
+
+def _dedupe(errors: List[UserException]) -> Tuple[UserException, ...]:
+    """One entry per distinct exception and line (the first case it happened on)."""
+    seen, out = set(), []
+    for e in errors:
+        key = (e.exception, e.line)
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
+    return tuple(out)
+
+
+_CASES: Dict[str, Case] = {c.name: c for c in BATTERY if c.classic}
+
+
+def _cases(layer: str):
+    return [(i, c) for i, c in enumerate(BATTERY) if c.classic and c.layer == layer]
+
+
+def _helpers(run: _Run, name: str, findings, errors) -> None:
+    """zero_pad, conv_single_step, create_mask_from_window, distribute_value against numpy."""
+    rng = np.random.default_rng(run.seed)
+    trials = []
+    if name == "zero_pad":
+        X = rng.standard_normal((2, 3, 4, 2))
+        for pad in (0, 1, 2):
+            expected = np.pad(X, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+            trials.append((f"pad {pad}", "X_pad", (X.copy(), pad), expected))
+    elif name == "conv_single_step":
+        for shape in ((3, 3, 4), (2, 2, 1), (4, 4, 3)):
+            a, W, b = rng.standard_normal(shape), rng.standard_normal(shape), rng.standard_normal((1, 1, 1))
+            trials.append((f"slice {shape}", "Z", (a.copy(), W.copy(), b.copy()), np.sum(a * W) + b.item()))
+    elif name == "create_mask_from_window":
+        for shape in ((2, 2), (3, 3), (4, 4)):
+            x = rng.standard_normal(shape)  # no ties: the classic x == max(x) and first-max agree
+            trials.append((f"window {shape}", "mask", (x.copy(),), (x == x.max()).astype(float)))
+    else:
+        for dz, shape in ((2.0, (2, 2)), (-1.5, (3, 3)), (0.7, (2, 3))):
+            trials.append((f"dz {dz} shape {shape}", "a", (dz, shape), np.full(shape, dz / (shape[0] * shape[1]))))
+    for case, quantity, args, expected in trials:
+        try:
+            got = call_user(run.module, name, case, *args)
+        except UserCallFailed as exc:
+            errors.append(exc.info)
+            continue
+        findings.append(compare(case, quantity, "reference", got, expected, run.tol))
+
+
+def _forward(run: _Run, layer: str, findings, errors) -> None:
+    """conv_forward / pool_forward against the engine on the classic cases."""
+    fname = f"{layer}_forward"
+    for i, case in _cases(layer):
+        A, W, b, _ = case.arrays(run.seed + i)
+        try:
+            if layer == "conv":
+                out = call_user(run.module, fname, case.name, A.copy(), W.copy(), b.copy(), case.hparameters())
+                expected = conv2d(A, W, b, case.conv_params())
+            else:
+                out = call_user(run.module, fname, case.name, A.copy(), case.hparameters(), case.mode)
+                expected = pool2d(A, case.pool_params())
+        except UserCallFailed as exc:
+            errors.append(exc.info)
+            continue
+        if not (isinstance(out, tuple) and len(out) == 2):
+            findings.append(Finding(case.name, "Z" if layer == "conv" else "A", "engine", False,
+                                    detail="did not return a pair (output, cache)"))
+            continue
+        f = compare(case.name, "Z" if layer == "conv" else "A", "engine", out[0], expected, run.tol)
+        findings.append(f)
+        run.caches[(layer, case.name)] = out[1]
+        run.forward_ok[(layer, case.name)] = f.detail == ""  # right shape: usable for numerical gradients
+
+
+def _backward(run: _Run, layer: str, findings, errors) -> None:
+    """conv_backward / pool_backward against the engine and the user's own numerical gradients."""
+    fname = f"{layer}_backward"
+    names = ("A_prev", "W", "b") if layer == "conv" else ("A_prev",)
+    for i, case in _cases(layer):
+        A, W, b, G = case.arrays(run.seed + i)
+        hp = case.hparameters()
+        inputs = {"A_prev": A, "W": W, "b": b}
+        own_forward = run.forward_ok.get((layer, case.name), False)
+        if layer == "conv":
+            cache = run.caches.get((layer, case.name)) if own_forward else (A.copy(), W.copy(), b.copy(), hp)
+            engine = conv2d_backward(G, A, W, case.conv_params())
+            expected = {"A_prev": engine.dA_prev, "W": engine.dW, "b": engine.db}
+            kinks = {}
+        else:
+            cache = run.caches.get((layer, case.name)) if own_forward else (A.copy(), hp)
+            expected = {"A_prev": pool2d_backward(G, A, case.pool_params())}
+            h = run.eps * max(1.0, float(np.abs(A).max()))
+            kinks = {"A_prev": max_pool_kinks(A, case.pool_params(), 2 * h)} if case.mode == "max" else {}
+        try:
+            args = (G.copy(), cache) if layer == "conv" else (G.copy(), cache, case.mode)
+            out = call_user(run.module, fname, case.name, *args)
+        except UserCallFailed as exc:
+            errors.append(exc.info)
+            continue
+        got = out if layer == "conv" else (out,)
+        if not (isinstance(got, tuple) and len(got) == len(names)):
+            findings.append(Finding(case.name, "dA_prev", "engine", False,
+                                    detail=f"did not return {len(names)} gradient(s) ({', '.join('d' + n for n in names)})"))
+            continue
+        user_grads = dict(zip(names, got))
+        for n in names:
+            findings.append(compare(case.name, "d" + n, "engine", user_grads[n], expected[n], run.tol, kinks.get(n)))
+        if own_forward:
+            _numerical(run, layer, case, inputs, G, user_grads, names, kinks, findings, errors)
+
+
+def _numerical(run: _Run, layer: str, case: Case, inputs, G, user_grads, names, kinks, findings, errors) -> None:
+    """The user's backward against central differences of the user's own forward."""
+    def loss_change(name, flat_index, plus, minus):
+        outs = []
+        for value in (plus, minus):
+            x = {k: (v.copy() if v is not None else None) for k, v in inputs.items()}
+            x[name].reshape(-1)[flat_index] = value
+            if layer == "conv":
+                Z, _ = call_user(run.module, "conv_forward", case.name, x["A_prev"], x["W"], x["b"], case.hparameters())
+            else:
+                Z, _ = call_user(run.module, "pool_forward", case.name, x["A_prev"], case.hparameters(), case.mode)
+            outs.append(np.asarray(Z, dtype=np.float64))
+        return float(np.sum((outs[0] - outs[1]) * G))
+
+    for name in names:
+        x = inputs[name]
+        try:
+            g = np.asarray(user_grads[name], dtype=np.float64).reshape(x.shape)
+        except (TypeError, ValueError):
+            continue  # wrong shape: already reported against the engine
+        h = run.eps * max(1.0, float(np.abs(x).max()))
+        excluded = kinks.get(name)
+        if run.method == "full":
+            idx = np.flatnonzero(np.ones(x.shape, bool) if excluded is None else ~excluded)
+        else:
+            idx = stratified_indices(x.shape, name, run.samples, run.rng, excluded)
+        numerical = np.empty(len(idx))
+        try:
+            for k, flat in enumerate(idx):
+                v = x.reshape(-1)[flat]
+                plus, minus = v + h, v - h
+                numerical[k] = loss_change(name, flat, plus, minus) / (plus - minus)
+        except UserCallFailed as exc:
+            errors.append(exc.info)
+            return
+        n_kinks = 0 if excluded is None else int(excluded.sum())
+        r = gradient_metrics("d" + name, x.shape, "", "numerical", idx, g.reshape(-1)[idx], numerical, n_kinks, run.tol)
+        w = r.worst
+        findings.append(Finding(case.name, "d" + name, "numerical", r.passed, r.max_abs_error, r.relative_error,
+                                w.index if w else None, w.numerical if w else None, w.analytical if w else None,
+                                r.checked, r.kinks))
+
+
+_CHECKS = (
+    ("zero_pad", lambda run, f, e: _helpers(run, "zero_pad", f, e)),
+    ("conv_single_step", lambda run, f, e: _helpers(run, "conv_single_step", f, e)),
+    ("create_mask_from_window", lambda run, f, e: _helpers(run, "create_mask_from_window", f, e)),
+    ("distribute_value", lambda run, f, e: _helpers(run, "distribute_value", f, e)),
+    ("conv_forward", lambda run, f, e: _forward(run, "conv", f, e)),
+    ("conv_backward", lambda run, f, e: _backward(run, "conv", f, e)),
+    ("pool_forward", lambda run, f, e: _forward(run, "pool", f, e)),
+    ("pool_backward", lambda run, f, e: _backward(run, "pool", f, e)),
+)

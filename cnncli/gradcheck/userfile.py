@@ -1,0 +1,131 @@
+"""Loading a user's implementation file and calling into it safely.
+
+Import problems become :class:`~cnncli.errors.ImplError` naming the file and
+line; exceptions raised later by the user's functions are caught and described
+(function, exception, the user's line) so the other functions can still be
+checked. What the user's code prints is captured, never shown on our stdout
+(it would corrupt ``--json``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Optional, Tuple
+
+from ..errors import ImplError
+
+#: The classic exercise's functions, in the order they are checked.
+CLASSIC = ("zero_pad", "conv_single_step", "create_mask_from_window", "distribute_value",
+           "conv_forward", "conv_backward", "pool_forward", "pool_backward")
+
+
+@dataclass(frozen=True)
+class UserException:
+    """An exception raised by the user's code.
+
+    Attributes
+    ----------
+    function : str
+        The classic function that was called.
+    exception : str
+        ``"TypeError: message"``.
+    line : int or None
+        The line in the user's file where it was raised (innermost frame of that file).
+    case : str
+        The configuration being checked.
+    """
+
+    function: str
+    exception: str
+    line: Optional[int]
+    case: str
+
+    def to_dict(self) -> dict:
+        return {"function": self.function, "exception": self.exception, "line": self.line, "case": self.case}
+
+
+class UserCallFailed(Exception):
+    """Raised by :func:`call_user` after recording the user's exception."""
+
+    def __init__(self, info: UserException):
+        super().__init__(info.exception)
+        self.info = info
+
+
+def load_impl(path) -> Tuple[ModuleType, Tuple[str, ...]]:
+    """Import the user's file; return the module and the classic functions it defines itself.
+
+    Raises
+    ------
+    ImplError
+        Missing file, not ``.py``, a syntax or import error (with file and line), or
+        none of the classic functions defined.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ImplError(f"--impl {path!r}: no such file (expected a Python file defining e.g. conv_forward)")
+    if not path.endswith(".py"):
+        raise ImplError(f"--impl {path!r} is not a .py file")
+    name = f"cnncli_user_impl_{abs(hash(os.path.abspath(path)))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling in the user's file look themselves up here
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(name, None)
+        raise ImplError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except BaseException as exc:  # the user's module-level code: anything can happen
+        sys.modules.pop(name, None)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        line = user_line(exc, path)
+        where = f"{path}:{line}" if line else path
+        raise ImplError(f"{where}: importing the file raised {type(exc).__name__}: {_one_line(exc)}") from None
+    defined = tuple(n for n in CLASSIC
+                    if callable(getattr(module, n, None)) and getattr(getattr(module, n), "__module__", None) == name)
+    if not defined:
+        raise ImplError(f"--impl {path!r} defines none of the classic functions ({', '.join(CLASSIC)})")
+    module.__cnncli_path__ = path
+    return module, defined
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else "(no message)"
+
+
+def user_line(exc: BaseException, path: str) -> Optional[int]:
+    """The innermost line of ``path`` in the traceback of ``exc`` (None if the file is not on it)."""
+    target = os.path.abspath(path)
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if os.path.abspath(frame.filename) == target:
+            line = frame.lineno
+    if line is None and isinstance(exc, SyntaxError) and exc.filename and os.path.abspath(exc.filename) == target:
+        line = exc.lineno
+    return line
+
+
+def call_user(module: ModuleType, function: str, case: str, *args, **kwargs):
+    """Call the user's ``function``; on an exception raise :class:`UserCallFailed` describing it."""
+    fn = getattr(module, function)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return fn(*args, **kwargs)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        info = UserException(function, f"{type(exc).__name__}: {_one_line(exc)}",
+                             user_line(exc, module.__cnncli_path__), case)
+        raise UserCallFailed(info) from None
+    finally:
+        sys.stdout.flush()

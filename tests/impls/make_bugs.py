@@ -1,0 +1,67 @@
+"""Regenerate the one-bug variants bug_*.py from correct.py: ``python tests/impls/make_bugs.py``.
+
+Each variant replaces exactly one snippet of correct.py (the script refuses a
+snippet that does not occur exactly once), so every file holds one mistake a
+student could make, described in its first line.
+"""
+
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+#: name -> (what the mistake is, snippet of correct.py, replacement)
+BUGS = {
+    "bias_missing": ("conv_single_step forgets the bias",
+                     "    Z = Z + np.squeeze(b)\n", "    Z = Z\n"),
+    "forward_stride_ignored": ("conv_forward starts windows at h instead of h*stride",
+                               "        for h in range(n_H):\n            vert_start = h * stride\n            vert_end = vert_start + f\n"
+                               "            for w in range(n_W):\n                horiz_start = w * stride\n"
+                               "                horiz_end = horiz_start + f\n                for c in range(n_C):\n"
+                               "                    a_slice_prev",
+                               "        for h in range(n_H):\n            vert_start = h\n            vert_end = vert_start + f\n"
+                               "            for w in range(n_W):\n                horiz_start = w * stride\n"
+                               "                horiz_end = horiz_start + f\n                for c in range(n_C):\n"
+                               "                    a_slice_prev"),
+    "crop_minus_pad": ("conv_backward crops the padded gradient with [pad:-pad] (empty at pad 0)",
+                       "da_prev_pad[pad:pad + n_H_prev, pad:pad + n_W_prev, :]", "da_prev_pad[pad:-pad, pad:-pad, :]"),
+    "db_assigned": ("conv_backward assigns db instead of accumulating it",
+                    "db[:, :, :, c] += dZ[i, h, w, c]", "db[:, :, :, c] = dZ[i, h, w, c]"),
+    "dW_unpadded_slice": ("conv_backward takes dW's slice from the unpadded A_prev",
+                          "a_slice = a_prev_pad[vert_start:vert_end, horiz_start:horiz_end, :]",
+                          "a_slice = A_prev[i, vert_start:vert_end, horiz_start:horiz_end, :]"),
+    "dA_flipped_W": ("conv_backward flips the filter for dA_prev",
+                     "+= W[:, :, :, c] * dZ[i, h, w, c]", "+= W[::-1, ::-1, :, c] * dZ[i, h, w, c]"),
+    "dW_hw_swapped": ("conv_backward indexes dZ[i, w, h, c] for dW",
+                      "dW[:, :, :, c] += a_slice * dZ[i, h, w, c]", "dW[:, :, :, c] += a_slice * dZ[i, w, h, c]"),
+    "pool_backward_assign": ("pool_backward assigns the max gradient instead of accumulating it",
+                             "] += mask * dA[i, h, w, c]", "] = mask * dA[i, h, w, c]"),
+    "pool_backward_stride": ("pool_backward starts windows at w instead of w*stride",
+                             "                    horiz_start = w * stride\n                    horiz_end = horiz_start + f\n"
+                             "                    if mode",
+                             "                    horiz_start = w\n                    horiz_end = horiz_start + f\n"
+                             "                    if mode"),
+    "distribute_sum": ("distribute_value divides by n_H + n_W instead of n_H * n_W",
+                       "average = dz / (n_H * n_W)", "average = dz / (n_H + n_W)"),
+    "mask_min": ("create_mask_from_window marks the minimum",
+                 "mask = x == np.max(x)", "mask = x == np.min(x)"),
+    "pool_size_by_f": ("pool_forward divides by f instead of the stride for the output size",
+                       "n_H = int(1 + (n_H_prev - f) / stride)", "n_H = int(1 + (n_H_prev - f) / f)"),
+    "zero_pad_height_only": ("zero_pad pads the height only",
+                             "((0, 0), (pad, pad), (pad, pad), (0, 0))", "((0, 0), (pad, pad), (0, 0), (0, 0))"),
+    "average_uses_max": ("pool_forward takes the max in average mode",
+                         "A[i, h, w, c] = np.mean(a_prev_slice)", "A[i, h, w, c] = np.max(a_prev_slice)"),
+}
+
+
+def main() -> None:
+    source = (HERE / "correct.py").read_text()
+    body = source.split('"""', 2)[2]
+    for name, (what, old, new) in BUGS.items():
+        if source.count(old) != 1:
+            raise SystemExit(f"{name}: snippet occurs {source.count(old)} times in correct.py")
+        header = f'"""One-bug variant of correct.py: {what}."""'
+        (HERE / f"bug_{name}.py").write_text(header + body.replace(old, new))
+
+
+if __name__ == "__main__":
+    main()
