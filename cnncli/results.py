@@ -49,14 +49,14 @@ def check_destination(path: str, force: bool) -> str:
     OutputError
         Unknown extension, missing folder, a folder in the way, or an existing file without ``force``.
     """
+    if path != "-" and os.path.isdir(path):
+        raise OutputError(f"-o {path!r} is a folder; give a file name ending in .npy, .npz or .h5")
     kind = output_kind(path)
     if kind == "stdout":
         return kind
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise OutputError(f"-o {path!r}: folder {os.path.dirname(path) or folder!r} does not exist")
-    if os.path.isdir(path):
-        raise OutputError(f"-o {path!r} is a folder; give a file name ending in .npy, .npz or .h5")
     if os.path.lexists(path) and not force:
         raise OutputError(f"-o {path!r} exists; use --force to overwrite it")
     if not os.access(folder, os.W_OK):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from contextlib import nullcontext
 from typing import Optional
@@ -22,6 +24,38 @@ OutOpt = typer.Option(None, "-o", "--output", metavar="OUT",
                       help="Write results: .npy (main result), .npz / .h5 (all, by name), - (.npy on stdout).")
 ForceOpt = typer.Option(False, "--force", help="Overwrite OUT if it exists.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout instead of tables.")
+
+
+class _SigintGuard:
+    """Remember a Ctrl-C even when Python swallows its KeyboardInterrupt.
+
+    A KeyboardInterrupt raised while a finalizer or weakref callback runs (h5py has many)
+    is printed and ignored by Python, and the run would go on to write its output. The
+    guard records every SIGINT so the stream stops at the next chunk and the result is
+    never renamed into place.
+    """
+
+    def __init__(self):
+        self.hit = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        self.hit = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def _output_size(call) -> dict:
@@ -49,8 +83,16 @@ def _run(command: str, source: str, output: Optional[str], force: bool, as_json:
         run = streaming.forward if command == "forward" else streaming.backward
         m = call.A_prev.shape[0]
         rows = streaming.chunk_rows(call, backward=command == "backward")
-        with (writer or nullcontext()) as sink, render.progress_bar(command, m, show=m > rows) as progress:
+        with _SigintGuard() as guard, (writer or nullcontext()) as sink, \
+                render.progress_bar(command, m, show=m > rows) as bar:
+
+            def progress(done: int, total: int) -> None:
+                guard.check()
+                if bar is not None:
+                    bar(done, total)
+
             results = run(call, sink, progress=progress)
+            guard.check()  # still inside the writer: an interrupted run never commits
         report = {
             "command": command,
             "layer": call.kind,
