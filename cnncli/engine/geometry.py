@@ -312,13 +312,11 @@ def format_pads(pads: Pads) -> str:
 
 def window_sees_input(geom: WindowGeometry) -> bool:
     """Whether every window of ``geom`` covers at least one real (unpadded) input pixel."""
-    for axis, before in ((0, geom.pads[0]), (1, geom.pads[2])):
-        n, k, s, d, o = geom.in_hw[axis], geom.kernel[axis], geom.stride[axis], geom.dilation[axis], geom.out_hw[axis]
-        for start in (-before, (o - 1) * s - before):  # first and last windows are the extreme ones
-            taps = range(start, start + d * (k - 1) + 1, d)
-            if not any(0 <= t < n for t in taps):
-                return False
-    return True
+    return all(
+        axis_sees_input(geom.in_hw[a], geom.kernel[a], geom.stride[a], geom.dilation[a], geom.pads[2 * a],
+                        geom.out_hw[a])
+        for a in (0, 1)
+    )
 
 
 def pool_geometry(in_hw, f, stride=None, dilation=1, pad: PadSpec = 0, ceil_mode: bool = False) -> WindowGeometry:
@@ -448,12 +446,11 @@ def input_coverage(n_in: int, f: int, stride: int, dilation: int, before: int,
     Returns
     -------
     trailing : int
-        Rows after the last row read: the stride "drops" them. More trailing
-        padding fixes it (:func:`cover_padding`).
+        Rows after the last row any tap reads: typically the stride "drops" them,
+        and more trailing padding reads them (:func:`cover_padding`).
     skipped : int
-        Rows before that which fall between taps or between windows (a stride
-        larger than the window, or a dilation larger than the stride); padding
-        cannot fix these.
+        Unread rows before that, between windows (a stride larger than the window)
+        or between the taps of a dilated window; padding cannot fix these.
 
     Examples
     --------
@@ -462,24 +459,23 @@ def input_coverage(n_in: int, f: int, stride: int, dilation: int, before: int,
     >>> input_coverage(6, 1, 2, 1, 0, 3)    # 1-wide windows every 2 rows skip 1, 3, 5
     (1, 2)
     """
-    end = min(max(last_tap(f, stride, dilation, before, n_out) + 1, 0), n_in)
-    read = bytearray(end)
+    read = bytearray(n_in)
     for k in range(f):
-        first = k * dilation - before  # row read by tap k of window 0
+        first = k * dilation - before  # row that tap k of window 0 reads
         lo = first if first >= 0 else first + (-first + stride - 1) // stride * stride
-        hi = min(first + (n_out - 1) * stride + 1, end)
+        hi = min(first + (n_out - 1) * stride + 1, n_in)
         if lo < hi:
             read[lo:hi:stride] = b"\x01" * len(range(lo, hi, stride))
+    end = read.rfind(b"\x01") + 1  # one past the last row read; 0 when none is
     return n_in - end, end - sum(read)
 
 
 def cover_padding(n_in: int, f: int, stride: int, dilation: int, before: int, after: int,
                   ceil_mode: bool = False) -> int:
-    """Extra trailing (bottom/right) padding that makes windows read the last input row.
+    """Smallest extra trailing (bottom/right) padding after which a window reads the last input row.
 
-    Returns 0 when the last row is already read. Adding the returned amount to
-    ``after`` adds just enough windows; it may also leave the new last window
-    reading mostly padding, which is the usual trade.
+    Returns 0 when the last row is read already, and also when no amount of
+    trailing padding would read it (a dilation and stride whose taps step over it).
 
     Examples
     --------
@@ -490,19 +486,30 @@ def cover_padding(n_in: int, f: int, stride: int, dilation: int, before: int, af
     """
     def trailing(extra: int) -> int:
         n_out = output_length(n_in, f, stride, dilation, before, after + extra, ceil_mode)
-        return n_in - 1 - last_tap(f, stride, dilation, before, n_out) if n_out > 0 else n_in
+        return input_coverage(n_in, f, stride, dilation, before, n_out)[0] if n_out > 0 else n_in
 
-    if trailing(0) <= 0:
+    if trailing(0) == 0:
         return 0
-    extra = 1
-    while trailing(extra) > 0:  # at most ~trailing + stride steps: each window moves by stride
-        extra += 1
-    return extra
+    # NOTE: only windows starting at or before the last row can read it, and the
+    # last of those exists once extra >= effective size + stride; beyond, nothing changes.
+    for extra in range(1, effective_size(f, dilation) + stride + 1):
+        if trailing(extra) == 0:
+            return extra
+    return 0
 
 
 def axis_sees_input(n_in: int, f: int, stride: int, dilation: int, before: int, n_out: int) -> bool:
-    """Whether every window along one axis reads at least one real input row."""
-    for start in (-before, (n_out - 1) * stride - before):  # the extreme windows
+    """Whether every window along one axis reads at least one real input row.
+
+    NOTE: checking only the first and last windows is not enough: with a dilation,
+    a middle window can straddle the input with its taps all in the padding
+    (1 row, f=2, dilation 2, pad 2: the window at -1 reads rows -1 and 1).
+
+    >>> axis_sees_input(1, 2, 1, 2, 2, 3)
+    False
+    """
+    for p in range(n_out):
+        start = p * stride - before
         if not any(0 <= t < n_in for t in range(start, start + dilation * (f - 1) + 1, dilation)):
             return False
     return True
