@@ -92,8 +92,9 @@ def _unread_text(layer: LayerResult) -> str:
     parts = []
     for axis, word, side in ((0, "row", "bottom"), (1, "col", "right")):
         if layer.trailing[axis]:
-            n = layer.trailing[axis]
-            parts.append(f"last {_plural(n, word)} (pad {side} +{layer.cover_pad[axis]} reads {'it' if n == 1 else 'them'})")
+            n, extra = layer.trailing[axis], layer.cover_pad[axis]
+            fix = f"pad {side} +{extra} reads {'it' if n == 1 else 'them'}" if extra else f"no {side} padding reaches them"
+            parts.append(f"last {_plural(n, word)} ({fix})")
         if layer.skipped[axis]:
             parts.append(f"{_plural(layer.skipped[axis], word)} between windows (stride > window; padding can't help)")
     return "; ".join(parts) if parts else "none"

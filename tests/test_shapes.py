@@ -1,0 +1,154 @@
+"""The shape library without a terminal: DIMS and LAYER_SPEC parsing, stacks, the size table."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from cnncli.errors import HyperparameterError, ShapeError
+from cnncli.shapes import (COMMON_SIZES, Dims, dims_from_shape, evaluate_stack, make_layer, parse_dims,
+                           parse_layer_spec, size_table, table_sizes)
+
+
+@pytest.mark.parametrize("text, dims, as_list", [
+    ("28", Dims(1, 28, 28, 1, rank=1), [28, 28]),
+    ("28x20", Dims(1, 28, 20, 1, rank=2), [28, 20]),
+    ("64x64x3", Dims(1, 64, 64, 3, rank=3), [64, 64, 3]),
+    ("8x64x32x3", Dims(8, 64, 32, 3, rank=4), [8, 64, 32, 3]),
+    (" 5 X 6 ", Dims(1, 5, 6, 1, rank=2), [5, 6]),
+])
+def test_parse_dims(text, dims, as_list):
+    assert parse_dims(text) == dims
+    assert parse_dims(text).as_list() == as_list
+
+
+@pytest.mark.parametrize("text", ["", "0", "28x", "x28", "2x3x4x5x6", "28.5", "-3", "ax3", "28x0x3"])
+def test_parse_dims_refuses(text):
+    with pytest.raises(ShapeError, match="H, HxW, HxWxC or MxHxWxC"):
+        parse_dims(text)
+
+
+def test_dims_from_array_shapes_by_layout():
+    assert dims_from_shape((2, 32, 30, 3)) == Dims(2, 32, 30, 3, rank=4)
+    assert dims_from_shape((2, 3, 32, 30), "nchw") == Dims(2, 32, 30, 3, rank=4, layout="nchw")
+    assert dims_from_shape((32, 30, 3)) == Dims(1, 32, 30, 3, rank=3)
+    assert dims_from_shape((3, 32, 30), "nchw").as_list() == [3, 32, 30]
+    assert dims_from_shape((5, 7)) == Dims(1, 5, 7, 1, rank=2)
+    for bad in [(5,), (1, 2, 3, 4, 5), (0, 3, 3)]:
+        with pytest.raises(ShapeError, match="2-D, 3-D or 4-D"):
+            dims_from_shape(bad)
+
+
+def test_layer_spec_keys_and_defaults():
+    spec = parse_layer_spec("conv:f=4,s=1,p=same,c=8")
+    assert (spec.kind, spec.f, spec.stride, spec.pad, spec.filters, spec.groups) == ("conv", (4, 4), (1, 1),
+                                                                                      "same", 8, 1)
+    long = parse_layer_spec("conv:f=3x2,stride=2,pad=1,dilation=2,filters=6,groups=3")
+    assert (long.f, long.stride, long.pad, long.dilation, long.filters, long.groups) == (
+        (3, 2), (2, 2), (1, 1, 1, 1), (2, 2), 6, 3)
+    pool = parse_layer_spec("pool:f=3")
+    assert (pool.stride, pool.mode, pool.ceil_mode, pool.pad) == ((3, 3), "max", False, (0, 0, 0, 0))
+    assert parse_layer_spec("POOL:f=2,mode=avg,ceil").mode == "average"
+    assert parse_layer_spec("pool:f=2,ceil").ceil_mode is True
+    assert parse_layer_spec("pool:f=2,ceil=0").ceil_mode is False
+    assert parse_layer_spec("conv:f=3").stride == (1, 1)
+
+
+def test_layer_spec_pad_forms():
+    # A bare item continues the previous value, so commas inside pads work.
+    assert parse_layer_spec("conv:f=3,p=0,1,0,1,c=4").pad == (0, 1, 0, 1)
+    assert parse_layer_spec("conv:f=3,p=1,2").pad == (1, 1, 2, 2)
+    assert parse_layer_spec("conv:f=3,p=1x2").pad == (1, 1, 2, 2)
+    assert parse_layer_spec("conv:f=3,p=valid").pad == (0, 0, 0, 0)
+    assert parse_layer_spec("conv:f=3,d=2,1").dilation == (2, 1)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("dense:f=3", ["'conv:' or 'pool:'", "dense:f=3"]),
+    ("conv", ["window size f"]),
+    ("conv:s=2", ["window size f", "conv:s=2"]),
+    ("conv:f=3,k=2", ["unknown key 'k'", "valid: f, s, p"]),
+    ("conv:f=3,f=2", ["'f' given twice"]),
+    ("conv:f=", ["'f' has no value"]),
+    ("conv:f=0", ["f must be >= 1", "conv:f=0"]),
+    ("conv:f=3,s=0", ["stride must be >= 1"]),
+    ("conv:f=3,p=-1", ["pad must be >= 0"]),
+    ("conv:f=3,p=huge", ["pad must be"]),
+    ("conv:f=3,d=x", ["dilation must be an integer"]),
+    ("conv:f=3,c=0", ["filters must be >= 1"]),
+    ("conv:f=3,mode=max", ["mode applies to pool layers only"]),
+    ("conv:f=3,ceil", ["ceil-mode applies to pool layers only"]),
+    ("pool:f=2,c=8", ["filters applies to conv layers only"]),
+    ("pool:f=2,mode=median", ["mode must be 'max' or 'average'"]),
+    ("pool:f=2,ceil=maybe", ["ceil must be true or false"]),
+    ("conv:,f=3", ["expected key=value"]),
+])
+def test_layer_spec_errors_name_the_problem(text, words):
+    with pytest.raises(HyperparameterError) as info:
+        parse_layer_spec(text)
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_stack_stops_at_the_layer_that_does_not_fit():
+    specs = [parse_layer_spec(t) for t in ("conv:f=3,c=4", "pool:f=2", "conv:f=5", "pool:f=2")]
+    result = evaluate_stack(specs, Dims(1, 8, 8, 3, rank=3))
+    assert [r.output.as_list() for r in result.layers] == [[6, 6, 4], [3, 3, 4]]
+    assert result.output is None
+    assert str(result.error) == "layer 3 (conv:f=5) on 3x3x4: no 5x5 window fits a 3x3 input padded by 0"
+
+
+def test_stack_channel_and_group_errors():
+    result = evaluate_stack([parse_layer_spec("conv:f=1,g=2,c=4")], Dims(1, 4, 4, 3, rank=3))
+    assert "groups=2 must divide the input channels n_C_prev=3" in str(result.error)
+    # Depthwise: groups == channels, filters default to the input's channels.
+    depthwise = evaluate_stack([parse_layer_spec("conv:f=3,g=8")], Dims(1, 5, 5, 8, rank=3)).layers[0]
+    assert depthwise.output.as_list() == [3, 3, 8]
+    assert depthwise.params == 3 * 3 * 1 * 8 + 8
+
+
+def test_same_pad_with_stride_notes_pytorch_and_tensorflow():
+    layer = evaluate_stack([make_layer("conv", f=3, stride=2, pad="same")], Dims(1, 28, 28, 1)).layers[0]
+    assert layer.pads == (0, 1, 0, 1)  # TensorFlow: total (14-1)*2+3-28 = 1, the extra pixel after
+    assert len(layer.notes) == 1 and "PyTorch refuses" in layer.notes[0] and "bottom/right" in layer.notes[0]
+    stride_one = evaluate_stack([make_layer("conv", f=3, pad="same")], Dims(1, 28, 28, 1)).layers[0]
+    assert stride_one.notes == ()
+
+
+def test_receptive_field_of_a_known_stack_by_hand():
+    # Three 3x3 convs (stride 1) see 7x7; a 2x2/2 pool then doubles the jump and adds 1*1 to the field.
+    specs = [parse_layer_spec(t) for t in ("conv:f=3", "conv:f=3", "conv:f=3", "pool:f=2", "conv:f=3")]
+    layers = evaluate_stack(specs, Dims(1, 32, 32, 1)).layers
+    assert [r.rf[0] for r in layers] == [3, 5, 7, 8, 12]
+    assert [r.jump[0] for r in layers] == [1, 1, 1, 2, 2]
+    assert [r.start[0] for r in layers] == [1, 2, 3, 3.5, 5.5]
+
+
+def test_table_sizes_cover_f_to_32_and_the_common_sizes():
+    sizes = table_sizes(3)
+    assert sizes[:30] == list(range(3, 33))
+    assert set(COMMON_SIZES) <= set(sizes) and sizes == sorted(set(sizes))
+    assert table_sizes(40) == [n for n in COMMON_SIZES if n >= 40]
+
+
+def test_size_table_valid_and_same_against_the_closed_forms():
+    columns = {w: [make_layer("conv", f=3, stride=2, pad=w)] for w in ("valid", "same")}
+    rows = size_table(columns)
+    assert [r.n_in for r in rows] == table_sizes(3)
+    for row in rows:
+        n = row.n_in
+        valid, same = row.cells["valid"].layers[0], row.cells["same"].layers[0]
+        assert valid.output.h == (n - 3) // 2 + 1
+        assert same.output.h == math.ceil(n / 2)
+        # Windows of 3 every 2 rows read rows 0..2*(out-1)+2: an even n leaves its last row unread.
+        assert valid.unused == ((n + 1) % 2, (n + 1) % 2)
+        assert same.unused == (0, 0)
+
+
+def test_size_table_of_a_stack_skips_sizes_that_do_not_fit():
+    rows = size_table({"output": [parse_layer_spec("conv:f=3"), parse_layer_spec("pool:f=2")]})
+    assert rows[0].n_in == 4  # 3 -> 1 cannot be pooled 2x2
+    assert all(r.cells["output"].output.h == (r.n_in - 2) // 2 for r in rows)
