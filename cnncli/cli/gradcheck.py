@@ -1,1 +1,119 @@
-"""cnncli gradcheck command (being written)."""
+"""``cnncli gradcheck``: parse, run the library checker, render; exit 1 when a check fails.
+
+Three modes: no SOURCE runs the built-in battery on the engine; SOURCE checks
+the engine on that layer call (same options as ``forward``); ``--impl FILE.py``
+checks the user's own classic functions.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from ..errors import HyperparameterError
+from .app import app
+from .options import (BiasOpt, CeilModeOpt, CountIncludePadOpt, DilationOpt, DtypeOpt, FOpt, GradOpt, GroupsOpt,
+                      LayerOpt, LayoutOpt, ModeOpt, PadOpt, StrideOpt, WeightsOpt, resolve_layer)
+
+_CHECK = "Check"
+SourceArg = typer.Argument(None, metavar="[SOURCE]", show_default=False,
+                           help="A case file (.h5/.npz) or an array for A_prev; omit to run the built-in battery.")
+ImplOpt = typer.Option(None, "--impl", metavar="FILE.py", rich_help_panel=_CHECK,
+                       help="Check your own classic functions (conv_forward, pool_backward, ...) from FILE.py.")
+MethodOpt = typer.Option("auto", "--method", metavar="auto|full|fast|sample", rich_help_panel=_CHECK,
+                         help="full: every element; fast: random directions; sample: stratified elements; "
+                              "auto: full when small, else fast + sample. With --impl: sample unless full.")
+SamplesOpt = typer.Option(None, "--samples", metavar="N", rich_help_panel=_CHECK,
+                          help="Elements per tensor for sample/auto (default 256; --impl 12).")
+EpsOpt = typer.Option(1e-6, "--eps", metavar="E", rich_help_panel=_CHECK,
+                      help="Central-difference step (scaled by a tensor's max |x| when that exceeds 1).")
+TolOpt = typer.Option(1e-7, "--tol", metavar="T", rich_help_panel=_CHECK,
+                      help="Pass when ||a-n|| / (||a|| + ||n||) <= T and no element is off.")
+SeedOpt = typer.Option(0, "--seed", metavar="N", rich_help_panel=_CHECK,
+                       help="Seed of the random upstream gradient, directions and samples.")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout instead of tables.")
+
+#: Above this many input values a single check shows a progress bar (on a terminal).
+PROGRESS_VALUES = 4000
+
+
+@app.command()
+def gradcheck(
+    source: Optional[str] = SourceArg,
+    grad: GradOpt = None,
+    layer: LayerOpt = None, weights: WeightsOpt = None, bias: BiasOpt = None, f: FOpt = None,
+    stride: StrideOpt = None, pad: PadOpt = None, dilation: DilationOpt = None, groups: GroupsOpt = None,
+    mode: ModeOpt = None, ceil_mode: CeilModeOpt = None, count_include_pad: CountIncludePadOpt = None,
+    layout: LayoutOpt = None, dtype: DtypeOpt = None,
+    impl: Optional[str] = ImplOpt, method: str = MethodOpt, samples: Optional[int] = SamplesOpt,
+    eps: float = EpsOpt, tol: float = TolOpt, seed: int = SeedOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Check analytical gradients against numerical ones (central differences in float64).
+
+    With no SOURCE: the built-in battery of conv and pool configurations on cnncli's
+    engine. Exit 0 when every gradient passes, 1 when one fails, 2 on bad input.
+    """
+    from ..gradcheck.core import validate_settings
+
+    validate_settings(method, samples, eps, tol)
+    options = dict(layer=layer, weights=weights, bias=bias, f=f, stride=stride, pad=pad, dilation=dilation,
+                   groups=groups, mode=mode, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                   layout=layout, dtype=dtype, grad=grad)
+    given = [k for k, v in options.items() if v is not None]
+    if impl is not None and source is not None:
+        raise HyperparameterError("--impl checks your functions on the built-in battery and takes no SOURCE; "
+                                  f"drop {source!r} (or drop --impl to check the engine on it)")
+    if source is None and given:
+        flag = "--" + given[0].replace("_", "-")
+        raise HyperparameterError(f"{flag} needs a SOURCE (a case file or an A_prev array); "
+                                  "without one the built-in battery runs with its own configurations")
+    from ..render import gradcheck as render
+
+    tty = sys.stderr.isatty()
+    if impl is not None:
+        from ..gradcheck.impl import check_impl
+
+        with render.progress_bar("checking your functions", show=tty) as progress:
+            result = check_impl(impl, method="full" if method == "full" else "sample", samples=samples,
+                                eps=eps, tol=tol, seed=seed, progress=progress)
+        show = render.print_impl
+        doc = result.to_dict()
+    elif source is None:
+        from ..gradcheck.battery import run_battery
+
+        result = run_battery(method=method, samples=samples, eps=eps, tol=tol, seed=seed)
+        show = render.print_battery
+        doc = result.to_dict()
+    else:
+        result = _check_source(source, options, method, samples, eps, tol, seed, tty, render)
+        show = render.print_check
+        doc = result.to_dict()
+        doc["source"] = source
+    if as_json:
+        typer.echo(render.to_json(doc))
+    else:
+        show(result, render.console())
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _check_source(source, options, method, samples, eps, tol, seed, tty, render):
+    """Resolve the layer call (as ``forward`` does) and check the engine's gradients on it."""
+    from ..gradcheck.core import relayout
+    from ..gradcheck.layers import NCHW_PERMS, gradcheck_conv, gradcheck_pool
+
+    call = resolve_layer(source, **options)
+    size = call.A_prev.size + (call.W.size if call.W is not None else 0)
+    kw = dict(grad=call.grad, method=method, samples=samples, eps=eps, tol=tol, seed=seed)
+    with render.progress_bar("gradcheck", show=tty and size > PROGRESS_VALUES) as progress:
+        if call.kind == "conv":
+            result = gradcheck_conv(call.A_prev, call.W, call.b, call.params, progress=progress, **kw)
+        else:
+            result = gradcheck_pool(call.A_prev, call.params, progress=progress, **kw)
+    if call.layout == "nchw":
+        result = relayout(result, NCHW_PERMS)
+    notes = tuple(call.notes) + tuple(n for n in result.notes if n not in call.notes)
+    return type(result)(result.layer, result.method, result.eps, result.tol, result.seed, result.gradients,
+                        notes, result.label, result.params)

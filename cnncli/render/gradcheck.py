@@ -1,0 +1,231 @@
+"""Rendering of gradient checks: rich tables, error heatmaps and offenders for people, JSON for scripts.
+
+Works on the result objects of :mod:`cnncli.gradcheck`; nothing is computed here
+beyond reducing an error array to the rows and columns of a heatmap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from contextlib import contextmanager
+from typing import Optional
+
+import numpy as np
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+SHADES = ((0.5, "█", "bold red"), (0.1, "▓", "red"), (0.01, "▒", "yellow"), (1e-3, "░", "yellow"))
+
+
+def console(stderr: bool = False) -> Console:
+    """A console on stdout (or stderr); 120 columns when not a terminal."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(file=stream, width=None if stream.isatty() else 120, highlight=False, soft_wrap=False)
+
+
+def to_json(doc: dict) -> str:
+    """One JSON document (non-finite numbers were already turned into null by the results)."""
+    return json.dumps(doc, indent=2, allow_nan=False)
+
+
+def _e(x) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "nan" if x is None or math.isnan(x) else str(x)
+    return f"{x:.2e}"
+
+
+def _verdict(passed: bool) -> Text:
+    return Text("PASS", style="bold green") if passed else Text("FAIL", style="bold red")
+
+
+def _idx(index) -> str:
+    return "(" + ", ".join(str(i) for i in index) + ")"
+
+
+def _worst(g) -> str:
+    if g.worst is None:
+        return "-"
+    return f"{_idx(g.worst.index)}: {g.worst.analytical:.6g} vs {g.worst.numerical:.6g}"
+
+
+def check_table(result, title: Optional[str] = None) -> Table:
+    """One row per gradient: what was checked and the verdict."""
+    t = Table(title=title, title_justify="left")
+    for col, just in (("gradient", "left"), ("shape", "left"), ("method", "left"), ("checked", "right"),
+                      ("kinks", "right"), ("rel. error", "right"), ("max |a-n|", "right"),
+                      ("worst: a vs n", "left"), ("failing", "right"), ("", "left")):
+        t.add_column(col, justify=just)
+    for g in result.gradients:
+        checked = str(g.checked) + (f" + {g.directions} dir" if g.directions else "")
+        t.add_row(g.name, _idx(g.shape), g.method, checked, str(g.kinks), _e(g.relative_error),
+                  _e(g.max_abs_error), _worst(g), str(g.failing), _verdict(g.passed))
+    return t
+
+
+def _hw_map(g) -> Optional[np.ndarray]:
+    """The error array reduced to its two spatial axes (max over the others), or None."""
+    if g.errors is None or g.errors.ndim != 4 or np.all(np.isnan(g.errors)):
+        return None
+    spatial = {"mhwc": (1, 2), "mchw": (2, 3), "hwio": (0, 1), "oihw": (2, 3)}.get(g.axes)
+    if spatial is None:
+        return None
+    other = tuple(a for a in range(4) if a not in spatial)
+    e = g.errors
+    with np.errstate(all="ignore"):
+        checked = ~np.all(np.isnan(e), axis=other)
+        m = np.nanmax(np.where(np.isnan(e), -np.inf, e), axis=other)
+    return np.where(checked, m, np.nan)
+
+
+def heatmap(g) -> Optional[Text]:
+    """A terminal heatmap of ``|a - n|`` over height x width, with a reading hint."""
+    m = _hw_map(g)
+    if m is None:
+        return None
+    top = np.nanmax(m) if np.any(np.isfinite(m)) else 0.0
+    out = Text()
+    out.append(f"{g.name}: max |a-n| over {'examples and channels' if g.axes[0] == 'm' else 'channels'}, "
+               f"height x width (█ >= 50% of the worst, ▓ 10%, ▒ 1%, ░ 0.1%, · less, blank not checked)\n",
+               style="dim")
+    for row in m:
+        for v in row:
+            if np.isnan(v):
+                out.append("  ")
+                continue
+            ratio = v / top if top > 0 else 0.0
+            for level, ch, style in SHADES:
+                if ratio >= level:
+                    out.append(ch * 2, style=style)
+                    break
+            else:
+                out.append("··", style="dim")
+        out.append("\n")
+    hint = pattern_hint(m, top)
+    if hint:
+        out.append(hint + "\n", style="italic")
+    return out
+
+
+def pattern_hint(m: np.ndarray, top: float) -> Optional[str]:
+    """"padding" when the large errors sit on the border, "stride" when they form stripes."""
+    if top <= 0 or min(m.shape) < 3:
+        return None
+    bad = np.nan_to_num(m, nan=0.0) >= 0.01 * top
+    if bad.all():
+        return None
+    if not bad[1:-1, 1:-1].any():
+        return "errors only along the border: look at the padding"
+    rows, cols = bad.any(axis=1), bad.any(axis=0)
+    if rows.sum() <= m.shape[0] // 2 and rows.sum() < m.shape[0] - 1:
+        return f"errors in rows {', '.join(map(str, np.flatnonzero(rows)))} only (a stripe): look at the stride"
+    if cols.sum() <= m.shape[1] // 2 and cols.sum() < m.shape[1] - 1:
+        return f"errors in columns {', '.join(map(str, np.flatnonzero(cols)))} only (a stripe): look at the stride"
+    return None
+
+
+def offenders_table(g) -> Table:
+    """The largest errors of one gradient, worst first."""
+    t = Table(title=f"top offenders of {g.name} (index in {g.axes})", title_justify="left")
+    for col in ("index", "analytical", "numerical", "|a-n|"):
+        t.add_column(col, justify="left" if col == "index" else "right")
+    for o in g.top:
+        t.add_row(_idx(o.index), f"{o.analytical:.8g}", f"{o.numerical:.8g}", _e(o.abs_error))
+    return t
+
+
+def print_check(result, con: Console, title: Optional[str] = None) -> None:
+    """Table, then heatmaps and offenders of the failing gradients, then notes and the verdict."""
+    con.print(check_table(result, title))
+    for g in result.gradients:
+        if g.passed:
+            continue
+        hm = heatmap(g)
+        if hm is not None:
+            con.print(hm)
+        if g.top:
+            con.print(offenders_table(g))
+    for note in result.notes:
+        con.print(Text(f"note: {note}", style="dim"))
+    _footer(con, result.passed, f"tol {result.tol:g}, eps {result.eps:g}")
+
+
+def _footer(con: Console, passed: bool, extra: str) -> None:
+    text = Text("gradient check: ")
+    text.append_text(_verdict(passed))
+    text.append(f" ({extra})", style="dim")
+    con.print(text)
+
+
+def print_battery(result, con: Console) -> None:
+    """One row per case; details of any failing case below."""
+    t = Table(title=f"built-in battery: {len(result.cases)} configurations, method {result.method}",
+              title_justify="left")
+    for col in ("configuration", "dA_prev", "dW", "db", "checked", "kinks", ""):
+        t.add_column(col, justify="left" if col == "configuration" else "right")
+    for case in result.cases:
+        by = {g.name: g for g in case.gradients}
+        cells = [_e(by[n].relative_error) if n in by else "" for n in ("dA_prev", "dW", "db")]
+        t.add_row(escape(case.label), *cells, str(sum(g.checked for g in case.gradients)),
+                  str(sum(g.kinks for g in case.gradients)), _verdict(case.passed))
+    con.print(t)
+    con.print("columns dA_prev/dW/db: relative error ||a-n|| / (||a|| + ||n||)", style="dim")
+    for case in result.cases:
+        if not case.passed:
+            print_check(case, con, title=escape(f"failing: {case.label}"))
+    tol = result.cases[0].tol if result.cases else 0
+    _footer(con, result.passed, f"{sum(c.passed for c in result.cases)}/{len(result.cases)} configurations, tol {tol:g}")
+
+
+def print_impl(result, con: Console) -> None:
+    """Per function: checks, failures, the likely mistake; then the failing comparisons."""
+    t = Table(title=escape(f"your functions in {result.path}"), title_justify="left")
+    for col in ("function", "checks", "failed", "errors", "", "likely mistake"):
+        t.add_column(col, justify="right" if col in ("checks", "failed", "errors") else "left")
+    for f in result.functions:
+        failed = sum(not x.passed for x in f.findings)
+        t.add_row(f.name, str(len(f.findings)), str(failed), str(len(f.errors)), _verdict(f.passed),
+                  escape("; ".join(f.diagnosis)))
+    con.print(t)
+    if result.missing:
+        con.print(f"not defined in the file (not checked): {', '.join(result.missing)}", style="dim")
+    for f in result.functions:
+        for e in f.errors:
+            where = f"line {e.line}" if e.line else "outside your file"
+            con.print(Text(f"{f.name} raised {e.exception} at {where} (configuration: {e.case})", style="red"))
+        bad = [x for x in f.findings if not x.passed]
+        if not bad:
+            continue
+        ft = Table(title=f"{f.name}: failing comparisons", title_justify="left")
+        for col in ("configuration", "result", "against", "max |got-expected|", "worst index: got vs expected"):
+            ft.add_column(col)
+        for x in bad[:10]:
+            worst = x.detail or (f"{_idx(x.worst_index)}: {x.got:.6g} vs {x.expected:.6g}"
+                                 if x.worst_index is not None else "-")
+            ft.add_row(escape(x.case), x.quantity, x.against, _e(x.max_abs_error), escape(worst))
+        if len(bad) > 10:
+            ft.caption = f"... and {len(bad) - 10} more"
+        con.print(ft)
+    _footer(con, result.passed, f"{sum(f.passed for f in result.functions)}/{len(result.functions)} functions, "
+            f"method {result.method}")
+
+
+@contextmanager
+def progress_bar(description: str, show: bool):
+    """Yield a ``progress(done, total)`` callback drawing a transient bar on stderr (a no-op unless ``show``)."""
+    if not show:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=Console(file=sys.stderr), transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=max(total, 1))
+
+        yield update
