@@ -206,7 +206,7 @@ def _layout_shape(shape_nhwc, layout: str, what: str) -> tuple:
     return (m, c, h, w)
 
 
-def resolve_layer(source: Optional[str], *, stream: bool = False, **options) -> LayerCall:
+def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: bool = True, **options) -> LayerCall:
     """Resolve SOURCE and the layer options into a :class:`LayerCall`.
 
     Parameters
@@ -216,6 +216,8 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, **options) -> 
     stream : bool
         Return ``A_prev`` and ``grad`` as :class:`Batches` read lazily (HDF5 and .npy stay on disk).
         Call ``close()`` (or use the call as a context manager) when done.
+    want_grad : bool
+        Load the upstream gradient (``--grad`` or the case's ``dZ``/``dA``); ``forward`` does not.
     **options
         Any of :data:`OPTION_KEYS`, None meaning "not given": layer, weights, bias, f, stride,
         pad, dilation, groups, mode, ceil_mode, count_include_pad, layout, dtype, grad.
@@ -270,6 +272,8 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, **options) -> 
     grad_key = "dZ" if kind == "conv" else "dA"
     if opts["grad"] is not None:
         refs[grad_key] = opts["grad"]
+    if not want_grad:
+        refs.pop(grad_key, None)
 
     misplaced = _CONV_ONLY if kind == "pool" else _POOL_ONLY
     for key, flag in misplaced.items():

@@ -73,7 +73,7 @@ def _run(command: str, source: str, output: Optional[str], force: bool, as_json:
         raise OutputError("--json and -o - both write to standard output; use -o FILE with --json")
     if output is not None:
         check_destination(output, force)  # before any work: an existing file is reported at once
-    with resolve_layer(source, stream=True, **options) as call:
+    with resolve_layer(source, stream=True, want_grad=command == "backward", **options) as call:
         if command == "backward" and call.grad is None:
             key = "dZ" if call.kind == "conv" else "dA"
             raise InputError(f"backward needs the upstream gradient: give --grad ARRAY (or a case file with {key})")

@@ -45,7 +45,7 @@ def _pair(p) -> str:
 
 
 def _shape(s) -> str:
-    return "(" + ", ".join(str(int(v)) for v in s) + ")"
+    return str(tuple(int(v) for v in s))
 
 
 def _num(x: float) -> str:
