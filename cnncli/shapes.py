@@ -363,8 +363,8 @@ def evaluate_stack(specs: Sequence[LayerSpec], dims: Dims) -> StackResult:
     """Run ``dims`` through every layer; stop at the first that does not fit.
 
     Never raises for a layer that does not fit: the result's ``error`` names the
-    layer (``layer 3 (conv:f=5): no 5x5 window fits ...``) and ``layers`` holds
-    those before it.
+    layer (``layer 3 (conv:f=5) on 3x3x4: no 5x5 window fits ...``; just the reason
+    for a single layer built from options) and ``layers`` holds those before it.
     """
     result = StackResult(dims)
     current, rf = dims, ((1, 1), (1, 1), (0.0, 0.0))
@@ -372,8 +372,11 @@ def evaluate_stack(specs: Sequence[LayerSpec], dims: Dims) -> StackResult:
         try:
             layer = evaluate_layer(spec, current, i, rf)
         except CnncliError as exc:
-            label = spec.text or f"{spec.kind} f={spec.f[0]}"
-            result.error = type(exc)(f"layer {i} ({label}) on {current.text()}: {exc}")
+            if len(specs) == 1 and not spec.text:  # one layer from options: nothing to point at
+                result.error = exc
+            else:
+                label = spec.text or f"{spec.kind} f={spec.f[0]}"
+                result.error = type(exc)(f"layer {i} ({label}) on {current.text()}: {exc}")
             return result
         result.layers.append(layer)
         current, rf = layer.output, (layer.rf, layer.jump, layer.start)
