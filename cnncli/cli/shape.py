@@ -47,7 +47,7 @@ def _emit_json(document: dict) -> None:
 @app.command(epilog=_EXAMPLES)
 def shape(
     layer_specs: Optional[List[str]] = typer.Argument(
-        None, metavar="[LAYER_SPEC]...",
+        None, metavar="LAYER_SPEC",
         help="A stack of layers, each KIND:key=value,... (KIND conv or pool; keys f, s, p, d, c, g, mode, ceil), "
              "e.g. conv:f=3,p=same,c=16 pool:f=2."),
     input_dims: Optional[str] = typer.Option(
@@ -142,7 +142,7 @@ def _size_table(specs, pad: Optional[str], as_json: bool) -> None:
                                         filters=spec.filters, groups=spec.groups if spec.groups != 1 else None,
                                         mode=spec.mode if spec.kind == "pool" else None, ceil_mode=spec.ceil_mode)]
     else:
-        columns = {"output": specs}
+        columns = {"stack": specs}
     rows = size_table(columns, channels=specs[0].groups)
     if not rows:
         raise HyperparameterError(f"the layers fit no input size up to {max(COMMON_SIZES)}")

@@ -459,6 +459,8 @@ def input_coverage(n_in: int, f: int, stride: int, dilation: int, before: int,
     >>> input_coverage(6, 1, 2, 1, 0, 3)    # 1-wide windows every 2 rows skip 1, 3, 5
     (1, 2)
     """
+    if dilation == 1 and stride <= f:  # contiguous windows that overlap or touch: one run of rows
+        return n_in - min(max(last_tap(f, stride, 1, before, n_out) + 1, 0), n_in), 0
     read = bytearray(n_in)
     for k in range(f):
         first = k * dilation - before  # row that tap k of window 0 reads
@@ -508,7 +510,9 @@ def axis_sees_input(n_in: int, f: int, stride: int, dilation: int, before: int, 
     >>> axis_sees_input(1, 2, 1, 2, 2, 3)
     False
     """
-    for p in range(n_out):
+    # Undilated windows are contiguous: only the first and the last can miss the input.
+    windows = range(n_out) if dilation > 1 else sorted({0, n_out - 1})
+    for p in windows:
         start = p * stride - before
         if not any(0 <= t < n_in for t in range(start, start + dilation * (f - 1) + 1, dilation)):
             return False

@@ -195,6 +195,7 @@ def size_formulas(columns: Dict[str, Sequence[LayerSpec]]) -> List[str]:
     lines = [FORMULA]
     for label, stack in columns.items():
         if len(stack) != 1:
+            lines.append(f"{label}: " + " | ".join(f"{s.kind} {_hyper(s)}" for s in stack))
             continue
         spec = stack[0]
         for a, axis in ((0, "height"), (1, "width")) if (spec.f[0], spec.stride[0], spec.dilation[0]) != \
@@ -227,7 +228,8 @@ def print_size_table(rows: List[SizeRow], columns: Dict[str, Sequence[LayerSpec]
     out.print(table)
     if single:
         out.print("pads: one number for all sides, else top,bottom,left,right")
-    out.print(f"{UNREAD_MARK} the stride leaves input rows/columns unread; "
+    what = "the stride leaves" if single else "some layer's stride leaves its"
+    out.print(f"{UNREAD_MARK} {what} input rows/columns unread; "
               "give --input N for which ones and the padding that covers them")
 
 
