@@ -128,7 +128,7 @@ def print_layer(result: StackResult, out: Console) -> None:
     grid.add_row("pads", f"top {t}, bottom {b}, left {l}, right {r}{how}")
     grid.add_row("unread input", _unread_text(layer))
     edge = [layer.start[a] - (layer.rf[a] - 1) / 2 for a in (0, 1)]
-    grid.add_row("receptive field", f"{_hw(layer.rf)} (jump {_hw(layer.jump)}, start {_hw(tuple(map(_num, layer.start)))}; "
+    grid.add_row("receptive field", f"{layer.rf[0]}x{layer.rf[1]} (jump {_hw(layer.jump)}, start {_hw(tuple(map(_num, layer.start)))}; "
                  f"output (0,0) sees input rows {_num(edge[0])}..{_num(edge[0] + layer.rf[0] - 1)}, "
                  f"cols {_num(edge[1])}..{_num(edge[1] + layer.rf[1] - 1)})")
     if spec.kind == "conv":
@@ -154,11 +154,11 @@ def print_stack(result: StackResult, out: Console) -> None:
                           ("RF (jump)", "left"), ("params", "right"), ("MACs", "right"),
                           ("mem f32", "right")):
         table.add_column(name, justify=justify, no_wrap=True)
-    table.add_column("unread input", justify="left")
+    table.add_column("unread input", justify="left", min_width=12)
     for layer in result.layers:
         table.add_row(str(layer.index), f"{layer.spec.kind} {_hyper(layer.spec)}",
                       f"{layer.input.text()} -> {layer.output.text()}", _pads(layer.pads),
-                      f"{_hw(layer.rf)} ({_hw(layer.jump)})", _count(layer.params), _count(layer.macs),
+                      f"{layer.rf[0]}x{layer.rf[1]} ({_hw(layer.jump)})", _count(layer.params), _count(layer.macs),
                       _bytes(layer.memory(4)), _unread_text(layer))
     if result.error is not None:
         nxt = len(result.layers) + 1
@@ -168,7 +168,7 @@ def print_stack(result: StackResult, out: Console) -> None:
         table.add_section()
         table.add_row("", Text("total", style="bold"), Text(f"{result.input.text()} -> {last.output.text()}",
                                                             style="bold green"),
-                      "", f"{_hw(last.rf)} ({_hw(last.jump)})", _count(result.params), _count(result.macs),
+                      "", f"{last.rf[0]}x{last.rf[1]} ({_hw(last.jump)})", _count(result.params), _count(result.macs),
                       _bytes(result.memory(4)), "")
     out.print(table)
     if result.error is None:
