@@ -48,7 +48,8 @@ def load_array(ref: str, *, role: str = "array") -> np.ndarray:
     ref : str
         ``x.npy``, ``x.npz[:NAME]``, ``x.h5[:PATH]`` / ``.hdf5``, or ``-`` (stdin).
     role : str
-        What the array is for (``"A_prev"``, ``"--weights"``...), used in messages.
+        What the array is for; a flag such as ``"--weights"`` prefixes error messages
+        (``--weights 'w.npy': no such file``).
 
     Returns
     -------
@@ -68,6 +69,26 @@ def load_array(ref: str, *, role: str = "array") -> np.ndarray:
     >>> load_array(path)
     array([0, 1, 2])
     """
+    with _blame(role):
+        return _load_array(ref)
+
+
+class _blame:
+    """Prefix InputErrors raised inside with the flag the array came from."""
+
+    def __init__(self, role: str):
+        self.role = role
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is InputError and self.role.startswith("-") and not str(exc).startswith(self.role):
+            raise InputError(f"{self.role} {exc}") from None
+        return False
+
+
+def _load_array(ref: str) -> np.ndarray:
     parsed = parse_ref(ref)
     if parsed.kind == "stdin":
         return _read_stdin(parsed)
@@ -110,7 +131,7 @@ class ArrayStream:
                 with _open(parsed.path, parsed) as fp:  # mmap refuses some valid files: read plainly
                     self._data = _load_npy_bytes(fp, parsed)
         else:
-            self._data = load_array(ref)
+            self._data = _load_array(ref)
         self.shape: Tuple[int, ...] = tuple(self._data.shape)
         self.dtype = np.dtype(self._data.dtype)
         self.ndim = len(self.shape)
@@ -143,15 +164,16 @@ class ArrayStream:
         self.close()
 
 
-def open_array(ref: str) -> ArrayStream:
+def open_array(ref: str, *, role: str = "array") -> ArrayStream:
     """Open ``ref`` for streaming by batch slices; see :class:`ArrayStream`.
 
     Raises
     ------
     InputError
-        As :func:`load_array`.
+        As :func:`load_array` (``role`` as there).
     """
-    return ArrayStream(ref)
+    with _blame(role):
+        return ArrayStream(ref)
 
 
 # --------------------------------------------------------------------- case files

@@ -296,7 +296,7 @@ def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict):
     """Load one input, record where it came from, refuse anything but 4-D for the big ones."""
     role = {"A_prev": "A_prev", "W": "--weights", "b": "--bias"}.get(name, "--grad")
     if stream and name in ("A_prev", "dZ", "dA"):
-        s = arrays.open_array(ref)
+        s = arrays.open_array(ref, role=role)
         call._streams.append(s)
         shape, dtype, value = s.shape, s.dtype, s
     else:

@@ -5,17 +5,23 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cnncli import arrays, streaming
 from cnncli.cli import app
+from cnncli.cli.options import resolve_layer
+from cnncli.results import ResultWriter
 from cnncli.engine import ConvParams, PoolParams
-from cnncli.engine.reference import conv_backward_loops, conv_forward_loops, pool_backward_loops
+from cnncli.engine.reference import (conv_backward_loops, conv_forward_loops, pool_backward_loops,
+                                     pool_forward_loops)
 
 runner = CliRunner()
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -102,3 +108,58 @@ def test_ctrl_c_mid_stream_exits_130_and_leaves_no_partial_file(tmp_path):
     assert b"Traceback" not in err and out == b""
     assert sorted(os.listdir(tmp_path)) == ["big.h5", "out.h5"]
     assert (tmp_path / "out.h5").read_bytes() == b"old result"
+
+
+@st.composite
+def layer_calls(draw):
+    kind = draw(st.sampled_from(["conv", "pool"]))
+    m, H, W, C = (draw(st.integers(1, 5)), draw(st.integers(3, 7)), draw(st.integers(3, 7)), draw(st.integers(1, 3)))
+    f = draw(st.integers(1, 3))
+    stride, pad = draw(st.integers(1, 3)), draw(st.sampled_from([0, 1, "same"]))
+    layout = draw(st.sampled_from(["nhwc", "nchw"]))
+    if kind == "conv":
+        params = ConvParams(stride=stride, pad=pad)
+    else:
+        pad = 0 if pad == "same" or f < 2 else pad
+        params = PoolParams(f=f, stride=stride, pad=pad, mode=draw(st.sampled_from(["max", "average"])))
+    return kind, (m, H, W, C), f, params, layout, draw(st.integers(1, 5000)), draw(st.integers(0, 2**31))
+
+
+@settings(max_examples=25, deadline=None)
+@given(layer_calls())
+def test_streamed_passes_equal_the_loop_oracle_for_any_chunk_size(spec):
+    """Any chunking of any layer, through HDF5 files and both layouts, gives the oracle's numbers."""
+    kind, shape, f, params, layout, chunk_bytes, seed = spec
+    rng = np.random.default_rng(seed)
+    A = rng.integers(-3, 4, shape).astype(np.float64)  # small integers: ties in max pooling
+    W = rng.standard_normal((f, f, shape[3], 2)) if kind == "conv" else None
+    out = conv_forward_loops(A, W, None, params) if kind == "conv" else pool_forward_loops(A, params)
+    G = rng.standard_normal(out.shape)
+    to_user = (lambda x: x.transpose(0, 3, 1, 2)) if layout == "nchw" else (lambda x: x)
+    with tempfile.TemporaryDirectory() as tmp:
+        with h5py.File(f"{tmp}/case.h5", "w") as h:
+            h["A_prev"], h["G"] = to_user(A), to_user(G)
+            if kind == "conv":
+                h["W"] = W.transpose(3, 2, 0, 1) if layout == "nchw" else W
+        opts = dict(layer=kind, layout=layout, stride=str(params.stride[0]), grad=f"{tmp}/case.h5:/G",
+                    pad="same" if params.pad == "same" else str(params.pad[0]))
+        if kind == "conv":
+            opts["weights"] = f"{tmp}/case.h5:/W"
+        else:
+            opts.update(f=str(f), mode=params.mode)
+        with resolve_layer(f"{tmp}/case.h5:/A_prev", stream=True, **opts) as call:
+            with ResultWriter(f"{tmp}/fwd.h5", main="Z" if kind == "conv" else "A") as w:
+                streaming.forward(call, w, chunk_bytes=chunk_bytes)
+            with ResultWriter(f"{tmp}/bwd.npz", main="dA_prev") as w:
+                streaming.backward(call, w, chunk_bytes=chunk_bytes)
+        with h5py.File(f"{tmp}/fwd.h5") as h:
+            np.testing.assert_allclose(h["Z" if kind == "conv" else "A"][()], to_user(out), rtol=1e-12, atol=1e-12)
+        with np.load(f"{tmp}/bwd.npz") as g:
+            if kind == "conv":
+                dA, dW, db = conv_backward_loops(G, A, W, params)
+                np.testing.assert_allclose(g["dW"], dW.transpose(3, 2, 0, 1) if layout == "nchw" else dW,
+                                           rtol=1e-10, atol=1e-10)
+                np.testing.assert_allclose(g["db"], db, rtol=1e-10, atol=1e-10)
+            else:
+                dA = pool_backward_loops(G, A, params)
+            np.testing.assert_allclose(g["dA_prev"], to_user(dA), rtol=1e-10, atol=1e-10)
