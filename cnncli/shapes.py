@@ -170,6 +170,8 @@ def make_layer(kind: str = "conv", f=None, stride=None, pad=None, dilation=None,
         other = "pool" if kind == "conv" else "conv"
         raise HyperparameterError(f"{wrong[0].replace('_', '-')} applies to {other} layers only, not {kind}{where}")
     f = geo.as_pair(f, "f")
+    if filters is not None and groups is not None:
+        geo.check_groups(_positive_int(groups, "groups"), _positive_int(filters, "filters"), groups)
     return LayerSpec(
         kind=kind,
         f=f,

@@ -121,7 +121,8 @@ def shape(
 
     result = evaluate_stack(specs, dims)
     if as_json:
-        _emit_json(render.stack_json(result))
+        if result.layers:  # a partial stack is still worth a document; a lone failing layer is just the error
+            _emit_json(render.stack_json(result))
     elif len(specs) == 1 and result.error is None:
         render.print_layer(result, render.console())
     elif result.layers:
