@@ -79,13 +79,21 @@ SUITE = [
 
 def median_time(fn, repeat: int) -> float:
     """Median wall time of ``fn()`` over ``repeat`` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+    return median_times([fn], repeat)[0]
+
+
+def median_times(fns, repeat: int) -> list:
+    """Median wall time of each function, the runs interleaved (a, b, a, b, ...) after a
+    warm-up of each, so that both sides of a ratio see the same machine noise."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    times = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
 
 
 def blas_threads() -> int:
@@ -228,14 +236,16 @@ def main(argv=None) -> int:
         for dtype in dtypes:
             params, A, W, b, dOut = make_inputs(case, np.dtype(dtype), rng)
             fwd, bwd = ours(case, params, A, W, b, dOut)
-            t_ours = (median_time(fwd, repeat), median_time(bwd, repeat))
-            t_torch = (None, None)
             if torch is not None:
                 tf, tb, Zt = torch_fns(torch, case, A, W, b, dOut)
                 err = np.max(np.abs(fwd() - Zt)) / max(1.0, float(np.max(np.abs(Zt))))
                 if err > (1e-3 if dtype == "float32" else 1e-9):
                     print(f"!! {case.name} {dtype}: engine and torch disagree (max rel err {err:.2e})")
-                t_torch = (median_time(tf, repeat), median_time(tb, repeat))
+                t_fwd, t_torch_fwd = median_times([fwd, tf], repeat)
+                t_bwd, t_torch_bwd = median_times([bwd, tb], repeat)
+                t_ours, t_torch = (t_fwd, t_bwd), (t_torch_fwd, t_torch_bwd)
+            else:
+                t_ours, t_torch = (median_time(fwd, repeat), median_time(bwd, repeat)), (None, None)
             if not args.no_loops and case.name not in loops_cache:
                 loops_cache[case.name] = loop_times(case, params, A, W, b, dOut, 1)
             t_loop = loops_cache.get(case.name, (None, None))

@@ -158,3 +158,25 @@ def plan_chunks(m: int, n_rows: int, row_bytes: int, workspace_bytes, target: Op
         step = rows // n_rows
         return [(e, min(m, e + step), 0, n_rows) for e in range(0, m, step)]
     return [(e, e + 1, r, min(n_rows, r + rows)) for e in range(m) for r in range(0, n_rows, rows)]
+
+
+def clipped_taps(geom: WindowGeometry, r0: int = 0, r1: Optional[int] = None):
+    """Yield ``(a, b, out_rows, out_cols, src_rows, src_cols)`` for every kernel tap (a, b).
+
+    For output rows ``[r0, r1)`` (``out_rows`` relative to ``r0``), the slices of
+    outputs whose tap reads a real input pixel and the matching input slices.
+    Taps in the padding or the ceil-mode overflow are clipped away, which
+    replaces a padded copy of the input. Taps that read nothing are skipped.
+    """
+    (kh, kw), (sh, sw), (dh, dw) = geom.kernel, geom.stride, geom.dilation
+    t, _, l, _ = geom.pads
+    (H, W), (n_H, n_W) = geom.in_hw, geom.out_hw
+    r1 = n_H if r1 is None else r1
+    for a in range(kh):
+        h_lo, h_hi, rows = valid_range(r0, r1, sh, a * dh - t, H)
+        if h_lo == h_hi:
+            continue
+        for b in range(kw):
+            w_lo, w_hi, cs = valid_range(0, n_W, sw, b * dw - l, W)
+            if w_lo < w_hi:
+                yield a, b, slice(h_lo - r0, h_hi - r0), slice(w_lo, w_hi), rows, cs

@@ -1,7 +1,11 @@
 """Fast 2-D max and average pooling, forward and backward, NHWC.
 
 Both passes loop over the f_h*f_w kernel offsets only; each step is one
-vectorized operation over the whole chunk of the batch.
+vectorized operation over a cache-sized chunk of the batch, the chunks shared
+out over a few threads (numpy releases the GIL in ufunc loops). Taps that fall
+in the padding or the ceil-mode overflow are clipped rather than read from a
+padded copy. Max-pool backward finds each window's first maximum as a flat
+index and scatters the gradient with one ``bincount``.
 """
 
 from __future__ import annotations
@@ -11,33 +15,16 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ShapeError
-from ._common import as_nhwc, batch_chunks, compute_dtype, crop, padded, window_slices
+from ._common import as_nhwc, clipped_taps, compute_dtype, plan_chunks, run_parallel
 from .geometry import WindowGeometry, window_counts
 from .layout import check_layout, nchw_to_nhwc, nhwc_to_nchw
 from .params import PoolParams
-
-
-def _per_example(geom: WindowGeometry, C: int, itemsize: int) -> int:
-    ph, pw = geom.padded_hw
-    oh, ow = geom.overflow
-    return itemsize * ((ph + oh) * (pw + ow) * C * 2 + geom.out_hw[0] * geom.out_hw[1] * C * 3)
 
 
 def _divisor(geom: WindowGeometry, include_pad: bool, dtype) -> np.ndarray:
     """(1, n_H, n_W, 1) window sizes for average pooling."""
     ch, cw = window_counts(geom, include_pad)
     return (np.asarray(ch, dtype=dtype)[:, None] * np.asarray(cw, dtype=dtype)[None, :])[None, :, :, None]
-
-
-def _max_forward(A_pad: np.ndarray, geom: WindowGeometry) -> np.ndarray:
-    out = None
-    for _, _, (rows, cs) in window_slices(geom):
-        src = A_pad[:, rows, cs, :]
-        if out is None:
-            out = src.copy()
-        else:
-            np.maximum(out, src, out=out)
-    return out
 
 
 def pool2d(A_prev, params: Optional[PoolParams] = None, *, layout: str = "nhwc",
@@ -54,7 +41,7 @@ def pool2d(A_prev, params: Optional[PoolParams] = None, *, layout: str = "nhwc",
     layout : {"nhwc", "nchw"}
         Layout of the input and of the returned output.
     workspace_bytes : int, optional
-        Cap of the per-chunk workspace; default 256 MiB.
+        Size of the per-chunk workspace. Default: about a MiB (cache-sized).
 
     Returns
     -------
@@ -86,17 +73,21 @@ def pool2d(A_prev, params: Optional[PoolParams] = None, *, layout: str = "nhwc",
     A = np.empty((m,) + geom.out_hw + (C,), dtype=A_prev.dtype)
     is_max = params.mode == "max"
     divisor = None if is_max else _divisor(geom, params.count_include_pad, A_prev.dtype)
-    for chunk in batch_chunks(m, _per_example(geom, C, A_prev.itemsize), workspace_bytes):
-        # NOTE: max pooling pads with -inf so padding never wins a window.
-        A_pad = padded(A_prev[chunk], geom, fill=-np.inf if is_max else 0.0)
-        if is_max:
-            A[chunk] = _max_forward(A_pad, geom)
-        else:
-            acc = A[chunk]
-            acc.fill(0)
-            for _, _, (rows, cs) in window_slices(geom):
-                acc += A_pad[:, rows, cs, :]
-            acc /= divisor
+    n_H, n_W = geom.out_hw
+
+    def chunk(e0, e1, r0, r1):
+        out = A[e0:e1, r0:r1]
+        out.fill(-np.inf if is_max else 0)  # NOTE: max pooling pads with -inf: padding never wins
+        for _, _, ho, wo, rows, cs in clipped_taps(geom, r0, r1):
+            o = out[:, ho, wo]
+            if is_max:
+                np.maximum(o, A_prev[e0:e1, rows, cs], out=o)
+            else:
+                o += A_prev[e0:e1, rows, cs]
+        if not is_max:
+            out /= divisor[:, r0:r1]
+
+    run_parallel(chunk, plan_chunks(m, n_H, n_W * C * A.itemsize, workspace_bytes, target=2**20))
     return nhwc_to_nchw(A) if layout == "nchw" else A
 
 
@@ -119,7 +110,7 @@ def pool2d_backward(dA, A_prev, params: Optional[PoolParams] = None, *, layout: 
     layout : {"nhwc", "nchw"}
         Layout of the inputs and of the returned gradient.
     workspace_bytes : int, optional
-        Cap of the per-chunk workspace; default 256 MiB.
+        Size of the per-chunk workspace. Default: about a MiB (cache-sized).
 
     Returns
     -------
@@ -146,28 +137,69 @@ def pool2d_backward(dA, A_prev, params: Optional[PoolParams] = None, *, layout: 
     if dA.shape != expected:
         raise ShapeError(f"dA must have the forward output's shape {expected}, got {dA.shape}")
     dA = dA.astype(dtype, copy=False)
-    dA_prev = np.empty(A_prev.shape, dtype=dtype)
     is_max = params.mode == "max"
-    if not is_max:
+    if is_max:
+        dA_prev = np.empty(A_prev.shape, dtype=dtype)
+        _max_backward(dA, A_prev, geom, dA_prev, workspace_bytes)
+    else:
+        dA_prev = np.zeros(A_prev.shape, dtype=dtype)
         scaled = dA / _divisor(geom, params.count_include_pad, dtype)
-    for chunk in batch_chunks(m, _per_example(geom, C, A_prev.itemsize), workspace_bytes):
-        A_pad = padded(A_prev[chunk], geom, fill=-np.inf if is_max else 0.0)
-        dA_pad = np.zeros(A_pad.shape, dtype=dtype)
-        if is_max:
-            out = _max_forward(A_pad, geom)
-            g = dA[chunk]
-            # NOTE: offsets run in row-major order; a position receives the gradient
-            # only if no earlier offset of its window already held the maximum.
-            open_ = np.ones(out.shape, dtype=bool)
-            hit = np.empty(out.shape, dtype=bool)
-            for _, _, (rows, cs) in window_slices(geom):
-                np.equal(A_pad[:, rows, cs, :], out, out=hit)
-                hit &= open_
-                dA_pad[:, rows, cs, :] += np.where(hit, g, 0)
-                open_ &= ~hit
-        else:
-            g = scaled[chunk]
-            for _, _, (rows, cs) in window_slices(geom):
-                dA_pad[:, rows, cs, :] += g
-        dA_prev[chunk] = crop(dA_pad, geom)
+
+        def chunk(e0, e1, r0, r1):
+            # Disjoint examples per chunk, so threads never add into the same pixels.
+            for _, _, ho, wo, rows, cs in clipped_taps(geom):
+                dA_prev[e0:e1, rows, cs] += scaled[e0:e1, ho, wo]
+
+        run_parallel(chunk, plan_chunks(m, 1, geom.out_hw[0] * geom.out_hw[1] * C * dtype.itemsize,
+                                        workspace_bytes, target=2**20))
     return nhwc_to_nchw(dA_prev) if layout == "nchw" else dA_prev
+
+
+def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) -> None:
+    """dA_prev of max pooling: each window's gradient to its first maximum in row-major order.
+
+    Works in the coordinates of a virtual padded input (pads and ceil-mode
+    overflow included) that is never materialised: each output keeps the flat
+    index of its winning tap, and ``bincount`` adds the gradients of windows
+    that share a winner. Chunks are whole examples (disjoint output pixels).
+    """
+    m, H, W, C = A_prev.shape
+    n_H, n_W = geom.out_hw
+    (sh, sw), (dh, dw) = geom.stride, geom.dilation
+    t, _, l, _ = geom.pads
+    Hv, Wv = (p + o for p, o in zip(geom.padded_hw, geom.overflow))
+    per_example = Hv * Wv * C * 8 + n_H * n_W * C * (3 * 8 + 1)
+    chunks = plan_chunks(m, 1, per_example, workspace_bytes, target=4 * 2**20)
+    ne = max(e1 - e0 for e0, e1, _, _ in chunks)
+    # Flat index in the virtual padded chunk of each window's first tap.
+    base = (np.arange(ne)[:, None, None, None] * (Hv * Wv * C)
+            + (np.arange(n_H) * (sh * Wv * C))[None, :, None, None]
+            + (np.arange(n_W) * (sw * C))[None, None, :, None]
+            + np.arange(C)[None, None, None, :])
+
+    (kh, kw) = geom.kernel
+    tap_offsets = np.array([(a * dh * Wv + b * dw) * C for a in range(kh) for b in range(kw)], dtype=np.int64)
+    tap_dtype = np.uint8 if kh * kw < 256 else np.int64
+
+    def chunk(e0, e1, _r0, _r1):
+        k = e1 - e0
+        best = np.full((k, n_H, n_W, C), -np.inf, dtype=A_prev.dtype)
+        winner = np.zeros((k, n_H, n_W, C), dtype=tap_dtype)  # tap number; 0 is tap (0, 0)
+        wins = np.empty((k, n_H, n_W, C), dtype=bool)
+        scratch = np.empty((k, n_H, n_W, C), dtype=tap_dtype)
+        # NOTE: taps run in row-major order and only a strictly greater value takes
+        # over, so the winner is the LAST tap that took over: the first maximum.
+        # Masked writes (copyto where=) are slow; multiply + maximum are not.
+        for a, b, ho, wo, rows, cs in clipped_taps(geom):
+            src, bv, wv = A_prev[e0:e1, rows, cs], best[:, ho, wo], wins[:, ho, wo]
+            np.greater(src, bv, out=wv)
+            np.maximum(bv, src, out=bv)
+            sv = scratch[:, ho, wo]
+            np.multiply(wv, tap_dtype(a * kw + b), out=sv)
+            np.maximum(winner[:, ho, wo], sv, out=winner[:, ho, wo])
+        flat = np.take(tap_offsets, winner)
+        flat += base[:k]
+        grad = np.bincount(flat.ravel(), weights=dA[e0:e1].ravel(), minlength=k * Hv * Wv * C)
+        dA_prev[e0:e1] = grad.reshape(k, Hv, Wv, C)[:, t:t + H, l:l + W]
+
+    run_parallel(chunk, chunks)
