@@ -43,13 +43,11 @@ def _verdict(passed: bool) -> Text:
 
 
 def _idx(index) -> str:
-    return "(" + ", ".join(str(i) for i in index) + ")"
+    return str(tuple(int(i) for i in index))
 
 
 def _worst(g) -> str:
-    if g.worst is None:
-        return "-"
-    return f"{_idx(g.worst.index)}: {g.worst.analytical:.6g} vs {g.worst.numerical:.6g}"
+    return "-" if g.worst is None else _idx(g.worst.index)
 
 
 def check_table(result, title: Optional[str] = None) -> Table:
@@ -57,10 +55,12 @@ def check_table(result, title: Optional[str] = None) -> Table:
     t = Table(title=title, title_justify="left")
     for col, just in (("gradient", "left"), ("shape", "left"), ("method", "left"), ("checked", "right"),
                       ("kinks", "right"), ("rel. error", "right"), ("max |a-n|", "right"),
-                      ("worst: a vs n", "left"), ("failing", "right"), ("", "left")):
-        t.add_column(col, justify=just)
+                      ("worst at", "left"), ("failing", "right"), ("", "left")):
+        t.add_column(col, justify=just, no_wrap=col in ("shape", "checked", "worst at"))
     for g in result.gradients:
-        checked = str(g.checked) + (f" + {g.directions} dir" if g.directions else "")
+        checked = str(g.checked)
+        if g.directions:
+            checked = f"{g.checked} + {g.directions} dir" if g.checked else f"{g.directions} directions"
         t.add_row(g.name, _idx(g.shape), g.method, checked, str(g.kinks), _e(g.relative_error),
                   _e(g.max_abs_error), _worst(g), str(g.failing), _verdict(g.passed))
     return t

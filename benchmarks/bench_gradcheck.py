@@ -1,0 +1,120 @@
+"""Time ``cnncli gradcheck`` as users run it (whole process) against ``torch.autograd.gradcheck``.
+
+Run from the repository root::
+
+    python benchmarks/bench_gradcheck.py            # 3 runs per row, medians
+    python benchmarks/bench_gradcheck.py --runs 5 --torch-large   # also torch's full check on the large case (~40 s)
+
+Rows (the issue's targets):
+
+- conv A_prev (2,12,12,4), W (3,3,4,8), b, pad 1, float64:
+  ``--method full`` vs ``torch.autograd.gradcheck`` (target: <= 0.2x), and
+  ``--method fast`` vs ``gradcheck(..., fast_mode=True)`` (target: <= 1x);
+- conv A_prev (4,16,16,8), W (3,3,8,16), pad 1: the default method (target: < 10 s).
+
+Both sides are separate ``python`` processes started the same way (interpreter
+start, imports, loading the arrays, the check), so the ratio is what a user
+waits for. torch gets the same arrays in NCHW. The startup cost alone
+(``import cnncli.cli``, ``import torch``) is printed too. torch is optional:
+without it only cnncli's times are shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TORCH_SCRIPT = """
+import sys, numpy as np, torch
+import torch.nn.functional as F
+d = sys.argv[1]
+fast = sys.argv[2] == "fast"
+A = torch.tensor(np.load(d + "/A.npy").transpose(0, 3, 1, 2).copy(), dtype=torch.float64, requires_grad=True)
+W = torch.tensor(np.load(d + "/W.npy").transpose(3, 2, 0, 1).copy(), dtype=torch.float64, requires_grad=True)
+b = torch.tensor(np.load(d + "/b.npy"), dtype=torch.float64, requires_grad=True)
+ok = torch.autograd.gradcheck(lambda a, w, c: F.conv2d(a, w, c, padding=1), (A, W, b), fast_mode=fast)
+sys.exit(0 if ok else 1)
+"""
+
+
+def _time(cmd, env) -> float:
+    t = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - t
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()}")
+    return elapsed
+
+
+def _median(cmd, env, runs: int) -> float:
+    return statistics.median(_time(cmd, env) for _ in range(runs))
+
+
+def _write_case(folder: Path, A_shape, W_shape, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "A.npy", rng.standard_normal(A_shape))
+    np.save(folder / "W.npy", rng.standard_normal(W_shape))
+    np.save(folder / "b.npy", rng.standard_normal(W_shape[3]))
+
+
+def _have_torch() -> bool:
+    try:
+        import importlib.util
+
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per row (median reported)")
+    parser.add_argument("--torch-large", action="store_true", help="also time torch's full check on the large case")
+    args = parser.parse_args()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    py = sys.executable
+    torch = _have_torch()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        small, large = Path(tmp) / "small", Path(tmp) / "large"
+        _write_case(small, (2, 12, 12, 4), (3, 3, 4, 8), 0)
+        _write_case(large, (4, 16, 16, 8), (3, 3, 8, 16), 1)
+
+        def cnncli(folder: Path, *extra):
+            return [py, "-m", "cnncli", "gradcheck", str(folder / "A.npy"), "--weights", str(folder / "W.npy"),
+                    "--bias", str(folder / "b.npy"), "--pad", "1", "--json", *extra]
+
+        start_c = _median([py, "-c", "import cnncli.cli"], env, args.runs)
+        start_t = _median([py, "-c", "import torch"], env, args.runs) if torch else None
+        rows.append(("startup: import cnncli.cli / import torch", start_c, start_t, None))
+        for method, fast, target in (("full", "full", 0.2), ("fast", "fast", 1.0)):
+            c = _median(cnncli(small, "--method", method), env, args.runs)
+            t = _median([py, "-c", TORCH_SCRIPT, str(small), fast], env, args.runs) if torch else None
+            rows.append((f"(2,12,12,4) * (3,3,4,8) pad 1: --method {method}", c, t, target))
+        c = _median(cnncli(large), env, args.runs)
+        t = _median([py, "-c", TORCH_SCRIPT, str(large), "full"], env, 1) if torch and args.torch_large else None
+        rows.append(("(4,16,16,8) * (3,3,8,16) pad 1: default (auto)", c, t, None))
+    print(f"cnncli gradcheck vs torch.autograd.gradcheck, whole process, median of {args.runs} "
+          f"({os.cpu_count()} CPUs, python {sys.version.split()[0]})")
+    print(f"{'case':52s} {'cnncli s':>9s} {'torch s':>9s} {'ratio':>7s} {'target':>7s}")
+    for name, c, t, target in rows:
+        ratio = f"{c / t:.3f}" if t else "-"
+        verdict = "" if target is None or t is None else ("ok" if c / t <= target else "MISSED")
+        print(f"{name:52s} {c:9.3f} {t if t else float('nan'):9.3f} {ratio:>7s} "
+              f"{('<= ' + str(target)) if target else '':>7s} {verdict}")
+    print("large case target: default method under 10 s:", "ok" if rows[-1][1] < 10 else "MISSED")
+
+
+if __name__ == "__main__":
+    main()
