@@ -278,7 +278,7 @@ class LayerResult:
         return 2 * self.macs
 
     @property
-    def unused(self) -> Pair:
+    def unread(self) -> Pair:
         """Input rows and columns that no window reads."""
         return self.trailing[0] + self.skipped[0], self.trailing[1] + self.skipped[1]
 

@@ -16,12 +16,12 @@ from .shapes import Dims, LayerSpec
 
 @dataclass(frozen=True)
 class Solution:
-    """A stride and padding that give the target size; ``unused`` input rows/cols it leaves unread."""
+    """A stride and padding that give the target size; ``unread`` counts the input rows and cols it leaves unread."""
 
     stride: Pair
     pads: Pads
     output: Pair
-    unused: Pair
+    unread: Pair
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,13 @@ class TargetResult:
 
 def _solution(spec: LayerSpec, dims: Dims, stride: Pair, h: Tuple[int, int], w: Tuple[int, int]) -> Solution:
     pads = (h[0], h[1], w[0], w[1])
-    out, unused = [], []
+    out, unread = [], []
     for a, (n, (before, _)) in enumerate(zip((dims.h, dims.w), (h, w))):
         n_out = geo.output_length(n, spec.f[a], stride[a], spec.dilation[a], pads[2 * a], pads[2 * a + 1],
                                   spec.ceil_mode)
         out.append(n_out)
-        unused.append(sum(geo.input_coverage(n, spec.f[a], stride[a], spec.dilation[a], before, n_out)))
-    return Solution(stride, pads, (out[0], out[1]), (unused[0], unused[1]))
+        unread.append(sum(geo.input_coverage(n, spec.f[a], stride[a], spec.dilation[a], before, n_out)))
+    return Solution(stride, pads, (out[0], out[1]), (unread[0], unread[1]))
 
 
 def solve_target(spec: LayerSpec, dims: Dims, target, stride_fixed: bool) -> TargetResult:

@@ -144,8 +144,8 @@ def test_size_table_valid_and_same_against_the_closed_forms():
         assert valid.output.h == (n - 3) // 2 + 1
         assert same.output.h == math.ceil(n / 2)
         # Windows of 3 every 2 rows read rows 0..2*(out-1)+2: an even n leaves its last row unread.
-        assert valid.unused == ((n + 1) % 2, (n + 1) % 2)
-        assert same.unused == (0, 0)
+        assert valid.unread == ((n + 1) % 2, (n + 1) % 2)
+        assert same.unread == (0, 0)
 
 
 def test_size_table_of_a_stack_skips_sizes_that_do_not_fit():

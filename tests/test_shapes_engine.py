@@ -137,7 +137,7 @@ def test_unread_input_and_covering_pad_against_one_hot_propagation(data, hw):
     layer = evaluate_stack([parse_layer_spec(text)], Dims(1, hw[0], hw[1], 1)).layers[0]
     read = reach.any(axis=(1, 2)).reshape(hw)
     if not read.any():  # reading is per axis: some axis reads none of its rows/cols at all
-        assert any(layer.unused[a] == hw[a] for a in (0, 1))
+        assert any(layer.unread[a] == hw[a] for a in (0, 1))
         return
     for axis in (0, 1):
         read_lines = read.any(axis=1 - axis)  # an input row (col) is read if any of its pixels is

@@ -185,7 +185,7 @@ def _cell(res: Optional[StackResult], with_pads: bool) -> Text:
     text = Text(_hw((res.output.h, res.output.w)))
     if with_pads and len(res.layers) == 1 and any(res.layers[0].pads):
         text.append(f" ({_pads(res.layers[0].pads)})", style="dim")
-    if any(sum(layer.unused) for layer in res.layers):
+    if any(sum(layer.unread) for layer in res.layers):
         text.append(" " + UNREAD_MARK, style="bold yellow")
     return text
 
@@ -250,7 +250,7 @@ def print_targets(result: TargetResult, out: Console) -> None:
     for s in result.solutions:
         symmetric = s.pads[0] == s.pads[1] and s.pads[2] == s.pads[3]
         table.add_row(_hw(s.stride), _pads(s.pads), str(sum(s.pads)), "yes" if symmetric else "no",
-                      "none" if not sum(s.unused) else f"{_plural(s.unused[0], 'row')}, {_plural(s.unused[1], 'col')}")
+                      "none" if not sum(s.unread) else f"{_plural(s.unread[0], 'row')}, {_plural(s.unread[1], 'col')}")
     out.print(table)
     if not result.stride_fixed:
         out.print("the smallest padding per stride (and the smallest symmetric one); "
@@ -313,9 +313,9 @@ def table_json(rows: List[SizeRow], columns: Dict[str, Sequence[LayerSpec]]) -> 
             return None
         c = {"output": [res.output.h, res.output.w]}
         if single:
-            c.update(pads=list(res.layers[0].pads), unread=list(res.layers[0].unused))
+            c.update(pads=list(res.layers[0].pads), unread=list(res.layers[0].unread))
         else:
-            c["unread_layers"] = [layer.index for layer in res.layers if sum(layer.unused)]
+            c["unread_layers"] = [layer.index for layer in res.layers if sum(layer.unread)]
         return c
 
     return {
@@ -332,5 +332,5 @@ def target_json(result: TargetResult) -> dict:
         "input": result.input.as_list(), "target": list(result.target), "kind": result.spec.kind,
         "f": list(result.spec.f), "dilation": list(result.spec.dilation), "stride_fixed": result.stride_fixed,
         "solutions": [{"stride": list(s.stride), "pads": list(s.pads), "output": list(s.output),
-                       "unread": list(s.unused)} for s in result.solutions],
+                       "unread": list(s.unread)} for s in result.solutions],
     }
