@@ -33,6 +33,8 @@ AUTO_FULL_LIMIT = 4096
 #: ``fast`` localizes a failing tensor elementwise in full up to this size, else by a sample.
 LOCALIZE_FULL_LIMIT = 20000
 FAST_DIRECTIONS = 3
+#: Smallest relative step on layers linear in the perturbed input (see :func:`step_size`).
+LINEAR_MIN_EPS = 1e-3
 TOP_OFFENDERS = 5
 
 GRADIENT_NAMES = {"A_prev": "dA_prev", "W": "dW", "b": "db"}
@@ -181,7 +183,8 @@ def check_problem(problem, *, method: str = "auto", samples: Optional[int] = Non
     eps : float
         Step of the central differences, relative to a tensor's largest magnitude
         when that exceeds 1 (so large-valued inputs, e.g. images in 0..255, are
-        not drowned in rounding).
+        not drowned in rounding); at least 1e-3 on layers linear in the input
+        (see :func:`step_size`).
     tol : float
         Pass threshold of the relative error.
     seed : int or None
@@ -210,7 +213,7 @@ def check_problem(problem, *, method: str = "auto", samples: Optional[int] = Non
     results = []
     for name in problem.names:
         x, grad = problem.inputs[name], analytical[name]
-        h = eps * max(1.0, float(np.max(np.abs(x))) if x.size else 1.0)
+        h = step_size(problem, x, eps)
         kinks = problem.kinks(name, h)
         stuck = ((x + h) == x) | ((x - h) == x)
         if stuck.any():
@@ -219,6 +222,20 @@ def check_problem(problem, *, method: str = "auto", samples: Optional[int] = Non
         excluded = stuck if kinks is None else (stuck | kinks)
         results.append(_check_tensor(problem, name, x, grad, h, excluded, method_used, samples, tol, rng, tracker))
     return CheckResult(problem.layer, method, eps, tol, seed, tuple(results), tuple(notes), label, params or {})
+
+
+def step_size(problem, x: np.ndarray, eps: float) -> float:
+    """The central-difference step for input ``x``: ``eps`` times ``max(1, max|x|)``.
+
+    NOTE: a layer that is linear in the perturbed input (convolution in each of
+    A_prev, W, b; average pooling) has no truncation error whatever the step, only
+    rounding, which shrinks as the step grows: with millions of output terms a step
+    of 1e-6 leaves a rounding floor near the 1e-7 tolerance. Such problems declare
+    ``linear = True`` and get at least ``LINEAR_MIN_EPS``; max pooling keeps ``eps``
+    (its kinks are defined by the step).
+    """
+    base = max(eps, LINEAR_MIN_EPS) if getattr(problem, "linear", False) else eps
+    return base * max(1.0, float(np.max(np.abs(x))) if x.size else 1.0)
 
 
 def validate_settings(method: str, samples, eps: float, tol: float):

@@ -92,6 +92,7 @@ class ConvProblem:
 
     layer = "conv"
     names = ("A_prev", "W", "b")
+    linear = True  # affine in each input separately: central differences are exact
 
     def __init__(self, A_prev, W, b, params: ConvParams, G):
         self.params = params
@@ -201,6 +202,7 @@ class PoolProblem:
         self.params = params
         self.inputs = {"A_prev": A_prev}
         self.G = G
+        self.linear = params.mode != "max"
         self.geom = params.geometry(A_prev.shape[1:3])
         expected = (A_prev.shape[0],) + self.geom.out_hw + (A_prev.shape[3],)
         if G.shape != expected:

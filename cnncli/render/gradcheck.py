@@ -56,7 +56,7 @@ def check_table(result, title: Optional[str] = None) -> Table:
     for col, just in (("gradient", "left"), ("shape", "left"), ("method", "left"), ("checked", "right"),
                       ("kinks", "right"), ("rel. error", "right"), ("max |a-n|", "right"),
                       ("worst at", "left"), ("failing", "right"), ("", "left")):
-        t.add_column(col, justify=just, no_wrap=col in ("shape", "checked", "worst at"))
+        t.add_column(col, justify=just, no_wrap=col in ("shape", "method", "checked", "worst at"))
     for g in result.gradients:
         checked = str(g.checked)
         if g.directions:

@@ -221,3 +221,21 @@ def test_stratified_sample_covers_every_stratum():
     excluded = np.zeros(5, bool)
     excluded[[1, 3]] = True
     assert stratified_indices((5,), "b", 10, rng, excluded).tolist() == [0, 2, 4]
+
+
+def test_many_large_outputs_do_not_fail_spuriously():
+    # 1,000 integer images (0..16) through 4 filters: ~64k output terms of magnitude ~100
+    # sum into db; a 1e-6 step would leave a rounding floor near the 1e-7 tolerance.
+    rng = np.random.default_rng(1)
+    A = rng.integers(0, 17, size=(1000, 8, 8, 1)).astype(np.uint8)
+    W = rng.integers(1, 5, size=(3, 3, 1, 4)).astype(float)  # a blur: outputs up to ~500, all positive
+    r = gradcheck_conv(A, W, None, ConvParams(pad=1), method="sample", samples=64)
+    assert r.passed, [(g.name, g.relative_error) for g in r.gradients]
+
+
+def test_progress_reaches_its_total():
+    calls = []
+    gradcheck_conv(RNG.normal(size=(2, 4, 4, 2)), RNG.normal(size=(2, 2, 2, 3)), method="full",
+                   progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (2 * 4 * 4 * 2 + 2 * 2 * 2 * 3 + 3,) * 2
+    assert all(d1 <= d2 for (d1, _), (d2, _) in zip(calls, calls[1:]))
