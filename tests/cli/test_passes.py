@@ -251,3 +251,20 @@ def test_shell_pipeline_from_the_issue(tmp_path):
     assert proc.stdout.count("out A") == 1  # the second table on stdout, the first on stderr
     expected = pool_forward_loops(conv_forward_loops(A, W, b, ConvParams(pad="same")), PoolParams(f=2))
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-12)
+
+
+def test_case_attributes_of_every_kind_and_boolean_overrides(tmp_path):
+    A = np.random.default_rng(13).standard_normal((2, 7, 6, 2))
+    with h5py.File(tmp_path / "case.h5", "w") as h:
+        h["A_prev"] = A
+        h.attrs.update(layer=b"pool", f=np.array([3, 2]), stride=np.array([2, 2]), pad=np.array([1, 0, 0, 1]),
+                       mode="avg", ceil_mode=np.bool_(True), count_include_pad=False)
+    stored = PoolParams(f=(3, 2), stride=2, pad=(1, 0, 0, 1), mode="average", ceil_mode=True,
+                        count_include_pad=False)
+    res = run(["forward", tmp_path / "case.h5", "-o", tmp_path / "a.npy"])
+    assert res.exit_code == 0, res.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "a.npy"), pool_forward_loops(A, stored), rtol=1e-12)
+    res = run(["forward", tmp_path / "case.h5", "--no-ceil-mode", "--count-include-pad", "-o", tmp_path / "b.npy"])
+    assert res.exit_code == 0, res.stderr
+    flipped = PoolParams(f=(3, 2), stride=2, pad=(1, 0, 0, 1), mode="average")
+    np.testing.assert_allclose(np.load(tmp_path / "b.npy"), pool_forward_loops(A, flipped), rtol=1e-12)

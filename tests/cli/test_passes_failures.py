@@ -44,6 +44,7 @@ CASES = [
     # missing, unreadable, truncated or corrupt inputs
     (["forward", "{d}/nope.npy", "--f", "2"], "'{d}/nope.npy': no such file"),
     (["forward", "{d}/out", "--f", "2"], "'{d}/out' is a folder, not an array file"),
+    (["forward", "{d}/A.npy/x.npy", "--f", "2"], "'{d}/A.npy/x.npy': cannot read (Not a directory)"),
     (["forward", "{d}/cut.npy", "--f", "2"], "'{d}/cut.npy' is not a readable .npy array (truncated or corrupt"),
     (["forward", "{d}/junk.npz", "--f", "2"], "'{d}/junk.npz' is not a readable .npz archive"),
     (["forward", "{d}/junk.h5", "--f", "2"], "'{d}/junk.h5' is not a readable HDF5 file"),
