@@ -19,7 +19,7 @@ a stratified handful of elements per tensor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -58,9 +58,12 @@ class Finding:
     kinks: int = 0
     detail: str = ""
     border_only: bool = False
+    #: |got - expected| in the compared array's shape (NaN where not compared), for heatmaps.
+    errors: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
+        del d["errors"]
         d["worst_index"] = list(self.worst_index) if self.worst_index is not None else None
         for k in ("max_abs_error", "relative_error", "expected", "got"):
             if d[k] is not None and not np.isfinite(d[k]):
@@ -145,7 +148,7 @@ def compare(case: str, quantity: str, against: str, got, expected, tol: float,
     w = r.worst
     return Finding(case, quantity, against, r.passed, r.max_abs_error, r.relative_error,
                    w.index if w else None, w.numerical if w else None, w.analytical if w else None,
-                   r.checked, r.kinks, "", border)
+                   r.checked, r.kinks, "", border, r.errors if e.ndim == 4 else None)
 
 
 def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, eps: float = DEFAULT_EPS,

@@ -209,8 +209,22 @@ def print_impl(result, con: Console) -> None:
         if len(bad) > 10:
             ft.caption = f"... and {len(bad) - 10} more"
         con.print(ft)
+        first = next((x for x in bad if x.errors is not None and x.quantity == "dA_prev"), None)
+        if first is not None:
+            hm = heatmap(_ErrorMap(f"{f.name} dA_prev vs {first.against}, {first.case}", first.errors))
+            if hm is not None:
+                con.print(hm)
     _footer(con, result.passed, f"{sum(f.passed for f in result.functions)}/{len(result.functions)} functions, "
             f"method {result.method}")
+
+
+class _ErrorMap:
+    """The attributes :func:`heatmap` reads, for an --impl comparison."""
+
+    axes = "mhwc"
+
+    def __init__(self, name: str, errors: np.ndarray):
+        self.name, self.errors = name, errors
 
 
 @contextmanager
