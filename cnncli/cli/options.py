@@ -33,7 +33,7 @@ import typer
 
 
 from .. import arrays
-from ..engine.geometry import WindowGeometry, check_groups
+from ..engine.geometry import WindowGeometry, as_pair, check_groups
 from ..engine.params import ConvParams, PoolParams
 from ..errors import HyperparameterError, InputError, ShapeError
 
@@ -249,8 +249,8 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
     attrs, refs = ({}, {"A_prev": source})
     if arrays.is_case(source):
         attrs, refs = arrays.case_refs(source)
-    unknown_attrs = set(attrs) - set(arrays.CASE_KEYS) - {"dtype", "command"}
-    del unknown_attrs  # foreign attributes (notes, provenance) are allowed and ignored
+        # Other attributes (notes, provenance) are allowed and ignored.
+        attrs = {k: v for k, v in attrs.items() if k in arrays.CASE_KEYS}
 
     def pick(key):
         return opts[key] if opts[key] is not None else attrs.get(key)
@@ -312,64 +312,24 @@ def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict):
     return value
 
 
+def _batch_input(call: LayerCall, src) -> object:
+    """A loaded A_prev / gradient as NHWC in the compute dtype (lazy Batches when streamed)."""
+    if isinstance(src, arrays.ArrayStream):
+        return Batches(src, call.layout, call.dtype)
+    return np.ascontiguousarray(src.transpose(0, 2, 3, 1) if call.layout == "nchw" else src, dtype=call.dtype)
+
+
 def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool) -> None:
+    """Load every input of ``call`` and resolve its hyperparameters, validating as it goes."""
     stored: dict = {}
-    layout, target = call.layout, call.dtype
-    A_src = _load(call, "A_prev", refs["A_prev"], stream, stored)
-    if isinstance(A_src, arrays.ArrayStream):
-        call.A_prev = Batches(A_src, layout, target)
-    else:
-        A = A_src.transpose(0, 2, 3, 1) if layout == "nchw" else A_src
-        call.A_prev = np.ascontiguousarray(A, dtype=target)
+    call.A_prev = _batch_input(call, _load(call, "A_prev", refs["A_prev"], stream, stored))
     m, H, Wd, C = call.A_prev.shape
     if min(m, H, Wd, C) < 1:
         raise ShapeError(f"A_prev from {refs['A_prev']!r} has an empty axis: shape {tuple(call.inputs['A_prev']['shape'])}")
-
     if call.kind == "conv":
-        if "W" not in refs:
-            raise InputError("a conv layer needs filters: give --weights ARRAY (or a case file with W)")
-        W = _load(call, "W", refs["W"], False, stored)
-        W = W.transpose(2, 3, 1, 0) if layout == "nchw" else W
-        call.W = np.ascontiguousarray(W, dtype=target)
-        kh, kw, c_g, n_C = call.W.shape
-        if min(call.W.shape) < 1:
-            raise ShapeError(f"W from {refs['W']!r} has an empty axis: shape {tuple(call.inputs['W']['shape'])}")
-        groups = check_groups(C, n_C, pick("groups") if pick("groups") is not None else 1)
-        if c_g * groups != C:
-            want = _layout_shape((kh, kw, C // groups, n_C), layout, "W")
-            raise ShapeError(f"W from {refs['W']!r} has {c_g} input channel(s) per group but A_prev has {C} channel(s) "
-                             f"with groups={groups}: expected W of shape {want}")
-        f = pick("f")
-        call.params = ConvParams(stride=pick("stride") if pick("stride") is not None else 1,
-                                 pad=pick("pad") if pick("pad") is not None else 0,
-                                 dilation=pick("dilation") if pick("dilation") is not None else 1, groups=groups)
-        if opts["f"] is not None:
-            from ..engine.geometry import as_pair
-
-            if as_pair(f, "--f") != (kh, kw):
-                raise ShapeError(f"--f {f} disagrees with the {kh}x{kw} kernel of W from {refs['W']!r}")
-        call.geometry = call.params.geometry((H, Wd), (kh, kw))
-        if "b" in refs:
-            b = _load(call, "b", refs["b"], False, stored)
-            if b.shape not in ((n_C,), (1, 1, 1, n_C)):
-                raise ShapeError(f"b from {refs['b']!r} has shape {b.shape}; expected ({n_C},) or (1, 1, 1, {n_C}) "
-                                 f"to match W's {n_C} filter(s)")
-            call.bias_shape = b.shape
-            call.b = np.ascontiguousarray(b.reshape(n_C), dtype=target)
-        else:
-            call.notes.append("no bias given: b = 0")
-            call.bias_shape = (n_C,)
+        _fill_conv(call, refs, pick, opts, stored)
     else:
-        if pick("f") is None:
-            raise HyperparameterError("a pool layer needs a window size: give --f F (e.g. --f 2)")
-        call.params = PoolParams(f=pick("f"), stride=pick("stride"),
-                                 pad=pick("pad") if pick("pad") is not None else 0,
-                                 dilation=pick("dilation") if pick("dilation") is not None else 1,
-                                 mode=pick("mode") if pick("mode") is not None else "max",
-                                 ceil_mode=bool(pick("ceil_mode")) if pick("ceil_mode") is not None else False,
-                                 count_include_pad=(bool(pick("count_include_pad"))
-                                                    if pick("count_include_pad") is not None else True))
-        call.geometry = call.params.geometry((H, Wd))
+        _fill_pool(call, pick)
     pad = pick("pad")
     call.pad_spec = "same" if isinstance(pad, str) and pad.strip().lower() == "same" else None
 
@@ -377,15 +337,58 @@ def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool) -> None:
     if grad_key in refs:
         g_src = _load(call, grad_key, refs[grad_key], stream, stored)
         g_shape = call.inputs[grad_key]["shape"]
-        g_nhwc = (g_shape[0], g_shape[2], g_shape[3], g_shape[1]) if layout == "nchw" else tuple(g_shape)
+        g_nhwc = (g_shape[0], g_shape[2], g_shape[3], g_shape[1]) if call.layout == "nchw" else tuple(g_shape)
         if g_nhwc != call.out_shape:
             raise ShapeError(f"{grad_key} from {refs[grad_key]!r} has shape {tuple(g_shape)}; expected the forward "
-                             f"output's shape {_layout_shape(call.out_shape, layout, grad_key)}")
-        if isinstance(g_src, arrays.ArrayStream):
-            call.grad = Batches(g_src, layout, target)
-        else:
-            g = g_src.transpose(0, 2, 3, 1) if layout == "nchw" else g_src
-            call.grad = np.ascontiguousarray(g, dtype=target)
-    note = arrays.dtype_note(stored, target, opts["dtype"])
+                             f"output's shape {_layout_shape(call.out_shape, call.layout, grad_key)}")
+        call.grad = _batch_input(call, g_src)
+    note = arrays.dtype_note(stored, call.dtype, opts["dtype"])
     if note:
         call.notes.insert(0, note)
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict) -> None:
+    """Filters, bias, groups and ConvParams; channel and bias shapes checked with layout-aware messages."""
+    if "W" not in refs:
+        raise InputError("a conv layer needs filters: give --weights ARRAY (or a case file with W)")
+    _, H, Wd, C = call.A_prev.shape
+    W = _load(call, "W", refs["W"], False, stored)
+    call.W = np.ascontiguousarray(W.transpose(2, 3, 1, 0) if call.layout == "nchw" else W, dtype=call.dtype)
+    kh, kw, c_g, n_C = call.W.shape
+    if min(call.W.shape) < 1:
+        raise ShapeError(f"W from {refs['W']!r} has an empty axis: shape {tuple(call.inputs['W']['shape'])}")
+    groups = check_groups(C, n_C, _or(pick("groups"), 1))
+    if c_g * groups != C:
+        want = _layout_shape((kh, kw, C // groups, n_C), call.layout, "W")
+        raise ShapeError(f"W from {refs['W']!r} has {c_g} input channel(s) per group but A_prev has {C} channel(s) "
+                         f"with groups={groups}: expected W of shape {want}")
+    if opts["f"] is not None and as_pair(opts["f"], "--f") != (kh, kw):
+        raise ShapeError(f"--f {opts['f']} disagrees with the {kh}x{kw} kernel of W from {refs['W']!r}")
+    call.params = ConvParams(stride=_or(pick("stride"), 1), pad=_or(pick("pad"), 0),
+                             dilation=_or(pick("dilation"), 1), groups=groups)
+    call.geometry = call.params.geometry((H, Wd), (kh, kw))
+    if "b" not in refs:
+        call.notes.append("no bias given: b = 0")
+        call.bias_shape = (n_C,)
+        return
+    b = _load(call, "b", refs["b"], False, stored)
+    if b.shape not in ((n_C,), (1, 1, 1, n_C)):
+        raise ShapeError(f"b from {refs['b']!r} has shape {b.shape}; expected ({n_C},) or (1, 1, 1, {n_C}) "
+                         f"to match W's {n_C} filter(s)")
+    call.bias_shape = b.shape
+    call.b = np.ascontiguousarray(b.reshape(n_C), dtype=call.dtype)
+
+
+def _fill_pool(call: LayerCall, pick) -> None:
+    """PoolParams; the stride defaults to the window."""
+    if pick("f") is None:
+        raise HyperparameterError("a pool layer needs a window size: give --f F (e.g. --f 2)")
+    call.params = PoolParams(f=pick("f"), stride=pick("stride"), pad=_or(pick("pad"), 0),
+                             dilation=_or(pick("dilation"), 1), mode=_or(pick("mode"), "max"),
+                             ceil_mode=bool(_or(pick("ceil_mode"), False)),
+                             count_include_pad=bool(_or(pick("count_include_pad"), True)))
+    call.geometry = call.params.geometry(call.A_prev.shape[1:3])
