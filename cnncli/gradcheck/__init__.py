@@ -8,15 +8,22 @@ renders them (``cnncli/render/gradcheck.py``).
 - :func:`check_impl`: check a user's own classic functions (``--impl FILE.py``).
 """
 
-from .core import METHODS, CheckResult, GradientResult, Offender, check_problem
+from .battery import BatteryResult, run_battery
+from .core import METHODS, check_problem
+from .impl import ImplResult, check_impl
 from .layers import gradcheck_conv, gradcheck_pool
+from .results import CheckResult, GradientResult, Offender
 
 __all__ = [
     "METHODS",
+    "BatteryResult",
     "CheckResult",
     "GradientResult",
+    "ImplResult",
     "Offender",
+    "check_impl",
     "check_problem",
     "gradcheck_conv",
     "gradcheck_pool",
+    "run_battery",
 ]
