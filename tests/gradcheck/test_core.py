@@ -15,7 +15,7 @@ from cnncli.gradcheck.core import check_problem, gradient_metrics
 from cnncli.gradcheck.problems import ConvProblem, PoolProblem, max_pool_kinks
 from cnncli.gradcheck.sampling import stratified_indices
 
-from ..engine.strategies import conv_configs
+from ..engine.strategies import conv_configs, pool_configs
 
 RNG = np.random.default_rng(7)
 
@@ -239,3 +239,33 @@ def test_progress_reaches_its_total():
                    progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (2 * 4 * 4 * 2 + 2 * 2 * 2 * 3 + 3,) * 2
     assert all(d1 <= d2 for (d1, _), (d2, _) in zip(calls, calls[1:]))
+
+
+@settings(max_examples=15)
+@given(pool_configs(max_hw=7), st.integers(0, 2**16), st.sampled_from(["full", "fast", "sample"]))
+def test_engine_pooling_passes_on_integer_images(config, seed, method):
+    # Small integers tie everywhere: every tie must be a kink, never a failure, with any
+    # padding, dilation or ceil mode.
+    from hypothesis import assume
+
+    from cnncli.errors import HyperparameterError as HE
+
+    shape, kw = config
+    try:
+        params = PoolParams(**kw)
+        params.geometry(shape[1:3])
+    except HE:
+        assume(False)
+    A = np.random.default_rng(seed).integers(0, 3, size=shape)
+    r = gradcheck_pool(A, params, method=method, seed=seed)
+    assert r.passed, r.to_dict()
+
+
+@settings(max_examples=10)
+@given(conv_configs(max_hw=7), st.integers(0, 2**16), st.sampled_from(["full", "fast"]))
+def test_engine_conv_passes_random_configs(config, seed, method):
+    A_shape, W_shape, kw = config
+    rng = np.random.default_rng(seed)
+    r = gradcheck_conv(rng.normal(size=A_shape), rng.normal(size=W_shape), rng.normal(size=W_shape[3]),
+                       ConvParams(**kw), method=method, seed=seed)
+    assert r.passed, r.to_dict()
