@@ -125,6 +125,8 @@ def compare(case: str, quantity: str, against: str, got, expected, tol: float,
     ``db`` of shape (1, 1, 1, n_C) and (n_C,) compare equal; a scalar compares
     with a size-1 array. Excluded (kink) elements are not compared.
     """
+    if got is None:  # np.asarray(None, float) is nan: say what really happened
+        return Finding(case, quantity, against, False, detail="returned None (a missing return?)")
     try:
         g = np.asarray(got, dtype=np.float64)
     except (TypeError, ValueError):

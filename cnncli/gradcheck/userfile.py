@@ -123,7 +123,7 @@ def call_user(module: ModuleType, function: str, case: str, *args, **kwargs):
             return fn(*args, **kwargs)
     except KeyboardInterrupt:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a sys.exit() in the user's code must not end the check
         info = UserException(function, f"{type(exc).__name__}: {_one_line(exc)}",
                              user_line(exc, module.__cnncli_path__), case)
         raise UserCallFailed(info) from None

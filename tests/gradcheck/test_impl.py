@@ -115,3 +115,17 @@ def test_battery_passes_on_the_engine():
     r = run_battery()
     assert r.passed and len(r.cases) == len(BATTERY)
     assert all(g.checked > 0 for c in r.cases for g in c.gradients)
+
+
+def test_odd_user_code_is_reported_not_fatal(tmp_path):
+    src = (IMPLS / "correct.py").read_text()
+    odd = tmp_path / "odd.py"
+    odd.write_text(src + "\n\ndef zero_pad(X, pad):\n    import sys\n    sys.exit(3)\n"
+                   "\n\ndef distribute_value(dz, shape):\n    return None\n")
+    r = check_impl(odd)
+    by = {f.name: f for f in r.functions}
+    assert by["zero_pad"].errors[0].exception.startswith("SystemExit")
+    assert by["zero_pad"].errors[0].line == len(src.splitlines()) + 5
+    assert not by["distribute_value"].passed
+    assert by["distribute_value"].findings[0].detail == "returned None (a missing return?)"
+    assert not r.passed
