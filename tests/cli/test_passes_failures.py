@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cnncli.cli import app
+from cnncli.cli.app import state as app_state
 
 runner = CliRunner()
 
@@ -142,7 +143,9 @@ def test_failure_after_output_opened_keeps_the_old_file(d):
     assert sorted(os.listdir(d)).count("res.h5") == 1 and not [p for p in os.listdir(d) if p.endswith(".part")]
 
 
-def test_debug_shows_a_traceback(d):
+def test_debug_shows_a_traceback(d, monkeypatch):
+    # --debug sets a process-wide flag; monkeypatch restores it so later tests see no tracebacks.
+    monkeypatch.setattr(app_state, "debug", False)
     result = runner.invoke(app, ["forward", str(d / "A.npy"), "--f", "9", "--debug"])
     assert result.exit_code == 2
     assert "Traceback" in result.stderr and result.stderr.endswith("padded by 0\n")
