@@ -40,7 +40,8 @@ def _like_dims(ref: str, layout: Optional[str]) -> Dims:
 def _emit_json(document: dict) -> None:
     """Indented JSON with lists of numbers kept on one line (``[64, 64, 3]``)."""
     text = json.dumps(document, indent=2)
-    typer.echo(re.sub(r"\[[-\d.,\s]*\]", lambda m: " ".join(m.group(0).split()).replace("[ ", "[").replace(" ]", "]"),
+    # A real newline never occurs inside a JSON string, so this only touches indented lists of numbers.
+    typer.echo(re.sub(r"\[\n[-\d.,\s]*\]", lambda m: " ".join(m.group(0).split()).replace("[ ", "[").replace(" ]", "]"),
                       text))
 
 

@@ -210,7 +210,8 @@ def size_formulas(columns: Dict[str, Sequence[LayerSpec]]) -> List[str]:
                 total = pads[2 * a] + pads[2 * a + 1]
                 rnd = "ceil" if spec.ceil_mode else "floor"
                 plus = f" + {total}" if total else ""
-                lines.append(f"{label}{where}: n_out = {rnd}((n_in{plus} - {eff}) / {s}) + 1")
+                drop = "; a last window starting in the padding is dropped" if spec.ceil_mode and total else ""
+                lines.append(f"{label}{where}: n_out = {rnd}((n_in{plus} - {eff}) / {s}) + 1{drop}")
     return lines
 
 

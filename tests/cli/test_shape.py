@@ -16,10 +16,17 @@ from typer.testing import CliRunner
 
 import cnncli
 from cnncli.cli import app
+from cnncli.cli.app import state as app_state
 from cnncli.engine import ConvParams, PoolParams, conv2d, pool2d
 
 runner = CliRunner()
 SIGNS = ["conv:f=4,s=1,p=same,c=8", "pool:f=8,s=8", "conv:f=2,s=1,p=same,c=16", "pool:f=4,s=4"]
+
+
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    # --debug is a process-wide flag; another test setting it must not put tracebacks in ours.
+    monkeypatch.setattr(app_state, "debug", False)
 
 
 def shape(*args, **kwargs):
