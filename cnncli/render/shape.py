@@ -238,7 +238,7 @@ def print_targets(result: TargetResult, out: Console) -> None:
     """The strides and pads that reach the target size, smallest padding first."""
     spec = result.spec
     eff = [effective_size(spec.f[a], spec.dilation[a]) for a in (0, 1)]
-    want = f"{result.input.h}x{result.input.w} -> {_hw(result.target, 'x') if result.target[0] != result.target[1] else f'{result.target[0]}x{result.target[0]}'}"
+    want = f"{result.input.h}x{result.input.w} -> {result.target[0]}x{result.target[1]}"
     scope = f"stride {_hw(spec.stride)}" if result.stride_fixed else f"strides 1..{max(eff)}"
     if not result.solutions:
         out.print(f"no padding below the window makes {spec.kind} f={_hw(spec.f)} go {want} with {scope}"
