@@ -18,7 +18,7 @@ from .options import (BiasOpt, CeilModeOpt, CountIncludePadOpt, DilationOpt, Dty
                       LayerOpt, LayoutOpt, ModeOpt, PadOpt, StrideOpt, WeightsOpt, resolve_layer)
 
 _CHECK = "Check"
-SourceArg = typer.Argument(None, metavar="[SOURCE]", show_default=False,
+SourceArg = typer.Argument(None, metavar="SOURCE", show_default=False,
                            help="A case file (.h5/.npz) or an array for A_prev; omit to run the built-in battery.")
 ImplOpt = typer.Option(None, "--impl", metavar="FILE.py", rich_help_panel=_CHECK,
                        help="Check your own classic functions (conv_forward, pool_backward, ...) from FILE.py.")
