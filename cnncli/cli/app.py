@@ -37,6 +37,7 @@ class CnncliGroup(TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         args = list(sys.argv[1:] if args is None else args)
+        state.debug = bool(os.environ.get("CNNCLI_DEBUG"))  # per run: one run's --debug must not leak into the next
         if "--debug" in args:  # accepted anywhere on the line, not only before the command
             args.remove("--debug")
             state.debug = True
@@ -44,8 +45,12 @@ class CnncliGroup(TyperGroup):
             rv = super().main(args=args, prog_name=prog_name or "cnncli", complete_var=complete_var,
                               standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else EXIT_OK
+            if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into a silent return of 130
+                _error_line("interrupted")
         except typer.Exit as exc:
             code = exc.exit_code
+            if code == EXIT_INTERRUPTED:
+                _error_line("interrupted")
         except typer.TyperException as exc:  # usage errors: bad option, missing argument, bad value
             if type(exc).__name__ == "NoArgsIsHelpError":  # help was printed: nothing went wrong
                 return _finish(EXIT_OK, standalone_mode)

@@ -42,3 +42,11 @@ def test_python_dash_m_runs_the_app():
     proc = subprocess.run([sys.executable, "-m", "cnncli", "--version"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0
     assert proc.stdout.startswith("cnncli ")
+
+
+def test_debug_does_not_leak_into_the_next_run():
+    from cnncli.cli.app import state
+
+    runner.invoke(app, ["--debug", "--version"])
+    runner.invoke(app, ["--version"])
+    assert state.debug is False

@@ -104,7 +104,7 @@ def test_ctrl_c_mid_stream_exits_130_and_leaves_no_partial_file(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert proc.returncode == 130, err
+    assert err.decode().splitlines()[-1:] == ["cnncli: error: interrupted"], (out, err)
     assert b"Traceback" not in err and out == b""
     assert sorted(os.listdir(tmp_path)) == ["big.h5", "out.h5"]
     assert (tmp_path / "out.h5").read_bytes() == b"old result"
