@@ -180,3 +180,10 @@ def clipped_taps(geom: WindowGeometry, r0: int = 0, r1: Optional[int] = None):
             w_lo, w_hi, cs = valid_range(0, n_W, sw, b * dw - l, W)
             if w_lo < w_hi:
                 yield a, b, slice(h_lo - r0, h_hi - r0), slice(w_lo, w_hi), rows, cs
+
+
+def merge_rows(x: np.ndarray):
+    """``x`` with its last two axes merged into one (a view), or None when strides forbid it."""
+    if x.strides[-2] != x.shape[-1] * x.strides[-1]:
+        return None
+    return x.reshape(x.shape[:-2] + (-1,))

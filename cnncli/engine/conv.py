@@ -15,12 +15,14 @@ Chunks are sized to stay in cache and never exceed the workspace cap.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional
 
 import numpy as np
 
 from ..errors import ShapeError
-from ._common import as_nhwc, clipped_taps, compute_dtype, plan_chunks, run_parallel, split, threads, valid_range
+from ._common import as_nhwc, compute_dtype, plan_chunks
+from ._depthwise import depthwise_backward, depthwise_forward
+from ._unroll import chunk_buffer, correlate, fold, weight_grad
 from .geometry import WindowGeometry, check_groups
 from .layout import check_layout, conv_in, conv_out_grads, nchw_to_nhwc, nhwc_to_nchw
 from .params import ConvParams
@@ -73,125 +75,6 @@ def _check(A_prev, W, b, params: ConvParams):
         bias = b.reshape(n_C).astype(dtype, copy=False)
     geom = params.geometry(A_prev.shape[1:3], (kh, kw))
     return A_prev, W, bias, geom
-
-
-# --- patch unrolling -------------------------------------------------------
-# A "window plan" describes a correlation on one axis: output o reads source rows
-# o*step + offs[a] for each tap a (rows outside the source read as zeros). The
-# forward pass uses offs[a] = a*dilation - pad_before; each stride phase of the
-# input gradient is a correlation of dZ with a subset of taps (see _phase_plans).
-# Clipping each tap's range replaces a zero-padded copy of the input.
-
-
-def _unroll_part(X, cols, base, e0, e1, r0, r1, step, offs_h, offs_w):
-    """Fill ``cols[e - base[0], r - base[1]]`` for examples [e0, e1), output rows [r0, r1).
-
-    cols: (ne, nr, n_W, groups, ka, kb, c_g) view; zero where a tap reads outside X.
-    """
-    H, Wd = X.shape[1:3]
-    groups, c_g = cols.shape[3], cols.shape[6]
-    sh, sw = step
-    n_W = cols.shape[2]
-    dst = cols[e0 - base[0]:e1 - base[0], r0 - base[1]:r1 - base[1]]
-    src_e = X[e0:e1]
-    for a, oa in enumerate(offs_h):
-        h_lo, h_hi, rows = valid_range(r0, r1, sh, oa, H)
-        h_lo, h_hi = h_lo - r0, h_hi - r0
-        dst[:, :h_lo, :, :, a] = 0
-        dst[:, h_hi:, :, :, a] = 0
-        if h_lo == h_hi:
-            continue
-        for b, ob in enumerate(offs_w):
-            w_lo, w_hi, cs = valid_range(0, n_W, sw, ob, Wd)
-            d = dst[:, h_lo:h_hi, :, :, a, b]
-            d[:, :, :w_lo] = 0
-            d[:, :, w_hi:] = 0
-            if w_lo < w_hi:
-                src = src_e[:, rows, cs]
-                d[:, :, w_lo:w_hi] = src.reshape(src.shape[:3] + (groups, c_g))
-
-
-def _unroll(X, cols, e0, e1, r0, r1, step, offs_h, offs_w) -> None:
-    """Unroll the patches of a chunk into ``cols``, split over the worker threads."""
-    base = (e0, r0)
-    if cols.nbytes < 2**18:  # threads cost more than they save on small chunks
-        pieces = [(e0, e1, r0, r1)]
-    elif e1 - e0 >= threads():
-        pieces = [(a, b, r0, r1) for a, b in split(e0, e1, threads())]
-    else:
-        per = max(1, threads() // (e1 - e0))
-        pieces = [(e, e + 1, a, b) for e in range(e0, e1) for a, b in split(r0, r1, per)]
-    run_parallel(lambda *p: _unroll_part(X, cols, base, *p, step, offs_h, offs_w), pieces)
-
-
-def _fold_part(dX, cols, e0, e1, step, offs_h, offs_w, r0, r1):
-    """Adjoint of :func:`_unroll_part`: ``dX[e0:e1]`` += the taps of ``cols`` (rows [r0, r1))."""
-    H, Wd = dX.shape[1:3]
-    groups, c_g = cols.shape[3], cols.shape[6]
-    sh, sw = step
-    n_W = cols.shape[2]
-    for a, oa in enumerate(offs_h):
-        h_lo, h_hi, rows = valid_range(r0, r1, sh, oa, H)
-        if h_lo == h_hi:
-            continue
-        for b, ob in enumerate(offs_w):
-            w_lo, w_hi, cs = valid_range(0, n_W, sw, ob, Wd)
-            if w_lo < w_hi:
-                d = dX[e0:e1, rows, cs]
-                d += cols[:, h_lo - r0:h_hi - r0, w_lo:w_hi, :, a, b].reshape(d.shape)
-
-
-def _fold(dX, cols, e0, e1, r0, r1, step, offs_h, offs_w) -> None:
-    """Scatter-add a chunk's patch gradients into ``dX``; threads split examples (disjoint writes)."""
-    if cols.nbytes < 2**18 or e1 - e0 < 2:
-        _fold_part(dX, cols, e0, e1, step, offs_h, offs_w, r0, r1)
-        return
-    run_parallel(lambda a, b: _fold_part(dX, cols[a - e0:b - e0], a, b, step, offs_h, offs_w, r0, r1),
-                 split(e0, e1, threads()))
-
-
-def _is_identity(step, offs_h, offs_w) -> bool:
-    """A 1x1 window at stride 1 without padding: the patches are the input itself."""
-    return tuple(step) == (1, 1) and list(offs_h) == [0] and list(offs_w) == [0]
-
-
-def _chunk_buffer(chunks, n_W, per_row, dtype):
-    rows = max((e1 - e0) * (r1 - r0) for e0, e1, r0, r1 in chunks)
-    return np.empty(rows * n_W * per_row, dtype=dtype)
-
-
-def _correlate(X, Wg, out, step, offs_h, offs_w, workspace_bytes, bias=None) -> None:
-    """``out[e, r, w, (g, n)] = sum_{a, b, c} X[e, r*sh + offs_h[a], w*sw + offs_w[b], (g, c)] Wg[g, (a, b, c), n]``.
-
-    X: (m, H, W, groups*c_g); Wg: (groups, ka*kb*c_g, n_g); out: (m, n_H, n_W, groups*n_g), any strides.
-    """
-    m, n_H, n_W, n_out = out.shape
-    groups, K, n_g = Wg.shape
-    c_g = X.shape[3] // groups
-    ka, kb = len(offs_h), len(offs_w)
-    direct = out.flags.c_contiguous
-    identity = groups == 1 and _is_identity(step, offs_h, offs_w) and X.shape[1:3] == (n_H, n_W)
-    per_row = n_W * groups * K * X.itemsize * (0 if identity else 1) + (0 if direct else n_W * n_out * X.itemsize)
-    chunks = plan_chunks(m, n_H, max(per_row, n_W * n_out * X.itemsize), workspace_bytes)
-    buf = None if identity else _chunk_buffer(chunks, n_W, groups * K, X.dtype)
-    tmp = None if direct else _chunk_buffer(chunks, n_W, n_out, X.dtype)
-    for e0, e1, r0, r1 in chunks:
-        Mc = (e1 - e0) * (r1 - r0) * n_W
-        if identity:
-            cols = X[e0:e1, r0:r1].reshape(Mc, 1, K)
-        else:
-            cols = buf[:Mc * groups * K].reshape(e1 - e0, r1 - r0, n_W, groups, ka, kb, c_g)
-            _unroll(X, cols, e0, e1, r0, r1, step, offs_h, offs_w)
-            cols = cols.reshape(Mc, groups, K)
-        res = out[e0:e1, r0:r1].reshape(Mc, n_out) if direct else tmp[:Mc * n_out].reshape(Mc, n_out)
-        if groups == 1:
-            np.matmul(cols[:, 0], Wg[0], out=res)
-        else:
-            np.matmul(cols.transpose(1, 0, 2), Wg, out=res.reshape(Mc, groups, n_g).transpose(1, 0, 2))
-        if bias is not None:
-            res += bias
-        if not direct:
-            out[e0:e1, r0:r1] = res.reshape(e1 - e0, r1 - r0, n_W, n_out)
 
 
 def _forward_plan(geom: WindowGeometry):
@@ -266,66 +149,13 @@ def conv2d(
     oh, ow = geom.out_hw
     Z = np.empty((m, oh, ow, n_C), dtype=A_prev.dtype)
     if c_g == 1 and groups > 1:
-        _depthwise_forward(A_prev, W, geom, Z, workspace_bytes)
+        depthwise_forward(A_prev, W, geom, Z, workspace_bytes)
         if b is not None:
             Z += b
     else:
         step, offs_h, offs_w = _forward_plan(geom)
-        _correlate(A_prev, _grouped_weights(W, groups), Z, step, offs_h, offs_w, workspace_bytes, b)
+        correlate(A_prev, _grouped_weights(W, groups), Z, step, offs_h, offs_w, workspace_bytes, b)
     return nhwc_to_nchw(Z) if layout == "nchw" else Z
-
-
-def _rows(x: np.ndarray):
-    """``x`` with its last two axes merged into one (a view), or None when strides forbid it."""
-    if x.strides[-2] != x.shape[-1] * x.strides[-1]:
-        return None
-    return x.reshape(x.shape[:-2] + (-1,))
-
-
-def _mac(dst, src, w, tmp, init: bool) -> None:
-    """``dst = src * w`` (init) or ``dst += src * w``, w per channel (last axis).
-
-    Broadcasting w over (e, h, w) gives numpy inner loops of one pixel's
-    channels; merging (w, C) into one axis against w tiled along the row makes
-    them a whole row long, several times faster.
-    """
-    rs, rd = _rows(src), _rows(dst)
-    if rs is not None and rd is not None:
-        src, dst, tmp, w = rs, rd, _rows(tmp), np.tile(w, src.shape[2])
-    if init:
-        np.multiply(src, w, out=dst)
-    else:
-        np.multiply(src, w, out=tmp)
-        dst += tmp
-
-
-def _depthwise_forward(A, W, geom, Z, workspace_bytes) -> None:
-    """Z = sum over taps of the shifted input times per-channel weights (no matrix product to gain)."""
-    m, n_H, n_W, n_C = Z.shape
-    C = A.shape[3]
-    mult = n_C // C
-    Wr = W.reshape(W.shape[0], W.shape[1], C, mult)
-
-    def chunk(e0, e1, r0, r1):
-        Zc = Z[e0:e1, r0:r1]
-        tmp = np.empty(Zc.shape, dtype=Z.dtype)
-        taps = list(clipped_taps(geom, r0, r1))
-        # A tap that covers every output initialises Z (saves a fill and an add).
-        full = [k for k, tap in enumerate(taps) if tap[2] == slice(0, r1 - r0) and tap[3] == slice(0, n_W)]
-        if mult == 1 and full:
-            taps.insert(0, taps.pop(full[0]))
-        else:
-            Zc.fill(0)
-        for k, (a, b, ho, wo, rows, cs) in enumerate(taps):
-            src = A[e0:e1, rows, cs]
-            if mult == 1:
-                _mac(Zc[:, ho, wo], src, Wr[a, b, :, 0], tmp[:, ho, wo], init=k == 0 and bool(full))
-            else:
-                t = tmp.reshape(Zc.shape[:3] + (C, mult))[:, ho, wo]
-                np.multiply(src[..., None], Wr[a, b], out=t)
-                Zc.reshape(Zc.shape[:3] + (C, mult))[:, ho, wo] += t
-
-    run_parallel(chunk, plan_chunks(m, n_H, 2 * n_W * n_C * Z.itemsize, workspace_bytes, target=2**20))
 
 
 def conv2d_backward(
@@ -385,38 +215,16 @@ def conv2d_backward(
     db = dZ.sum(axis=(0, 1, 2))
     if c_g == 1 and groups > 1:
         dA_prev = np.zeros(A_prev.shape, dtype=dtype)
-        _depthwise_backward(A_prev, W, dZ, geom, dA_prev, dW, workspace_bytes)
+        depthwise_backward(A_prev, W, dZ, geom, dA_prev, dW, workspace_bytes)
     else:
         n_g = n_C // groups
         step, offs_h, offs_w = _forward_plan(geom)
-        _weight_grad(A_prev, dZ, dW.reshape(-1, groups, n_g).transpose(1, 0, 2), step, offs_h, offs_w,
+        weight_grad(A_prev, dZ, dW.reshape(-1, groups, n_g).transpose(1, 0, 2), step, offs_h, offs_w,
                      workspace_bytes)
         dA_prev = _input_grad(dZ, W, geom, groups, A_prev.shape, workspace_bytes)
     if layout == "nchw":
         return ConvGrads(*conv_out_grads(dA_prev, dW, db))
     return ConvGrads(dA_prev, dW, db)
-
-
-def _weight_grad(X, dZ, dWg, step, offs_h, offs_w, workspace_bytes) -> None:
-    """dWg (groups, K, n_g) += patches(X)^T @ dZ, chunk by chunk."""
-    m, n_H, n_W, _ = dZ.shape
-    groups, K, n_g = dWg.shape
-    ka, kb, c_g = len(offs_h), len(offs_w), X.shape[3] // groups
-    identity = groups == 1 and _is_identity(step, offs_h, offs_w) and X.shape[1:3] == (n_H, n_W)
-    chunks = plan_chunks(m, n_H, n_W * max(groups * K * (not identity), 1) * X.itemsize, workspace_bytes)
-    buf = None if identity else _chunk_buffer(chunks, n_W, groups * K, X.dtype)
-    part = np.empty((groups, K, n_g), dtype=X.dtype)
-    for e0, e1, r0, r1 in chunks:
-        Mc = (e1 - e0) * (r1 - r0) * n_W
-        if identity:
-            cols = X[e0:e1, r0:r1].reshape(Mc, 1, K)
-        else:
-            cols = buf[:Mc * groups * K].reshape(e1 - e0, r1 - r0, n_W, groups, ka, kb, c_g)
-            _unroll(X, cols, e0, e1, r0, r1, step, offs_h, offs_w)
-            cols = cols.reshape(Mc, groups, K)
-        dZc = dZ[e0:e1, r0:r1].reshape(Mc, groups, n_g)
-        np.matmul(cols.transpose(1, 2, 0), dZc.transpose(1, 0, 2), out=part)
-        dWg += part
 
 
 def _input_grad(dZ, W, geom: WindowGeometry, groups: int, shape, workspace_bytes) -> np.ndarray:
@@ -446,7 +254,7 @@ def _input_grad(dZ, W, geom: WindowGeometry, groups: int, shape, workspace_bytes
                     continue
                 Wsub = W[np.ix_(taps_h, taps_w)].reshape(len(taps_h), len(taps_w), c_g, groups, n_g)
                 Wt = Wsub.transpose(3, 0, 1, 4, 2).reshape(groups, -1, c_g)
-                _correlate(dZ, Wt, out, (1, 1), offs_h, offs_w, workspace_bytes)
+                correlate(dZ, Wt, out, (1, 1), offs_h, offs_w, workspace_bytes)
         return dA
     dA = np.zeros(shape, dtype=dZ.dtype)
     step, offs_h, offs_w = _forward_plan(geom)
@@ -454,13 +262,13 @@ def _input_grad(dZ, W, geom: WindowGeometry, groups: int, shape, workspace_bytes
     K = kh * kw * c_g
     WgT = _grouped_weights(W, groups).transpose(0, 2, 1)  # (groups, n_g, K)
     chunks = plan_chunks(m, n_H, n_W * groups * K * dZ.itemsize, workspace_bytes)
-    buf = _chunk_buffer(chunks, n_W, groups * K, dZ.dtype)
+    buf = chunk_buffer(chunks, n_W, groups * K, dZ.dtype)
     for e0, e1, r0, r1 in chunks:
         Mc = (e1 - e0) * (r1 - r0) * n_W
         dcols = buf[:Mc * groups * K].reshape(e1 - e0, r1 - r0, n_W, groups, kh, kw, c_g)
         dZc = dZ[e0:e1, r0:r1].reshape(Mc, groups, n_g)
         np.matmul(dZc.transpose(1, 0, 2), WgT, out=dcols.reshape(Mc, groups, K).transpose(1, 0, 2))
-        _fold(dA, dcols, e0, e1, r0, r1, step, offs_h, offs_w)
+        fold(dA, dcols, e0, e1, r0, r1, step, offs_h, offs_w)
     return dA
 
 
@@ -472,40 +280,7 @@ def _phase_plans(k: int, s: int, d: int, pad_before: int):
     """
     plans = []
     for p in range(s):
-        taps = [a for a in range(k) if (p - a * d + pad_before) % s == 0]
+        # Last tap first: offsets then increase, which lets _row_runs copy whole runs.
+        taps = [a for a in range(k - 1, -1, -1) if (p - a * d + pad_before) % s == 0]
         plans.append((p, taps, [(p - a * d + pad_before) // s for a in taps]))
     return plans
-
-
-def _depthwise_backward(A, W, dZ, geom, dA, dW, workspace_bytes) -> None:
-    """dA and dW of a depthwise convolution, one tap at a time; threads take disjoint examples."""
-    m, n_H, n_W, n_C = dZ.shape
-    C = A.shape[3]
-    mult = n_C // C
-    Wr = W.reshape(W.shape[0], W.shape[1], C, mult)
-    chunks = plan_chunks(m, n_H, 2 * n_W * n_C * dZ.itemsize, workspace_bytes, target=2**20)
-    # Row blocks of one example write overlapping rows of dA: keep such chunks on one thread.
-    whole = chunks[0][3] - chunks[0][2] == n_H
-    shares = [chunks[a:b] for a, b in split(0, len(chunks), threads() if whole else 1)]
-    partial = [np.zeros(dW.shape, dtype=dW.dtype) for _ in shares]
-
-    def work(share, dW_part):
-        dWr = dW_part.reshape(Wr.shape)
-        for e0, e1, r0, r1 in share:
-            g = dZ[e0:e1, r0:r1]
-            if mult == 1:
-                tmp = np.empty(A[e0:e1].shape, dtype=dZ.dtype)
-                for a, b, ho, wo, rows, cs in clipped_taps(geom, r0, r1):
-                    src, gv = A[e0:e1, rows, cs], g[:, ho, wo]
-                    dWr[a, b, :, 0] += np.einsum("ehwc,ehwc->c", gv, src)
-                    _mac(dA[e0:e1, rows, cs], gv, Wr[a, b, :, 0], tmp[:, rows, cs], init=False)
-                continue
-            g = g.reshape(g.shape[:3] + (C, mult))
-            for a, b, ho, wo, rows, cs in clipped_taps(geom, r0, r1):
-                src, gv = A[e0:e1, rows, cs], g[:, ho, wo]
-                dWr[a, b] += np.einsum("ehwcq,ehwc->cq", gv, src)
-                dA[e0:e1, rows, cs] += np.einsum("ehwcq,cq->ehwc", gv, Wr[a, b])
-
-    run_parallel(work, list(zip(shares, partial)))
-    for part in partial:
-        dW += part

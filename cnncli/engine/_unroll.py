@@ -1,0 +1,179 @@
+"""Patch unrolling ("im2col") and the chunked correlation product behind conv.py.
+
+A correlation on one axis is described by a step and one source offset per tap:
+output o reads source row ``o*step + offs[a]`` for tap a; rows outside the source
+read as zeros. The forward pass uses ``offs[a] = a*dilation - pad_before``; each
+stride phase of the input gradient is a correlation of dZ with a subset of taps.
+Clipping each tap's range replaces a zero-padded copy of the input. Patches are
+unrolled chunk by chunk into a small reused workspace (threads split the copies:
+numpy releases the GIL in them) and multiplied by the weights with one BLAS call
+per chunk, written straight into the output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import merge_rows, plan_chunks, run_parallel, split, threads, valid_range
+
+
+def unroll_part(X, cols, base, e0, e1, r0, r1, step, offs_h, offs_w):
+    """Fill ``cols[e - base[0], r - base[1]]`` for examples [e0, e1), output rows [r0, r1).
+
+    cols: (ne, nr, n_W, groups, ka, kb, c_g) view; zero where a tap reads outside X.
+    """
+    H, Wd = X.shape[1:3]
+    groups, c_g = cols.shape[3], cols.shape[6]
+    sh, sw = step
+    n_W = cols.shape[2]
+    dst = cols[e0 - base[0]:e1 - base[0], r0 - base[1]:r1 - base[1]]
+    src_e = X[e0:e1]
+    for a, oa in enumerate(offs_h):
+        h_lo, h_hi, rows = valid_range(r0, r1, sh, oa, H)
+        h_lo, h_hi = h_lo - r0, h_hi - r0
+        dst[:, :h_lo, :, :, a] = 0
+        dst[:, h_hi:, :, :, a] = 0
+        if h_lo == h_hi:
+            continue
+        # Columns [x_lo, x_hi) where every tap of the row is inside X (see row_runs).
+        x_lo, x_hi = row_runs(src_e, rows, dst[:, h_lo:h_hi, :, :, a], sw, offs_w) if groups == 1 else (0, 0)
+        for b, ob in enumerate(offs_w):
+            w_lo, w_hi, cs = valid_range(0, n_W, sw, ob, Wd)
+            d = dst[:, h_lo:h_hi, :, :, a, b]
+            d[:, :, :w_lo] = 0
+            d[:, :, w_hi:] = 0
+            for lo, hi in ((w_lo, min(w_hi, x_lo)), (max(w_lo, x_hi), w_hi)) if x_lo < x_hi else ((w_lo, w_hi),):
+                if lo < hi:
+                    src = src_e[:, rows, cs][:, :, lo - w_lo:hi - w_lo]
+                    d[:, :, lo:hi] = src.reshape(src.shape[:3] + (groups, c_g))
+
+
+def row_runs(src_e, rows, dst, sw, offs_w):
+    """Copy whole rows of taps at once where the column offsets are consecutive.
+
+    With offs_w = o, o+1, ..., o+kb-1 the kb taps of output column x read the
+    contiguous run X[x*sw + o : x*sw + o + kb, :] (kb*C values), and they sit
+    contiguously in cols too: one copy of long runs replaces kb copies of C
+    values (a big win for few channels, e.g. a 3-channel 7x7 stem). Returns the
+    column range done, ``(0, 0)`` when the layout does not allow it.
+    dst: (ne, nh, n_W, 1, kb, C) view of cols for one tap row.
+    """
+    kb, C = len(offs_w), src_e.shape[3]
+    W = src_e.shape[2]
+    if kb < 2 or list(offs_w) != list(range(offs_w[0], offs_w[0] + kb)) or src_e.strides[2] != C * src_e.strides[3]:
+        return 0, 0
+    x_lo = max(0, -(offs_w[0] // sw))
+    x_hi = min(dst.shape[2], (W - kb - offs_w[0]) // sw + 1)
+    if x_lo >= x_hi:
+        return 0, 0
+    base = src_e[:, rows, x_lo * sw + offs_w[0]:]
+    item = src_e.strides[3]
+    runs = np.lib.stride_tricks.as_strided(
+        base, shape=base.shape[:2] + (x_hi - x_lo, kb * C),
+        strides=base.strides[:2] + (sw * C * item, item), writeable=False)
+    merge_rows(dst[:, :, x_lo:x_hi, 0])[...] = runs
+    return x_lo, x_hi
+
+
+def unroll(X, cols, e0, e1, r0, r1, step, offs_h, offs_w) -> None:
+    """Unroll the patches of a chunk into ``cols``, split over the worker threads."""
+    base = (e0, r0)
+    if cols.nbytes < 2**18:  # threads cost more than they save on small chunks
+        pieces = [(e0, e1, r0, r1)]
+    elif e1 - e0 >= threads():
+        pieces = [(a, b, r0, r1) for a, b in split(e0, e1, threads())]
+    else:
+        per = max(1, threads() // (e1 - e0))
+        pieces = [(e, e + 1, a, b) for e in range(e0, e1) for a, b in split(r0, r1, per)]
+    run_parallel(lambda *p: unroll_part(X, cols, base, *p, step, offs_h, offs_w), pieces)
+
+
+def fold_part(dX, cols, e0, e1, step, offs_h, offs_w, r0, r1):
+    """Adjoint of :func:`unroll_part`: ``dX[e0:e1]`` += the taps of ``cols`` (rows [r0, r1))."""
+    H, Wd = dX.shape[1:3]
+    sh, sw = step
+    n_W = cols.shape[2]
+    for a, oa in enumerate(offs_h):
+        h_lo, h_hi, rows = valid_range(r0, r1, sh, oa, H)
+        if h_lo == h_hi:
+            continue
+        for b, ob in enumerate(offs_w):
+            w_lo, w_hi, cs = valid_range(0, n_W, sw, ob, Wd)
+            if w_lo < w_hi:
+                d = dX[e0:e1, rows, cs]
+                d += cols[:, h_lo - r0:h_hi - r0, w_lo:w_hi, :, a, b].reshape(d.shape)
+
+
+def fold(dX, cols, e0, e1, r0, r1, step, offs_h, offs_w) -> None:
+    """Scatter-add a chunk's patch gradients into ``dX``; threads split examples (disjoint writes)."""
+    if cols.nbytes < 2**18 or e1 - e0 < 2:
+        fold_part(dX, cols, e0, e1, step, offs_h, offs_w, r0, r1)
+        return
+    run_parallel(lambda a, b: fold_part(dX, cols[a - e0:b - e0], a, b, step, offs_h, offs_w, r0, r1),
+                 split(e0, e1, threads()))
+
+
+def is_identity(step, offs_h, offs_w) -> bool:
+    """A 1x1 window at stride 1 without padding: the patches are the input itself."""
+    return tuple(step) == (1, 1) and list(offs_h) == [0] and list(offs_w) == [0]
+
+
+def chunk_buffer(chunks, n_W, per_row, dtype):
+    rows = max((e1 - e0) * (r1 - r0) for e0, e1, r0, r1 in chunks)
+    return np.empty(rows * n_W * per_row, dtype=dtype)
+
+
+def correlate(X, Wg, out, step, offs_h, offs_w, workspace_bytes, bias=None) -> None:
+    """``out[e, r, w, (g, n)] = sum_{a, b, c} X[e, r*sh + offs_h[a], w*sw + offs_w[b], (g, c)] Wg[g, (a, b, c), n]``.
+
+    X: (m, H, W, groups*c_g); Wg: (groups, ka*kb*c_g, n_g); out: (m, n_H, n_W, groups*n_g), any strides.
+    """
+    m, n_H, n_W, n_out = out.shape
+    groups, K, n_g = Wg.shape
+    c_g = X.shape[3] // groups
+    ka, kb = len(offs_h), len(offs_w)
+    direct = out.flags.c_contiguous
+    identity = groups == 1 and is_identity(step, offs_h, offs_w) and X.shape[1:3] == (n_H, n_W)
+    per_row = n_W * groups * K * X.itemsize * (0 if identity else 1) + (0 if direct else n_W * n_out * X.itemsize)
+    chunks = plan_chunks(m, n_H, max(per_row, n_W * n_out * X.itemsize), workspace_bytes)
+    buf = None if identity else chunk_buffer(chunks, n_W, groups * K, X.dtype)
+    tmp = None if direct else chunk_buffer(chunks, n_W, n_out, X.dtype)
+    for e0, e1, r0, r1 in chunks:
+        Mc = (e1 - e0) * (r1 - r0) * n_W
+        if identity:
+            cols = X[e0:e1, r0:r1].reshape(Mc, 1, K)
+        else:
+            cols = buf[:Mc * groups * K].reshape(e1 - e0, r1 - r0, n_W, groups, ka, kb, c_g)
+            unroll(X, cols, e0, e1, r0, r1, step, offs_h, offs_w)
+            cols = cols.reshape(Mc, groups, K)
+        res = out[e0:e1, r0:r1].reshape(Mc, n_out) if direct else tmp[:Mc * n_out].reshape(Mc, n_out)
+        if groups == 1:
+            np.matmul(cols[:, 0], Wg[0], out=res)
+        else:
+            np.matmul(cols.transpose(1, 0, 2), Wg, out=res.reshape(Mc, groups, n_g).transpose(1, 0, 2))
+        if bias is not None:
+            res += bias
+        if not direct:
+            out[e0:e1, r0:r1] = res.reshape(e1 - e0, r1 - r0, n_W, n_out)
+
+
+def weight_grad(X, dZ, dWg, step, offs_h, offs_w, workspace_bytes) -> None:
+    """dWg (groups, K, n_g) += patches(X)^T @ dZ, chunk by chunk."""
+    m, n_H, n_W, _ = dZ.shape
+    groups, K, n_g = dWg.shape
+    ka, kb, c_g = len(offs_h), len(offs_w), X.shape[3] // groups
+    identity = groups == 1 and is_identity(step, offs_h, offs_w) and X.shape[1:3] == (n_H, n_W)
+    chunks = plan_chunks(m, n_H, n_W * max(groups * K * (not identity), 1) * X.itemsize, workspace_bytes)
+    buf = None if identity else chunk_buffer(chunks, n_W, groups * K, X.dtype)
+    part = np.empty((groups, K, n_g), dtype=X.dtype)
+    for e0, e1, r0, r1 in chunks:
+        Mc = (e1 - e0) * (r1 - r0) * n_W
+        if identity:
+            cols = X[e0:e1, r0:r1].reshape(Mc, 1, K)
+        else:
+            cols = buf[:Mc * groups * K].reshape(e1 - e0, r1 - r0, n_W, groups, ka, kb, c_g)
+            unroll(X, cols, e0, e1, r0, r1, step, offs_h, offs_w)
+            cols = cols.reshape(Mc, groups, K)
+        dZc = dZ[e0:e1, r0:r1].reshape(Mc, groups, n_g)
+        np.matmul(cols.transpose(1, 2, 0), dZc.transpose(1, 0, 2), out=part)
+        dWg += part
