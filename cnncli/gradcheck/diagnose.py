@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Tuple
 
+import numpy as np
+
 from .battery import Case
 
 _RULES: Tuple[Tuple[str, Callable[[Case], bool], str], ...] = (
@@ -29,6 +31,17 @@ _RULES: Tuple[Tuple[str, Callable[[Case], bool], str], ...] = (
     ("conv", lambda c: c.W_shape is not None and c.W_shape[3] != c.A_shape[3],
      "errors only when n_C != n_C_prev: input and output channel axes mixed up?"),
     ("conv", lambda c: c.kernel > 1, "errors only with f > 1"),
+)
+
+# Exceptions whose message alone names the mistake: (text in the message, hint).
+_EXCEPTION_HINTS: Tuple[Tuple[str, str], ...] = (
+    # NOTE: recent numpy refuses float() of an array with ndim > 0 (deprecated since 1.25), which
+    # the classic exercise's `float(b)` on a (1, 1, 1) bias does; the code was right on older numpy.
+    ("only 0-dimensional arrays can be converted to Python scalars",
+     f"numpy {np.__version__} refuses float() of a (1, 1, 1) array such as b: use b.item() or "
+     "float(np.squeeze(b))"),
+    ("could not be broadcast together",
+     "array shapes disagree: compare the slice's shape with W's (f, f, n_C_prev) and the window bounds"),
 )
 
 
@@ -51,6 +64,9 @@ def diagnose(findings, errors, cases: Dict[str, Case]) -> Tuple[str, ...]:
     if not failed and not errors:
         return ()
     hints: List[str] = []
+    for text, hint in _EXCEPTION_HINTS:
+        if any(text in e.exception for e in errors) and hint not in hints:
+            hints.append(hint)
     bad_q = {f.quantity for f in failed}
     all_q = {f.quantity for f in findings}
     if bad_q == {"db"} and len(all_q) > 1:

@@ -129,3 +129,21 @@ def test_odd_user_code_is_reported_not_fatal(tmp_path):
     assert not by["distribute_value"].passed
     assert by["distribute_value"].findings[0].detail == "returned None (a missing return?)"
     assert not r.passed
+
+
+def test_classic_float_of_bias_gets_a_numpy_hint(tmp_path):
+    """The exercise's `float(b)` on a (1, 1, 1) bias fails on recent numpy; the report says why."""
+    import numpy as np
+
+    try:
+        float(np.ones((1, 1, 1)))
+        pytest.skip("this numpy still converts 1-element arrays with float()")
+    except TypeError:
+        pass
+    text = (IMPLS / "correct.py").read_text()
+    assert "Z = Z + np.squeeze(b)" in text
+    path = tmp_path / "floatb.py"
+    path.write_text(text.replace("Z = Z + np.squeeze(b)", "Z = Z + float(b)"))
+    step = {f.name: f for f in check_impl(path).functions}["conv_single_step"]
+    assert not step.passed
+    assert any("use b.item() or float(np.squeeze(b))" in h for h in step.diagnosis)
