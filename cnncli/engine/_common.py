@@ -68,14 +68,6 @@ def window_slices(geom: WindowGeometry) -> Iterator[Tuple[int, int, Tuple[slice,
             yield i, j, (rows, slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
 
 
-def batch_chunks(m: int, bytes_per_example: int, workspace_bytes) -> Iterator[slice]:
-    """Split ``range(m)`` into slices whose workspace stays under ``workspace_bytes``."""
-    cap = DEFAULT_WORKSPACE_BYTES if workspace_bytes is None else int(workspace_bytes)
-    step = max(1, cap // max(1, bytes_per_example))
-    for lo in range(0, m, step):
-        yield slice(lo, min(m, lo + step))
-
-
 # ---------------------------------------------------------------------------
 # Speed helpers: clipped window ranges (no padded copies) and a small thread pool.
 

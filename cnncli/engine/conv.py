@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import ShapeError
 from ._common import as_nhwc, compute_dtype, plan_chunks
 from ._depthwise import depthwise_backward, depthwise_forward
-from ._unroll import chunk_buffer, correlate, fold, weight_grad
+from ._unroll import chunk_buffer, correlate, fold, weight_grad, weight_grad_shifted
 from .geometry import WindowGeometry, check_groups
 from .layout import check_layout, conv_in, conv_out_grads, nchw_to_nhwc, nhwc_to_nchw
 from .params import ConvParams
@@ -219,8 +219,13 @@ def conv2d_backward(
     else:
         n_g = n_C // groups
         step, offs_h, offs_w = _forward_plan(geom)
-        weight_grad(A_prev, dZ, dW.reshape(-1, groups, n_g).transpose(1, 0, 2), step, offs_h, offs_w,
-                     workspace_bytes)
+        # Stride 1, one group: dW straight from shifted views of the padded input (no patch copies).
+        shifted = groups == 1 and geom.stride == (1, 1) and weight_grad_shifted(A_prev, dZ, dW, geom,
+                                                                                workspace_bytes)
+        if not shifted:
+            dW.fill(0)
+            weight_grad(A_prev, dZ, dW.reshape(-1, groups, n_g).transpose(1, 0, 2), step, offs_h, offs_w,
+                        workspace_bytes)
         dA_prev = _input_grad(dZ, W, geom, groups, A_prev.shape, workspace_bytes)
     if layout == "nchw":
         return ConvGrads(*conv_out_grads(dA_prev, dW, db))
