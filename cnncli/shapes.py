@@ -186,15 +186,6 @@ def make_layer(kind: str = "conv", f=None, stride=None, pad=None, dilation=None,
     )
 
 
-def _flag(value: str, name: str) -> bool:
-    word = value.strip().lower()
-    if word in ("1", "true", "yes", "on"):
-        return True
-    if word in ("0", "false", "no", "off"):
-        return False
-    raise HyperparameterError(f"{name} must be true or false (1/0), got {value!r}")
-
-
 def parse_layer_spec(text: str) -> LayerSpec:
     """Parse ``KIND:key=value,...``, e.g. ``conv:f=4,s=1,p=same,c=8`` or ``pool:f=2,ceil``.
 
@@ -238,7 +229,7 @@ def parse_layer_spec(text: str) -> LayerSpec:
         if not value.strip():
             raise HyperparameterError(f"{key!r} has no value in layer spec {raw!r}")
         values[name], last = value.strip(), name
-    ceil = _flag(values.pop("ceil_mode"), "ceil") if "ceil_mode" in values else False
+    ceil = geo.as_flag(values.pop("ceil_mode"), "ceil") if "ceil_mode" in values else False
     try:
         return make_layer(kind, ceil_mode=ceil, text=raw, **values)
     except HyperparameterError as exc:

@@ -42,6 +42,37 @@ def _as_int(value, name: str) -> int:
     raise HyperparameterError(f"{name} must be an integer, got {value!r}")
 
 
+def as_flag(value, name: str) -> bool:
+    """Read a yes/no hyperparameter: a bool, 0/1, or the words true/false, yes/no, on/off.
+
+    ``bool("false")`` is True, so text from case files and specs must never go
+    through ``bool()``; every flag of cnncli is read here.
+
+    Raises
+    ------
+    HyperparameterError
+        Anything else, e.g. ``2`` or ``"maybe"``.
+
+    Examples
+    --------
+    >>> as_flag("false", "ceil_mode"), as_flag(1, "ceil_mode")
+    (False, True)
+    """
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy scalars from files
+        value = value.item()
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("1", "true", "yes", "on"):
+            return True
+        if word in ("0", "false", "no", "off"):
+            return False
+    elif isinstance(value, (bool, numbers.Integral)) and int(value) in (0, 1):
+        return bool(value)
+    raise HyperparameterError(f"{name} must be true or false (1/0), got {value!r}")
+
+
 def as_pair(value, name: str, minimum: int = 1) -> Pair:
     """Normalize an int or an ``(h, w)`` pair and check both are ``>= minimum``.
 

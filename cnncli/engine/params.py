@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Union
 
 from .geometry import (
     Pads,
     Pair,
-    PadSpec,
     WindowGeometry,
+    as_flag,
     as_pair,
     normalize_mode,
     normalize_pad,
@@ -92,8 +92,8 @@ class PoolParams:
         object.__setattr__(self, "dilation", as_pair(self.dilation, "dilation"))
         object.__setattr__(self, "pad", normalize_pad(self.pad))
         object.__setattr__(self, "mode", normalize_mode(self.mode))
-        object.__setattr__(self, "ceil_mode", bool(self.ceil_mode))
-        object.__setattr__(self, "count_include_pad", bool(self.count_include_pad))
+        object.__setattr__(self, "ceil_mode", as_flag(self.ceil_mode, "ceil_mode"))
+        object.__setattr__(self, "count_include_pad", as_flag(self.count_include_pad, "count_include_pad"))
 
     def geometry(self, in_hw) -> WindowGeometry:
         """Resolve output size and pads for an input of ``in_hw``."""

@@ -95,3 +95,23 @@ def test_window_counts_direct():
     g = window_geometry(3, 2, stride=2, pad=1)  # windows cover padded rows [-1,0], [1,2]
     assert window_counts(g, include_pad=True) == ([2, 2], [2, 2])
     assert window_counts(g, include_pad=False) == ([1, 2], [1, 2])
+
+
+@pytest.mark.parametrize("value, expected", [
+    (True, True), (False, False), (0, False), (1, True), ("false", False), ("No", False), ("off", False),
+    ("0", False), ("TRUE", True), ("yes", True), (b"false", False),
+])
+def test_flags_read_words_not_truthiness(value, expected):
+    from cnncli.engine.geometry import as_flag
+    from cnncli.engine import PoolParams
+
+    assert as_flag(value, "ceil_mode") is expected
+    assert PoolParams(f=2, ceil_mode=value).ceil_mode is expected
+
+
+@pytest.mark.parametrize("value", [2, -1, "maybe", "", None, 0.5])
+def test_bad_flags_are_refused(value):
+    from cnncli.engine.geometry import as_flag
+
+    with pytest.raises(HyperparameterError, match="ceil_mode must be true or false"):
+        as_flag(value, "ceil_mode")
