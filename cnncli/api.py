@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from .engine import ConvParams, PoolParams, conv2d, conv2d_backward, pool2d, pool2d_backward
-from .engine.geometry import normalize_mode, normalize_pad
+from .engine.geometry import normalize_pad
 from .errors import HyperparameterError, ShapeError
 
 CONV_KEYS = ("stride", "pad", "dilation", "groups", "layout")
@@ -107,12 +107,15 @@ def conv_single_step(a_slice_prev, W, b):
     Raises
     ------
     ShapeError
-        The window and the filter differ in shape.
+        The window and the filter differ in shape, or ``b`` is not one value.
     """
     a_slice_prev, W = np.asarray(a_slice_prev), np.asarray(W)
     if a_slice_prev.shape != W.shape:
         raise ShapeError(f"a_slice_prev {a_slice_prev.shape} and W {W.shape} must have the same shape")
-    return float(np.sum(a_slice_prev * W) + np.asarray(b, dtype=np.float64).reshape(-1)[0])
+    b = np.asarray(b, dtype=np.float64)
+    if b.size != 1:
+        raise ShapeError(f"b must hold one value (shape (1, 1, 1) or a scalar), got shape {b.shape}")
+    return float(np.sum(a_slice_prev * W) + b.item())
 
 
 def conv_forward(A_prev, W, b, hparameters, *, layout: Optional[str] = None):
@@ -273,14 +276,24 @@ def distribute_value(dz, shape):
     a : ndarray, shape ``shape``
         Every entry ``dz / (n_H * n_W)``.
 
+    Raises
+    ------
+    ShapeError
+        ``shape`` is not two positive sizes.
+
     Examples
     --------
     >>> distribute_value(2.0, (2, 2))
     array([[0.5, 0.5],
            [0.5, 0.5]])
     """
-    n_H, n_W = shape
-    return np.full((n_H, n_W), float(dz) / (n_H * n_W))
+    try:
+        n_H, n_W = (int(n) for n in shape)
+    except (TypeError, ValueError):
+        raise ShapeError(f"shape must be a pair (n_H, n_W), got {shape!r}") from None
+    if n_H < 1 or n_W < 1:
+        raise ShapeError(f"shape must be two sizes >= 1, got {shape!r}")
+    return np.full((n_H, n_W), float(np.asarray(dz).item()) / (n_H * n_W))
 
 
 __all__ = [

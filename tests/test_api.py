@@ -169,6 +169,12 @@ def test_mask_and_distribute():
                                                    {"stride": 1, "pad": 0})),
      ShapeError, "dZ must have the forward output's shape (1, 2, 2, 2), got (1, 3, 3, 2)"),
     (lambda: zero_pad(np.ones((1, 2, 2, 1)), -1), HyperparameterError, "pad must be >= 0, got -1"),
+    (lambda: conv_single_step(np.ones((2, 2, 1)), np.ones((2, 2, 1)), np.array([])), ShapeError,
+     "b must hold one value (shape (1, 1, 1) or a scalar), got shape (0,)"),
+    (lambda: conv_single_step(np.ones((2, 2, 1)), np.ones((3, 3, 1)), 0.0), ShapeError,
+     "a_slice_prev (2, 2, 1) and W (3, 3, 1) must have the same shape"),
+    (lambda: distribute_value(1.0, (0, 0)), ShapeError, "shape must be two sizes >= 1, got (0, 0)"),
+    (lambda: distribute_value(1.0, 4), ShapeError, "shape must be a pair (n_H, n_W), got 4"),
 ])
 def test_errors_name_the_values(call, exc, message):
     with pytest.raises(exc) as info:
