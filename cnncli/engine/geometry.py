@@ -23,8 +23,6 @@ Pair = Tuple[int, int]
 Pads = Tuple[int, int, int, int]  # (top, bottom, left, right)
 PadSpec = Union[int, str, Sequence[int]]
 
-PAD_WORDS = ("valid", "same")
-
 
 def _as_int(value, name: str) -> int:
     """Return ``value`` as a Python int, refusing bools, floats with fractions and text."""
@@ -264,12 +262,6 @@ class WindowGeometry:
             max(e - p, 0) for e, p in zip(self.extent_hw, self.padded_hw)
         )
 
-    @property
-    def unused(self) -> Pair:
-        """Rows/columns of the padded input at the bottom/right that no window covers."""
-        return tuple(  # type: ignore[return-value]
-            max(p - e, 0) for e, p in zip(self.extent_hw, self.padded_hw)
-        )
 
 
 def window_geometry(

@@ -85,11 +85,7 @@ def _pool_setup(A_prev, params: PoolParams):
     A_prev = np.asarray(A_prev, dtype=np.float64)
     geom = params.geometry(A_prev.shape[1:3])
     t, b, l, r = geom.pads
-    # Room for ceil-mode windows that run past the trailing padding.
-    extra_h = max(0, (geom.out_hw[0] - 1) * geom.stride[0] + geom.dilation[0] * (geom.kernel[0] - 1) + 1
-                  - (A_prev.shape[1] + t + b))
-    extra_w = max(0, (geom.out_hw[1] - 1) * geom.stride[1] + geom.dilation[1] * (geom.kernel[1] - 1) + 1
-                  - (A_prev.shape[2] + l + r))
+    extra_h, extra_w = geom.overflow  # room for ceil-mode windows that run past the trailing padding
     fill = -np.inf if params.mode == "max" else 0.0
     A_pad = _pad(A_prev, t, b + extra_h, l, r + extra_w, fill)
     return A_prev, geom, A_pad
