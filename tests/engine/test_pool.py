@@ -42,6 +42,14 @@ def test_pool_matches_loops(cfg, seed, dtype):
     _check(a_shape, kw, A, dtype)
 
 
+@given(pool_configs(large_pads=True), st.integers(0, 2**16))
+def test_pool_matches_loops_with_large_pads(cfg, seed):
+    """Pads beyond PyTorch's half-window limit, wherever every window still sees input."""
+    a_shape, kw = cfg
+    A = np.random.default_rng(seed).integers(-3, 4, a_shape).astype(np.float64)
+    _check(a_shape, kw, A, np.float64)
+
+
 @given(pool_configs(), st.integers(0, 2**16))
 def test_max_pool_ties_first_max_row_major(cfg, seed):
     """Small integer values make ties common; the gradient goes to the first maximum only."""
