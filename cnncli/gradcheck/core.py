@@ -85,7 +85,7 @@ def check_problem(problem, *, method: str = "auto", samples: Optional[int] = Non
     results = []
     for name in problem.names:
         x, grad = problem.inputs[name], analytical[name]
-        h = step_size(problem, x, eps)
+        h = step_size(x, eps, linear=getattr(problem, "linear", False))
         kinks = problem.kinks(name, h)
         stuck = ((x + h) == x) | ((x - h) == x)
         if stuck.any():
@@ -96,17 +96,17 @@ def check_problem(problem, *, method: str = "auto", samples: Optional[int] = Non
     return CheckResult(problem.layer, method, eps, tol, seed, tuple(results), tuple(notes), label, params or {})
 
 
-def step_size(problem, x: np.ndarray, eps: float) -> float:
+def step_size(x: np.ndarray, eps: float, linear: bool = False) -> float:
     """The central-difference step for input ``x``: ``eps`` times ``max(1, max|x|)``.
 
     NOTE: a layer that is linear in the perturbed input (convolution in each of
     A_prev, W, b; average pooling) has no truncation error whatever the step, only
     rounding, which shrinks as the step grows: with millions of output terms a step
-    of 1e-6 leaves a rounding floor near the 1e-7 tolerance. Such problems declare
-    ``linear = True`` and get at least ``LINEAR_MIN_EPS``; max pooling keeps ``eps``
-    (its kinks are defined by the step).
+    of 1e-6 leaves a rounding floor near the 1e-7 tolerance. Such inputs (problems
+    declaring ``linear = True``) get at least ``LINEAR_MIN_EPS``; max pooling keeps
+    ``eps`` (its kinks are defined by the step).
     """
-    base = max(eps, LINEAR_MIN_EPS) if getattr(problem, "linear", False) else eps
+    base = max(eps, LINEAR_MIN_EPS) if linear else eps
     return base * max(1.0, float(np.max(np.abs(x))) if x.size else 1.0)
 
 
@@ -199,9 +199,7 @@ def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, 
     a, n = np.asarray(analytical, dtype=np.float64), np.asarray(numerical, dtype=np.float64)
     err = np.abs(a - n)
     rel = _relative_error(a, n)
-    finite_n = np.abs(n[np.isfinite(n)])
-    scale = float(finite_n.max()) if finite_n.size else 0.0
-    bad = ~(err <= 10 * tol * scale + 100 * tol * np.abs(n))  # NaN counts as failing
+    bad = element_fails(err, n, tol)
     errors = np.full(shape, np.nan)
     errors.reshape(-1)[idx] = np.where(np.isfinite(err), err, np.inf)
     rank = np.argsort(-np.where(np.isfinite(err), err, np.inf), kind="stable")[:TOP_OFFENDERS]
@@ -211,6 +209,13 @@ def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, 
     failing = int(bad.sum())
     return GradientResult(name, tuple(shape), axes, how, rel, max_abs, int(len(idx)), 0, int(kinks), failing,
                           bool(rel <= tol and failing == 0), top[0] if top else None, top, errors)
+
+
+def element_fails(abs_error: np.ndarray, numerical: np.ndarray, tol: float) -> np.ndarray:
+    """Elements failing ``|a - n| <= 10*tol*max|n| + 100*tol*|n|`` (max over the finite n; NaN fails)."""
+    finite = np.abs(numerical[np.isfinite(numerical)])
+    scale = float(finite.max()) if finite.size else 0.0
+    return ~(abs_error <= 10 * tol * scale + 100 * tol * np.abs(numerical))
 
 
 def _relative_error(a: np.ndarray, n: np.ndarray) -> float:
@@ -234,8 +239,7 @@ def _directional(problem, name, x, grad, h, excluded, tol, rng, tracker) -> Grad
     analytical = np.einsum("pi,i->p", D.reshape(FAST_DIRECTIONS, -1), grad.reshape(-1))
     err = np.abs(analytical - numerical)
     rel = _relative_error(analytical, numerical)
-    scale = float(np.max(np.abs(numerical))) if numerical.size else 0.0
-    failing = int(np.sum(~(err <= 10 * tol * scale + 100 * tol * np.abs(numerical))))
+    failing = int(np.sum(element_fails(err, numerical, tol)))
     return GradientResult(GRADIENT_NAMES.get(name, name), tuple(grad.shape), _axes(name, grad.ndim), "fast",
                           rel, float(err.max()), 0, FAST_DIRECTIONS, int(excluded.sum()), 0,
                           bool(rel <= tol and failing == 0))

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..engine import conv2d, conv2d_backward, pool2d, pool2d_backward
 from .battery import BATTERY, Case
-from .core import DEFAULT_EPS, DEFAULT_TOL, gradient_metrics, validate_settings
+from .core import DEFAULT_EPS, DEFAULT_TOL, element_fails, gradient_metrics, step_size, validate_settings
 from .diagnose import diagnose
 from .problems import max_pool_kinks
 from .sampling import stratified_indices
@@ -143,8 +143,7 @@ def compare(case: str, quantity: str, against: str, got, expected, tol: float,
                          int(e.size - idx.size), tol)
     border = False
     if not r.passed and e.ndim == 4 and r.errors is not None:
-        scale = float(np.nanmax(np.abs(e))) if e.size else 0.0
-        bad = np.nan_to_num(r.errors, nan=0.0) > 10 * tol * scale + 100 * tol * np.abs(e)
+        bad = element_fails(np.nan_to_num(r.errors, nan=0.0), e, tol)
         inner = bad[:, 1:-1, 1:-1, :]
         border = bool(bad.any() and not inner.any() and min(e.shape[1:3]) > 2)
     w = r.worst
@@ -290,7 +289,7 @@ def _backward(run: _Run, layer: str, findings, errors) -> None:
         else:
             cache = run.caches.get((layer, case.name)) if own_forward else (A.copy(), hp)
             expected = {"A_prev": pool2d_backward(G, A, case.pool_params())}
-            h = run.eps * max(1.0, float(np.abs(A).max()))
+            h = step_size(A, run.eps, linear=case.mode != "max")
             kinks = {"A_prev": max_pool_kinks(A, case.pool_params(), 2 * h)} if case.mode == "max" else {}
         try:
             args = (G.copy(), cache) if layer == "conv" else (G.copy(), cache, case.mode)
@@ -330,7 +329,8 @@ def _numerical(run: _Run, layer: str, case: Case, inputs, G, user_grads, names, 
             g = np.asarray(user_grads[name], dtype=np.float64).reshape(x.shape)
         except (TypeError, ValueError):
             continue  # wrong shape: already reported against the engine
-        h = run.eps * max(1.0, float(np.abs(x).max()))
+        # NOTE: the same step as the engine check: conv and average pooling are linear in each input
+        h = step_size(x, run.eps, linear=layer == "conv" or case.mode == "average")
         excluded = kinks.get(name)
         if run.method == "full":
             idx = np.flatnonzero(np.ones(x.shape, bool) if excluded is None else ~excluded)

@@ -11,7 +11,7 @@ from cnncli.engine import ConvParams, PoolParams
 from cnncli.engine.reference import conv_forward_loops, pool_forward_loops
 from cnncli.errors import HyperparameterError, InputError, ShapeError
 from cnncli.gradcheck import gradcheck_conv, gradcheck_pool
-from cnncli.gradcheck.core import check_problem, gradient_metrics
+from cnncli.gradcheck.core import check_problem, element_fails, gradient_metrics, step_size
 from cnncli.gradcheck.problems import ConvProblem, PoolProblem, max_pool_kinks
 from cnncli.gradcheck.sampling import stratified_indices
 
@@ -179,6 +179,21 @@ def test_metrics_by_hand():
     assert np.isnan(r.errors[0, 1]) and r.errors[1, 1] == 0.5
     zero = gradient_metrics("db", (3,), "c", "full", np.arange(3), np.zeros(3), np.zeros(3), 0, 1e-7)
     assert zero.relative_error == 0.0 and zero.passed
+
+
+def test_element_test_by_hand():
+    # tol 1e-3, max finite |n| = 100: an element may be off by 10*1e-3*100 + 100*1e-3*|n| = 1 + 0.1*|n|
+    n = np.array([100.0, 0.0, 10.0, 10.0, -50.0, 1.0, np.nan])
+    err = np.array([10.9, 1.0, 1.99, 2.01, 6.1, np.nan, 0.0])
+    assert element_fails(err, n, 1e-3).tolist() == [False, False, False, True, True, True, True]
+
+
+def test_step_is_at_least_1e_3_only_where_the_layer_is_linear():
+    x = np.array([[-250.0, 3.0]])
+    assert step_size(x, 1e-6, linear=False) == pytest.approx(250e-6)
+    assert step_size(x, 1e-6, linear=True) == pytest.approx(0.25)
+    assert step_size(x / 1000, 1e-6, linear=True) == pytest.approx(1e-3)
+    assert step_size(x, 1e-2, linear=True) == pytest.approx(2.5)
 
 
 def test_nchw_layout_reports_in_the_callers_layout():
