@@ -101,7 +101,7 @@ def forward(call, writer=None, *, progress: Progress = None, chunk_bytes: Option
     Parameters
     ----------
     call : LayerCall
-        From :func:`cnncli.cli.options.resolve_layer`; ``A_prev`` an ndarray or Batches.
+        From :func:`cnncli.calls.resolve_layer`; ``A_prev`` an ndarray or Batches.
     writer : ResultWriter, optional
         Receives ``Z`` (conv) or ``A`` (pool) in the user's layout, slice by slice.
     progress : callable(done, total), optional

@@ -12,10 +12,11 @@ from typing import Optional
 
 import typer
 
+from ..calls import resolve_layer
 from ..errors import HyperparameterError
 from .app import app
 from .options import (BiasOpt, CeilModeOpt, CountIncludePadOpt, DilationOpt, DtypeOpt, FOpt, GradOpt, GroupsOpt,
-                      LayerOpt, LayoutOpt, ModeOpt, PadOpt, StrideOpt, WeightsOpt, resolve_layer)
+                      LayerOpt, LayoutOpt, ModeOpt, PadOpt, StrideOpt, WeightsOpt)
 
 _CHECK = "Check"
 SourceArg = typer.Argument(None, metavar="SOURCE", show_default=False,

@@ -11,12 +11,13 @@ from typing import Optional
 import typer
 
 from .. import streaming
+from ..calls import resolve_layer
 from ..errors import InputError, OutputError
 from ..render import passes as render
 from ..results import ResultWriter, check_destination
 from .app import app
 from .options import (BiasOpt, CeilModeOpt, CountIncludePadOpt, DilationOpt, DtypeOpt, FOpt, GradOpt, GroupsOpt,
-                      LayerOpt, LayoutOpt, ModeOpt, PadOpt, StrideOpt, WeightsOpt, resolve_layer)
+                      LayerOpt, LayoutOpt, ModeOpt, PadOpt, StrideOpt, WeightsOpt)
 
 SourceArg = typer.Argument(..., metavar="SOURCE",
                            help="A case file (.h5/.npz with A_prev) or an array for A_prev: x.npy, x.npz:NAME, x.h5:PATH or -.")

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from cnncli import arrays, streaming
 from cnncli.cli import app
-from cnncli.cli.options import resolve_layer
+from cnncli.calls import resolve_layer
 from cnncli.results import ResultWriter
 from cnncli.engine import ConvParams, PoolParams
 from cnncli.engine.reference import (conv_backward_loops, conv_forward_loops, pool_backward_loops,

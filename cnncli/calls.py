@@ -1,0 +1,347 @@
+"""A layer call resolved from a source and options: arrays loaded, NHWC, in the compute dtype.
+
+``forward``, ``backward`` and ``gradcheck`` all start here::
+
+    with resolve_layer("case.h5", stream=True, stride="2") as call:
+        # call.kind: "conv" | "pool"; call.A_prev, call.W, call.b, call.grad: NHWC ndarrays in the
+        # compute dtype (float64 unless dtype="float32"); call.W/b/grad may be None; call.params:
+        # ConvParams | PoolParams; call.geometry: the resolved WindowGeometry; call.notes: one-line notes
+        # to show the user; call.layout: the user's layout (convert results back with call.to_user(name, arr)).
+
+Every option defaults to ``None`` so that :func:`resolve_layer` can tell "not given"
+from a value: options override a case file's attributes, which override the defaults
+(SPEC "Case files"). The layer kind comes from ``layer``, else the case's ``layer``
+attribute, else conv when weights are given, else pool when ``f`` or ``mode`` is.
+Every problem raises a :class:`~cnncli.errors.CnncliError` subclass with a one-line
+message naming the command-line flag or the file (the CLI turns it into exit 2).
+Knows nothing of the terminal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+
+from . import arrays
+from .engine.geometry import WindowGeometry, as_pair, check_groups
+from .engine.params import ConvParams, PoolParams
+from .errors import HyperparameterError, InputError, ShapeError
+
+#: Option names accepted by :func:`resolve_layer` besides ``source`` and ``stream``.
+OPTION_KEYS = ("layer", "weights", "bias", "f", "stride", "pad", "dilation", "groups", "mode",
+               "ceil_mode", "count_include_pad", "layout", "dtype", "grad")
+_CONV_ONLY = {"weights": "--weights", "bias": "--bias", "groups": "--groups"}
+_POOL_ONLY = {"mode": "--mode", "ceil_mode": "--ceil-mode", "count_include_pad": "--count-include-pad"}
+
+
+class Batches:
+    """An input read lazily by batch slices, converted to NHWC and the compute dtype.
+
+    ``shape`` is NHWC; ``batches[lo:hi]`` returns an ndarray. Used for streaming.
+    """
+
+    def __init__(self, stream: arrays.ArrayStream, layout: str, dtype: np.dtype):
+        self.stream, self.layout, self.dtype = stream, layout, np.dtype(dtype)
+        s = stream.shape
+        self.shape = (s[0], s[2], s[3], s[1]) if layout == "nchw" else tuple(s)
+        self.ndim = 4
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, sel) -> np.ndarray:
+        if not isinstance(sel, slice) or sel.step not in (None, 1):
+            raise TypeError("Batches supports [lo:hi] only")
+        lo, hi, _ = sel.indices(self.shape[0])
+        chunk = self.stream.read(lo, hi)
+        if self.layout == "nchw":
+            chunk = chunk.transpose(0, 2, 3, 1)
+        return np.ascontiguousarray(chunk, dtype=self.dtype)
+
+
+@dataclass
+class LayerCall:
+    """A fully resolved layer call, every array NHWC in the compute dtype.
+
+    Attributes
+    ----------
+    kind : {"conv", "pool"}
+    A_prev : ndarray (m, n_H_prev, n_W_prev, n_C_prev), or Batches when streaming
+    W : ndarray (f_h, f_w, n_C_prev // groups, n_C) or None (pool)
+    b : ndarray (n_C,) or None (no bias given, or pool)
+    params : ConvParams or PoolParams
+    grad : ndarray (m, n_H, n_W, n_C), Batches when streaming, or None
+    layout : {"nhwc", "nchw"}
+        The user's layout: inputs were converted from it, results go back to it.
+    notes : list of str
+    geometry : WindowGeometry
+    dtype : numpy.dtype
+        The compute dtype.
+    inputs : dict
+        Per input name: ``{"source": ref, "shape": stored shape, "dtype": stored dtype}``.
+    """
+
+    kind: str
+    A_prev: object
+    W: Optional[np.ndarray]
+    b: Optional[np.ndarray]
+    params: Union[ConvParams, PoolParams]
+    grad: object
+    layout: str
+    notes: List[str] = field(default_factory=list)
+    geometry: Optional[WindowGeometry] = None
+    dtype: np.dtype = np.dtype(np.float64)
+    inputs: Dict[str, dict] = field(default_factory=dict)
+    pad_spec: object = None
+    bias_shape: Optional[tuple] = None
+    _streams: list = field(default_factory=list, repr=False)
+
+    @property
+    def out_shape(self) -> tuple:
+        """NHWC shape of the forward output."""
+        m, _, _, c = self.A_prev.shape
+        n_C = self.W.shape[3] if self.kind == "conv" else c
+        return (m,) + tuple(self.geometry.out_hw) + (n_C,)
+
+    def to_user(self, name: str, arr: np.ndarray) -> np.ndarray:
+        """A result (NHWC / engine layout) in the user's layout: ``name`` is Z, A, dA_prev, dW or db."""
+        if name == "db":
+            return arr.reshape(self.bias_shape or arr.shape)
+        if self.layout != "nchw":
+            return arr
+        return arr.transpose(3, 2, 0, 1) if name == "dW" else arr.transpose(0, 3, 1, 2)
+
+    def hyperparameters(self) -> dict:
+        """Resolved hyperparameters as plain Python values (for JSON and HDF5 attributes)."""
+        p, g = self.params, self.geometry
+        hp = {"layer": self.kind, "layout": self.layout}
+        if self.kind == "pool":
+            hp.update(f=list(p.f), mode=p.mode)
+        else:
+            hp["f"] = list(g.kernel)
+        hp.update(stride=list(p.stride), pad=list(g.pads), dilation=list(p.dilation))
+        if self.kind == "conv":
+            hp["groups"] = p.groups
+        else:
+            hp.update(ceil_mode=p.ceil_mode, count_include_pad=p.count_include_pad)
+        return hp
+
+    def close(self) -> None:
+        """Close files kept open for streaming."""
+        for s in self._streams:
+            s.close()
+        self._streams.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _word(value, name: str, allowed) -> str:
+    word = str(value).strip().lower()
+    if word not in allowed:
+        raise HyperparameterError(f"{name} must be {' or '.join(repr(a) for a in allowed)}, got {value!r}")
+    return word
+
+
+def _layout_shape(shape_nhwc, layout: str, what: str) -> tuple:
+    """An NHWC shape written in the user's layout, for messages."""
+    if layout != "nchw":
+        return tuple(shape_nhwc)
+    if what == "W":
+        kh, kw, c, n = shape_nhwc
+        return (n, c, kh, kw)
+    m, h, w, c = shape_nhwc
+    return (m, c, h, w)
+
+
+def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: bool = True, **options) -> LayerCall:
+    """Resolve SOURCE and the layer options into a :class:`LayerCall`.
+
+    Parameters
+    ----------
+    source : str
+        A case file (``.h5``/``.npz`` holding ``A_prev``) or an array reference for ``A_prev``.
+    stream : bool
+        Return ``A_prev`` and ``grad`` as :class:`Batches` read lazily (HDF5 and .npy stay on disk).
+        Call ``close()`` (or use the call as a context manager) when done.
+    want_grad : bool
+        Load the upstream gradient (``--grad`` or the case's ``dZ``/``dA``); ``forward`` does not.
+    **options
+        Any of :data:`OPTION_KEYS`, None meaning "not given": layer, weights, bias, f, stride,
+        pad, dilation, groups, mode, ceil_mode, count_include_pad, layout, dtype, grad.
+
+    Returns
+    -------
+    LayerCall
+
+    Raises
+    ------
+    InputError
+        Unreadable arrays, refused dtypes, no source, several arrays from stdin, unknown dtype.
+    ShapeError
+        Wrong ndim, channel / bias / groups / grad shape mismatches.
+    HyperparameterError
+        Bad hyperparameter values or words, options that do not apply to the layer kind.
+    """
+    unknown = set(options) - set(OPTION_KEYS)
+    if unknown:
+        raise TypeError(f"resolve_layer got unknown options {sorted(unknown)}")
+    opts = {k: options.get(k) for k in OPTION_KEYS}
+    if source is None:
+        raise InputError("no SOURCE given: a case file or an array reference for A_prev")
+    stdin_users = [n for n, v in [("SOURCE", source), ("--weights", opts["weights"]),
+                                  ("--bias", opts["bias"]), ("--grad", opts["grad"])] if v == "-"]
+    if len(stdin_users) > 1:
+        raise InputError(f"only one array can come from standard input ('-'); got it for {' and '.join(stdin_users)}")
+
+    attrs, refs = ({}, {"A_prev": source})
+    if arrays.is_case(source):
+        attrs, refs = arrays.case_refs(source)
+        # Other attributes (notes, provenance) are allowed and ignored.
+        attrs = {k: v for k, v in attrs.items() if k in arrays.CASE_KEYS}
+
+    def pick(key):
+        return opts[key] if opts[key] is not None else attrs.get(key)
+
+    if opts["weights"] is not None:
+        refs["W"] = opts["weights"]
+    if opts["bias"] is not None:
+        refs["b"] = opts["bias"]
+
+    kind = pick("layer")
+    if kind is not None:
+        kind = _word(kind, "--layer" if opts["layer"] is not None else "the case's layer", ("conv", "pool"))
+    elif "W" in refs:
+        kind = "conv"
+    elif pick("f") is not None or pick("mode") is not None:
+        kind = "pool"
+    else:
+        raise HyperparameterError("cannot tell the layer kind: give --layer conv|pool, --weights (conv) or --f (pool)")
+    grad_key = "dZ" if kind == "conv" else "dA"
+    if opts["grad"] is not None:
+        refs[grad_key] = opts["grad"]
+    if not want_grad:
+        refs.pop(grad_key, None)
+
+    misplaced = _CONV_ONLY if kind == "pool" else _POOL_ONLY
+    for key, flag in misplaced.items():
+        if opts[key] is not None:
+            raise HyperparameterError(f"{flag} applies to {'conv' if kind == 'pool' else 'pooling'} layers only; "
+                                      f"this is a {kind} layer")
+    layout = _word(pick("layout") or "nhwc", "--layout", ("nhwc", "nchw"))
+    target = arrays.compute_dtype_for(opts["dtype"])
+
+    call = LayerCall(kind=kind, A_prev=None, W=None, b=None, params=None, grad=None, layout=layout, dtype=target)
+    try:
+        _fill(call, refs, pick, opts, stream)
+    except BaseException:
+        call.close()
+        raise
+    return call
+
+
+def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict):
+    """Load one input, record where it came from, refuse anything but 4-D for the big ones."""
+    role = {"A_prev": "A_prev", "W": "--weights", "b": "--bias"}.get(name, "--grad")
+    if stream and name in ("A_prev", "dZ", "dA"):
+        s = arrays.open_array(ref, role=role)
+        call._streams.append(s)
+        shape, dtype, value = s.shape, s.dtype, s
+    else:
+        value = arrays.load_array(ref, role=role)
+        shape, dtype = value.shape, value.dtype
+    call.inputs[name] = {"source": ref, "shape": list(shape), "dtype": str(dtype)}
+    stored[name] = dtype
+    if name != "b" and len(shape) != 4:
+        expect = {"A_prev": "(m, C, H, W)" if call.layout == "nchw" else "(m, n_H_prev, n_W_prev, n_C_prev)",
+                  "W": "(C_out, C_in/groups, kH, kW)" if call.layout == "nchw" else "(f, f, n_C_prev/groups, n_C)"}
+        want = expect.get(name, "the forward output's 4-D shape")
+        raise ShapeError(f"{name} from {ref!r} must be 4-D {want}, got shape {tuple(shape)}")
+    return value
+
+
+def _batch_input(call: LayerCall, src) -> object:
+    """A loaded A_prev / gradient as NHWC in the compute dtype (lazy Batches when streamed)."""
+    if isinstance(src, arrays.ArrayStream):
+        return Batches(src, call.layout, call.dtype)
+    return np.ascontiguousarray(src.transpose(0, 2, 3, 1) if call.layout == "nchw" else src, dtype=call.dtype)
+
+
+def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool) -> None:
+    """Load every input of ``call`` and resolve its hyperparameters, validating as it goes."""
+    stored: dict = {}
+    call.A_prev = _batch_input(call, _load(call, "A_prev", refs["A_prev"], stream, stored))
+    m, H, Wd, C = call.A_prev.shape
+    if min(m, H, Wd, C) < 1:
+        raise ShapeError(f"A_prev from {refs['A_prev']!r} has an empty axis: shape {tuple(call.inputs['A_prev']['shape'])}")
+    if call.kind == "conv":
+        _fill_conv(call, refs, pick, opts, stored)
+    else:
+        _fill_pool(call, pick)
+    pad = pick("pad")
+    call.pad_spec = "same" if isinstance(pad, str) and pad.strip().lower() == "same" else None
+
+    grad_key = "dZ" if call.kind == "conv" else "dA"
+    if grad_key in refs:
+        g_src = _load(call, grad_key, refs[grad_key], stream, stored)
+        g_shape = call.inputs[grad_key]["shape"]
+        g_nhwc = (g_shape[0], g_shape[2], g_shape[3], g_shape[1]) if call.layout == "nchw" else tuple(g_shape)
+        if g_nhwc != call.out_shape:
+            raise ShapeError(f"{grad_key} from {refs[grad_key]!r} has shape {tuple(g_shape)}; expected the forward "
+                             f"output's shape {_layout_shape(call.out_shape, call.layout, grad_key)}")
+        call.grad = _batch_input(call, g_src)
+    note = arrays.dtype_note(stored, call.dtype, opts["dtype"])
+    if note:
+        call.notes.insert(0, note)
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict) -> None:
+    """Filters, bias, groups and ConvParams; channel and bias shapes checked with layout-aware messages."""
+    if "W" not in refs:
+        raise InputError("a conv layer needs filters: give --weights ARRAY (or a case file with W)")
+    _, H, Wd, C = call.A_prev.shape
+    W = _load(call, "W", refs["W"], False, stored)
+    call.W = np.ascontiguousarray(W.transpose(2, 3, 1, 0) if call.layout == "nchw" else W, dtype=call.dtype)
+    kh, kw, c_g, n_C = call.W.shape
+    if min(call.W.shape) < 1:
+        raise ShapeError(f"W from {refs['W']!r} has an empty axis: shape {tuple(call.inputs['W']['shape'])}")
+    groups = check_groups(C, n_C, _or(pick("groups"), 1))
+    if c_g * groups != C:
+        want = _layout_shape((kh, kw, C // groups, n_C), call.layout, "W")
+        raise ShapeError(f"W from {refs['W']!r} has {c_g} input channel(s) per group but A_prev has {C} channel(s) "
+                         f"with groups={groups}: expected W of shape {want}")
+    if opts["f"] is not None and as_pair(opts["f"], "--f") != (kh, kw):
+        raise ShapeError(f"--f {opts['f']} disagrees with the {kh}x{kw} kernel of W from {refs['W']!r}")
+    call.params = ConvParams(stride=_or(pick("stride"), 1), pad=_or(pick("pad"), 0),
+                             dilation=_or(pick("dilation"), 1), groups=groups)
+    call.geometry = call.params.geometry((H, Wd), (kh, kw))
+    if "b" not in refs:
+        call.notes.append("no bias given: b = 0")
+        call.bias_shape = (n_C,)
+        return
+    b = _load(call, "b", refs["b"], False, stored)
+    if b.shape not in ((n_C,), (1, 1, 1, n_C)):
+        raise ShapeError(f"b from {refs['b']!r} has shape {b.shape}; expected ({n_C},) or (1, 1, 1, {n_C}) "
+                         f"to match W's {n_C} filter(s)")
+    call.bias_shape = b.shape
+    call.b = np.ascontiguousarray(b.reshape(n_C), dtype=call.dtype)
+
+
+def _fill_pool(call: LayerCall, pick) -> None:
+    """PoolParams; the stride defaults to the window."""
+    if pick("f") is None:
+        raise HyperparameterError("a pool layer needs a window size: give --f F (e.g. --f 2)")
+    call.params = PoolParams(f=pick("f"), stride=pick("stride"), pad=_or(pick("pad"), 0),
+                             dilation=_or(pick("dilation"), 1), mode=_or(pick("mode"), "max"),
+                             ceil_mode=bool(_or(pick("ceil_mode"), False)),
+                             count_include_pad=bool(_or(pick("count_include_pad"), True)))
+    call.geometry = call.params.geometry(call.A_prev.shape[1:3])
