@@ -97,11 +97,43 @@ def fold_part(dX, cols, e0, e1, step, offs_h, offs_w, r0, r1):
         h_lo, h_hi, rows = valid_range(r0, r1, sh, oa, H)
         if h_lo == h_hi:
             continue
+        ca = cols[:, h_lo - r0:h_hi - r0, :, :, a]
+        x_lo, x_hi = fold_runs(dX[e0:e1, rows], ca, sw, offs_w) if cols.shape[3] == 1 else (0, 0)
         for b, ob in enumerate(offs_w):
             w_lo, w_hi, cs = valid_range(0, n_W, sw, ob, Wd)
-            if w_lo < w_hi:
-                d = dX[e0:e1, rows, cs]
-                d += cols[:, h_lo - r0:h_hi - r0, w_lo:w_hi, :, a, b].reshape(d.shape)
+            for lo, hi in ((w_lo, min(w_hi, x_lo)), (max(w_lo, x_hi), w_hi)) if x_lo < x_hi else ((w_lo, w_hi),):
+                if lo < hi:
+                    d = dX[e0:e1, rows, cs][:, :, lo - w_lo:hi - w_lo]
+                    d += ca[:, :, lo:hi, :, b].reshape(d.shape)
+
+
+def fold_runs(dst_rows, ca, sw, offs_w):
+    """Adjoint of :func:`row_runs`: add whole runs of taps where column offsets are consecutive.
+
+    The kb taps of output column x add into the contiguous run
+    dX[x*sw + o : x*sw + o + kb, :]; runs of columns q = ceil(kb/sw) apart never
+    overlap, so q vectorized adds of long runs replace kb adds of C values.
+    Returns the column range done, ``(0, 0)`` when the layout does not allow it.
+    dst_rows: (ne, nh, W, C) rows of dX; ca: (ne, nh, n_W, 1, kb, C) patch gradients of one tap row.
+    """
+    kb, C = len(offs_w), dst_rows.shape[3]
+    W = dst_rows.shape[2]
+    if kb < 2 or list(offs_w) != list(range(offs_w[0], offs_w[0] + kb)) or dst_rows.strides[2] != C * dst_rows.strides[3]:
+        return 0, 0
+    x_lo = max(0, -(offs_w[0] // sw))
+    x_hi = min(ca.shape[2], (W - kb - offs_w[0]) // sw + 1)
+    if x_lo >= x_hi:
+        return 0, 0
+    q = -(-kb // sw)
+    item = dst_rows.strides[3]
+    for j in range(min(q, x_hi - x_lo)):
+        x0 = x_lo + j
+        n = len(range(x0, x_hi, q))
+        base = dst_rows[:, :, x0 * sw + offs_w[0]:]
+        runs = np.lib.stride_tricks.as_strided(
+            base, shape=base.shape[:2] + (n, kb * C), strides=base.strides[:2] + (q * sw * C * item, item))
+        runs += merge_rows(ca[:, :, x0:x_hi:q, 0])
+    return x_lo, x_hi
 
 
 def fold(dX, cols, e0, e1, r0, r1, step, offs_h, offs_w) -> None:

@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ShapeError
-from ._common import as_nhwc, compute_dtype, plan_chunks
+from ._common import CHUNK_TARGET_BYTES, as_nhwc, compute_dtype, plan_chunks, threads
 from ._depthwise import depthwise_backward, depthwise_forward
 from ._unroll import chunk_buffer, correlate, fold, weight_grad, weight_grad_shifted
 from .geometry import WindowGeometry, check_groups
@@ -266,7 +266,10 @@ def _input_grad(dZ, W, geom: WindowGeometry, groups: int, shape, workspace_bytes
     m, n_H, n_W, _ = dZ.shape
     K = kh * kw * c_g
     WgT = _grouped_weights(W, groups).transpose(0, 2, 1)  # (groups, n_g, K)
-    chunks = plan_chunks(m, n_H, n_W * groups * K * dZ.itemsize, workspace_bytes)
+    per_example = n_H * n_W * groups * K * dZ.itemsize
+    # Threads split a fold by examples only (row blocks overlap), so aim for several per chunk.
+    chunks = plan_chunks(m, n_H, n_W * groups * K * dZ.itemsize, workspace_bytes,
+                         target=max(CHUNK_TARGET_BYTES, min(threads() * per_example, 16 * 2**20)))
     buf = chunk_buffer(chunks, n_W, groups * K, dZ.dtype)
     for e0, e1, r0, r1 in chunks:
         Mc = (e1 - e0) * (r1 - r0) * n_W
