@@ -20,9 +20,9 @@ from __future__ import annotations
 from typing import Callable, Dict, Optional
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ..engine import ConvParams, PoolParams, conv2d, conv2d_backward, pool2d, pool2d_backward
-from ..engine._common import crop, padded, window_slices
 from ..errors import ShapeError
 
 #: Memory for the stacked copies and their outputs per forward call.
@@ -249,16 +249,24 @@ def max_pool_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> 
     competing elements by at most ``h`` (directions of the fast method are scaled
     to ``max|d| <= 1``), so a window whose gap exceeds ``2h`` keeps its argmax.
     """
+    # NOTE: built from the public geometry only (pads, stride, dilation, ceil-mode overflow), not the
+    # engine's private helpers, so that the checker stays an independent witness of the engine.
     geom = params.geometry(A_prev.shape[1:3])
-    A_pad = padded(A_prev, geom, fill=-np.inf)
-    views = [A_pad[:, rows, cols, :] for _, _, (rows, cols) in window_slices(geom)]
-    stack = np.stack(views)  # (k, m, oh, ow, C)
-    if stack.shape[0] < 2:
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = geom.kernel, geom.stride, geom.dilation, geom.out_hw
+    if kh * kw < 2:
         return np.zeros(A_prev.shape, dtype=bool)
-    top2 = -np.partition(-stack, 1, axis=0)[:2]
-    kink_window = (top2[0] - top2[1]) <= threshold
+    t, b, l, r = geom.pads
+    m, H, W, C = A_prev.shape
+    A_pad = np.full((m, t + H + b + geom.overflow[0], l + W + r + geom.overflow[1], C), -np.inf)
+    A_pad[:, t:t + H, l:l + W] = A_prev
+    windows = sliding_window_view(A_pad, geom.effective_kernel, axis=(1, 2))
+    windows = windows[:, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw, :, ::dh, ::dw]  # (m, oh, ow, C, kh, kw)
+    flat = windows.reshape(m, oh, ow, C, kh * kw)
+    top2 = -np.partition(-flat, 1, axis=-1)[..., :2]
+    kink_window = (top2[..., 0] - top2[..., 1]) <= threshold
+    near = kink_window[..., None] & ((top2[..., :1] - flat) <= threshold)  # (m, oh, ow, C, kh*kw)
     mask_pad = np.zeros(A_pad.shape, dtype=bool)
-    for view_idx, (_, _, (rows, cols)) in enumerate(window_slices(geom)):
-        near = kink_window & ((top2[0] - stack[view_idx]) <= threshold)
-        mask_pad[:, rows, cols, :] |= near
-    return np.array(crop(mask_pad, geom), dtype=bool)
+    for tap in range(kh * kw):
+        i, j = divmod(tap, kw)
+        mask_pad[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw] |= near[..., tap]
+    return mask_pad[:, t:t + H, l:l + W].copy()

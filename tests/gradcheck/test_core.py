@@ -154,6 +154,35 @@ def test_max_pool_kinks_match_loops_and_ties_never_fail(f, stride):
         assert g.checked in (0, A.size - g.kinks) or method == "sample"
 
 
+def _kinks_by_loops_padded(A, f, stride, dilation, pads, out_hw, threshold):
+    """Kinks by loops over output positions; taps on padding hold no value and never compete."""
+    mask = np.zeros(A.shape, bool)
+    H, W = A.shape[1:3]
+    for i in range(A.shape[0]):
+        for c in range(A.shape[3]):
+            for oh in range(out_hw[0]):
+                for ow in range(out_hw[1]):
+                    taps = [(oh * stride - pads[0] + u * dilation, ow * stride - pads[2] + v * dilation)
+                            for u in range(f) for v in range(f)]
+                    taps = [(h, w) for h, w in taps if 0 <= h < H and 0 <= w < W]
+                    values = np.array([A[i, h, w, c] for h, w in taps])
+                    top = np.sort(values)[::-1]
+                    if len(top) >= 2 and top[0] - top[1] <= threshold:
+                        for (h, w), v in zip(taps, values):
+                            mask[i, h, w, c] |= top[0] - v <= threshold
+    return mask
+
+
+@pytest.mark.parametrize("f,stride,dilation,pad,ceil", [(3, 2, 1, 1, True), (2, 1, 2, 1, False),
+                                                        (3, 2, 2, 0, True), (2, 3, 1, 1, True)])
+def test_max_pool_kinks_with_padding_dilation_and_ceil_mode_match_loops(f, stride, dilation, pad, ceil):
+    A = RNG.integers(0, 3, size=(2, 7, 6, 2)).astype(float)
+    params = PoolParams(f=f, stride=stride, dilation=dilation, pad=pad, ceil_mode=ceil)
+    geom = params.geometry((7, 6))
+    expected = _kinks_by_loops_padded(A, f, stride, dilation, geom.pads, geom.out_hw, 0.5)
+    assert expected.any() and np.array_equal(max_pool_kinks(A, params, 0.5), expected)
+
+
 def test_average_pool_has_no_kinks():
     A = np.ones((2, 4, 4, 1))
     assert gradcheck_pool(A, PoolParams(f=2, mode="average"), method="full").gradients[0].kinks == 0
