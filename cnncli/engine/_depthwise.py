@@ -12,16 +12,16 @@ import numpy as np
 from ._common import clipped_taps, merge_rows, plan_chunks, run_parallel, split, threads
 
 
-def _mac(dst, src, w, tmp, init: bool) -> None:
+def _mac(dst, src, w, w_row, tmp, init: bool) -> None:
     """``dst = src * w`` (init) or ``dst += src * w``, w per channel (last axis).
 
     Broadcasting w over (e, h, w) gives numpy inner loops of one pixel's
-    channels; merging (w, C) into one axis against w tiled along the row makes
-    them a whole row long, several times faster.
+    channels; merging (w, C) into one axis against ``w_row`` (w tiled along a
+    row) makes them a whole row long, several times faster.
     """
     rs, rd = merge_rows(src), merge_rows(dst)
     if rs is not None and rd is not None:
-        src, dst, tmp, w = rs, rd, merge_rows(tmp), np.tile(w, src.shape[2])
+        src, dst, tmp, w = rs, rd, merge_rows(tmp), w_row[:rs.shape[-1]]
     if init:
         np.multiply(src, w, out=dst)
     else:
@@ -35,6 +35,7 @@ def depthwise_forward(A, W, geom, Z, workspace_bytes) -> None:
     C = A.shape[3]
     mult = n_C // C
     Wr = W.reshape(W.shape[0], W.shape[1], C, mult)
+    rows_w = np.tile(Wr[..., 0], (1, 1, n_W))  # (f_h, f_w, n_W*C): each tap's weights along a row
 
     def chunk(e0, e1, r0, r1):
         Zc = Z[e0:e1, r0:r1]
@@ -49,13 +50,13 @@ def depthwise_forward(A, W, geom, Z, workspace_bytes) -> None:
         for k, (a, b, ho, wo, rows, cs) in enumerate(taps):
             src = A[e0:e1, rows, cs]
             if mult == 1:
-                _mac(Zc[:, ho, wo], src, Wr[a, b, :, 0], tmp[:, ho, wo], init=k == 0 and bool(full))
+                _mac(Zc[:, ho, wo], src, Wr[a, b, :, 0], rows_w[a, b], tmp[:, ho, wo], init=k == 0 and bool(full))
             else:
                 t = tmp.reshape(Zc.shape[:3] + (C, mult))[:, ho, wo]
                 np.multiply(src[..., None], Wr[a, b], out=t)
                 Zc.reshape(Zc.shape[:3] + (C, mult))[:, ho, wo] += t
 
-    run_parallel(chunk, plan_chunks(m, n_H, 2 * n_W * n_C * Z.itemsize, workspace_bytes, target=2**20))
+    run_parallel(chunk, plan_chunks(m, n_H, 2 * n_W * n_C * Z.itemsize, workspace_bytes, target=4 * 2**20))
 
 
 def depthwise_backward(A, W, dZ, geom, dA, dW, workspace_bytes) -> None:
@@ -64,7 +65,8 @@ def depthwise_backward(A, W, dZ, geom, dA, dW, workspace_bytes) -> None:
     C = A.shape[3]
     mult = n_C // C
     Wr = W.reshape(W.shape[0], W.shape[1], C, mult)
-    chunks = plan_chunks(m, n_H, 2 * n_W * n_C * dZ.itemsize, workspace_bytes, target=2**20)
+    rows_w = np.tile(Wr[..., 0], (1, 1, n_W))
+    chunks = plan_chunks(m, n_H, 2 * n_W * n_C * dZ.itemsize, workspace_bytes, target=4 * 2**20)
     # Row blocks of one example write overlapping rows of dA: keep such chunks on one thread.
     whole = chunks[0][3] - chunks[0][2] == n_H
     shares = [chunks[a:b] for a, b in split(0, len(chunks), threads() if whole else 1)]
@@ -79,7 +81,7 @@ def depthwise_backward(A, W, dZ, geom, dA, dW, workspace_bytes) -> None:
                 for a, b, ho, wo, rows, cs in clipped_taps(geom, r0, r1):
                     src, gv = A[e0:e1, rows, cs], g[:, ho, wo]
                     dWr[a, b, :, 0] += np.einsum("ehwc,ehwc->c", gv, src)
-                    _mac(dA[e0:e1, rows, cs], gv, Wr[a, b, :, 0], tmp[:, rows, cs], init=False)
+                    _mac(dA[e0:e1, rows, cs], gv, Wr[a, b, :, 0], rows_w[a, b], tmp[:, rows, cs], init=False)
                 continue
             g = g.reshape(g.shape[:3] + (C, mult))
             for a, b, ho, wo, rows, cs in clipped_taps(geom, r0, r1):
