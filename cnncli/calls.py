@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 from . import arrays
+from .engine import layout as layouts
 from .engine.geometry import WindowGeometry, as_pair, check_groups
 from .engine.params import ConvParams, PoolParams
 from .errors import HyperparameterError, InputError, ShapeError
@@ -44,8 +45,7 @@ class Batches:
 
     def __init__(self, stream: arrays.ArrayStream, layout: str, dtype: np.dtype):
         self.stream, self.layout, self.dtype = stream, layout, np.dtype(dtype)
-        s = stream.shape
-        self.shape = (s[0], s[2], s[3], s[1]) if layout == "nchw" else tuple(s)
+        self.shape = layouts.shape_to_nhwc(stream.shape, layout)
         self.ndim = 4
 
     def __len__(self) -> int:
@@ -55,10 +55,7 @@ class Batches:
         if not isinstance(sel, slice) or sel.step not in (None, 1):
             raise TypeError("Batches supports [lo:hi] only")
         lo, hi, _ = sel.indices(self.shape[0])
-        chunk = self.stream.read(lo, hi)
-        if self.layout == "nchw":
-            chunk = chunk.transpose(0, 2, 3, 1)
-        return np.ascontiguousarray(chunk, dtype=self.dtype)
+        return np.ascontiguousarray(layouts.to_nhwc(self.stream.read(lo, hi), self.layout), dtype=self.dtype)
 
 
 @dataclass
@@ -109,9 +106,7 @@ class LayerCall:
         """A result (NHWC / engine layout) in the user's layout: ``name`` is Z, A, dA_prev, dW or db."""
         if name == "db":
             return arr.reshape(self.bias_shape or arr.shape)
-        if self.layout != "nchw":
-            return arr
-        return arr.transpose(3, 2, 0, 1) if name == "dW" else arr.transpose(0, 3, 1, 2)
+        return layouts.from_nhwc(arr, self.layout, weights=name == "dW")
 
     def hyperparameters(self) -> dict:
         """Resolved hyperparameters as plain Python values (for JSON and HDF5 attributes)."""
@@ -146,17 +141,6 @@ def _word(value, name: str, allowed) -> str:
     if word not in allowed:
         raise HyperparameterError(f"{name} must be {' or '.join(repr(a) for a in allowed)}, got {value!r}")
     return word
-
-
-def _layout_shape(shape_nhwc, layout: str, what: str) -> tuple:
-    """An NHWC shape written in the user's layout, for messages."""
-    if layout != "nchw":
-        return tuple(shape_nhwc)
-    if what == "W":
-        kh, kw, c, n = shape_nhwc
-        return (n, c, kh, kw)
-    m, h, w, c = shape_nhwc
-    return (m, c, h, w)
 
 
 def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: bool = True, **options) -> LayerCall:
@@ -269,7 +253,7 @@ def _batch_input(call: LayerCall, src) -> object:
     """A loaded A_prev / gradient as NHWC in the compute dtype (lazy Batches when streamed)."""
     if isinstance(src, arrays.ArrayStream):
         return Batches(src, call.layout, call.dtype)
-    return np.ascontiguousarray(src.transpose(0, 2, 3, 1) if call.layout == "nchw" else src, dtype=call.dtype)
+    return np.ascontiguousarray(layouts.to_nhwc(src, call.layout), dtype=call.dtype)
 
 
 def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool) -> None:
@@ -290,10 +274,9 @@ def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool) -> None:
     if grad_key in refs:
         g_src = _load(call, grad_key, refs[grad_key], stream, stored)
         g_shape = call.inputs[grad_key]["shape"]
-        g_nhwc = (g_shape[0], g_shape[2], g_shape[3], g_shape[1]) if call.layout == "nchw" else tuple(g_shape)
-        if g_nhwc != call.out_shape:
+        if layouts.shape_to_nhwc(g_shape, call.layout) != call.out_shape:
             raise ShapeError(f"{grad_key} from {refs[grad_key]!r} has shape {tuple(g_shape)}; expected the forward "
-                             f"output's shape {_layout_shape(call.out_shape, call.layout, grad_key)}")
+                             f"output's shape {layouts.shape_from_nhwc(call.out_shape, call.layout)}")
         call.grad = _batch_input(call, g_src)
     note = arrays.dtype_note(stored, call.dtype, opts["dtype"])
     if note:
@@ -310,13 +293,13 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict) -> N
         raise InputError("a conv layer needs filters: give --weights ARRAY (or a case file with W)")
     _, H, Wd, C = call.A_prev.shape
     W = _load(call, "W", refs["W"], False, stored)
-    call.W = np.ascontiguousarray(W.transpose(2, 3, 1, 0) if call.layout == "nchw" else W, dtype=call.dtype)
+    call.W = np.ascontiguousarray(layouts.to_nhwc(W, call.layout, weights=True), dtype=call.dtype)
     kh, kw, c_g, n_C = call.W.shape
     if min(call.W.shape) < 1:
         raise ShapeError(f"W from {refs['W']!r} has an empty axis: shape {tuple(call.inputs['W']['shape'])}")
     groups = check_groups(C, n_C, _or(pick("groups"), 1))
     if c_g * groups != C:
-        want = _layout_shape((kh, kw, C // groups, n_C), call.layout, "W")
+        want = layouts.shape_from_nhwc((kh, kw, C // groups, n_C), call.layout, weights=True)
         raise ShapeError(f"W from {refs['W']!r} has {c_g} input channel(s) per group but A_prev has {C} channel(s) "
                          f"with groups={groups}: expected W of shape {want}")
     if opts["f"] is not None and as_pair(opts["f"], "--f") != (kh, kw):

@@ -18,6 +18,7 @@ from typing import Callable, Dict, Iterator, Optional, Tuple
 import numpy as np
 
 from .engine import conv2d, conv2d_backward, pool2d, pool2d_backward
+from .engine.layout import shape_from_nhwc
 
 #: Input + output bytes (compute dtype) per I/O chunk (env CNNCLI_CHUNK_BYTES), and the
 #: engine's workspace cap per call.
@@ -91,10 +92,6 @@ def _chunks(m: int, rows: int) -> Iterator[slice]:
         yield slice(lo, min(m, lo + rows))
 
 
-def _user_shape(call, name: str, nhwc_shape) -> tuple:
-    return call.to_user(name, np.empty(nhwc_shape, dtype=np.uint8)).shape
-
-
 def forward(call, writer=None, *, progress: Progress = None, chunk_bytes: Optional[int] = None) -> Dict[str, Result]:
     """Run the forward pass of ``call`` (a LayerCall), writing the output as it goes.
 
@@ -121,7 +118,7 @@ def forward(call, writer=None, *, progress: Progress = None, chunk_bytes: Option
     """
     name = "Z" if call.kind == "conv" else "A"
     m = call.A_prev.shape[0]
-    shape = _user_shape(call, name, call.out_shape)
+    shape = shape_from_nhwc(call.out_shape, call.layout)
     sink = writer.create(name, shape, call.dtype) if writer is not None else None
     stats = Stats()
     for sl in _chunks(m, chunk_rows(call, chunk_bytes=chunk_bytes)):
@@ -150,7 +147,7 @@ def backward(call, writer=None, *, progress: Progress = None, chunk_bytes: Optio
         ``{"dA_prev": Result}`` for pool; plus ``"dW"`` and ``"db"`` for conv.
     """
     m = call.A_prev.shape[0]
-    shape = _user_shape(call, "dA_prev", call.A_prev.shape)
+    shape = shape_from_nhwc(call.A_prev.shape, call.layout)
     sink = writer.create("dA_prev", shape, call.dtype) if writer is not None else None
     stats = Stats()
     dW = np.zeros(call.W.shape, dtype=call.dtype) if call.kind == "conv" else None

@@ -12,6 +12,11 @@ from ..errors import HyperparameterError, ShapeError
 
 LAYOUTS = ("nhwc", "nchw")
 
+# Axis permutations NCHW -> NHWC and back, for activations (m, C, H, W) and for
+# weights (PyTorch's (C_out, C_in/groups, kH, kW) against (kH, kW, C_in/groups, C_out)).
+_TO_NHWC = {False: (0, 2, 3, 1), True: (2, 3, 1, 0)}
+_TO_NCHW = {False: (0, 3, 1, 2), True: (3, 2, 0, 1)}
+
 
 def check_layout(layout: str) -> str:
     """Return ``layout`` if it is ``"nhwc"`` or ``"nchw"``, else raise."""
@@ -29,22 +34,22 @@ def _need_4d(x, name: str) -> np.ndarray:
 
 def nchw_to_nhwc(A) -> np.ndarray:
     """(m, C, H, W) -> (m, H, W, C), a view."""
-    return _need_4d(A, "A_prev").transpose(0, 2, 3, 1)
+    return _need_4d(A, "A_prev").transpose(_TO_NHWC[False])
 
 
 def nhwc_to_nchw(A) -> np.ndarray:
     """(m, H, W, C) -> (m, C, H, W), a view."""
-    return _need_4d(A, "array").transpose(0, 3, 1, 2)
+    return _need_4d(A, "array").transpose(_TO_NCHW[False])
 
 
 def weights_nchw_to_nhwc(W) -> np.ndarray:
     """PyTorch (C_out, C_in/groups, kH, kW) -> (kH, kW, C_in/groups, C_out), a view."""
-    return _need_4d(W, "W").transpose(2, 3, 1, 0)
+    return _need_4d(W, "W").transpose(_TO_NHWC[True])
 
 
 def weights_nhwc_to_nchw(W) -> np.ndarray:
     """(kH, kW, C_in/groups, C_out) -> PyTorch (C_out, C_in/groups, kH, kW), a view."""
-    return _need_4d(W, "W").transpose(3, 2, 0, 1)
+    return _need_4d(W, "W").transpose(_TO_NCHW[True])
 
 
 def conv_in(A_prev, W, b, layout: str):
@@ -57,3 +62,39 @@ def conv_in(A_prev, W, b, layout: str):
 def conv_out_grads(dA_prev, dW, db):
     """NHWC gradients -> NCHW (dA_prev as (m, C, H, W), dW as PyTorch's, db unchanged)."""
     return nhwc_to_nchw(dA_prev), weights_nhwc_to_nchw(dW), db
+
+
+def to_nhwc(x, layout: str, *, weights: bool = False) -> np.ndarray:
+    """A 4-D array in ``layout`` (activations, or conv weights when ``weights``) -> NHWC, a view."""
+    x = _need_4d(x, "W" if weights else "array")
+    return x.transpose(_TO_NHWC[weights]) if check_layout(layout) == "nchw" else x
+
+
+def from_nhwc(x, layout: str, *, weights: bool = False) -> np.ndarray:
+    """A 4-D NHWC array (activations, or conv weights when ``weights``) -> ``layout``, a view."""
+    x = _need_4d(x, "W" if weights else "array")
+    return x.transpose(_TO_NCHW[weights]) if check_layout(layout) == "nchw" else x
+
+
+def shape_to_nhwc(shape, layout: str, *, weights: bool = False) -> tuple:
+    """A 4-D shape written in ``layout`` -> the same shape in NHWC order (for shape checks before loading).
+
+    Examples
+    --------
+    >>> shape_to_nhwc((8, 3, 32, 30), "nchw"), shape_to_nhwc((16, 3, 5, 4), "nchw", weights=True)
+    ((8, 32, 30, 3), (5, 4, 3, 16))
+    """
+    perm = _TO_NHWC[weights] if check_layout(layout) == "nchw" else range(4)
+    return tuple(shape[i] for i in perm)
+
+
+def shape_from_nhwc(shape, layout: str, *, weights: bool = False) -> tuple:
+    """A 4-D NHWC shape -> the same shape in ``layout`` order (for messages in the user's terms).
+
+    Examples
+    --------
+    >>> shape_from_nhwc((8, 32, 30, 3), "nchw"), shape_from_nhwc((5, 4, 3, 16), "nchw", weights=True)
+    ((8, 3, 32, 30), (16, 3, 5, 4))
+    """
+    perm = _TO_NCHW[weights] if check_layout(layout) == "nchw" else range(4)
+    return tuple(shape[i] for i in perm)

@@ -24,6 +24,9 @@ def d(tmp_path):
     np.save(tmp_path / "W5.npy", rng.standard_normal((3, 3, 5, 8)))
     np.save(tmp_path / "dZ.npy", rng.standard_normal((2, 4, 4, 8)))
     np.save(tmp_path / "A3.npy", rng.standard_normal((6, 6, 4)))
+    np.save(tmp_path / "An.npy", rng.standard_normal((2, 4, 6, 6)))  # NCHW twins of A, W, W5
+    np.save(tmp_path / "Wn.npy", rng.standard_normal((8, 4, 3, 3)))
+    np.save(tmp_path / "Wn5.npy", rng.standard_normal((8, 5, 3, 3)))
     np.save(tmp_path / "obj.npy", np.array([None, 1], dtype=object), allow_pickle=True)
     np.save(tmp_path / "str.npy", np.array(["a", "b"]))
     (tmp_path / "pickle.npy").write_bytes(pickle.dumps(np.ones(3)))
@@ -72,6 +75,12 @@ CASES = [
     (["forward", "{d}/A.npy", *CONV, "--groups", "2"], "W from '{d}/W.npy' has 4 input channel(s) per group but A_prev has 4 channel(s) with groups=2: expected W of shape (3, 3, 2, 8)"),
     (["backward", "{d}/A.npy", *CONV, "--grad", "{d}/A.npy"],
      "dZ from '{d}/A.npy' has shape (2, 6, 6, 4); expected the forward output's shape (2, 4, 4, 8)"),
+    # with --layout nchw, shapes are named in NCHW order
+    (["forward", "{d}/An.npy", "--weights", "{d}/Wn5.npy", "--layout", "nchw"],
+     "W from '{d}/Wn5.npy' has 5 input channel(s) per group but A_prev has 4 channel(s) with groups=1: "
+     "expected W of shape (8, 4, 3, 3)"),
+    (["backward", "{d}/An.npy", "--weights", "{d}/Wn.npy", "--grad", "{d}/dZ.npy", "--layout", "nchw"],
+     "dZ from '{d}/dZ.npy' has shape (2, 4, 4, 8); expected the forward output's shape (2, 8, 4, 4)"),
     (["backward", "{d}/A.npy", *CONV], "backward needs the upstream gradient: give --grad ARRAY (or a case file with dZ)"),
     (["forward", "{d}/A.npy", *CONV, "--f", "2"], "--f 2 disagrees with the 3x3 kernel of W"),
     # bad hyperparameter values or words
