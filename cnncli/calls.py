@@ -26,7 +26,7 @@ import numpy as np
 
 from . import arrays
 from .engine import layout as layouts
-from .engine.geometry import WindowGeometry, as_pair, check_groups
+from .engine.geometry import WindowGeometry, as_flag, as_pair, check_groups
 from .engine.params import ConvParams, PoolParams
 from .errors import HyperparameterError, InputError, ShapeError
 
@@ -266,7 +266,7 @@ def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool) -> None:
     if call.kind == "conv":
         _fill_conv(call, refs, pick, opts, stored)
     else:
-        _fill_pool(call, pick)
+        _fill_pool(call, pick, opts)
     pad = pick("pad")
     call.pad_spec = "same" if isinstance(pad, str) and pad.strip().lower() == "same" else None
 
@@ -319,12 +319,21 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict) -> N
     call.b = np.ascontiguousarray(b.reshape(n_C), dtype=call.dtype)
 
 
-def _fill_pool(call: LayerCall, pick) -> None:
+def _flag(key: str, pick, opts: dict, default: bool) -> bool:
+    """A yes/no option or case attribute; words like "false" read as words (``bool("false")`` is True)."""
+    value = pick(key)
+    if value is None:
+        return default
+    name = "--" + key.replace("_", "-") if opts[key] is not None else f"the case's {key}"
+    return as_flag(value, name)
+
+
+def _fill_pool(call: LayerCall, pick, opts: dict) -> None:
     """PoolParams; the stride defaults to the window."""
     if pick("f") is None:
         raise HyperparameterError("a pool layer needs a window size: give --f F (e.g. --f 2)")
     call.params = PoolParams(f=pick("f"), stride=pick("stride"), pad=_or(pick("pad"), 0),
                              dilation=_or(pick("dilation"), 1), mode=_or(pick("mode"), "max"),
-                             ceil_mode=bool(_or(pick("ceil_mode"), False)),
-                             count_include_pad=bool(_or(pick("count_include_pad"), True)))
+                             ceil_mode=_flag("ceil_mode", pick, opts, False),
+                             count_include_pad=_flag("count_include_pad", pick, opts, True))
     call.geometry = call.params.geometry(call.A_prev.shape[1:3])
