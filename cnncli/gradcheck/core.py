@@ -8,7 +8,8 @@ Metrics per gradient (over the checked, non-kink elements):
 
 - relative error ``||a - n|| / (||a|| + ||n||)`` (0 when both are 0); passes at ``<= tol``;
 - max absolute error and the worst element with both values;
-- the count of elements failing ``|a - n| <= 10*tol*max|n| + 100*tol*|n|``.
+- the count of elements failing ``|a - n| <= 10*tol*max|n| + 100*tol*|n|``, and
+  where they sit (a hint, see :mod:`.diagnose`).
 
 A gradient passes when its relative error is within ``tol`` and no element fails.
 """
@@ -21,6 +22,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import HyperparameterError
+from .diagnose import pattern_hint, spatial_maps
 from .results import CheckResult, GradientResult, Offender, relayout  # noqa: F401  (re-exported)
 from .sampling import stratified_indices
 
@@ -174,7 +176,7 @@ def _merge(fast: GradientResult, local: GradientResult, how: str, passed: bool) 
     return GradientResult(
         fast.name, local.shape, local.axes, how, rel,
         local.max_abs_error, local.checked, fast.directions, local.kinks,
-        local.failing, passed, local.worst, local.top, local.errors)
+        local.failing, passed, local.worst, local.top, local.errors, local.hint, local.error_map)
 
 
 def _axes(name: str, ndim: int) -> str:
@@ -202,13 +204,19 @@ def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, 
     bad = element_fails(err, n, tol)
     errors = np.full(shape, np.nan)
     errors.reshape(-1)[idx] = np.where(np.isfinite(err), err, np.inf)
+    error_map, hint = None, None
+    if len(shape) == 4:
+        failing_at = np.zeros(shape, dtype=bool)
+        failing_at.reshape(-1)[idx] = bad
+        error_map, failing_map = spatial_maps(errors, failing_at, axes)
+        hint = pattern_hint(failing_map)
     rank = np.argsort(-np.where(np.isfinite(err), err, np.inf), kind="stable")[:TOP_OFFENDERS]
     top = tuple(Offender(tuple(int(v) for v in np.unravel_index(idx[r], shape)), float(a[r]), float(n[r]))
                 for r in rank)
     max_abs = float(np.max(np.where(np.isfinite(err), err, np.inf))) if err.size else 0.0
     failing = int(bad.sum())
     return GradientResult(name, tuple(shape), axes, how, rel, max_abs, int(len(idx)), 0, int(kinks), failing,
-                          bool(rel <= tol and failing == 0), top[0] if top else None, top, errors)
+                          bool(rel <= tol and failing == 0), top[0] if top else None, top, errors, hint, error_map)
 
 
 def element_fails(abs_error: np.ndarray, numerical: np.ndarray, tol: float) -> np.ndarray:

@@ -1,20 +1,78 @@
-"""Naming the likely mistake from the pattern of failing configurations.
+"""Naming the likely mistake: from where in one array the errors sit, and from the
+pattern of failing configurations.
 
-A rule fires when every failing case has a property and at least one checked
-case without it passed: "errors only with stride > 1" means exactly that the
-stride-1 cases were right. The battery varies pad, stride, shape and mode
-independently enough for these patterns to separate.
+- :func:`spatial_maps` and :func:`pattern_hint`: one gradient's errors over height
+  x width; errors only on the border point at the padding, stripes at the stride.
+- :func:`diagnose`: a rule fires when every failing case has a property and at
+  least one checked case without it passed: "errors only with stride > 1" means
+  exactly that the stride-1 cases were right. The battery varies pad, stride,
+  shape and mode independently enough for these patterns to separate.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .battery import Case
+if TYPE_CHECKING:  # battery imports the checker, which imports this module
+    from .battery import Case
 
-_RULES: Tuple[Tuple[str, Callable[[Case], bool], str], ...] = (
+#: The axes holding height and width, per axis naming of a gradient.
+SPATIAL_AXES = {"mhwc": (1, 2), "mchw": (2, 3), "hwio": (0, 1), "oihw": (2, 3)}
+BORDER_HINT = "errors only along the border: look at the padding"
+
+
+def spatial_maps(errors: np.ndarray, failing: np.ndarray, axes: str):
+    """One gradient's errors reduced to its height x width.
+
+    Parameters
+    ----------
+    errors : ndarray, 4-D
+        ``|a - n|`` per element, NaN where not checked.
+    failing : ndarray of bool, shape of ``errors``
+        Elements failing the pass/fail test.
+    axes : str
+        Axis letters of the gradient, e.g. ``"mhwc"``, ``"hwio"``.
+
+    Returns
+    -------
+    error_map : ndarray, shape (H, W), or None
+        Max of ``errors`` over the other axes, NaN where nothing was checked.
+    failing_map : ndarray of bool, shape (H, W), or None
+        Whether any element at that position fails.
+        Both None when the array has no height and width or nothing was checked.
+    """
+    spatial = SPATIAL_AXES.get(axes)
+    if spatial is None or errors.ndim != 4 or np.all(np.isnan(errors)):
+        return None, None
+    other = tuple(a for a in range(4) if a not in spatial)
+    with np.errstate(all="ignore"):
+        checked = ~np.all(np.isnan(errors), axis=other)
+        top = np.max(np.where(np.isnan(errors), -np.inf, errors), axis=other)
+    return np.where(checked, top, np.nan), np.any(failing, axis=other)
+
+
+def border_only(failing_map: np.ndarray) -> bool:
+    """Whether every failing position lies on the outermost rows/columns (of a map at least 3x3)."""
+    return bool(min(failing_map.shape) >= 3 and failing_map.any() and not failing_map[1:-1, 1:-1].any())
+
+
+def pattern_hint(failing_map: Optional[np.ndarray]) -> Optional[str]:
+    """``BORDER_HINT`` when the failing positions sit on the border, a stride hint when they form stripes."""
+    if failing_map is None or min(failing_map.shape) < 3 or not failing_map.any() or failing_map.all():
+        return None
+    if border_only(failing_map):
+        return BORDER_HINT
+    rows, cols = failing_map.any(axis=1), failing_map.any(axis=0)
+    n_h, n_w = failing_map.shape
+    if rows.sum() <= n_h // 2 and rows.sum() < n_h - 1:
+        return f"errors in rows {', '.join(map(str, np.flatnonzero(rows)))} only (a stripe): look at the stride"
+    if cols.sum() <= n_w // 2 and cols.sum() < n_w - 1:
+        return f"errors in columns {', '.join(map(str, np.flatnonzero(cols)))} only (a stripe): look at the stride"
+    return None
+
+_RULES: Tuple[Tuple[str, Callable[["Case"], bool], str], ...] = (
     ("conv", lambda c: c.pad == 0,
      "errors only at pad = 0: a slice like [pad:-pad] is empty when pad is 0"),
     ("conv", lambda c: c.pad != 0,
@@ -45,7 +103,7 @@ _EXCEPTION_HINTS: Tuple[Tuple[str, str], ...] = (
 )
 
 
-def diagnose(findings, errors, cases: Dict[str, Case]) -> Tuple[str, ...]:
+def diagnose(findings, errors, cases: Dict[str, "Case"]) -> Tuple[str, ...]:
     """Likely mistakes for one function, from its findings and exceptions.
 
     Parameters

@@ -26,8 +26,8 @@ import numpy as np
 
 from ..engine import conv2d, conv2d_backward, pool2d, pool2d_backward
 from .battery import BATTERY, Case
-from .core import DEFAULT_EPS, DEFAULT_TOL, element_fails, gradient_metrics, step_size, validate_settings
-from .diagnose import diagnose
+from .core import DEFAULT_EPS, DEFAULT_TOL, gradient_metrics, step_size, validate_settings
+from .diagnose import BORDER_HINT, diagnose
 from .problems import max_pool_kinks
 from .sampling import stratified_indices
 from .userfile import CLASSIC, UserCallFailed, UserException, call_user, load_impl
@@ -58,12 +58,14 @@ class Finding:
     kinks: int = 0
     detail: str = ""
     border_only: bool = False
-    #: |got - expected| in the compared array's shape (NaN where not compared), for heatmaps.
-    errors: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    #: Where the failing elements sit, when that names a likely mistake (see :mod:`.diagnose`).
+    hint: Optional[str] = None
+    #: max |got - expected| over height x width (NaN where not compared), for heatmaps.
+    error_map: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
-        del d["errors"]
+        del d["error_map"]
         d["worst_index"] = list(self.worst_index) if self.worst_index is not None else None
         for k in ("max_abs_error", "relative_error", "expected", "got"):
             if d[k] is not None and not np.isfinite(d[k]):
@@ -139,17 +141,13 @@ def compare(case: str, quantity: str, against: str, got, expected, tol: float,
             return Finding(case, quantity, against, False, detail=f"shape {g.shape}, expected {e.shape}")
     keep = np.ones(e.shape, dtype=bool) if exclude is None else ~exclude
     idx = np.flatnonzero(keep)
-    r = gradient_metrics(quantity, e.shape, "", against, idx, g.reshape(-1)[idx], e.reshape(-1)[idx],
+    axes = ("hwio" if quantity == "dW" else "mhwc") if e.ndim == 4 else ""
+    r = gradient_metrics(quantity, e.shape, axes, against, idx, g.reshape(-1)[idx], e.reshape(-1)[idx],
                          int(e.size - idx.size), tol)
-    border = False
-    if not r.passed and e.ndim == 4 and r.errors is not None:
-        bad = element_fails(np.nan_to_num(r.errors, nan=0.0), e, tol)
-        inner = bad[:, 1:-1, 1:-1, :]
-        border = bool(bad.any() and not inner.any() and min(e.shape[1:3]) > 2)
     w = r.worst
     return Finding(case, quantity, against, r.passed, r.max_abs_error, r.relative_error,
                    w.index if w else None, w.numerical if w else None, w.analytical if w else None,
-                   r.checked, r.kinks, "", border, r.errors if e.ndim == 4 else None)
+                   r.checked, r.kinks, "", r.hint == BORDER_HINT, r.hint, r.error_map)
 
 
 def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, eps: float = DEFAULT_EPS,

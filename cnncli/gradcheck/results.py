@@ -58,7 +58,12 @@ class GradientResult:
     top : tuple of Offender
         The largest errors, worst first.
     errors : ndarray or None
-        ``|a - n|`` in the gradient's shape, NaN where not checked (for heatmaps).
+        ``|a - n|`` in the gradient's shape, NaN where not checked.
+    hint : str or None
+        Where the failing elements sit, when that names a likely mistake (errors only
+        on the border: padding; stripes: stride); see :mod:`cnncli.gradcheck.diagnose`.
+    error_map : ndarray, shape (H, W), or None
+        ``errors`` reduced to height x width (max over the other axes; for heatmaps).
     """
 
     name: str
@@ -75,6 +80,8 @@ class GradientResult:
     worst: Optional[Offender] = None
     top: Tuple[Offender, ...] = ()
     errors: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    hint: Optional[str] = None
+    error_map: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         """The JSON entry of this gradient (SPEC: name, relative_error, ... passed)."""
@@ -85,7 +92,7 @@ class GradientResult:
             "worst_analytical": _num(self.worst.analytical) if self.worst else None,
             "worst_numerical": _num(self.worst.numerical) if self.worst else None,
             "checked": self.checked, "directions": self.directions, "kinks": self.kinks,
-            "failing": self.failing, "passed": self.passed,
+            "failing": self.failing, "passed": self.passed, "hint": self.hint,
             "top": [o.to_dict() for o in self.top],
         }
 
@@ -151,12 +158,12 @@ def relayout(result: CheckResult, perms: Dict[str, Tuple[Tuple[int, ...], str]])
         if g.name not in perms:
             grads.append(g)
             continue
-        perm, axes = perms[g.name]
+        perm, axes = perms[g.name]  # NOTE: every layout keeps height before width: error_map is unchanged
         move = lambda o: Offender(tuple(o.index[p] for p in perm), o.analytical, o.numerical)  # noqa: E731
         top = tuple(move(o) for o in g.top)
         grads.append(GradientResult(
             g.name, tuple(g.shape[p] for p in perm), axes, g.method, g.relative_error, g.max_abs_error,
             g.checked, g.directions, g.kinks, g.failing, g.passed, top[0] if top else None, top,
-            None if g.errors is None else np.transpose(g.errors, perm)))
+            None if g.errors is None else np.transpose(g.errors, perm), g.hint, g.error_map))
     return CheckResult(result.layer, result.method, result.eps, result.tol, result.seed, tuple(grads),
                        result.notes, result.label, result.params)

@@ -1,7 +1,7 @@
 """Rendering of gradient checks: rich tables, error heatmaps and offenders for people, JSON for scripts.
 
-Works on the result objects of :mod:`cnncli.gradcheck`; nothing is computed here
-beyond reducing an error array to the rows and columns of a heatmap.
+Works on the result objects of :mod:`cnncli.gradcheck` (which carry the error maps
+and hints); nothing is computed here.
 """
 
 from __future__ import annotations
@@ -66,32 +66,16 @@ def check_table(result, title: Optional[str] = None) -> Table:
     return t
 
 
-def _hw_map(g) -> Optional[np.ndarray]:
-    """The error array reduced to its two spatial axes (max over the others), or None."""
-    if g.errors is None or g.errors.ndim != 4 or np.all(np.isnan(g.errors)):
+def heatmap(name: str, axes: str, error_map: Optional[np.ndarray], hint: Optional[str]) -> Optional[Text]:
+    """A terminal heatmap of ``|a - n|`` over height x width (``error_map``), with the result's hint."""
+    if error_map is None:
         return None
-    spatial = {"mhwc": (1, 2), "mchw": (2, 3), "hwio": (0, 1), "oihw": (2, 3)}.get(g.axes)
-    if spatial is None:
-        return None
-    other = tuple(a for a in range(4) if a not in spatial)
-    e = g.errors
-    with np.errstate(all="ignore"):
-        checked = ~np.all(np.isnan(e), axis=other)
-        m = np.nanmax(np.where(np.isnan(e), -np.inf, e), axis=other)
-    return np.where(checked, m, np.nan)
-
-
-def heatmap(g) -> Optional[Text]:
-    """A terminal heatmap of ``|a - n|`` over height x width, with a reading hint."""
-    m = _hw_map(g)
-    if m is None:
-        return None
-    top = np.nanmax(m) if np.any(np.isfinite(m)) else 0.0
+    top = np.nanmax(error_map) if np.any(np.isfinite(error_map)) else 0.0
     out = Text()
-    out.append(f"{g.name}: max |a-n| over {'examples and channels' if g.axes[0] == 'm' else 'channels'}, "
+    out.append(f"{name}: max |a-n| over {'examples and channels' if axes[0] == 'm' else 'channels'}, "
                f"height x width (█ >= 50% of the worst, ▓ 10%, ▒ 1%, ░ 0.1%, · less, blank not checked)\n",
                style="dim")
-    for row in m:
+    for row in error_map:
         for v in row:
             if np.isnan(v):
                 out.append("  ")
@@ -104,27 +88,9 @@ def heatmap(g) -> Optional[Text]:
             else:
                 out.append("··", style="dim")
         out.append("\n")
-    hint = pattern_hint(m, top)
     if hint:
         out.append(hint + "\n", style="italic")
     return out
-
-
-def pattern_hint(m: np.ndarray, top: float) -> Optional[str]:
-    """"padding" when the large errors sit on the border, "stride" when they form stripes."""
-    if top <= 0 or min(m.shape) < 3:
-        return None
-    bad = np.nan_to_num(m, nan=0.0) >= 0.01 * top
-    if bad.all():
-        return None
-    if not bad[1:-1, 1:-1].any():
-        return "errors only along the border: look at the padding"
-    rows, cols = bad.any(axis=1), bad.any(axis=0)
-    if rows.sum() <= m.shape[0] // 2 and rows.sum() < m.shape[0] - 1:
-        return f"errors in rows {', '.join(map(str, np.flatnonzero(rows)))} only (a stripe): look at the stride"
-    if cols.sum() <= m.shape[1] // 2 and cols.sum() < m.shape[1] - 1:
-        return f"errors in columns {', '.join(map(str, np.flatnonzero(cols)))} only (a stripe): look at the stride"
-    return None
 
 
 def offenders_table(g) -> Table:
@@ -143,7 +109,7 @@ def print_check(result, con: Console, title: Optional[str] = None) -> None:
     for g in result.gradients:
         if g.passed:
             continue
-        hm = heatmap(g)
+        hm = heatmap(g.name, g.axes, g.error_map, g.hint)
         if hm is not None:
             con.print(hm)
         if g.top:
@@ -209,22 +175,13 @@ def print_impl(result, con: Console) -> None:
         if len(bad) > 10:
             ft.caption = f"... and {len(bad) - 10} more"
         con.print(ft)
-        first = next((x for x in bad if x.errors is not None and x.quantity == "dA_prev"), None)
+        first = next((x for x in bad if x.error_map is not None and x.quantity == "dA_prev"), None)
         if first is not None:
-            hm = heatmap(_ErrorMap(f"{f.name} dA_prev vs {first.against}, {first.case}", first.errors))
+            hm = heatmap(f"{f.name} dA_prev vs {first.against}, {first.case}", "mhwc", first.error_map, first.hint)
             if hm is not None:
                 con.print(hm)
     _footer(con, result.passed, f"{sum(f.passed for f in result.functions)}/{len(result.functions)} functions, "
             f"method {result.method}")
-
-
-class _ErrorMap:
-    """The attributes :func:`heatmap` reads, for an --impl comparison."""
-
-    axes = "mhwc"
-
-    def __init__(self, name: str, errors: np.ndarray):
-        self.name, self.errors = name, errors
 
 
 @contextmanager

@@ -18,7 +18,7 @@ runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
 IMPLS = ROOT / "tests" / "impls"
 GRADIENT_KEYS = {"name", "shape", "method", "relative_error", "max_abs_error", "worst_index", "worst_analytical",
-                 "worst_numerical", "checked", "directions", "kinks", "failing", "passed", "top"}
+                 "worst_numerical", "checked", "directions", "kinks", "failing", "passed", "hint", "top"}
 
 
 @pytest.fixture
@@ -103,6 +103,7 @@ def test_a_wrong_gradient_fails_with_heatmap_and_offenders(conv_files, monkeypat
     g = {x["name"]: x for x in doc["gradients"]}
     assert doc["passed"] is False and g["dA_prev"]["passed"] is False and g["dW"]["passed"] is True
     assert g["dA_prev"]["worst_index"][1] == 0 and g["dA_prev"]["failing"] == 2 * 5 * 3
+    assert g["dA_prev"]["hint"] == "errors only along the border: look at the padding" and g["dW"]["hint"] is None
 
 
 def test_impl_correct_passes_and_bug_fails_json():

@@ -147,3 +147,12 @@ def test_classic_float_of_bias_gets_a_numpy_hint(tmp_path):
     step = {f.name: f for f in check_impl(path).functions}["conv_single_step"]
     assert not step.passed
     assert any("use b.item() or float(np.squeeze(b))" in h for h in step.diagnosis)
+
+
+def test_findings_carry_where_the_errors_sit():
+    """A backward that ignores the stride gets its window positions wrong in stripes of the input."""
+    r = check_impl(IMPLS / "bug_pool_backward_stride.py")
+    report = {f.name: f for f in r.functions}["pool_backward"]
+    hints = {x.hint for x in report.findings if not x.passed and x.against == "engine"}
+    assert any(h and h.endswith("(a stripe): look at the stride") for h in hints), hints
+    assert all("hint" in x.to_dict() and "error_map" not in x.to_dict() for x in report.findings)

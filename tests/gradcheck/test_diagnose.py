@@ -1,0 +1,54 @@
+"""Where the errors sit: the error map over height x width and the border/stripe hint."""
+
+import numpy as np
+
+from cnncli.gradcheck.core import gradient_metrics
+from cnncli.gradcheck.diagnose import BORDER_HINT, border_only, pattern_hint, spatial_maps
+
+
+def _failing(shape, cells):
+    m = np.zeros(shape, dtype=bool)
+    for cell in cells:
+        m[cell] = True
+    return m
+
+
+def test_border_only_needs_a_failing_border_and_a_clean_interior():
+    assert border_only(_failing((5, 4), [(0, 1), (4, 3)]))
+    assert not border_only(_failing((5, 4), [(0, 1), (2, 2)]))
+    assert not border_only(_failing((5, 4), []))
+    assert not border_only(_failing((2, 4), [(0, 1)]))  # no interior to compare with
+
+
+def test_pattern_hint_names_border_and_stripes():
+    assert pattern_hint(_failing((5, 5), [(0, 0), (2, 4)])) == BORDER_HINT
+    assert pattern_hint(_failing((6, 5), [(1, c) for c in range(5)] + [(3, 2)])) == \
+        "errors in rows 1, 3 only (a stripe): look at the stride"
+    assert pattern_hint(_failing((4, 6), [(r, 2) for r in range(4)])) == \
+        "errors in columns 2 only (a stripe): look at the stride"
+    assert pattern_hint(np.ones((4, 4), dtype=bool)) is None
+    assert pattern_hint(_failing((4, 4), [])) is None and pattern_hint(None) is None
+
+
+def test_spatial_maps_reduce_over_the_non_spatial_axes_of_each_layout():
+    errors = np.full((2, 3, 4, 5), np.nan)  # read as oihw: height 4, width 5
+    errors[1, 2, 3, 4], errors[0, 0, 3, 4], errors[0, 1, 0, 0] = 0.5, 0.25, 0.0
+    failing = errors > 0.3
+    error_map, failing_map = spatial_maps(errors, failing, "oihw")
+    assert error_map.shape == (4, 5) and error_map[3, 4] == 0.5 and error_map[0, 0] == 0.0
+    assert np.isnan(error_map[1, 1]) and np.isnan(error_map).sum() == 18
+    assert np.flatnonzero(failing_map).tolist() == [19]
+    assert spatial_maps(errors, failing, "ab") == (None, None)
+
+
+def test_gradient_metrics_store_the_map_and_hint_of_failing_elements():
+    shape = (2, 5, 5, 3)  # mhwc
+    n = np.ones(shape)
+    a = n.copy()
+    a[1, 4, 2, 0] += 1.0  # one wrong element on the bottom row
+    idx = np.arange(a.size)
+    r = gradient_metrics("dA_prev", shape, "mhwc", "full", idx, a.reshape(-1), n.reshape(-1), 0, 1e-7)
+    assert r.failing == 1 and r.hint == BORDER_HINT and r.to_dict()["hint"] == BORDER_HINT
+    assert r.error_map.shape == (5, 5) and r.error_map[4, 2] == 1.0 and np.count_nonzero(r.error_map) == 1
+    ok = gradient_metrics("dA_prev", shape, "mhwc", "full", idx, n.reshape(-1), n.reshape(-1), 0, 1e-7)
+    assert ok.passed and ok.hint is None and ok.to_dict()["hint"] is None
