@@ -73,11 +73,12 @@ class LayerCall:
     layout : {"nhwc", "nchw"}
         The user's layout: inputs were converted from it, results go back to it.
     notes : list of str
-    geometry : WindowGeometry
     dtype : numpy.dtype
         The compute dtype.
     inputs : dict
         Per input name: ``{"source": ref, "shape": stored shape, "dtype": stored dtype}``.
+    bias_shape : tuple
+        The bias's shape as given (``db`` is returned in it); ``(n_C,)`` when no bias was given.
     """
 
     kind: str
@@ -88,12 +89,22 @@ class LayerCall:
     grad: object
     layout: str
     notes: List[str] = field(default_factory=list)
-    geometry: Optional[WindowGeometry] = None
     dtype: np.dtype = np.dtype(np.float64)
     inputs: Dict[str, dict] = field(default_factory=dict)
-    pad_spec: object = None
     bias_shape: Optional[tuple] = None
     _streams: list = field(default_factory=list, repr=False)
+
+    @property
+    def geometry(self) -> WindowGeometry:
+        """Output size and resolved pads, from ``params`` and the sizes of ``A_prev`` (and ``W``)."""
+        if self.kind == "conv":
+            return self.params.geometry(self.A_prev.shape[1:3], self.W.shape[:2])
+        return self.params.geometry(self.A_prev.shape[1:3])
+
+    @property
+    def pad_spec(self) -> Optional[str]:
+        """``"same"`` when the padding was asked as "same" (its pads depend on the input size), else None."""
+        return "same" if self.params.pad == "same" else None
 
     @property
     def out_shape(self) -> tuple:
@@ -267,8 +278,6 @@ def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool) -> None:
         _fill_conv(call, refs, pick, opts, stored)
     else:
         _fill_pool(call, pick, opts)
-    pad = pick("pad")
-    call.pad_spec = "same" if isinstance(pad, str) and pad.strip().lower() == "same" else None
 
     grad_key = "dZ" if call.kind == "conv" else "dA"
     if grad_key in refs:
@@ -291,7 +300,7 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict) -> N
     """Filters, bias, groups and ConvParams; channel and bias shapes checked with layout-aware messages."""
     if "W" not in refs:
         raise InputError("a conv layer needs filters: give --weights ARRAY (or a case file with W)")
-    _, H, Wd, C = call.A_prev.shape
+    C = call.A_prev.shape[3]
     W = _load(call, "W", refs["W"], False, stored)
     call.W = np.ascontiguousarray(layouts.to_nhwc(W, call.layout, weights=True), dtype=call.dtype)
     kh, kw, c_g, n_C = call.W.shape
@@ -306,7 +315,7 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict) -> N
         raise ShapeError(f"--f {opts['f']} disagrees with the {kh}x{kw} kernel of W from {refs['W']!r}")
     call.params = ConvParams(stride=_or(pick("stride"), 1), pad=_or(pick("pad"), 0),
                              dilation=_or(pick("dilation"), 1), groups=groups)
-    call.geometry = call.params.geometry((H, Wd), (kh, kw))
+    call.geometry  # NOTE: resolved now, so a window that fits no input is reported before the bias is read
     if "b" not in refs:
         call.notes.append("no bias given: b = 0")
         call.bias_shape = (n_C,)
@@ -336,4 +345,4 @@ def _fill_pool(call: LayerCall, pick, opts: dict) -> None:
                              dilation=_or(pick("dilation"), 1), mode=_or(pick("mode"), "max"),
                              ceil_mode=_flag("ceil_mode", pick, opts, False),
                              count_include_pad=_flag("count_include_pad", pick, opts, True))
-    call.geometry = call.params.geometry(call.A_prev.shape[1:3])
+    call.geometry  # resolved now: a window that fits no input is a hyperparameter error
