@@ -32,9 +32,12 @@ Examples:
 
 def _like_dims(ref: str, layout: Optional[str]) -> Dims:
     """Dims of the array at ``ref`` (any array reference of SPEC), read in ``layout``."""
-    from ..arrays import load_array  # NOTE: lazy: h5py and file handling only when --like is used
+    from ..arrays import open_array  # NOTE: lazy: h5py and file handling only when --like is used
 
-    return dims_from_shape(load_array(ref, role="--like").shape, layout or "nhwc", name=f"--like {ref}")
+    # Opened, not loaded: HDF5 datasets and .npy files (memory-mapped) give their shape without reading data.
+    with open_array(ref, role="--like") as array:
+        shape = array.shape
+    return dims_from_shape(shape, layout or "nhwc", name=f"--like {ref}")
 
 
 def _emit_json(document: dict) -> None:

@@ -183,6 +183,20 @@ def test_like_reads_the_dims_of_arrays(arrays):
     assert shape_json("--like", f"{arrays / 'data.h5'}:/train/A_prev", "--f", "5")["output"] == [5, 16, 20, 1]
 
 
+def test_like_takes_the_shape_without_reading_the_data(arrays, monkeypatch):
+    # Big HDF5 datasets and .npy files must not be loaded just to learn their shape.
+    from cnncli import arrays as array_io
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("--like read array data")
+
+    monkeypatch.setattr(array_io, "load_array", refuse)
+    monkeypatch.setattr(array_io, "read_h5", refuse)
+    monkeypatch.setattr(array_io.ArrayStream, "read", refuse)
+    assert shape_json("--like", f"{arrays / 'data.h5'}:/train/A_prev", "--f", "5")["input"] == [5, 20, 24, 1]
+    assert shape_json("--like", str(arrays / "nhwc.npy"), "--f", "3")["input"] == [2, 32, 30, 3]
+
+
 @pytest.mark.parametrize("args, words", [
     (["--input", "64x", "--f", "3"], ["--input", "'64x'"]),
     (["--input", "28", "--f", "0"], ["f must be >= 1, got 0"]),
