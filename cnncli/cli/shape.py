@@ -5,8 +5,6 @@ Parse the options, call :mod:`cnncli.shapes`, render with :mod:`cnncli.render.sh
 
 from __future__ import annotations
 
-import json
-import re
 from typing import List, Optional
 
 import typer
@@ -38,14 +36,6 @@ def _like_dims(ref: str, layout: Optional[str]) -> Dims:
     with open_array(ref, role="--like") as array:
         shape = array.shape
     return dims_from_shape(shape, layout or "nhwc", name=f"--like {ref}")
-
-
-def _emit_json(document: dict) -> None:
-    """Indented JSON with lists of numbers kept on one line (``[64, 64, 3]``)."""
-    text = json.dumps(document, indent=2)
-    # A real newline never occurs inside a JSON string, so this only touches indented lists of numbers.
-    typer.echo(re.sub(r"\[\n[-\d.,\s]*\]", lambda m: " ".join(m.group(0).split()).replace("[ ", "[").replace(" ]", "]"),
-                      text))
 
 
 @app.command(epilog=_EXAMPLES)
@@ -114,7 +104,7 @@ def shape(
             raise ShapeError("--target needs the input size: give --input DIMS or --like ARRAY")
         result = solve_target(specs[0], dims, target, stride_fixed=stride is not None)
         if as_json:
-            _emit_json(render.target_json(result))
+            typer.echo(render.to_json(render.target_json(result)))
         else:
             render.print_targets(result, render.console())
         return
@@ -126,7 +116,7 @@ def shape(
     result = evaluate_stack(specs, dims)
     if as_json:
         if result.layers:  # a partial stack is still worth a document; a lone failing layer is just the error
-            _emit_json(render.stack_json(result))
+            typer.echo(render.to_json(render.stack_json(result)))
     elif len(specs) == 1 and result.error is None:
         render.print_layer(result, render.console())
     elif result.layers:
@@ -152,6 +142,6 @@ def _size_table(specs, pad: Optional[str], as_json: bool) -> None:
     if not rows:
         raise HyperparameterError(f"the layers fit no input size up to {max(COMMON_SIZES)}")
     if as_json:
-        _emit_json(render.table_json(rows, columns))
+        typer.echo(render.to_json(render.table_json(rows, columns)))
     else:
         render.print_size_table(rows, columns, render.console())

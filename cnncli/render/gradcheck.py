@@ -6,7 +6,6 @@ and hints); nothing is computed here.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from contextlib import contextmanager
@@ -18,18 +17,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from .common import console, to_json  # noqa: F401  (used by cli/gradcheck.py)
+
 SHADES = ((0.5, "█", "bold red"), (0.1, "▓", "red"), (0.01, "▒", "yellow"), (1e-3, "░", "yellow"))
-
-
-def console(stderr: bool = False) -> Console:
-    """A console on stdout (or stderr); 120 columns when not a terminal."""
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(file=stream, width=None if stream.isatty() else 120, highlight=False, soft_wrap=False)
-
-
-def to_json(doc: dict) -> str:
-    """One JSON document (non-finite numbers were already turned into null by the results)."""
-    return json.dumps(doc, indent=2, allow_nan=False)
 
 
 def _e(x) -> str:

@@ -1,11 +1,11 @@
 """Rendering of ``forward`` / ``backward`` reports: a rich table for people, JSON for scripts.
 
 The report is a plain dict (built by :mod:`cnncli.cli.passes`); nothing is computed here.
+JSON goes through :func:`cnncli.render.common.to_json` (NaN and infinity become null).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from typing import Optional
@@ -13,31 +13,7 @@ from typing import Optional
 from rich.console import Console
 from rich.table import Table
 
-
-def console(stderr: bool = False) -> Console:
-    """A console on the current stdout/stderr; 120 columns when it is not a terminal."""
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(file=stream, width=None if stream.isatty() else 120, highlight=False, soft_wrap=False)
-
-
-def _json_number(x):
-    """JSON has no inf/nan: write them as strings so the document stays valid."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    return x
-
-
-def to_json(report: dict) -> str:
-    """The report as one JSON document (inf/nan statistics become strings)."""
-
-    def clean(obj):
-        if isinstance(obj, dict):
-            return {k: clean(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [clean(v) for v in obj]
-        return _json_number(obj)
-
-    return json.dumps(clean(report), indent=2)
+from .common import console, size_formula, to_json  # noqa: F401  (console, to_json: used by cli/passes.py)
 
 
 def _pair(p) -> str:
@@ -52,14 +28,6 @@ def _num(x: float) -> str:
     if isinstance(x, float) and not math.isfinite(x):
         return str(x)
     return f"{x:.6g}"
-
-
-def _formula(axis: dict, ceil: bool) -> str:
-    """The output-size formula with one axis's numbers in it."""
-    reach = f"{axis['dilation']}*({axis['f']}-1)" if axis["dilation"] != 1 else f"({axis['f']}-1)"
-    rnd = "ceil" if ceil else "floor"
-    return (f"{rnd}(({axis['n_in']} + {axis['pad_before']} + {axis['pad_after']} - {reach} - 1) "
-            f"/ {axis['stride']}) + 1 = {axis['n_out']}")
 
 
 def _hyper_text(hp: dict, pad_spec: Optional[str]) -> str:
@@ -91,7 +59,10 @@ def print_report(report: dict, out: Console) -> None:
     table.add_column()
     table.add_row("hyperparameters", _hyper_text(hp, report.get("pad_spec")))
     for name in ("height", "width"):
-        table.add_row(f"n_{name[0].upper()}", _formula(report["output_size"][name], hp.get("ceil_mode", False)))
+        axis = report["output_size"][name]
+        table.add_row(f"n_{name[0].upper()}", size_formula(axis["n_in"], axis["f"], axis["stride"], axis["dilation"],
+                                                           axis["pad_before"], axis["pad_after"], axis["n_out"],
+                                                           hp.get("ceil_mode", False)))
     table.add_row("layout / dtype", f"{hp['layout']} / {report['dtype']}")
     out.print(table)
 

@@ -6,7 +6,6 @@ of :mod:`cnncli.shapes` and :mod:`cnncli.shapes_solve`.
 
 from __future__ import annotations
 
-import sys
 from typing import Dict, List, Optional, Sequence
 
 from rich.console import Console
@@ -16,16 +15,16 @@ from rich.text import Text
 from ..engine.geometry import effective_size
 from ..shapes import LayerResult, LayerSpec, SizeRow, StackResult
 from ..shapes_solve import TargetResult
+from . import common
+from .common import size_formula, to_json  # noqa: F401  (to_json: used by cli/shape.py)
 
 FORMULA = "n_out = floor((n_in + pad_before + pad_after - dilation*(f-1) - 1) / stride) + 1"
 UNREAD_MARK = "*"
 
 
 def console(stderr: bool = False) -> Console:
-    """A console on the current stdout/stderr; 120 columns when it is not a terminal."""
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else 120
-    return Console(file=stream, width=width, highlight=False, soft_wrap=True)
+    """:func:`cnncli.render.common.console` with long lines left whole (formula lines exceed 120 columns)."""
+    return common.console(stderr, soft_wrap=True)
 
 
 # ----------------------------------------------------------------- formatting
@@ -76,13 +75,6 @@ def _hyper(spec: LayerSpec) -> str:
     return " ".join(parts)
 
 
-def _substituted(n_in: int, f: int, s: int, d: int, before: int, after: int, n_out: int, ceil: bool) -> str:
-    """The output-size formula with the numbers of one axis in it."""
-    reach = f"{d}*({f}-1)" if d != 1 else f"({f}-1)"
-    rnd = "ceil" if ceil else "floor"
-    return f"{rnd}(({n_in} + {before} + {after} - {reach} - 1) / {s}) + 1 = {n_out}"
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
@@ -116,7 +108,7 @@ def print_layer(result: StackResult, out: Console) -> None:
     grid.add_row("output", Text(g_out.text(), style="bold green"))
     grid.add_row("formula", FORMULA + ("  (ceil mode: round up, drop a last window starting in the padding)"
                                        if spec.ceil_mode else ""))
-    axes = [_substituted(n, spec.f[a], spec.stride[a], spec.dilation[a], pb, pa, o, spec.ceil_mode)
+    axes = [size_formula(n, spec.f[a], spec.stride[a], spec.dilation[a], pb, pa, o, spec.ceil_mode)
             for a, (n, pb, pa, o) in enumerate(((g_in.h, t, b, g_out.h), (g_in.w, l, r, g_out.w)))]
     if axes[0] == axes[1]:
         grid.add_row("height, width", axes[0])
