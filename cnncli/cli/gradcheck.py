@@ -15,8 +15,7 @@ import typer
 from ..calls import resolve_layer
 from ..errors import HyperparameterError
 from .app import app
-from .options import (BiasOpt, CeilModeOpt, CountIncludePadOpt, DilationOpt, DtypeOpt, FOpt, GradOpt, GroupsOpt,
-                      LayerOpt, LayoutOpt, ModeOpt, PadOpt, StrideOpt, WeightsOpt)
+from .options import layer_options
 
 _CHECK = "Check"
 SourceArg = typer.Argument(None, metavar="SOURCE", show_default=False,
@@ -42,13 +41,9 @@ PROGRESS_VALUES = 4000
 
 
 @app.command()
+@layer_options(grad=True)
 def gradcheck(
-    source: Optional[str] = SourceArg,
-    grad: GradOpt = None,
-    layer: LayerOpt = None, weights: WeightsOpt = None, bias: BiasOpt = None, f: FOpt = None,
-    stride: StrideOpt = None, pad: PadOpt = None, dilation: DilationOpt = None, groups: GroupsOpt = None,
-    mode: ModeOpt = None, ceil_mode: CeilModeOpt = None, count_include_pad: CountIncludePadOpt = None,
-    layout: LayoutOpt = None, dtype: DtypeOpt = None,
+    source: Optional[str] = SourceArg, options: dict = None,
     impl: Optional[str] = ImplOpt, method: str = MethodOpt, samples: Optional[int] = SamplesOpt,
     eps: float = EpsOpt, tol: float = TolOpt, seed: int = SeedOpt, as_json: bool = JsonOpt,
 ) -> None:
@@ -60,9 +55,6 @@ def gradcheck(
     from ..gradcheck.core import validate_settings
 
     validate_settings(method, samples, eps, tol)
-    options = dict(layer=layer, weights=weights, bias=bias, f=f, stride=stride, pad=pad, dilation=dilation,
-                   groups=groups, mode=mode, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
-                   layout=layout, dtype=dtype, grad=grad)
     given = [k for k, v in options.items() if v is not None]
     if impl is not None and source is not None:
         raise HyperparameterError("--impl checks your functions on the built-in battery and takes no SOURCE; "

@@ -1,5 +1,12 @@
 """The layer options shared by ``forward``, ``backward`` and ``gradcheck``: Typer glue only.
 
+A command takes them all through one decorator::
+
+    @app.command()
+    @layer_options(grad=True)
+    def backward(source: str = SourceArg, options: dict = None, output: Optional[str] = OutOpt):
+        call = resolve_layer(source, **options)   # options: {"grad": ..., "layer": ..., ...}
+
 Every option defaults to ``None`` ("not given") so that
 :func:`cnncli.calls.resolve_layer` can let a case file's attributes fill it in;
 the resolution itself (loading, layouts, dtypes, checks) lives in :mod:`cnncli.calls`.
@@ -7,9 +14,13 @@ the resolution itself (loading, layouts, dtypes, checks) lives in :mod:`cnncli.c
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import functools
+import inspect
+from typing import Annotated, Callable, Optional
 
 import typer
+
+from ..calls import OPTION_KEYS
 
 _PANEL = "Layer"
 
@@ -49,4 +60,41 @@ DtypeOpt = Annotated[Optional[str], typer.Option(
 GradOpt = Annotated[Optional[str], typer.Option(
     "--grad", metavar="ARRAY", rich_help_panel=_PANEL,
     help="Upstream gradient (dZ for conv, dA for pool), shaped like the forward output.")]
+# Parsed but not shown: a command that refuses --dtype can then say why instead of "no such option".
+HiddenDtypeOpt = Annotated[Optional[str], typer.Option("--dtype", hidden=True)]
 
+_ANNOTATIONS = {"layer": LayerOpt, "weights": WeightsOpt, "bias": BiasOpt, "f": FOpt, "stride": StrideOpt,
+                "pad": PadOpt, "dilation": DilationOpt, "groups": GroupsOpt, "mode": ModeOpt,
+                "ceil_mode": CeilModeOpt, "count_include_pad": CountIncludePadOpt, "layout": LayoutOpt,
+                "dtype": DtypeOpt, "grad": GradOpt}  # one per key of OPTION_KEYS
+
+
+def layer_options(*, grad: bool = False, dtype: bool = True) -> Callable:
+    """Decorate a command so that its ``options`` parameter becomes the layer options.
+
+    Typer reads the command's signature, so the decorator rewrites it: ``options``
+    is replaced, in place, by ``--grad`` (when ``grad``), ``--layer`` ... ``--layout``
+    and ``--dtype`` (hidden when not ``dtype``); the command receives their values as
+    one dict ``options`` (None = not given), ready for :func:`cnncli.calls.resolve_layer`.
+    """
+    names = (["grad"] if grad else []) + [k for k in OPTION_KEYS if k != "grad"]
+    annotations = dict(_ANNOTATIONS, dtype=DtypeOpt if dtype else HiddenDtypeOpt)
+
+    def decorate(command: Callable) -> Callable:
+        signature = inspect.signature(command, eval_str=True)
+        params = []
+        for param in signature.parameters.values():
+            if param.name != "options":
+                params.append(param)
+                continue
+            params += [inspect.Parameter(name, param.POSITIONAL_OR_KEYWORD, default=None, annotation=annotations[name])
+                       for name in names]
+
+        @functools.wraps(command)
+        def run(**kwargs):
+            return command(options={name: kwargs.pop(name) for name in names}, **kwargs)
+
+        run.__signature__ = signature.replace(parameters=params)
+        return run
+
+    return decorate

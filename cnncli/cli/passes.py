@@ -16,8 +16,7 @@ from ..errors import InputError, OutputError
 from ..render import passes as render
 from ..results import ResultWriter, check_destination
 from .app import app
-from .options import (BiasOpt, CeilModeOpt, CountIncludePadOpt, DilationOpt, DtypeOpt, FOpt, GradOpt, GroupsOpt,
-                      LayerOpt, LayoutOpt, ModeOpt, PadOpt, StrideOpt, WeightsOpt)
+from .options import layer_options
 
 SourceArg = typer.Argument(..., metavar="SOURCE",
                            help="A case file (.h5/.npz with A_prev) or an array for A_prev: x.npy, x.npz:NAME, x.h5:PATH or -.")
@@ -114,39 +113,22 @@ def _run(command: str, source: str, output: Optional[str], force: bool, as_json:
 
 
 @app.command()
-def forward(
-    source: str = SourceArg,
-    layer: LayerOpt = None, weights: WeightsOpt = None, bias: BiasOpt = None, f: FOpt = None,
-    stride: StrideOpt = None, pad: PadOpt = None, dilation: DilationOpt = None, groups: GroupsOpt = None,
-    mode: ModeOpt = None, ceil_mode: CeilModeOpt = None, count_include_pad: CountIncludePadOpt = None,
-    layout: LayoutOpt = None, dtype: DtypeOpt = None,
-    output: Optional[str] = OutOpt, force: bool = ForceOpt, as_json: bool = JsonOpt,
-) -> None:
+@layer_options()
+def forward(source: str = SourceArg, options: dict = None, output: Optional[str] = OutOpt,
+            force: bool = ForceOpt, as_json: bool = JsonOpt) -> None:
     """Run a conv or pool layer forward: Z (conv) or A (pool) from A_prev.
 
     HDF5 inputs are streamed in batch chunks, so memory stays bounded whatever their size.
     """
-    options = dict(layer=layer, weights=weights, bias=bias, f=f, stride=stride, pad=pad, dilation=dilation,
-                   groups=groups, mode=mode, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
-                   layout=layout, dtype=dtype)
     _run("forward", source, output, force, as_json, options)
 
 
 @app.command()
-def backward(
-    source: str = SourceArg,
-    grad: GradOpt = None,
-    layer: LayerOpt = None, weights: WeightsOpt = None, bias: BiasOpt = None, f: FOpt = None,
-    stride: StrideOpt = None, pad: PadOpt = None, dilation: DilationOpt = None, groups: GroupsOpt = None,
-    mode: ModeOpt = None, ceil_mode: CeilModeOpt = None, count_include_pad: CountIncludePadOpt = None,
-    layout: LayoutOpt = None, dtype: DtypeOpt = None,
-    output: Optional[str] = OutOpt, force: bool = ForceOpt, as_json: bool = JsonOpt,
-) -> None:
+@layer_options(grad=True)
+def backward(source: str = SourceArg, options: dict = None, output: Optional[str] = OutOpt,
+             force: bool = ForceOpt, as_json: bool = JsonOpt) -> None:
     """Run a conv or pool layer backward: dA_prev (and dW, db for conv) from the upstream gradient.
 
     --grad is dZ (conv) or dA (pool), shaped like the forward output; a case file may carry it.
     """
-    options = dict(layer=layer, weights=weights, bias=bias, f=f, stride=stride, pad=pad, dilation=dilation,
-                   groups=groups, mode=mode, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
-                   layout=layout, dtype=dtype, grad=grad)
     _run("backward", source, output, force, as_json, options)
