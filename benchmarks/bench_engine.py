@@ -129,6 +129,10 @@ def machine_info(torch) -> list:
     env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
                                       "OPENBLAS_NUM_THREADS") if k in os.environ}
     lines.append(f"  env: {env or 'no BLAS/OpenMP variables set'}")
+    try:
+        lines.append(f"  load average at start: {os.getloadavg()[0]:.2f} (shared machine: other jobs skew timings)")
+    except OSError:
+        pass
     if torch is not None:
         lines.append(f"torch {torch.__version__}, threads={torch.get_num_threads()}")
     else:
@@ -269,6 +273,10 @@ def main(argv=None) -> int:
             med = statistics.median(rs)
             print(f"summary {dtype} {which}: median {med:.2f}x torch time over {len(rs)} cases "
                   f"(target <= {target:.1f}x: {'met' if med <= target else 'NOT met'})")
+    try:
+        print(f"load average at end: {os.getloadavg()[0]:.2f}")
+    except OSError:
+        pass
     if speedups:
         print(f"summary loops: {min(speedups):.0f}x to {max(speedups):.0f}x faster than the loop oracle, "
               f"median {statistics.median(speedups):.0f}x (target >= 100x)")

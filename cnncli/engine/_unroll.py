@@ -28,20 +28,29 @@ def unroll_part(X, cols, base, e0, e1, r0, r1, step, offs_h, offs_w):
     n_W = cols.shape[2]
     dst = cols[e0 - base[0]:e1 - base[0], r0 - base[1]:r1 - base[1]]
     src_e = X[e0:e1]
+    n_r = r1 - r0
+    w_ranges = [valid_range(0, n_W, sw, ob, Wd) for ob in offs_w]
     for a, oa in enumerate(offs_h):
         h_lo, h_hi, rows = valid_range(r0, r1, sh, oa, H)
         h_lo, h_hi = h_lo - r0, h_hi - r0
-        dst[:, :h_lo, :, :, a] = 0
-        dst[:, h_hi:, :, :, a] = 0
         if h_lo == h_hi:
+            dst[:, :, :, :, a] = 0
             continue
+        if h_lo > 0:
+            dst[:, :h_lo, :, :, a] = 0
+        if h_hi < n_r:
+            dst[:, h_hi:, :, :, a] = 0
         # Columns [x_lo, x_hi) where every tap of the row is inside X (see row_runs).
         x_lo, x_hi = row_runs(src_e, rows, dst[:, h_lo:h_hi, :, :, a], sw, offs_w) if groups == 1 else (0, 0)
-        for b, ob in enumerate(offs_w):
-            w_lo, w_hi, cs = valid_range(0, n_W, sw, ob, Wd)
+        for b, (w_lo, w_hi, cs) in enumerate(w_ranges):
             d = dst[:, h_lo:h_hi, :, :, a, b]
-            d[:, :, :w_lo] = 0
-            d[:, :, w_hi:] = 0
+            if w_lo == w_hi:
+                d[...] = 0
+                continue
+            if w_lo > 0:
+                d[:, :, :w_lo] = 0
+            if w_hi < n_W:
+                d[:, :, w_hi:] = 0
             for lo, hi in ((w_lo, min(w_hi, x_lo)), (max(w_lo, x_hi), w_hi)) if x_lo < x_hi else ((w_lo, w_hi),):
                 if lo < hi:
                     src = src_e[:, rows, cs][:, :, lo - w_lo:hi - w_lo]
@@ -60,7 +69,8 @@ def row_runs(src_e, rows, dst, sw, offs_w):
     """
     kb, C = len(offs_w), src_e.shape[3]
     W = src_e.shape[2]
-    if kb < 2 or list(offs_w) != list(range(offs_w[0], offs_w[0] + kb)) or src_e.strides[2] != C * src_e.strides[3]:
+    if (kb < 2 or dst.size < 2**13 or list(offs_w) != list(range(offs_w[0], offs_w[0] + kb))
+            or src_e.strides[2] != C * src_e.strides[3]):  # small copies: as_strided costs more than it saves
         return 0, 0
     x_lo = max(0, -(offs_w[0] // sw))
     x_hi = min(dst.shape[2], (W - kb - offs_w[0]) // sw + 1)
@@ -118,7 +128,8 @@ def fold_runs(dst_rows, ca, sw, offs_w):
     """
     kb, C = len(offs_w), dst_rows.shape[3]
     W = dst_rows.shape[2]
-    if kb < 2 or list(offs_w) != list(range(offs_w[0], offs_w[0] + kb)) or dst_rows.strides[2] != C * dst_rows.strides[3]:
+    if (kb < 2 or ca.size < 2**13 or list(offs_w) != list(range(offs_w[0], offs_w[0] + kb))
+            or dst_rows.strides[2] != C * dst_rows.strides[3]):
         return 0, 0
     x_lo = max(0, -(offs_w[0] // sw))
     x_hi = min(ca.shape[2], (W - kb - offs_w[0]) // sw + 1)

@@ -220,19 +220,21 @@ def conv2d_backward(
         n_g = n_C // groups
         step, offs_h, offs_w = _forward_plan(geom)
         # Stride 1, one group: dW straight from shifted views of the padded input (no patch copies).
-        shifted = groups == 1 and geom.stride == (1, 1) and weight_grad_shifted(A_prev, dZ, dW, geom,
-                                                                                workspace_bytes)
+        # Tiny layers (gradient checks call them thousands of times) take the path with fewest steps.
+        small = m * geom.out_hw[0] * geom.out_hw[1] * kh * kw * c_g * groups * A_prev.itemsize < 2**18
+        shifted = not small and groups == 1 and geom.stride == (1, 1) and weight_grad_shifted(
+            A_prev, dZ, dW, geom, workspace_bytes)
         if not shifted:
             dW.fill(0)
             weight_grad(A_prev, dZ, dW.reshape(-1, groups, n_g).transpose(1, 0, 2), step, offs_h, offs_w,
                         workspace_bytes)
-        dA_prev = _input_grad(dZ, W, geom, groups, A_prev.shape, workspace_bytes)
+        dA_prev = _input_grad(dZ, W, geom, groups, A_prev.shape, workspace_bytes, transposed=not small)
     if layout == "nchw":
         return ConvGrads(*conv_out_grads(dA_prev, dW, db))
     return ConvGrads(dA_prev, dW, db)
 
 
-def _input_grad(dZ, W, geom: WindowGeometry, groups: int, shape, workspace_bytes) -> np.ndarray:
+def _input_grad(dZ, W, geom: WindowGeometry, groups: int, shape, workspace_bytes, transposed=True) -> np.ndarray:
     """dA_prev of a grouped convolution.
 
     Two exact ways, chosen by cost: (1) a transposed convolution, one stride
@@ -247,7 +249,7 @@ def _input_grad(dZ, W, geom: WindowGeometry, groups: int, shape, workspace_bytes
     n_g = n_C // groups
     (sh, sw), (dh, dw) = geom.stride, geom.dilation
     t, _, l, _ = geom.pads
-    if n_g <= 2 * c_g:
+    if transposed and n_g <= 2 * c_g:
         dA = np.empty(shape, dtype=dZ.dtype)
         for p, taps_h, offs_h in _phase_plans(kh, sh, dh, t):
             for q, taps_w, offs_w in _phase_plans(kw, sw, dw, l):
