@@ -269,6 +269,23 @@ class LayerResult:
         return 2 * self.macs
 
     @property
+    def rf_edges(self) -> Tuple[Tuple[float, float], Tuple[float, float]]:
+        """First and last input row, and first and last column, in output (0, 0)'s receptive field.
+
+        ``start`` is the field's centre, so the edges lie ``(rf - 1) / 2`` either side;
+        negative or past the input's end means the field reaches into padding.
+        """
+        first = [self.start[a] - (self.rf[a] - 1) / 2 for a in (0, 1)]
+        return (first[0], first[0] + self.rf[0] - 1), (first[1], first[1] + self.rf[1] - 1)
+
+    @property
+    def weight_shape(self) -> Optional[Tuple[int, int, int, int]]:
+        """Conv weights ``(f_h, f_w, n_C_prev // groups, n_C)``; None for pooling."""
+        if self.spec.kind != "conv":
+            return None
+        return self.spec.f[0], self.spec.f[1], self.input.c // self.spec.groups, self.output.c
+
+    @property
     def unread(self) -> Pair:
         """Input rows and columns that no window reads."""
         return self.trailing[0] + self.skipped[0], self.trailing[1] + self.skipped[1]
@@ -298,6 +315,11 @@ class StackResult:
     @property
     def macs(self) -> int:
         return sum(r.macs for r in self.layers)
+
+    @property
+    def flops(self) -> int:
+        """Floating-point operations of every layer (2 per multiply-accumulate)."""
+        return sum(r.flops for r in self.layers)
 
     def memory(self, itemsize: int) -> int:
         """Bytes of every layer's output activations (what a training step keeps for backward)."""

@@ -127,6 +127,18 @@ def test_receptive_field_of_a_known_stack_by_hand():
     assert [r.start[0] for r in layers] == [1, 2, 3, 3.5, 5.5]
 
 
+def test_receptive_field_edges_weight_shape_and_flops_by_hand():
+    # conv f=3 pad 1 then pool 2x2: output (0,0) of the conv sees rows -1..1 (one padded row);
+    # the pool's (0,0) covers conv outputs 0..1, i.e. input rows -1..2 (field 4).
+    specs = [parse_layer_spec(t) for t in ("conv:f=3,p=1,g=2,c=4", "pool:f=2")]
+    result = evaluate_stack(specs, Dims(2, 6, 5, 2, rank=4))
+    conv, pool = result.layers
+    assert conv.rf_edges == ((-1, 1), (-1, 1)) and pool.rf_edges == ((-1, 2), (-1, 2))
+    assert conv.weight_shape == (3, 3, 1, 4) and pool.weight_shape is None
+    # MACs: every output value (2*6*5*4) takes 3*3*1 multiply-accumulates; pooling counts none.
+    assert result.flops == conv.flops == 2 * (2 * 6 * 5 * 4) * 9
+
+
 def test_table_sizes_cover_f_to_32_and_the_common_sizes():
     sizes = table_sizes(3)
     assert sizes[:30] == list(range(3, 33))

@@ -119,13 +119,12 @@ def print_layer(result: StackResult, out: Console) -> None:
         t != b or l != r) else ""
     grid.add_row("pads", f"top {t}, bottom {b}, left {l}, right {r}{how}")
     grid.add_row("unread input", _unread_text(layer))
-    edge = [layer.start[a] - (layer.rf[a] - 1) / 2 for a in (0, 1)]
+    rows, cols = layer.rf_edges
     grid.add_row("receptive field", f"{layer.rf[0]}x{layer.rf[1]} (jump {_hw(layer.jump)}, start {_hw(tuple(map(_num, layer.start)))}; "
-                 f"output (0,0) sees input rows {_num(edge[0])}..{_num(edge[0] + layer.rf[0] - 1)}, "
-                 f"cols {_num(edge[1])}..{_num(edge[1] + layer.rf[1] - 1)})")
+                 f"output (0,0) sees input rows {_num(rows[0])}..{_num(rows[1])}, "
+                 f"cols {_num(cols[0])}..{_num(cols[1])})")
     if spec.kind == "conv":
-        c_g = g_in.c // spec.groups
-        grid.add_row("parameters", f"{layer.params:,} ({spec.f[0]}*{spec.f[1]}*{c_g}*{g_out.c} weights "
+        grid.add_row("parameters", f"{layer.params:,} ({'*'.join(map(str, layer.weight_shape))} weights "
                                    f"+ {g_out.c} biases)")
         grid.add_row("MACs", f"{layer.macs:,}  (FLOPs = 2 x MACs = {layer.flops:,})"
                      + (f" for a batch of {g_in.m}" if g_in.m > 1 else ""))
@@ -164,7 +163,7 @@ def print_stack(result: StackResult, out: Console) -> None:
                       _bytes(result.memory(4)), "")
     out.print(table)
     if result.error is None:
-        out.print(f"FLOPs = 2 x MACs = {2 * result.macs:,}; activations in float64: {_bytes(result.memory(8))}"
+        out.print(f"FLOPs = 2 x MACs = {result.flops:,}; activations in float64: {_bytes(result.memory(8))}"
                   + (f"; batch of {result.input.m}" if result.input.m > 1 else ""))
     for layer in result.layers:
         for note in layer.notes:
@@ -289,7 +288,7 @@ def stack_json(result: StackResult) -> dict:
         "layers": [layer_json(layer) for layer in result.layers],
         "output": None if out is None else out.as_list(),
         "totals": None if out is None else {
-            "params": result.params, "macs": result.macs, "flops": 2 * result.macs,
+            "params": result.params, "macs": result.macs, "flops": result.flops,
             "memory_bytes": {"float32": result.memory(4), "float64": result.memory(8)},
             "receptive_field": list(result.layers[-1].rf), "jump": list(result.layers[-1].jump),
         },
