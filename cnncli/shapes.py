@@ -170,8 +170,13 @@ def make_layer(kind: str = "conv", f=None, stride=None, pad=None, dilation=None,
         other = "pool" if kind == "conv" else "conv"
         raise HyperparameterError(f"{wrong[0].replace('_', '-')} applies to {other} layers only, not {kind}{where}")
     f = geo.as_pair(f, "f")
+    # The input channels are unknown until the layer meets an input (evaluate_layer checks them);
+    # the output channels can be checked now.
     if filters is not None and groups is not None:
-        geo.check_groups(_positive_int(groups, "groups"), _positive_int(filters, "filters"), groups)
+        n_groups, n_filters = _positive_int(groups, "groups"), _positive_int(filters, "filters")
+        if n_filters % n_groups:
+            raise HyperparameterError(f"groups={n_groups} must divide the output channels n_C={n_filters} "
+                                      "(filters)")
     return LayerSpec(
         kind=kind,
         f=f,

@@ -164,3 +164,10 @@ def test_size_table_of_a_stack_skips_sizes_that_do_not_fit():
     rows = size_table({"output": [parse_layer_spec("conv:f=3"), parse_layer_spec("pool:f=2")]})
     assert rows[0].n_in == 4  # 3 -> 1 cannot be pooled 2x2
     assert all(r.cells["output"].output.h == (r.n_in - 2) // 2 for r in rows)
+
+
+def test_groups_must_divide_the_filters_before_any_input_is_known():
+    with pytest.raises(HyperparameterError, match=r"^groups=3 must divide the output channels n_C=4 \(filters\) "
+                                                  r"in layer spec 'conv:f=3,g=3,c=4'$"):
+        parse_layer_spec("conv:f=3,g=3,c=4")
+    assert make_layer("conv", f=3, groups=3, filters=6).groups == 3
