@@ -1,8 +1,8 @@
 """``cnncli gradcheck``: parse, run the library checker, render; exit 1 when a check fails.
 
 Three modes: no SOURCE runs the built-in battery on the engine; SOURCE checks
-the engine on that layer call (same options as ``forward``); ``--impl FILE.py``
-checks the user's own classic functions.
+the engine on that layer call (same options as ``forward`` but ``--dtype``: checks
+always run in float64); ``--impl FILE.py`` checks the user's own classic functions.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ PROGRESS_VALUES = 4000
 
 
 @app.command()
-@layer_options(grad=True)
+@layer_options(grad=True, dtype=False)
 def gradcheck(
     source: Optional[str] = SourceArg, options: dict = None,
     impl: Optional[str] = ImplOpt, method: str = MethodOpt, samples: Optional[int] = SamplesOpt,
@@ -55,6 +55,9 @@ def gradcheck(
     from ..gradcheck.core import validate_settings
 
     validate_settings(method, samples, eps, tol)
+    if options["dtype"] is not None:
+        raise HyperparameterError(f"gradcheck always computes in float64 (central differences need its precision); "
+                                  f"drop --dtype {options['dtype']} (it applies to forward and backward)")
     given = [k for k, v in options.items() if v is not None]
     if impl is not None and source is not None:
         raise HyperparameterError("--impl checks your functions on the built-in battery and takes no SOURCE; "
@@ -98,7 +101,8 @@ def _check_source(source, options, method, samples, eps, tol, seed, tty, render)
     from ..gradcheck.core import relayout
     from ..gradcheck.layers import NCHW_PERMS, gradcheck_conv, gradcheck_pool
 
-    call = resolve_layer(source, **options)
+    # float64 asked for explicitly: the dtype note then says "computed in float64" and offers no --dtype float32.
+    call = resolve_layer(source, **dict(options, dtype="float64"))
     size = call.A_prev.size + (call.W.size if call.W is not None else 0)
     kw = dict(grad=call.grad, method=method, samples=samples, eps=eps, tol=tol, seed=seed)
     with render.progress_bar("gradcheck", show=tty and size > PROGRESS_VALUES) as progress:

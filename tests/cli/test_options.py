@@ -1,12 +1,19 @@
-"""The layer options reach forward, backward and gradcheck alike (one shared decorator)."""
+"""The layer options reach forward, backward and gradcheck alike (one shared decorator);
+gradcheck refuses --dtype (it always checks in float64)."""
 
+import json
+
+import numpy as np
 import typer
+from typer.testing import CliRunner
 
 from cnncli.cli import app
 
+runner = CliRunner()
+
 # SPEC "Commands": the options of forward; backward and gradcheck add --grad.
 LAYER_FLAGS = {"--layer", "--weights", "--bias", "--f", "--stride", "--pad", "--dilation", "--groups", "--mode",
-               "--ceil-mode", "--count-include-pad", "--layout", "--dtype"}
+               "--ceil-mode", "--count-include-pad", "--layout"}
 
 
 def _flags(name):
@@ -15,6 +22,29 @@ def _flags(name):
 
 
 def test_every_layer_command_takes_the_same_layer_options():
-    assert LAYER_FLAGS <= _flags("forward") and "--grad" not in _flags("forward")
-    for name in ("backward", "gradcheck"):
-        assert LAYER_FLAGS | {"--grad"} <= _flags(name)
+    assert LAYER_FLAGS | {"--dtype"} <= _flags("forward") and "--grad" not in _flags("forward")
+    assert LAYER_FLAGS | {"--dtype", "--grad"} <= _flags("backward")
+    assert LAYER_FLAGS | {"--grad"} <= _flags("gradcheck")
+
+
+REFUSAL = ("cnncli: error: gradcheck always computes in float64 (central differences need its precision); "
+           "drop --dtype float32 (it applies to forward and backward)\n")
+
+
+def test_gradcheck_refuses_dtype_in_one_line(tmp_path):
+    np.save(tmp_path / "A.npy", np.ones((1, 4, 4, 1), dtype=np.float32))
+    for args in (["gradcheck", str(tmp_path / "A.npy"), "--f", "2", "--dtype", "float32"],
+                 ["gradcheck", "--dtype", "float32"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2
+        assert res.stderr == REFUSAL and res.stdout == ""
+
+
+def test_gradcheck_help_does_not_offer_dtype_and_its_notes_do_not_suggest_it(tmp_path):
+    assert "--dtype" not in runner.invoke(app, ["gradcheck", "--help"]).stdout
+    assert "--dtype" in runner.invoke(app, ["forward", "--help"]).stdout
+    np.save(tmp_path / "img.npy", np.arange(2 * 4 * 4).reshape(2, 4, 4, 1).astype(np.uint8))
+    res = runner.invoke(app, ["gradcheck", str(tmp_path / "img.npy"), "--f", "2", "--json"])
+    assert res.exit_code == 0, res.stderr
+    notes = json.loads(res.stdout)["notes"]
+    assert "A_prev is uint8: computed in float64" in notes and not any("--dtype" in n for n in notes)
