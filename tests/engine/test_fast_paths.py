@@ -1,0 +1,87 @@
+"""The engine's speed paths against the loop oracle, on layers big enough to take them.
+
+The hypothesis tests draw tiny layers, which the engine serves with its
+simplest path (fewest Python steps). These fixed, medium-sized layers cross the
+thresholds of the others: patch copies split over threads, whole runs of taps
+copied or added at once, dW from shifted slices of the padded input, dA_prev
+phase by phase, row-block chunks under a small workspace, depthwise and pooling
+chunks shared out over threads, and the fallback on non-finite input.
+"""
+
+import numpy as np
+import pytest
+
+from cnncli.engine import ConvParams, PoolParams, conv2d, conv2d_backward, pool2d, pool2d_backward
+from cnncli.engine.reference import conv_backward_loops, conv_forward_loops, pool_backward_loops, pool_forward_loops
+
+TOL = {np.float64: 1e-10, np.float32: 2e-4}
+
+CONV = {
+    # name: (A_prev shape, W shape, params, workspace_bytes)
+    "3x3-same": ((2, 22, 22, 8), (3, 3, 8, 8), dict(pad=1), None),
+    "3x3-row-blocks": ((2, 22, 22, 8), (3, 3, 8, 8), dict(pad=(2, 0, 1, 1)), 20_000),
+    "stem-7x7-stride2": ((2, 40, 38, 3), (7, 7, 3, 16), dict(stride=2, pad=3), None),
+    "3x3-stride2": ((2, 30, 29, 8), (3, 3, 8, 8), dict(stride=2, pad=1), None),
+    "grouped-dilated": ((2, 24, 24, 8), (3, 2, 4, 8), dict(groups=2, dilation=(2, 1), pad=(1, 2, 0, 1)), None),
+    "depthwise": ((2, 24, 24, 16), (3, 3, 1, 16), dict(groups=16, pad=1), 100_000),
+    "depthwise-mult2-stride2": ((2, 24, 24, 8), (3, 3, 1, 16), dict(groups=8, pad="same", stride=2), 100_000),
+}
+
+
+def _close(got, want, dtype, name):
+    assert got.dtype == dtype and got.shape == want.shape, name
+    scale = max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=TOL[dtype] * scale, err_msg=name)
+
+
+# float32 on a few representative paths keeps the suite fast.
+RUNS = [(name, np.float64) for name in CONV] + [(name, np.float32) for name in ("3x3-same", "stem-7x7-stride2", "depthwise")]
+
+
+@pytest.mark.parametrize("name, dtype", RUNS)
+def test_conv_paths_match_loops(name, dtype):
+    a_shape, w_shape, kw, workspace = CONV[name]
+    rng = np.random.default_rng(sum(map(ord, name)))
+    A = rng.standard_normal(a_shape).astype(dtype)
+    W = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[3]).astype(dtype)
+    p = ConvParams(**kw)
+    Z = conv2d(A, W, b, p, workspace_bytes=workspace)
+    _close(Z, conv_forward_loops(A, W, b, p).astype(dtype), dtype, "Z")
+    dZ = rng.standard_normal(Z.shape).astype(dtype)
+    got = conv2d_backward(dZ, A, W, p, workspace_bytes=workspace)
+    for label, g, w in zip(("dA_prev", "dW", "db"), got, conv_backward_loops(dZ, A, W, p)):
+        _close(g, w.astype(dtype), dtype, label)
+
+
+def test_conv_backward_non_finite_input_matches_loops():
+    # dW from shifted slices would turn 0 * inf into nan where the loops have finite values.
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((2, 22, 22, 8))
+    A[1, 21, 21, 3] = np.inf
+    A[0, 0, 5, 0] = np.nan
+    W = rng.standard_normal((3, 3, 8, 8))
+    p = ConvParams(pad=(0, 0, 1, 0))
+    dZ = rng.standard_normal((2, 20, 21, 8))
+    for label, g, w in zip(("dA_prev", "dW", "db"), conv2d_backward(dZ, A, W, p), conv_backward_loops(dZ, A, W, p)):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(w), err_msg=label)
+        np.testing.assert_array_equal(np.isinf(g), np.isinf(w), err_msg=label)
+        ok = np.isfinite(w)
+        np.testing.assert_allclose(g[ok], w[ok], rtol=1e-10, atol=1e-10, err_msg=label)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(f=3, stride=2, pad=1, mode="max", ceil_mode=True),
+    dict(f=(2, 3), stride=(1, 2), dilation=(2, 1), mode="max"),
+    dict(f=3, stride=2, pad=1, mode="average", ceil_mode=True, count_include_pad=False),
+])
+def test_pool_paths_match_loops(kw):
+    rng = np.random.default_rng(5)
+    A = rng.integers(-3, 4, (3, 30, 29, 8)).astype(np.float64)  # many ties: first maximum wins
+    p = PoolParams(**kw)
+    for workspace in (None, 30_000):
+        out = pool2d(A, p, workspace_bytes=workspace)
+        _close(out, pool_forward_loops(A, p), np.float64, "A")
+        dA = rng.standard_normal(out.shape)
+        _close(pool2d_backward(dA, A, p, workspace_bytes=workspace), pool_backward_loops(dA, A, p),
+               np.float64, "dA_prev")
