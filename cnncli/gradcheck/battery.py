@@ -126,7 +126,7 @@ class BatteryResult:
         return all(c.passed for c in self.cases)
 
     def to_dict(self) -> dict:
-        """JSON-ready: ``{"passed", "battery": true, "method", "cases": [...]}``."""
+        """Plain Python types: ``{"passed", "battery": True, "method", "cases": [...]}``."""
         return {"passed": self.passed, "battery": True, "method": self.method,
                 "cases": [c.to_dict() for c in self.cases]}
 

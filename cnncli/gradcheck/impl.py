@@ -67,9 +67,6 @@ class Finding:
         d = dict(self.__dict__)
         del d["error_map"]
         d["worst_index"] = list(self.worst_index) if self.worst_index is not None else None
-        for k in ("max_abs_error", "relative_error", "expected", "got"):
-            if d[k] is not None and not np.isfinite(d[k]):
-                d[k] = None
         return d
 
 

@@ -1,11 +1,10 @@
-"""Result objects of the gradient checker: per gradient, per layer call; JSON-ready.
+"""Result objects of the gradient checker: per gradient, per layer call; ``to_dict`` gives plain Python types.
 
 Pure data: built by :mod:`cnncli.gradcheck.core`, rendered by ``cnncli/render/gradcheck.py``.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
@@ -131,7 +130,7 @@ class CheckResult:
         return all(g.passed for g in self.gradients)
 
     def to_dict(self) -> dict:
-        """JSON-ready dict: ``{"passed", "layer", ..., "gradients": [...]}``."""
+        """Plain Python types (NaN stays NaN): ``{"passed", "layer", ..., "gradients": [...]}``."""
         d = {"passed": self.passed, "layer": self.layer}
         if self.label:
             d["label"] = self.label
@@ -141,10 +140,9 @@ class CheckResult:
         return d
 
 
-def _num(x) -> Optional[float]:
-    """A float for JSON (NaN and inf become None: JSON has no such numbers)."""
-    x = float(x)
-    return x if math.isfinite(x) else None
+def _num(x) -> float:
+    """A Python float; NaN and inf stay (the one ``--json`` writer, ``cnncli.render.common.to_json``, writes null)."""
+    return float(x)
 
 
 def relayout(result: CheckResult, perms: Dict[str, Tuple[Tuple[int, ...], str]]) -> CheckResult:

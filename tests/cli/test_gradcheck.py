@@ -168,3 +168,19 @@ def test_real_process_exit_codes_and_clean_json_stdout():
     assert bad.returncode == 1 and json.loads(bad.stdout)["passed"] is False
     usage = _run("--samples", "0")
     assert usage.returncode == 2 and usage.stderr == "cnncli: error: samples must be >= 1, got 0\n"
+
+
+def test_json_writes_nan_as_null(tmp_path):
+    """JSON has no NaN: a user function returning NaN gives null errors in a strictly valid document."""
+    path = tmp_path / "nan.py"
+    path.write_text("import numpy as np\n\ndef distribute_value(dz, shape):\n    return np.full(shape, np.nan)\n")
+    r = runner.invoke(app, ["gradcheck", "--impl", str(path), "--json"])
+    assert r.exit_code == 1 and "NaN" not in r.stdout and "Infinity" not in r.stdout
+
+    def refuse(name):
+        raise AssertionError(f"{name} in JSON")
+
+    doc = json.loads(r.stdout, parse_constant=refuse)
+    finding = doc["functions"][0]["findings"][0]
+    assert finding["passed"] is False and finding["relative_error"] is None and finding["max_abs_error"] is None
+    assert finding["got"] is None and finding["expected"] == 2.0 / 4
