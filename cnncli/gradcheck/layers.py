@@ -95,19 +95,12 @@ def gradcheck_conv(A_prev, W, b=None, params: Optional[ConvParams] = None, *, gr
     Wt = _as_float64(W, "W", notes)
     if layout == "nchw":
         A, Wt = np.ascontiguousarray(nchw_to_nhwc(A)), np.ascontiguousarray(weights_nchw_to_nhwc(Wt))
-    if Wt.ndim != 4:
-        raise ShapeError(f"W must be 4-D, got shape {Wt.shape}")
-    n_C = Wt.shape[3]
-    if b is None:
-        bias = np.zeros(n_C)
-    else:
-        bias = _as_float64(b, "b", notes)
-        if bias.shape not in ((n_C,), (1, 1, 1, n_C)):
-            raise ShapeError(f"b must have shape ({n_C},) or (1, 1, 1, {n_C}) to match W, got {bias.shape}")
-        bias = bias.reshape(n_C)
-    from ..engine import conv2d  # validates every shape and hyperparameter once, with the engine's messages
+    bias = None if b is None else _as_float64(b, "b", notes)
+    from ..engine import conv2d  # validates every shape (W, b, groups) and hyperparameter once, with the engine's messages
 
     out_shape = conv2d(A[:1], Wt, bias, params).shape[1:]
+    n_C = out_shape[2]
+    bias = np.zeros(n_C) if bias is None else bias.reshape(n_C)
     G = _upstream(grad, (A.shape[0],) + out_shape, seed, notes, layout, "the upstream gradient (--grad)")
     problem = ConvProblem(A, Wt, bias, params, G)
     result = check_problem(problem, method=method, samples=samples, eps=eps, tol=tol, seed=seed,
