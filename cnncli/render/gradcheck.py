@@ -7,7 +7,6 @@ and hints); nothing is computed here.
 from __future__ import annotations
 
 import math
-import sys
 from contextlib import contextmanager
 from typing import Optional
 
@@ -183,7 +182,7 @@ def progress_bar(description: str, show: bool):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=Console(file=sys.stderr), transient=True) as bar:
+                  TimeElapsedColumn(), console=console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:
