@@ -273,7 +273,8 @@ def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool) -> None:
     call.A_prev = _batch_input(call, _load(call, "A_prev", refs["A_prev"], stream, stored))
     m, H, Wd, C = call.A_prev.shape
     if min(m, H, Wd, C) < 1:
-        raise ShapeError(f"A_prev from {refs['A_prev']!r} has an empty axis: shape {tuple(call.inputs['A_prev']['shape'])}")
+        stored_shape = tuple(call.inputs["A_prev"]["shape"])
+        raise ShapeError(f"A_prev from {refs['A_prev']!r} has an empty axis: shape {stored_shape}")
     if call.kind == "conv":
         _fill_conv(call, refs, pick, opts, stored)
     else:

@@ -56,7 +56,7 @@ def gradcheck(
 
     validate_settings(method, samples, eps, tol)
     if options["dtype"] is not None:
-        raise HyperparameterError(f"gradcheck always computes in float64 (central differences need its precision); "
+        raise HyperparameterError("gradcheck always computes in float64 (central differences need its precision); "
                                   f"drop --dtype {options['dtype']} (it applies to forward and backward)")
     given = [k for k, v in options.items() if v is not None]
     if impl is not None and source is not None:

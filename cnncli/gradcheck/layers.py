@@ -96,7 +96,7 @@ def gradcheck_conv(A_prev, W, b=None, params: Optional[ConvParams] = None, *, gr
     if layout == "nchw":
         A, Wt = np.ascontiguousarray(nchw_to_nhwc(A)), np.ascontiguousarray(weights_nchw_to_nhwc(Wt))
     bias = None if b is None else _as_float64(b, "b", notes)
-    from ..engine import conv2d  # validates every shape (W, b, groups) and hyperparameter once, with the engine's messages
+    from ..engine import conv2d  # validates every shape (W, b, groups) and hyperparameter, once
 
     out_shape = conv2d(A[:1], Wt, bias, params).shape[1:]
     n_C = out_shape[2]
