@@ -299,6 +299,8 @@ def _or(value, default):
 
 def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict) -> None:
     """Filters, bias, groups and ConvParams; channel and bias shapes checked with layout-aware messages."""
+    # NOTE: conv2d checks channels and bias shape again, but in NHWC terms and naming no file: checking
+    # here, before any batch is streamed, lets the message name the file and speak the user's layout.
     if "W" not in refs:
         raise InputError("a conv layer needs filters: give --weights ARRAY (or a case file with W)")
     C = call.A_prev.shape[3]
