@@ -67,12 +67,18 @@ class CnncliGroup(TyperGroup):
             _error_line(str(exc))
             code = EXIT_USAGE
         except BrokenPipeError:
-            # The reader of our stdout went away (e.g. `| head`): not an error of ours.
+            # The reader of our stdout went away (e.g. `| head`): not an error of ours. Point
+            # fd 1 at /dev/null so the interpreter's final flush cannot fail again.
             try:
-                sys.stdout = open(os.devnull, "w")
-            except OSError:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
                 pass
             code = EXIT_OK
+        except MemoryError as exc:
+            # Nearly always hyperparameters or shapes far larger than meant (pad 100000).
+            _error_line(f"not enough memory for this layer call ({exc}); check the pad, f, "
+                        "stride and batch size")
+            code = EXIT_USAGE
         except Exception as exc:  # a bug: say so in one line, traceback only on request
             if state.debug:
                 traceback.print_exc()

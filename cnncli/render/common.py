@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 
@@ -14,13 +15,30 @@ from rich.console import Console
 _NUMBER_LIST = re.compile(r"\[\n(?:[-+\deE.,\s]|null)*\]")
 
 
-def console(stderr: bool = False, soft_wrap: bool = False) -> Console:
-    """A console on the current stdout (or stderr); 120 columns when it is not a terminal.
+class _Console(Console):
+    """A rich Console that lets a closed pipe (``| head``) reach the app as BrokenPipeError.
 
-    ``soft_wrap=True`` leaves long lines whole (for formulas that must not break).
+    Rich's default exits with status 1, which cnncli reserves for a failed check.
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
+def console(stderr: bool = False, soft_wrap: bool = False) -> Console:
+    """A console on the current stdout (or stderr).
+
+    On a terminal, its width; elsewhere (a pipe, a CI log) ``$COLUMNS`` if set, else
+    wide enough that tables are never squeezed or numbers cut. ``soft_wrap=True``
+    leaves long lines whole (for formulas that must not break).
     """
     stream = sys.stderr if stderr else sys.stdout
-    return Console(file=stream, width=None if stream.isatty() else 120, highlight=False, soft_wrap=soft_wrap)
+    width = None
+    if not stream.isatty():
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else 240
+    return _Console(file=stream, width=width, highlight=False, soft_wrap=soft_wrap)
 
 
 def _finite(obj):

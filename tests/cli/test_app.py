@@ -50,3 +50,28 @@ def test_debug_does_not_leak_into_the_next_run():
     runner.invoke(app, ["--debug", "--version"])
     runner.invoke(app, ["--version"])
     assert state.debug is False
+
+
+def test_closed_pipe_is_not_a_failure():
+    """`cnncli ... | head -1`: the reader leaving early is exit 0, not 1 (1 means a failed check)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    for args in (["shape", "--f", "3", "--stride", "2"], ["gradcheck"]):
+        proc = subprocess.Popen([sys.executable, "-m", "cnncli", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+        proc.stdout.close()  # like `| head -0`: every write of the app now meets a closed pipe
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == 0, err
+        assert b"Traceback" not in err and b"Exception ignored" not in err
+
+
+def test_absurd_sizes_are_bad_input_not_a_crash(tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "A.npy", np.ones((1, 4, 4, 2)))
+    np.save(tmp_path / "W.npy", np.ones((3, 3, 2, 2)))
+    result = runner.invoke(app, ["forward", str(tmp_path / "A.npy"), "--weights", str(tmp_path / "W.npy"),
+                                 "--pad", "10000000", "-o", str(tmp_path / "Z.npy")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("cnncli: error: not enough memory for this layer call")
+    assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "Z.npy").exists()
