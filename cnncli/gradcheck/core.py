@@ -158,7 +158,8 @@ def _check_tensor(problem, name, x, grad, h, excluded, method, samples, tol, rng
         if n_ok <= LOCALIZE_FULL_LIMIT:
             idx, how = np.flatnonzero(~excluded), "fast+full"
         else:
-            idx, how = stratified_indices(x.shape, name, max(samples, 4 * DEFAULT_SAMPLES), rng, excluded), "fast+sample"
+            how = "fast+sample"
+            idx = stratified_indices(x.shape, name, max(samples, 4 * DEFAULT_SAMPLES), rng, excluded)
         local = _elementwise(problem, name, x, grad, h, idx, kinks, how, tol, tracker)
         return _merge(fast, local, how, passed=False)
     if method == "fast+sample":

@@ -295,7 +295,8 @@ def _backward(run: _Run, layer: str, findings, errors) -> None:
         got = out if layer == "conv" else (out,)
         if not (isinstance(got, tuple) and len(got) == len(names)):
             findings.append(Finding(case.name, "dA_prev", "engine", False,
-                                    detail=f"did not return {len(names)} gradient(s) ({', '.join('d' + n for n in names)})"))
+                                    detail=f"did not return {len(names)} gradient(s) "
+                                           f"({', '.join('d' + n for n in names)})"))
             continue
         user_grads = dict(zip(names, got))
         for n in names:

@@ -132,7 +132,8 @@ def print_battery(result, con: Console) -> None:
         if not case.passed:
             print_check(case, con, title=escape(f"failing: {case.label}"))
     tol = result.cases[0].tol if result.cases else 0
-    _footer(con, result.passed, f"{sum(c.passed for c in result.cases)}/{len(result.cases)} configurations, tol {tol:g}")
+    _footer(con, result.passed,
+            f"{sum(c.passed for c in result.cases)}/{len(result.cases)} configurations, tol {tol:g}")
 
 
 def print_impl(result, con: Console) -> None:

@@ -85,7 +85,8 @@ def _unread_text(layer: LayerResult) -> str:
     for axis, word, side in ((0, "row", "bottom"), (1, "col", "right")):
         if layer.trailing[axis]:
             n, extra = layer.trailing[axis], layer.cover_pad[axis]
-            fix = f"pad {side} +{extra} reads {'it' if n == 1 else 'them'}" if extra else f"no {side} padding reaches them"
+            fix = (f"pad {side} +{extra} reads {'it' if n == 1 else 'them'}" if extra
+                   else f"no {side} padding reaches them")
             parts.append(f"last {_plural(n, word)} ({fix})")
         if layer.skipped[axis]:
             parts.append(f"{_plural(layer.skipped[axis], word)} between windows (stride > window; padding can't help)")
@@ -120,7 +121,8 @@ def print_layer(result: StackResult, out: Console) -> None:
     grid.add_row("pads", f"top {t}, bottom {b}, left {l}, right {r}{how}")
     grid.add_row("unread input", _unread_text(layer))
     rows, cols = layer.rf_edges
-    grid.add_row("receptive field", f"{layer.rf[0]}x{layer.rf[1]} (jump {_hw(layer.jump)}, start {_hw(tuple(map(_num, layer.start)))}; "
+    grid.add_row("receptive field", f"{layer.rf[0]}x{layer.rf[1]} (jump {_hw(layer.jump)}, "
+                 f"start {_hw(tuple(map(_num, layer.start)))}; "
                  f"output (0,0) sees input rows {_num(rows[0])}..{_num(rows[1])}, "
                  f"cols {_num(cols[0])}..{_num(cols[1])})")
     if spec.kind == "conv":
