@@ -100,8 +100,11 @@ def as_pair(value, name: str, minimum: int = 1) -> Pair:
     (2, 1)
     """
     if isinstance(value, str):
-        parts = [p for p in value.replace("x", ",").split(",") if p.strip()]
-        items = parts if parts else [value]
+        items = value.lower().replace("x", ",").split(",")
+        if not any(p.strip() for p in items):  # no number at all: "x", ""
+            items = [value]
+        elif any(not p.strip() for p in items):  # "2x", ",3": a number is missing
+            raise HyperparameterError(f"{name} must be an int or a pair like 3 or 3x2, got {value!r}")
     elif isinstance(value, (list, tuple)):
         items = list(value)
     elif hasattr(value, "shape") and getattr(value, "ndim", 0) == 1:  # numpy 1-d array
@@ -136,9 +139,9 @@ def normalize_pad(pad: PadSpec) -> Union[str, Pads]:
             return (0, 0, 0, 0)
         if word == "same":
             return "same"
-        parts = [p for p in word.replace("x", ",").split(",") if p.strip()]
+        parts = word.replace("x", ",").split(",")
         try:
-            values = [int(p) for p in parts]
+            values = [int(p) for p in parts]  # int("") fails too: "1x" or "1,,2" is refused
         except ValueError:
             raise HyperparameterError(
                 f"pad must be an int, 'h,w', 'top,bottom,left,right', 'valid' or 'same', got {pad!r}"

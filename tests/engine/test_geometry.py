@@ -115,3 +115,15 @@ def test_bad_flags_are_refused(value):
 
     with pytest.raises(HyperparameterError, match="ceil_mode must be true or false"):
         as_flag(value, "ceil_mode")
+
+
+@pytest.mark.parametrize("text", ["2x", "2xx3", ",3", "3,"])
+def test_pairs_with_a_missing_number_are_refused(text):
+    with pytest.raises(HyperparameterError, match="stride must be an int or a pair like 3 or 3x2"):
+        as_pair(text, "stride")
+
+
+@pytest.mark.parametrize("text", ["1x", "1,,2", "1,2,", ""])
+def test_pads_with_a_missing_number_are_refused(text):
+    with pytest.raises(HyperparameterError, match="pad must be an int, 'h,w'"):
+        normalize_pad(text)
