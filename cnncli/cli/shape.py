@@ -50,7 +50,7 @@ def shape(
         None, "--like", metavar="ARRAY", help="Take the input size from an array (x.npy, x.npz:NAME, x.h5:PATH, -)."),
     layout: Optional[str] = typer.Option(
         None, "--layout", metavar="nhwc|nchw", help="Axis order of the --like array (default nhwc)."),
-    layer: Optional[str] = typer.Option(None, "--layer", metavar="conv|pool", help="Layer kind (default conv)."),
+    layer: Optional[str] = typer.Option(None, "--layer", metavar="conv|pool", help="Layer kind (default conv; pool when --mode or --ceil-mode is given)."),
     f: Optional[str] = typer.Option(None, "--f", metavar="F", help="Window size: 3 or 3x2."),
     stride: Optional[str] = typer.Option(None, "--stride", metavar="S", help="Step (conv: 1, pool: f)."),
     pad: Optional[str] = typer.Option(
@@ -89,7 +89,9 @@ def shape(
     else:
         if f is None:
             raise HyperparameterError("give the window size with --f F (e.g. --f 3), or LAYER_SPECs")
-        specs = [make_layer(layer or "conv", f=f, stride=stride, pad=pad, dilation=dilation, filters=filters,
+        # As in forward: options only pooling has (--mode, --ceil-mode) say which layer is meant.
+        kind = layer or ("pool" if mode is not None or ceil_mode else "conv")
+        specs = [make_layer(kind, f=f, stride=stride, pad=pad, dilation=dilation, filters=filters,
                             groups=groups, mode=mode, ceil_mode=ceil_mode)]
     dims = parse_dims(input_dims) if input_dims is not None else (
         _like_dims(like, layout) if like is not None else None)

@@ -206,7 +206,8 @@ def test_like_takes_the_shape_without_reading_the_data(arrays, monkeypatch):
     (["--input", "28", "--f", "3", "--pad", "wide"], ["pad must be", "'wide'"]),
     (["--input", "4", "--f", "5"], ["no 5x5 window fits a 4x4 input"]),
     (["--input", "28", "--layer", "dense", "--f", "3"], ["'conv' or 'pool'", "'dense'"]),
-    (["--input", "28", "--f", "3", "--mode", "max"], ["mode applies to pool layers only"]),
+    (["--input", "28", "--layer", "conv", "--f", "3", "--mode", "max"], ["mode applies to pool layers only"]),
+    (["--input", "28", "--f", "3", "--mode", "max", "--filters", "8"], ["filters applies to conv layers only"]),
     (["--input", "28"], ["--f F"]),
     (["--input", "28", "conv:f=3,q=1"], ["unknown key 'q'"]),
     (["--input", "28", "--f", "3", "conv:f=3"], ["either as LAYER_SPECs or with options"]),
@@ -261,3 +262,14 @@ def test_subprocess_like_from_stdin_json():
                 stdin=buffer.getvalue())
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["output"] == [1, 3, 10, 12]
+
+
+def test_mode_or_ceil_mode_alone_means_a_pool_layer():
+    """As in forward: --mode/--ceil-mode without --layer ask for pooling (28 -> floor((28-3)/3)+1 = 9)."""
+    for extra in (["--mode", "avg"], ["--ceil-mode"]):
+        result = runner.invoke(app, ["shape", "--input", "28x28x2", "--f", "3", "--json", *extra])
+        assert result.exit_code == 0, result.stderr
+        layer = json.loads(result.stdout)["layers"][0]
+        assert layer["kind"] == "pool"
+        expected = 9 if extra[0] == "--mode" else 10  # ceil((28-3)/3)+1 = 10
+        assert layer["output"] == [expected, expected, 2]
