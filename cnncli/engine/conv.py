@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import ShapeError
 from ._common import CHUNK_TARGET_BYTES, as_nhwc, compute_dtype, plan_chunks, threads
 from ._depthwise import depthwise_backward, depthwise_forward
-from ._unroll import chunk_buffer, correlate, fold, weight_grad, weight_grad_shifted
+from ._unroll import chunk_buffer, correlate, fold, is_identity, weight_grad, weight_grad_shifted
 from .geometry import WindowGeometry, check_groups
 from .layout import check_layout, conv_in, conv_out_grads, nchw_to_nhwc, nhwc_to_nchw
 from .params import ConvParams
@@ -222,8 +222,9 @@ def conv2d_backward(
         # Stride 1, one group: dW straight from shifted views of the padded input (no patch copies).
         # Tiny layers (gradient checks call them thousands of times) take the path with fewest steps.
         small = m * geom.out_hw[0] * geom.out_hw[1] * kh * kw * c_g * groups * A_prev.itemsize < 2**18
-        shifted = not small and groups == 1 and geom.stride == (1, 1) and weight_grad_shifted(
-            A_prev, dZ, dW, geom, workspace_bytes)
+        # (A 1x1 window needs neither: its patches are the input itself.)
+        shifted = (not small and groups == 1 and geom.stride == (1, 1) and not is_identity(step, offs_h, offs_w)
+                   and weight_grad_shifted(A_prev, dZ, dW, geom, workspace_bytes))
         if not shifted:
             dW.fill(0)
             weight_grad(A_prev, dZ, dW.reshape(-1, groups, n_g).transpose(1, 0, 2), step, offs_h, offs_w,
