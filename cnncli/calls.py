@@ -55,7 +55,15 @@ class Batches:
         if not isinstance(sel, slice) or sel.step not in (None, 1):
             raise TypeError("Batches supports [lo:hi] only")
         lo, hi, _ = sel.indices(self.shape[0])
-        return np.ascontiguousarray(layouts.to_nhwc(self.stream.read(lo, hi), self.layout), dtype=self.dtype)
+        return _compute(layouts.to_nhwc(self.stream.read(lo, hi), self.layout), self.dtype)
+
+
+def _compute(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``arr`` contiguous in the compute dtype."""
+    # NOTE: float64 values beyond float32's range become inf, as IEEE says; the passes count and report
+    # them, so numpy's overflow warning is silenced.
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(arr, dtype=dtype)
 
 
 @dataclass
@@ -264,7 +272,7 @@ def _batch_input(call: LayerCall, src) -> object:
     """A loaded A_prev / gradient as NHWC in the compute dtype (lazy Batches when streamed)."""
     if isinstance(src, arrays.ArrayStream):
         return Batches(src, call.layout, call.dtype)
-    return np.ascontiguousarray(layouts.to_nhwc(src, call.layout), dtype=call.dtype)
+    return _compute(layouts.to_nhwc(src, call.layout), call.dtype)
 
 
 def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool) -> None:
@@ -305,7 +313,7 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict) -> N
         raise InputError("a conv layer needs filters: give --weights ARRAY (or a case file with W)")
     C = call.A_prev.shape[3]
     W = _load(call, "W", refs["W"], False, stored)
-    call.W = np.ascontiguousarray(layouts.to_nhwc(W, call.layout, weights=True), dtype=call.dtype)
+    call.W = _compute(layouts.to_nhwc(W, call.layout, weights=True), call.dtype)
     kh, kw, c_g, n_C = call.W.shape
     if min(call.W.shape) < 1:
         raise ShapeError(f"W from {refs['W']!r} has an empty axis: shape {tuple(call.inputs['W']['shape'])}")
@@ -328,7 +336,7 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict) -> N
         raise ShapeError(f"b from {refs['b']!r} has shape {b.shape}; expected ({n_C},) or (1, 1, 1, {n_C}) "
                          f"to match W's {n_C} filter(s)")
     call.bias_shape = b.shape
-    call.b = np.ascontiguousarray(b.reshape(n_C), dtype=call.dtype)
+    call.b = _compute(b.reshape(n_C), call.dtype)
 
 
 def _flag(key: str, pick, opts: dict, default: bool) -> bool:

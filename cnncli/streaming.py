@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -30,24 +30,48 @@ Progress = Optional[Callable[[int, int], None]]
 
 @dataclass
 class Stats:
-    """Running min, max, mean and (population) standard deviation of streamed chunks.
+    """Running counts of NaN and infinite values, and min, max, mean and (population) standard
+    deviation of the finite ones, over streamed chunks.
 
-    Chunks are merged with Chan et al.'s pairwise update, which stays accurate where
-    a running sum of squares would cancel.
+    Chunks are merged with Chan et al.'s pairwise update, which stays accurate where a running
+    sum of squares would cancel. Values are held divided by ``scale``, a power of two (exact)
+    raised as bigger values arrive, so squares of values near the float64 limit never overflow.
     """
 
-    count: int = 0
-    mean: float = 0.0
-    m2: float = 0.0
+    count: int = 0  # finite values
+    nan_count: int = 0
+    inf_count: int = 0
+    mean: float = 0.0  # of the finite values / scale
+    m2: float = 0.0  # sum of squared deviations / scale**2
     min: float = math.inf
     max: float = -math.inf
+    scale: float = 1.0
 
     def add(self, chunk: np.ndarray) -> None:
         """Fold ``chunk`` (any shape) into the statistics."""
-        n = chunk.size
-        if n == 0:
+        x = np.asarray(chunk)
+        if x.size == 0:
             return
-        x = chunk.astype(np.float64, copy=False)
+        nan, inf = nonfinite_counts(x)
+        if nan or inf:
+            self.nan_count += nan
+            self.inf_count += inf
+            x = x[np.isfinite(x)]
+            if x.size == 0:
+                return
+        x = x.astype(np.float64, copy=False)
+        lo, hi = float(x.min()), float(x.max())
+        self.min, self.max = min(self.min, lo), max(self.max, hi)
+        # NOTE: 2**(e-1) <= peak < 2**e, so the scaled values stay in (-2, 2) and 2**(e-1) itself is finite.
+        scale = math.ldexp(1.0, math.frexp(max(-lo, hi))[1] - 1)
+        if scale > self.scale:
+            ratio = self.scale / scale
+            self.mean *= ratio
+            self.m2 *= ratio * ratio
+            self.scale = scale
+        if self.scale != 1.0:
+            x = x / self.scale
+        n = x.size
         c_mean = float(x.mean())
         c_m2 = float(np.square(x - c_mean).sum())
         total = self.count + n
@@ -55,13 +79,59 @@ class Stats:
         self.mean += delta * n / total
         self.m2 += c_m2 + delta * delta * self.count * n / total
         self.count = total
-        self.min = min(self.min, float(x.min()))
-        self.max = max(self.max, float(x.max()))
 
     def as_dict(self) -> dict:
-        """``{"min", "max", "mean", "std"}`` as Python floats."""
-        std = math.sqrt(self.m2 / self.count) if self.count else float("nan")
-        return {"min": self.min, "max": self.max, "mean": self.mean, "std": std}
+        """``{"min", "max", "mean", "std"}`` of the finite values as Python floats (NaN when there is
+        none), and ``"nan_count"``, ``"inf_count"`` (+inf and -inf) as ints."""
+        if self.count:
+            finite = {"min": self.min, "max": self.max, "mean": self.mean * self.scale,
+                      "std": math.sqrt(self.m2 / self.count) * self.scale}
+        else:
+            finite = dict.fromkeys(("min", "max", "mean", "std"), math.nan)
+        return {**finite, "nan_count": self.nan_count, "inf_count": self.inf_count}
+
+
+def nonfinite_counts(x: np.ndarray) -> Tuple[int, int]:
+    """``(NaN count, +-inf count)`` of an array of any shape and numeric dtype."""
+    if x.dtype.kind not in "fc":
+        return 0, 0  # integers and bools are always finite
+    finite = int(np.count_nonzero(np.isfinite(x)))
+    if finite == x.size:
+        return 0, 0
+    nan = int(np.count_nonzero(np.isnan(x)))
+    return nan, x.size - finite - nan
+
+
+def _counted(x: Tuple[int, int], n: int = 0) -> str:
+    """'1 NaN', '3 NaN and 2 inf' ... for a (NaN, inf) pair ``x``; ``n`` > 0 adds 'value(s)'."""
+    text = " and ".join(f"{c} {what}" for c, what in zip(x, ("NaN", "inf")) if c)
+    return f"{text} value{'s' if n > 1 else ''}" if n else text
+
+
+def nonfinite_notes(call, inputs: Dict[str, Tuple[int, int]], results: Dict[str, "Result"]) -> List[str]:
+    """One-line notes on the NaN and infinite values of a pass: per output that has some, where they
+    came from and what its statistics cover; else per input that has some, that no output has any."""
+    def source(name):
+        counted = _counted(inputs[name])
+        stored = np.dtype(call.inputs[name]["dtype"])
+        if stored.kind == "f" and stored.itemsize > call.dtype.itemsize and inputs[name][1]:
+            counted += f" after conversion to {call.dtype}"
+        return f"{name} has {counted}"
+
+    dirty = [name for name, c in inputs.items() if any(c)]
+    cause = "; ".join(source(n) for n in dirty) or f"every input is finite: the {call.dtype} arithmetic overflowed"
+    notes = []
+    for name, result in results.items():
+        s = result.stats
+        bad = s.nan_count + s.inf_count
+        if not bad:
+            continue
+        head = f"{name} has {_counted((s.nan_count, s.inf_count), bad)} ({cause})"
+        notes.append(f"{head}: min, max, mean and std are of its {s.count} finite value{'s' if s.count > 1 else ''}"
+                     if s.count else f"{head} and no finite value")
+    if not notes:
+        notes = [f"{name} has {_counted(inputs[name], sum(inputs[name]))}; every output is finite" for name in dirty]
+    return notes
 
 
 @dataclass
@@ -92,6 +162,36 @@ def _chunks(m: int, rows: int) -> Iterator[slice]:
         yield slice(lo, min(m, lo + rows))
 
 
+class _Census:
+    """NaN / inf counts per input of a pass, gathered as the pass reads them.
+
+    Only the counts are kept (no statistics), so the inputs cost one extra read of each chunk.
+    """
+
+    def __init__(self, call):
+        self.call = call
+        self.counts = {name: (0, 0) for name in call.inputs}
+
+    def add(self, name: str, x) -> None:
+        if x is None or name not in self.counts:
+            return
+        nan, inf = nonfinite_counts(np.asarray(x))
+        seen = self.counts[name]
+        self.counts[name] = (seen[0] + nan, seen[1] + inf)
+
+    def report(self, results: Dict[str, Result]) -> None:
+        """Record the counts in ``call.inputs`` and the notes in ``call.notes``."""
+        for name, (nan, inf) in self.counts.items():
+            self.call.inputs[name].update(nan_count=nan, inf_count=inf)
+        self.call.notes.extend(nonfinite_notes(self.call, self.counts, results))
+
+
+def _quiet():
+    # NOTE: NaN and inf in the data propagate through the layer as IEEE arithmetic says (inf - inf is NaN,
+    # float32 overflows to inf): intended, and counted in the report, so numpy's warnings are silenced here.
+    return np.errstate(invalid="ignore", over="ignore", divide="ignore")
+
+
 def forward(call, writer=None, *, progress: Progress = None, chunk_bytes: Optional[int] = None) -> Dict[str, Result]:
     """Run the forward pass of ``call`` (a LayerCall), writing the output as it goes.
 
@@ -109,7 +209,8 @@ def forward(call, writer=None, *, progress: Progress = None, chunk_bytes: Option
     Returns
     -------
     dict
-        ``{"Z" or "A": Result}``.
+        ``{"Z" or "A": Result}``. Also records each input's ``nan_count`` and ``inf_count`` in
+        ``call.inputs`` and appends notes on non-finite values to ``call.notes``.
 
     Raises
     ------
@@ -120,19 +221,25 @@ def forward(call, writer=None, *, progress: Progress = None, chunk_bytes: Option
     m = call.A_prev.shape[0]
     shape = shape_from_nhwc(call.out_shape, call.layout)
     sink = writer.create(name, shape, call.dtype) if writer is not None else None
-    stats = Stats()
+    stats, census = Stats(), _Census(call)
+    census.add("W", call.W)
+    census.add("b", call.b)
     for sl in _chunks(m, chunk_rows(call, chunk_bytes=chunk_bytes)):
-        A = call.A_prev[sl]
-        if call.kind == "conv":
-            out = conv2d(A, call.W, call.b, call.params, workspace_bytes=WORKSPACE_BYTES)
-        else:
-            out = pool2d(A, call.params, workspace_bytes=WORKSPACE_BYTES)
+        with _quiet():
+            A = call.A_prev[sl]
+            census.add("A_prev", A)
+            if call.kind == "conv":
+                out = conv2d(A, call.W, call.b, call.params, workspace_bytes=WORKSPACE_BYTES)
+            else:
+                out = pool2d(A, call.params, workspace_bytes=WORKSPACE_BYTES)
         stats.add(out)
         if sink is not None:
             sink.write(call.to_user(name, out))
         if progress is not None:
             progress(sl.stop, m)
-    return {name: Result(shape, str(call.dtype), stats)}
+    results = {name: Result(shape, str(call.dtype), stats)}
+    census.report(results)
+    return results
 
 
 def backward(call, writer=None, *, progress: Progress = None, chunk_bytes: Optional[int] = None) -> Dict[str, Result]:
@@ -144,23 +251,30 @@ def backward(call, writer=None, *, progress: Progress = None, chunk_bytes: Optio
     Returns
     -------
     dict
-        ``{"dA_prev": Result}`` for pool; plus ``"dW"`` and ``"db"`` for conv.
+        ``{"dA_prev": Result}`` for pool; plus ``"dW"`` and ``"db"`` for conv. Input counts and
+        notes on non-finite values are recorded in ``call`` as by :func:`forward`.
     """
     m = call.A_prev.shape[0]
     shape = shape_from_nhwc(call.A_prev.shape, call.layout)
     sink = writer.create("dA_prev", shape, call.dtype) if writer is not None else None
-    stats = Stats()
+    stats, census = Stats(), _Census(call)
+    census.add("W", call.W)
+    census.add("b", call.b)
+    grad_name = "dZ" if call.kind == "conv" else "dA"
     dW = np.zeros(call.W.shape, dtype=call.dtype) if call.kind == "conv" else None
     db = np.zeros(call.W.shape[3], dtype=call.dtype) if call.kind == "conv" else None
     for sl in _chunks(m, chunk_rows(call, backward=True, chunk_bytes=chunk_bytes)):
-        A, g = call.A_prev[sl], call.grad[sl]
-        if call.kind == "conv":
-            grads = conv2d_backward(g, A, call.W, call.params, workspace_bytes=WORKSPACE_BYTES)
-            dA = grads.dA_prev
-            dW += grads.dW
-            db += grads.db
-        else:
-            dA = pool2d_backward(g, A, call.params, workspace_bytes=WORKSPACE_BYTES)
+        with _quiet():
+            A, g = call.A_prev[sl], call.grad[sl]
+            census.add("A_prev", A)
+            census.add(grad_name, g)
+            if call.kind == "conv":
+                grads = conv2d_backward(g, A, call.W, call.params, workspace_bytes=WORKSPACE_BYTES)
+                dA = grads.dA_prev
+                dW += grads.dW
+                db += grads.db
+            else:
+                dA = pool2d_backward(g, A, call.params, workspace_bytes=WORKSPACE_BYTES)
         stats.add(dA)
         if sink is not None:
             sink.write(call.to_user("dA_prev", dA))
@@ -176,4 +290,5 @@ def backward(call, writer=None, *, progress: Progress = None, chunk_bytes: Optio
         results[name] = Result(value.shape, str(call.dtype), s)
         if writer is not None:
             writer.put(name, value)
+    census.report(results)
     return results

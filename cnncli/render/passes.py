@@ -25,8 +25,9 @@ def _shape(s) -> str:
 
 
 def _num(x: float) -> str:
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
+    # Statistics are of the finite values; NaN means there was none (a note says so).
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
     return f"{x:.6g}"
 
 

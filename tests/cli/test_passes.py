@@ -36,7 +36,7 @@ def save(path, **arrays):
 def stats(x):
     return {"min": pytest.approx(float(x.min()), rel=1e-12), "max": pytest.approx(float(x.max()), rel=1e-12),
             "mean": pytest.approx(float(x.mean()), rel=1e-9, abs=1e-12),
-            "std": pytest.approx(float(x.std()), rel=1e-9, abs=1e-12)}
+            "std": pytest.approx(float(x.std()), rel=1e-9, abs=1e-12), "nan_count": 0, "inf_count": 0}
 
 
 @pytest.fixture(autouse=True)
@@ -173,8 +173,10 @@ def test_json_document_is_exact(tmp_path):
             "width": {"n_in": 7, "f": 3, "stride": 2, "dilation": 1, "pad_before": 1, "pad_after": 1, "n_out": 4},
         },
         "dtype": "float64",
-        "inputs": {"A_prev": {"source": f["A"], "shape": [2, 5, 7, 1], "dtype": "uint8"},
-                   "W": {"source": f["W"], "shape": [3, 3, 1, 2], "dtype": "float64"}},
+        "inputs": {"A_prev": {"source": f["A"], "shape": [2, 5, 7, 1], "dtype": "uint8",
+                              "nan_count": 0, "inf_count": 0},
+                   "W": {"source": f["W"], "shape": [3, 3, 1, 2], "dtype": "float64",
+                         "nan_count": 0, "inf_count": 0}},
         "outputs": {"Z": {"shape": [2, 3, 4, 2], "dtype": "float64", **stats(Z)}},
         "output_file": str(tmp_path / "z.h5"),
         "written": ["Z"],
