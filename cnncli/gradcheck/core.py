@@ -17,6 +17,7 @@ A gradient passes when its relative error is within ``tol`` and no element fails
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Callable, Optional
 
 import numpy as np
@@ -38,6 +39,10 @@ FAST_DIRECTIONS = 3
 #: Smallest relative step on layers linear in the perturbed input (see :func:`step_size`).
 LINEAR_MIN_EPS = 1e-3
 TOP_OFFENDERS = 5
+#: A relative tolerance the rounding floor would raise above this checks nothing meaningful: inconclusive.
+MAX_TOLERANCE = 1e-2
+#: Fewer checkable elements than this fraction of those a window reads: inconclusive.
+MIN_CHECKED_FRACTION = 0.1
 
 GRADIENT_NAMES = {"A_prev": "dA_prev", "W": "dW", "b": "db"}
 Progress = Callable[[int, int], None]
@@ -76,7 +81,6 @@ def check_problem(problem, *, method: str = "auto", samples: Optional[int] = Non
     """
     method, samples = validate_settings(method, samples, eps, tol)
     rng = np.random.default_rng(seed)
-    analytical = problem.analytical()
     total_values = sum(problem.inputs[n].size for n in problem.names)
     if method == "auto":
         method_used = "full" if total_values <= AUTO_FULL_LIMIT else "fast+sample"
@@ -85,31 +89,108 @@ def check_problem(problem, *, method: str = "auto", samples: Optional[int] = Non
     tracker = _Tracker(progress)
     notes = list(notes)
     results = []
-    for name in problem.names:
-        x, grad = problem.inputs[name], analytical[name]
-        h = step_size(x, eps, linear=getattr(problem, "linear", False))
-        kinks = problem.kinks(name, h)
-        stuck = ((x + h) == x) | ((x - h) == x)
-        if stuck.any():
-            notes.append(f"{int(stuck.sum())} element(s) of {name} do not change under eps={eps:g} "
-                         f"(x + eps == x); they are skipped: use a larger --eps")
-        excluded = stuck if kinks is None else (stuck | kinks)
-        results.append(_check_tensor(problem, name, x, grad, h, excluded, method_used, samples, tol, rng, tracker))
+    # NOTE: at extreme magnitudes float64 overflows; that becomes a verdict with a message, never a raw
+    # numpy warning on stderr.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        analytical = problem.analytical()
+        for name in problem.names:
+            results.append(_check_input(problem, name, analytical[name], eps, method_used, samples, tol, rng,
+                                        tracker, notes))
     return CheckResult(problem.layer, method, eps, tol, seed, tuple(results), tuple(notes), label, params or {})
 
 
-def step_size(x: np.ndarray, eps: float, linear: bool = False) -> float:
-    """The central-difference step for input ``x``: ``eps`` times ``max(1, max|x|)``.
+def _check_input(problem, name, grad, eps, method, samples, tol, rng, tracker, notes) -> GradientResult:
+    """Check one input of ``problem``: step, rounding floor, kinks and coverage, then the comparison."""
+    x = problem.inputs[name]
+    gname = GRADIENT_NAMES.get(name, name)
+    scale = problem.step_scale(name) if hasattr(problem, "step_scale") else None
+    h = step_size(x, eps, linear=getattr(problem, "linear", False), scale=scale)
+    floor = problem.rounding_floor(name, h) if hasattr(problem, "rounding_floor") else None
+    if not (np.all(np.isfinite(grad)) and math.isfinite(h) and (floor is None or np.all(np.isfinite(floor)))):
+        sizes = ", ".join(f"max |{k}| {_max_abs(problem.inputs[k]):.2g}" for k in problem.names)
+        return _inconclusive(gname, name, grad, f"{gname}: the loss overflows float64 at this scale ({sizes}); "
+                                                "rescale the input")
+    kinks = problem.kinks(name, h)
+    stuck = ((x + h) == x) | ((x - h) == x)
+    if stuck.any():
+        notes.append(f"{int(stuck.sum())} element(s) of {name} do not change under eps={eps:g} "
+                     f"(x + eps == x); they are skipped: use a larger --eps")
+    excluded = stuck if kinks is None else (stuck | kinks)
+    coverage = _coverage(problem, name, gname, excluded, kinks, eps, h, notes)
+    if coverage is not None:
+        return _inconclusive(gname, name, grad, coverage, kinks=int(excluded.sum()))
+    r = _check_tensor(problem, name, x, grad, h, excluded, method, samples, tol, rng, tracker, floor)
+    if r.tolerance is not None and r.tolerance > MAX_TOLERANCE:
+        return replace(r, passed=False, inconclusive=(
+            f"{gname}: at this data's magnitude float64 rounding alone could make a relative error of "
+            f"{r.rounding_floor:.1e}; nothing meaningful can be checked: rescale the input"))
+    if r.tolerance is not None and r.tolerance > tol:
+        notes.append(f"{gname}: tolerance raised from {tol:g} to {r.tolerance:.2g} because of the data's "
+                     f"magnitude (the float64 rounding floor of its numerical gradient; max |{name}| "
+                     f"{_max_abs(x):.2g})")
+    return r
+
+
+def _max_abs(x: np.ndarray) -> float:
+    return float(np.max(np.abs(x))) if x.size else 0.0
+
+
+def _coverage(problem, name, gname, excluded, kinks, eps, h, notes) -> Optional[str]:
+    """The reason a gradient is inconclusive when (almost) nothing of it can be checked, else None.
+
+    Counts only elements that some window reads (the others have a zero gradient
+    whatever the layer does, so checking them proves nothing). Fewer than
+    ``MIN_CHECKED_FRACTION`` of those left to check: inconclusive; more than half
+    excluded: a note.
+    """
+    if not excluded.any():
+        return None
+    reads = problem.reads(name) if hasattr(problem, "reads") else np.ones(excluded.shape, dtype=bool)
+    n_read = int(reads.sum())
+    n_out = int((excluded & reads).sum())
+    left = n_read - n_out
+    if n_read == 0 or 2 * n_out <= n_read:
+        return None
+    at_kinks = kinks is not None and bool((kinks & reads).any())
+    if at_kinks:
+        what = "at kinks"
+        why = (f"the step {h:.2g} (--eps {eps:g} times max |{name}|) is not smaller than the gaps "
+               "between window values")
+    else:
+        what, why = "unchanged by the step", "x + eps == x"
+    if left < max(1, MIN_CHECKED_FRACTION * n_read):
+        checked = "nothing was checked" if left == 0 else f"only {left} could be checked"
+        return (f"{gname}: {n_out} of {n_read} elements are {what}: {why}; {checked}: "
+                f"use a {'smaller' if at_kinks else 'larger'} --eps")
+    notes.append(f"{gname}: {n_out} of {n_read} elements are {what} and were not checked ({why})")
+    return None
+
+
+def _inconclusive(gname, name, grad, reason, kinks=0) -> GradientResult:
+    return GradientResult(gname, tuple(grad.shape), _axes(name, grad.ndim), "none", math.nan, math.nan, 0, 0,
+                          kinks, 0, False, inconclusive=reason)
+
+
+def step_size(x: np.ndarray, eps: float, linear: bool = False, scale: Optional[float] = None) -> float:
+    """The central-difference step for input ``x``: ``eps`` times its magnitude ``max|x|`` (or ``scale``).
+
+    The step follows the data's magnitude, below 1 too: a fixed step on data of
+    magnitude 1e-6 would be as large as the data (every max-pool window a kink),
+    on data of magnitude 1e6 lost in rounding. All-zero data gets ``eps`` itself.
 
     NOTE: a layer that is linear in the perturbed input (convolution in each of
     A_prev, W, b; average pooling) has no truncation error whatever the step, only
     rounding, which shrinks as the step grows: with millions of output terms a step
     of 1e-6 leaves a rounding floor near the 1e-7 tolerance. Such inputs (problems
     declaring ``linear = True``) get at least ``LINEAR_MIN_EPS``; max pooling keeps
-    ``eps`` (its kinks are defined by the step).
+    ``eps`` (its kinks are defined by the step). A problem may give ``scale`` when
+    another magnitude matters more (a bias is added to outputs of ``|A*W|``'s size).
     """
     base = max(eps, LINEAR_MIN_EPS) if linear else eps
-    return base * max(1.0, float(np.max(np.abs(x))) if x.size else 1.0)
+    magnitude = _max_abs(x) if scale is None else float(scale)
+    if not magnitude > 0:
+        magnitude = 1.0
+    return base * magnitude
 
 
 def validate_settings(method: str, samples, eps: float, tol: float):
@@ -144,15 +225,16 @@ class _Tracker:
             self.callback(self.done, self.total)
 
 
-def _check_tensor(problem, name, x, grad, h, excluded, method, samples, tol, rng, tracker) -> GradientResult:
+def _check_tensor(problem, name, x, grad, h, excluded, method, samples, tol, rng, tracker, floor) -> GradientResult:
     kinks = int(excluded.sum())
+    args = (problem, name, x, grad, h)
     if method == "full":
         idx = np.flatnonzero(~excluded)
-        return _elementwise(problem, name, x, grad, h, idx, kinks, "full", tol, tracker)
+        return _elementwise(*args, idx, kinks, "full", tol, tracker, floor)
     if method == "sample":
         idx = stratified_indices(x.shape, name, samples, rng, excluded)
-        return _elementwise(problem, name, x, grad, h, idx, kinks, "sample", tol, tracker)
-    fast = _directional(problem, name, x, grad, h, excluded, tol, rng, tracker)
+        return _elementwise(*args, idx, kinks, "sample", tol, tracker, floor)
+    fast = _directional(*args, excluded, tol, rng, tracker, floor)
     if not fast.passed:  # localize the disagreement elementwise on this tensor
         n_ok = x.size - kinks
         if n_ok <= LOCALIZE_FULL_LIMIT:
@@ -160,11 +242,11 @@ def _check_tensor(problem, name, x, grad, h, excluded, method, samples, tol, rng
         else:
             how = "fast+sample"
             idx = stratified_indices(x.shape, name, max(samples, 4 * DEFAULT_SAMPLES), rng, excluded)
-        local = _elementwise(problem, name, x, grad, h, idx, kinks, how, tol, tracker)
+        local = _elementwise(*args, idx, kinks, how, tol, tracker, floor)
         return _merge(fast, local, how, passed=False)
     if method == "fast+sample":
         idx = stratified_indices(x.shape, name, samples, rng, excluded)
-        local = _elementwise(problem, name, x, grad, h, idx, kinks, "fast+sample", tol, tracker)
+        local = _elementwise(*args, idx, kinks, "fast+sample", tol, tracker, floor)
         return _merge(fast, local, "fast+sample", passed=local.passed)
     return fast
 
@@ -174,17 +256,16 @@ def _merge(fast: GradientResult, local: GradientResult, how: str, passed: bool) 
     # elements, not comparable with the worst element's error shown beside it); a check
     # localized in full reports the complete elementwise relative error.
     rel = local.relative_error if how == "fast+full" else max(fast.relative_error, local.relative_error)
-    return GradientResult(
-        fast.name, local.shape, local.axes, how, rel,
-        local.max_abs_error, local.checked, fast.directions, local.kinks,
-        local.failing, passed, local.worst, local.top, local.errors, local.hint, local.error_map)
+    return replace(local, method=how, relative_error=rel, directions=fast.directions, passed=passed,
+                   rounding_floor=max(fast.rounding_floor, local.rounding_floor),
+                   tolerance=max(fast.tolerance, local.tolerance))
 
 
 def _axes(name: str, ndim: int) -> str:
     return {"A_prev": "mhwc", "W": "hwio", "b": "c"}.get(name, "abcdefgh"[:ndim])
 
 
-def _elementwise(problem, name, x, grad, h, idx, kinks, how, tol, tracker) -> GradientResult:
+def _elementwise(problem, name, x, grad, h, idx, kinks, how, tol, tracker, floor=None) -> GradientResult:
     """Central differences of the elements ``idx`` (flat) of input ``name``."""
     idx = np.asarray(idx, dtype=np.int64)
     tracker.plan(len(idx))
@@ -194,15 +275,23 @@ def _elementwise(problem, name, x, grad, h, idx, kinks, how, tol, tracker) -> Gr
     numerical = diff / (plus - minus)  # the step actually taken, not 2h: rounding of x+h is exact here
     analytical = grad.reshape(-1)[idx]
     return gradient_metrics(GRADIENT_NAMES.get(name, name), grad.shape, _axes(name, grad.ndim), how,
-                            idx, analytical, numerical, kinks, tol)
+                            idx, analytical, numerical, kinks, tol,
+                            None if floor is None else floor.reshape(-1)[idx])
 
 
-def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, tol) -> GradientResult:
-    """Build a :class:`GradientResult` from elementwise analytical/numerical values at flat ``idx``."""
+def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, tol, floor=None) -> GradientResult:
+    """Build a :class:`GradientResult` from elementwise analytical/numerical values at flat ``idx``.
+
+    ``floor`` (optional, per compared element) is the absolute error float64 rounding
+    alone may leave in the numerical value: an element within it never fails, and the
+    relative-error threshold is ``max(tol, ||floor|| / (||a|| + ||n||))``.
+    """
     a, n = np.asarray(analytical, dtype=np.float64), np.asarray(numerical, dtype=np.float64)
+    floor = np.zeros(a.shape) if floor is None else np.asarray(floor, dtype=np.float64)
     err = np.abs(a - n)
     rel = _relative_error(a, n)
-    bad = element_fails(err, n, tol)
+    rel_floor = _relative_floor(floor, a, n)
+    bad = element_fails(err, n, tol) & ~(err <= floor)
     errors = np.full(shape, np.nan)
     errors.reshape(-1)[idx] = np.where(np.isfinite(err), err, np.inf)
     error_map, hint = None, None
@@ -214,10 +303,15 @@ def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, 
     rank = np.argsort(-np.where(np.isfinite(err), err, np.inf), kind="stable")[:TOP_OFFENDERS]
     top = tuple(Offender(tuple(int(v) for v in np.unravel_index(idx[r], shape)), float(a[r]), float(n[r]))
                 for r in rank)
-    max_abs = float(np.max(np.where(np.isfinite(err), err, np.inf))) if err.size else 0.0
+    if np.isnan(err).any():  # a NaN is not "infinitely wrong": say NaN
+        max_abs = math.nan
+    else:
+        max_abs = float(np.max(err)) if err.size else 0.0
     failing = int(bad.sum())
+    threshold = max(tol, rel_floor)
     return GradientResult(name, tuple(shape), axes, how, rel, max_abs, int(len(idx)), 0, int(kinks), failing,
-                          bool(rel <= tol and failing == 0), top[0] if top else None, top, errors, hint, error_map)
+                          bool(rel <= threshold and failing == 0), top[0] if top else None, top, errors, hint,
+                          error_map, rounding_floor=rel_floor, tolerance=threshold)
 
 
 def element_fails(abs_error: np.ndarray, numerical: np.ndarray, tol: float) -> np.ndarray:
@@ -227,28 +321,51 @@ def element_fails(abs_error: np.ndarray, numerical: np.ndarray, tol: float) -> n
     return ~(abs_error <= 10 * tol * scale + 100 * tol * np.abs(numerical))
 
 
+def _norm(v: np.ndarray) -> float:
+    """The 2-norm without overflow of the squares (data near 1e300 stays finite)."""
+    top = float(np.max(np.abs(v))) if v.size else 0.0
+    if top == 0.0 or not math.isfinite(top):
+        return top
+    return top * float(np.linalg.norm(v / top))
+
+
 def _relative_error(a: np.ndarray, n: np.ndarray) -> float:
-    denom = float(np.linalg.norm(a) + np.linalg.norm(n))
+    denom = _norm(a) + _norm(n)
     if not math.isfinite(denom):
         return math.nan
-    return float(np.linalg.norm(a - n)) / denom if denom > 0 else 0.0
+    return _norm(a - n) / denom if denom > 0 else 0.0
 
 
-def _directional(problem, name, x, grad, h, excluded, tol, rng, tracker) -> GradientResult:
+def _relative_floor(floor: np.ndarray, a: np.ndarray, n: np.ndarray) -> float:
+    """The relative error that the rounding ``floor`` (absolute, per element) alone could produce."""
+    if not floor.any():
+        return 0.0
+    denom = _norm(a) + _norm(n)
+    if not denom > 0:
+        return math.inf
+    return _norm(floor) / denom
+
+
+def _directional(problem, name, x, grad, h, excluded, tol, rng, tracker, floor=None) -> GradientResult:
     """Compare ``<grad, d>`` with the central difference along random directions d.
 
     Directions are uniform in [-1, 1] (so ``max|d| <= 1``, which the kink
-    threshold assumes) and zero on excluded elements.
+    threshold assumes) and zero on excluded elements. The rounding floor of a
+    directional value is ``sum |d| * floor``.
     """
     tracker.plan(FAST_DIRECTIONS)
     D = rng.uniform(-1.0, 1.0, size=(FAST_DIRECTIONS,) + x.shape)
     D[:, excluded] = 0.0
     diff = problem.directional(name, D, h, tracker.tick)
     numerical = diff / (2 * h)
-    analytical = np.einsum("pi,i->p", D.reshape(FAST_DIRECTIONS, -1), grad.reshape(-1))
+    flat = D.reshape(FAST_DIRECTIONS, -1)
+    analytical = flat @ grad.reshape(-1)
+    dir_floor = np.zeros(FAST_DIRECTIONS) if floor is None else np.abs(flat) @ floor.reshape(-1)
     err = np.abs(analytical - numerical)
     rel = _relative_error(analytical, numerical)
-    failing = int(np.sum(element_fails(err, numerical, tol)))
+    rel_floor = _relative_floor(dir_floor, analytical, numerical)
+    failing = int(np.sum(element_fails(err, numerical, tol) & ~(err <= dir_floor)))
+    threshold = max(tol, rel_floor)
     return GradientResult(GRADIENT_NAMES.get(name, name), tuple(grad.shape), _axes(name, grad.ndim), "fast",
                           rel, float(err.max()), 0, FAST_DIRECTIONS, int(excluded.sum()), 0,
-                          bool(rel <= tol and failing == 0))
+                          bool(rel <= threshold and failing == 0), rounding_floor=rel_floor, tolerance=threshold)

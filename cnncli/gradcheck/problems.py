@@ -17,6 +17,7 @@ A problem returns loss differences ``L(x+) - L(x-)``; the checker divides.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Dict, Optional
 
 import numpy as np
@@ -27,6 +28,7 @@ from ..errors import ShapeError
 
 #: Memory for the stacked copies and their outputs per forward call.
 CHUNK_BYTES = 24 * 2**20
+MACHINE_EPS = float(np.finfo(np.float64).eps)
 
 Tick = Optional[Callable[[int], None]]
 
@@ -125,30 +127,70 @@ class ConvProblem:
     def _forward(self, X):
         return conv2d(X, self.inputs["W"], self.inputs["b"], self.params)
 
-    def _filters(self, F: np.ndarray, bias: np.ndarray, k_of: np.ndarray, tick: Tick, per_filter: int = 1):
-        """Per filter q of F (kh, kw, c_g, Q): sum(G[..., k_of[q]] * conv(A_prev, F[..., q]) + bias[q]).
+    def _filter_differences(self, F, bias, k_of: np.ndarray) -> np.ndarray:
+        """Per filter pair q: sum(G[..., k_of[q]] * (conv(A_prev, F[0][..., q]) - conv(A_prev, F[1][..., q]))).
 
-        Each filter sees the input channels of its own group (the group of the
-        output channel it stands in for), exactly as in the grouped forward pass.
+        ``F`` = (plus, minus) filter stacks (kh, kw, c_g, Q) and ``bias`` = (plus, minus)
+        biases (Q,). Each filter sees the input channels of its own group (the group of
+        the output channel it stands in for), exactly as in the grouped forward pass.
+
+        NOTE: the two outputs are subtracted *before* the contraction with G: the
+        large equal parts of the two losses never meet in a sum, so only the
+        outputs' own rounding is left (see :meth:`rounding_floor`).
         """
         A = self.inputs["A_prev"]
         m = A.shape[0]
         oh, ow = self.geom.out_hw
         n_g = self.n_C // self.groups
-        Q = F.shape[3]
+        Q = F[0].shape[3]
         out = np.empty(Q)
-        step = max(2, CHUNK_BYTES // (8 * m * oh * ow * 2))
+        step = max(1, CHUNK_BYTES // (8 * m * oh * ow * 4))
         group_of = k_of // n_g
         for lo in range(0, Q, step):
             q = np.arange(lo, min(Q, lo + step))
-            Z = np.empty((m, oh, ow, len(q)))
+            Z = np.empty((2, m, oh, ow, len(q)))
             for g in np.unique(group_of[q]):
                 sel = np.nonzero(group_of[q] == g)[0]
                 A_g = A[..., g * self.c_g:(g + 1) * self.c_g]
-                Z[..., sel] = conv2d(A_g, F[..., q[sel]], bias[q[sel]], self._single)
-            out[q] = np.einsum("mhwq,mhwq->q", Z, self.G[..., k_of[q]])
-            _tick(tick, len(q) // per_filter)
+                for s in (0, 1):
+                    Z[s][..., sel] = conv2d(A_g, F[s][..., q[sel]], bias[s][q[sel]], self._single)
+            out[q] = np.einsum("mhwq,mhwq->q", Z[0] - Z[1], self.G[..., k_of[q]])
         return out
+
+    def _magnitude(self) -> np.ndarray:
+        """``conv(|A_prev|, |W|) + |b|`` (m, n_H, n_W, n_C): the size of each output's terms."""
+        if getattr(self, "_mag", None) is None:
+            A, W, b = (self.inputs[k] for k in self.names)
+            self._mag = conv2d(np.abs(A), np.abs(W), np.abs(b), self.params)
+        return self._mag
+
+    def step_scale(self, name: str) -> Optional[float]:
+        """The bias's step follows the outputs it is added to (max of |b| and |A*W| terms); others: None."""
+        if name != "b":
+            return None
+        return max(float(np.max(self._magnitude())) if self._magnitude().size else 0.0,
+                   float(np.max(np.abs(self.inputs["b"]))) if self.n_C else 0.0)
+
+    def rounding_floor(self, name: str, h: float) -> np.ndarray:
+        """Per element of input ``name``: the error float64 rounding may leave in its numerical derivative.
+
+        Each output evaluated in float64 is off by up to about ``eps * S`` where
+        ``S = conv(|A_prev|, |W|) + |b|`` is the sum of its terms' magnitudes; a
+        central difference with step ``h`` sees ``sum |G| * S`` over the outputs the
+        element feeds, divided by ``h``. An upper estimate (errors rarely align).
+        """
+        Q = np.abs(self.G) * self._magnitude()
+        W = self.inputs["W"]
+        if name == "A_prev":
+            per = conv2d_backward(Q, self.inputs["A_prev"], np.ones_like(W), self.params).dA_prev
+        else:
+            per_channel = Q.sum(axis=(0, 1, 2))
+            per = np.broadcast_to(per_channel, W.shape) if name == "W" else per_channel
+        return MACHINE_EPS * per / h
+
+    def reads(self, name: str) -> np.ndarray:
+        """Every element counts for coverage (a convolution has no kinks)."""
+        return np.ones(self.inputs[name].shape, dtype=bool)
 
     def differences(self, name: str, idx, plus, minus, tick: Tick = None) -> np.ndarray:
         """``L(x+) - L(x-)`` for the elements ``idx`` (flat) of input ``name`` set to plus/minus."""
@@ -162,17 +204,17 @@ class ConvProblem:
         K = len(idx)
         if name == "W":
             i, j, c, k = np.unravel_index(idx, W.shape)
-            F = np.concatenate([W[..., k], W[..., k]], axis=3)
-            F[i, j, c, np.arange(K)] = plus
-            F[i, j, c, K + np.arange(K)] = minus
-            bias = np.concatenate([b[k], b[k]])
+            Fp, Fm = W[..., k].copy(), W[..., k].copy()
+            Fp[i, j, c, np.arange(K)] = plus
+            Fm[i, j, c, np.arange(K)] = minus
+            bias = (b[k], b[k])
         else:
             k = np.asarray(idx)
-            F = np.concatenate([W[..., k], W[..., k]], axis=3)
-            bias = np.concatenate([plus, minus])
-        sums = self._filters(F, bias, np.concatenate([k, k]), None)
+            Fp = Fm = W[..., k]
+            bias = (np.asarray(plus, dtype=np.float64), np.asarray(minus, dtype=np.float64))
+        out = self._filter_differences((Fp, Fm), bias, k)
         _tick(tick, K)
-        return sums[:K] - sums[K:]
+        return out
 
     def directional(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:
         """``L(x + h D[p]) - L(x - h D[p])`` for each direction p of input ``name``."""
@@ -180,16 +222,15 @@ class ConvProblem:
             return example_directional(self._forward, self.inputs["A_prev"], self.G, D, h, tick)
         W, b = self.inputs["W"], self.inputs["b"]
         P = D.shape[0]
-        signs = (1.0, -1.0)
         if name == "W":
-            F = np.concatenate([W + s * h * D[p] for s in signs for p in range(P)], axis=3)
-            bias = np.tile(b, 2 * P)
+            F = [np.concatenate([W + s * h * D[p] for p in range(P)], axis=3) for s in (1.0, -1.0)]
+            bias = (np.tile(b, P), np.tile(b, P))
         else:
-            F = np.tile(W, (1, 1, 1, 2 * P))
-            bias = np.concatenate([b + s * h * D[p] for s in signs for p in range(P)])
-        sums = self._filters(F, bias, np.tile(np.arange(self.n_C), 2 * P), None).reshape(2, P, self.n_C).sum(axis=2)
+            F = [np.tile(W, (1, 1, 1, P))] * 2
+            bias = tuple(np.concatenate([b + s * h * D[p] for p in range(P)]) for s in (1.0, -1.0))
+        sums = self._filter_differences(F, bias, np.tile(np.arange(self.n_C), P)).reshape(P, self.n_C).sum(axis=1)
         _tick(tick, P)
-        return sums[0] - sums[1]
+        return sums
 
 
 class PoolProblem:
@@ -224,6 +265,29 @@ class PoolProblem:
 
     def _forward(self, X):
         return pool2d(X, self.params)
+
+    def _spread(self, Q: np.ndarray) -> np.ndarray:
+        """Per input element: at least the sum of ``Q`` over the outputs whose window reads it."""
+        kh, kw = self.geom.kernel
+        averaging = replace(self.params, mode="average", count_include_pad=True)
+        # average backward gives sum(Q / window size); times the window size bounds the sum from above
+        return pool2d_backward(Q, self.inputs["A_prev"], averaging) * (kh * kw)
+
+    def rounding_floor(self, name: str, h: float) -> Optional[np.ndarray]:
+        """Average pooling: each output is off by about ``eps * mean|window|`` (see ConvProblem).
+
+        Max pooling returns input values exactly and the differences of the two
+        outputs are taken before the contraction: no floor (None).
+        """
+        if self.params.mode == "max":
+            return None
+        A = self.inputs["A_prev"]
+        Q = np.abs(self.G) * pool2d(np.abs(A), self.params)
+        return MACHINE_EPS * self._spread(Q) / h
+
+    def reads(self, name: str) -> np.ndarray:
+        """Elements some window reads (the others have a zero gradient whatever the layer does)."""
+        return self._spread(np.ones(self.G.shape)) > 0
 
     def differences(self, name: str, idx, plus, minus, tick: Tick = None) -> np.ndarray:
         """``L(x+) - L(x-)`` for the elements ``idx`` (flat) of A_prev set to plus/minus."""

@@ -5,7 +5,7 @@ Pure data: built by :mod:`cnncli.gradcheck.core`, rendered by ``cnncli/render/gr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -63,6 +63,14 @@ class GradientResult:
         on the border: padding; stripes: stride); see :mod:`cnncli.gradcheck.diagnose`.
     error_map : ndarray, shape (H, W), or None
         ``errors`` reduced to height x width (max over the other axes; for heatmaps).
+    rounding_floor : float
+        The relative error that float64 rounding of the numerical gradient alone could
+        reach at this data's magnitude (an upper estimate, comparable with ``relative_error``).
+    tolerance : float or None
+        The relative-error threshold applied: ``max(tol, rounding_floor)``.
+    inconclusive : str or None
+        Why the gradient could not be checked (overflow, rounding floor too high,
+        (almost) every element a kink); such a gradient does not pass.
     """
 
     name: str
@@ -81,6 +89,14 @@ class GradientResult:
     errors: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
     hint: Optional[str] = None
     error_map: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    rounding_floor: float = 0.0
+    tolerance: Optional[float] = None
+    inconclusive: Optional[str] = None
+
+    @property
+    def verdict(self) -> str:
+        """``"pass"``, ``"fail"`` or ``"inconclusive"``."""
+        return "inconclusive" if self.inconclusive else ("pass" if self.passed else "fail")
 
     def to_dict(self) -> dict:
         """The JSON entry of this gradient (SPEC: name, relative_error, ... passed)."""
@@ -91,7 +107,9 @@ class GradientResult:
             "worst_analytical": _num(self.worst.analytical) if self.worst else None,
             "worst_numerical": _num(self.worst.numerical) if self.worst else None,
             "checked": self.checked, "directions": self.directions, "kinks": self.kinks,
-            "failing": self.failing, "passed": self.passed, "hint": self.hint,
+            "failing": self.failing, "passed": self.passed, "verdict": self.verdict,
+            "reason": self.inconclusive, "rounding_floor": _num(self.rounding_floor),
+            "tolerance": None if self.tolerance is None else _num(self.tolerance), "hint": self.hint,
             "top": [o.to_dict() for o in self.top],
         }
 
@@ -129,9 +147,15 @@ class CheckResult:
     def passed(self) -> bool:
         return all(g.passed for g in self.gradients)
 
+    @property
+    def verdict(self) -> str:
+        """``"fail"`` when a gradient fails, else ``"inconclusive"`` when one could not be checked, else ``"pass"``."""
+        verdicts = {g.verdict for g in self.gradients}
+        return "fail" if "fail" in verdicts else ("inconclusive" if "inconclusive" in verdicts else "pass")
+
     def to_dict(self) -> dict:
-        """Plain Python types (NaN stays NaN): ``{"passed", "layer", ..., "gradients": [...]}``."""
-        d = {"passed": self.passed, "layer": self.layer}
+        """Plain Python types (NaN stays NaN): ``{"passed", "verdict", "layer", ..., "gradients": [...]}``."""
+        d = {"passed": self.passed, "verdict": self.verdict, "layer": self.layer}
         if self.label:
             d["label"] = self.label
         d.update({"params": self.params, "method": self.method, "eps": self.eps, "tol": self.tol,
@@ -159,9 +183,7 @@ def relayout(result: CheckResult, perms: Dict[str, Tuple[Tuple[int, ...], str]])
         perm, axes = perms[g.name]  # NOTE: every layout keeps height before width: error_map is unchanged
         move = lambda o: Offender(tuple(o.index[p] for p in perm), o.analytical, o.numerical)  # noqa: E731
         top = tuple(move(o) for o in g.top)
-        grads.append(GradientResult(
-            g.name, tuple(g.shape[p] for p in perm), axes, g.method, g.relative_error, g.max_abs_error,
-            g.checked, g.directions, g.kinks, g.failing, g.passed, top[0] if top else None, top,
-            None if g.errors is None else np.transpose(g.errors, perm), g.hint, g.error_map))
+        grads.append(replace(g, shape=tuple(g.shape[p] for p in perm), axes=axes, worst=top[0] if top else None,
+                             top=top, errors=None if g.errors is None else np.transpose(g.errors, perm)))
     return CheckResult(result.layer, result.method, result.eps, result.tol, result.seed, tuple(grads),
                        result.notes, result.label, result.params)

@@ -27,7 +27,10 @@ def _e(x) -> str:
     return f"{x:.2e}"
 
 
-def _verdict(passed: bool) -> Text:
+def _verdict(passed, verdict: Optional[str] = None) -> Text:
+    """PASS / FAIL, or INCONCLUSIVE (not a pass: nothing meaningful could be checked)."""
+    if verdict == "inconclusive":
+        return Text("INCONCLUSIVE", style="bold yellow")
     return Text("PASS", style="bold green") if passed else Text("FAIL", style="bold red")
 
 
@@ -51,7 +54,7 @@ def check_table(result, title: Optional[str] = None) -> Table:
         if g.directions:
             checked = f"{g.checked} + {g.directions} dir" if g.checked else f"{g.directions} directions"
         t.add_row(g.name, _idx(g.shape), g.method, checked, str(g.kinks), _e(g.relative_error),
-                  _e(g.max_abs_error), _worst(g), str(g.failing), _verdict(g.passed))
+                  _e(g.max_abs_error), _worst(g), str(g.failing), _verdict(g.passed, g.verdict))
     return t
 
 
@@ -103,14 +106,17 @@ def print_check(result, con: Console, title: Optional[str] = None) -> None:
             con.print(hm)
         if g.top:
             con.print(offenders_table(g))
+    for g in result.gradients:
+        if g.inconclusive:
+            con.print(Text(f"not checked: {g.inconclusive}", style="yellow"))
     for note in result.notes:
         con.print(Text(f"note: {note}", style="dim"))
-    _footer(con, result.passed, f"tol {result.tol:g}, eps {result.eps:g}")
+    _footer(con, result.passed, f"tol {result.tol:g}, eps {result.eps:g}", result.verdict)
 
 
-def _footer(con: Console, passed: bool, extra: str) -> None:
+def _footer(con: Console, passed: bool, extra: str, verdict: Optional[str] = None) -> None:
     text = Text("gradient check: ")
-    text.append_text(_verdict(passed))
+    text.append_text(_verdict(passed, verdict))
     text.append(f" ({extra})", style="dim")
     con.print(text)
 
@@ -125,7 +131,7 @@ def print_battery(result, con: Console) -> None:
         by = {g.name: g for g in case.gradients}
         cells = [_e(by[n].relative_error) if n in by else "" for n in ("dA_prev", "dW", "db")]
         t.add_row(escape(case.label), *cells, str(sum(g.checked for g in case.gradients)),
-                  str(sum(g.kinks for g in case.gradients)), _verdict(case.passed))
+                  str(sum(g.kinks for g in case.gradients)), _verdict(case.passed, case.verdict))
     con.print(t)
     con.print("columns dA_prev/dW/db: relative error ||a-n|| / (||a|| + ||n||)", style="dim")
     for case in result.cases:

@@ -18,7 +18,8 @@ runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
 IMPLS = ROOT / "tests" / "impls"
 GRADIENT_KEYS = {"name", "shape", "method", "relative_error", "max_abs_error", "worst_index", "worst_analytical",
-                 "worst_numerical", "checked", "directions", "kinks", "failing", "passed", "hint", "top"}
+                 "worst_numerical", "checked", "directions", "kinks", "failing", "passed", "verdict", "reason",
+                 "rounding_floor", "tolerance", "hint", "top"}
 
 
 @pytest.fixture

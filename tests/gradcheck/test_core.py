@@ -217,11 +217,13 @@ def test_element_test_by_hand():
     assert element_fails(err, n, 1e-3).tolist() == [False, False, False, True, True, True, True]
 
 
-def test_step_is_at_least_1e_3_only_where_the_layer_is_linear():
+def test_step_is_at_least_1e_3_only_where_the_layer_is_linear_and_follows_the_data_below_1_too():
     x = np.array([[-250.0, 3.0]])
     assert step_size(x, 1e-6, linear=False) == pytest.approx(250e-6)
     assert step_size(x, 1e-6, linear=True) == pytest.approx(0.25)
-    assert step_size(x / 1000, 1e-6, linear=True) == pytest.approx(1e-3)
+    assert step_size(x / 1000, 1e-6, linear=True) == pytest.approx(2.5e-4)
+    assert step_size(x * 1e-9, 1e-6, linear=False) == pytest.approx(250e-15)  # was 1e-6: larger than the data
+    assert step_size(np.zeros(3), 1e-6) == 1e-6 and step_size(x, 1e-6, scale=10.0) == pytest.approx(1e-5)
     assert step_size(x, 1e-2, linear=True) == pytest.approx(2.5)
 
 

@@ -1,0 +1,71 @@
+"""`cnncli gradcheck` verdicts at the edges, through the real app: magnitudes, overflow, kinks, bad settings."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cnncli.cli import app
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((2, 5, 7, 4))
+    arrays = {"A": A, "W": rng.standard_normal((3, 3, 4, 8)), "b": rng.standard_normal(8),
+              "A1e8": 1e8 * A, "A1e300": 1e300 * A, "A1e307": 1e307 * A, "Asmall": 1e-6 * A}
+    out = {}
+    for name, x in arrays.items():
+        np.save(tmp_path / f"{name}.npy", x)
+        out[name] = str(tmp_path / f"{name}.npy")
+    return out
+
+
+def _run(*args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "cnncli", "gradcheck", *args], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("source", ["A1e8", "A1e300"])
+def test_large_inputs_pass_on_the_engine_with_a_clean_stderr(files, source):
+    r = _run(files[source], "--weights", files["W"], "--bias", files["b"], "--json")
+    assert r.returncode == 0 and r.stderr == ""
+    doc = json.loads(r.stdout)
+    assert doc["passed"] is True and doc["verdict"] == "pass"
+    assert all(g["rounding_floor"] <= g["tolerance"] and g["verdict"] == "pass" for g in doc["gradients"])
+
+
+def test_overflow_exits_1_with_a_clear_message_and_no_numpy_warning(files):
+    r = _run(files["A1e307"], "--weights", files["W"], "--bias", files["b"])
+    assert r.returncode == 1 and "RuntimeWarning" not in r.stderr and "Warning" not in r.stdout
+    assert "dA_prev: the loss overflows float64 at this scale" in r.stdout and "rescale the input" in r.stdout
+    assert "gradient check: INCONCLUSIVE" in r.stdout
+
+
+def test_tiny_inputs_check_every_element(files):
+    r = runner.invoke(app, ["gradcheck", files["Asmall"], "--f", "2", "--json"])
+    assert r.exit_code == 0, r.stdout
+    g = json.loads(r.stdout)["gradients"][0]
+    assert (g["kinks"], g["checked"], g["verdict"]) == (0, 2 * 5 * 7 * 4, "pass")
+
+
+def test_an_eps_larger_than_the_gaps_checks_nothing_and_exits_1(files):
+    r = runner.invoke(app, ["gradcheck", files["A"], "--f", "2", "--eps", "1", "--method", "full", "--json"])
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    g = doc["gradients"][0]
+    assert doc["passed"] is False and doc["verdict"] == "inconclusive"
+    assert (g["verdict"], g["checked"], g["kinks"], g["passed"]) == ("inconclusive", 0, 192, False)
+    assert g["reason"].startswith("dA_prev: 192 of 192 elements are at kinks: the step")
+    assert g["reason"].endswith("nothing was checked: use a smaller --eps")
+    table = runner.invoke(app, ["gradcheck", files["A"], "--f", "2", "--eps", "1"])
+    assert table.exit_code == 1 and "INCONCLUSIVE" in table.stdout and "use a smaller --eps" in table.stdout

@@ -1,0 +1,122 @@
+"""Verdicts at the edges: data magnitudes (rounding floor, overflow) and coverage (kinks, inconclusive)."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from cnncli.engine import ConvParams, PoolParams
+from cnncli.gradcheck import gradcheck_conv, gradcheck_pool
+from cnncli.gradcheck.core import check_problem, gradient_metrics
+from cnncli.gradcheck.problems import ConvProblem
+
+RNG = np.random.default_rng(11)
+A0, W0, B0 = RNG.standard_normal((2, 5, 7, 4)), RNG.standard_normal((3, 3, 4, 8)), RNG.standard_normal(8)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e6, 1e8, 1e300])
+@pytest.mark.parametrize("method", ["full", "fast"])
+def test_a_correct_conv_passes_at_any_magnitude_without_numpy_warnings(scale, method):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a raw numpy RuntimeWarning would be an error here
+        r = gradcheck_conv(scale * A0, W0, B0, method=method)
+    assert r.passed and r.verdict == "pass", [(g.name, g.relative_error, g.tolerance) for g in r.gradients]
+
+
+def test_overflow_is_an_inconclusive_verdict_with_a_message():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = gradcheck_conv(1e307 * A0, W0, B0, method="full")
+    assert not r.passed and r.verdict == "inconclusive"
+    for g in r.gradients:
+        assert g.verdict == "inconclusive" and "the loss overflows float64 at this scale" in g.inconclusive
+        assert "rescale the input" in g.inconclusive and g.to_dict()["reason"] == g.inconclusive
+
+
+def test_rounding_floor_bounds_the_real_rounding_error_of_a_small_step():
+    # A small bias step on outputs of magnitude ~1e9: the numerical db is visibly off by rounding;
+    # the floor (computed from |G| and |A|*|W| + |b|) must cover every such error.
+    A = 1e8 * A0
+    G = RNG.standard_normal((2, 3, 5, 8))
+    p = ConvProblem(A, W0, B0, ConvParams(), G)
+    h = 1e-3
+    idx = np.arange(8)
+    numerical = p.differences("b", idx, B0 + h, B0 - h) / ((B0 + h) - (B0 - h))
+    err = np.abs(numerical - G.sum(axis=(0, 1, 2)))
+    floor = p.rounding_floor("b", h)
+    assert err.max() > 1e-7 * np.abs(numerical).max()  # the rounding is real at this step
+    assert np.all(err <= floor)
+
+
+def test_a_floor_within_the_error_raises_the_threshold_and_a_wrong_value_still_fails():
+    a, n = np.array([1.0, -2.0]), np.array([1.0 + 1e-5, -2.0])
+    strict = gradient_metrics("db", (2,), "c", "full", np.arange(2), a, n, 0, 1e-7)
+    assert not strict.passed and strict.rounding_floor == 0.0 and strict.tolerance == 1e-7
+    lenient = gradient_metrics("db", (2,), "c", "full", np.arange(2), a, n, 0, 1e-7, floor=np.full(2, 2e-5))
+    expected_floor = np.sqrt(2 * (2e-5) ** 2) / (np.sqrt(5) + np.linalg.norm(n))
+    assert lenient.passed and lenient.rounding_floor == pytest.approx(expected_floor)
+    assert lenient.tolerance == pytest.approx(expected_floor)
+    wrong = gradient_metrics("db", (2,), "c", "full", np.arange(2), a, n + 0.1, 0, 1e-7, floor=np.full(2, 2e-5))
+    assert not wrong.passed and wrong.failing == 2
+
+
+class _Noisy:
+    """A one-input linear problem whose numerical values carry a known rounding floor."""
+
+    layer, names, linear = "conv", ("b",), True
+
+    def __init__(self, floor):
+        self.inputs = {"b": np.array([1.0, 2.0, 3.0])}
+        self.floor = floor
+
+    def analytical(self):
+        return {"b": np.array([4.0, 5.0, 6.0])}
+
+    def kinks(self, name, h):
+        return None
+
+    def rounding_floor(self, name, h):
+        return np.full(3, self.floor)
+
+    def differences(self, name, idx, plus, minus, tick=None):
+        return (np.array([4.0, 5.0, 6.0])[idx] + self.floor / 2) * (plus - minus)
+
+
+def test_a_raised_tolerance_is_noted_and_a_useless_one_is_inconclusive():
+    r = check_problem(_Noisy(1e-4), method="full")
+    g = r.gradients[0]
+    assert r.passed and g.tolerance > 1e-7
+    assert any(n.startswith(f"db: tolerance raised from 1e-07 to {g.tolerance:.2g}") for n in r.notes)
+    useless = check_problem(_Noisy(1.0), method="full").gradients[0]
+    assert useless.verdict == "inconclusive" and "rescale the input" in useless.inconclusive
+
+
+def test_tiny_data_has_no_spurious_kinks():
+    r = gradcheck_pool(1e-6 * A0, PoolParams(f=2), method="full")
+    g = r.gradients[0]
+    assert r.passed and g.kinks == 0 and g.checked == A0.size
+
+
+def test_a_step_larger_than_the_gaps_is_inconclusive_not_a_pass():
+    r = gradcheck_pool(A0, PoolParams(f=2), eps=1.0, method="full")
+    g = r.gradients[0]
+    assert not r.passed and g.verdict == "inconclusive" and g.checked == 0
+    # 5x7 with f=2: windows read rows 0..3 and columns 0..5 of both examples' 4 channels
+    assert g.inconclusive.startswith("dA_prev: 192 of 192 elements are at kinks")
+    assert g.inconclusive.endswith("nothing was checked: use a smaller --eps")
+
+
+def test_elements_no_window_reads_do_not_count_as_checked():
+    A = np.zeros((1, 5, 5, 1))  # a constant image: every window a tie
+    A[0, 4, :, 0] = A[0, :, 4, 0] = RNG.standard_normal(5)  # the row/column f=2 never reads
+    g = gradcheck_pool(A, PoolParams(f=2), method="full").gradients[0]
+    assert g.verdict == "inconclusive" and "16 of 16 elements are at kinks" in g.inconclusive
+
+
+def test_most_elements_at_kinks_is_noted_but_still_checked():
+    A = RNG.standard_normal((3, 4, 4, 1))
+    A[:2] = 1.0  # two constant examples of three: 2/3 of the elements are kinks
+    r = gradcheck_pool(A, PoolParams(f=2), method="full")
+    g = r.gradients[0]
+    assert r.passed and g.kinks == 32 and g.checked == 16
+    assert "dA_prev: 32 of 48 elements are at kinks and were not checked" in " ".join(r.notes)
