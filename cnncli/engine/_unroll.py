@@ -239,9 +239,7 @@ def weight_grad_shifted(X, dZ, dW, geom, workspace_bytes) -> bool:
     t, _, l, _ = geom.pads
     Hp, Wp = n_H + dh * (kh - 1), n_W + dw * (kw - 1)
     R, tail = Hp * Wp, (kh - 1) * dh * Wp + (kw - 1) * dw
-    # Big chunks: the products stream through memory anyway, and fewer BLAS calls mean fewer
-    # thread hand-offs (each one can stall for a scheduler tick on a busy machine).
-    chunks = plan_chunks(m, 1, R * (C + n_C) * X.itemsize, workspace_bytes, target=16 * 2**20)
+    chunks = plan_chunks(m, 1, R * (C + n_C) * X.itemsize, workspace_bytes, target=4 * 2**20)  # 4 beat 16 MiB
     ne = max(e1 - e0 for e0, e1, _, _ in chunks)
     P = np.zeros(ne * R * C + tail * C, dtype=X.dtype)
     D = np.zeros((ne, Hp, Wp, n_C), dtype=X.dtype)
