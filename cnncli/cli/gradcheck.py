@@ -54,7 +54,7 @@ def gradcheck(
     """
     from ..gradcheck.core import validate_settings
 
-    validate_settings(method, samples, eps, tol)
+    validate_settings(method, samples, eps, tol, seed, prefix="--")
     if options["dtype"] is not None:
         raise HyperparameterError("gradcheck always computes in float64 (central differences need its precision); "
                                   f"drop --dtype {options['dtype']} (it applies to forward and backward)")

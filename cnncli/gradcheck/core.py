@@ -79,7 +79,7 @@ def check_problem(problem, *, method: str = "auto", samples: Optional[int] = Non
     HyperparameterError
         Unknown method, non-positive eps/tol/samples.
     """
-    method, samples = validate_settings(method, samples, eps, tol)
+    method, samples = validate_settings(method, samples, eps, tol, seed)
     rng = np.random.default_rng(seed)
     total_values = sum(problem.inputs[n].size for n in problem.names)
     if method == "auto":
@@ -193,18 +193,29 @@ def step_size(x: np.ndarray, eps: float, linear: bool = False, scale: Optional[f
     return base * magnitude
 
 
-def validate_settings(method: str, samples, eps: float, tol: float):
-    """Check the checker's settings; return ``(method, samples)`` with defaults filled in."""
+def validate_settings(method: str, samples, eps: float, tol: float, seed=None, prefix: str = ""):
+    """Check the checker's settings; return ``(method, samples)`` with defaults filled in.
+
+    ``prefix`` goes before each setting's name in the messages (the CLI passes
+    ``"--"`` so they name its flags).
+
+    Raises
+    ------
+    HyperparameterError
+        Unknown method, samples < 1, eps or tol not a positive finite number, seed < 0.
+    """
     if method not in METHODS:
-        raise HyperparameterError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise HyperparameterError(f"{prefix}method must be one of {', '.join(METHODS)}, got {method!r}")
     if samples is None:
         samples = DEFAULT_SAMPLES
     if int(samples) < 1:
-        raise HyperparameterError(f"samples must be >= 1, got {samples}")
+        raise HyperparameterError(f"{prefix}samples must be >= 1, got {samples}")
     if not (eps > 0 and math.isfinite(eps)):
-        raise HyperparameterError(f"eps must be a positive number, got {eps}")
+        raise HyperparameterError(f"{prefix}eps must be a positive number, got {eps}")
     if not (tol > 0 and math.isfinite(tol)):
-        raise HyperparameterError(f"tol must be a positive number, got {tol}")
+        raise HyperparameterError(f"{prefix}tol must be a positive number, got {tol}")
+    if seed is not None and int(seed) < 0:  # numpy's own message ("expected non-negative integer") names nothing
+        raise HyperparameterError(f"{prefix}seed must be >= 0, got {seed}")
     return method, int(samples)
 
 

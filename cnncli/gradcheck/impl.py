@@ -176,7 +176,7 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
     HyperparameterError
         Invalid settings.
     """
-    method, _ = validate_settings(method, samples, eps, tol)
+    method, _ = validate_settings(method, samples, eps, tol, seed)
     module, defined = load_impl(path)
     run = _Run(module, method, samples or IMPL_SAMPLES, eps, tol, seed)
     run.defined = defined

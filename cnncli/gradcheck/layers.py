@@ -9,7 +9,7 @@ import numpy as np
 from ..engine import ConvParams, PoolParams
 from ..engine.layout import check_layout, nchw_to_nhwc, weights_nchw_to_nhwc
 from ..errors import InputError, ShapeError
-from .core import DEFAULT_EPS, DEFAULT_TOL, CheckResult, Progress, check_problem, relayout
+from .core import DEFAULT_EPS, DEFAULT_TOL, CheckResult, Progress, check_problem, relayout, validate_settings
 from .problems import ConvProblem, PoolProblem
 
 NCHW_PERMS = {"dA_prev": ((0, 3, 1, 2), "mchw"), "dW": ((3, 2, 0, 1), "oihw")}
@@ -76,7 +76,8 @@ def gradcheck_conv(A_prev, W, b=None, params: Optional[ConvParams] = None, *, gr
     Raises
     ------
     ShapeError, HyperparameterError
-        As :func:`cnncli.engine.conv2d`, or ``grad`` of the wrong shape.
+        As :func:`cnncli.engine.conv2d`, ``grad`` of the wrong shape, or invalid settings
+        (method, samples, eps, tol, seed < 0).
     InputError
         Non-numeric or non-finite inputs.
 
@@ -88,6 +89,7 @@ def gradcheck_conv(A_prev, W, b=None, params: Optional[ConvParams] = None, *, gr
     >>> r.passed, [g.name for g in r.gradients]
     (True, ['dA_prev', 'dW', 'db'])
     """
+    validate_settings(method, samples, eps, tol, seed)  # before the seed draws the upstream gradient
     params = params or ConvParams()
     check_layout(layout)
     notes: list = []
@@ -146,6 +148,7 @@ def gradcheck_pool(A_prev, params: Optional[PoolParams] = None, *, grad=None, la
     >>> r.passed, r.gradients[0].kinks
     (True, 4)
     """
+    validate_settings(method, samples, eps, tol, seed)
     params = params or PoolParams()
     check_layout(layout)
     notes: list = []

@@ -130,8 +130,8 @@ def test_impl_report_names_the_exception_and_line():
 
 @pytest.mark.parametrize("args,message", [
     (["--pad", "1"], "--pad needs a SOURCE"),
-    (["--method", "exact"], "method must be one of auto, full, fast, sample, got 'exact'"),
-    (["--eps", "-1"], "eps must be a positive number"),
+    (["--method", "exact"], "--method must be one of auto, full, fast, sample, got 'exact'"),
+    (["--eps", "-1"], "--eps must be a positive number"),
     (["x.npy", "--impl", "y.py"], "--impl checks your functions on the built-in battery and takes no SOURCE"),
     (["--impl", "nowhere.py"], "no such file"),
     (["missing.npy", "--f", "2"], "no such file"),
@@ -168,7 +168,7 @@ def test_real_process_exit_codes_and_clean_json_stdout():
     bad = _run("--impl", str(IMPLS / "bug_mask_min.py"), "--json")
     assert bad.returncode == 1 and json.loads(bad.stdout)["passed"] is False
     usage = _run("--samples", "0")
-    assert usage.returncode == 2 and usage.stderr == "cnncli: error: samples must be >= 1, got 0\n"
+    assert usage.returncode == 2 and usage.stderr == "cnncli: error: --samples must be >= 1, got 0\n"
 
 
 def test_json_writes_nan_as_null(tmp_path):

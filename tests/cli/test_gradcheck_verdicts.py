@@ -69,3 +69,28 @@ def test_an_eps_larger_than_the_gaps_checks_nothing_and_exits_1(files):
     assert g["reason"].endswith("nothing was checked: use a smaller --eps")
     table = runner.invoke(app, ["gradcheck", files["A"], "--f", "2", "--eps", "1"])
     assert table.exit_code == 1 and "INCONCLUSIVE" in table.stdout and "use a smaller --eps" in table.stdout
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--eps", "0"], "--eps must be a positive number, got 0.0"),
+    (["--eps", "nan"], "--eps must be a positive number, got nan"),
+    (["--tol", "-1e-7"], "--tol must be a positive number, got -1e-07"),
+    (["--tol", "inf"], "--tol must be a positive number, got inf"),
+    (["--samples", "0"], "--samples must be >= 1, got 0"),
+])
+@pytest.mark.parametrize("mode", ["source", "battery", "impl"])
+def test_bad_settings_are_one_line_exit_2_naming_the_flag(files, args, line, mode):
+    where = {"source": [files["A"], "--f", "2"], "battery": [],
+             "impl": ["--impl", str(ROOT / "tests" / "impls" / "correct.py")]}[mode]
+    r = runner.invoke(app, ["gradcheck", *where, *args])
+    assert (r.exit_code, r.stdout, r.stderr) == (2, "", f"cnncli: error: {line}\n")
+
+
+def test_library_refuses_a_negative_seed_by_name():
+    from cnncli.errors import HyperparameterError
+    from cnncli.gradcheck import gradcheck_pool
+    from cnncli.engine import PoolParams
+
+    with pytest.raises(HyperparameterError, match=r"^seed must be >= 0, got -1$"):
+        gradcheck_pool(np.ones((1, 2, 2, 1)), PoolParams(f=2), seed=-1)
