@@ -27,8 +27,8 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from .errors import InputError
-from .readers import (ArrayRef, _h5py, _load_npy_bytes, _load_npy_bytes_from, _load_npz, _open,  # noqa: F401
-                      _read_stdin, check_dtype, h5_dataset, h5_datasets, open_h5, parse_ref, read_h5)
+from .readers import (ArrayRef, _expect, _h5py, _load_npy_bytes_from, _load_npz, _source,  # noqa: F401
+                      check_dtype, h5_dataset, h5_datasets, load_npy, materialize, open_h5, parse_ref, read_h5)
 from .results import ResultWriter, write_results  # noqa: F401  (re-exported)
 
 #: Hyperparameter names a case file may carry (HDF5 root attributes / npz entries).
@@ -89,12 +89,9 @@ class _blame:
 
 
 def _load_array(ref: str) -> np.ndarray:
-    parsed = parse_ref(ref)
-    if parsed.kind == "stdin":
-        return _read_stdin(parsed)
+    parsed = materialize(parse_ref(ref))  # stdin and pipes: read once, here
     if parsed.kind == "npy":
-        with _open(parsed.path, parsed) as fp:
-            return _load_npy_bytes(fp, parsed)
+        return load_npy(parsed)
     if parsed.kind == "npz":
         return _load_npz(parsed)
     with open_h5(parsed) as f:
@@ -106,13 +103,14 @@ class ArrayStream:
     """A lazily read array: ``shape``, ``dtype`` and ``read(lo, hi)`` along axis 0.
 
     HDF5 datasets and ``.npy`` files (memory-mapped) are read slice by slice;
-    other references are loaded once. Use as a context manager, or ``close()``.
+    other references, and anything read from a pipe, are loaded once. Use as a
+    context manager, or ``close()``.
     """
 
     def __init__(self, ref: str):
         self.ref = ref
         self._file = None
-        parsed = parse_ref(ref)
+        parsed = materialize(parse_ref(ref))
         if parsed.kind == "h5":
             self._file = open_h5(parsed)
             try:
@@ -121,17 +119,9 @@ class ArrayStream:
                 self.close()
                 raise
         elif parsed.kind == "npy":
-            with _open(parsed.path, parsed) as fp:
-                fp.read(1)  # errors on unreadable files before np.load's own
-            try:
-                self._data = _load_npy_bytes(parsed.path, parsed, mmap=True)
-            except InputError as exc:
-                if "pickled" in str(exc):
-                    raise
-                with _open(parsed.path, parsed) as fp:  # mmap refuses some valid files: read plainly
-                    self._data = _load_npy_bytes(fp, parsed)
+            self._data = load_npy(parsed, mmap=True)
         else:
-            self._data = _load_array(ref)
+            self._data = _load_npz(parsed)
         self.shape: Tuple[int, ...] = tuple(self._data.shape)
         self.dtype = np.dtype(self._data.dtype)
         self.ndim = len(self.shape)
@@ -291,9 +281,10 @@ def load_case(path: str) -> Case:
                     case.arrays[name] = read_h5(h5_dataset(f, ArrayRef(path, parsed.path, "h5", name)),
                                                 f"{parsed.path}:{name}")
     elif parsed.kind == "npz":
-        _open(parsed.path, parsed).close()
+        parsed = materialize(parsed)
+        _expect(parsed, "npz")
         try:
-            with np.load(parsed.path, allow_pickle=False) as archive:
+            with np.load(_source(parsed), allow_pickle=False) as archive:
                 for name in archive.files:
                     arr = _load_npy_bytes_from(archive, name, parsed, check=False)
                     if name not in CASE_ARRAYS and (arr.ndim == 0 or name in CASE_KEYS):

@@ -7,11 +7,13 @@ names the reference and what would be valid. Nothing is ever unpickled.
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
 import sys
 import zipfile
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field, replace
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -20,26 +22,37 @@ from .errors import InputError
 _REF = re.compile(r"^(?P<path>.*?\.(?:npz|h5|hdf5))(?::(?P<name>.*))?$", re.IGNORECASE)
 _H5_EXT = (".h5", ".hdf5")
 _ACCEPTED_KINDS = "biuf"  # bool, signed and unsigned ints, floats
-_MAGIC = {b"\x93NUMPY": "npy", b"PK\x03\x04": "npz", b"\x89HDF\r\n\x1a\n": "h5"}
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip: what numpy.load takes as .npz
+_H5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_FORMATS = {"npy": ".npy data", "npz": "an .npz archive", "h5": "an HDF5 file"}
 
 
 @dataclass(frozen=True)
 class ArrayRef:
-    """A parsed array reference: ``kind`` is "npy", "npz", "h5" or "stdin"."""
+    """A parsed array reference: ``kind`` is "npy", "npz", "h5", "stdin", or "pipe" (a FIFO or
+    /dev/fd/N without extension, its format unknown until read).
+
+    ``data`` holds the bytes of a source that can be read only once (stdin, pipes): see :func:`materialize`.
+    """
 
     text: str
     path: str
     kind: str
     name: Optional[str] = None
+    data: Optional[bytes] = field(default=None, repr=False, compare=False)
 
 
 def parse_ref(ref: str) -> ArrayRef:
     """Split an array reference into file, kind and inner name.
 
+    A file without a known extension is told by its first bytes; a pipe is not read here
+    (it can be read only once) and gets kind "pipe".
+
     Raises
     ------
     InputError
-        Empty reference, or a ``:NAME`` on a ``.npy`` file.
+        Empty reference, a ``:NAME`` on a ``.npy`` file, or a file in no known format.
 
     Examples
     --------
@@ -60,16 +73,14 @@ def parse_ref(ref: str) -> ArrayRef:
         return ArrayRef(ref, ref, "npy")
     if ":" in ref and ref.split(":", 1)[0].lower().endswith(".npy"):
         raise InputError(f"{ref!r}: a .npy file holds one array; drop the ':{ref.split(':', 1)[1]}'")
-    return ArrayRef(ref, ref, _sniff(ref))
-
-
-def _sniff(path: str) -> str:
-    """Kind of a file without a known extension, from its first bytes."""
-    head = _open(path, ArrayRef(path, path, "?")).read(8)
-    for magic, kind in _MAGIC.items():
-        if head.startswith(magic):
-            return kind
-    raise InputError(f"{path!r} is not a .npy, .npz or HDF5 file (use one of those extensions, or - for stdin)")
+    parsed = ArrayRef(ref, ref, "pipe")
+    if not _regular(parsed):
+        return parsed
+    with _open(ref, parsed) as fp:
+        head, kind = _format(fp)
+    if kind is None:
+        raise InputError(f"{ref!r} is not a .npy, .npz or HDF5 file ({_describe(head, None)})")
+    return ArrayRef(ref, ref, kind)
 
 
 def _open(path: str, ref: ArrayRef):
@@ -82,6 +93,122 @@ def _open(path: str, ref: ArrayRef):
         raise InputError(f"{ref.text!r} is a folder, not an array file") from None
     except OSError as exc:
         raise InputError(f"{ref.text!r}: cannot read ({exc.strerror or exc})") from None
+
+
+def _regular(ref: ArrayRef) -> bool:
+    """Whether ``ref.path`` is a regular file (seekable, memory-mappable), not a FIFO, pipe or device."""
+    try:
+        return stat.S_ISREG(os.stat(ref.path).st_mode)
+    except OSError:
+        _open(ref.path, ref).close()  # raises the one-line error (no such file, not a directory...)
+        return True
+
+
+# --------------------------------------------------------------------- telling formats apart
+
+
+def materialize(ref: ArrayRef) -> ArrayRef:
+    """``ref`` ready to be parsed: a source that can be read only once is read into ``data``.
+
+    Standard input, FIFOs and pipes such as the ``/dev/fd/63`` of ``<(...)`` cannot be read twice
+    (to sniff, then load) nor memory-mapped, so their bytes are read once, here; a "pipe" gets the
+    kind its first bytes show. Regular files are returned unchanged. Idempotent.
+
+    Raises
+    ------
+    InputError
+        Unreadable source, stdin a terminal or empty, a pipe in no known format.
+    """
+    if ref.data is not None:
+        return ref
+    if ref.kind == "stdin":
+        return replace(ref, kind="npy", data=_stdin_bytes())
+    if _regular(ref):
+        return ref
+    with _open(ref.path, ref) as fp:
+        data = fp.read()
+    if ref.kind != "pipe":
+        return replace(ref, data=data)
+    head, kind = _format(io.BytesIO(data))
+    if kind is None:
+        raise InputError(f"{ref.text!r} is not a .npy, .npz or HDF5 file ({_describe(head, None)})")
+    return replace(ref, kind=kind, data=data)
+
+
+def _stdin_bytes() -> bytes:
+    stream = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
+    if hasattr(stream, "isatty") and stream.isatty():
+        raise InputError("'-' reads .npy bytes from standard input, but it is a terminal; pipe an array in "
+                         "(e.g. cnncli forward ... -o - | cnncli forward - ...)")
+    data = stream.read()
+    if not data:
+        raise InputError("standard input is empty; '-' expects .npy bytes (did the command before the pipe fail?)")
+    return data
+
+
+def _source(ref: ArrayRef):
+    """What numpy / h5py should open: the path, or a BytesIO of the bytes read by :func:`materialize`."""
+    return io.BytesIO(ref.data) if ref.data is not None else ref.path
+
+
+def _reader(ref: ArrayRef):
+    return io.BytesIO(ref.data) if ref.data is not None else _open(ref.path, ref)
+
+
+def _format(fp) -> Tuple[bytes, Optional[str]]:
+    """The first bytes of an open binary file and the format they show: "npy", "npz", "h5" or None."""
+    head = fp.read(64)
+    for kind, magic in (("npy", (_NPY_MAGIC,)), ("npz", _ZIP_MAGIC), ("h5", (_H5_MAGIC,))):
+        if head.startswith(magic):
+            return head, kind
+    # NOTE: an HDF5 file may start with a user block: its signature is then at byte 512, 1024, 2048...
+    offset = 512
+    while True:
+        fp.seek(offset)
+        block = fp.read(len(_H5_MAGIC))
+        if len(block) < len(_H5_MAGIC):
+            return head, None
+        if block == _H5_MAGIC:
+            return head, "h5"
+        offset *= 2
+
+
+def _describe(head: bytes, kind: Optional[str]) -> str:
+    """What a file holds, for messages: 'it is an HDF5 file', "it starts with 'hello'"..."""
+    if kind is not None:
+        return f"it is {_FORMATS[kind]}"
+    if not head:
+        return "it is empty"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "it is a Python pickle"
+    line = head.split(b"\n", 1)[0][:24].decode("ascii", "replace").rstrip()
+    if line and line.isprintable() and "\ufffd" not in line:
+        return f"it starts with {line!r}"
+    return f"it starts with the bytes {head[:8]!r}"
+
+
+def _expect(ref: ArrayRef, kind: str) -> None:
+    """Raise a one-line InputError unless the (materialized) ``ref`` holds ``kind`` data, by its magic bytes.
+
+    Checked before numpy parses anything: numpy takes whatever is neither .npy nor zip for a pickle
+    and suggests ``allow_pickle=True``, an unsafe load, for a plain text file.
+    """
+    with _reader(ref) as fp:
+        head, found = _format(fp)
+    if found == kind:
+        return
+    what = _describe(head, found)
+    if kind == "npy":
+        if what == "it is a Python pickle":
+            raise _pickled(ref.text)
+        if ref.text == "-":
+            hint = "; pipe in the output of numpy.save or of cnncli forward/backward -o -"
+        else:
+            hint = "; expected a file written by numpy.save" if found is None else ""
+        raise InputError(f"{ref.text!r} is not .npy data ({what}){hint}")
+    if kind == "npz":
+        raise InputError(f"{ref.path!r} is not an .npz archive (not a zip file: {what})")
+    raise InputError(f"{ref.path!r} is not an HDF5 file ({what})")
 
 
 def check_dtype(dtype: np.dtype, what: str) -> None:
@@ -102,12 +229,18 @@ def check_dtype(dtype: np.dtype, what: str) -> None:
 # --------------------------------------------------------------------- npy / npz
 
 
+def _pickled(text: str) -> InputError:
+    return InputError(f"{text!r} holds pickled Python objects; cnncli never unpickles "
+                      "(save a numeric array with numpy.save)")
+
+
 def _npy_error(ref: ArrayRef, exc: Exception) -> InputError:
+    # The magic bytes were checked first, so a pickle message from numpy here is an object array.
     text = str(exc)
-    if "allow_pickle" in text or "pickle" in text.lower():
-        return InputError(f"{ref.text!r} holds pickled Python objects; cnncli never unpickles "
-                          "(save a numeric array with numpy.save)")
-    return InputError(f"{ref.text!r} is not a readable .npy array (truncated or corrupt: {text.splitlines()[0] if text else type(exc).__name__})")
+    if "pickle" in text.lower():
+        return _pickled(ref.text)
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    return InputError(f"{ref.text!r} is not a readable .npy array (truncated or corrupt: {reason})")
 
 
 def _load_npy_bytes(fp, ref: ArrayRef, mmap: bool = False) -> np.ndarray:
@@ -116,31 +249,46 @@ def _load_npy_bytes(fp, ref: ArrayRef, mmap: bool = False) -> np.ndarray:
             arr = np.load(fp, mmap_mode="r", allow_pickle=False)
         else:
             arr = np.load(fp, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # ValueError, EOFError, OSError, unpickling refusals...: all the file's fault
         raise _npy_error(ref, exc) from None
-    except Exception as exc:  # unpickling errors and the like: still the file's fault
-        raise _npy_error(ref, exc) from None
-    if not isinstance(arr, np.ndarray):  # an .npz read where .npy was expected
-        raise InputError(f"{ref.text!r} is an .npz archive, expected .npy bytes")
+    if not isinstance(arr, np.ndarray):  # cannot happen after _expect; kept as a guard
+        raise InputError(f"{ref.text!r} is not .npy data")
     check_dtype(arr.dtype, repr(ref.text))
     return arr
 
 
-def _read_stdin(ref: ArrayRef) -> np.ndarray:
-    stream = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
-    if hasattr(stream, "isatty") and stream.isatty():
-        raise InputError("'-' reads .npy bytes from standard input, but it is a terminal; pipe an array in "
-                         "(e.g. cnncli forward ... -o - | cnncli forward - ...)")
-    data = stream.read()
-    if not data:
-        raise InputError("standard input is empty; '-' expects .npy bytes (did the command before the pipe fail?)")
-    return _load_npy_bytes(io.BytesIO(data), ref)
+def load_npy(ref: ArrayRef, *, mmap: bool = False) -> np.ndarray:
+    """The array of a materialized ``.npy`` reference (stdin included).
+
+    Parameters
+    ----------
+    ref : ArrayRef
+        From :func:`materialize`.
+    mmap : bool
+        Memory-map a regular file (read lazily); bytes read from a pipe are never mapped.
+
+    Raises
+    ------
+    InputError
+        Not .npy data (the message says what it is), truncated, pickled or a refused dtype.
+    """
+    _expect(ref, "npy")
+    if mmap and ref.data is None:
+        try:
+            return _load_npy_bytes(ref.path, ref, mmap=True)
+        except InputError as exc:
+            if "pickled" in str(exc):
+                raise
+            # mmap refuses some valid files (zero-size arrays...): read plainly below
+    with _reader(ref) as fp:
+        return _load_npy_bytes(fp, ref)
 
 
 def _load_npz(ref: ArrayRef) -> np.ndarray:
-    _open(ref.path, ref).close()
+    ref = materialize(ref)
+    _expect(ref, "npz")
     try:
-        with np.load(ref.path, allow_pickle=False) as archive:
+        with np.load(_source(ref), allow_pickle=False) as archive:
             names = list(archive.files)
             name = _pick_name(ref, names, "array")
             return _load_npy_bytes_from(archive, name, ref)
@@ -151,12 +299,15 @@ def _load_npz(ref: ArrayRef) -> np.ndarray:
 
 
 def _load_npy_bytes_from(archive, name: str, ref: ArrayRef, check: bool = True) -> np.ndarray:
+    member = ArrayRef(f"{ref.path}:{name}", ref.path, "npz", name)
     try:
         arr = archive[name]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise _npy_error(ArrayRef(f"{ref.path}:{name}", ref.path, "npz", name), exc) from None
+    except Exception as exc:  # ValueError, BadZipFile, unpickling refusals...
+        raise _npy_error(member, exc) from None
+    if not isinstance(arr, np.ndarray):  # numpy returns a member that is not .npy as raw bytes
+        raise InputError(f"{member.text!r} is not .npy data ({_describe(bytes(arr[:64]), None)})")
     if check:
-        check_dtype(arr.dtype, repr(f"{ref.path}:{name}"))
+        check_dtype(arr.dtype, repr(member.text))
     return arr
 
 
@@ -190,9 +341,10 @@ def open_h5(ref: ArrayRef):
     InputError
         Missing, unreadable or not an HDF5 file.
     """
-    _open(ref.path, ref).close()
+    ref = materialize(ref)
+    _expect(ref, "h5")
     try:
-        return _h5py().File(ref.path, "r")
+        return _h5py().File(_source(ref), "r")
     except OSError as exc:
         reason = str(exc).split("(")[-1].rstrip(")") if "(" in str(exc) else str(exc)
         raise InputError(f"{ref.path!r} is not a readable HDF5 file (truncated or corrupt: {reason})") from None
