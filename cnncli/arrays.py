@@ -19,10 +19,11 @@ dtypes are refused.
 
 from __future__ import annotations
 
+import difflib
 import os
 import zipfile
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -36,6 +37,12 @@ CASE_KEYS = ("layer", "stride", "pad", "f", "mode", "dilation", "groups", "layou
              "ceil_mode", "count_include_pad")
 #: Datasets a case file may carry.
 CASE_ARRAYS = ("A_prev", "W", "b", "dZ", "dA")
+#: Case attributes that describe the file, not the layer: ignored without a note.
+DESCRIPTIVE_ATTRS = ("note", "notes", "description", "comment", "source", "license", "author", "title", "name",
+                     "created", "version", "command")
+#: Names other tools give hyperparameters, for the "did you mean" of an unused case attribute.
+_ALIASES = {"padding": "pad", "strides": "stride", "kernel": "f", "kernel_size": "f", "filter_size": "f",
+            "pool_size": "f", "dilation_rate": "dilation", "pool_mode": "mode", "data_format": "layout"}
 
 # --------------------------------------------------------------------- public loading
 
@@ -201,6 +208,44 @@ def to_python(value):
     if isinstance(value, (list, tuple)):
         return tuple(to_python(v) for v in value)
     return value
+
+
+def unused_attribute_notes(attrs: dict) -> List[str]:
+    """Notes on the attributes of a case file that cnncli does not read.
+
+    A typo such as ``strid`` would otherwise leave the default in force without a word, so an
+    unknown name gets the closest known one; descriptive metadata (:data:`DESCRIPTIVE_ATTRS`) passes quietly.
+
+    Parameters
+    ----------
+    attrs : dict of str to object
+        The case's attributes (HDF5 root attributes, 0-d ``.npz`` entries).
+
+    Returns
+    -------
+    list of str
+        A note per name with a likely meaning, one for all the others; empty when all are known.
+
+    Examples
+    --------
+    >>> unused_attribute_notes({"strid": 2, "pad": 1, "note": "from the exercise"})
+    ["case attribute 'strid' is not used (did you mean 'stride'?)"]
+    """
+    notes, unrelated = [], []
+    for key in attrs:
+        if key in CASE_KEYS or key.lower() in DESCRIPTIVE_ATTRS:
+            continue
+        close = difflib.get_close_matches(key.lower(), CASE_KEYS, n=1, cutoff=0.75)
+        guess = _ALIASES.get(key.lower()) or (close[0] if close else None)
+        if guess:
+            notes.append(f"case attribute {key!r} is not used (did you mean {guess!r}?)")
+        else:
+            unrelated.append(key)
+    if unrelated:
+        names = ", ".join(repr(k) for k in sorted(unrelated))
+        what = f"attribute {names} is" if len(unrelated) == 1 else f"attributes {names} are"
+        notes.append(f"case {what} not used; cnncli reads: {', '.join(CASE_KEYS)}")
+    return notes
 
 
 def is_case(ref: str) -> bool:

@@ -19,6 +19,7 @@ Knows nothing of the terminal.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Union
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from . import arrays
 from .engine import layout as layouts
-from .engine.geometry import WindowGeometry, as_flag, as_pair, check_groups
+from .engine.geometry import WindowGeometry, as_flag, as_pair, check_groups, normalize_mode, normalize_pad
 from .engine.params import ConvParams, PoolParams
 from .errors import HyperparameterError, InputError, ShapeError
 
@@ -35,6 +36,7 @@ OPTION_KEYS = ("layer", "weights", "bias", "f", "stride", "pad", "dilation", "gr
                "ceil_mode", "count_include_pad", "layout", "dtype", "grad")
 _CONV_ONLY = {"weights": "--weights", "bias": "--bias", "groups": "--groups"}
 _POOL_ONLY = {"mode": "--mode", "ceil_mode": "--ceil-mode", "count_include_pad": "--count-include-pad"}
+
 
 
 class Batches:
@@ -162,6 +164,54 @@ def _word(value, name: str, allowed) -> str:
     return word
 
 
+_CASE_CHECKS = {
+    "layer": lambda v: _word(v, "layer", ("conv", "pool")),
+    "layout": lambda v: _word(v, "layout", ("nhwc", "nchw")),
+    "f": lambda v: as_pair(v, "f"),
+    "stride": lambda v: as_pair(v, "stride"),
+    "dilation": lambda v: as_pair(v, "dilation"),
+    "pad": normalize_pad,
+    "groups": lambda v: ConvParams(groups=v),
+    "mode": normalize_mode,
+    "ceil_mode": lambda v: as_flag(v, "ceil_mode"),
+    "count_include_pad": lambda v: as_flag(v, "count_include_pad"),
+}
+_CASE_KEYS_OF = {"conv": ("stride", "pad", "dilation", "groups"),
+                 "pool": ("f", "stride", "pad", "dilation", "mode", "ceil_mode", "count_include_pad")}
+
+
+class _Case:
+    """The case file a call comes from and its hyperparameters that no option overrides (``used``)."""
+
+    def __init__(self, path: Optional[str], attrs: dict, opts: dict):
+        self.path = path
+        self.used = {k: v for k, v in attrs.items() if k in arrays.CASE_KEYS and opts[k] is None}
+
+    def check(self, keys) -> None:
+        """Validate each of ``keys`` on its own, so that a bad value's error starts with the file name."""
+        for key in keys:
+            if key in self.used:
+                try:
+                    _CASE_CHECKS[key](self.used[key])
+                except HyperparameterError as exc:
+                    raise HyperparameterError(f"{self.path!r}: {exc}") from None
+
+    @contextmanager
+    def blame(self, *keys):
+        """Add the values the case set among ``keys`` to an error of their combination raised inside."""
+        try:
+            yield
+        except (HyperparameterError, ShapeError) as exc:
+            set_here = [f"{k}={_text(self.used[k])}" for k in keys if k in self.used]
+            if not set_here:
+                raise
+            raise type(exc)(f"{exc} (the case {self.path!r} sets {', '.join(set_here)})") from None
+
+
+def _text(value) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+
+
 def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: bool = True, **options) -> LayerCall:
     """Resolve SOURCE and the layer options into a :class:`LayerCall`.
 
@@ -202,14 +252,15 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
     if len(stdin_users) > 1:
         raise InputError(f"only one array can come from standard input ('-'); got it for {' and '.join(stdin_users)}")
 
-    attrs, refs = ({}, {"A_prev": source})
+    attrs, refs, notes = ({}, {"A_prev": source}, [])
     if arrays.is_case(source):
         attrs, refs = arrays.case_refs(source)
-        # Other attributes (notes, provenance) are allowed and ignored.
-        attrs = {k: v for k, v in attrs.items() if k in arrays.CASE_KEYS}
+        notes = arrays.unused_attribute_notes(attrs)  # other attributes are allowed (metadata) and ignored
+    case = _Case(source, attrs, opts)
+    case.check(("layer", "layout"))
 
     def pick(key):
-        return opts[key] if opts[key] is not None else attrs.get(key)
+        return opts[key] if opts[key] is not None else case.used.get(key)
 
     if opts["weights"] is not None:
         refs["W"] = opts["weights"]
@@ -218,7 +269,7 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
 
     kind = pick("layer")
     if kind is not None:
-        kind = _word(kind, "--layer" if opts["layer"] is not None else "the case's layer", ("conv", "pool"))
+        kind = _word(kind, "--layer" if opts["layer"] is not None else "layer", ("conv", "pool"))
     elif "W" in refs:
         kind = "conv"
     elif pick("f") is not None or pick("mode") is not None:
@@ -236,12 +287,14 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
         if opts[key] is not None:
             raise HyperparameterError(f"{flag} applies to {'conv' if kind == 'pool' else 'pooling'} layers only; "
                                       f"this is a {kind} layer")
+    case.check(_CASE_KEYS_OF[kind])
     layout = _word(pick("layout") or "nhwc", "--layout", ("nhwc", "nchw"))
     target = arrays.compute_dtype_for(opts["dtype"])
 
-    call = LayerCall(kind=kind, A_prev=None, W=None, b=None, params=None, grad=None, layout=layout, dtype=target)
+    call = LayerCall(kind=kind, A_prev=None, W=None, b=None, params=None, grad=None, layout=layout, dtype=target,
+                     notes=notes)
     try:
-        _fill(call, refs, pick, opts, stream)
+        _fill(call, refs, pick, opts, stream, case)
     except BaseException:
         call.close()
         raise
@@ -275,7 +328,7 @@ def _batch_input(call: LayerCall, src) -> object:
     return _compute(layouts.to_nhwc(src, call.layout), call.dtype)
 
 
-def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool) -> None:
+def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool, case: _Case) -> None:
     """Load every input of ``call`` and resolve its hyperparameters, validating as it goes."""
     stored: dict = {}
     call.A_prev = _batch_input(call, _load(call, "A_prev", refs["A_prev"], stream, stored))
@@ -284,9 +337,9 @@ def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool) -> None:
         stored_shape = tuple(call.inputs["A_prev"]["shape"])
         raise ShapeError(f"A_prev from {refs['A_prev']!r} has an empty axis: shape {stored_shape}")
     if call.kind == "conv":
-        _fill_conv(call, refs, pick, opts, stored)
+        _fill_conv(call, refs, pick, opts, stored, case)
     else:
-        _fill_pool(call, pick, opts)
+        _fill_pool(call, pick, opts, case)
 
     grad_key = "dZ" if call.kind == "conv" else "dA"
     if grad_key in refs:
@@ -305,7 +358,7 @@ def _or(value, default):
     return default if value is None else value
 
 
-def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict) -> None:
+def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case: _Case) -> None:
     """Filters, bias, groups and ConvParams; channel and bias shapes checked with layout-aware messages."""
     # NOTE: conv2d checks channels and bias shape again, but in NHWC terms and naming no file: checking
     # here, before any batch is streamed, lets the message name the file and speak the user's layout.
@@ -317,16 +370,18 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict) -> N
     kh, kw, c_g, n_C = call.W.shape
     if min(call.W.shape) < 1:
         raise ShapeError(f"W from {refs['W']!r} has an empty axis: shape {tuple(call.inputs['W']['shape'])}")
-    groups = check_groups(C, n_C, _or(pick("groups"), 1))
-    if c_g * groups != C:
-        want = layouts.shape_from_nhwc((kh, kw, C // groups, n_C), call.layout, weights=True)
-        raise ShapeError(f"W from {refs['W']!r} has {c_g} input channel(s) per group but A_prev has {C} channel(s) "
-                         f"with groups={groups}: expected W of shape {want}")
+    with case.blame("groups"):
+        groups = check_groups(C, n_C, _or(pick("groups"), 1))
+        if c_g * groups != C:
+            want = layouts.shape_from_nhwc((kh, kw, C // groups, n_C), call.layout, weights=True)
+            raise ShapeError(f"W from {refs['W']!r} has {c_g} input channel(s) per group but A_prev has {C} "
+                             f"channel(s) with groups={groups}: expected W of shape {want}")
     if opts["f"] is not None and as_pair(opts["f"], "--f") != (kh, kw):
         raise ShapeError(f"--f {opts['f']} disagrees with the {kh}x{kw} kernel of W from {refs['W']!r}")
     call.params = ConvParams(stride=_or(pick("stride"), 1), pad=_or(pick("pad"), 0),
                              dilation=_or(pick("dilation"), 1), groups=groups)
-    call.geometry  # NOTE: resolved now, so a window that fits no input is reported before the bias is read
+    with case.blame("stride", "pad", "dilation"):
+        call.geometry  # NOTE: resolved now, so a window that fits no input is reported before the bias is read
     if "b" not in refs:
         call.notes.append("no bias given: b = 0")
         call.bias_shape = (n_C,)
@@ -344,11 +399,11 @@ def _flag(key: str, pick, opts: dict, default: bool) -> bool:
     value = pick(key)
     if value is None:
         return default
-    name = "--" + key.replace("_", "-") if opts[key] is not None else f"the case's {key}"
+    name = "--" + key.replace("_", "-") if opts[key] is not None else key  # a case's value: checked by _Case
     return as_flag(value, name)
 
 
-def _fill_pool(call: LayerCall, pick, opts: dict) -> None:
+def _fill_pool(call: LayerCall, pick, opts: dict, case: _Case) -> None:
     """PoolParams; the stride defaults to the window."""
     if pick("f") is None:
         raise HyperparameterError("a pool layer needs a window size: give --f F (e.g. --f 2)")
@@ -356,4 +411,5 @@ def _fill_pool(call: LayerCall, pick, opts: dict) -> None:
                              dilation=_or(pick("dilation"), 1), mode=_or(pick("mode"), "max"),
                              ceil_mode=_flag("ceil_mode", pick, opts, False),
                              count_include_pad=_flag("count_include_pad", pick, opts, True))
-    call.geometry  # resolved now: a window that fits no input is a hyperparameter error
+    with case.blame("f", "stride", "pad", "dilation", "ceil_mode"):
+        call.geometry  # resolved now: a window that fits no input is a hyperparameter error

@@ -1,0 +1,119 @@
+"""Case-file attributes through forward/backward: unknown ones are noted (with the closest known name),
+and an error caused by an attribute names the case file."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cnncli.cli import app
+from cnncli.engine import ConvParams
+from cnncli.engine.reference import conv_forward_loops
+
+runner = CliRunner()
+KNOWN = "layer, stride, pad, f, mode, dilation, groups, layout, ceil_mode, count_include_pad"
+
+
+def run(args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def arrays():
+    rng = np.random.default_rng(11)
+    return rng.standard_normal((2, 6, 6, 4)), rng.standard_normal((3, 3, 4, 5))
+
+
+def h5_case(path, A, W=None, **attrs):
+    with h5py.File(path, "w") as f:
+        f["A_prev"] = A
+        if W is not None:
+            f["W"] = W
+        f.attrs.update(attrs)
+    return path
+
+
+def test_a_misspelt_attribute_is_noted_with_the_closest_name_and_ignored(tmp_path, arrays):
+    A, W = arrays
+    case = h5_case(tmp_path / "c.h5", A, W, layer="conv", strid=2)
+    res = run(["forward", case, "--json", "-o", tmp_path / "z.npy"])
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["notes"] == ["case attribute 'strid' is not used (did you mean 'stride'?)",
+                                               "no bias given: b = 0"]
+    # Not an error: the layer runs with the default stride 1, as the note warns.
+    np.testing.assert_allclose(np.load(tmp_path / "z.npy"), conv_forward_loops(A, W, np.zeros(5), ConvParams()),
+                               rtol=1e-12)
+
+
+def test_npz_case_entries_are_checked_the_same_way(tmp_path, arrays):
+    A, _ = arrays
+    np.savez(tmp_path / "c.npz", A_prev=A, layer=np.array("pool"), f=np.array(2), padding=np.array(1),
+             Mode=np.array("max"))
+    res = run(["forward", tmp_path / "c.npz", "--json"])
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["notes"] == ["case attribute 'padding' is not used (did you mean 'pad'?)",
+                                               "case attribute 'Mode' is not used (did you mean 'mode'?)"]
+
+
+def test_unrelated_attributes_are_noted_with_the_known_names_but_descriptions_are_not(tmp_path, arrays):
+    A, _ = arrays
+    case = h5_case(tmp_path / "c.h5", A, layer="pool", f=2, xyz=1, seed=3, note="four digits",
+                   description="a test case")
+    res = run(["forward", case, "--json"])
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["notes"] == [f"case attributes 'seed', 'xyz' are not used; cnncli reads: {KNOWN}"]
+
+
+def test_one_unrelated_attribute(tmp_path, arrays):
+    A, _ = arrays
+    case = h5_case(tmp_path / "c.h5", A, layer="pool", f=2, epoch=3)
+    res = run(["forward", case, "--json"])
+    assert json.loads(res.stdout)["notes"] == [f"case attribute 'epoch' is not used; cnncli reads: {KNOWN}"]
+
+
+BAD = [
+    ({"layer": "pool", "f": 2, "stride": -1}, [], "'{case}': stride must be >= 1, got -1"),
+    ({"layer": "pool", "f": 0}, [], "'{case}': f must be >= 1, got 0"),
+    ({"layer": "pool", "f": 2, "pad": -2}, [], "'{case}': pad must be >= 0, got -2"),
+    ({"layer": "pool", "f": 2, "mode": "median"}, [], "'{case}': mode must be 'max' or 'average' (or 'avg'), "
+                                                       "got 'median'"),
+    ({"layer": "dense"}, [], "'{case}': layer must be 'conv' or 'pool', got 'dense'"),
+    ({"layer": "pool", "f": 2, "layout": "chw"}, [], "'{case}': layout must be 'nhwc' or 'nchw', got 'chw'"),
+    ({"layer": "pool", "f": 2, "count_include_pad": "maybe"}, [],
+     "'{case}': count_include_pad must be true or false (1/0), got 'maybe'"),
+    ({"layer": "conv", "groups": 0}, ["W"], "'{case}': groups must be >= 1, got 0"),
+    # errors of a combination name the attributes the case set
+    ({"layer": "pool", "f": 9}, [], "no 9x9 window fits a 6x6 input padded by 0 (the case '{case}' sets f=9)"),
+    ({"layer": "pool", "f": 4, "dilation": 2, "stride": 1}, [],
+     "no 4x4 window (dilation 2x2 makes it 7x7) fits a 6x6 input padded by 0 (the case '{case}' sets f=4, "
+     "stride=1, dilation=2)"),
+    ({"layer": "conv", "groups": 3}, ["W"], "groups=3 must divide the input channels n_C_prev=4 "
+                                            "(the case '{case}' sets groups=3)"),
+]
+
+
+@pytest.mark.parametrize("attrs, datasets, message", BAD, ids=[str(a) for a, _, _ in BAD])
+def test_errors_from_case_attributes_name_the_file(tmp_path, arrays, attrs, datasets, message):
+    A, W = arrays
+    case = h5_case(tmp_path / "c_bad.h5", A, W if datasets else None, **attrs)
+    res = run(["forward", case])
+    assert res.exit_code == 2, res.stdout
+    assert res.stderr == f"cnncli: error: {message.format(case=case)}\n"
+
+
+def test_an_option_overrides_a_bad_attribute(tmp_path, arrays):
+    A, _ = arrays
+    case = h5_case(tmp_path / "c_neg.h5", A, layer="pool", f=2, stride=-1)
+    res = run(["forward", case, "--stride", "2", "--json"])
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["hyperparameters"]["stride"] == [2, 2]
+
+
+def test_an_option_error_does_not_blame_the_case(tmp_path, arrays):
+    A, _ = arrays
+    case = h5_case(tmp_path / "c.h5", A, layer="pool", mode="max")
+    res = run(["forward", case, "--f", "9"])
+    assert res.exit_code == 2
+    assert res.stderr == "cnncli: error: no 9x9 window fits a 6x6 input padded by 0\n"
