@@ -352,8 +352,8 @@ def _relative_floor(floor: np.ndarray, a: np.ndarray, n: np.ndarray) -> float:
     if not floor.any():
         return 0.0
     denom = _norm(a) + _norm(n)
-    if not denom > 0:
-        return math.inf
+    if not denom > 0:  # both exactly zero (e.g. a filter that only ever sees padding): they agree exactly
+        return 0.0
     return _norm(floor) / denom
 
 

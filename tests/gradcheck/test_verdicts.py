@@ -91,6 +91,13 @@ def test_a_raised_tolerance_is_noted_and_a_useless_one_is_inconclusive():
     assert useless.verdict == "inconclusive" and "rescale the input" in useless.inconclusive
 
 
+def test_a_filter_that_only_sees_padding_passes():
+    # dW is exactly 0 on both sides (every output reads padding there) while the bias gives a rounding floor
+    r = gradcheck_conv(np.full((1, 1, 1, 1), 0.3), np.full((1, 1, 1, 1), 2.0), np.ones(1),
+                       ConvParams(stride=(1, 2), pad=1), method="full")
+    assert r.passed and r.gradients[1].rounding_floor == 0.0, r.to_dict()
+
+
 def test_tiny_data_has_no_spurious_kinks():
     r = gradcheck_pool(1e-6 * A0, PoolParams(f=2), method="full")
     g = r.gradients[0]
