@@ -24,7 +24,8 @@ ImplOpt = typer.Option(None, "--impl", metavar="FILE.py", rich_help_panel=_CHECK
                        help="Check your own classic functions (conv_forward, pool_backward, ...) from FILE.py.")
 MethodOpt = typer.Option("auto", "--method", metavar="auto|full|fast|sample", rich_help_panel=_CHECK,
                          help="full: every element; fast: random directions; sample: stratified elements; "
-                              "auto: full when small, else fast + sample. With --impl: sample unless full.")
+                              "auto: full when small, else fast + sample. With --impl: sample unless full "
+                              "(fast runs sample, with a note).")
 SamplesOpt = typer.Option(None, "--samples", metavar="N", rich_help_panel=_CHECK,
                           help="Elements per tensor for sample/auto (default 256; --impl 12).")
 EpsOpt = typer.Option(1e-6, "--eps", metavar="E", rich_help_panel=_CHECK,
@@ -72,9 +73,13 @@ def gradcheck(
     if impl is not None:
         from ..gradcheck.impl import check_impl
 
+        # Students debug with print: without --json their lines go to stderr, prefixed; with --json
+        # stdout carries only the document, so they are counted and a note says so.
+        echo = None if as_json else _echo_user_line
         with render.progress_bar("checking your functions", show=tty) as progress:
-            result = check_impl(impl, method="full" if method == "full" else "sample", samples=samples,
-                                eps=eps, tol=tol, seed=seed, progress=progress)
+            result = check_impl(impl, method=method, samples=samples, eps=eps, tol=tol, seed=seed,
+                                progress=progress, echo=echo)
+        result = _printed_note(result, as_json)
         show = render.print_impl
         doc = result.to_dict()
     elif source is None:
@@ -94,6 +99,27 @@ def gradcheck(
         show(result, render.console())
     if not result.passed:
         raise typer.Exit(1)
+
+
+def _echo_user_line(line: str) -> None:
+    sys.stderr.write(f"[your code] {line}\n")
+
+
+def _printed_note(result, as_json: bool):
+    """Add a note on the user's prints: hidden (``--json``) or cut short on stderr."""
+    from dataclasses import replace
+
+    from ..gradcheck.userfile import ECHO_LIMIT
+
+    n = result.printed_lines
+    if as_json and n:
+        note = (f"your code printed {n} line(s) on stdout, hidden so that stdout holds only the JSON "
+                "document; run without --json to see them on stderr")
+    elif n > ECHO_LIMIT:
+        note = f"your code printed {n} lines; the first {ECHO_LIMIT} are shown on stderr ([your code] ...)"
+    else:
+        return result
+    return replace(result, notes=result.notes + (note,))
 
 
 def _check_source(source, options, method, samples, eps, tol, seed, tty, render):

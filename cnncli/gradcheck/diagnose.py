@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .userfile import SIGNATURES
+
 if TYPE_CHECKING:  # battery imports the checker, which imports this module
     from .battery import Case
 
@@ -124,6 +126,11 @@ def diagnose(findings, errors, cases: Dict[str, "Case"]) -> Tuple[str, ...]:
     hints: List[str] = []
     for text, hint in _EXCEPTION_HINTS:
         if any(text in e.exception for e in errors) and hint not in hints:
+            hints.append(hint)
+    # A TypeError before any line of the user's file ran: the call itself did not fit the signature.
+    for e in errors:
+        hint = f"expected {SIGNATURES[e.function]} (the classic exercise's signature)"
+        if e.line is None and e.exception.startswith("TypeError") and e.function in SIGNATURES and hint not in hints:
             hints.append(hint)
     bad_q = {f.quantity for f in failed}
     all_q = {f.quantity for f in findings}

@@ -30,7 +30,7 @@ from .core import DEFAULT_EPS, DEFAULT_TOL, gradient_metrics, step_size, validat
 from .diagnose import BORDER_HINT, diagnose
 from .problems import max_pool_kinks
 from .sampling import stratified_indices
-from .userfile import CLASSIC, UserCallFailed, UserException, call_user, load_impl
+from .userfile import CLASSIC, UserCallFailed, UserException, UserOutput, call_user, load_impl
 
 #: Elements per tensor compared with the user's own numerical gradients by default.
 IMPL_SAMPLES = 12
@@ -96,6 +96,10 @@ class ImplResult:
     functions: Tuple[FunctionReport, ...]
     missing: Tuple[str, ...]
     method: str
+    #: Things the user should know (a method that does not apply, hidden prints, ...).
+    notes: Tuple[str, ...] = ()
+    #: Lines the user's code printed on stdout (captured, see :class:`.userfile.UserOutput`).
+    printed_lines: int = 0
 
     @property
     def passed(self) -> bool:
@@ -103,7 +107,8 @@ class ImplResult:
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "impl": self.path, "method": self.method,
-                "functions": [f.to_dict() for f in self.functions], "not_defined": list(self.missing)}
+                "functions": [f.to_dict() for f in self.functions], "not_defined": list(self.missing),
+                "printed_lines": self.printed_lines, "notes": list(self.notes)}
 
 
 class _Run:
@@ -139,17 +144,27 @@ def compare(case: str, quantity: str, against: str, got, expected, tol: float,
     keep = np.ones(e.shape, dtype=bool) if exclude is None else ~exclude
     idx = np.flatnonzero(keep)
     axes = ("hwio" if quantity == "dW" else "mhwc") if e.ndim == 4 else ""
-    r = gradient_metrics(quantity, e.shape, axes, against, idx, g.reshape(-1)[idx], e.reshape(-1)[idx],
-                         int(e.size - idx.size), tol)
+    with np.errstate(invalid="ignore", over="ignore"):  # the user's NaN/inf is reported, not warned about
+        r = gradient_metrics(quantity, e.shape, axes, against, idx, g.reshape(-1)[idx], e.reshape(-1)[idx],
+                             int(e.size - idx.size), tol)
     w = r.worst
     return Finding(case, quantity, against, r.passed, r.max_abs_error, r.relative_error,
                    w.index if w else None, w.numerical if w else None, w.analytical if w else None,
-                   r.checked, r.kinks, "", r.hint == BORDER_HINT, r.hint, r.error_map)
+                   r.checked, r.kinks, _non_finite(g[keep], e[keep]), r.hint == BORDER_HINT, r.hint, r.error_map)
+
+
+def _non_finite(got: np.ndarray, expected: np.ndarray) -> str:
+    """``"returned NaN"`` (and where the count helps) when the user's values are NaN/inf and the expected are not."""
+    bad = ~np.isfinite(got) & np.isfinite(expected)
+    if not bad.any():
+        return ""
+    what = "NaN" if np.isnan(got[bad]).any() else "inf"
+    return f"returned {what}" + (f" in {int(bad.sum())} of {bad.size} elements" if bad.size > 1 else "")
 
 
 def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, eps: float = DEFAULT_EPS,
-               tol: float = DEFAULT_TOL, seed: int = 0,
-               progress: Optional[Callable[[int, int], None]] = None) -> ImplResult:
+               tol: float = DEFAULT_TOL, seed: int = 0, progress: Optional[Callable[[int, int], None]] = None,
+               echo: Optional[Callable[[str], None]] = None) -> ImplResult:
     """Import ``path`` and check every classic function it defines.
 
     Parameters
@@ -158,11 +173,15 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
         The user's ``.py`` file.
     method : {"auto", "full", "fast", "sample"}
         Elements compared with the user's own numerical gradients: ``full`` every
-        element, otherwise a stratified sample of ``samples`` per tensor (default 12).
-        Comparisons with the engine always cover every element.
+        element, otherwise a stratified sample of ``samples`` per tensor (default 12);
+        ``fast`` (random directions) does not apply to the user's per-element calls and
+        runs ``sample``, with a note. Comparisons with the engine always cover every element.
     samples, eps, tol, seed
         As :func:`cnncli.gradcheck.core.check_problem`.
     progress : callable(done, total), optional
+    echo : callable(str), optional
+        Receives each line the user's code prints on stdout (at most ``ECHO_LIMIT``);
+        every line is counted in ``printed_lines`` either way.
 
     Returns
     -------
@@ -176,9 +195,18 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
     HyperparameterError
         Invalid settings.
     """
-    method, _ = validate_settings(method, samples, eps, tol, seed)
-    module, defined = load_impl(path)
-    run = _Run(module, method, samples or IMPL_SAMPLES, eps, tol, seed)
+    asked, _ = validate_settings(method, samples, eps, tol, seed)
+    method = "full" if asked == "full" else "sample"
+    n = samples or IMPL_SAMPLES
+    notes = []
+    if asked == "fast":
+        # NOTE: random directions need the whole input perturbed at once, which a user's forward can do,
+        # but a disagreement would then have to be localized by per-element calls anyway: sample directly.
+        notes.append(f"--method fast does not apply to your functions (they are called once per perturbed "
+                     f"element); ran sample instead: {n} elements per tensor")
+    output = UserOutput(echo)
+    module, defined = load_impl(path, output)
+    run = _Run(module, method, n, eps, tol, seed)
     run.defined = defined
     steps = [(name, fn) for name, fn in _CHECKS if name in defined]
     reports = []
@@ -192,7 +220,7 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
     if progress:
         progress(len(steps), len(steps))
     missing = tuple(n for n in CLASSIC if n not in defined)
-    return ImplResult(str(path), tuple(reports), missing, method)
+    return ImplResult(str(path), tuple(reports), missing, method, tuple(notes), output.lines)
 
 
 def _dedupe(errors: List[UserException]) -> Tuple[UserException, ...]:

@@ -4,7 +4,8 @@ Import problems become :class:`~cnncli.errors.ImplError` naming the file and
 line; exceptions raised later by the user's functions are caught and described
 (function, exception, the user's line) so the other functions can still be
 checked. What the user's code prints is captured, never shown on our stdout
-(it would corrupt ``--json``).
+(it would corrupt ``--json``): a :class:`UserOutput` counts the lines and may
+pass them on (the CLI echoes them to stderr, prefixed, without ``--json``).
 """
 
 from __future__ import annotations
@@ -17,13 +18,36 @@ import sys
 import traceback
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 from ..errors import ImplError
 
 #: The classic exercise's functions, in the order they are checked.
 CLASSIC = ("zero_pad", "conv_single_step", "create_mask_from_window", "distribute_value",
            "conv_forward", "conv_backward", "pool_forward", "pool_backward")
+#: Their signatures (SPEC "Python API"), for hints when a call does not even enter the user's function.
+SIGNATURES = {
+    "zero_pad": "zero_pad(X, pad)", "conv_single_step": "conv_single_step(a_slice_prev, W, b)",
+    "create_mask_from_window": "create_mask_from_window(x)", "distribute_value": "distribute_value(dz, shape)",
+    "conv_forward": "conv_forward(A_prev, W, b, hparameters)", "conv_backward": "conv_backward(dZ, cache)",
+    "pool_forward": 'pool_forward(A_prev, hparameters, mode="max")',
+    "pool_backward": 'pool_backward(dA, cache, mode="max")',
+}
+#: Lines of the user's prints passed on at most (a print in a loop runs per perturbed element).
+ECHO_LIMIT = 200
+
+
+class UserOutput:
+    """What the user's code printed on stdout: every line counted, the first ``limit`` passed to ``echo``."""
+
+    def __init__(self, echo: Optional[Callable[[str], None]] = None, limit: int = ECHO_LIMIT):
+        self.echo, self.limit, self.lines = echo, limit, 0
+
+    def feed(self, text: str) -> None:
+        for line in text.splitlines():
+            self.lines += 1
+            if self.echo is not None and self.lines <= self.limit:
+                self.echo(line)
 
 
 @dataclass(frozen=True)
@@ -47,6 +71,11 @@ class UserException:
     line: Optional[int]
     case: str
 
+    @property
+    def where(self) -> str:
+        """``"at line N"``, or where the call failed when no line of the user's file ran."""
+        return f"at line {self.line}" if self.line else "before entering your function"
+
     def to_dict(self) -> dict:
         return {"function": self.function, "exception": self.exception, "line": self.line, "case": self.case}
 
@@ -59,16 +88,24 @@ class UserCallFailed(Exception):
         self.info = info
 
 
-def load_impl(path) -> Tuple[ModuleType, Tuple[str, ...]]:
+def load_impl(path, output: Optional[UserOutput] = None) -> Tuple[ModuleType, Tuple[str, ...]]:
     """Import the user's file; return the module and the classic functions it defines itself.
+
+    ``output`` receives what the file and later calls into it print (default: counted only).
 
     Raises
     ------
     ImplError
-        Missing file, not ``.py``, a syntax or import error (with file and line), or
-        none of the classic functions defined.
+        Missing file, a folder, not ``.py``, a syntax or import error (with file and line),
+        or none of the classic functions defined.
     """
     path = os.fspath(path)
+    output = output or UserOutput()
+    if os.path.isdir(path):
+        found = sorted(f for f in os.listdir(path) if f.endswith(".py"))[:3]
+        example = ", ".join(os.path.join(path, f) for f in found) if found else os.path.join(path, "my_conv.py")
+        raise ImplError(f"--impl {path!r} is a folder; give the .py file that defines your functions "
+                        f"(e.g. {example})")
     if not os.path.isfile(path):
         raise ImplError(f"--impl {path!r}: no such file (expected a Python file defining e.g. conv_forward)")
     if not path.endswith(".py"):
@@ -77,8 +114,9 @@ def load_impl(path) -> Tuple[ModuleType, Tuple[str, ...]]:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling in the user's file look themselves up here
+    printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(printed):
             spec.loader.exec_module(module)
     except SyntaxError as exc:
         sys.modules.pop(name, None)
@@ -90,11 +128,14 @@ def load_impl(path) -> Tuple[ModuleType, Tuple[str, ...]]:
         line = user_line(exc, path)
         where = f"{path}:{line}" if line else path
         raise ImplError(f"{where}: importing the file raised {type(exc).__name__}: {_one_line(exc)}") from None
+    finally:
+        output.feed(printed.getvalue())
     defined = tuple(n for n in CLASSIC
                     if callable(getattr(module, n, None)) and getattr(getattr(module, n), "__module__", None) == name)
     if not defined:
         raise ImplError(f"--impl {path!r} defines none of the classic functions ({', '.join(CLASSIC)})")
     module.__cnncli_path__ = path
+    module.__cnncli_output__ = output
     return module, defined
 
 
@@ -118,8 +159,9 @@ def user_line(exc: BaseException, path: str) -> Optional[int]:
 def call_user(module: ModuleType, function: str, case: str, *args, **kwargs):
     """Call the user's ``function``; on an exception raise :class:`UserCallFailed` describing it."""
     fn = getattr(module, function)
+    printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(printed):
             return fn(*args, **kwargs)
     except KeyboardInterrupt:
         raise
@@ -129,3 +171,6 @@ def call_user(module: ModuleType, function: str, case: str, *args, **kwargs):
         raise UserCallFailed(info) from None
     finally:
         sys.stdout.flush()
+        output = getattr(module, "__cnncli_output__", None)
+        if output is not None:
+            output.feed(printed.getvalue())

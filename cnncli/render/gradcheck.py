@@ -156,8 +156,7 @@ def print_impl(result, con: Console) -> None:
         con.print(f"not defined in the file (not checked): {', '.join(result.missing)}", style="dim")
     for f in result.functions:
         for e in f.errors:
-            where = f"line {e.line}" if e.line else "outside your file"
-            con.print(Text(f"{f.name} raised {e.exception} at {where} (configuration: {e.case})", style="red"))
+            con.print(Text(f"{f.name} raised {e.exception} {e.where} (configuration: {e.case})", style="red"))
         bad = [x for x in f.findings if not x.passed]
         if not bad:
             continue
@@ -176,6 +175,8 @@ def print_impl(result, con: Console) -> None:
             hm = heatmap(f"{f.name} dA_prev vs {first.against}, {first.case}", "mhwc", first.error_map, first.hint)
             if hm is not None:
                 con.print(hm)
+    for note in result.notes:
+        con.print(Text(f"note: {note}", style="dim"))
     _footer(con, result.passed, f"{sum(f.passed for f in result.functions)}/{len(result.functions)} functions, "
             f"method {result.method}")
 
