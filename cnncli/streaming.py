@@ -52,15 +52,17 @@ class Stats:
         x = np.asarray(chunk)
         if x.size == 0:
             return
-        nan, inf = nonfinite_counts(x)
-        if nan or inf:
+        with np.errstate(invalid="ignore"):
+            lo, hi = float(x.min()), float(x.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # min and max see any NaN or inf: else no mask pass
+            nan, inf = nonfinite_counts(x)
             self.nan_count += nan
             self.inf_count += inf
             x = x[np.isfinite(x)]
             if x.size == 0:
                 return
+            lo, hi = float(x.min()), float(x.max())
         x = x.astype(np.float64, copy=False)
-        lo, hi = float(x.min()), float(x.max())
         self.min, self.max = min(self.min, lo), max(self.max, hi)
         # NOTE: 2**(e-1) <= peak < 2**e, so the scaled values stay in (-2, 2) and 2**(e-1) itself is finite.
         scale = math.ldexp(1.0, math.frexp(max(-lo, hi))[1] - 1)
@@ -95,6 +97,9 @@ def nonfinite_counts(x: np.ndarray) -> Tuple[int, int]:
     """``(NaN count, +-inf count)`` of an array of any shape and numeric dtype."""
     if x.dtype.kind not in "fc":
         return 0, 0  # integers and bools are always finite
+    with np.errstate(invalid="ignore", over="ignore"):
+        if math.isfinite(np.add.reduce(x, axis=None)):  # one pass, no mask: a NaN or inf makes the sum one
+            return 0, 0
     finite = int(np.count_nonzero(np.isfinite(x)))
     if finite == x.size:
         return 0, 0
