@@ -34,8 +34,9 @@ class Stats:
     deviation of the finite ones, over streamed chunks.
 
     Chunks are merged with Chan et al.'s pairwise update, which stays accurate where a running
-    sum of squares would cancel. Values are held divided by ``scale``, a power of two (exact)
-    raised as bigger values arrive, so squares of values near the float64 limit never overflow.
+    sum of squares would cancel. Values beyond 2**+-400 are held divided by ``scale``, a power of
+    two (exact) near the largest magnitude seen, raised as bigger values arrive, so squares of
+    values near the float64 limit never overflow and squares of values near 1e-300 never underflow.
     """
 
     count: int = 0  # finite values
@@ -45,7 +46,7 @@ class Stats:
     m2: float = 0.0  # sum of squared deviations / scale**2
     min: float = math.inf
     max: float = -math.inf
-    scale: float = 1.0
+    scale: float = 0.0  # set by the first finite chunk
 
     def add(self, chunk: np.ndarray) -> None:
         """Fold ``chunk`` (any shape) into the statistics."""
@@ -65,7 +66,9 @@ class Stats:
         x = x.astype(np.float64, copy=False)
         self.min, self.max = min(self.min, lo), max(self.max, hi)
         # NOTE: 2**(e-1) <= peak < 2**e, so the scaled values stay in (-2, 2) and 2**(e-1) itself is finite.
-        scale = math.ldexp(1.0, math.frexp(max(-lo, hi))[1] - 1)
+        # Magnitudes within 2**+-400 square safely as they are: no division pass for everyday data.
+        exponent = math.frexp(max(-lo, hi))[1] - 1
+        scale = math.ldexp(1.0, exponent) if abs(exponent) > 400 else 1.0
         if scale > self.scale:
             ratio = self.scale / scale
             self.mean *= ratio

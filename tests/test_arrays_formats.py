@@ -1,0 +1,54 @@
+"""cnncli.readers: formats told by their magic bytes, and sources read once (pipes) or mapped (files)."""
+
+import io
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from cnncli.arrays import load_array, open_array
+from cnncli.errors import InputError
+from cnncli.readers import materialize, parse_ref
+
+
+def test_hdf5_with_a_user_block_is_still_hdf5(tmp_path):
+    # HDF5 may put its signature after a user block (512, 1024, ... bytes): still an HDF5 file.
+    with h5py.File(tmp_path / "ub.h5", "w", userblock_size=1024) as f:
+        f["x"] = np.arange(6.0)
+    os.link(tmp_path / "ub.h5", tmp_path / "ub")  # no extension: sniffed
+    assert parse_ref(str(tmp_path / "ub")).kind == "h5"
+    np.testing.assert_array_equal(load_array(str(tmp_path / "ub.h5")), np.arange(6.0))
+    os.link(tmp_path / "ub.h5", tmp_path / "ub.npy")
+    with pytest.raises(InputError, match=r"is not \.npy data \(it is an HDF5 file\)"):
+        load_array(str(tmp_path / "ub.npy"))
+
+
+def test_regular_npy_is_memory_mapped_and_a_pipe_is_read_once(tmp_path):
+    x = np.arange(12.0).reshape(3, 4)
+    np.save(tmp_path / "x.npy", x)
+    with open_array(str(tmp_path / "x.npy")) as s:
+        assert s.lazy
+    buf = io.BytesIO()
+    np.save(buf, x)
+    r, w = os.pipe()
+    os.write(w, buf.getvalue())
+    os.close(w)
+    try:
+        ref = materialize(parse_ref(f"/dev/fd/{r}"))
+        assert ref.kind == "npy" and ref.data == buf.getvalue()
+        assert materialize(ref) is ref  # idempotent: the bytes are kept, the pipe is not read again
+        with pytest.raises(InputError, match=r"is not a \.npy, \.npz or HDF5 file \(it is empty\)"):
+            load_array(f"/dev/fd/{r}")  # a second reader finds the pipe drained: why it is read only once
+    finally:
+        os.close(r)
+
+
+def test_a_zip_member_that_is_not_npy_is_named(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "z.npz", "w") as z:
+        z.writestr("A.npy", "hello there")
+    with pytest.raises(InputError) as info:
+        load_array(str(tmp_path / "z.npz"))
+    assert str(info.value) == f"'{tmp_path}/z.npz:A' is not .npy data (it starts with 'hello there')"
