@@ -41,7 +41,7 @@ def pool2d(A_prev, params: Optional[PoolParams] = None, *, layout: str = "nhwc",
     layout : {"nhwc", "nchw"}
         Layout of the input and of the returned output.
     workspace_bytes : int, optional
-        Size of the per-chunk workspace. Default: about a MiB (cache-sized).
+        Size of the per-chunk workspace. Default: a few MiB at most (cache-sized).
 
     Returns
     -------
@@ -110,7 +110,7 @@ def pool2d_backward(dA, A_prev, params: Optional[PoolParams] = None, *, layout: 
     layout : {"nhwc", "nchw"}
         Layout of the inputs and of the returned gradient.
     workspace_bytes : int, optional
-        Size of the per-chunk workspace. Default: about a MiB (cache-sized).
+        Size of the per-chunk workspace. Default: a few MiB at most (cache-sized).
 
     Returns
     -------
