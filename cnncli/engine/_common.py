@@ -77,6 +77,7 @@ CHUNK_TARGET_BYTES = 4 * 2**20
 
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 _pool: Optional[ThreadPoolExecutor] = None
+_pool_pid = -1
 
 
 def valid_range(lo: int, hi: int, step: int, offset: int, n_in: int):
@@ -106,14 +107,16 @@ def run_parallel(fn, pieces) -> None:
     copies, scatter-adds) run on several cores. The calling thread takes the
     first share; the call returns when every piece is done.
     """
-    global _pool
+    global _pool, _pool_pid
     pieces = list(pieces)
     if len(pieces) <= 1 or _THREADS == 1:
         for piece in pieces:
             fn(*piece)
         return
-    if _pool is None:
+    # NOTE: a forked child inherits the pool object but not its threads; make a new one there.
+    if _pool is None or _pool_pid != os.getpid():
         _pool = ThreadPoolExecutor(max_workers=_THREADS - 1, thread_name_prefix="cnncli")
+        _pool_pid = os.getpid()
     shares = [pieces[a:b] for a, b in split(0, len(pieces), _THREADS)]
 
     def work(share):
