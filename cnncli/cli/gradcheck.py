@@ -29,8 +29,8 @@ MethodOpt = typer.Option("auto", "--method", metavar="auto|full|fast|sample", ri
 SamplesOpt = typer.Option(None, "--samples", metavar="N", rich_help_panel=_CHECK,
                           help="Elements per tensor for sample/auto (default 256; --impl 12).")
 EpsOpt = typer.Option(1e-6, "--eps", metavar="E", rich_help_panel=_CHECK,
-                      help="Central-difference step, times a tensor's max |x| when that exceeds 1 "
-                           "(at least 1e-3 where the layer is linear in the input: conv, average pool).")
+                      help="Central-difference step, times a tensor's max |x| (at least 1e-3 where the layer "
+                           "is linear in the input: conv, average pool; a bias follows its outputs).")
 TolOpt = typer.Option(1e-7, "--tol", metavar="T", rich_help_panel=_CHECK,
                       help="Pass when ||a-n|| / (||a|| + ||n||) <= T and no element is off.")
 SeedOpt = typer.Option(0, "--seed", metavar="N", rich_help_panel=_CHECK,

@@ -11,7 +11,11 @@ Metrics per gradient (over the checked, non-kink elements):
 - the count of elements failing ``|a - n| <= 10*tol*max|n| + 100*tol*|n|``, and
   where they sit (a hint, see :mod:`.diagnose`).
 
-A gradient passes when its relative error is within ``tol`` and no element fails.
+A gradient passes when its relative error is within ``max(tol, rounding floor)`` and no
+element fails (an element within its own rounding floor never does; see the problems'
+``rounding_floor``). It is *inconclusive* (not a pass) when the loss overflows, when the
+floor exceeds ``MAX_TOLERANCE``, or when kinks leave under ``MIN_CHECKED_FRACTION`` of the
+elements a window reads.
 """
 
 from __future__ import annotations
@@ -61,9 +65,8 @@ def check_problem(problem, *, method: str = "auto", samples: Optional[int] = Non
         Elements per tensor for ``sample`` (and ``auto``'s sample); default 256.
     eps : float
         Step of the central differences, relative to a tensor's largest magnitude
-        when that exceeds 1 (so large-valued inputs, e.g. images in 0..255, are
-        not drowned in rounding); at least 1e-3 on layers linear in the input
-        (see :func:`step_size`).
+        (so inputs of magnitude 255 or 1e-6 get steps of their own scale); at
+        least 1e-3 on layers linear in the input (see :func:`step_size`).
     tol : float
         Pass threshold of the relative error.
     seed : int or None

@@ -117,8 +117,8 @@ def gradcheck_pool(A_prev, params: Optional[PoolParams] = None, *, grad=None, la
                    label: str = "") -> CheckResult:
     """Check the engine's pooling gradient dA_prev against central differences.
 
-    Max-pool kinks (windows whose two largest values lie within ``2*eps``, ties
-    included) are excluded from the verdict and counted in ``kinks``.
+    Max-pool kinks (windows whose two largest values lie within twice the step,
+    ties included) are excluded from the verdict and counted in ``kinks``.
 
     Parameters
     ----------
