@@ -11,7 +11,8 @@ import numpy as np
 from ..errors import ShapeError
 from .geometry import WindowGeometry
 
-#: Default cap of the per-chunk workspace (padded input and unrolled patches).
+#: Ceiling of the default per-chunk workspace (the default itself is CHUNK_TARGET_BYTES or less);
+#: an explicit ``workspace_bytes`` sets the chunk size.
 DEFAULT_WORKSPACE_BYTES = 256 * 2**20
 
 
