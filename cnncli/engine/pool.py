@@ -190,9 +190,14 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
         # NOTE: taps run in row-major order and only a strictly greater value takes
         # over, so the winner is the LAST tap that took over: the first maximum.
         # Masked writes (copyto where=) are slow; multiply + maximum are not.
+        # A NaN is the window's maximum (the forward pass propagates it): the first
+        # NaN wins, as np.argmax says; the extra test runs only when there is one.
+        has_nan = bool(np.isnan(A_prev[e0:e1]).any())
         for a, b, ho, wo, rows, cs in clipped_taps(geom):
             src, bv, wv = A_prev[e0:e1, rows, cs], best[:, ho, wo], wins[:, ho, wo]
             np.greater(src, bv, out=wv)
+            if has_nan:
+                wv |= np.isnan(src) & ~np.isnan(bv)
             np.maximum(bv, src, out=bv)
             sv = scratch[:, ho, wo]
             np.multiply(wv, tap_dtype(a * kw + b), out=sv)

@@ -129,3 +129,15 @@ def test_nchw_layout():
     dA = rng.standard_normal(out.shape)
     np.testing.assert_allclose(pool2d_backward(dA.transpose(0, 3, 1, 2), A.transpose(0, 3, 1, 2), p, layout="nchw"),
                                pool2d_backward(dA, A, p).transpose(0, 3, 1, 2))
+
+
+@given(pool_configs(), st.integers(0, 2**16))
+def test_max_pool_nan_wins_its_window(cfg, seed):
+    """A NaN is its window's maximum: forward gives NaN and the gradient goes to the first NaN
+    (np.argmax's rule, the loop oracle's), never to a finite element."""
+    a_shape, kw = cfg
+    kw = dict(kw, mode="max")
+    rng = np.random.default_rng(seed)
+    A = rng.integers(0, 3, a_shape).astype(np.float64)
+    A[rng.random(a_shape) < 0.2] = np.nan
+    _check(a_shape, kw, A, np.float64)
