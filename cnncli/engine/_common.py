@@ -1,10 +1,10 @@
-"""Shared helpers of the fast engine: dtype policy, padding, window slices, batch chunks."""
+"""Shared helpers of the fast engine: dtype policy, clipped kernel taps, chunk planning, threads."""
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Optional, Tuple
+from typing import Optional
 
 import numpy as np
 
@@ -31,42 +31,6 @@ def as_nhwc(A, name: str, dtype) -> np.ndarray:
     if A.shape[0] < 1 or A.shape[3] < 1:
         raise ShapeError(f"{name} must have at least one example and one channel, got shape {A.shape}")
     return A.astype(dtype, copy=False)
-
-
-def padded(A: np.ndarray, geom: WindowGeometry, fill: float = 0.0) -> np.ndarray:
-    """Copy ``A`` (m, H, W, C) into a buffer with the resolved pads and ceil-mode overflow."""
-    t, b, l, r = geom.pads
-    oh, ow = geom.overflow
-    if t == b == l == r == oh == ow == 0:
-        return A
-    m, H, W, C = A.shape
-    out = np.empty((m, t + H + b + oh, l + W + r + ow, C), dtype=A.dtype)
-    if fill == 0.0:
-        out[:, :t] = 0
-        out[:, t + H:] = 0
-        out[:, t:t + H, :l] = 0
-        out[:, t:t + H, l + W:] = 0
-    else:
-        out.fill(fill)
-    out[:, t:t + H, l:l + W] = A
-    return out
-
-
-def crop(A_pad: np.ndarray, geom: WindowGeometry) -> np.ndarray:
-    """Inverse of :func:`padded`: the interior (m, H, W, C) view."""
-    t, _, l, _ = geom.pads
-    H, W = geom.in_hw
-    return A_pad[:, t:t + H, l:l + W]
-
-
-def window_slices(geom: WindowGeometry) -> Iterator[Tuple[int, int, Tuple[slice, slice]]]:
-    """Yield ``(i, j, (rows, cols))``: for kernel offset (i, j), the strided slices of the
-    padded input that this offset reads for every output position, in row-major order."""
-    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = geom.kernel, geom.stride, geom.dilation, geom.out_hw
-    for i in range(kh):
-        rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
-        for j in range(kw):
-            yield i, j, (rows, slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
 
 
 # ---------------------------------------------------------------------------
