@@ -7,6 +7,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-.}
+mkdir -p "$out"
 cnncli() { if [ -n "${CNNCLI:-}" ]; then $CNNCLI "$@"; else command cnncli "$@"; fi; }
 
 # 1. Convolve every digit with four 3x3 edge filters and max-pool 2x2, through a pipe:
