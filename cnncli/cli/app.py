@@ -74,6 +74,13 @@ class CnncliGroup(TyperGroup):
             except (OSError, ValueError):
                 pass
             code = EXIT_OK
+        except OSError as exc:
+            # Files the user named are checked by the loaders; what is left is the environment
+            # (a full disk, a closed terminal, permissions): bad circumstances, not a bug.
+            what = exc.strerror or str(exc)
+            target = f" ({exc.filename})" if exc.filename else " (writing the output)"
+            _error_line(f"cannot complete: {what}{target}")
+            code = EXIT_USAGE
         except MemoryError as exc:
             # Nearly always hyperparameters or shapes far larger than meant (pad 100000).
             _error_line(f"not enough memory for this layer call ({exc}); check the pad, f, "

@@ -2,6 +2,8 @@
 
 import os
 import subprocess
+
+import pytest
 import sys
 
 from typer.testing import CliRunner
@@ -75,3 +77,13 @@ def test_absurd_sizes_are_bad_input_not_a_crash(tmp_path):
     assert result.stderr.startswith("cnncli: error: not enough memory for this layer call")
     assert result.stderr.count("\n") == 1
     assert not (tmp_path / "Z.npy").exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_full_disk_is_one_line_exit_2_not_an_internal_error():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "cnncli", "shape", "--f", "3", "--stride", "2"],
+                              stdout=full, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr == "cnncli: error: cannot complete: No space left on device (writing the output)\n"
