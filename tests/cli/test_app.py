@@ -2,10 +2,9 @@
 
 import os
 import subprocess
-
-import pytest
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 import cnncli
