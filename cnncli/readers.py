@@ -73,6 +73,19 @@ def parse_ref(ref: str) -> ArrayRef:
         return ArrayRef(ref, ref, "npy")
     if ":" in ref and ref.split(":", 1)[0].lower().endswith(".npy"):
         raise InputError(f"{ref!r}: a .npy file holds one array; drop the ':{ref.split(':', 1)[1]}'")
+    if ":" in ref and not os.path.exists(ref):
+        # A file without a telling extension (the /dev/fd/63 of <(...)) can still name a dataset.
+        path, name = ref.split(":", 1)
+        if path and os.path.exists(path):
+            named = ArrayRef(ref, path, "pipe", name or None)
+            if not _regular(named):
+                return named  # its kind is read from its bytes, once, by materialize()
+            with _open(path, named) as fp:
+                head, kind = _format(fp)
+            if kind not in ("npz", "h5"):
+                raise InputError(f"{ref!r}: only .npz and HDF5 files hold named arrays, and {path!r} is "
+                                 f"{'a .npy file' if kind == 'npy' else 'neither'}")
+            return ArrayRef(ref, path, kind, name or None)
     parsed = ArrayRef(ref, ref, "pipe")
     if not _regular(parsed):
         return parsed
@@ -132,6 +145,9 @@ def materialize(ref: ArrayRef) -> ArrayRef:
     head, kind = _format(io.BytesIO(data))
     if kind is None:
         raise InputError(f"{ref.text!r} is not a .npy, .npz or HDF5 file ({_describe(head, None)})")
+    if ref.name is not None and kind == "npy":
+        raise InputError(f"{ref.text!r}: only .npz and HDF5 files hold named arrays, and {ref.path!r} is "
+                         "a .npy file")
     return replace(ref, kind=kind, data=data)
 
 

@@ -172,3 +172,32 @@ def test_process_substitution_as_the_gradient(d):
            '"import numpy as np, sys; np.save(sys.stdout.buffer, np.ones((2, 2, 3, 3)))") --json')
     proc = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+@needs_dev_fd
+def test_a_pipe_fd_can_name_an_hdf5_dataset(d, pipe_fd):
+    """`<(cat data.h5):/images`: a file with no telling extension still takes ':PATH'."""
+    A = np.load(d / "A.npy")
+    with h5py.File(d / "x.h5", "w") as f:
+        f["train/A"] = A
+        f["other"] = np.zeros(3)
+    ref = pipe_fd((d / "x.h5").read_bytes())
+    res = runner.invoke(app, ["forward", f"{ref}:/train/A", "--f", "2", "-o", str(d / "out.npy")])
+    assert res.exit_code == 0, res.stderr
+    np.testing.assert_array_equal(np.load(d / "out.npy"), pool_forward_loops(A, PoolParams(f=2)))
+
+
+@needs_dev_fd
+def test_a_name_on_npy_bytes_from_a_pipe_fd_is_refused(d, pipe_fd):
+    ref = pipe_fd(npy_bytes(np.load(d / "A.npy")))
+    res = runner.invoke(app, ["forward", f"{ref}:/x", "--f", "2"])
+    assert res.exit_code == 2
+    assert res.stderr == (f"cnncli: error: '{ref}:/x': only .npz and HDF5 files hold named arrays, "
+                          f"and '{ref}' is a .npy file\n")
+
+
+def test_a_file_without_extension_can_name_a_dataset(d):
+    with h5py.File(d / "plain", "w") as f:
+        f["A"] = np.load(d / "A.npy")
+    res = runner.invoke(app, ["forward", f"{d}/plain:/A", "--f", "2", "--json"])
+    assert res.exit_code == 0, res.stderr
