@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from contextlib import nullcontext
@@ -70,6 +71,9 @@ def _run(command: str, source: str, output: Optional[str], force: bool, as_json:
     started = time.perf_counter()
     if output == "-" and as_json:
         raise OutputError("--json and -o - both write to standard output; use -o FILE with --json")
+    if output == "-" and sys.stdout.isatty():
+        raise OutputError("-o - writes binary .npy data to standard output, which is a terminal; "
+                          "redirect it (> out.npy) or pipe it into another command")
     if output is not None:
         check_destination(output, force)  # before any work: an existing file is reported at once
     with resolve_layer(source, stream=True, want_grad=command == "backward", **options) as call:

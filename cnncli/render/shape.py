@@ -234,8 +234,14 @@ def print_targets(result: TargetResult, out: Console) -> None:
     want = f"{result.input.h}x{result.input.w} -> {result.target[0]}x{result.target[1]}"
     scope = f"stride {_hw(spec.stride)}" if result.stride_fixed else f"strides 1..{max(eff)}"
     if not result.solutions:
-        out.print(f"no padding below the window makes {spec.kind} f={_hw(spec.f)} go {want} with {scope}"
-                  + ("" if result.stride_fixed else "; try another f, or --stride for a larger stride"))
+        if result.target[0] > result.input.h or result.target[1] > result.input.w:
+            advice = ("; padded by less than its window, a layer grows its input by at most f-1 (dilated) "
+                      "pixels: to enlarge more, upsample or use a transposed convolution")
+        elif result.stride_fixed:
+            advice = "; try another stride or f"
+        else:
+            advice = "; try another f or --dilation"
+        out.print(f"no padding below the window makes {spec.kind} f={_hw(spec.f)} go {want} with {scope}{advice}")
         return
     table = Table(title=f"{spec.kind} f={_hw(spec.f)}{'' if spec.dilation == (1, 1) else f' d={_hw(spec.dilation)}'}: "
                         f"{want}, {scope}", title_justify="left")

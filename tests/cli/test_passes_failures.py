@@ -3,6 +3,8 @@ no traceback, and no output file left behind."""
 
 import os
 import pickle
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -13,6 +15,7 @@ from cnncli.cli import app
 from cnncli.cli.app import state as app_state
 
 runner = CliRunner()
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture
@@ -158,3 +161,19 @@ def test_debug_shows_a_traceback(d, monkeypatch):
     result = runner.invoke(app, ["forward", str(d / "A.npy"), "--f", "9", "--debug"])
     assert result.exit_code == 2
     assert "Traceback" in result.stderr and result.stderr.endswith("padded by 0\n")
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_binary_output_to_a_terminal_is_refused(tmp_path):
+    np.save(tmp_path / "A.npy", np.ones((1, 4, 4, 1)))
+    leader, follower = os.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "cnncli", "forward", str(tmp_path / "A.npy"), "--f", "2",
+                               "-o", "-"], stdout=follower, stderr=subprocess.PIPE, text=True, timeout=60,
+                              env=dict(os.environ, PYTHONPATH=ROOT))
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert proc.returncode == 2
+    assert proc.stderr == ("cnncli: error: -o - writes binary .npy data to standard output, which is a terminal; "
+                           "redirect it (> out.npy) or pipe it into another command\n")

@@ -273,3 +273,10 @@ def test_mode_or_ceil_mode_alone_means_a_pool_layer():
         assert layer["kind"] == "pool"
         expected = 9 if extra[0] == "--mode" else 10  # ceil((28-3)/3)+1 = 10
         assert layer["output"] == [expected, expected, 2]
+
+
+def test_target_larger_than_the_input_says_why_no_pad_reaches_it():
+    result = runner.invoke(app, ["shape", "--input", "8", "--f", "3", "--target", "100"])
+    assert result.exit_code == 0
+    assert "grows its input by at most f-1" in result.stdout and "transposed convolution" in result.stdout
+    assert "larger stride" not in result.stdout
