@@ -6,8 +6,11 @@ For each classic function the file defines (SPEC "Python API"):
   ``distribute_value``: against a direct numpy reference;
 - ``conv_forward``, ``pool_forward``: against the engine on every classic case
   of the battery (max difference, worst index);
-- ``conv_backward``, ``pool_backward``: against the engine's gradients, and
-  against numerical gradients of the user's *own* forward (when defined).
+- ``conv_backward``, ``pool_backward``: against the engine's gradients (the
+  verdict), and against numerical gradients of the user's *own* forward (when
+  defined) as a consistency check: a gradient that matches the engine but not
+  the user's forward points at the forward, which is what the report then says
+  (on the forward's row), not a failure of the backward.
 
 Max-pool ties are kinks: a correct classic solution sends the gradient to every
 tied maximum while the engine sends it to the first, so kink elements are left
@@ -120,6 +123,8 @@ class _Run:
         self.rng = np.random.default_rng(seed)
         self.caches: Dict[Tuple[str, str], object] = {}
         self.forward_ok: Dict[Tuple[str, str], bool] = {}
+        #: Per layer: (case, gradient) where the backward matched the engine but not the user's forward.
+        self.forward_suspect: Dict[str, List[Tuple[str, str]]] = {}
 
 
 def compare(case: str, quantity: str, against: str, got, expected, tol: float,
@@ -219,8 +224,31 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
         reports.append(FunctionReport(name, tuple(findings), _dedupe(errors), diagnose(findings, errors, _CASES)))
     if progress:
         progress(len(steps), len(steps))
+    reports = _blame_forwards(run, reports, notes)
     missing = tuple(n for n in CLASSIC if n not in defined)
     return ImplResult(str(path), tuple(reports), missing, method, tuple(notes), output.lines)
+
+
+def _blame_forwards(run: _Run, reports: List[FunctionReport], notes: List[str]) -> List[FunctionReport]:
+    """Say on the forward's row that its backward matched the engine but not the forward's own gradients.
+
+    A forward that passes against the engine yet disagrees with its own numerical
+    gradients (say, it depends on something besides its inputs) gets a note instead,
+    so a PASS row never carries a "likely wrong".
+    """
+    by = {r.name: i for i, r in enumerate(reports)}
+    for layer, suspects in run.forward_suspect.items():
+        if not suspects:
+            continue
+        message = (f"{layer}_backward matches cnncli's gradients but not the numerical gradients of your "
+                   f"{layer}_forward: your {layer}_forward is likely wrong")
+        i = by.get(f"{layer}_forward")
+        if i is not None and not reports[i].passed:
+            r = reports[i]
+            reports[i] = FunctionReport(r.name, r.findings, r.errors, (message,) + r.diagnosis)
+        else:
+            notes.append(message)
+    return reports
 
 
 def _dedupe(errors: List[UserException]) -> Tuple[UserException, ...]:
@@ -330,7 +358,16 @@ def _backward(run: _Run, layer: str, findings, errors) -> None:
         for n in names:
             findings.append(compare(case.name, "d" + n, "engine", user_grads[n], expected[n], run.tol, kinks.get(n)))
         if own_forward:
-            _numerical(run, layer, case, inputs, G, user_grads, names, kinks, findings, errors)
+            engine_ok = {f.quantity: f.passed for f in findings if f.case == case.name and f.against == "engine"}
+            numerical: List[Finding] = []
+            _numerical(run, layer, case, inputs, G, user_grads, names, kinks, numerical, errors)
+            for f in numerical:
+                # NOTE: right against the engine but not against the user's forward: the forward is what
+                # disagrees with the true gradient, so the backward keeps its pass (see _blame_forwards).
+                if not f.passed and engine_ok.get(f.quantity):
+                    run.forward_suspect.setdefault(layer, []).append((case.name, f.quantity))
+                else:
+                    findings.append(f)
 
 
 def _numerical(run: _Run, layer: str, case: Case, inputs, G, user_grads, names, kinks, findings, errors) -> None:
