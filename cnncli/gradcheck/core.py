@@ -14,8 +14,9 @@ Metrics per gradient (over the checked, non-kink elements):
 A gradient passes when its relative error is within ``max(tol, rounding floor)`` and no
 element fails (an element within its own rounding floor never does; see the problems'
 ``rounding_floor``). It is *inconclusive* (not a pass) when the loss overflows, when the
-floor exceeds ``MAX_TOLERANCE``, or when kinks leave under ``MIN_CHECKED_FRACTION`` of the
-elements a window reads.
+floor exceeds ``MAX_TOLERANCE``, or when the step (not exact ties) leaves fewer checkable
+elements than :func:`min_checked` of those a window reads. Input whose windows all have tied
+maxima passes with ``checked == 0`` and a note: it admits no test.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ LINEAR_MIN_EPS = 1e-3
 TOP_OFFENDERS = 5
 #: A relative tolerance the rounding floor would raise above this checks nothing meaningful: inconclusive.
 MAX_TOLERANCE = 1e-2
-#: Fewer checkable elements than this fraction of those a window reads: inconclusive.
+#: A verdict needs this many checkable elements or this fraction of those a window reads,
+#: whichever is smaller (see :func:`min_checked`); fewer, because of eps: inconclusive.
+MIN_CHECKED = 32
 MIN_CHECKED_FRACTION = 0.1
 
 GRADIENT_NAMES = {"A_prev": "dA_prev", "W": "dW", "b": "db"}
@@ -122,6 +125,10 @@ def _check_input(problem, name, grad, eps, method, samples, tol, rng, tracker, n
     coverage = _coverage(problem, name, gname, excluded, kinks, eps, h, notes)
     if coverage is not None:
         return _inconclusive(gname, name, grad, coverage, kinks=int(excluded.sum()))
+    if excluded.all() or (hasattr(problem, "reads") and not (problem.reads(name) & ~excluded).any()):
+        # every read element is an exact tie (see _coverage's note): nothing to check, nothing wrong seen
+        return GradientResult(gname, tuple(grad.shape), _axes(name, grad.ndim), "none", math.nan, math.nan, 0, 0,
+                              int(excluded.sum()), 0, True)
     r = _check_tensor(problem, name, x, grad, h, excluded, method, samples, tol, rng, tracker, floor)
     if r.tolerance is not None and r.tolerance > MAX_TOLERANCE:
         return replace(r, passed=False, inconclusive=(
@@ -139,12 +146,19 @@ def _max_abs(x: np.ndarray) -> float:
 
 
 def _coverage(problem, name, gname, excluded, kinks, eps, h, notes) -> Optional[str]:
-    """The reason a gradient is inconclusive when (almost) nothing of it can be checked, else None.
+    """The reason a gradient is inconclusive when too little of it can be checked, else None.
 
     Counts only elements that some window reads (the others have a zero gradient
-    whatever the layer does, so checking them proves nothing). Fewer than
-    ``MIN_CHECKED_FRACTION`` of those left to check: inconclusive; more than half
-    excluded: a note.
+    whatever the layer does, so checking them proves nothing). A verdict needs
+    ``min_checked(n_read)`` checkable elements (an absolute count suffices on large
+    inputs: 32 checked elements of a binary mask test the layer as well as 10% would).
+
+    NOTE: only exclusions the user's eps causes make a check inconclusive: kinks
+    whose gap is nonzero but within the step (a smaller --eps recovers them) and
+    elements unchanged by the step (a larger one does). Exact ties (gap 0, every
+    integer or binary image has them) are kinks at any eps: the data admits no
+    test there, which is no evidence of a bug, so they never make a check
+    inconclusive; the note says how many there are.
     """
     if not excluded.any():
         return None
@@ -152,21 +166,39 @@ def _coverage(problem, name, gname, excluded, kinks, eps, h, notes) -> Optional[
     n_read = int(reads.sum())
     n_out = int((excluded & reads).sum())
     left = n_read - n_out
-    if n_read == 0 or 2 * n_out <= n_read:
+    if n_read == 0:
         return None
-    at_kinks = kinks is not None and bool((kinks & reads).any())
-    if at_kinks:
-        what = "at kinks"
-        why = (f"the step {h:.2g} (--eps {eps:g} times max |{name}|) is not smaller than the gaps "
-               "between window values")
-    else:
-        what, why = "unchanged by the step", "x + eps == x"
-    if left < max(1, MIN_CHECKED_FRACTION * n_read):
+    ties = problem.kinks(name, 0.0) if kinks is not None else None
+    n_ties = 0 if ties is None else int((ties & reads).sum())
+    n_eps = n_out - n_ties  # excluded because of this eps (near-ties, or unchanged by the step)
+    at_kinks = ties is not None and bool((kinks & ~ties & reads).any())
+    if left < min_checked(n_read) and n_eps > 0:
+        if at_kinks:
+            what = "at kinks"
+            why = (f"the step {h:.2g} (--eps {eps:g} times max |{name}|) is not smaller than the nonzero gaps "
+                   "between window values")
+        else:
+            what, why = "unchanged by the step", "x + eps == x"
         checked = "nothing was checked" if left == 0 else f"only {left} could be checked"
-        return (f"{gname}: {n_out} of {n_read} elements are {what}: {why}; {checked}: "
+        return (f"{gname}: {n_eps} of {n_read} elements are {what}: {why}; {checked}: "
                 f"use a {'smaller' if at_kinks else 'larger'} --eps")
-    notes.append(f"{gname}: {n_out} of {n_read} elements are {what} and were not checked ({why})")
+    if left == 0:
+        notes.append(f"{gname}: every pooling window of this input has tied maxima: the max-pool gradient is "
+                     "not defined there; nothing to check (no evidence of a bug either)")
+    elif 2 * n_out > n_read:
+        parts = []
+        if n_ties:
+            parts.append(f"{n_ties} in windows with tied maxima (exact ties: not checkable at any eps)")
+        if n_eps:
+            parts.append(f"{n_eps} at kinks or unchanged by the step")
+        notes.append(f"{gname}: {n_out} of {n_read} elements were not checked: {'; '.join(parts)}; "
+                     f"{left} checked")
     return None
+
+
+def min_checked(n_read: int) -> int:
+    """Checkable elements a verdict needs: 32 or 10% of those read, whichever is smaller (at least 1)."""
+    return max(1, min(MIN_CHECKED, math.ceil(MIN_CHECKED_FRACTION * n_read)))
 
 
 def _inconclusive(gname, name, grad, reason, kinks=0) -> GradientResult:
@@ -373,7 +405,11 @@ def _directional(problem, name, x, grad, h, excluded, tol, rng, tracker, floor=N
     diff = problem.directional(name, D, h, tracker.tick)
     numerical = diff / (2 * h)
     flat = D.reshape(FAST_DIRECTIONS, -1)
-    analytical = flat @ grad.reshape(-1)
+    # NOTE: the analytical side uses the step actually taken, (x + hd) - (x - hd) as rounded (the
+    # problems build their perturbed inputs with the same operations), as the elementwise check does:
+    # a step near the data's ulp (--eps 1e-14 on 0..255) otherwise shows rounding as a gradient error.
+    taken = ((x[None] + h * D) - (x[None] - h * D)).reshape(FAST_DIRECTIONS, -1) / (2 * h)
+    analytical = taken @ grad.reshape(-1)
     dir_floor = np.zeros(FAST_DIRECTIONS) if floor is None else np.abs(flat) @ floor.reshape(-1)
     err = np.abs(analytical - numerical)
     rel = _relative_error(analytical, numerical)

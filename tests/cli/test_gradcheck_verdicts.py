@@ -94,3 +94,18 @@ def test_library_refuses_a_negative_seed_by_name():
 
     with pytest.raises(HyperparameterError, match=r"^seed must be >= 0, got -1$"):
         gradcheck_pool(np.ones((1, 2, 2, 1)), PoolParams(f=2), seed=-1)
+
+
+def test_a_binary_image_with_only_tied_windows_passes_with_a_note(tmp_path):
+    # 0/255 image made of 2x2 constant blocks: every f=2 window is an exact tie, at any eps
+    blocks = np.random.default_rng(2).integers(0, 2, size=(3, 4, 4, 1)).astype(np.uint8) * 255
+    path = tmp_path / "digits.npy"
+    np.save(path, np.repeat(np.repeat(blocks, 2, axis=1), 2, axis=2))
+    for eps in ("1e-6", "1e-14"):
+        r = runner.invoke(app, ["gradcheck", str(path), "--f", "2", "--eps", eps, "--json"])
+        assert r.exit_code == 0, r.stdout
+        g = json.loads(r.stdout)["gradients"][0]
+        assert (g["verdict"], g["checked"], g["kinks"], g["reason"]) == ("pass", 0, 3 * 8 * 8, None)
+        assert any("every pooling window of this input has tied maxima" in n for n in json.loads(r.stdout)["notes"])
+    table = runner.invoke(app, ["gradcheck", str(path), "--f", "2"])
+    assert table.exit_code == 0 and "nothing to check" in table.stdout and "PASS" in table.stdout

@@ -116,14 +116,69 @@ def test_a_step_larger_than_the_gaps_is_inconclusive_not_a_pass():
 def test_elements_no_window_reads_do_not_count_as_checked():
     A = np.zeros((1, 5, 5, 1))  # a constant image: every window a tie
     A[0, 4, :, 0] = A[0, :, 4, 0] = RNG.standard_normal(5)  # the row/column f=2 never reads
-    g = gradcheck_pool(A, PoolParams(f=2), method="full").gradients[0]
-    assert g.verdict == "inconclusive" and "16 of 16 elements are at kinks" in g.inconclusive
+    r = gradcheck_pool(A, PoolParams(f=2), method="full")
+    g = r.gradients[0]
+    # the 9 unread elements are not "checked": nothing is, and the note says why
+    assert g.verdict == "pass" and g.checked == 0 and g.kinks == 16
+    assert "every pooling window of this input has tied maxima" in " ".join(r.notes)
 
 
 def test_most_elements_at_kinks_is_noted_but_still_checked():
     A = RNG.standard_normal((3, 4, 4, 1))
-    A[:2] = 1.0  # two constant examples of three: 2/3 of the elements are kinks
+    A[:2] = 1.0  # two constant examples of three: 2/3 of the elements are exact ties
     r = gradcheck_pool(A, PoolParams(f=2), method="full")
     g = r.gradients[0]
     assert r.passed and g.kinks == 32 and g.checked == 16
-    assert "dA_prev: 32 of 48 elements are at kinks and were not checked" in " ".join(r.notes)
+    assert "dA_prev: 32 of 48 elements were not checked: 32 in windows with tied maxima" in " ".join(r.notes)
+
+
+def _binary_masks(m=4, hw=16, seed=3):
+    """0/255 masks: blobs, so most 2x2 windows are all-0 or all-255 (exact ties), a few mixed."""
+    rng = np.random.default_rng(seed)
+    A = np.zeros((m, hw, hw, 1), dtype=np.uint8)
+    for k in range(m):
+        r, c = rng.integers(2, hw - 6, size=2)
+        A[k, r:r + 5, c:c + 4] = 255
+    return A
+
+
+def test_a_correct_max_pool_passes_on_binary_masks_at_any_eps():
+    A = _binary_masks()
+    for eps in (1e-6, 1e-14):
+        r = gradcheck_pool(A, PoolParams(f=2), eps=eps)
+        g = r.gradients[0]
+        # a mixed window (odd row/column offsets of the blobs) has one 255 and the rest 0: checkable
+        assert r.verdict == "pass" and 0 < g.checked < A.size, (eps, r.to_dict())
+        assert "tied maxima" in " ".join(r.notes)
+
+
+def test_a_wrong_max_pool_gradient_still_fails_on_binary_masks():
+    from cnncli.gradcheck.problems import PoolProblem
+
+    class Wrong(PoolProblem):
+        def analytical(self):
+            d = super().analytical()["A_prev"]
+            return {"A_prev": 1.5 * d}  # every routed gradient 50% off
+
+    A = _binary_masks().astype(np.float64)
+    G = RNG.standard_normal((A.shape[0], 8, 8, 1))
+    r = check_problem(Wrong(A, PoolParams(f=2), G), method="full")
+    assert r.verdict == "fail" and r.gradients[0].failing > 0
+
+
+def test_an_all_tied_input_passes_with_a_note_and_nothing_checked():
+    A = np.repeat(np.repeat(np.array([0, 255, 255, 0], dtype=np.uint8).reshape(1, 2, 2, 1), 2, 1), 2, 2)
+    r = gradcheck_pool(np.concatenate([A, A]), PoolParams(f=2))  # every 2x2 window constant
+    g = r.gradients[0]
+    assert (r.verdict, g.checked, g.kinks, g.failing) == ("pass", 0, 32, 0)
+    assert any(n.startswith("dA_prev: every pooling window of this input has tied maxima: the max-pool "
+                            "gradient is not defined there; nothing to check") for n in r.notes)
+
+
+def test_near_ties_within_the_step_still_ask_for_a_smaller_eps():
+    A = 1.0 - 1e-9 * RNG.permutation(16).reshape(1, 4, 4, 1)  # distinct values: gaps 1e-9 and up, no tie
+    g = gradcheck_pool(A, PoolParams(f=2), method="full").gradients[0]
+    # every gap is below twice the step 1e-6 * max|A|: all 16 excluded, none of them an exact tie
+    assert g.verdict == "inconclusive" and "use a smaller --eps" in g.inconclusive
+    assert g.inconclusive.startswith("dA_prev: 16 of 16 elements are at kinks")
+    assert gradcheck_pool(A, PoolParams(f=2), eps=1e-12, method="full").verdict == "pass"
