@@ -125,7 +125,9 @@ class ConvProblem:
         return None
 
     def _forward(self, X):
-        return conv2d(X, self.inputs["W"], self.inputs["b"], self.params)
+        # NOTE: without the bias: it is the same on both sides of Z(+) - Z(-) and cancels exactly, but
+        # added first it would round away an A*W part far smaller than it (A, W ~1e-8 with b ~1).
+        return conv2d(X, self.inputs["W"], None, self.params)
 
     def _filter_differences(self, F, bias, k_of: np.ndarray) -> np.ndarray:
         """Per filter pair q: sum(G[..., k_of[q]] * (conv(A_prev, F[0][..., q]) - conv(A_prev, F[1][..., q]))).
@@ -157,12 +159,12 @@ class ConvProblem:
             out[q] = np.einsum("mhwq,mhwq->q", Z[0] - Z[1], self.G[..., k_of[q]])
         return out
 
-    def _magnitude(self) -> np.ndarray:
-        """``conv(|A_prev|, |W|) + |b|`` (m, n_H, n_W, n_C): the size of each output's terms."""
+    def _magnitude(self, bias: bool = True) -> np.ndarray:
+        """``conv(|A_prev|, |W|) (+ |b|)`` (m, n_H, n_W, n_C): the size of each output's terms."""
         if getattr(self, "_mag", None) is None:
-            A, W, b = (self.inputs[k] for k in self.names)
-            self._mag = conv2d(np.abs(A), np.abs(W), np.abs(b), self.params)
-        return self._mag
+            A, W = self.inputs["A_prev"], self.inputs["W"]
+            self._mag = conv2d(np.abs(A), np.abs(W), None, self.params)
+        return self._mag + np.abs(self.inputs["b"]) if bias else self._mag
 
     def step_scale(self, name: str) -> Optional[float]:
         """The bias's step follows the outputs it is added to (max of |b| and |A*W| terms); others: None."""
@@ -175,11 +177,12 @@ class ConvProblem:
         """Per element of input ``name``: the error float64 rounding may leave in its numerical derivative.
 
         Each output evaluated in float64 is off by up to about ``eps * S`` where
-        ``S = conv(|A_prev|, |W|) + |b|`` is the sum of its terms' magnitudes; a
+        ``S = conv(|A_prev|, |W|) + |b|`` is the sum of its terms' magnitudes (without
+        ``|b|`` for A_prev and W, whose differences are evaluated without the bias); a
         central difference with step ``h`` sees ``sum |G| * S`` over the outputs the
         element feeds, divided by ``h``. An upper estimate (errors rarely align).
         """
-        Q = np.abs(self.G) * self._magnitude()
+        Q = np.abs(self.G) * self._magnitude(bias=name == "b")
         W = self.inputs["W"]
         if name == "A_prev":
             per = conv2d_backward(Q, self.inputs["A_prev"], np.ones_like(W), self.params).dA_prev
@@ -207,7 +210,7 @@ class ConvProblem:
             Fp, Fm = W[..., k].copy(), W[..., k].copy()
             Fp[i, j, c, np.arange(K)] = plus
             Fm[i, j, c, np.arange(K)] = minus
-            bias = (b[k], b[k])
+            bias = (np.zeros(K), np.zeros(K))  # cancels in the difference; see _forward
         else:
             k = np.asarray(idx)
             Fp = Fm = W[..., k]
@@ -224,7 +227,7 @@ class ConvProblem:
         P = D.shape[0]
         if name == "W":
             F = [np.concatenate([W + s * h * D[p] for p in range(P)], axis=3) for s in (1.0, -1.0)]
-            bias = (np.tile(b, P), np.tile(b, P))
+            bias = (np.zeros(P * self.n_C), np.zeros(P * self.n_C))  # cancels; see _forward
         else:
             F = [np.tile(W, (1, 1, 1, P))] * 2
             bias = tuple(np.concatenate([b + s * h * D[p] for p in range(P)]) for s in (1.0, -1.0))

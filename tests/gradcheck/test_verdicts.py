@@ -182,3 +182,29 @@ def test_near_ties_within_the_step_still_ask_for_a_smaller_eps():
     assert g.verdict == "inconclusive" and "use a smaller --eps" in g.inconclusive
     assert g.inconclusive.startswith("dA_prev: 16 of 16 elements are at kinks")
     assert gradcheck_pool(A, PoolParams(f=2), eps=1e-12, method="full").verdict == "pass"
+
+
+@pytest.mark.parametrize("method", ["full", "fast"])
+def test_a_large_bias_does_not_drown_tiny_inputs_and_weights(method):
+    # Z = b + (A*W terms ~1e-15): b ~1 adds nothing to dZ/dA or dZ/dW, so it must not raise their floor
+    A, W, b = 1e-8 * A0, 1e-8 * W0, B0
+    r = gradcheck_conv(A, W, b, ConvParams(pad=1), method=method)
+    assert r.verdict == "pass", r.to_dict()
+    for g in r.gradients:
+        assert g.tolerance == pytest.approx(1e-7) and g.rounding_floor < 1e-7, (g.name, g.rounding_floor)
+
+
+def test_the_bias_free_differences_still_catch_a_wrong_dA_prev_with_a_large_bias():
+    class Wrong(ConvProblem):
+        def analytical(self):
+            d = super().analytical()
+            d["A_prev"] = d["A_prev"].copy()
+            d["A_prev"][0, 1, 1, 0] *= 1.001
+            return d
+
+    G = RNG.standard_normal((2, 5, 7, 8))
+    r = check_problem(Wrong(1e-8 * A0, 1e-8 * W0, 10 * B0, ConvParams(pad=1), G), method="full")
+    da = r.gradients[0]
+    assert da.verdict == "fail" and da.failing == 1 and da.worst.index == (0, 1, 1, 0)
+    # the analytical db (sum of G per channel) is unaffected by A and W, and checked with the bias
+    assert r.gradients[2].verdict == "pass"
