@@ -226,6 +226,7 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
         progress(len(steps), len(steps))
     reports = _blame_forwards(run, reports, notes)
     missing = tuple(n for n in CLASSIC if n not in defined)
+    output.close()
     return ImplResult(str(path), tuple(reports), missing, method, tuple(notes), output.lines)
 
 

@@ -6,6 +6,8 @@ line; exceptions raised later by the user's functions are caught and described
 checked. What the user's code prints is captured, never shown on our stdout
 (it would corrupt ``--json``): a :class:`UserOutput` counts the lines and may
 pass them on (the CLI echoes them to stderr, prefixed, without ``--json``).
+The capture is at the file-descriptor level too, so ``os.write(1, ...)``,
+``os.system`` and ``sys.stdout.buffer.write`` are caught like ``print``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import importlib.util
 import io
 import os
 import sys
+import tempfile
 import traceback
 from dataclasses import dataclass
 from types import ModuleType
@@ -42,12 +45,65 @@ class UserOutput:
 
     def __init__(self, echo: Optional[Callable[[str], None]] = None, limit: int = ECHO_LIMIT):
         self.echo, self.limit, self.lines = echo, limit, 0
+        self._file = None  # one temporary file for every capture (the user's code is called per element)
+
+    @contextlib.contextmanager
+    def capture(self):
+        """Capture standard output while user code runs, then :meth:`feed` what was written.
+
+        Python's ``sys.stdout`` is replaced by a text stream with a ``.buffer`` and file
+        descriptor 1 is pointed at the same temporary file (``os.dup2``), so bytes from
+        ``os.write(1, ...)``, child processes and ``sys.__stdout__`` are caught in order with
+        the prints. Both are restored afterwards, also when the user's code raises.
+        """
+        _flush(sys.stdout, sys.__stdout__)  # our own pending output must not land in the capture
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(buffering=0)
+        fd = self._file.fileno()
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.ftruncate(fd, 0)
+        try:
+            saved = os.dup(1)
+        except OSError:  # no fd 1 at all (closed by the caller): Python-level capture only
+            saved = None
+        if saved is not None:
+            os.dup2(fd, 1)
+        # NOTE: unbuffered raw file under the text layer, so buffer.write and os.write stay in order;
+        # not closed afterwards: user code may keep a reference to sys.stdout and write later.
+        stream = io.TextIOWrapper(io.FileIO(fd, "wb", closefd=False), encoding="utf-8", errors="replace",
+                                  write_through=True)
+        try:
+            with contextlib.redirect_stdout(stream):
+                yield
+        finally:
+            _flush(stream, sys.__stdout__)  # the user's writes to sys.__stdout__ belong to the capture
+            if saved is not None:
+                os.dup2(saved, 1)
+                os.close(saved)
+            os.lseek(fd, 0, os.SEEK_SET)
+            data = self._file.readall()
+            self.feed(data.decode("utf-8", errors="replace"))
+
+    def close(self) -> None:
+        """Delete the temporary file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def feed(self, text: str) -> None:
         for line in text.splitlines():
             self.lines += 1
             if self.echo is not None and self.lines <= self.limit:
                 self.echo(line)
+
+
+def _flush(*streams) -> None:
+    for stream in streams:
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # closed or broken: nothing of ours is pending there
+            pass
 
 
 @dataclass(frozen=True)
@@ -114,9 +170,8 @@ def load_impl(path, output: Optional[UserOutput] = None) -> Tuple[ModuleType, Tu
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling in the user's file look themselves up here
-    printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(printed):
+        with output.capture():
             spec.loader.exec_module(module)
     except SyntaxError as exc:
         sys.modules.pop(name, None)
@@ -128,8 +183,6 @@ def load_impl(path, output: Optional[UserOutput] = None) -> Tuple[ModuleType, Tu
         line = user_line(exc, path)
         where = f"{path}:{line}" if line else path
         raise ImplError(f"{where}: importing the file raised {type(exc).__name__}: {_one_line(exc)}") from None
-    finally:
-        output.feed(printed.getvalue())
     defined = tuple(n for n in CLASSIC
                     if callable(getattr(module, n, None)) and getattr(getattr(module, n), "__module__", None) == name)
     if not defined:
@@ -159,9 +212,9 @@ def user_line(exc: BaseException, path: str) -> Optional[int]:
 def call_user(module: ModuleType, function: str, case: str, *args, **kwargs):
     """Call the user's ``function``; on an exception raise :class:`UserCallFailed` describing it."""
     fn = getattr(module, function)
-    printed = io.StringIO()
+    output = getattr(module, "__cnncli_output__", None) or UserOutput()
     try:
-        with contextlib.redirect_stdout(printed):
+        with output.capture():
             return fn(*args, **kwargs)
     except KeyboardInterrupt:
         raise
@@ -169,8 +222,3 @@ def call_user(module: ModuleType, function: str, case: str, *args, **kwargs):
         info = UserException(function, f"{type(exc).__name__}: {_one_line(exc)}",
                              user_line(exc, module.__cnncli_path__), case)
         raise UserCallFailed(info) from None
-    finally:
-        sys.stdout.flush()
-        output = getattr(module, "__cnncli_output__", None)
-        if output is not None:
-            output.feed(printed.getvalue())
