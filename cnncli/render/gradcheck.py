@@ -164,7 +164,7 @@ def print_impl(result, con: Console) -> None:
         for col in ("configuration", "result", "against", "max |got-expected|", "worst index: got vs expected"):
             ft.add_column(col)
         for x in bad[:10]:
-            worst = x.detail or (f"{_idx(x.worst_index)}: {x.got:.6g} vs {x.expected:.6g}"
+            worst = x.detail or (f"{_idx(x.worst_index)}: {_got_vs_expected(x.got, x.expected)}"
                                  if x.worst_index is not None else "-")
             ft.add_row(escape(x.case), x.quantity, x.against, _e(x.max_abs_error), escape(worst))
         if len(bad) > 10:
@@ -179,6 +179,17 @@ def print_impl(result, con: Console) -> None:
         con.print(Text(f"note: {note}", style="dim"))
     _footer(con, result.passed, f"{sum(f.passed for f in result.functions)}/{len(result.functions)} functions, "
             f"method {result.method}")
+
+
+def _got_vs_expected(got: float, expected: float) -> str:
+    """``"got vs expected"`` with the fewest significant digits (at least 6) that tell them apart."""
+    for digits in range(6, 18):
+        a, b = f"{got:.{digits}g}", f"{expected:.{digits}g}"
+        if a != b:
+            if digits > 6:  # keep trailing zeros: both numbers show the same number of digits
+                a, b = f"{got:#.{digits}g}", f"{expected:#.{digits}g}"
+            return f"{a} vs {b}"
+    return f"{got:.6g} vs {expected:.6g}"  # equal (or both NaN): more digits would say nothing
 
 
 @contextmanager
