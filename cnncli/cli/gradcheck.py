@@ -63,6 +63,10 @@ def gradcheck(
     if impl is not None and source is not None:
         raise HyperparameterError("--impl checks your functions on the built-in battery and takes no SOURCE; "
                                   f"drop {source!r} (or drop --impl to check the engine on it)")
+    if impl is not None and given:
+        what = {"weights": "arrays", "bias": "arrays", "grad": "arrays", "layer": "layers", "layout": "layout"}
+        raise HyperparameterError(f"--{given[0].replace('_', '-')} does not apply with --impl: "
+                                  f"the battery sets the {what.get(given[0], 'hyperparameters')}")
     if source is None and given:
         flag = "--" + given[0].replace("_", "-")
         raise HyperparameterError(f"{flag} needs a SOURCE (a case file or an A_prev array); "

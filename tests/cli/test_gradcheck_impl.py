@@ -107,3 +107,14 @@ def test_a_folder_is_named_as_a_folder(tmp_path):
     assert r.exit_code == 2 and r.stdout == ""
     assert r.stderr == (f"cnncli: error: --impl {str(tmp_path)!r} is a folder; give the .py file that defines "
                         f"your functions (e.g. {tmp_path / 'my_conv.py'})\n")
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--pad", "3"], "--pad does not apply with --impl: the battery sets the hyperparameters"),
+    (["--stride", "2", "--f", "3"], "--f does not apply with --impl: the battery sets the hyperparameters"),
+    (["--weights", "W.npy"], "--weights does not apply with --impl: the battery sets the arrays"),
+])
+def test_layer_options_with_impl_say_the_battery_sets_them(flags, message):
+    r = runner.invoke(app, ["gradcheck", "--impl", str(IMPLS / "correct.py"), *flags])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr == f"cnncli: error: {message}\n"
