@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import HyperparameterError
 from .diagnose import pattern_hint, spatial_maps
 from .results import CheckResult, GradientResult, Offender, relayout  # noqa: F401  (re-exported)
+from .problems import MACHINE_EPS
 from .sampling import stratified_indices
 
 METHODS = ("auto", "full", "fast", "sample")
@@ -41,6 +42,8 @@ AUTO_FULL_LIMIT = 4096
 #: ``fast`` localizes a failing tensor elementwise in full up to this size, else by a sample.
 LOCALIZE_FULL_LIMIT = 20000
 FAST_DIRECTIONS = 3
+#: A failing fast check on a tensor larger than LOCALIZE_FULL_LIMIT bisects at most this many blocks.
+LOCALIZE_BLOCKS = 8
 #: Smallest relative step on layers linear in the perturbed input (see :func:`step_size`).
 LINEAR_MIN_EPS = 1e-3
 TOP_OFFENDERS = 5
@@ -129,7 +132,7 @@ def _check_input(problem, name, grad, eps, method, samples, tol, rng, tracker, n
         # every read element is an exact tie (see _coverage's note): nothing to check, nothing wrong seen
         return GradientResult(gname, tuple(grad.shape), _axes(name, grad.ndim), "none", math.nan, math.nan, 0, 0,
                               int(excluded.sum()), 0, True)
-    r = _check_tensor(problem, name, x, grad, h, excluded, method, samples, tol, rng, tracker, floor)
+    r = _check_tensor(problem, name, x, grad, h, excluded, method, samples, tol, rng, tracker, floor, notes)
     if r.tolerance is not None and r.tolerance > MAX_TOLERANCE:
         return replace(r, passed=False, inconclusive=(
             f"{gname}: at this data's magnitude float64 rounding alone could make a relative error of "
@@ -271,7 +274,8 @@ class _Tracker:
             self.callback(self.done, self.total)
 
 
-def _check_tensor(problem, name, x, grad, h, excluded, method, samples, tol, rng, tracker, floor) -> GradientResult:
+def _check_tensor(problem, name, x, grad, h, excluded, method, samples, tol, rng, tracker, floor,
+                  notes) -> GradientResult:
     kinks = int(excluded.sum())
     args = (problem, name, x, grad, h)
     if method == "full":
@@ -280,15 +284,21 @@ def _check_tensor(problem, name, x, grad, h, excluded, method, samples, tol, rng
     if method == "sample":
         idx = stratified_indices(x.shape, name, samples, rng, excluded)
         return _elementwise(*args, idx, kinks, "sample", tol, tracker, floor)
-    fast = _directional(*args, excluded, tol, rng, tracker, floor)
+    fast, (D, blocks, pairs) = _directional(*args, excluded, tol, rng, tracker, floor)
     if not fast.passed:  # localize the disagreement elementwise on this tensor
         n_ok = x.size - kinks
         if n_ok <= LOCALIZE_FULL_LIMIT:
             idx, how = np.flatnonzero(~excluded), "fast+full"
         else:
-            how = "fast+sample"
-            idx = stratified_indices(x.shape, name, max(samples, 4 * DEFAULT_SAMPLES), rng, excluded)
+            how = "fast+bisect"
+            found = _localize(problem, name, x, grad, h, D, blocks, pairs, tol, tracker, floor)
+            context = stratified_indices(x.shape, name, samples, rng, excluded)
+            idx = np.union1d(found, context).astype(np.int64)
         local = _elementwise(*args, idx, kinks, how, tol, tracker, floor)
+        if local.failing == 0:
+            notes.append(f"{fast.name}: a directional check disagreed by {fast.max_abs_error:.2g} but no single "
+                         f"element did{'' if how == 'fast+full' else ' (of those localized and sampled)'}: "
+                         "rerun with --method full")
         return _merge(fast, local, how, passed=False)
     if method == "fast+sample":
         idx = stratified_indices(x.shape, name, samples, rng, excluded)
@@ -398,24 +408,124 @@ def _directional(problem, name, x, grad, h, excluded, tol, rng, tracker, floor=N
     Directions are uniform in [-1, 1] (so ``max|d| <= 1``, which the kink
     threshold assumes) and zero on excluded elements. The rounding floor of a
     directional value is ``sum |d| * floor``.
+
+    Besides the sums over the whole tensor, each *block* (an example of A_prev,
+    an output channel of W or b; see the problems' ``block_ids``) is compared on
+    its own, from the same evaluations: one wrong element among a million is
+    lost in the whole sum's tolerance but not in its own example's. A block
+    that disagrees (:func:`_disagree`) fails the check.
+
+    Returns
+    -------
+    result : GradientResult
+    localize : (D, blocks, pairs)
+        The directions, the block of each element, and the (direction, block)
+        pairs to bisect when the check failed (block -1: the whole direction).
     """
     tracker.plan(FAST_DIRECTIONS)
     D = rng.uniform(-1.0, 1.0, size=(FAST_DIRECTIONS,) + x.shape)
     D[:, excluded] = 0.0
-    diff = problem.directional(name, D, h, tracker.tick)
-    numerical = diff / (2 * h)
-    flat = D.reshape(FAST_DIRECTIONS, -1)
+    blocks = _block_ids(problem, name, x)
+    n_blocks = int(blocks.max()) + 1 if blocks.size else 0
+    if hasattr(problem, "directional_blocks"):
+        per_block = problem.directional_blocks(name, D, h, tracker.tick) / (2 * h)
+    else:
+        per_block = (problem.directional(name, D, h, tracker.tick) / (2 * h))[:, None]
+        blocks, n_blocks = np.zeros(x.shape, dtype=np.int64), 1
+    numerical = per_block.sum(axis=1)
     # NOTE: the analytical side uses the step actually taken, (x + hd) - (x - hd) as rounded (the
     # problems build their perturbed inputs with the same operations), as the elementwise check does:
     # a step near the data's ulp (--eps 1e-14 on 0..255) otherwise shows rounding as a gradient error.
-    taken = ((x[None] + h * D) - (x[None] - h * D)).reshape(FAST_DIRECTIONS, -1) / (2 * h)
-    analytical = taken @ grad.reshape(-1)
-    dir_floor = np.zeros(FAST_DIRECTIONS) if floor is None else np.abs(flat) @ floor.reshape(-1)
+    taken = ((x[None] + h * D) - (x[None] - h * D)) / (2 * h)
+    flat = taken.reshape(FAST_DIRECTIONS, -1)
+    terms = flat * grad.reshape(1, -1)
+    fl = np.zeros(x.size) if floor is None else floor.reshape(-1)
+    bid = blocks.reshape(-1)
+    a_blk = np.stack([np.bincount(bid, terms[p], n_blocks) for p in range(FAST_DIRECTIONS)])
+    l1_blk = np.stack([np.bincount(bid, np.abs(terms[p]), n_blocks) for p in range(FAST_DIRECTIONS)])
+    f_blk = np.stack([np.bincount(bid, np.abs(flat[p]) * fl, n_blocks) for p in range(FAST_DIRECTIONS)])
+    analytical = a_blk.sum(axis=1)
+    dir_floor = f_blk.sum(axis=1)
     err = np.abs(analytical - numerical)
     rel = _relative_error(analytical, numerical)
     rel_floor = _relative_floor(dir_floor, analytical, numerical)
     failing = int(np.sum(element_fails(err, numerical, tol) & ~(err <= dir_floor)))
+    bad_blocks = np.argwhere(_disagree(a_blk, per_block, l1_blk, f_blk, tol))  # (direction, block) pairs
     threshold = max(tol, rel_floor)
-    return GradientResult(GRADIENT_NAMES.get(name, name), tuple(grad.shape), _axes(name, grad.ndim), "fast",
-                          rel, float(err.max()), 0, FAST_DIRECTIONS, int(excluded.sum()), 0,
-                          bool(rel <= threshold and failing == 0), rounding_floor=rel_floor, tolerance=threshold)
+    r = GradientResult(GRADIENT_NAMES.get(name, name), tuple(grad.shape), _axes(name, grad.ndim), "fast",
+                       rel, float(err.max()), 0, FAST_DIRECTIONS, int(excluded.sum()), 0,
+                       bool(rel <= threshold and failing == 0 and len(bad_blocks) == 0),
+                       rounding_floor=rel_floor, tolerance=threshold)
+    if not len(bad_blocks):  # the whole sums disagree, no single block does: bisect the worst direction whole
+        bad_blocks = np.array([[int(np.argmax(err)), -1]])
+    return r, (D, blocks, bad_blocks)
+
+
+def _block_ids(problem, name, x) -> np.ndarray:
+    return problem.block_ids(name) if hasattr(problem, "block_ids") else np.zeros(x.shape, dtype=np.int64)
+
+
+def _disagree(a, n, l1, floor, tol) -> np.ndarray:
+    """Where directional values ``a`` (analytical) and ``n`` (numerical) disagree beyond rounding.
+
+    The allowance is the larger of: ``tol`` relative to the values, the numerical
+    rounding ``floor``, and the float64 rounding of the contraction itself
+    (``1000 * eps_machine`` times the sum of the terms' magnitudes ``l1``, so a
+    sum cancelling to nearly 0 is not a disagreement).
+    """
+    err = np.abs(a - n)
+    allow = np.maximum(np.maximum(tol * (np.abs(a) + np.abs(n)), floor), 1e3 * MACHINE_EPS * l1)
+    return ~(err <= allow)
+
+
+def _localize(problem, name, x, grad, h, D, blocks, pairs, tol, tracker, floor) -> np.ndarray:
+    """Flat indices of failing elements found by bisecting the disagreeing (direction, block) pairs.
+
+    At most ``LOCALIZE_BLOCKS`` blocks, ``TOP_OFFENDERS`` elements each: enough to
+    show where the gradient is wrong at ``O(log N)`` evaluations per element.
+    """
+    found: list = []
+    done = set()
+    bid = blocks.reshape(-1)
+    for p, blk in pairs:
+        if blk in done or len(done) >= LOCALIZE_BLOCKS:
+            continue
+        done.add(blk)
+        d = D[p].reshape(-1)
+        support = np.flatnonzero((d != 0) & ((bid == blk) if blk >= 0 else True))
+        found.extend(_bisect(problem, name, x, grad, h, d, support, tol, tracker, floor, TOP_OFFENDERS))
+    return np.unique(np.asarray(found, dtype=np.int64))
+
+
+def _bisect(problem, name, x, grad, h, d, support, tol, tracker, floor, limit) -> list:
+    """Flat indices of single elements whose directional check along ``d`` disagrees.
+
+    ``support`` (flat indices, all in one block) is known to disagree. It is split
+    in halves, both evaluated in one call (two directions, each nonzero only on
+    its half: two forward evaluations of the block); halves that disagree are
+    split again, down to single elements: about ``2 log2(len(support))``
+    evaluations per failing element. Stops after ``limit`` elements.
+    """
+    found: list = []
+    stack = [np.asarray(support, dtype=np.int64)]
+    fl = None if floor is None else floor.reshape(-1)
+    while stack and len(found) < limit:
+        s = stack.pop()
+        if s.size == 1:
+            found.append(int(s[0]))
+            continue
+        halves = (s[:s.size // 2], s[s.size // 2:])
+        Dh = np.zeros((2, x.size))
+        for k, half in enumerate(halves):
+            Dh[k, half] = d[half]
+        Dh = Dh.reshape((2,) + x.shape)
+        tracker.plan(2)
+        numerical = problem.directional(name, Dh, h, tracker.tick) / (2 * h)
+        taken = (((x[None] + h * Dh) - (x[None] - h * Dh)) / (2 * h)).reshape(2, -1)
+        g = grad.reshape(-1)
+        for k, half in enumerate(halves):
+            terms = taken[k, half] * g[half]
+            f = 0.0 if fl is None else float(np.sum(np.abs(taken[k, half]) * fl[half]))
+            if _disagree(np.sum(terms), numerical[k], np.sum(np.abs(terms)), f, tol):
+                stack.append(half)
+    return found

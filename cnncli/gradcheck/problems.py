@@ -77,14 +77,22 @@ def example_differences(forward, A: np.ndarray, G: np.ndarray, idx, plus, minus,
 
 def example_directional(forward, A: np.ndarray, G: np.ndarray, D: np.ndarray, h: float,
                         tick: Tick = None) -> np.ndarray:
-    """``L(A + h D[p]) - L(A - h D[p])`` for each direction p (D: (P,) + A.shape)."""
-    P = D.shape[0]
-    out = np.empty(P)
+    """``L_e(A + h D[p]) - L_e(A - h D[p])`` per direction p and example e (D: (P,) + A.shape; out (P, m)).
+
+    ``L_e`` is example e's part of the loss: the examples are independent, so one
+    forward call of the perturbed batch gives every example's own directional
+    difference. Examples where ``D[p]`` is zero are not evaluated (their part is 0):
+    a direction restricted to a few elements (bisection) costs only their examples.
+    """
+    P, m = D.shape[0], A.shape[0]
+    out = np.zeros((P, m))
     for p in range(P):
-        X = np.concatenate([A + h * D[p], A - h * D[p]])
-        Z = forward(X)
-        m = A.shape[0]
-        out[p] = float(np.sum((Z[:m] - Z[m:]) * G))
+        rows = np.flatnonzero(D[p].reshape(m, -1).any(axis=1))
+        if rows.size:
+            X = np.concatenate([A[rows] + h * D[p][rows], A[rows] - h * D[p][rows]])
+            Z = forward(X)
+            k = rows.size
+            out[p, rows] = _contract(Z[:k] - Z[k:], G[rows])
         _tick(tick, 1)
     return out
 
@@ -221,19 +229,40 @@ class ConvProblem:
 
     def directional(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:
         """``L(x + h D[p]) - L(x - h D[p])`` for each direction p of input ``name``."""
+        return self.directional_blocks(name, D, h, tick).sum(axis=1)
+
+    def block_ids(self, name: str) -> np.ndarray:
+        """Per element of input ``name``: its block (A_prev: example; W, b: output channel)."""
+        shape = self.inputs[name].shape
+        if name == "A_prev":
+            return np.broadcast_to(np.arange(shape[0]).reshape(-1, 1, 1, 1), shape)
+        return np.broadcast_to(np.arange(self.n_C), shape)
+
+    def directional_blocks(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:
+        """The directional differences per block (see :meth:`block_ids`): shape (P, blocks).
+
+        A block's part of the loss changes only with its own elements (an example's
+        outputs, an output channel's filter and bias), so one evaluation gives all
+        blocks' differences; blocks where ``D[p]`` is zero are not evaluated.
+        """
         if name == "A_prev":
             return example_directional(self._forward, self.inputs["A_prev"], self.G, D, h, tick)
         W, b = self.inputs["W"], self.inputs["b"]
         P = D.shape[0]
-        if name == "W":
-            F = [np.concatenate([W + s * h * D[p] for p in range(P)], axis=3) for s in (1.0, -1.0)]
-            bias = (np.zeros(P * self.n_C), np.zeros(P * self.n_C))  # cancels; see _forward
-        else:
-            F = [np.tile(W, (1, 1, 1, P))] * 2
-            bias = tuple(np.concatenate([b + s * h * D[p] for p in range(P)]) for s in (1.0, -1.0))
-        sums = self._filter_differences(F, bias, np.tile(np.arange(self.n_C), P)).reshape(P, self.n_C).sum(axis=1)
+        out = np.zeros((P, self.n_C))
+        nz = D.reshape(P, -1, self.n_C).any(axis=1)  # (P, n_C): channels each direction moves
+        ps, ks = np.nonzero(nz)
+        if ks.size:
+            if name == "W":
+                F = [W[..., ks] + s * h * D[ps, ..., ks].transpose(1, 2, 3, 0) for s in (1.0, -1.0)]
+                zero = np.zeros(ks.size)  # the bias cancels; see _forward
+                bias = (zero, zero)
+            else:
+                F = [W[..., ks]] * 2
+                bias = tuple(b[ks] + s * h * D[ps, ks] for s in (1.0, -1.0))
+            out[ps, ks] = self._filter_differences(F, bias, ks)
         _tick(tick, P)
-        return sums
+        return out
 
 
 class PoolProblem:
@@ -301,6 +330,15 @@ class PoolProblem:
 
     def directional(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:
         """``L(x + h D[p]) - L(x - h D[p])`` for each direction p."""
+        return self.directional_blocks(name, D, h, tick).sum(axis=1)
+
+    def block_ids(self, name: str) -> np.ndarray:
+        """Per element of A_prev: its example (the block whose loss part it alone changes)."""
+        shape = self.inputs[name].shape
+        return np.broadcast_to(np.arange(shape[0]).reshape(-1, 1, 1, 1), shape)
+
+    def directional_blocks(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:
+        """The directional differences per example: shape (P, m)."""
         return example_directional(self._forward, self.inputs["A_prev"], self.G, D, h, tick)
 
 

@@ -41,8 +41,8 @@ class GradientResult:
     axes : str
         One letter per axis, e.g. ``"mhwc"``, ``"mchw"``, ``"hwio"``, ``"c"``.
     method : str
-        ``"full"``, ``"sample"``, ``"fast"``, ``"fast+sample"`` or ``"fast+full"``
-        (a failing fast check localized elementwise).
+        ``"full"``, ``"sample"``, ``"fast"``, ``"fast+sample"``, ``"fast+full"`` or
+        ``"fast+bisect"`` (a failing fast check localized: every element, or by bisection).
     relative_error, max_abs_error : float
     checked : int
         Elements compared elementwise (0 for a fast check that passed).
