@@ -330,17 +330,23 @@ def _elementwise(problem, name, x, grad, h, idx, kinks, how, tol, tracker, floor
     diff = problem.differences(name, idx, plus, minus, tracker.tick) if len(idx) else np.empty(0)
     numerical = diff / (plus - minus)  # the step actually taken, not 2h: rounding of x+h is exact here
     analytical = grad.reshape(-1)[idx]
+    geom = getattr(problem, "geom", None)
     return gradient_metrics(GRADIENT_NAMES.get(name, name), grad.shape, _axes(name, grad.ndim), how,
                             idx, analytical, numerical, kinks, tol,
-                            None if floor is None else floor.reshape(-1)[idx])
+                            None if floor is None else floor.reshape(-1)[idx],
+                            pads=None if geom is None else geom.pads, stride=None if geom is None else geom.stride)
 
 
-def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, tol, floor=None) -> GradientResult:
+def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, tol, floor=None, *,
+                     pads=None, stride=None) -> GradientResult:
     """Build a :class:`GradientResult` from elementwise analytical/numerical values at flat ``idx``.
 
     ``floor`` (optional, per compared element) is the absolute error float64 rounding
     alone may leave in the numerical value: an element within it never fails, and the
     relative-error threshold is ``max(tol, ||floor|| / (||a|| + ||n||))``.
+    ``pads`` (top, bottom, left, right) and ``stride`` (h, w) of the layer, when known,
+    decide which pattern hints the failing positions support (see :func:`.diagnose.pattern_hint`;
+    stripes only on input gradients, whose rows are the stride's).
     """
     a, n = np.asarray(analytical, dtype=np.float64), np.asarray(numerical, dtype=np.float64)
     floor = np.zeros(a.shape) if floor is None else np.asarray(floor, dtype=np.float64)
@@ -355,7 +361,8 @@ def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, 
         failing_at = np.zeros(shape, dtype=bool)
         failing_at.reshape(-1)[idx] = bad
         error_map, failing_map = spatial_maps(errors, failing_at, axes)
-        hint = pattern_hint(failing_map)
+        stride_of = stride if axes in ("mhwc", "mchw") else (1, 1)  # a kernel's offsets have no stride
+        hint = pattern_hint(failing_map, pads, stride_of)
     rank = np.argsort(-np.where(np.isfinite(err), err, np.inf), kind="stable")[:TOP_OFFENDERS]
     top = tuple(Offender(tuple(int(v) for v in np.unravel_index(idx[r], shape)), float(a[r]), float(n[r]))
                 for r in rank)

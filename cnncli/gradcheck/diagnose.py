@@ -60,18 +60,44 @@ def border_only(failing_map: np.ndarray) -> bool:
     return bool(min(failing_map.shape) >= 3 and failing_map.any() and not failing_map[1:-1, 1:-1].any())
 
 
-def pattern_hint(failing_map: Optional[np.ndarray]) -> Optional[str]:
-    """``BORDER_HINT`` when the failing positions sit on the border, a stride hint when they form stripes."""
+def _sides(failing_map: np.ndarray) -> int:
+    """How many of the four sides (top, bottom, left, right) hold a failing position."""
+    return int(failing_map[0].any()) + int(failing_map[-1].any()) + int(failing_map[:, 0].any()) + \
+        int(failing_map[:, -1].any())
+
+
+def _period(lines: np.ndarray) -> int:
+    """The largest period of the failing rows (columns) ``lines``: gcd of their gaps; 0 for fewer than 2."""
+    return int(np.gcd.reduce(np.diff(lines))) if lines.size >= 2 else 0
+
+
+def pattern_hint(failing_map: Optional[np.ndarray], pads=None, stride=None) -> Optional[str]:
+    """A likely cause from where the failing positions sit, only on real evidence; else None.
+
+    - ``BORDER_HINT`` when they all sit on the border *and* either the layer pads
+      (``pads``: top, bottom, left, right, any > 0) or at least two of them fail on
+      more than one side: one bad element that happens to be at a corner of an
+      unpadded layer says nothing about padding.
+    - A stripe hint when the failing rows (columns) are at least two, fill at most
+      half of them, and repeat with a period > 1 that equals the layer's stride
+      along that axis (any period > 1 when ``stride`` is unknown): a single bad
+      row is no stripe, and a stride-1 layer has no stride to blame.
+
+    ``pads``/``stride`` None mean unknown (the evidence rules above then decide alone).
+    """
     if failing_map is None or min(failing_map.shape) < 3 or not failing_map.any() or failing_map.all():
         return None
     if border_only(failing_map):
-        return BORDER_HINT
-    rows, cols = failing_map.any(axis=1), failing_map.any(axis=0)
+        padded = pads is not None and any(int(p) > 0 for p in pads)
+        if padded or (int(failing_map.sum()) >= 2 and _sides(failing_map) >= 2):
+            return BORDER_HINT
+    rows, cols = np.flatnonzero(failing_map.any(axis=1)), np.flatnonzero(failing_map.any(axis=0))
     n_h, n_w = failing_map.shape
-    if rows.sum() <= n_h // 2 and rows.sum() < n_h - 1:
-        return f"errors in rows {', '.join(map(str, np.flatnonzero(rows)))} only (a stripe): look at the stride"
-    if cols.sum() <= n_w // 2 and cols.sum() < n_w - 1:
-        return f"errors in columns {', '.join(map(str, np.flatnonzero(cols)))} only (a stripe): look at the stride"
+    for axis, lines, n, what in ((0, rows, n_h, "rows"), (1, cols, n_w, "columns")):
+        period = _period(lines)
+        fits = period > 1 if stride is None else (int(stride[axis]) > 1 and period == int(stride[axis]))
+        if fits and lines.size <= n // 2 and lines.size < n - 1:
+            return f"errors in {what} {', '.join(map(str, lines))} only (a stripe): look at the stride"
     return None
 
 _RULES: Tuple[Tuple[str, Callable[["Case"], bool], str], ...] = (

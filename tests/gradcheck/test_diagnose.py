@@ -24,8 +24,8 @@ def test_pattern_hint_names_border_and_stripes():
     assert pattern_hint(_failing((5, 5), [(0, 0), (2, 4)])) == BORDER_HINT
     assert pattern_hint(_failing((6, 5), [(1, c) for c in range(5)] + [(3, 2)])) == \
         "errors in rows 1, 3 only (a stripe): look at the stride"
-    assert pattern_hint(_failing((4, 6), [(r, 2) for r in range(4)])) == \
-        "errors in columns 2 only (a stripe): look at the stride"
+    assert pattern_hint(_failing((4, 7), [(r, c) for r in range(4) for c in (1, 4)])) == \
+        "errors in columns 1, 4 only (a stripe): look at the stride"
     assert pattern_hint(np.ones((4, 4), dtype=bool)) is None
     assert pattern_hint(_failing((4, 4), [])) is None and pattern_hint(None) is None
 
@@ -47,8 +47,46 @@ def test_gradient_metrics_store_the_map_and_hint_of_failing_elements():
     a = n.copy()
     a[1, 4, 2, 0] += 1.0  # one wrong element on the bottom row
     idx = np.arange(a.size)
-    r = gradient_metrics("dA_prev", shape, "mhwc", "full", idx, a.reshape(-1), n.reshape(-1), 0, 1e-7)
+    r = gradient_metrics("dA_prev", shape, "mhwc", "full", idx, a.reshape(-1), n.reshape(-1), 0, 1e-7,
+                         pads=(1, 1, 1, 1), stride=(1, 1))
     assert r.failing == 1 and r.hint == BORDER_HINT and r.to_dict()["hint"] == BORDER_HINT
     assert r.error_map.shape == (5, 5) and r.error_map[4, 2] == 1.0 and np.count_nonzero(r.error_map) == 1
     ok = gradient_metrics("dA_prev", shape, "mhwc", "full", idx, n.reshape(-1), n.reshape(-1), 0, 1e-7)
     assert ok.passed and ok.hint is None and ok.to_dict()["hint"] is None
+
+
+def test_a_single_bad_corner_element_at_pad_0_gets_no_border_hint():
+    corner = _failing((5, 5), [(4, 4)])
+    assert pattern_hint(corner, pads=(0, 0, 0, 0), stride=(1, 1)) is None
+    assert pattern_hint(corner) is None  # unknown padding: one element is no evidence either
+    assert pattern_hint(corner, pads=(0, 1, 0, 1), stride=(1, 1)) == BORDER_HINT  # the layer pads
+    # several border failures on more than one side point at the border even at pad 0
+    assert pattern_hint(_failing((5, 5), [(0, 2), (4, 1)]), pads=(0, 0, 0, 0), stride=(1, 1)) == BORDER_HINT
+    assert pattern_hint(_failing((5, 5), [(0, 1), (0, 3)]), pads=(0, 0, 0, 0), stride=(1, 1)) is None  # one side
+
+
+def test_stripe_hints_need_two_lines_repeating_with_the_stride():
+    one_row = _failing((8, 8), [(5, 3)])
+    assert pattern_hint(one_row, pads=(0, 0, 0, 0), stride=(1, 1)) is None
+    assert pattern_hint(one_row) is None
+    rows_1_3_5 = _failing((8, 8), [(r, c) for r in (1, 3, 5) for c in (2, 6)])  # columns: period 4
+    assert pattern_hint(rows_1_3_5, pads=(0, 0, 0, 0), stride=(1, 1)) is None  # stride 1: nothing to blame
+    assert pattern_hint(rows_1_3_5, pads=(0, 0, 0, 0), stride=(3, 3)) is None  # period 2 is not the stride 3
+    assert pattern_hint(rows_1_3_5, pads=(0, 0, 0, 0), stride=(2, 1)) == \
+        "errors in rows 1, 3, 5 only (a stripe): look at the stride"
+
+
+def test_a_single_bad_element_of_a_real_check_gets_no_hint():
+    from cnncli.engine import ConvParams
+    from cnncli.gradcheck.core import check_problem
+    from cnncli.gradcheck.problems import ConvProblem
+
+    rng = np.random.default_rng(0)
+    for index in [(0, 5, 5, 0), (1, 2, 3, 1)]:  # a corner at pad 0, an interior element at stride 1
+        A, W = rng.standard_normal((2, 6, 6, 2)), rng.standard_normal((3, 3, 2, 3))
+        p = ConvProblem(A, W, np.zeros(3), ConvParams(), rng.standard_normal((2, 4, 4, 3)))
+        wrong = p.analytical()
+        wrong["A_prev"][index] += 1.0
+        p.analytical = lambda w=wrong: w
+        g = check_problem(p, method="full").gradients[0]
+        assert g.failing == 1 and g.worst.index == index and g.hint is None, g.hint
