@@ -102,7 +102,15 @@ def check_problem(problem, *, method: str = "auto", samples: Optional[int] = Non
     # numpy warning on stderr.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         analytical = problem.analytical()
+        G = getattr(problem, "G", None)
         for name in problem.names:
+            if G is not None and not np.any(G):
+                # L = sum(0 * layer(x)) is 0 for any layer: both sides agree and nothing is tested
+                gname = GRADIENT_NAMES.get(name, name)
+                results.append(_inconclusive(gname, name, analytical[name], (
+                    f"{gname}: --grad is all zeros: every gradient is zero whatever the layer does; "
+                    "nothing is tested (give a nonzero upstream gradient, or omit --grad for a random one)")))
+                continue
             results.append(_check_input(problem, name, analytical[name], eps, method_used, samples, tol, rng,
                                         tracker, notes))
     return CheckResult(problem.layer, method, eps, tol, seed, tuple(results), tuple(notes), label, params or {})

@@ -109,3 +109,19 @@ def test_a_binary_image_with_only_tied_windows_passes_with_a_note(tmp_path):
         assert any("every pooling window of this input has tied maxima" in n for n in json.loads(r.stdout)["notes"])
     table = runner.invoke(app, ["gradcheck", str(path), "--f", "2"])
     assert table.exit_code == 0 and "nothing to check" in table.stdout and "PASS" in table.stdout
+
+
+def test_an_all_zero_upstream_gradient_is_inconclusive(files, tmp_path):
+    np.save(tmp_path / "zeros.npy", np.zeros((2, 3, 5, 8)))  # conv output of A (2,5,7,4) with W 3x3, pad 0
+    r = runner.invoke(app, ["gradcheck", files["A"], "--weights", files["W"], "--bias", files["b"],
+                            "--grad", str(tmp_path / "zeros.npy"), "--json"])
+    assert r.exit_code == 1, r.stdout
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == "inconclusive" and doc["passed"] is False
+    for g in doc["gradients"]:
+        assert g["verdict"] == "inconclusive" and g["checked"] == 0
+        assert g["reason"].startswith(f"{g['name']}: --grad is all zeros: every gradient is zero whatever "
+                                      "the layer does")
+    np.save(tmp_path / "zeros_pool.npy", np.zeros((2, 2, 3, 4)))
+    r = runner.invoke(app, ["gradcheck", files["A"], "--f", "2", "--grad", str(tmp_path / "zeros_pool.npy")])
+    assert r.exit_code == 1 and "--grad is all zeros" in r.stdout and "INCONCLUSIVE" in r.stdout
