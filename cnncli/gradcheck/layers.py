@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
 from ..engine import ConvParams, PoolParams
 from ..engine.layout import check_layout, nchw_to_nhwc, weights_nchw_to_nhwc
-from ..errors import InputError, ShapeError
+from ..errors import HyperparameterError, InputError, ShapeError
 from .core import DEFAULT_EPS, DEFAULT_TOL, CheckResult, Progress, check_problem, relayout, validate_settings
 from .problems import ConvProblem, PoolProblem
 
@@ -41,7 +41,8 @@ def _upstream(grad, shape, seed, notes: list, layout: str, name: str) -> np.ndar
     return G
 
 
-def gradcheck_conv(A_prev, W, b=None, params: Optional[ConvParams] = None, *, grad=None, layout: str = "nhwc",
+def gradcheck_conv(A_prev, W, b=None, params: Union[ConvParams, dict, None] = None, *, grad=None,
+                   layout: str = "nhwc",
                    method: str = "auto", samples: Optional[int] = None, eps: float = DEFAULT_EPS,
                    tol: float = DEFAULT_TOL, seed: Optional[int] = 0, progress: Optional[Progress] = None,
                    label: str = "") -> CheckResult:
@@ -59,7 +60,9 @@ def gradcheck_conv(A_prev, W, b=None, params: Optional[ConvParams] = None, *, gr
         (PyTorch's ``(C_out, C_in/groups, kH, kW)`` with ``layout="nchw"``.)
     b : ndarray, shape (n_C,) or (1, 1, 1, n_C), optional
         Zeros when omitted.
-    params : ConvParams, optional
+    params : ConvParams or dict, optional
+        A dict is the classic exercise's ``hparameters`` (``{"pad": 1, "stride": 2}``,
+        see :func:`cnncli.api.conv_params`).
     grad : ndarray, shape (m, n_H, n_W, n_C), optional
         Upstream gradient (in ``layout``).
     layout : {"nhwc", "nchw"}
@@ -76,8 +79,8 @@ def gradcheck_conv(A_prev, W, b=None, params: Optional[ConvParams] = None, *, gr
     Raises
     ------
     ShapeError, HyperparameterError
-        As :func:`cnncli.engine.conv2d`, ``grad`` of the wrong shape, or invalid settings
-        (method, samples, eps, tol, seed < 0).
+        As :func:`cnncli.engine.conv2d`, ``grad`` of the wrong shape, invalid settings
+        (method, samples, eps, tol, seed < 0), or ``params`` neither ConvParams nor a dict.
     InputError
         Non-numeric or non-finite inputs.
 
@@ -90,7 +93,7 @@ def gradcheck_conv(A_prev, W, b=None, params: Optional[ConvParams] = None, *, gr
     (True, ['dA_prev', 'dW', 'db'])
     """
     validate_settings(method, samples, eps, tol, seed)  # before the seed draws the upstream gradient
-    params = params or ConvParams()
+    params = _as_params(params, "conv")
     check_layout(layout)
     notes: list = []
     A = _as_float64(A_prev, "A_prev", notes)
@@ -111,7 +114,7 @@ def gradcheck_conv(A_prev, W, b=None, params: Optional[ConvParams] = None, *, gr
     return relayout(result, NCHW_PERMS) if layout == "nchw" else result
 
 
-def gradcheck_pool(A_prev, params: Optional[PoolParams] = None, *, grad=None, layout: str = "nhwc",
+def gradcheck_pool(A_prev, params: Union[PoolParams, dict, None] = None, *, grad=None, layout: str = "nhwc",
                    method: str = "auto", samples: Optional[int] = None, eps: float = DEFAULT_EPS,
                    tol: float = DEFAULT_TOL, seed: Optional[int] = 0, progress: Optional[Progress] = None,
                    label: str = "") -> CheckResult:
@@ -124,7 +127,9 @@ def gradcheck_pool(A_prev, params: Optional[PoolParams] = None, *, grad=None, la
     ----------
     A_prev : ndarray, shape (m, n_H_prev, n_W_prev, n_C)
         (``(m, C, H, W)`` with ``layout="nchw"``.)
-    params : PoolParams, optional
+    params : PoolParams or dict, optional
+        A dict is the exercise's ``hparameters`` (``{"f": 2, "stride": 2}``), with an
+        optional ``"mode"`` (see :func:`cnncli.api.pool_params`).
     grad : ndarray, shape (m, n_H, n_W, n_C), optional
         Upstream gradient (in ``layout``); standard normal from ``seed`` when omitted.
     layout : {"nhwc", "nchw"}
@@ -149,7 +154,7 @@ def gradcheck_pool(A_prev, params: Optional[PoolParams] = None, *, grad=None, la
     (True, 4)
     """
     validate_settings(method, samples, eps, tol, seed)
-    params = params or PoolParams()
+    params = _as_params(params, "pool")
     check_layout(layout)
     notes: list = []
     A = _as_float64(A_prev, "A_prev", notes)
@@ -164,6 +169,31 @@ def gradcheck_pool(A_prev, params: Optional[PoolParams] = None, *, grad=None, la
     result = check_problem(problem, method=method, samples=samples, eps=eps, tol=tol, seed=seed,
                            progress=progress, label=label, params=_describe(params), notes=notes)
     return relayout(result, NCHW_PERMS) if layout == "nchw" else result
+
+
+def _as_params(params, kind: str):
+    """``params`` as ConvParams/PoolParams: None gives the defaults, an exercise-style dict is converted.
+
+    Raises
+    ------
+    HyperparameterError
+        Anything else, or a dict with unknown keys / without a pool's ``f``.
+    """
+    want = ConvParams if kind == "conv" else PoolParams
+    if params is None:
+        return want()
+    if isinstance(params, want):
+        return params
+    if isinstance(params, dict):
+        from ..api import conv_params, pool_params
+
+        if kind == "conv":
+            return conv_params(params)
+        hp = dict(params)
+        return pool_params(hp, mode=hp.pop("mode", "max"))
+    extra = " (plus 'mode')" if kind == "pool" else ""
+    raise HyperparameterError(f"gradcheck_{kind} needs a {want.__name__} or an exercise-style hparameters "
+                              f"dict{extra} as params, e.g. {{'pad': 1, 'stride': 2}}; got {type(params).__name__}")
 
 
 def _describe(params) -> dict:

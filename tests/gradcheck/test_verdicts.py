@@ -208,3 +208,25 @@ def test_the_bias_free_differences_still_catch_a_wrong_dA_prev_with_a_large_bias
     assert da.verdict == "fail" and da.failing == 1 and da.worst.index == (0, 1, 1, 0)
     # the analytical db (sum of G per channel) is unaffected by A and W, and checked with the bias
     assert r.gradients[2].verdict == "pass"
+
+
+def test_exercise_style_hparameters_dicts_are_accepted():
+    r = gradcheck_conv(A0, W0, B0, {"pad": 1, "stride": 2}, method="full")
+    # same verdict and hyperparameters as with ConvParams: the output grid is 3x4 at pad 1, stride 2
+    assert r.passed and r.params["stride"] == [2, 2] and r.params["pad"] == [1, 1, 1, 1]
+    assert r.to_dict() == gradcheck_conv(A0, W0, B0, ConvParams(pad=1, stride=2), method="full").to_dict()
+    p = gradcheck_pool(A0, {"f": 2, "stride": 1, "mode": "average"}, method="full")
+    assert p.passed and p.params["mode"] == "average" and p.params["f"] == [2, 2] and p.params["stride"] == [1, 1]
+    assert gradcheck_pool(A0, {"f": 3}).params["mode"] == "max"
+
+
+def test_params_of_another_kind_raise_a_clear_error():
+    from cnncli.errors import HyperparameterError
+
+    with pytest.raises(HyperparameterError, match=r"gradcheck_conv needs a ConvParams or an exercise-style "
+                                                  r"hparameters dict as params.*got PoolParams"):
+        gradcheck_conv(A0, W0, B0, PoolParams(f=2))
+    with pytest.raises(HyperparameterError, match=r"gradcheck_pool needs a PoolParams .*got list"):
+        gradcheck_pool(A0, [2, 2])
+    with pytest.raises(HyperparameterError, match="'f'"):
+        gradcheck_pool(A0, {"stride": 2})  # the exercise's message: a pool needs its window size
