@@ -48,3 +48,10 @@ def test_gradcheck_help_does_not_offer_dtype_and_its_notes_do_not_suggest_it(tmp
     assert res.exit_code == 0, res.stderr
     notes = json.loads(res.stdout)["notes"]
     assert "A_prev is uint8: computed in float64" in notes and not any("--dtype" in n for n in notes)
+
+
+def test_gradcheck_accepts_dtype_float64_which_it_always_uses(tmp_path):
+    np.save(tmp_path / "A.npy", np.random.default_rng(0).standard_normal((1, 4, 4, 1)))
+    result = runner.invoke(app, ["gradcheck", str(tmp_path / "A.npy"), "--f", "2", "--dtype", "float64", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["passed"] is True
