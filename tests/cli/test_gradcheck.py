@@ -1,5 +1,6 @@
 """`cnncli gradcheck` through the real app: battery, SOURCE, --impl, JSON, reports, exit codes."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -17,6 +18,9 @@ from cnncli.gradcheck.battery import BATTERY
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
 IMPLS = ROOT / "tests" / "impls"
+_spec = importlib.util.spec_from_file_location("make_bugs", IMPLS / "make_bugs.py")
+make_bugs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_bugs)
 GRADIENT_KEYS = {"name", "shape", "method", "relative_error", "max_abs_error", "worst_index", "worst_analytical",
                  "worst_numerical", "checked", "directions", "kinks", "failing", "passed", "verdict", "reason",
                  "rounding_floor", "tolerance", "hint", "top"}
@@ -112,7 +116,7 @@ def test_impl_correct_passes_and_bug_fails_json():
     assert ok.exit_code == 0, ok.stdout
     doc = _json(ok)
     assert doc["passed"] is True and doc["not_defined"] == [] and len(doc["functions"]) == 8
-    bad = runner.invoke(app, ["gradcheck", "--impl", str(IMPLS / "bug_db_assigned.py"), "--json"])
+    bad = runner.invoke(app, ["gradcheck", "--impl", str(make_bugs.bug_file("db_assigned")), "--json"])
     assert bad.exit_code == 1
     fn = {f["name"]: f for f in _json(bad)["functions"]}
     assert fn["conv_backward"]["passed"] is False
@@ -122,7 +126,7 @@ def test_impl_correct_passes_and_bug_fails_json():
 
 
 def test_impl_report_names_the_exception_and_line():
-    r = runner.invoke(app, ["gradcheck", "--impl", str(IMPLS / "bug_crop_minus_pad.py")])
+    r = runner.invoke(app, ["gradcheck", "--impl", str(make_bugs.bug_file("crop_minus_pad"))])
     assert r.exit_code == 1
     assert "conv_backward raised ValueError" in r.stdout and "line 70" in r.stdout
     assert "[pad:-pad]" in r.stdout
@@ -165,7 +169,7 @@ def _run(*args):
 def test_real_process_exit_codes_and_clean_json_stdout():
     ok = _run("--json")
     assert ok.returncode == 0 and json.loads(ok.stdout)["passed"] is True and ok.stderr == ""
-    bad = _run("--impl", str(IMPLS / "bug_mask_min.py"), "--json")
+    bad = _run("--impl", str(make_bugs.bug_file("mask_min")), "--json")
     assert bad.returncode == 1 and json.loads(bad.stdout)["passed"] is False
     usage = _run("--samples", "0")
     assert usage.returncode == 2 and usage.stderr == "cnncli: error: --samples must be >= 1, got 0\n"

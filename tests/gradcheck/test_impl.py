@@ -31,13 +31,14 @@ def test_at_least_ten_bug_files_each_one_snippet_of_correct():
     assert len(BUGS) >= 10
     correct = (IMPLS / "correct.py").read_text()
     for name, (_, old, new) in BUGS.items():
-        text = (IMPLS / f"bug_{name}.py").read_text()
+        assert correct.count(old) == 1 and old != new, name  # exactly one mistake, in one place
+        text = make_bugs.bug_file(name).read_text()
         assert text.split('"""', 2)[2] == correct.split('"""', 2)[2].replace(old, new), name
 
 
 @pytest.mark.parametrize("name", sorted(BUGS))
 def test_every_one_bug_variant_is_flagged(name):
-    r = check_impl(IMPLS / f"bug_{name}.py")
+    r = check_impl(make_bugs.bug_file(name))
     assert not r.passed
 
 
@@ -50,16 +51,16 @@ def test_every_one_bug_variant_is_flagged(name):
     ("average_uses_max", "pool_forward", "only in average pooling"),
 ])
 def test_likely_mistake_is_named(name, function, hint):
-    r = check_impl(IMPLS / f"bug_{name}.py")
+    r = check_impl(make_bugs.bug_file(name))
     report = {f.name: f for f in r.functions}[function]
     assert not report.passed and any(hint in d for d in report.diagnosis), report.diagnosis
 
 
 def test_user_exception_reports_function_and_line_and_others_are_still_checked():
-    r = check_impl(IMPLS / "bug_crop_minus_pad.py")
+    r = check_impl(make_bugs.bug_file("crop_minus_pad"))
     by = {f.name: f for f in r.functions}
     errors = by["conv_backward"].errors
-    line = next(i for i, text in enumerate((IMPLS / "bug_crop_minus_pad.py").read_text().splitlines(), 1)
+    line = next(i for i, text in enumerate((make_bugs.bug_file("crop_minus_pad")).read_text().splitlines(), 1)
                 if "[pad:-pad, pad:-pad, :]" in text)
     assert errors and all(e.line == line and e.exception.startswith("ValueError") for e in errors)
     assert {e.case for e in errors} == {c.name for c in BATTERY if c.classic and c.layer == "conv" and c.pad == 0}
@@ -151,7 +152,7 @@ def test_classic_float_of_bias_gets_a_numpy_hint(tmp_path):
 
 def test_findings_carry_where_the_errors_sit():
     """A backward that ignores the stride gets its window positions wrong in stripes of the input."""
-    r = check_impl(IMPLS / "bug_pool_backward_stride.py")
+    r = check_impl(make_bugs.bug_file("pool_backward_stride"))
     report = {f.name: f for f in r.functions}["pool_backward"]
     hints = {x.hint for x in report.findings if not x.passed and x.against == "engine"}
     assert any(h and h.endswith("(a stripe): look at the stride") for h in hints), hints

@@ -1,7 +1,7 @@
 """A correct loop solution of the classic "convolution step by step" exercise.
 
-Test fixture for ``cnncli gradcheck --impl``: it must pass. The bug_*.py files
-next to it are this file with exactly one mistake each; every one must be flagged.
+Test fixture for ``cnncli gradcheck --impl``: it must pass. make_bugs.py writes
+variants of this file with exactly one mistake each; every one must be flagged.
 """
 
 import numpy as np

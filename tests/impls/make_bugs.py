@@ -1,10 +1,14 @@
-"""Regenerate the one-bug variants bug_*.py from correct.py: ``python tests/impls/make_bugs.py``.
+"""The one-bug variants of correct.py, written on demand rather than kept as near-copies.
 
-Each variant replaces exactly one snippet of correct.py (the script refuses a
-snippet that does not occur exactly once), so every file holds one mistake a
-student could make, described in its first line.
+Each variant replaces exactly one snippet of correct.py (a snippet that does
+not occur exactly once is refused), so every file holds one mistake a student
+could make, described in its first line. Tests call :func:`bug_file`;
+``python tests/impls/make_bugs.py DIR`` writes them all to DIR to try by hand
+(``cnncli gradcheck --impl DIR/bug_db_assigned.py``).
 """
 
+import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -53,15 +57,29 @@ BUGS = {
 }
 
 
-def main() -> None:
+def write_bugs(folder) -> Path:
+    """Write every ``bug_NAME.py`` into ``folder``; return the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     source = (HERE / "correct.py").read_text()
     body = source.split('"""', 2)[2]
     for name, (what, old, new) in BUGS.items():
         if source.count(old) != 1:
-            raise SystemExit(f"{name}: snippet occurs {source.count(old)} times in correct.py")
+            raise ValueError(f"{name}: snippet occurs {source.count(old)} times in correct.py")
         header = f'"""One-bug variant of correct.py: {what}."""'
-        (HERE / f"bug_{name}.py").write_text(header + body.replace(old, new))
+        (folder / f"bug_{name}.py").write_text(header + body.replace(old, new))
+    return folder
+
+
+_written = {}
+
+
+def bug_file(name: str) -> Path:
+    """Path of ``bug_NAME.py``, written once per process into a temporary folder."""
+    if "folder" not in _written:
+        _written["folder"] = write_bugs(tempfile.mkdtemp(prefix="cnncli-bugs-"))
+    return _written["folder"] / f"bug_{name}.py"
 
 
 if __name__ == "__main__":
-    main()
+    print(write_bugs(sys.argv[1] if len(sys.argv) > 1 else HERE))
