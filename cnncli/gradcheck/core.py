@@ -53,6 +53,10 @@ MAX_TOLERANCE = 1e-2
 #: whichever is smaller (see :func:`min_checked`); fewer, because of eps: inconclusive.
 MIN_CHECKED = 32
 MIN_CHECKED_FRACTION = 0.1
+#: ``auto``'s sample (without --samples) evaluates at most about this many output values per tensor:
+#: an element of W or b costs two evaluations over the whole batch, so on large batches fewer of
+#: them are sampled (never fewer than one per kernel offset; see :func:`_auto_samples`).
+AUTO_SAMPLE_BUDGET = 2**27
 
 GRADIENT_NAMES = {"A_prev": "dA_prev", "W": "dW", "b": "db"}
 Progress = Callable[[int, int], None]
@@ -88,6 +92,7 @@ def check_problem(problem, *, method: str = "auto", samples: Optional[int] = Non
     HyperparameterError
         Unknown method, non-positive eps/tol/samples.
     """
+    auto_samples = samples is None
     method, samples = validate_settings(method, samples, eps, tol, seed)
     rng = np.random.default_rng(seed)
     total_values = sum(problem.inputs[n].size for n in problem.names)
@@ -111,9 +116,32 @@ def check_problem(problem, *, method: str = "auto", samples: Optional[int] = Non
                     f"{gname}: --grad is all zeros: every gradient is zero whatever the layer does; "
                     "nothing is tested (give a nonzero upstream gradient, or omit --grad for a random one)")))
                 continue
-            results.append(_check_input(problem, name, analytical[name], eps, method_used, samples, tol, rng,
+            n = _auto_samples(problem, name, samples, notes) if auto_samples and method_used == "fast+sample" \
+                else samples
+            results.append(_check_input(problem, name, analytical[name], eps, method_used, n, tol, rng,
                                         tracker, notes))
     return CheckResult(problem.layer, method, eps, tol, seed, tuple(results), tuple(notes), label, params or {})
+
+
+def _auto_samples(problem, name, samples, notes) -> int:
+    """``auto``'s sample size for input ``name``: ``samples``, fewer when each element costs a whole batch.
+
+    A problem may say how many output values one elementwise evaluation computes
+    (``element_cost``); the sample is cut to ``AUTO_SAMPLE_BUDGET`` of them, but keeps
+    at least one element per kernel offset of W (the strata of :mod:`.sampling`).
+    """
+    cost = problem.element_cost(name) if hasattr(problem, "element_cost") else 0
+    x = problem.inputs[name]
+    if cost <= 0 or min(samples, x.size) * cost <= AUTO_SAMPLE_BUDGET:
+        return samples
+    least = x.shape[0] * x.shape[1] if name == "W" and x.ndim == 4 else 1
+    n = max(least, AUTO_SAMPLE_BUDGET // cost)
+    if n < min(samples, x.size):
+        gname = GRADIENT_NAMES.get(name, name)
+        notes.append(f"{gname}: {n} of its elements sampled (each costs two evaluations over the whole batch); "
+                     "--samples N or --method full checks more")
+        return n
+    return samples
 
 
 def _check_input(problem, name, grad, eps, method, samples, tol, rng, tracker, notes) -> GradientResult:
@@ -451,14 +479,17 @@ def _directional(problem, name, x, grad, h, excluded, tol, rng, tracker, floor=N
     # NOTE: the analytical side uses the step actually taken, (x + hd) - (x - hd) as rounded (the
     # problems build their perturbed inputs with the same operations), as the elementwise check does:
     # a step near the data's ulp (--eps 1e-14 on 0..255) otherwise shows rounding as a gradient error.
-    taken = ((x[None] + h * D) - (x[None] - h * D)) / (2 * h)
-    flat = taken.reshape(FAST_DIRECTIONS, -1)
-    terms = flat * grad.reshape(1, -1)
-    fl = np.zeros(x.size) if floor is None else floor.reshape(-1)
+    # one direction at a time: the temporaries stay the size of x, not FAST_DIRECTIONS times it
+    a_blk, l1_blk, f_blk = (np.zeros((FAST_DIRECTIONS, n_blocks)) for _ in range(3))
     bid = blocks.reshape(-1)
-    a_blk = np.stack([np.bincount(bid, terms[p], n_blocks) for p in range(FAST_DIRECTIONS)])
-    l1_blk = np.stack([np.bincount(bid, np.abs(terms[p]), n_blocks) for p in range(FAST_DIRECTIONS)])
-    f_blk = np.stack([np.bincount(bid, np.abs(flat[p]) * fl, n_blocks) for p in range(FAST_DIRECTIONS)])
+    g = grad.reshape(-1)
+    for p in range(FAST_DIRECTIONS):
+        flat = (((x + h * D[p]) - (x - h * D[p])) / (2 * h)).reshape(-1)
+        terms = flat * g
+        a_blk[p] = np.bincount(bid, terms, n_blocks)
+        l1_blk[p] = np.bincount(bid, np.abs(terms), n_blocks)
+        if floor is not None:
+            f_blk[p] = np.bincount(bid, np.abs(flat) * floor.reshape(-1), n_blocks)
     analytical = a_blk.sum(axis=1)
     dir_floor = f_blk.sum(axis=1)
     err = np.abs(analytical - numerical)

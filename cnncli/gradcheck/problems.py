@@ -10,7 +10,11 @@ Every numerical derivative comes from actual forward evaluations of the layer:
 - a perturbation of ``W[..., k]`` or ``b[k]`` changes only output channel ``k``,
   so perturbed copies of filter ``k`` are stacked along the *output-channel*
   axis of one convolution call: each output channel is an ordinary forward
-  evaluation of that perturbed filter on the whole batch.
+  evaluation of that perturbed filter on the whole batch, run chunk by chunk
+  (``BATCH_BYTES``) with the loss differences summed over the chunks.
+
+Every evaluation over the batch (the analytical pass, rounding estimates, directions)
+is chunked the same way: the checker's working memory does not grow with the batch.
 
 A problem returns loss differences ``L(x+) - L(x-)``; the checker divides.
 """
@@ -28,6 +32,10 @@ from ..errors import ShapeError
 
 #: Memory for the stacked copies and their outputs per forward call.
 CHUNK_BYTES = 24 * 2**20
+#: Workspace of one evaluation over a chunk of the batch (the inputs, outputs and their products of
+#: one chunk of examples): every evaluation whose cost grows with the batch runs chunk by chunk, so
+#: the checker's transient memory stays bounded whatever the batch (sums over examples accumulate).
+BATCH_BYTES = 64 * 2**20
 MACHINE_EPS = float(np.finfo(np.float64).eps)
 
 Tick = Optional[Callable[[int], None]]
@@ -42,6 +50,12 @@ def _contract(d: np.ndarray, G: np.ndarray) -> np.ndarray:
     """Per leading index k: sum(d[k] * G[k]) for d, G of shape (K, ...)."""
     K = d.shape[0]
     return np.einsum("ij,ij->i", d.reshape(K, -1), G.reshape(K, -1))
+
+
+def batch_chunks(m: int, bytes_per_example: int, budget: Optional[int] = None):
+    """Slices over ``m`` examples, each holding at most ``budget`` bytes (at least one example)."""
+    step = max(1, int((BATCH_BYTES if budget is None else budget) // max(1, bytes_per_example)))
+    return [slice(lo, min(m, lo + step)) for lo in range(0, m, step)]
 
 
 def example_differences(forward, A: np.ndarray, G: np.ndarray, idx, plus, minus,
@@ -76,19 +90,23 @@ def example_differences(forward, A: np.ndarray, G: np.ndarray, idx, plus, minus,
 
 
 def example_directional(forward, A: np.ndarray, G: np.ndarray, D: np.ndarray, h: float,
-                        tick: Tick = None) -> np.ndarray:
+                        tick: Tick = None, bytes_per_example: Optional[int] = None) -> np.ndarray:
     """``L_e(A + h D[p]) - L_e(A - h D[p])`` per direction p and example e (D: (P,) + A.shape; out (P, m)).
 
     ``L_e`` is example e's part of the loss: the examples are independent, so one
     forward call of the perturbed batch gives every example's own directional
     difference. Examples where ``D[p]`` is zero are not evaluated (their part is 0):
     a direction restricted to a few elements (bisection) costs only their examples.
+    The perturbed examples are evaluated in chunks of about ``BATCH_BYTES``
+    (``bytes_per_example``: an example's copies, outputs and workspace).
     """
     P, m = D.shape[0], A.shape[0]
     out = np.zeros((P, m))
+    per = bytes_per_example if bytes_per_example is not None else 2 * 8 * A[0].size + 8 * G[0].size * 3
     for p in range(P):
-        rows = np.flatnonzero(D[p].reshape(m, -1).any(axis=1))
-        if rows.size:
+        rows_all = np.flatnonzero(D[p].reshape(m, -1).any(axis=1))
+        for sl in batch_chunks(rows_all.size, per):
+            rows = rows_all[sl]
             X = np.concatenate([A[rows] + h * D[p][rows], A[rows] - h * D[p][rows]])
             Z = forward(X)
             k = rows.size
@@ -125,8 +143,22 @@ class ConvProblem:
     def analytical(self) -> Dict[str, np.ndarray]:
         """Gradients of L from the engine's backward pass, keyed by input name."""
         A, W = self.inputs["A_prev"], self.inputs["W"]
-        g = conv2d_backward(self.G, A, W, self.params)
-        return {"A_prev": g.dA_prev, "W": g.dW, "b": g.db}
+        dA, dW, db = np.empty(A.shape), np.zeros(W.shape), np.zeros(self.n_C)
+        # per chunk of examples: dA_prev is per example, dW and db are sums over examples
+        for sl in batch_chunks(A.shape[0], self._example_bytes()):
+            g = conv2d_backward(self.G[sl], A[sl], W, self.params)
+            dA[sl] = g.dA_prev
+            dW += g.dW
+            db += g.db
+        return {"A_prev": dA, "W": dW, "b": db}
+
+    def _example_bytes(self, channels: Optional[int] = None) -> int:
+        """Bytes one example takes in an evaluation: its input, outputs (``channels`` of them) and patches."""
+        oh, ow = self.geom.out_hw
+        kh, kw = self.geom.kernel
+        C = self.inputs["A_prev"].shape[3]
+        n = self.n_C if channels is None else channels
+        return 8 * (self.inputs["A_prev"][0].size * 2 + oh * ow * (3 * n + kh * kw * C))
 
     def kinks(self, name: str, h: float) -> Optional[np.ndarray]:
         """A convolution is bilinear: no kinks."""
@@ -150,36 +182,59 @@ class ConvProblem:
         """
         A = self.inputs["A_prev"]
         m = A.shape[0]
-        oh, ow = self.geom.out_hw
         n_g = self.n_C // self.groups
         Q = F[0].shape[3]
-        out = np.empty(Q)
-        step = max(1, CHUNK_BYTES // (8 * m * oh * ow * 4))
+        out = np.zeros(Q)
         group_of = k_of // n_g
-        for lo in range(0, Q, step):
-            q = np.arange(lo, min(Q, lo + step))
-            Z = np.empty((2, m, oh, ow, len(q)))
-            for g in np.unique(group_of[q]):
-                sel = np.nonzero(group_of[q] == g)[0]
-                A_g = A[..., g * self.c_g:(g + 1) * self.c_g]
-                for s in (0, 1):
-                    Z[s][..., sel] = conv2d(A_g, F[s][..., q[sel]], bias[s][q[sel]], self._single)
-            out[q] = np.einsum("mhwq,mhwq->q", Z[0] - Z[1], self.G[..., k_of[q]])
+        # NOTE: every filter pair is evaluated on the whole batch, chunk by chunk: the plus and minus
+        # filters of many pairs share one convolution call (one im2col of the chunk), and the loss
+        # difference of each pair accumulates over the chunks (it is a sum over examples).
+        for g in np.unique(group_of):
+            qs = np.nonzero(group_of == g)[0]
+            for lo in range(0, qs.size, 256):
+                q = qs[lo:lo + 256]
+                k = len(q)
+                F2 = np.concatenate([F[0][..., q], F[1][..., q]], axis=3)
+                b2 = np.concatenate([bias[0][q], bias[1][q]])
+                for sl in batch_chunks(m, self._example_bytes(3 * k)):
+                    Z = conv2d(A[sl, ..., g * self.c_g:(g + 1) * self.c_g], F2, b2, self._single)
+                    out[q] += np.einsum("mhwq,mhwq->q", Z[..., :k] - Z[..., k:], self.G[sl][..., k_of[q]])
         return out
 
-    def _magnitude(self, bias: bool = True) -> np.ndarray:
-        """``conv(|A_prev|, |W|) (+ |b|)`` (m, n_H, n_W, n_C): the size of each output's terms."""
-        if getattr(self, "_mag", None) is None:
-            A, W = self.inputs["A_prev"], self.inputs["W"]
-            self._mag = conv2d(np.abs(A), np.abs(W), None, self.params)
-        return self._mag + np.abs(self.inputs["b"]) if bias else self._mag
+    def _magnitude(self, sl: slice = slice(None), bias: bool = True) -> np.ndarray:
+        """``conv(|A_prev|, |W|) (+ |b|)`` of the examples ``sl``: the size of each output's terms."""
+        A, W = self.inputs["A_prev"], self.inputs["W"]
+        mag = conv2d(np.abs(A[sl]), np.abs(W), None, self.params)
+        return mag + np.abs(self.inputs["b"]) if bias else mag
+
+    def _floor_terms(self) -> dict:
+        """One chunked pass over the batch for every rounding estimate (cached).
+
+        With ``S = conv(|A_prev|, |W|)``: ``"A_prev"`` the per-element spread of ``|G| S``
+        back to A_prev, ``"W"`` and ``"b"`` per output channel ``sum |G| S`` and
+        ``sum |G| (S + |b|)``, ``"max"`` the largest ``S + |b|``.
+        """
+        if getattr(self, "_floor_cache", None) is None:
+            A, W, b = (self.inputs[k] for k in self.names)
+            spread, per_w, per_b, top = np.empty(A.shape), np.zeros(self.n_C), np.zeros(self.n_C), 0.0
+            ones = np.ones_like(W)
+            for sl in batch_chunks(A.shape[0], self._example_bytes()):
+                mag = self._magnitude(sl, bias=False)
+                absG = np.abs(self.G[sl])
+                Q = absG * mag
+                spread[sl] = conv2d_backward(Q, A[sl], ones, self.params).dA_prev
+                per_w += Q.sum(axis=(0, 1, 2))
+                per_b += (absG * (mag + np.abs(b))).sum(axis=(0, 1, 2))
+                if mag.size:
+                    top = max(top, float(np.max(mag + np.abs(b))))
+            self._floor_cache = {"A_prev": spread, "W": per_w, "b": per_b, "max": top}
+        return self._floor_cache
 
     def step_scale(self, name: str) -> Optional[float]:
         """The bias's step follows the outputs it is added to (max of |b| and |A*W| terms); others: None."""
         if name != "b":
             return None
-        return max(float(np.max(self._magnitude())) if self._magnitude().size else 0.0,
-                   float(np.max(np.abs(self.inputs["b"]))) if self.n_C else 0.0)
+        return max(self._floor_terms()["max"], float(np.max(np.abs(self.inputs["b"]))) if self.n_C else 0.0)
 
     def rounding_floor(self, name: str, h: float) -> np.ndarray:
         """Per element of input ``name``: the error float64 rounding may leave in its numerical derivative.
@@ -190,14 +245,17 @@ class ConvProblem:
         central difference with step ``h`` sees ``sum |G| * S`` over the outputs the
         element feeds, divided by ``h``. An upper estimate (errors rarely align).
         """
-        Q = np.abs(self.G) * self._magnitude(bias=name == "b")
-        W = self.inputs["W"]
-        if name == "A_prev":
-            per = conv2d_backward(Q, self.inputs["A_prev"], np.ones_like(W), self.params).dA_prev
-        else:
-            per_channel = Q.sum(axis=(0, 1, 2))
-            per = np.broadcast_to(per_channel, W.shape) if name == "W" else per_channel
+        per = self._floor_terms()[name]
+        if name == "W":
+            per = np.broadcast_to(per, self.inputs["W"].shape)
         return MACHINE_EPS * per / h
+
+    def element_cost(self, name: str) -> int:
+        """Output values one elementwise evaluation of input ``name`` computes (W, b: the whole batch, twice)."""
+        oh, ow = self.geom.out_hw
+        if name == "A_prev":
+            return 2 * oh * ow * self.n_C
+        return 2 * self.inputs["A_prev"].shape[0] * oh * ow
 
     def reads(self, name: str) -> np.ndarray:
         """Every element counts for coverage (a convolution has no kinks)."""
@@ -246,7 +304,8 @@ class ConvProblem:
         blocks' differences; blocks where ``D[p]`` is zero are not evaluated.
         """
         if name == "A_prev":
-            return example_directional(self._forward, self.inputs["A_prev"], self.G, D, h, tick)
+            return example_directional(self._forward, self.inputs["A_prev"], self.G, D, h, tick,
+                                       self._example_bytes())
         W, b = self.inputs["W"], self.inputs["b"]
         P = D.shape[0]
         out = np.zeros((P, self.n_C))
@@ -339,7 +398,9 @@ class PoolProblem:
 
     def directional_blocks(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:
         """The directional differences per example: shape (P, m)."""
-        return example_directional(self._forward, self.inputs["A_prev"], self.G, D, h, tick)
+        A = self.inputs["A_prev"]
+        return example_directional(self._forward, A, self.G, D, h, tick,
+                                   8 * (2 * A[0].size + 3 * self.G[0].size))
 
 
 def max_pool_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> np.ndarray:
@@ -354,6 +415,12 @@ def max_pool_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> 
     competing elements by at most ``h`` (directions of the fast method are scaled
     to ``max|d| <= 1``), so a window whose gap exceeds ``2h`` keeps its argmax.
     """
+    geom = params.geometry(A_prev.shape[1:3])
+    if A_prev.shape[0] > 1:  # per chunk of examples: the windows' copies are several times the input
+        per = 8 * A_prev[0].size * 4 * geom.kernel[0] * geom.kernel[1]
+        chunks = batch_chunks(A_prev.shape[0], per)
+        if len(chunks) > 1:
+            return np.concatenate([max_pool_kinks(A_prev[sl], params, threshold) for sl in chunks])
     # NOTE: built from the public geometry only (pads, stride, dilation, ceil-mode overflow), not the
     # engine's private helpers, so that the checker stays an independent witness of the engine.
     geom = params.geometry(A_prev.shape[1:3])

@@ -1,0 +1,116 @@
+"""Bounded memory: every evaluation over the batch runs in chunks and gives what one whole-batch call gives."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import cnncli.gradcheck.problems as problems
+from cnncli.engine import ConvParams, PoolParams
+from cnncli.engine.reference import conv_forward_loops
+from cnncli.gradcheck import gradcheck_conv, gradcheck_pool
+from cnncli.gradcheck.problems import ConvProblem, PoolProblem
+
+
+def _conv_problem(seed=0):
+    rng = np.random.default_rng(seed)
+    params = ConvParams(stride=2, pad=1, groups=2)
+    A, W, b = rng.normal(size=(9, 7, 7, 4)), rng.normal(size=(3, 3, 2, 6)), rng.normal(size=6)
+    out = conv_forward_loops(A, W, b, params).shape
+    return ConvProblem(A, W, b, params, rng.normal(size=out))
+
+
+def _evaluations(p, name, seed=1):
+    """Everything the checker computes over the batch for input ``name`` of a fresh problem ``p``."""
+    rng = np.random.default_rng(seed)
+    x = p.inputs[name]
+    idx = rng.choice(x.size, size=min(6, x.size), replace=False)
+    plus, minus = x.reshape(-1)[idx] + 0.25, x.reshape(-1)[idx] - 0.5
+    D = rng.uniform(-1, 1, size=(3,) + x.shape)
+    out = {"differences": p.differences(name, idx, plus, minus),
+           "directional": p.directional_blocks(name, D, 1e-3),
+           "analytical": p.analytical()[name]}
+    floor = p.rounding_floor(name, 1e-3)
+    if floor is not None:  # max pooling has none
+        out["floor"] = floor
+    return out, (idx, plus, minus)
+
+
+@pytest.mark.parametrize("name", ["A_prev", "W", "b"])
+def test_conv_chunked_and_unchunked_evaluations_agree(monkeypatch, name):
+    whole, _ = _evaluations(_conv_problem(), name)
+    seen = []
+    real = problems.conv2d
+
+    def spy(A, *args, **kwargs):
+        seen.append(A.shape[0])
+        return real(A, *args, **kwargs)
+
+    monkeypatch.setattr(problems, "BATCH_BYTES", 1)  # one example per chunk
+    monkeypatch.setattr(problems, "conv2d", spy)
+    p = _conv_problem()
+    chunked, (idx, plus, minus) = _evaluations(p, name)
+    if name != "A_prev":  # a filter is evaluated on the batch one example at a time
+        assert max(seen) == 1
+    for key in whole:
+        np.testing.assert_allclose(chunked[key], whole[key], rtol=1e-10, atol=1e-12, err_msg=key)
+    # and the chunked loss differences are the loop oracle's L(x+) - L(x-)
+    A, W, b = (p.inputs[k] for k in ("A_prev", "W", "b"))
+    for k, i in enumerate(idx):
+        xs = {"A_prev": A.copy(), "W": W.copy(), "b": b.copy()}
+        losses = []
+        for v in (plus[k], minus[k]):
+            xs[name].reshape(-1)[i] = v
+            losses.append(np.sum(p.G * conv_forward_loops(xs["A_prev"], xs["W"], xs["b"], p.params)))
+        assert chunked["differences"][k] == pytest.approx(losses[0] - losses[1], rel=1e-9, abs=1e-9)
+
+
+def test_pool_chunked_and_unchunked_evaluations_agree(monkeypatch):
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(7, 6, 6, 2))
+    params = PoolParams(f=2, stride=2, mode="max")
+    G = rng.normal(size=(7, 3, 3, 2))
+    whole, _ = _evaluations(PoolProblem(A, params, G), "A_prev")
+    kinks = problems.max_pool_kinks(A, params, 0.3)
+    monkeypatch.setattr(problems, "BATCH_BYTES", 1)
+    chunked, _ = _evaluations(PoolProblem(A, params, G), "A_prev")
+    for key in whole:
+        np.testing.assert_allclose(chunked[key], whole[key], rtol=1e-12, atol=0, err_msg=key)
+    np.testing.assert_array_equal(problems.max_pool_kinks(A, params, 0.3), kinks)
+
+
+def test_big_batch_check_runs_in_bounded_memory(monkeypatch):
+    # 400 images 16x16x3 (uint8, as a user's data set): the inputs, upstream gradient and results
+    # take about 30 MiB; whole-batch evaluations (one per filter element) needed 60 MiB at peak.
+    monkeypatch.setattr(problems, "BATCH_BYTES", 2 * 2**20)
+    rng = np.random.default_rng(0)
+    A = rng.integers(0, 256, (400, 16, 16, 3)).astype(np.uint8)
+    W = rng.standard_normal((3, 3, 3, 8))
+    tracemalloc.start()
+    try:
+        conv = gradcheck_conv(A, W, None, {"pad": 1, "stride": 1})
+        conv_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        pool = gradcheck_pool(A, {"f": 2, "stride": 2, "mode": "max"})
+        pool_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert conv.passed and pool.passed
+    assert conv_peak < 45 * 2**20
+    assert pool_peak < 31 * 2**20
+
+
+def test_auto_samples_fewer_filter_elements_on_a_large_batch_unless_told(monkeypatch):
+    # each sampled element of W costs two evaluations over the whole batch: auto keeps it bounded,
+    # one element per kernel offset at least; an explicit --samples is honoured
+    import cnncli.gradcheck.core as core
+
+    monkeypatch.setattr(core, "AUTO_SAMPLE_BUDGET", 1)
+    rng = np.random.default_rng(1)
+    A, W = rng.normal(size=(6, 24, 24, 3)), rng.normal(size=(3, 3, 3, 4))  # > AUTO_FULL_LIMIT
+    r = gradcheck_conv(A, W, None, {"pad": 1})
+    dW = next(g for g in r.gradients if g.name == "dW")
+    assert dW.checked == 9 and r.passed
+    assert any(n.startswith("dW: 9 of its elements sampled") for n in r.notes)
+    r = gradcheck_conv(A, W, None, {"pad": 1}, samples=50)
+    assert next(g for g in r.gradients if g.name == "dW").checked == 50
