@@ -57,6 +57,8 @@ MIN_CHECKED_FRACTION = 0.1
 #: an element of W or b costs two evaluations over the whole batch, so on large batches fewer of
 #: them are sampled (never fewer than one per kernel offset; see :func:`_auto_samples`).
 AUTO_SAMPLE_BUDGET = 2**27
+#: Elements per slice of the directional check's analytical sums (bounded temporaries).
+SLICE_VALUES = 2**20
 
 GRADIENT_NAMES = {"A_prev": "dA_prev", "W": "dW", "b": "db"}
 Progress = Callable[[int, int], None]
@@ -479,17 +481,20 @@ def _directional(problem, name, x, grad, h, excluded, tol, rng, tracker, floor=N
     # NOTE: the analytical side uses the step actually taken, (x + hd) - (x - hd) as rounded (the
     # problems build their perturbed inputs with the same operations), as the elementwise check does:
     # a step near the data's ulp (--eps 1e-14 on 0..255) otherwise shows rounding as a gradient error.
-    # one direction at a time: the temporaries stay the size of x, not FAST_DIRECTIONS times it
+    # one direction and one slice of elements at a time: the temporaries stay bounded whatever x's size
     a_blk, l1_blk, f_blk = (np.zeros((FAST_DIRECTIONS, n_blocks)) for _ in range(3))
-    bid = blocks.reshape(-1)
-    g = grad.reshape(-1)
+    bid, g, xf = blocks.reshape(-1), grad.reshape(-1), x.reshape(-1)
+    fl = None if floor is None else floor.reshape(-1)
     for p in range(FAST_DIRECTIONS):
-        flat = (((x + h * D[p]) - (x - h * D[p])) / (2 * h)).reshape(-1)
-        terms = flat * g
-        a_blk[p] = np.bincount(bid, terms, n_blocks)
-        l1_blk[p] = np.bincount(bid, np.abs(terms), n_blocks)
-        if floor is not None:
-            f_blk[p] = np.bincount(bid, np.abs(flat) * floor.reshape(-1), n_blocks)
+        dp = D[p].reshape(-1)
+        for lo in range(0, x.size, SLICE_VALUES):
+            sl = slice(lo, lo + SLICE_VALUES)
+            flat = ((xf[sl] + h * dp[sl]) - (xf[sl] - h * dp[sl])) / (2 * h)
+            terms = flat * g[sl]
+            a_blk[p] += np.bincount(bid[sl], terms, n_blocks)
+            l1_blk[p] += np.bincount(bid[sl], np.abs(terms), n_blocks)
+            if fl is not None:
+                f_blk[p] += np.bincount(bid[sl], np.abs(flat) * fl[sl], n_blocks)
     analytical = a_blk.sum(axis=1)
     dir_floor = f_blk.sum(axis=1)
     err = np.abs(analytical - numerical)
