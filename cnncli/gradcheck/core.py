@@ -59,6 +59,8 @@ MIN_CHECKED_FRACTION = 0.1
 AUTO_SAMPLE_BUDGET = 2**27
 #: Elements per slice of the directional check's analytical sums (bounded temporaries).
 SLICE_VALUES = 2**20
+#: Tensors with more values than this keep their random directions one at a time (see :func:`_Directions`).
+LAZY_DIRECTIONS = 2**22
 
 GRADIENT_NAMES = {"A_prev": "dA_prev", "W": "dW", "b": "db"}
 Progress = Callable[[int, int], None]
@@ -468,15 +470,20 @@ def _directional(problem, name, x, grad, h, excluded, tol, rng, tracker, floor=N
         pairs to bisect when the check failed (block -1: the whole direction).
     """
     tracker.plan(FAST_DIRECTIONS)
-    D = rng.uniform(-1.0, 1.0, size=(FAST_DIRECTIONS,) + x.shape)
-    D[:, excluded] = 0.0
+    D = _Directions(rng, x.shape, excluded)
     blocks = _block_ids(problem, name, x)
     n_blocks = int(blocks.max()) + 1 if blocks.size else 0
     if hasattr(problem, "directional_blocks"):
-        per_block = problem.directional_blocks(name, D, h, tracker.tick) / (2 * h)
+        def evaluate(d):
+            return problem.directional_blocks(name, d, h, tracker.tick)
     else:
-        per_block = (problem.directional(name, D, h, tracker.tick) / (2 * h))[:, None]
         blocks, n_blocks = np.zeros(x.shape, dtype=np.int64), 1
+
+        def evaluate(d):
+            return problem.directional(name, d, h, tracker.tick)[:, None]
+    # a lazy D is evaluated one direction at a time: only one is drawn (as large as x) at a time
+    parts = [evaluate(D)] if isinstance(D, np.ndarray) else [evaluate(D[p][None]) for p in range(FAST_DIRECTIONS)]
+    per_block = np.concatenate(parts) / (2 * h)
     numerical = per_block.sum(axis=1)
     # NOTE: the analytical side uses the step actually taken, (x + hd) - (x - hd) as rounded (the
     # problems build their perturbed inputs with the same operations), as the elementwise check does:
@@ -486,7 +493,7 @@ def _directional(problem, name, x, grad, h, excluded, tol, rng, tracker, floor=N
     bid, g, xf = blocks.reshape(-1), grad.reshape(-1), x.reshape(-1)
     fl = None if floor is None else floor.reshape(-1)
     for p in range(FAST_DIRECTIONS):
-        dp = D[p].reshape(-1)
+        dp = D[p].reshape(-1)  # drawn once per direction
         for lo in range(0, x.size, SLICE_VALUES):
             sl = slice(lo, lo + SLICE_VALUES)
             flat = ((xf[sl] + h * dp[sl]) - (xf[sl] - h * dp[sl])) / (2 * h)
@@ -510,6 +517,42 @@ def _directional(problem, name, x, grad, h, excluded, tol, rng, tracker, floor=N
     if not len(bad_blocks):  # the whole sums disagree, no single block does: bisect the worst direction whole
         bad_blocks = np.array([[int(np.argmax(err)), -1]])
     return r, (D, blocks, bad_blocks)
+
+
+def _Directions(rng, shape, excluded):
+    """The ``FAST_DIRECTIONS`` random directions: uniform in [-1, 1], zero on ``excluded``.
+
+    Small tensors get an array (FAST_DIRECTIONS,) + shape. A tensor of more than
+    ``LAZY_DIRECTIONS`` values gets a :class:`_LazyDirections` instead: the same
+    values, drawn again from the generator's saved state when one is needed, so
+    only one direction is in memory at a time (they are as large as the input).
+    """
+    n = int(np.prod(shape))
+    advance = getattr(rng.bit_generator, "advance", None)
+    if n <= LAZY_DIRECTIONS or advance is None:
+        D = rng.uniform(-1.0, 1.0, size=(FAST_DIRECTIONS,) + tuple(shape))
+        D[:, excluded] = 0.0
+        return D
+    lazy = _LazyDirections(rng.bit_generator, shape, excluded)
+    advance(FAST_DIRECTIONS * n)  # the generator moves on exactly as if all had been drawn (one draw per value)
+    return lazy
+
+
+class _LazyDirections:
+    """``D[p]`` of :func:`_Directions`, drawn on demand from a saved generator state."""
+
+    def __init__(self, bit_generator, shape, excluded):
+        self.kind, self.state = type(bit_generator), bit_generator.state
+        self.shape, self.excluded = (FAST_DIRECTIONS,) + tuple(shape), excluded
+
+    def __getitem__(self, p: int) -> np.ndarray:
+        bits = self.kind()
+        bits.state = self.state
+        n = int(np.prod(self.shape[1:]))
+        bits.advance(int(p) * n)
+        d = np.random.Generator(bits).uniform(-1.0, 1.0, size=self.shape[1:])
+        d[self.excluded] = 0.0
+        return d
 
 
 def _block_ids(problem, name, x) -> np.ndarray:
