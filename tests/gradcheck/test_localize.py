@@ -81,12 +81,15 @@ def test_an_error_spread_over_every_element_says_no_single_element_disagreed(mon
                for n in r.notes), r.notes
 
 
-def test_the_default_method_stays_fast_on_a_medium_conv():
-    import time
-
+def test_the_default_method_stays_cheap_on_a_medium_conv():
+    """Speed itself is measured in benchmarks/bench_gradcheck.py, never timed in tests (the
+    machines are shared): here, that auto checks directions plus a bounded sample, not every
+    element, on 9,216 input values."""
     rng = np.random.default_rng(0)
     A, W = rng.standard_normal((4, 16, 16, 8)), rng.standard_normal((3, 3, 8, 16))
     p = ConvProblem(A, W, rng.standard_normal(16), ConvParams(pad=1), rng.standard_normal((4, 16, 16, 16)))
-    t = time.perf_counter()
     r = check_problem(p, method="auto")
-    assert r.verdict == "pass" and time.perf_counter() - t < 2.0
+    assert r.verdict == "pass"
+    checked = {g.name: g.checked for g in r.gradients}
+    assert checked["dA_prev"] <= 256 < A.size and checked["dW"] <= 256 < W.size
+    assert all(g.directions >= 1 for g in r.gradients)
