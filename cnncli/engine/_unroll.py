@@ -183,12 +183,7 @@ def correlate(X, Wg, out, step, offs_h, offs_w, workspace_bytes, bias=None) -> N
     tmp = None if direct else chunk_buffer(chunks, n_W, n_out, X.dtype)
     for e0, e1, r0, r1 in chunks:
         Mc = (e1 - e0) * (r1 - r0) * n_W
-        if identity:
-            cols = X[e0:e1, r0:r1].reshape(Mc, 1, K)
-        else:
-            cols = buf[:Mc * groups * K].reshape(e1 - e0, r1 - r0, n_W, groups, ka, kb, c_g)
-            unroll(X, cols, e0, e1, r0, r1, step, offs_h, offs_w)
-            cols = cols.reshape(Mc, groups, K)
+        cols = _chunk_patches(X, buf, identity, (e0, e1, r0, r1), n_W, groups, (ka, kb, c_g), step, offs_h, offs_w)
         res = out[e0:e1, r0:r1].reshape(Mc, n_out) if direct else tmp[:Mc * n_out].reshape(Mc, n_out)
         if groups == 1:
             np.matmul(cols[:, 0], Wg[0], out=res)
@@ -198,6 +193,19 @@ def correlate(X, Wg, out, step, offs_h, offs_w, workspace_bytes, bias=None) -> N
             res += bias
         if not direct:
             out[e0:e1, r0:r1] = res.reshape(e1 - e0, r1 - r0, n_W, n_out)
+
+
+def _chunk_patches(X, buf, identity, bounds, n_W, groups, kernel, step, offs_h, offs_w):
+    """The patches of one chunk as (Mc, groups, K): a view of X for a 1x1 identity layer,
+    else unrolled into ``buf``."""
+    e0, e1, r0, r1 = bounds
+    ka, kb, c_g = kernel
+    Mc, K = (e1 - e0) * (r1 - r0) * n_W, ka * kb * c_g
+    if identity:
+        return X[e0:e1, r0:r1].reshape(Mc, 1, K)
+    cols = buf[:Mc * groups * K].reshape(e1 - e0, r1 - r0, n_W, groups, ka, kb, c_g)
+    unroll(X, cols, e0, e1, r0, r1, step, offs_h, offs_w)
+    return cols.reshape(Mc, groups, K)
 
 
 def weight_grad(X, dZ, dWg, step, offs_h, offs_w, workspace_bytes) -> None:
@@ -211,12 +219,7 @@ def weight_grad(X, dZ, dWg, step, offs_h, offs_w, workspace_bytes) -> None:
     part = np.empty((groups, K, n_g), dtype=X.dtype)
     for e0, e1, r0, r1 in chunks:
         Mc = (e1 - e0) * (r1 - r0) * n_W
-        if identity:
-            cols = X[e0:e1, r0:r1].reshape(Mc, 1, K)
-        else:
-            cols = buf[:Mc * groups * K].reshape(e1 - e0, r1 - r0, n_W, groups, ka, kb, c_g)
-            unroll(X, cols, e0, e1, r0, r1, step, offs_h, offs_w)
-            cols = cols.reshape(Mc, groups, K)
+        cols = _chunk_patches(X, buf, identity, (e0, e1, r0, r1), n_W, groups, (ka, kb, c_g), step, offs_h, offs_w)
         dZc = dZ[e0:e1, r0:r1].reshape(Mc, groups, n_g)
         np.matmul(cols.transpose(1, 2, 0), dZc.transpose(1, 0, 2), out=part)
         dWg += part
