@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from ..calls import resolve_layer
+from ..passes.call import resolve_layer
 from ..errors import HyperparameterError
 from .app import app
 from .options import layer_options

@@ -8,8 +8,8 @@ A command takes them all through one decorator::
         call = resolve_layer(source, **options)   # options: {"grad": ..., "layer": ..., ...}
 
 Every option defaults to ``None`` ("not given") so that
-:func:`cnncli.calls.resolve_layer` can let a case file's attributes fill it in;
-the resolution itself (loading, layouts, dtypes, checks) lives in :mod:`cnncli.calls`.
+:func:`cnncli.passes.call.resolve_layer` can let a case file's attributes fill it in;
+the resolution itself (loading, layouts, dtypes, checks) lives in :mod:`cnncli.passes.call`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from ..calls import OPTION_KEYS
+from ..passes.call import OPTION_KEYS
 
 _PANEL = "Layer"
 
@@ -75,7 +75,7 @@ def layer_options(*, grad: bool = False, dtype: bool = True) -> Callable:
     Typer reads the command's signature, so the decorator rewrites it: ``options``
     is replaced, in place, by ``--grad`` (when ``grad``), ``--layer`` ... ``--layout``
     and ``--dtype`` (hidden when not ``dtype``); the command receives their values as
-    one dict ``options`` (None = not given), ready for :func:`cnncli.calls.resolve_layer`.
+    one dict ``options`` (None = not given), ready for :func:`cnncli.passes.call.resolve_layer`.
     """
     names = (["grad"] if grad else []) + [k for k in OPTION_KEYS if k != "grad"]
     annotations = dict(_ANNOTATIONS, dtype=DtypeOpt if dtype else HiddenDtypeOpt)

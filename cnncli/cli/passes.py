@@ -11,11 +11,11 @@ from typing import Optional
 
 import typer
 
-from .. import streaming
-from ..calls import resolve_layer
+from ..passes import stream as streaming
+from ..passes.call import resolve_layer
 from ..errors import InputError, OutputError
 from ..render import passes as render
-from ..results import ResultWriter, check_destination
+from ..io.writers import ResultWriter, check_destination
 from .app import app
 from .options import layer_options
 

@@ -1,6 +1,6 @@
 """``cnncli shape``: output sizes, receptive fields and costs of conv/pool layers and stacks.
 
-Parse the options, call :mod:`cnncli.shapes`, render with :mod:`cnncli.render.shape`.
+Parse the options, call :mod:`cnncli.shape`, render with :mod:`cnncli.render.shape`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import typer
 
 from ..errors import HyperparameterError, ShapeError
 from ..render import shape as render
-from ..shapes import COMMON_SIZES, Dims, dims_from_shape, evaluate_stack, make_layer, parse_dims, parse_layer_spec, size_table
-from ..shapes_solve import solve_target
+from ..shape.stack import COMMON_SIZES, Dims, dims_from_shape, evaluate_stack, make_layer, parse_dims, parse_layer_spec, size_table
+from ..shape.solve import solve_target
 from .app import app
 
 _EXAMPLES = """
@@ -30,7 +30,7 @@ Examples:
 
 def _like_dims(ref: str, layout: Optional[str]) -> Dims:
     """Dims of the array at ``ref`` (any array reference of SPEC), read in ``layout``."""
-    from ..arrays import open_array  # NOTE: lazy: h5py and file handling only when --like is used
+    from ..io.arrays import open_array  # NOTE: lazy: h5py and file handling only when --like is used
 
     # Opened, not loaded: HDF5 datasets and .npy files (memory-mapped) give their shape without reading data.
     with open_array(ref, role="--like") as array:

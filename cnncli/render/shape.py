@@ -1,7 +1,7 @@
 """Rendering of ``cnncli shape`` results: rich tables for people, JSON-ready dicts for scripts.
 
 No computation here beyond formatting: every number comes from the dataclasses
-of :mod:`cnncli.shapes` and :mod:`cnncli.shapes_solve`.
+of :mod:`cnncli.shape.stack` and :mod:`cnncli.shape.solve`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..engine.geometry import effective_size
-from ..shapes import LayerResult, LayerSpec, SizeRow, StackResult
-from ..shapes_solve import TargetResult
+from ..shape.stack import LayerResult, LayerSpec, SizeRow, StackResult
+from ..shape.solve import TargetResult
 from . import common
 from .common import size_formula, to_json  # noqa: F401  (to_json: used by cli/shape.py)
 

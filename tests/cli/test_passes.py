@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cnncli import streaming
-from cnncli.arrays import to_python
+from cnncli.passes import stream as streaming
+from cnncli.io.cases import to_python
 from cnncli.cli import app
 from cnncli.engine import ConvParams, PoolParams
 from cnncli.engine.reference import (conv_backward_loops, conv_forward_loops, pool_backward_loops,

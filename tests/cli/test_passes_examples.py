@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cnncli.arrays import load_array, load_case
+from cnncli.io.arrays import load_array
+from cnncli.io.cases import load_case
 from cnncli.cli import app
 
 runner = CliRunner()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cnncli import streaming
+from cnncli.passes import stream as streaming
 from cnncli.cli import app
 from cnncli.engine import ConvParams, PoolParams
 from cnncli.engine.reference import conv_backward_loops, conv_forward_loops, pool_forward_loops

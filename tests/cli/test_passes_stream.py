@@ -15,10 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from cnncli import arrays, streaming
+from cnncli.io import arrays
+from cnncli.passes import stream as streaming
 from cnncli.cli import app
-from cnncli.calls import resolve_layer
-from cnncli.results import ResultWriter
+from cnncli.passes.call import resolve_layer
+from cnncli.io.writers import ResultWriter
 from cnncli.engine import ConvParams, PoolParams
 from cnncli.engine.reference import (conv_backward_loops, conv_forward_loops, pool_backward_loops,
                                      pool_forward_loops)

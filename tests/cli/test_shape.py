@@ -185,7 +185,7 @@ def test_like_reads_the_dims_of_arrays(arrays):
 
 def test_like_takes_the_shape_without_reading_the_data(arrays, monkeypatch):
     # Big HDF5 datasets and .npy files must not be loaded just to learn their shape.
-    from cnncli import arrays as array_io
+    from cnncli.io import arrays as array_io
 
     def refuse(*args, **kwargs):
         raise AssertionError("--like read array data")

@@ -1,4 +1,4 @@
-"""Low-level readers behind :mod:`cnncli.arrays`: reference parsing, ``.npy``/``.npz``/HDF5 access.
+"""Low-level readers behind :mod:`cnncli.io.arrays`: reference parsing, ``.npy``/``.npz``/HDF5 access.
 
 Every failure becomes an :class:`~cnncli.errors.InputError` whose one-line message
 names the reference and what would be valid. Nothing is ever unpickled.
@@ -17,7 +17,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 _REF = re.compile(r"^(?P<path>.*?\.(?:npz|h5|hdf5))(?::(?P<name>.*))?$", re.IGNORECASE)
 _H5_EXT = (".h5", ".hdf5")
@@ -162,7 +162,7 @@ def _stdin_bytes() -> bytes:
     return data
 
 
-def _source(ref: ArrayRef):
+def source_of(ref: ArrayRef):
     """What numpy / h5py should open: the path, or a BytesIO of the bytes read by :func:`materialize`."""
     return io.BytesIO(ref.data) if ref.data is not None else ref.path
 
@@ -203,7 +203,7 @@ def _describe(head: bytes, kind: Optional[str]) -> str:
     return f"it starts with the bytes {head[:8]!r}"
 
 
-def _expect(ref: ArrayRef, kind: str) -> None:
+def expect_format(ref: ArrayRef, kind: str) -> None:
     """Raise a one-line InputError unless the (materialized) ``ref`` holds ``kind`` data, by its magic bytes.
 
     Checked before numpy parses anything: numpy takes whatever is neither .npy nor zip for a pickle
@@ -288,7 +288,7 @@ def load_npy(ref: ArrayRef, *, mmap: bool = False) -> np.ndarray:
     InputError
         Not .npy data (the message says what it is), truncated, pickled or a refused dtype.
     """
-    _expect(ref, "npy")
+    expect_format(ref, "npy")
     if mmap and ref.data is None:
         try:
             return _load_npy_bytes(ref.path, ref, mmap=True)
@@ -300,21 +300,21 @@ def load_npy(ref: ArrayRef, *, mmap: bool = False) -> np.ndarray:
         return _load_npy_bytes(fp, ref)
 
 
-def _load_npz(ref: ArrayRef) -> np.ndarray:
+def load_npz(ref: ArrayRef) -> np.ndarray:
     ref = materialize(ref)
-    _expect(ref, "npz")
+    expect_format(ref, "npz")
     try:
-        with np.load(_source(ref), allow_pickle=False) as archive:
+        with np.load(source_of(ref), allow_pickle=False) as archive:
             names = list(archive.files)
             name = _pick_name(ref, names, "array")
-            return _load_npy_bytes_from(archive, name, ref)
+            return load_npz_member(archive, name, ref)
     except InputError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise InputError(f"{ref.text!r} is not a readable .npz archive (truncated or corrupt: {exc})") from None
 
 
-def _load_npy_bytes_from(archive, name: str, ref: ArrayRef, check: bool = True) -> np.ndarray:
+def load_npz_member(archive, name: str, ref: ArrayRef, check: bool = True) -> np.ndarray:
     member = ArrayRef(f"{ref.path}:{name}", ref.path, "npz", name)
     try:
         arr = archive[name]
@@ -343,7 +343,7 @@ def _pick_name(ref: ArrayRef, names, what: str) -> str:
 # --------------------------------------------------------------------- HDF5
 
 
-def _h5py():
+def h5py_module():
     import h5py  # imported lazily: start-up time of the commands that never touch HDF5
 
     return h5py
@@ -358,9 +358,9 @@ def open_h5(ref: ArrayRef):
         Missing, unreadable or not an HDF5 file.
     """
     ref = materialize(ref)
-    _expect(ref, "h5")
+    expect_format(ref, "h5")
     try:
-        return _h5py().File(_source(ref), "r")
+        return h5py_module().File(source_of(ref), "r")
     except OSError as exc:
         reason = str(exc).split("(")[-1].rstrip(")") if "(" in str(exc) else str(exc)
         raise InputError(f"{ref.path!r} is not a readable HDF5 file (truncated or corrupt: {reason})") from None
@@ -369,7 +369,7 @@ def open_h5(ref: ArrayRef):
 def h5_datasets(group) -> list:
     """Paths of every dataset under ``group``, absolute, sorted."""
     found = []
-    h5py = _h5py()
+    h5py = h5py_module()
 
     def visit(name, obj):
         if isinstance(obj, h5py.Dataset):
@@ -388,7 +388,7 @@ def h5_dataset(f, ref: ArrayRef):
     InputError
         Unknown path (the message lists the datasets that exist), a group, or a refused dtype.
     """
-    h5py = _h5py()
+    h5py = h5py_module()
     names = h5_datasets(f)
     if ref.name is None:
         path = _pick_name(ref, names, "dataset")

@@ -1,7 +1,7 @@
 """Layer arithmetic for ``cnncli shape``: stacks of layers evaluated on an input, size tables.
 
 A library that knows nothing of terminals: it evaluates a stack of layers (parsed
-by :mod:`cnncli.shapes_spec`, whose names are re-exported here) on an input and
+by :mod:`cnncli.shape.spec`, whose names are re-exported here) on an input and
 returns dataclasses that the renderer shows and the JSON serializes. Every size,
 padding and receptive-field formula it uses lives in :mod:`cnncli.engine.geometry`.
 """
@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .engine import geometry as geo
-from .engine.geometry import Pads, Pair
-from .errors import CnncliError
-from .shapes_spec import Dims, LayerSpec, dims_from_shape, make_layer, parse_dims, parse_layer_spec  # noqa: F401
+from ..engine import geometry as geo
+from . import design
+from ..engine.geometry import Pads, Pair
+from ..errors import CnncliError
+from .spec import Dims, LayerSpec, dims_from_shape, make_layer, parse_dims, parse_layer_spec  # noqa: F401
 
 #: Input sizes every table shows besides ``f..32``: the usual image and feature-map sizes.
 COMMON_SIZES = (28, 32, 56, 64, 96, 112, 128, 224, 227, 256, 299, 512)
@@ -27,7 +28,7 @@ class LayerResult:
 
     Per-axis values are ``(height, width)`` pairs. ``rf``, ``jump`` and ``start`` are
     cumulative from the network input (see
-    :func:`cnncli.engine.geometry.receptive_field_step`); ``trailing``/``skipped`` count
+    :func:`cnncli.shape.design.receptive_field_step`); ``trailing``/``skipped`` count
     input rows/columns of *this layer's* input no window reads, and ``cover_pad`` the
     extra bottom/right padding that would read the trailing ones.
     """
@@ -134,20 +135,20 @@ def evaluate_layer(spec: LayerSpec, dims: Dims, index: int = 1,
         c_out = spec.filters if spec.filters is not None else dims.c
         geo.check_groups(dims.c, c_out, spec.groups)
         g = geo.window_geometry(hw, spec.f, spec.stride, spec.dilation, spec.pad)
-        params = geo.conv_param_count(g.kernel, dims.c, c_out, spec.groups)
-        macs = geo.conv_macs(g.out_hw, g.kernel, dims.c, c_out, spec.groups, dims.m)
+        params = design.conv_param_count(g.kernel, dims.c, c_out, spec.groups)
+        macs = design.conv_macs(g.out_hw, g.kernel, dims.c, c_out, spec.groups, dims.m)
     else:
         c_out = dims.c
         g = geo.pool_geometry(hw, spec.f, spec.stride, spec.dilation, spec.pad, spec.ceil_mode)
         params = macs = 0  # NOTE: pooling has no multiply-accumulates (torchinfo/fvcore count 0 too)
     befores, afters = (g.pads[0], g.pads[2]), (g.pads[1], g.pads[3])
-    steps = [geo.receptive_field_step(rf[0][a], rf[1][a], rf[2][a], g.kernel[a], g.stride[a], g.dilation[a],
+    steps = [design.receptive_field_step(rf[0][a], rf[1][a], rf[2][a], g.kernel[a], g.stride[a], g.dilation[a],
                                       befores[a]) for a in (0, 1)]
-    coverage = [geo.input_coverage(hw[a], g.kernel[a], g.stride[a], g.dilation[a], befores[a], g.out_hw[a])
+    coverage = [design.input_coverage(hw[a], g.kernel[a], g.stride[a], g.dilation[a], befores[a], g.out_hw[a])
                 for a in (0, 1)]
     trailing = (coverage[0][0], coverage[1][0])
     skipped = (coverage[0][1], coverage[1][1])
-    cover = tuple(geo.cover_padding(hw[a], g.kernel[a], g.stride[a], g.dilation[a], befores[a], afters[a],
+    cover = tuple(design.cover_padding(hw[a], g.kernel[a], g.stride[a], g.dilation[a], befores[a], afters[a],
                                     g.ceil_mode) if trailing[a] else 0 for a in (0, 1))
     return LayerResult(
         index=index, spec=spec, input=dims, output=replace(dims, h=g.out_hw[0], w=g.out_hw[1], c=c_out,

@@ -19,7 +19,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .errors import OutputError
+from ..errors import OutputError
 
 FORMATS = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5"}
 

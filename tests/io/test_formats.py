@@ -1,4 +1,4 @@
-"""cnncli.readers: formats told by their magic bytes, and sources read once (pipes) or mapped (files)."""
+"""cnncli.io.readers: formats told by their magic bytes, and sources read once (pipes) or mapped (files)."""
 
 import io
 import os
@@ -7,9 +7,9 @@ import h5py
 import numpy as np
 import pytest
 
-from cnncli.arrays import load_array, open_array
+from cnncli.io.arrays import load_array, open_array
 from cnncli.errors import InputError
-from cnncli.readers import materialize, parse_ref
+from cnncli.io.readers import materialize, parse_ref
 
 
 def test_hdf5_with_a_user_block_is_still_hdf5(tmp_path):

@@ -1,6 +1,6 @@
 """Solving ``cnncli shape --target``: which stride and padding give a wanted output size.
 
-The per-axis search lives in :func:`cnncli.engine.geometry.solve_pads`; this
+The per-axis search lives in :func:`cnncli.shape.design.solve_pads`; this
 module pairs the axes and ranks the answers.
 """
 
@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Tuple
 
-from .engine import geometry as geo
-from .engine.geometry import Pads, Pair
-from .shapes import Dims, LayerSpec
+from ..engine import geometry as geo
+from . import design
+from ..engine.geometry import Pads, Pair
+from .stack import Dims, LayerSpec
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def _solution(spec: LayerSpec, dims: Dims, stride: Pair, h: Tuple[int, int], w: 
         n_out = geo.output_length(n, spec.f[a], stride[a], spec.dilation[a], pads[2 * a], pads[2 * a + 1],
                                   spec.ceil_mode)
         out.append(n_out)
-        unread.append(sum(geo.input_coverage(n, spec.f[a], stride[a], spec.dilation[a], before, n_out)))
+        unread.append(sum(design.input_coverage(n, spec.f[a], stride[a], spec.dilation[a], before, n_out)))
     return Solution(stride, pads, (out[0], out[1]), (unread[0], unread[1]))
 
 
@@ -59,7 +60,7 @@ def solve_target(spec: LayerSpec, dims: Dims, target, stride_fixed: bool) -> Tar
         A target that is not one or two positive integers.
     """
     target = geo.as_pair(target, "--target")
-    per_axis = lambda s: [geo.solve_pads((dims.h, dims.w)[a], spec.f[a], s[a], spec.dilation[a], target[a],
+    per_axis = lambda s: [design.solve_pads((dims.h, dims.w)[a], spec.f[a], s[a], spec.dilation[a], target[a],
                                          spec.ceil_mode) for a in (0, 1)]
     same_axes = dims.h == dims.w and target[0] == target[1] and spec.f[0] == spec.f[1] \
         and spec.dilation[0] == spec.dilation[1]

@@ -2,7 +2,7 @@
 
 ``DIMS`` such as ``64x64x3`` become :class:`Dims`; ``LAYER_SPEC`` such as
 ``conv:f=4,p=same,c=8`` (or the equivalent options) become :class:`LayerSpec`.
-Evaluating them on an input is :mod:`cnncli.shapes`.
+Evaluating them on an input is :mod:`cnncli.shape.stack`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
-from .engine import geometry as geo
-from .engine.geometry import Pads, Pair
-from .errors import HyperparameterError, ShapeError
+from ..engine import geometry as geo
+from ..engine.geometry import Pads, Pair
+from ..errors import HyperparameterError, ShapeError
 
 _KEYS = {"f": "f", "s": "stride", "stride": "stride", "p": "pad", "pad": "pad", "d": "dilation",
          "dilation": "dilation", "c": "filters", "filters": "filters", "g": "groups", "groups": "groups",

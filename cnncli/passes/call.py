@@ -25,11 +25,12 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 
-from . import arrays
-from .engine import layout as layouts
-from .engine.geometry import WindowGeometry, as_flag, as_pair, check_groups, normalize_mode, normalize_pad
-from .engine.params import ConvParams, PoolParams
-from .errors import HyperparameterError, InputError, ShapeError
+from ..engine import layout as layouts
+from ..engine.geometry import WindowGeometry, as_flag, as_pair, check_groups, normalize_mode, normalize_pad
+from ..engine.params import ConvParams, PoolParams
+from ..errors import HyperparameterError, InputError, ShapeError
+from ..io import cases, dtypes
+from ..io.arrays import ArrayStream, load_array, open_array
 
 #: Option names accepted by :func:`resolve_layer` besides ``source`` and ``stream``.
 OPTION_KEYS = ("layer", "weights", "bias", "f", "stride", "pad", "dilation", "groups", "mode",
@@ -45,7 +46,7 @@ class Batches:
     ``shape`` is NHWC; ``batches[lo:hi]`` returns an ndarray. Used for streaming.
     """
 
-    def __init__(self, stream: arrays.ArrayStream, layout: str, dtype: np.dtype):
+    def __init__(self, stream: ArrayStream, layout: str, dtype: np.dtype):
         self.stream, self.layout, self.dtype = stream, layout, np.dtype(dtype)
         self.shape = layouts.shape_to_nhwc(stream.shape, layout)
         self.ndim = 4
@@ -185,7 +186,7 @@ class _Case:
 
     def __init__(self, path: Optional[str], attrs: dict, opts: dict):
         self.path = path
-        self.used = {k: v for k, v in attrs.items() if k in arrays.CASE_KEYS and opts[k] is None}
+        self.used = {k: v for k, v in attrs.items() if k in cases.CASE_KEYS and opts[k] is None}
 
     def check(self, keys) -> None:
         """Validate each of ``keys`` on its own, so that a bad value's error starts with the file name."""
@@ -253,9 +254,9 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
         raise InputError(f"only one array can come from standard input ('-'); got it for {' and '.join(stdin_users)}")
 
     attrs, refs, notes = ({}, {"A_prev": source}, [])
-    if arrays.is_case(source):
-        attrs, refs = arrays.case_refs(source)
-        notes = arrays.unused_attribute_notes(attrs)  # other attributes are allowed (metadata) and ignored
+    if cases.is_case(source):
+        attrs, refs = cases.case_refs(source)
+        notes = cases.unused_attribute_notes(attrs)  # other attributes are allowed (metadata) and ignored
     case = _Case(source, attrs, opts)
     case.check(("layer", "layout"))
 
@@ -289,7 +290,7 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
                                       f"this is a {kind} layer")
     case.check(_CASE_KEYS_OF[kind])
     layout = _word(pick("layout") or "nhwc", "--layout", ("nhwc", "nchw"))
-    target = arrays.compute_dtype_for(opts["dtype"])
+    target = dtypes.compute_dtype_for(opts["dtype"])
 
     call = LayerCall(kind=kind, A_prev=None, W=None, b=None, params=None, grad=None, layout=layout, dtype=target,
                      notes=notes)
@@ -305,11 +306,11 @@ def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict):
     """Load one input, record where it came from, refuse anything but 4-D for the big ones."""
     role = {"A_prev": "A_prev", "W": "--weights", "b": "--bias"}.get(name, "--grad")
     if stream and name in ("A_prev", "dZ", "dA"):
-        s = arrays.open_array(ref, role=role)
+        s = open_array(ref, role=role)
         call._streams.append(s)
         shape, dtype, value = s.shape, s.dtype, s
     else:
-        value = arrays.load_array(ref, role=role)
+        value = load_array(ref, role=role)
         shape, dtype = value.shape, value.dtype
     call.inputs[name] = {"source": ref, "shape": list(shape), "dtype": str(dtype)}
     stored[name] = dtype
@@ -323,7 +324,7 @@ def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict):
 
 def _batch_input(call: LayerCall, src) -> object:
     """A loaded A_prev / gradient as NHWC in the compute dtype (lazy Batches when streamed)."""
-    if isinstance(src, arrays.ArrayStream):
+    if isinstance(src, ArrayStream):
         return Batches(src, call.layout, call.dtype)
     return _compute(layouts.to_nhwc(src, call.layout), call.dtype)
 
@@ -349,7 +350,7 @@ def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool, case: _Ca
             raise ShapeError(f"{grad_key} from {refs[grad_key]!r} has shape {tuple(g_shape)}; expected the forward "
                              f"output's shape {layouts.shape_from_nhwc(call.out_shape, call.layout)}")
         call.grad = _batch_input(call, g_src)
-    note = arrays.dtype_note(stored, call.dtype, opts["dtype"])
+    note = dtypes.dtype_note(stored, call.dtype, opts["dtype"])
     if note:
         call.notes.insert(0, note)
 

@@ -1,4 +1,4 @@
-"""cnncli.streaming.Stats: chunked statistics of the finite values and counts of the others,
+"""cnncli.passes.stream.Stats: chunked statistics of the finite values and counts of the others,
 against numpy on the whole array."""
 
 import math
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnncli.streaming import Stats, nonfinite_counts
+from cnncli.passes.stream import Stats, nonfinite_counts
 
 
 @settings(max_examples=60, deadline=None)

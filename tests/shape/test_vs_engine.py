@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from cnncli.engine import ConvParams, PoolParams, conv2d, pool2d
 from cnncli.errors import HyperparameterError
-from cnncli.shapes import Dims, evaluate_stack, make_layer, parse_layer_spec
-from cnncli.shapes_solve import solve_target
+from cnncli.shape.stack import Dims, evaluate_stack, make_layer, parse_layer_spec
+from cnncli.shape.solve import solve_target
 
 pair = lambda lo, hi: st.tuples(st.integers(lo, hi), st.integers(lo, hi))  # noqa: E731
 pads = st.one_of(st.integers(0, 3), st.tuples(st.integers(0, 3), st.integers(0, 3)),

@@ -17,8 +17,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .engine import conv2d, conv2d_backward, pool2d, pool2d_backward
-from .engine.layout import shape_from_nhwc
+from ..engine import conv2d, conv2d_backward, pool2d, pool2d_backward
+from ..engine.layout import shape_from_nhwc
 
 #: Input + output bytes (compute dtype) per I/O chunk (env CNNCLI_CHUNK_BYTES), and the
 #: engine's workspace cap per call.

@@ -1,4 +1,4 @@
-"""cnncli.arrays and cnncli.results: every reference form, case files, dtype policy, atomic writes."""
+"""cnncli.io: arrays, cases, dtypes and writers: every reference form, case files, dtype policy, atomic writes."""
 
 import io
 import os
@@ -9,10 +9,13 @@ import h5py
 import numpy as np
 import pytest
 
-from cnncli import arrays
-from cnncli.arrays import apply_dtype_policy, is_case, load_array, load_case, open_array, write_results
+from cnncli.io import readers
+from cnncli.io.arrays import load_array, open_array
+from cnncli.io.cases import is_case, load_case
+from cnncli.io.dtypes import apply_dtype_policy
+from cnncli.io.writers import write_results
 from cnncli.errors import InputError, OutputError
-from cnncli.results import ResultWriter
+from cnncli.io.writers import ResultWriter
 
 
 @pytest.fixture
@@ -214,6 +217,6 @@ def test_streamed_rows_must_be_complete(tmp_path):
 
 
 def test_parse_ref_forms():
-    assert arrays.parse_ref("a.b.h5:/x/y").path == "a.b.h5"
-    assert arrays.parse_ref("A.NPZ:w").kind == "npz"
-    assert arrays.parse_ref("-").kind == "stdin"
+    assert readers.parse_ref("a.b.h5:/x/y").path == "a.b.h5"
+    assert readers.parse_ref("A.NPZ:w").kind == "npz"
+    assert readers.parse_ref("-").kind == "stdin"

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from cnncli.errors import HyperparameterError, ShapeError
-from cnncli.shapes import (COMMON_SIZES, Dims, dims_from_shape, evaluate_stack, make_layer, parse_dims,
+from cnncli.shape.stack import (COMMON_SIZES, Dims, dims_from_shape, evaluate_stack, make_layer, parse_dims,
                            parse_layer_spec, size_table, table_sizes)
 
 

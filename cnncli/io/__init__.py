@@ -1,0 +1,10 @@
+"""Reading and writing arrays: references, readers, case files, the dtype policy, atomic writers.
+
+Knows nothing of terminals or of the layer maths. Modules:
+
+- :mod:`.readers` -- array references (``x.h5:/path``, ``-``) and the npy/npz/HDF5 readers;
+- :mod:`.arrays` -- a reference loaded whole or opened for streaming;
+- :mod:`.cases` -- case files (a layer call in one file);
+- :mod:`.dtypes` -- which dtype a layer is computed in;
+- :mod:`.writers` -- atomic ``-o`` outputs (npy, npz, h5, stdout).
+"""

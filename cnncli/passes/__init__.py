@@ -1,0 +1,7 @@
+"""One layer call: resolved from a source and options, then run forward or backward in batch chunks.
+
+Knows nothing of terminals. Modules:
+
+- :mod:`.call` -- a layer call resolved from a case file or arrays and the options;
+- :mod:`.stream` -- forward and backward passes over it, chunk by chunk, with statistics.
+"""
