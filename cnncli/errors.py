@@ -3,6 +3,11 @@
 Every error a user can cause derives from :class:`CnncliError`; the CLI maps the
 whole family to exit code 2 in one place. Each also derives from ``ValueError``
 so that Python callers of the classic API can catch what they would expect.
+
+Context learnt higher up (the case file a value came from, the flag an array was
+given with) is added with :meth:`CnncliError.with_context`, which keeps the
+original error as ``__cause__``: the message stays one line, and ``--debug``'s
+traceback shows the whole chain.
 """
 
 from __future__ import annotations
@@ -10,6 +15,31 @@ from __future__ import annotations
 
 class CnncliError(ValueError):
     """Base of every user-facing cnncli error; the message is one line."""
+
+    def with_context(self, before: str = "", after: str = "") -> "CnncliError":
+        """The same error with ``before`` and ``after`` around its message, caused by this one.
+
+        Parameters
+        ----------
+        before : str
+            Put in front of the message, as given (include the separator: ``"'case.h5': "``).
+        after : str
+            Put after the message, as given (``" (the case 'c.h5' sets stride=2)"``).
+
+        Returns
+        -------
+        CnncliError
+            Of this error's own class, with ``__cause__`` set to this error; raise it.
+
+        Examples
+        --------
+        >>> err = InputError("no such file").with_context("--weights 'w.npy': ")
+        >>> str(err), type(err.__cause__).__name__
+        ("--weights 'w.npy': no such file", 'InputError')
+        """
+        new = type(self)(f"{before}{self}{after}")
+        new.__cause__ = self
+        return new
 
 
 class HyperparameterError(CnncliError):
@@ -22,6 +52,14 @@ class ShapeError(CnncliError):
 
 class InputError(CnncliError):
     """An input could not be read: missing, corrupt, refused dtype, unknown name."""
+
+
+class PickledDataError(InputError):
+    """An input holds pickled Python objects, which cnncli never loads."""
+
+
+class ExternalDataError(InputError):
+    """An HDF5 input reads data outside its own file (external storage, external link, virtual dataset)."""
 
 
 class OutputError(CnncliError):

@@ -72,8 +72,9 @@ class _blame:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is InputError and self.role.startswith("-") and not str(exc).startswith(self.role):
-            raise InputError(f"{self.role} {exc}") from None
+        if (exc_type is not None and issubclass(exc_type, InputError) and self.role.startswith("-")
+                and not str(exc).startswith(self.role)):
+            raise exc.with_context(f"{self.role} ")
         return False
 
 
@@ -128,7 +129,7 @@ class ArrayStream:
         try:
             return np.array(self._data[sel])
         except (OSError, ValueError) as exc:
-            raise InputError(f"{self.ref!r} could not be read ({exc})") from None
+            raise InputError(f"{self.ref!r} could not be read ({exc})") from exc
 
     def close(self) -> None:
         """Release the file."""

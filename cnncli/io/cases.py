@@ -196,7 +196,7 @@ def load_case(path: str) -> Case:
         except InputError:
             raise
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise InputError(f"{parsed.path!r} is not a readable .npz archive (truncated or corrupt: {exc})") from None
+            raise InputError(f"{parsed.path!r} is not a readable .npz archive (truncated or corrupt: {exc})") from exc
     else:
         raise InputError(f"{path!r}: a case file is an .h5/.hdf5 or .npz file holding A_prev")
     if "A_prev" not in case.arrays:

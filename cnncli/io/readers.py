@@ -17,7 +17,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, PickledDataError
 
 _REF = re.compile(r"^(?P<path>.*?\.(?:npz|h5|hdf5))(?::(?P<name>.*))?$", re.IGNORECASE)
 _H5_EXT = (".h5", ".hdf5")
@@ -100,12 +100,12 @@ def _open(path: str, ref: ArrayRef):
     """Open a file for reading, turning OS errors into one-line InputErrors."""
     try:
         return open(path, "rb")
-    except FileNotFoundError:
-        raise InputError(f"{ref.text!r}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{ref.text!r} is a folder, not an array file") from None
+    except FileNotFoundError as exc:
+        raise InputError(f"{ref.text!r}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise InputError(f"{ref.text!r} is a folder, not an array file") from exc
     except OSError as exc:
-        raise InputError(f"{ref.text!r}: cannot read ({exc.strerror or exc})") from None
+        raise InputError(f"{ref.text!r}: cannot read ({exc.strerror or exc})") from exc
 
 
 def _regular(ref: ArrayRef) -> bool:
@@ -163,7 +163,22 @@ def _stdin_bytes() -> bytes:
 
 
 def source_of(ref: ArrayRef):
-    """What numpy / h5py should open: the path, or a BytesIO of the bytes read by :func:`materialize`."""
+    """What numpy or h5py should open for ``ref``.
+
+    Parameters
+    ----------
+    ref : ArrayRef
+        Materialized (see :func:`materialize`).
+
+    Returns
+    -------
+    str or io.BytesIO
+        The path of a regular file, or a BytesIO over the bytes read from a pipe or stdin.
+
+    Raises
+    ------
+    Nothing; opening the path is the caller's business.
+    """
     return io.BytesIO(ref.data) if ref.data is not None else ref.path
 
 
@@ -204,10 +219,23 @@ def _describe(head: bytes, kind: Optional[str]) -> str:
 
 
 def expect_format(ref: ArrayRef, kind: str) -> None:
-    """Raise a one-line InputError unless the (materialized) ``ref`` holds ``kind`` data, by its magic bytes.
+    """Check by its magic bytes that ``ref`` holds ``kind`` data.
 
     Checked before numpy parses anything: numpy takes whatever is neither .npy nor zip for a pickle
     and suggests ``allow_pickle=True``, an unsafe load, for a plain text file.
+
+    Parameters
+    ----------
+    ref : ArrayRef
+        Materialized (see :func:`materialize`).
+    kind : {"npy", "npz", "h5"}
+
+    Raises
+    ------
+    PickledDataError
+        ``kind`` is "npy" and the bytes are a Python pickle.
+    InputError
+        The bytes are of another format; the message says which (or how they start).
     """
     with _reader(ref) as fp:
         head, found = _format(fp)
@@ -245,8 +273,8 @@ def check_dtype(dtype: np.dtype, what: str) -> None:
 # --------------------------------------------------------------------- npy / npz
 
 
-def _pickled(text: str) -> InputError:
-    return InputError(f"{text!r} holds pickled Python objects; cnncli never unpickles "
+def _pickled(text: str) -> PickledDataError:
+    return PickledDataError(f"{text!r} holds pickled Python objects; cnncli never unpickles "
                       "(save a numeric array with numpy.save)")
 
 
@@ -266,7 +294,7 @@ def _load_npy_bytes(fp, ref: ArrayRef, mmap: bool = False) -> np.ndarray:
         else:
             arr = np.load(fp, allow_pickle=False)
     except Exception as exc:  # ValueError, EOFError, OSError, unpickling refusals...: all the file's fault
-        raise _npy_error(ref, exc) from None
+        raise _npy_error(ref, exc) from exc
     if not isinstance(arr, np.ndarray):  # cannot happen after _expect; kept as a guard
         raise InputError(f"{ref.text!r} is not .npy data")
     check_dtype(arr.dtype, repr(ref.text))
@@ -292,15 +320,35 @@ def load_npy(ref: ArrayRef, *, mmap: bool = False) -> np.ndarray:
     if mmap and ref.data is None:
         try:
             return _load_npy_bytes(ref.path, ref, mmap=True)
-        except InputError as exc:
-            if "pickled" in str(exc):
-                raise
-            # mmap refuses some valid files (zero-size arrays...): read plainly below
+        except PickledDataError:
+            raise
+        except InputError:
+            pass  # mmap refuses some valid files (zero-size arrays...): read plainly below
     with _reader(ref) as fp:
         return _load_npy_bytes(fp, ref)
 
 
 def load_npz(ref: ArrayRef) -> np.ndarray:
+    """The array an ``.npz`` reference names (``x.npz:NAME``, or ``x.npz`` holding one array).
+
+    Parameters
+    ----------
+    ref : ArrayRef
+        Of kind "npz"; materialized here when it comes from a pipe.
+
+    Returns
+    -------
+    ndarray, any shape
+        In its stored dtype (bool, integer or float).
+
+    Raises
+    ------
+    PickledDataError
+        The member holds pickled objects.
+    InputError
+        Not a zip, truncated or corrupt, unknown or ambiguous name (the message lists the names),
+        a member that is not .npy data, or a refused dtype.
+    """
     ref = materialize(ref)
     expect_format(ref, "npz")
     try:
@@ -311,15 +359,39 @@ def load_npz(ref: ArrayRef) -> np.ndarray:
     except InputError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise InputError(f"{ref.text!r} is not a readable .npz archive (truncated or corrupt: {exc})") from None
+        raise InputError(f"{ref.text!r} is not a readable .npz archive (truncated or corrupt: {exc})") from exc
 
 
 def load_npz_member(archive, name: str, ref: ArrayRef, check: bool = True) -> np.ndarray:
+    """Member ``name`` of an open archive, read without unpickling.
+
+    Parameters
+    ----------
+    archive : numpy.lib.npyio.NpzFile
+        Opened with ``allow_pickle=False``.
+    name : str
+        A name in ``archive.files``.
+    ref : ArrayRef
+        The archive's reference, for messages (``'x.npz:NAME'``).
+    check : bool
+        Refuse dtypes cnncli cannot compute with (case files check their attributes' members later).
+
+    Returns
+    -------
+    ndarray, any shape
+
+    Raises
+    ------
+    PickledDataError
+        The member holds pickled objects.
+    InputError
+        Corrupt or not .npy data; a refused dtype when ``check``.
+    """
     member = ArrayRef(f"{ref.path}:{name}", ref.path, "npz", name)
     try:
         arr = archive[name]
     except Exception as exc:  # ValueError, BadZipFile, unpickling refusals...
-        raise _npy_error(member, exc) from None
+        raise _npy_error(member, exc) from exc
     if not isinstance(arr, np.ndarray):  # numpy returns a member that is not .npy as raw bytes
         raise InputError(f"{member.text!r} is not .npy data ({_describe(bytes(arr[:64]), None)})")
     if check:
@@ -344,6 +416,17 @@ def _pick_name(ref: ArrayRef, names, what: str) -> str:
 
 
 def h5py_module():
+    """The ``h5py`` module, imported on first use.
+
+    Returns
+    -------
+    module
+
+    Raises
+    ------
+    ImportError
+        h5py is not installed (it is a dependency: a broken installation).
+    """
     import h5py  # imported lazily: start-up time of the commands that never touch HDF5
 
     return h5py
@@ -363,7 +446,7 @@ def open_h5(ref: ArrayRef):
         return h5py_module().File(source_of(ref), "r")
     except OSError as exc:
         reason = str(exc).split("(")[-1].rstrip(")") if "(" in str(exc) else str(exc)
-        raise InputError(f"{ref.path!r} is not a readable HDF5 file (truncated or corrupt: {reason})") from None
+        raise InputError(f"{ref.path!r} is not a readable HDF5 file (truncated or corrupt: {reason})") from exc
 
 
 def h5_datasets(group) -> list:
@@ -405,8 +488,8 @@ def h5_dataset(f, ref: ArrayRef):
     ds = f[path]
     try:
         dtype = ds.dtype
-    except Exception:  # h5py cannot even map the type (opaque, references...)
-        raise InputError(f"'{ref.path}:{path}' has a data type cnncli cannot read") from None
+    except Exception as exc:  # h5py cannot even map the type (opaque, references...)
+        raise InputError(f"'{ref.path}:{path}' has a data type cnncli cannot read") from exc
     check_dtype(dtype, repr(f"{ref.path}:{path}"))
     return ds
 
@@ -416,4 +499,4 @@ def read_h5(ds, ref_text: str, sel=()) -> np.ndarray:
     try:
         return np.asarray(ds[sel])
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise InputError(f"{ref_text!r} could not be read (truncated or corrupt: {str(exc).splitlines()[0]})") from None
+        raise InputError(f"{ref_text!r} could not be read (truncated or corrupt: {str(exc).splitlines()[0]})") from exc

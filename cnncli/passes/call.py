@@ -181,8 +181,11 @@ _CASE_KEYS_OF = {"conv": ("stride", "pad", "dilation", "groups"),
                  "pool": ("f", "stride", "pad", "dilation", "mode", "ceil_mode", "count_include_pad")}
 
 
-class _Case:
-    """The case file a call comes from and its hyperparameters that no option overrides (``used``)."""
+class _CaseSettings:
+    """The hyperparameters a case file sets that no option overrides (``used``), and where they come from.
+
+    Not :class:`cnncli.io.cases.Case` (a case file's arrays and attributes): this is what of it is in force.
+    """
 
     def __init__(self, path: Optional[str], attrs: dict, opts: dict):
         self.path = path
@@ -195,7 +198,7 @@ class _Case:
                 try:
                     _CASE_CHECKS[key](self.used[key])
                 except HyperparameterError as exc:
-                    raise HyperparameterError(f"{self.path!r}: {exc}") from None
+                    raise exc.with_context(f"{self.path!r}: ")
 
     @contextmanager
     def blame(self, *keys):
@@ -206,7 +209,7 @@ class _Case:
             set_here = [f"{k}={_text(self.used[k])}" for k in keys if k in self.used]
             if not set_here:
                 raise
-            raise type(exc)(f"{exc} (the case {self.path!r} sets {', '.join(set_here)})") from None
+            raise exc.with_context(after=f" (the case {self.path!r} sets {', '.join(set_here)})")
 
 
 def _text(value) -> str:
@@ -257,7 +260,7 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
     if cases.is_case(source):
         attrs, refs = cases.case_refs(source)
         notes = cases.unused_attribute_notes(attrs)  # other attributes are allowed (metadata) and ignored
-    case = _Case(source, attrs, opts)
+    case = _CaseSettings(source, attrs, opts)
     case.check(("layer", "layout"))
 
     def pick(key):
@@ -329,7 +332,7 @@ def _batch_input(call: LayerCall, src) -> object:
     return _compute(layouts.to_nhwc(src, call.layout), call.dtype)
 
 
-def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool, case: _Case) -> None:
+def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool, case: _CaseSettings) -> None:
     """Load every input of ``call`` and resolve its hyperparameters, validating as it goes."""
     stored: dict = {}
     call.A_prev = _batch_input(call, _load(call, "A_prev", refs["A_prev"], stream, stored))
@@ -359,7 +362,7 @@ def _or(value, default):
     return default if value is None else value
 
 
-def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case: _Case) -> None:
+def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case: _CaseSettings) -> None:
     """Filters, bias, groups and ConvParams; channel and bias shapes checked with layout-aware messages."""
     # NOTE: conv2d checks channels and bias shape again, but in NHWC terms and naming no file: checking
     # here, before any batch is streamed, lets the message name the file and speak the user's layout.
@@ -400,11 +403,11 @@ def _flag(key: str, pick, opts: dict, default: bool) -> bool:
     value = pick(key)
     if value is None:
         return default
-    name = "--" + key.replace("_", "-") if opts[key] is not None else key  # a case's value: checked by _Case
+    name = "--" + key.replace("_", "-") if opts[key] is not None else key  # a case's value: checked by _CaseSettings
     return as_flag(value, name)
 
 
-def _fill_pool(call: LayerCall, pick, opts: dict, case: _Case) -> None:
+def _fill_pool(call: LayerCall, pick, opts: dict, case: _CaseSettings) -> None:
     """PoolParams; the stride defaults to the window."""
     if pick("f") is None:
         raise HyperparameterError("a pool layer needs a window size: give --f F (e.g. --f 2)")

@@ -1,0 +1,58 @@
+"""The error hierarchy: context is added without losing the cause; pickles have their own class."""
+
+import numpy as np
+import pytest
+
+from cnncli.errors import CnncliError, HyperparameterError, InputError, PickledDataError
+from cnncli.io.arrays import load_array
+from cnncli.passes.call import resolve_layer
+
+
+def test_with_context_keeps_class_and_cause():
+    err = HyperparameterError("stride must be positive, got 0")
+    wrapped = err.with_context("'case.h5': ", " (set by the case)")
+    assert type(wrapped) is HyperparameterError and isinstance(wrapped, CnncliError)
+    assert str(wrapped) == "'case.h5': stride must be positive, got 0 (set by the case)"
+    assert wrapped.__cause__ is err
+
+
+def test_a_flag_prefix_keeps_the_reader_error_as_cause(tmp_path):
+    with pytest.raises(InputError) as info:
+        load_array(str(tmp_path / "w.npy"), role="--weights")
+    assert str(info.value) == f"--weights {str(tmp_path / 'w.npy')!r}: no such file"
+    assert isinstance(info.value.__cause__, InputError)
+    assert isinstance(info.value.__cause__.__cause__, FileNotFoundError)  # the OS error at the bottom
+
+
+def test_a_case_attribute_error_names_the_file_and_keeps_the_cause(tmp_path):
+    path = tmp_path / "c.npz"
+    np.savez(path, A_prev=np.ones((1, 4, 4, 1)), layer=np.array("pool"), f=np.array(2), mode=np.array("median"))
+    with pytest.raises(HyperparameterError) as info:
+        resolve_layer(str(path))
+    assert str(info.value).startswith(f"{str(path)!r}: ")
+    assert isinstance(info.value.__cause__, HyperparameterError)
+    assert str(info.value) == f"{str(path)!r}: {info.value.__cause__}"
+
+
+def test_pickled_data_has_its_own_class(tmp_path):
+    path = tmp_path / "obj.npy"
+    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(PickledDataError, match="holds pickled Python objects"):
+        load_array(str(path))
+    with pytest.raises(PickledDataError):  # memory-mapped streaming refuses it the same way
+        resolve_layer(str(path), f="2", stream=True)
+
+
+def test_debug_shows_the_chain(tmp_path):
+    from typer.testing import CliRunner
+
+    from cnncli.cli import app
+
+    path = tmp_path / "c.npz"
+    np.savez(path, A_prev=np.ones((1, 4, 4, 1)), layer=np.array("pool"), f=np.array(2), mode=np.array("median"))
+    plain = CliRunner().invoke(app, ["forward", str(path)])
+    assert plain.exit_code == 2 and "Traceback" not in plain.stderr and len(plain.stderr.splitlines()) == 1
+    debug = CliRunner().invoke(app, ["--debug", "forward", str(path)])
+    assert debug.exit_code == 2
+    assert "The above exception was the direct cause of the following exception" in debug.stderr
+    assert debug.stderr.splitlines()[-1] == plain.stderr.splitlines()[0]
