@@ -20,9 +20,9 @@ import numpy as np
 from ..engine import conv2d, conv2d_backward, pool2d, pool2d_backward
 from ..engine.layout import shape_from_nhwc
 
-#: Input + output bytes (compute dtype) per I/O chunk (env CNNCLI_CHUNK_BYTES), and the
-#: engine's workspace cap per call.
-CHUNK_BYTES = int(os.environ.get("CNNCLI_CHUNK_BYTES", 32 * 2**20))
+#: Input + output bytes (compute dtype) of one batch chunk read and written by a pass (env
+#: CNNCLI_CHUNK_BYTES; not the engine's own workspace chunking), and the engine's workspace cap per call.
+IO_CHUNK_BYTES = int(os.environ.get("CNNCLI_CHUNK_BYTES", 32 * 2**20))
 WORKSPACE_BYTES = 64 * 2**20
 
 Progress = Optional[Callable[[int, int], None]]
@@ -161,7 +161,7 @@ def chunk_rows(call, *, backward: bool = False, chunk_bytes: Optional[int] = Non
     per_example = H * W * C + oh * ow * n_C
     if backward:
         per_example *= 2  # the gradient in, dA_prev out
-    budget = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    budget = IO_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     return max(1, budget // max(1, per_example * call.dtype.itemsize))
 
 
@@ -206,13 +206,13 @@ def forward(call, writer=None, *, progress: Progress = None, chunk_bytes: Option
     Parameters
     ----------
     call : LayerCall
-        From :func:`cnncli.calls.resolve_layer`; ``A_prev`` an ndarray or Batches.
+        From :func:`cnncli.passes.call.resolve_layer`; ``A_prev`` an ndarray or Batches.
     writer : ResultWriter, optional
         Receives ``Z`` (conv) or ``A`` (pool) in the user's layout, slice by slice.
     progress : callable(done, total), optional
         Called after each chunk with the number of examples done.
     chunk_bytes : int, optional
-        Bound on each chunk's input plus output bytes; default :data:`CHUNK_BYTES`.
+        Bound on each chunk's input plus output bytes; default :data:`IO_CHUNK_BYTES`.
 
     Returns
     -------

@@ -42,7 +42,7 @@ def stats(x):
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
     # A few examples per chunk: every test below also exercises the chunked path (dW/db accumulation).
-    monkeypatch.setattr(streaming, "CHUNK_BYTES", 4000)
+    monkeypatch.setattr(streaming, "IO_CHUNK_BYTES", 4000)
 
 
 CONV_CASES = [

@@ -38,7 +38,7 @@ def finite_stats(x, nan, inf):
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
     # Several chunks per run: counts and statistics must merge across them.
-    monkeypatch.setattr(streaming, "CHUNK_BYTES", 3000)
+    monkeypatch.setattr(streaming, "IO_CHUNK_BYTES", 3000)
 
 
 @pytest.fixture

@@ -52,7 +52,7 @@ def test_hdf5_case_is_streamed_in_chunks_and_matches_the_oracle(tmp_path, monkey
     with h5py.File(tmp_path / "case.h5", "w") as f:
         f["A_prev"], f["W"], f["b"], f["dZ"] = A, W, b, dZ
         f.attrs.update(layer="conv", stride=2, pad="same")
-    monkeypatch.setattr(streaming, "CHUNK_BYTES", 6000)  # a few examples per chunk
+    monkeypatch.setattr(streaming, "IO_CHUNK_BYTES", 6000)  # a few examples per chunk
     res = runner.invoke(app, ["forward", str(tmp_path / "case.h5"), "-o", str(tmp_path / "z.h5")])
     assert res.exit_code == 0, res.stderr
     with h5py.File(tmp_path / "z.h5") as f:
@@ -81,7 +81,7 @@ def test_nchw_hdf5_stream_and_pool_backward(tmp_path, monkeypatch):
     with h5py.File(tmp_path / "x.h5", "w") as f:
         f["images"] = A.transpose(0, 3, 1, 2)
         f["grads/dA"] = dA.transpose(0, 3, 1, 2)
-    monkeypatch.setattr(streaming, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(streaming, "IO_CHUNK_BYTES", 1000)
     res = runner.invoke(app, ["backward", f"{tmp_path}/x.h5:/images", "--grad", f"{tmp_path}/x.h5:/grads/dA",
                               "--f", "3", "--stride", "2", "--pad", "1", "--layout", "nchw", "-o", str(tmp_path / "g.npy")])
     assert res.exit_code == 0, res.stderr
