@@ -13,6 +13,7 @@ import typer
 
 from ..passes import stream as streaming
 from ..passes.call import resolve_layer
+from ..passes.report import PassReport
 from ..errors import InputError, OutputError
 from ..render import passes as render
 from ..io.writers import ResultWriter, check_destination
@@ -58,15 +59,6 @@ class _SigintGuard:
         return False
 
 
-def _output_size(call) -> dict:
-    g = call.geometry
-    axes = {}
-    for i, name in enumerate(("height", "width")):
-        axes[name] = {"n_in": g.in_hw[i], "f": g.kernel[i], "stride": g.stride[i], "dilation": g.dilation[i],
-                      "pad_before": g.pads[2 * i], "pad_after": g.pads[2 * i + 1], "n_out": g.out_hw[i]}
-    return axes
-
-
 def _run(command: str, source: str, output: Optional[str], force: bool, as_json: bool, options: dict) -> None:
     started = time.perf_counter()
     if output == "-" and as_json:
@@ -96,22 +88,9 @@ def _run(command: str, source: str, output: Optional[str], force: bool, as_json:
 
             results = run(call, sink, progress=progress)
             guard.check()  # still inside the writer: an interrupted run never commits
-        report = {
-            "command": command,
-            "layer": call.kind,
-            "hyperparameters": call.hyperparameters(),
-            "pad_spec": call.pad_spec,
-            "output_size": _output_size(call),
-            "dtype": str(call.dtype),
-            "inputs": call.inputs,
-            "outputs": {name: r.as_dict() for name, r in results.items()},
-            "output_file": output,
-            "written": [n for n in results if writer is not None and writer.wants(n)],
-            "notes": list(call.notes),
-            "seconds": round(time.perf_counter() - started, 4),
-        }
+        report = PassReport.of(command, call, results, writer=writer, seconds=time.perf_counter() - started)
     if as_json:
-        typer.echo(render.to_json(report))
+        typer.echo(render.to_json(report.to_dict()))
     else:
         render.print_report(report, render.console(stderr=output == "-"))
 

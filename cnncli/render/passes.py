@@ -1,6 +1,7 @@
 """Rendering of ``forward`` / ``backward`` reports: a rich table for people, JSON for scripts.
 
-The report is a plain dict (built by :mod:`cnncli.cli.passes`); nothing is computed here.
+The report is a :class:`cnncli.passes.report.PassReport`; the table reads its ``to_dict()``, the
+document ``--json`` prints, so both views show the same values. Nothing is computed here.
 JSON goes through :func:`cnncli.render.common.to_json` (NaN and infinity become null).
 """
 
@@ -51,8 +52,9 @@ def _hyper_text(hp: dict, pad_spec: Optional[str]) -> str:
     return "  ".join(parts)
 
 
-def print_report(report: dict, out: Console) -> None:
-    """The human view: what ran, how the output size came about, inputs, outputs, notes."""
+def print_report(report, out: Console) -> None:
+    """The human view of a PassReport: what ran, how the output size came about, inputs, outputs, notes."""
+    report = report.to_dict()
     hp = report["hyperparameters"]
     title = f"cnncli {report['command']}: {'convolution' if hp['layer'] == 'conv' else 'pooling'}"
     table = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False)
@@ -83,7 +85,7 @@ def print_report(report: dict, out: Console) -> None:
     out.print(io_table)
     for note in report.get("notes", []):
         out.print(f"note: {note}", markup=False)
-    if "seconds" in report:
+    if report.get("seconds") is not None:
         out.print(f"time: {report['seconds']:.3f} s", style="dim")
 
 
