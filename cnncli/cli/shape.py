@@ -11,8 +11,9 @@ import typer
 
 from ..errors import HyperparameterError, ShapeError
 from ..render import shape as render
-from ..shape.stack import COMMON_SIZES, Dims, dims_from_shape, evaluate_stack, make_layer, parse_dims, parse_layer_spec, size_table
+from ..shape.stack import Dims, dims_from_shape, evaluate_stack, make_layer, parse_dims, parse_layer_spec
 from ..shape.solve import solve_target
+from ..shape.table import size_table_report
 from .app import app
 
 _EXAMPLES = """
@@ -104,46 +105,28 @@ def shape(
             raise HyperparameterError(f"--target finds the padding itself; drop --pad {pad}")
         if dims is None:
             raise ShapeError("--target needs the input size: give --input DIMS or --like ARRAY")
-        result = solve_target(specs[0], dims, target, stride_fixed=stride is not None)
+        report = solve_target(specs[0], dims, target, stride_fixed=stride is not None)
         if as_json:
-            typer.echo(render.to_json(render.target_json(result)))
+            typer.echo(render.to_json(report.to_dict()))
         else:
-            render.print_targets(result, render.console())
+            render.print_targets(report, render.console())
         return
 
     if dims is None:
-        _size_table(specs, pad, as_json)
+        table = size_table_report(specs)
+        if as_json:
+            typer.echo(render.to_json(table.to_dict()))
+        else:
+            render.print_size_table(table, render.console())
         return
 
     result = evaluate_stack(specs, dims)
     if as_json:
         if result.layers:  # a partial stack is still worth a document; a lone failing layer is just the error
-            typer.echo(render.to_json(render.stack_json(result)))
+            typer.echo(render.to_json(result.to_dict()))
     elif len(specs) == 1 and result.error is None:
         render.print_layer(result, render.console())
     elif result.layers:
         render.print_stack(result, render.console())
     if result.error is not None:
         raise result.error  # the app prints it as one line and exits 2
-
-
-def _size_table(specs, pad: Optional[str], as_json: bool) -> None:
-    """The no-input view: output sizes over a range of square inputs."""
-    if len(specs) == 1:
-        spec = specs[0]
-        columns = {}
-        if spec.pad_label not in ("valid", "same"):
-            columns[f"pad {spec.pad_label}"] = [spec]
-        for word in ("valid", "same"):
-            columns[word] = [make_layer(spec.kind, f=spec.f, stride=spec.stride, pad=word, dilation=spec.dilation,
-                                        filters=spec.filters, groups=spec.groups if spec.groups != 1 else None,
-                                        mode=spec.mode if spec.kind == "pool" else None, ceil_mode=spec.ceil_mode)]
-    else:
-        columns = {"stack": specs}
-    rows = size_table(columns, channels=specs[0].groups)
-    if not rows:
-        raise HyperparameterError(f"the layers fit no input size up to {max(COMMON_SIZES)}")
-    if as_json:
-        typer.echo(render.to_json(render.table_json(rows, columns)))
-    else:
-        render.print_size_table(rows, columns, render.console())

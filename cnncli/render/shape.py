@@ -1,24 +1,25 @@
-"""Rendering of ``cnncli shape`` results: rich tables for people, JSON-ready dicts for scripts.
+"""Rendering of ``cnncli shape`` results as rich tables for people.
 
-No computation here beyond formatting: every number comes from the dataclasses
-of :mod:`cnncli.shape.stack` and :mod:`cnncli.shape.solve`.
+No computation here beyond formatting: every number comes from the reports of
+:mod:`cnncli.shape.stack`, :mod:`cnncli.shape.table` and :mod:`cnncli.shape.solve`;
+their JSON is their own ``to_dict()``, written by :func:`cnncli.render.common.to_json`.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Optional
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from ..engine.geometry import effective_size
-from ..shape.stack import LayerResult, LayerSpec, SizeRow, StackResult
+from ..shape.stack import LayerResult, StackResult
 from ..shape.solve import TargetResult
+from ..shape.table import FORMULA, SizeTable
 from . import common
 from .common import size_formula, to_json  # noqa: F401  (to_json: used by cli/shape.py)
 
-FORMULA = "n_out = floor((n_in + pad_before + pad_after - dilation*(f-1) - 1) / stride) + 1"
 UNREAD_MARK = "*"
 
 
@@ -58,23 +59,6 @@ def _pads(pads) -> str:
     return str(pads[0]) if len(set(pads)) == 1 else "{},{},{},{}".format(*pads)
 
 
-def _hyper(spec: LayerSpec) -> str:
-    """Short hyperparameter text, e.g. ``f=3 s=2 p=same c=8``."""
-    parts = [f"f={_hw(spec.f)}", f"s={_hw(spec.stride)}", f"p={spec.pad_label}"]
-    if spec.dilation != (1, 1):
-        parts.append(f"d={_hw(spec.dilation)}")
-    if spec.kind == "conv":
-        if spec.filters is not None:
-            parts.append(f"c={spec.filters}")
-        if spec.groups != 1:
-            parts.append(f"g={spec.groups}")
-    else:
-        parts.append(spec.mode)
-        if spec.ceil_mode:
-            parts.append("ceil")
-    return " ".join(parts)
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
@@ -103,7 +87,7 @@ def print_layer(result: StackResult, out: Console) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    grid.add_row("layer", f"{spec.kind}  {_hyper(spec)}")
+    grid.add_row("layer", f"{spec.kind}  {spec.summary}")
     grid.add_row("input", g_in.text() + (" (nchw)" if g_in.layout == "nchw" else "")
                  + ("" if g_in.channels_known else "  (channels not given: 1 assumed)"))
     grid.add_row("output", Text(g_out.text(), style="bold green"))
@@ -149,7 +133,7 @@ def print_stack(result: StackResult, out: Console) -> None:
         table.add_column(name, justify=justify, no_wrap=True)
     table.add_column("unread input", justify="left", min_width=12)
     for layer in result.layers:
-        table.add_row(str(layer.index), f"{layer.spec.kind} {_hyper(layer.spec)}",
+        table.add_row(str(layer.index), f"{layer.spec.kind} {layer.spec.summary}",
                       f"{layer.input.text()} -> {layer.output.text()}", _pads(layer.pads),
                       f"{layer.rf[0]}x{layer.rf[1]} ({_hw(layer.jump)})", _count(layer.params), _count(layer.macs),
                       _bytes(layer.memory(4)), _unread_text(layer))
@@ -183,36 +167,11 @@ def _cell(res: Optional[StackResult], with_pads: bool) -> Text:
     return text
 
 
-def size_formulas(columns: Dict[str, Sequence[LayerSpec]]) -> List[str]:
-    """The formula lines above the size table, with this layer's numbers (one layer only)."""
-    lines = [FORMULA]
-    for label, stack in columns.items():
-        if len(stack) != 1:
-            lines.append(f"{label}: " + " | ".join(f"{s.kind} {_hyper(s)}" for s in stack))
-            continue
-        spec = stack[0]
-        for a, axis in ((0, "height"), (1, "width")) if (spec.f[0], spec.stride[0], spec.dilation[0]) != \
-                (spec.f[1], spec.stride[1], spec.dilation[1]) else ((0, ""),):
-            eff, s = effective_size(spec.f[a], spec.dilation[a]), spec.stride[a]
-            where = f" ({axis})" if axis else ""
-            if label == "same":
-                lines.append(f"same{where}: n_out = ceil(n_in / {s}); pad total = max((n_out-1)*{s} + {eff} - n_in, 0),"
-                             " before = total // 2, the extra pixel after (bottom/right)")
-            else:
-                pads = spec.pad if spec.pad != "same" else (0, 0, 0, 0)
-                total = pads[2 * a] + pads[2 * a + 1]
-                rnd = "ceil" if spec.ceil_mode else "floor"
-                plus = f" + {total}" if total else ""
-                drop = "; a last window starting in the padding is dropped" if spec.ceil_mode and total else ""
-                lines.append(f"{label}{where}: n_out = {rnd}((n_in{plus} - {eff}) / {s}) + 1{drop}")
-    return lines
-
-
-def print_size_table(rows: List[SizeRow], columns: Dict[str, Sequence[LayerSpec]], out: Console) -> None:
+def print_size_table(report: SizeTable, out: Console) -> None:
     """Output size for each input size n x n, one column per padding (or the stack)."""
-    for line in size_formulas(columns):
+    for line in report.formulas():
         out.print(line)
-    single = all(len(stack) == 1 for stack in columns.values())
+    rows, columns, single = report.rows, report.columns, report.single
     table = Table()
     table.add_column("input", justify="right")
     for label in columns:
@@ -258,79 +217,3 @@ def print_targets(result: TargetResult, out: Console) -> None:
     if any(s.pads[0] != s.pads[1] or s.pads[2] != s.pads[3] for s in result.solutions):
         out.print("asymmetric pads: PyTorch's Conv2d pads symmetrically; use F.pad first, or TensorFlow-style "
                   "explicit padding")
-
-
-# ----------------------------------------------------------------- scripts
-
-def layer_json(layer: LayerResult) -> dict:
-    """One layer as a JSON-ready dict (pairs are ``[height, width]``)."""
-    spec = layer.spec
-    d = {
-        "index": layer.index, "kind": spec.kind, "spec": spec.text or None,
-        "input": layer.input.as_list(), "output": layer.output.as_list(),
-        "f": list(spec.f), "stride": list(spec.stride), "dilation": list(spec.dilation),
-        "pad": spec.pad if spec.pad == "same" else ("valid" if not any(spec.pad) else list(spec.pad)),
-        "pads": list(layer.pads),
-    }
-    if spec.kind == "conv":
-        d.update(filters=layer.output.c, groups=spec.groups)
-    else:
-        d.update(mode=spec.mode, ceil_mode=spec.ceil_mode)
-    d.update(
-        receptive_field=list(layer.rf), jump=list(layer.jump), start=[float(v) for v in layer.start],
-        unread={"trailing": list(layer.trailing), "skipped": list(layer.skipped),
-                "cover_pad": list(layer.cover_pad)},
-        params=layer.params, macs=layer.macs, flops=layer.flops,
-        memory_bytes={"float32": layer.memory(4), "float64": layer.memory(8)},
-        notes=list(layer.notes),
-    )
-    return d
-
-
-def stack_json(result: StackResult) -> dict:
-    """``{"input", "layout", "layers", "output", "totals", "error"}``."""
-    out = result.output
-    return {
-        "input": result.input.as_list(),
-        "layout": result.input.layout,
-        "layers": [layer_json(layer) for layer in result.layers],
-        "output": None if out is None else out.as_list(),
-        "totals": None if out is None else {
-            "params": result.params, "macs": result.macs, "flops": result.flops,
-            "memory_bytes": {"float32": result.memory(4), "float64": result.memory(8)},
-            "receptive_field": list(result.layers[-1].rf), "jump": list(result.layers[-1].jump),
-        },
-        "error": None if result.error is None else str(result.error),
-    }
-
-
-def table_json(rows: List[SizeRow], columns: Dict[str, Sequence[LayerSpec]]) -> dict:
-    """``{"formula", "columns", "layers", "rows"}``; a row is ``{"input": n, <column>: cell or null}``."""
-    single = all(len(stack) == 1 for stack in columns.values())
-
-    def cell(res: Optional[StackResult]):
-        if res is None:
-            return None
-        c = {"output": [res.output.h, res.output.w]}
-        if single:
-            c.update(pads=list(res.layers[0].pads), unread=list(res.layers[0].unread))
-        else:
-            c["unread_layers"] = [layer.index for layer in res.layers if sum(layer.unread)]
-        return c
-
-    return {
-        "formula": size_formulas(columns),
-        "columns": list(columns),
-        "layers": [s.text or None for s in next(iter(columns.values()))] if not single else None,
-        "rows": [dict({"input": row.n_in}, **{label: cell(row.cells[label]) for label in columns}) for row in rows],
-    }
-
-
-def target_json(result: TargetResult) -> dict:
-    """``{"input", "target", "kind", "f", "dilation", "stride_fixed", "solutions"}``."""
-    return {
-        "input": result.input.as_list(), "target": list(result.target), "kind": result.spec.kind,
-        "f": list(result.spec.f), "dilation": list(result.spec.dilation), "stride_fixed": result.stride_fixed,
-        "solutions": [{"stride": list(s.stride), "pads": list(s.pads), "output": list(s.output),
-                       "unread": list(s.unread)} for s in result.solutions],
-    }

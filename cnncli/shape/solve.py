@@ -35,6 +35,15 @@ class TargetResult:
     stride_fixed: bool
     solutions: List[Solution]
 
+    def to_dict(self) -> dict:
+        """``{"input", "target", "kind", "f", "dilation", "stride_fixed", "solutions"}``: the ``--target`` document."""
+        return {
+            "input": self.input.as_list(), "target": list(self.target), "kind": self.spec.kind,
+            "f": list(self.spec.f), "dilation": list(self.spec.dilation), "stride_fixed": self.stride_fixed,
+            "solutions": [{"stride": list(s.stride), "pads": list(s.pads), "output": list(s.output),
+                           "unread": list(s.unread)} for s in self.solutions],
+        }
+
 
 def _solution(spec: LayerSpec, dims: Dims, stride: Pair, h: Tuple[int, int], w: Tuple[int, int]) -> Solution:
     pads = (h[0], h[1], w[0], w[1])

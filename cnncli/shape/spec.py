@@ -132,6 +132,32 @@ class LayerSpec:
             return "valid"
         return str(self.pad[0]) if len(set(self.pad)) == 1 else ",".join(map(str, self.pad))
 
+    @property
+    def summary(self) -> str:
+        """Short hyperparameter text, e.g. ``f=3 s=2 p=same c=8`` (pairs as ``3x2``)."""
+        parts = [f"f={_hw(self.f)}", f"s={_hw(self.stride)}", f"p={self.pad_label}"]
+        if self.dilation != (1, 1):
+            parts.append(f"d={_hw(self.dilation)}")
+        if self.kind == "conv":
+            if self.filters is not None:
+                parts.append(f"c={self.filters}")
+            if self.groups != 1:
+                parts.append(f"g={self.groups}")
+        else:
+            parts.append(self.mode)
+            if self.ceil_mode:
+                parts.append("ceil")
+        return " ".join(parts)
+
+    def pad_json(self):
+        """``"same"``, ``"valid"`` or ``[top, bottom, left, right]``, as the JSON documents write it."""
+        return self.pad if self.pad == "same" else ("valid" if not any(self.pad) else list(self.pad))
+
+
+def _hw(pair) -> str:
+    """``3`` when both axes agree, else ``3x2``."""
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
+
 
 def _positive_int(value, name: str) -> int:
     v = geo._as_int(value, name)

@@ -2,25 +2,22 @@
 
 A library that knows nothing of terminals: it evaluates a stack of layers (parsed
 by :mod:`cnncli.shape.spec`, whose names are re-exported here) on an input and
-returns dataclasses that the renderer shows and the JSON serializes. Every size,
-padding and receptive-field formula it uses lives in :mod:`cnncli.engine.geometry`.
+returns report objects that the renderer shows and whose ``to_dict()`` is the JSON
+document. Output sizes and pads come from :mod:`cnncli.engine.geometry`, receptive
+fields, coverage and costs from :mod:`cnncli.shape.design`; the input-size table is
+:mod:`cnncli.shape.table`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from ..engine import geometry as geo
 from . import design
 from ..engine.geometry import Pads, Pair
 from ..errors import CnncliError
 from .spec import Dims, LayerSpec, dims_from_shape, make_layer, parse_dims, parse_layer_spec  # noqa: F401
-
-#: Input sizes every table shows besides ``f..32``: the usual image and feature-map sizes.
-COMMON_SIZES = (28, 32, 56, 64, 96, 112, 128, 224, 227, 256, 299, 512)
-TABLE_MAX_SMALL = 32
-
 
 @dataclass(frozen=True)
 class LayerResult:
@@ -79,6 +76,29 @@ class LayerResult:
         """Bytes of this layer's output activations for the whole batch."""
         return self.output.elements * itemsize
 
+    def to_dict(self) -> dict:
+        """This layer as the JSON document writes it (pairs are ``[height, width]``)."""
+        spec = self.spec
+        d = {
+            "index": self.index, "kind": spec.kind, "spec": spec.text or None,
+            "input": self.input.as_list(), "output": self.output.as_list(),
+            "f": list(spec.f), "stride": list(spec.stride), "dilation": list(spec.dilation),
+            "pad": spec.pad_json(), "pads": list(self.pads),
+        }
+        if spec.kind == "conv":
+            d.update(filters=self.output.c, groups=spec.groups)
+        else:
+            d.update(mode=spec.mode, ceil_mode=spec.ceil_mode)
+        d.update(
+            receptive_field=list(self.rf), jump=list(self.jump), start=[float(v) for v in self.start],
+            unread={"trailing": list(self.trailing), "skipped": list(self.skipped),
+                    "cover_pad": list(self.cover_pad)},
+            params=self.params, macs=self.macs, flops=self.flops,
+            memory_bytes={"float32": self.memory(4), "float64": self.memory(8)},
+            notes=list(self.notes),
+        )
+        return d
+
 
 @dataclass
 class StackResult:
@@ -109,6 +129,25 @@ class StackResult:
     def memory(self, itemsize: int) -> int:
         """Bytes of every layer's output activations (what a training step keeps for backward)."""
         return sum(r.memory(itemsize) for r in self.layers)
+
+    def to_dict(self) -> dict:
+        """``{"input", "layout", "layers", "output", "totals", "error"}``: the ``shape --json`` document.
+
+        ``output`` and ``totals`` are None when a layer did not fit; ``error`` then says which.
+        """
+        out = self.output
+        return {
+            "input": self.input.as_list(),
+            "layout": self.input.layout,
+            "layers": [layer.to_dict() for layer in self.layers],
+            "output": None if out is None else out.as_list(),
+            "totals": None if out is None else {
+                "params": self.params, "macs": self.macs, "flops": self.flops,
+                "memory_bytes": {"float32": self.memory(4), "float64": self.memory(8)},
+                "receptive_field": list(self.layers[-1].rf), "jump": list(self.layers[-1].jump),
+            },
+            "error": None if self.error is None else str(self.error),
+        }
 
 
 def _layer_notes(spec: LayerSpec, pads: Pads) -> Tuple[str, ...]:
@@ -181,37 +220,3 @@ def evaluate_stack(specs: Sequence[LayerSpec], dims: Dims) -> StackResult:
         result.layers.append(layer)
         current, rf = layer.output, (layer.rf, layer.jump, layer.start)
     return result
-
-
-def table_sizes(smallest: int) -> List[int]:
-    """``smallest..32`` and the common sizes at or above ``smallest``, ascending."""
-    return sorted(set(range(max(smallest, 1), TABLE_MAX_SMALL + 1)) | {n for n in COMMON_SIZES if n >= smallest})
-
-
-@dataclass(frozen=True)
-class SizeRow:
-    """One row of the input-size table: the result for each column (None: does not fit)."""
-
-    n_in: int
-    cells: Dict[str, Optional[StackResult]]
-
-
-def size_table(columns: Dict[str, Sequence[LayerSpec]], channels: int = 1) -> List[SizeRow]:
-    """Evaluate each column's stack on square inputs ``n x n`` over :func:`table_sizes`.
-
-    The smallest size is the dilated window of a single layer, else 1; rows where
-    no column fits are left out.
-    """
-    specs = [s for stack in columns.values() for s in stack]
-    single = all(len(stack) == 1 for stack in columns.values())
-    smallest = max(max(geo.effective_size(s.f[a], s.dilation[a]) for a in (0, 1)) for s in specs) if single else 1
-    rows = []
-    for n in table_sizes(smallest):
-        cells = {}
-        for label, stack in columns.items():
-            res = evaluate_stack(stack, Dims(1, n, n, channels, rank=2))
-            cells[label] = res if res.error is None else None
-        if any(c is not None for c in cells.values()):
-            rows.append(SizeRow(n, cells))
-    return rows
-

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from cnncli.errors import HyperparameterError, ShapeError
-from cnncli.shape.stack import (COMMON_SIZES, Dims, dims_from_shape, evaluate_stack, make_layer, parse_dims,
-                           parse_layer_spec, size_table, table_sizes)
+from cnncli.shape.stack import Dims, dims_from_shape, evaluate_stack, make_layer, parse_dims, parse_layer_spec
+from cnncli.shape.table import COMMON_SIZES, size_table, table_sizes
 
 
 @pytest.mark.parametrize("text, dims, as_list", [

@@ -1,0 +1,142 @@
+"""The no-input view of ``cnncli shape``: output sizes over a range of square input sizes.
+
+:func:`size_table_report` turns the layer(s) the user gave into columns (one
+layer: its own padding, ``valid`` and ``same``; a stack: the stack), evaluates
+them with :func:`cnncli.shape.stack.evaluate_stack` and returns a
+:class:`SizeTable`, whose :meth:`SizeTable.to_dict` is the ``{"rows": ...}``
+JSON document and whose :meth:`SizeTable.formulas` are the lines above the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Dict, List, Optional, Sequence
+
+from ..engine import geometry as geo
+from ..errors import HyperparameterError
+from .spec import Dims, LayerSpec
+from .stack import StackResult, evaluate_stack
+
+#: Input sizes every table shows besides ``f..32``: the usual image and feature-map sizes.
+COMMON_SIZES = (28, 32, 56, 64, 96, 112, 128, 224, 227, 256, 299, 512)
+TABLE_MAX_SMALL = 32
+
+FORMULA = "n_out = floor((n_in + pad_before + pad_after - dilation*(f-1) - 1) / stride) + 1"
+
+
+def table_sizes(smallest: int) -> List[int]:
+    """``smallest..32`` and the common sizes at or above ``smallest``, ascending."""
+    return sorted(set(range(max(smallest, 1), TABLE_MAX_SMALL + 1)) | {n for n in COMMON_SIZES if n >= smallest})
+
+
+@dataclass(frozen=True)
+class SizeRow:
+    """One row of the input-size table: the result for each column (None: does not fit)."""
+
+    n_in: int
+    cells: Dict[str, Optional[StackResult]]
+
+
+def size_table(columns: Dict[str, Sequence[LayerSpec]], channels: int = 1) -> List[SizeRow]:
+    """Evaluate each column's stack on square inputs ``n x n`` over :func:`table_sizes`.
+
+    The smallest size is the dilated window of a single layer, else 1; rows where
+    no column fits are left out.
+    """
+    specs = [s for stack in columns.values() for s in stack]
+    single = all(len(stack) == 1 for stack in columns.values())
+    smallest = max(max(geo.effective_size(s.f[a], s.dilation[a]) for a in (0, 1)) for s in specs) if single else 1
+    rows = []
+    for n in table_sizes(smallest):
+        cells = {}
+        for label, stack in columns.items():
+            res = evaluate_stack(stack, Dims(1, n, n, channels, rank=2))
+            cells[label] = res if res.error is None else None
+        if any(c is not None for c in cells.values()):
+            rows.append(SizeRow(n, cells))
+    return rows
+
+
+@dataclass(frozen=True)
+class SizeTable:
+    """The input-size table: ``columns`` (label -> the stack it evaluates) and its rows."""
+
+    columns: Dict[str, Sequence[LayerSpec]]
+    rows: List[SizeRow]
+
+    @property
+    def single(self) -> bool:
+        """Whether every column is one layer (then cells show pads, the formulas have numbers)."""
+        return all(len(stack) == 1 for stack in self.columns.values())
+
+    def formulas(self) -> List[str]:
+        """The formula lines above the table, with this layer's numbers (one layer only)."""
+        lines = [FORMULA]
+        for label, stack in self.columns.items():
+            if len(stack) != 1:
+                lines.append(f"{label}: " + " | ".join(f"{s.kind} {s.summary}" for s in stack))
+                continue
+            spec = stack[0]
+            for a, axis in ((0, "height"), (1, "width")) if (spec.f[0], spec.stride[0], spec.dilation[0]) != \
+                    (spec.f[1], spec.stride[1], spec.dilation[1]) else ((0, ""),):
+                eff, s = geo.effective_size(spec.f[a], spec.dilation[a]), spec.stride[a]
+                where = f" ({axis})" if axis else ""
+                if label == "same":
+                    lines.append(f"same{where}: n_out = ceil(n_in / {s}); pad total = max((n_out-1)*{s} + {eff} "
+                                 "- n_in, 0), before = total // 2, the extra pixel after (bottom/right)")
+                else:
+                    pads = spec.pad if spec.pad != "same" else (0, 0, 0, 0)
+                    total = pads[2 * a] + pads[2 * a + 1]
+                    rnd = "ceil" if spec.ceil_mode else "floor"
+                    plus = f" + {total}" if total else ""
+                    drop = "; a last window starting in the padding is dropped" if spec.ceil_mode and total else ""
+                    lines.append(f"{label}{where}: n_out = {rnd}((n_in{plus} - {eff}) / {s}) + 1{drop}")
+        return lines
+
+    def to_dict(self) -> dict:
+        """``{"formula", "columns", "layers", "rows"}``; a row is ``{"input": n, <column>: cell or null}``."""
+        single = self.single
+
+        def cell(res: Optional[StackResult]):
+            if res is None:
+                return None
+            c = {"output": [res.output.h, res.output.w]}
+            if single:
+                c.update(pads=list(res.layers[0].pads), unread=list(res.layers[0].unread))
+            else:
+                c["unread_layers"] = [layer.index for layer in res.layers if sum(layer.unread)]
+            return c
+
+        return {
+            "formula": self.formulas(),
+            "columns": list(self.columns),
+            "layers": [s.text or None for s in next(iter(self.columns.values()))] if not single else None,
+            "rows": [dict({"input": row.n_in}, **{label: cell(row.cells[label]) for label in self.columns})
+                     for row in self.rows],
+        }
+
+
+def size_table_report(specs: Sequence[LayerSpec]) -> SizeTable:
+    """The table ``cnncli shape`` prints without an input size.
+
+    One layer gets a column for its own padding (unless it is ``valid`` or
+    ``same``), then ``valid`` and ``same``; several layers one ``stack`` column.
+
+    Raises
+    ------
+    HyperparameterError
+        The layers fit none of the table's input sizes.
+    """
+    if len(specs) == 1:
+        spec = specs[0]
+        columns: Dict[str, Sequence[LayerSpec]] = {}
+        if spec.pad_label not in ("valid", "same"):
+            columns[f"pad {spec.pad_label}"] = [spec]
+        for word in ("valid", "same"):
+            columns[word] = [replace(spec, pad=geo.normalize_pad(word), text="")]
+    else:
+        columns = {"stack": list(specs)}
+    rows = size_table(columns, channels=specs[0].groups)
+    if not rows:
+        raise HyperparameterError(f"the layers fit no input size up to {max(COMMON_SIZES)}")
+    return SizeTable(columns, rows)
