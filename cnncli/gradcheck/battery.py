@@ -26,8 +26,8 @@ from .layers import gradcheck_conv, gradcheck_pool
 
 
 @dataclass(frozen=True)
-class Case:
-    """One battery configuration.
+class Configuration:
+    """One configuration of the battery (a layer call: shapes and hyperparameters).
 
     Attributes
     ----------
@@ -87,30 +87,30 @@ class Case:
         return A, None, None, G
 
 
-BATTERY: Tuple[Case, ...] = (
-    Case("conv f3 s1 p0", "conv", (2, 5, 6, 3), (3, 3, 3, 4)),
-    Case("conv f3 s1 p1", "conv", (2, 5, 5, 2), (3, 3, 2, 3), pad=1),
-    Case("conv f2 s2 p0", "conv", (2, 5, 7, 3), (2, 2, 3, 2), stride=2),
-    Case("conv f3 s2 p1", "conv", (2, 6, 5, 3), (3, 3, 3, 4), stride=2, pad=1),
-    Case("conv f4 s3 p2", "conv", (3, 7, 8, 2), (4, 4, 2, 3), stride=3, pad=2),
-    Case("conv f1 s1 p0", "conv", (2, 3, 4, 3), (1, 1, 3, 2)),
-    Case("pool max f2 s2", "pool", (2, 4, 6, 3), f=2, stride=2),
-    Case("pool max f3 s2", "pool", (2, 7, 6, 2), f=3, stride=2),
-    Case("pool max f2 s1", "pool", (2, 5, 4, 2), f=2, stride=1),
-    Case("pool average f2 s2", "pool", (2, 5, 6, 3), f=2, stride=2, mode="average"),
-    Case("pool average f3 s2", "pool", (2, 7, 6, 2), f=3, stride=2, mode="average"),
-    Case("pool average f2 s1", "pool", (2, 4, 5, 3), f=2, stride=1, mode="average"),
+BATTERY: Tuple[Configuration, ...] = (
+    Configuration("conv f3 s1 p0", "conv", (2, 5, 6, 3), (3, 3, 3, 4)),
+    Configuration("conv f3 s1 p1", "conv", (2, 5, 5, 2), (3, 3, 2, 3), pad=1),
+    Configuration("conv f2 s2 p0", "conv", (2, 5, 7, 3), (2, 2, 3, 2), stride=2),
+    Configuration("conv f3 s2 p1", "conv", (2, 6, 5, 3), (3, 3, 3, 4), stride=2, pad=1),
+    Configuration("conv f4 s3 p2", "conv", (3, 7, 8, 2), (4, 4, 2, 3), stride=3, pad=2),
+    Configuration("conv f1 s1 p0", "conv", (2, 3, 4, 3), (1, 1, 3, 2)),
+    Configuration("pool max f2 s2", "pool", (2, 4, 6, 3), f=2, stride=2),
+    Configuration("pool max f3 s2", "pool", (2, 7, 6, 2), f=3, stride=2),
+    Configuration("pool max f2 s1", "pool", (2, 5, 4, 2), f=2, stride=1),
+    Configuration("pool average f2 s2", "pool", (2, 5, 6, 3), f=2, stride=2, mode="average"),
+    Configuration("pool average f3 s2", "pool", (2, 7, 6, 2), f=3, stride=2, mode="average"),
+    Configuration("pool average f2 s1", "pool", (2, 4, 5, 3), f=2, stride=1, mode="average"),
     # Engine-only features.
-    Case("conv f3 dilation 2, pad (1,0,2,1)", "conv", (2, 7, 6, 2), (3, 3, 2, 3), pad=(1, 0, 2, 1),
+    Configuration("conv f3 dilation 2, pad (1,0,2,1)", "conv", (2, 7, 6, 2), (3, 3, 2, 3), pad=(1, 0, 2, 1),
          classic=False, extra={"dilation": 2}),
-    Case("conv 3x2 groups 2 s2 same", "conv", (2, 6, 7, 4), (3, 2, 2, 4), stride=2, pad="same",
+    Configuration("conv 3x2 groups 2 s2 same", "conv", (2, 6, 7, 4), (3, 2, 2, 4), stride=2, pad="same",
          classic=False, extra={"groups": 2}),
-    Case("conv depthwise f3 p1", "conv", (2, 5, 5, 3), (3, 3, 1, 6), pad=1, classic=False, extra={"groups": 3}),
-    Case("pool max f3 s2 p1 ceil", "pool", (2, 6, 7, 2), f=3, stride=2, pad=1, classic=False,
+    Configuration("conv depthwise f3 p1", "conv", (2, 5, 5, 3), (3, 3, 1, 6), pad=1, classic=False, extra={"groups": 3}),
+    Configuration("pool max f3 s2 p1 ceil", "pool", (2, 6, 7, 2), f=3, stride=2, pad=1, classic=False,
          extra={"ceil_mode": True}),
-    Case("pool average f3 s2 p1 ceil, exclude pad", "pool", (2, 6, 7, 2), f=3, stride=2, pad=1,
+    Configuration("pool average f3 s2 p1 ceil, exclude pad", "pool", (2, 6, 7, 2), f=3, stride=2, pad=1,
          mode="average", classic=False, extra={"ceil_mode": True, "count_include_pad": False}),
-    Case("pool max f2 dilation 2", "pool", (2, 6, 6, 2), f=2, stride=1, classic=False, extra={"dilation": 2}),
+    Configuration("pool max f2 dilation 2", "pool", (2, 6, 6, 2), f=2, stride=1, classic=False, extra={"dilation": 2}),
 )
 
 

@@ -28,9 +28,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..engine import conv2d, conv2d_backward, pool2d, pool2d_backward
-from .battery import BATTERY, Case
-from .core import DEFAULT_EPS, DEFAULT_TOL, gradient_metrics, step_size, validate_settings
-from .diagnose import BORDER_HINT, diagnose
+from .battery import BATTERY, Configuration
+from .core import DEFAULT_EPS, DEFAULT_TOL, step_size, validate_settings
+from .diagnose import diagnose
+from .metrics import gradient_metrics
+from .spatial import BORDER_HINT
 from .problems import max_pool_kinks
 from .sampling import stratified_indices
 from .userfile import CLASSIC, UserCallFailed, UserException, UserOutput, call_user, load_impl
@@ -61,7 +63,7 @@ class Finding:
     kinks: int = 0
     detail: str = ""
     border_only: bool = False
-    #: Where the failing elements sit, when that names a likely mistake (see :mod:`.diagnose`).
+    #: Where the failing elements sit, when that names a likely mistake (see :mod:`.spatial`).
     hint: Optional[str] = None
     #: max |got - expected| over height x width (NaN where not compared), for heatmaps.
     error_map: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
@@ -263,7 +265,7 @@ def _dedupe(errors: List[UserException]) -> Tuple[UserException, ...]:
     return tuple(out)
 
 
-_CASES: Dict[str, Case] = {c.name: c for c in BATTERY if c.classic}
+_CASES: Dict[str, Configuration] = {c.name: c for c in BATTERY if c.classic}
 
 
 def _cases(layer: str):
@@ -371,7 +373,7 @@ def _backward(run: _Run, layer: str, findings, errors) -> None:
                     findings.append(f)
 
 
-def _numerical(run: _Run, layer: str, case: Case, inputs, G, user_grads, names, kinks, findings, errors) -> None:
+def _numerical(run: _Run, layer: str, case: Configuration, inputs, G, user_grads, names, kinks, findings, errors) -> None:
     """The user's backward against central differences of the user's own forward."""
     def loss_change(name, flat_index, plus, minus):
         outs = []

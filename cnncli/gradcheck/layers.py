@@ -6,10 +6,12 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..engine import ConvParams, PoolParams
+from ..engine import ConvParams, PoolParams, conv2d
 from ..engine.layout import check_layout, nchw_to_nhwc, weights_nchw_to_nhwc
 from ..errors import HyperparameterError, InputError, ShapeError
-from .core import DEFAULT_EPS, DEFAULT_TOL, CheckResult, Progress, check_problem, relayout, validate_settings
+from .context import Progress
+from .core import DEFAULT_EPS, DEFAULT_TOL, check_problem, validate_settings
+from .results import CheckResult, relayout
 from .problems import ConvProblem, PoolProblem
 
 NCHW_PERMS = {"dA_prev": ((0, 3, 1, 2), "mchw"), "dW": ((3, 2, 0, 1), "oihw")}
@@ -101,8 +103,7 @@ def gradcheck_conv(A_prev, W, b=None, params: Union[ConvParams, dict, None] = No
     if layout == "nchw":
         A, Wt = np.ascontiguousarray(nchw_to_nhwc(A)), np.ascontiguousarray(weights_nchw_to_nhwc(Wt))
     bias = None if b is None else _as_float64(b, "b", notes)
-    from ..engine import conv2d  # validates every shape (W, b, groups) and hyperparameter, once
-
+    # conv2d validates every shape (W, b, groups) and hyperparameter, once
     with np.errstate(all="ignore"):  # only the shape is wanted; overflow is the checker's verdict
         out_shape = conv2d(A[:1], Wt, bias, params).shape[1:]
     n_C = out_shape[2]

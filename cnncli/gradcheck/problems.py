@@ -22,13 +22,14 @@ A problem returns loss differences ``L(x+) - L(x-)``; the checker divides.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable, Dict, Optional
+from typing import Dict, Optional
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..engine import ConvParams, PoolParams, conv2d, conv2d_backward, pool2d, pool2d_backward
 from ..errors import ShapeError
+from .protocol import ProblemDefaults, Tick
 
 #: Memory for the stacked copies and their outputs per forward call.
 CHUNK_BYTES = 24 * 2**20
@@ -37,8 +38,6 @@ CHUNK_BYTES = 24 * 2**20
 #: the checker's transient memory stays bounded whatever the batch (sums over examples accumulate).
 BATCH_BYTES = 64 * 2**20
 MACHINE_EPS = float(np.finfo(np.float64).eps)
-
-Tick = Optional[Callable[[int], None]]
 
 
 def _tick(tick: Tick, n: int) -> None:
@@ -115,7 +114,7 @@ def example_directional(forward, A: np.ndarray, G: np.ndarray, D: np.ndarray, h:
     return out
 
 
-class ConvProblem:
+class ConvProblem(ProblemDefaults):
     """A convolution ``Z = conv2d(A_prev, W, b)`` under ``L = sum(G * Z)`` (all NHWC, float64)."""
 
     layer = "conv"
@@ -324,7 +323,7 @@ class ConvProblem:
         return out
 
 
-class PoolProblem:
+class PoolProblem(ProblemDefaults):
     """Pooling ``A = pool2d(A_prev)`` under ``L = sum(G * A)`` (NHWC, float64)."""
 
     layer = "pool"

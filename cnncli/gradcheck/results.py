@@ -60,7 +60,7 @@ class GradientResult:
         ``|a - n|`` in the gradient's shape, NaN where not checked.
     hint : str or None
         Where the failing elements sit, when that names a likely mistake (errors only
-        on the border: padding; stripes: stride); see :mod:`cnncli.gradcheck.diagnose`.
+        on the border: padding; stripes: stride); see :mod:`cnncli.gradcheck.spatial`.
     error_map : ndarray, shape (H, W), or None
         ``errors`` reduced to height x width (max over the other axes; for heatmaps).
     rounding_floor : float

@@ -5,6 +5,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+import cnncli.gradcheck.directional as directional
 import cnncli.gradcheck.problems as problems
 from cnncli.engine import ConvParams, PoolParams
 from cnncli.engine.reference import conv_forward_loops
@@ -120,28 +121,24 @@ def test_auto_samples_fewer_filter_elements_on_a_large_batch_unless_told(monkeyp
 
 
 def test_lazy_directions_are_the_drawn_directions_and_leave_the_generator_where_drawing_would():
-    import cnncli.gradcheck.core as core
-
     shape = (3, 4, 5, 2)
     excluded = np.random.default_rng(5).random(shape) < 0.2
     rng = np.random.default_rng(11)
-    D = rng.uniform(-1.0, 1.0, size=(core.FAST_DIRECTIONS,) + shape)
+    D = rng.uniform(-1.0, 1.0, size=(directional.FAST_DIRECTIONS,) + shape)
     D[:, excluded] = 0.0
     after = rng.random(4)
     rng = np.random.default_rng(11)
-    lazy = core._LazyDirections(rng.bit_generator, shape, excluded)
-    rng.bit_generator.advance(core.FAST_DIRECTIONS * int(np.prod(shape)))
+    lazy = directional.LazyDirections(rng.bit_generator, shape, excluded)
+    rng.bit_generator.advance(directional.FAST_DIRECTIONS * int(np.prod(shape)))
     for p in (2, 0, 1):
         np.testing.assert_array_equal(lazy[p], D[p])
     np.testing.assert_array_equal(rng.random(4), after)
 
 
 def test_lazy_directions_give_the_same_check(monkeypatch):
-    import cnncli.gradcheck.core as core
-
     rng = np.random.default_rng(2)
     A, W = rng.normal(size=(5, 20, 20, 3)), rng.normal(size=(3, 3, 3, 4))
     whole = gradcheck_conv(A, W, None, {"pad": 1}).to_dict()
-    monkeypatch.setattr(core, "LAZY_DIRECTIONS", 0)
-    assert not isinstance(core._Directions(np.random.default_rng(0), (2, 2), np.zeros((2, 2), bool)), np.ndarray)
+    monkeypatch.setattr(directional, "LAZY_DIRECTIONS", 0)
+    assert not isinstance(directional.directions(np.random.default_rng(0), (2, 2), np.zeros((2, 2), bool)), np.ndarray)
     assert gradcheck_conv(A, W, None, {"pad": 1}).to_dict() == whole

@@ -11,7 +11,8 @@ from cnncli.engine import ConvParams, PoolParams
 from cnncli.engine.reference import conv_forward_loops, pool_forward_loops
 from cnncli.errors import HyperparameterError, InputError, ShapeError
 from cnncli.gradcheck import gradcheck_conv, gradcheck_pool
-from cnncli.gradcheck.core import check_problem, element_fails, gradient_metrics, step_size
+from cnncli.gradcheck.core import check_problem, step_size
+from cnncli.gradcheck.metrics import element_fails, gradient_metrics
 from cnncli.gradcheck.problems import ConvProblem, PoolProblem, max_pool_kinks
 from cnncli.gradcheck.sampling import stratified_indices
 

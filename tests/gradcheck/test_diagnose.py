@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from cnncli.gradcheck.core import gradient_metrics
-from cnncli.gradcheck.diagnose import BORDER_HINT, border_only, pattern_hint, spatial_maps
+from cnncli.gradcheck.metrics import gradient_metrics
+from cnncli.gradcheck.spatial import BORDER_HINT, border_only, pattern_hint, spatial_maps
 
 
 def _failing(shape, cells):

@@ -7,8 +7,10 @@ import pytest
 
 from cnncli.engine import ConvParams, PoolParams
 from cnncli.gradcheck import gradcheck_conv, gradcheck_pool
-from cnncli.gradcheck.core import check_problem, gradient_metrics
+from cnncli.gradcheck.core import check_problem
+from cnncli.gradcheck.metrics import gradient_metrics
 from cnncli.gradcheck.problems import ConvProblem
+from cnncli.gradcheck.protocol import ProblemDefaults
 
 RNG = np.random.default_rng(11)
 A0, W0, B0 = RNG.standard_normal((2, 5, 7, 4)), RNG.standard_normal((3, 3, 4, 8)), RNG.standard_normal(8)
@@ -60,7 +62,7 @@ def test_a_floor_within_the_error_raises_the_threshold_and_a_wrong_value_still_f
     assert not wrong.passed and wrong.failing == 2
 
 
-class _Noisy:
+class _Noisy(ProblemDefaults):
     """A one-input linear problem whose numerical values carry a known rounding floor."""
 
     layer, names, linear = "conv", ("b",), True
