@@ -60,13 +60,16 @@ DtypeOpt = Annotated[Optional[str], typer.Option(
 GradOpt = Annotated[Optional[str], typer.Option(
     "--grad", metavar="ARRAY", rich_help_panel=_PANEL,
     help="Upstream gradient (dZ for conv, dA for pool), shaped like the forward output.")]
+AllowExternalOpt = Annotated[Optional[bool], typer.Option(
+    "--allow-external", rich_help_panel=_PANEL, show_default=False,
+    help="Let HDF5 inputs read other files (external links, external storage, virtual datasets); refused by default.")]
 # Parsed but not shown: a command that refuses --dtype can then say why instead of "no such option".
 HiddenDtypeOpt = Annotated[Optional[str], typer.Option("--dtype", hidden=True)]
 
 _ANNOTATIONS = {"layer": LayerOpt, "weights": WeightsOpt, "bias": BiasOpt, "f": FOpt, "stride": StrideOpt,
                 "pad": PadOpt, "dilation": DilationOpt, "groups": GroupsOpt, "mode": ModeOpt,
                 "ceil_mode": CeilModeOpt, "count_include_pad": CountIncludePadOpt, "layout": LayoutOpt,
-                "dtype": DtypeOpt, "grad": GradOpt}  # one per key of OPTION_KEYS
+                "dtype": DtypeOpt, "grad": GradOpt, "allow_external": AllowExternalOpt}  # one per key of OPTION_KEYS
 
 
 def layer_options(*, grad: bool = False, dtype: bool = True) -> Callable:

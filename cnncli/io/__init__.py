@@ -2,7 +2,9 @@
 
 Knows nothing of terminals or of the layer maths. Modules:
 
-- :mod:`.readers` -- array references (``x.h5:/path``, ``-``) and the npy/npz/HDF5 readers;
+- :mod:`.readers` -- array references (``x.h5:/path``, ``-``), telling formats apart, the memory budget;
+- :mod:`.npy`, :mod:`.npz`, :mod:`.hdf5` -- each format's reader (headers first, never unpickling,
+  HDF5 kept inside its file);
 - :mod:`.arrays` -- a reference loaded whole or opened for streaming;
 - :mod:`.cases` -- case files (a layer call in one file);
 - :mod:`.dtypes` -- which dtype a layer is computed in;

@@ -3,7 +3,7 @@
 Knows nothing of terminals: functions return arrays and raise
 :class:`~cnncli.errors.InputError` with one-line messages that name the
 reference and what would be valid. The file-format details live in
-:mod:`cnncli.io.readers`; case files in :mod:`cnncli.io.cases`; the dtype
+:mod:`cnncli.io.readers` (references, .npy), :mod:`cnncli.io.npz` and :mod:`cnncli.io.hdf5`; case files in :mod:`cnncli.io.cases`; the dtype
 policy in :mod:`cnncli.io.dtypes`; writing results in :mod:`cnncli.io.writers`.
 
 Array references (SPEC "Array references")::
@@ -14,7 +14,9 @@ Array references (SPEC "Array references")::
     -                  .npy bytes on standard input
 
 Nothing is ever unpickled, and object, string, structured and complex
-dtypes are refused.
+dtypes are refused. An array is read whole only when its declared size fits the
+memory budget (:func:`~cnncli.io.readers.memory_budget`); HDF5 inputs that read
+other files are refused unless ``allow_external``.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..errors import InputError
-from .readers import h5_dataset, load_npy, load_npz, materialize, open_h5, parse_ref, read_h5
+from .hdf5 import h5_dataset, open_h5, read_h5
+from .npz import NpzArchive, NpzMemberStream, load_npz
+from .npy import load_npy
+from .readers import check_budget, materialize, parse_ref, pick_name
 
 # --------------------------------------------------------------------- public loading
 
 
-def load_array(ref: str, *, role: str = "array") -> np.ndarray:
+def load_array(ref: str, *, role: str = "array", allow_external: bool = False) -> np.ndarray:
     """Load the array an array reference names.
 
     Parameters
@@ -39,6 +44,8 @@ def load_array(ref: str, *, role: str = "array") -> np.ndarray:
     role : str
         What the array is for; a flag such as ``"--weights"`` prefixes error messages
         (``--weights 'w.npy': no such file``).
+    allow_external : bool
+        Let HDF5 external links, external storage and virtual datasets read other files.
 
     Returns
     -------
@@ -47,9 +54,13 @@ def load_array(ref: str, *, role: str = "array") -> np.ndarray:
 
     Raises
     ------
+    PickledDataError
+        Pickled data.
+    ExternalDataError
+        HDF5 data in another file, without ``allow_external``.
     InputError
         Missing, unreadable, truncated or corrupt file; unknown name (the message
-        lists those that exist); pickled or refused dtype.
+        lists those that exist); over the memory budget; refused dtype.
 
     Examples
     --------
@@ -59,7 +70,7 @@ def load_array(ref: str, *, role: str = "array") -> np.ndarray:
     array([0, 1, 2])
     """
     with _blame(role):
-        return _load_array(ref)
+        return _load_array(ref, allow_external)
 
 
 class _blame:
@@ -78,40 +89,51 @@ class _blame:
         return False
 
 
-def _load_array(ref: str) -> np.ndarray:
+def _load_array(ref: str, allow_external: bool) -> np.ndarray:
     parsed = materialize(parse_ref(ref))  # stdin and pipes: read once, here
     if parsed.kind == "npy":
         return load_npy(parsed)
     if parsed.kind == "npz":
         return load_npz(parsed)
     with open_h5(parsed) as f:
-        ds = h5_dataset(f, parsed)
+        ds = h5_dataset(f, parsed, allow_external=allow_external)
+        check_budget(ds.size * ds.dtype.itemsize, parsed.text, f"a {'x'.join(map(str, ds.shape)) or 'scalar'} "
+                                                             f"{ds.dtype} dataset: ")
         return read_h5(ds, parsed.text)
 
 
 class ArrayStream:
     """A lazily read array: ``shape``, ``dtype`` and ``read(lo, hi)`` along axis 0.
 
-    HDF5 datasets and ``.npy`` files (memory-mapped) are read slice by slice;
-    other references, and anything read from a pipe, are loaded once. Use as a
-    context manager, or ``close()``.
+    HDF5 datasets, ``.npy`` files (memory-mapped) and ``.npz`` members (inflated
+    as read) are read slice by slice; only a ``.npy`` read from a pipe is loaded
+    once. Opening reads headers only. Use as a context manager, or ``close()``.
+
+    Parameters
+    ----------
+    ref : str
+        An array reference.
+    allow_external : bool
+        As for :func:`load_array`.
     """
 
-    def __init__(self, ref: str):
+    def __init__(self, ref: str, allow_external: bool = False):
         self.ref = ref
-        self._file = None
+        self._file = None  # the open h5py.File or NpzArchive
+        self._data = None
         parsed = materialize(parse_ref(ref))
-        if parsed.kind == "h5":
-            self._file = open_h5(parsed)
-            try:
-                self._data = h5_dataset(self._file, parsed)
-            except Exception:
-                self.close()
-                raise
-        elif parsed.kind == "npy":
-            self._data = load_npy(parsed, mmap=True)
-        else:
-            self._data = load_npz(parsed)
+        try:
+            if parsed.kind == "h5":
+                self._file = open_h5(parsed)
+                self._data = h5_dataset(self._file, parsed, allow_external=allow_external)
+            elif parsed.kind == "npy":
+                self._data = load_npy(parsed, mmap=True)
+            else:
+                self._file = NpzArchive(parsed)
+                self._data = self._file.stream(pick_name(self._file.ref, self._file.names, "array"))
+        except Exception:
+            self.close()
+            raise
         self.shape: Tuple[int, ...] = tuple(self._data.shape)
         self.dtype = np.dtype(self._data.dtype)
         self.ndim = len(self.shape)
@@ -124,6 +146,8 @@ class ArrayStream:
     def read(self, lo: int = 0, hi: Optional[int] = None) -> np.ndarray:
         """Rows ``lo:hi`` (all when ``hi`` is None) as an in-memory ndarray."""
         sel = slice(lo, hi) if self.ndim else ()
+        if isinstance(self._file, NpzArchive):
+            return self._data.read(lo, hi)
         if self._file is not None:
             return read_h5(self._data, self.ref, sel)
         try:
@@ -133,6 +157,8 @@ class ArrayStream:
 
     def close(self) -> None:
         """Release the file."""
+        if isinstance(self._data, NpzMemberStream):
+            self._data.close()
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -144,13 +170,13 @@ class ArrayStream:
         self.close()
 
 
-def open_array(ref: str, *, role: str = "array") -> ArrayStream:
+def open_array(ref: str, *, role: str = "array", allow_external: bool = False) -> ArrayStream:
     """Open ``ref`` for streaming by batch slices; see :class:`ArrayStream`.
 
     Raises
     ------
     InputError
-        As :func:`load_array` (``role`` as there).
+        As :func:`load_array` (``role`` and ``allow_external`` as there).
     """
     with _blame(role):
-        return ArrayStream(ref)
+        return ArrayStream(ref, allow_external)

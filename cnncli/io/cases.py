@@ -16,8 +16,9 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from ..errors import InputError
-from .readers import (ArrayRef, check_dtype, expect_format, h5_dataset, h5py_module, load_npz_member, materialize,
-                      open_h5, parse_ref, read_h5, source_of)
+from .hdf5 import h5_dataset, h5py_module, link_kind, open_h5, read_attrs, read_h5
+from .npz import NpzArchive
+from .readers import ArrayRef, check_budget, parse_ref
 
 #: Hyperparameter names a case file may carry (HDF5 root attributes / npz entries).
 CASE_KEYS = ("layer", "stride", "pad", "f", "mode", "dilation", "groups", "layout",
@@ -120,9 +121,36 @@ def is_case(ref: str) -> bool:
             with zipfile.ZipFile(parsed.path) as z:
                 return "A_prev.npy" in z.namelist()
         with h5py_module().File(parsed.path, "r") as f:
-            return "A_prev" in f and isinstance(f["A_prev"], h5py_module().Dataset)
+            # an external link counts (loading A_prev then refuses it, or follows it with --allow-external)
+            return link_kind(f, "/A_prev") in ("dataset", "external")
     except Exception:
         return False
+
+
+#: Largest npz entry read as a hyperparameter or description (a pad 4-tuple takes 32 bytes).
+MAX_ATTRIBUTE_BYTES = 2**20
+
+
+def _npz_attr(archive: NpzArchive, name: str, header) -> object:
+    """A hyperparameter stored as a small npz entry, as a Python value."""
+    if header.nbytes > MAX_ATTRIBUTE_BYTES:
+        raise InputError(f"{archive.text(name)!r} is a {header.nbytes}-byte entry; a case's {name!r} is a number, "
+                         "a word or a few numbers")
+    return to_python(archive.read(name, check=False))
+
+
+def _is_attr(name: str, header) -> bool:
+    """Whether an npz entry is a hyperparameter (0-d, or a known key) rather than an array."""
+    return name not in CASE_ARRAYS and (not header.shape or name in CASE_KEYS)
+
+
+def _h5_attrs(f, path: str) -> Dict[str, object]:
+    return {k: to_python(v) for k, v in read_attrs(f, path).items()}
+
+
+def _h5_arrays(f) -> List[str]:
+    """Root names of a case file that lead to datasets (external links included, to be refused or followed)."""
+    return [name for name in f if link_kind(f, "/" + name) in ("dataset", "external")]
 
 
 def case_refs(path: str) -> Tuple[Dict[str, object], Dict[str, str]]:
@@ -142,19 +170,29 @@ def case_refs(path: str) -> Tuple[Dict[str, object], Dict[str, str]]:
         As :func:`load_case`.
     """
     parsed = parse_ref(path)
+    if parsed.kind == "npz":
+        attrs, refs = {}, {}
+        with NpzArchive(parsed) as archive:
+            for name in archive.names:
+                header = archive.header(name)
+                if _is_attr(name, header):
+                    attrs[name] = _npz_attr(archive, name, header)
+                else:
+                    refs[name] = f"{parsed.path}:{name}"
+        if "A_prev" not in refs:
+            raise InputError(f"{path!r} is not a case file: no A_prev in it (it has: {', '.join(refs) or 'no arrays'})")
+        return attrs, refs
     if parsed.kind != "h5":
-        case = load_case(path)
-        return case.attrs, {name: f"{parsed.path}:{name}" for name in case.arrays}
-    h5py = h5py_module()
+        raise InputError(f"{path!r}: a case file is an .h5/.hdf5 or .npz file holding A_prev")
     with open_h5(parsed) as f:
-        attrs = {k: to_python(v) for k, v in f.attrs.items()}
-        refs = {name: f"{parsed.path}:/{name}" for name in f if isinstance(f[name], h5py.Dataset)}
+        attrs = _h5_attrs(f, parsed.path)
+        refs = {name: f"{parsed.path}:/{name}" for name in _h5_arrays(f)}
     if "A_prev" not in refs:
         raise InputError(f"{path!r} is not a case file: no A_prev in it (it has: {', '.join(refs) or 'no datasets'})")
     return attrs, refs
 
 
-def load_case(path: str) -> Case:
+def load_case(path: str, *, allow_external: bool = False) -> Case:
     """Read a case file.
 
     Parameters
@@ -162,6 +200,8 @@ def load_case(path: str) -> Case:
     path : str
         A ``.h5``/``.hdf5`` file (root datasets, root attributes) or an ``.npz``
         (arrays; hyperparameters as 0-d entries, pairs/4-tuples as small 1-d entries).
+    allow_external : bool
+        Let HDF5 datasets read other files (see :func:`cnncli.io.hdf5.h5_dataset`).
 
     Returns
     -------
@@ -169,34 +209,29 @@ def load_case(path: str) -> Case:
 
     Raises
     ------
+    ExternalDataError
+        A dataset reads another file, without ``allow_external``.
     InputError
-        Unreadable file, or no ``A_prev`` in it.
+        Unreadable file or attribute, an array over the memory budget, or no ``A_prev`` in it.
     """
     parsed = parse_ref(path)
     case = Case(path=parsed.path)
     if parsed.kind == "h5":
         with open_h5(parsed) as f:
-            case.attrs = {k: to_python(v) for k, v in f.attrs.items()}
-            for name in f:
-                if isinstance(f[name], h5py_module().Dataset):
-                    case.arrays[name] = read_h5(h5_dataset(f, ArrayRef(path, parsed.path, "h5", name)),
-                                                f"{parsed.path}:{name}")
+            case.attrs = _h5_attrs(f, parsed.path)
+            for name in _h5_arrays(f):
+                ds = h5_dataset(f, ArrayRef(path, parsed.path, "h5", name), allow_external=allow_external)
+                text = f"{parsed.path}:{name}"
+                check_budget(ds.size * ds.dtype.itemsize, text)
+                case.arrays[name] = read_h5(ds, text)
     elif parsed.kind == "npz":
-        parsed = materialize(parsed)
-        expect_format(parsed, "npz")
-        try:
-            with np.load(source_of(parsed), allow_pickle=False) as archive:
-                for name in archive.files:
-                    arr = load_npz_member(archive, name, parsed, check=False)
-                    if name not in CASE_ARRAYS and (arr.ndim == 0 or name in CASE_KEYS):
-                        case.attrs[name] = to_python(arr)  # words like layer='conv' are 0-d str arrays
-                    else:
-                        check_dtype(arr.dtype, repr(f"{parsed.path}:{name}"))
-                        case.arrays[name] = arr
-        except InputError:
-            raise
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise InputError(f"{parsed.path!r} is not a readable .npz archive (truncated or corrupt: {exc})") from exc
+        with NpzArchive(parsed) as archive:
+            for name in archive.names:
+                header = archive.header(name)
+                if _is_attr(name, header):
+                    case.attrs[name] = _npz_attr(archive, name, header)  # words like layer='conv' are 0-d str arrays
+                else:
+                    case.arrays[name] = archive.read(name)
     else:
         raise InputError(f"{path!r}: a case file is an .h5/.hdf5 or .npz file holding A_prev")
     if "A_prev" not in case.arrays:

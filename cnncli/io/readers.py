@@ -1,7 +1,10 @@
-"""Low-level readers behind :mod:`cnncli.io.arrays`: reference parsing, ``.npy``/``.npz``/HDF5 access.
+"""Low-level readers behind :mod:`cnncli.io.arrays`: reference parsing, telling formats apart, the memory budget.
 
+``.npy`` data is read by :mod:`cnncli.io.npy`, ``.npz`` archives by :mod:`cnncli.io.npz`,
+HDF5 files by :mod:`cnncli.io.hdf5`.
 Every failure becomes an :class:`~cnncli.errors.InputError` whose one-line message
-names the reference and what would be valid. Nothing is ever unpickled.
+names the reference and what would be valid. Nothing is ever unpickled. Whole arrays
+are read only when their declared size fits :func:`memory_budget`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import os
 import re
 import stat
 import sys
-import zipfile
 from dataclasses import dataclass, field, replace
 from typing import Optional, Tuple
 
@@ -22,10 +24,72 @@ from ..errors import InputError, PickledDataError
 _REF = re.compile(r"^(?P<path>.*?\.(?:npz|h5|hdf5))(?::(?P<name>.*))?$", re.IGNORECASE)
 _H5_EXT = (".h5", ".hdf5")
 _ACCEPTED_KINDS = "biuf"  # bool, signed and unsigned ints, floats
-_NPY_MAGIC = b"\x93NUMPY"
+#: The first bytes of every .npy file.
+NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip: what numpy.load takes as .npz
 _H5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _FORMATS = {"npy": ".npy data", "npz": "an .npz archive", "h5": "an HDF5 file"}
+
+
+def memory_budget() -> int:
+    """Bytes one array may take when it is read whole (env ``CNNCLI_MEMORY_BYTES``).
+
+    Default: half of the machine's physical memory (4 GiB when it cannot be told). Sizes are
+    checked against it before anything is allocated, so a small compressed file that declares
+    a huge array (a decompression bomb) is refused instead of exhausting the machine.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    InputError
+        ``CNNCLI_MEMORY_BYTES`` is set but not a positive integer.
+    """
+    text = os.environ.get("CNNCLI_MEMORY_BYTES")
+    if text is not None:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise InputError(f"CNNCLI_MEMORY_BYTES must be a positive number of bytes, got {text!r}")
+        return value
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def check_budget(nbytes: int, text: str, what: str = "") -> None:
+    """Refuse to read ``nbytes`` into memory at once when they exceed :func:`memory_budget`.
+
+    Parameters
+    ----------
+    nbytes : int
+        Declared size of the data (from a header, before reading any of it).
+    text : str
+        The reference, for the message.
+    what : str
+        Extra words on the data (its shape and dtype).
+
+    Raises
+    ------
+    InputError
+        ``nbytes`` is over the budget; the message names both sizes and how to raise the budget.
+    """
+    budget = memory_budget()
+    if nbytes > budget:
+        raise InputError(f"{text!r} declares {what}{_size(nbytes)} of data, more than the {_size(budget)} cnncli "
+                         "reads into memory at once (set CNNCLI_MEMORY_BYTES to allow more)")
 
 
 @dataclass(frozen=True)
@@ -92,7 +156,7 @@ def parse_ref(ref: str) -> ArrayRef:
     with _open(ref, parsed) as fp:
         head, kind = _format(fp)
     if kind is None:
-        raise InputError(f"{ref!r} is not a .npy, .npz or HDF5 file ({_describe(head, None)})")
+        raise InputError(f"{ref!r} is not a .npy, .npz or HDF5 file ({describe(head, None)})")
     return ArrayRef(ref, ref, kind)
 
 
@@ -139,12 +203,12 @@ def materialize(ref: ArrayRef) -> ArrayRef:
     if _regular(ref):
         return ref
     with _open(ref.path, ref) as fp:
-        data = fp.read()
+        data = read_bounded(fp, ref.text)
     if ref.kind != "pipe":
         return replace(ref, data=data)
     head, kind = _format(io.BytesIO(data))
     if kind is None:
-        raise InputError(f"{ref.text!r} is not a .npy, .npz or HDF5 file ({_describe(head, None)})")
+        raise InputError(f"{ref.text!r} is not a .npy, .npz or HDF5 file ({describe(head, None)})")
     if ref.name is not None and kind == "npy":
         raise InputError(f"{ref.text!r}: only .npz and HDF5 files hold named arrays, and {ref.path!r} is "
                          "a .npy file")
@@ -156,9 +220,25 @@ def _stdin_bytes() -> bytes:
     if hasattr(stream, "isatty") and stream.isatty():
         raise InputError("'-' reads .npy bytes from standard input, but it is a terminal; pipe an array in "
                          "(e.g. cnncli forward ... -o - | cnncli forward - ...)")
-    data = stream.read()
+    data = read_bounded(stream, "standard input")
     if not data:
         raise InputError("standard input is empty; '-' expects .npy bytes (did the command before the pipe fail?)")
+    return data
+
+
+def read_bounded(stream, text: str) -> bytes:
+    """All the bytes of a pipe or stdin, refusing more than :func:`memory_budget` (``cat /dev/zero |``).
+
+    Raises
+    ------
+    InputError
+        The stream holds more than the budget.
+    """
+    budget = memory_budget()
+    data = stream.read(budget + 1)
+    if len(data) > budget:
+        raise InputError(f"{text} holds more than {_size(budget)}, the most cnncli reads into memory at once "
+                         "(set CNNCLI_MEMORY_BYTES to allow more, or give a file)")
     return data
 
 
@@ -182,14 +262,15 @@ def source_of(ref: ArrayRef):
     return io.BytesIO(ref.data) if ref.data is not None else ref.path
 
 
-def _reader(ref: ArrayRef):
+def reader(ref: ArrayRef):
+    """A binary file over ``ref``'s bytes: the bytes read by :func:`materialize`, or the file opened (InputError if it cannot be)."""
     return io.BytesIO(ref.data) if ref.data is not None else _open(ref.path, ref)
 
 
 def _format(fp) -> Tuple[bytes, Optional[str]]:
     """The first bytes of an open binary file and the format they show: "npy", "npz", "h5" or None."""
     head = fp.read(64)
-    for kind, magic in (("npy", (_NPY_MAGIC,)), ("npz", _ZIP_MAGIC), ("h5", (_H5_MAGIC,))):
+    for kind, magic in (("npy", (NPY_MAGIC,)), ("npz", _ZIP_MAGIC), ("h5", (_H5_MAGIC,))):
         if head.startswith(magic):
             return head, kind
     # NOTE: an HDF5 file may start with a user block: its signature is then at byte 512, 1024, 2048...
@@ -204,8 +285,20 @@ def _format(fp) -> Tuple[bytes, Optional[str]]:
         offset *= 2
 
 
-def _describe(head: bytes, kind: Optional[str]) -> str:
-    """What a file holds, for messages: 'it is an HDF5 file', "it starts with 'hello'"..."""
+def describe(head: bytes, kind: Optional[str]) -> str:
+    """What a file holds, for messages: 'it is an HDF5 file', "it starts with 'hello'"...
+
+    Parameters
+    ----------
+    head : bytes
+        Its first bytes (64 are plenty).
+    kind : {"npy", "npz", "h5"} or None
+        The format its magic bytes show, if any.
+
+    Returns
+    -------
+    str
+    """
     if kind is not None:
         return f"it is {_FORMATS[kind]}"
     if not head:
@@ -237,14 +330,14 @@ def expect_format(ref: ArrayRef, kind: str) -> None:
     InputError
         The bytes are of another format; the message says which (or how they start).
     """
-    with _reader(ref) as fp:
+    with reader(ref) as fp:
         head, found = _format(fp)
     if found == kind:
         return
-    what = _describe(head, found)
+    what = describe(head, found)
     if kind == "npy":
         if what == "it is a Python pickle":
-            raise _pickled(ref.text)
+            raise pickled(ref.text)
         if ref.text == "-":
             hint = "; pipe in the output of numpy.save or of cnncli forward/backward -o -"
         else:
@@ -270,137 +363,37 @@ def check_dtype(dtype: np.dtype, what: str) -> None:
         )
 
 
-# --------------------------------------------------------------------- npy / npz
+def pickled(text: str) -> PickledDataError:
+    """The error for data that holds pickled Python objects (returned, to be raised).
 
-
-def _pickled(text: str) -> PickledDataError:
+    Returns
+    -------
+    PickledDataError
+    """
     return PickledDataError(f"{text!r} holds pickled Python objects; cnncli never unpickles "
-                      "(save a numeric array with numpy.save)")
+                            "(save a numeric array with numpy.save)")
 
 
-def _npy_error(ref: ArrayRef, exc: Exception) -> InputError:
-    # The magic bytes were checked first, so a pickle message from numpy here is an object array.
-    text = str(exc)
-    if "pickle" in text.lower():
-        return _pickled(ref.text)
-    reason = text.splitlines()[0] if text else type(exc).__name__
-    return InputError(f"{ref.text!r} is not a readable .npy array (truncated or corrupt: {reason})")
-
-
-def _load_npy_bytes(fp, ref: ArrayRef, mmap: bool = False) -> np.ndarray:
-    try:
-        if mmap:
-            arr = np.load(fp, mmap_mode="r", allow_pickle=False)
-        else:
-            arr = np.load(fp, allow_pickle=False)
-    except Exception as exc:  # ValueError, EOFError, OSError, unpickling refusals...: all the file's fault
-        raise _npy_error(ref, exc) from exc
-    if not isinstance(arr, np.ndarray):  # cannot happen after _expect; kept as a guard
-        raise InputError(f"{ref.text!r} is not .npy data")
-    check_dtype(arr.dtype, repr(ref.text))
-    return arr
-
-
-def load_npy(ref: ArrayRef, *, mmap: bool = False) -> np.ndarray:
-    """The array of a materialized ``.npy`` reference (stdin included).
+def pick_name(ref: ArrayRef, names, what: str) -> str:
+    """The name ``ref`` asks for among ``names``, or the only one.
 
     Parameters
     ----------
     ref : ArrayRef
-        From :func:`materialize`.
-    mmap : bool
-        Memory-map a regular file (read lazily); bytes read from a pipe are never mapped.
-
-    Raises
-    ------
-    InputError
-        Not .npy data (the message says what it is), truncated, pickled or a refused dtype.
-    """
-    expect_format(ref, "npy")
-    if mmap and ref.data is None:
-        try:
-            return _load_npy_bytes(ref.path, ref, mmap=True)
-        except PickledDataError:
-            raise
-        except InputError:
-            pass  # mmap refuses some valid files (zero-size arrays...): read plainly below
-    with _reader(ref) as fp:
-        return _load_npy_bytes(fp, ref)
-
-
-def load_npz(ref: ArrayRef) -> np.ndarray:
-    """The array an ``.npz`` reference names (``x.npz:NAME``, or ``x.npz`` holding one array).
-
-    Parameters
-    ----------
-    ref : ArrayRef
-        Of kind "npz"; materialized here when it comes from a pipe.
+        ``ref.name`` None asks for the only one.
+    names : list of str
+    what : str
+        "array" or "dataset", for the message.
 
     Returns
     -------
-    ndarray, any shape
-        In its stored dtype (bool, integer or float).
+    str
 
     Raises
     ------
-    PickledDataError
-        The member holds pickled objects.
     InputError
-        Not a zip, truncated or corrupt, unknown or ambiguous name (the message lists the names),
-        a member that is not .npy data, or a refused dtype.
+        No such name, or several and none asked for; the message lists those that exist.
     """
-    ref = materialize(ref)
-    expect_format(ref, "npz")
-    try:
-        with np.load(source_of(ref), allow_pickle=False) as archive:
-            names = list(archive.files)
-            name = _pick_name(ref, names, "array")
-            return load_npz_member(archive, name, ref)
-    except InputError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise InputError(f"{ref.text!r} is not a readable .npz archive (truncated or corrupt: {exc})") from exc
-
-
-def load_npz_member(archive, name: str, ref: ArrayRef, check: bool = True) -> np.ndarray:
-    """Member ``name`` of an open archive, read without unpickling.
-
-    Parameters
-    ----------
-    archive : numpy.lib.npyio.NpzFile
-        Opened with ``allow_pickle=False``.
-    name : str
-        A name in ``archive.files``.
-    ref : ArrayRef
-        The archive's reference, for messages (``'x.npz:NAME'``).
-    check : bool
-        Refuse dtypes cnncli cannot compute with (case files check their attributes' members later).
-
-    Returns
-    -------
-    ndarray, any shape
-
-    Raises
-    ------
-    PickledDataError
-        The member holds pickled objects.
-    InputError
-        Corrupt or not .npy data; a refused dtype when ``check``.
-    """
-    member = ArrayRef(f"{ref.path}:{name}", ref.path, "npz", name)
-    try:
-        arr = archive[name]
-    except Exception as exc:  # ValueError, BadZipFile, unpickling refusals...
-        raise _npy_error(member, exc) from exc
-    if not isinstance(arr, np.ndarray):  # numpy returns a member that is not .npy as raw bytes
-        raise InputError(f"{member.text!r} is not .npy data ({_describe(bytes(arr[:64]), None)})")
-    if check:
-        check_dtype(arr.dtype, repr(member.text))
-    return arr
-
-
-def _pick_name(ref: ArrayRef, names, what: str) -> str:
-    """The requested name, or the only one; else an InputError listing what exists."""
     listing = ", ".join(names) if names else "none"
     if ref.name is None:
         if len(names) == 1:
@@ -410,93 +403,3 @@ def _pick_name(ref: ArrayRef, names, what: str) -> str:
     if ref.name in names:
         return ref.name
     raise InputError(f"{ref.path!r} has no {what} {ref.name!r}; it has: {listing}")
-
-
-# --------------------------------------------------------------------- HDF5
-
-
-def h5py_module():
-    """The ``h5py`` module, imported on first use.
-
-    Returns
-    -------
-    module
-
-    Raises
-    ------
-    ImportError
-        h5py is not installed (it is a dependency: a broken installation).
-    """
-    import h5py  # imported lazily: start-up time of the commands that never touch HDF5
-
-    return h5py
-
-
-def open_h5(ref: ArrayRef):
-    """Open an HDF5 file read-only.
-
-    Raises
-    ------
-    InputError
-        Missing, unreadable or not an HDF5 file.
-    """
-    ref = materialize(ref)
-    expect_format(ref, "h5")
-    try:
-        return h5py_module().File(source_of(ref), "r")
-    except OSError as exc:
-        reason = str(exc).split("(")[-1].rstrip(")") if "(" in str(exc) else str(exc)
-        raise InputError(f"{ref.path!r} is not a readable HDF5 file (truncated or corrupt: {reason})") from exc
-
-
-def h5_datasets(group) -> list:
-    """Paths of every dataset under ``group``, absolute, sorted."""
-    found = []
-    h5py = h5py_module()
-
-    def visit(name, obj):
-        if isinstance(obj, h5py.Dataset):
-            found.append("/" + name if not name.startswith("/") else name)
-
-    group.visititems(visit)
-    prefix = group.name.rstrip("/")
-    return sorted(prefix + p if prefix and not p.startswith(prefix + "/") else p for p in found)
-
-
-def h5_dataset(f, ref: ArrayRef):
-    """The dataset ``ref`` names in the open file ``f`` (checked dtype, at least 0-d).
-
-    Raises
-    ------
-    InputError
-        Unknown path (the message lists the datasets that exist), a group, or a refused dtype.
-    """
-    h5py = h5py_module()
-    names = h5_datasets(f)
-    if ref.name is None:
-        path = _pick_name(ref, names, "dataset")
-    else:
-        path = ref.name if ref.name.startswith("/") else "/" + ref.name
-        obj = f.get(path)
-        if obj is None or not isinstance(obj, h5py.Dataset):
-            inside = h5_datasets(obj) if isinstance(obj, h5py.Group) else names
-            kind = "is a group, not a dataset" if isinstance(obj, h5py.Group) else "has no dataset"
-            listing = ", ".join(inside) if inside else "none"
-            if isinstance(obj, h5py.Group):
-                raise InputError(f"{ref.text!r} {kind}; datasets in it: {listing}")
-            raise InputError(f"{ref.path!r} {kind} {path!r}; it has: {listing}")
-    ds = f[path]
-    try:
-        dtype = ds.dtype
-    except Exception as exc:  # h5py cannot even map the type (opaque, references...)
-        raise InputError(f"'{ref.path}:{path}' has a data type cnncli cannot read") from exc
-    check_dtype(dtype, repr(f"{ref.path}:{path}"))
-    return ds
-
-
-def read_h5(ds, ref_text: str, sel=()) -> np.ndarray:
-    """Read ``ds[sel]``, turning HDF5 read errors (truncated files) into InputError."""
-    try:
-        return np.asarray(ds[sel])
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise InputError(f"{ref_text!r} could not be read (truncated or corrupt: {str(exc).splitlines()[0]})") from exc

@@ -34,7 +34,7 @@ from ..io.arrays import ArrayStream, load_array, open_array
 
 #: Option names accepted by :func:`resolve_layer` besides ``source`` and ``stream``.
 OPTION_KEYS = ("layer", "weights", "bias", "f", "stride", "pad", "dilation", "groups", "mode",
-               "ceil_mode", "count_include_pad", "layout", "dtype", "grad")
+               "ceil_mode", "count_include_pad", "layout", "dtype", "grad", "allow_external")
 _CONV_ONLY = {"weights": "--weights", "bias": "--bias", "groups": "--groups"}
 _POOL_ONLY = {"mode": "--mode", "ceil_mode": "--ceil-mode", "count_include_pad": "--count-include-pad"}
 
@@ -230,7 +230,8 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
         Load the upstream gradient (``--grad`` or the case's ``dZ``/``dA``); ``forward`` does not.
     **options
         Any of :data:`OPTION_KEYS`, None meaning "not given": layer, weights, bias, f, stride,
-        pad, dilation, groups, mode, ceil_mode, count_include_pad, layout, dtype, grad.
+        pad, dilation, groups, mode, ceil_mode, count_include_pad, layout, dtype, grad, allow_external
+        (let HDF5 inputs read other files: external links, external storage, virtual datasets).
 
     Returns
     -------
@@ -238,6 +239,8 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
 
     Raises
     ------
+    ExternalDataError
+        An HDF5 input reads another file, without ``allow_external``.
     InputError
         Unreadable arrays, refused dtypes, no source, several arrays from stdin, unknown dtype.
     ShapeError
@@ -305,15 +308,15 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
     return call
 
 
-def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict):
+def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict, allow_external: bool):
     """Load one input, record where it came from, refuse anything but 4-D for the big ones."""
     role = {"A_prev": "A_prev", "W": "--weights", "b": "--bias"}.get(name, "--grad")
     if stream and name in ("A_prev", "dZ", "dA"):
-        s = open_array(ref, role=role)
+        s = open_array(ref, role=role, allow_external=allow_external)
         call._streams.append(s)
         shape, dtype, value = s.shape, s.dtype, s
     else:
-        value = load_array(ref, role=role)
+        value = load_array(ref, role=role, allow_external=allow_external)
         shape, dtype = value.shape, value.dtype
     call.inputs[name] = {"source": ref, "shape": list(shape), "dtype": str(dtype)}
     stored[name] = dtype
@@ -335,7 +338,7 @@ def _batch_input(call: LayerCall, src) -> object:
 def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool, case: _CaseSettings) -> None:
     """Load every input of ``call`` and resolve its hyperparameters, validating as it goes."""
     stored: dict = {}
-    call.A_prev = _batch_input(call, _load(call, "A_prev", refs["A_prev"], stream, stored))
+    call.A_prev = _batch_input(call, _load(call, "A_prev", refs["A_prev"], stream, stored, bool(opts["allow_external"])))
     m, H, Wd, C = call.A_prev.shape
     if min(m, H, Wd, C) < 1:
         stored_shape = tuple(call.inputs["A_prev"]["shape"])
@@ -347,7 +350,7 @@ def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool, case: _Ca
 
     grad_key = "dZ" if call.kind == "conv" else "dA"
     if grad_key in refs:
-        g_src = _load(call, grad_key, refs[grad_key], stream, stored)
+        g_src = _load(call, grad_key, refs[grad_key], stream, stored, bool(opts["allow_external"]))
         g_shape = call.inputs[grad_key]["shape"]
         if layouts.shape_to_nhwc(g_shape, call.layout) != call.out_shape:
             raise ShapeError(f"{grad_key} from {refs[grad_key]!r} has shape {tuple(g_shape)}; expected the forward "
@@ -369,7 +372,7 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
     if "W" not in refs:
         raise InputError("a conv layer needs filters: give --weights ARRAY (or a case file with W)")
     C = call.A_prev.shape[3]
-    W = _load(call, "W", refs["W"], False, stored)
+    W = _load(call, "W", refs["W"], False, stored, bool(opts["allow_external"]))
     call.W = _compute(layouts.to_nhwc(W, call.layout, weights=True), call.dtype)
     kh, kw, c_g, n_C = call.W.shape
     if min(call.W.shape) < 1:
@@ -390,7 +393,7 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
         call.notes.append("no bias given: b = 0")
         call.bias_shape = (n_C,)
         return
-    b = _load(call, "b", refs["b"], False, stored)
+    b = _load(call, "b", refs["b"], False, stored, bool(opts["allow_external"]))
     if b.shape not in ((n_C,), (1, 1, 1, n_C)):
         raise ShapeError(f"b from {refs['b']!r} has shape {b.shape}; expected ({n_C},) or (1, 1, 1, {n_C}) "
                          f"to match W's {n_C} filter(s)")

@@ -1,0 +1,288 @@
+"""HDF5 access for :mod:`cnncli.io.arrays` and :mod:`cnncli.io.cases`: datasets and attributes, read safely.
+
+An HDF5 file can make a reader open other files: an external link points at an
+object of another file, a dataset's raw data can live in external files (any file
+the user can read, e.g. the system password file, is then copied byte for byte),
+and a virtual dataset maps datasets of other files. cnncli reads only the file it
+was given unless ``allow_external`` (``--allow-external``) says otherwise, and
+refuses before anything outside is opened: links are walked one by one, never
+followed blindly. Every failure is an :class:`~cnncli.errors.InputError` with a
+one-line message naming the file, the dataset or attribute, and what is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ..errors import ExternalDataError, InputError
+from .readers import ArrayRef, check_dtype, expect_format, materialize, pick_name, source_of
+
+#: Soft links followed in one path before giving up (HDF5's own limit is 16 nested links).
+MAX_LINKS = 32
+_ALLOW = "give --allow-external to read it"
+
+
+def h5py_module():
+    """The ``h5py`` module, imported on first use.
+
+    Returns
+    -------
+    module
+
+    Raises
+    ------
+    ImportError
+        h5py is not installed (it is a dependency: a broken installation).
+    """
+    import h5py  # imported lazily: start-up time of the commands that never touch HDF5
+
+    return h5py
+
+
+def open_h5(ref: ArrayRef):
+    """Open an HDF5 file read-only.
+
+    Parameters
+    ----------
+    ref : ArrayRef
+        Of kind "h5"; materialized here when it comes from a pipe.
+
+    Returns
+    -------
+    h5py.File
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable or not an HDF5 file.
+    """
+    ref = materialize(ref)
+    expect_format(ref, "h5")
+    try:
+        return h5py_module().File(source_of(ref), "r")
+    except OSError as exc:
+        reason = str(exc).split("(")[-1].rstrip(")") if "(" in str(exc) else str(exc)
+        raise InputError(f"{ref.path!r} is not a readable HDF5 file (truncated or corrupt: {reason})") from exc
+
+
+def h5_datasets(group) -> list:
+    """Paths of every dataset under ``group`` reached by hard links (never through another file).
+
+    Parameters
+    ----------
+    group : h5py.Group
+
+    Returns
+    -------
+    list of str
+        Absolute paths, sorted.
+    """
+    found = []
+    h5py = h5py_module()
+
+    def visit(name, obj):  # NOTE: visititems follows hard links only: no external link is opened here
+        if isinstance(obj, h5py.Dataset):
+            found.append("/" + name if not name.startswith("/") else name)
+
+    group.visititems(visit)
+    prefix = group.name.rstrip("/")
+    return sorted(prefix + p if prefix and not p.startswith(prefix + "/") else p for p in found)
+
+
+def walk_links(f, path: str) -> Tuple[Optional[str], Optional[object]]:
+    """Resolve ``path`` in ``f`` link by link, without opening anything outside the file.
+
+    Parameters
+    ----------
+    f : h5py.File
+    path : str
+        Absolute path inside ``f``.
+
+    Returns
+    -------
+    path : str or None
+        The path of the object reached by hard links only (None when a link is missing,
+        loops or crosses into another file).
+    external : h5py.ExternalLink or None
+        The external link the path goes through, if any.
+    """
+    h5py = h5py_module()
+    parts = [p for p in path.split("/") if p]
+    here, links = "", 0
+    while parts:
+        group = f.get(here or "/")  # reached by hard links only: safe to open
+        if not isinstance(group, h5py.Group):
+            return None, None
+        part = parts.pop(0)
+        link = group.get(part, getlink=True)
+        if link is None:
+            return None, None
+        if isinstance(link, h5py.ExternalLink):
+            return None, link
+        if isinstance(link, h5py.SoftLink):
+            links += 1
+            if links > MAX_LINKS:
+                return None, None
+            target = link.path if link.path.startswith("/") else f"{here}/{link.path}"
+            parts = [p for p in target.split("/") if p] + parts
+            here = ""
+            continue
+        here = f"{here}/{part}"
+    return here or "/", None
+
+
+def link_kind(f, path: str) -> Optional[str]:
+    """What ``path`` leads to in ``f``: "dataset", "group", "external" (an external link) or None.
+
+    Opens nothing outside the file; never raises for a missing or looping path (None).
+    """
+    h5py = h5py_module()
+    inside, external = walk_links(f, path)
+    if external is not None:
+        return "external"
+    obj = f.get(inside) if inside is not None else None
+    if isinstance(obj, h5py.Dataset):
+        return "dataset"
+    return "group" if isinstance(obj, h5py.Group) else None
+
+
+def _check_storage(f, ds, text: str, depth: int = 0) -> None:
+    """Refuse a dataset whose raw data lives in other files (external storage, virtual sources)."""
+    external = ds.external
+    if external:
+        raise ExternalDataError(f"{text!r} keeps its data in another file ({external[0][0]!r}, external storage); "
+                                f"refused: cnncli reads only the file it is given ({_ALLOW})")
+    if not ds.is_virtual:
+        return
+    for source in ds.virtual_sources():
+        if source.file_name != ".":
+            raise ExternalDataError(f"{text!r} is a virtual dataset reading '{source.file_name}:{source.dset_name}' "
+                                    f"from another file; refused: cnncli reads only the file it is given ({_ALLOW})")
+        inside, link = walk_links(f, source.dset_name if source.dset_name.startswith("/") else "/" + source.dset_name)
+        if link is not None:
+            raise ExternalDataError(f"{text!r} is a virtual dataset reading {source.dset_name!r}, an external link "
+                                    f"to '{link.filename}:{link.path}'; refused ({_ALLOW})")
+        target = f.get(inside) if inside is not None else None
+        if target is not None and depth < MAX_LINKS and isinstance(target, h5py_module().Dataset):
+            _check_storage(f, target, text, depth + 1)
+
+
+def h5_dataset(f, ref: ArrayRef, *, allow_external: bool = False):
+    """The dataset ``ref`` names in the open file ``f``, checked before any of its data is read.
+
+    Parameters
+    ----------
+    f : h5py.File
+        Opened with :func:`open_h5`.
+    ref : ArrayRef
+        ``ref.name`` is the dataset's path; None picks the file's only dataset.
+    allow_external : bool
+        Follow external links and read external or virtual storage in other files (``--allow-external``).
+
+    Returns
+    -------
+    h5py.Dataset
+        Of an accepted dtype (bool, integer, float), with a shape (not ``h5py.Empty``).
+
+    Raises
+    ------
+    ExternalDataError
+        Without ``allow_external``: the path crosses an external link, or the data is in external
+        raw storage or a virtual dataset reading another file; the message names dataset and target.
+    InputError
+        Unknown path (the message lists the datasets that exist), a group, an empty dataset, or a
+        refused or unreadable dtype.
+    """
+    h5py = h5py_module()
+    names = h5_datasets(f)
+    if ref.name is None:
+        path = pick_name(ref, names, "dataset")
+    else:
+        path = ref.name if ref.name.startswith("/") else "/" + ref.name
+    text = f"{ref.path}:{path}"
+    inside, link = walk_links(f, path)
+    if link is not None and not allow_external:
+        raise ExternalDataError(f"{text!r} leads to another file (an external link to '{link.filename}:{link.path}'); "
+                                f"refused: cnncli reads only the file it is given ({_ALLOW})")
+    obj = f.get(path) if link is not None else (f.get(inside) if inside is not None else None)
+    if obj is None or not isinstance(obj, h5py.Dataset):
+        inside_names = h5_datasets(obj) if isinstance(obj, h5py.Group) else names
+        listing = ", ".join(inside_names) if inside_names else "none"
+        if isinstance(obj, h5py.Group):
+            raise InputError(f"{ref.text!r} is a group, not a dataset; datasets in it: {listing}")
+        raise InputError(f"{ref.path!r} has no dataset {path!r}; it has: {listing}")
+    if not allow_external:
+        _check_storage(f, obj, text)
+    try:
+        dtype = obj.dtype
+    except Exception as exc:  # h5py cannot even map the type (opaque, references...)
+        raise InputError(f"{text!r} has a data type cnncli cannot read") from exc
+    if obj.shape is None:
+        raise InputError(f"{text!r} is an empty dataset (h5py.Empty: no shape and no data); expected an array")
+    check_dtype(dtype, repr(text))
+    return obj
+
+
+def read_h5(ds, ref_text: str, sel=()) -> np.ndarray:
+    """``ds[sel]`` as an ndarray.
+
+    Parameters
+    ----------
+    ds : h5py.Dataset
+        From :func:`h5_dataset`.
+    ref_text : str
+        The reference, for messages.
+    sel : slice or tuple
+        What to read; ``()`` reads everything.
+
+    Returns
+    -------
+    ndarray
+
+    Raises
+    ------
+    InputError
+        HDF5 read errors (a truncated file, a failing filter).
+    """
+    try:
+        return np.asarray(ds[sel])
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise InputError(f"{ref_text!r} could not be read (truncated or corrupt: {str(exc).splitlines()[0]})") from exc
+
+
+def read_attrs(obj, where: str) -> dict:
+    """Every attribute of ``obj`` (a file, group or dataset) as stored, each read on its own.
+
+    Parameters
+    ----------
+    obj : h5py.Group or h5py.Dataset
+    where : str
+        The file (and object) for messages, e.g. ``"case.h5"``.
+
+    Returns
+    -------
+    dict of str to object
+        numpy scalars, arrays, bytes or str, as h5py gives them.
+
+    Raises
+    ------
+    InputError
+        An attribute h5py cannot read (an opaque or unmapped type) or an empty one (``h5py.Empty``);
+        the message names the file and the attribute.
+    """
+    h5py = h5py_module()
+    values = {}
+    for name in obj.attrs:
+        try:
+            value = obj.attrs[name]
+        except Exception as exc:  # OSError "no appropriate function for conversion path", TypeError...
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"{where!r}: attribute {name!r} has a data type cnncli cannot read ({reason}); "
+                             "store a number, a word or a small array of numbers") from exc
+        if isinstance(value, h5py.Empty):
+            raise InputError(f"{where!r}: attribute {name!r} is empty (h5py.Empty, no value); "
+                             "give it a value or delete it")
+        values[name] = value
+    return values

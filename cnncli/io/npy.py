@@ -1,0 +1,181 @@
+""".npy data read without numpy's loader: the header parsed as a literal, the data read within the memory budget.
+
+numpy's ``np.load`` refuses headers over 10000 bytes with a message that suggests
+``allow_pickle=True``; here a header is parsed with :func:`ast.literal_eval` (no code
+runs) up to :data:`MAX_NPY_HEADER` bytes, an object dtype is refused as pickled data
+before anything else is read, and exactly the declared number of data bytes is read
+(a compressed stream is inflated only that far) once it fits
+:func:`~cnncli.io.readers.memory_budget`.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import os
+import struct
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ..errors import InputError
+from .readers import NPY_MAGIC, ArrayRef, check_budget, check_dtype, describe, expect_format, pickled, reader
+
+#: Longest .npy header parsed (numpy.save writes a few hundred bytes).
+MAX_NPY_HEADER = 2**20
+
+
+@dataclass(frozen=True)
+class NpyHeader:
+    """What a ``.npy`` header declares: ``shape``, ``dtype``, ``fortran_order``; data starts at ``offset``."""
+
+    shape: Tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+    offset: int
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the declared data in bytes (a Python int: no overflow)."""
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _exact(fp, n: int, text: str) -> bytes:
+    data = fp.read(n)
+    if len(data) != n:
+        raise InputError(f"{text!r} is not a readable .npy array (truncated or corrupt: the header is cut short)")
+    return data
+
+
+def read_npy_header(fp, text: str) -> NpyHeader:
+    """Parse the ``.npy`` header at the start of ``fp`` (format versions 1, 2 and 3), reading nothing more.
+
+    The header is a Python literal, parsed with :func:`ast.literal_eval` (no code runs) up to
+    :data:`MAX_NPY_HEADER` bytes; numpy's own loader refuses headers over 10000 bytes and then
+    suggests ``allow_pickle=True``, which a valid array with a long header does not need.
+
+    Parameters
+    ----------
+    fp : binary file
+        Positioned at the magic string; left just after the header.
+    text : str
+        The reference, for messages.
+
+    Returns
+    -------
+    NpyHeader
+
+    Raises
+    ------
+    PickledDataError
+        The dtype holds Python objects.
+    InputError
+        Not .npy data, an unknown version, a header over the limit, cut short or malformed.
+    """
+    magic = _exact(fp, 8, text)
+    if magic[:6] != NPY_MAGIC:
+        raise InputError(f"{text!r} is not .npy data ({describe(magic, None)})")
+    major = magic[6]
+    if major not in (1, 2, 3):
+        raise InputError(f"{text!r} is .npy format version {major}.{magic[7]}, which cnncli cannot read "
+                         "(versions 1 to 3 are)")
+    width = 2 if major == 1 else 4
+    length = struct.unpack("<H" if width == 2 else "<I", _exact(fp, width, text))[0]
+    if length > MAX_NPY_HEADER:
+        raise InputError(f"{text!r} has a .npy header of {length} bytes, more than the {MAX_NPY_HEADER} cnncli "
+                         "reads (numpy.save writes a few hundred)")
+    raw = _exact(fp, length, text)
+    try:
+        header = ast.literal_eval(raw.decode("utf-8" if major == 3 else "latin1"))
+        if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
+            raise ValueError("the header is not a dict of descr, fortran_order and shape")
+        shape, fortran = header["shape"], header["fortran_order"]
+        if (not isinstance(shape, tuple) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                                      for n in shape) or not isinstance(fortran, bool)):
+            raise ValueError(f"bad shape {shape!r} or fortran_order {fortran!r}")
+        dtype = np.lib.format.descr_to_dtype(header["descr"])
+    except Exception as exc:  # SyntaxError, ValueError, TypeError, MemoryError, RecursionError: all the file's fault
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{text!r} is not a readable .npy array (truncated or corrupt: {reason})") from exc
+    if dtype.hasobject:
+        raise pickled(text)
+    return NpyHeader(shape, dtype, fortran, 6 + 2 + width + length)
+
+
+def read_npy_data(fp, header: NpyHeader, text: str) -> np.ndarray:
+    """Read the data a header declared from ``fp`` (just after the header), within :func:`memory_budget`.
+
+    Reads exactly ``header.nbytes``: a compressed stream is inflated only that far.
+
+    Parameters
+    ----------
+    fp : binary file
+        With ``readinto`` (files, BytesIO, zip members).
+    header : NpyHeader
+    text : str
+        The reference, for messages.
+
+    Returns
+    -------
+    ndarray of ``header.shape`` and ``header.dtype``
+
+    Raises
+    ------
+    InputError
+        Over the memory budget (checked before allocating), or the data is cut short.
+    """
+    dims = "x".join(str(n) for n in header.shape) or "scalar"
+    check_budget(header.nbytes, text, f"a {dims} {header.dtype} array: ")
+    flat = np.empty(math.prod(header.shape), dtype=header.dtype)
+    view, done = memoryview(flat.view(np.uint8)), 0
+    while done < header.nbytes:
+        n = fp.readinto(view[done:])
+        if not n:
+            raise InputError(f"{text!r} is not a readable .npy array (truncated or corrupt: "
+                             f"{done} of {header.nbytes} data bytes)")
+        done += n
+    return flat.reshape(header.shape, order="F" if header.fortran_order else "C")
+
+
+def _map_npy(path: str, header: NpyHeader, text: str) -> Optional[np.ndarray]:
+    """The data of a regular .npy file memory-mapped read-only; None when it cannot be mapped (empty arrays)."""
+    if os.path.getsize(path) < header.offset + header.nbytes:
+        raise InputError(f"{text!r} is not a readable .npy array (truncated or corrupt: the file is "
+                         f"{os.path.getsize(path)} bytes, its header declares {header.offset + header.nbytes})")
+    if header.nbytes == 0 or not header.shape:
+        return None
+    return np.memmap(path, dtype=header.dtype, mode="r", offset=header.offset, shape=header.shape,
+                     order="F" if header.fortran_order else "C")
+
+
+def load_npy(ref: ArrayRef, *, mmap: bool = False) -> np.ndarray:
+    """The array of a materialized ``.npy`` reference (stdin included).
+
+    Parameters
+    ----------
+    ref : ArrayRef
+        From :func:`materialize`.
+    mmap : bool
+        Memory-map a regular file (read lazily); bytes read from a pipe are never mapped.
+
+    Returns
+    -------
+    ndarray (a read-only numpy.memmap when mapped), any shape
+
+    Raises
+    ------
+    PickledDataError
+        An object dtype.
+    InputError
+        Not .npy data (the message says what it is), truncated, over the memory budget, or a refused dtype.
+    """
+    expect_format(ref, "npy")
+    with reader(ref) as fp:
+        header = read_npy_header(fp, ref.text)
+        check_dtype(header.dtype, repr(ref.text))
+        if mmap and ref.data is None:
+            mapped = _map_npy(ref.path, header, ref.text)
+            if mapped is not None:
+                return mapped
+        return read_npy_data(fp, header, ref.text)

@@ -1,0 +1,119 @@
+"""Decompression bombs and oversized inputs: sizes are checked from headers before anything is allocated,
+compressed members are inflated only as far as they are read, and a pass over one holds a chunk at a time."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cnncli.cli import app
+from cnncli.errors import InputError
+from cnncli.io import npy
+from cnncli.io.arrays import load_array, open_array
+
+runner = CliRunner()
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def write_bomb(path, shape, name="A_prev", data_bytes=None):
+    """An .npz whose member declares ``shape`` float64 and holds ``data_bytes`` zeros (all by default), deflated."""
+    head = io.BytesIO()
+    np.lib.format.write_array_header_2_0(head, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    n = int(np.prod(shape)) * 8 if data_bytes is None else data_bytes
+    block = bytes(1 << 20)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        with z.open(f"{name}.npy", "w", force_zip64=True) as member:
+            member.write(head.getvalue())
+            while n > 0:
+                member.write(block[:min(n, len(block))])
+                n -= len(block)
+
+
+def test_a_pass_over_a_bomb_holds_one_chunk_at_a_time(tmp_path):
+    # 512 MiB of zeros in a ~2 MB file: read whole it would take over 600 MB with the interpreter.
+    write_bomb(tmp_path / "bomb.npz", (512, 128, 128, 8))
+    assert os.path.getsize(tmp_path / "bomb.npz") < 3 * 2**20
+    script = ("import resource, sys; from cnncli.cli.app import app; import typer;"
+              "code = typer.main.get_command(app).main(sys.argv[1:], standalone_mode=False);"
+              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(code)")
+    res = subprocess.run([sys.executable, "-c", script, "forward", str(tmp_path / "bomb.npz"), "--f", "8", "--json"],
+                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert res.returncode == 0, res.stderr
+    peak_mib = int(res.stderr.splitlines()[-1]) / 1024  # ru_maxrss is in KiB on Linux
+    assert peak_mib < 350, f"peak RSS {peak_mib:.0f} MiB"
+    assert json.loads(res.stdout)["outputs"]["A"]["shape"] == [512, 16, 16, 8]
+
+
+def test_a_member_larger_than_the_budget_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    # The member declares 2**40 bytes and holds none: refused from its header, nothing allocated.
+    write_bomb(tmp_path / "huge.npz", (2**17, 1024, 1024, 1), data_bytes=0)
+    monkeypatch.setenv("CNNCLI_MEMORY_BYTES", str(2**30))
+    with pytest.raises(InputError) as info:
+        load_array(str(tmp_path / "huge.npz"))
+    assert str(info.value) == (f"'{tmp_path}/huge.npz:A_prev' declares a 131072x1024x1024x1 float64 array: "
+                               "1024.0 GiB of data, more than the 1.0 GiB cnncli reads into memory at once "
+                               "(set CNNCLI_MEMORY_BYTES to allow more)")
+    np.save(tmp_path / "A.npy", np.ones((1, 4, 4, 1)))
+    res = runner.invoke(app, ["forward", str(tmp_path / "A.npy"), "--weights", str(tmp_path / "huge.npz")])
+    assert res.exit_code == 2 and res.stderr.startswith(f"cnncli: error: --weights '{tmp_path}/huge.npz:A_prev' "
+                                                        "declares a 131072x1024x1024x1 float64 array")
+    res = runner.invoke(app, ["gradcheck", str(tmp_path / "huge.npz"), "--f", "2"])  # gradcheck loads whole
+    assert res.exit_code == 2 and "declares a 131072x1024x1024x1 float64 array" in res.stderr
+
+
+def test_shape_like_reads_only_the_member_header(tmp_path, monkeypatch):
+    write_bomb(tmp_path / "huge.npz", (2**17, 1024, 1024, 1), data_bytes=0)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("--like read array data")
+
+    monkeypatch.setattr(npy, "read_npy_data", refuse)
+    res = runner.invoke(app, ["shape", "--like", str(tmp_path / "huge.npz"), "--f", "3", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["input"] == [2**17, 1024, 1024, 1]
+
+
+def test_a_streamed_member_reads_rows_in_any_order(tmp_path):
+    x = np.arange(5 * 3 * 2 * 1, dtype=np.float32).reshape(5, 3, 2, 1)
+    np.savez_compressed(tmp_path / "x.npz", x=x)
+    with open_array(str(tmp_path / "x.npz")) as s:
+        assert s.lazy and s.shape == x.shape and s.dtype == np.float32
+        np.testing.assert_array_equal(s.read(3, 5), x[3:5])
+        np.testing.assert_array_equal(s.read(0, 2), x[0:2])  # backwards: re-inflated from the start
+        np.testing.assert_array_equal(s.read(), x)
+    np.savez(tmp_path / "f.npz", x=np.asfortranarray(x))
+    with open_array(str(tmp_path / "f.npz")) as s:
+        np.testing.assert_array_equal(s.read(1, 4), x[1:4])
+
+
+def test_a_truncated_member_is_a_corrupt_file(tmp_path):
+    write_bomb(tmp_path / "cut.npz", (4, 8, 8, 1), data_bytes=100)
+    with pytest.raises(InputError, match=r"is not a readable .npy array \(truncated or corrupt: 100 of 2048"):
+        load_array(str(tmp_path / "cut.npz"))
+
+
+def test_hdf5_whole_reads_are_bounded_too(tmp_path, monkeypatch):
+    with h5py.File(tmp_path / "w.h5", "w") as f:
+        f.create_dataset("W", shape=(3, 3, 64, 64), dtype="f8", compression="gzip")  # all fill value: tiny file
+    monkeypatch.setenv("CNNCLI_MEMORY_BYTES", "100000")
+    with pytest.raises(InputError, match=r"declares a 3x3x64x64 float64 dataset: 288.0 KiB of data, more than "
+                                         r"the 97.7 KiB"):
+        load_array(str(tmp_path / "w.h5:W"))
+
+
+def test_stdin_is_read_within_the_budget(tmp_path):
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((1, 50, 50, 1)))
+    env = dict(os.environ, PYTHONPATH=ROOT, CNNCLI_MEMORY_BYTES="10000")
+    res = subprocess.run([sys.executable, "-m", "cnncli", "forward", "-", "--f", "2"], input=buf.getvalue(),
+                         capture_output=True, env=env, timeout=60)
+    assert res.returncode == 2
+    assert res.stderr == (b"cnncli: error: standard input holds more than 9.8 KiB, the most cnncli reads into "
+                          b"memory at once (set CNNCLI_MEMORY_BYTES to allow more, or give a file)\n")

@@ -1,0 +1,158 @@
+"""HDF5 inputs never read other files unless --allow-external; empty and unreadable objects are named."""
+
+import io
+import os
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cnncli.cli import app
+from cnncli.errors import ExternalDataError, InputError
+from cnncli.io.arrays import load_array, open_array
+from cnncli.io.cases import load_case
+
+runner = CliRunner()
+SECRET = b"root:x:0:0:root:/root:/bin/bash\n"  # 33 bytes a hostile case file would copy out
+
+
+@pytest.fixture
+def d(tmp_path):
+    (tmp_path / "secret.txt").write_bytes(SECRET[:32])
+    values = np.arange(16.0).reshape(1, 4, 4, 1)
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["data"] = values
+        f["g/x"] = values
+    with h5py.File(tmp_path / "t.h5", "w") as f:
+        f.create_dataset("raw", shape=(1, 1, 4, 8), dtype="u1", external=[(str(tmp_path / "secret.txt"), 0, 32)])
+        f["elink"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/data")
+        f["egroup"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/g")
+        f["soft"] = h5py.SoftLink("/egroup/x")
+        layout = h5py.VirtualLayout(shape=(1, 4, 4, 1), dtype="f8")
+        layout[:] = h5py.VirtualSource(str(tmp_path / "other.h5"), "data", shape=(1, 4, 4, 1))
+        f.create_virtual_dataset("vds", layout)
+        f["local"] = values
+        inside = h5py.VirtualLayout(shape=(1, 4, 4, 1), dtype="f8")
+        inside[:] = h5py.VirtualSource(f["local"])
+        f.create_virtual_dataset("vds_inside", inside)
+        f["empty"] = h5py.Empty("f8")
+    with h5py.File(tmp_path / "case.h5", "w") as f:  # the attack of the issue: A_prev is the password file
+        f.create_dataset("A_prev", shape=(1, 1, 4, 8), dtype="u1", external=[(str(tmp_path / "secret.txt"), 0, 32)])
+        f.attrs["layer"], f.attrs["f"] = "pool", 1
+    return tmp_path, values
+
+
+@pytest.mark.parametrize("name, words", [
+    ("raw", "keeps its data in another file ('{d}/secret.txt', external storage)"),
+    ("elink", "leads to another file (an external link to '{d}/other.h5:/data')"),
+    ("soft", "leads to another file (an external link to '{d}/other.h5:/g')"),  # a soft link through one
+    ("egroup/x", "leads to another file (an external link to '{d}/other.h5:/g')"),
+    ("vds", "is a virtual dataset reading '{d}/other.h5:data' from another file"),
+])
+def test_reading_another_file_is_refused_naming_dataset_and_target(d, name, words):
+    path, _ = d
+    for read in (load_array, lambda ref: open_array(ref).close()):
+        with pytest.raises(ExternalDataError) as info:
+            read(f"{path}/t.h5:{name}")
+        message = str(info.value)
+        assert message.startswith(f"'{path}/t.h5:/{name}' ") and words.format(d=path) in message
+        assert message.endswith("(give --allow-external to read it)")
+
+
+@pytest.mark.parametrize("name", ["elink", "soft", "egroup/x", "vds"])
+def test_allow_external_follows_links_and_virtual_sources(d, name):
+    path, values = d
+    np.testing.assert_array_equal(load_array(f"{path}/t.h5:{name}", allow_external=True).reshape(values.shape),
+                                  values)
+
+
+def test_a_virtual_dataset_inside_its_own_file_is_read(d):
+    path, values = d
+    np.testing.assert_array_equal(load_array(f"{path}/t.h5:vds_inside"), values)
+
+
+def test_cli_refuses_the_password_file_copy_and_writes_nothing(d):
+    path, _ = d
+    out = path / "out.npy"
+    for command in (["forward"], ["backward", "--grad", str(path / "t.h5:local")], ["gradcheck"]):
+        res = runner.invoke(app, command + [str(path / "case.h5"), "-o", str(out)] if command[0] != "gradcheck"
+                            else command + [str(path / "case.h5")])
+        assert res.exit_code == 2, res.output
+        assert res.stderr == (f"cnncli: error: '{path}/case.h5:/A_prev' keeps its data in another file "
+                              f"('{path}/secret.txt', external storage); refused: cnncli reads only the file it is "
+                              "given (give --allow-external to read it)\n")
+        assert not out.exists()
+    assert not [p for p in os.listdir(path) if p.startswith(".out")]
+
+
+def test_cli_allow_external_reads_the_external_storage(d):
+    path, _ = d
+    res = runner.invoke(app, ["forward", str(path / "case.h5"), "--allow-external", "-o", str(path / "out.npy")])
+    assert res.exit_code == 0, res.output
+    expected = np.frombuffer(SECRET[:32], dtype=np.uint8).reshape(1, 1, 4, 8).astype(np.float64)
+    np.testing.assert_array_equal(np.load(path / "out.npy"), expected)  # pool f=1: the bytes themselves
+    res = runner.invoke(app, ["gradcheck", str(path / "t.h5:elink"), "--f", "2", "--allow-external", "--json"])
+    assert res.exit_code == 0, res.output
+
+
+def test_case_file_with_an_external_link_as_w_is_refused(d):
+    path, values = d
+    with h5py.File(path / "c2.h5", "w") as f:
+        f["A_prev"] = values
+        f["W"] = h5py.ExternalLink(str(path / "other.h5"), "/data")
+    res = runner.invoke(app, ["forward", str(path / "c2.h5")])
+    assert res.exit_code == 2
+    assert res.stderr.startswith(f"cnncli: error: --weights '{path}/c2.h5:/W' leads to another file")
+    with pytest.raises(ExternalDataError):
+        load_case(str(path / "c2.h5"))
+    assert load_case(str(path / "c2.h5"), allow_external=True).arrays["W"].shape == (1, 4, 4, 1)
+
+
+def test_empty_dataset_and_attribute_are_named(d):
+    path, values = d
+    with pytest.raises(InputError, match=r"^'.*/t.h5:/empty' is an empty dataset \(h5py.Empty"):
+        load_array(f"{path}/t.h5:empty")
+    with h5py.File(path / "c3.h5", "w") as f:
+        f["A_prev"] = values
+        f.attrs["layer"], f.attrs["f"] = "pool", h5py.Empty("i8")
+    res = runner.invoke(app, ["forward", str(path / "c3.h5")])
+    assert (res.exit_code, res.stderr) == (2, f"cnncli: error: '{path}/c3.h5': attribute 'f' is empty (h5py.Empty, "
+                                              "no value); give it a value or delete it\n")
+
+
+def test_an_unreadable_attribute_names_file_and_attribute(d):
+    path, values = d
+    with h5py.File(path / "c4.h5", "w") as f:
+        f["A_prev"] = values
+        f.attrs["layer"], f.attrs["f"] = "pool", 2
+        opaque = h5py.h5t.create(h5py.h5t.OPAQUE, 4)
+        opaque.set_tag(b"blob")
+        h5py.h5a.create(f.id, b"blob", opaque, h5py.h5s.create(h5py.h5s.SCALAR))
+    res = runner.invoke(app, ["forward", str(path / "c4.h5"), "-o", str(path / "o.h5")])
+    assert res.exit_code == 2 and len(res.stderr.splitlines()) == 1
+    assert res.stderr.startswith(f"cnncli: error: '{path}/c4.h5': attribute 'blob' has a data type cnncli cannot read")
+    assert not (path / "o.h5").exists()
+
+
+def test_a_valid_npy_with_a_large_header_is_read_not_called_pickled(tmp_path):
+    values = np.arange(6.0).reshape(1, 2, 3, 1)
+    buf = io.BytesIO()
+    np.save(buf, values)
+    raw = buf.getvalue()
+    header_len = int.from_bytes(raw[8:10], "little")
+    header = raw[10:10 + header_len].rstrip(b"\n").rstrip(b" ")
+    big = header + b" " * (20000 - len(header) - 1) + b"\n"  # numpy itself refuses headers over 10000 bytes
+    data = b"\x93NUMPY\x02\x00" + len(big).to_bytes(4, "little") + big + values.tobytes()
+    (tmp_path / "big.npy").write_bytes(data)
+    with pytest.raises(ValueError, match="allow_pickle"):
+        np.load(tmp_path / "big.npy")
+    np.testing.assert_array_equal(load_array(str(tmp_path / "big.npy")), values)
+    res = runner.invoke(app, ["forward", str(tmp_path / "big.npy"), "--f", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    huge = b"\x93NUMPY\x02\x00" + (2**24).to_bytes(4, "little") + b" " * 100
+    (tmp_path / "huge.npy").write_bytes(huge)
+    res = runner.invoke(app, ["forward", str(tmp_path / "huge.npy"), "--f", "1"])
+    assert res.exit_code == 2 and "pickle" not in res.stderr
+    assert res.stderr == (f"cnncli: error: '{tmp_path}/huge.npy' has a .npy header of 16777216 bytes, more than "
+                          "the 1048576 cnncli reads (numpy.save writes a few hundred)\n")
