@@ -22,7 +22,8 @@ a stratified handful of elements per tensor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import linecache
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -30,8 +31,9 @@ import numpy as np
 from ..engine import conv2d, conv2d_backward, pool2d, pool2d_backward
 from .battery import BATTERY, Configuration
 from .core import DEFAULT_EPS, DEFAULT_TOL, step_size, validate_settings
-from .diagnose import diagnose
+from .diagnose import ARRAY_INTO_ELEMENT, diagnose
 from .metrics import gradient_metrics
+from .mistakes import BIAS_NOT_ADDED, recognise_function, single_step_without_bias
 from .spatial import BORDER_HINT
 from .problems import max_pool_kinks
 from .sampling import stratified_indices
@@ -127,6 +129,12 @@ class _Run:
         self.forward_ok: Dict[Tuple[str, str], bool] = {}
         #: Per layer: (case, gradient) where the backward matched the engine but not the user's forward.
         self.forward_suspect: Dict[str, List[Tuple[str, str]]] = {}
+        #: Per classic forward/backward: what it returned on each configuration (see :mod:`.mistakes`).
+        self.returned: Dict[str, list] = {}
+        #: conv_single_step's trials: (passed, returned, expected, b).
+        self.single_steps: List[tuple] = []
+        #: Per function: the mistakes recognised in it (they lead its diagnosis).
+        self.recognised: Dict[str, Tuple[str, ...]] = {}
 
 
 def compare(case: str, quantity: str, against: str, got, expected, tol: float,
@@ -223,7 +231,10 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
         findings: List[Finding] = []
         errors: List[UserException] = []
         fn(run, findings, errors)
-        reports.append(FunctionReport(name, tuple(findings), _dedupe(errors), diagnose(findings, errors, _CASES)))
+        errors = _with_source(errors, path)
+        run.recognised[name] = _recognised(run, name)
+        hints = diagnose(findings, errors, _CASES, function=name, recognised=run.recognised[name])
+        reports.append(FunctionReport(name, tuple(findings), _dedupe(errors), hints + _facts(run, name, errors, hints)))
     if progress:
         progress(len(steps), len(steps))
     reports = _blame_forwards(run, reports, notes)
@@ -233,25 +244,65 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
 
 
 def _blame_forwards(run: _Run, reports: List[FunctionReport], notes: List[str]) -> List[FunctionReport]:
-    """Say on the forward's row that its backward matched the engine but not the forward's own gradients.
+    """Say on the forward's row where its backward matched the engine but not the forward's own gradients.
 
-    A forward that passes against the engine yet disagrees with its own numerical
-    gradients (say, it depends on something besides its inputs) gets a note instead,
-    so a PASS row never carries a "likely wrong".
+    The message names those configurations, and says so when the backward fails
+    elsewhere, so the two rows never contradict each other. A forward that passes
+    against the engine yet disagrees with its own numerical gradients (say, it
+    depends on something besides its inputs) gets a note instead, so a PASS row
+    never carries a "likely wrong".
     """
     by = {r.name: i for i, r in enumerate(reports)}
     for layer, suspects in run.forward_suspect.items():
         if not suspects:
             continue
-        message = (f"{layer}_backward matches cnncli's gradients but not the numerical gradients of your "
-                   f"{layer}_forward: your {layer}_forward is likely wrong")
+        backward = by.get(f"{layer}_backward")
+        if backward is not None and not reports[backward].passed:  # say what matched: the two rows agree
+            quantities = ", ".join(sorted({q for _, q in suspects}))
+            cases = list(dict.fromkeys(case for case, _ in suspects))
+            where = "" if len(cases) == len(_cases(layer)) else f" on {', '.join(cases)}"
+            message = (f"{layer}_backward's {quantities} match cnncli's gradients{where} but not the numerical "
+                       f"gradients of your {layer}_forward: your {layer}_forward is likely wrong "
+                       f"({layer}_backward fails elsewhere: see its row)")
+        else:
+            message = (f"{layer}_backward matches cnncli's gradients but not the numerical gradients of your "
+                       f"{layer}_forward: your {layer}_forward is likely wrong")
         i = by.get(f"{layer}_forward")
         if i is not None and not reports[i].passed:
             r = reports[i]
-            reports[i] = FunctionReport(r.name, r.findings, r.errors, (message,) + r.diagnosis)
+            # a recognised mistake of the forward stays first: it says more than where the forward is wrong
+            hints = (r.diagnosis + (message,))[:3] if run.recognised.get(r.name) else (message,) + r.diagnosis
+            reports[i] = FunctionReport(r.name, r.findings, r.errors, hints)
         else:
             notes.append(message)
     return reports
+
+
+def _with_source(errors: List[UserException], path) -> List[UserException]:
+    """The exceptions with the text of their line in the user's file (quoted in reports)."""
+    out = []
+    for e in errors:
+        text = linecache.getline(str(path), e.line).strip() if e.line else ""
+        out.append(replace(e, source=text) if text and e.source is None else e)
+    return out
+
+
+def _recognised(run: _Run, name: str) -> Tuple[str, ...]:
+    """Mistakes of function ``name`` whose replay equals what it returned (see :mod:`.mistakes`)."""
+    if name == "conv_single_step":
+        return (BIAS_NOT_ADDED,) if single_step_without_bias(run.single_steps) else ()
+    return recognise_function(name, run.returned.get(name, ()))
+
+
+def _facts(run: _Run, name: str, errors, hints) -> Tuple[str, ...]:
+    """What is known to be right besides a crash: conv_single_step's value when conv_forward cannot store it."""
+    if name != "conv_forward" or not any(ARRAY_INTO_ELEMENT in e.exception for e in errors) or len(hints) >= 3:
+        return ()
+    shapes = {np.shape(got) for passed, got, _, _ in run.single_steps if passed}
+    if run.single_steps and all(passed for passed, *_ in run.single_steps) and shapes and () not in shapes:
+        return (f"your conv_single_step's values are right, returned as arrays of shape "
+                f"{', '.join(map(str, sorted(shapes)))} instead of numbers",)
+    return ()
 
 
 def _dedupe(errors: List[UserException]) -> Tuple[UserException, ...]:
@@ -299,6 +350,8 @@ def _helpers(run: _Run, name: str, findings, errors) -> None:
             errors.append(exc.info)
             continue
         findings.append(compare(case, quantity, "reference", got, expected, run.tol))
+        if name == "conv_single_step":
+            run.single_steps.append((findings[-1].passed, got, expected, args[2]))
 
 
 def _forward(run: _Run, layer: str, findings, errors) -> None:
@@ -322,6 +375,7 @@ def _forward(run: _Run, layer: str, findings, errors) -> None:
             continue
         f = compare(case.name, "Z" if layer == "conv" else "A", "engine", out[0], expected, run.tol)
         findings.append(f)
+        run.returned.setdefault(fname, []).append((case, run.seed + i, f.passed, out[0]))
         run.caches[(layer, case.name)] = out[1]
         run.forward_ok[(layer, case.name)] = f.detail == ""  # right shape: usable for numerical gradients
 
@@ -358,8 +412,11 @@ def _backward(run: _Run, layer: str, findings, errors) -> None:
                                            f"({', '.join('d' + n for n in names)})"))
             continue
         user_grads = dict(zip(names, got))
-        for n in names:
-            findings.append(compare(case.name, "d" + n, "engine", user_grads[n], expected[n], run.tol, kinks.get(n)))
+        against_engine = [compare(case.name, "d" + n, "engine", user_grads[n], expected[n], run.tol, kinks.get(n))
+                          for n in names]
+        findings.extend(against_engine)
+        run.returned.setdefault(fname, []).append(
+            (case, run.seed + i, all(f.passed for f in against_engine), got if layer == "conv" else got[0]))
         if own_forward:
             engine_ok = {f.quantity: f.passed for f in findings if f.case == case.name and f.against == "engine"}
             numerical: List[Finding] = []

@@ -120,20 +120,26 @@ class UserException:
         The line in the user's file where it was raised (innermost frame of that file).
     case : str
         The configuration being checked.
+    source : str or None
+        The text of that line, stripped (quoted in reports).
     """
 
     function: str
     exception: str
     line: Optional[int]
     case: str
+    source: Optional[str] = None
 
     @property
     def where(self) -> str:
-        """``"at line N"``, or where the call failed when no line of the user's file ran."""
-        return f"at line {self.line}" if self.line else "before entering your function"
+        """``"at line N: `its text`"``, or where the call failed when no line of the user's file ran."""
+        if not self.line:
+            return "before entering your function"
+        return f"at line {self.line}: `{self.source}`" if self.source else f"at line {self.line}"
 
     def to_dict(self) -> dict:
-        return {"function": self.function, "exception": self.exception, "line": self.line, "case": self.case}
+        return {"function": self.function, "exception": self.exception, "line": self.line, "case": self.case,
+                "source": self.source}
 
 
 class UserCallFailed(Exception):

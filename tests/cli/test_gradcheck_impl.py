@@ -83,7 +83,7 @@ def test_a_wrong_signature_is_reported_before_entering_with_the_expected_one(use
 def test_an_error_inside_the_function_keeps_its_line_and_no_signature_hint(user_file):
     r = check_impl(user_file("def zero_pad(X, pad):\n    raise TypeError('mine')\n"))
     (fn,) = r.functions
-    assert fn.errors[0].where == "at line 2" and not any("expected" in d for d in fn.diagnosis)
+    assert fn.errors[0].where == "at line 2: `raise TypeError('mine')`" and not any("expected" in d for d in fn.diagnosis)
 
 
 def test_nan_is_shown_as_nan_and_named(user_file):

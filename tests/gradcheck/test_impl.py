@@ -34,9 +34,15 @@ def test_at_least_ten_bug_files_each_one_snippet_of_correct():
         assert correct.count(old) == 1 and old != new, name  # exactly one mistake, in one place
         text = make_bugs.bug_file(name).read_text()
         assert text.split('"""', 2)[2] == correct.split('"""', 2)[2].replace(old, new), name
+    for name, (_, edits) in make_bugs.TWO_BUGS.items():
+        body = correct.split('"""', 2)[2]
+        for old, new in edits:
+            assert correct.count(old) == 1 and old != new, name
+            body = body.replace(old, new)
+        assert make_bugs.bug_file(name).read_text().split('"""', 2)[2] == body, name
 
 
-@pytest.mark.parametrize("name", sorted(BUGS))
+@pytest.mark.parametrize("name", sorted(BUGS) + sorted(make_bugs.TWO_BUGS))
 def test_every_one_bug_variant_is_flagged(name):
     r = check_impl(make_bugs.bug_file(name))
     assert not r.passed
@@ -44,9 +50,9 @@ def test_every_one_bug_variant_is_flagged(name):
 
 @pytest.mark.parametrize("name,function,hint", [
     ("db_assigned", "conv_backward", "only the bias gradient db"),
-    ("crop_minus_pad", "conv_backward", "only at pad = 0"),
-    ("forward_stride_ignored", "conv_forward", "only with stride > 1"),
-    ("pool_backward_stride", "pool_backward", "only with stride > 1"),
+    ("crop_minus_pad", "conv_backward", "[pad:-pad] is empty when pad = 0"),
+    ("forward_stride_ignored", "conv_forward", "row start ignores the stride (vert_start = h)"),
+    ("pool_backward_stride", "pool_backward", "column start ignores the stride (horiz_start = w)"),
     ("dW_unpadded_slice", "conv_backward", "only with padding"),
     ("average_uses_max", "pool_forward", "only in average pooling"),
 ])
@@ -147,7 +153,7 @@ def test_classic_float_of_bias_gets_a_numpy_hint(tmp_path):
     path.write_text(text.replace("Z = Z + np.squeeze(b)", "Z = Z + float(b)"))
     step = {f.name: f for f in check_impl(path).functions}["conv_single_step"]
     assert not step.passed
-    assert any("use b.item() or float(np.squeeze(b))" in h for h in step.diagnosis)
+    assert any("use float(np.squeeze(b)) or b.item()" in h for h in step.diagnosis)
 
 
 def test_findings_carry_where_the_errors_sit():

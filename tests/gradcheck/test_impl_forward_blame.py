@@ -54,7 +54,10 @@ def test_a_wrong_backward_still_fails_when_the_forward_is_wrong_too(tmp_path):
     assert not backward.passed
     assert {x.quantity for x in backward.findings if not x.passed} == {"db"}
     assert "only the bias gradient db is wrong" in backward.diagnosis
-    assert by["conv_forward"].diagnosis[0] == blame("conv")  # dA_prev and dW matched the engine
+    # the forward's row says what matched and that the backward fails elsewhere: the two rows agree
+    assert by["conv_forward"].diagnosis[0] == (
+        "conv_backward's dA_prev, dW match cnncli's gradients but not the numerical gradients of your "
+        "conv_forward: your conv_forward is likely wrong (conv_backward fails elsewhere: see its row)")
 
 
 def test_a_forward_right_on_its_inputs_but_blind_to_perturbations_gets_a_note(tmp_path):

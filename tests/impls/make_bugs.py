@@ -54,7 +54,55 @@ BUGS = {
                              "((0, 0), (pad, pad), (pad, pad), (0, 0))", "((0, 0), (pad, pad), (0, 0), (0, 0))"),
     "average_uses_max": ("pool_forward takes the max in average mode",
                          "A[i, h, w, c] = np.mean(a_prev_slice)", "A[i, h, w, c] = np.max(a_prev_slice)"),
+    "backward_stride_ignored": ("conv_backward starts windows at h instead of h*stride",
+                                "                    vert_start = h * stride\n                    vert_end = vert_start + f\n"
+                                "                    horiz_start = w * stride\n                    horiz_end = horiz_start + f\n"
+                                "                    a_slice = a_prev_pad",
+                                "                    vert_start = h\n                    vert_end = vert_start + f\n"
+                                "                    horiz_start = w * stride\n                    horiz_end = horiz_start + f\n"
+                                "                    a_slice = a_prev_pad"),
+    "forward_columns_use_h": ("conv_forward's column start uses h (horiz_start = stride * h)",
+                              "                horiz_start = w * stride\n                horiz_end = horiz_start + f\n"
+                              "                for c in range(n_C):\n                    a_slice_prev",
+                              "                horiz_start = stride * h\n                horiz_end = horiz_start + f\n"
+                              "                for c in range(n_C):\n                    a_slice_prev"),
+    "float_of_b": ("conv_single_step converts b with float(b), which numpy 2 refuses on a (1, 1, 1) array",
+                   "    Z = Z + np.squeeze(b)\n", "    Z = Z + float(b)\n"),
+    "array_into_element": ("conv_single_step returns a (1, 1, 1) array, which numpy 2 refuses to assign to Z[i, h, w, c]",
+                           "    Z = Z + np.squeeze(b)\n", "    Z = Z + b\n"),
+    "pool_average_shape_stride": ("pool_backward spreads the average over (stride, stride) instead of (f, f)",
+                                  "shape = (f, f)", "shape = (stride, stride)"),
 }
+
+
+#: Real students' files that hold two mistakes at once (each still one snippet per mistake):
+#: name -> (what, ((snippet, replacement), ...)).
+TWO_BUGS = {
+    "backward_stride_ignored_and_crop": (
+        "conv_backward ignores the stride in the row start and crops with [pad:-pad]",
+        ((BUGS["crop_minus_pad"][1], BUGS["crop_minus_pad"][2]),
+         ("                    vert_start = h * stride\n                    vert_end = vert_start + f\n"
+          "                    horiz_start = w * stride\n                    horiz_end = horiz_start + f\n"
+          "                    a_slice = a_prev_pad",
+          "                    vert_start = h\n                    vert_end = vert_start + f\n"
+          "                    horiz_start = w * stride\n                    horiz_end = horiz_start + f\n"
+          "                    a_slice = a_prev_pad"))),
+    "pool_max_mean_and_average_assigned": (
+        "pool_forward averages in max mode too, and pool_backward assigns the average gradient",
+        (("A[i, h, w, c] = np.max(a_prev_slice)", "A[i, h, w, c] = np.mean(a_prev_slice)"),
+         ("] += distribute_value(da, shape)", "] = distribute_value(da, shape)"))),
+}
+
+
+def _variant(source: str, name: str, what: str, edits) -> str:
+    """correct.py with each (snippet, replacement) of ``edits`` applied; a snippet must occur exactly once."""
+    body = source.split('"""', 2)[2]
+    for old, new in edits:
+        if source.count(old) != 1:
+            raise ValueError(f"{name}: snippet occurs {source.count(old)} times in correct.py")
+        body = body.replace(old, new)
+    kind = "One-bug" if len(edits) == 1 else "Two-bug"
+    return f'"""{kind} variant of correct.py: {what}."""' + body
 
 
 def write_bugs(folder) -> Path:
@@ -62,12 +110,10 @@ def write_bugs(folder) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     source = (HERE / "correct.py").read_text()
-    body = source.split('"""', 2)[2]
     for name, (what, old, new) in BUGS.items():
-        if source.count(old) != 1:
-            raise ValueError(f"{name}: snippet occurs {source.count(old)} times in correct.py")
-        header = f'"""One-bug variant of correct.py: {what}."""'
-        (folder / f"bug_{name}.py").write_text(header + body.replace(old, new))
+        (folder / f"bug_{name}.py").write_text(_variant(source, name, what, ((old, new),)))
+    for name, (what, edits) in TWO_BUGS.items():
+        (folder / f"bug_{name}.py").write_text(_variant(source, name, what, edits))
     return folder
 
 
