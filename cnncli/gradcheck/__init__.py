@@ -10,7 +10,8 @@ renders them (``cnncli/render/gradcheck.py``).
 
 from .battery import BatteryResult, run_battery
 from .core import METHODS, check_problem
-from .impl import ImplResult, check_impl
+from .findings import ImplResult
+from .impl import check_impl
 from .layers import gradcheck_conv, gradcheck_pool
 from .results import CheckResult, GradientResult, Offender
 
