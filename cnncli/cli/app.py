@@ -15,7 +15,9 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
+from .. import _startup
 from ..errors import CnncliError
+from .command import adopt, suggest_options
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -35,6 +37,9 @@ def _error_line(message: str) -> None:
 class CnncliGroup(TyperGroup):
     """Runs a command and maps every exception to one stderr line and an exit code."""
 
+    def get_params(self, ctx):
+        return adopt(super().get_params(ctx))
+
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         args = list(sys.argv[1:] if args is None else args)
         state.debug = bool(os.environ.get("CNNCLI_DEBUG"))  # per run: one run's --debug must not leak into the next
@@ -42,6 +47,12 @@ class CnncliGroup(TyperGroup):
             args.remove("--debug")
             state.debug = True
         try:
+            _startup.release()
+            command = self.commands.get(next((a for a in args if not a.startswith("-")), ""))
+            misuse = command is not None and _flag_given_a_value(command.params, args)
+            if misuse:  # before parsing: `shape --json true` would read `true` as a LAYER_SPEC
+                _error_line(f"{misuse} (see 'cnncli {command.name} --help')")
+                return _finish(EXIT_USAGE, standalone_mode)
             rv = super().main(args=args, prog_name=prog_name or "cnncli", complete_var=complete_var,
                               standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else EXIT_OK
@@ -56,7 +67,7 @@ class CnncliGroup(TyperGroup):
                 return _finish(EXIT_OK, standalone_mode)
             ctx = getattr(exc, "ctx", None)
             where = f"cnncli {ctx.info_name}" if ctx is not None and ctx.parent is not None else "cnncli"
-            _error_line(exc.format_message().replace("\n", " ") + f" (see '{where} --help')")
+            _error_line(_usage_message(exc, ctx, args) + f" (see '{where} --help')")
             code = exc.exit_code
         except (KeyboardInterrupt, typer.Abort):
             _error_line("interrupted")
@@ -94,6 +105,33 @@ class CnncliGroup(TyperGroup):
         return _finish(code, standalone_mode)
 
 
+_BOOL_WORDS = {"true", "false", "yes", "no", "on", "off", "1", "0"}
+
+
+def _usage_message(exc, ctx, args) -> str:
+    """Click's message, with the nearest options for an unknown one and the reason a flag's value is refused."""
+    message = exc.format_message().replace("\n", " ")
+    params = ctx.command.get_params(ctx) if ctx is not None else []
+    if type(exc).__name__ == "NoSuchOption":
+        known = [o for p in params if getattr(p, "param_type_name", "") == "option" and not getattr(p, "hidden", False)
+                 for o in (*p.opts, *p.secondary_opts)]
+        near = suggest_options(exc.option_name, known)
+        message = exc.message  # click's own "(Possible options: ...)" gives way to ours
+        if near:
+            message += f"; did you mean {' or '.join(near)}?"
+    return _flag_given_a_value(params, args) or message
+
+
+def _flag_given_a_value(params, args) -> Optional[str]:
+    """``--json true``: a flag followed by a yes/no word that is not a file (it would be read as SOURCE)."""
+    flags = {o for p in params if getattr(p, "is_flag", False) for o in (*p.opts, *p.secondary_opts)}
+    for flag, value in zip(args, args[1:]):
+        if flag in flags and value.lower() in _BOOL_WORDS and not os.path.exists(value):
+            off = " (leave it out for false)" if value.lower() in ("false", "no", "off", "0") else ""
+            return f"{flag} is a flag and takes no value: write {flag} alone, not {flag} {value}{off}"
+    return None
+
+
 def _finish(code: int, standalone_mode: bool) -> int:
     if standalone_mode:
         sys.exit(code)
@@ -112,7 +150,7 @@ app = typer.Typer(
     cls=CnncliGroup,
     name="cnncli",
     help="CNN layer calculator and gradient checker: shapes, forward/backward passes, gradient checks.",
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -131,6 +169,15 @@ def _root(
         state.debug = True
 
 
-def main() -> None:
-    """Console-script entry point."""
-    typer.main.get_command(app).main(prog_name="cnncli")
+def load_app() -> typer.Typer:
+    """The app with every command registered (each command module adds itself on import)."""
+    from . import shape, passes, gradcheck  # noqa: F401  (this order is --help's order)
+    from .. import cli
+
+    cli.app = app  # the name `app` in cnncli.cli is the Typer app (importing this module set it to the module)
+    return app
+
+
+def run() -> None:
+    """Run the app on ``sys.argv`` and exit with its code."""
+    typer.main.get_command(load_app()).main(prog_name="cnncli")

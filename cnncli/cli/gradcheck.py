@@ -12,9 +12,9 @@ from typing import Optional
 
 import typer
 
-from ..passes.call import resolve_layer
 from ..errors import HyperparameterError
 from .app import app
+from .command import CnncliCommand, choices, examples
 from .options import layer_options
 
 _CHECK = "Check"
@@ -23,6 +23,7 @@ SourceArg = typer.Argument(None, metavar="SOURCE", show_default=False,
 ImplOpt = typer.Option(None, "--impl", metavar="FILE.py", rich_help_panel=_CHECK,
                        help="Check your own classic functions (conv_forward, pool_backward, ...) from FILE.py.")
 MethodOpt = typer.Option("auto", "--method", metavar="auto|full|fast|sample", rich_help_panel=_CHECK,
+                         autocompletion=choices("auto", "full", "fast", "sample"),
                          help="full: every element; fast: random directions; sample: stratified elements; "
                               "auto: full when small, else fast + sample. With --impl: sample unless full "
                               "(fast runs sample, with a note).")
@@ -37,11 +38,22 @@ SeedOpt = typer.Option(0, "--seed", metavar="N", rich_help_panel=_CHECK,
                        help="Seed of the random upstream gradient, directions and samples.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout instead of tables.")
 
+_EXAMPLES = examples(
+    "The built-in battery of conv and pool configurations on cnncli's engine:",
+    "cnncli gradcheck",
+    "The engine's gradients on your layer call (a case file, or arrays and options):",
+    "cnncli gradcheck examples/conv_case.h5",
+    "Your own conv_forward, conv_backward, pool_backward... (a .py file or notebook):",
+    "cnncli gradcheck --impl my_layers.ipynb",
+    "Every element instead of a sample, a JSON report for CI:",
+    "cnncli gradcheck --impl my_layers.py --method full --json",
+)
+
 #: Above this many input values a single check shows a progress bar (on a terminal).
 PROGRESS_VALUES = 4000
 
 
-@app.command()
+@app.command(cls=CnncliCommand, epilog=_EXAMPLES)
 @layer_options(grad=True, dtype=False)
 def gradcheck(
     source: Optional[str] = SourceArg, options: dict = None,
@@ -131,6 +143,7 @@ def _check_source(source, options, method, samples, eps, tol, seed, tty, render)
     """Resolve the layer call (as ``forward`` does) and check the engine's gradients on it."""
     from ..gradcheck.core import relayout
     from ..gradcheck.layers import NCHW_PERMS, gradcheck_conv, gradcheck_pool
+    from ..passes.call import resolve_layer
 
     # float64 asked for explicitly: the dtype note then says "computed in float64" and offers no --dtype float32.
     call = resolve_layer(source, **dict(options, dtype="float64"))

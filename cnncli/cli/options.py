@@ -20,12 +20,12 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from ..passes.call import OPTION_KEYS
+from .command import choices
 
 _PANEL = "Layer"
 
 LayerOpt = Annotated[Optional[str], typer.Option(
-    "--layer", metavar="conv|pool", rich_help_panel=_PANEL,
+    "--layer", metavar="conv|pool", rich_help_panel=_PANEL, autocompletion=choices("conv", "pool"),
     help="Layer kind (default: the case's; else conv with --weights, pool with --f/--mode).")]
 WeightsOpt = Annotated[Optional[str], typer.Option(
     "--weights", metavar="ARRAY", rich_help_panel=_PANEL,
@@ -37,14 +37,14 @@ FOpt = Annotated[Optional[str], typer.Option(
 StrideOpt = Annotated[Optional[str], typer.Option(
     "--stride", metavar="S", rich_help_panel=_PANEL, help="Stride: an int or HxW (default conv 1, pool f).")]
 PadOpt = Annotated[Optional[str], typer.Option(
-    "--pad", metavar="P", rich_help_panel=_PANEL,
+    "--pad", metavar="P", rich_help_panel=_PANEL, autocompletion=choices("valid", "same"),
     help="Padding: p, 'h,w', 'top,bottom,left,right', valid or same (default 0).")]
 DilationOpt = Annotated[Optional[str], typer.Option(
     "--dilation", metavar="D", rich_help_panel=_PANEL, help="Dilation: an int or HxW (default 1).")]
 GroupsOpt = Annotated[Optional[int], typer.Option(
     "--groups", metavar="G", rich_help_panel=_PANEL, help="Conv channel groups (default 1; n_C_prev = depthwise).")]
 ModeOpt = Annotated[Optional[str], typer.Option(
-    "--mode", metavar="max|average", rich_help_panel=_PANEL, help="Pooling mode (avg accepted; default max).")]
+    "--mode", metavar="max|average", rich_help_panel=_PANEL, autocompletion=choices("max", "average", "avg"), help="Pooling mode (avg accepted; default max).")]
 CeilModeOpt = Annotated[Optional[bool], typer.Option(
     "--ceil-mode/--no-ceil-mode", rich_help_panel=_PANEL, show_default=False,
     help="Pooling: round the output size up (PyTorch's rule).")]
@@ -52,10 +52,11 @@ CountIncludePadOpt = Annotated[Optional[bool], typer.Option(
     "--count-include-pad/--no-count-include-pad", rich_help_panel=_PANEL, show_default=False,
     help="Average pooling: count padded zeros in the divisor (default yes).")]
 LayoutOpt = Annotated[Optional[str], typer.Option(
-    "--layout", metavar="nhwc|nchw", rich_help_panel=_PANEL,
+    "--layout", metavar="nhwc|nchw", rich_help_panel=_PANEL, autocompletion=choices("nhwc", "nchw"),
     help="Array layout of inputs and outputs (nchw: PyTorch's). Default nhwc.")]
 DtypeOpt = Annotated[Optional[str], typer.Option(
     "--dtype", metavar="float64|float32", rich_help_panel=_PANEL,
+    autocompletion=choices("float64", "float32"),
     help="Compute dtype (default float64: ints, bools, float16/32 are converted with a note).")]
 GradOpt = Annotated[Optional[str], typer.Option(
     "--grad", metavar="ARRAY", rich_help_panel=_PANEL,
@@ -69,7 +70,10 @@ HiddenDtypeOpt = Annotated[Optional[str], typer.Option("--dtype", hidden=True)]
 _ANNOTATIONS = {"layer": LayerOpt, "weights": WeightsOpt, "bias": BiasOpt, "f": FOpt, "stride": StrideOpt,
                 "pad": PadOpt, "dilation": DilationOpt, "groups": GroupsOpt, "mode": ModeOpt,
                 "ceil_mode": CeilModeOpt, "count_include_pad": CountIncludePadOpt, "layout": LayoutOpt,
-                "dtype": DtypeOpt, "grad": GradOpt, "allow_external": AllowExternalOpt}  # one per key of OPTION_KEYS
+                "dtype": DtypeOpt, "grad": GradOpt, "allow_external": AllowExternalOpt}
+#: :data:`cnncli.passes.call.OPTION_KEYS`, in its order (a test checks they agree): spelled out
+#: here so that declaring the commands does not import the layer-call machinery (start-up time).
+OPTION_KEYS = tuple(_ANNOTATIONS)
 
 
 def layer_options(*, grad: bool = False, dtype: bool = True) -> Callable:

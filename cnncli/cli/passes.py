@@ -11,13 +11,9 @@ from typing import Optional
 
 import typer
 
-from ..passes import stream as streaming
-from ..passes.call import resolve_layer
-from ..passes.report import PassReport
 from ..errors import InputError, OutputError
-from ..render import passes as render
-from ..io.writers import ResultWriter, check_destination
 from .app import app
+from .command import CnncliCommand, examples
 from .options import layer_options
 
 SourceArg = typer.Argument(..., metavar="SOURCE",
@@ -26,6 +22,28 @@ OutOpt = typer.Option(None, "-o", "--output", metavar="OUT",
                       help="Write results: .npy (main result), .npz / .h5 (all, by name), - (.npy on stdout).")
 ForceOpt = typer.Option(False, "--force", help="Overwrite OUT if it exists.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout instead of tables.")
+
+
+_FORWARD_EXAMPLES = examples(
+    "A case file (A_prev, W, b and the hyperparameters in one file):",
+    "cnncli forward examples/conv_case.h5",
+    "Max-pool an HDF5 dataset 2x2 (stride 2) into a .npy file:",
+    "cnncli forward examples/digits.h5:/images --layer pool --f 2 -o pooled.npy",
+    "Convolve with your filters, 'same' padding, a JSON summary:",
+    "cnncli forward A.npy --weights W.npy --bias b.npy --pad same --json",
+    "PyTorch's layout (A: m,C,H,W; W: C_out,C_in,kH,kW):",
+    "cnncli forward A.npy --weights W.npy --layout nchw --stride 2",
+    "In a pipeline: .npy bytes on stdout, the table on stderr:",
+    "cnncli forward A.npy --f 2 -o - | cnncli forward - --f 2 --mode average",
+)
+_BACKWARD_EXAMPLES = examples(
+    "A case file that carries the upstream gradient dZ:",
+    "cnncli backward examples/conv_case.h5",
+    "All of dA_prev, dW and db into one HDF5 file:",
+    "cnncli backward examples/conv_case.h5 -o grads.h5",
+    "dA_prev of a 2x2 max pool, the upstream gradient dA from a file:",
+    "cnncli backward A.npy --layer pool --f 2 --grad dA.npy -o dA_prev.npy",
+)
 
 
 class _SigintGuard:
@@ -61,6 +79,13 @@ class _SigintGuard:
 
 def _run(command: str, source: str, output: Optional[str], force: bool, as_json: bool, options: dict) -> None:
     started = time.perf_counter()
+    # NOTE: imported here: numpy, h5py and rich load for a pass, not for --help or another command.
+    from ..io.writers import ResultWriter, check_destination
+    from ..passes import stream as streaming
+    from ..passes.call import resolve_layer
+    from ..passes.report import PassReport
+    from ..render import passes as render
+
     if output == "-" and as_json:
         raise OutputError("--json and -o - both write to standard output; use -o FILE with --json")
     if output == "-" and sys.stdout.isatty():
@@ -95,7 +120,7 @@ def _run(command: str, source: str, output: Optional[str], force: bool, as_json:
         render.print_report(report, render.console(stderr=output == "-"))
 
 
-@app.command()
+@app.command(cls=CnncliCommand, epilog=_FORWARD_EXAMPLES)
 @layer_options()
 def forward(source: str = SourceArg, options: dict = None, output: Optional[str] = OutOpt,
             force: bool = ForceOpt, as_json: bool = JsonOpt) -> None:
@@ -106,7 +131,7 @@ def forward(source: str = SourceArg, options: dict = None, output: Optional[str]
     _run("forward", source, output, force, as_json, options)
 
 
-@app.command()
+@app.command(cls=CnncliCommand, epilog=_BACKWARD_EXAMPLES)
 @layer_options(grad=True)
 def backward(source: str = SourceArg, options: dict = None, output: Optional[str] = OutOpt,
              force: bool = ForceOpt, as_json: bool = JsonOpt) -> None:

@@ -10,28 +10,25 @@ from typing import List, Optional
 import typer
 
 from ..errors import HyperparameterError, ShapeError
-from ..render import shape as render
-from ..shape.stack import Dims, dims_from_shape, evaluate_stack, make_layer, parse_dims, parse_layer_spec
-from ..shape.solve import solve_target
-from ..shape.table import size_table_report
 from .app import app
+from .command import CnncliCommand, choices, examples
 
-_EXAMPLES = """
-Examples:
+_EXAMPLES = examples(
+    "The formula and a table of output sizes over input sizes:",
+    "cnncli shape --f 3 --stride 2",
+    "One layer on a 28x28 grey image: pads, receptive field, parameters, MACs:",
+    "cnncli shape --input 28x28x1 --f 5 --pad same --filters 6",
+    "A stack, one row per layer:",
+    "cnncli shape --input 64x64x3 conv:f=4,p=same,c=8 pool:f=8 conv:f=2,c=16",
+    "Which strides and pads give a 14x14 output?",
+    "cnncli shape --input 28 --f 3 --target 14",
+)
 
-  cnncli shape --f 3 --stride 2                      (formula and a table over input sizes)
 
-  cnncli shape --input 28x28x1 --f 5 --pad same --filters 6
-
-  cnncli shape --input 64x64x3 conv:f=4,s=1,p=same,c=8 pool:f=8,s=8 conv:f=2,s=1,p=same,c=16 pool:f=4,s=4
-
-  cnncli shape --input 28 --f 3 --target 14           (which stride and pad give 14?)
-"""
-
-
-def _like_dims(ref: str, layout: Optional[str]) -> Dims:
+def _like_dims(ref: str, layout: Optional[str]):
     """Dims of the array at ``ref`` (any array reference of SPEC), read in ``layout``."""
     from ..io.arrays import open_array  # NOTE: lazy: h5py and file handling only when --like is used
+    from ..shape.spec import dims_from_shape
 
     # Opened, not loaded: HDF5 datasets and .npy files (memory-mapped) give their shape without reading data.
     with open_array(ref, role="--like") as array:
@@ -39,7 +36,7 @@ def _like_dims(ref: str, layout: Optional[str]) -> Dims:
     return dims_from_shape(shape, layout or "nhwc", name=f"--like {ref}")
 
 
-@app.command(epilog=_EXAMPLES)
+@app.command(cls=CnncliCommand, epilog=_EXAMPLES)
 def shape(
     layer_specs: Optional[List[str]] = typer.Argument(
         None, metavar="LAYER_SPEC",
@@ -50,16 +47,16 @@ def shape(
     like: Optional[str] = typer.Option(
         None, "--like", metavar="ARRAY", help="Take the input size from an array (x.npy, x.npz:NAME, x.h5:PATH, -)."),
     layout: Optional[str] = typer.Option(
-        None, "--layout", metavar="nhwc|nchw", help="Axis order of the --like array (default nhwc)."),
-    layer: Optional[str] = typer.Option(None, "--layer", metavar="conv|pool", help="Layer kind (default conv; pool when --mode or --ceil-mode is given)."),
+        None, "--layout", metavar="nhwc|nchw", autocompletion=choices("nhwc", "nchw"), help="Axis order of the --like array (default nhwc)."),
+    layer: Optional[str] = typer.Option(None, "--layer", metavar="conv|pool", autocompletion=choices("conv", "pool"), help="Layer kind (default conv; pool when --mode or --ceil-mode is given)."),
     f: Optional[str] = typer.Option(None, "--f", metavar="F", help="Window size: 3 or 3x2."),
     stride: Optional[str] = typer.Option(None, "--stride", metavar="S", help="Step (conv: 1, pool: f)."),
     pad: Optional[str] = typer.Option(
-        None, "--pad", metavar="P", help="valid (default), same, 1, 'h,w' or 'top,bottom,left,right'."),
+        None, "--pad", metavar="P", autocompletion=choices("valid", "same"), help="valid (default), same, 1, 'h,w' or 'top,bottom,left,right'."),
     dilation: Optional[str] = typer.Option(None, "--dilation", metavar="D", help="Window dilation (default 1)."),
     filters: Optional[int] = typer.Option(None, "--filters", metavar="N", help="Conv output channels (default: keep)."),
     groups: Optional[int] = typer.Option(None, "--groups", metavar="G", help="Conv channel groups (default 1)."),
-    mode: Optional[str] = typer.Option(None, "--mode", metavar="max|average", help="Pooling mode (default max)."),
+    mode: Optional[str] = typer.Option(None, "--mode", metavar="max|average", autocompletion=choices("max", "average", "avg"), help="Pooling mode (default max)."),
     ceil_mode: bool = typer.Option(False, "--ceil-mode", help="Pooling: round the output size up (PyTorch's rule)."),
     target: Optional[str] = typer.Option(
         None, "--target", metavar="SIZE", help="Solve: list the strides and pads that give this output size (H or HxW)."),
@@ -69,6 +66,12 @@ def shape(
 
     With no --input or --like: the formula and a table of output sizes over input sizes.
     """
+    # NOTE: imported here, not at the top: --help and the other commands never load them (start-up time).
+    from ..render import shape as render
+    from ..shape.stack import evaluate_stack, make_layer, parse_dims, parse_layer_spec
+    from ..shape.solve import solve_target
+    from ..shape.table import size_table_report
+
     options = {"--layer": layer, "--f": f, "--stride": stride, "--pad": pad, "--dilation": dilation,
                "--filters": filters, "--groups": groups, "--mode": mode, "--ceil-mode": ceil_mode or None}
     given = [name for name, value in options.items() if value is not None]

@@ -4,11 +4,26 @@ Nothing here reads files or prints; it imports nothing of cnncli but its
 geometry and errors.
 """
 
-from ._common import DEFAULT_WORKSPACE_BYTES
-from .conv import ConvGrads, conv2d, conv2d_backward
-from .geometry import WindowGeometry, pool_geometry, window_geometry
-from .params import ConvParams, PoolParams
-from .pool import pool2d, pool2d_backward
+# NOTE: resolved on first use (PEP 562): `cnncli shape` needs only .geometry, and importing
+# a submodule runs this file first; the fast paths (numpy) load when a name below is used.
+_HOME = {
+    "DEFAULT_WORKSPACE_BYTES": "._common",
+    "ConvGrads": ".conv", "conv2d": ".conv", "conv2d_backward": ".conv",
+    "WindowGeometry": ".geometry", "pool_geometry": ".geometry", "window_geometry": ".geometry",
+    "ConvParams": ".params", "PoolParams": ".params",
+    "pool2d": ".pool", "pool2d_backward": ".pool",
+}
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        import importlib
+
+        value = getattr(importlib.import_module(_HOME[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ConvGrads",

@@ -1,0 +1,164 @@
+"""How cnncli's commands parse and show their parameters, on top of Typer's classes.
+
+Typer 0.29 shows every flag with a type (``--json <bool>``, as if it took a value), writes
+required arguments as ``{SOURCE}`` in usage lines, and converts every value through a
+pydantic ``TypeAdapter`` (importing pydantic costs more than the rest of a ``shape`` run).
+cnncli's parameters are only ``str``, ``int``, ``float``, ``bool`` and lists of ``str``, so
+:class:`CnncliCommand` gives them the shell's conventions (``SOURCE``, ``[SOURCE]``, flags
+without a value) and converts them with the built-ins; any other annotation keeps Typer's
+own behaviour. Unknown options get the nearest real ones suggested (:func:`suggest_options`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import List, Sequence
+
+from typer._click.exceptions import BadParameter
+from typer.core import TyperArgument, TyperCommand, TyperOption
+
+_SCALARS = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+
+
+class _Builtin:
+    """Typer's runtime coercion contract (``coerce(value, param, ctx)``) with int()/float()/str()."""
+
+    def __init__(self, kind: type, many: bool):
+        self.kind, self.many = kind, many
+
+    def coerce(self, value, param, ctx):
+        if value is None:
+            return () if self.many else None
+        if self.many:
+            return [self._one(v, param, ctx) for v in value]
+        return self._one(value, param, ctx)
+
+    def _one(self, value, param, ctx):
+        if isinstance(value, self.kind) and not (self.kind is int and isinstance(value, bool)):
+            return value
+        if self.kind is bool or not isinstance(value, str):
+            raise BadParameter(f"{value!r} is not {_SCALARS[self.kind]}", ctx=ctx, param=param)
+        try:
+            return self.kind(value.strip())
+        except ValueError:
+            raise BadParameter(f"{value!r} is not {_SCALARS[self.kind]}", ctx=ctx, param=param) from None
+
+
+def _builtin_for(param) -> _Builtin | None:
+    """A built-in conversion for this parameter's annotation, or None (then Typer's own is used)."""
+    desc = getattr(param, "type_descriptor", None)
+    if desc is None or desc.file_annotation is not None or desc.is_choice or getattr(param, "min", None) is not None \
+            or getattr(param, "max", None) is not None:
+        return None
+    annotation = desc.annotation
+    if annotation in _SCALARS:
+        return _Builtin(annotation, many=False)
+    if desc.is_list and getattr(annotation, "__args__", None) == (str,):
+        return _Builtin(str, many=True)
+    return None
+
+
+class _Option(TyperOption):
+    def get_runtime_param(self):
+        if self._runtime_param is None:
+            self._runtime_param = _builtin_for(self) or super().get_runtime_param()
+        return self._runtime_param
+
+    def display_type_rich(self, ctx):
+        # A flag takes no value: show none (`--json`, not `--json <bool>`).
+        return None if self.is_flag else super().display_type_rich(ctx)
+
+
+class _Argument(TyperArgument):
+    def get_runtime_param(self):
+        if self._runtime_param is None:
+            self._runtime_param = _builtin_for(self) or super().get_runtime_param()
+        return self._runtime_param
+
+    def display_type_rich(self, ctx):
+        return None if self.metavar is not None else super().display_type_rich(ctx)  # SOURCE says what it is
+
+    def _usage_display_name(self) -> str:
+        # The shell's convention (click's, POSIX usage): SOURCE required, [SOURCE] optional, NAME... repeated.
+        name = self.display_name_raw + ("..." if self.nargs != 1 else "")
+        return name if self.required else f"[{name}]"
+
+
+def adopt(params) -> list:
+    """Give Typer's parameter objects cnncli's display and conversion (in place); returns them."""
+    for param in params:
+        if type(param) is TyperOption:
+            param.__class__ = _Option
+        elif type(param) is TyperArgument:
+            param.__class__ = _Argument
+    return params
+
+
+class CnncliCommand(TyperCommand):
+    """A Typer command whose parameters follow :func:`adopt`."""
+
+    def get_params(self, ctx):
+        return adopt(super().get_params(ctx))
+
+
+# PyTorch's names for cnncli's options: suggested, not accepted (README, "Options and PyTorch's names").
+TORCH_NAMES = {
+    "--kernel-size": "--f", "--kernel_size": "--f", "--kernel": "--f", "-k": "--f", "--window": "--f",
+    "--padding": "--pad", "--in-channels": None, "--out-channels": "--filters", "--out_channels": "--filters",
+    "--ceil_mode": "--ceil-mode", "--count_include_pad": "--count-include-pad", "--weight": "--weights",
+    "--pool": "--layer", "--conv": "--layer", "--kind": "--layer",
+    # the keys of a LAYER_SPEC (conv:f=3,s=2,p=1,d=1,c=8,g=1)
+    "-s": "--stride", "-p": "--pad", "-d": "--dilation", "-c": "--filters", "-g": "--groups",
+}
+
+
+def suggest_options(name: str, known: Sequence[str]) -> List[str]:
+    """The options of ``known`` a person who typed ``name`` most likely meant, best first.
+
+    Examples
+    --------
+    >>> suggest_options("-f", ["--f", "--stride", "--filters"])
+    ['--f']
+    >>> suggest_options("--kernel-size", ["--f", "--stride"])
+    ['--f']
+    >>> suggest_options("--strid", ["--f", "--stride", "--pad"])
+    ['--stride']
+    """
+    known = list(dict.fromkeys(known))
+    found: List[str] = []
+    bare = name.split("=", 1)[0]
+    if bare in TORCH_NAMES and TORCH_NAMES[bare] in known:
+        found.append(TORCH_NAMES[bare])
+    if bare.startswith("-") and not bare.startswith("--") and "-" + bare in known:
+        found.append("-" + bare)  # -f for --f
+    spelled = "--" + bare.lstrip("-").replace("_", "-")
+    if spelled in known and spelled != bare:
+        return list(dict.fromkeys(found + [spelled]))  # --ceil_mode for --ceil-mode: nothing else is meant
+    if len(spelled) > 3:
+        found += [k for k in known if k.startswith(spelled)]  # --str for --stride
+        found += [k for k in known if spelled.startswith(k) and len(k) > 4]  # --padding for --pad
+    # Compared without the dashes, which would make any two long options look alike.
+    words = {k[2:]: k for k in known if k.startswith("--")}
+    found += [words[w] for w in difflib.get_close_matches(bare.lstrip("-"), list(words), n=3, cutoff=0.7)]
+    return list(dict.fromkeys(found))[:3]
+
+
+def choices(*values: str):
+    """A shell-completion callback offering ``values`` (Typer's ``autocompletion=``)."""
+
+    def complete(incomplete: str) -> List[str]:
+        return [v for v in values if v.startswith(incomplete.lower())]
+
+    return complete
+
+
+def examples(*pairs: str) -> str:
+    """A help epilog from (what it does, command line) pairs: each command on its own line, whole.
+
+    Typer's rich help rewraps a paragraph to the terminal; a blank line between lines keeps each
+    one a paragraph of its own, and a command short enough for 80 columns is never cut.
+    """
+    lines = ["Examples:"]
+    for what, command in zip(pairs[::2], pairs[1::2]):
+        lines += [f"  {what}", f"    {command}"]
+    return "\n\n".join(lines) + "\n"
