@@ -170,8 +170,7 @@ def _root(
 
 
 def load_app() -> typer.Typer:
-    """The app with every command registered (each command module adds itself on import)."""
-    from . import shape, passes, gradcheck  # noqa: F401  (this order is --help's order)
+    """The app with every command registered (the command modules are imported at the end of this one)."""
     from .. import cli
 
     cli.app = app  # the name `app` in cnncli.cli is the Typer app (importing this module set it to the module)
@@ -180,4 +179,21 @@ def load_app() -> typer.Typer:
 
 def run() -> None:
     """Run the app on ``sys.argv`` and exit with its code."""
-    typer.main.get_command(load_app()).main(prog_name="cnncli")
+    code = typer.main.get_command(load_app()).main(prog_name="cnncli", standalone_mode=False)
+    if code == EXIT_INTERRUPTED:
+        # NOTE: a Ctrl-C that landed inside an exec() (dataclasses and namedtuples build their
+        # methods with one, e.g. while a command imports its modules) makes CPython kill itself
+        # with SIGINT at exit although the app caught it; the outputs are cleaned up by now, so
+        # leave with the exit code the app chose.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
+# The commands add themselves to `app` (in this order: --help's order). Their modules are light,
+# Typer declarations only, so `from cnncli.cli.app import app` always has every command.
+from . import shape, passes, gradcheck  # noqa: E402,F401
