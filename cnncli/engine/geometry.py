@@ -413,25 +413,62 @@ def window_counts(geom: WindowGeometry, include_pad: bool):
     for axis, before, after in ((0, geom.pads[0], geom.pads[1]), (1, geom.pads[2], geom.pads[3])):
         n, k, s, d, o = geom.in_hw[axis], geom.kernel[axis], geom.stride[axis], geom.dilation[axis], geom.out_hw[axis]
         lo, hi = (-before, n + after) if include_pad else (0, n)
-        result.append([sum(1 for t in range(p * s - before, p * s - before + d * (k - 1) + 1, d) if lo <= t < hi)
-                       for p in range(o)])
+        result.append([taps_within(p * s - before, k, d, lo, hi) for p in range(o)])
     return result[0], result[1]
+
+
+def taps_within(start: int, f: int, dilation: int, lo: int, hi: int) -> int:
+    """How many taps ``start + k*dilation`` (``0 <= k < f``) lie in ``[lo, hi)``; closed form."""
+    first = max(0, -((start - lo) // dilation))  # smallest k with start + k*dilation >= lo
+    last = min(f - 1, (hi - 1 - start) // dilation)  # largest k with start + k*dilation < hi
+    return max(0, last - first + 1)
+
+
+def floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """``sum(floor((a*i + b) / m) for i in range(n))`` for ``n >= 0``, ``m >= 1``, any ints, in O(log m) steps.
+
+    >>> floor_sum(5, 3, 2, -4) == sum((2 * i - 4) // 3 for i in range(5))
+    True
+    """
+    total = 0
+    qa, a = divmod(a, m)  # NOTE: Python's divmod floors, so a and b become 0 <= . < m
+    qb, b = divmod(b, m)
+    total += qa * (n * (n - 1) // 2) + qb * n
+    while True:  # the Euclid-like reduction of the lattice-point count under a line
+        if a >= m:
+            total += (n * (n - 1) // 2) * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        y_max = a * n + b
+        if y_max < m:
+            return total
+        n, b = divmod(y_max, m)
+        m, a = a, m
 
 
 def axis_sees_input(n_in: int, f: int, stride: int, dilation: int, before: int, n_out: int) -> bool:
     """Whether every window along one axis reads at least one real input row.
 
-    NOTE: checking only the first and last windows is not enough: with a dilation,
-    a middle window can straddle the input with its taps all in the padding
-    (1 row, f=2, dilation 2, pad 2: the window at -1 reads rows -1 and 1).
+    Closed form for any sizes (no loop over windows).
+
+    NOTE: checking only the first and last windows is not enough: with a dilation
+    larger than the input, a middle window can straddle the input with its taps
+    all in the padding (1 row, f=2, dilation 2, pad 2: the window at -1 reads rows -1 and 1).
 
     >>> axis_sees_input(1, 2, 1, 2, 2, 3)
     False
     """
-    # Undilated windows are contiguous: only the first and the last can miss the input.
-    windows = range(n_out) if dilation > 1 else sorted({0, n_out - 1})
-    for p in windows:
-        start = p * stride - before
-        if not any(0 <= t < n_in for t in range(start, start + dilation * (f - 1) + 1, dilation)):
-            return False
-    return True
+    if n_out < 1:
+        return True
+    if -before + dilation * (f - 1) < 0 or (n_out - 1) * stride - before > n_in - 1:
+        return False  # the first window ends before the input, or the last starts after it
+    if dilation <= n_in:
+        return True  # taps closer than the input is long cannot all step over it
+    # NOTE: a window starting in the leading padding (p*stride < before) reads one input row at most:
+    # its first tap at or after row 0, (p*stride - before) mod dilation, which must be < n_in.
+    # [y mod d < n] = floor(y/d) - floor((y-n)/d) for n <= d, so a floor sum counts those windows.
+    leading = min(n_out, -(-before // stride))
+    seeing = floor_sum(leading, dilation, stride, -before) - floor_sum(leading, dilation, stride, -before - n_in)
+    return seeing == leading
