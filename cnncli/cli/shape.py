@@ -113,6 +113,8 @@ def shape(
             typer.echo(render.to_json(report.to_dict()))
         else:
             render.print_targets(report, render.console())
+        if not report.solutions:
+            raise typer.Exit(1)  # like grep finding nothing: a clean answer, but not a solution
         return
 
     if dims is None:

@@ -200,7 +200,10 @@ def print_targets(result: TargetResult, out: Console) -> None:
             advice = "; try another stride or f"
         else:
             advice = "; try another f or --dilation"
-        out.print(f"no padding below the window makes {spec.kind} f={_hw(spec.f)} go {want} with {scope}{advice}")
+        near = " or ".join(f"{h}x{w}" for h, w in result.nearest)
+        reach = f"; nearest sizes it reaches: {near}" if near else ""
+        out.print(f"no padding below the window makes {spec.kind} f={_hw(spec.f)} go {want} with {scope}"
+                  f"{reach}{advice}")
         return
     table = Table(title=f"{spec.kind} f={_hw(spec.f)}{'' if spec.dilation == (1, 1) else f' d={_hw(spec.dilation)}'}: "
                         f"{want}, {scope}", title_justify="left")
@@ -211,6 +214,8 @@ def print_targets(result: TargetResult, out: Console) -> None:
         table.add_row(_hw(s.stride), _pads(s.pads), str(sum(s.pads)), "yes" if symmetric else "no",
                       "none" if not sum(s.unread) else f"{_plural(s.unread[0], 'row')}, {_plural(s.unread[1], 'col')}")
     out.print(table)
+    if not result.complete:
+        out.print(f"the first {len(result.solutions)} solutions (smallest padding first); there are or may be more")
     if not result.stride_fixed:
         out.print("the smallest padding per stride (and the smallest symmetric one); "
                   "give --stride S for every padding with that stride")

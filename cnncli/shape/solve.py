@@ -1,18 +1,27 @@
 """Solving ``cnncli shape --target``: which stride and padding give a wanted output size.
 
-The per-axis search lives in :func:`cnncli.shape.design.solve_pads`; this
-module pairs the axes and ranks the answers.
+The per-axis search lives in :func:`cnncli.shape.design.iter_pads`; this
+module pairs the axes, ranks the answers and, when there is none, finds the
+nearest sizes the layer does reach. Every search visits only strides and pad
+totals that can give the target, so any size is answered without a loop over
+sizes; listings are capped at :data:`MAX_SOLUTIONS` rows (the result says so).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from ..engine import geometry as geo
 from . import design
 from ..engine.geometry import Pads, Pair
 from .stack import Dims, LayerSpec
+
+#: Rows a --target listing shows at most; more are counted as "more not shown".
+MAX_SOLUTIONS = 100
+#: Strides the stride search tries at most past the first that can reach the target.
+MAX_STRIDES = 500
 
 
 @dataclass(frozen=True)
@@ -27,22 +36,37 @@ class Solution:
 
 @dataclass(frozen=True)
 class TargetResult:
-    """Answers to "which stride and pad turn this input into that size?" for one layer."""
+    """Answers to "which stride and pad turn this input into that size?" for one layer.
+
+    ``complete`` is False when more solutions exist than are listed (or the search
+    stopped at its budget); ``nearest`` lists, when there is no solution, the
+    closest output sizes the same layer does reach (each verified by the solver).
+    """
 
     input: Dims
     target: Pair
     spec: LayerSpec
     stride_fixed: bool
     solutions: List[Solution]
+    complete: bool = True
+    nearest: Tuple[Pair, ...] = ()
 
     def to_dict(self) -> dict:
-        """``{"input", "target", "kind", "f", "dilation", "stride_fixed", "solutions"}``: the ``--target`` document."""
-        return {
+        """``{"input", "target", "kind", "f", "dilation", "stride_fixed", "solutions"}``: the ``--target`` document.
+
+        A partial listing adds ``"complete": false``; no solution adds ``"nearest"``.
+        """
+        doc = {
             "input": self.input.as_list(), "target": list(self.target), "kind": self.spec.kind,
             "f": list(self.spec.f), "dilation": list(self.spec.dilation), "stride_fixed": self.stride_fixed,
             "solutions": [{"stride": list(s.stride), "pads": list(s.pads), "output": list(s.output),
                            "unread": list(s.unread)} for s in self.solutions],
         }
+        if not self.complete:
+            doc["complete"] = False
+        if not self.solutions:
+            doc["nearest"] = [list(size) for size in self.nearest]
+        return doc
 
 
 def _solution(spec: LayerSpec, dims: Dims, stride: Pair, h: Tuple[int, int], w: Tuple[int, int]) -> Solution:
@@ -56,12 +80,136 @@ def _solution(spec: LayerSpec, dims: Dims, stride: Pair, h: Tuple[int, int], w: 
     return Solution(stride, pads, (out[0], out[1]), (unread[0], unread[1]))
 
 
+def _key(s: Solution):
+    return sum(s.pads), abs(s.pads[1] - s.pads[0]) + abs(s.pads[3] - s.pads[2]), s.stride
+
+
+def _stride_range(spec: LayerSpec, dims: Dims, target: Pair, largest: int) -> Tuple[int, int]:
+    """Strides (both axes alike) whose pad totals can give ``target``: from ``lowest_total``'s bounds."""
+    lo, hi = 1, largest
+    for a, n in enumerate((dims.h, dims.w)):
+        eff, t = geo.effective_size(spec.f[a], spec.dilation[a]), target[a]
+        lo = max(lo, -(-(n - eff + 1) // t))  # t*s - 1 + eff - n >= 0: the largest total reaches t
+        c = t - (2 if spec.ceil_mode else 1)
+        if c > 0:  # (t-c)*s + eff - n <= 2*(eff-1): the smallest total does not overshoot t
+            hi = min(hi, (eff + n - 2) // c)
+    return lo, hi
+
+
+def _lowest_rank(spec: LayerSpec, dims: Dims, target: Pair, s: int) -> tuple:
+    """A lower bound of the rank (total pad, asymmetry, stride) of every solution with stride ``s`` or larger."""
+    total = odd = 0
+    for a, n in enumerate((dims.h, dims.w)):
+        c = target[a] - (2 if spec.ceil_mode else 1)
+        if c >= 0:  # the smallest total grows with the stride (else it shrinks: no bound but 0)
+            least = max(0, c * s + geo.effective_size(spec.f[a], spec.dilation[a]) - n)
+            total, odd = total + least, odd + least % 2  # an odd total cannot be split evenly
+    return total, odd, (s, s)
+
+
+def _candidates(spec: LayerSpec, dims: Dims, target: Pair, stride_fixed: bool,
+                budget: design.Budget) -> Tuple[List[tuple], bool]:
+    """The listing as (stride, h pads, w pads), at most MAX_SOLUTIONS in order, and whether it is complete."""
+    axis = lambda s, a, **kw: design.iter_pads((dims.h, dims.w)[a], spec.f[a], s[a], spec.dilation[a],  # noqa: E731
+                                               target[a], spec.ceil_mode, budget=budget, **kw)
+    same_axes = dims.h == dims.w and target[0] == target[1] and spec.f[0] == spec.f[1] \
+        and spec.dilation[0] == spec.dilation[1]
+    found: List[tuple] = []  # (stride, h pads, w pads), ranked before any Solution is built
+    rank = lambda c: _key(Solution(c[0], c[1] + c[2], (0, 0), (0, 0)))  # noqa: E731
+    complete = True
+    if stride_fixed:
+        s = spec.stride
+        if same_axes and s[0] == s[1]:
+            found = [(s, p, p) for p in itertools.islice(axis(s, 0), MAX_SOLUTIONS + 1)]
+        else:
+            hs, ws = (list(itertools.islice(axis(s, a), MAX_SOLUTIONS + 1)) for a in (0, 1))
+            found = [(s, h, w) for h in hs for w in ws]
+    else:
+        largest = max(geo.effective_size(spec.f[a], spec.dilation[a]) for a in (0, 1))
+        lo, hi = _stride_range(spec, dims, target, largest)
+        for n in range(lo, hi + 1):
+            if len(found) >= 2 * MAX_SOLUTIONS:
+                found.sort(key=rank)
+                del found[MAX_SOLUTIONS:]
+                # Later strides need at least this much padding: once the listing's last row ranks
+                # before anything they could give, the listing is final (there may be more after it).
+                if rank(found[-1]) < _lowest_rank(spec, dims, target, n):
+                    complete = False
+                    break
+            if n - lo >= MAX_STRIDES or budget.exhausted:
+                complete = False
+                break
+            s = (n, n)
+            first = [next(axis(s, a), None) for a in (0, 1)]
+            if first[0] is None or first[1] is None:
+                continue
+            found.append((s, first[0], first[1]))
+            # PyTorch's Conv2d pads symmetrically: offer the smallest symmetric pad too.
+            sym = [next(axis(s, a, symmetric=True), None) for a in (0, 1)]
+            if sym[0] is not None and sym[1] is not None and (sym[0], sym[1]) != (first[0], first[1]):
+                found.append((s, sym[0], sym[1]))
+    found.sort(key=rank)
+    complete = complete and len(found) <= MAX_SOLUTIONS and not budget.exhausted
+    return found[:MAX_SOLUTIONS], complete
+
+
+def _ends(spec: LayerSpec, n: int, a: int, stride: int) -> Tuple[int, int]:
+    """Smallest and largest output size along axis ``a`` for ``stride``, over pads below the window."""
+    # NOTE: stride s gives floor((n + T - eff)/s) + 1 outputs for totals 0 <= T <= 2*(eff-1), every
+    # size between the ends (ceil mode: up to one more); the ends fall as the stride grows.
+    eff = geo.effective_size(spec.f[a], spec.dilation[a])
+    return max(1, (n - eff) // stride + 1), (n + eff - 2) // stride + 1 + (1 if spec.ceil_mode else 0)
+
+
+def _last_stride(ok, lo: int, hi: int) -> Optional[int]:
+    """Largest ``s`` in ``[lo, hi]`` with ``ok(s)`` for a predicate true on a prefix, or None."""
+    if lo > hi or not ok(lo):
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
+    return lo
+
+
+def _reachable_near(spec: LayerSpec, dims: Dims, target: Pair, stride_fixed: bool) -> Tuple[Pair, ...]:
+    """The output sizes closest to ``target`` that the solver confirms (a few, nearest first)."""
+    sizes = (dims.h, dims.w)
+    if stride_fixed:
+        strides = {spec.stride}
+    else:
+        largest = max(geo.effective_size(spec.f[a], spec.dilation[a]) for a in (0, 1))
+        strides = set()
+        for a, n in enumerate(sizes):
+            t = target[a]
+            # Sizes above t: the largest stride whose range still reaches above t has the lowest start;
+            # below t: the smallest stride whose range starts below t has the highest end.
+            above = _last_stride(lambda s: _ends(spec, n, a, s)[1] > t, 1, largest)
+            below = _last_stride(lambda s: _ends(spec, n, a, s)[0] >= t, 1, largest)
+            strides |= {(s, s) for s in (above, 1 if below is None else below + 1) if s is not None and s <= largest}
+    candidates = set()
+    for stride in strides:
+        options = []
+        for a, n in enumerate(sizes):
+            low, high = _ends(spec, n, a, stride[a])
+            t = target[a]
+            options.append({min(max(v, low), high) for v in (t - 1, t, t + 1)})
+        candidates |= {(h, w) for h in options[0] for w in options[1] if (h, w) != tuple(target)}
+    ranked = sorted(candidates, key=lambda p: (abs(p[0] - target[0]) + abs(p[1] - target[1]), p))
+    confirmed = []
+    for size in ranked[:6]:  # a few tries, each a small search: the nearest sizes are a hint
+        if len(confirmed) < 2 and _candidates(spec, dims, size, stride_fixed, design.Budget(500))[0]:
+            confirmed.append(size)
+    return tuple(confirmed)
+
+
 def solve_target(spec: LayerSpec, dims: Dims, target, stride_fixed: bool) -> TargetResult:
     """Strides and pads that make ``spec``'s window turn ``dims`` into ``target`` (``H`` or ``HxW``).
 
     With ``stride_fixed``, every padding for ``spec.stride`` (symmetric and
     asymmetric, each side below the dilated window); otherwise, for each stride
-    from 1 to the dilated window, its smallest padding. Smallest total padding first.
+    from 1 to the dilated window, its smallest padding (and its smallest
+    symmetric one). Smallest total padding first; at most :data:`MAX_SOLUTIONS`
+    rows. With no solution, ``nearest`` holds the closest sizes that have one.
 
     Raises
     ------
@@ -69,27 +217,7 @@ def solve_target(spec: LayerSpec, dims: Dims, target, stride_fixed: bool) -> Tar
         A target that is not one or two positive integers.
     """
     target = geo.as_pair(target, "--target")
-    per_axis = lambda s: [design.solve_pads((dims.h, dims.w)[a], spec.f[a], s[a], spec.dilation[a], target[a],
-                                         spec.ceil_mode) for a in (0, 1)]
-    same_axes = dims.h == dims.w and target[0] == target[1] and spec.f[0] == spec.f[1] \
-        and spec.dilation[0] == spec.dilation[1]
-    found = []
-    if stride_fixed:
-        hs, ws = per_axis(spec.stride)
-        if same_axes and spec.stride[0] == spec.stride[1]:
-            found = [_solution(spec, dims, spec.stride, p, p) for p in hs]
-        else:
-            found = [_solution(spec, dims, spec.stride, h, w) for h in hs for w in ws]
-    else:
-        largest = max(geo.effective_size(spec.f[a], spec.dilation[a]) for a in (0, 1))
-        for s in range(1, largest + 1):
-            hs, ws = per_axis((s, s))
-            if not (hs and ws):
-                continue
-            found.append(_solution(spec, dims, (s, s), hs[0], ws[0]))
-            # PyTorch's Conv2d pads symmetrically: offer the smallest symmetric pad too.
-            sym = [[p for p in axis if p[0] == p[1]] for axis in (hs, ws)]
-            if sym[0] and sym[1] and (sym[0][0], sym[1][0]) != (hs[0], ws[0]):
-                found.append(_solution(spec, dims, (s, s), sym[0][0], sym[1][0]))
-    found.sort(key=lambda s: (sum(s.pads), abs(s.pads[1] - s.pads[0]) + abs(s.pads[3] - s.pads[2]), s.stride))
-    return TargetResult(dims, target, spec, stride_fixed, found)
+    listing, complete = _candidates(spec, dims, target, stride_fixed, design.Budget())
+    found = [_solution(spec, dims, *c) for c in listing]
+    nearest = () if found else _reachable_near(spec, dims, target, stride_fixed)
+    return TargetResult(dims, target, spec, stride_fixed, found, complete, nearest)
