@@ -2,7 +2,10 @@
 
 Every output is first written to a temporary file next to its destination and
 renamed into place only when everything succeeded, so an error or Ctrl-C never
-leaves a partial file and never touches an existing one. Arrays can be written
+leaves a partial file and never touches an existing one. The file gets the mode
+any file the user creates gets (0666 less the umask), or, with ``--force``, the
+mode of the file it replaces. A symbolic link as output is replaced, never written
+through; a dangling one is refused (it names a file that was meant to exist). Arrays can be written
 whole (:meth:`ResultWriter.put`) or streamed batch slice by batch slice
 (:meth:`ResultWriter.create` then ``.write(chunk)``), which keeps memory bounded.
 Knows nothing of terminals.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import zipfile
@@ -22,6 +26,8 @@ import numpy as np
 from ..errors import OutputError
 
 FORMATS = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5"}
+#: Characters a temporary name adds to the output's name: "." + name + "." + 8 random + ".parts".
+_TEMP_EXTRA = 16
 
 
 def output_kind(path: str) -> str:
@@ -47,7 +53,8 @@ def check_destination(path: str, force: bool) -> str:
     Raises
     ------
     OutputError
-        Unknown extension, missing folder, a folder in the way, or an existing file without ``force``.
+        Unknown extension, missing folder, a folder in the way, a dangling symbolic link, or an
+        existing file without ``force``.
     """
     if path != "-" and os.path.isdir(path):
         raise OutputError(f"-o {path!r} is a folder; give a file name ending in .npy, .npz or .h5")
@@ -57,6 +64,9 @@ def check_destination(path: str, force: bool) -> str:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise OutputError(f"-o {path!r}: folder {os.path.dirname(path) or folder!r} does not exist")
+    if os.path.islink(path) and not os.path.exists(path):
+        raise OutputError(f"-o {path!r} is a symbolic link to {os.readlink(path)!r}, which does not exist; "
+                          "remove the link or give another name (cnncli neither writes through it nor replaces it)")
     if os.path.lexists(path) and not force:
         raise OutputError(f"-o {path!r} exists; use --force to overwrite it")
     if not os.access(folder, os.W_OK):
@@ -151,9 +161,12 @@ class ResultWriter:
             self._tmpdir = tempfile.mkdtemp(prefix="cnncli-")
         else:
             folder = os.path.dirname(os.path.abspath(self.path))
-            base = os.path.basename(self.path)
+            base = _temp_base(folder, os.path.basename(self.path))
             fd, self._tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".part", dir=folder)
-            os.close(fd)
+            try:
+                os.fchmod(fd, self._mode())  # mkstemp's 0600 is for the temporary name, not for the result
+            finally:
+                os.close(fd)
             if self.kind == "npz":
                 self._tmpdir = tempfile.mkdtemp(prefix=f".{base}.", suffix=".parts", dir=folder)
             elif self.kind == "h5":
@@ -171,6 +184,15 @@ class ResultWriter:
         finally:
             self._cleanup()
         return False
+
+    def _mode(self) -> int:
+        """The result's permission bits: the replaced file's with --force, else 0666 less the umask."""
+        if self.force:
+            try:
+                return stat.S_IMODE(os.stat(self.path).st_mode)
+            except OSError:
+                pass
+        return 0o666 & ~_umask()
 
     def wants(self, name: str) -> bool:
         """Whether ``name`` is written at all (``.npy`` and stdout keep only ``main``)."""
@@ -263,6 +285,24 @@ class ResultWriter:
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it: there is no other portable way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temp_base(folder: str, base: str) -> str:
+    """``base`` cut so that a temporary name made of it stays within the folder's NAME_MAX."""
+    try:
+        name_max = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    room = max(1, name_max - _TEMP_EXTRA)
+    encoded = os.fsencode(base)
+    return base if len(encoded) <= room else os.fsdecode(encoded[:room])
 
 
 def write_results(path: str, results: Dict[str, np.ndarray], *, main: str,

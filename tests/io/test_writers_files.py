@@ -1,0 +1,80 @@
+"""Outputs as files the user creates: the umask's mode, --force keeps the old mode, symlinks are never
+written through, long names work."""
+
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from cnncli.errors import OutputError
+from cnncli.io.writers import write_results
+
+RESULTS = {"Z": np.arange(6.0).reshape(1, 2, 3, 1), "dW": np.ones(2)}
+
+
+@pytest.fixture
+def umask():
+    def set_mask(mask):
+        os.umask(mask)
+
+    old = os.umask(0o022)
+    yield set_mask
+    os.umask(old)
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("ext", [".npy", ".npz", ".h5"])
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_a_new_output_gets_0666_less_the_umask(tmp_path, umask, ext, mask):
+    umask(mask)
+    write_results(str(tmp_path / f"out{ext}"), RESULTS, main="Z")
+    assert mode(tmp_path / f"out{ext}") == 0o666 & ~mask
+    assert os.listdir(tmp_path) == [f"out{ext}"]
+
+
+@pytest.mark.parametrize("ext", [".npy", ".npz", ".h5"])
+def test_force_keeps_the_replaced_files_mode(tmp_path, umask, ext):
+    umask(0o022)
+    path = tmp_path / f"out{ext}"
+    path.write_bytes(b"old")
+    os.chmod(path, 0o640)
+    write_results(str(path), RESULTS, main="Z", force=True)
+    assert mode(path) == 0o640
+    if ext == ".npy":
+        np.testing.assert_array_equal(np.load(path), RESULTS["Z"])
+
+
+def test_a_dangling_symlink_is_refused_with_or_without_force(tmp_path):
+    link = tmp_path / "out.npy"
+    os.symlink(tmp_path / "missing" / "target.npy", link)
+    for force in (False, True):
+        with pytest.raises(OutputError) as info:
+            write_results(str(link), RESULTS, main="Z", force=force)
+        assert str(info.value) == (f"-o {str(link)!r} is a symbolic link to {str(tmp_path / 'missing' / 'target.npy')!r}, "
+                                   "which does not exist; remove the link or give another name (cnncli neither writes "
+                                   "through it nor replaces it)")
+    assert os.path.islink(link) and sorted(os.listdir(tmp_path)) == ["out.npy"]
+
+
+def test_force_replaces_a_live_symlink_and_never_writes_through_it(tmp_path):
+    target = tmp_path / "target.npy"
+    target.write_bytes(b"keep me")
+    link = tmp_path / "out.npy"
+    os.symlink(target, link)
+    write_results(str(link), RESULTS, main="Z", force=True)
+    assert not os.path.islink(link) and target.read_bytes() == b"keep me"
+    np.testing.assert_array_equal(np.load(link), RESULTS["Z"])
+
+
+@pytest.mark.parametrize("ext", [".npy", ".npz", ".h5"])
+def test_a_name_of_246_characters_works(tmp_path, ext):
+    name = "a" * (246 - len(ext)) + ext  # the temporary name must not exceed NAME_MAX (255)
+    write_results(str(tmp_path / name), RESULTS, main="Z")
+    assert os.listdir(tmp_path) == [name]
+    name = "é" * 125 + ext  # 250 + 4 bytes in UTF-8: cut on bytes for the temporary name
+    write_results(str(tmp_path / name), RESULTS, main="Z")
+    assert name in os.listdir(tmp_path) and len(os.listdir(tmp_path)) == 2
