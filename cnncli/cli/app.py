@@ -2,13 +2,17 @@
 
 Exit codes: 0 success; 1 a gradient check failed; 2 bad usage or bad input;
 3 an internal error (a bug: please report it, with ``--debug``'s traceback);
-130 interrupted.
+130 interrupted (SIGINT), 143 terminated (SIGTERM), 129 hung up (SIGHUP). A reader of
+standard output that goes away early (``| head``) is not an error of the run: exit 0.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import sys
+import threading
 import traceback
 from typing import Optional
 
@@ -20,6 +24,22 @@ from ..errors import CnncliError
 from .command import adopt, suggest_options
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_PIPE = EXIT_OK  # the reader went away (`| head`): what it read is right; never 1, "a check failed"
+#: Signals that end a run cleanly (temporary files removed) with exit 128 + signum, and what they say.
+STOP_SIGNALS = {getattr(signal, name): words for name, words in (("SIGTERM", "terminated"), ("SIGHUP", "hung up"))
+                if hasattr(signal, name)}
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind like Ctrl-C (writers remove their temporary files), exit 128 + signum."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _PipeClosed(Exception):
+    """EPIPE on standard output, carried past click (which would exit 1) to :meth:`CnncliGroup.main`."""
 
 
 class _State:
@@ -30,8 +50,56 @@ state = _State()
 
 
 def _error_line(message: str) -> None:
-    sys.stderr.write(f"cnncli: error: {message}\n")
-    sys.stderr.flush()
+    if sys.stderr is None:  # started with stderr closed (2>&-): the exit code is all there is
+        return
+    try:
+        sys.stderr.write(f"cnncli: error: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # stderr full (2>/dev/full) or gone: the exit code still tells
+        _reopen(2)
+
+
+class _ClosedStdin:
+    """``sys.stdin`` when the run started with it closed (``<&-``): reading it is an input error, exit 2."""
+
+    def __getattr__(self, name):
+        from ..errors import InputError
+
+        raise InputError("standard input is closed ('<&-'); '-' reads .npy bytes from it: pipe an array in "
+                         "or give a file")
+
+
+def _standard_streams() -> Optional[str]:
+    """Occupy closed descriptors 0-2 with /dev/null (no file opened later may take them); the error, if any."""
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+            _reopen(fd)
+    if 0 in closed:
+        sys.stdin = _ClosedStdin()
+    if 1 in closed:
+        return ("standard output is closed ('>&-'); cnncli writes its results there: redirect it to a file "
+                "or to /dev/null instead")
+    return None
+
+
+def _reopen(fd: int) -> None:
+    """Point descriptor ``fd`` at /dev/null (read-only for stdin): a closed one is then never taken by a file
+    opened later, and the interpreter's final flush of a dead stdout or stderr cannot fail again."""
+    try:
+        null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+    except OSError:
+        pass
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
 
 
 class CnncliGroup(TyperGroup):
@@ -40,12 +108,25 @@ class CnncliGroup(TyperGroup):
     def get_params(self, ctx):
         return adopt(super().get_params(ctx))
 
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise _PipeClosed() from exc
+            raise
+
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         args = list(sys.argv[1:] if args is None else args)
         state.debug = bool(os.environ.get("CNNCLI_DEBUG"))  # per run: one run's --debug must not leak into the next
         if "--debug" in args:  # accepted anywhere on the line, not only before the command
             args.remove("--debug")
             state.debug = True
+        closed = _standard_streams()
+        if closed:
+            _error_line(closed)
+            return _finish(EXIT_USAGE, standalone_mode)
+        previous = _catch_stop_signals()
         try:
             _startup.release()
             command = self.commands.get(next((a for a in args if not a.startswith("-")), ""))
@@ -58,6 +139,15 @@ class CnncliGroup(TyperGroup):
             code = rv if isinstance(rv, int) else EXIT_OK
             if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into a silent return of 130
                 _error_line("interrupted")
+            if sys.stdout is not None:
+                sys.stdout.flush()  # here, not at exit: a reader gone by now is a closed pipe like any other
+        except (_PipeClosed, BrokenPipeError):
+            # The reader of our stdout went away (`| head -c 10`): not an error of ours, so quietly.
+            _reopen(1)
+            code = EXIT_PIPE
+        except Terminated as exc:
+            _error_line(STOP_SIGNALS.get(exc.signum, "stopped by a signal"))
+            code = 128 + exc.signum
         except typer.Exit as exc:
             code = exc.exit_code
             if code == EXIT_INTERRUPTED:
@@ -77,14 +167,6 @@ class CnncliGroup(TyperGroup):
                 traceback.print_exc()
             _error_line(str(exc))
             code = EXIT_USAGE
-        except BrokenPipeError:
-            # The reader of our stdout went away (e.g. `| head`): not an error of ours. Point
-            # fd 1 at /dev/null so the interpreter's final flush cannot fail again.
-            try:
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            except (OSError, ValueError):
-                pass
-            code = EXIT_OK
         except OSError as exc:
             # Files the user named are checked by the loaders; what is left is the environment
             # (a full disk, a closed terminal, permissions): bad circumstances, not a bug.
@@ -102,6 +184,8 @@ class CnncliGroup(TyperGroup):
                 traceback.print_exc()
             _error_line(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
             code = EXIT_INTERNAL
+        finally:
+            _restore_signals(previous)
         return _finish(code, standalone_mode)
 
 
@@ -130,6 +214,18 @@ def _flag_given_a_value(params, args) -> Optional[str]:
             off = " (leave it out for false)" if value.lower() in ("false", "no", "off", "0") else ""
             return f"{flag} is a flag and takes no value: write {flag} alone, not {flag} {value}{off}"
     return None
+
+
+def _catch_stop_signals() -> dict:
+    """Make SIGTERM and SIGHUP unwind the run as :class:`Terminated`; the handlers they replace."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, _raise_terminated) for signum in STOP_SIGNALS}
+
+
+def _restore_signals(previous: dict) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 def _finish(code: int, standalone_mode: bool) -> int:

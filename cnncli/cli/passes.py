@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from ..errors import InputError, OutputError
-from .app import app
+from .app import STOP_SIGNALS, Terminated, app
 from .command import CnncliCommand, examples
 from .options import layer_options
 
@@ -46,34 +46,41 @@ _BACKWARD_EXAMPLES = examples(
 )
 
 
-class _SigintGuard:
-    """Remember a Ctrl-C even when Python swallows its KeyboardInterrupt.
+class _SignalGuard:
+    """Remember a Ctrl-C, SIGTERM or SIGHUP during a write, even where Python would swallow its exception.
 
     A KeyboardInterrupt raised while a finalizer or weakref callback runs (h5py has many)
     is printed as a traceback and ignored by Python, and the run would go on to write
-    its output. So the handler only records the SIGINT; the stream checks at every
-    chunk (chunks are small) and stops there, and the result is never renamed into place.
+    its output. So the handlers only record the signal; the stream checks at every
+    chunk (chunks are small) and stops there, inside the writer, so the result is never
+    renamed into place and the temporary files are removed. The app maps the exceptions
+    to exit 130, 143 and 129.
     """
 
     def __init__(self):
-        self.hit = False
-        self._previous = None
+        self.signum = None
+        self._previous = {}
 
     def _handler(self, signum, frame):
-        self.hit = True
+        self.signum = self.signum or signum
 
     def check(self) -> None:
-        if self.hit:
+        """Raise KeyboardInterrupt or :class:`~cnncli.cli.app.Terminated` if a signal arrived."""
+        if self.signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if self.signum is not None:
+            raise Terminated(self.signum)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+            for signum in (signal.SIGINT, *STOP_SIGNALS):
+                self._previous[signum] = signal.signal(signum, self._handler)
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
         return False
 
 
@@ -103,7 +110,7 @@ def _run(command: str, source: str, output: Optional[str], force: bool, as_json:
         run = streaming.forward if command == "forward" else streaming.backward
         m = call.A_prev.shape[0]
         rows = streaming.chunk_rows(call, backward=command == "backward")
-        with _SigintGuard() as guard, (writer or nullcontext()) as sink, \
+        with _SignalGuard() as guard, (writer or nullcontext()) as sink, \
                 render.progress_bar(command, m, show=m > rows) as bar:
 
             def progress(done: int, total: int) -> None:
@@ -113,6 +120,7 @@ def _run(command: str, source: str, output: Optional[str], force: bool, as_json:
 
             results = run(call, sink, progress=progress)
             guard.check()  # still inside the writer: an interrupted run never commits
+        guard.check()  # a signal during the commit: the output is whole, but the run still stops as asked
         report = PassReport.of(command, call, results, writer=writer, seconds=time.perf_counter() - started)
     if as_json:
         typer.echo(render.to_json(report.to_dict()))

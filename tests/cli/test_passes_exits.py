@@ -1,0 +1,102 @@
+"""Exit codes of the environment: signals during a write, readers that go away, closed or full standard streams.
+
+Real subprocesses: these are about file descriptors and signals, which an in-process runner does not have.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CNNCLI = [sys.executable, "-m", "cnncli"]
+ENV = dict(os.environ, PYTHONPATH=ROOT)
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    path = tmp_path_factory.mktemp("big") / "big.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.random.default_rng(3).integers(0, 255, (4000, 16, 16, 3), dtype=np.uint8)
+    return path
+
+
+@pytest.mark.parametrize("signum, code, words, out", [
+    (signal.SIGTERM, 143, "terminated", "out.h5"),
+    (signal.SIGHUP, 129, "hung up", "out.npz"),  # .npz: its .parts/ folder too
+    (signal.SIGTERM, 143, "terminated", "-"),    # stdout: its temporary folder
+])
+def test_sigterm_and_sighup_mid_write_leave_no_temporary_file(tmp_path, big, signum, code, words, out):
+    target = "-" if out == "-" else str(tmp_path / out)
+    if out != "-":
+        (tmp_path / out).write_bytes(b"old result")
+    env = dict(ENV, CNNCLI_CHUNK_BYTES="1", TMPDIR=str(tmp_path))  # one example per chunk: a slow stream
+    proc = subprocess.Popen(CNNCLI + ["forward", f"{big}:/x", "--f", "2", "-o", target, "--force"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 30
+    while not [p for p in os.listdir(tmp_path) if p.endswith(".part") or p.startswith("cnncli-")]:
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline
+        time.sleep(0.02)
+    time.sleep(0.2)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == code, stderr
+    assert stderr.decode().splitlines()[-1:] == [f"cnncli: error: {words}"] and b"Traceback" not in stderr
+    assert stdout == b""
+    assert sorted(os.listdir(tmp_path)) == ([] if out == "-" else [out])
+    if out != "-":
+        assert (tmp_path / out).read_bytes() == b"old result"
+
+
+@pytest.mark.parametrize("args", [
+    ["forward", "{A}", "--f", "2", "-o", "-"],
+    ["shape", "--f", "3", "--stride", "2", "--json"],
+    ["shape", "--f", "3", "--stride", "2"],
+    ["gradcheck", "--json"],
+])
+def test_a_reader_that_goes_away_gives_0_quietly(tmp_path, args):
+    np.save(tmp_path / "A.npy", np.ones((64, 32, 32, 3)))
+    proc = subprocess.Popen(CNNCLI + [a.format(A=tmp_path / "A.npy") for a in args], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the child has written anything (it is still importing)
+    stderr = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert proc.returncode == 0, stderr  # not 1, which means a failed check
+    assert b"Traceback" not in stderr and b"error" not in stderr
+
+
+def shell(command, **kw):
+    return subprocess.run(["bash", "-c", command], env=ENV, capture_output=True, timeout=60, **kw)
+
+
+def test_closed_stdin_is_an_input_error_when_it_is_read(tmp_path):
+    res = shell(f"{sys.executable} -m cnncli forward - --f 2 <&-")
+    assert (res.returncode, res.stderr) == (2, b"cnncli: error: standard input is closed ('<&-'); '-' reads .npy "
+                                               b"bytes from it: pipe an array in or give a file\n")
+    res = shell(f"{sys.executable} -m cnncli shape --f 3 --input 8 --json <&-")
+    assert res.returncode == 0 and b'"output"' in res.stdout  # not read: not an error
+
+
+def test_closed_stdout_is_one_line_and_exit_2(tmp_path):
+    np.save(tmp_path / "A.npy", np.ones((1, 4, 4, 1)))
+    for args in ("shape --f 3", f"forward {tmp_path}/A.npy --f 2 -o {tmp_path}/out.npy", "gradcheck --json"):
+        res = shell(f"{sys.executable} -m cnncli {args} >&-")
+        assert (res.returncode, res.stderr) == (2, b"cnncli: error: standard output is closed ('>&-'); cnncli "
+                                                   b"writes its results there: redirect it to a file or to "
+                                                   b"/dev/null instead\n")
+    assert os.listdir(tmp_path) == ["A.npy"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_bad_input_with_stderr_full_or_closed_still_exits_2(tmp_path):
+    for redirect in ("2>/dev/full", "2>&-"):
+        res = shell(f"{sys.executable} -m cnncli forward {tmp_path}/missing.npy --f 2 {redirect}")
+        assert res.returncode == 2, res
+    res = shell(f"{sys.executable} -m cnncli shape --f 3 --json >/dev/full")
+    assert res.returncode == 2 and res.stderr.startswith(b"cnncli: error: cannot complete: No space left on device")
