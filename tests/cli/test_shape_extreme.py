@@ -22,11 +22,10 @@ MEMORY_BOUND = 100 * 2**20
 # The child runs the real app, then prints its peak RSS in KiB on the last stderr line. VmHWM belongs
 # to the new program (ru_maxrss can carry the forking pytest process's peak across exec).
 _CHILD = """
-import resource, sys
-from cnncli.cli.app import main
+import resource, runpy, sys
 sys.argv = ["cnncli"] + sys.argv[1:]
 try:
-    main()
+    runpy.run_module("cnncli", run_name="__main__")  # what python -m cnncli runs
 finally:
     try:
         peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
