@@ -18,39 +18,19 @@ from typing import Optional
 import numpy as np
 
 from .engine import ConvParams, PoolParams, conv2d, conv2d_backward, pool2d, pool2d_backward
-from .engine.geometry import normalize_pad
+from .engine.params import CONV_KEYS, POOL_KEYS, check_hparameters
 from .errors import HyperparameterError, ShapeError
-
-CONV_KEYS = ("stride", "pad", "dilation", "groups", "layout")
-POOL_KEYS = ("f", "stride", "pad", "dilation", "ceil_mode", "count_include_pad", "layout")
+from .io.text import read_hyperparameters, read_pad
 
 
-def _check_keys(hparameters, allowed, what: str) -> dict:
-    if not isinstance(hparameters, dict):
-        raise HyperparameterError(f"hparameters must be a dict, got {type(hparameters).__name__}")
-    unknown = sorted(set(hparameters) - set(allowed))
-    if unknown:
-        raise HyperparameterError(
-            f"unknown {what} hyperparameter(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(allowed)}"
-        )
-    return dict(hparameters)
+def _conv_params(hp: dict) -> ConvParams:
+    """The record of a checked ``hparameters`` copy; text values (``"2x1"``) are read first."""
+    return ConvParams.from_hparameters(read_hyperparameters(hp))
 
 
-def conv_params(hparameters: dict) -> ConvParams:
-    """Build :class:`ConvParams` from an exercise-style ``hparameters`` dict."""
-    hp = _check_keys(hparameters, CONV_KEYS, "conv")
-    return ConvParams(stride=hp.get("stride", 1), pad=hp.get("pad", 0),
-                      dilation=hp.get("dilation", 1), groups=hp.get("groups", 1))
-
-
-def pool_params(hparameters: dict, mode: str = "max") -> PoolParams:
-    """Build :class:`PoolParams` from an exercise-style ``hparameters`` dict and ``mode``."""
-    hp = _check_keys(hparameters, POOL_KEYS, "pool")
-    if "f" not in hp:
-        raise HyperparameterError("pool hparameters need 'f' (the window size), e.g. {'f': 2, 'stride': 2}")
-    return PoolParams(f=hp["f"], stride=hp.get("stride"), pad=hp.get("pad", 0), dilation=hp.get("dilation", 1),
-                      mode=mode, ceil_mode=hp.get("ceil_mode", False),
-                      count_include_pad=hp.get("count_include_pad", True))
+def _pool_params(hp: dict, mode) -> PoolParams:
+    """The record of a checked ``hparameters`` copy and ``mode``; text values are read first."""
+    return PoolParams.from_hparameters(read_hyperparameters(hp), mode)
 
 
 def zero_pad(X, pad):
@@ -84,7 +64,7 @@ def zero_pad(X, pad):
     X = np.asarray(X)
     if X.ndim != 4:
         raise ShapeError(f"X must be 4-D (m, n_H, n_W, n_C), got shape {X.shape}")
-    pads = normalize_pad(pad)
+    pads = read_pad(pad)
     if pads == "same":
         raise HyperparameterError("zero_pad needs explicit pads; 'same' depends on the kernel size")
     t, b, l, r = pads
@@ -142,10 +122,10 @@ def conv_forward(A_prev, W, b, hparameters, *, layout: Optional[str] = None):
     ShapeError, HyperparameterError
         Mismatched shapes or invalid hyperparameters; the message names the values.
     """
-    hp = _check_keys(hparameters, CONV_KEYS, "conv")
+    hp = check_hparameters(hparameters, CONV_KEYS, "conv")
     if layout is not None:
         hp["layout"] = layout
-    Z = conv2d(A_prev, W, b, conv_params(hp), layout=hp.get("layout", "nhwc"))
+    Z = conv2d(A_prev, W, b, _conv_params(hp), layout=hp.get("layout", "nhwc"))
     return Z, (A_prev, W, b, hp)
 
 
@@ -170,7 +150,7 @@ def conv_backward(dZ, cache):
         ``dZ`` is not of the forward output's shape.
     """
     A_prev, W, b, hp = cache
-    grads = conv2d_backward(dZ, A_prev, W, conv_params(hp), layout=hp.get("layout", "nhwc"))
+    grads = conv2d_backward(dZ, A_prev, W, _conv_params(hp), layout=hp.get("layout", "nhwc"))
     db = grads.db
     if b is not None and np.ndim(b) == 4:
         db = db.reshape(1, 1, 1, -1)
@@ -202,10 +182,10 @@ def pool_forward(A_prev, hparameters, mode="max", *, layout: Optional[str] = Non
     ShapeError, HyperparameterError
         Invalid input or hyperparameters; the message names the values.
     """
-    hp = _check_keys(hparameters, POOL_KEYS, "pool")
+    hp = check_hparameters(hparameters, POOL_KEYS, "pool")
     if layout is not None:
         hp["layout"] = layout
-    A = pool2d(A_prev, pool_params(hp, mode), layout=hp.get("layout", "nhwc"))
+    A = pool2d(A_prev, _pool_params(hp, mode), layout=hp.get("layout", "nhwc"))
     return A, (A_prev, hp)
 
 
@@ -232,7 +212,7 @@ def pool_backward(dA, cache, mode="max"):
         ``dA`` is not of the forward output's shape.
     """
     A_prev, hp = cache
-    return pool2d_backward(dA, A_prev, pool_params(hp, mode), layout=hp.get("layout", "nhwc"))
+    return pool2d_backward(dA, A_prev, _pool_params(hp, mode), layout=hp.get("layout", "nhwc"))
 
 
 def create_mask_from_window(x):

@@ -185,3 +185,17 @@ def test_errors_name_the_values(call, exc, message):
 
 def test_version_string():
     assert isinstance(cnncli.__version__, str)
+
+
+def test_text_hyperparameters_are_still_accepted():
+    # The engine takes numbers; the classic API reads text values at its edge, as it always accepted them.
+    rng = np.random.default_rng(3)
+    A, W, b = rng.normal(size=(2, 6, 7, 2)), rng.normal(size=(3, 3, 2, 3)), rng.normal(size=(1, 1, 1, 3))
+    Z_text, cache = conv_forward(A, W, b, {"stride": "2x1", "pad": "0,1,0,1", "dilation": "1"})
+    Z_num, _ = conv_forward(A, W, b, {"stride": (2, 1), "pad": (0, 1, 0, 1), "dilation": 1})
+    np.testing.assert_array_equal(Z_text, Z_num)
+    assert cache[3] == {"stride": "2x1", "pad": "0,1,0,1", "dilation": "1"}  # the cache keeps the dict as given
+    A_text, _ = pool_forward(A, {"f": "3", "stride": "2", "ceil_mode": "on"})
+    A_num, _ = pool_forward(A, {"f": 3, "stride": 2, "ceil_mode": True})
+    np.testing.assert_array_equal(A_text, A_num)
+    assert zero_pad(A, "1,2").shape == (2, 8, 11, 2)

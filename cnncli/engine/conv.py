@@ -20,12 +20,13 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ShapeError
-from ._common import CHUNK_TARGET_BYTES, as_nhwc, compute_dtype, plan_chunks, threads
+from ._common import CHUNK_TARGET_BYTES, compute_dtype, plan_chunks, threads
 from ._depthwise import depthwise_backward, depthwise_forward
 from ._unroll import chunk_buffer, correlate, fold, is_identity, weight_grad, weight_grad_shifted
-from .geometry import WindowGeometry, check_groups
+from .geometry import WindowGeometry
 from .layout import check_layout, conv_in, conv_out_grads, nchw_to_nhwc, nhwc_to_nchw
 from .params import ConvParams
+from .shapes import check_conv_shapes
 
 
 @dataclass(frozen=True)
@@ -50,30 +51,12 @@ class ConvGrads:
 def _check(A_prev, W, b, params: ConvParams):
     """Validate shapes; return arrays in the compute dtype, the geometry and the bias (n_C,)."""
     A_prev, W = np.asarray(A_prev), np.asarray(W)
-    arrays = [A_prev, W] + ([np.asarray(b)] if b is not None else [])
-    dtype = compute_dtype(*arrays)
-    A_prev = as_nhwc(A_prev, "A_prev", dtype)
-    if W.ndim != 4:
-        raise ShapeError(f"W must be 4-D (f, f, n_C_prev/groups, n_C), got shape {W.shape}")
-    W = W.astype(dtype, copy=False)
-    kh, kw, c_g, n_C = W.shape
-    if min(W.shape) < 1:
-        raise ShapeError(f"W must have no empty axis, got shape {W.shape}")
-    n_C_prev = A_prev.shape[3]
-    groups = check_groups(n_C_prev, n_C, params.groups)
-    if c_g * groups != n_C_prev:
-        raise ShapeError(
-            f"W has {c_g} input channel(s) per group but A_prev has n_C_prev={n_C_prev} "
-            f"with groups={groups} (expected W.shape[2] == {n_C_prev // groups})"
-        )
-    if b is None:
-        bias = None
-    else:
-        b = np.asarray(b)
-        if b.shape not in ((n_C,), (1, 1, 1, n_C)):
-            raise ShapeError(f"b must have shape ({n_C},) or (1, 1, 1, {n_C}) to match W, got {b.shape}")
-        bias = b.reshape(n_C).astype(dtype, copy=False)
-    geom = params.geometry(A_prev.shape[1:3], (kh, kw))
+    b = None if b is None else np.asarray(b)
+    check_conv_shapes(A_prev.shape, W.shape, None if b is None else b.shape, params.groups)
+    dtype = compute_dtype(*[x for x in (A_prev, W, b) if x is not None])
+    A_prev, W = A_prev.astype(dtype, copy=False), W.astype(dtype, copy=False)
+    bias = None if b is None else b.reshape(W.shape[3]).astype(dtype, copy=False)
+    geom = params.geometry(A_prev.shape[1:3], W.shape[:2])
     return A_prev, W, bias, geom
 
 

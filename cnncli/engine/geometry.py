@@ -26,27 +26,29 @@ Pads = Tuple[int, int, int, int]  # (top, bottom, left, right)
 PadSpec = Union[int, str, Sequence[int]]
 
 
-def _as_int(value, name: str) -> int:
-    """Return ``value`` as a Python int, refusing bools, floats with fractions and text."""
+def as_int(value, name: str) -> int:
+    """Return ``value`` as a Python int: an integer, or a float without a fraction.
+
+    Raises
+    ------
+    HyperparameterError
+        A bool, a float with a fraction, text (read it with :mod:`cnncli.io.text`) or anything else.
+    """
     if isinstance(value, bool):
         raise HyperparameterError(f"{name} must be an integer, got {value!r}")
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real) and float(value).is_integer():
         return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
     raise HyperparameterError(f"{name} must be an integer, got {value!r}")
 
 
 def as_flag(value, name: str) -> bool:
-    """Read a yes/no hyperparameter: a bool, 0/1, or the words true/false, yes/no, on/off.
+    """Read a yes/no hyperparameter: a bool or the integers 0/1 (numpy scalars included).
 
-    ``bool("false")`` is True, so text from case files and specs must never go
-    through ``bool()``; every flag of cnncli is read here.
+    Words such as "false" or "on" are text, read at the edge by
+    :func:`cnncli.io.text.read_flag`; ``bool("false")`` is True, so text never goes
+    through ``bool()``.
 
     Raises
     ------
@@ -55,20 +57,12 @@ def as_flag(value, name: str) -> bool:
 
     Examples
     --------
-    >>> as_flag("false", "ceil_mode"), as_flag(1, "ceil_mode")
+    >>> as_flag(False, "ceil_mode"), as_flag(1, "ceil_mode")
     (False, True)
     """
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy scalars from files
         value = value.item()
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in ("1", "true", "yes", "on"):
-            return True
-        if word in ("0", "false", "no", "off"):
-            return False
-    elif isinstance(value, (bool, numbers.Integral)) and int(value) in (0, 1):
+    if isinstance(value, (bool, numbers.Integral)) and int(value) in (0, 1):
         return bool(value)
     raise HyperparameterError(f"{name} must be true or false (1/0), got {value!r}")
 
@@ -78,8 +72,9 @@ def as_pair(value, name: str, minimum: int = 1) -> Pair:
 
     Parameters
     ----------
-    value : int or sequence of 2 ints or str
-        ``3``, ``(3, 2)``, ``"3"``, ``"3,2"`` or ``"3x2"``.
+    value : int or sequence of 2 ints
+        ``3``, ``(3, 2)`` or a 1-d array of two integers (text such as ``"3x2"`` is read by
+        :func:`cnncli.io.text.read_pair`).
     name : str
         Used in the error message (``"stride"``, ``"f"``, ...).
     minimum : int
@@ -98,16 +93,10 @@ def as_pair(value, name: str, minimum: int = 1) -> Pair:
     --------
     >>> as_pair(3, "f")
     (3, 3)
-    >>> as_pair("2x1", "stride")
+    >>> as_pair((2, 1), "stride")
     (2, 1)
     """
-    if isinstance(value, str):
-        items = value.lower().replace("x", ",").split(",")
-        if not any(p.strip() for p in items):  # no number at all: "x", ""
-            items = [value]
-        elif any(not p.strip() for p in items):  # "2x", ",3": a number is missing
-            raise HyperparameterError(f"{name} must be an int or a pair like 3 or 3x2, got {value!r}")
-    elif isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple)):
         items = list(value)
     elif hasattr(value, "shape") and getattr(value, "ndim", 0) == 1:  # numpy 1-d array
         items = list(value.tolist())
@@ -117,18 +106,23 @@ def as_pair(value, name: str, minimum: int = 1) -> Pair:
         items = items * 2
     if len(items) != 2:
         raise HyperparameterError(f"{name} must be an int or a pair (h, w), got {value!r}")
-    pair = tuple(_as_int(v, name) for v in items)
+    pair = tuple(as_int(v, name) for v in items)
     for v in pair:
         if v < minimum:
             raise HyperparameterError(f"{name} must be >= {minimum}, got {v}")
     return pair  # type: ignore[return-value]
 
 
+#: The pad words of SPEC: "valid" is no padding; "same" is resolved against the input size.
+PAD_WORDS = ("valid", "same")
+
+
 def normalize_pad(pad: PadSpec) -> Union[str, Pads]:
     """Normalize a pad spec to ``"same"`` or a 4-tuple ``(top, bottom, left, right)``.
 
-    Accepts an int, a pair ``(pad_h, pad_w)``, a 4-tuple, ``"valid"``, ``"same"``,
-    and the same forms as text (``"1"``, ``"1,2"``, ``"0,1,0,1"``).
+    Accepts an int, a pair ``(pad_h, pad_w)``, a 4-tuple, and the words ``"valid"``
+    and ``"same"`` (any case). Text with numbers (``"1,2"``) is read by
+    :func:`cnncli.io.text.read_pad`.
 
     Raises
     ------
@@ -137,23 +131,18 @@ def normalize_pad(pad: PadSpec) -> Union[str, Pads]:
     """
     if isinstance(pad, str):
         word = pad.strip().lower()
-        if word == "valid":
-            return (0, 0, 0, 0)
-        if word == "same":
-            return "same"
-        parts = word.replace("x", ",").split(",")
-        try:
-            values = [int(p) for p in parts]  # int("") fails too: "1x" or "1,,2" is refused
-        except ValueError:
+        if word not in PAD_WORDS:
             raise HyperparameterError(
-                f"pad must be an int, 'h,w', 'top,bottom,left,right', 'valid' or 'same', got {pad!r}"
-            ) from None
-    elif isinstance(pad, (list, tuple)):
-        values = [_as_int(p, "pad") for p in pad]
+                f"pad must be an int, a pair (pad_h, pad_w), (top, bottom, left, right), 'valid' or 'same', "
+                f"got {pad!r}"
+            )
+        return (0, 0, 0, 0) if word == "valid" else "same"
+    if isinstance(pad, (list, tuple)):
+        values = [as_int(p, "pad") for p in pad]
     elif hasattr(pad, "shape") and getattr(pad, "ndim", 0) <= 1:  # numpy scalar or 1-d array
-        values = [_as_int(p, "pad") for p in ([pad.item()] if pad.ndim == 0 else pad.tolist())]
+        values = [as_int(p, "pad") for p in ([pad.item()] if pad.ndim == 0 else pad.tolist())]
     else:
-        values = [_as_int(pad, "pad")]
+        values = [as_int(pad, "pad")]
     for v in values:
         if v < 0:
             raise HyperparameterError(f"pad must be >= 0, got {v}")
@@ -331,11 +320,27 @@ def window_geometry(
     return WindowGeometry(in_hw, kernel, stride, dilation, pads, (out_h, out_w), bool(ceil_mode))
 
 
-def format_pads(pads: Pads) -> str:
-    """``0`` for uniform padding, else ``top,bottom,left,right``."""
+_PAD_SIDES = ("top", "bottom", "left", "right")
+
+
+def format_pads(pads: Pads, style: str = "sentence") -> str:
+    """The one spelling of resolved pads: ``p`` when all four sides agree, else by ``style``.
+
+    ``"sentence"`` (error messages): ``(top=0, bottom=1, left=0, right=1)``;
+    ``"keys"`` (tables): ``top=0,bottom=1,left=0,right=1``;
+    ``"list"`` (what ``--pad`` and layer specs accept): ``0,1,0,1``.
+
+    Examples
+    --------
+    >>> format_pads((1, 1, 1, 1)), format_pads((0, 1, 0, 1), "list")
+    ('1', '0,1,0,1')
+    """
     if len(set(pads)) == 1:
         return str(pads[0])
-    return "(top={}, bottom={}, left={}, right={})".format(*pads)
+    if style == "list":
+        return ",".join(map(str, pads))
+    named = [f"{side}={v}" for side, v in zip(_PAD_SIDES, pads)]
+    return ",".join(named) if style == "keys" else "(" + ", ".join(named) + ")"
 
 
 def window_sees_input(geom: WindowGeometry) -> bool:
@@ -374,7 +379,7 @@ def check_groups(n_C_prev: int, n_C: int, groups: int) -> int:
     HyperparameterError
         ``groups < 1`` or a channel count it does not divide.
     """
-    groups = _as_int(groups, "groups")
+    groups = as_int(groups, "groups")
     if groups < 1:
         raise HyperparameterError(f"groups must be >= 1, got {groups}")
     if n_C_prev % groups:

@@ -1,9 +1,16 @@
-"""Frozen hyperparameter records for conv and pool, validated on construction."""
+"""Frozen hyperparameter records for conv and pool, validated on construction.
+
+Every way in builds one of these: the engine's callers directly, and the classic
+exercise's ``hparameters`` dicts (the API, case files, the gradient-check battery)
+through :meth:`ConvParams.from_hparameters` / :meth:`PoolParams.from_hparameters`.
+Values are numbers (and the words of SPEC: ``"same"``/``"valid"``, pooling modes);
+text such as ``"3x2"`` is read first by :mod:`cnncli.io.text`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from .geometry import (
     Pads,
@@ -15,9 +22,33 @@ from .geometry import (
     normalize_pad,
     pool_geometry,
     window_geometry,
-    _as_int,
+    as_int,
 )
 from ..errors import HyperparameterError
+
+
+#: Keys of the exercise's ``hparameters`` dicts. ``layout`` is the arrays' layout, not a
+#: hyperparameter: the dict may carry it and the caller reads it; the records ignore it.
+CONV_KEYS = ("stride", "pad", "dilation", "groups", "layout")
+POOL_KEYS = ("f", "stride", "pad", "dilation", "ceil_mode", "count_include_pad", "layout")
+
+
+def check_hparameters(hparameters, allowed: Sequence[str], what: str) -> dict:
+    """A copy of ``hparameters`` after checking it is a dict whose keys are all in ``allowed``.
+
+    Raises
+    ------
+    HyperparameterError
+        Not a dict, or an unknown key (the message lists the valid ones).
+    """
+    if not isinstance(hparameters, dict):
+        raise HyperparameterError(f"hparameters must be a dict, got {type(hparameters).__name__}")
+    unknown = sorted(set(hparameters) - set(allowed))
+    if unknown:
+        raise HyperparameterError(
+            f"unknown {what} hyperparameter(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(allowed)}"
+        )
+    return dict(hparameters)
 
 
 @dataclass(frozen=True)
@@ -43,10 +74,31 @@ class ConvParams:
         object.__setattr__(self, "stride", as_pair(self.stride, "stride"))
         object.__setattr__(self, "dilation", as_pair(self.dilation, "dilation"))
         object.__setattr__(self, "pad", normalize_pad(self.pad))
-        groups = _as_int(self.groups, "groups")
+        groups = as_int(self.groups, "groups")
         if groups < 1:
             raise HyperparameterError(f"groups must be >= 1, got {groups}")
         object.__setattr__(self, "groups", groups)
+
+    @classmethod
+    def from_hparameters(cls, hparameters: dict) -> "ConvParams":
+        """The record of an exercise-style dict, e.g. ``{"stride": 2, "pad": 1}``.
+
+        Keys: :data:`CONV_KEYS`; missing ones take the defaults (stride 1, pad 0,
+        dilation 1, groups 1); ``"layout"`` is allowed and ignored.
+
+        Raises
+        ------
+        HyperparameterError
+            Not a dict, an unknown key, or an invalid value.
+
+        Examples
+        --------
+        >>> ConvParams.from_hparameters({"stride": 2, "pad": 1})
+        ConvParams(stride=(2, 2), pad=(1, 1, 1, 1), dilation=(1, 1), groups=1)
+        """
+        hp = check_hparameters(hparameters, CONV_KEYS, "conv")
+        return cls(stride=hp.get("stride", 1), pad=hp.get("pad", 0), dilation=hp.get("dilation", 1),
+                   groups=hp.get("groups", 1))
 
     def geometry(self, in_hw, kernel_hw) -> WindowGeometry:
         """Resolve output size and pads for an input of ``in_hw`` and a kernel of ``kernel_hw``."""
@@ -94,6 +146,31 @@ class PoolParams:
         object.__setattr__(self, "mode", normalize_mode(self.mode))
         object.__setattr__(self, "ceil_mode", as_flag(self.ceil_mode, "ceil_mode"))
         object.__setattr__(self, "count_include_pad", as_flag(self.count_include_pad, "count_include_pad"))
+
+    @classmethod
+    def from_hparameters(cls, hparameters: dict, mode: str = "max") -> "PoolParams":
+        """The record of an exercise-style dict and ``mode``, e.g. ``{"f": 2, "stride": 2}``.
+
+        Keys: :data:`POOL_KEYS`; ``"f"`` is required, the stride defaults to it, the
+        others to pad 0, dilation 1, no ceil mode, ``count_include_pad``; ``"layout"``
+        is allowed and ignored.
+
+        Raises
+        ------
+        HyperparameterError
+            Not a dict, an unknown key, no ``"f"``, or an invalid value.
+
+        Examples
+        --------
+        >>> PoolParams.from_hparameters({"f": 3, "stride": 2}, mode="avg").mode
+        'average'
+        """
+        hp = check_hparameters(hparameters, POOL_KEYS, "pool")
+        if "f" not in hp:
+            raise HyperparameterError("pool hparameters need 'f' (the window size), e.g. {'f': 2, 'stride': 2}")
+        return cls(f=hp["f"], stride=hp.get("stride"), pad=hp.get("pad", 0), dilation=hp.get("dilation", 1),
+                   mode=mode, ceil_mode=hp.get("ceil_mode", False),
+                   count_include_pad=hp.get("count_include_pad", True))
 
     def geometry(self, in_hw) -> WindowGeometry:
         """Resolve output size and pads for an input of ``in_hw``."""

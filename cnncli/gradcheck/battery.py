@@ -61,10 +61,11 @@ class Configuration:
         return self.W_shape[0] if self.layer == "conv" else self.f
 
     def conv_params(self) -> ConvParams:
-        return ConvParams(stride=self.stride, pad=self.pad, **self.extra)
+        return ConvParams.from_hparameters({"stride": self.stride, "pad": self.pad, **self.extra})
 
     def pool_params(self) -> PoolParams:
-        return PoolParams(f=self.f, stride=self.stride, pad=self.pad, mode=self.mode, **self.extra)
+        return PoolParams.from_hparameters({"f": self.f, "stride": self.stride, "pad": self.pad, **self.extra},
+                                           self.mode)
 
     def hparameters(self) -> dict:
         """The classic exercise's hparameters dict for this case."""

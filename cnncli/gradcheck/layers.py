@@ -6,9 +6,11 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..engine import ConvParams, PoolParams, conv2d
+from ..engine import ConvParams, PoolParams
 from ..engine.layout import check_layout, nchw_to_nhwc, weights_nchw_to_nhwc
+from ..engine.shapes import check_conv_shapes
 from ..errors import HyperparameterError, InputError, ShapeError
+from ..io.text import read_hyperparameters
 from .context import Progress
 from .core import DEFAULT_EPS, DEFAULT_TOL, check_problem, validate_settings
 from .results import CheckResult, relayout
@@ -64,7 +66,7 @@ def gradcheck_conv(A_prev, W, b=None, params: Union[ConvParams, dict, None] = No
         Zeros when omitted.
     params : ConvParams or dict, optional
         A dict is the classic exercise's ``hparameters`` (``{"pad": 1, "stride": 2}``,
-        see :func:`cnncli.api.conv_params`).
+        see :meth:`cnncli.engine.ConvParams.from_hparameters`).
     grad : ndarray, shape (m, n_H, n_W, n_C), optional
         Upstream gradient (in ``layout``).
     layout : {"nhwc", "nchw"}
@@ -103,10 +105,9 @@ def gradcheck_conv(A_prev, W, b=None, params: Union[ConvParams, dict, None] = No
     if layout == "nchw":
         A, Wt = np.ascontiguousarray(nchw_to_nhwc(A)), np.ascontiguousarray(weights_nchw_to_nhwc(Wt))
     bias = None if b is None else _as_float64(b, "b", notes)
-    # conv2d validates every shape (W, b, groups) and hyperparameter, once
-    with np.errstate(all="ignore"):  # only the shape is wanted; overflow is the checker's verdict
-        out_shape = conv2d(A[:1], Wt, bias, params).shape[1:]
-    n_C = out_shape[2]
+    check_conv_shapes(A.shape, Wt.shape, None if bias is None else bias.shape, params.groups)
+    n_C = Wt.shape[3]
+    out_shape = params.geometry(A.shape[1:3], Wt.shape[:2]).out_hw + (n_C,)
     bias = np.zeros(n_C) if bias is None else bias.reshape(n_C)
     G = _upstream(grad, (A.shape[0],) + out_shape, seed, notes, layout, "the upstream gradient (--grad)")
     problem = ConvProblem(A, Wt, bias, params, G)
@@ -130,7 +131,7 @@ def gradcheck_pool(A_prev, params: Union[PoolParams, dict, None] = None, *, grad
         (``(m, C, H, W)`` with ``layout="nchw"``.)
     params : PoolParams or dict, optional
         A dict is the exercise's ``hparameters`` (``{"f": 2, "stride": 2}``), with an
-        optional ``"mode"`` (see :func:`cnncli.api.pool_params`).
+        optional ``"mode"`` (see :meth:`cnncli.engine.PoolParams.from_hparameters`).
     grad : ndarray, shape (m, n_H, n_W, n_C), optional
         Upstream gradient (in ``layout``); standard normal from ``seed`` when omitted.
     layout : {"nhwc", "nchw"}
@@ -186,12 +187,11 @@ def _as_params(params, kind: str):
     if isinstance(params, want):
         return params
     if isinstance(params, dict):
-        from ..api import conv_params, pool_params
-
         if kind == "conv":
-            return conv_params(params)
+            return ConvParams.from_hparameters(read_hyperparameters(params))
         hp = dict(params)
-        return pool_params(hp, mode=hp.pop("mode", "max"))
+        mode = hp.pop("mode", "max")
+        return PoolParams.from_hparameters(read_hyperparameters(hp), mode)
     extra = " (plus 'mode')" if kind == "pool" else ""
     raise HyperparameterError(f"gradcheck_{kind} needs a {want.__name__} or an exercise-style hparameters "
                               f"dict{extra} as params, e.g. {{'pad': 1, 'stride': 2}}; got {type(params).__name__}")

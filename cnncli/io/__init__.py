@@ -8,5 +8,6 @@ Knows nothing of terminals or of the layer maths. Modules:
 - :mod:`.arrays` -- a reference loaded whole or opened for streaming;
 - :mod:`.cases` -- case files (a layer call in one file);
 - :mod:`.dtypes` -- which dtype a layer is computed in;
+- :mod:`.text` -- hyperparameters written as text (``3x2``, ``0,1,0,1``, ``off``) read into numbers;
 - :mod:`.writers` -- atomic ``-o`` outputs (npy, npz, h5, stdout).
 """

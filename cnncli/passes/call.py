@@ -26,10 +26,12 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 from ..engine import layout as layouts
-from ..engine.geometry import WindowGeometry, as_flag, as_pair, check_groups, normalize_mode, normalize_pad
+from ..engine.geometry import WindowGeometry, normalize_mode
 from ..engine.params import ConvParams, PoolParams
+from ..engine.shapes import ConvShapeError, check_conv_shapes
 from ..errors import HyperparameterError, InputError, ShapeError
 from ..io import cases, dtypes
+from ..io.text import read_flag, read_hyperparameters, read_int, read_pad, read_pair
 from ..io.arrays import ArrayStream, load_array, open_array
 
 #: Option names accepted by :func:`resolve_layer` besides ``source`` and ``stream``.
@@ -168,14 +170,14 @@ def _word(value, name: str, allowed) -> str:
 _CASE_CHECKS = {
     "layer": lambda v: _word(v, "layer", ("conv", "pool")),
     "layout": lambda v: _word(v, "layout", ("nhwc", "nchw")),
-    "f": lambda v: as_pair(v, "f"),
-    "stride": lambda v: as_pair(v, "stride"),
-    "dilation": lambda v: as_pair(v, "dilation"),
-    "pad": normalize_pad,
-    "groups": lambda v: ConvParams(groups=v),
+    "f": lambda v: read_pair(v, "f"),
+    "stride": lambda v: read_pair(v, "stride"),
+    "dilation": lambda v: read_pair(v, "dilation"),
+    "pad": read_pad,
+    "groups": lambda v: ConvParams(groups=read_int(v, "groups")),
     "mode": normalize_mode,
-    "ceil_mode": lambda v: as_flag(v, "ceil_mode"),
-    "count_include_pad": lambda v: as_flag(v, "count_include_pad"),
+    "ceil_mode": lambda v: read_flag(v, "ceil_mode"),
+    "count_include_pad": lambda v: read_flag(v, "count_include_pad"),
 }
 _CASE_KEYS_OF = {"conv": ("stride", "pad", "dilation", "groups"),
                  "pool": ("f", "stride", "pad", "dilation", "mode", "ceil_mode", "count_include_pad")}
@@ -365,28 +367,38 @@ def _or(value, default):
     return default if value is None else value
 
 
+def _given(**values) -> dict:
+    """The hyperparameters given (not None), their text read in the order the records check them."""
+    return read_hyperparameters({k: v for k, v in values.items() if v is not None})
+
+
 def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case: _CaseSettings) -> None:
-    """Filters, bias, groups and ConvParams; channel and bias shapes checked with layout-aware messages."""
-    # NOTE: conv2d checks channels and bias shape again, but in NHWC terms and naming no file: checking
-    # here, before any batch is streamed, lets the message name the file and speak the user's layout.
+    """Filters, bias, groups and ConvParams; the engine's shape check, worded with file names and layout."""
+    # NOTE: checking here, before any batch is streamed, lets the message name the file and speak the
+    # user's layout; the check itself is the engine's (check_conv_shapes), so conv2d agrees with it.
     if "W" not in refs:
         raise InputError("a conv layer needs filters: give --weights ARRAY (or a case file with W)")
     C = call.A_prev.shape[3]
     W = _load(call, "W", refs["W"], False, stored, bool(opts["allow_external"]))
     call.W = _compute(layouts.to_nhwc(W, call.layout, weights=True), call.dtype)
     kh, kw, c_g, n_C = call.W.shape
-    if min(call.W.shape) < 1:
-        raise ShapeError(f"W from {refs['W']!r} has an empty axis: shape {tuple(call.inputs['W']['shape'])}")
-    with case.blame("groups"):
-        groups = check_groups(C, n_C, _or(pick("groups"), 1))
-        if c_g * groups != C:
-            want = layouts.shape_from_nhwc((kh, kw, C // groups, n_C), call.layout, weights=True)
+    try:
+        groups = check_conv_shapes(call.A_prev.shape, call.W.shape, None, read_int(_or(pick("groups"), 1), "groups"))
+    except ConvShapeError as exc:
+        if exc.problem == "empty W":
+            raise ShapeError(f"W from {refs['W']!r} has an empty axis: shape {tuple(call.inputs['W']['shape'])}") \
+                from exc
+        want = layouts.shape_from_nhwc((kh, kw, C // exc.groups, n_C), call.layout, weights=True)
+        with case.blame("groups"):
             raise ShapeError(f"W from {refs['W']!r} has {c_g} input channel(s) per group but A_prev has {C} "
-                             f"channel(s) with groups={groups}: expected W of shape {want}")
-    if opts["f"] is not None and as_pair(opts["f"], "--f") != (kh, kw):
+                             f"channel(s) with groups={exc.groups}: expected W of shape {want}") from exc
+    except HyperparameterError:
+        with case.blame("groups"):
+            raise
+    if opts["f"] is not None and read_pair(opts["f"], "--f") != (kh, kw):
         raise ShapeError(f"--f {opts['f']} disagrees with the {kh}x{kw} kernel of W from {refs['W']!r}")
-    call.params = ConvParams(stride=_or(pick("stride"), 1), pad=_or(pick("pad"), 0),
-                             dilation=_or(pick("dilation"), 1), groups=groups)
+    call.params = ConvParams.from_hparameters(_given(stride=pick("stride"), dilation=pick("dilation"),
+                                                     pad=pick("pad"), groups=groups))
     with case.blame("stride", "pad", "dilation"):
         call.geometry  # NOTE: resolved now, so a window that fits no input is reported before the bias is read
     if "b" not in refs:
@@ -394,9 +406,11 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
         call.bias_shape = (n_C,)
         return
     b = _load(call, "b", refs["b"], False, stored, bool(opts["allow_external"]))
-    if b.shape not in ((n_C,), (1, 1, 1, n_C)):
+    try:
+        check_conv_shapes(call.A_prev.shape, call.W.shape, b.shape, groups)
+    except ConvShapeError as exc:
         raise ShapeError(f"b from {refs['b']!r} has shape {b.shape}; expected ({n_C},) or (1, 1, 1, {n_C}) "
-                         f"to match W's {n_C} filter(s)")
+                         f"to match W's {n_C} filter(s)") from exc
     call.bias_shape = b.shape
     call.b = _compute(b.reshape(n_C), call.dtype)
 
@@ -407,16 +421,16 @@ def _flag(key: str, pick, opts: dict, default: bool) -> bool:
     if value is None:
         return default
     name = "--" + key.replace("_", "-") if opts[key] is not None else key  # a case's value: checked by _CaseSettings
-    return as_flag(value, name)
+    return read_flag(value, name)
 
 
 def _fill_pool(call: LayerCall, pick, opts: dict, case: _CaseSettings) -> None:
     """PoolParams; the stride defaults to the window."""
     if pick("f") is None:
         raise HyperparameterError("a pool layer needs a window size: give --f F (e.g. --f 2)")
-    call.params = PoolParams(f=pick("f"), stride=pick("stride"), pad=_or(pick("pad"), 0),
-                             dilation=_or(pick("dilation"), 1), mode=_or(pick("mode"), "max"),
-                             ceil_mode=_flag("ceil_mode", pick, opts, False),
-                             count_include_pad=_flag("count_include_pad", pick, opts, True))
+    hp = _given(f=pick("f"), stride=pick("stride"), dilation=pick("dilation"), pad=pick("pad"),
+                ceil_mode=_flag("ceil_mode", pick, opts, False),
+                count_include_pad=_flag("count_include_pad", pick, opts, True))
+    call.params = PoolParams.from_hparameters(hp, _or(pick("mode"), "max"))
     with case.blame("f", "stride", "pad", "dilation", "ceil_mode"):
         call.geometry  # resolved now: a window that fits no input is a hyperparameter error

@@ -14,6 +14,7 @@ from typing import Optional
 from rich.console import Console
 from rich.table import Table
 
+from ..engine.geometry import format_pads
 from .common import console, size_formula, to_json  # noqa: F401  (console, to_json: used by cli/passes.py)
 
 
@@ -34,7 +35,7 @@ def _num(x: float) -> str:
 
 def _hyper_text(hp: dict, pad_spec: Optional[str]) -> str:
     pads = hp["pad"]
-    pad = str(pads[0]) if len(set(pads)) == 1 else "top={},bottom={},left={},right={}".format(*pads)
+    pad = format_pads(tuple(pads), "keys")
     if pad_spec == "same":
         pad = f"same -> {pad}"
     parts = [f"f={_pair(hp['f'])}", f"stride={_pair(hp['stride'])}", f"pad={pad}"]

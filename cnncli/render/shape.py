@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..engine.geometry import effective_size
+from ..engine.geometry import effective_size, format_pads
 from ..shape.stack import LayerResult, StackResult
 from ..shape.solve import TargetResult
 from ..shape.table import FORMULA, SizeTable
@@ -56,7 +56,7 @@ def _bytes(n: int) -> str:
 
 
 def _pads(pads) -> str:
-    return str(pads[0]) if len(set(pads)) == 1 else "{},{},{},{}".format(*pads)
+    return format_pads(tuple(pads), "list")
 
 
 def _plural(n: int, word: str) -> str:

@@ -16,6 +16,7 @@ from typing import List, Optional, Tuple
 from ..engine import geometry as geo
 from . import design
 from ..engine.geometry import Pads, Pair
+from ..io.text import read_pair
 from .stack import Dims, LayerSpec
 
 #: Rows a --target listing shows at most; more are counted as "more not shown".
@@ -216,7 +217,7 @@ def solve_target(spec: LayerSpec, dims: Dims, target, stride_fixed: bool) -> Tar
     HyperparameterError
         A target that is not one or two positive integers.
     """
-    target = geo.as_pair(target, "--target")
+    target = read_pair(target, "--target")
     listing, complete = _candidates(spec, dims, target, stride_fixed, design.Budget())
     found = [_solution(spec, dims, *c) for c in listing]
     nearest = () if found else _reachable_near(spec, dims, target, stride_fixed)

@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from ..engine import geometry as geo
 from ..engine.geometry import Pads, Pair
+from ..io.text import read_flag, read_int, read_pad, read_pair
 from ..errors import HyperparameterError, ShapeError
 
 _KEYS = {"f": "f", "s": "stride", "stride": "stride", "p": "pad", "pad": "pad", "d": "dilation",
@@ -130,7 +131,7 @@ class LayerSpec:
             return "same"
         if self.pad == (0, 0, 0, 0):
             return "valid"
-        return str(self.pad[0]) if len(set(self.pad)) == 1 else ",".join(map(str, self.pad))
+        return geo.format_pads(self.pad, "list")
 
     @property
     def summary(self) -> str:
@@ -160,7 +161,7 @@ def _hw(pair) -> str:
 
 
 def _positive_int(value, name: str) -> int:
-    v = geo._as_int(value, name)
+    v = read_int(value, name)
     if v < 1:
         raise HyperparameterError(f"{name} must be >= 1, got {v}")
     return v
@@ -189,7 +190,7 @@ def make_layer(kind: str = "conv", f=None, stride=None, pad=None, dilation=None,
     if wrong:
         other = "pool" if kind == "conv" else "conv"
         raise HyperparameterError(f"{wrong[0].replace('_', '-')} applies to {other} layers only, not {kind}{where}")
-    f = geo.as_pair(f, "f")
+    f = read_pair(f, "f")
     # The input channels are unknown until the layer meets an input (evaluate_layer checks them);
     # the output channels can be checked now.
     if filters is not None and groups is not None:
@@ -200,9 +201,9 @@ def make_layer(kind: str = "conv", f=None, stride=None, pad=None, dilation=None,
     return LayerSpec(
         kind=kind,
         f=f,
-        stride=geo.as_pair(stride, "stride") if stride is not None else ((1, 1) if kind == "conv" else f),
-        pad=geo.normalize_pad(pad if pad is not None else 0),
-        dilation=geo.as_pair(dilation if dilation is not None else 1, "dilation"),
+        stride=read_pair(stride, "stride") if stride is not None else ((1, 1) if kind == "conv" else f),
+        pad=read_pad(pad if pad is not None else 0),
+        dilation=read_pair(dilation if dilation is not None else 1, "dilation"),
         filters=None if filters is None else _positive_int(filters, "filters"),
         groups=1 if groups is None else _positive_int(groups, "groups"),
         mode=geo.normalize_mode(mode) if mode is not None else "max",
@@ -254,7 +255,7 @@ def parse_layer_spec(text: str) -> LayerSpec:
         if not value.strip():
             raise HyperparameterError(f"{key!r} has no value in layer spec {raw!r}")
         values[name], last = value.strip(), name
-    ceil = geo.as_flag(values.pop("ceil_mode"), "ceil") if "ceil_mode" in values else False
+    ceil = read_flag(values.pop("ceil_mode"), "ceil") if "ceil_mode" in values else False
     try:
         return make_layer(kind, ceil_mode=ceil, text=raw, **values)
     except HyperparameterError as exc:

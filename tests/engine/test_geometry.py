@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cnncli.engine.geometry import (
+    as_flag,
     as_pair,
     normalize_pad,
     output_length,
@@ -59,8 +60,17 @@ def test_pad_forms():
     assert normalize_pad((0, 1, 2, 3)) == (0, 1, 2, 3)
     assert normalize_pad("valid") == (0, 0, 0, 0)
     assert normalize_pad("SAME") == "same"
-    assert normalize_pad("1,2") == (1, 1, 2, 2)
-    assert as_pair("3x2", "f") == (3, 2)
+    assert as_pair((3, 2), "f") == (3, 2)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: normalize_pad("1,2"), lambda: as_pair("3x2", "f"), lambda: as_pair("3", "f"),
+    lambda: as_flag("false", "ceil_mode"), lambda: window_geometry(4, "3"),
+])
+def test_the_engine_takes_numbers_not_text(call):
+    # Text is read at the edge (cnncli.io.text); the engine refuses it rather than guess.
+    with pytest.raises(HyperparameterError):
+        call()
 
 
 def test_geometry_resolves_same_asymmetric():
@@ -75,7 +85,8 @@ def test_geometry_resolves_same_asymmetric():
     (dict(in_hw=4, kernel=0), "f must be >= 1, got 0"),
     (dict(in_hw=4, kernel=3, dilation=-1), "dilation must be >= 1, got -1"),
     (dict(in_hw=4, kernel=3, pad=-1), "pad must be >= 0, got -1"),
-    (dict(in_hw=4, kernel=3, pad="half"), "pad must be an int, 'h,w', 'top,bottom,left,right', 'valid' or 'same', got 'half'"),
+    (dict(in_hw=4, kernel=3, pad="half"),
+     "pad must be an int, a pair (pad_h, pad_w), (top, bottom, left, right), 'valid' or 'same', got 'half'"),
     (dict(in_hw=4, kernel=3, pad=(1, 2, 3)), "pad must have 1, 2 or 4 values"),
     (dict(in_hw=4, kernel=2.5), "f must be an integer, got 2.5"),
     (dict(in_hw=4, kernel=3, dilation=2), "no 3x3 window (dilation 2x2 makes it 5x5) fits a 4x4 input padded by 0"),
@@ -97,33 +108,15 @@ def test_window_counts_direct():
     assert window_counts(g, include_pad=False) == ([1, 2], [1, 2])
 
 
-@pytest.mark.parametrize("value, expected", [
-    (True, True), (False, False), (0, False), (1, True), ("false", False), ("No", False), ("off", False),
-    ("0", False), ("TRUE", True), ("yes", True), (b"false", False),
-])
-def test_flags_read_words_not_truthiness(value, expected):
-    from cnncli.engine.geometry import as_flag
+@pytest.mark.parametrize("value, expected", [(True, True), (False, False), (0, False), (1, True)])
+def test_flags_are_bools_or_0_1(value, expected):
     from cnncli.engine import PoolParams
 
     assert as_flag(value, "ceil_mode") is expected
     assert PoolParams(f=2, ceil_mode=value).ceil_mode is expected
 
 
-@pytest.mark.parametrize("value", [2, -1, "maybe", "", None, 0.5])
+@pytest.mark.parametrize("value", [2, -1, "maybe", "", None, 0.5, "false"])
 def test_bad_flags_are_refused(value):
-    from cnncli.engine.geometry import as_flag
-
     with pytest.raises(HyperparameterError, match="ceil_mode must be true or false"):
         as_flag(value, "ceil_mode")
-
-
-@pytest.mark.parametrize("text", ["2x", "2xx3", ",3", "3,"])
-def test_pairs_with_a_missing_number_are_refused(text):
-    with pytest.raises(HyperparameterError, match="stride must be an int or a pair like 3 or 3x2"):
-        as_pair(text, "stride")
-
-
-@pytest.mark.parametrize("text", ["1x", "1,,2", "1,2,", ""])
-def test_pads_with_a_missing_number_are_refused(text):
-    with pytest.raises(HyperparameterError, match="pad must be an int, 'h,w'"):
-        normalize_pad(text)

@@ -1,0 +1,82 @@
+"""The one validator of a convolution's array shapes (A_prev, W, b) and its groups.
+
+The engine calls it before computing; layer-call resolution (:mod:`cnncli.passes.call`)
+calls it as soon as the arrays are loaded, before any batch is streamed, and words
+the failures in the user's terms (file names, layout) from :class:`ConvShapeError`'s
+fields rather than checking again.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from ..errors import ShapeError
+from .geometry import check_groups
+
+
+class ConvShapeError(ShapeError):
+    """A mismatch between W and A_prev or b.
+
+    Attributes
+    ----------
+    problem : {"empty W", "channels", "bias"}
+        What is wrong: W has an empty axis; W's input channels per group times the
+        groups differ from A_prev's channels; b is neither (n_C,) nor (1, 1, 1, n_C).
+    groups : int
+        The validated groups (0 when the problem is "empty W").
+    """
+
+    def __init__(self, message: str, problem: str = "", groups: int = 0):
+        super().__init__(message)
+        self.problem, self.groups = problem, groups
+
+
+def check_conv_shapes(A_shape: Sequence[int], W_shape: Sequence[int], b_shape: Optional[Sequence[int]],
+                      groups) -> int:
+    """Check the NHWC shapes of a convolution's arrays; return ``groups`` as an int.
+
+    Parameters
+    ----------
+    A_shape : (m, n_H_prev, n_W_prev, n_C_prev)
+    W_shape : (f_h, f_w, n_C_prev // groups, n_C)
+    b_shape : (n_C,) or (1, 1, 1, n_C), or None (no bias)
+    groups : int
+
+    Returns
+    -------
+    int
+        ``groups``.
+
+    Raises
+    ------
+    ShapeError
+        A_prev or W not 4-D, A_prev without an example or a channel.
+    ConvShapeError
+        W with an empty axis, channels that do not match, a bias of the wrong shape.
+    HyperparameterError
+        ``groups < 1`` or a channel count it does not divide.
+
+    Examples
+    --------
+    >>> check_conv_shapes((2, 5, 5, 4), (3, 3, 2, 6), (6,), 2)
+    2
+    """
+    A_shape, W_shape = tuple(A_shape), tuple(W_shape)
+    if len(A_shape) != 4:
+        raise ShapeError(f"A_prev must be 4-D (m, n_H, n_W, n_C), got shape {A_shape}")
+    if A_shape[0] < 1 or A_shape[3] < 1:
+        raise ShapeError(f"A_prev must have at least one example and one channel, got shape {A_shape}")
+    if len(W_shape) != 4:
+        raise ShapeError(f"W must be 4-D (f, f, n_C_prev/groups, n_C), got shape {W_shape}")
+    if min(W_shape) < 1:
+        raise ConvShapeError(f"W must have no empty axis, got shape {W_shape}", "empty W")
+    c_g, n_C, n_C_prev = W_shape[2], W_shape[3], A_shape[3]
+    groups = check_groups(n_C_prev, n_C, groups)
+    if c_g * groups != n_C_prev:
+        raise ConvShapeError(
+            f"W has {c_g} input channel(s) per group but A_prev has n_C_prev={n_C_prev} "
+            f"with groups={groups} (expected W.shape[2] == {n_C_prev // groups})", "channels", groups)
+    if b_shape is not None and tuple(b_shape) not in ((n_C,), (1, 1, 1, n_C)):
+        raise ConvShapeError(f"b must have shape ({n_C},) or (1, 1, 1, {n_C}) to match W, got {tuple(b_shape)}",
+                             "bias", groups)
+    return groups

@@ -1,0 +1,48 @@
+"""The hyperparameter records built from the exercise's dicts, and the one conv shape validator."""
+
+import numpy as np
+import pytest
+
+from cnncli.engine import ConvParams, PoolParams, conv2d
+from cnncli.engine.shapes import ConvShapeError, check_conv_shapes
+from cnncli.errors import HyperparameterError, ShapeError
+
+
+def test_conv_from_hparameters_defaults_and_layout_key():
+    assert ConvParams.from_hparameters({}) == ConvParams(stride=1, pad=0, dilation=1, groups=1)
+    assert ConvParams.from_hparameters({"stride": 2, "pad": "same", "layout": "nchw"}) == ConvParams(stride=2, pad="same")
+
+
+def test_pool_from_hparameters_needs_f_and_defaults_stride_to_it():
+    p = PoolParams.from_hparameters({"f": (3, 2)}, "avg")
+    assert (p.f, p.stride, p.mode, p.ceil_mode, p.count_include_pad) == ((3, 2), (3, 2), "average", False, True)
+    with pytest.raises(HyperparameterError, match="pool hparameters need 'f'"):
+        PoolParams.from_hparameters({"stride": 2})
+    with pytest.raises(HyperparameterError, match="unknown pool hyperparameter\\(s\\) 'mode'; valid keys: f, "):
+        PoolParams.from_hparameters({"f": 2, "mode": "max"})
+
+
+@pytest.mark.parametrize("A, W, b, groups, problem, message", [
+    ((2, 5, 5, 4), (3, 3, 0, 2), None, 1, "empty W", "W must have no empty axis, got shape (3, 3, 0, 2)"),
+    ((2, 5, 5, 4), (3, 3, 3, 2), None, 1, "channels",
+     "W has 3 input channel(s) per group but A_prev has n_C_prev=4 with groups=1 (expected W.shape[2] == 4)"),
+    ((2, 5, 5, 4), (3, 3, 2, 2), (3,), 2, "bias", "b must have shape (2,) or (1, 1, 1, 2) to match W, got (3,)"),
+])
+def test_conv_shape_problems_are_named(A, W, b, groups, problem, message):
+    with pytest.raises(ConvShapeError) as info:
+        check_conv_shapes(A, W, b, groups)
+    assert (info.value.problem, str(info.value)) == (problem, message)
+    # conv2d runs the same check: same error, same words.
+    with pytest.raises(ConvShapeError) as info:
+        conv2d(np.ones(A), np.ones(W), None if b is None else np.ones(b), ConvParams(groups=groups))
+    assert str(info.value) == message
+
+
+def test_conv_shape_check_order_and_plain_errors():
+    with pytest.raises(ShapeError, match="A_prev must be 4-D"):
+        check_conv_shapes((5, 5, 4), (3, 3, 4, 2), None, 1)
+    with pytest.raises(ShapeError, match="at least one example"):
+        check_conv_shapes((0, 5, 5, 4), (3, 3, 4, 2), None, 1)
+    with pytest.raises(HyperparameterError, match="groups=3 must divide the input channels n_C_prev=4"):
+        check_conv_shapes((1, 5, 5, 4), (3, 3, 1, 2), None, 3)
+    assert check_conv_shapes((1, 5, 5, 4), (3, 3, 2, 6), (1, 1, 1, 6), 2) == 2

@@ -1,0 +1,88 @@
+"""Hyperparameters written as text (options, case attributes, specs) read into the engine's numbers."""
+
+import numpy as np
+import pytest
+
+from cnncli.engine import ConvParams, PoolParams
+from cnncli.errors import HyperparameterError
+from cnncli.io.text import read_flag, read_hyperparameters, read_int, read_pad, read_pair
+
+
+def test_pad_forms():
+    assert read_pad("1,2") == (1, 1, 2, 2)
+    assert read_pad(" 0,1,0,1 ") == (0, 1, 0, 1)
+    assert read_pad("2") == (2, 2, 2, 2)
+    assert read_pad("1x2") == (1, 1, 2, 2)
+    assert read_pad("SAME") == "same"
+    assert read_pad("valid") == (0, 0, 0, 0)
+    assert read_pad((1, 2)) == (1, 1, 2, 2)          # numbers go straight to the engine
+    assert read_pad(["1", 2]) == (1, 1, 2, 2)         # text items of a sequence are read too
+    assert read_pad(np.array([0, 1, 2, 3])) == (0, 1, 2, 3)
+
+
+def test_pair_forms():
+    assert read_pair("3x2", "f") == (3, 2)
+    assert read_pair("3,2", "f") == (3, 2)
+    assert read_pair(" 4 ", "f") == (4, 4)
+    assert read_pair(3, "f") == (3, 3)
+    assert read_pair(("2", "1"), "stride") == (2, 1)
+    assert read_int("7", "groups") == 7 and read_int(7.0, "groups") == 7
+
+
+@pytest.mark.parametrize("text, message", [
+    ("2x", "stride must be an int or a pair like 3 or 3x2, got '2x'"),
+    ("2xx3", "stride must be an int or a pair like 3 or 3x2"),
+    (",3", "stride must be an int or a pair like 3 or 3x2"),
+    ("3,", "stride must be an int or a pair like 3 or 3x2"),
+    ("1,2,3", "stride must be an int or a pair (h, w), got '1,2,3'"),
+    ("a", "stride must be an integer, got 'a'"),
+    ("x", "stride must be an integer, got 'x'"),
+    ("0", "stride must be >= 1, got 0"),
+    ("2.5", "stride must be an integer, got '2.5'"),
+])
+def test_bad_pairs(text, message):
+    with pytest.raises(HyperparameterError) as info:
+        read_pair(text, "stride")
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1x", "pad must be an int, 'h,w'"), ("1,,2", "pad must be an int, 'h,w'"), ("1,2,", "pad must be an int, 'h,w'"),
+    ("", "pad must be an int, 'h,w'"),
+    ("half", "pad must be an int, 'h,w', 'top,bottom,left,right', 'valid' or 'same', got 'half'"),
+    ("-1", "pad must be >= 0, got -1"),
+    ("1,-2,3", "pad must be >= 0, got -2"),  # a negative side is named before the wrong count
+    ("1,2,3", "pad must have 1, 2 or 4 values (p, 'h,w' or 'top,bottom,left,right'), got '1,2,3'"),
+])
+def test_bad_pads(text, message):
+    with pytest.raises(HyperparameterError) as info:
+        read_pad(text)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (True, True), (False, False), (0, False), (1, True), ("false", False), ("No", False), ("off", False),
+    ("0", False), ("TRUE", True), ("yes", True), (b"false", False), (np.bytes_(b"on"), True), (np.int64(1), True),
+])
+def test_flags_read_words_not_truthiness(value, expected):
+    assert read_flag(value, "ceil_mode") is expected
+
+
+@pytest.mark.parametrize("value", [2, -1, "maybe", "", None, 0.5])
+def test_bad_flags_are_refused(value):
+    with pytest.raises(HyperparameterError, match="ceil_mode must be true or false"):
+        read_flag(value, "ceil_mode")
+
+
+def test_hyperparameters_dict_is_read_then_judged_by_the_record():
+    hp = {"stride": "2x1", "pad": "0,1,0,1", "dilation": 1, "groups": "2", "layout": "nchw"}
+    read = read_hyperparameters(hp)
+    assert hp["stride"] == "2x1"  # the caller's dict is not modified
+    assert ConvParams.from_hparameters(read) == ConvParams(stride=(2, 1), pad=(0, 1, 0, 1), groups=2)
+    pool = PoolParams.from_hparameters(read_hyperparameters({"f": "3", "ceil_mode": "on", "stride": None}), "avg")
+    assert pool == PoolParams(f=3, stride=3, ceil_mode=True, mode="average")
+    with pytest.raises(HyperparameterError, match="unknown conv hyperparameter"):
+        ConvParams.from_hparameters(read_hyperparameters({"strides": 1}))
+    assert read_hyperparameters([1]) == [1]  # not a dict: left for the record to refuse
+    with pytest.raises(HyperparameterError, match="hparameters must be a dict, got list"):
+        ConvParams.from_hparameters([1])
