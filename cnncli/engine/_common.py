@@ -16,7 +16,7 @@ from .geometry import WindowGeometry
 DEFAULT_WORKSPACE_BYTES = 256 * 2**20
 
 
-def compute_dtype(*arrays) -> np.dtype:
+def float32_if_all_float32(*arrays) -> np.dtype:
     """float32 when every array is float32, else float64 (ints, bools, float16 included)."""
     if arrays and all(a.dtype == np.float32 for a in arrays):
         return np.dtype(np.float32)

@@ -3,6 +3,9 @@
 A matrix product has nothing to gain here (one input channel per output), so
 each tap is one vectorized multiply-add over a cache-sized chunk of the batch,
 the chunks shared out over a few threads.
+
+Loop twins: :func:`cnncli.engine.reference.conv_forward_loops` and
+:func:`~cnncli.engine.reference.conv_backward_loops` with ``groups == n_C_prev``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ def _mac(dst, src, w, w_row, tmp, init: bool) -> None:
 
     Broadcasting w over (e, h, w) gives numpy inner loops of one pixel's
     channels; merging (w, C) into one axis against ``w_row`` (w tiled along a
-    row) makes them a whole row long, several times faster.
+    row) makes them a whole row long (timings: benchmarks/README.md).
     """
     rs, rd = merge_rows(src), merge_rows(dst)
     if rs is not None and rd is not None:

@@ -7,7 +7,11 @@ stride phase of the input gradient is a correlation of dZ with a subset of taps.
 Clipping each tap's range replaces a zero-padded copy of the input. Patches are
 unrolled chunk by chunk into a small reused workspace (threads split the copies:
 numpy releases the GIL in them) and multiplied by the weights with one BLAS call
-per chunk, written straight into the output.
+per chunk, written straight into the output. The adjoint of unrolling
+(:func:`unroll_adjoint`, "col2im") adds patch gradients back onto the input grid.
+
+Loop twin: :func:`cnncli.engine.reference.conv_forward_loops` (a correlation is
+its inner sum) and :func:`~cnncli.engine.reference.conv_backward_loops`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,14 @@ from __future__ import annotations
 import numpy as np
 
 from ._common import merge_rows, plan_chunks, run_parallel, split, threads, valid_range
+
+#: Chunks of patches smaller than this are unrolled (and added back) on one thread:
+#: handing them to the pool costs more than it saves.
+THREADED_MIN_BYTES = 2**18
+#: Copies of fewer elements than this go tap by tap: building a strided run view costs more.
+ROW_RUNS_MIN_ELEMENTS = 2**13
+#: Workspace of the shifted dW product per chunk (padded input and dZ of its examples).
+SHIFTED_CHUNK_BYTES = 4 * 2**20
 
 
 def unroll_part(X, cols, base, e0, e1, r0, r1, step, offs_h, offs_w):
@@ -69,8 +81,8 @@ def row_runs(src_e, rows, dst, sw, offs_w):
     """
     kb, C = len(offs_w), src_e.shape[3]
     W = src_e.shape[2]
-    if (kb < 2 or dst.size < 2**13 or list(offs_w) != list(range(offs_w[0], offs_w[0] + kb))
-            or src_e.strides[2] != C * src_e.strides[3]):  # small copies: as_strided costs more than it saves
+    if (kb < 2 or dst.size < ROW_RUNS_MIN_ELEMENTS or list(offs_w) != list(range(offs_w[0], offs_w[0] + kb))
+            or src_e.strides[2] != C * src_e.strides[3]):
         return 0, 0
     x_lo = max(0, -(offs_w[0] // sw))
     x_hi = min(dst.shape[2], (W - kb - offs_w[0]) // sw + 1)
@@ -88,7 +100,7 @@ def row_runs(src_e, rows, dst, sw, offs_w):
 def unroll(X, cols, e0, e1, r0, r1, step, offs_h, offs_w) -> None:
     """Unroll the patches of a chunk into ``cols``, split over the worker threads."""
     base = (e0, r0)
-    if cols.nbytes < 2**18:  # threads cost more than they save on small chunks
+    if cols.nbytes < THREADED_MIN_BYTES:
         pieces = [(e0, e1, r0, r1)]
     elif e1 - e0 >= threads():
         pieces = [(a, b, r0, r1) for a, b in split(e0, e1, threads())]
@@ -98,7 +110,7 @@ def unroll(X, cols, e0, e1, r0, r1, step, offs_h, offs_w) -> None:
     run_parallel(lambda *p: unroll_part(X, cols, base, *p, step, offs_h, offs_w), pieces)
 
 
-def fold_part(dX, cols, e0, e1, step, offs_h, offs_w, r0, r1):
+def unroll_adjoint_part(dX, cols, e0, e1, step, offs_h, offs_w, r0, r1):
     """Adjoint of :func:`unroll_part`: ``dX[e0:e1]`` += the taps of ``cols`` (rows [r0, r1))."""
     H, Wd = dX.shape[1:3]
     sh, sw = step
@@ -108,7 +120,7 @@ def fold_part(dX, cols, e0, e1, step, offs_h, offs_w, r0, r1):
         if h_lo == h_hi:
             continue
         ca = cols[:, h_lo - r0:h_hi - r0, :, :, a]
-        x_lo, x_hi = fold_runs(dX[e0:e1, rows], ca, sw, offs_w) if cols.shape[3] == 1 else (0, 0)
+        x_lo, x_hi = row_runs_adjoint(dX[e0:e1, rows], ca, sw, offs_w) if cols.shape[3] == 1 else (0, 0)
         for b, ob in enumerate(offs_w):
             w_lo, w_hi, cs = valid_range(0, n_W, sw, ob, Wd)
             for lo, hi in ((w_lo, min(w_hi, x_lo)), (max(w_lo, x_hi), w_hi)) if x_lo < x_hi else ((w_lo, w_hi),):
@@ -117,7 +129,7 @@ def fold_part(dX, cols, e0, e1, step, offs_h, offs_w, r0, r1):
                     d += ca[:, :, lo:hi, :, b].reshape(d.shape)
 
 
-def fold_runs(dst_rows, ca, sw, offs_w):
+def row_runs_adjoint(dst_rows, ca, sw, offs_w):
     """Adjoint of :func:`row_runs`: add whole runs of taps where column offsets are consecutive.
 
     The kb taps of output column x add into the contiguous run
@@ -128,7 +140,7 @@ def fold_runs(dst_rows, ca, sw, offs_w):
     """
     kb, C = len(offs_w), dst_rows.shape[3]
     W = dst_rows.shape[2]
-    if (kb < 2 or ca.size < 2**13 or list(offs_w) != list(range(offs_w[0], offs_w[0] + kb))
+    if (kb < 2 or ca.size < ROW_RUNS_MIN_ELEMENTS or list(offs_w) != list(range(offs_w[0], offs_w[0] + kb))
             or dst_rows.strides[2] != C * dst_rows.strides[3]):
         return 0, 0
     x_lo = max(0, -(offs_w[0] // sw))
@@ -147,12 +159,15 @@ def fold_runs(dst_rows, ca, sw, offs_w):
     return x_lo, x_hi
 
 
-def fold(dX, cols, e0, e1, r0, r1, step, offs_h, offs_w) -> None:
-    """Scatter-add a chunk's patch gradients into ``dX``; threads split examples (disjoint writes)."""
-    if cols.nbytes < 2**18 or e1 - e0 < 2:
-        fold_part(dX, cols, e0, e1, step, offs_h, offs_w, r0, r1)
+def unroll_adjoint(dX, cols, e0, e1, r0, r1, step, offs_h, offs_w) -> None:
+    """Adjoint of :func:`unroll` ("col2im"): scatter-add a chunk's patch gradients into ``dX``.
+
+    Threads split examples (disjoint writes).
+    """
+    if cols.nbytes < THREADED_MIN_BYTES or e1 - e0 < 2:
+        unroll_adjoint_part(dX, cols, e0, e1, step, offs_h, offs_w, r0, r1)
         return
-    run_parallel(lambda a, b: fold_part(dX, cols[a - e0:b - e0], a, b, step, offs_h, offs_w, r0, r1),
+    run_parallel(lambda a, b: unroll_adjoint_part(dX, cols[a - e0:b - e0], a, b, step, offs_h, offs_w, r0, r1),
                  split(e0, e1, threads()))
 
 
@@ -225,16 +240,16 @@ def weight_grad(X, dZ, dWg, step, offs_h, offs_w, workspace_bytes) -> None:
         dWg += part
 
 
-def weight_grad_shifted(X, dZ, dW, geom, workspace_bytes) -> bool:
-    """dW of a stride-1, single-group convolution without unrolling patches.
+def weight_grad_shifted(X, dZ, geom, workspace_bytes):
+    """dW (f_h, f_w, C, n_C) of a stride-1, single-group convolution without unrolling patches.
 
     Lay each example out zero-padded, P (Hp, Wp, C), and dZ on the same grid,
     D (Hp, Wp, n_C), zero outside its (n_H, n_W) corner. For tap (a, b) the
     patch rows are then P flattened and shifted by ``a*dh*Wp + b*dw`` pixels: a
     plain contiguous slice, so ``dW[a, b] = P_shift^T @ D`` is one BLAS call with
     no copy. Grid positions outside the output wrap onto other pixels but meet
-    zeros in D. That is exact only for finite inputs (0 * inf is nan), so a
-    chunk holding a non-finite value returns False and the caller unrolls.
+    zeros in D. That is exact only for finite inputs (0 * inf is nan): a chunk
+    holding a non-finite value makes it return None, and the caller unrolls.
     """
     m, H, Wd, C = X.shape
     _, n_H, n_W, n_C = dZ.shape
@@ -242,17 +257,18 @@ def weight_grad_shifted(X, dZ, dW, geom, workspace_bytes) -> bool:
     t, _, l, _ = geom.pads
     Hp, Wp = n_H + dh * (kh - 1), n_W + dw * (kw - 1)
     R, tail = Hp * Wp, (kh - 1) * dh * Wp + (kw - 1) * dw
-    chunks = plan_chunks(m, 1, R * (C + n_C) * X.itemsize, workspace_bytes, target=4 * 2**20)  # 4 beat 16 MiB
+    chunks = plan_chunks(m, 1, R * (C + n_C) * X.itemsize, workspace_bytes, target=SHIFTED_CHUNK_BYTES)
     ne = max(e1 - e0 for e0, e1, _, _ in chunks)
     P = np.zeros(ne * R * C + tail * C, dtype=X.dtype)
     D = np.zeros((ne, Hp, Wp, n_C), dtype=X.dtype)
+    dW = np.zeros((kh, kw, C, n_C), dtype=X.dtype)
     part = np.empty((C, n_C), dtype=X.dtype)
     for e0, e1, _, _ in chunks:
         k = e1 - e0
         Pv = P[:k * R * C].reshape(k, Hp, Wp, C)
         Pv[:, t:t + H, l:l + Wd] = X[e0:e1]
         if not np.isfinite(Pv[:, t:t + H, l:l + Wd].sum()):
-            return False
+            return None
         P[k * R * C:(k * R + tail) * C] = 0  # beyond the chunk: zeros, never stale values
         D[:k, :n_H, :n_W] = dZ[e0:e1]
         Dk = D[:k].reshape(k * R, n_C)
@@ -261,4 +277,4 @@ def weight_grad_shifted(X, dZ, dW, geom, workspace_bytes) -> bool:
                 s = (a * dh * Wp + b * dw) * C
                 np.matmul(P[s:s + k * R * C].reshape(k * R, C).T, Dk, out=part)
                 dW[a, b] += part
-    return True
+    return dW

@@ -10,6 +10,9 @@ for layers that widen the channels a lot, a product followed by a scatter-add).
 A depthwise convolution (one input channel per group) has nothing for a matrix
 product to gain, so it is a multiply-accumulate per kernel offset instead.
 Chunks are sized to stay in cache and never exceed the workspace cap.
+
+Loop twins (the test oracle): :func:`cnncli.engine.reference.conv_forward_loops`
+and :func:`cnncli.engine.reference.conv_backward_loops`.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ShapeError
-from ._common import CHUNK_TARGET_BYTES, compute_dtype, plan_chunks, threads
+from ._common import CHUNK_TARGET_BYTES, float32_if_all_float32, plan_chunks, threads
 from ._depthwise import depthwise_backward, depthwise_forward
-from ._unroll import chunk_buffer, correlate, fold, is_identity, weight_grad, weight_grad_shifted
+from ._unroll import chunk_buffer, correlate, is_identity, unroll_adjoint, weight_grad, weight_grad_shifted
 from .geometry import WindowGeometry
 from .layout import check_layout, conv_in, conv_out_grads, nchw_to_nhwc, nhwc_to_nchw
 from .params import ConvParams
@@ -53,7 +56,7 @@ def _check(A_prev, W, b, params: ConvParams):
     A_prev, W = np.asarray(A_prev), np.asarray(W)
     b = None if b is None else np.asarray(b)
     check_conv_shapes(A_prev.shape, W.shape, None if b is None else b.shape, params.groups)
-    dtype = compute_dtype(*[x for x in (A_prev, W, b) if x is not None])
+    dtype = float32_if_all_float32(*[x for x in (A_prev, W, b) if x is not None])
     A_prev, W = A_prev.astype(dtype, copy=False), W.astype(dtype, copy=False)
     bias = None if b is None else b.reshape(W.shape[3]).astype(dtype, copy=False)
     geom = params.geometry(A_prev.shape[1:3], W.shape[:2])
@@ -192,69 +195,121 @@ def conv2d_backward(
     expected = (m,) + geom.out_hw + (n_C,)
     if dZ.shape != expected:
         raise ShapeError(f"dZ must have the forward output's shape {expected}, got {dZ.shape}")
-    dtype = compute_dtype(A_prev, W, dZ)
+    dtype = float32_if_all_float32(A_prev, W, dZ)
     A_prev, W, dZ = (x.astype(dtype, copy=False) for x in (A_prev, W, dZ))
-    dW = np.zeros(W.shape, dtype=dtype)
-    db = dZ.sum(axis=(0, 1, 2))
-    if c_g == 1 and groups > 1:
-        dA_prev = np.zeros(A_prev.shape, dtype=dtype)
+    plan = backward_strategy(geom, A_prev.shape, W.shape, dtype.itemsize)
+    db = dZ.sum(axis=(0, 1, 2))  # db = sum of dZ over examples and positions
+    if plan.depthwise:
+        dA_prev, dW = np.zeros(A_prev.shape, dtype=dtype), np.zeros(W.shape, dtype=dtype)
         depthwise_backward(A_prev, W, dZ, geom, dA_prev, dW, workspace_bytes)
     else:
-        n_g = n_C // groups
-        step, offs_h, offs_w = _forward_plan(geom)
-        # Stride 1, one group: dW straight from shifted views of the padded input (no patch copies).
-        # Tiny layers (gradient checks call them thousands of times) take the path with fewest steps.
-        small = m * geom.out_hw[0] * geom.out_hw[1] * kh * kw * c_g * groups * A_prev.itemsize < 2**18
-        # (A 1x1 window needs neither: its patches are the input itself.)
-        shifted = (not small and groups == 1 and geom.stride == (1, 1) and not is_identity(step, offs_h, offs_w)
-                   and weight_grad_shifted(A_prev, dZ, dW, geom, workspace_bytes))
-        if not shifted:
-            dW.fill(0)
-            weight_grad(A_prev, dZ, dW.reshape(-1, groups, n_g).transpose(1, 0, 2), step, offs_h, offs_w,
-                        workspace_bytes)
-        dA_prev = _input_grad(dZ, W, geom, groups, A_prev.shape, workspace_bytes, transposed=not small)
+        # dW = patches(A_prev)^T . dZ
+        dW = weight_grad_shifted(A_prev, dZ, geom, workspace_bytes) if plan.shifted_weights else None
+        if dW is None:  # not chosen, or a non-finite input (the shifted product would turn 0 * inf into nan)
+            dW = _weight_grad_unrolled(A_prev, dZ, W.shape, geom, groups, workspace_bytes)
+        # dA_prev = col2im(dZ . W^T), or the same sum as one transposed correlation per stride phase
+        if plan.transposed_input_grad:
+            dA_prev = _input_grad_transposed(dZ, W, geom, groups, A_prev.shape, workspace_bytes)
+        else:
+            dA_prev = _input_grad_col2im(dZ, W, geom, groups, A_prev.shape, workspace_bytes)
     if layout == "nchw":
         return ConvGrads(*conv_out_grads(dA_prev, dW, db))
     return ConvGrads(dA_prev, dW, db)
 
 
-def _input_grad(dZ, W, geom: WindowGeometry, groups: int, shape, workspace_bytes, transposed=True) -> np.ndarray:
-    """dA_prev of a grouped convolution.
+#: Below this many bytes of unrolled patches a layer is "tiny" (gradient checks call such layers
+#: thousands of times): it takes the strategies with the fewest steps, whatever their per-byte cost.
+TINY_LAYER_BYTES = 2**18
 
-    Two exact ways, chosen by cost: (1) a transposed convolution, one stride
-    phase of dA_prev at a time (each phase is a plain correlation of dZ with the
-    taps that land on it: patch copies + one product, no scatter-add); (2) the
-    product dZ @ W^T followed by a scatter-add of the patch gradients ("col2im").
-    (1) copies about n_C/n_C_prev times as much as (2) adds; measured, it wins
-    when the layer does not widen the channels (64->64: 221 vs 278 ms) and loses
-    when it does (16->32: 61 vs 52 ms; a 3-channel stem by far).
+
+@dataclass(frozen=True)
+class BackwardStrategy:
+    """How :func:`conv2d_backward` computes its gradients (all strategies are exact).
+
+    Attributes
+    ----------
+    depthwise : bool
+        One input channel per group: a multiply-accumulate per tap for dA_prev and dW.
+    shifted_weights : bool
+        dW from shifted views of the padded input, one product per tap, no patch copies.
+    transposed_input_grad : bool
+        dA_prev as a transposed correlation, one stride phase at a time, instead of
+        the product dZ . W^T followed by a scatter-add (col2im).
     """
-    m, H, Wd, C = shape
+
+    depthwise: bool
+    shifted_weights: bool
+    transposed_input_grad: bool
+
+
+def backward_strategy(geom: WindowGeometry, A_shape, W_shape, itemsize: int) -> BackwardStrategy:
+    """Pick the backward strategy of a convolution from its sizes.
+
+    - depthwise when each group has one input channel (and there are several groups):
+      nothing for a matrix product to gain;
+    - shifted dW for stride 1 and one group, unless the layer is tiny
+      (:data:`TINY_LAYER_BYTES`) or a 1x1 window at stride 1 (its patches are the input);
+    - the transposed dA_prev unless the layer is tiny or widens the channels per group
+      (``n_C/groups > n_C_prev/groups``): it copies about n_C/n_C_prev times as much as
+      col2im adds (timings in benchmarks/README.md).
+    """
+    m = A_shape[0]
+    kh, kw, c_g, n_C = W_shape
+    groups = A_shape[3] // c_g
+    if c_g == 1 and groups > 1:
+        return BackwardStrategy(True, False, False)
+    patch_bytes = m * geom.out_hw[0] * geom.out_hw[1] * kh * kw * c_g * groups * itemsize
+    tiny = patch_bytes < TINY_LAYER_BYTES
+    step, offs_h, offs_w = _forward_plan(geom)
+    shifted = not tiny and groups == 1 and geom.stride == (1, 1) and not is_identity(step, offs_h, offs_w)
+    return BackwardStrategy(False, shifted, not tiny and n_C // groups <= c_g)
+
+
+def _weight_grad_unrolled(A_prev, dZ, W_shape, geom: WindowGeometry, groups: int, workspace_bytes) -> np.ndarray:
+    """dW = patches(A_prev)^T . dZ with the patches unrolled chunk by chunk."""
+    dW = np.zeros(W_shape, dtype=dZ.dtype)
+    step, offs_h, offs_w = _forward_plan(geom)
+    weight_grad(A_prev, dZ, dW.reshape(-1, groups, W_shape[3] // groups).transpose(1, 0, 2), step, offs_h, offs_w,
+                workspace_bytes)
+    return dW
+
+
+def _input_grad_transposed(dZ, W, geom: WindowGeometry, groups: int, shape, workspace_bytes) -> np.ndarray:
+    """dA_prev as a transposed convolution, one stride phase of dA_prev at a time.
+
+    Each phase is a plain correlation of dZ with the taps that land on it: patch
+    copies and one product, no scatter-add.
+    """
     kh, kw, c_g, n_C = W.shape
     n_g = n_C // groups
     (sh, sw), (dh, dw) = geom.stride, geom.dilation
     t, _, l, _ = geom.pads
-    if transposed and n_g <= c_g:
-        dA = np.empty(shape, dtype=dZ.dtype)
-        for p, taps_h, offs_h in _phase_plans(kh, sh, dh, t):
-            for q, taps_w, offs_w in _phase_plans(kw, sw, dw, l):
-                out = dA[:, p::sh, q::sw]
-                if out.size == 0:
-                    continue
-                if not taps_h or not taps_w:  # no tap lands on this phase (stride and dilation share a factor)
-                    out[...] = 0
-                    continue
-                Wsub = W[np.ix_(taps_h, taps_w)].reshape(len(taps_h), len(taps_w), c_g, groups, n_g)
-                Wt = Wsub.transpose(3, 0, 1, 4, 2).reshape(groups, -1, c_g)
-                correlate(dZ, Wt, out, (1, 1), offs_h, offs_w, workspace_bytes)
-        return dA
+    dA = np.empty(shape, dtype=dZ.dtype)
+    for p, taps_h, offs_h in _phase_plans(kh, sh, dh, t):
+        for q, taps_w, offs_w in _phase_plans(kw, sw, dw, l):
+            out = dA[:, p::sh, q::sw]
+            if out.size == 0:
+                continue
+            if not taps_h or not taps_w:  # no tap lands on this phase (stride and dilation share a factor)
+                out[...] = 0
+                continue
+            Wsub = W[np.ix_(taps_h, taps_w)].reshape(len(taps_h), len(taps_w), c_g, groups, n_g)
+            Wt = Wsub.transpose(3, 0, 1, 4, 2).reshape(groups, -1, c_g)
+            correlate(dZ, Wt, out, (1, 1), offs_h, offs_w, workspace_bytes)
+    return dA
+
+
+def _input_grad_col2im(dZ, W, geom: WindowGeometry, groups: int, shape, workspace_bytes) -> np.ndarray:
+    """dA_prev = col2im(dZ . W^T): per chunk, the patch gradients, then their scatter-add."""
+    kh, kw, c_g, n_C = W.shape
+    n_g = n_C // groups
     dA = np.zeros(shape, dtype=dZ.dtype)
     step, offs_h, offs_w = _forward_plan(geom)
     m, n_H, n_W, _ = dZ.shape
     K = kh * kw * c_g
     WgT = _grouped_weights(W, groups).transpose(0, 2, 1)  # (groups, n_g, K)
     per_example = n_H * n_W * groups * K * dZ.itemsize
-    # Threads split a fold by examples only (row blocks overlap), so aim for several per chunk.
+    # Threads split the adjoint by examples only (row blocks overlap), so aim for several per chunk.
     chunks = plan_chunks(m, n_H, n_W * groups * K * dZ.itemsize, workspace_bytes,
                          target=max(CHUNK_TARGET_BYTES, min(threads() * per_example, 16 * 2**20)))
     buf = chunk_buffer(chunks, n_W, groups * K, dZ.dtype)
@@ -263,7 +318,7 @@ def _input_grad(dZ, W, geom: WindowGeometry, groups: int, shape, workspace_bytes
         dcols = buf[:Mc * groups * K].reshape(e1 - e0, r1 - r0, n_W, groups, kh, kw, c_g)
         dZc = dZ[e0:e1, r0:r1].reshape(Mc, groups, n_g)
         np.matmul(dZc.transpose(1, 0, 2), WgT, out=dcols.reshape(Mc, groups, K).transpose(1, 0, 2))
-        fold(dA, dcols, e0, e1, r0, r1, step, offs_h, offs_w)
+        unroll_adjoint(dA, dcols, e0, e1, r0, r1, step, offs_h, offs_w)
     return dA
 
 

@@ -6,6 +6,9 @@ out over a few threads (numpy releases the GIL in ufunc loops). Taps that fall
 in the padding or the ceil-mode overflow are clipped rather than read from a
 padded copy. Max-pool backward finds each window's first maximum as a flat
 index and scatters the gradient with one ``bincount``.
+
+Loop twins (the test oracle): :func:`cnncli.engine.reference.pool_forward_loops`
+and :func:`cnncli.engine.reference.pool_backward_loops`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ShapeError
-from ._common import as_nhwc, clipped_taps, compute_dtype, plan_chunks, run_parallel
+from ._common import as_nhwc, clipped_taps, float32_if_all_float32, plan_chunks, run_parallel
 from .geometry import WindowGeometry, window_counts
 from .layout import check_layout, nchw_to_nhwc, nhwc_to_nchw
 from .params import PoolParams
@@ -67,7 +70,7 @@ def pool2d(A_prev, params: Optional[PoolParams] = None, *, layout: str = "nhwc",
     A_prev = np.asarray(A_prev)
     if layout == "nchw":
         A_prev = nchw_to_nhwc(A_prev)
-    A_prev = as_nhwc(A_prev, "A_prev", compute_dtype(A_prev))
+    A_prev = as_nhwc(A_prev, "A_prev", float32_if_all_float32(A_prev))
     geom = params.geometry(A_prev.shape[1:3])
     m, C = A_prev.shape[0], A_prev.shape[3]
     A = np.empty((m,) + geom.out_hw + (C,), dtype=A_prev.dtype)
@@ -129,7 +132,7 @@ def pool2d_backward(dA, A_prev, params: Optional[PoolParams] = None, *, layout: 
     if layout == "nchw":
         A_prev = nchw_to_nhwc(A_prev)
         dA = nchw_to_nhwc(dA) if dA.ndim == 4 else dA
-    dtype = compute_dtype(A_prev, dA)
+    dtype = float32_if_all_float32(A_prev, dA)
     A_prev = as_nhwc(A_prev, "A_prev", dtype)
     geom = params.geometry(A_prev.shape[1:3])
     m, C = A_prev.shape[0], A_prev.shape[3]

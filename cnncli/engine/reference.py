@@ -2,9 +2,10 @@
 
 These follow the classic "convolution step by step" exercise line for line,
 extended to dilation, groups, asymmetric padding and ceil mode. They are slow by
-design and never used outside tests and benchmarks. Only the resolved pads come
-from the geometry module; every window position, divisor and maximum is found
-here by direct indexing.
+design and never used outside tests and benchmarks. From the geometry module
+come the resolved pads, the output size and (ceil mode) the rows and columns the
+last windows reach past the padding; every window position, tap, divisor and
+maximum is found here by direct indexing of a padded copy.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def _pad(X, top, bottom, left, right, value=0.0):
 
 
 def _window(geom: WindowGeometry, h: int, w: int):
-    """Start rows/cols of output (h, w) in padded coordinates, and the step between taps."""
+    """Start row and column, in padded coordinates, of the window of output (h, w)."""
     return h * geom.stride[0], w * geom.stride[1]
 
 

@@ -16,7 +16,7 @@ from .readers import check_dtype
 DTYPES = ("float64", "float32")
 
 
-def compute_dtype_for(dtype: Optional[str]) -> np.dtype:
+def float64_unless_float32_asked(dtype: Optional[str]) -> np.dtype:
     """The compute dtype: float32 only when asked; float64 otherwise.
 
     Raises
@@ -74,5 +74,5 @@ def apply_dtype_policy(arr, dtype: Optional[str], *, name: str = "array") -> Tup
     """
     arr = np.asarray(arr)
     check_dtype(arr.dtype, name)
-    target = compute_dtype_for(dtype)
+    target = float64_unless_float32_asked(dtype)
     return arr.astype(target, copy=False), dtype_note({name: arr.dtype}, target, dtype)

@@ -298,7 +298,7 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
                                       f"this is a {kind} layer")
     case.check(_CASE_KEYS_OF[kind])
     layout = _word(pick("layout") or "nhwc", "--layout", ("nhwc", "nchw"))
-    target = dtypes.compute_dtype_for(opts["dtype"])
+    target = dtypes.float64_unless_float32_asked(opts["dtype"])
 
     call = LayerCall(kind=kind, A_prev=None, W=None, b=None, params=None, grad=None, layout=layout, dtype=target,
                      notes=notes)

@@ -21,7 +21,7 @@ CONV = {
     "3x3-same": ((2, 22, 22, 8), (3, 3, 8, 8), dict(pad=1), None),
     "3x3-row-blocks": ((2, 22, 22, 8), (3, 3, 8, 8), dict(pad=(2, 0, 1, 1)), 20_000),
     "stem-7x7-stride2": ((2, 40, 38, 3), (7, 7, 3, 16), dict(stride=2, pad=3), None),
-    "3x3-stride2": ((2, 30, 29, 8), (3, 3, 8, 8), dict(stride=2, pad=1), None),
+    "3x3-stride2": ((3, 30, 29, 8), (3, 3, 8, 8), dict(stride=2, pad=1), None),  # not tiny: phase by phase
     "grouped-dilated": ((2, 24, 24, 8), (3, 2, 4, 8), dict(groups=2, dilation=(2, 1), pad=(1, 2, 0, 1)), None),
     "depthwise": ((2, 24, 24, 16), (3, 3, 1, 16), dict(groups=16, pad=1), 100_000),
     "depthwise-mult2-stride2": ((2, 24, 24, 8), (3, 3, 1, 16), dict(groups=8, pad="same", stride=2), 100_000),
@@ -68,6 +68,46 @@ def test_conv_backward_non_finite_input_matches_loops():
         np.testing.assert_array_equal(np.isinf(g), np.isinf(w), err_msg=label)
         ok = np.isfinite(w)
         np.testing.assert_allclose(g[ok], w[ok], rtol=1e-10, atol=1e-10, err_msg=label)
+
+
+def test_non_finite_in_a_later_chunk_leaves_no_half_written_dw():
+    # The shifted dW meets the inf only in its last chunk (one example per chunk): the
+    # chunks before it must not leak into the unrolled result.
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((3, 22, 22, 8))
+    A[2, 3, 4, 5] = np.inf
+    W = rng.standard_normal((3, 3, 8, 8))
+    p = ConvParams(pad=1)
+    dZ = rng.standard_normal((3, 22, 22, 8))
+    got = conv2d_backward(dZ, A, W, p, workspace_bytes=22 * 22 * 16 * 8 * 2)
+    want = conv_backward_loops(dZ, A, W, p)
+    ok = np.isfinite(want[1])
+    np.testing.assert_array_equal(np.isfinite(got.dW), ok)
+    np.testing.assert_allclose(got.dW[ok], want[1][ok], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("3x3-same", (False, True, True)),               # stride 1, one group: shifted dW, transposed dA_prev
+    ("stem-7x7-stride2", (False, False, False)),     # 3 -> 16 channels widen: col2im
+    ("3x3-stride2", (False, False, True)),
+    ("grouped-dilated", (False, False, True)),
+    ("depthwise", (True, False, False)),
+])
+def test_backward_strategy_is_what_the_fixed_layers_exercise(name, expected):
+    from cnncli.engine.conv import backward_strategy
+
+    a_shape, w_shape, kw, _ = CONV[name]
+    geom = ConvParams(**kw).geometry(a_shape[1:3], w_shape[:2])
+    plan = backward_strategy(geom, a_shape, w_shape, 8)
+    assert (plan.depthwise, plan.shifted_weights, plan.transposed_input_grad) == expected
+
+
+def test_tiny_layers_take_the_fewest_steps():
+    from cnncli.engine.conv import backward_strategy
+
+    geom = ConvParams(pad=1).geometry((5, 5), (3, 3))
+    plan = backward_strategy(geom, (2, 5, 5, 3), (3, 3, 3, 4), 8)
+    assert (plan.shifted_weights, plan.transposed_input_grad) == (False, False)
 
 
 @pytest.mark.parametrize("kw", [
