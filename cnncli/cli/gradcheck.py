@@ -7,12 +7,14 @@ always run in float64); ``--impl FILE.py`` checks the user's own classic functio
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Optional
 
 import typer
 
 from ..errors import HyperparameterError
+from ..passes.call import resolve_layer
 from .app import app
 from .command import CnncliCommand, choices, examples
 from .options import layer_options
@@ -20,8 +22,14 @@ from .options import layer_options
 _CHECK = "Check"
 SourceArg = typer.Argument(None, metavar="SOURCE", show_default=False,
                            help="A case file (.h5/.npz) or an array for A_prev; omit to run the built-in battery.")
-ImplOpt = typer.Option(None, "--impl", metavar="FILE.py", rich_help_panel=_CHECK,
-                       help="Check your own classic functions (conv_forward, pool_backward, ...) from FILE.py.")
+ImplOpt = typer.Option(None, "--impl", metavar="FILE.py|FILE.ipynb", rich_help_panel=_CHECK,
+                       help="Check your own classic functions (conv_forward, pool_backward, ...) from a .py file, "
+                            "an nbconvert export or a notebook; your code runs in a separate process.")
+OnlyOpt = typer.Option(None, "--only", metavar="NAME[,NAME...]", rich_help_panel=_CHECK,
+                       help="With --impl: check just these functions, e.g. --only conv_backward,pool_backward.")
+TimeoutOpt = typer.Option(None, "--timeout", metavar="S", rich_help_panel=_CHECK, show_default=False,
+                          help="With --impl: seconds each call into your code may take (default 10; the whole "
+                               "check: 30x that).")
 MethodOpt = typer.Option("auto", "--method", metavar="auto|full|fast|sample", rich_help_panel=_CHECK,
                          autocompletion=choices("auto", "full", "fast", "sample"),
                          help="full: every element; fast: random directions; sample: stratified elements; "
@@ -57,7 +65,8 @@ PROGRESS_VALUES = 4000
 @layer_options(grad=True, dtype=False)
 def gradcheck(
     source: Optional[str] = SourceArg, options: dict = None,
-    impl: Optional[str] = ImplOpt, method: str = MethodOpt, samples: Optional[int] = SamplesOpt,
+    impl: Optional[str] = ImplOpt, only: Optional[str] = OnlyOpt, timeout: Optional[float] = TimeoutOpt,
+    method: str = MethodOpt, samples: Optional[int] = SamplesOpt,
     eps: float = EpsOpt, tol: float = TolOpt, seed: int = SeedOpt, as_json: bool = JsonOpt,
 ) -> None:
     """Check analytical gradients against numerical ones (central differences in float64).
@@ -73,6 +82,9 @@ def gradcheck(
         raise HyperparameterError("gradcheck always computes in float64 (central differences need its precision); "
                                   f"drop --dtype {options['dtype']} (it applies to forward and backward)")
     given = [k for k, v in options.items() if v is not None]
+    if impl is None and (only is not None or timeout is not None):
+        flag = "--only" if only is not None else "--timeout"
+        raise HyperparameterError(f"{flag} applies to --impl (your own functions); add --impl FILE or drop {flag}")
     if impl is not None and source is not None:
         raise HyperparameterError("--impl checks your functions on the built-in battery and takes no SOURCE; "
                                   f"drop {source!r} (or drop --impl to check the engine on it)")
@@ -88,14 +100,19 @@ def gradcheck(
 
     tty = sys.stderr.isatty()
     if impl is not None:
-        from ..gradcheck.impl import check_impl
+        from ..gradcheck.impl import check_impl, validate_only
+        from ..gradcheck.sandbox import DEFAULT_TIMEOUT
 
+        names = validate_only(only.split(",")) if only is not None else None
+        if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+            raise HyperparameterError(f"--timeout {timeout:g}: expected a positive number of seconds (e.g. 10)")
         # Students debug with print: without --json their lines go to stderr, prefixed; with --json
         # stdout carries only the document, so they are counted and a note says so.
         echo = None if as_json else _echo_user_line
         with render.progress_bar("checking your functions", show=tty) as progress:
             result = check_impl(impl, method=method, samples=samples, eps=eps, tol=tol, seed=seed,
-                                progress=progress, echo=echo)
+                                progress=progress, echo=echo, only=names,
+                                timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
         result = _printed_note(result, as_json)
         show = render.print_impl
         doc = result.to_dict()
@@ -126,14 +143,12 @@ def _printed_note(result, as_json: bool):
     """Add a note on the user's prints: hidden (``--json``) or cut short on stderr."""
     from dataclasses import replace
 
-    from ..gradcheck.userfile import ECHO_LIMIT
-
     n = result.printed_lines
     if as_json and n:
         note = (f"your code printed {n} line(s) on stdout, hidden so that stdout holds only the JSON "
                 "document; run without --json to see them on stderr")
-    elif n > ECHO_LIMIT:
-        note = f"your code printed {n} lines; the first {ECHO_LIMIT} are shown on stderr ([your code] ...)"
+    elif n > result.echoed_lines:
+        note = f"your code printed {n} lines; the first {result.echoed_lines} are shown on stderr ([your code] ...)"
     else:
         return result
     return replace(result, notes=result.notes + (note,))

@@ -13,6 +13,7 @@ import numpy as np
 from .metrics import gradient_metrics
 from .spatial import BORDER_HINT
 from .userfile import UserException
+from .wire import Kept
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ class ImplResult:
     notes: Tuple[str, ...] = ()
     #: Lines the user's code printed on stdout (captured, see :class:`.userfile.UserOutput`).
     printed_lines: int = 0
+    #: Of those, the lines passed to ``echo`` (bounded in lines and bytes).
+    echoed_lines: int = 0
 
     @property
     def passed(self) -> bool:
@@ -99,6 +102,8 @@ def compare(case: str, quantity: str, against: str, got, expected, tol: float,
     """
     if got is None:  # np.asarray(None, float) is nan: say what really happened
         return Finding(case, quantity, against, False, detail="returned None (a missing return?)")
+    if isinstance(got, Kept):  # what the user's code returned could not be an array (a str, 10**400, ...)
+        return Finding(case, quantity, against, False, detail=f"returned {got.what}, not an array")
     try:
         g = np.asarray(got, dtype=np.float64)
     except (TypeError, ValueError):

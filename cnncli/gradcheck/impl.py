@@ -23,21 +23,26 @@ a stratified handful of elements per tensor.
 from __future__ import annotations
 
 import linecache
+import os
 from dataclasses import replace
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..engine import conv2d, conv2d_backward, pool2d, pool2d_backward
+from ..errors import HyperparameterError, ImplError
 from .battery import BATTERY, Configuration
 from .core import DEFAULT_EPS, DEFAULT_TOL, step_size, validate_settings
 from .diagnose import ARRAY_INTO_ELEMENT, diagnose
 from .findings import Finding, FunctionReport, ImplResult, compare
 from .metrics import gradient_metrics
 from .mistakes import BIAS_NOT_ADDED, recognise_function, single_step_without_bias
+from .notebook import plan_impl
 from .problems import max_pool_kinks
 from .sampling import stratified_indices
-from .userfile import CLASSIC, UserCallFailed, UserException, UserOutput, call_user, load_impl
+from .sandbox import DEFAULT_TIMEOUT, Sandbox, call_perturbed, call_user
+from .userfile import CLASSIC, UserCallFailed, UserException, UserOutput
+from .wire import Kept
 
 #: Elements per tensor compared with the user's own numerical gradients by default.
 IMPL_SAMPLES = 12
@@ -46,7 +51,7 @@ IMPL_SAMPLES = 12
 class _Run:
     """State of one check: the module, settings, and what the user's forwards returned."""
 
-    def __init__(self, module, method, samples, eps, tol, seed):
+    def __init__(self, module: Sandbox, method, samples, eps, tol, seed):
         self.module, self.method, self.samples, self.eps, self.tol = module, method, samples, eps, tol
         self.seed = seed
         self.rng = np.random.default_rng(seed)
@@ -64,13 +69,14 @@ class _Run:
 
 def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, eps: float = DEFAULT_EPS,
                tol: float = DEFAULT_TOL, seed: int = 0, progress: Optional[Callable[[int, int], None]] = None,
-               echo: Optional[Callable[[str], None]] = None) -> ImplResult:
-    """Import ``path`` and check every classic function it defines.
+               echo: Optional[Callable[[str], None]] = None, only: Optional[Sequence[str]] = None,
+               timeout: float = DEFAULT_TIMEOUT) -> ImplResult:
+    """Run ``path`` in a child process and check every classic function it defines.
 
     Parameters
     ----------
     path : str or os.PathLike
-        The user's ``.py`` file.
+        The user's ``.py`` file, nbconvert ``.py`` export or notebook (``.ipynb``).
     method : {"auto", "full", "fast", "sample"}
         Elements compared with the user's own numerical gradients: ``full`` every
         element, otherwise a stratified sample of ``samples`` per tensor (default 12);
@@ -80,8 +86,13 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
         As :func:`cnncli.gradcheck.core.check_problem`.
     progress : callable(done, total), optional
     echo : callable(str), optional
-        Receives each line the user's code prints on stdout (at most ``ECHO_LIMIT``);
-        every line is counted in ``printed_lines`` either way.
+        Receives each line the user's code prints (at most ``ECHO_LIMIT`` lines and
+        ``ECHO_BYTES``); every line is counted in ``printed_lines`` either way.
+    only : sequence of str, optional
+        Check just these classic functions.
+    timeout : float
+        Seconds each call into the user's code may take; the whole check may take
+        ``OVERALL_FACTOR`` times that (see :mod:`.sandbox`).
 
     Returns
     -------
@@ -90,12 +101,15 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
     Raises
     ------
     ImplError
-        The file cannot be imported (syntax or import error, with file and line) or
-        defines none of the classic functions.
+        The file cannot be read or loaded (syntax or import error, with file and line;
+        not a notebook), or defines none of the classic functions (none of ``only``).
     HyperparameterError
-        Invalid settings.
+        Invalid settings, an unknown name in ``only``, a timeout that is not a positive number.
     """
     asked, _ = validate_settings(method, samples, eps, tol, seed)
+    only = validate_only(only)
+    if not (isinstance(timeout, (int, float)) and np.isfinite(timeout) and timeout > 0):
+        raise HyperparameterError(f"timeout must be a positive number of seconds, got {timeout!r}")
     method = "full" if asked == "full" else "sample"
     n = samples or IMPL_SAMPLES
     notes = []
@@ -104,28 +118,72 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
         # but a disagreement would then have to be localized by per-element calls anyway: sample directly.
         notes.append(f"--method fast does not apply to your functions (they are called once per perturbed "
                      f"element); ran sample instead: {n} elements per tensor")
+    plan = plan_impl(path)
     output = UserOutput(echo)
-    module, defined = load_impl(path, output)
-    run = _Run(module, method, n, eps, tol, seed)
-    run.defined = defined
-    steps = [(name, fn) for name, fn in _CHECKS if name in defined]
-    reports = []
-    for i, (name, fn) in enumerate(steps):
+    with Sandbox(plan.request, output, timeout) as box:
+        loaded = box.start()
+        found = [name for name in CLASSIC if name in loaded["defined"] or name in plan.unchecked]
+        if not found:
+            raise ImplError(f"--impl {os.fspath(path)!r} defines none of the classic functions ({', '.join(CLASSIC)})")
+        if only is not None:
+            if not set(only) & set(found):
+                raise ImplError(f"--only {','.join(only)}: {os.fspath(path)!r} does not define "
+                                f"{' or '.join(only)} (it defines {', '.join(found)})")
+            notes.append(f"checked only {', '.join(n for n in CLASSIC if n in only)} (--only)")
+        notes.extend(plan.notes)
+        notes.extend(f"{m} is not installed here: its import was let through, and a function that uses it fails "
+                     "when called" for m in loaded.get("missing", ()))
+        notes.extend(loaded.get("notes", ()))
+        run = _Run(box, method, n, eps, tol, seed)
+        run.defined = tuple(name for name in found if name not in plan.unchecked)
+        # NOTE: --only conv_backward still runs the user's conv_forward (unreported) when the file defines it:
+        # the backward then gets the cache its own forward makes, and the numerical check has a forward.
+        wanted = set(CLASSIC if only is None else only)
+        helpers = {n.replace("backward", "forward") for n in wanted if n.endswith("backward")} - wanted
+        steps = [(name, fn) for name, fn in _CHECKS if name in found and name in wanted | helpers]
+        reports = []
+        for i, (name, fn) in enumerate(steps):
+            if progress:
+                progress(i, len(steps))
+            if name in plan.unchecked:
+                reports.append(_not_checked(name, *plan.unchecked[name]))
+                continue
+            findings: List[Finding] = []
+            errors: List[UserException] = []
+            fn(run, findings, errors)
+            errors = _with_source(errors, path)
+            run.recognised[name] = _recognised(run, name)
+            hints = diagnose(findings, errors, _CASES, function=name, recognised=run.recognised[name])
+            reports.append(FunctionReport(name, tuple(findings), _dedupe(errors),
+                                          hints + _facts(run, name, errors, hints)))
         if progress:
-            progress(i, len(steps))
-        findings: List[Finding] = []
-        errors: List[UserException] = []
-        fn(run, findings, errors)
-        errors = _with_source(errors, path)
-        run.recognised[name] = _recognised(run, name)
-        hints = diagnose(findings, errors, _CASES, function=name, recognised=run.recognised[name])
-        reports.append(FunctionReport(name, tuple(findings), _dedupe(errors), hints + _facts(run, name, errors, hints)))
-    if progress:
-        progress(len(steps), len(steps))
-    reports = _blame_forwards(run, reports, notes)
-    missing = tuple(n for n in CLASSIC if n not in defined)
-    output.close()
-    return ImplResult(str(path), tuple(reports), missing, method, tuple(notes), output.lines)
+            progress(len(steps), len(steps))
+    for r in reports:
+        if r.name not in wanted and not r.passed:
+            notes.append(f"{r.name} (run for {r.name.replace('forward', 'backward')}'s cache, not reported under "
+                         f"--only) does not match cnncli's: check it too")
+    reports = _blame_forwards(run, [r for r in reports if r.name in wanted], notes)
+    missing = tuple(n for n in CLASSIC if n not in found)
+    return ImplResult(str(path), tuple(reports), missing, method, tuple(notes), output.lines, output.shown)
+
+
+def validate_only(only: Optional[Sequence[str]]) -> Optional[Tuple[str, ...]]:
+    """The names of ``only`` (None: all); an unknown one raises :class:`HyperparameterError` listing the eight."""
+    if only is None:
+        return None
+    names = tuple(n.strip() for n in only if n.strip())
+    for name in names:
+        if name not in CLASSIC:
+            raise HyperparameterError(f"--only {name!r} is not one of the classic functions: {', '.join(CLASSIC)}")
+    if not names:
+        raise HyperparameterError(f"--only needs a function name: one or more of {', '.join(CLASSIC)}")
+    return names
+
+
+def _not_checked(name: str, cell: int, line: int, message: str) -> FunctionReport:
+    """The report of a function whose notebook cell does not parse."""
+    error = UserException(name, f"not checked: {message}", line, "", kind="syntax", cell=cell)
+    return FunctionReport(name, (), (error,), (f"not checked: {message}",))
 
 
 def _blame_forwards(run: _Run, reports: List[FunctionReport], notes: List[str]) -> List[FunctionReport]:
@@ -167,7 +225,8 @@ def _with_source(errors: List[UserException], path) -> List[UserException]:
     """The exceptions with the text of their line in the user's file (quoted in reports)."""
     out = []
     for e in errors:
-        text = linecache.getline(str(path), e.line).strip() if e.line else ""
+        # a notebook cell's line is not the file's: the child sends those lines' text itself
+        text = linecache.getline(str(path), e.line).strip() if e.line and e.cell is None else ""
         out.append(replace(e, source=text) if text and e.source is None else e)
     return out
 
@@ -246,10 +305,11 @@ def _forward(run: _Run, layer: str, findings, errors) -> None:
         A, W, b, _ = case.arrays(run.seed + i)
         try:
             if layer == "conv":
-                out = call_user(run.module, fname, case.name, A.copy(), W.copy(), b.copy(), case.hparameters())
+                out = call_user(run.module, fname, case.name, A.copy(), W.copy(), b.copy(), case.hparameters(),
+                                keep=True)
                 expected = conv2d(A, W, b, case.conv_params())
             else:
-                out = call_user(run.module, fname, case.name, A.copy(), case.hparameters(), case.mode)
+                out = call_user(run.module, fname, case.name, A.copy(), case.hparameters(), case.mode, keep=True)
                 expected = pool2d(A, case.pool_params())
         except UserCallFailed as exc:
             errors.append(exc.info)
@@ -273,7 +333,9 @@ def _backward(run: _Run, layer: str, findings, errors) -> None:
         A, W, b, G = case.arrays(run.seed + i)
         hp = case.hparameters()
         inputs = {"A_prev": A, "W": W, "b": b}
-        own_forward = run.forward_ok.get((layer, case.name), False)
+        # A cache kept by a child process that has since been restarted (a timeout) is gone: use the classic one.
+        own_forward = run.forward_ok.get((layer, case.name), False) and run.module.live(
+            run.caches.get((layer, case.name)))
         if layer == "conv":
             cache = run.caches.get((layer, case.name)) if own_forward else (A.copy(), W.copy(), b.copy(), hp)
             engine = conv2d_backward(G, A, W, case.conv_params())
@@ -317,18 +379,6 @@ def _backward(run: _Run, layer: str, findings, errors) -> None:
 
 def _numerical(run: _Run, layer: str, case: Configuration, inputs, G, user_grads, names, kinks, findings, errors) -> None:
     """The user's backward against central differences of the user's own forward."""
-    def loss_change(name, flat_index, plus, minus):
-        outs = []
-        for value in (plus, minus):
-            x = {k: (v.copy() if v is not None else None) for k, v in inputs.items()}
-            x[name].reshape(-1)[flat_index] = value
-            if layer == "conv":
-                Z, _ = call_user(run.module, "conv_forward", case.name, x["A_prev"], x["W"], x["b"], case.hparameters())
-            else:
-                Z, _ = call_user(run.module, "pool_forward", case.name, x["A_prev"], case.hparameters(), case.mode)
-            outs.append(np.asarray(Z, dtype=np.float64))
-        return float(np.sum((outs[0] - outs[1]) * G))
-
     for name in names:
         x = inputs[name]
         try:
@@ -342,21 +392,39 @@ def _numerical(run: _Run, layer: str, case: Configuration, inputs, G, user_grads
             idx = np.flatnonzero(np.ones(x.shape, bool) if excluded is None else ~excluded)
         else:
             idx = stratified_indices(x.shape, name, run.samples, run.rng, excluded)
-        numerical = np.empty(len(idx))
+        values = x.reshape(-1)[idx]
+        plus, minus = values + h, values - h
+        if layer == "conv":
+            fname, args, which = "conv_forward", (inputs["A_prev"], inputs["W"], inputs["b"],
+                                                  case.hparameters()), ("A_prev", "W", "b").index(name)
+        else:
+            fname, args, which = "pool_forward", (inputs["A_prev"], case.hparameters(), case.mode), 0
+        changes = [pair for k, flat in enumerate(idx) for pair in ((flat, plus[k]), (flat, minus[k]))]
         try:
-            for k, flat in enumerate(idx):
-                v = x.reshape(-1)[flat]
-                plus, minus = v + h, v - h
-                numerical[k] = loss_change(name, flat, plus, minus) / (plus - minus)
+            # NOTE: one request for every perturbed call of this tensor: the child runs them back to back
+            outs = call_perturbed(run.module, fname, case.name, args, which, changes)
+            Z = [_forward_output(out, layer, case.name) for out in outs]
         except UserCallFailed as exc:
             errors.append(exc.info)
             return
+        numerical = np.array([np.sum((Z[2 * k] - Z[2 * k + 1]) * G) for k in range(len(idx))]) / (plus - minus)
         n_kinks = 0 if excluded is None else int(excluded.sum())
         r = gradient_metrics("d" + name, x.shape, "", "numerical", idx, g.reshape(-1)[idx], numerical, n_kinks, run.tol)
         w = r.worst
         findings.append(Finding(case.name, "d" + name, "numerical", r.passed, r.max_abs_error, r.relative_error,
                                 w.index if w else None, w.numerical if w else None, w.analytical if w else None,
                                 r.checked, r.kinks))
+
+
+def _forward_output(out, layer: str, case: str) -> np.ndarray:
+    """The output array of a user's forward called on perturbed inputs; a call failure when it is none."""
+    try:
+        if isinstance(out, tuple) and len(out) == 2 and not isinstance(out[0], Kept):
+            return np.asarray(out[0], dtype=np.float64)
+    except (TypeError, ValueError):
+        pass
+    raise UserCallFailed(UserException(f"{layer}_forward", "returned no (output, cache) pair on perturbed inputs",
+                                       None, case, kind="result"))
 
 
 _CHECKS = (

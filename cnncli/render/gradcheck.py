@@ -156,7 +156,7 @@ def print_impl(result, con: Console) -> None:
         con.print(f"not defined in the file (not checked): {', '.join(result.missing)}", style="dim")
     for f in result.functions:
         for e in f.errors:
-            con.print(Text(f"{f.name} raised {e.exception} {e.where} (configuration: {e.case})", style="red"))
+            con.print(Text(e.message, style="red"))
         bad = [x for x in f.findings if not x.passed]
         if not bad:
             continue
