@@ -1,0 +1,200 @@
+"""--impl on notebooks and nbconvert exports: definitions run, tests/prints/plots/magics are skipped,
+missing modules are noted, a cell that does not parse is reported, the last definition wins."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cnncli.cli import app
+from cnncli.errors import ImplError
+from cnncli.gradcheck.impl import check_impl
+from cnncli.gradcheck.userfile import CLASSIC
+
+ROOT = Path(__file__).resolve().parents[2]
+CORRECT = (ROOT / "tests" / "impls" / "correct.py").read_text()
+runner = CliRunner()
+
+
+def functions_of_correct():
+    """name -> source of each function of correct.py, in order."""
+    body = CORRECT.split('"""', 2)[2]
+    chunks = body.split("\ndef ")[1:]
+    return {c.split("(", 1)[0]: "def " + c.rstrip() + "\n" for c in chunks}
+
+
+SETUP = ("import numpy as np\nimport h5py\nimport matplotlib.pyplot as plt\nfrom public_tests import *\n"
+         "from test_utils import comparator, summary\n\n%matplotlib inline\n%load_ext autoreload\n"
+         "plt.rcParams['figure.figsize'] = (5.0, 4.0)\nnp.random.seed(1)\n")
+
+
+def student_cells():
+    """A notebook as students have it: markdown, setup with test harness imports and magics,
+    then each function in its own cell followed by a cell that tests it and prints."""
+    cells = [("markdown", "# Convolutional Neural Networks: Step by Step"), ("code", SETUP)]
+    for name, source in functions_of_correct().items():
+        cells.append(("markdown", f"### {name}"))
+        cells.append(("code", source))
+        cells.append(("code", f"np.random.seed(1)\nx = np.random.randn(4, 3, 3, 2)\nprint('{name} ok')\n"
+                              f"{name}_test({name})\n!echo done\nplt.imshow(x[0, :, :, 0])\n"))
+    return cells
+
+
+def notebook(tmp_path, cells, name="student.ipynb", version=4):
+    """Write an nbformat ``version`` notebook of ``(cell_type, source)`` pairs (sources as lists of lines)."""
+    if version == 4:
+        doc = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {"name": "python3"}},
+               "cells": [{"cell_type": t, "metadata": {}, "source": s.splitlines(keepends=True),
+                          **({"outputs": [], "execution_count": None} if t == "code" else {})} for t, s in cells]}
+    else:
+        doc = {"nbformat": 3, "nbformat_minor": 0, "metadata": {},
+               "worksheets": [{"cells": [{"cell_type": t, "input" if t == "code" else "source": s,
+                                          "language": "python", "outputs": []} for t, s in cells]}]}
+    path = tmp_path / name
+    path.write_text(json.dumps(doc, indent=1))
+    return str(path)
+
+
+def cell_number(cells, needle):
+    """1-based number of the first cell (counting every cell, markdown too) containing ``needle``."""
+    return next(i for i, (_, s) in enumerate(cells, 1) if needle in s)
+
+
+@pytest.mark.parametrize("version", [4, 3])
+def test_a_students_notebook_is_checked_as_it_runs(tmp_path, version):
+    cells = student_cells()
+    r = runner.invoke(app, ["gradcheck", "--impl", notebook(tmp_path, cells, version=version), "--json"])
+    assert r.exit_code == 0, r.stdout
+    doc = json.loads(r.stdout)
+    assert [f["name"] for f in doc["functions"]] == list(CLASSIC) and doc["passed"] and doc["not_defined"] == []
+    notes = doc["notes"]
+    # skipped: the setup's rcParams and seed; per test cell the seed, the print, the test call and the plot
+    # (x = np.random.randn(...) is a simple assignment: it runs)
+    with_skips = [i for i, (_, s) in enumerate(cells, 1) if "np.random.seed(1)" in s]
+    assert notes[0] == (f"ran the definitions of the notebook; skipped {2 + 8 * 4} statement(s) that are not "
+                        f"definitions (test calls, prints, plots; cells {', '.join(map(str, with_skips[:8]))}, ...)")
+    assert "skipped 10 IPython line(s) (%magics, !shell, ?help)" in notes  # 2 in the setup, one per test cell
+    for module in ("matplotlib", "public_tests", "test_utils"):
+        assert (f"{module} is not installed here: its import was let through, and a function that uses it "
+                "fails when called") in notes
+    assert doc["printed_lines"] == 0  # the prints were not run
+
+
+def test_a_cell_with_a_syntax_error_is_reported_and_the_rest_checked(tmp_path):
+    cells = student_cells()
+    n = cell_number(cells, "def conv_backward(")
+    kind, source = cells[n - 1]
+    lines = source.splitlines()
+    bad = next(i for i, line in enumerate(lines) if "for h in range" in line)
+    lines[bad] = lines[bad].rstrip(":")  # a missing colon
+    cells[n - 1] = (kind, "\n".join(lines) + "\n")
+    r = runner.invoke(app, ["gradcheck", "--impl", notebook(tmp_path, cells), "--json"])
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    fns = {f["name"]: f for f in doc["functions"]}
+    assert [k for k, f in fns.items() if not f["passed"]] == ["conv_backward"]
+    message = f"not checked: cell {n} has a syntax error at line {bad + 1}: expected ':'"
+    assert fns["conv_backward"]["diagnosis"] == [message] and fns["conv_backward"]["findings"] == []
+    (error,) = fns["conv_backward"]["errors"]
+    assert error["kind"] == "syntax" and error["cell"] == n and error["line"] == bad + 1
+    assert (f"cell {n} has a syntax error at line {bad + 1}: expected ':'; the cell was skipped (it defines "
+            "conv_backward)") in doc["notes"]
+    table = runner.invoke(app, ["gradcheck", "--impl", notebook(tmp_path, cells)])
+    assert f"conv_backward {message}" in " ".join(table.stdout.split())
+
+
+def test_the_last_definition_wins_and_a_note_says_so(tmp_path):
+    wrong = "def zero_pad(X, pad):\n    return np.pad(X, ((0, 0), (pad, pad), (0, 0), (0, 0)))\n"
+    correct = functions_of_correct()["zero_pad"]
+    first_wrong = [("code", "import numpy as np\n"), ("code", wrong), ("markdown", "fixed:"), ("code", correct)]
+    r = check_impl(notebook(tmp_path, first_wrong, "a.ipynb"))
+    assert r.passed and "zero_pad is defined 2 times (cells 2 and 4): the last one (cell 4) is checked" in r.notes
+    last_wrong = [("code", "import numpy as np\n"), ("code", correct), ("code", wrong)]
+    r = check_impl(notebook(tmp_path, last_wrong, "b.ipynb"))
+    assert not r.passed and "zero_pad is defined 2 times (cells 2 and 3): the last one (cell 3) is checked" in r.notes
+
+
+def test_a_function_that_needs_a_missing_module_fails_clearly_when_called(tmp_path):
+    cells = [("code", "import numpy as np\nfrom test_utils import comparator\n"),
+             ("code", "def distribute_value(dz, shape):\n    comparator(dz, shape)\n"
+                      "    return np.full(shape, dz / (shape[0] * shape[1]))\n"),
+             ("code", functions_of_correct()["zero_pad"])]
+    r = check_impl(notebook(tmp_path, cells))
+    by = {f.name: f for f in r.functions}
+    assert by["zero_pad"].passed and not by["distribute_value"].passed
+    e = by["distribute_value"].errors[0]
+    assert e.exception == ("ModuleNotFoundError: test_utils.comparator needs the module 'test_utils', which is not "
+                           "installed here (cnncli let its import pass so that the rest could be checked)")
+    assert (e.cell, e.line, e.where) == (2, 2, "in cell 2 at line 2")
+
+
+def test_an_nbconvert_export_runs_its_cells_and_keeps_file_lines(tmp_path):
+    fns = functions_of_correct()
+    text = ("#!/usr/bin/env python\n# coding: utf-8\n\n# # Step by step\n\n# In[1]:\n\n\nimport numpy as np\n"
+            "from public_tests import *\nget_ipython().run_line_magic('matplotlib', 'inline')\n\n\n")
+    for i, name in enumerate(CLASSIC, 2):
+        source = fns[name]
+        if name == "distribute_value":
+            source = source.replace("    (n_H, n_W) = shape", "    (n_H, n_W) = shape\n    assert n_H < 0, 'mine'")
+        text += f"# In[{i}]:\n\n\n{source}\n\n# In[ ]:\n\n\n{name}_test({name})\nprint('done')\n\n\n"
+    path = tmp_path / "export.py"
+    path.write_text(text)
+    r = check_impl(path)
+    by = {f.name: f for f in r.functions}
+    assert [n for n, f in by.items() if not f.passed] == ["distribute_value", "pool_backward"]
+    e = by["distribute_value"].errors[0]
+    line = text.splitlines().index("    assert n_H < 0, 'mine'") + 1
+    assert (e.exception, e.line, e.cell) == ("AssertionError: mine", line, None)
+    assert any(n.startswith("ran the definitions of the notebook; skipped 17 statement(s)") for n in r.notes)
+
+
+@pytest.mark.parametrize("content,message", [
+    ("{not json", "is not a notebook: not JSON (Expecting property name enclosed in double quotes at line 1)"),
+    ('{"nbformat": 4, "cells": [{"cell_type": "markdown", "source": "hi"}]}',
+     "has no code cells (nothing defines conv_forward or the others)"),
+    ('{"nbformat": 4, "cells": [{"cell_type": "code", "source": "x = 1\\n"}]}',
+     "defines none of the classic functions (zero_pad, conv_single_step, create_mask_from_window, "
+     "distribute_value, conv_forward, conv_backward, pool_forward, pool_backward)"),
+    ('[1, 2]', "is not a notebook: the JSON is not an object with cells"),
+])
+def test_bad_notebooks_exit_2_with_one_line(tmp_path, content, message):
+    path = tmp_path / "bad.ipynb"
+    path.write_text(content)
+    r = runner.invoke(app, ["gradcheck", "--impl", str(path)])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr == f"cnncli: error: --impl {str(path)!r} {message}\n"
+
+
+def test_only_checks_the_named_functions(tmp_path):
+    path = str(ROOT / "tests" / "impls" / "correct.py")
+    r = runner.invoke(app, ["gradcheck", "--impl", path, "--only", "pool_backward,conv_backward", "--json"])
+    assert r.exit_code == 0
+    doc = json.loads(r.stdout)
+    assert [f["name"] for f in doc["functions"]] == ["conv_backward", "pool_backward"]
+    conv = doc["functions"][0]
+    assert {x["against"] for x in conv["findings"]} == {"engine", "numerical"}  # its own forward ran, unreported
+    assert "checked only conv_backward, pool_backward (--only)" in doc["notes"]
+
+
+@pytest.mark.parametrize("only,message", [
+    ("conv_backwards", "--only 'conv_backwards' is not one of the classic functions: zero_pad, conv_single_step, "
+                       "create_mask_from_window, distribute_value, conv_forward, conv_backward, pool_forward, "
+                       "pool_backward"),
+    (",", "--only needs a function name: one or more of zero_pad, conv_single_step, create_mask_from_window, "
+          "distribute_value, conv_forward, conv_backward, pool_forward, pool_backward"),
+])
+def test_only_with_an_unknown_name_exits_2_listing_the_eight(only, message):
+    r = runner.invoke(app, ["gradcheck", "--impl", str(ROOT / "tests" / "impls" / "correct.py"), "--only", only])
+    assert r.exit_code == 2 and r.stdout == "" and r.stderr == f"cnncli: error: {message}\n"
+
+
+def test_only_a_function_the_file_does_not_define_is_bad_input(tmp_path):
+    path = tmp_path / "part.py"
+    path.write_text(functions_of_correct()["zero_pad"].replace("def", "import numpy as np\n\n\ndef", 1))
+    r = runner.invoke(app, ["gradcheck", "--impl", str(path), "--only", "pool_backward"])
+    assert r.exit_code == 2
+    assert r.stderr == (f"cnncli: error: --only pool_backward: {str(path)!r} does not define pool_backward "
+                        "(it defines zero_pad)\n")
+    with pytest.raises(ImplError):
+        check_impl(path, only=["conv_forward"])
