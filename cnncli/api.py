@@ -82,20 +82,29 @@ def conv_single_step(a_slice_prev, W, b):
 
     Returns
     -------
-    Z : float
+    Z : numpy floating scalar
+        Of the inputs' floating dtype (``np.float64`` for float64 inputs, as the
+        exercise's tests require; ``np.float64`` for integer inputs), not a Python float.
 
     Raises
     ------
     ShapeError
         The window and the filter differ in shape, or ``b`` is not one value.
+
+    Examples
+    --------
+    >>> type(conv_single_step(np.ones((2, 2, 1)), np.ones((2, 2, 1)), np.ones((1, 1, 1))))
+    <class 'numpy.float64'>
     """
-    a_slice_prev, W = np.asarray(a_slice_prev), np.asarray(W)
+    a_slice_prev, W, b = np.asarray(a_slice_prev), np.asarray(W), np.asarray(b)
     if a_slice_prev.shape != W.shape:
         raise ShapeError(f"a_slice_prev {a_slice_prev.shape} and W {W.shape} must have the same shape")
-    b = np.asarray(b, dtype=np.float64)
     if b.size != 1:
         raise ShapeError(f"b must hold one value (shape (1, 1, 1) or a scalar), got shape {b.shape}")
-    return float(np.sum(a_slice_prev * W) + b.item())
+    dtype = np.result_type(a_slice_prev, W, b)
+    if not np.issubdtype(dtype, np.floating):
+        dtype = np.dtype(np.float64)
+    return dtype.type(np.sum(a_slice_prev * W, dtype=dtype) + b.reshape(()).astype(dtype))
 
 
 def conv_forward(A_prev, W, b, hparameters, *, layout: Optional[str] = None):
