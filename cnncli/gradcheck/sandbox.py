@@ -101,6 +101,7 @@ class Sandbox:
             os.close(rep_w)
         self.to_child, self.from_child = req_w, rep_r
         self.generation += 1
+        self.seq = 0
 
     def _kill(self) -> None:
         proc, self.proc = self.proc, None
@@ -164,6 +165,7 @@ class Sandbox:
         return b"".join(chunks)
 
     def _receive(self, deadline: float):
+        """One reply frame; it must answer the last request (a process the user's code forked must not)."""
         n = int.from_bytes(self._read(8, deadline), "big")
         if n > MAX_REPLY:
             raise wire.WireError(f"a reply of {n} bytes (more than {MAX_REPLY >> 20} MiB)")
@@ -171,10 +173,13 @@ class Sandbox:
         _expect(header, "ok", bool)
         _expect(header, "out", str)
         _expect(header, "lines", int)
+        if header.get("seq") != self.seq:
+            raise wire.WireError("a reply out of turn")
         return header, blobs
 
     def _exchange(self, request: dict, blobs, deadline: float, quiet: bool = False):
-        self._send(wire.frame(request, blobs), deadline)
+        self.seq += 1
+        self._send(wire.frame(dict(request, seq=self.seq), blobs), deadline)
         header, rblobs = self._receive(deadline)
         if not quiet:
             self.output.add(header["out"], header["lines"])
@@ -277,7 +282,8 @@ class Sandbox:
         if self.broken or self.proc is None or time.monotonic() >= self.deadline:
             self._out_of_time(function, case)
         blobs: list = []
-        request = dict(request, args=wire.encode(tuple(args), blobs))
+        self.seq += 1
+        request = dict(request, args=wire.encode(tuple(args), blobs), seq=self.seq)
         results = []
         try:
             self._send(wire.frame(request, blobs), min(time.monotonic() + self.timeout, self.deadline))

@@ -335,7 +335,7 @@ def _map(req: dict, blobs, wfd: int) -> None:
             _guard_fork()
             reply, out = _failure(exc), []
         _guard_fork()
-        _send(wfd, reply, out)
+        _send(wfd, reply, out, req.get("seq"))
         if not reply["ok"]:
             return
         sys.setrecursionlimit(_State.recursion)
@@ -350,14 +350,14 @@ def _result(value, keep: bool):
         return _failure(exc), []
 
 
-def _send(wfd: int, reply: dict, out) -> None:
+def _send(wfd: int, reply: dict, out, seq) -> None:
     sys.setrecursionlimit(_State.recursion)
     text, lines = _take_output()
-    reply["out"], reply["lines"] = text, lines
+    reply["out"], reply["lines"], reply["seq"] = text, lines, seq
     try:
         data = wire.frame(reply, out)
     except BaseException as exc:  # e.g. a header the user's json patch broke
-        data = wire.frame(dict(_failure(exc), out="", lines=lines))
+        data = wire.frame(dict(_failure(exc), out="", lines=lines, seq=seq))
     view = memoryview(data)
     while view:
         view = view[os.write(wfd, view):]
@@ -397,7 +397,7 @@ def _serve(rfd: int, wfd: int) -> None:
             reply = {"ok": True}
         else:
             os._exit(0)
-        _send(wfd, reply, out)
+        _send(wfd, reply, out, header.get("seq"))
 
 
 def _limit(limits: dict) -> None:
@@ -444,7 +444,7 @@ def main(argv) -> None:
     _State.stderr = io.TextIOWrapper(io.FileIO(2, "wb", closefd=False), encoding="utf-8", errors="replace",
                                      write_through=True)
     sys.meta_path.append(_MissingFinder())
-    os.write(wfd, wire.frame({"ok": True, "out": "", "lines": 0}))  # ready: the checker's startup wait ends
+    os.write(wfd, wire.frame({"ok": True, "out": "", "lines": 0, "seq": 0}))  # ready: the checker's startup wait ends
     _serve(rfd, wfd)
 
 
