@@ -126,7 +126,7 @@ def test_a_function_that_needs_a_missing_module_fails_clearly_when_called(tmp_pa
     e = by["distribute_value"].errors[0]
     assert e.exception == ("ModuleNotFoundError: test_utils.comparator needs the module 'test_utils', which is not "
                            "installed here (cnncli let its import pass so that the rest could be checked)")
-    assert (e.cell, e.line, e.where) == (2, 2, "in cell 2 at line 2")
+    assert (e.cell, e.line, e.where) == (2, 2, "in cell 2 at line 2: `comparator(dz, shape)`")
 
 
 def test_an_nbconvert_export_runs_its_cells_and_keeps_file_lines(tmp_path):
