@@ -14,7 +14,6 @@ from typing import Optional
 import typer
 
 from ..errors import HyperparameterError
-from ..passes.call import resolve_layer
 from .app import app
 from .command import CnncliCommand, choices, examples
 from .options import layer_options
