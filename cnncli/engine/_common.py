@@ -132,14 +132,26 @@ def clipped_taps(geom: WindowGeometry, r0: int = 0, r1: Optional[int] = None):
     t, _, l, _ = geom.pads
     (H, W), (n_H, n_W) = geom.in_hw, geom.out_hw
     r1 = n_H if r1 is None else r1
-    for a in range(kh):
+    # Only taps that some output can reach the input with (a huge window over a small input has few).
+    for a in range(*tap_span(kh, dh, sh, t, r0, r1, H)):
         h_lo, h_hi, rows = valid_range(r0, r1, sh, a * dh - t, H)
         if h_lo == h_hi:
             continue
-        for b in range(kw):
+        for b in range(*tap_span(kw, dw, sw, l, 0, n_W, W)):
             w_lo, w_hi, cs = valid_range(0, n_W, sw, b * dw - l, W)
             if w_lo < w_hi:
                 yield a, b, slice(h_lo - r0, h_hi - r0), slice(w_lo, w_hi), rows, cs
+
+
+def tap_span(k: int, d: int, s: int, before: int, o_lo: int, o_hi: int, n_in: int):
+    """``(a_lo, a_hi)``: taps outside ``range(a_lo, a_hi)`` read no input row for any output in [o_lo, o_hi).
+
+    Tap a of output o reads row ``o*s + a*d - before``; it can be in ``[0, n_in)`` only when
+    ``before - (o_hi-1)*s <= a*d <= n_in - 1 + before - o_lo*s``.
+    """
+    a_lo = max(0, -(((o_hi - 1) * s - before) // d))  # ceil
+    a_hi = min(k, (n_in - 1 + before - o_lo * s) // d + 1)
+    return a_lo, max(a_lo, a_hi)
 
 
 def merge_rows(x: np.ndarray):

@@ -29,7 +29,7 @@ from ._unroll import chunk_buffer, correlate, is_identity, unroll_adjoint, weigh
 from .geometry import WindowGeometry
 from .layout import check_layout, conv_in, conv_out_grads, nchw_to_nhwc, nhwc_to_nchw
 from .params import ConvParams
-from .shapes import check_conv_shapes
+from .shapes import check_conv_shapes, check_layer_fits
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,7 @@ def conv2d(
     A_prev, W, b, geom = _check(A_prev, W, b, params)
     m, _, _, n_C_prev = A_prev.shape
     kh, kw, c_g, n_C = W.shape
+    check_layer_fits(geom, m, n_C_prev, n_C, A_prev.itemsize)
     groups = n_C_prev // c_g
     oh, ow = geom.out_hw
     Z = np.empty((m, oh, ow, n_C), dtype=A_prev.dtype)

@@ -22,6 +22,7 @@ from ._common import as_nhwc, clipped_taps, float32_if_all_float32, plan_chunks,
 from .geometry import WindowGeometry, window_counts
 from .layout import check_layout, nchw_to_nhwc, nhwc_to_nchw
 from .params import PoolParams
+from .shapes import check_layer_fits
 
 
 def _divisor(geom: WindowGeometry, include_pad: bool, dtype) -> np.ndarray:
@@ -73,6 +74,7 @@ def pool2d(A_prev, params: Optional[PoolParams] = None, *, layout: str = "nhwc",
     A_prev = as_nhwc(A_prev, "A_prev", float32_if_all_float32(A_prev))
     geom = params.geometry(A_prev.shape[1:3])
     m, C = A_prev.shape[0], A_prev.shape[3]
+    check_layer_fits(geom, m, C, C, A_prev.itemsize, pool=True)
     A = np.empty((m,) + geom.out_hw + (C,), dtype=A_prev.dtype)
     is_max = params.mode == "max"
     divisor = None if is_max else _divisor(geom, params.count_include_pad, A_prev.dtype)
@@ -139,6 +141,7 @@ def pool2d_backward(dA, A_prev, params: Optional[PoolParams] = None, *, layout: 
     expected = (m,) + geom.out_hw + (C,)
     if dA.shape != expected:
         raise ShapeError(f"dA must have the forward output's shape {expected}, got {dA.shape}")
+    check_layer_fits(geom, m, C, C, dtype.itemsize, pool=True)
     dA = dA.astype(dtype, copy=False)
     is_max = params.mode == "max"
     if is_max:

@@ -1,17 +1,21 @@
-"""The one validator of a convolution's array shapes (A_prev, W, b) and its groups.
+"""Shape checks made before computing: a convolution's arrays agree, a layer call fits in memory.
 
-The engine calls it before computing; layer-call resolution (:mod:`cnncli.passes.call`)
-calls it as soon as the arrays are loaded, before any batch is streamed, and words
-the failures in the user's terms (file names, layout) from :class:`ConvShapeError`'s
-fields rather than checking again.
+:func:`check_conv_shapes` is the one validator of (A_prev, W, b, groups): the engine
+calls it before computing; layer-call resolution (:mod:`cnncli.passes.call`) calls it
+as soon as the arrays are loaded, before any batch is streamed, and words the
+failures in the user's terms (file names, layout) from :class:`ConvShapeError`'s
+fields rather than checking again. :func:`check_layer_fits` refuses, in closed form
+and before anything is allocated, a call whose output or workspace could never fit.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Optional, Sequence
 
 from ..errors import ShapeError
-from .geometry import check_groups
+from .geometry import WindowGeometry, check_groups
 
 
 class ConvShapeError(ShapeError):
@@ -80,3 +84,58 @@ def check_conv_shapes(A_shape: Sequence[int], W_shape: Sequence[int], b_shape: O
         raise ConvShapeError(f"b must have shape ({n_C},) or (1, 1, 1, {n_C}) to match W, got {tuple(b_shape)}",
                              "bias", groups)
     return groups
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory in bytes (2**63 when the system does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 2**63
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("EiB", 2**60), ("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, itemsize: int, *,
+                     pool: bool = False, limit: Optional[int] = None) -> None:
+    """Refuse a layer call whose arrays could not be allocated, before allocating any.
+
+    Checks, with Python integers (any size), the padded input of one example for
+    pooling (max-pool backward indexes it, and its window taps are looped over) and
+    the output of the ``m`` examples, against ``limit`` bytes.
+
+    Parameters
+    ----------
+    geom : WindowGeometry
+    m, n_C_prev, n_C : int
+        Examples, input and output channels.
+    itemsize : int
+        Bytes per element of the compute dtype.
+    pool : bool
+        A pooling layer (its padded input is checked too).
+    limit : int, optional
+        Default: the machine's physical memory (:func:`memory_bytes`).
+
+    Raises
+    ------
+    ShapeError
+        One line naming the array and its size, e.g. "the padded input would be
+        2000000006x2000000006: too large (...)".
+    """
+    limit = memory_bytes() if limit is None else limit
+    if pool:
+        hp, wp = (p + o for p, o in zip(geom.padded_hw, geom.overflow))
+        need = hp * wp * n_C_prev * max(itemsize, 8)  # max-pool backward adds gradients in float64
+        if need > limit:
+            raise ShapeError(f"the padded input would be {hp}x{wp}: too large ({_size(need)} per example with "
+                             f"{n_C_prev} channel(s), more than the {_size(limit)} of memory)")
+    dims = (m,) + tuple(geom.out_hw) + (n_C,)
+    need = math.prod(dims) * itemsize
+    if need > limit:
+        raise ShapeError(f"the output would be {'x'.join(map(str, dims))}: too large ({_size(need)}, more than "
+                         f"the {_size(limit)} of memory)")

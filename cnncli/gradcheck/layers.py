@@ -8,7 +8,7 @@ import numpy as np
 
 from ..engine import ConvParams, PoolParams
 from ..engine.layout import check_layout, nchw_to_nhwc, weights_nchw_to_nhwc
-from ..engine.shapes import check_conv_shapes
+from ..engine.shapes import check_conv_shapes, check_layer_fits
 from ..errors import HyperparameterError, InputError, ShapeError
 from ..io.text import read_hyperparameters
 from .context import Progress
@@ -107,7 +107,9 @@ def gradcheck_conv(A_prev, W, b=None, params: Union[ConvParams, dict, None] = No
     bias = None if b is None else _as_float64(b, "b", notes)
     check_conv_shapes(A.shape, Wt.shape, None if bias is None else bias.shape, params.groups)
     n_C = Wt.shape[3]
-    out_shape = params.geometry(A.shape[1:3], Wt.shape[:2]).out_hw + (n_C,)
+    geom = params.geometry(A.shape[1:3], Wt.shape[:2])
+    check_layer_fits(geom, A.shape[0], A.shape[3], n_C, 8)  # before G is drawn
+    out_shape = geom.out_hw + (n_C,)
     bias = np.zeros(n_C) if bias is None else bias.reshape(n_C)
     G = _upstream(grad, (A.shape[0],) + out_shape, seed, notes, layout, "the upstream gradient (--grad)")
     problem = ConvProblem(A, Wt, bias, params, G)
@@ -165,6 +167,7 @@ def gradcheck_pool(A_prev, params: Union[PoolParams, dict, None] = None, *, grad
     if A.ndim != 4:
         raise ShapeError(f"A_prev must be 4-D (m, n_H, n_W, n_C), got shape {A.shape}")
     geom = params.geometry(A.shape[1:3])
+    check_layer_fits(geom, A.shape[0], A.shape[3], A.shape[3], 8, pool=True)  # before G is drawn
     G = _upstream(grad, (A.shape[0],) + geom.out_hw + (A.shape[3],), seed, notes, layout,
                   "the upstream gradient (--grad)")
     problem = PoolProblem(A, params, G)

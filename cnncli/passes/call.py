@@ -28,7 +28,7 @@ import numpy as np
 from ..engine import layout as layouts
 from ..engine.geometry import WindowGeometry, normalize_mode
 from ..engine.params import ConvParams, PoolParams
-from ..engine.shapes import ConvShapeError, check_conv_shapes
+from ..engine.shapes import ConvShapeError, check_conv_shapes, check_layer_fits
 from ..errors import HyperparameterError, InputError, ShapeError
 from ..io import cases, dtypes
 from ..io.text import read_flag, read_hyperparameters, read_int, read_pad, read_pair
@@ -400,7 +400,9 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
     call.params = ConvParams.from_hparameters(_given(stride=pick("stride"), dilation=pick("dilation"),
                                                      pad=pick("pad"), groups=groups))
     with case.blame("stride", "pad", "dilation"):
-        call.geometry  # NOTE: resolved now, so a window that fits no input is reported before the bias is read
+        # NOTE: resolved now, so a window that fits no input, or an output that could never be allocated
+        # (streamed passes hold one example at least), is reported before the bias is read
+        check_layer_fits(call.geometry, 1, C, n_C, call.dtype.itemsize)
     if "b" not in refs:
         call.notes.append("no bias given: b = 0")
         call.bias_shape = (n_C,)
@@ -433,4 +435,6 @@ def _fill_pool(call: LayerCall, pick, opts: dict, case: _CaseSettings) -> None:
                 count_include_pad=_flag("count_include_pad", pick, opts, True))
     call.params = PoolParams.from_hparameters(hp, _or(pick("mode"), "max"))
     with case.blame("f", "stride", "pad", "dilation", "ceil_mode"):
-        call.geometry  # resolved now: a window that fits no input is a hyperparameter error
+        # resolved now: a window that fits no input, or arrays that could never be allocated, are refused
+        C = call.A_prev.shape[3]
+        check_layer_fits(call.geometry, 1, C, C, call.dtype.itemsize, pool=True)

@@ -46,3 +46,21 @@ def test_conv_shape_check_order_and_plain_errors():
     with pytest.raises(HyperparameterError, match="groups=3 must divide the input channels n_C_prev=4"):
         check_conv_shapes((1, 5, 5, 4), (3, 3, 1, 2), None, 3)
     assert check_conv_shapes((1, 5, 5, 4), (3, 3, 2, 6), (1, 1, 1, 6), 2) == 2
+
+
+def test_layer_fits_refuses_in_closed_form_before_allocating():
+    from cnncli.engine.shapes import check_layer_fits
+    from cnncli.engine import pool2d, PoolParams
+
+    geom = ConvParams(pad=10**9).geometry((6, 6), (3, 3))
+    with pytest.raises(ShapeError, match=r"^the output would be 2x2000000004x2000000004x4: too large \("):
+        check_layer_fits(geom, 2, 3, 4, 8)
+    small = ConvParams(pad=1).geometry((6, 6), (3, 3))
+    check_layer_fits(small, 2, 3, 4, 8, limit=2 * 6 * 6 * 4 * 8)  # exactly the output's bytes: fits
+    with pytest.raises(ShapeError, match="the output would be 2x6x6x4: too large"):
+        check_layer_fits(small, 2, 3, 4, 8, limit=2 * 6 * 6 * 4 * 8 - 1)
+    # The engine itself refuses before allocating (this would need exbibytes).
+    with pytest.raises(ShapeError, match="the output would be 1x2000000004x2000000004x2"):
+        conv2d(np.ones((1, 6, 6, 1)), np.ones((3, 3, 1, 2)), params=ConvParams(pad=10**9))
+    with pytest.raises(ShapeError, match="the padded input would be 2000000006x2000000006: too large"):
+        pool2d(np.ones((1, 6, 6, 1)), PoolParams(f=2 * 10**9, pad=10**9))

@@ -1,0 +1,75 @@
+"""Layer calls whose arrays could never be allocated are refused first: exit 2, one line, no file, no hang.
+
+Real subprocesses with a timeout: before this was fixed, some of these calls allocated until the
+machine ran out of memory and others looped over two billion window taps.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ENV = dict(os.environ, PYTHONPATH=ROOT)
+
+
+@pytest.fixture(scope="module")
+def arrays(tmp_path_factory):
+    d = tmp_path_factory.mktemp("astro")
+    np.save(d / "A.npy", np.random.default_rng(0).normal(size=(2, 6, 6, 3)))
+    np.save(d / "W.npy", np.ones((3, 3, 3, 4)))
+    np.save(d / "G.npy", np.ones((2, 1, 1, 3)))
+    return d
+
+
+def _run(d, *args):
+    proc = subprocess.run([sys.executable, "-m", "cnncli", *args], cwd=d, env=ENV, capture_output=True, timeout=60)
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+
+def _side(pad: int, n: int = 6, f: int = 3) -> int:
+    return n + 2 * pad - f + 1  # stride 1: one output row per window start
+
+
+@pytest.mark.parametrize("args, message", [
+    (["forward", "A.npy", "--weights", "W.npy", "--pad", "1000000000"],
+     f"the output would be 1x{_side(10**9)}x{_side(10**9)}x4: too large ("),
+    (["forward", "A.npy", "--weights", "W.npy", "--pad", "99999999999999999999999"],
+     f"the output would be 1x{_side(99999999999999999999999)}x{_side(99999999999999999999999)}x4: too large ("),
+    (["forward", "A.npy", "--weights", "W.npy", "--pad", "1000000000", "-o", "x.h5"],
+     f"the output would be 1x{_side(10**9)}x{_side(10**9)}x4: too large ("),
+    (["forward", "A.npy", "--weights", "W.npy", "--pad", "99999999999999999999999", "-o", "x.npy"],
+     "the output would be 1x"),
+    (["gradcheck", "A.npy", "--weights", "W.npy", "--pad", "1000000000"],
+     f"the output would be 1x{_side(10**9)}x{_side(10**9)}x4: too large ("),
+    # --f alone makes a pooling layer: a 2e9-wide window over the padded 6x6 input.
+    (["forward", "A.npy", "--f", "2000000000", "--pad", "1000000000"],
+     "the padded input would be 2000000006x2000000006: too large ("),
+    (["gradcheck", "A.npy", "--f", "2000000000", "--pad", "1000000000"],
+     "the padded input would be 2000000006x2000000006: too large ("),
+    (["backward", "A.npy", "--f", "2000000000", "--pad", "1000000000", "--grad", "G.npy", "-o", "dA.npy"],
+     "the padded input would be 2000000006x2000000006: too large ("),
+])
+def test_astronomical_calls_are_refused_before_allocating(arrays, args, message):
+    before = set(os.listdir(arrays))
+    code, out, err = _run(arrays, *args)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnncli: error: " + message), err
+    assert "memory" in lines[0] and "Traceback" not in err
+    assert set(os.listdir(arrays)) == before  # no output, no temporary file
+
+
+def test_a_huge_window_that_fits_is_computed_exactly(arrays):
+    # 400x400 window, stride 3, pad 200, over a 6x6 input: (406 - 400) // 3 + 1 = 3 windows per axis,
+    # starting at -200, -197, -194; each holds the whole input. Few of its 160000 taps read the input.
+    code, out, err = _run(arrays, "forward", "A.npy", "--f", "400", "--stride", "3", "--pad", "200", "-o", "m.npy",
+                          "--force")
+    assert code == 0, err
+    A = np.load(arrays / "A.npy")
+    got = np.load(arrays / "m.npy")
+    assert got.shape == (2, 3, 3, 3)
+    np.testing.assert_array_equal(got, np.broadcast_to(A.max(axis=(1, 2))[:, None, None, :], got.shape))
+    os.remove(arrays / "m.npy")
