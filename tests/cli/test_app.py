@@ -73,7 +73,8 @@ def test_absurd_sizes_are_bad_input_not_a_crash(tmp_path):
     result = runner.invoke(app, ["forward", str(tmp_path / "A.npy"), "--weights", str(tmp_path / "W.npy"),
                                  "--pad", "10000000", "-o", str(tmp_path / "Z.npy")])
     assert result.exit_code == 2
-    assert result.stderr.startswith("cnncli: error: not enough memory for this layer call")
+    # Refused from the geometry before anything is allocated (issue 12): 4 + 2*10^7 - 3 + 1 rows and columns.
+    assert result.stderr.startswith("cnncli: error: the output would be 1x20000002x20000002x2: too large (")
     assert result.stderr.count("\n") == 1
     assert not (tmp_path / "Z.npy").exists()
 
