@@ -29,7 +29,7 @@ from ..errors import InputError
 from .hdf5 import h5_dataset, open_h5, read_h5
 from .npz import NpzArchive, NpzMemberStream, load_npz
 from .npy import load_npy
-from .readers import check_budget, materialize, parse_ref, pick_name
+from .readers import check_budget, check_readable, materialize, parse_ref, pick_name
 
 # --------------------------------------------------------------------- public loading
 
@@ -168,6 +168,18 @@ class ArrayStream:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def check_array_file(ref: str, *, role: str = "array") -> None:
+    """Check that the file of an array reference exists and can be read, before anything else is done.
+
+    Raises
+    ------
+    InputError
+        As :func:`load_array` for a missing or unreadable file (``role`` as there).
+    """
+    with _blame(role):
+        check_readable(parse_ref(ref))
 
 
 def open_array(ref: str, *, role: str = "array", allow_external: bool = False) -> ArrayStream:

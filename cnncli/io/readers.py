@@ -181,6 +181,18 @@ def _regular(ref: ArrayRef) -> bool:
         return True
 
 
+def check_readable(ref: ArrayRef) -> None:
+    """Check that the file ``ref`` names can be read, reading none of it (a pipe is not opened).
+
+    Raises
+    ------
+    InputError
+        No such file, a folder, or no permission to read it.
+    """
+    if ref.kind != "stdin" and _regular(ref):
+        _open(ref.path, ref).close()
+
+
 # --------------------------------------------------------------------- telling formats apart
 
 

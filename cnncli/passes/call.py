@@ -32,13 +32,19 @@ from ..engine.shapes import ConvShapeError, check_conv_shapes, check_layer_fits
 from ..errors import HyperparameterError, InputError, ShapeError
 from ..io import cases, dtypes
 from ..io.text import read_flag, read_hyperparameters, read_int, read_pad, read_pair
-from ..io.arrays import ArrayStream, load_array, open_array
+from ..io.arrays import ArrayStream, check_array_file, load_array, open_array
 
 #: Option names accepted by :func:`resolve_layer` besides ``source`` and ``stream``.
 OPTION_KEYS = ("layer", "weights", "bias", "f", "stride", "pad", "dilation", "groups", "mode",
                "ceil_mode", "count_include_pad", "layout", "dtype", "grad", "allow_external")
 _CONV_ONLY = {"weights": "--weights", "bias": "--bias", "groups": "--groups"}
 _POOL_ONLY = {"mode": "--mode", "ceil_mode": "--ceil-mode", "count_include_pad": "--count-include-pad"}
+_ARRAY = "an array reference (x.npy, x.npz[:NAME], x.h5[:PATH] or -)"
+#: What each text option takes, for the message when it is given empty (``--layout ''``).
+_EXPECTED = {"layer": "conv or pool", "weights": _ARRAY, "bias": _ARRAY, "f": "an int or HxW",
+             "stride": "an int or HxW", "pad": "p, 'h,w', 'top,bottom,left,right', valid or same",
+             "dilation": "an int or HxW", "mode": "max or average", "layout": "nhwc or nchw",
+             "dtype": "float64 or float32", "grad": _ARRAY}
 
 
 
@@ -254,6 +260,10 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
     if unknown:
         raise TypeError(f"resolve_layer got unknown options {sorted(unknown)}")
     opts = {k: options.get(k) for k in OPTION_KEYS}
+    for key, expected in _EXPECTED.items():  # an empty value is a bad value, never "not given"
+        if isinstance(opts[key], str) and not opts[key].strip():
+            error = InputError if expected is _ARRAY else HyperparameterError
+            raise error(f"--{key} needs a value: got {opts[key]!r}, expected {expected}")
     if source is None:
         raise InputError("no SOURCE given: a case file or an array reference for A_prev")
     stdin_users = [n for n, v in [("SOURCE", source), ("--weights", opts["weights"]),
@@ -261,6 +271,11 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
     if len(stdin_users) > 1:
         raise InputError(f"only one array can come from standard input ('-'); got it for {' and '.join(stdin_users)}")
 
+    # NOTE: files first: a typo in a path is what a person needs to hear about, not the layer kind it hid.
+    for ref, role in ((source, "A_prev"), (opts["weights"], "--weights"), (opts["bias"], "--bias"),
+                      (opts["grad"], "--grad")):
+        if ref is not None and ref != "-":
+            check_array_file(ref, role=role)
     attrs, refs, notes = ({}, {"A_prev": source}, [])
     if cases.is_case(source):
         attrs, refs = cases.case_refs(source)
@@ -297,7 +312,7 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
             raise HyperparameterError(f"{flag} applies to {'conv' if kind == 'pool' else 'pooling'} layers only; "
                                       f"this is a {kind} layer")
     case.check(_CASE_KEYS_OF[kind])
-    layout = _word(pick("layout") or "nhwc", "--layout", ("nhwc", "nchw"))
+    layout = _word(_or(pick("layout"), "nhwc"), "--layout", ("nhwc", "nchw"))
     target = dtypes.float64_unless_float32_asked(opts["dtype"])
 
     call = LayerCall(kind=kind, A_prev=None, W=None, b=None, params=None, grad=None, layout=layout, dtype=target,
@@ -322,11 +337,13 @@ def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict, allo
         shape, dtype = value.shape, value.dtype
     call.inputs[name] = {"source": ref, "shape": list(shape), "dtype": str(dtype)}
     stored[name] = dtype
+    if name in ("dZ", "dA") and len(shape) != 4:
+        raise ShapeError(f"{name} from {ref!r} has shape {tuple(shape)}; expected the forward output's shape "
+                         f"{layouts.shape_from_nhwc(call.out_shape, call.layout)}")
     if name != "b" and len(shape) != 4:
         expect = {"A_prev": "(m, C, H, W)" if call.layout == "nchw" else "(m, n_H_prev, n_W_prev, n_C_prev)",
                   "W": "(C_out, C_in/groups, kH, kW)" if call.layout == "nchw" else "(f, f, n_C_prev/groups, n_C)"}
-        want = expect.get(name, "the forward output's 4-D shape")
-        raise ShapeError(f"{name} from {ref!r} must be 4-D {want}, got shape {tuple(shape)}")
+        raise ShapeError(f"{name} from {ref!r} must be 4-D {expect[name]}, got shape {tuple(shape)}")
     return value
 
 
@@ -390,7 +407,8 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
                 from exc
         want = layouts.shape_from_nhwc((kh, kw, C // exc.groups, n_C), call.layout, weights=True)
         with case.blame("groups"):
-            raise ShapeError(f"W from {refs['W']!r} has {c_g} input channel(s) per group but A_prev has {C} "
+            raise ShapeError(_torch_hint(call, exc.groups) or
+                             f"W from {refs['W']!r} has {c_g} input channel(s) per group but A_prev has {C} "
                              f"channel(s) with groups={exc.groups}: expected W of shape {want}") from exc
     except HyperparameterError:
         with case.blame("groups"):
@@ -415,6 +433,23 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
                          f"to match W's {n_C} filter(s)") from exc
     call.bias_shape = b.shape
     call.b = _compute(b.reshape(n_C), call.dtype)
+
+
+def _torch_hint(call: LayerCall, groups: int) -> Optional[str]:
+    """The message for a W in PyTorch's layout read as NHWC (its shape fits PyTorch's reading), else None."""
+    if call.layout != "nhwc":
+        return None
+    A, W, ref = call.inputs["A_prev"]["shape"], call.inputs["W"]["shape"], call.inputs["W"]["source"]
+    # PyTorch's reading must fit: C_in/groups matches A_prev's channels, and its kernel kH x kW is square
+    # (as nearly every kernel is), which NHWC filters (f, f, C_in, C_out) read that way seldom are.
+    if W[1] * groups not in (A[1], A[3]) or W[2] != W[3]:
+        return None
+    head = (f"W from {ref!r} has shape {tuple(W)}, which reads as PyTorch's layout (C_out, C_in/groups, kH, kW), "
+            "not as (f, f, n_C_prev/groups, n_C)")
+    if W[1] * groups == A[1]:  # A_prev reads as (m, C, H, W) too
+        return f"{head}: give --layout nchw"
+    return (f"{head}: give --layout nchw with A_prev as (m, C, H, W) too, or transpose W to "
+            f"{(W[2], W[3], W[1], W[0])}")
 
 
 def _flag(key: str, pick, opts: dict, default: bool) -> bool:

@@ -1,0 +1,92 @@
+"""Errors in the order a person needs them (a missing file before anything it hides), expected shapes
+named, PyTorch's layout recognised, and empty option values refused like any bad value."""
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cnncli.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def d(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "A.npy", rng.standard_normal((2, 6, 6, 4)))      # NHWC
+    np.save(tmp_path / "An.npy", rng.standard_normal((2, 4, 6, 6)))     # the same sizes, NCHW
+    np.save(tmp_path / "Wt.npy", rng.standard_normal((8, 4, 3, 3)))     # PyTorch's (C_out, C_in, kH, kW)
+    np.save(tmp_path / "W.npy", rng.standard_normal((3, 3, 4, 8)))
+    np.save(tmp_path / "g3.npy", rng.standard_normal((4, 4, 8)))
+    return tmp_path
+
+
+@pytest.mark.parametrize("extra", [[], ["--stride", "0"], ["--layer", "dense"], ["--layout", "chw"]])
+def test_a_missing_source_is_reported_first(d, extra, monkeypatch):
+    monkeypatch.chdir(d)
+    res = run("forward", "exmaples/conv_case.h5", *extra)
+    assert (res.exit_code, res.stderr) == (2, "cnncli: error: 'exmaples/conv_case.h5': no such file\n")
+
+
+def test_missing_arrays_of_options_come_before_hyperparameter_errors(d):
+    res = run("backward", d / "A.npy", "--weights", d / "W.npy", "--grad", d / "dZ.npy", "--stride", "0")
+    assert res.stderr == f"cnncli: error: --grad '{d}/dZ.npy': no such file\n"
+    res = run("forward", d / "A.npy", "--weights", d / "nope.npy", "--pad", "-1")
+    assert res.stderr == f"cnncli: error: --weights '{d}/nope.npy': no such file\n"
+    res = run("forward", d, "--f", "2")
+    assert res.stderr == f"cnncli: error: '{d}' is a folder, not an array file\n"
+
+
+def test_a_gradient_of_the_wrong_ndim_names_the_expected_shape(d):
+    # pool f=2 over 6x6 with the default stride 2: floor((6 - 2) / 2) + 1 = 3
+    res = run("backward", d / "A.npy", "--f", "2", "--grad", d / "g3.npy")
+    assert res.stderr == (f"cnncli: error: dA from '{d}/g3.npy' has shape (4, 4, 8); expected the forward "
+                          "output's shape (2, 3, 3, 4)\n")
+    res = run("backward", d / "An.npy", "--weights", d / "Wt.npy", "--layout", "nchw", "--grad", d / "g3.npy")
+    # conv 3x3 over 6x6, stride 1: 4x4 with 8 filters, in NCHW order
+    assert res.stderr == (f"cnncli: error: dZ from '{d}/g3.npy' has shape (4, 4, 8); expected the forward "
+                          "output's shape (2, 8, 4, 4)\n")
+
+
+def test_pytorch_filters_without_layout_nchw_get_the_flag_suggested(d):
+    res = run("forward", d / "An.npy", "--weights", d / "Wt.npy")
+    assert res.exit_code == 2
+    assert res.stderr == (f"cnncli: error: W from '{d}/Wt.npy' has shape (8, 4, 3, 3), which reads as PyTorch's "
+                          "layout (C_out, C_in/groups, kH, kW), not as (f, f, n_C_prev/groups, n_C): give --layout "
+                          "nchw\n")
+    assert run("forward", d / "An.npy", "--weights", d / "Wt.npy", "--layout", "nchw").exit_code == 0
+    res = run("forward", d / "A.npy", "--weights", d / "Wt.npy")  # NHWC data, PyTorch's filters
+    assert res.stderr.endswith("give --layout nchw with A_prev as (m, C, H, W) too, or transpose W to "
+                               "(3, 3, 4, 8)\n")
+    np.save(d / "W5.npy", np.ones((3, 3, 5, 8)))  # plainly wrong NHWC filters: no PyTorch reading fits
+    res = run("forward", d / "A.npy", "--weights", d / "W5.npy")
+    assert "PyTorch" not in res.stderr and "expected W of shape (3, 3, 4, 8)" in res.stderr
+
+
+EMPTY = [
+    ("--layout", "nhwc or nchw"), ("--layer", "conv or pool"), ("--mode", "max or average"),
+    ("--dtype", "float64 or float32"), ("--f", "an int or HxW"), ("--stride", "an int or HxW"),
+    ("--dilation", "an int or HxW"), ("--pad", "p, 'h,w', 'top,bottom,left,right', valid or same"),
+    ("--weights", "an array reference (x.npy, x.npz[:NAME], x.h5[:PATH] or -)"),
+    ("--bias", "an array reference (x.npy, x.npz[:NAME], x.h5[:PATH] or -)"),
+]
+
+
+@pytest.mark.parametrize("flag, expected", EMPTY)
+@pytest.mark.parametrize("value", ["", "  "])
+def test_empty_option_values_are_refused(d, flag, expected, value):
+    res = run("forward", d / "A.npy", "--weights", d / "W.npy", flag, value, "-o", d / "out.npy")
+    assert res.exit_code == 2
+    assert res.stderr == f"cnncli: error: {flag} needs a value: got {value!r}, expected {expected}\n"
+    assert not (d / "out.npy").exists()
+
+
+def test_empty_grad_and_gradcheck_options_are_refused(d):
+    res = run("backward", d / "A.npy", "--f", "2", "--grad", "")
+    assert res.exit_code == 2 and res.stderr.startswith("cnncli: error: --grad needs a value: got ''")
+    res = run("gradcheck", d / "A.npy", "--f", "2", "--layout", "")
+    assert res.exit_code == 2 and res.stderr == "cnncli: error: --layout needs a value: got '', expected nhwc or nchw\n"
