@@ -16,7 +16,7 @@ import typer
 from ..errors import HyperparameterError
 from .app import app
 from .command import CnncliCommand, choices, examples
-from .options import layer_options
+from .options import PlainOpt, check_output_flags, layer_options
 
 _CHECK = "Check"
 SourceArg = typer.Argument(None, metavar="SOURCE", show_default=False,
@@ -67,6 +67,7 @@ def gradcheck(
     impl: Optional[str] = ImplOpt, only: Optional[str] = OnlyOpt, timeout: Optional[float] = TimeoutOpt,
     method: str = MethodOpt, samples: Optional[int] = SamplesOpt,
     eps: float = EpsOpt, tol: float = TolOpt, seed: int = SeedOpt, as_json: bool = JsonOpt,
+    plain: bool = PlainOpt,
 ) -> None:
     """Check analytical gradients against numerical ones (central differences in float64).
 
@@ -75,6 +76,7 @@ def gradcheck(
     """
     from ..gradcheck.core import validate_settings
 
+    check_output_flags(as_json, plain)
     validate_settings(method, samples, eps, tol, seed, prefix="--")
     # SPEC gives gradcheck the options of forward: --dtype float64 is what it does anyway.
     if options["dtype"] is not None and options["dtype"].strip().lower() != "float64":
@@ -96,6 +98,7 @@ def gradcheck(
         raise HyperparameterError(f"{flag} needs a SOURCE (a case file or an A_prev array); "
                                   "without one the built-in battery runs with its own configurations")
     from ..render import gradcheck as render
+    from ..render.progress import progress_bar
 
     tty = sys.stderr.isatty()
     if impl is not None:
@@ -108,7 +111,9 @@ def gradcheck(
         # Students debug with print: without --json their lines go to stderr, prefixed; with --json
         # stdout carries only the document, so they are counted and a note says so.
         echo = None if as_json else _echo_user_line
-        with render.progress_bar("checking your functions", show=tty) as progress:
+        advice = ("to shorten: --method sample (the default with --impl) compares a sample of elements"
+                  if method == "full" else "to shorten: a smaller --samples N")
+        with progress_bar("checking your functions", show=tty, advice=advice) as progress:
             result = check_impl(impl, method=method, samples=samples, eps=eps, tol=tol, seed=seed,
                                 progress=progress, echo=echo, only=names,
                                 timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
@@ -129,7 +134,7 @@ def gradcheck(
     if as_json:
         typer.echo(render.to_json(doc))
     else:
-        show(result, render.console())
+        show(result, render.console(plain=plain))
     if not result.passed:
         raise typer.Exit(1)
 
@@ -163,7 +168,12 @@ def _check_source(source, options, method, samples, eps, tol, seed, tty, render)
     call = resolve_layer(source, **dict(options, dtype="float64"))
     size = call.A_prev.size + (call.W.size if call.W is not None else 0)
     kw = dict(grad=call.grad, method=method, samples=samples, eps=eps, tol=tol, seed=seed)
-    with render.progress_bar("gradcheck", show=tty and size > PROGRESS_VALUES) as progress:
+    from ..render.progress import progress_bar
+
+    advice = ("to shorten: --method fast (random directions: seconds) or --method sample --samples N "
+              "(N elements per tensor)" if method == "full" else
+              "to shorten: --method fast, or a smaller --samples N")
+    with progress_bar("gradcheck", show=tty and size > PROGRESS_VALUES, advice=advice) as progress:
         if call.kind == "conv":
             result = gradcheck_conv(call.A_prev, call.W, call.b, call.params, progress=progress, **kw)
         else:

@@ -64,6 +64,19 @@ GradOpt = Annotated[Optional[str], typer.Option(
 AllowExternalOpt = Annotated[Optional[bool], typer.Option(
     "--allow-external", rich_help_panel=_PANEL, show_default=False,
     help="Let HDF5 inputs read other files (external links, external storage, virtual datasets); refused by default.")]
+#: ``--plain`` of every command that prints tables.
+PlainOpt = typer.Option(False, "--plain", help="Print tables as tab-separated values (spreadsheets, awk); "
+                                               "other lines start with #.")
+
+
+def check_output_flags(as_json: bool, plain: bool) -> None:
+    """``--json`` and ``--plain`` are two ways to print the same result: one at a time."""
+    if as_json and plain:
+        from ..errors import HyperparameterError
+
+        raise HyperparameterError("give --json (one JSON document) or --plain (tab-separated tables), not both")
+
+
 # Parsed but not shown: a command that refuses --dtype can then say why instead of "no such option".
 HiddenDtypeOpt = Annotated[Optional[str], typer.Option("--dtype", hidden=True)]
 

@@ -14,7 +14,7 @@ import typer
 from ..errors import InputError, OutputError
 from .app import STOP_SIGNALS, Terminated, app
 from .command import CnncliCommand, examples
-from .options import layer_options
+from .options import PlainOpt, check_output_flags, layer_options
 
 SourceArg = typer.Argument(..., metavar="SOURCE",
                            help="A case file (.h5/.npz with A_prev) or an array for A_prev: x.npy, x.npz:NAME, x.h5:PATH or -.")
@@ -84,8 +84,10 @@ class _SignalGuard:
         return False
 
 
-def _run(command: str, source: str, output: Optional[str], force: bool, as_json: bool, options: dict) -> None:
+def _run(command: str, source: str, output: Optional[str], force: bool, as_json: bool, options: dict,
+         plain: bool = False) -> None:
     started = time.perf_counter()
+    check_output_flags(as_json, plain)
     # NOTE: imported here: numpy, h5py and rich load for a pass, not for --help or another command.
     from ..io.writers import ResultWriter, check_destination
     from ..passes import stream as streaming
@@ -125,26 +127,26 @@ def _run(command: str, source: str, output: Optional[str], force: bool, as_json:
     if as_json:
         typer.echo(render.to_json(report.to_dict()))
     else:
-        render.print_report(report, render.console(stderr=output == "-"))
+        render.print_report(report, render.console(stderr=output == "-", plain=plain))
 
 
 @app.command(cls=CnncliCommand, epilog=_FORWARD_EXAMPLES)
 @layer_options()
 def forward(source: str = SourceArg, options: dict = None, output: Optional[str] = OutOpt,
-            force: bool = ForceOpt, as_json: bool = JsonOpt) -> None:
+            force: bool = ForceOpt, as_json: bool = JsonOpt, plain: bool = PlainOpt) -> None:
     """Run a conv or pool layer forward: Z (conv) or A (pool) from A_prev.
 
     HDF5 inputs are streamed in batch chunks, so memory stays bounded whatever their size.
     """
-    _run("forward", source, output, force, as_json, options)
+    _run("forward", source, output, force, as_json, options, plain)
 
 
 @app.command(cls=CnncliCommand, epilog=_BACKWARD_EXAMPLES)
 @layer_options(grad=True)
 def backward(source: str = SourceArg, options: dict = None, output: Optional[str] = OutOpt,
-             force: bool = ForceOpt, as_json: bool = JsonOpt) -> None:
+             force: bool = ForceOpt, as_json: bool = JsonOpt, plain: bool = PlainOpt) -> None:
     """Run a conv or pool layer backward: dA_prev (and dW, db for conv) from the upstream gradient.
 
     --grad is dZ (conv) or dA (pool), shaped like the forward output; a case file may carry it.
     """
-    _run("backward", source, output, force, as_json, options)
+    _run("backward", source, output, force, as_json, options, plain)

@@ -12,6 +12,7 @@ import typer
 from ..errors import HyperparameterError, ShapeError
 from .app import app
 from .command import CnncliCommand, choices, examples
+from .options import PlainOpt, check_output_flags
 
 _EXAMPLES = examples(
     "The formula and a table of output sizes over input sizes:",
@@ -61,6 +62,7 @@ def shape(
     target: Optional[str] = typer.Option(
         None, "--target", metavar="SIZE", help="Solve: list the strides and pads that give this output size (H or HxW)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
+    plain: bool = PlainOpt,
 ) -> None:
     """Output sizes, pads, receptive fields, parameters and MACs of conv/pool layers.
 
@@ -72,6 +74,7 @@ def shape(
     from ..shape.solve import solve_target
     from ..shape.table import size_table_report
 
+    check_output_flags(as_json, plain)
     options = {"--layer": layer, "--f": f, "--stride": stride, "--pad": pad, "--dilation": dilation,
                "--filters": filters, "--groups": groups, "--mode": mode, "--ceil-mode": ceil_mode or None}
     given = [name for name, value in options.items() if value is not None]
@@ -112,7 +115,7 @@ def shape(
         if as_json:
             typer.echo(render.to_json(report.to_dict()))
         else:
-            render.print_targets(report, render.console())
+            render.print_targets(report, render.console(plain=plain))
         if not report.solutions:
             raise typer.Exit(1)  # like grep finding nothing: a clean answer, but not a solution
         return
@@ -122,7 +125,7 @@ def shape(
         if as_json:
             typer.echo(render.to_json(table.to_dict()))
         else:
-            render.print_size_table(table, render.console())
+            render.print_size_table(table, render.console(plain=plain))
         return
 
     result = evaluate_stack(specs, dims)
@@ -130,8 +133,8 @@ def shape(
         if result.layers:  # a partial stack is still worth a document; a lone failing layer is just the error
             typer.echo(render.to_json(result.to_dict()))
     elif len(specs) == 1 and result.error is None:
-        render.print_layer(result, render.console())
+        render.print_layer(result, render.console(plain=plain))
     elif result.layers:
-        render.print_stack(result, render.console())
+        render.print_stack(result, render.console(plain=plain))
     if result.error is not None:
         raise result.error  # the app prints it as one line and exits 2

@@ -16,28 +16,61 @@ _NUMBER_LIST = re.compile(r"\[\n(?:[-+\deE.,\s]|null)*\]")
 
 
 class _Console(Console):
-    """A rich Console that lets a closed pipe (``| head``) reach the app as BrokenPipeError.
+    """A rich Console for cnncli's output.
 
-    Rich's default exits with status 1, which cnncli reserves for a failed check.
+    - A closed pipe (``| head``) reaches the app as BrokenPipeError (rich's default exits
+      with status 1, which cnncli reserves for a failed check).
+    - A table is printed whole or not at all: as it is when it fits the width, else one
+      block per row (:mod:`cnncli.render.fit`); no cell is ever cut.
+    - ``plain``: tables as tab-separated values, every other line starting with ``#``.
     """
+
+    plain = False
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
         raise BrokenPipeError
 
+    def print(self, *objects, **kwargs) -> None:
+        from rich.table import Table
 
-def console(stderr: bool = False, soft_wrap: bool = False) -> Console:
+        from . import fit
+
+        base = super().print
+        if len(objects) == 1 and isinstance(objects[0], Table):
+            if self.plain:  # written as they are: rich would expand the tabs to spaces
+                fit.print_plain(objects[0], lambda line: self.file.write(line + "\n"))
+            else:
+                fit.print_fitted(self, objects[0], lambda renderable, **kw: base(renderable, **{**kwargs, **kw}))
+            return
+        if not self.plain:
+            base(*objects, **kwargs)
+            return
+        markup = kwargs.get("markup", True) is not False
+        for obj in objects:
+            text = fit.cell_text(obj) if markup or not isinstance(obj, str) else obj
+            for line in text.splitlines():
+                if line.strip():
+                    self.file.write("# " + line + "\n")
+
+
+def console(stderr: bool = False, soft_wrap: bool = False, plain: bool = False) -> Console:
     """A console on the current stdout (or stderr).
 
     On a terminal, its width; elsewhere (a pipe, a CI log) ``$COLUMNS`` if set, else
     wide enough that tables are never squeezed or numbers cut. ``soft_wrap=True``
-    leaves long lines whole (for formulas that must not break).
+    leaves long lines whole (for formulas that must not break). ``plain``: tab-separated
+    tables, other lines as ``# ...``, no styles (``--plain``).
     """
     stream = sys.stderr if stderr else sys.stdout
     width = None
     if not stream.isatty():
         columns = os.environ.get("COLUMNS", "")
         width = int(columns) if columns.isdigit() and int(columns) > 0 else 240
+    if plain:
+        out = _Console(file=stream, width=width, highlight=False, soft_wrap=True, color_system=None)
+        out.plain = True
+        return out
     return _Console(file=stream, width=width, highlight=False, soft_wrap=soft_wrap)
 
 

@@ -7,7 +7,6 @@ and hints); nothing is computed here.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from typing import Optional
 
 import numpy as np
@@ -190,21 +189,3 @@ def _got_vs_expected(got: float, expected: float) -> str:
                 a, b = f"{got:#.{digits}g}", f"{expected:#.{digits}g}"
             return f"{a} vs {b}"
     return f"{got:.6g} vs {expected:.6g}"  # equal (or both NaN): more digits would say nothing
-
-
-@contextmanager
-def progress_bar(description: str, show: bool):
-    """Yield a ``progress(done, total)`` callback drawing a transient bar on stderr (a no-op unless ``show``)."""
-    if not show:
-        yield None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=max(total, 1))
-
-        yield update

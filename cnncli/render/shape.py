@@ -23,9 +23,10 @@ from .common import size_formula, to_json  # noqa: F401  (to_json: used by cli/s
 UNREAD_MARK = "*"
 
 
-def console(stderr: bool = False) -> Console:
-    """:func:`cnncli.render.common.console` with long lines left whole (formula lines exceed 120 columns)."""
-    return common.console(stderr, soft_wrap=True)
+def console(stderr: bool = False, plain: bool = False) -> Console:
+    """:func:`cnncli.render.common.console`: a formula line longer than the terminal wraps between
+    its terms (at spaces), so every number in it stays whole and no line is wider than the terminal."""
+    return common.console(stderr, plain=plain)
 
 
 # ----------------------------------------------------------------- formatting

@@ -1,0 +1,176 @@
+"""Tables that fit the terminal with every value whole, and the same tables tab-separated.
+
+Rich shrinks a table that is wider than the terminal by cutting cells ("1,57…",
+"2.28e-…"). cnncli never lets it: :func:`print_fitted` renders a table off-screen at the
+console's width and keeps it only if nothing was cut and no line is too wide (text
+columns may wrap at spaces: a word, and so a number, is never split). Otherwise the
+columns are dealt into several narrower tables, each repeating the first column (and the
+second when the first is only an index, like ``#``), as many as it takes. When not even
+one more column fits beside those, each row becomes a block — its first cell as a heading, then one ``header  value`` line per other
+column — and where even a block's line cannot fit, the header goes on a line of its own
+with the value below it. A value that is wider than the terminal by itself is then
+printed whole on its own line (the terminal wraps it; it is never cut).
+
+:func:`print_plain` writes a table as tab-separated values (``--plain``): a header row,
+then one line per row, the cells' text without styles; a title or caption is a line
+starting with ``#``.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from typing import List, Optional, Sequence
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+ELLIPSIS = "…"
+INDENT = 4
+
+
+def cell_text(cell) -> str:
+    """The plain text of a table cell (a str is rich markup, as rich reads it)."""
+    if cell is None:
+        return ""
+    if isinstance(cell, Text):
+        return cell.plain
+    if isinstance(cell, str):
+        return Text.from_markup(cell).plain
+    return str(cell)
+
+
+def _rows(table: Table) -> List[List]:
+    """The table's cells row by row (rich keeps them by column)."""
+    columns = [list(col.cells) for col in table.columns]
+    return [[col[i] if i < len(col) else "" for col in columns] for i in range(table.row_count)]
+
+
+def _off_screen(console: Console, renderable, width: int) -> List[str]:
+    """The lines ``renderable`` takes at ``width``, as plain text."""
+    probe = Console(file=io.StringIO(), width=width, color_system=None, highlight=False, legacy_windows=False,
+                    force_terminal=False, soft_wrap=False, emoji=False)
+    with probe.capture() as capture:
+        probe.print(renderable)
+    return capture.get().splitlines()
+
+
+def fits(console: Console, table: Table, width: int) -> bool:
+    """Whether rich draws ``table`` within ``width`` columns with no cell cut."""
+    if console.measure(table, options=console.options.update_width(width)).minimum > width:
+        return False
+    cells = "".join(cell_text(c) for row in _rows(table) for c in row) + "".join(
+        cell_text(col.header) for col in table.columns)
+    lines = _off_screen(console, table, width)
+    shown = "\n".join(lines)
+    return all(len(line) <= width for line in lines) and shown.count(ELLIPSIS) <= cells.count(ELLIPSIS)
+
+
+def print_fitted(console: Console, table: Table, print_whole) -> None:
+    """Print ``table`` as it is when it fits the console, else as one block per row (see the module)."""
+    width = console.width
+    if fits(console, table, width):
+        print_whole(table)
+        return
+    parts = _split(console, table, width) if table.show_header else None
+    if parts:
+        for i, part in enumerate(parts):
+            if i:
+                print_whole("")
+            print_whole(part)
+        return
+    if table.title:
+        print_whole(_as_text(table.title, style="italic"))
+    headers = [cell_text(col.header) for col in table.columns]
+    for row in _rows(table):
+        _print_block(console, headers, row, table.show_header, width, print_whole)
+    if table.caption:
+        print_whole(_as_text(table.caption, style="dim"))
+
+
+def _part(table: Table, columns: Sequence[int], first: bool, last: bool) -> Table:
+    """A copy of ``table`` with only ``columns`` (the title on the first part, the caption on the last)."""
+    part = copy.copy(table)
+    part.columns = [copy.copy(table.columns[i]) for i in columns]
+    part.title = table.title if first else None
+    part.caption = table.caption if last else None
+    return part
+
+
+def _split(console: Console, table: Table, width: int) -> Optional[List[Table]]:
+    """The columns of ``table`` dealt into tables that each fit ``width``, or None when none can."""
+    n = len(table.columns)
+    index_only = n > 2 and max([len(cell_text(c)) for c in table.columns[0].cells] + [0]) <= 3
+    keys = [0, 1] if index_only else [0]
+    groups, current = [], []
+    for i in range(len(keys), n):
+        trial = keys + current + [i]
+        if fits(console, _part(table, trial, not groups, False), width):
+            current.append(i)
+        elif current:
+            groups.append(current)
+            if not fits(console, _part(table, keys + [i], False, False), width):
+                return None
+            current = [i]
+        else:
+            return None
+    groups.append(current)
+    return [_part(table, keys + g, i == 0, i == len(groups) - 1) for i, g in enumerate(groups)]
+
+
+def _as_text(value, style: str = "") -> Text:
+    return value if isinstance(value, Text) else Text(cell_text(value), style=style)
+
+
+def _print_block(console, headers: Sequence[str], row: Sequence, has_header: bool, width: int, print_whole):
+    """One row as a heading line and ``header  value`` lines (``value`` on its own line when needed)."""
+    if not any(cell_text(c).strip() for c in row):
+        return
+    heading = Text(f"{headers[0]} " if has_header and headers[0] else "")
+    heading.append_text(_as_text(row[0]))
+    heading.stylize("bold")
+    print_whole(heading)
+    pairs = [(h, c) for h, c in zip(headers[1:], row[1:]) if cell_text(c).strip()]
+    if not pairs:
+        return
+    grid = Table.grid(padding=(0, 2), pad_edge=False)
+    grid.add_column(width=INDENT, no_wrap=True)
+    grid.add_column(no_wrap=True, style="dim")
+    grid.add_column()
+    for header, cell in pairs:
+        grid.add_row("", header or "", cell)
+    if fits(console, grid, width):
+        print_whole(grid)
+        return
+    for header, cell in pairs:  # too narrow for header and value side by side
+        if header:
+            print_whole(Text(" " * INDENT + header, style="dim"))
+        value = _as_text(cell)
+        inner = Table.grid(pad_edge=False)
+        inner.add_column(width=2 * INDENT, no_wrap=True)
+        inner.add_column()
+        inner.add_row("", value)
+        if fits(console, inner, width):
+            print_whole(inner)
+        else:  # a single word wider than the terminal: printed whole, never cut
+            print_whole(Text(" " * 2 * INDENT) + value, soft_wrap=True, overflow="ignore", crop=False)
+
+
+def print_plain(table: Table, write) -> None:
+    """``table`` as tab-separated lines through ``write(line)``: header row (if any), then the rows."""
+    if table.title:
+        write("# " + cell_text(table.title))
+    if table.show_header:
+        # A header named "#" (a row index) would read as a comment line: name it.
+        write("\t".join(_tsv(cell_text(col.header)).replace("#", "index", 1) if cell_text(col.header) == "#"
+                        else _tsv(cell_text(col.header)) for col in table.columns))
+    for row in _rows(table):
+        write("\t".join(_tsv(cell_text(c)) for c in row))
+    if table.caption:
+        write("# " + cell_text(table.caption))
+
+
+def _tsv(text: str) -> str:
+    # A tab or newline inside a cell would split it: a space keeps the columns aligned.
+    return " ".join(text.replace("\t", " ").split("\n")).strip()

@@ -1,0 +1,94 @@
+"""Progress of long checks: a bar with a total and an ETA, and a note when the run will be long.
+
+The library reports ``progress(done, total)`` (:mod:`cnncli.gradcheck`); this module turns
+it into a transient rich bar on stderr (on a terminal) and, on a terminal or not, into one
+note as soon as the measured rate says the whole run takes longer than ``LONG_SECONDS``:
+how long, and how to make it shorter.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
+
+from .common import console
+
+#: A run expected to take longer than this (seconds) gets a note with the estimate.
+LONG_SECONDS = 60.0
+#: The rate is measured over at least this long before an estimate is trusted.
+MEASURE_SECONDS = 2.0
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``3 min``, ``1 h 20 min``: what a person reads an estimate as.
+
+    Examples
+    --------
+    >>> duration(42.3), duration(185), duration(4800)
+    ('42 s', '3 min', '1 h 20 min')
+    """
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes} min"
+
+
+class Estimate:
+    """Watches ``(done, total)`` and says once when the run will take longer than ``LONG_SECONDS``."""
+
+    def __init__(self, advice: Optional[str], say: Callable[[str], None], clock: Callable[[], float] = time.monotonic):
+        self.advice, self.say, self.clock = advice, say, clock
+        self.started = clock()
+        self.first: Optional[tuple] = None  # (time, done) of the first progress: set-up is not the rate
+        self.told = False
+
+    def update(self, done: int, total: int) -> None:
+        """Take the latest counts; the first time the projected run is long, tell."""
+        if self.told or done <= 0 or total <= done:
+            return
+        now = self.clock()
+        if self.first is None:
+            self.first = (now, done)
+            return
+        measured, progressed = now - self.first[0], done - self.first[1]
+        if measured < MEASURE_SECONDS or progressed <= 0:
+            return
+        elapsed = now - self.started
+        whole = elapsed + (total - done) * measured / progressed
+        if whole <= LONG_SECONDS:
+            return
+        self.told = True
+        how = f"; {self.advice}" if self.advice else ""
+        self.say(f"note: this run takes about {duration(whole)} in all ({done:,} of {total:,} "
+                 f"evaluations done after {duration(elapsed)}){how}")
+
+
+@contextmanager
+def progress_bar(description: str, show: bool, advice: Optional[str] = None) -> Iterator[Callable[[int, int], None]]:
+    """Yield a ``progress(done, total)`` callback: a bar on stderr when ``show``, and the long-run note.
+
+    The bar shows ``done/total`` (``?`` until the total is known), the elapsed time and
+    the time remaining; it disappears when the run ends.
+    """
+    if not show:
+        estimate = Estimate(advice, lambda line: sys.stderr.write(line + "\n"))
+        yield estimate.update
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    err = console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("eta"), TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        estimate = Estimate(advice, lambda line: bar.console.print(line, markup=False, style="yellow"))
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=max(total, 1))
+            estimate.update(done, total)
+
+        yield update

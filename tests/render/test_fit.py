@@ -1,0 +1,100 @@
+"""Tables that fit the width with every value whole (issue 11 part 1), and --plain's tab-separated form."""
+
+import io
+
+import pytest
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from cnncli.render import common, fit
+
+
+def _console(width: int, plain: bool = False) -> Console:
+    out = common._Console(file=io.StringIO(), width=width, color_system=None, highlight=False)
+    out.plain = plain
+    return out
+
+
+def _table() -> Table:
+    t = Table(title="stack")
+    for name, justify in (("#", "right"), ("layer", "left"), ("params", "right"), ("MACs", "right"),
+                          ("mem f32", "right"), ("note", "left")):
+        t.add_column(name, justify=justify, no_wrap=name != "note")
+    t.add_row("1", "conv f=3 s=1 p=same c=64", "1,792", "1,605,632,000", "12,845.0 KiB", "the stride reads every row")
+    t.add_row("2", "pool f=2 s=2 p=valid max", "0", "0", "3,211.3 KiB", Text("none", style="green"))
+    return t
+
+
+NUMBERS = ["1,792", "1,605,632,000", "12,845.0 KiB", "3,211.3 KiB"]
+TEXTS = ["conv f=3 s=1 p=same c=64", "pool f=2 s=2 p=valid max"]
+
+
+@pytest.mark.parametrize("width", [200, 80, 60, 40, 30])
+def test_every_value_is_whole_and_no_line_is_too_wide(width):
+    out = _console(width)
+    out.print(_table())
+    text = out.file.getvalue()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= width
+    for cell in NUMBERS + (TEXTS if width >= 60 else []):  # on one line, as written (text may wrap when narrow)
+        assert cell in text
+
+
+def test_a_wide_console_keeps_the_one_table():
+    out = _console(200)
+    out.print(_table())
+    header = [line for line in out.file.getvalue().splitlines() if "layer" in line]
+    assert len(header) == 1 and all(h in header[0] for h in ("#", "params", "MACs", "mem f32", "note"))
+
+
+def test_a_narrow_console_deals_the_columns_into_tables_that_repeat_the_first():
+    out = _console(60)
+    out.print(_table())
+    text = out.file.getvalue()
+    headers = [line for line in text.splitlines() if "┃" in line and "layer" in line]
+    assert len(headers) >= 2  # the index column alone says too little: "layer" is repeated too
+    assert text.count("conv f=3 s=1 p=same c=64") == len(headers)
+
+
+def test_too_narrow_for_two_columns_becomes_a_block_per_row():
+    out = _console(30)
+    out.print(_table())
+    lines = out.file.getvalue().splitlines()
+    assert "# 1" in [line.strip() for line in lines]
+    assert any(line.strip().startswith("MACs") and "1,605,632,000" in line for line in lines) or \
+        "1,605,632,000" in [line.strip() for line in lines]
+
+
+def test_a_word_wider_than_the_console_is_printed_whole():
+    t = Table()
+    t.add_column("name")
+    t.add_column("value", no_wrap=True)
+    t.add_row("x", "123456789012345678901234567890")
+    out = _console(20)
+    out.print(t)
+    assert "123456789012345678901234567890" in out.file.getvalue()
+
+
+def test_plain_is_tab_separated_with_a_header_row():
+    out = _console(40, plain=True)
+    out.print(_table())
+    out.print("note: two layers")
+    lines = out.file.getvalue().splitlines()
+    assert lines[0] == "# stack"
+    assert lines[1].split("\t") == ["index", "layer", "params", "MACs", "mem f32", "note"]
+    assert lines[2].split("\t") == ["1", "conv f=3 s=1 p=same c=64", "1,792", "1,605,632,000", "12,845.0 KiB",
+                                    "the stride reads every row"]
+    assert lines[3].split("\t")[5] == "none"
+    assert lines[4] == "# note: two layers"
+    assert "\x1b" not in out.file.getvalue()
+
+
+def test_plain_cells_keep_their_columns():
+    t = Table()
+    t.add_column("a")
+    t.add_column("b")
+    t.add_row("x\ty", "two\nlines")
+    out = _console(40, plain=True)
+    out.print(t)
+    assert out.file.getvalue().splitlines()[1] == "x y\ttwo lines"

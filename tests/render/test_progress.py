@@ -1,0 +1,58 @@
+"""Long runs (issue 11 part 6): the estimate note and the progress bar's total and ETA."""
+
+import io
+
+from rich.console import Console
+
+from cnncli.render import progress
+from cnncli.render.progress import Estimate, duration
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_long_run_is_announced_once_with_its_estimate_and_the_advice():
+    clock, said = Clock(), []
+    est = Estimate("to shorten: --method fast", said.append, clock=clock)
+    clock.now = 101.0
+    est.update(10, 10_000)           # the first progress: the set-up before it is not the rate
+    clock.now = 103.0
+    est.update(30, 10_000)           # 20 evaluations in 2 s: 10/s, 9,970 to go -> 997 s; 3 s so far
+    assert said == ["note: this run takes about 17 min in all (30 of 10,000 evaluations done after 3 s); "
+                    "to shorten: --method fast"]
+    clock.now = 200.0
+    est.update(1000, 10_000)
+    assert len(said) == 1
+
+
+def test_a_short_run_or_an_unmeasured_rate_says_nothing():
+    clock, said = Clock(), []
+    est = Estimate(None, said.append, clock=clock)
+    clock.now = 101.0
+    est.update(10, 1000)
+    clock.now = 102.0                # measured for 1 s only
+    est.update(11, 1000)
+    clock.now = 104.0
+    est.update(500, 1000)            # 490 in 3 s: ~3 s to go, 7 s in all
+    assert said == []
+
+
+def test_durations_read_as_a_person_says_them():
+    assert [duration(s) for s in (5, 89, 90, 3599, 3600, 7260)] == ["5 s", "89 s", "2 min", "60 min", "1 h 0 min",
+                                                                    "2 h 1 min"]
+
+
+def test_the_bar_shows_the_total_and_an_eta(monkeypatch):
+    screen = Console(file=io.StringIO(), force_terminal=True, width=100, color_system=None)
+    monkeypatch.setattr(progress, "console", lambda stderr=False: screen)
+    with progress.progress_bar("gradcheck", show=True) as update:
+        update(0, 400)
+        update(100, 400)
+    text = screen.file.getvalue()
+    assert "100/400" in text and "eta" in text
+    assert "None" not in text
