@@ -203,8 +203,9 @@ def print_targets(result: TargetResult, out: Console) -> None:
             advice = "; try another f or --dilation"
         near = " or ".join(f"{h}x{w}" for h, w in result.nearest)
         reach = f"; nearest sizes it reaches: {near}" if near else ""
+        # One line whatever its length, like grep's answer or an error line: scripts read it whole.
         out.print(f"no padding below the window makes {spec.kind} f={_hw(spec.f)} go {want} with {scope}"
-                  f"{reach}{advice}")
+                  f"{reach}{advice}", soft_wrap=True)
         return
     table = Table(title=f"{spec.kind} f={_hw(spec.f)}{'' if spec.dilation == (1, 1) else f' d={_hw(spec.dilation)}'}: "
                         f"{want}, {scope}", title_justify="left")

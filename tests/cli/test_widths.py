@@ -39,7 +39,6 @@ def _argvs(a):
                   "conv:f=3,p=1,c=128", "conv:f=3,s=2,c=256"],
         "stack size table": ["shape", "conv:f=3,s=2", "pool:f=2"],
         "target": ["shape", "--input", "28", "--f", "4", "--target", "13"],
-        "target none": ["shape", "--input", "28", "--f", "3", "--target", "40"],
         "forward": ["forward", str(a / "A.npy"), "--weights", str(a / "W.npy"), "--pad", "same", "--stride", "2"],
         "forward case": ["forward", str(EXAMPLES / "conv_case.h5")],
         "backward": ["backward", str(a / "A.npy"), "--weights", str(a / "W.npy"), "--pad", "same", "--stride", "2",
