@@ -52,6 +52,8 @@ _EXAMPLES = examples(
     "cnncli gradcheck examples/conv_case.h5",
     "Your own conv_forward, conv_backward, pool_backward... (a .py file or notebook):",
     "cnncli gradcheck --impl my_layers.ipynb",
+    "Just the backward functions:",
+    "cnncli gradcheck --impl my_layers.py --only conv_backward,pool_backward",
     "Every element instead of a sample, a JSON report for CI:",
     "cnncli gradcheck --impl my_layers.py --method full --json",
 )
@@ -111,8 +113,9 @@ def gradcheck(
         # Students debug with print: without --json their lines go to stderr, prefixed; with --json
         # stdout carries only the document, so they are counted and a note says so.
         echo = None if as_json else _echo_user_line
-        advice = ("to shorten: --method sample (the default with --impl) compares a sample of elements"
-                  if method == "full" else "to shorten: a smaller --samples N")
+        advice = ("to shorten: --method sample (the default with --impl) compares a sample of elements, "
+                  "--only NAME[,NAME...] checks fewer functions" if method == "full" else
+                  "to shorten: a smaller --samples N, or --only NAME[,NAME...] (fewer functions)")
         with progress_bar("checking your functions", show=tty, advice=advice) as progress:
             result = check_impl(impl, method=method, samples=samples, eps=eps, tol=tol, seed=seed,
                                 progress=progress, echo=echo, only=names,

@@ -65,13 +65,19 @@ def _in_interpreter_startup(err: str) -> bool:
 
 # Delays from the first milliseconds (interpreter start-up) through the imports (numpy, h5py,
 # the engine, rich) to the start of the work.
+# The two ways in: `python -m cnncli` and what the console script `cnncli` runs.
+ENTRIES = {"-m": ["-m", "cnncli"],
+           "script": ["-c", "import sys; sys.argv[0] = 'cnncli'; from cnncli.cli import main; sys.exit(main())"]}
+
+
+@pytest.mark.parametrize("entry", list(ENTRIES))
 @pytest.mark.parametrize("delay", [0.0, 0.02, 0.04, 0.06, 0.1, 0.15, 0.2, 0.3, 0.6])
-def test_ctrl_c_during_startup_exits_130_in_one_line(delay, tmp_path):
+def test_ctrl_c_during_startup_exits_130_in_one_line(delay, entry, tmp_path):
     import numpy as np
 
     source = tmp_path / "a.npy"  # a check of every element of this takes seconds: it is never finished
     np.save(source, np.random.default_rng(0).standard_normal((16, 32, 32, 8)))
-    proc = subprocess.Popen([sys.executable, "-m", "cnncli", "gradcheck", str(source), "--f", "2", "--mode",
+    proc = subprocess.Popen([sys.executable, *ENTRIES[entry], "gradcheck", str(source), "--f", "2", "--mode",
                              "average", "--method", "full"],
                             env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(delay)
