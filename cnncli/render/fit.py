@@ -57,14 +57,20 @@ def _off_screen(console: Console, renderable, width: int) -> List[str]:
 
 
 def fits(console: Console, table: Table, width: int) -> bool:
-    """Whether rich draws ``table`` within ``width`` columns with no cell cut."""
+    """Whether rich draws ``table`` within ``width`` columns with no cell cut or dropped.
+
+    Checked on the drawing itself: no line wider than ``width``, no ellipsis that is not in
+    the cells, and every word of every cell on the page whole (rich squeezes a wrapping column
+    it cannot fit down to nothing, without an ellipsis).
+    """
     if console.measure(table, options=console.options.update_width(width)).minimum > width:
         return False
-    cells = "".join(cell_text(c) for row in _rows(table) for c in row) + "".join(
-        cell_text(col.header) for col in table.columns)
+    texts = [cell_text(c) for row in _rows(table) for c in row] + [cell_text(col.header) for col in table.columns]
     lines = _off_screen(console, table, width)
     shown = "\n".join(lines)
-    return all(len(line) <= width for line in lines) and shown.count(ELLIPSIS) <= cells.count(ELLIPSIS)
+    if any(len(line) > width for line in lines) or shown.count(ELLIPSIS) > "".join(texts).count(ELLIPSIS):
+        return False
+    return all(word in shown for text in texts for word in text.split())
 
 
 def print_fitted(console: Console, table: Table, print_whole) -> None:

@@ -88,7 +88,7 @@ def offenders_table(g) -> Table:
     """The largest errors of one gradient, worst first."""
     t = Table(title=f"top offenders of {g.name} (index in {g.axes})", title_justify="left")
     for col in ("index", "analytical", "numerical", "|a-n|"):
-        t.add_column(col, justify="left" if col == "index" else "right")
+        t.add_column(col, justify="left" if col == "index" else "right", no_wrap=True)  # values: never split
     for o in g.top:
         t.add_row(_idx(o.index), f"{o.analytical:.8g}", f"{o.numerical:.8g}", _e(o.abs_error))
     return t
@@ -161,7 +161,7 @@ def print_impl(result, con: Console) -> None:
             continue
         ft = Table(title=f"{f.name}: failing comparisons", title_justify="left")
         for col in ("configuration", "result", "against", "max |got-expected|", "worst index: got vs expected"):
-            ft.add_column(col)
+            ft.add_column(col, no_wrap=col != "configuration")  # an index or a value is never split
         for x in bad[:10]:
             worst = x.detail or (f"{_idx(x.worst_index)}: {_got_vs_expected(x.got, x.expected)}"
                                  if x.worst_index is not None else "-")

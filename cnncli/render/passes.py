@@ -73,7 +73,7 @@ def print_report(report, out: Console) -> None:
     io_table = Table(show_lines=False, title_justify="left")
     for col, just in (("array", "left"), ("shape", "left"), ("dtype", "left"), ("min", "right"),
                       ("max", "right"), ("mean", "right"), ("std", "right"), ("from / to", "left")):
-        io_table.add_column(col, justify=just)
+        io_table.add_column(col, justify=just, no_wrap=col != "from / to")  # a shape or a value is never split
     for name, info in report["inputs"].items():
         io_table.add_row(f"in  {name}", _shape(info["shape"]), info["dtype"], "", "", "", "", info["source"])
     target = report.get("output_file")

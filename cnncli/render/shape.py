@@ -174,9 +174,10 @@ def print_size_table(report: SizeTable, out: Console) -> None:
         out.print(line)
     rows, columns, single = report.rows, report.columns, report.single
     table = Table()
-    table.add_column("input", justify="right")
+    table.add_column("input", justify="right", no_wrap=True)
     for label in columns:
-        table.add_column(f"{label} output" + (" (pads)" if single and label == "same" else ""), justify="left")
+        table.add_column(f"{label} output" + (" (pads)" if single and label == "same" else ""), justify="left",
+                         no_wrap=True)  # "2 (0,1,0,1) *": a size and its pads stay on one line
     for row in rows:
         table.add_row(str(row.n_in), *[_cell(row.cells[label], single) for label in columns])
     out.print(table)
@@ -210,7 +211,7 @@ def print_targets(result: TargetResult, out: Console) -> None:
     table = Table(title=f"{spec.kind} f={_hw(spec.f)}{'' if spec.dilation == (1, 1) else f' d={_hw(spec.dilation)}'}: "
                         f"{want}, {scope}", title_justify="left")
     for name in ("stride", "pad (top,bottom,left,right)", "total pad", "symmetric", "unread input"):
-        table.add_column(name)
+        table.add_column(name, no_wrap=name != "unread input")
     for s in result.solutions:
         symmetric = s.pads[0] == s.pads[1] and s.pads[2] == s.pads[3]
         table.add_row(_hw(s.stride), _pads(s.pads), str(sum(s.pads)), "yes" if symmetric else "no",

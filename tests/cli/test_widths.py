@@ -4,6 +4,7 @@ The real app, through Typer's runner; its output is not a terminal, so it follow
 """
 
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,14 @@ def test_every_table_fits_with_values_whole(name, columns, arrays):
     assert "…" not in result.stdout + result.stderr
     too_wide = [line for line in lines if len(line) > columns]
     assert not too_wide, too_wide
+    # Nothing dropped either: every word of the wide output is on the narrow one, whole.
+    wide = runner.invoke(app, _argvs(arrays)[name], env={"COLUMNS": "240"})
+    missing = _words(wide.stdout + wide.stderr) - _words(result.stdout + result.stderr)
+    assert not missing, missing
+
+
+def _words(text: str) -> set:
+    return set(re.findall(r"[^\s\u2500-\u257f]+", re.sub(r"time: [\d.]+ s", "", text)))
 
 
 def test_wide_output_keeps_the_one_table(arrays):

@@ -98,3 +98,17 @@ def test_plain_cells_keep_their_columns():
     out = _console(40, plain=True)
     out.print(t)
     assert out.file.getvalue().splitlines()[1] == "x y\ttwo lines"
+
+
+def test_a_wrapping_column_is_never_squeezed_to_nothing():
+    # Rich gives a wrapping column no width at all when no_wrap ones take the line, without an ellipsis.
+    t = Table()
+    t.add_column("configuration")
+    for name in ("result", "against", "max |got-expected|", "worst index: got vs expected"):
+        t.add_column(name, no_wrap=True)
+    t.add_row("conv f3 s1 p1", "dW", "numerical", "8.16e+00", "(1, 1, 1, 0): 10.0166 vs 1.85866")
+    out = _console(80)
+    out.print(t)
+    text = out.file.getvalue()
+    assert "conv f3 s1 p1" in text and "(1, 1, 1, 0): 10.0166 vs 1.85866" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
