@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parent))  # load.py
 
 from cnncli.engine import ConvParams, PoolParams, conv2d, conv2d_backward, pool2d, pool2d_backward  # noqa: E402
 from cnncli.engine.reference import (  # noqa: E402
@@ -192,6 +193,24 @@ def torch_fns(torch, case: Case, A, W, b, dOut):
     return forward, backward, forward().numpy().transpose(0, 2, 3, 1)
 
 
+def blas_limit(case: Case, params, A, W):
+    """Seconds of the bare BLAS product of the unrolled problem, (m*n_H*n_W, f*f*C) @ (f*f*C, n_C), or None.
+
+    That product is the work no im2col convolution can avoid; the patches are random (BLAS time does
+    not depend on the values) and already contiguous, so nothing but the product is timed. Grouped
+    layers have no single product and are skipped.
+    """
+    if case.pool or case.groups != 1:
+        return None
+    n_H, n_W = params.geometry((case.H, case.W), (case.f, case.f)).out_hw
+    M, K = case.m * n_H * n_W, case.f * case.f * case.C
+    rng = np.random.default_rng(1)
+    P = rng.standard_normal((M, K)).astype(A.dtype)
+    Wm = np.ascontiguousarray(W.reshape(K, case.n_C))
+    Z = np.empty((M, case.n_C), dtype=A.dtype)
+    return median_time(lambda: np.matmul(P, Wm, out=Z), 3)
+
+
 def loop_times(case: Case, params, A, W, b, dOut, m_loop: int):
     """Loop oracle's (forward, backward) seconds on ``m_loop`` examples, scaled to the batch."""
     A, dOut = A[:m_loop].astype(np.float64), dOut[:m_loop].astype(np.float64)
@@ -213,6 +232,9 @@ def main(argv=None) -> int:
     ap.add_argument("--case", action="append", default=None, help="only cases whose name contains this")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even when importable")
     ap.add_argument("--no-loops", action="store_true", help="skip the loop oracle")
+    ap.add_argument("--no-blas", action="store_true", help="skip the bare BLAS product (x blas column)")
+    ap.add_argument("--load", type=int, default=0, metavar="N",
+                    help="run N busy processes in the background during the run (benchmarks/load.py)")
     args = ap.parse_args(argv)
     repeat = args.repeat or (3 if args.quick else 7)
     dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype]
@@ -225,15 +247,34 @@ def main(argv=None) -> int:
             torch.set_num_threads(blas_threads())
         except ImportError:
             torch = None
+    background = []
+    if args.load:
+        from load import start  # benchmarks/load.py, next to this file
+
+        background = start(args.load)
+        print(f"background load: {args.load} busy process(es); waiting 60 s for the load average to follow")
+        time.sleep(60)
+    try:
+        return _run(args, cases, dtypes, repeat, torch)
+    finally:
+        if background:
+            from load import stop
+
+            stop(background)
+
+
+def _run(args, cases, dtypes, repeat, torch) -> int:
     print("\n".join(machine_info(torch)))
     print(f"median of {repeat} runs after a warm-up; loop oracle timed on 1 example "
           "and scaled to the batch (float64 only, reused for float32)")
     print()
-    head = f"{'case':<44} {'dtype':<7} {'pass':<4} {'ours ms':>9} {'torch ms':>9} {'x torch':>8} {'loops s':>8} {'x faster':>9}"
+    head = (f"{'case':<44} {'dtype':<7} {'pass':<4} {'ours ms':>9} {'torch ms':>9} {'x torch':>8} {'x blas':>7} "
+            f"{'loops s':>8} {'x faster':>9}")
     print(head)
     print("-" * len(head))
     ratios = {(d, p): [] for d in dtypes for p in ("fwd", "bwd")}
     speedups = []
+    blas_ratios = {d: [] for d in dtypes}
     loops_cache = {}
     rng = np.random.default_rng(0)
     for case in cases:
@@ -253,8 +294,13 @@ def main(argv=None) -> int:
             if not args.no_loops and case.name not in loops_cache:
                 loops_cache[case.name] = loop_times(case, params, A, W, b, dOut, 1)
             t_loop = loops_cache.get(case.name, (None, None))
+            t_blas = None if args.no_blas else blas_limit(case, params, A, W)
+            x_blas = t_blas and t_ours[0] / t_blas
+            if x_blas and case.f == 3:
+                blas_ratios[dtype].append(x_blas)
             for k, which in enumerate(("fwd", "bwd")):
                 ratio = t_torch[k] and t_ours[k] / t_torch[k]
+                xb = f"{x_blas:.2f}x" if (x_blas and k == 0) else "-"
                 speed = t_loop[k] and t_loop[k] / t_ours[k]
                 if ratio:
                     ratios[(dtype, which)].append(ratio)
@@ -264,6 +310,7 @@ def main(argv=None) -> int:
                       f"{t_ours[k] * 1e3:>9.1f} "
                       f"{(f'{t_torch[k] * 1e3:.1f}' if t_torch[k] else '-'):>9} "
                       f"{(f'{ratio:.2f}x' if ratio else '-'):>8} "
+                      f"{xb:>7} "
                       f"{(f'{t_loop[k]:.1f}' if t_loop[k] else '-'):>8} "
                       f"{(f'{speed:.0f}x' if speed else '-'):>9}", flush=True)
     print()
@@ -273,6 +320,11 @@ def main(argv=None) -> int:
             med = statistics.median(rs)
             print(f"summary {dtype} {which}: median {med:.2f}x torch time over {len(rs)} cases "
                   f"(target <= {target:.1f}x: {'met' if med <= target else 'NOT met'})")
+    for dtype, rs in blas_ratios.items():
+        if rs:
+            med = statistics.median(rs)
+            print(f"summary {dtype} fwd vs the bare BLAS product: median {med:.2f}x over the {len(rs)} 3x3 layers "
+                  f"({', '.join(f'{r:.2f}x' for r in rs)}; target <= 1.3x: {'met' if med <= 1.3 else 'NOT met'})")
     try:
         print(f"load average at end: {os.getloadavg()[0]:.2f}")
     except OSError:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._blas import available, single_blas_thread
 from ._common import merge_rows, plan_chunks, run_parallel, split, threads, valid_range
 
 #: Chunks of patches smaller than this are unrolled (and added back) on one thread:
@@ -181,6 +182,28 @@ def chunk_buffer(chunks, n_W, per_row, dtype):
     return np.empty(rows * n_W * per_row, dtype=dtype)
 
 
+def share_chunks(chunks) -> list:
+    """Chunks cut into one contiguous share per worker thread when there are enough to run whole
+    chunks in parallel, each thread with BLAS on one thread (see :mod:`._blas`); else one share."""
+    if threads() > 1 and len(chunks) >= 2 * threads() and available():
+        return [chunks[a:b] for a, b in split(0, len(chunks), threads())]
+    return [chunks]
+
+
+def run_shares(work, shares) -> list:
+    """``[work(share) for share in shares]``, the shares in parallel (BLAS on one thread) when several."""
+    if len(shares) == 1:
+        return [work(shares[0])]
+    results = [None] * len(shares)
+
+    def run(i):
+        results[i] = work(shares[i])
+
+    with single_blas_thread():
+        run_parallel(run, [(i,) for i in range(len(shares))])
+    return results
+
+
 def correlate(X, Wg, out, step, offs_h, offs_w, workspace_bytes, bias=None) -> None:
     """``out[e, r, w, (g, n)] = sum_{a, b, c} X[e, r*sh + offs_h[a], w*sw + offs_w[b], (g, c)] Wg[g, (a, b, c), n]``.
 
@@ -194,32 +217,42 @@ def correlate(X, Wg, out, step, offs_h, offs_w, workspace_bytes, bias=None) -> N
     identity = groups == 1 and is_identity(step, offs_h, offs_w) and X.shape[1:3] == (n_H, n_W)
     per_row = n_W * groups * K * X.itemsize * (0 if identity else 1) + (0 if direct else n_W * n_out * X.itemsize)
     chunks = plan_chunks(m, n_H, max(per_row, n_W * n_out * X.itemsize), workspace_bytes)
-    buf = None if identity else chunk_buffer(chunks, n_W, groups * K, X.dtype)
-    tmp = None if direct else chunk_buffer(chunks, n_W, n_out, X.dtype)
-    for e0, e1, r0, r1 in chunks:
-        Mc = (e1 - e0) * (r1 - r0) * n_W
-        cols = _chunk_patches(X, buf, identity, (e0, e1, r0, r1), n_W, groups, (ka, kb, c_g), step, offs_h, offs_w)
-        res = out[e0:e1, r0:r1].reshape(Mc, n_out) if direct else tmp[:Mc * n_out].reshape(Mc, n_out)
-        if groups == 1:
-            np.matmul(cols[:, 0], Wg[0], out=res)
-        else:
-            np.matmul(cols.transpose(1, 0, 2), Wg, out=res.reshape(Mc, groups, n_g).transpose(1, 0, 2))
-        if bias is not None:
-            res += bias
-        if not direct:
-            out[e0:e1, r0:r1] = res.reshape(e1 - e0, r1 - r0, n_W, n_out)
+    shares = share_chunks(chunks)
+    serial = len(shares) > 1  # each worker thread unrolls its own chunks
+
+    def work(share):
+        buf = None if identity else chunk_buffer(share, n_W, groups * K, X.dtype)
+        tmp = None if direct else chunk_buffer(share, n_W, n_out, X.dtype)
+        for e0, e1, r0, r1 in share:
+            Mc = (e1 - e0) * (r1 - r0) * n_W
+            cols = _chunk_patches(X, buf, identity, (e0, e1, r0, r1), n_W, groups, (ka, kb, c_g), step, offs_h,
+                                  offs_w, serial)
+            res = out[e0:e1, r0:r1].reshape(Mc, n_out) if direct else tmp[:Mc * n_out].reshape(Mc, n_out)
+            if groups == 1:
+                np.matmul(cols[:, 0], Wg[0], out=res)
+            else:
+                np.matmul(cols.transpose(1, 0, 2), Wg, out=res.reshape(Mc, groups, n_g).transpose(1, 0, 2))
+            if bias is not None:
+                res += bias
+            if not direct:
+                out[e0:e1, r0:r1] = res.reshape(e1 - e0, r1 - r0, n_W, n_out)
+
+    run_shares(work, shares)
 
 
-def _chunk_patches(X, buf, identity, bounds, n_W, groups, kernel, step, offs_h, offs_w):
+def _chunk_patches(X, buf, identity, bounds, n_W, groups, kernel, step, offs_h, offs_w, serial=False):
     """The patches of one chunk as (Mc, groups, K): a view of X for a 1x1 identity layer,
-    else unrolled into ``buf``."""
+    else unrolled into ``buf`` (on this thread only when ``serial``)."""
     e0, e1, r0, r1 = bounds
     ka, kb, c_g = kernel
     Mc, K = (e1 - e0) * (r1 - r0) * n_W, ka * kb * c_g
     if identity:
         return X[e0:e1, r0:r1].reshape(Mc, 1, K)
     cols = buf[:Mc * groups * K].reshape(e1 - e0, r1 - r0, n_W, groups, ka, kb, c_g)
-    unroll(X, cols, e0, e1, r0, r1, step, offs_h, offs_w)
+    if serial:
+        unroll_part(X, cols, (e0, r0), e0, e1, r0, r1, step, offs_h, offs_w)
+    else:
+        unroll(X, cols, e0, e1, r0, r1, step, offs_h, offs_w)
     return cols.reshape(Mc, groups, K)
 
 
@@ -230,14 +263,24 @@ def weight_grad(X, dZ, dWg, step, offs_h, offs_w, workspace_bytes) -> None:
     ka, kb, c_g = len(offs_h), len(offs_w), X.shape[3] // groups
     identity = groups == 1 and is_identity(step, offs_h, offs_w) and X.shape[1:3] == (n_H, n_W)
     chunks = plan_chunks(m, n_H, n_W * max(groups * K * (not identity), 1) * X.itemsize, workspace_bytes)
-    buf = None if identity else chunk_buffer(chunks, n_W, groups * K, X.dtype)
-    part = np.empty((groups, K, n_g), dtype=X.dtype)
-    for e0, e1, r0, r1 in chunks:
-        Mc = (e1 - e0) * (r1 - r0) * n_W
-        cols = _chunk_patches(X, buf, identity, (e0, e1, r0, r1), n_W, groups, (ka, kb, c_g), step, offs_h, offs_w)
-        dZc = dZ[e0:e1, r0:r1].reshape(Mc, groups, n_g)
-        np.matmul(cols.transpose(1, 2, 0), dZc.transpose(1, 0, 2), out=part)
-        dWg += part
+    shares = share_chunks(chunks)
+    serial = len(shares) > 1
+
+    def work(share):
+        buf = None if identity else chunk_buffer(share, n_W, groups * K, X.dtype)
+        part = np.empty((groups, K, n_g), dtype=X.dtype)
+        total = np.zeros((groups, K, n_g), dtype=X.dtype)
+        for e0, e1, r0, r1 in share:
+            Mc = (e1 - e0) * (r1 - r0) * n_W
+            cols = _chunk_patches(X, buf, identity, (e0, e1, r0, r1), n_W, groups, (ka, kb, c_g), step, offs_h,
+                                  offs_w, serial)
+            dZc = dZ[e0:e1, r0:r1].reshape(Mc, groups, n_g)
+            np.matmul(cols.transpose(1, 2, 0), dZc.transpose(1, 0, 2), out=part)
+            total += part
+        return total
+
+    for total in run_shares(work, shares):
+        dWg += total
 
 
 def weight_grad_shifted(X, dZ, geom, workspace_bytes):
@@ -258,23 +301,30 @@ def weight_grad_shifted(X, dZ, geom, workspace_bytes):
     Hp, Wp = n_H + dh * (kh - 1), n_W + dw * (kw - 1)
     R, tail = Hp * Wp, (kh - 1) * dh * Wp + (kw - 1) * dw
     chunks = plan_chunks(m, 1, R * (C + n_C) * X.itemsize, workspace_bytes, target=SHIFTED_CHUNK_BYTES)
-    ne = max(e1 - e0 for e0, e1, _, _ in chunks)
-    P = np.zeros(ne * R * C + tail * C, dtype=X.dtype)
-    D = np.zeros((ne, Hp, Wp, n_C), dtype=X.dtype)
-    dW = np.zeros((kh, kw, C, n_C), dtype=X.dtype)
-    part = np.empty((C, n_C), dtype=X.dtype)
-    for e0, e1, _, _ in chunks:
-        k = e1 - e0
-        Pv = P[:k * R * C].reshape(k, Hp, Wp, C)
-        Pv[:, t:t + H, l:l + Wd] = X[e0:e1]
-        if not np.isfinite(Pv[:, t:t + H, l:l + Wd].sum()):
-            return None
-        P[k * R * C:(k * R + tail) * C] = 0  # beyond the chunk: zeros, never stale values
-        D[:k, :n_H, :n_W] = dZ[e0:e1]
-        Dk = D[:k].reshape(k * R, n_C)
-        for a in range(kh):
-            for b in range(kw):
-                s = (a * dh * Wp + b * dw) * C
-                np.matmul(P[s:s + k * R * C].reshape(k * R, C).T, Dk, out=part)
-                dW[a, b] += part
-    return dW
+
+    def work(share):
+        ne = max(e1 - e0 for e0, e1, _, _ in share)
+        P = np.zeros(ne * R * C + tail * C, dtype=X.dtype)
+        D = np.zeros((ne, Hp, Wp, n_C), dtype=X.dtype)
+        dW = np.zeros((kh, kw, C, n_C), dtype=X.dtype)
+        part = np.empty((C, n_C), dtype=X.dtype)
+        for e0, e1, _, _ in share:
+            k = e1 - e0
+            Pv = P[:k * R * C].reshape(k, Hp, Wp, C)
+            Pv[:, t:t + H, l:l + Wd] = X[e0:e1]
+            if not np.isfinite(Pv[:, t:t + H, l:l + Wd].sum()):
+                return None
+            P[k * R * C:(k * R + tail) * C] = 0  # beyond the chunk: zeros, never stale values
+            D[:k, :n_H, :n_W] = dZ[e0:e1]
+            Dk = D[:k].reshape(k * R, n_C)
+            for a in range(kh):
+                for b in range(kw):
+                    s = (a * dh * Wp + b * dw) * C
+                    np.matmul(P[s:s + k * R * C].reshape(k * R, C).T, Dk, out=part)
+                    dW[a, b] += part
+        return dW
+
+    parts = run_shares(work, share_chunks(chunks))
+    if any(p is None for p in parts):
+        return None
+    return sum(parts[1:], parts[0])

@@ -23,6 +23,9 @@ CONV = {
     "stem-7x7-stride2": ((2, 40, 38, 3), (7, 7, 3, 16), dict(stride=2, pad=3), None),
     "3x3-stride2": ((3, 30, 29, 8), (3, 3, 8, 8), dict(stride=2, pad=1), None),  # not tiny: phase by phase
     "grouped-dilated": ((2, 24, 24, 8), (3, 2, 4, 8), dict(groups=2, dilation=(2, 1), pad=(1, 2, 0, 1)), None),
+    # Whole-example chunks, enough of them for the worker threads to take whole chunks each (one BLAS
+    # thread): forward, shifted dW and the col2im input gradient of a widening layer.
+    "3x3-example-chunks": ((8, 12, 12, 8), (3, 3, 8, 16), dict(pad=1), 12 * 12 * 72 * 8),
     "depthwise": ((2, 24, 24, 16), (3, 3, 1, 16), dict(groups=16, pad=1), 100_000),
     "depthwise-mult2-stride2": ((2, 24, 24, 8), (3, 3, 1, 16), dict(groups=8, pad="same", stride=2), 100_000),
 }
@@ -35,7 +38,8 @@ def _close(got, want, dtype, name):
 
 
 # float32 on a few representative paths keeps the suite fast.
-RUNS = [(name, np.float64) for name in CONV] + [(name, np.float32) for name in ("3x3-same", "stem-7x7-stride2", "depthwise")]
+RUNS = [(name, np.float64) for name in CONV] + [(name, np.float32) for name in ("3x3-same", "stem-7x7-stride2", "depthwise",
+                                                                               "3x3-example-chunks")]
 
 
 @pytest.mark.parametrize("name, dtype", RUNS)
@@ -125,3 +129,18 @@ def test_pool_paths_match_loops(kw):
         dA = rng.standard_normal(out.shape)
         _close(pool2d_backward(dA, A, p, workspace_bytes=workspace), pool_backward_loops(dA, A, p),
                np.float64, "dA_prev")
+
+
+def test_one_blas_thread_inside_and_the_count_restored_after():
+    from cnncli.engine import _blas
+
+    if not _blas.available():
+        pytest.skip("numpy's BLAS is not an OpenBLAS whose thread count can be set")
+    get, _ = _blas._find()
+    before = get()
+    with _blas.single_blas_thread() as ok:
+        assert ok and get() == 1
+        with _blas.single_blas_thread():
+            assert get() == 1
+        assert get() == 1  # the inner block does not restore early
+    assert get() == before
