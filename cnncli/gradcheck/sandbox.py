@@ -90,7 +90,7 @@ class Sandbox:
         limits = {"memory": MEMORY_LIMIT, "file": FILE_LIMIT, "out": OUTPUT_BYTES}
         env = dict(os.environ)
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.setdefault(var, "1")  # the user's loops are Python; BLAS threads only cost address space
+            env[var] = "1"  # the user's loops are Python; BLAS threads would only eat the address-space cap
         try:
             self.proc = subprocess.Popen([sys.executable, WORKER, str(req_r), str(rep_w), json.dumps(limits)],
                                          pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL,

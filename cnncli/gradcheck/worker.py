@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import importlib.abc
-import importlib.machinery
 import importlib.util
 import io
 import json
@@ -27,11 +25,12 @@ import types
 if __name__ == "__main__":  # the folder of this script must not shadow the user's imports
     sys.path.pop(0)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import missing  # noqa: E402
     import wire  # noqa: E402
     sys.path.pop(0)
-    del sys.modules["wire"]
+    del sys.modules["wire"], sys.modules["missing"]
 else:  # imported by the tests
-    from . import wire
+    from . import missing, wire
 
 import numpy as np  # noqa: E402
 
@@ -55,62 +54,6 @@ class _State:
     out_bytes = 16384
     cap = -1
     stdout = stderr = None
-
-
-# ---------------------------------------------------------------- modules that are not installed
-
-class _MissingName:
-    """A name imported from a module that is not installed: calling it says so."""
-
-    def __init__(self, name: str, root: str):
-        object.__setattr__(self, "_name", name)
-        object.__setattr__(self, "_root", root)
-
-    def _fail(self, *args, **kwargs):
-        raise ModuleNotFoundError(f"{self._name} needs the module {self._root!r}, which is not installed here "
-                                  "(cnncli let its import pass so that the rest could be checked)", name=self._root)
-
-    __call__ = __getitem__ = __iter__ = __enter__ = __float__ = __array__ = _fail
-
-    def __getattr__(self, attr):
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        return _MissingName(f"{self._name}.{attr}", self._root)
-
-    def __repr__(self) -> str:
-        return f"<{self._name}: {self._root} is not installed>"
-
-
-class _MissingModule(types.ModuleType):
-    def __init__(self, name: str):
-        super().__init__(name)
-        self.__all__, self.__path__ = [], []  # `from m import *` imports nothing; submodules resolve here too
-
-    def __getattr__(self, attr):
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        return _MissingName(f"{self.__name__}.{attr}", self.__name__.split(".")[0])
-
-
-class _MissingFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Last on sys.meta_path: a module no finder knows, imported by the user's own code, becomes a placeholder."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        frame = sys._getframe(1)
-        while frame is not None and frame.f_code.co_filename.startswith("<frozen"):
-            frame = frame.f_back
-        if frame is None or frame.f_code.co_filename not in _State.files:
-            return None  # a library's optional import: let it fail as it expects
-        root = fullname.split(".")[0]
-        if root not in _State.missing:
-            _State.missing.append(root)
-        return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-
-    def create_module(self, spec):
-        return _MissingModule(spec.name)
-
-    def exec_module(self, module):
-        pass
 
 
 # ---------------------------------------------------------------- output capture
@@ -211,7 +154,8 @@ def encode_result(value, blobs: list, keep: bool, depth: int = 0):
     except BaseException:
         arr = None
     if arr is None:
-        return {"t": "opaque", "what": _what(value), "id": None}
+        what = f"an array of {value.dtype}" if isinstance(value, np.ndarray) else _what(value)
+        return {"t": "opaque", "what": what, "id": None}
     return wire._array(arr, blobs)
 
 
@@ -270,7 +214,7 @@ def _load(req: dict) -> dict:
     except OSError:
         pass
     if req.get("cells") is None:
-        _State.files = {path: None}
+        _State.files[path] = None
         spec = importlib.util.spec_from_file_location(MODULE, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[MODULE] = module
@@ -443,7 +387,7 @@ def main(argv) -> None:
                                      write_through=True)
     _State.stderr = io.TextIOWrapper(io.FileIO(2, "wb", closefd=False), encoding="utf-8", errors="replace",
                                      write_through=True)
-    sys.meta_path.append(_MissingFinder())
+    sys.meta_path.append(missing.MissingFinder(_State.files, _State.missing))
     os.write(wfd, wire.frame({"ok": True, "out": "", "lines": 0, "seq": 0}))  # ready: the checker's startup wait ends
     _serve(rfd, wfd)
 
