@@ -94,6 +94,7 @@ def _run(command: str, source: str, output: Optional[str], force: bool, as_json:
     from ..passes.call import resolve_layer
     from ..passes.report import PassReport
     from ..render import passes as render
+    from ..render.progress import progress_bar
 
     if output == "-" and as_json:
         raise OutputError("--json and -o - both write to standard output; use -o FILE with --json")
@@ -112,13 +113,14 @@ def _run(command: str, source: str, output: Optional[str], force: bool, as_json:
         run = streaming.forward if command == "forward" else streaming.backward
         m = call.A_prev.shape[0]
         rows = streaming.chunk_rows(call, backward=command == "backward")
+        advice = ("to shorten: --dtype float32 computes in single precision (half the bytes to move)"
+                  if str(call.dtype) != "float32" else None)
         with _SignalGuard() as guard, (writer or nullcontext()) as sink, \
-                render.progress_bar(command, m, show=m > rows) as bar:
+                progress_bar(command, show=m > rows and sys.stderr.isatty(), advice=advice, unit="examples") as bar:
 
             def progress(done: int, total: int) -> None:
                 guard.check()
-                if bar is not None:
-                    bar(done, total)
+                bar(done, total)
 
             results = run(call, sink, progress=progress)
             guard.check()  # still inside the writer: an interrupted run never commits

@@ -8,7 +8,6 @@ JSON goes through :func:`cnncli.render.common.to_json` (NaN and infinity become 
 from __future__ import annotations
 
 import math
-import sys
 from typing import Optional
 
 from rich.console import Console
@@ -88,31 +87,3 @@ def print_report(report, out: Console) -> None:
         out.print(f"note: {note}", markup=False)
     if report.get("seconds") is not None:
         out.print(f"time: {report['seconds']:.3f} s", style="dim")
-
-
-class progress_bar:
-    """A transient rich progress bar on stderr, shown only on a terminal for multi-chunk runs.
-
-    Use as ``with progress_bar(label, total, show) as update: update(done, total)``.
-    """
-
-    def __init__(self, label: str, total: int, show: bool):
-        self.label, self.total = label, total
-        self.show = show and sys.stderr.isatty()
-        self._progress = None
-
-    def __enter__(self):
-        if not self.show:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeRemainingColumn(), console=console(stderr=True), transient=True)
-        self._progress.__enter__()
-        task = self._progress.add_task(self.label, total=self.total)
-        return lambda done, total: self._progress.update(task, completed=done)
-
-    def __exit__(self, *exc):
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-        return False

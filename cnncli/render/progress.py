@@ -40,8 +40,9 @@ def duration(seconds: float) -> str:
 class Estimate:
     """Watches ``(done, total)`` and says once when the run will take longer than ``LONG_SECONDS``."""
 
-    def __init__(self, advice: Optional[str], say: Callable[[str], None], clock: Callable[[], float] = time.monotonic):
-        self.advice, self.say, self.clock = advice, say, clock
+    def __init__(self, advice: Optional[str], say: Callable[[str], None], clock: Callable[[], float] = time.monotonic,
+                 unit: str = "evaluations"):
+        self.advice, self.say, self.clock, self.unit = advice, say, clock, unit
         self.started = clock()
         self.first: Optional[tuple] = None  # (time, done) of the first progress: set-up is not the rate
         self.told = False
@@ -64,18 +65,19 @@ class Estimate:
         self.told = True
         how = f"; {self.advice}" if self.advice else ""
         self.say(f"note: this run takes about {duration(whole)} in all ({done:,} of {total:,} "
-                 f"evaluations done after {duration(elapsed)}){how}")
+                 f"{self.unit} done after {duration(elapsed)}){how}")
 
 
 @contextmanager
-def progress_bar(description: str, show: bool, advice: Optional[str] = None) -> Iterator[Callable[[int, int], None]]:
+def progress_bar(description: str, show: bool, advice: Optional[str] = None,
+                 unit: str = "evaluations") -> Iterator[Callable[[int, int], None]]:
     """Yield a ``progress(done, total)`` callback: a bar on stderr when ``show``, and the long-run note.
 
     The bar shows ``done/total`` (``?`` until the total is known), the elapsed time and
     the time remaining; it disappears when the run ends.
     """
     if not show:
-        estimate = Estimate(advice, lambda line: sys.stderr.write(line + "\n"))
+        estimate = Estimate(advice, lambda line: sys.stderr.write(line + "\n"), unit=unit)
         yield estimate.update
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
@@ -85,7 +87,7 @@ def progress_bar(description: str, show: bool, advice: Optional[str] = None) -> 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("eta"), TimeRemainingColumn(), console=err, transient=True) as bar:
         task = bar.add_task(description, total=None)
-        estimate = Estimate(advice, lambda line: bar.console.print(line, markup=False, style="yellow"))
+        estimate = Estimate(advice, lambda line: bar.console.print(line, markup=False, style="yellow"), unit=unit)
 
         def update(done: int, total: int) -> None:
             bar.update(task, completed=done, total=max(total, 1))
