@@ -202,9 +202,13 @@ class Sandbox:
         Raises
         ------
         ImplError
-            The child did not start, or loading the code raised, timed out or ended the process.
+            The child did not start, or loading the code raised, timed out or ended the process;
+            not a POSIX system.
         """
         path = self.load_request["path"]
+        if os.name != "posix":  # pipes passed by number, select() on them, process groups
+            raise ImplError("--impl runs your code in a separate process, which cnncli supports on Linux and "
+                            "macOS only (on Windows, use WSL)")
         try:
             header = self._start(quiet=False)
         except _Timeout:
