@@ -97,3 +97,15 @@ def test_the_whole_check_has_a_time_limit_too(tmp_path):
         assert 1 <= len(results) <= 3 and time.monotonic() - started < 2.5
     info = failed.value.info
     assert info.kind == "stopped" and info.exception == "not checked: the whole check took longer than 1 s"
+
+
+def test_a_system_without_posix_processes_is_told_so(tmp_path, monkeypatch):
+    from cnncli.errors import ImplError
+    from cnncli.gradcheck import sandbox
+
+    path = tmp_path / "f.py"
+    path.write_text("def zero_pad(X, pad):\n    return X\n")
+    monkeypatch.setattr(sandbox.os, "name", "nt")
+    with pytest.raises(ImplError, match=r"^--impl runs your code in a separate process, which cnncli supports on "
+                                        r"Linux and macOS only \(on Windows, use WSL\)$"):
+        Sandbox({"path": str(path), "cells": None}, UserOutput()).start()
