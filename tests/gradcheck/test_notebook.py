@@ -198,3 +198,10 @@ def test_only_a_function_the_file_does_not_define_is_bad_input(tmp_path):
                         "(it defines zero_pad)\n")
     with pytest.raises(ImplError):
         check_impl(path, only=["conv_forward"])
+
+
+def test_a_definition_statement_that_raises_is_noted_and_the_rest_checked(tmp_path):
+    cells = [("code", "import numpy as np\nSCALE = 1 / 0\n"), ("code", functions_of_correct()["zero_pad"])]
+    r = check_impl(notebook(tmp_path, cells))
+    assert r.passed and [f.name for f in r.functions] == ["zero_pad"]
+    assert "cell 1, line 2 raised ZeroDivisionError: division by zero; the check goes on without it" in r.notes
