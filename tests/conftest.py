@@ -13,3 +13,10 @@ settings.register_profile(
 settings.register_profile("thorough", max_examples=400, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+# The CLI fuzz test (tests/cli/test_fuzz.py) takes its own sizes: 200 examples in CI (well under a
+# minute), 3000 with HYPOTHESIS_PROFILE=thorough; CNNCLI_FUZZ_EXAMPLES overrides both.
+_FUZZ = {"default": 200, "thorough": 3000}.get(os.environ.get("HYPOTHESIS_PROFILE", "default"), 200)
+settings.register_profile("fuzz", parent=settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "default")),
+                          max_examples=int(os.environ.get("CNNCLI_FUZZ_EXAMPLES", _FUZZ)),
+                          suppress_health_check=list(HealthCheck))
