@@ -152,10 +152,12 @@ def test_install_completion_writes_the_script_for_bash(tmp_path):
 
 
 def _complete_bash(line: str):
+    """What bash's completion function gets back for ``line`` (Typer's protocol, in this process)."""
     words = line.split(" ")  # a trailing space gives the empty word being completed, as bash has it
-    done = _run(_CNNCLI_COMPLETE="complete_bash", COMP_WORDS=line, COMP_CWORD=str(len(words) - 1))
-    assert done.returncode == 0, done.stderr
-    return done.stdout.split()
+    result = runner.invoke(app, [], prog_name="cnncli",
+                           env={"_CNNCLI_COMPLETE": "complete_bash", "COMP_WORDS": line, "COMP_CWORD": str(len(words) - 1)})
+    assert result.exit_code == 0, result.stderr
+    return result.stdout.split()
 
 
 @pytest.mark.parametrize("line, expected", [
