@@ -63,8 +63,12 @@ def fits(console: Console, table: Table, width: int) -> bool:
     the cells, and every word of every cell on the page whole (rich squeezes a wrapping column
     it cannot fit down to nothing, without an ellipsis).
     """
-    if console.measure(table, options=console.options.update_width(width)).minimum > width:
+    # Measured without a limit (rich clamps a measure to the width it is given).
+    measure = console.measure(table, options=console.options.update_width(10**6))
+    if measure.minimum > width:
         return False
+    if measure.maximum <= width:  # every column at its natural width: nothing is wrapped or cut
+        return True
     texts = [cell_text(c) for row in _rows(table) for c in row] + [cell_text(col.header) for col in table.columns]
     lines = _off_screen(console, table, width)
     shown = "\n".join(lines)
