@@ -204,6 +204,11 @@ def conv2d_backward(
     if plan.depthwise:
         dA_prev, dW = np.zeros(A_prev.shape, dtype=dtype), np.zeros(W.shape, dtype=dtype)
         depthwise_backward(A_prev, W, dZ, geom, dA_prev, dW, workspace_bytes)
+    elif plan.pointwise:
+        # The patches are A_prev itself: dW = A_prev^T . dZ and dA_prev = dZ . W^T, one product each.
+        M = m * H * Wd
+        dW = (A_prev.reshape(M, n_C_prev).T @ dZ.reshape(M, n_C)).reshape(W.shape)
+        dA_prev = (dZ.reshape(M, n_C) @ W.reshape(n_C_prev, n_C).T).reshape(A_prev.shape)
     else:
         # dW = patches(A_prev)^T . dZ
         dW = weight_grad_shifted(A_prev, dZ, geom, workspace_bytes) if plan.shifted_weights else None
@@ -232,6 +237,9 @@ class BackwardStrategy:
     ----------
     depthwise : bool
         One input channel per group: a multiply-accumulate per tap for dA_prev and dW.
+    pointwise : bool
+        A 1x1 window at stride 1, no padding, one group: the patches are the input, so
+        dW and dA_prev are one matrix product each.
     shifted_weights : bool
         dW from shifted views of the padded input, one product per tap, no patch copies.
     transposed_input_grad : bool
@@ -242,6 +250,7 @@ class BackwardStrategy:
     depthwise: bool
     shifted_weights: bool
     transposed_input_grad: bool
+    pointwise: bool = False
 
 
 def backward_strategy(geom: WindowGeometry, A_shape, W_shape, itemsize: int) -> BackwardStrategy:
@@ -249,6 +258,8 @@ def backward_strategy(geom: WindowGeometry, A_shape, W_shape, itemsize: int) -> 
 
     - depthwise when each group has one input channel (and there are several groups):
       nothing for a matrix product to gain;
+    - pointwise for a 1x1 window at stride 1 without padding and one group: one product
+      for dW and one for dA_prev (the patches are the input itself);
     - shifted dW for stride 1 and one group, unless the layer is tiny
       (:data:`TINY_LAYER_BYTES`) or a 1x1 window at stride 1 (its patches are the input);
     - the transposed dA_prev unless the layer is tiny or widens the channels per group
@@ -263,6 +274,8 @@ def backward_strategy(geom: WindowGeometry, A_shape, W_shape, itemsize: int) -> 
     patch_bytes = m * geom.out_hw[0] * geom.out_hw[1] * kh * kw * c_g * groups * itemsize
     tiny = patch_bytes < TINY_LAYER_BYTES
     step, offs_h, offs_w = _forward_plan(geom)
+    if groups == 1 and is_identity(step, offs_h, offs_w) and geom.out_hw == geom.in_hw:
+        return BackwardStrategy(False, False, False, pointwise=True)
     shifted = not tiny and groups == 1 and geom.stride == (1, 1) and not is_identity(step, offs_h, offs_w)
     return BackwardStrategy(False, shifted, not tiny and n_C // groups <= c_g)
 

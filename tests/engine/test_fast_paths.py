@@ -26,6 +26,7 @@ CONV = {
     # Whole-example chunks, enough of them for the worker threads to take whole chunks each (one BLAS
     # thread): forward, shifted dW and the col2im input gradient of a widening layer.
     "3x3-example-chunks": ((8, 12, 12, 8), (3, 3, 8, 16), dict(pad=1), 12 * 12 * 72 * 8),
+    "pointwise": ((2, 20, 20, 16), (1, 1, 16, 32), dict(), None),
     "depthwise": ((2, 24, 24, 16), (3, 3, 1, 16), dict(groups=16, pad=1), 100_000),
     "depthwise-mult2-stride2": ((2, 24, 24, 8), (3, 3, 1, 16), dict(groups=8, pad="same", stride=2), 100_000),
 }
@@ -96,6 +97,7 @@ def test_non_finite_in_a_later_chunk_leaves_no_half_written_dw():
     ("3x3-stride2", (False, False, True)),
     ("grouped-dilated", (False, False, True)),
     ("depthwise", (True, False, False)),
+    ("pointwise", (False, False, False)),  # and plan.pointwise: one product for dW, one for dA_prev
 ])
 def test_backward_strategy_is_what_the_fixed_layers_exercise(name, expected):
     from cnncli.engine.conv import backward_strategy
@@ -104,6 +106,7 @@ def test_backward_strategy_is_what_the_fixed_layers_exercise(name, expected):
     geom = ConvParams(**kw).geometry(a_shape[1:3], w_shape[:2])
     plan = backward_strategy(geom, a_shape, w_shape, 8)
     assert (plan.depthwise, plan.shifted_weights, plan.transposed_input_grad) == expected
+    assert plan.pointwise == (name == "pointwise")
 
 
 def test_tiny_layers_take_the_fewest_steps():
