@@ -41,15 +41,19 @@ def _like_dims(ref: str, layout: Optional[str]):
 def shape(
     layer_specs: Optional[List[str]] = typer.Argument(
         None, metavar="LAYER_SPEC",
-        help="A stack of layers, each KIND:key=value,... (KIND conv or pool; keys f, s, p, d, c, g, mode, ceil), "
-             "e.g. conv:f=3,p=same,c=16 pool:f=2."),
+        help="A stack of layers, each KIND:key=value,... (KIND conv, pool, tconv, bn, gap, flatten, fc/linear/dense, "
+             "relu, act, dropout; keys f, s, p, d, c, g, mode, ceil, op, bias), e.g. conv:f=3,p=same,c=16 pool:f=2 "
+             "flatten fc:c=10."),
     input_dims: Optional[str] = typer.Option(
-        None, "--input", "-i", metavar="DIMS", help="Input size: H, HxW, HxWxC or MxHxWxC (NHWC order)."),
+        None, "--input", "-i", metavar="DIMS",
+        help="Input size: H, HxW, HxWxC or MxHxWxC (NHWC order; with --layout nchw CxHxW or MxCxHxW)."),
+    from_file: Optional[str] = typer.Option(
+        None, "--from", metavar="FILE|-", help="Read the layers from PyTorch's print(model) text (a file or - for stdin)."),
     like: Optional[str] = typer.Option(
         None, "--like", metavar="ARRAY", help="Take the input size from an array (x.npy, x.npz:NAME, x.h5:PATH, -)."),
     layout: Optional[str] = typer.Option(
-        None, "--layout", metavar="nhwc|nchw", autocompletion=choices("nhwc", "nchw"), help="Axis order of the --like array (default nhwc)."),
-    layer: Optional[str] = typer.Option(None, "--layer", metavar="conv|pool", autocompletion=choices("conv", "pool"), help="Layer kind (default conv; pool when --mode or --ceil-mode is given)."),
+        None, "--layout", metavar="nhwc|nchw", autocompletion=choices("nhwc", "nchw"), help="Axis order of --input or the --like array (default nhwc)."),
+    layer: Optional[str] = typer.Option(None, "--layer", metavar="conv|pool|tconv", autocompletion=choices("conv", "pool", "tconv"), help="Layer kind (default conv; pool when --mode or --ceil-mode is given)."),
     f: Optional[str] = typer.Option(None, "--f", metavar="F", help="Window size: 3 or 3x2."),
     stride: Optional[str] = typer.Option(None, "--stride", metavar="S", help="Step (conv: 1, pool: f)."),
     pad: Optional[str] = typer.Option(
@@ -64,12 +68,13 @@ def shape(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
     plain: bool = PlainOpt,
 ) -> None:
-    """Output sizes, pads, receptive fields, parameters and MACs of conv/pool layers.
+    """Output sizes, pads, receptive fields, parameters and MACs of layers and whole models.
 
     With no --input or --like: the formula and a table of output sizes over input sizes.
     """
     # NOTE: imported here, not at the top: --help and the other commands never load them (start-up time).
     from ..render import shape as render
+    from ..shape.spec import layout_note, spec_gives
     from ..shape.stack import evaluate_stack, make_layer, parse_dims, parse_layer_spec
     from ..shape.solve import solve_target
     from ..shape.table import size_table_report
@@ -85,33 +90,48 @@ def shape(
     if input_dims is not None and like is not None:
         raise ShapeError("give the input size with --input DIMS or --like ARRAY, not both")
     if layout is not None:
-        if like is None:
-            raise ShapeError("--layout applies to --like ARRAY only (--input DIMS is always HxWxC order)")
+        if like is None and input_dims is None:
+            raise ShapeError("--layout says how to read --input DIMS or --like ARRAY; give one of them")
         if layout.strip().lower() not in ("nhwc", "nchw"):
             raise ShapeError(f"--layout must be nhwc or nchw, got {layout!r}")
         layout = layout.strip().lower()
+    if layer is not None and layer.strip().lower() not in ("conv", "pool", "tconv"):
+        raise HyperparameterError(f"--layer must be 'conv' or 'pool' (or 'tconv'), got {layer!r}; the other kinds "
+                                  "are LAYER_SPECs, e.g. bn or fc:c=10")
+    if from_file is not None and (layer_specs or given):
+        raise HyperparameterError("give the layers with --from FILE, as LAYER_SPECs or with options, not two of them")
 
-    if layer_specs:
-        specs = [parse_layer_spec(text) for text in layer_specs]
+    if from_file is not None:
+        from ..io.textfile import read_text
+        from ..shape.torchprint import parse_printed_model
+
+        specs, model_notes = parse_printed_model(read_text(from_file, role="--from"),
+                                                 source="stdin" if from_file == "-" else from_file)
+    elif layer_specs:
+        specs, model_notes = [parse_layer_spec(text) for text in layer_specs], []
     else:
         if f is None:
             raise HyperparameterError("give the window size with --f F (e.g. --f 3), or LAYER_SPECs")
         # As in forward: options only pooling has (--mode, --ceil-mode) say which layer is meant.
         kind = layer or ("pool" if mode is not None or ceil_mode else "conv")
-        specs = [make_layer(kind, f=f, stride=stride, pad=pad, dilation=dilation, filters=filters,
-                            groups=groups, mode=mode, ceil_mode=ceil_mode)]
-    dims = parse_dims(input_dims) if input_dims is not None else (
+        specs, model_notes = [make_layer(kind, f=f, stride=stride, pad=pad, dilation=dilation, filters=filters,
+                                         groups=groups, mode=mode, ceil_mode=ceil_mode)], []
+    dims = parse_dims(input_dims, layout=layout or "nhwc") if input_dims is not None else (
         _like_dims(like, layout) if like is not None else None)
 
     if target is not None:
-        if layer_specs:
-            raise HyperparameterError("--target solves one layer given with --f (and --stride, --dilation), "
-                                      "not LAYER_SPECs")
+        if from_file is not None or len(specs) != 1 or not specs[0].windowed:
+            raise HyperparameterError("--target solves one conv, pool or tconv layer (--f, or one LAYER_SPEC), "
+                                      "not a stack")
         if pad is not None:
             raise HyperparameterError(f"--target finds the padding itself; drop --pad {pad}")
+        for key, word in (("pad", "p="), ("output_padding", "op=")):
+            if layer_specs and spec_gives(layer_specs[0], key):
+                raise HyperparameterError(f"--target finds the padding itself; drop {word} from {layer_specs[0]!r}")
         if dims is None:
             raise ShapeError("--target needs the input size: give --input DIMS or --like ARRAY")
-        report = solve_target(specs[0], dims, target, stride_fixed=stride is not None)
+        fixed = stride is not None or bool(layer_specs and spec_gives(layer_specs[0], "stride"))
+        report = solve_target(specs[0], dims, target, stride_fixed=fixed)
         if as_json:
             typer.echo(render.to_json(report.to_dict()))
         else:
@@ -128,11 +148,12 @@ def shape(
             render.print_size_table(table, render.console(plain=plain))
         return
 
-    result = evaluate_stack(specs, dims)
+    note = layout_note(dims, layout_given=layout is not None)
+    result = evaluate_stack(specs, dims, notes=model_notes + ([note] if note else []))
     if as_json:
         if result.layers:  # a partial stack is still worth a document; a lone failing layer is just the error
             typer.echo(render.to_json(result.to_dict()))
-    elif len(specs) == 1 and result.error is None:
+    elif len(specs) == 1 and result.error is None and from_file is None:
         render.print_layer(result, render.console(plain=plain))
     elif result.layers:
         render.print_stack(result, render.console(plain=plain))

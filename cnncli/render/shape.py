@@ -16,7 +16,7 @@ from rich.text import Text
 from ..engine.geometry import effective_size, format_pads
 from ..shape.stack import LayerResult, StackResult
 from ..shape.solve import TargetResult
-from ..shape.table import FORMULA, SizeTable
+from ..shape.table import FORMULA, TCONV_FORMULA, SizeTable
 from . import common
 from .common import size_formula, to_json  # noqa: F401  (to_json: used by cli/shape.py)
 
@@ -80,9 +80,54 @@ def _unread_text(layer: LayerResult) -> str:
 
 # ----------------------------------------------------------------- people
 
+def _rf_text(layer: LayerResult) -> str:
+    return "n/a" if layer.rf is None else f"{layer.rf[0]}x{layer.rf[1]} ({_hw(layer.jump)})"
+
+
+def _print_tconv(layer: LayerResult, out: Console) -> None:
+    """The one-layer report of a transposed convolution."""
+    spec, g_in, g_out = layer.spec, layer.input, layer.output
+    t, b, l, r = layer.pads
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("layer", f"tconv  {spec.summary}  (PyTorch's ConvTranspose2d)")
+    grid.add_row("input", g_in.text() + (" (nchw)" if g_in.layout == "nchw" else "")
+                 + ("" if g_in.channels_known else "  (channels not given: 1 assumed)"))
+    grid.add_row("output", Text(g_out.text(), style="bold green"))
+    grid.add_row("formula", TCONV_FORMULA)
+    axes = [f"({n} - 1)*{spec.stride[a]} - {pb} - {pa} + {spec.dilation[a]}*({spec.f[a]}-1) + "
+            f"{spec.output_padding[a]} + 1 = {o}"
+            for a, (n, pb, pa, o) in enumerate(((g_in.h, t, b, g_out.h), (g_in.w, l, r, g_out.w)))]
+    if axes[0] == axes[1]:
+        grid.add_row("height, width", axes[0])
+    else:
+        grid.add_row("height", axes[0])
+        grid.add_row("width", axes[1])
+    grid.add_row("pads", f"top {t}, bottom {b}, left {l}, right {r} (cropped from the output)")
+    grid.add_row("receptive field", "n/a (an output of a transposed convolution sees a number of inputs that "
+                                    "depends on its position)")
+    bias = f" + {g_out.c} biases" if spec.bias else ""
+    grid.add_row("parameters", f"{layer.params:,} ({'*'.join(map(str, layer.weight_shape))} weights{bias})")
+    grid.add_row("MACs", f"{layer.macs:,}  (every input pixel times every weight; FLOPs = 2 x MACs = "
+                         f"{layer.flops:,})" + (f" for a batch of {g_in.m}" if g_in.m > 1 else ""))
+    grid.add_row("activations", f"output {g_out.elements:,} values: {_bytes(layer.memory(4))} float32, "
+                                f"{_bytes(layer.memory(8))} float64")
+    out.print(grid)
+
+
 def print_layer(result: StackResult, out: Console) -> None:
-    """The one-layer report: formula with numbers, pads, coverage, receptive field, cost."""
+    """The one-layer report: formula with numbers, pads, coverage, receptive field, cost.
+
+    Layers without a window (bn, fc, ...) get the stack table instead.
+    """
     layer = result.layers[0]
+    if layer.spec.kind == "tconv":
+        _print_tconv(layer, out)
+        return
+    if not layer.spec.windowed:
+        print_stack(result, out)
+        return
     spec, g_in, g_out = layer.spec, layer.input, layer.output
     t, b, l, r = layer.pads
     grid = Table.grid(padding=(0, 2))
@@ -111,8 +156,8 @@ def print_layer(result: StackResult, out: Console) -> None:
                  f"output (0,0) sees input rows {_num(rows[0])}..{_num(rows[1])}, "
                  f"cols {_num(cols[0])}..{_num(cols[1])})")
     if spec.kind == "conv":
-        grid.add_row("parameters", f"{layer.params:,} ({'*'.join(map(str, layer.weight_shape))} weights "
-                                   f"+ {g_out.c} biases)")
+        bias = f" + {g_out.c} biases" if spec.bias else ""
+        grid.add_row("parameters", f"{layer.params:,} ({'*'.join(map(str, layer.weight_shape))} weights{bias})")
         grid.add_row("MACs", f"{layer.macs:,}  (FLOPs = 2 x MACs = {layer.flops:,})"
                      + (f" for a batch of {g_in.m}" if g_in.m > 1 else ""))
     else:
@@ -120,7 +165,7 @@ def print_layer(result: StackResult, out: Console) -> None:
     grid.add_row("activations", f"output {g_out.elements:,} values: {_bytes(layer.memory(4))} float32, "
                                 f"{_bytes(layer.memory(8))} float64")
     out.print(grid)
-    for note in layer.notes:
+    for note in result.notes + layer.notes:
         out.print(Text("note: " + note, style="yellow"))
 
 
@@ -134,10 +179,13 @@ def print_stack(result: StackResult, out: Console) -> None:
         table.add_column(name, justify=justify, no_wrap=True)
     table.add_column("unread input", justify="left", min_width=12)
     for layer in result.layers:
-        table.add_row(str(layer.index), f"{layer.spec.kind} {layer.spec.summary}",
-                      f"{layer.input.text()} -> {layer.output.text()}", _pads(layer.pads),
-                      f"{layer.rf[0]}x{layer.rf[1]} ({_hw(layer.jump)})", _count(layer.params), _count(layer.macs),
-                      _bytes(layer.memory(4)), _unread_text(layer))
+        # A printed PyTorch model's rows carry the module's name (features.0) before what it is.
+        name = layer.spec.text.split(":", 1)[0] + " " if layer.spec.line is not None and layer.spec.text else ""
+        table.add_row(str(layer.index), name + layer.spec.title,
+                      f"{layer.input.text()} -> {layer.output.text()}",
+                      _pads(layer.pads) if layer.spec.windowed else "-",
+                      _rf_text(layer), _count(layer.params), _count(layer.macs),
+                      _bytes(layer.memory(4)), _unread_text(layer) if layer.trailing is not None else "n/a")
     if result.error is not None:
         nxt = len(result.layers) + 1
         table.add_row(str(nxt), Text(f"layer {nxt} does not fit", style="bold red"), "", "", "", "", "", "", "")
@@ -146,21 +194,25 @@ def print_stack(result: StackResult, out: Console) -> None:
         table.add_section()
         table.add_row("", Text("total", style="bold"), Text(f"{result.input.text()} -> {last.output.text()}",
                                                             style="bold green"),
-                      "", f"{last.rf[0]}x{last.rf[1]} ({_hw(last.jump)})", _count(result.params), _count(result.macs),
+                      "", _rf_text(last), _count(result.params), _count(result.macs),
                       _bytes(result.memory(4)), "")
     out.print(table)
     if result.error is None:
         out.print(f"FLOPs = 2 x MACs = {result.flops:,}; activations in float64: {_bytes(result.memory(8))}"
                   + (f"; batch of {result.input.m}" if result.input.m > 1 else ""))
+    for note in result.notes:
+        out.print(Text(f"note: {note}", style="yellow"))
     for layer in result.layers:
         for note in layer.notes:
             out.print(Text(f"note: layer {layer.index}: {note}", style="yellow"))
+    if any(layer.rf is None for layer in result.layers):
+        out.print("RF n/a: from a transposed convolution on, an output's field depends on its position")
 
 
 def _cell(res: Optional[StackResult], with_pads: bool) -> Text:
     if res is None:
         return Text("-", style="dim")
-    text = Text(_hw((res.output.h, res.output.w)))
+    text = Text(str(res.output.c) if res.output.flat else _hw((res.output.h, res.output.w)))
     if with_pads and len(res.layers) == 1 and any(res.layers[0].pads):
         text.append(f" ({_pads(res.layers[0].pads)})", style="dim")
     if any(sum(layer.unread) for layer in res.layers):
@@ -188,8 +240,43 @@ def print_size_table(report: SizeTable, out: Console) -> None:
               "give --input N for which ones and the padding that covers them")
 
 
+def _print_tconv_targets(result: TargetResult, out: Console) -> None:
+    """Strides, paddings and output paddings of a ConvTranspose2d that reach the size."""
+    spec = result.spec
+    want = f"{result.input.h}x{result.input.w} -> {result.target[0]}x{result.target[1]}"
+    scope = f"stride {_hw(spec.stride)}" if result.stride_fixed else "any stride"
+    dil = "" if spec.dilation == (1, 1) else f" d={_hw(spec.dilation)}"
+    if not result.solutions:
+        near = " or ".join(f"{h}x{w}" for h, w in result.nearest)
+        reach = f"; nearest sizes it reaches: {near}" if near else ""
+        out.print(f"no padding and output padding make tconv f={_hw(spec.f)}{dil} go {want} with {scope}{reach}; "
+                  "try another stride or f")
+        return
+    table = Table(title=f"tconv f={_hw(spec.f)}{dil}: {want}, {scope}", title_justify="left")
+    for name in ("stride", "padding", "output_padding", "PyTorch"):
+        table.add_column(name)
+    for s in result.solutions:
+        pad, op = (s.pads[0], s.pads[2]), s.output_padding
+        call = (f"ConvTranspose2d(C_in, C_out, {_hw(spec.f, ', ') if spec.f[0] == spec.f[1] else spec.f}, "
+                f"stride={_hw(s.stride) if s.stride[0] == s.stride[1] else s.stride}, "
+                f"padding={_hw(pad) if pad[0] == pad[1] else pad}"
+                + (f", output_padding={_hw(op) if op[0] == op[1] else op}" if any(op) else "")
+                + (f", dilation={_hw(spec.dilation) if spec.dilation[0] == spec.dilation[1] else spec.dilation}"
+                   if spec.dilation != (1, 1) else "") + ")")
+        table.add_row(_hw(s.stride), _hw(pad), _hw(op), call)
+    out.print(table)
+    if not result.complete:
+        out.print(f"the first {len(result.solutions)} solutions (smallest padding first); there are or may be more")
+    out.print("padding crops each side alike, as in PyTorch (0 to dilation*(f-1)); output_padding adds rows at the "
+              "bottom/right and must stay below the stride or the dilation"
+              + ("" if result.stride_fixed else "; the smallest padding per stride, give --stride S for all"))
+
+
 def print_targets(result: TargetResult, out: Console) -> None:
     """The strides and pads that reach the target size, smallest padding first."""
+    if result.spec.kind == "tconv":
+        _print_tconv_targets(result, out)
+        return
     spec = result.spec
     eff = [effective_size(spec.f[a], spec.dilation[a]) for a in (0, 1)]
     want = f"{result.input.h}x{result.input.w} -> {result.target[0]}x{result.target[1]}"

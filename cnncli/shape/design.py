@@ -291,3 +291,29 @@ def conv_macs(out_hw: Pair, kernel: Pair, c_in: int, c_out: int, groups: int = 1
     864
     """
     return m * out_hw[0] * out_hw[1] * c_out * kernel[0] * kernel[1] * (c_in // groups)
+
+
+def tconv_output_length(n_in: int, f: int, stride: int, dilation: int, before: int, after: int,
+                        output_padding: int = 0) -> int:
+    """Output size of a transposed convolution along one axis, as PyTorch's ConvTranspose2d computes it.
+
+    ``n_out = (n_in - 1)*stride - before - after + dilation*(f-1) + output_padding + 1``:
+    every input pixel scatters a dilated window ``stride`` apart, the padding crops
+    the result and the output padding adds rows at the end (``<= 0``: nothing is left).
+
+    >>> tconv_output_length(4, 4, 2, 1, 1, 1)   # DCGAN's 4x4, stride 2, pad 1: doubles
+    8
+    """
+    return (n_in - 1) * stride - before - after + effective_size(f, dilation) + output_padding
+
+
+def tconv_macs(in_hw: Pair, kernel: Pair, c_in: int, c_out: int, groups: int = 1, m: int = 1) -> int:
+    """Multiply-accumulates of a transposed convolution: every input pixel times every weight.
+
+    That is how fvcore counts them (and the work a scatter implementation does,
+    outputs later cropped by the padding included).
+
+    >>> tconv_macs((4, 4), (4, 4), 100, 64)
+    1638400
+    """
+    return m * in_hw[0] * in_hw[1] * kernel[0] * kernel[1] * (c_in // groups) * c_out

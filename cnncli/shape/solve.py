@@ -33,6 +33,7 @@ class Solution:
     pads: Pads
     output: Pair
     unread: Pair
+    output_padding: Optional[Pair] = None  # tconv only
 
 
 @dataclass(frozen=True)
@@ -60,14 +61,22 @@ class TargetResult:
         doc = {
             "input": self.input.as_list(), "target": list(self.target), "kind": self.spec.kind,
             "f": list(self.spec.f), "dilation": list(self.spec.dilation), "stride_fixed": self.stride_fixed,
-            "solutions": [{"stride": list(s.stride), "pads": list(s.pads), "output": list(s.output),
-                           "unread": list(s.unread)} for s in self.solutions],
+            "solutions": [_solution_dict(s) for s in self.solutions],
         }
         if not self.complete:
             doc["complete"] = False
         if not self.solutions:
             doc["nearest"] = [list(size) for size in self.nearest]
         return doc
+
+
+def _solution_dict(s: Solution) -> dict:
+    d = {"stride": list(s.stride), "pads": list(s.pads), "output": list(s.output)}
+    if s.output_padding is not None:  # tconv: what PyTorch's ConvTranspose2d takes, and no windows to leave unread
+        d["output_padding"] = list(s.output_padding)
+    else:
+        d["unread"] = list(s.unread)
+    return d
 
 
 def _solution(spec: LayerSpec, dims: Dims, stride: Pair, h: Tuple[int, int], w: Tuple[int, int]) -> Solution:
@@ -218,7 +227,86 @@ def solve_target(spec: LayerSpec, dims: Dims, target, stride_fixed: bool) -> Tar
         A target that is not one or two positive integers.
     """
     target = read_pair(target, "--target")
+    if spec.kind == "tconv":
+        return _solve_tconv(spec, dims, target, stride_fixed)
     listing, complete = _candidates(spec, dims, target, stride_fixed, design.Budget())
     found = [_solution(spec, dims, *c) for c in listing]
     nearest = () if found else _reachable_near(spec, dims, target, stride_fixed)
     return TargetResult(dims, target, spec, stride_fixed, found, complete, nearest)
+
+
+def tconv_axis(n_in: int, f: int, stride: int, dilation: int, n_target: int) -> List[Tuple[int, int]]:
+    """``(padding, output_padding)`` pairs that make a ConvTranspose2d axis give ``n_target``, smallest first.
+
+    PyTorch pads both sides alike (``padding`` crops ``p`` from each end); ``p`` runs
+    from 0 to ``dilation*(f-1)`` (beyond, the equivalent convolution over the
+    stride-dilated input would need negative padding) and ``output_padding`` below
+    ``max(stride, dilation)``, as PyTorch requires. At most ``MAX_SOLUTIONS + 1``.
+
+    >>> tconv_axis(4, 4, 2, 1, 8)     # (4-1)*2 - 2p + 3 + op + 1 = 8: p=1, op=0
+    [(1, 0)]
+    """
+    reach = dilation * (f - 1)
+    # (n-1)*s - 2p + reach + op + 1 = n_target  <=>  op = n_target - 1 - reach - (n-1)*s + 2p
+    base = n_target - 1 - reach - (n_in - 1) * stride
+    limit = max(stride, dilation)
+    found = []
+    p = max(0, -(-(-base) // 2))  # the smallest p with op = base + 2p >= 0
+    while p <= reach and base + 2 * p < limit and len(found) <= MAX_SOLUTIONS:
+        found.append((p, base + 2 * p))
+        p += 1
+    return found
+
+
+def _solve_tconv(spec: LayerSpec, dims: Dims, target: Pair, stride_fixed: bool) -> TargetResult:
+    """Strides, paddings and output paddings of a ConvTranspose2d that give ``target``."""
+    sizes = (dims.h, dims.w)
+    axis = lambda s, a: tconv_axis(sizes[a], spec.f[a], s, spec.dilation[a], target[a])  # noqa: E731
+    rank = lambda c: (2 * (c[1][0] + c[2][0]), c[1][1] + c[2][1], c[0])  # noqa: E731  pad, then op, then stride
+    found, complete = [], True
+    if stride_fixed:
+        hs, ws = axis(spec.stride[0], 0), axis(spec.stride[1], 1)
+        found = [(spec.stride, h, w) for h in hs for w in ws]
+    else:
+        # (n-1)*s grows with s: only strides with (n-1)*s within reach of the target can give it.
+        hi = min(max(-(-(target[a] + spec.dilation[a] * (spec.f[a] - 1)) // max(sizes[a] - 1, 1))
+                     for a in (0, 1)), 2**63) if min(sizes) > 1 else MAX_STRIDES
+        lo = max(1, max((target[a] - spec.dilation[a] * spec.f[a] - 1) // (sizes[a] + 1) for a in (0, 1)))
+        for s in range(lo, hi + 1):
+            if s - lo >= MAX_STRIDES:
+                complete = False
+                break
+            h, w = axis(s, 0), axis(s, 1)
+            if h and w:
+                found.append(((s, s), h[0], w[0]))
+    found.sort(key=rank)
+    complete = complete and len(found) <= MAX_SOLUTIONS
+    solutions = [Solution(c[0], (c[1][0], c[1][0], c[2][0], c[2][0]), target, (0, 0), (c[1][1], c[2][1]))
+                 for c in found[:MAX_SOLUTIONS]]
+    return TargetResult(dims, target, spec, stride_fixed, solutions, complete, _tconv_nearest(spec, dims, target,
+                                                                                            stride_fixed)
+                        if not solutions else ())
+
+
+def _tconv_nearest(spec: LayerSpec, dims: Dims, target: Pair, stride_fixed: bool) -> Tuple[Pair, ...]:
+    """The closest sizes a tconv with this f (and stride) reaches, each confirmed by the solver."""
+    sizes = (dims.h, dims.w)
+    if stride_fixed:
+        strides = [spec.stride]
+    else:  # the strides whose output ranges lie around the target: (n-1)*s close to it
+        around = {max(1, target[a] // max(sizes[a] - 1, 1) + k) for a in (0, 1) for k in (-1, 0, 1, 2)}
+        strides = [(s, s) for s in sorted(around)]
+    candidates = set()
+    for stride in strides:
+        near = []
+        for a, n in enumerate(sizes):
+            s, d, f = stride[a], spec.dilation[a], spec.f[a]
+            reach = d * (f - 1)
+            low = (n - 1) * s - reach + 1  # p = reach, op = 0
+            high = (n - 1) * s + reach + max(s, d)  # p = 0, op at its largest
+            near.append(min(max(target[a], max(low, 1)), high))
+        candidates.add((near[0], near[1]))
+    candidates.discard(tuple(target))
+    ranked = sorted(candidates, key=lambda p: (abs(p[0] - target[0]) + abs(p[1] - target[1]), p))
+    confirmed = [size for size in ranked if _solve_tconv(spec, dims, size, stride_fixed).solutions]
+    return tuple(confirmed[:2])

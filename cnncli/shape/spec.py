@@ -18,8 +18,8 @@ from ..errors import HyperparameterError, ShapeError
 
 _KEYS = {"f": "f", "s": "stride", "stride": "stride", "p": "pad", "pad": "pad", "d": "dilation",
          "dilation": "dilation", "c": "filters", "filters": "filters", "g": "groups", "groups": "groups",
-         "mode": "mode", "ceil": "ceil_mode"}
-_CONV_ONLY, _POOL_ONLY = ("filters", "groups"), ("mode", "ceil_mode")
+         "mode": "mode", "ceil": "ceil_mode", "op": "output_padding", "output_padding": "output_padding",
+         "bias": "bias"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,12 @@ class Dims:
     c: int
     rank: int = 4
     layout: str = "nhwc"
+    flat: bool = False
+
+    @classmethod
+    def features(cls, like: "Dims", n: int) -> "Dims":
+        """``n`` features per example (after flatten or fc), with ``like``'s batch."""
+        return cls(like.m, 1, 1, n, rank=like.rank, layout=like.layout, flat=True)
 
     @property
     def channels_known(self) -> bool:
@@ -48,7 +54,12 @@ class Dims:
         return self.m * self.h * self.w * self.c
 
     def as_list(self) -> List[int]:
-        """The shape as the user gave it: ``[H, W]``, ``[H, W, C]`` or ``[M, H, W, C]`` (NCHW: C first)."""
+        """The shape as the user gave it: ``[H, W]``, ``[H, W, C]`` or ``[M, H, W, C]`` (NCHW: C first).
+
+        Flat features are ``[N]``, or ``[M, N]`` when the batch was given.
+        """
+        if self.flat:
+            return [self.m, self.c] if self.rank == 4 else [self.c]
         if self.rank <= 2:
             return [self.h, self.w]
         hwc = [self.c, self.h, self.w] if self.layout == "nchw" else [self.h, self.w, self.c]
@@ -59,8 +70,8 @@ class Dims:
         return "x".join(map(str, self.as_list()))
 
 
-def parse_dims(text: str, name: str = "--input") -> Dims:
-    """Parse ``H``, ``HxW``, ``HxWxC`` or ``MxHxWxC`` (NHWC order).
+def parse_dims(text: str, name: str = "--input", layout: str = "nhwc") -> Dims:
+    """Parse ``H``, ``HxW``, ``HxWxC`` or ``MxHxWxC`` (NHWC order; NCHW: ``CxHxW`` or ``MxCxHxW``).
 
     Raises
     ------
@@ -72,19 +83,31 @@ def parse_dims(text: str, name: str = "--input") -> Dims:
     >>> parse_dims("64x64x3").as_list()
     [64, 64, 3]
     >>> parse_dims("28")
-    Dims(m=1, h=28, w=28, c=1, rank=1, layout='nhwc')
+    Dims(m=1, h=28, w=28, c=1, rank=1, layout='nhwc', flat=False)
+    >>> parse_dims("1x3x224x224", layout="nchw").h
+    224
     """
     parts = re.split(r"\s*[x×X,]\s*", str(text).strip())
     if not 1 <= len(parts) <= 4 or not all(re.fullmatch(r"\d+", p) for p in parts) or min(map(int, parts)) < 1:
-        raise ShapeError(f"{name} must be H, HxW, HxWxC or MxHxWxC with positive integers, got {text!r}")
+        order = "H, HxW, CxHxW or MxCxHxW" if layout == "nchw" else "H, HxW, HxWxC or MxHxWxC"
+        raise ShapeError(f"{name} must be {order} with positive integers, got {text!r}")
     v = [int(p) for p in parts]
     if len(v) == 1:
-        return Dims(1, v[0], v[0], 1, rank=1)
+        return Dims(1, v[0], v[0], 1, rank=1, layout=layout)
     if len(v) == 2:
-        return Dims(1, v[0], v[1], 1, rank=2)
-    if len(v) == 3:
-        return Dims(1, v[0], v[1], v[2], rank=3)
-    return Dims(v[0], v[1], v[2], v[3], rank=4)
+        return Dims(1, v[0], v[1], 1, rank=2, layout=layout)
+    return dims_from_shape(v, layout, name)
+
+
+def layout_note(dims: Dims, layout_given: bool) -> Optional[str]:
+    """A note when a 4-D NHWC input looks like PyTorch's NCHW (``1x3x224x224``), else None."""
+    if layout_given or dims.rank != 4 or dims.layout != "nhwc":
+        return None
+    second, third, fourth = dims.h, dims.w, dims.c
+    if second in (1, 3) and third > second and fourth > second:
+        return (f"input {dims.text()} is read as NHWC (height {dims.h}, width {dims.w}, {dims.c} channels); "
+                f"if it is PyTorch's NCHW ({second} channels of {third}x{fourth}), add --layout nchw")
+    return None
 
 
 def dims_from_shape(shape: Sequence[int], layout: str = "nhwc", name: str = "--like") -> Dims:
@@ -106,11 +129,31 @@ def dims_from_shape(shape: Sequence[int], layout: str = "nhwc", name: str = "--l
     return Dims(m, h, w, c, rank=len(shape), layout=layout)
 
 
+#: Kinds with a sliding window (f, stride, pad, dilation) and those without.
+WINDOW_KINDS = ("conv", "pool", "tconv")
+NOOP_KINDS = ("relu", "act", "dropout")
+KINDS = WINDOW_KINDS + ("bn", "gap", "flatten", "fc") + NOOP_KINDS
+_ALIASES = {"linear": "fc", "dense": "fc"}
+#: The spec keys each kind takes (by their long names).
+_KIND_KEYS = {
+    "conv": ("f", "stride", "pad", "dilation", "filters", "groups", "bias"),
+    "pool": ("f", "stride", "pad", "dilation", "mode", "ceil_mode"),
+    "tconv": ("f", "stride", "pad", "output_padding", "dilation", "filters", "groups", "bias"),
+    "fc": ("filters", "bias"),
+}
+_SHORT = {"f": "f", "stride": "s", "pad": "p", "dilation": "d", "filters": "c", "groups": "g", "mode": "mode",
+          "ceil_mode": "ceil", "output_padding": "op", "bias": "bias"}
+
+
 @dataclass(frozen=True)
 class LayerSpec:
-    """One conv or pool layer, validated and normalized; ``text`` is how the user wrote it.
+    """One layer, validated and normalized; ``text`` is how the user wrote it.
 
-    ``filters`` is None when the layer keeps its input's channel count.
+    ``filters`` is None when the layer keeps its input's channel count (for
+    ``fc`` it is the number of outputs). Kinds without a window keep ``f``,
+    ``stride`` and ``dilation`` at 1 and ``pad`` at 0. ``in_channels`` (from a
+    printed PyTorch model) is checked against the input; ``line`` is where the
+    layer was read, for errors.
     """
 
     kind: str
@@ -123,6 +166,17 @@ class LayerSpec:
     mode: str = "max"
     ceil_mode: bool = False
     text: str = ""
+    output_padding: Pair = (0, 0)
+    bias: bool = True
+    affine: bool = True
+    count_include_pad: bool = True
+    in_channels: Optional[int] = None
+    line: Optional[int] = None
+
+    @property
+    def windowed(self) -> bool:
+        """Whether the layer slides a window (conv, pool, tconv)."""
+        return self.kind in WINDOW_KINDS
 
     @property
     def pad_label(self) -> str:
@@ -135,20 +189,33 @@ class LayerSpec:
 
     @property
     def summary(self) -> str:
-        """Short hyperparameter text, e.g. ``f=3 s=2 p=same c=8`` (pairs as ``3x2``)."""
+        """Short hyperparameter text, e.g. ``f=3 s=2 p=same c=8`` (pairs as ``3x2``); empty without any."""
+        if self.kind == "fc":
+            return f"c={self.filters}" + ("" if self.bias else " bias=0")
+        if not self.windowed:
+            return "" if self.affine else "affine=0"
         parts = [f"f={_hw(self.f)}", f"s={_hw(self.stride)}", f"p={self.pad_label}"]
+        if self.output_padding != (0, 0):
+            parts.append(f"op={_hw(self.output_padding)}")
         if self.dilation != (1, 1):
             parts.append(f"d={_hw(self.dilation)}")
-        if self.kind == "conv":
+        if self.kind in ("conv", "tconv"):
             if self.filters is not None:
                 parts.append(f"c={self.filters}")
             if self.groups != 1:
                 parts.append(f"g={self.groups}")
+            if not self.bias:
+                parts.append("bias=0")
         else:
             parts.append(self.mode)
             if self.ceil_mode:
                 parts.append("ceil")
         return " ".join(parts)
+
+    @property
+    def title(self) -> str:
+        """Kind and summary, e.g. ``conv f=3 s=1 p=valid`` or ``flatten``."""
+        return f"{self.kind} {self.summary}".rstrip()
 
     def pad_json(self):
         """``"same"``, ``"valid"`` or ``[top, bottom, left, right]``, as the JSON documents write it."""
@@ -167,29 +234,66 @@ def _positive_int(value, name: str) -> int:
     return v
 
 
+def _same_for_tconv(f: Pair, stride: Pair, dilation: Pair) -> str:
+    """The explanation (and the pads that double-check it) for ``p=same`` on a transposed convolution."""
+    fixes = []
+    for a in (0, 1):
+        # n_out = n_in*s needs 2p - op = d*(f-1) + 1 - s with 0 <= op < max(s, d).
+        need = dilation[a] * (f[a] - 1) + 1 - stride[a]
+        p = max(0, -(-need // 2))
+        fixes.append((p, 2 * p - need))
+    if any(op >= max(stride[a], dilation[a]) for a, (_, op) in enumerate(fixes)):
+        hint = "no pad and output padding give n_out = n_in*stride with this f"
+    else:
+        (ph, oh), (pw, ow) = fixes
+        pad, op = (str(ph), str(oh)) if (ph, oh) == (pw, ow) else (f"{ph},{ph},{pw},{pw}", f"{oh}x{ow}")
+        hint = f"for n_out = n_in*stride use p={pad},op={op}"
+    return ("p=same is not defined for tconv (PyTorch's ConvTranspose2d refuses padding='same'): a transposed "
+            f"convolution's padding crops its output; {hint}")
+
+
 def make_layer(kind: str = "conv", f=None, stride=None, pad=None, dilation=None, filters=None, groups=None,
-               mode=None, ceil_mode: bool = False, text: str = "") -> LayerSpec:
+               mode=None, ceil_mode: bool = False, text: str = "", output_padding=None, bias=None) -> LayerSpec:
     """Validate one layer's hyperparameters (None: not given) into a :class:`LayerSpec`.
 
-    Conv stride defaults to 1, pool stride to ``f``; pad defaults to ``valid``.
+    Conv and tconv stride defaults to 1, pool stride to ``f``; pad defaults to ``valid``.
+    ``fc`` needs ``filters`` (its outputs); ``bn``, ``gap``, ``flatten`` and the
+    no-ops take nothing.
 
     Raises
     ------
     HyperparameterError
-        Unknown kind, missing ``f``, invalid values, or an option of the other kind
-        (``mode``/``ceil`` on conv, ``filters``/``groups`` on pool).
+        Unknown kind, missing ``f`` (or ``c`` for fc), invalid values, an option of
+        another kind (``mode``/``ceil`` on conv, ``filters``/``groups`` on pool),
+        ``p=same`` on tconv, or an output padding not below the stride or the dilation.
     """
     kind = str(kind).strip().lower()
+    kind = _ALIASES.get(kind, kind)
     where = f" in {text!r}" if text else ""
-    if kind not in ("conv", "pool"):
-        raise HyperparameterError(f"layer kind must be 'conv' or 'pool', got {kind!r}{where}")
+    if kind not in KINDS:
+        raise HyperparameterError(f"layer kind must be one of {', '.join(KINDS)} (or linear, dense), "
+                                  f"got {kind!r}{where}")
+    given = {"f": f, "stride": stride, "pad": pad, "dilation": dilation, "filters": filters, "groups": groups,
+             "mode": mode, "ceil_mode": ceil_mode or None, "output_padding": output_padding, "bias": bias}
+    allowed = _KIND_KEYS.get(kind, ())
+    wrong = [k for k, v in given.items() if v is not None and k not in allowed]
+    if wrong:
+        owners = [k for k in ("conv", "pool") if wrong[0] in _KIND_KEYS[k]]
+        if kind in ("conv", "pool") and owners and owners[0] != kind:
+            raise HyperparameterError(f"{wrong[0].replace('_', '-')} applies to {owners[0]} layers only, "
+                                      f"not {kind}{where}")
+        valid = ", ".join(_SHORT[k] for k in allowed) or "none"
+        raise HyperparameterError(f"{kind} takes no {_SHORT[wrong[0]]!r} (keys for {kind}: {valid}){where}")
+    use_bias = True if bias is None else read_flag(bias, "bias")
+    if kind == "fc":
+        if filters is None:
+            raise HyperparameterError(f"an fc layer needs its number of outputs c (e.g. fc:c=10){where}")
+        return LayerSpec(kind, (1, 1), (1, 1), (0, 0, 0, 0), filters=_positive_int(filters, "filters"),
+                         bias=use_bias, text=text)
+    if kind not in WINDOW_KINDS:
+        return LayerSpec(kind, (1, 1), (1, 1), (0, 0, 0, 0), text=text)
     if f is None:
         raise HyperparameterError(f"a {kind} layer needs a window size f (e.g. f=3){where}")
-    given = {"filters": filters, "groups": groups, "mode": mode, "ceil_mode": ceil_mode or None}
-    wrong = [k for k in (_POOL_ONLY if kind == "conv" else _CONV_ONLY) if given[k] is not None]
-    if wrong:
-        other = "pool" if kind == "conv" else "conv"
-        raise HyperparameterError(f"{wrong[0].replace('_', '-')} applies to {other} layers only, not {kind}{where}")
     f = read_pair(f, "f")
     # The input channels are unknown until the layer meets an input (evaluate_layer checks them);
     # the output channels can be checked now.
@@ -198,26 +302,43 @@ def make_layer(kind: str = "conv", f=None, stride=None, pad=None, dilation=None,
         if n_filters % n_groups:
             raise HyperparameterError(f"groups={n_groups} must divide the output channels n_C={n_filters} "
                                       "(filters)")
+    stride = read_pair(stride, "stride") if stride is not None else (f if kind == "pool" else (1, 1))
+    dilation = read_pair(dilation if dilation is not None else 1, "dilation")
+    pad = read_pad(pad if pad is not None else 0)
+    op = (0, 0)
+    if kind == "tconv":
+        if pad == "same":
+            raise HyperparameterError(_same_for_tconv(f, stride, dilation) + where)
+        op = read_pair(output_padding, "output padding", minimum=0) if output_padding is not None else (0, 0)
+        for a in (0, 1):
+            if op[a] >= max(stride[a], dilation[a]):
+                raise HyperparameterError(
+                    f"output padding must be smaller than the stride or the dilation (as PyTorch requires), "
+                    f"got op={op[a]} with stride {stride[a]} and dilation {dilation[a]}{where}")
     return LayerSpec(
         kind=kind,
         f=f,
-        stride=read_pair(stride, "stride") if stride is not None else ((1, 1) if kind == "conv" else f),
-        pad=read_pad(pad if pad is not None else 0),
-        dilation=read_pair(dilation if dilation is not None else 1, "dilation"),
+        stride=stride,
+        pad=pad,
+        dilation=dilation,
         filters=None if filters is None else _positive_int(filters, "filters"),
         groups=1 if groups is None else _positive_int(groups, "groups"),
         mode=geo.normalize_mode(mode) if mode is not None else "max",
         ceil_mode=bool(ceil_mode),
         text=text,
+        output_padding=op,
+        bias=use_bias,
     )
 
 
 def parse_layer_spec(text: str) -> LayerSpec:
-    """Parse ``KIND:key=value,...``, e.g. ``conv:f=4,s=1,p=same,c=8`` or ``pool:f=2,ceil``.
+    """Parse ``KIND:key=value,...``, e.g. ``conv:f=4,s=1,p=same,c=8``, ``pool:f=2,ceil`` or ``fc:c=10``.
 
     Keys: ``f``, ``s``/``stride``, ``p``/``pad``, ``d``/``dilation``, ``c``/``filters``,
-    ``g``/``groups``, ``mode``, ``ceil``. A bare item continues the previous value, so
-    ``p=0,1,0,1`` is a 4-sided pad; pairs may also be written ``f=3x2``.
+    ``g``/``groups``, ``mode``, ``ceil``, ``op`` (tconv's output padding), ``bias``
+    (0 for none). A bare item continues the previous value, so ``p=0,1,0,1`` is a
+    4-sided pad; pairs may also be written ``f=3x2``. Kinds without keys (``bn``,
+    ``gap``, ``flatten``, ``relu``, ``act``, ``dropout``) are written bare.
 
     Raises
     ------
@@ -229,11 +350,15 @@ def parse_layer_spec(text: str) -> LayerSpec:
     >>> spec = parse_layer_spec("conv:f=4,p=0,1,0,1,c=8")
     >>> spec.f, spec.pad, spec.filters
     ((4, 4), (0, 1, 0, 1), 8)
+    >>> parse_layer_spec("tconv:f=4,s=2,p=1,c=3").output_padding
+    (0, 0)
     """
     raw = str(text).strip()
     kind, sep, body = raw.partition(":")
-    if kind.strip().lower() not in ("conv", "pool"):
-        raise HyperparameterError(f"layer spec must start with 'conv:' or 'pool:' (KIND:key=value,...), got {raw!r}")
+    kind = kind.strip().lower()
+    if _ALIASES.get(kind, kind) not in KINDS:
+        raise HyperparameterError(f"layer spec must start with a kind ({', '.join(KINDS)}), as KIND:key=value,..., "
+                                  f"got {raw!r}")
     values: Dict[str, str] = {}
     last = None
     for item in [i.strip() for i in body.split(",")] if body.strip() else []:
@@ -248,7 +373,7 @@ def parse_layer_spec(text: str) -> LayerSpec:
             continue
         if key not in _KEYS:
             raise HyperparameterError(
-                f"unknown key {key!r} in layer spec {raw!r}; valid: f, s, p, d, c, g, mode, ceil")
+                f"unknown key {key!r} in layer spec {raw!r}; valid: f, s, p, d, c, g, mode, ceil, op, bias")
         name = _KEYS[key]
         if name in values:
             raise HyperparameterError(f"{key!r} given twice in layer spec {raw!r}")
@@ -261,3 +386,14 @@ def parse_layer_spec(text: str) -> LayerSpec:
     except HyperparameterError as exc:
         msg = str(exc)
         raise HyperparameterError(msg if repr(raw) in msg else f"{msg} in layer spec {raw!r}") from None
+
+
+def spec_gives(text: str, name: str) -> bool:
+    """Whether the LAYER_SPEC ``text`` sets ``name`` (a long key name such as ``stride``) itself.
+
+    >>> spec_gives("conv:f=3,s=2", "stride"), spec_gives("tconv:f=4", "stride")
+    (True, False)
+    """
+    body = str(text).partition(":")[2]
+    return any(_KEYS.get(item.partition("=")[0].strip().lower()) == name
+               for item in body.split(",") if "=" in item)

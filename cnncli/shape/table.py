@@ -22,6 +22,7 @@ COMMON_SIZES = (28, 32, 56, 64, 96, 112, 128, 224, 227, 256, 299, 512)
 TABLE_MAX_SMALL = 32
 
 FORMULA = "n_out = floor((n_in + pad_before + pad_after - dilation*(f-1) - 1) / stride) + 1"
+TCONV_FORMULA = "n_out = (n_in - 1)*stride - pad_before - pad_after + dilation*(f-1) + output_padding + 1"
 
 
 def table_sizes(smallest: int) -> List[int]:
@@ -44,7 +45,7 @@ def size_table(columns: Dict[str, Sequence[LayerSpec]], channels: int = 1) -> Li
     no column fits are left out.
     """
     specs = [s for stack in columns.values() for s in stack]
-    single = all(len(stack) == 1 for stack in columns.values())
+    single = all(len(stack) == 1 and stack[0].kind in ("conv", "pool") for stack in columns.values())
     smallest = max(max(geo.effective_size(s.f[a], s.dilation[a]) for a in (0, 1)) for s in specs) if single else 1
     rows = []
     for n in table_sizes(smallest):
@@ -71,12 +72,21 @@ class SizeTable:
 
     def formulas(self) -> List[str]:
         """The formula lines above the table, with this layer's numbers (one layer only)."""
-        lines = [FORMULA]
+        specs = [s for stack in self.columns.values() for s in stack]
+        lines = [TCONV_FORMULA if all(s.kind == "tconv" for s in specs) else FORMULA]
         for label, stack in self.columns.items():
             if len(stack) != 1:
                 lines.append(f"{label}: " + " | ".join(f"{s.kind} {s.summary}" for s in stack))
                 continue
             spec = stack[0]
+            if spec.kind == "tconv":
+                for a, axis in ((0, "height"), (1, "width")) if spec.f[0] != spec.f[1] or spec.stride[0] != \
+                        spec.stride[1] or spec.output_padding[0] != spec.output_padding[1] else ((0, ""),):
+                    total = spec.pad[2 * a] + spec.pad[2 * a + 1]
+                    where = f" ({axis})" if axis else ""
+                    lines.append(f"{label}{where}: n_out = (n_in - 1)*{spec.stride[a]} - {total} + "
+                                 f"{spec.dilation[a]}*({spec.f[a]}-1) + {spec.output_padding[a]} + 1")
+                continue
             for a, axis in ((0, "height"), (1, "width")) if (spec.f[0], spec.stride[0], spec.dilation[0]) != \
                     (spec.f[1], spec.stride[1], spec.dilation[1]) else ((0, ""),):
                 eff, s = geo.effective_size(spec.f[a], spec.dilation[a]), spec.stride[a]
@@ -100,7 +110,7 @@ class SizeTable:
         def cell(res: Optional[StackResult]):
             if res is None:
                 return None
-            c = {"output": [res.output.h, res.output.w]}
+            c = {"output": [res.output.c] if res.output.flat else [res.output.h, res.output.w]}
             if single:
                 c.update(pads=list(res.layers[0].pads), unread=list(res.layers[0].unread))
             else:
@@ -127,7 +137,13 @@ def size_table_report(specs: Sequence[LayerSpec]) -> SizeTable:
     HyperparameterError
         The layers fit none of the table's input sizes.
     """
-    if len(specs) == 1:
+    if len(specs) == 1 and not specs[0].windowed:
+        raise HyperparameterError(f"a {specs[0].kind} layer has no window: the size table needs a conv, pool or "
+                                  "tconv layer (or a stack); give --input DIMS for this one")
+    if len(specs) == 1 and specs[0].kind == "tconv":  # no 'same' for a transposed convolution
+        spec = specs[0]
+        columns = {"valid" if spec.pad_label == "valid" else f"pad {spec.pad_label}": [spec]}
+    elif len(specs) == 1:
         spec = specs[0]
         columns: Dict[str, Sequence[LayerSpec]] = {}
         if spec.pad_label not in ("valid", "same"):

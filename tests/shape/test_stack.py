@@ -65,7 +65,12 @@ def test_layer_spec_pad_forms():
 
 
 @pytest.mark.parametrize("text, words", [
-    ("dense:f=3", ["'conv:' or 'pool:'", "dense:f=3"]),
+    ("blah:f=3", ["must start with a kind", "conv, pool, tconv", "blah:f=3"]),
+    ("dense:f=3", ["fc takes no 'f'", "keys for fc: c, bias", "dense:f=3"]),
+    ("bn:c=3", ["bn takes no 'c'", "none"]),
+    ("fc", ["needs its number of outputs c"]),
+    ("tconv:f=3,p=same", ["p=same is not defined for tconv", "ConvTranspose2d refuses"]),
+    ("tconv:f=3,s=2,op=2", ["output padding must be smaller than the stride or the dilation"]),
     ("conv", ["window size f"]),
     ("conv:s=2", ["window size f", "conv:s=2"]),
     ("conv:f=3,k=2", ["unknown key 'k'", "valid: f, s, p"]),

@@ -1,0 +1,298 @@
+"""``shape --from``: the layers of a model from the text of PyTorch's ``print(model)``, without torch.
+
+PyTorch prints a module as ``Name(args)``, and a container as ``Name(`` then one
+line per child, ``(child): ...``, indented, then ``)``. :func:`parse_printed_model`
+reads that text into :class:`~cnncli.shape.spec.LayerSpec` rows, one per module,
+each remembering its line (for errors) and its dotted name (``features.0``).
+
+Only a plain chain is read: ``nn.Sequential`` (nested too) and other containers'
+children in the order printed (a note says that this is an assumption about
+``forward()``). Modules cnncli does not know, containers that are evidently not
+chains (a ``downsample`` or ``shortcut`` branch, a ``ModuleDict``) and text that
+is not a printed model are refused with one line naming the module and its line.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field, replace
+from typing import Dict, List, Optional, Tuple
+
+from ..errors import CnncliError, InputError
+from .spec import LayerSpec, make_layer
+
+_LINE = re.compile(r"^(?P<indent>\s*)(?:\((?P<name>[^()]*)\):\s*)?(?:(?P<times>\d+)\s+x\s+)?"
+                   r"(?P<type>[A-Za-z_][\w.]*)\((?P<rest>.*)$")
+#: Parameter-free element-wise modules: shape and cost unchanged (one row each, as in the model).
+NO_OPS = {"ReLU": "relu", "ReLU6": "relu", "LeakyReLU": "act", "GELU": "act", "SiLU": "act", "Sigmoid": "act",
+          "Tanh": "act", "ELU": "act", "Hardswish": "act", "Hardsigmoid": "act", "Mish": "act", "Softplus": "act",
+          "Softmax": "act", "LogSoftmax": "act", "Identity": "act", "Dropout": "dropout", "Dropout2d": "dropout"}
+LAYERS = ("Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d", "Flatten",
+          "Linear")
+#: Children whose presence says the container adds a branch to its chain (ResNet's blocks).
+_BRANCHES = ("downsample", "shortcut", "skip", "residual", "proj_shortcut")
+_POSITIONAL = {
+    "Conv2d": ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias"),
+    "ConvTranspose2d": ("in_channels", "out_channels", "kernel_size", "stride", "padding", "output_padding",
+                        "groups", "bias", "dilation"),
+    "MaxPool2d": ("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"),
+    "AvgPool2d": ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
+    "AdaptiveAvgPool2d": ("output_size",),
+    "BatchNorm2d": ("num_features", "eps", "momentum", "affine", "track_running_stats", "bias"),
+    "Flatten": ("start_dim", "end_dim"),
+    "Linear": ("in_features", "out_features", "bias"),
+}
+_IGNORED = {"padding_mode", "eps", "momentum", "track_running_stats", "return_indices", "inplace",
+            "negative_slope", "approximate", "p", "dim", "alpha", "beta", "threshold", "min_val", "max_val"}
+
+
+@dataclass
+class _Node:
+    """One printed module: its type, dotted name, arguments text, line, and children."""
+
+    type: str
+    path: str
+    args: str
+    line: int
+    text: str
+    children: List["_Node"] = field(default_factory=list)
+    container: bool = False
+
+
+def _error(line: int, text: str, why: str) -> InputError:
+    return InputError(f"--from line {line} '{text.strip()}': {why}")
+
+
+def _split_args(text: str) -> List[str]:
+    """Top-level comma-separated items of an argument list."""
+    items, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(text[start:i].strip())
+            start = i + 1
+    if text[start:].strip():
+        items.append(text[start:].strip())
+    return items
+
+
+def _value(text: str):
+    """A printed argument value: numbers, tuples, booleans, None, quoted or bare words."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text.strip()  # bare words PyTorch prints unquoted: same, valid, zeros, reflect
+
+
+def _arguments(node: _Node) -> Dict[str, object]:
+    names = _POSITIONAL.get(node.type, ())
+    values: Dict[str, object] = {}
+    for i, item in enumerate(_split_args(node.args)):
+        key, eq, value = item.partition("=")
+        if eq and re.fullmatch(r"\s*\w+\s*", key):
+            values[key.strip()] = _value(value)
+        elif i < len(names):
+            values[names[i]] = _value(item)
+        else:
+            raise _error(node.line, node.text, f"cannot read the argument {item!r} of {node.type}")
+    return values
+
+
+def _read_tree(text: str) -> _Node:
+    """The printed text as a tree of modules; refuses anything else."""
+    root: Optional[_Node] = None
+    stack: List[Tuple[_Node, int]] = []  # open containers and their repeat counts
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.rstrip()
+        if not line.strip():
+            continue
+        if line.strip() == ")":
+            if not stack:
+                raise _error(number, line, "a closing ')' with no module open")
+            node, times = stack.pop()
+            if stack:
+                stack[-1][0].children.extend([node] + [replace(node, path=f"{node.path}#{k + 2}") for k in
+                                                       range(times - 1)])
+            else:
+                root = node
+            continue
+        match = _LINE.match(line)
+        if match is None or (root is not None and not stack):
+            raise _error(number, line, "not a line of PyTorch's print(model) output")
+        parent = stack[-1][0] if stack else None
+        name = (match.group("name") or "").strip()
+        if parent is not None and not name:
+            raise _error(number, line, "a child module without its '(name):' prefix")
+        path = name if parent is None or not parent.path else f"{parent.path}.{name}"
+        rest, times = match.group("rest"), int(match.group("times") or 1)
+        node = _Node(match.group("type"), path, "", number, line.strip())
+        if rest == "":  # Name( ... children ... )
+            node.container = True
+            stack.append((node, times))
+            continue
+        if not rest.endswith(")"):
+            raise _error(number, line, "an unbalanced line (PyTorch prints each module on one line)")
+        node.args = rest[:-1]
+        if parent is None:
+            if times != 1:
+                raise _error(number, line, "a repeated module at the top level")
+            root = node
+            continue
+        parent.children.extend([node] + [replace(node, path=f"{path}#{k + 2}") for k in range(times - 1)])
+    if stack:
+        raise _error(stack[-1][0].line, stack[-1][0].text, "the module is never closed with ')'")
+    if root is None:
+        raise InputError("--from: no module found (expected the text of print(model))")
+    return root
+
+
+def _leaves(node: _Node, notes: List[str]) -> List[_Node]:
+    """The modules of a chain, in order; refuses containers that are not one."""
+    if not node.container:
+        return [node]
+    if node.type == "ModuleDict":
+        raise _error(node.line, node.text, "a ModuleDict is not a chain (forward() picks its modules by name)")
+    branches = [c for c in node.children if c.path.rsplit(".", 1)[-1].lower() in _BRANCHES]
+    if branches:
+        child = branches[0]
+        raise _error(child.line, child.text, f"{node.type} {node.path or '(the model)'} is not a plain chain: its "
+                                             f"'{child.path.rsplit('.', 1)[-1]}' branch joins the main path "
+                                             "(a residual block); cnncli reads sequential models only")
+    if node.type != "Sequential" and node.children:
+        notes.append(f"{node.type}{' ' + node.path if node.path else ''} (line {node.line}): its children are "
+                     "taken in the order printed; print(model) does not show forward(), so a module used twice, "
+                     "or a reshape done there, is not seen")
+    out: List[_Node] = []
+    for child in node.children:
+        out.extend(_leaves(child, notes))
+    return out
+
+
+def _pair_or_int(value, what: str, node: _Node):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return value
+    raise _error(node.line, node.text, f"cannot read {what}={value!r}")
+
+
+def _spec(node: _Node, notes: List[str]) -> LayerSpec:
+    """One printed module as a layer spec."""
+    label = f"{node.path}: " if node.path else ""
+    text = f"{label}{node.type}({node.args})"
+    if node.type in NO_OPS:
+        return replace(make_layer(NO_OPS[node.type], text=text), line=node.line)
+    if node.type not in LAYERS:
+        known = ", ".join(LAYERS) + "; no-ops " + ", ".join(sorted(NO_OPS))
+        raise _error(node.line, node.text, f"cnncli does not know the module {node.type!r} (it reads {known})")
+    a = _arguments(node)
+    unknown = [k for k in a if k not in _POSITIONAL[node.type] and k not in _IGNORED]
+    if unknown:
+        raise _error(node.line, node.text, f"{node.type} argument {unknown[0]!r} is not one cnncli reads")
+    kind, extra = None, {}
+    if node.type in ("Conv2d", "ConvTranspose2d"):
+        pad = a.get("padding", 0)
+        if not isinstance(pad, str):
+            pad = _pair_or_int(pad, "padding", node)
+            pad = pad if isinstance(pad, int) else f"{pad[0]},{pad[1]}"
+        kind = "conv" if node.type == "Conv2d" else "tconv"
+        spec = make_layer(kind, f=_pair_or_int(a.get("kernel_size"), "kernel_size", node),
+                          stride=_pair_or_int(a.get("stride", 1), "stride", node), pad=pad,
+                          dilation=_pair_or_int(a.get("dilation", 1), "dilation", node),
+                          filters=a.get("out_channels"), groups=a.get("groups", 1), bias=bool(a.get("bias", True)),
+                          output_padding=(_pair_or_int(a.get("output_padding", 0), "output_padding", node)
+                                          if kind == "tconv" else None), text=text)
+        extra = {"in_channels": a.get("in_channels")}
+    elif node.type in ("MaxPool2d", "AvgPool2d"):
+        f = _pair_or_int(a.get("kernel_size"), "kernel_size", node)
+        stride = a.get("stride")
+        pad = _pair_or_int(a.get("padding", 0), "padding", node)
+        spec = make_layer("pool", f=f, stride=f if stride is None else _pair_or_int(stride, "stride", node),
+                          pad=pad if isinstance(pad, int) else f"{pad[0]},{pad[1]}",
+                          dilation=_pair_or_int(a.get("dilation", 1), "dilation", node),
+                          mode="max" if node.type == "MaxPool2d" else "average",
+                          ceil_mode=bool(a.get("ceil_mode", False)), text=text)
+        extra = {"count_include_pad": bool(a.get("count_include_pad", True))}
+        if node.type == "AvgPool2d" and "ceil_mode" not in a:
+            note = ("AvgPool2d prints no ceil_mode (nor count_include_pad): PyTorch's default ceil_mode=False is "
+                    "assumed")
+            if note not in notes:
+                notes.append(note)
+    elif node.type == "AdaptiveAvgPool2d":
+        if a.get("output_size") not in (1, (1, 1)):
+            raise _error(node.line, node.text, "only AdaptiveAvgPool2d(1) (global average pooling) is read; "
+                                               f"output_size={a.get('output_size')!r} depends on the input size")
+        spec = make_layer("gap", text=text)
+    elif node.type == "BatchNorm2d":
+        spec = make_layer("bn", text=text)
+        extra = {"in_channels": a.get("num_features"), "affine": bool(a.get("affine", True)),
+                 "bias": bool(a.get("bias", True))}
+    elif node.type == "Flatten":
+        if (a.get("start_dim", 1), a.get("end_dim", -1)) != (1, -1):
+            raise _error(node.line, node.text, "only Flatten(start_dim=1, end_dim=-1) is read (it keeps the batch)")
+        spec = make_layer("flatten", text=text)
+    else:  # Linear
+        spec = make_layer("fc", filters=a.get("out_features"), bias=bool(a.get("bias", True)), text=text)
+        extra = {"in_channels": a.get("in_features")}
+    for key in ("in_channels",):
+        if key in extra and not (isinstance(extra[key], int) and extra[key] >= 1):
+            raise _error(node.line, node.text, f"cannot read the input size {extra[key]!r} of {node.type}")
+    return replace(spec, line=node.line, **extra)
+
+
+def parse_printed_model(text: str, source: str = "--from") -> Tuple[List[LayerSpec], List[str]]:
+    """Layer specs (one per module, in order) and notes from the text of PyTorch's ``print(model)``.
+
+    Parameters
+    ----------
+    text : str
+        What ``print(model)`` printed, e.g. ``Sequential(\\n  (0): Conv2d(1, 6, kernel_size=(5, 5), ...)\\n)``.
+    source : str
+        Where the text came from, for notes.
+
+    Returns
+    -------
+    specs : list of LayerSpec
+        Each with ``line`` and ``text`` (``features.0: Conv2d(...)``); ``in_channels``
+        carries the channels the module was built for, checked when the stack is evaluated.
+    notes : list of str
+        Assumptions made (children of custom containers taken in print order, AvgPool2d's unprinted ceil_mode).
+
+    Raises
+    ------
+    InputError
+        Text that is not a printed model, a module cnncli does not know, a container that is
+        not a plain chain, or an argument it cannot read; the message names the line and the module.
+    HyperparameterError
+        Values a layer refuses (e.g. an output padding not below the stride or the dilation).
+
+    Examples
+    --------
+    >>> specs, notes = parse_printed_model('''Sequential(
+    ...   (0): Conv2d(1, 6, kernel_size=(5, 5), stride=(1, 1))
+    ...   (1): ReLU()
+    ... )''')
+    >>> [(s.kind, s.filters, s.in_channels, s.line) for s in specs]
+    [('conv', 6, 1, 2), ('relu', None, None, 3)]
+    """
+    notes: List[str] = []
+    leaves = _leaves(_read_tree(text), notes)
+    if not leaves:
+        raise InputError(f"{source}: the model has no modules")
+    specs = []
+    for node in leaves:
+        try:
+            specs.append(_spec(node, notes))
+        except InputError:
+            raise
+        except CnncliError as exc:  # a value make_layer refuses: name the line
+            raise type(exc)(f"--from line {node.line} '{node.text}': {exc}") from exc
+    return specs, notes
