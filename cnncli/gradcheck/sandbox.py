@@ -99,6 +99,7 @@ class Sandbox:
         finally:
             os.close(req_r)
             os.close(rep_w)
+        os.set_blocking(req_w, False)  # a child that stopped reading must not block us past the deadline
         self.to_child, self.from_child = req_w, rep_r
         self.generation += 1
         self.seq = 0
@@ -145,7 +146,9 @@ class Sandbox:
                 raise _Timeout
             try:
                 view = view[os.write(self.to_child, view[:1 << 16]):]
-            except (BrokenPipeError, OSError):
+            except BlockingIOError:
+                continue
+            except OSError:  # a broken pipe: the child is gone
                 raise _Died from None
 
     def _read(self, n: int, deadline: float) -> bytes:
@@ -185,8 +188,12 @@ class Sandbox:
             self.output.add(header["out"], header["lines"])
         return header, rblobs
 
-    def _how_it_ended(self) -> str:
-        rc = self.proc.wait() if self.proc is not None else None
+    def _how_it_ended(self) -> Optional[str]:
+        """How the child ended (a signal, an exit status); None if it lives on with the channel closed."""
+        try:
+            rc = self.proc.wait(timeout=2) if self.proc is not None else None
+        except subprocess.TimeoutExpired:  # alive, but it closed its end of the channel
+            return None
         if rc is not None and rc < 0:
             try:
                 return f"killed by {signal.Signals(-rc).name}"
@@ -216,7 +223,7 @@ class Sandbox:
             raise ImplError(f"{path}: loading the file did not finish within {self.timeout:g} s "
                             "(an infinite loop at module level?)") from None
         except _Died:
-            how = self._how_it_ended()
+            how = self._how_it_ended() or "it closed its channel to the checker"
             self._kill()
             raise ImplError(f"{path}: loading the file ended the process it ran in ({how})") from None
         except wire.WireError as exc:
@@ -308,8 +315,9 @@ class Sandbox:
             self._stop(function, case, "timeout",
                        f"did not return within {self.timeout:g} s on configuration {case} (an infinite loop?)")
         except _Died:
-            self._stop(function, case, "crash", f"ended the process it ran in ({self._how_it_ended()}) "
-                                                f"on configuration {case}")
+            how = self._how_it_ended()
+            self._stop(function, case, "crash", f"closed its channel to the checker on configuration {case}"
+                       if how is None else f"ended the process it ran in ({how}) on configuration {case}")
         except wire.WireError as exc:
             self._stop(function, case, "crash", f"broke the channel to the checker ({exc}) on configuration {case}")
         return results

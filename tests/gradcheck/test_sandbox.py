@@ -269,3 +269,12 @@ def test_ctrl_c_exits_130_and_leaves_no_child(tmp_path):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and err.endswith("cnncli: error: interrupted\n"), err
     assert not _alive(int(pid_file.read_text()))
+
+
+def test_closing_the_channel_and_looping_is_a_crash_not_a_hang(tmp_path):
+    extra = ("import os\nimport sys\n\n\ndef zero_pad(X, pad):\n    os.close(int(sys.argv[2]))\n"
+             "    while True:\n        pass\n")
+    report = only_failing(check_impl(hostile(tmp_path, extra), timeout=5, only=["zero_pad", "distribute_value"]),
+                          "zero_pad")
+    assert report.errors[0].kind == "crash"
+    assert report.errors[0].exception == "closed its channel to the checker on configuration pad 0"
