@@ -62,6 +62,9 @@ def _point_output() -> None:
     """Point fds 1 and 2 and sys.stdout/stderr at the capture file again (the user may have moved them)."""
     os.dup2(_State.cap, 1)
     os.dup2(_State.cap, 2)
+    if _State.stdout is None or _State.stdout.closed or _State.stderr.closed:  # the user's code closed one
+        _State.stdout, _State.stderr = (io.TextIOWrapper(io.FileIO(fd, "wb", closefd=False), encoding="utf-8",
+                                                         errors="replace", write_through=True) for fd in (1, 2))
     sys.stdout, sys.stderr = _State.stdout, _State.stderr
 
 
@@ -381,12 +384,7 @@ def main(argv) -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     sys.stdin = open(os.devnull)
-    os.dup2(_State.cap, 1)
-    os.dup2(_State.cap, 2)
-    _State.stdout = io.TextIOWrapper(io.FileIO(1, "wb", closefd=False), encoding="utf-8", errors="replace",
-                                     write_through=True)
-    _State.stderr = io.TextIOWrapper(io.FileIO(2, "wb", closefd=False), encoding="utf-8", errors="replace",
-                                     write_through=True)
+    _point_output()
     sys.meta_path.append(missing.MissingFinder(_State.files, _State.missing))
     os.write(wfd, wire.frame({"ok": True, "out": "", "lines": 0, "seq": 0}))  # ready: the checker's startup wait ends
     _serve(rfd, wfd)

@@ -278,3 +278,11 @@ def test_closing_the_channel_and_looping_is_a_crash_not_a_hang(tmp_path):
                           "zero_pad")
     assert report.errors[0].kind == "crash"
     assert report.errors[0].exception == "closed its channel to the checker on configuration pad 0"
+
+
+def test_closing_sys_stdout_does_not_silence_later_prints(tmp_path):
+    extra = ("import sys\n\n\ndef distribute_value(dz, shape):\n    print('dz', dz)\n    sys.stdout.close()\n"
+             "    return np.full(shape, dz / (shape[0] * shape[1]))\n")
+    lines = []
+    r = check_impl(hostile(tmp_path, extra), timeout=5, only=["distribute_value"], echo=lines.append)
+    assert r.passed and lines == ["dz 2.0", "dz -1.5", "dz 0.7"]
