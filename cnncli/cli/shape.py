@@ -121,8 +121,9 @@ def shape(
 
     if target is not None:
         if from_file is not None or len(specs) != 1 or not specs[0].windowed:
-            raise HyperparameterError("--target solves one conv, pool or tconv layer (--f, or one LAYER_SPEC), "
-                                      "not a stack")
+            raise HyperparameterError("--target solves one conv, pool or tconv layer (given with --f, or as one "
+                                      "LAYER_SPEC of those kinds), not a stack, a --from model or a layer without "
+                                      "a window")
         if pad is not None:
             raise HyperparameterError(f"--target finds the padding itself; drop --pad {pad}")
         for key, word in (("pad", "p="), ("output_padding", "op=")):

@@ -157,9 +157,11 @@ def _same_notes(spec: LayerSpec, pads: Pads) -> Tuple[str, ...]:
     return ()
 
 
-def _check_in_channels(spec: LayerSpec, have: int, what: str = "input channels") -> None:
+def _check_in_channels(spec: LayerSpec, dims: Dims, have: int, what: str = "input channels") -> None:
     if spec.in_channels is not None and spec.in_channels != have:
-        raise ShapeError(f"expects {spec.in_channels} {what}, but its input has {have}")
+        hint = "" if dims.channels_known else " (no channel count was given, so 1 is assumed: give HxWxC, or CxHxW " \
+                                              "with --layout nchw)"
+        raise ShapeError(f"expects {spec.in_channels} {what}, but its input has {have}{hint}")
 
 
 def _window_field(field: FieldState, kernel: Pair, stride: Pair, dilation: Pair, befores: Pair) -> FieldState:
@@ -174,7 +176,7 @@ def _window(spec: LayerSpec, dims: Dims, index: int, field: FieldState) -> Layer
     """conv and pool: the window slides over the input."""
     hw = (dims.h, dims.w)
     if spec.kind == "conv":
-        _check_in_channels(spec, dims.c)
+        _check_in_channels(spec, dims, dims.c)
         c_out = spec.filters if spec.filters is not None else dims.c
         geo.check_groups(dims.c, c_out, spec.groups)
         g = geo.window_geometry(hw, spec.f, spec.stride, spec.dilation, spec.pad)
@@ -202,7 +204,7 @@ def _window(spec: LayerSpec, dims: Dims, index: int, field: FieldState) -> Layer
 
 def _tconv(spec: LayerSpec, dims: Dims, index: int) -> LayerResult:
     """Transposed convolution, as PyTorch's ConvTranspose2d computes it."""
-    _check_in_channels(spec, dims.c)
+    _check_in_channels(spec, dims, dims.c)
     c_out = spec.filters if spec.filters is not None else dims.c
     geo.check_groups(dims.c, c_out, spec.groups)
     pads = spec.pad
@@ -229,7 +231,7 @@ def _whole(spec: LayerSpec, dims: Dims, index: int, field: FieldState) -> LayerR
     output, map_hw = dims, field.map_hw
     after = field
     if spec.kind == "bn":
-        _check_in_channels(spec, dims.c, "channels (num_features)")
+        _check_in_channels(spec, dims, dims.c, "channels (num_features)")
         # Scale and shift (PyTorch: weight if affine, bias if affine and bias); running statistics are buffers.
         params = dims.c * spec.affine + dims.c * (spec.affine and spec.bias)
     elif spec.kind == "gap":
@@ -245,7 +247,7 @@ def _whole(spec: LayerSpec, dims: Dims, index: int, field: FieldState) -> LayerR
                 notes = (FLATTEN_ORDER_NOTE.format(n=output.c),)
     elif spec.kind == "fc":
         n_in = dims.h * dims.w * dims.c
-        _check_in_channels(spec, n_in, "input features (in_features)")
+        _check_in_channels(spec, dims, n_in, "input features (in_features)")
         if not dims.flat:
             notes = (f"fc flattens its {dims.text()} input into {n_in} features first",)
             if dims.h * dims.w > 1 and dims.c > 1:

@@ -127,6 +127,10 @@ def test_a_channel_mismatch_names_the_layer_and_its_line():
     first = runner.invoke(app, ["shape", "--from", os.path.join(HERE, "lenet.txt"), "--input", "28x28x3"])
     assert first.exit_code == 2 and "line 2" in first.stderr and "expects 1 input channels, but its input has 3" \
         in first.stderr
+    bare = runner.invoke(app, ["shape", "--from", os.path.join(HERE, "lenet.txt"), "--input", "28"])
+    assert bare.exit_code == 0 and "-> 10 " in bare.stdout  # 1 assumed channel is what LeNet takes
+    three = runner.invoke(app, ["shape", "--from", os.path.join(HERE, "channel_mismatch.txt"), "--input", "32"])
+    assert "expects 3 input channels, but its input has 1 (no channel count was given" in three.stderr
     fc = evaluate_stack(parse_printed_model(fixture("lenet"))[0], parse_dims("1x1x32x32", layout="nchw"))
     assert "in_features" in str(fc.error) and "line 9" in str(fc.error)  # 32x32 gives 16*6*6 = 576, not 400
 
