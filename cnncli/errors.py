@@ -31,6 +31,10 @@ class CnncliError(ValueError):
         CnncliError
             Of this error's own class, with ``__cause__`` set to this error; raise it.
 
+        Raises
+        ------
+        Nothing: the caller raises the result.
+
         Examples
         --------
         >>> err = InputError("no such file").with_context("--weights 'w.npy': ")

@@ -78,6 +78,10 @@ def h5_datasets(group) -> list:
     -------
     list of str
         Absolute paths, sorted.
+
+    Raises
+    ------
+    Nothing (h5py's own errors on a corrupt file pass through).
     """
     found = []
     h5py = h5py_module()
@@ -107,6 +111,10 @@ def walk_links(f, path: str) -> Tuple[Optional[str], Optional[object]]:
         loops or crosses into another file).
     external : h5py.ExternalLink or None
         The external link the path goes through, if any.
+
+    Raises
+    ------
+    Nothing: a missing or looping path is ``(None, None)``.
     """
     h5py = h5py_module()
     parts = [p for p in path.split("/") if p]
@@ -134,9 +142,22 @@ def walk_links(f, path: str) -> Tuple[Optional[str], Optional[object]]:
 
 
 def link_kind(f, path: str) -> Optional[str]:
-    """What ``path`` leads to in ``f``: "dataset", "group", "external" (an external link) or None.
+    """What ``path`` leads to in ``f``, opening nothing outside the file.
 
-    Opens nothing outside the file; never raises for a missing or looping path (None).
+    Parameters
+    ----------
+    f : h5py.File
+    path : str
+        Absolute path inside ``f``.
+
+    Returns
+    -------
+    {"dataset", "group", "external"} or None
+        "external" when the path goes through an external link; None when it is missing or loops.
+
+    Raises
+    ------
+    Nothing.
     """
     h5py = h5py_module()
     inside, external = walk_links(f, path)

@@ -275,7 +275,23 @@ def source_of(ref: ArrayRef):
 
 
 def reader(ref: ArrayRef):
-    """A binary file over ``ref``'s bytes: the bytes read by :func:`materialize`, or the file opened (InputError if it cannot be)."""
+    """A binary file over ``ref``'s bytes, to be closed by the caller.
+
+    Parameters
+    ----------
+    ref : ArrayRef
+        Materialized (see :func:`materialize`).
+
+    Returns
+    -------
+    binary file
+        A BytesIO over the bytes read by :func:`materialize`, or the file opened.
+
+    Raises
+    ------
+    InputError
+        The file cannot be opened (missing, a folder, no permission).
+    """
     return io.BytesIO(ref.data) if ref.data is not None else _open(ref.path, ref)
 
 
@@ -310,6 +326,10 @@ def describe(head: bytes, kind: Optional[str]) -> str:
     Returns
     -------
     str
+
+    Raises
+    ------
+    Nothing.
     """
     if kind is not None:
         return f"it is {_FORMATS[kind]}"
@@ -381,6 +401,10 @@ def pickled(text: str) -> PickledDataError:
     Returns
     -------
     PickledDataError
+
+    Raises
+    ------
+    Nothing: the caller raises it.
     """
     return PickledDataError(f"{text!r} holds pickled Python objects; cnncli never unpickles "
                             "(save a numeric array with numpy.save)")

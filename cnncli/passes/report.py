@@ -96,6 +96,10 @@ class PassReport:
             ``{"command", "layer", "hyperparameters", "pad_spec", "output_size", "dtype", "inputs",
             "outputs", "output_file", "written", "notes", "seconds"}``; each output is
             ``{"shape", "dtype", "min", "max", "mean", "std", "nan_count", "inf_count"}``.
+
+        Raises
+        ------
+        Nothing.
         """
         return {
             "command": self.command,
@@ -121,6 +125,10 @@ def output_size(geometry) -> dict:
     dict
         ``{"height": {...}, "width": {...}}``, each with ``n_in``, ``f``, ``stride``, ``dilation``,
         ``pad_before``, ``pad_after`` and ``n_out`` as Python ints.
+
+    Raises
+    ------
+    Nothing.
     """
     g = geometry
     return {name: {"n_in": g.in_hw[i], "f": g.kernel[i], "stride": g.stride[i], "dilation": g.dilation[i],
