@@ -80,12 +80,18 @@ def fits(console: Console, table: Table, width: int) -> bool:
 def print_fitted(console: Console, table: Table, print_whole) -> None:
     """Print ``table`` as it is when it fits the console, else as one block per row (see the module)."""
     width = console.width
-    if fits(console, table, width):
-        print_whole(table)
-        return
-    parts = _split(console, table, width) if table.show_header else None
-    if parts:
-        for i, part in enumerate(parts):
+    # NOTE: the first column names the row (a configuration, a layer): kept whole when that
+    # takes no more tables than letting it wrap (other text columns may always wrap).
+    best = None
+    for candidate in (_first_whole(table), table):
+        if fits(console, candidate, width):
+            parts = [candidate]
+        else:
+            parts = _split(console, candidate, width) if table.show_header else None
+        if parts and (best is None or len(parts) < len(best)):
+            best = parts
+    if best:
+        for i, part in enumerate(best):
             if i:
                 print_whole("")
             print_whole(part)
@@ -97,6 +103,15 @@ def print_fitted(console: Console, table: Table, print_whole) -> None:
         _print_block(console, headers, row, table.show_header, width, print_whole)
     if table.caption:
         print_whole(_as_text(table.caption, style="dim"))
+
+
+def _first_whole(table: Table) -> Table:
+    """A copy of ``table`` whose first column does not wrap."""
+    whole = copy.copy(table)
+    whole.columns = [copy.copy(col) for col in table.columns]
+    if whole.columns:
+        whole.columns[0].no_wrap = True
+    return whole
 
 
 def _part(table: Table, columns: Sequence[int], first: bool, last: bool) -> Table:
