@@ -183,14 +183,16 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
             + (np.arange(n_W) * (sw * C))[None, None, :, None]
             + np.arange(C)[None, None, None, :])
 
-    (kh, kw) = geom.kernel
-    tap_offsets = np.array([(a * dh * Wv + b * dw) * C for a in range(kh) for b in range(kw)], dtype=np.int64)
-    tap_dtype = np.uint8 if kh * kw < 256 else np.int64
+    # Tap numbers in visiting order (row-major), only for the taps that read the input (a huge window
+    # over a small input has few); number 0 is tap (0, 0), the winner of a window that no value beats.
+    taps = list(clipped_taps(geom))
+    tap_offsets = np.array([0] + [(a * dh * Wv + b * dw) * C for a, b, *_ in taps], dtype=np.int64)
+    tap_dtype = np.uint8 if len(tap_offsets) <= 256 else np.int64
 
     def chunk(e0, e1, _r0, _r1):
         k = e1 - e0
         best = np.full((k, n_H, n_W, C), -np.inf, dtype=A_prev.dtype)
-        winner = np.zeros((k, n_H, n_W, C), dtype=tap_dtype)  # tap number; 0 is tap (0, 0)
+        winner = np.zeros((k, n_H, n_W, C), dtype=tap_dtype)  # tap number (see tap_offsets)
         wins = np.empty((k, n_H, n_W, C), dtype=bool)
         scratch = np.empty((k, n_H, n_W, C), dtype=tap_dtype)
         # NOTE: taps run in row-major order and only a strictly greater value takes
@@ -199,14 +201,14 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
         # A NaN is the window's maximum (the forward pass propagates it): the first
         # NaN wins, as np.argmax says; the extra test runs only when there is one.
         has_nan = bool(np.isnan(A_prev[e0:e1]).any())
-        for a, b, ho, wo, rows, cs in clipped_taps(geom):
+        for number, (a, b, ho, wo, rows, cs) in enumerate(taps, start=1):
             src, bv, wv = A_prev[e0:e1, rows, cs], best[:, ho, wo], wins[:, ho, wo]
             np.greater(src, bv, out=wv)
             if has_nan:
                 wv |= np.isnan(src) & ~np.isnan(bv)
             np.maximum(bv, src, out=bv)
             sv = scratch[:, ho, wo]
-            np.multiply(wv, tap_dtype(a * kw + b), out=sv)
+            np.multiply(wv, tap_dtype(number), out=sv)
             np.maximum(winner[:, ho, wo], sv, out=winner[:, ho, wo])
         flat = np.take(tap_offsets, winner)
         flat += base[:k]

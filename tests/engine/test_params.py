@@ -64,3 +64,18 @@ def test_layer_fits_refuses_in_closed_form_before_allocating():
         conv2d(np.ones((1, 6, 6, 1)), np.ones((3, 3, 1, 2)), params=ConvParams(pad=10**9))
     with pytest.raises(ShapeError, match="the padded input would be 2000000006x2000000006: too large"):
         pool2d(np.ones((1, 6, 6, 1)), PoolParams(f=2 * 10**9, pad=10**9))
+
+
+@pytest.mark.parametrize("mode", ["max", "average"])
+def test_a_window_far_larger_than_the_input_matches_the_loops(mode):
+    # 400x400 windows over a 6x6 input: only the taps that read the input are visited and numbered.
+    from cnncli.engine import PoolParams, pool2d, pool2d_backward
+    from cnncli.engine.reference import pool_backward_loops, pool_forward_loops
+
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((2, 6, 6, 3))
+    p = PoolParams(f=400, stride=3, pad=200, mode=mode)
+    out = pool2d(A, p)
+    np.testing.assert_allclose(out, pool_forward_loops(A, p), rtol=1e-12, atol=1e-12)
+    dA = rng.standard_normal(out.shape)
+    np.testing.assert_allclose(pool2d_backward(dA, A, p), pool_backward_loops(dA, A, p), rtol=1e-12, atol=1e-12)
