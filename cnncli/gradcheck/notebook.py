@@ -185,7 +185,7 @@ def _unmagic(text: str) -> Tuple[Optional[str], int]:
 
 def _plan_cells(path: str, cells: List[_Cell], export: bool) -> Plan:
     numeric: set = set()  # names bound to numpy, math or their attributes: assignments may call them
-    run, notes, magics, skipped_in = [], [], 0, []
+    run, notes, magics, skipped_in, broken = [], [], 0, [], []
     last: Dict[str, Tuple[str, object]] = {}  # function -> ("ok", where) | ("syntax", (cell, line, message))
     defs: Dict[str, List[str]] = {}
     skipped = 0
@@ -202,8 +202,7 @@ def _plan_cells(path: str, cells: List[_Cell], export: bool) -> Plan:
             names = [n for n in _DEF.findall(text) if n in CLASSIC]
             for name in names:
                 last[name] = ("syntax", (cell.number, line, message))
-            notes.append(f"{message}; the cell was skipped" +
-                         (f" (it defines {', '.join(names)})" if names else ""))
+            broken.append((cell.number, message, names))
             continue
         except (ValueError, RecursionError, MemoryError) as exc:
             notes.append(f"cell {cell.number} cannot be parsed ({type(exc).__name__}); the cell was skipped")
@@ -231,6 +230,12 @@ def _plan_cells(path: str, cells: List[_Cell], export: bool) -> Plan:
         notes.insert(1 if skipped else 0, f"skipped {magics} IPython line(s) (%magics, !shell, ?help)")
     notes.extend(_duplicate_notes(defs, "cells"))
     unchecked = {name: info for name, (state, info) in last.items() if state == "syntax"}
+    # a broken cell whose functions are all reported "not checked" needs no note besides their rows
+    for number, message, names in broken:
+        later = [n for n in names if unchecked.get(n, (None,))[0] != number]
+        if not names or later:
+            notes.append(f"{message}; the cell was skipped" +
+                         (f" ({', '.join(later)} checked from a later cell)" if later else ""))
     return Plan({"path": path, "cells": run}, tuple(notes), unchecked)
 
 
