@@ -115,6 +115,19 @@ TORCH_NAMES = {
 def suggest_options(name: str, known: Sequence[str]) -> List[str]:
     """The options of ``known`` a person who typed ``name`` most likely meant, best first.
 
+    Parameters
+    ----------
+    name : str
+        What was typed (``-f``, ``--kernel-size``, ``--strid=2``).
+    known : sequence of str
+        The command's option names.
+
+    Returns
+    -------
+    list of str
+        At most three of ``known``: PyTorch's name or a LAYER_SPEC key mapped to cnncli's,
+        ``-x`` for ``--x``, ``_`` for ``-``, a prefix, then close spellings; empty if none.
+
     Examples
     --------
     >>> suggest_options("-f", ["--f", "--stride", "--filters"])

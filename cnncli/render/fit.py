@@ -62,6 +62,20 @@ def fits(console: Console, table: Table, width: int) -> bool:
     Checked on the drawing itself: no line wider than ``width``, no ellipsis that is not in
     the cells, and every word of every cell on the page whole (rich squeezes a wrapping column
     it cannot fit down to nothing, without an ellipsis).
+
+    Parameters
+    ----------
+    console : rich.console.Console
+        The console the table is meant for (its options: styles, encoding).
+    table : rich.table.Table
+        The table, left unchanged.
+    width : int
+        Columns available.
+
+    Returns
+    -------
+    bool
+        True when printing ``table`` at ``width`` shows every value whole.
     """
     # Measured without a limit (rich clamps a measure to the width it is given).
     measure = console.measure(table, options=console.options.update_width(10**6))
@@ -78,7 +92,17 @@ def fits(console: Console, table: Table, width: int) -> bool:
 
 
 def print_fitted(console: Console, table: Table, print_whole) -> None:
-    """Print ``table`` as it is when it fits the console, else as one block per row (see the module)."""
+    """Print ``table`` whole at the console's width: as it is, dealt into narrower tables, or as blocks.
+
+    Parameters
+    ----------
+    console : rich.console.Console
+        Gives the width (``console.width``) and the rendering options.
+    table : rich.table.Table
+        The table to show; copies are made for the narrower forms, it is never changed.
+    print_whole : callable(renderable, **kwargs)
+        Prints one renderable as rich would (the console's own ``print``).
+    """
     width = console.width
     # NOTE: the first column names the row (a configuration, a layer): kept whole when that
     # takes no more tables than letting it wrap (other text columns may always wrap).
@@ -183,7 +207,15 @@ def _print_block(console, headers: Sequence[str], row: Sequence, has_header: boo
 
 
 def print_plain(table: Table, write) -> None:
-    """``table`` as tab-separated lines through ``write(line)``: header row (if any), then the rows."""
+    """``table`` as tab-separated lines: a ``# title``, the header row (if any), the rows, a ``# caption``.
+
+    Parameters
+    ----------
+    table : rich.table.Table
+        The table; cells are written as their plain text (no styles, markup resolved).
+    write : callable(str)
+        Writes one line (without its newline).
+    """
     if table.title:
         write("# " + cell_text(table.title))
     if table.show_header:

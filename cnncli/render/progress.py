@@ -75,6 +75,22 @@ def progress_bar(description: str, show: bool, advice: Optional[str] = None,
 
     The bar shows ``done/total`` (``?`` until the total is known), the elapsed time and
     the time remaining; it disappears when the run ends.
+
+    Parameters
+    ----------
+    description : str
+        The bar's label, e.g. ``"gradcheck"``.
+    show : bool
+        Draw the bar (on a terminal); the long-run note is printed either way (stderr).
+    advice : str, optional
+        How to make the run shorter, appended to the note.
+    unit : str
+        What ``done`` and ``total`` count, in the note ("evaluations", "examples").
+
+    Yields
+    ------
+    callable(int, int)
+        ``progress(done, total)``, to pass to the library.
     """
     if not show:
         estimate = Estimate(advice, lambda line: sys.stderr.write(line + "\n"), unit=unit)
