@@ -52,7 +52,9 @@ def _off_screen(console: Console, renderable, width: int) -> List[str]:
     probe = Console(file=io.StringIO(), width=width, color_system=None, highlight=False, legacy_windows=False,
                     force_terminal=False, soft_wrap=False, emoji=False)
     with probe.capture() as capture:
-        probe.print(renderable)
+        # NOTE: crop=False: rich would cut an over-wide line to the width, border and last cell
+        # with it, and the cut line would pass for one that fits.
+        probe.print(renderable, crop=False)
     return capture.get().splitlines()
 
 

@@ -39,6 +39,9 @@ def _argvs(a):
         "stack": ["shape", "--input", "224x224x3", "conv:f=7,s=2,p=3,c=64", "pool:f=3,s=2,p=1",
                   "conv:f=3,p=1,c=128", "conv:f=3,s=2,c=256"],
         "stack size table": ["shape", "conv:f=3,s=2", "pool:f=2"],
+        # the SIGNS stack: a last column of long text beside four number columns
+        "stack with unread input": ["shape", "--input", "64x64x3", "conv:f=4,p=same,c=8", "pool:f=8,s=8",
+                                    "conv:f=2,c=16", "pool:f=4,s=4"],
         "model stack": ["shape", "--input", "32x32x3", "conv:f=3,c=16,p=1", "bn", "relu", "pool:f=2",
                         "tconv:f=2,s=2,c=8", "gap", "flatten", "fc:c=10"],
         "printed model": ["shape", "--from", str(ROOT / "tests" / "shape" / "printed" / "dcgan_generator.txt"),
@@ -73,12 +76,16 @@ def test_every_table_fits_with_values_whole(name, columns, arrays):
     assert "…" not in result.stdout + result.stderr
     too_wide = [line for line in lines if len(line) > columns]
     assert not too_wide, too_wide
+    # A table cut to the width loses its right border (rich crops without an ellipsis).
+    cropped = [line for line in lines if _BOX.match(line) and not _BOX.match(line[-1])]
+    assert not cropped, cropped
     # Nothing dropped either: every word of the wide output is on the narrow one, whole.
     missing = _wide_words(name, arrays) - _words(result.stdout + result.stderr)
     assert not missing, missing
 
 
 _WIDE = {}
+_BOX = re.compile("[\u2500-\u257f]")
 
 
 def _wide_words(name, arrays) -> set:
