@@ -10,7 +10,11 @@ Rows (the issue's targets):
 - conv A_prev (2,12,12,4), W (3,3,4,8), b, pad 1, float64:
   ``--method full`` vs ``torch.autograd.gradcheck`` (target: <= 0.2x), and
   ``--method fast`` vs ``gradcheck(..., fast_mode=True)`` (target: <= 1x);
-- conv A_prev (4,16,16,8), W (3,3,8,16), pad 1: the default method (target: < 10 s).
+- conv A_prev (4,16,16,8), W (3,3,8,16), pad 1: the default method (target: < 10 s);
+- ``--hdf5``: an HDF5 set of 3000 uint8 images 64x64x3 (``--hdf5-m`` to change), W (4,4,3,8), b,
+  pad same: ``cnncli gradcheck`` (streamed) against one ``cnncli forward`` over the same data,
+  whole-process wall and CPU times and peak RSS of each (targets: peak RSS <= 400 MB,
+  time <= 10x the forward's, a PASS). Takes minutes.
 
 Both sides are separate ``python`` processes started the same way (interpreter
 start, imports, loading the arrays, the check), so the ratio is what a user
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -60,6 +65,39 @@ def _median(cmd, env, runs: int) -> float:
     return statistics.median(_time(cmd, env) for _ in range(runs))
 
 
+def _measure(cmd, env):
+    """(wall s, CPU s, peak RSS MB, exit code) of one child process (RSS from the OS, via getrusage)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    # ru_maxrss of the children is the largest so far: run the smaller process (forward) first
+    return wall, cpu, after.ru_maxrss / 1024, done.returncode
+
+
+def _hdf5_case(tmp: Path, m: int, env, py) -> None:
+    """The issue's case: gradcheck streamed over an HDF5 set vs one forward over it."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    with h5py.File(tmp / "signs.h5", "w") as f:
+        f["train_set_x"] = rng.integers(0, 256, size=(m, 64, 64, 3), dtype=np.uint8)
+    np.save(tmp / "W.npy", rng.normal(size=(4, 4, 3, 8)) * 0.1)
+    np.save(tmp / "b.npy", rng.normal(size=8))
+    args = [str(tmp / "signs.h5") + ":/train_set_x", "--weights", str(tmp / "W.npy"), "--bias", str(tmp / "b.npy"),
+            "--pad", "same"]
+    fw = _measure([py, "-m", "cnncli", "forward", *args], env)
+    gc = _measure([py, "-m", "cnncli", "gradcheck", *args], env)
+    print(f"HDF5 set ({m},64,64,3) uint8 * W (4,4,3,8), pad same, one run each:")
+    print(f"  forward    wall {fw[0]:7.1f} s  cpu {fw[1]:7.1f} s  peak RSS {fw[2]:6.0f} MB")
+    print(f"  gradcheck  wall {gc[0]:7.1f} s  cpu {gc[1]:7.1f} s  peak RSS {gc[2]:6.0f} MB  "
+          f"{'PASS' if gc[3] == 0 else 'exit ' + str(gc[3])}")
+    print(f"  ratio gradcheck / forward: wall {gc[0] / fw[0]:.1f}x, cpu {gc[1] / fw[1]:.1f}x (target <= 10x); "
+          f"peak RSS {'ok' if gc[2] <= 400 else 'MISSED'} (<= 400 MB)")
+
+
 def _write_case(folder: Path, A_shape, W_shape, seed: int) -> None:
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -81,6 +119,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per row (median reported)")
     parser.add_argument("--torch-large", action="store_true", help="also time torch's full check on the large case")
+    parser.add_argument("--hdf5", action="store_true", help="also the streamed check of an HDF5 set (minutes)")
+    parser.add_argument("--hdf5-m", type=int, default=3000, help="images in the HDF5 set")
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     py = sys.executable
@@ -114,6 +154,9 @@ def main() -> None:
         print(f"{name:52s} {c:9.3f} {t if t else float('nan'):9.3f} {ratio:>7s} "
               f"{('<= ' + str(target)) if target else '':>7s} {verdict}")
     print("large case target: default method under 10 s:", "ok" if rows[-1][1] < 10 else "MISSED")
+    if args.hdf5:
+        with tempfile.TemporaryDirectory() as tmp:
+            _hdf5_case(Path(tmp), args.hdf5_m, env, py)
 
 
 if __name__ == "__main__":

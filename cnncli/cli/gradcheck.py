@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import HyperparameterError
+from ..errors import CnncliError, HyperparameterError
 from .app import app
 from .command import CnncliCommand, choices, examples
 from .options import PlainOpt, check_output_flags, layer_options
@@ -60,6 +60,9 @@ _EXAMPLES = examples(
 
 #: Above this many input values a single check shows a progress bar (on a terminal).
 PROGRESS_VALUES = 4000
+#: Above this many values of A_prev and the output together, a streamable source (HDF5, .npy) is
+#: checked chunk by chunk instead of being loaded whole in float64 (32 MiB of A_prev + output).
+STREAM_VALUES = 2**22
 
 
 @app.command(cls=CnncliCommand, epilog=_EXAMPLES)
@@ -162,22 +165,33 @@ def _printed_note(result, as_json: bool):
 
 
 def _check_source(source, options, method, samples, eps, tol, seed, tty, render):
-    """Resolve the layer call (as ``forward`` does) and check the engine's gradients on it."""
+    """Resolve the layer call (as ``forward`` does) and check the engine's gradients on it.
+
+    A data set too large to hold whole in float64 (HDF5, ``.npy``) is checked as
+    ``forward`` reads it, chunk by chunk (:mod:`cnncli.gradcheck.streamed`).
+    """
     from ..gradcheck.core import relayout
     from ..gradcheck.layers import NCHW_PERMS, gradcheck_conv, gradcheck_pool
-    from ..passes.call import resolve_layer
+    from ..gradcheck.streamed import gradcheck_streamed
+    from ..passes.call import Batches, resolve_layer
 
     # float64 asked for explicitly: the dtype note then says "computed in float64" and offers no --dtype float32.
-    call = resolve_layer(source, **dict(options, dtype="float64"))
-    size = call.A_prev.size + (call.W.size if call.W is not None else 0)
+    opts = dict(options, dtype="float64")
+    call = _streamed_call(source, opts)
+    if call is None:
+        call = resolve_layer(source, **opts)
+    size = math.prod(call.A_prev.shape) + (call.W.size if call.W is not None else 0)
     kw = dict(grad=call.grad, method=method, samples=samples, eps=eps, tol=tol, seed=seed)
     from ..render.progress import progress_bar
 
     advice = ("to shorten: --method fast (random directions: seconds) or --method sample --samples N "
               "(N elements per tensor)" if method == "full" else
               "to shorten: --method fast, or a smaller --samples N")
-    with progress_bar("gradcheck", show=tty and size > PROGRESS_VALUES, advice=advice) as progress:
-        if call.kind == "conv":
+    with call, progress_bar("gradcheck", show=tty and size > PROGRESS_VALUES, advice=advice) as progress:
+        if isinstance(call.A_prev, Batches):
+            result = gradcheck_streamed(call.A_prev, call.W, call.b, call.params, kind=call.kind,
+                                        progress=progress, **kw)
+        elif call.kind == "conv":
             result = gradcheck_conv(call.A_prev, call.W, call.b, call.params, progress=progress, **kw)
         else:
             result = gradcheck_pool(call.A_prev, call.params, progress=progress, **kw)
@@ -186,3 +200,22 @@ def _check_source(source, options, method, samples, eps, tol, seed, tty, render)
     notes = tuple(call.notes) + tuple(n for n in result.notes if n not in call.notes)
     return type(result)(result.layer, result.method, result.eps, result.tol, result.seed, result.gradients,
                         notes, result.label, result.params)
+
+
+def _streamed_call(source, opts):
+    """The layer call with A_prev (and --grad) left on disk, when they are too large to check in memory; else None.
+
+    Anything smaller, or that cannot be streamed, is resolved as before (by the caller), so its
+    check, messages and errors are those of the in-memory check.
+    """
+    from ..passes.call import Batches, resolve_layer
+
+    try:
+        call = resolve_layer(source, stream=True, **opts)
+    except CnncliError:
+        return None  # the in-memory resolution says what is wrong, in its own words
+    values = math.prod(call.A_prev.shape) + math.prod(call.out_shape)
+    if isinstance(call.A_prev, Batches) and values > STREAM_VALUES:
+        return call
+    call.close()
+    return None

@@ -22,7 +22,7 @@ maxima passes with ``checked == 0`` and a note: it admits no test.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -53,7 +53,7 @@ MIN_CHECKED = 32
 MIN_CHECKED_FRACTION = 0.1
 #: ``auto``'s sample (without --samples) evaluates at most about this many output values per tensor:
 #: an element of W or b costs two evaluations over the whole batch, so on large batches fewer of
-#: them are sampled (never fewer than one per kernel offset; see :func:`_auto_samples`).
+#: them are sampled (never fewer than one per kernel offset; see :func:`auto_samples`).
 AUTO_SAMPLE_BUDGET = 2**27
 
 
@@ -89,7 +89,7 @@ def check_problem(problem: Problem, *, method: str = "auto", samples: Optional[i
     HyperparameterError
         Unknown method, non-positive eps/tol/samples.
     """
-    auto_samples = samples is None
+    sample_size_free = samples is None  # auto may cut the sample (see auto_samples)
     method, samples = validate_settings(method, samples, eps, tol, seed)
     rng = np.random.default_rng(seed)
     total_values = sum(problem.inputs[n].size for n in problem.names)
@@ -109,18 +109,18 @@ def check_problem(problem: Problem, *, method: str = "auto", samples: Optional[i
             if G is not None and not np.any(G):
                 # L = sum(0 * layer(x)) is 0 for any layer: both sides agree and nothing is tested
                 gname = gradient_name(name)
-                results.append(_inconclusive(gname, name, analytical[name], (
+                results.append(inconclusive(gname, name, analytical[name], (
                     f"{gname}: --grad is all zeros: every gradient is zero whatever the layer does; "
                     "nothing is tested (give a nonzero upstream gradient, or omit --grad for a random one)")))
                 continue
-            n = _auto_samples(problem, name, samples, notes) if auto_samples and method_used == "fast+sample" \
+            n = auto_samples(problem, name, samples, notes) if sample_size_free and method_used == "fast+sample" \
                 else samples
-            t = _tensor_check(problem, name, analytical[name], eps, tol, rng, tracker, notes)
-            results.append(t if isinstance(t, GradientResult) else _verdict(t, eps, method_used, n))
+            t = tensor_check(problem, name, analytical[name], eps, tol, rng, tracker, notes)
+            results.append(t if isinstance(t, GradientResult) else verdict(t, eps, method_used, n))
     return CheckResult(problem.layer, method, eps, tol, seed, tuple(results), tuple(notes), label, params or {})
 
 
-def _auto_samples(problem, name, samples, notes) -> int:
+def auto_samples(problem, name, samples, notes) -> int:
     """``auto``'s sample size for input ``name``: ``samples``, fewer when each element costs a whole batch.
 
     A problem may say how many output values one elementwise evaluation computes
@@ -140,7 +140,7 @@ def _auto_samples(problem, name, samples, notes) -> int:
     return samples
 
 
-def _tensor_check(problem: Problem, name: str, grad, eps: float, tol: float, rng, tracker: Tracker,
+def tensor_check(problem: Problem, name: str, grad, eps: float, tol: float, rng, tracker: Tracker,
                   notes: list):
     """One input of ``problem`` ready to compare (step, rounding floor, kinks), or its verdict when it cannot be."""
     x = problem.inputs[name]
@@ -149,7 +149,7 @@ def _tensor_check(problem: Problem, name: str, grad, eps: float, tol: float, rng
     floor = problem.rounding_floor(name, h)
     if not (np.all(np.isfinite(grad)) and math.isfinite(h) and (floor is None or np.all(np.isfinite(floor)))):
         sizes = ", ".join(f"max |{k}| {_max_abs(problem.inputs[k]):.2g}" for k in problem.names)
-        return _inconclusive(gname, name, grad, f"{gname}: the loss overflows float64 at this scale ({sizes}); "
+        return inconclusive(gname, name, grad, f"{gname}: the loss overflows float64 at this scale ({sizes}); "
                                                 "rescale the input")
     kinks = problem.kinks(name, h)
     stuck = ((x + h) == x) | ((x - h) == x)
@@ -159,7 +159,7 @@ def _tensor_check(problem: Problem, name: str, grad, eps: float, tol: float, rng
     excluded = stuck if kinks is None else (stuck | kinks)
     coverage = _coverage(problem, name, excluded, kinks, eps, h, notes)
     if coverage is not None:
-        return _inconclusive(gname, name, grad, coverage, kinks=int(excluded.sum()))
+        return inconclusive(gname, name, grad, coverage, kinks=int(excluded.sum()))
     if excluded.all() or not (problem.reads(name) & ~excluded).any():
         # every read element is an exact tie (see _coverage's note): nothing to check, nothing wrong seen
         return GradientResult(gname, tuple(grad.shape), axes_of(name, grad.ndim), "none", math.nan, math.nan, 0, 0,
@@ -167,17 +167,22 @@ def _tensor_check(problem: Problem, name: str, grad, eps: float, tol: float, rng
     return TensorCheck(problem, name, x, grad, h, excluded, tol, rng, tracker, floor, notes)
 
 
-def _verdict(t: TensorCheck, eps: float, method: str, samples: int) -> GradientResult:
-    """Compare the tensor with ``method``; a rounding floor above the tolerance raises it (noted) or voids it."""
-    r = _check_tensor(t, method, samples)
+def verdict(t: TensorCheck, eps: float, method: str, samples: int) -> GradientResult:
+    """Compare the tensor with ``method``; see :func:`settle`."""
+    return settle(_check_tensor(t, method, samples), t.name, t.tol, t.notes, _max_abs(t.x))
+
+
+def settle(r: GradientResult, name: str, tol: float, notes: list, max_abs: float) -> GradientResult:
+    """A rounding floor above ``tol`` raises the tolerance (noted), above ``MAX_TOLERANCE`` voids the check."""
+    gname = gradient_name(name)
     if r.tolerance is not None and r.tolerance > MAX_TOLERANCE:
         return replace(r, passed=False, inconclusive=(
-            f"{t.gname}: at this data's magnitude float64 rounding alone could make a relative error of "
+            f"{gname}: at this data's magnitude float64 rounding alone could make a relative error of "
             f"{r.rounding_floor:.1e}; nothing meaningful can be checked: rescale the input"))
-    if r.tolerance is not None and r.tolerance > t.tol:
-        t.notes.append(f"{t.gname}: tolerance raised from {t.tol:g} to {r.tolerance:.2g} because of the data's "
-                       f"magnitude (the float64 rounding floor of its numerical gradient; max |{t.name}| "
-                       f"{_max_abs(t.x):.2g})")
+    if r.tolerance is not None and r.tolerance > tol:
+        notes.append(f"{gname}: tolerance raised from {tol:g} to {r.tolerance:.2g} because of the data's "
+                     f"magnitude (the float64 rounding floor of its numerical gradient; max |{name}| "
+                     f"{max_abs:.2g})")
     return r
 
 
@@ -186,12 +191,22 @@ def _max_abs(x: np.ndarray) -> float:
 
 
 def _coverage(problem: Problem, name: str, excluded, kinks, eps: float, h: float, notes: list) -> Optional[str]:
-    """The reason a gradient is inconclusive when too little of it can be checked, else None.
+    """The reason a gradient is inconclusive when too little of it can be checked, else None (see :class:`Coverage`)."""
+    if not excluded.any():
+        return None
+    ties = problem.kinks(name, 0.0) if kinks is not None else None
+    return Coverage.of(excluded, kinks, ties, problem.reads(name)).reason(name, eps, h, notes)
 
-    Counts only elements that some window reads (the others have a zero gradient
-    whatever the layer does, so checking them proves nothing). A verdict needs
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of an input can be checked, counted over the elements some window reads.
+
+    Those are the only ones that count (the others have a zero gradient whatever
+    the layer does, so checking them proves nothing). A verdict needs
     ``min_checked(n_read)`` checkable elements (an absolute count suffices on large
     inputs: 32 checked elements of a binary mask test the layer as well as 10% would).
+    Counts add up, so a streamed input is counted chunk by chunk.
 
     NOTE: only exclusions the user's eps causes make a check inconclusive: kinks
     whose gap is nonzero but within the step (a smaller --eps recovers them) and
@@ -200,41 +215,52 @@ def _coverage(problem: Problem, name: str, excluded, kinks, eps: float, h: float
     test there, which is no evidence of a bug, so they never make a check
     inconclusive; the note says how many there are.
     """
-    if not excluded.any():
+
+    n_read: int = 0
+    n_out: int = 0  # excluded among those read
+    n_ties: int = 0  # exact ties among those read
+    at_kinks: bool = False  # some read element is a kink at this step but not an exact tie
+
+    @classmethod
+    def of(cls, excluded, kinks, ties, reads) -> "Coverage":
+        """The counts of one array (or chunk): masks of the excluded, the kinks at the step, the exact ties."""
+        return cls(int(reads.sum()), int((excluded & reads).sum()), 0 if ties is None else int((ties & reads).sum()),
+                   ties is not None and bool((kinks & ~ties & reads).any()))
+
+    def __add__(self, other: "Coverage") -> "Coverage":
+        return Coverage(self.n_read + other.n_read, self.n_out + other.n_out, self.n_ties + other.n_ties,
+                        self.at_kinks or other.at_kinks)
+
+    def reason(self, name: str, eps: float, h: float, notes: list) -> Optional[str]:
+        """Why the gradient of input ``name`` is inconclusive, else None (notes what was left out)."""
+        gname = gradient_name(name)
+        n_read, n_out, n_ties = self.n_read, self.n_out, self.n_ties
+        left = n_read - n_out
+        if n_read == 0:
+            return None
+        n_eps = n_out - n_ties  # excluded because of this eps (near-ties, or unchanged by the step)
+        if left < min_checked(n_read) and n_eps > 0:
+            if self.at_kinks:
+                what = "at kinks"
+                why = (f"the step {h:.2g} (--eps {eps:g} times max |{name}|) is not smaller than the nonzero gaps "
+                       "between window values")
+            else:
+                what, why = "unchanged by the step", "x + eps == x"
+            checked = "nothing was checked" if left == 0 else f"only {left} could be checked"
+            return (f"{gname}: {n_eps} of {n_read} elements are {what}: {why}; {checked}: "
+                    f"use a {'smaller' if self.at_kinks else 'larger'} --eps")
+        if left == 0:
+            notes.append(f"{gname}: every pooling window of this input has tied maxima: the max-pool gradient is "
+                         "not defined there; nothing to check (no evidence of a bug either)")
+        elif 2 * n_out > n_read:
+            parts = []
+            if n_ties:
+                parts.append(f"{n_ties} in windows with tied maxima (exact ties: not checkable at any eps)")
+            if n_eps:
+                parts.append(f"{n_eps} at kinks or unchanged by the step")
+            notes.append(f"{gname}: {n_out} of {n_read} elements were not checked: {'; '.join(parts)}; "
+                         f"{left} checked")
         return None
-    gname = gradient_name(name)
-    reads = problem.reads(name)
-    n_read = int(reads.sum())
-    n_out = int((excluded & reads).sum())
-    left = n_read - n_out
-    if n_read == 0:
-        return None
-    ties = problem.kinks(name, 0.0) if kinks is not None else None
-    n_ties = 0 if ties is None else int((ties & reads).sum())
-    n_eps = n_out - n_ties  # excluded because of this eps (near-ties, or unchanged by the step)
-    at_kinks = ties is not None and bool((kinks & ~ties & reads).any())
-    if left < min_checked(n_read) and n_eps > 0:
-        if at_kinks:
-            what = "at kinks"
-            why = (f"the step {h:.2g} (--eps {eps:g} times max |{name}|) is not smaller than the nonzero gaps "
-                   "between window values")
-        else:
-            what, why = "unchanged by the step", "x + eps == x"
-        checked = "nothing was checked" if left == 0 else f"only {left} could be checked"
-        return (f"{gname}: {n_eps} of {n_read} elements are {what}: {why}; {checked}: "
-                f"use a {'smaller' if at_kinks else 'larger'} --eps")
-    if left == 0:
-        notes.append(f"{gname}: every pooling window of this input has tied maxima: the max-pool gradient is "
-                     "not defined there; nothing to check (no evidence of a bug either)")
-    elif 2 * n_out > n_read:
-        parts = []
-        if n_ties:
-            parts.append(f"{n_ties} in windows with tied maxima (exact ties: not checkable at any eps)")
-        if n_eps:
-            parts.append(f"{n_eps} at kinks or unchanged by the step")
-        notes.append(f"{gname}: {n_out} of {n_read} elements were not checked: {'; '.join(parts)}; "
-                     f"{left} checked")
-    return None
 
 
 def min_checked(n_read: int) -> int:
@@ -242,7 +268,7 @@ def min_checked(n_read: int) -> int:
     return max(1, min(MIN_CHECKED, math.ceil(MIN_CHECKED_FRACTION * n_read)))
 
 
-def _inconclusive(gname, name, grad, reason, kinks=0) -> GradientResult:
+def inconclusive(gname, name, grad, reason, kinks=0) -> GradientResult:
     return GradientResult(gname, tuple(grad.shape), axes_of(name, grad.ndim), "none", math.nan, math.nan, 0, 0,
                           kinks, 0, False, inconclusive=reason)
 
@@ -298,9 +324,9 @@ def validate_settings(method: str, samples, eps: float, tol: float, seed=None, p
 def _check_tensor(t: TensorCheck, method: str, samples: int) -> GradientResult:
     """The comparison ``method`` on one input: elementwise, or directional then localized / sampled."""
     if method == "full":
-        return _elementwise(t, np.flatnonzero(~t.excluded), "full")
+        return elementwise(t, np.flatnonzero(~t.excluded), "full")
     if method == "sample":
-        return _elementwise(t, stratified_indices(t.x.shape, t.name, samples, t.rng, t.excluded), "sample")
+        return elementwise(t, stratified_indices(t.x.shape, t.name, samples, t.rng, t.excluded), "sample")
     fast, (D, blocks, pairs) = directional(t)
     if not fast.passed:  # localize the disagreement elementwise on this tensor
         n_ok = t.x.size - t.n_excluded
@@ -311,20 +337,20 @@ def _check_tensor(t: TensorCheck, method: str, samples: int) -> GradientResult:
             found = localize(t, D, blocks, pairs)
             context = stratified_indices(t.x.shape, t.name, samples, t.rng, t.excluded)
             idx = np.union1d(found, context).astype(np.int64)
-        local = _elementwise(t, idx, how)
+        local = elementwise(t, idx, how)
         if local.failing == 0:
             t.notes.append(f"{fast.name}: a directional check disagreed by {fast.max_abs_error:.2g} but no single "
                            f"element did{'' if how == 'fast+full' else ' (of those localized and sampled)'}: "
                            "rerun with --method full")
-        return _merge(fast, local, how, passed=False)
+        return merge(fast, local, how, passed=False)
     if method == "fast+sample":
         idx = stratified_indices(t.x.shape, t.name, samples, t.rng, t.excluded)
-        local = _elementwise(t, idx, "fast+sample")
-        return _merge(fast, local, "fast+sample", passed=local.passed)
+        local = elementwise(t, idx, "fast+sample")
+        return merge(fast, local, "fast+sample", passed=local.passed)
     return fast
 
 
-def _merge(fast: GradientResult, local: GradientResult, how: str, passed: bool) -> GradientResult:
+def merge(fast: GradientResult, local: GradientResult, how: str, passed: bool) -> GradientResult:
     # NOTE: max_abs_error stays elementwise (a directional difference is a sum over many
     # elements, not comparable with the worst element's error shown beside it); a check
     # localized in full reports the complete elementwise relative error.
@@ -334,7 +360,7 @@ def _merge(fast: GradientResult, local: GradientResult, how: str, passed: bool) 
                    tolerance=max(fast.tolerance, local.tolerance))
 
 
-def _elementwise(t: TensorCheck, idx, how: str) -> GradientResult:
+def elementwise(t: TensorCheck, idx, how: str) -> GradientResult:
     """Central differences of the elements ``idx`` (flat) of the tensor."""
     idx = np.asarray(idx, dtype=np.int64)
     t.tracker.plan(len(idx))

@@ -13,7 +13,7 @@ from typing import Tuple
 import numpy as np
 
 from .context import TensorCheck
-from .metrics import TOP_OFFENDERS, element_fails, relative_error, relative_floor
+from .metrics import TOP_OFFENDERS, axes_of, element_fails, gradient_name, relative_error, relative_floor
 from .problems import MACHINE_EPS
 from .results import GradientResult
 
@@ -57,7 +57,6 @@ def directional(t: TensorCheck) -> Tuple[GradientResult, tuple]:
     # a lazy D is evaluated one direction at a time: only one is drawn (as large as x) at a time
     parts = [evaluate(D)] if isinstance(D, np.ndarray) else [evaluate(D[p][None]) for p in range(FAST_DIRECTIONS)]
     per_block = np.concatenate(parts) / (2 * h)
-    numerical = per_block.sum(axis=1)
     # NOTE: the analytical side uses the step actually taken, (x + hd) - (x - hd) as rounded (the
     # problems build their perturbed inputs with the same operations), as the elementwise check does:
     # a step near the data's ulp (--eps 1e-14 on 0..255) otherwise shows rounding as a gradient error.
@@ -75,21 +74,34 @@ def directional(t: TensorCheck) -> Tuple[GradientResult, tuple]:
             l1_blk[p] += np.bincount(bid[sl], np.abs(terms), n_blocks)
             if fl is not None:
                 f_blk[p] += np.bincount(bid[sl], np.abs(flat) * fl[sl], n_blocks)
+    r, bad_blocks = block_verdict(per_block, a_blk, l1_blk, f_blk, name=name, shape=x.shape,
+                                  n_excluded=t.n_excluded, tol=t.tol)
+    return r, (D, blocks, bad_blocks)
+
+
+def block_verdict(per_block, a_blk, l1_blk, f_blk, *, name: str, shape, n_excluded: int, tol: float):
+    """The fast check's result from its per-(direction, block) sums, and the pairs to bisect when it failed.
+
+    ``per_block`` holds the numerical directional derivatives, ``a_blk`` the
+    analytical ones, ``l1_blk`` the sums of their terms' magnitudes and ``f_blk``
+    their rounding floors, each (FAST_DIRECTIONS, blocks), of input ``name`` of ``shape``.
+    """
+    numerical = per_block.sum(axis=1)
     analytical = a_blk.sum(axis=1)
     dir_floor = f_blk.sum(axis=1)
     err = np.abs(analytical - numerical)
     rel = relative_error(analytical, numerical)
     rel_floor = relative_floor(dir_floor, analytical, numerical)
-    failing = int(np.sum(element_fails(err, numerical, t.tol) & ~(err <= dir_floor)))
-    bad_blocks = np.argwhere(disagree(a_blk, per_block, l1_blk, f_blk, t.tol))  # (direction, block) pairs
-    threshold = max(t.tol, rel_floor)
-    r = GradientResult(t.gname, tuple(grad.shape), t.axes, "fast",
-                       rel, float(err.max()), 0, FAST_DIRECTIONS, t.n_excluded, 0,
+    failing = int(np.sum(element_fails(err, numerical, tol) & ~(err <= dir_floor)))
+    bad_blocks = np.argwhere(disagree(a_blk, per_block, l1_blk, f_blk, tol))  # (direction, block) pairs
+    threshold = max(tol, rel_floor)
+    r = GradientResult(gradient_name(name), tuple(shape), axes_of(name, len(shape)), "fast",
+                       rel, float(err.max()), 0, FAST_DIRECTIONS, n_excluded, 0,
                        bool(rel <= threshold and failing == 0 and len(bad_blocks) == 0),
                        rounding_floor=rel_floor, tolerance=threshold)
     if not len(bad_blocks):  # the whole sums disagree, no single block does: bisect the worst direction whole
         bad_blocks = np.array([[int(np.argmax(err)), -1]])
-    return r, (D, blocks, bad_blocks)
+    return r, bad_blocks
 
 
 def directions(rng, shape, excluded):

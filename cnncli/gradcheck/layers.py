@@ -97,7 +97,7 @@ def gradcheck_conv(A_prev, W, b=None, params: Union[ConvParams, dict, None] = No
     (True, ['dA_prev', 'dW', 'db'])
     """
     validate_settings(method, samples, eps, tol, seed)  # before the seed draws the upstream gradient
-    params = _as_params(params, "conv")
+    params = as_params(params, "conv")
     check_layout(layout)
     notes: list = []
     A = _as_float64(A_prev, "A_prev", notes)
@@ -114,7 +114,7 @@ def gradcheck_conv(A_prev, W, b=None, params: Union[ConvParams, dict, None] = No
     G = _upstream(grad, (A.shape[0],) + out_shape, seed, notes, layout, "the upstream gradient (--grad)")
     problem = ConvProblem(A, Wt, bias, params, G)
     result = check_problem(problem, method=method, samples=samples, eps=eps, tol=tol, seed=seed,
-                           progress=progress, label=label, params=_describe(params), notes=notes)
+                           progress=progress, label=label, params=describe_params(params), notes=notes)
     return relayout(result, NCHW_PERMS) if layout == "nchw" else result
 
 
@@ -158,7 +158,7 @@ def gradcheck_pool(A_prev, params: Union[PoolParams, dict, None] = None, *, grad
     (True, 4)
     """
     validate_settings(method, samples, eps, tol, seed)
-    params = _as_params(params, "pool")
+    params = as_params(params, "pool")
     check_layout(layout)
     notes: list = []
     A = _as_float64(A_prev, "A_prev", notes)
@@ -172,11 +172,11 @@ def gradcheck_pool(A_prev, params: Union[PoolParams, dict, None] = None, *, grad
                   "the upstream gradient (--grad)")
     problem = PoolProblem(A, params, G)
     result = check_problem(problem, method=method, samples=samples, eps=eps, tol=tol, seed=seed,
-                           progress=progress, label=label, params=_describe(params), notes=notes)
+                           progress=progress, label=label, params=describe_params(params), notes=notes)
     return relayout(result, NCHW_PERMS) if layout == "nchw" else result
 
 
-def _as_params(params, kind: str):
+def as_params(params, kind: str):
     """``params`` as ConvParams/PoolParams: None gives the defaults, an exercise-style dict is converted.
 
     Raises
@@ -200,7 +200,7 @@ def _as_params(params, kind: str):
                               f"dict{extra} as params, e.g. {{'pad': 1, 'stride': 2}}; got {type(params).__name__}")
 
 
-def _describe(params) -> dict:
+def describe_params(params) -> dict:
     """Hyperparameters as a JSON-ready dict."""
     d = {}
     for key, value in vars(params).items():

@@ -11,9 +11,12 @@ import math
 import numpy as np
 
 from .results import GradientResult, Offender
-from .spatial import pattern_hint, spatial_maps
+from .spatial import pattern_hint, sparse_spatial_maps, spatial_maps
 
 TOP_OFFENDERS = 5
+#: Gradients of at most this many elements keep ``errors`` in their own shape (NaN where not checked);
+#: larger ones (a streamed data set) keep only the height x width maps, built from the checked elements.
+DENSE_ERRORS = 2**24
 #: The gradient of each input, by input name.
 GRADIENT_NAMES = {"A_prev": "dA_prev", "W": "dW", "b": "db"}
 
@@ -45,13 +48,18 @@ def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, 
     rel = relative_error(a, n)
     rel_floor = relative_floor(floor, a, n)
     bad = element_fails(err, n, tol) & ~(err <= floor)
-    errors = np.full(shape, np.nan)
-    errors.reshape(-1)[idx] = np.where(np.isfinite(err), err, np.inf)
-    error_map, hint = None, None
+    shown = np.where(np.isfinite(err), err, np.inf)
+    errors, error_map, hint = None, None, None
+    if int(np.prod(shape)) <= DENSE_ERRORS:
+        errors = np.full(shape, np.nan)
+        errors.reshape(-1)[idx] = shown
     if len(shape) == 4:
-        failing_at = np.zeros(shape, dtype=bool)
-        failing_at.reshape(-1)[idx] = bad
-        error_map, failing_map = spatial_maps(errors, failing_at, axes)
+        if errors is not None:
+            failing_at = np.zeros(shape, dtype=bool)
+            failing_at.reshape(-1)[idx] = bad
+            error_map, failing_map = spatial_maps(errors, failing_at, axes)
+        else:
+            error_map, failing_map = sparse_spatial_maps(shape, idx, shown, bad, axes)
         stride_of = stride if axes in ("mhwc", "mchw") else (1, 1)  # a kernel's offsets have no stride
         hint = pattern_hint(failing_map, pads, stride_of)
     rank = np.argsort(-np.where(np.isfinite(err), err, np.inf), kind="stable")[:TOP_OFFENDERS]

@@ -157,7 +157,8 @@ class ConvProblem(ProblemDefaults):
         kh, kw = self.geom.kernel
         C = self.inputs["A_prev"].shape[3]
         n = self.n_C if channels is None else channels
-        return 8 * (self.inputs["A_prev"][0].size * 2 + oh * ow * (3 * n + kh * kw * C))
+        per_example = int(np.prod(self.inputs["A_prev"].shape[1:]))  # A_prev may be streamed: no A_prev[0]
+        return 8 * (per_example * 2 + oh * ow * (3 * n + kh * kw * C))
 
     def kinks(self, name: str, h: float) -> Optional[np.ndarray]:
         """A convolution is bilinear: no kinks."""
@@ -196,7 +197,7 @@ class ConvProblem(ProblemDefaults):
                 F2 = np.concatenate([F[0][..., q], F[1][..., q]], axis=3)
                 b2 = np.concatenate([bias[0][q], bias[1][q]])
                 for sl in batch_chunks(m, self._example_bytes(3 * k)):
-                    Z = conv2d(A[sl, ..., g * self.c_g:(g + 1) * self.c_g], F2, b2, self._single)
+                    Z = conv2d(A[sl][..., g * self.c_g:(g + 1) * self.c_g], F2, b2, self._single)
                     out[q] += np.einsum("mhwq,mhwq->q", Z[..., :k] - Z[..., k:], self.G[sl][..., k_of[q]])
         return out
 
@@ -214,20 +215,26 @@ class ConvProblem(ProblemDefaults):
         ``sum |G| (S + |b|)``, ``"max"`` the largest ``S + |b|``.
         """
         if getattr(self, "_floor_cache", None) is None:
-            A, W, b = (self.inputs[k] for k in self.names)
+            A = self.inputs["A_prev"]
             spread, per_w, per_b, top = np.empty(A.shape), np.zeros(self.n_C), np.zeros(self.n_C), 0.0
-            ones = np.ones_like(W)
             for sl in batch_chunks(A.shape[0], self._example_bytes()):
-                mag = self._magnitude(sl, bias=False)
-                absG = np.abs(self.G[sl])
-                Q = absG * mag
-                spread[sl] = conv2d_backward(Q, A[sl], ones, self.params).dA_prev
-                per_w += Q.sum(axis=(0, 1, 2))
-                per_b += (absG * (mag + np.abs(b))).sum(axis=(0, 1, 2))
-                if mag.size:
-                    top = max(top, float(np.max(mag + np.abs(b))))
+                spread[sl], w, b, t = self.floor_chunk(sl)
+                per_w += w
+                per_b += b
+                top = max(top, t)
             self._floor_cache = {"A_prev": spread, "W": per_w, "b": per_b, "max": top}
         return self._floor_cache
+
+    def floor_chunk(self, sl: slice, spread: bool = True):
+        """The rounding estimates of :meth:`_floor_terms` over the examples ``sl``:
+        (A_prev's spread or None, W's and b's per channel, the largest ``S + |b|``)."""
+        A, W, b = self.inputs["A_prev"], self.inputs["W"], self.inputs["b"]
+        mag = self._magnitude(sl, bias=False)
+        absG = np.abs(self.G[sl])
+        Q = absG * mag
+        out = conv2d_backward(Q, A[sl], np.ones_like(W), self.params).dA_prev if spread else None
+        top = float(np.max(mag + np.abs(b))) if mag.size else 0.0
+        return out, Q.sum(axis=(0, 1, 2)), (absG * (mag + np.abs(b))).sum(axis=(0, 1, 2)), top
 
     def step_scale(self, name: str) -> Optional[float]:
         """The bias's step follows the outputs it is added to (max of |b| and |A*W| terms); others: None."""

@@ -49,6 +49,25 @@ def spatial_maps(errors: np.ndarray, failing: np.ndarray, axes: str):
     return np.where(checked, top, np.nan), np.any(failing, axis=other)
 
 
+def sparse_spatial_maps(shape, idx: np.ndarray, errors: np.ndarray, failing: np.ndarray, axes: str):
+    """:func:`spatial_maps` of a gradient of ``shape`` known only at the flat indices ``idx``.
+
+    ``errors`` and ``failing`` are given per element of ``idx``; the maps are the
+    same as those of the dense arrays (NaN / unchecked elsewhere), without them.
+    """
+    spatial = SPATIAL_AXES.get(axes)
+    if spatial is None or len(shape) != 4 or len(idx) == 0:
+        return None, None
+    coords = np.unravel_index(np.asarray(idx, dtype=np.int64), shape)
+    at = (coords[spatial[0]], coords[spatial[1]])
+    hw = (shape[spatial[0]], shape[spatial[1]])
+    error_map = np.full(hw, np.nan)
+    np.fmax.at(error_map, at, errors)  # fmax: a NaN (not yet checked) gives way to any value
+    failing_map = np.zeros(hw, dtype=bool)
+    np.logical_or.at(failing_map, at, failing)
+    return error_map, failing_map
+
+
 def border_only(failing_map: np.ndarray) -> bool:
     """Whether every failing position lies on the outermost rows/columns (of a map at least 3x3)."""
     return bool(min(failing_map.shape) >= 3 and failing_map.any() and not failing_map[1:-1, 1:-1].any())

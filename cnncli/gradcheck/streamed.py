@@ -1,0 +1,427 @@
+"""The gradient check of one layer call on a data set read in batch chunks (HDF5, ``.npy``).
+
+The same check as :func:`.layers.gradcheck_conv` / :func:`.layers.gradcheck_pool`,
+with the same seed giving the same upstream gradient, directions and samples,
+but nothing as large as the data set is ever held in float64:
+
+- the upstream gradient G is drawn from the seed chunk by chunk: the very values
+  of the whole draw, drawn again when needed (:class:`DrawnUpstream`);
+- one pass over the batch computes, per chunk, A_prev's gradient (kept only at the
+  sampled elements), its rounding floor and its directional sums (per example);
+  dW, db and their rounding estimates accumulate over the chunks;
+- A_prev's sampled elements are checked from the examples that hold them, and a
+  failing directional check is localized in the examples that disagree;
+- W and b are checked by :mod:`.core` as in memory: each of their evaluations
+  runs over the batch chunk by chunk.
+
+On a large set (more than ``SAMPLE_WHOLE_LIMIT`` elements) A_prev's sample is
+stratified over examples first: one example from each of ``SAMPLED_EXAMPLES``
+equal parts of the set, then its elements (corners, edges, interior) as usual;
+a note says so.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+from ..engine import ConvParams, PoolParams, conv2d
+from ..errors import ShapeError
+from .context import Progress, TensorCheck, Tracker
+from .core import (AUTO_FULL_LIMIT, DEFAULT_EPS, DEFAULT_TOL, LOCALIZE_FULL_LIMIT, Coverage, auto_samples,
+                   inconclusive, merge, settle, step_size, tensor_check, validate_settings, verdict)
+from .directional import FAST_DIRECTIONS, LOCALIZE_BLOCKS, block_verdict, localize
+from .layers import as_params, describe_params
+from .lazy import DirectionChunks, DrawnUpstream, Examples
+from .metrics import gradient_metrics, gradient_name
+from .problems import MACHINE_EPS, ConvProblem, PoolProblem, batch_chunks
+from .results import CheckResult, GradientResult
+from .sampling import stratified_indices
+
+#: A_prev of at most this many elements is sampled as in memory (one mask over the whole set);
+#: a larger one by examples first (see the module docstring).
+SAMPLE_WHOLE_LIMIT = 2**22
+#: Examples a large set's A_prev sample is drawn from.
+SAMPLED_EXAMPLES = 64
+#: Examples a large set's directional check of A_prev moves (each costs six forward evaluations).
+DIRECTED_EXAMPLES = 256
+
+
+class _StreamedConv(ConvProblem):
+    """The convolution over a streamed batch, as :mod:`.core` checks W and b on it.
+
+    Its analytical dW, db and rounding estimates come from the one pass over the
+    batch (:func:`_pass`); each evaluation of W or b runs over the batch chunk by chunk.
+    """
+
+    names = ("W", "b")
+
+    def set_pass(self, grads: dict, floor_terms: dict) -> None:
+        self._grads, self._floor_cache = grads, floor_terms
+
+    def analytical(self):
+        return self._grads
+
+    def _filter_differences(self, F, bias, k_of: np.ndarray) -> np.ndarray:
+        """As :meth:`ConvProblem._filter_differences`; a bias's pairs share their filter (``F[0] is F[1]``),
+        so each distinct filter is evaluated once over the batch and the two biases added to it."""
+        if F[0] is not F[1] or self.groups != 1:
+            return super()._filter_differences(F, bias, k_of)
+        A = self.inputs["A_prev"]
+        ks, first = np.unique(k_of, return_index=True)
+        which = np.searchsorted(ks, k_of)
+        filters = F[0][..., first]
+        out = np.zeros(len(k_of))
+        for sl in batch_chunks(A.shape[0], self._example_bytes(3 * len(k_of))):
+            base = conv2d(A[sl], filters, None, self._single)[..., which]
+            Gk = self.G[sl][..., k_of]
+            # NOTE: (base + b+) - (base + b-) as the layer computes each output: the bias added to the product
+            out += np.einsum("mhwq,mhwq->q", (base + bias[0]) - (base + bias[1]), Gk)
+        return out
+
+
+def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolParams, dict, None] = None, *,
+                       kind: str = "conv", grad=None, method: str = "auto", samples: Optional[int] = None,
+                       eps: float = DEFAULT_EPS, tol: float = DEFAULT_TOL, seed: Optional[int] = 0,
+                       progress: Optional[Progress] = None, label: str = "") -> CheckResult:
+    """Check the engine's gradients of a conv or pool layer on a batch read chunk by chunk.
+
+    Parameters
+    ----------
+    A_prev : object with ``shape`` (m, n_H_prev, n_W_prev, n_C_prev) and ``[lo:hi]`` slices
+        E.g. a :class:`cnncli.passes.call.Batches`; chunks are read as float64 (NHWC).
+    W : ndarray, shape (f_h, f_w, n_C_prev // groups, n_C), optional
+        The filters (conv).
+    b : ndarray, shape (n_C,), optional
+        Zeros when omitted (conv).
+    params : ConvParams, PoolParams or dict, optional
+    kind : {"conv", "pool"}
+    grad : object like ``A_prev``, shape (m, n_H, n_W, n_C), optional
+        The upstream gradient; when omitted, the standard normal draw of ``seed`` that
+        the in-memory check makes (:class:`DrawnUpstream`).
+    method, samples, eps, tol, seed, progress, label
+        As :func:`cnncli.gradcheck.core.check_problem`.
+
+    Returns
+    -------
+    CheckResult
+        As the in-memory check's; ``errors`` of a gradient larger than ``metrics.DENSE_ERRORS``
+        elements is None (its maps are kept).
+
+    Raises
+    ------
+    ShapeError, HyperparameterError
+        As :func:`cnncli.gradcheck.gradcheck_conv`.
+    """
+    sample_size_free = samples is None
+    method, samples = validate_settings(method, samples, eps, tol, seed)
+    params = as_params(params, kind)
+    A = Examples(A_prev)
+    if kind == "conv":
+        W = np.ascontiguousarray(W, dtype=np.float64)
+        n_C = W.shape[3]
+        b = np.zeros(n_C) if b is None else np.asarray(b, dtype=np.float64).reshape(n_C)
+        out_hw = params.geometry(A.shape[1:3], W.shape[:2]).out_hw
+    else:
+        n_C = A.shape[3]
+        out_hw = params.geometry(A.shape[1:3]).out_hw
+    out_shape = (A.shape[0],) + tuple(out_hw) + (n_C,)
+    G = DrawnUpstream(seed, out_shape) if grad is None else Examples(grad)
+    if G.shape != out_shape:
+        raise ShapeError(f"the upstream gradient must have the output's shape {out_shape}, got {G.shape}")
+    if kind == "conv":
+        whole = _StreamedConv(A, W, b, params, G)
+
+        def make(A_c, G_c):
+            return ConvProblem(A_c, W, b, params, G_c)
+        per_example = whole._example_bytes()
+    else:
+        whole = None
+
+        def make(A_c, G_c):
+            return PoolProblem(A_c, params, G_c)
+        per_example = 8 * (2 * int(np.prod(A.shape[1:])) + 3 * int(np.prod(out_shape[1:])))
+    total = A.size + (W.size + b.size if kind == "conv" else 0)
+    method_used = ("full" if total <= AUTO_FULL_LIMIT else "fast+sample") if method == "auto" else method
+    rng = np.random.default_rng(seed)
+    tracker = Tracker(progress)
+    notes: list = []
+    chunks = batch_chunks(A.shape[0], per_example)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        if grad is not None and not any(np.any(G[sl]) for sl in chunks):
+            results = [_all_zero(name, shape) for name, shape in
+                       (("A_prev", A.shape), ("W", W.shape), ("b", b.shape))[:3 if kind == "conv" else 1]]
+            return CheckResult(kind, method, eps, tol, seed, tuple(results), (), label, describe_params(params))
+        n = samples
+        if sample_size_free and method_used == "fast+sample" and whole is not None:
+            n = auto_samples(whole, "A_prev", samples, notes)
+        results = [_check_A_prev(make, A, G, chunks, whole, eps, tol, rng, tracker, notes, method_used, n,
+                                 linear=kind == "conv" or params.mode != "max")]
+        if kind == "conv":
+            for name in ("W", "b"):
+                n = auto_samples(whole, name, samples, notes) if sample_size_free and method_used == "fast+sample" \
+                    else samples
+                t = tensor_check(whole, name, whole.analytical()[name], eps, tol, rng, tracker, notes)
+                results.append(t if isinstance(t, GradientResult) else verdict(t, eps, method_used, n))
+    return CheckResult(kind, method, eps, tol, seed, tuple(results), tuple(notes), label, describe_params(params))
+
+
+def _all_zero(name: str, shape) -> GradientResult:
+    gname = gradient_name(name)
+    return inconclusive(gname, name, np.broadcast_to(0.0, shape), (
+        f"{gname}: --grad is all zeros: every gradient is zero whatever the layer does; "
+        "nothing is tested (give a nonzero upstream gradient, or omit --grad for a random one)"))
+
+
+def _stuck(x: np.ndarray, h: float) -> np.ndarray:
+    return ((x + h) == x) | ((x - h) == x)
+
+
+def _excluded(p, x: np.ndarray, h: float) -> np.ndarray:
+    """Elements of one chunk not checked: unchanged by the step, or kinks at it."""
+    kinks = p.kinks("A_prev", h)
+    stuck = _stuck(x, h)
+    return stuck if kinks is None else (stuck | kinks)
+
+
+def _check_A_prev(make: Callable, A: Examples, G, chunks, whole, eps, tol, rng, tracker, notes, method: str,
+                  samples: int, linear: bool) -> GradientResult:
+    """A_prev's check, as :func:`.core.tensor_check` then :func:`.core.verdict` do it in memory, chunk by chunk."""
+    name, shape = "A_prev", A.shape
+    gname = gradient_name(name)
+    top = max((float(np.max(np.abs(A[sl]))) for sl in chunks), default=0.0)
+    h = step_size(np.array([top]), eps, linear=linear)
+    n_stuck, cover, n_excluded = 0, Coverage(), 0
+    for sl in chunks:  # what cannot be checked, counted chunk by chunk (nothing kept)
+        x = A[sl]
+        p = make(x, G[sl])
+        kinks = p.kinks(name, h)
+        stuck = _stuck(x, h)
+        n_stuck += int(stuck.sum())
+        excluded = stuck if kinks is None else (stuck | kinks)
+        n_excluded += int(excluded.sum())
+        if excluded.any():
+            ties = p.kinks(name, 0.0) if kinks is not None else None
+            cover = cover + Coverage.of(excluded, kinks, ties, p.reads(name))
+    if n_stuck:
+        notes.append(f"{n_stuck} element(s) of {name} do not change under eps={eps:g} "
+                     f"(x + eps == x); they are skipped: use a larger --eps")
+    reason = cover.reason(name, eps, h, notes) if n_excluded else None
+    if reason is not None:
+        return inconclusive(gname, name, np.broadcast_to(0.0, shape), reason, kinks=n_excluded)
+    if n_excluded == A.size or (cover.n_read and cover.n_read == cover.n_out):
+        return GradientResult(gname, shape, "mhwc", "none", np.nan, np.nan, 0, 0, n_excluded, 0, True)
+    D = DirectionChunks(rng, shape) if method not in ("full", "sample") else None
+    # the sample is drawn now, from the generator where the in-memory check draws it (after the directions),
+    # so that the one pass below can keep A_prev's gradient at the sampled elements; "fast" draws it only
+    # when a failing check needs it: on a copy, replayed on the generator itself if so
+    if method == "full":
+        idx = np.flatnonzero(~np.concatenate([_excluded(make(A[sl], G[sl]), A[sl], h).reshape(-1) for sl in chunks]))
+    else:
+        draw = rng if method != "fast" else _copy(rng)
+        idx = _sample(make, A, G, chunks, h, samples, draw, notes)
+    directed = None
+    if D is not None and A.size > SAMPLE_WHOLE_LIMIT:
+        directed = _directed_examples(A.shape[0], notes)
+    sums = _pass(make, A, G, chunks, whole, h, D, idx, tracker, directed)
+    if not sums["finite"]:
+        return inconclusive(gname, name, np.broadcast_to(0.0, shape),
+                            f"{gname}: the loss overflows float64 at this scale (max |A_prev| {top:.2g}); "
+                            "rescale the input")
+    local = None
+    if method in ("full", "sample") or method == "fast+sample":
+        local = _elementwise(make, A, G, h, idx, sums["grad_at"], sums["floor_at"], n_excluded, tol, tracker,
+                             "fast+sample" if method == "fast+sample" else method, _geom(make, A, G))
+    if method in ("full", "sample"):
+        return settle(local, name, tol, notes, top)
+    fast, bad = block_verdict(sums["per_block"], sums["a_blk"], sums["l1_blk"], sums["f_blk"], name=name,
+                              shape=shape, n_excluded=n_excluded, tol=tol)
+    if fast.passed:
+        r = merge(fast, local, "fast+sample", passed=local.passed) if local is not None else fast
+        return settle(r, name, tol, notes, top)
+    if method == "fast":  # the context sample, drawn on the generator itself as the in-memory check does
+        idx = _sample(make, A, G, chunks, h, samples, rng, [])
+    r = _localized(make, A, G, chunks, h, D, bad, sums, idx, n_excluded, tol, rng, tracker, notes)
+    return settle(r, name, tol, notes, top)
+
+
+def _directed_examples(m: int, notes: list) -> Optional[np.ndarray]:
+    """On a large set, the examples the directions move: evenly spread, first and last included (a mask)."""
+    if m <= DIRECTED_EXAMPLES:
+        return None
+    mask = np.zeros(m, dtype=bool)
+    mask[np.unique(np.linspace(0, m - 1, DIRECTED_EXAMPLES).round().astype(np.int64))] = True
+    notes.append(f"dA_prev: the directional check moves {int(mask.sum())} of the {m} examples (evenly spread, "
+                 "first and last included), each compared on its own; every example's part of dW and db is "
+                 "checked")
+    return mask
+
+
+def _copy(rng: np.random.Generator) -> np.random.Generator:
+    bits = type(rng.bit_generator)()
+    bits.state = rng.bit_generator.state
+    return np.random.Generator(bits)
+
+
+def _geom(make, A, G):
+    """The layer's geometry (pads and stride decide the pattern hints), from a one-example problem."""
+    return make(A[0:1], G[0:1]).geom
+
+
+def _sample(make, A: Examples, G, chunks, h, n: int, rng, notes) -> np.ndarray:
+    """Flat indices of A_prev's sample: as in memory on a small set, stratified by examples first on a large one."""
+    m, per = A.shape[0], int(np.prod(A.shape[1:]))
+    if A.size <= SAMPLE_WHOLE_LIMIT:
+        excluded = np.concatenate([_excluded(make(A[sl], G[sl]), A[sl], h) for sl in chunks])
+        return stratified_indices(A.shape, "A_prev", n, rng, excluded)
+    k = min(m, SAMPLED_EXAMPLES, n)
+    edges = np.linspace(0, m, k + 1).astype(np.int64)
+    examples = edges[:-1] + (rng.random(k) * (edges[1:] - edges[:-1])).astype(np.int64)
+    x = np.concatenate([A[e:e + 1] for e in examples])
+    excluded = _excluded(make(x, np.concatenate([G[e:e + 1] for e in examples])), x, h)
+    local = stratified_indices(x.shape, "A_prev", n, rng, excluded)
+    notes.append(f"dA_prev: {local.size} elements sampled from {k} of the {m} examples (one from each "
+                 f"1/{k} of the set; corners, edges and interior within each); --samples N checks more")
+    return np.sort(examples[local // per] * per + local % per)
+
+
+def _pass(make, A: Examples, G, chunks, whole, h, D, idx, tracker, directed=None) -> dict:
+    """The one pass over the batch: per chunk A_prev's gradient, rounding floor and directional sums.
+
+    Keeps A_prev's gradient and floor at the flat indices ``idx`` only; the directions move
+    only the examples ``directed`` (a mask over the batch; None: all); accumulates dW and
+    db and the rounding estimates of W and b (for ``whole``, a conv) over the chunks.
+    """
+    m, per = A.shape[0], int(np.prod(A.shape[1:]))
+    P = FAST_DIRECTIONS if D is not None else 0
+    out = {"per_block": np.zeros((P, m)), "a_blk": np.zeros((P, m)), "l1_blk": np.zeros((P, m)),
+           "f_blk": np.zeros((P, m)), "grad_at": np.empty(len(idx)), "floor_at": np.zeros(len(idx)),
+           "finite": True}
+    dW = db = per_w = per_b = None
+    top = 0.0
+    tracker.plan(len(chunks))
+    ex_of = idx // per
+    for sl in chunks:
+        x, g = A[sl], G[sl]
+        p = make(x, g)
+        grads = p.analytical()
+        dA = grads["A_prev"]
+        here = (ex_of >= sl.start) & (ex_of < sl.stop)
+        rows = np.ones(sl.stop - sl.start, dtype=bool) if directed is None else directed[sl]
+        needed = bool(here.any() or (P and rows.any()))  # A_prev's floor: only where it is compared
+        floor = None
+        if whole is not None:
+            # per chunk: the same sums the in-memory check adds up chunk by chunk; A_prev's spread (a backward
+            # pass of its own) only for the examples compared, each example's spread being its own
+            _, w, b, t = p.floor_chunk(slice(None), spread=False)
+            if needed:
+                keep = rows.copy()
+                keep[np.unique(ex_of[here] - sl.start)] = True
+                spread = np.zeros(x.shape)
+                spread[keep] = make(x[keep], g[keep]).floor_chunk(slice(None))[0]
+                floor = MACHINE_EPS * spread / h
+            dW = grads["W"] if dW is None else dW + grads["W"]
+            db = grads["b"] if db is None else db + grads["b"]
+            per_w = w if per_w is None else per_w + w
+            per_b = b if per_b is None else per_b + b
+            top = max(top, t)
+        elif needed:
+            floor = p.rounding_floor("A_prev", h)
+        out["finite"] &= bool(np.all(np.isfinite(dA)) and (floor is None or np.all(np.isfinite(floor))))
+        at = idx[here] - sl.start * per
+        out["grad_at"][here] = dA.reshape(-1)[at]
+        if floor is not None:
+            out["floor_at"][here] = floor.reshape(-1)[at]
+        if P and rows.any():
+            excluded = _excluded(p, x, h) | ~rows[:, None, None, None]
+            k = sl.stop - sl.start
+            for q in range(P):
+                d = D.chunk(q, sl.start, sl.stop, excluded)
+                out["per_block"][q, sl] = p.directional_blocks("A_prev", d[None], h)[0] / (2 * h)
+                flat = (((x + h * d) - (x - h * d)) / (2 * h)).reshape(k, -1)
+                t = flat * dA.reshape(k, -1)
+                out["a_blk"][q, sl] = t.sum(axis=1)
+                out["l1_blk"][q, sl] = np.abs(t).sum(axis=1)
+                if floor is not None:
+                    out["f_blk"][q, sl] = (np.abs(flat) * floor.reshape(k, -1)).sum(axis=1)
+        tracker.tick(1)
+    if whole is not None:
+        whole.set_pass({"W": dW, "b": db}, {"W": per_w, "b": per_b, "max": top})
+    return out
+
+
+def _rows(src, examples) -> np.ndarray:
+    """The examples ``examples`` (sorted, unique) of a streamed source, read in runs of consecutive ones."""
+    parts, start = [], 0
+    for i in range(1, len(examples) + 1):
+        if i == len(examples) or examples[i] != examples[i - 1] + 1:
+            parts.append(src[int(examples[start]):int(examples[i - 1]) + 1])
+            start = i
+    return np.concatenate(parts)
+
+
+def _elementwise(make, A: Examples, G, h, idx, analytical, floor, n_excluded, tol, tracker, how, geom):
+    """Central differences of A_prev's elements ``idx`` (flat), from the examples that hold them.
+
+    ``analytical`` and ``floor`` (per element of ``idx``) come from the pass over the batch;
+    None computes them from those examples.
+    """
+    per = int(np.prod(A.shape[1:]))
+    tracker.plan(len(idx))
+    numerical = np.empty(0)
+    if len(idx):
+        examples = np.unique(idx // per)
+        x, g = _rows(A, examples), _rows(G, examples)
+        local = np.searchsorted(examples, idx // per) * per + idx % per
+        p = make(x, g)
+        if analytical is None:
+            analytical = p.analytical()["A_prev"].reshape(-1)[local]
+            f = p.rounding_floor("A_prev", h)
+            floor = None if f is None else f.reshape(-1)[local]
+        xs = x.reshape(-1)[local]
+        plus, minus = xs + h, xs - h
+        numerical = p.differences("A_prev", local, plus, minus, tracker.tick) / (plus - minus)
+    elif analytical is None:
+        analytical = np.empty(0)
+    return gradient_metrics("dA_prev", A.shape, "mhwc", how, idx, analytical, numerical, n_excluded, tol, floor,
+                            pads=geom.pads, stride=geom.stride)
+
+
+def _localized(make, A: Examples, G, chunks, h, D, bad, sums, context, n_excluded, tol, rng, tracker, notes):
+    """A failing directional check localized elementwise: in full on a small A_prev, else by bisecting the
+    examples that disagree (at most ``LOCALIZE_BLOCKS``), with the sample as context (as :mod:`.core`)."""
+    per = int(np.prod(A.shape[1:]))
+    fast, _ = block_verdict(sums["per_block"], sums["a_blk"], sums["l1_blk"], sums["f_blk"], name="A_prev",
+                            shape=A.shape, n_excluded=n_excluded, tol=tol)
+    geom = _geom(make, A, G)
+    if A.size - n_excluded <= LOCALIZE_FULL_LIMIT:
+        how = "fast+full"
+        idx = np.flatnonzero(~np.concatenate([_excluded(make(A[sl], G[sl]), A[sl], h).reshape(-1) for sl in chunks]))
+    else:
+        how = "fast+bisect"
+        pairs = [(int(q), int(e)) for q, e in bad]
+        if any(e < 0 for _, e in pairs):  # no single example disagrees: bisect those that disagree most
+            q = pairs[0][0]
+            worst = np.argsort(-np.abs(sums["a_blk"][q] - sums["per_block"][q]), kind="stable")[:LOCALIZE_BLOCKS]
+            pairs = [(q, int(e)) for e in worst]
+        examples = np.array(sorted({e for _, e in pairs})[:LOCALIZE_BLOCKS], dtype=np.int64)
+        pairs = [(q, e) for q, e in pairs if e in set(examples.tolist())]
+        x, g = _rows(A, examples), _rows(G, examples)
+        p = make(x, g)
+        grad = p.analytical()["A_prev"]
+        floor = p.rounding_floor("A_prev", h)
+        excluded = _excluded(p, x, h)
+        Dx = np.stack([np.concatenate([D.chunk(q, int(e), int(e) + 1, excluded[i:i + 1])
+                                       for i, e in enumerate(examples)]) for q in range(FAST_DIRECTIONS)])
+        t = TensorCheck(p, "A_prev", x, grad, h, excluded, tol, rng, tracker, floor, notes)
+        blocks = np.broadcast_to(np.arange(len(examples)).reshape(-1, 1, 1, 1), x.shape)
+        found = localize(t, Dx, blocks, [(q, int(np.searchsorted(examples, e))) for q, e in pairs])
+        found = examples[found // per] * per + found % per
+        idx = np.union1d(found, context).astype(np.int64)
+    r = _elementwise(make, A, G, h, idx, None, None, n_excluded, tol, tracker, how, geom)
+    if r.failing == 0:
+        notes.append(f"{fast.name}: a directional check disagreed by {fast.max_abs_error:.2g} but no single "
+                     f"element did{'' if how == 'fast+full' else ' (of those localized and sampled)'}: "
+                     "rerun with --method full")
+    return merge(fast, r, how, passed=False)

@@ -1,0 +1,144 @@
+"""gradcheck on a data set read chunk by chunk: the same upstream gradient, directions and samples as
+the in-memory check with the same seed, the same verdicts, and memory that does not grow with the set."""
+
+import tracemalloc
+
+import h5py
+import numpy as np
+import pytest
+
+import cnncli.gradcheck.metrics as metrics
+import cnncli.gradcheck.problems as problems
+import cnncli.gradcheck.streamed as streamed
+from cnncli.engine import ConvParams, PoolParams
+from cnncli.gradcheck import directional, gradcheck_conv, gradcheck_pool
+from cnncli.gradcheck.lazy import DirectionChunks, DrawnUpstream
+from cnncli.gradcheck.streamed import gradcheck_streamed
+
+RNG = np.random.default_rng(1)
+A = RNG.integers(0, 256, size=(40, 16, 16, 3)).astype(np.float64)  # 30720 elements: sampled as in memory
+W = RNG.normal(size=(4, 4, 3, 8)) * 0.1
+B = RNG.normal(size=8)
+
+
+def test_the_upstream_gradient_drawn_by_slices_is_the_whole_draw_every_time():
+    shape = (9, 3, 4, 2)
+    whole = np.random.default_rng(7).standard_normal(shape)
+    G = DrawnUpstream(7, shape)
+    for lo, hi in [(3, 5), (0, 2), (7, 9), (3, 5), (2, 8), (8, 9), (0, 9)]:
+        np.testing.assert_array_equal(G[lo:hi], whole[lo:hi])
+
+
+def test_direction_chunks_are_the_fast_checks_directions():
+    shape = (5, 3, 4, 2)
+    excluded = np.random.default_rng(3).random(shape) < 0.2
+    D = directional.directions(np.random.default_rng(11), shape, excluded)
+    rng = np.random.default_rng(11)
+    chunks = DirectionChunks(rng, shape)
+    for p in (2, 0, 1):
+        for lo, hi in ((1, 4), (0, 5), (4, 5)):
+            np.testing.assert_array_equal(chunks.chunk(p, lo, hi, excluded[lo:hi]), D[p][lo:hi])
+    after = np.random.default_rng(11)
+    directional.directions(after, shape, excluded)
+    assert rng.random() == after.random()  # the generator moved on as the whole draw moves it
+
+
+def _same_check(a, s):
+    """Same verdicts, counts, worst elements and notes; metrics equal up to float64 rounding."""
+    da, ds = a.to_dict(), s.to_dict()
+    assert da["verdict"] == ds["verdict"] and da["notes"] == ds["notes"], (da, ds)
+    for ga, gs in zip(da["gradients"], ds["gradients"]):
+        for key in ("name", "shape", "method", "checked", "directions", "kinks", "failing", "passed", "verdict",
+                    "hint", "reason"):
+            assert ga[key] == gs[key], (key, ga, gs)
+        for key in ("rounding_floor", "tolerance"):
+            assert gs[key] == pytest.approx(ga[key], rel=1e-6), (key, ga, gs)
+        if not ga["passed"]:  # a passing gradient's errors are rounding: their size and place are noise
+            assert ga["worst_index"] == gs["worst_index"]
+            assert [o["index"] for o in ga["top"]] == [o["index"] for o in gs["top"]]
+            for key in ("relative_error", "max_abs_error"):
+                assert gs[key] == pytest.approx(ga[key], rel=1e-6), (key, ga, gs)
+
+
+@pytest.mark.parametrize("method", ["auto", "fast", "sample"])
+def test_a_streamed_conv_check_is_the_in_memory_check(method):
+    params = ConvParams(pad="same")
+    _same_check(gradcheck_conv(A, W, B, params, method=method, seed=3),
+                gradcheck_streamed(A, W, B, params, method=method, seed=3))
+
+
+@pytest.mark.parametrize("mode", ["max", "average"])
+def test_a_streamed_pool_check_is_the_in_memory_check(mode):
+    params = PoolParams(f=3, stride=2, mode=mode)
+    _same_check(gradcheck_pool(A, params, seed=2), gradcheck_streamed(A, params=params, kind="pool", seed=2))
+
+
+def _break_one_position(monkeypatch):
+    real = problems.conv2d_backward
+
+    def broken(G, A_prev, W_, params):
+        g = real(G, A_prev, W_, params)
+        dA = g.dA_prev.copy()
+        dA[:, 5, 7, 1] *= 1.001  # every example, one position: a wrong engine
+        return type(g)(dA, g.dW, g.db)
+
+    monkeypatch.setattr(problems, "conv2d_backward", broken)
+
+
+def test_a_wrong_gradient_fails_both_checks_at_the_same_element(monkeypatch):
+    _break_one_position(monkeypatch)
+    params = ConvParams(pad="same")
+    a, s = gradcheck_conv(A, W, B, params, seed=3), gradcheck_streamed(A, W, B, params, seed=3)
+    _same_check(a, s)
+    g = s.gradients[0]
+    assert s.verdict == "fail" and g.method == "fast+bisect" and g.worst.index[1:] == (5, 7, 1)
+
+
+def test_a_large_set_samples_by_examples_says_so_and_still_finds_a_wrong_element(monkeypatch):
+    _break_one_position(monkeypatch)
+    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 1000)
+    monkeypatch.setattr(streamed, "DIRECTED_EXAMPLES", 10)
+    r = gradcheck_streamed(A, W, B, ConvParams(pad="same"), seed=3)
+    g = r.gradients[0]
+    assert r.verdict == "fail" and g.failing >= 1 and g.worst.index[1:] == (5, 7, 1)
+    assert any(n.startswith("dA_prev: 256 elements sampled from 40 of the 40 examples") for n in r.notes)
+    assert any(n.startswith("dA_prev: the directional check moves 10 of the 40 examples") for n in r.notes)
+    assert r.gradients[1].passed and r.gradients[2].passed  # dW, db over every example
+
+
+def test_a_large_set_passes_on_the_engine_with_its_defaults_noted(monkeypatch):
+    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 1000)
+    monkeypatch.setattr(streamed, "DIRECTED_EXAMPLES", 10)
+    r = gradcheck_streamed(A, W, B, ConvParams(pad="same", stride=2), seed=4)
+    assert r.passed and r.gradients[0].checked == 256
+
+
+def test_an_all_zero_given_gradient_is_inconclusive_as_in_memory():
+    params = ConvParams(pad=1)
+    G = np.zeros((40, 15, 15, 8))  # f 4, pad 1: 15 x 15 outputs
+    a, s = gradcheck_conv(A, W, B, params, grad=G), gradcheck_streamed(A, W, B, params, grad=G)
+    assert a.to_dict()["gradients"] == s.to_dict()["gradients"] and s.verdict == "inconclusive"
+
+
+def test_the_streamed_check_reads_the_file_in_bounded_memory(tmp_path, monkeypatch):
+    # 300 uint8 images 32x32x3: in float64 A_prev is 7 MiB, G 19 MiB, dA_prev and its floor 7 MiB each;
+    # with 1 MiB budgets per evaluation, nothing of that size is ever held (the budgets, not the set,
+    # bound the check: at the default ones, 3000 images 64x64x3 peak at about 140 MB RSS).
+    monkeypatch.setattr(problems, "BATCH_BYTES", 2**20)
+    monkeypatch.setattr(problems, "CHUNK_BYTES", 2**20)
+    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 2**16)
+    monkeypatch.setattr(streamed, "SAMPLED_EXAMPLES", 16)
+    monkeypatch.setattr(metrics, "DENSE_ERRORS", 2**16)
+    path = tmp_path / "set.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.random.default_rng(0).integers(0, 256, size=(300, 32, 32, 3), dtype=np.uint8)
+    with h5py.File(path, "r") as f:
+        x = f["x"]
+        tracemalloc.start()
+        try:
+            r = gradcheck_streamed(x, W, B, ConvParams(pad="same"))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert r.passed and r.gradients[0].errors is None and r.gradients[0].error_map.shape == (32, 32)
+    assert peak < 10 * 2**20, peak / 2**20  # measured 7.9 MiB; G alone is 19 MiB
