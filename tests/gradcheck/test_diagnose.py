@@ -90,3 +90,24 @@ def test_a_single_bad_element_of_a_real_check_gets_no_hint():
         p.analytical = lambda w=wrong: w
         g = check_problem(p, method="full").gradients[0]
         assert g.failing == 1 and g.worst.index == index and g.hint is None, g.hint
+
+
+def test_sparse_spatial_maps_are_the_dense_maps():
+    from cnncli.gradcheck.spatial import sparse_spatial_maps
+
+    rng = np.random.default_rng(4)
+    for axes, shape in (("mhwc", (3, 5, 6, 2)), ("hwio", (4, 3, 2, 5))):
+        idx = np.sort(rng.choice(int(np.prod(shape)), size=40, replace=False))
+        err = rng.random(40)
+        err[3] = np.inf
+        bad = rng.random(40) < 0.3
+        errors = np.full(shape, np.nan)
+        errors.reshape(-1)[idx] = err
+        failing = np.zeros(shape, dtype=bool)
+        failing.reshape(-1)[idx] = bad
+        dense = spatial_maps(errors, failing, axes)
+        sparse = sparse_spatial_maps(shape, idx, err, bad, axes)
+        np.testing.assert_array_equal(sparse[0], dense[0])
+        np.testing.assert_array_equal(sparse[1], dense[1])
+    assert sparse_spatial_maps((3, 5, 6, 2), np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, bool),
+                               "mhwc") == (None, None)
