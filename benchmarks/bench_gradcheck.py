@@ -13,7 +13,7 @@ Rows (the issue's targets):
 - conv A_prev (4,16,16,8), W (3,3,8,16), pad 1: the default method (target: < 10 s);
 - ``--hdf5``: an HDF5 set of 3000 uint8 images 64x64x3 (``--hdf5-m`` to change), W (4,4,3,8), b,
   pad same: ``cnncli gradcheck`` (streamed) against one ``cnncli forward`` over the same data,
-  whole-process wall and CPU times and peak RSS of each (targets: peak RSS <= 400 MB,
+  whole-process wall and CPU times and peak RSS of each (``os.wait4``; targets: peak RSS <= 400 MB,
   time <= 10x the forward's, a PASS). Takes minutes.
 
 Both sides are separate ``python`` processes started the same way (interpreter
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -66,15 +65,13 @@ def _median(cmd, env, runs: int) -> float:
 
 
 def _measure(cmd, env):
-    """(wall s, CPU s, peak RSS MB, exit code) of one child process (RSS from the OS, via getrusage)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """(wall s, CPU s, peak RSS MB, exit code) of one child process (its own rusage, from os.wait4)."""
     t = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    # ru_maxrss of the children is the largest so far: run the smaller process (forward) first
-    return wall, cpu, after.ru_maxrss / 1024, done.returncode
+    child.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, child.returncode
 
 
 def _hdf5_case(tmp: Path, m: int, env, py) -> None:
