@@ -10,7 +10,7 @@ their exact signatures, backed by the fast engine in :mod:`cnncli.engine`::
 # NOTE: the names are resolved on first use (PEP 562), not imported here: every command
 # line tool starts by importing this package, and `cnncli --version` or `cnncli shape`
 # must not pay for numpy and the engine (issue 11: start-up within 1.5x `import numpy`).
-__all__ = [  # exactly the classic exercise's functions (cnncli.api.__all__; a test checks they agree)
+__all__ = [  # exactly the classic exercise's functions; cnncli.api takes its __all__ from here
     "conv_backward",
     "conv_forward",
     "conv_single_step",

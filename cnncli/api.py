@@ -19,6 +19,7 @@ import numpy as np
 
 from .engine import ConvParams, PoolParams, conv2d, conv2d_backward, pool2d, pool2d_backward
 from .engine.params import CONV_KEYS, POOL_KEYS, check_hparameters
+from . import __all__ as _PACKAGE_NAMES
 from .errors import HyperparameterError, ShapeError
 from .io.text import read_hyperparameters, read_pad
 
@@ -285,13 +286,4 @@ def distribute_value(dz, shape):
     return np.full((n_H, n_W), float(np.asarray(dz).item()) / (n_H * n_W))
 
 
-__all__ = [
-    "conv_backward",
-    "conv_forward",
-    "conv_single_step",
-    "create_mask_from_window",
-    "distribute_value",
-    "pool_backward",
-    "pool_forward",
-    "zero_pad",
-]
+__all__ = list(_PACKAGE_NAMES)  # one list: the package resolves these lazily without importing this module

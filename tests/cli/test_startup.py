@@ -41,6 +41,8 @@ def test_lazy_package_exposes_the_api():
     from cnncli import api
 
     assert cnncli.__all__ == api.__all__
+    for name in cnncli.__all__:  # the one list names only functions api defines
+        assert callable(api.__dict__[name]) and getattr(cnncli, name) is api.__dict__[name]
     assert cnncli.conv_forward is api.conv_forward
     with pytest.raises(AttributeError):
         cnncli.no_such_function  # noqa: B018
