@@ -84,35 +84,57 @@ def _rf_text(layer: LayerResult) -> str:
     return "n/a" if layer.rf is None else f"{layer.rf[0]}x{layer.rf[1]} ({_hw(layer.jump)})"
 
 
-def _print_tconv(layer: LayerResult, out: Console) -> None:
-    """The one-layer report of a transposed convolution."""
-    spec, g_in, g_out = layer.spec, layer.input, layer.output
-    t, b, l, r = layer.pads
+def _layer_grid(layer: LayerResult, title: str) -> Table:
+    """The two-column grid of a one-layer report, opened with its layer, input and output rows."""
+    g_in, g_out = layer.input, layer.output
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    grid.add_row("layer", f"tconv  {spec.summary}  (PyTorch's ConvTranspose2d)")
+    grid.add_row("layer", title)
     grid.add_row("input", g_in.text() + (" (nchw)" if g_in.layout == "nchw" else "")
                  + ("" if g_in.channels_known else "  (channels not given: 1 assumed)"))
     grid.add_row("output", Text(g_out.text(), style="bold green"))
-    grid.add_row("formula", TCONV_FORMULA)
-    axes = [f"({n} - 1)*{spec.stride[a]} - {pb} - {pa} + {spec.dilation[a]}*({spec.f[a]}-1) + "
-            f"{spec.output_padding[a]} + 1 = {o}"
-            for a, (n, pb, pa, o) in enumerate(((g_in.h, t, b, g_out.h), (g_in.w, l, r, g_out.w)))]
+    return grid
+
+
+def _add_axes(grid: Table, axes) -> None:
+    """The height and width formula rows, one row when both axes read the same."""
     if axes[0] == axes[1]:
         grid.add_row("height, width", axes[0])
     else:
         grid.add_row("height", axes[0])
         grid.add_row("width", axes[1])
+
+
+def _weights_text(layer: LayerResult) -> str:
+    """The parameter count of a layer with weights, and what it counts."""
+    bias = f" + {layer.output.c} biases" if layer.spec.bias else ""
+    return f"{layer.params:,} ({'*'.join(map(str, layer.weight_shape))} weights{bias})"
+
+
+def _activations_text(layer: LayerResult) -> str:
+    """The output's size in values and in bytes at float32 and float64."""
+    return (f"output {layer.output.elements:,} values: {_bytes(layer.memory(4))} float32, "
+            f"{_bytes(layer.memory(8))} float64")
+
+
+def _print_tconv(layer: LayerResult, out: Console) -> None:
+    """The one-layer report of a transposed convolution."""
+    spec, g_in, g_out = layer.spec, layer.input, layer.output
+    t, b, l, r = layer.pads
+    grid = _layer_grid(layer, "tconv  " + spec.summary + "  (PyTorch's ConvTranspose2d)")
+    grid.add_row("formula", TCONV_FORMULA)
+    axes = [f"({n} - 1)*{spec.stride[a]} - {pb} - {pa} + {spec.dilation[a]}*({spec.f[a]}-1) + "
+            f"{spec.output_padding[a]} + 1 = {o}"
+            for a, (n, pb, pa, o) in enumerate(((g_in.h, t, b, g_out.h), (g_in.w, l, r, g_out.w)))]
+    _add_axes(grid, axes)
     grid.add_row("pads", f"top {t}, bottom {b}, left {l}, right {r} (cropped from the output)")
     grid.add_row("receptive field", "n/a (an output of a transposed convolution sees a number of inputs that "
                                     "depends on its position)")
-    bias = f" + {g_out.c} biases" if spec.bias else ""
-    grid.add_row("parameters", f"{layer.params:,} ({'*'.join(map(str, layer.weight_shape))} weights{bias})")
+    grid.add_row("parameters", _weights_text(layer))
     grid.add_row("MACs", f"{layer.macs:,}  (every input pixel times every weight; FLOPs = 2 x MACs = "
                          f"{layer.flops:,})" + (f" for a batch of {g_in.m}" if g_in.m > 1 else ""))
-    grid.add_row("activations", f"output {g_out.elements:,} values: {_bytes(layer.memory(4))} float32, "
-                                f"{_bytes(layer.memory(8))} float64")
+    grid.add_row("activations", _activations_text(layer))
     out.print(grid)
 
 
@@ -130,22 +152,12 @@ def print_layer(result: StackResult, out: Console) -> None:
         return
     spec, g_in, g_out = layer.spec, layer.input, layer.output
     t, b, l, r = layer.pads
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    grid.add_row("layer", f"{spec.kind}  {spec.summary}")
-    grid.add_row("input", g_in.text() + (" (nchw)" if g_in.layout == "nchw" else "")
-                 + ("" if g_in.channels_known else "  (channels not given: 1 assumed)"))
-    grid.add_row("output", Text(g_out.text(), style="bold green"))
+    grid = _layer_grid(layer, f"{spec.kind}  {spec.summary}")
     grid.add_row("formula", FORMULA + ("  (ceil mode: round up, drop a last window starting in the padding)"
                                        if spec.ceil_mode else ""))
     axes = [size_formula(n, spec.f[a], spec.stride[a], spec.dilation[a], pb, pa, o, spec.ceil_mode)
             for a, (n, pb, pa, o) in enumerate(((g_in.h, t, b, g_out.h), (g_in.w, l, r, g_out.w)))]
-    if axes[0] == axes[1]:
-        grid.add_row("height, width", axes[0])
-    else:
-        grid.add_row("height", axes[0])
-        grid.add_row("width", axes[1])
+    _add_axes(grid, axes)
     how = " (TensorFlow's 'same' split: the extra pixel at the bottom/right)" if spec.pad == "same" and (
         t != b or l != r) else ""
     grid.add_row("pads", f"top {t}, bottom {b}, left {l}, right {r}{how}")
@@ -156,14 +168,12 @@ def print_layer(result: StackResult, out: Console) -> None:
                  f"output (0,0) sees input rows {_num(rows[0])}..{_num(rows[1])}, "
                  f"cols {_num(cols[0])}..{_num(cols[1])})")
     if spec.kind == "conv":
-        bias = f" + {g_out.c} biases" if spec.bias else ""
-        grid.add_row("parameters", f"{layer.params:,} ({'*'.join(map(str, layer.weight_shape))} weights{bias})")
+        grid.add_row("parameters", _weights_text(layer))
         grid.add_row("MACs", f"{layer.macs:,}  (FLOPs = 2 x MACs = {layer.flops:,})"
                      + (f" for a batch of {g_in.m}" if g_in.m > 1 else ""))
     else:
         grid.add_row("parameters", "0 (pooling has no weights; no MACs counted)")
-    grid.add_row("activations", f"output {g_out.elements:,} values: {_bytes(layer.memory(4))} float32, "
-                                f"{_bytes(layer.memory(8))} float64")
+    grid.add_row("activations", _activations_text(layer))
     out.print(grid)
     for note in result.notes + layer.notes:
         out.print(Text("note: " + note, style="yellow"))
