@@ -43,6 +43,28 @@ def as_int(value, name: str) -> int:
     raise HyperparameterError(f"{name} must be an integer, got {value!r}")
 
 
+def plain_scalar(value):
+    """The Python value of a numpy scalar or 0-d array (as read from files); anything else unchanged.
+
+    Parameters
+    ----------
+    value : object
+        A numpy scalar or 0-d array is replaced by ``value.item()``; arrays of any other
+        shape, numbers and text pass through as they are.
+
+    Returns
+    -------
+    object
+
+    Raises
+    ------
+    Nothing.
+    """
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    return value
+
+
 def as_flag(value, name: str) -> bool:
     """Read a yes/no hyperparameter: a bool or the integers 0/1 (numpy scalars included).
 
@@ -60,8 +82,7 @@ def as_flag(value, name: str) -> bool:
     >>> as_flag(False, "ceil_mode"), as_flag(1, "ceil_mode")
     (False, True)
     """
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy scalars from files
-        value = value.item()
+    value = plain_scalar(value)
     if isinstance(value, (bool, numbers.Integral)) and int(value) in (0, 1):
         return bool(value)
     raise HyperparameterError(f"{name} must be true or false (1/0), got {value!r}")

@@ -116,8 +116,7 @@ def read_flag(value, name: str) -> bool:
     >>> read_flag("false", "ceil_mode"), read_flag(b"ON", "ceil_mode"), read_flag(1, "ceil_mode")
     (False, True, True)
     """
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy scalars from files
-        value = value.item()
+    value = geo.plain_scalar(value)
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     if not isinstance(value, str):
