@@ -19,20 +19,20 @@ Knows nothing of the terminal.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Union
 
 import numpy as np
 
 from ..engine import layout as layouts
-from ..engine.geometry import WindowGeometry, normalize_mode
+from ..engine.geometry import WindowGeometry
 from ..engine.params import ConvParams, PoolParams
 from ..engine.shapes import ConvShapeError, check_conv_shapes, check_layer_fits
 from ..errors import HyperparameterError, InputError, ShapeError
 from ..io import cases, dtypes
-from ..io.text import read_flag, read_hyperparameters, read_int, read_pad, read_pair
+from ..io.text import read_flag, read_hyperparameters, read_int, read_pair
 from ..io.arrays import ArrayStream, check_array_file, load_array, open_array
+from .settings import CASE_KEYS_OF, CaseSettings, read_word
 
 #: Option names accepted by :func:`resolve_layer` besides ``source`` and ``stream``.
 OPTION_KEYS = ("layer", "weights", "bias", "f", "stride", "pad", "dilation", "groups", "mode",
@@ -166,64 +166,6 @@ class LayerCall:
         self.close()
 
 
-def _word(value, name: str, allowed) -> str:
-    word = str(value).strip().lower()
-    if word not in allowed:
-        raise HyperparameterError(f"{name} must be {' or '.join(repr(a) for a in allowed)}, got {value!r}")
-    return word
-
-
-_CASE_CHECKS = {
-    "layer": lambda v: _word(v, "layer", ("conv", "pool")),
-    "layout": lambda v: _word(v, "layout", ("nhwc", "nchw")),
-    "f": lambda v: read_pair(v, "f"),
-    "stride": lambda v: read_pair(v, "stride"),
-    "dilation": lambda v: read_pair(v, "dilation"),
-    "pad": read_pad,
-    "groups": lambda v: ConvParams(groups=read_int(v, "groups")),
-    "mode": normalize_mode,
-    "ceil_mode": lambda v: read_flag(v, "ceil_mode"),
-    "count_include_pad": lambda v: read_flag(v, "count_include_pad"),
-}
-_CASE_KEYS_OF = {"conv": ("stride", "pad", "dilation", "groups"),
-                 "pool": ("f", "stride", "pad", "dilation", "mode", "ceil_mode", "count_include_pad")}
-
-
-class _CaseSettings:
-    """The hyperparameters a case file sets that no option overrides (``used``), and where they come from.
-
-    Not :class:`cnncli.io.cases.Case` (a case file's arrays and attributes): this is what of it is in force.
-    """
-
-    def __init__(self, path: Optional[str], attrs: dict, opts: dict):
-        self.path = path
-        self.used = {k: v for k, v in attrs.items() if k in cases.CASE_KEYS and opts[k] is None}
-
-    def check(self, keys) -> None:
-        """Validate each of ``keys`` on its own, so that a bad value's error starts with the file name."""
-        for key in keys:
-            if key in self.used:
-                try:
-                    _CASE_CHECKS[key](self.used[key])
-                except HyperparameterError as exc:
-                    raise exc.with_context(f"{self.path!r}: ")
-
-    @contextmanager
-    def blame(self, *keys):
-        """Add the values the case set among ``keys`` to an error of their combination raised inside."""
-        try:
-            yield
-        except (HyperparameterError, ShapeError) as exc:
-            set_here = [f"{k}={_text(self.used[k])}" for k in keys if k in self.used]
-            if not set_here:
-                raise
-            raise exc.with_context(after=f" (the case {self.path!r} sets {', '.join(set_here)})")
-
-
-def _text(value) -> str:
-    return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
-
-
 def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: bool = True, **options) -> LayerCall:
     """Resolve SOURCE and the layer options into a :class:`LayerCall`.
 
@@ -280,7 +222,7 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
     if cases.is_case(source):
         attrs, refs = cases.case_refs(source)
         notes = cases.unused_attribute_notes(attrs)  # other attributes are allowed (metadata) and ignored
-    case = _CaseSettings(source, attrs, opts)
+    case = CaseSettings(source, attrs, opts)
     case.check(("layer", "layout"))
 
     def pick(key):
@@ -293,7 +235,7 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
 
     kind = pick("layer")
     if kind is not None:
-        kind = _word(kind, "--layer" if opts["layer"] is not None else "layer", ("conv", "pool"))
+        kind = read_word(kind, "--layer" if opts["layer"] is not None else "layer", ("conv", "pool"))
     elif "W" in refs:
         kind = "conv"
     elif pick("f") is not None or pick("mode") is not None:
@@ -311,8 +253,8 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
         if opts[key] is not None:
             raise HyperparameterError(f"{flag} applies to {'conv' if kind == 'pool' else 'pooling'} layers only; "
                                       f"this is a {kind} layer")
-    case.check(_CASE_KEYS_OF[kind])
-    layout = _word(_or(pick("layout"), "nhwc"), "--layout", ("nhwc", "nchw"))
+    case.check(CASE_KEYS_OF[kind])
+    layout = read_word(_or(pick("layout"), "nhwc"), "--layout", ("nhwc", "nchw"))
     target = dtypes.float64_unless_float32_asked(opts["dtype"])
 
     call = LayerCall(kind=kind, A_prev=None, W=None, b=None, params=None, grad=None, layout=layout, dtype=target,
@@ -354,7 +296,7 @@ def _batch_input(call: LayerCall, src) -> object:
     return _compute(layouts.to_nhwc(src, call.layout), call.dtype)
 
 
-def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool, case: _CaseSettings) -> None:
+def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool, case: CaseSettings) -> None:
     """Load every input of ``call`` and resolve its hyperparameters, validating as it goes."""
     stored: dict = {}
     call.A_prev = _batch_input(call, _load(call, "A_prev", refs["A_prev"], stream, stored, bool(opts["allow_external"])))
@@ -389,7 +331,7 @@ def _given(**values) -> dict:
     return read_hyperparameters({k: v for k, v in values.items() if v is not None})
 
 
-def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case: _CaseSettings) -> None:
+def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case: CaseSettings) -> None:
     """Filters, bias, groups and ConvParams; the engine's shape check, worded with file names and layout."""
     # NOTE: checking here, before any batch is streamed, lets the message name the file and speak the
     # user's layout; the check itself is the engine's (check_conv_shapes), so conv2d agrees with it.
@@ -457,11 +399,11 @@ def _flag(key: str, pick, opts: dict, default: bool) -> bool:
     value = pick(key)
     if value is None:
         return default
-    name = "--" + key.replace("_", "-") if opts[key] is not None else key  # a case's value: checked by _CaseSettings
+    name = "--" + key.replace("_", "-") if opts[key] is not None else key  # a case's value: checked by CaseSettings
     return read_flag(value, name)
 
 
-def _fill_pool(call: LayerCall, pick, opts: dict, case: _CaseSettings) -> None:
+def _fill_pool(call: LayerCall, pick, opts: dict, case: CaseSettings) -> None:
     """PoolParams; the stride defaults to the window."""
     if pick("f") is None:
         raise HyperparameterError("a pool layer needs a window size: give --f F (e.g. --f 2)")
