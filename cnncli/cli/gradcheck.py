@@ -170,10 +170,8 @@ def _check_source(source, options, method, samples, eps, tol, seed, tty, render)
     An HDF5 data set too large to hold whole in float64 is checked as
     ``forward`` reads it, chunk by chunk (:mod:`cnncli.gradcheck.streamed`).
     """
-    from ..gradcheck.core import relayout
-    from ..gradcheck.layers import NCHW_PERMS, gradcheck_conv, gradcheck_pool
-    from ..gradcheck.streamed import gradcheck_streamed
-    from ..passes.call import Batches, resolve_layer
+    from ..gradcheck.layercall import check_layer_call
+    from ..passes.call import resolve_layer
 
     # float64 asked for explicitly: the dtype note then says "computed in float64" and offers no --dtype float32.
     opts = dict(options, dtype="float64")
@@ -181,25 +179,14 @@ def _check_source(source, options, method, samples, eps, tol, seed, tty, render)
     if call is None:
         call = resolve_layer(source, **opts)
     size = math.prod(call.A_prev.shape) + (call.W.size if call.W is not None else 0)
-    kw = dict(grad=call.grad, method=method, samples=samples, eps=eps, tol=tol, seed=seed)
     from ..render.progress import progress_bar
 
     advice = ("to shorten: --method fast (random directions: seconds) or --method sample --samples N "
               "(N elements per tensor)" if method == "full" else
               "to shorten: --method fast, or a smaller --samples N")
     with call, progress_bar("gradcheck", show=tty and size > PROGRESS_VALUES, advice=advice) as progress:
-        if isinstance(call.A_prev, Batches):
-            result = gradcheck_streamed(call.A_prev, call.W, call.b, call.params, kind=call.kind,
-                                        progress=progress, **kw)
-        elif call.kind == "conv":
-            result = gradcheck_conv(call.A_prev, call.W, call.b, call.params, progress=progress, **kw)
-        else:
-            result = gradcheck_pool(call.A_prev, call.params, progress=progress, **kw)
-    if call.layout == "nchw":
-        result = relayout(result, NCHW_PERMS)
-    notes = tuple(call.notes) + tuple(n for n in result.notes if n not in call.notes)
-    return type(result)(result.layer, result.method, result.eps, result.tol, result.seed, result.gradients,
-                        notes, result.label, result.params)
+        return check_layer_call(call, progress=progress, method=method, samples=samples, eps=eps, tol=tol,
+                                seed=seed)
 
 
 def _streamed_call(source, opts):
