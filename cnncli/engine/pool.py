@@ -4,8 +4,9 @@ Both passes loop over the f_h*f_w kernel offsets only; each step is one
 vectorized operation over a cache-sized chunk of the batch, the chunks shared
 out over a few threads (numpy releases the GIL in ufunc loops). Taps that fall
 in the padding or the ceil-mode overflow are clipped rather than read from a
-padded copy. Max-pool backward finds each window's first maximum as a flat
-index and scatters the gradient with one ``bincount``.
+padded copy. Max-pool backward finds each window's first maximum by
+compare-and-select (running maximum, uint8 tap number) and adds each tap's
+winning gradients in one step per tap, on the stride's phase planes.
 
 Loop twins (the test oracle): :func:`cnncli.engine.reference.pool_forward_loops`
 and :func:`cnncli.engine.reference.pool_backward_loops`.
@@ -13,6 +14,7 @@ and :func:`cnncli.engine.reference.pool_backward_loops`.
 
 from __future__ import annotations
 
+import threading
 from typing import Optional
 
 import numpy as np
@@ -164,55 +166,94 @@ def pool2d_backward(dA, A_prev, params: Optional[PoolParams] = None, *, layout: 
 def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) -> None:
     """dA_prev of max pooling: each window's gradient to its first maximum in row-major order.
 
-    Works in the coordinates of a virtual padded input (pads and ceil-mode
-    overflow included) that is never materialised: each output keeps the flat
-    index of its winning tap, and ``bincount`` adds the gradients of windows
-    that share a winner. Chunks are whole examples (disjoint output pixels).
+    Compare-and-select over the taps keeps each window's running maximum and the
+    uint8 number of its tap; then each tap adds the gradients it won (one tap's
+    windows never share an input pixel). With a stride, both passes work on the
+    stride's phase planes (``A[:, p::s_h, q::s_w]``, contiguous copies), where a
+    tap's pixels are one contiguous block per row instead of a run of n_C.
+    Chunks are whole examples (disjoint output pixels).
     """
     m, H, W, C = A_prev.shape
     n_H, n_W = geom.out_hw
-    (sh, sw), (dh, dw) = geom.stride, geom.dilation
-    t, _, l, _ = geom.pads
-    Hv, Wv = (p + o for p, o in zip(geom.padded_hw, geom.overflow))
-    per_example = Hv * Wv * C * 8 + n_H * n_W * C * (3 * 8 + 1)
+    sh, sw = geom.stride
+    dtype = A_prev.dtype
+    per_example = H * W * C * dtype.itemsize * 2 + n_H * n_W * C * (2 * dtype.itemsize + 3)
     chunks = plan_chunks(m, 1, per_example, workspace_bytes, target=4 * 2**20)
-    ne = max(e1 - e0 for e0, e1, _, _ in chunks)
-    # Flat index in the virtual padded chunk of each window's first tap.
-    base = (np.arange(ne)[:, None, None, None] * (Hv * Wv * C)
-            + (np.arange(n_H) * (sh * Wv * C))[None, :, None, None]
-            + (np.arange(n_W) * (sw * C))[None, None, :, None]
-            + np.arange(C)[None, None, None, :])
-
     # Tap numbers in visiting order (row-major), only for the taps that read the input (a huge window
-    # over a small input has few); number 0 is tap (0, 0), the winner of a window that no value beats.
-    taps = list(clipped_taps(geom))
-    tap_offsets = np.array([0] + [(a * dh * Wv + b * dw) * C for a, b, *_ in taps], dtype=np.int64)
-    tap_dtype = np.uint8 if len(tap_offsets) <= 256 else np.int64
+    # over a small input has few); a window that no value beats (all -inf) keeps number 0, which
+    # belongs to tap (0, 0) as np.argmax says (dropped when that tap is in the padding).
+    taps = [(k, a, b, ho, wo, rows, cs) for k, (a, b, ho, wo, rows, cs) in enumerate(clipped_taps(geom), start=1)]
+    tap_dtype = np.uint8 if len(taps) < 256 else np.uint32
+    phased = (sh, sw) != (1, 1)
+
+    def plane_view(planes, rows, cs):
+        """The tap's input pixels as a block of its phase plane."""
+        return planes[rows.start % sh][cs.start % sw][
+            :, rows.start // sh:(rows.stop - 1) // sh + 1, cs.start // sw:(cs.stop - 1) // sw + 1]
+
+    local = threading.local()  # per-thread work arrays, reused by the thread's chunks (a fresh
+    # array of megabytes costs its page faults, about as much as the work on it)
+
+    def buffers(k):
+        """This thread's work arrays for a chunk of ``k`` examples."""
+        if getattr(local, "k", 0) < k:
+            local.k = k
+            local.planes = [[np.empty((k,) + A_prev[0, p::sh, q::sw].shape, dtype) for q in range(sw)]
+                            for p in range(sh)] if phased else None
+            local.grads = [[np.empty_like(a) for a in row] for row in local.planes] if phased else None
+            local.work = [np.empty((k, n_H, n_W, C), dtype=t) for t in (dtype, tap_dtype, bool, tap_dtype)]
+        return local.planes, local.grads, [a[:k] for a in local.work]
 
     def chunk(e0, e1, _r0, _r1):
         k = e1 - e0
-        best = np.full((k, n_H, n_W, C), -np.inf, dtype=A_prev.dtype)
-        winner = np.zeros((k, n_H, n_W, C), dtype=tap_dtype)  # tap number (see tap_offsets)
-        wins = np.empty((k, n_H, n_W, C), dtype=bool)
-        scratch = np.empty((k, n_H, n_W, C), dtype=tap_dtype)
+        x = A_prev[e0:e1]
+        planes, grads, (best, winner, wins, scratch) = buffers(k)
+        if phased:
+            planes = [[a[:k] for a in row] for row in planes]
+            grads = [[a[:k] for a in row] for row in grads]
+            for p in range(sh):
+                for q in range(sw):
+                    np.copyto(planes[p][q], x[:, p::sh, q::sw])
+                    grads[p][q].fill(0)
+        else:
+            planes = [[x]]
+            dA_prev[e0:e1] = 0
+            grads = [[dA_prev[e0:e1]]]
+        best.fill(-np.inf)
+        winner.fill(0)
         # NOTE: taps run in row-major order and only a strictly greater value takes
         # over, so the winner is the LAST tap that took over: the first maximum.
-        # Masked writes (copyto where=) are slow; multiply + maximum are not.
+        # Masked writes (copyto where=) are slow; multiply + maximum on uint8 are not.
         # A NaN is the window's maximum (the forward pass propagates it): the first
         # NaN wins, as np.argmax says; the extra test runs only when there is one.
-        has_nan = bool(np.isnan(A_prev[e0:e1]).any())
-        for number, (a, b, ho, wo, rows, cs) in enumerate(taps, start=1):
-            src, bv, wv = A_prev[e0:e1, rows, cs], best[:, ho, wo], wins[:, ho, wo]
+        has_nan = bool(np.isnan(x).any())
+        for number, _a, _b, ho, wo, rows, cs in taps:
+            src, bv, wv = plane_view(planes, rows, cs), best[:, ho, wo], wins[:, ho, wo]
             np.greater(src, bv, out=wv)
             if has_nan:
                 wv |= np.isnan(src) & ~np.isnan(bv)
             np.maximum(bv, src, out=bv)
-            sv = scratch[:, ho, wo]
+            sv, nv = scratch[:, ho, wo], winner[:, ho, wo]
             np.multiply(wv, tap_dtype(number), out=sv)
-            np.maximum(winner[:, ho, wo], sv, out=winner[:, ho, wo])
-        flat = np.take(tap_offsets, winner)
-        flat += base[:k]
-        grad = np.bincount(flat.ravel(), weights=dA[e0:e1].ravel(), minlength=k * Hv * Wv * C)
-        dA_prev[e0:e1] = grad.reshape(k, Hv, Wv, C)[:, t:t + H, l:l + W]
+            np.maximum(nv, sv, out=nv)
+        g, share = dA[e0:e1], best  # best is free now: it holds each tap's share of the gradient
+        g_finite = bool(np.isfinite(g).all())  # else 0 * inf would put NaN where no window won
+        for number, a, b, ho, wo, rows, cs in taps:
+            nv, sv, dst = winner[:, ho, wo], share[:, ho, wo], plane_view(grads, rows, cs)
+            select = np.less_equal if (a, b) == (0, 0) else np.equal  # 0: nothing beat -inf
+            if g_finite:
+                # NOTE: a float 0/1 mask straight from the comparison, then a same-dtype multiply:
+                # faster than multiplying by a bool mask (a cast per element) or a masked add.
+                select(nv, tap_dtype(number), out=sv, casting="unsafe")
+                np.multiply(sv, g[:, ho, wo], out=sv)
+                np.add(dst, sv, out=dst)
+            else:
+                wv = wins[:, ho, wo]
+                select(nv, tap_dtype(number), out=wv)
+                np.add(dst, g[:, ho, wo], out=dst, where=wv)
+        if phased:
+            for p in range(sh):
+                for q in range(sw):
+                    dA_prev[e0:e1, p::sh, q::sw] = grads[p][q]
 
     run_parallel(chunk, chunks)

@@ -141,3 +141,29 @@ def test_max_pool_nan_wins_its_window(cfg, seed):
     A = rng.integers(0, 3, a_shape).astype(np.float64)
     A[rng.random(a_shape) < 0.2] = np.nan
     _check(a_shape, kw, A, np.float64)
+
+
+@given(pool_configs(), st.integers(0, 2**16), st.sampled_from([np.float64, np.float32]))
+def test_max_pool_backward_ties_nans_infs_and_non_finite_gradients(cfg, seed, dtype):
+    """The compare-and-select path (phase planes when strided, float masks or masked adds)
+    against the loops: ties, NaN and +-inf in the input (an all -inf window sends its gradient
+    to tap (0, 0), as np.argmax), and inf/NaN in dA, which reach only the windows' winners."""
+    a_shape, kw = cfg
+    kw = dict(kw, mode="max")
+    params = _params(kw)
+    try:
+        params.geometry(a_shape[1:3])
+    except HyperparameterError:
+        assume(False)
+    rng = np.random.default_rng(seed)
+    A = rng.choice(np.array([0.0, 1.0, 2.0, np.nan, np.inf, -np.inf]), size=a_shape,
+                   p=[0.3, 0.2, 0.2, 0.1, 0.1, 0.1]).astype(dtype)
+    out_shape = pool_forward_loops(A, params).shape
+    dA = rng.integers(-3, 4, out_shape).astype(dtype)
+    if rng.random() < 0.5:
+        dA[rng.random(out_shape) < 0.15] = rng.choice([np.inf, -np.inf, np.nan])
+    got = pool2d_backward(dA, A, params)
+    want = pool_backward_loops(dA, A, params)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=0, atol=0)  # small integers: every sum is exact
