@@ -152,20 +152,18 @@ class Sandbox:
                 raise _Died from None
 
     def _read(self, n: int, deadline: float) -> bytes:
-        chunks, got = [], 0
-        while got < n:
+        def wait() -> None:  # the child has until the deadline to send each chunk
             left = deadline - time.monotonic()
             if left <= 0:
                 raise _Timeout
             readable, _, _ = select.select([self.from_child], [], [], left)
             if not readable:
                 raise _Timeout
-            chunk = os.read(self.from_child, min(n - got, 1 << 20))
-            if not chunk:
-                raise _Died
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
+
+        try:
+            return wire.read_exact(self.from_child, n, wait)
+        except EOFError:
+            raise _Died from None
 
     def _receive(self, deadline: float):
         """One reply frame; it must answer the last request (a process the user's code forked must not)."""

@@ -84,10 +84,12 @@ def split_body(body: bytes):
     return header, blobs
 
 
-def read_exact(fd: int, n: int) -> bytes:
-    """Read ``n`` bytes (blocking); :class:`EOFError` when the other side closed first."""
+def read_exact(fd: int, n: int, wait=None) -> bytes:
+    """Read ``n`` bytes; :class:`EOFError` when the other side closed first; ``wait()`` (may raise) before each read."""
     chunks, got = [], 0
     while got < n:
+        if wait is not None:
+            wait()
         chunk = os.read(fd, min(n - got, 1 << 20))
         if not chunk:
             raise EOFError
