@@ -58,11 +58,16 @@ def _builtin_for(param) -> _Builtin | None:
     return None
 
 
+def _runtime_param(param, typers_own):
+    """The parameter's converter, built once: a :class:`_Builtin` where one applies, else ``typers_own()``."""
+    if param._runtime_param is None:
+        param._runtime_param = _builtin_for(param) or typers_own()
+    return param._runtime_param
+
+
 class _Option(TyperOption):
     def get_runtime_param(self):
-        if self._runtime_param is None:
-            self._runtime_param = _builtin_for(self) or super().get_runtime_param()
-        return self._runtime_param
+        return _runtime_param(self, super().get_runtime_param)
 
     def display_type_rich(self, ctx):
         # A flag takes no value: show none (`--json`, not `--json <bool>`).
@@ -71,9 +76,7 @@ class _Option(TyperOption):
 
 class _Argument(TyperArgument):
     def get_runtime_param(self):
-        if self._runtime_param is None:
-            self._runtime_param = _builtin_for(self) or super().get_runtime_param()
-        return self._runtime_param
+        return _runtime_param(self, super().get_runtime_param)
 
     def display_type_rich(self, ctx):
         return None if self.metavar is not None else super().display_type_rich(ctx)  # SOURCE says what it is
