@@ -5,8 +5,8 @@ vectorized operation over a cache-sized chunk of the batch, the chunks shared
 out over a few threads (numpy releases the GIL in ufunc loops). Taps that fall
 in the padding or the ceil-mode overflow are clipped rather than read from a
 padded copy. Max-pool backward finds each window's first maximum by
-compare-and-select (running maximum, uint8 tap number) and adds each tap's
-winning gradients in one step per tap, on the stride's phase planes.
+compare-and-select (running maximum, uint8 tap number) on the stride's phase
+planes, then scatters with one ``bincount`` (float64) or an add per tap (float32).
 
 Loop twins (the test oracle): :func:`cnncli.engine.reference.pool_forward_loops`
 and :func:`cnncli.engine.reference.pool_backward_loops`.
@@ -167,17 +167,23 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
     """dA_prev of max pooling: each window's gradient to its first maximum in row-major order.
 
     Compare-and-select over the taps keeps each window's running maximum and the
-    uint8 number of its tap; then each tap adds the gradients it won (one tap's
-    windows never share an input pixel). With a stride, both passes work on the
-    stride's phase planes (``A[:, p::s_h, q::s_w]``, contiguous copies), where a
-    tap's pixels are one contiguous block per row instead of a run of n_C.
-    Chunks are whole examples (disjoint output pixels).
+    uint8 number of its tap. With a stride it works on the stride's phase planes
+    (``A[:, p::s_h, q::s_w]``, contiguous copies), where a tap's pixels are one
+    contiguous block per row instead of a run of n_C. float64 then scatters with
+    one ``bincount`` over the flat indices of the winners in a virtual padded
+    input (never materialised); float32 (which bincount would sum in float64)
+    has each tap add the gradients it won, one tap's windows never sharing an
+    input pixel. Chunks are whole examples (disjoint output pixels).
     """
     m, H, W, C = A_prev.shape
     n_H, n_W = geom.out_hw
     sh, sw = geom.stride
     dtype = A_prev.dtype
-    per_example = H * W * C * dtype.itemsize * 2 + n_H * n_W * C * (2 * dtype.itemsize + 3)
+    (dh, dw), (t, _, l, _) = geom.dilation, geom.pads
+    Hv, Wv = (p + o for p, o in zip(geom.padded_hw, geom.overflow))
+    by_bincount = dtype == np.float64  # NOTE: measured faster for float64, slower for float32
+    per_example = (H * W * C * dtype.itemsize * 2 + n_H * n_W * C * (2 * dtype.itemsize + 3)
+                   + (Hv * Wv * C * 8 + n_H * n_W * C * 8 if by_bincount else 0))
     chunks = plan_chunks(m, 1, per_example, workspace_bytes, target=4 * 2**20)
     # Tap numbers in visiting order (row-major), only for the taps that read the input (a huge window
     # over a small input has few); a window that no value beats (all -inf) keeps number 0, which
@@ -185,6 +191,14 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
     taps = [(k, a, b, ho, wo, rows, cs) for k, (a, b, ho, wo, rows, cs) in enumerate(clipped_taps(geom), start=1)]
     tap_dtype = np.uint8 if len(taps) < 256 else np.uint32
     phased = (sh, sw) != (1, 1)
+    if by_bincount:
+        ne = max(e1 - e0 for e0, e1, _, _ in chunks)
+        # Flat index in the virtual padded chunk of each window's first tap, and each tap's offset from it.
+        base = (np.arange(ne)[:, None, None, None] * (Hv * Wv * C)
+                + (np.arange(n_H) * (sh * Wv * C))[None, :, None, None]
+                + (np.arange(n_W) * (sw * C))[None, None, :, None]
+                + np.arange(C)[None, None, None, :])
+        tap_offsets = np.array([0] + [(a * dh * Wv + b * dw) * C for _, a, b, *_ in taps], dtype=np.int64)
 
     def plane_view(planes, rows, cs):
         """The tap's input pixels as a block of its phase plane."""
@@ -200,7 +214,8 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
             local.k = k
             local.planes = [[np.empty((k,) + A_prev[0, p::sh, q::sw].shape, dtype) for q in range(sw)]
                             for p in range(sh)] if phased else None
-            local.grads = [[np.empty_like(a) for a in row] for row in local.planes] if phased else None
+            local.grads = ([[np.empty_like(a) for a in row] for row in local.planes]
+                           if phased and not by_bincount else None)
             local.work = [np.empty((k, n_H, n_W, C), dtype=t) for t in (dtype, tap_dtype, bool, tap_dtype)]
         return local.planes, local.grads, [a[:k] for a in local.work]
 
@@ -210,15 +225,11 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
         planes, grads, (best, winner, wins, scratch) = buffers(k)
         if phased:
             planes = [[a[:k] for a in row] for row in planes]
-            grads = [[a[:k] for a in row] for row in grads]
             for p in range(sh):
                 for q in range(sw):
                     np.copyto(planes[p][q], x[:, p::sh, q::sw])
-                    grads[p][q].fill(0)
         else:
             planes = [[x]]
-            dA_prev[e0:e1] = 0
-            grads = [[dA_prev[e0:e1]]]
         best.fill(-np.inf)
         winner.fill(0)
         # NOTE: taps run in row-major order and only a strictly greater value takes
@@ -236,6 +247,20 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
             sv, nv = scratch[:, ho, wo], winner[:, ho, wo]
             np.multiply(wv, tap_dtype(number), out=sv)
             np.maximum(nv, sv, out=nv)
+        if by_bincount:
+            flat = np.take(tap_offsets, winner)
+            flat += base[:k]
+            grad = np.bincount(flat.ravel(), weights=dA[e0:e1].ravel(), minlength=k * Hv * Wv * C)
+            dA_prev[e0:e1] = grad.reshape(k, Hv, Wv, C)[:, t:t + H, l:l + W]
+            return
+        if phased:
+            grads = [[a[:k] for a in row] for row in grads]
+            for row in grads:
+                for a in row:
+                    a.fill(0)
+        else:
+            dA_prev[e0:e1] = 0
+            grads = [[dA_prev[e0:e1]]]
         g, share = dA[e0:e1], best  # best is free now: it holds each tap's share of the gradient
         g_finite = bool(np.isfinite(g).all())  # else 0 * inf would put NaN where no window won
         for number, a, b, ho, wo, rows, cs in taps:
