@@ -86,12 +86,12 @@ def check_conv_shapes(A_shape: Sequence[int], W_shape: Sequence[int], b_shape: O
     return groups
 
 
-def memory_bytes() -> int:
-    """This machine's physical memory in bytes (2**63 when the system does not say)."""
+def physical_memory() -> Optional[int]:
+    """This machine's physical memory in bytes, or None when the system does not say."""
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
-        return 2**63
+        return None
 
 
 def _size(n: int) -> str:
@@ -119,7 +119,7 @@ def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, item
     pool : bool
         A pooling layer (its padded input is checked too).
     limit : int, optional
-        Default: the machine's physical memory (:func:`memory_bytes`).
+        Default: the machine's physical memory (:func:`physical_memory`).
 
     Raises
     ------
@@ -127,7 +127,7 @@ def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, item
         One line naming the array and its size, e.g. "the padded input would be
         2000000006x2000000006: too large (...)".
     """
-    limit = memory_bytes() if limit is None else limit
+    limit = (physical_memory() or 2**63) if limit is None else limit
     if pool:
         hp, wp = (p + o for p, o in zip(geom.padded_hw, geom.overflow))
         need = hp * wp * n_C_prev * max(itemsize, 8)  # max-pool backward adds gradients in float64

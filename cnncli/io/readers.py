@@ -19,6 +19,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from ..engine.shapes import physical_memory
 from ..errors import InputError, PickledDataError
 
 _REF = re.compile(r"^(?P<path>.*?\.(?:npz|h5|hdf5))(?::(?P<name>.*))?$", re.IGNORECASE)
@@ -56,10 +57,8 @@ def memory_budget() -> int:
         if value < 1:
             raise InputError(f"CNNCLI_MEMORY_BYTES must be a positive number of bytes, got {text!r}")
         return value
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
-    except (ValueError, OSError, AttributeError):
-        return 4 * 2**30
+    physical = physical_memory()
+    return physical // 2 if physical else 4 * 2**30
 
 
 def _size(n: int) -> str:
