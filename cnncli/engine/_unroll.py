@@ -4,9 +4,9 @@ A correlation on one axis is described by a step and one source offset per tap:
 output o reads source row ``o*step + offs[a]`` for tap a; rows outside the source
 read as zeros. The forward pass uses ``offs[a] = a*dilation - pad_before``; each
 stride phase of the input gradient is a correlation of dZ with a subset of taps.
-Clipping each tap's range replaces a zero-padded copy of the input. Patches are
-unrolled chunk by chunk into a small reused workspace (threads split the copies:
-numpy releases the GIL in them) and multiplied by the weights with one BLAS call
+A chunk's patches are one strided view of the rows it reads (framed in zeros
+where the windows reach into the padding), copied in one call into a small reused
+workspace (threads split the copies: numpy releases the GIL in them) and multiplied by the weights with one BLAS call
 per chunk, written straight into the output. The adjoint of unrolling
 (:func:`unroll_adjoint`, "col2im") adds patch gradients back onto the input grid.
 
@@ -16,6 +16,8 @@ its inner sum) and :func:`~cnncli.engine.reference.conv_backward_loops`.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ._blas import available, single_blas_thread
@@ -24,7 +26,7 @@ from ._common import merge_rows, plan_chunks, run_parallel, split, threads, vali
 #: Chunks of patches smaller than this are unrolled (and added back) on one thread:
 #: handing them to the pool costs more than it saves.
 THREADED_MIN_BYTES = 2**18
-#: Copies of fewer elements than this go tap by tap: building a strided run view costs more.
+#: Adds of fewer elements than this go tap by tap in the adjoint: building a strided run view costs more.
 ROW_RUNS_MIN_ELEMENTS = 2**13
 #: Workspace of the shifted dW product per chunk (padded input and dZ of its examples).
 SHIFTED_CHUNK_BYTES = 4 * 2**20
@@ -34,68 +36,67 @@ def unroll_part(X, cols, base, e0, e1, r0, r1, step, offs_h, offs_w):
     """Fill ``cols[e - base[0], r - base[1]]`` for examples [e0, e1), output rows [r0, r1).
 
     cols: (ne, nr, n_W, groups, ka, kb, c_g) view; zero where a tap reads outside X.
+    The rows and columns the chunk's windows read are taken from X itself when they
+    lie inside it, else from a copy framed in zeros (:func:`_framed`); the patches are
+    then one strided view of that source, copied in one call (numpy releases the GIL
+    for it, so worker threads unroll in parallel). Offsets that are not evenly spaced
+    (never made by conv.py) take one copy per tap.
     """
-    H, Wd = X.shape[1:3]
-    groups, c_g = cols.shape[3], cols.shape[6]
     sh, sw = step
-    n_W = cols.shape[2]
     dst = cols[e0 - base[0]:e1 - base[0], r0 - base[1]:r1 - base[1]]
-    src_e = X[e0:e1]
-    n_r = r1 - r0
-    w_ranges = [valid_range(0, n_W, sw, ob, Wd) for ob in offs_w]
+    ne, nr, n_W, groups, ka, kb, c_g = dst.shape
+    y0, x0 = r0 * sh + min(offs_h), min(offs_w)
+    ny, nx = (r1 - 1) * sh + max(offs_h) + 1 - y0, (n_W - 1) * sw + max(offs_w) + 1 - x0
+    src = _framed(X, e0, e1, y0, ny, x0, nx)
+    s_e, s_y, s_x, s_c = src.strides
+    dh, dw = _spacing(offs_h), _spacing(offs_w)
+    if dh is not None and dw is not None:
+        view = np.lib.stride_tricks.as_strided(
+            src[:, r0 * sh + offs_h[0] - y0:, offs_w[0] - x0:], shape=dst.shape,
+            strides=(s_e, sh * s_y, sw * s_x, c_g * s_c, dh * s_y, dw * s_x, s_c), writeable=False)
+        dst[...] = view
+        return
     for a, oa in enumerate(offs_h):
-        h_lo, h_hi, rows = valid_range(r0, r1, sh, oa, H)
-        h_lo, h_hi = h_lo - r0, h_hi - r0
-        if h_lo == h_hi:
-            dst[:, :, :, :, a] = 0
-            continue
-        if h_lo > 0:
-            dst[:, :h_lo, :, :, a] = 0
-        if h_hi < n_r:
-            dst[:, h_hi:, :, :, a] = 0
-        # Columns [x_lo, x_hi) where every tap of the row is inside X (see row_runs).
-        x_lo, x_hi = row_runs(src_e, rows, dst[:, h_lo:h_hi, :, :, a], sw, offs_w) if groups == 1 else (0, 0)
-        for b, (w_lo, w_hi, cs) in enumerate(w_ranges):
-            d = dst[:, h_lo:h_hi, :, :, a, b]
-            if w_lo == w_hi:
-                d[...] = 0
-                continue
-            if w_lo > 0:
-                d[:, :, :w_lo] = 0
-            if w_hi < n_W:
-                d[:, :, w_hi:] = 0
-            for lo, hi in ((w_lo, min(w_hi, x_lo)), (max(w_lo, x_hi), w_hi)) if x_lo < x_hi else ((w_lo, w_hi),):
-                if lo < hi:
-                    src = src_e[:, rows, cs][:, :, lo - w_lo:hi - w_lo]
-                    d[:, :, lo:hi] = src.reshape(src.shape[:3] + (groups, c_g))
+        for b, ob in enumerate(offs_w):
+            part = src[:, r0 * sh + oa - y0:, ob - x0:][:, :(nr - 1) * sh + 1:sh, :(n_W - 1) * sw + 1:sw]
+            dst[:, :, :, :, a, b] = part.reshape(ne, nr, n_W, groups, c_g)
 
 
-def row_runs(src_e, rows, dst, sw, offs_w):
-    """Copy whole rows of taps at once where the column offsets are consecutive.
+def _spacing(offs):
+    """The common difference of evenly spaced offsets (0 for a single one), else None."""
+    d = offs[1] - offs[0] if len(offs) > 1 else 0
+    return d if d >= 0 and all(b - a == d for a, b in zip(offs, offs[1:])) else None
 
-    With offs_w = o, o+1, ..., o+kb-1 the kb taps of output column x read the
-    contiguous run X[x*sw + o : x*sw + o + kb, :] (kb*C values), and they sit
-    contiguously in cols too: one copy of long runs replaces kb copies of C
-    values (a big win for few channels, e.g. a 3-channel 7x7 stem). Returns the
-    column range done, ``(0, 0)`` when the layout does not allow it.
-    dst: (ne, nh, n_W, 1, kb, C) view of cols for one tap row.
+
+_frames = threading.local()
+
+
+def _framed(X, e0, e1, y0, ny, x0, nx):
+    """``X[e0:e1, y0:y0+ny, x0:x0+nx]`` with rows and columns outside X read as zeros.
+
+    A view of X when the box lies inside it; else a copy in a per-thread buffer that is
+    reused from call to call (only the frame around the copied part is zeroed).
     """
-    kb, C = len(offs_w), src_e.shape[3]
-    W = src_e.shape[2]
-    if (kb < 2 or dst.size < ROW_RUNS_MIN_ELEMENTS or list(offs_w) != list(range(offs_w[0], offs_w[0] + kb))
-            or src_e.strides[2] != C * src_e.strides[3]):
-        return 0, 0
-    x_lo = max(0, -(offs_w[0] // sw))
-    x_hi = min(dst.shape[2], (W - kb - offs_w[0]) // sw + 1)
-    if x_lo >= x_hi:
-        return 0, 0
-    base = src_e[:, rows, x_lo * sw + offs_w[0]:]
-    item = src_e.strides[3]
-    runs = np.lib.stride_tricks.as_strided(
-        base, shape=base.shape[:2] + (x_hi - x_lo, kb * C),
-        strides=base.strides[:2] + (sw * C * item, item), writeable=False)
-    merge_rows(dst[:, :, x_lo:x_hi, 0])[...] = runs
-    return x_lo, x_hi
+    m, H, W, C = X.shape
+    if y0 >= 0 and x0 >= 0 and y0 + ny <= H and x0 + nx <= W:
+        return X[e0:e1, y0:y0 + ny, x0:x0 + nx]
+    ne = e1 - e0
+    size = ne * ny * nx * C
+    buf = getattr(_frames, "buf", None)
+    if buf is None or buf.dtype != X.dtype or buf.size < size:
+        buf = _frames.buf = np.empty(max(size, 2 * (0 if buf is None else buf.size)), dtype=X.dtype)
+    P = buf[:size].reshape(ne, ny, nx, C)
+    ya, yb = min(max(0, -y0), ny), min(max(0, H - y0), ny)  # rows of P inside X: [ya, yb)
+    xa, xb = min(max(0, -x0), nx), min(max(0, W - x0), nx)
+    if ya >= yb or xa >= xb:
+        P[...] = 0
+        return P
+    P[:, :ya] = 0
+    P[:, yb:] = 0
+    P[:, ya:yb, :xa] = 0
+    P[:, ya:yb, xb:] = 0
+    P[:, ya:yb, xa:xb] = X[e0:e1, y0 + ya:y0 + yb, x0 + xa:x0 + xb]
+    return P
 
 
 def unroll(X, cols, e0, e1, r0, r1, step, offs_h, offs_w) -> None:

@@ -10,8 +10,11 @@ chunks shared out over threads, and the fallback on non-finite input.
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cnncli.engine import ConvParams, PoolParams, conv2d, conv2d_backward, pool2d, pool2d_backward
+from cnncli.engine._unroll import unroll_part
 from cnncli.engine.reference import conv_backward_loops, conv_forward_loops, pool_backward_loops, pool_forward_loops
 
 TOL = {np.float64: 1e-10, np.float32: 2e-4}
@@ -147,3 +150,46 @@ def test_one_blas_thread_inside_and_the_count_restored_after():
             assert get() == 1
         assert get() == 1  # the inner block does not restore early
     assert get() == before
+
+
+def _unroll_loops(X, e0, e1, r0, r1, n_W, groups, step, offs_h, offs_w):
+    """cols[e, r, x, g, a, b, c] = X[e0+e, (r0+r)*sh + offs_h[a], x*sw + offs_w[b], g*c_g + c], zero outside X."""
+    m, H, W, C = X.shape
+    c_g = C // groups
+    cols = np.zeros((e1 - e0, r1 - r0, n_W, groups, len(offs_h), len(offs_w), c_g), dtype=X.dtype)
+    for e in range(e1 - e0):
+        for r in range(r1 - r0):
+            for x in range(n_W):
+                for a, oa in enumerate(offs_h):
+                    for b, ob in enumerate(offs_w):
+                        y, z = (r0 + r) * step[0] + oa, x * step[1] + ob
+                        if 0 <= y < H and 0 <= z < W:
+                            cols[e, r, x, :, a, b] = X[e0 + e, y, z].reshape(groups, c_g)
+    return cols
+
+
+@settings(max_examples=60)
+@given(st.data())
+def test_unroll_part_matches_loops(data):
+    """Every window a chunk reads, framed in zeros or straight from X, evenly spaced taps or not."""
+    m, H, W = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9))
+    groups, c_g = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    step = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    offsets = st.lists(st.integers(-4, 6), min_size=1, max_size=4)
+    even = data.draw(st.booleans())
+    if even:
+        o_h, o_w = data.draw(st.integers(-4, 3)), data.draw(st.integers(-4, 3))
+        dh, dw = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2))
+        offs_h = [o_h + a * dh for a in range(data.draw(st.integers(1, 4)))]
+        offs_w = [o_w + b * dw for b in range(data.draw(st.integers(1, 4)))]
+    else:
+        offs_h, offs_w = data.draw(offsets), data.draw(offsets)
+    n_H, n_W = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 6))
+    e0 = data.draw(st.integers(0, m - 1))
+    e1 = data.draw(st.integers(e0 + 1, m))
+    r0 = data.draw(st.integers(0, n_H - 1))
+    r1 = data.draw(st.integers(r0 + 1, n_H))
+    X = np.random.default_rng(0).standard_normal((m, H, W, groups * c_g))
+    cols = np.full((e1 - e0, r1 - r0, n_W, groups, len(offs_h), len(offs_w), c_g), np.nan)
+    unroll_part(X, cols, (e0, r0), e0, e1, r0, r1, step, offs_h, offs_w)
+    np.testing.assert_array_equal(cols, _unroll_loops(X, e0, e1, r0, r1, n_W, groups, step, offs_h, offs_w))
