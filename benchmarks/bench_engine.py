@@ -84,13 +84,17 @@ def median_time(fn, repeat: int) -> float:
 
 
 def median_times(fns, repeat: int) -> list:
-    """Median wall time of each function, the runs interleaved (a, b, a, b, ...) after a
-    warm-up of each, so that both sides of a ratio see the same machine noise."""
-    for fn in fns:
-        fn()
+    """Median wall time of each function over ``repeat`` rounds; in each round every function
+    runs once untimed, then once timed (a, a, b, b, ...).
+
+    The rounds interleave the functions so that both sides of a ratio see the same machine
+    noise; the untimed run before each timed one keeps one library's idle threads out of
+    the other's timing (PyTorch's OpenMP threads spin for milliseconds after each call,
+    on a core the next call needs; OpenBLAS's threads do the same)."""
     times = [[] for _ in fns]
     for _ in range(repeat):
         for fn, ts in zip(fns, times):
+            fn()
             t0 = time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t0)
