@@ -115,9 +115,18 @@ def plan_chunks(m: int, n_rows: int, row_bytes: int, workspace_bytes, target: Op
     budget = min(budget, DEFAULT_WORKSPACE_BYTES) if workspace_bytes is None else budget
     rows = max(1, budget // max(1, row_bytes))
     if rows >= n_rows:
-        step = rows // n_rows
-        return [(e, min(m, e + step), 0, n_rows) for e in range(0, m, step)]
-    return [(e, e + 1, r, min(n_rows, r + rows)) for e in range(m) for r in range(0, n_rows, rows)]
+        # Equal chunks, as many as a multiple of the worker threads when there are several: threads that
+        # take whole chunks each then finish together (64 examples in steps of 7 left one thread a chunk of 1).
+        return [(a, b, 0, n_rows) for a, b in split(0, m, _balanced(-(-m // (rows // n_rows)), m))]
+    blocks = split(0, n_rows, -(-n_rows // rows))
+    return [(e, e + 1, r0, r1) for e in range(m) for r0, r1 in blocks]
+
+
+def _balanced(n: int, most: int) -> int:
+    """``n`` chunks rounded up to a multiple of the worker threads (at most ``most``) when more than one."""
+    if n <= 1 or _THREADS == 1:
+        return n
+    return min(most, -(-n // _THREADS) * _THREADS)
 
 
 def clipped_taps(geom: WindowGeometry, r0: int = 0, r1: Optional[int] = None):
