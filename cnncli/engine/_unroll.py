@@ -21,13 +21,11 @@ import threading
 import numpy as np
 
 from ._blas import available, single_blas_thread
-from ._common import merge_rows, plan_chunks, run_parallel, split, threads, valid_range
+from ._common import plan_chunks, run_parallel, split, threads
 
 #: Chunks of patches smaller than this are unrolled (and added back) on one thread:
 #: handing them to the pool costs more than it saves.
 THREADED_MIN_BYTES = 2**18
-#: Adds of fewer elements than this go tap by tap in the adjoint: building a strided run view costs more.
-ROW_RUNS_MIN_ELEMENTS = 2**13
 #: Workspace of the shifted dW product per chunk (padded input and dZ of its examples).
 SHIFTED_CHUNK_BYTES = 4 * 2**20
 
@@ -68,26 +66,37 @@ def _spacing(offs):
     return d if d >= 0 and all(b - a == d for a, b in zip(offs, offs[1:])) else None
 
 
-_frames = threading.local()
+_scratch_space = threading.local()
+
+
+def _scratch(key: str, size: int, dtype) -> np.ndarray:
+    """A per-thread buffer of at least ``size`` elements, reused from call to call (grown by doubling)."""
+    buf = getattr(_scratch_space, key, None)
+    if buf is None or buf.dtype != dtype or buf.size < size:
+        buf = np.empty(max(size, 2 * (0 if buf is None else buf.size)), dtype=dtype)
+        setattr(_scratch_space, key, buf)
+    return buf[:size]
+
+
+def _inside(y0, ny, x0, nx, H, W):
+    """``(ya, yb, xa, xb)``: rows [ya, yb) and columns [xa, xb) of a box at (y0, x0) that lie in an H x W grid."""
+    ya, yb = min(max(0, -y0), ny), min(max(0, H - y0), ny)
+    xa, xb = min(max(0, -x0), nx), min(max(0, W - x0), nx)
+    return ya, yb, xa, xb
 
 
 def _framed(X, e0, e1, y0, ny, x0, nx):
     """``X[e0:e1, y0:y0+ny, x0:x0+nx]`` with rows and columns outside X read as zeros.
 
-    A view of X when the box lies inside it; else a copy in a per-thread buffer that is
-    reused from call to call (only the frame around the copied part is zeroed).
+    A view of X when the box lies inside it; else a copy in a per-thread buffer
+    (only the frame around the copied part is zeroed).
     """
     m, H, W, C = X.shape
     if y0 >= 0 and x0 >= 0 and y0 + ny <= H and x0 + nx <= W:
         return X[e0:e1, y0:y0 + ny, x0:x0 + nx]
     ne = e1 - e0
-    size = ne * ny * nx * C
-    buf = getattr(_frames, "buf", None)
-    if buf is None or buf.dtype != X.dtype or buf.size < size:
-        buf = _frames.buf = np.empty(max(size, 2 * (0 if buf is None else buf.size)), dtype=X.dtype)
-    P = buf[:size].reshape(ne, ny, nx, C)
-    ya, yb = min(max(0, -y0), ny), min(max(0, H - y0), ny)  # rows of P inside X: [ya, yb)
-    xa, xb = min(max(0, -x0), nx), min(max(0, W - x0), nx)
+    P = _scratch("framed", ne * ny * nx * C, X.dtype).reshape(ne, ny, nx, C)
+    ya, yb, xa, xb = _inside(y0, ny, x0, nx, H, W)
     if ya >= yb or xa >= xb:
         P[...] = 0
         return P
@@ -113,52 +122,46 @@ def unroll(X, cols, e0, e1, r0, r1, step, offs_h, offs_w) -> None:
 
 
 def unroll_adjoint_part(dX, cols, e0, e1, step, offs_h, offs_w, r0, r1):
-    """Adjoint of :func:`unroll_part`: ``dX[e0:e1]`` += the taps of ``cols`` (rows [r0, r1))."""
-    H, Wd = dX.shape[1:3]
-    sh, sw = step
-    n_W = cols.shape[2]
-    for a, oa in enumerate(offs_h):
-        h_lo, h_hi, rows = valid_range(r0, r1, sh, oa, H)
-        if h_lo == h_hi:
-            continue
-        ca = cols[:, h_lo - r0:h_hi - r0, :, :, a]
-        x_lo, x_hi = row_runs_adjoint(dX[e0:e1, rows], ca, sw, offs_w) if cols.shape[3] == 1 else (0, 0)
-        for b, ob in enumerate(offs_w):
-            w_lo, w_hi, cs = valid_range(0, n_W, sw, ob, Wd)
-            for lo, hi in ((w_lo, min(w_hi, x_lo)), (max(w_lo, x_hi), w_hi)) if x_lo < x_hi else ((w_lo, w_hi),):
-                if lo < hi:
-                    d = dX[e0:e1, rows, cs][:, :, lo - w_lo:hi - w_lo]
-                    d += ca[:, :, lo:hi, :, b].reshape(d.shape)
+    """Adjoint of :func:`unroll_part`: ``dX[e0:e1]`` += the taps of ``cols`` (rows [r0, r1)).
 
-
-def row_runs_adjoint(dst_rows, ca, sw, offs_w):
-    """Adjoint of :func:`row_runs`: add whole runs of taps where column offsets are consecutive.
-
-    The kb taps of output column x add into the contiguous run
-    dX[x*sw + o : x*sw + o + kb, :]; runs of columns q = ceil(kb/sw) apart never
-    overlap, so q vectorized adds of long runs replace kb adds of C values.
-    Returns the column range done, ``(0, 0)`` when the layout does not allow it.
-    dst_rows: (ne, nh, W, C) rows of dX; ca: (ne, nh, n_W, 1, kb, C) patch gradients of one tap row.
+    The taps add into the rows and columns the chunk's windows read: dX itself when they
+    lie inside it, else a buffer framed in zeros whose inside is added to dX at the end.
+    Each add is one strided view over the whole chunk: per tap (a, b), whose outputs land
+    on distinct elements, or, where the column taps are consecutive, per tap row and
+    residue j of the output column modulo q = ceil(kb/stride): the kb taps of columns q
+    apart cover disjoint runs of kb*C values.
     """
-    kb, C = len(offs_w), dst_rows.shape[3]
-    W = dst_rows.shape[2]
-    if (kb < 2 or ca.size < ROW_RUNS_MIN_ELEMENTS or list(offs_w) != list(range(offs_w[0], offs_w[0] + kb))
-            or dst_rows.strides[2] != C * dst_rows.strides[3]):
-        return 0, 0
-    x_lo = max(0, -(offs_w[0] // sw))
-    x_hi = min(ca.shape[2], (W - kb - offs_w[0]) // sw + 1)
-    if x_lo >= x_hi:
-        return 0, 0
+    sh, sw = step
+    ne, nr, n_W, groups, ka, kb, c_g = cols.shape
+    H, Wd, C = dX.shape[1:]
+    y0, x0 = r0 * sh + min(offs_h), min(offs_w)
+    ny, nx = (r1 - 1) * sh + max(offs_h) + 1 - y0, (n_W - 1) * sw + max(offs_w) + 1 - x0
+    inside = y0 >= 0 and x0 >= 0 and y0 + ny <= H and x0 + nx <= Wd
+    if inside:
+        P = dX[e0:e1, y0:y0 + ny, x0:x0 + nx]
+    else:
+        P = _scratch("adjoint", ne * ny * nx * C, dX.dtype).reshape(ne, ny, nx, C)
+        P[...] = 0
+    s_e, s_y, s_x, s_c = P.strides
+    as_strided = np.lib.stride_tricks.as_strided
+    runs = groups == 1 and kb > 1 and _spacing(offs_w) == 1
     q = -(-kb // sw)
-    item = dst_rows.strides[3]
-    for j in range(min(q, x_hi - x_lo)):
-        x0 = x_lo + j
-        n = len(range(x0, x_hi, q))
-        base = dst_rows[:, :, x0 * sw + offs_w[0]:]
-        runs = np.lib.stride_tricks.as_strided(
-            base, shape=base.shape[:2] + (n, kb * C), strides=base.strides[:2] + (q * sw * C * item, item))
-        runs += merge_rows(ca[:, :, x0:x_hi:q, 0])
-    return x_lo, x_hi
+    for a, oa in enumerate(offs_h):
+        Pa = P[:, r0 * sh + oa - y0:]
+        if runs:
+            for j in range(min(q, n_W)):
+                n = len(range(j, n_W, q))
+                view = as_strided(Pa[:, :, j * sw + offs_w[0] - x0:], shape=(ne, nr, n, kb * C),
+                                  strides=(s_e, sh * s_y, q * sw * s_x, s_c))
+                view += cols[:, :, j::q, 0, a].reshape(ne, nr, n, kb * C)
+            continue
+        for b, ob in enumerate(offs_w):
+            view = as_strided(Pa[:, :, ob - x0:], shape=(ne, nr, n_W, C), strides=(s_e, sh * s_y, sw * s_x, s_c))
+            view += cols[:, :, :, :, a, b].reshape(ne, nr, n_W, C)
+    if not inside:
+        ya, yb, xa, xb = _inside(y0, ny, x0, nx, H, Wd)
+        if ya < yb and xa < xb:
+            dX[e0:e1, y0 + ya:y0 + yb, x0 + xa:x0 + xb] += P[:, ya:yb, xa:xb]
 
 
 def unroll_adjoint(dX, cols, e0, e1, r0, r1, step, offs_h, offs_w) -> None:

@@ -263,8 +263,9 @@ def backward_strategy(geom: WindowGeometry, A_shape, W_shape, itemsize: int) -> 
     - shifted dW for stride 1 and one group, unless the layer is tiny
       (:data:`TINY_LAYER_BYTES`) or a 1x1 window at stride 1 (its patches are the input);
     - the transposed dA_prev unless the layer is tiny or widens the channels per group
-      (``n_C/groups > n_C_prev/groups``): it copies about n_C/n_C_prev times as much as
-      col2im adds (timings in benchmarks/README.md).
+      more than twice at stride 1, or at all at a larger stride: it copies about
+      n_C/n_C_prev times as much as col2im adds, and an add costs about twice a copy
+      (timings in benchmarks/README.md).
     """
     m = A_shape[0]
     kh, kw, c_g, n_C = W_shape
@@ -276,8 +277,9 @@ def backward_strategy(geom: WindowGeometry, A_shape, W_shape, itemsize: int) -> 
     step, offs_h, offs_w = _forward_plan(geom)
     if groups == 1 and is_identity(step, offs_h, offs_w) and geom.out_hw == geom.in_hw:
         return BackwardStrategy(False, False, False, pointwise=True)
-    shifted = not tiny and groups == 1 and geom.stride == (1, 1) and not is_identity(step, offs_h, offs_w)
-    return BackwardStrategy(False, shifted, not tiny and n_C // groups <= c_g)
+    stride_1 = geom.stride == (1, 1)
+    shifted = not tiny and groups == 1 and stride_1 and not is_identity(step, offs_h, offs_w)
+    return BackwardStrategy(False, shifted, not tiny and n_C // groups <= c_g * (2 if stride_1 else 1))
 
 
 def _weight_grad_unrolled(A_prev, dZ, W_shape, geom: WindowGeometry, groups: int, workspace_bytes) -> np.ndarray:
@@ -354,7 +356,7 @@ def _phase_plans(k: int, s: int, d: int, pad_before: int):
     """
     plans = []
     for p in range(s):
-        # Last tap first: offsets then increase, which lets _row_runs copy whole runs.
+        # Last tap first: offsets then increase, evenly spaced, which lets the unroll be one strided copy.
         taps = [a for a in range(k - 1, -1, -1) if (p - a * d + pad_before) % s == 0]
         plans.append((p, taps, [(p - a * d + pad_before) // s for a in taps]))
     return plans

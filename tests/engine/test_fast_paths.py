@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnncli.engine import ConvParams, PoolParams, conv2d, conv2d_backward, pool2d, pool2d_backward
-from cnncli.engine._unroll import unroll_part
+from cnncli.engine._unroll import unroll_adjoint_part, unroll_part
 from cnncli.engine.reference import conv_backward_loops, conv_forward_loops, pool_backward_loops, pool_forward_loops
 
 TOL = {np.float64: 1e-10, np.float32: 2e-4}
@@ -28,7 +28,8 @@ CONV = {
     "grouped-dilated": ((2, 24, 24, 8), (3, 2, 4, 8), dict(groups=2, dilation=(2, 1), pad=(1, 2, 0, 1)), None),
     # Whole-example chunks, enough of them for the worker threads to take whole chunks each (one BLAS
     # thread): forward, shifted dW and the col2im input gradient of a widening layer.
-    "3x3-example-chunks": ((8, 12, 12, 8), (3, 3, 8, 16), dict(pad=1), 12 * 12 * 72 * 8),
+    "3x3-example-chunks": ((8, 12, 12, 8), (3, 3, 8, 32), dict(pad=1), 12 * 12 * 72 * 8),
+    "3x3-widen2": ((2, 22, 22, 8), (3, 3, 8, 16), dict(pad=1), None),  # twice the channels: still transposed
     "pointwise": ((2, 20, 20, 16), (1, 1, 16, 32), dict(), None),
     "depthwise": ((2, 24, 24, 16), (3, 3, 1, 16), dict(groups=16, pad=1), 100_000),
     "depthwise-mult2-stride2": ((2, 24, 24, 8), (3, 3, 1, 16), dict(groups=8, pad="same", stride=2), 100_000),
@@ -97,6 +98,8 @@ def test_non_finite_in_a_later_chunk_leaves_no_half_written_dw():
 @pytest.mark.parametrize("name, expected", [
     ("3x3-same", (False, True, True)),               # stride 1, one group: shifted dW, transposed dA_prev
     ("stem-7x7-stride2", (False, False, False)),     # 3 -> 16 channels widen: col2im
+    ("3x3-widen2", (False, True, True)),             # 8 -> 16 at stride 1: the copies still cost less
+    ("3x3-example-chunks", (False, True, False)),    # 8 -> 32: col2im
     ("3x3-stride2", (False, False, True)),
     ("grouped-dilated", (False, False, True)),
     ("depthwise", (True, False, False)),
@@ -168,28 +171,52 @@ def _unroll_loops(X, e0, e1, r0, r1, n_W, groups, step, offs_h, offs_w):
     return cols
 
 
-@settings(max_examples=60)
-@given(st.data())
-def test_unroll_part_matches_loops(data):
-    """Every window a chunk reads, framed in zeros or straight from X, evenly spaced taps or not."""
-    m, H, W = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9))
-    groups, c_g = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
-    step = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
-    offsets = st.lists(st.integers(-4, 6), min_size=1, max_size=4)
-    even = data.draw(st.booleans())
-    if even:
-        o_h, o_w = data.draw(st.integers(-4, 3)), data.draw(st.integers(-4, 3))
-        dh, dw = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2))
-        offs_h = [o_h + a * dh for a in range(data.draw(st.integers(1, 4)))]
-        offs_w = [o_w + b * dw for b in range(data.draw(st.integers(1, 4)))]
+@st.composite
+def unroll_layouts(draw):
+    """A chunk (examples [e0, e1), output rows [r0, r1)) of a correlation: steps, offsets, groups."""
+    m, H, W = draw(st.integers(1, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    groups, c_g = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    step = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    if draw(st.booleans()):  # evenly spaced, as conv.py makes them
+        o_h, o_w = draw(st.integers(-4, 3)), draw(st.integers(-4, 3))
+        dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+        offs_h = [o_h + a * dh for a in range(draw(st.integers(1, 4)))]
+        offs_w = [o_w + b * dw for b in range(draw(st.integers(1, 4)))]
     else:
-        offs_h, offs_w = data.draw(offsets), data.draw(offsets)
-    n_H, n_W = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 6))
-    e0 = data.draw(st.integers(0, m - 1))
-    e1 = data.draw(st.integers(e0 + 1, m))
-    r0 = data.draw(st.integers(0, n_H - 1))
-    r1 = data.draw(st.integers(r0 + 1, n_H))
+        offsets = st.lists(st.integers(-4, 6), min_size=1, max_size=4)
+        offs_h, offs_w = draw(offsets), draw(offsets)
+    n_H, n_W = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    e0 = draw(st.integers(0, m - 1))
+    e1 = draw(st.integers(e0 + 1, m))
+    r0 = draw(st.integers(0, n_H - 1))
+    r1 = draw(st.integers(r0 + 1, n_H))
+    return (m, H, W, groups, c_g), step, offs_h, offs_w, n_W, (e0, e1, r0, r1)
+
+
+@settings(max_examples=60)
+@given(unroll_layouts())
+def test_unroll_part_matches_loops(layout):
+    """Every window a chunk reads, framed in zeros or straight from X, evenly spaced taps or not."""
+    (m, H, W, groups, c_g), step, offs_h, offs_w, n_W, (e0, e1, r0, r1) = layout
     X = np.random.default_rng(0).standard_normal((m, H, W, groups * c_g))
     cols = np.full((e1 - e0, r1 - r0, n_W, groups, len(offs_h), len(offs_w), c_g), np.nan)
     unroll_part(X, cols, (e0, r0), e0, e1, r0, r1, step, offs_h, offs_w)
     np.testing.assert_array_equal(cols, _unroll_loops(X, e0, e1, r0, r1, n_W, groups, step, offs_h, offs_w))
+
+
+@settings(max_examples=60)
+@given(unroll_layouts())
+def test_unroll_adjoint_part_matches_loops(layout):
+    """The scatter-add of patch gradients, element by element: overlapping windows add up, the padding drops."""
+    (m, H, W, groups, c_g), step, offs_h, offs_w, n_W, (e0, e1, r0, r1) = layout
+    rng = np.random.default_rng(1)
+    cols = rng.standard_normal((e1 - e0, r1 - r0, n_W, groups, len(offs_h), len(offs_w), c_g))
+    start = rng.standard_normal((m, H, W, groups * c_g))
+    want = start.copy()
+    for e, r, x, g, a, b, c in np.ndindex(*cols.shape):
+        y, z = (r0 + r) * step[0] + offs_h[a], x * step[1] + offs_w[b]
+        if 0 <= y < H and 0 <= z < W:
+            want[e0 + e, y, z, g * c_g + c] += cols[e, r, x, g, a, b, c]
+    got = start.copy()
+    unroll_adjoint_part(got, cols, e0, e1, step, offs_h, offs_w, r0, r1)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
