@@ -92,3 +92,13 @@ class DirectionChunks:
         d = np.random.Generator(bits).uniform(-1.0, 1.0, size=(hi - lo,) + self.shape[1:])
         d[excluded] = 0.0
         return d
+
+    def rows(self, p: int, examples: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+        """Direction ``p`` at the ``examples`` (sorted, unique; ``excluded``: theirs), drawn by runs of consecutive ones."""
+        parts, start = [], 0
+        for i in range(1, len(examples) + 1):
+            if i == len(examples) or examples[i] != examples[i - 1] + 1:
+                lo, hi = int(examples[start]), int(examples[i - 1]) + 1
+                parts.append(self.chunk(p, lo, hi, excluded[start:i]))
+                start = i
+        return np.concatenate(parts) if parts else np.zeros((0,) + self.shape[1:])

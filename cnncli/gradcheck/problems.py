@@ -233,8 +233,11 @@ class ConvProblem(ProblemDefaults):
         absG = np.abs(self.G[sl])
         Q = absG * mag
         out = conv2d_backward(Q, A[sl], np.ones_like(W), self.params).dA_prev if spread else None
-        top = float(np.max(mag + np.abs(b))) if mag.size else 0.0
-        return out, Q.sum(axis=(0, 1, 2)), (absG * (mag + np.abs(b))).sum(axis=(0, 1, 2)), top
+        return out, Q.sum(axis=(0, 1, 2)), (absG * (mag + np.abs(b))).sum(axis=(0, 1, 2)), _largest(mag, b)
+
+    def floor_top(self, sl: slice = slice(None)) -> float:
+        """The largest ``conv(|A_prev|, |W|) + |b|`` over the examples ``sl`` (as :meth:`floor_chunk`'s; no G)."""
+        return _largest(self._magnitude(sl, bias=False), self.inputs["b"])
 
     def step_scale(self, name: str) -> Optional[float]:
         """The bias's step follows the outputs it is added to (max of |b| and |A*W| terms); others: None."""
@@ -328,6 +331,11 @@ class ConvProblem(ProblemDefaults):
             out[ps, ks] = self._filter_differences(F, bias, ks)
         _tick(tick, P)
         return out
+
+
+def _largest(mag: np.ndarray, b: np.ndarray) -> float:
+    """``max(mag + |b|)``, 0 when there are no outputs."""
+    return float(np.max(mag + np.abs(b))) if mag.size else 0.0
 
 
 class PoolProblem(ProblemDefaults):

@@ -11,8 +11,10 @@ but nothing as large as the data set is ever held in float64:
   dW, db and their rounding estimates accumulate over the chunks;
 - A_prev's sampled elements are checked from the examples that hold them, and a
   failing directional check is localized in the examples that disagree;
-- W and b are checked by :mod:`.core` as in memory: each of their evaluations
-  runs over the batch chunk by chunk.
+- W and b are checked by :mod:`.core` as in memory, their evaluations made in
+  that same pass (foreseen from the seed: see :mod:`.fused`); only the count of what
+  cannot be checked and the largest output magnitude (b's step) take a pass of their own,
+  without G.
 
 On a large set (more than ``SAMPLE_WHOLE_LIMIT`` elements) A_prev's sample is
 stratified over examples first: one example from each of ``SAMPLED_EXAMPLES``
@@ -26,16 +28,17 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from ..engine import ConvParams, PoolParams, conv2d
+from ..engine import ConvParams, PoolParams
 from ..errors import ShapeError
 from .context import Progress, TensorCheck, Tracker
 from .core import (AUTO_FULL_LIMIT, DEFAULT_EPS, DEFAULT_TOL, LOCALIZE_FULL_LIMIT, Coverage, auto_samples,
                    inconclusive, merge, settle, step_size, tensor_check, validate_settings, verdict)
 from .directional import FAST_DIRECTIONS, LOCALIZE_BLOCKS, block_verdict, localize
 from .layers import as_params, describe_params
+from .fused import StreamedConv
 from .lazy import DirectionChunks, DrawnUpstream, Examples
 from .metrics import gradient_metrics, gradient_name
-from .problems import MACHINE_EPS, ConvProblem, PoolProblem, batch_chunks
+from .problems import MACHINE_EPS, ConvProblem, PoolProblem, _contract, batch_chunks
 from .results import CheckResult, GradientResult
 from .sampling import stratified_indices
 
@@ -46,39 +49,6 @@ SAMPLE_WHOLE_LIMIT = 2**22
 SAMPLED_EXAMPLES = 64
 #: Examples a large set's directional check of A_prev moves (each costs six forward evaluations).
 DIRECTED_EXAMPLES = 256
-
-
-class _StreamedConv(ConvProblem):
-    """The convolution over a streamed batch, as :mod:`.core` checks W and b on it.
-
-    Its analytical dW, db and rounding estimates come from the one pass over the
-    batch (:func:`_pass`); each evaluation of W or b runs over the batch chunk by chunk.
-    """
-
-    names = ("W", "b")
-
-    def set_pass(self, grads: dict, floor_terms: dict) -> None:
-        self._grads, self._floor_cache = grads, floor_terms
-
-    def analytical(self):
-        return self._grads
-
-    def _filter_differences(self, F, bias, k_of: np.ndarray) -> np.ndarray:
-        """As :meth:`ConvProblem._filter_differences`; a bias's pairs share their filter (``F[0] is F[1]``),
-        so each distinct filter is evaluated once over the batch and the two biases added to it."""
-        if F[0] is not F[1] or self.groups != 1:
-            return super()._filter_differences(F, bias, k_of)
-        A = self.inputs["A_prev"]
-        ks, first = np.unique(k_of, return_index=True)
-        which = np.searchsorted(ks, k_of)
-        filters = F[0][..., first]
-        out = np.zeros(len(k_of))
-        for sl in batch_chunks(A.shape[0], self._example_bytes(3 * len(k_of))):
-            base = conv2d(A[sl], filters, None, self._single)[..., which]
-            Gk = self.G[sl][..., k_of]
-            # NOTE: (base + b+) - (base + b-) as the layer computes each output: the bias added to the product
-            out += np.einsum("mhwq,mhwq->q", (base + bias[0]) - (base + bias[1]), Gk)
-        return out
 
 
 def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolParams, dict, None] = None, *,
@@ -130,24 +100,25 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
     G = DrawnUpstream(seed, out_shape) if grad is None else Examples(grad)
     if G.shape != out_shape:
         raise ShapeError(f"the upstream gradient must have the output's shape {out_shape}, got {G.shape}")
-    if kind == "conv":
-        whole = _StreamedConv(A, W, b, params, G)
+    total = A.size + (W.size + b.size if kind == "conv" else 0)
+    method_used = ("full" if total <= AUTO_FULL_LIMIT else "fast+sample") if method == "auto" else method
 
-        def make(A_c, G_c):
-            return ConvProblem(A_c, W, b, params, G_c)
-        per_example = whole._example_bytes()
+    def blank(A_c):  # no upstream gradient: what cannot be checked depends on the input only
+        return np.broadcast_to(0.0, (A_c.shape[0],) + out_shape[1:])
+    if kind == "conv":
+        whole = StreamedConv(A, W, b, params, G, checks=(eps, tol, method_used, samples, sample_size_free))
+
+        def make(A_c, G_c=None):
+            return ConvProblem(A_c, W, b, params, blank(A_c) if G_c is None else G_c)
     else:
         whole = None
 
-        def make(A_c, G_c):
-            return PoolProblem(A_c, params, G_c)
-        per_example = 8 * (2 * int(np.prod(A.shape[1:])) + 3 * int(np.prod(out_shape[1:])))
-    total = A.size + (W.size + b.size if kind == "conv" else 0)
-    method_used = ("full" if total <= AUTO_FULL_LIMIT else "fast+sample") if method == "auto" else method
+        def make(A_c, G_c=None):
+            return PoolProblem(A_c, params, blank(A_c) if G_c is None else G_c)
     rng = np.random.default_rng(seed)
     tracker = Tracker(progress)
     notes: list = []
-    chunks = batch_chunks(A.shape[0], per_example)
+    chunks = batch_chunks(A.shape[0], _example_bytes(whole, A, G))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         if grad is not None and not any(np.any(G[sl]) for sl in chunks):
             results = [_all_zero(name, shape) for name, shape in
@@ -165,6 +136,13 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
                 t = tensor_check(whole, name, whole.analytical()[name], eps, tol, rng, tracker, notes)
                 results.append(t if isinstance(t, GradientResult) else verdict(t, eps, method_used, n))
     return CheckResult(kind, method, eps, tol, seed, tuple(results), tuple(notes), label, describe_params(params))
+
+
+def _example_bytes(whole, A, G) -> int:
+    """Bytes one example takes in an evaluation (a conv's: see ConvProblem._example_bytes)."""
+    if whole is not None:
+        return whole._example_bytes()
+    return 8 * (2 * int(np.prod(A.shape[1:])) + 3 * int(np.prod(G.shape[1:])))
 
 
 def _all_zero(name: str, shape) -> GradientResult:
@@ -190,12 +168,17 @@ def _check_A_prev(make: Callable, A: Examples, G, chunks, whole, eps, tol, rng, 
     """A_prev's check, as :func:`.core.tensor_check` then :func:`.core.verdict` do it in memory, chunk by chunk."""
     name, shape = "A_prev", A.shape
     gname = gradient_name(name)
-    top = max((float(np.max(np.abs(A[sl]))) for sl in chunks), default=0.0)
+    top, top_out = 0.0, 0.0  # max |A_prev|; a conv's max conv(|A_prev|, |W|) + |b| (b's step follows it)
+    for sl in chunks:
+        x = A[sl]
+        top = max(top, float(np.max(np.abs(x))) if x.size else 0.0)
+        if whole is not None:
+            top_out = max(top_out, make(x).floor_top())
     h = step_size(np.array([top]), eps, linear=linear)
     n_stuck, cover, n_excluded = 0, Coverage(), 0
     for sl in chunks:  # what cannot be checked, counted chunk by chunk (nothing kept)
         x = A[sl]
-        p = make(x, G[sl])
+        p = make(x)
         kinks = p.kinks(name, h)
         stuck = _stuck(x, h)
         n_stuck += int(stuck.sum())
@@ -217,14 +200,16 @@ def _check_A_prev(make: Callable, A: Examples, G, chunks, whole, eps, tol, rng, 
     # so that the one pass below can keep A_prev's gradient at the sampled elements; "fast" draws it only
     # when a failing check needs it: on a copy, replayed on the generator itself if so
     if method == "full":
-        idx = np.flatnonzero(~np.concatenate([_excluded(make(A[sl], G[sl]), A[sl], h).reshape(-1) for sl in chunks]))
+        idx = np.flatnonzero(~np.concatenate([_excluded(make(A[sl]), A[sl], h).reshape(-1) for sl in chunks]))
     else:
         draw = rng if method != "fast" else _copy(rng)
         idx = _sample(make, A, G, chunks, h, samples, draw, notes)
     directed = None
     if D is not None and A.size > SAMPLE_WHOLE_LIMIT:
         directed = _directed_examples(A.shape[0], notes)
-    sums = _pass(make, A, G, chunks, whole, h, D, idx, tracker, directed)
+    if whole is not None:  # W's and b's checks draw next: what they will evaluate is known now
+        whole.foresee(rng, top_out)
+    sums = _pass(make, A, G, chunks, whole, h, D, idx, tracker, directed, top_out)
     if not sums["finite"]:
         return inconclusive(gname, name, np.broadcast_to(0.0, shape),
                             f"{gname}: the loss overflows float64 at this scale (max |A_prev| {top:.2g}); "
@@ -266,32 +251,33 @@ def _copy(rng: np.random.Generator) -> np.random.Generator:
 
 def _geom(make, A, G):
     """The layer's geometry (pads and stride decide the pattern hints), from a one-example problem."""
-    return make(A[0:1], G[0:1]).geom
+    return make(A[0:1]).geom
 
 
 def _sample(make, A: Examples, G, chunks, h, n: int, rng, notes) -> np.ndarray:
     """Flat indices of A_prev's sample: as in memory on a small set, stratified by examples first on a large one."""
     m, per = A.shape[0], int(np.prod(A.shape[1:]))
     if A.size <= SAMPLE_WHOLE_LIMIT:
-        excluded = np.concatenate([_excluded(make(A[sl], G[sl]), A[sl], h) for sl in chunks])
+        excluded = np.concatenate([_excluded(make(A[sl]), A[sl], h) for sl in chunks])
         return stratified_indices(A.shape, "A_prev", n, rng, excluded)
     k = min(m, SAMPLED_EXAMPLES, n)
     edges = np.linspace(0, m, k + 1).astype(np.int64)
     examples = edges[:-1] + (rng.random(k) * (edges[1:] - edges[:-1])).astype(np.int64)
     x = np.concatenate([A[e:e + 1] for e in examples])
-    excluded = _excluded(make(x, np.concatenate([G[e:e + 1] for e in examples])), x, h)
+    excluded = _excluded(make(x), x, h)
     local = stratified_indices(x.shape, "A_prev", n, rng, excluded)
     notes.append(f"dA_prev: {local.size} elements sampled from {k} of the {m} examples (one from each "
                  f"1/{k} of the set; corners, edges and interior within each); --samples N checks more")
     return np.sort(examples[local // per] * per + local % per)
 
 
-def _pass(make, A: Examples, G, chunks, whole, h, D, idx, tracker, directed=None) -> dict:
+def _pass(make, A: Examples, G, chunks, whole, h, D, idx, tracker, directed=None, top_out=0.0) -> dict:
     """The one pass over the batch: per chunk A_prev's gradient, rounding floor and directional sums.
 
     Keeps A_prev's gradient and floor at the flat indices ``idx`` only; the directions move
     only the examples ``directed`` (a mask over the batch; None: all); accumulates dW and
-    db and the rounding estimates of W and b (for ``whole``, a conv) over the chunks.
+    db and the rounding estimates of W and b (for ``whole``, a conv) over the chunks, and the
+    evaluations of W and b that ``whole`` foresaw (``top_out``: the largest output magnitude).
     """
     m, per = A.shape[0], int(np.prod(A.shape[1:]))
     P = FAST_DIRECTIONS if D is not None else 0
@@ -299,8 +285,12 @@ def _pass(make, A: Examples, G, chunks, whole, h, D, idx, tracker, directed=None
            "f_blk": np.zeros((P, m)), "grad_at": np.empty(len(idx)), "floor_at": np.zeros(len(idx)),
            "finite": True}
     dW = db = per_w = per_b = None
-    top = 0.0
-    tracker.plan(len(chunks))
+    per_example = _example_bytes(whole, A, G)
+    # NOTE: progress counts evaluations of the size of an elementwise one (two forwards of one example);
+    # an example of the pass weighs what it costs (a backward, its rounding estimates, the foreseen
+    # evaluations), so that an estimate made in the pass, or just after it, is about the time left
+    weight = whole.pass_weight() if whole is not None else 1
+    tracker.plan(m * weight)
     ex_of = idx // per
     for sl in chunks:
         x, g = A[sl], G[sl]
@@ -314,7 +304,7 @@ def _pass(make, A: Examples, G, chunks, whole, h, D, idx, tracker, directed=None
         if whole is not None:
             # per chunk: the same sums the in-memory check adds up chunk by chunk; A_prev's spread (a backward
             # pass of its own) only for the examples compared, each example's spread being its own
-            _, w, b, t = p.floor_chunk(slice(None), spread=False)
+            _, w, b, _ = p.floor_chunk(slice(None), spread=False)
             if needed:
                 keep = rows.copy()
                 keep[np.unique(ex_of[here] - sl.start)] = True
@@ -325,7 +315,8 @@ def _pass(make, A: Examples, G, chunks, whole, h, D, idx, tracker, directed=None
             db = grads["b"] if db is None else db + grads["b"]
             per_w = w if per_w is None else per_w + w
             per_b = b if per_b is None else per_b + b
-            top = max(top, t)
+            if whole.bank is not None:
+                whole.bank.add(x, g)
         elif needed:
             floor = p.rounding_floor("A_prev", h)
         out["finite"] &= bool(np.all(np.isfinite(dA)) and (floor is None or np.all(np.isfinite(floor))))
@@ -334,21 +325,33 @@ def _pass(make, A: Examples, G, chunks, whole, h, D, idx, tracker, directed=None
         if floor is not None:
             out["floor_at"][here] = floor.reshape(-1)[at]
         if P and rows.any():
-            excluded = _excluded(p, x, h) | ~rows[:, None, None, None]
-            k = sl.stop - sl.start
-            for q in range(P):
-                d = D.chunk(q, sl.start, sl.stop, excluded)
-                out["per_block"][q, sl] = p.directional_blocks("A_prev", d[None], h)[0] / (2 * h)
-                flat = (((x + h * d) - (x - h * d)) / (2 * h)).reshape(k, -1)
-                t = flat * dA.reshape(k, -1)
-                out["a_blk"][q, sl] = t.sum(axis=1)
-                out["l1_blk"][q, sl] = np.abs(t).sum(axis=1)
-                if floor is not None:
-                    out["f_blk"][q, sl] = (np.abs(flat) * floor.reshape(k, -1)).sum(axis=1)
-        tracker.tick(1)
+            _directional_sums(make, x, g, dA, floor, np.flatnonzero(rows), sl.start, D, h, out, per_example)
+        tracker.tick((sl.stop - sl.start) * weight)
     if whole is not None:
-        whole.set_pass({"W": dW, "b": db}, {"W": per_w, "b": per_b, "max": top})
+        whole.set_pass({"W": dW, "b": db}, {"W": per_w, "b": per_b, "max": top_out})
     return out
+
+
+def _directional_sums(make, x, g, dA, floor, sub, start: int, D, h, out: dict, per_example: int) -> None:
+    """The directional sums of the examples ``sub`` of a chunk (``x``, ``g``, ``dA``, ``floor``; the chunk
+    starts at example ``start``) into ``out``: every direction's evaluations of a few examples in one call."""
+    for part in batch_chunks(sub.size, 2 * FAST_DIRECTIONS * per_example):
+        rows = sub[part]
+        xs, gs, k = x[rows], g[rows], rows.size
+        excluded = _excluded(make(xs), xs, h)
+        ds = [D.rows(q, start + rows, excluded) for q in range(FAST_DIRECTIONS)]
+        # NOTE: the perturbed copies as example_directional builds them, each example's difference its own
+        Z = make(xs)._forward(np.concatenate([v for d in ds for v in (xs + h * d, xs - h * d)]))
+        at = start + rows
+        for q, d in enumerate(ds):
+            out["per_block"][q, at] = _contract(Z[2 * q * k:(2 * q + 1) * k] - Z[(2 * q + 1) * k:(2 * q + 2) * k],
+                                                gs) / (2 * h)
+            flat = (((xs + h * d) - (xs - h * d)) / (2 * h)).reshape(k, -1)
+            t = flat * dA[rows].reshape(k, -1)
+            out["a_blk"][q, at] = t.sum(axis=1)
+            out["l1_blk"][q, at] = np.abs(t).sum(axis=1)
+            if floor is not None:
+                out["f_blk"][q, at] = (np.abs(flat) * floor[rows].reshape(k, -1)).sum(axis=1)
 
 
 def _rows(src, examples) -> np.ndarray:
@@ -397,7 +400,7 @@ def _localized(make, A: Examples, G, chunks, h, D, bad, sums, context, n_exclude
     geom = _geom(make, A, G)
     if A.size - n_excluded <= LOCALIZE_FULL_LIMIT:
         how = "fast+full"
-        idx = np.flatnonzero(~np.concatenate([_excluded(make(A[sl], G[sl]), A[sl], h).reshape(-1) for sl in chunks]))
+        idx = np.flatnonzero(~np.concatenate([_excluded(make(A[sl]), A[sl], h).reshape(-1) for sl in chunks]))
     else:
         how = "fast+bisect"
         pairs = [(int(q), int(e)) for q, e in bad]

@@ -8,8 +8,11 @@ import numpy as np
 from typer.testing import CliRunner
 
 import cnncli.cli.gradcheck as cli_gradcheck
-from cnncli.cli import app
+from cnncli.cli.app import load_app
 
+# NOTE: importing cnncli.cli.gradcheck first binds the name cnncli.cli.app to the module, so
+# `from cnncli.cli import app` run alone would get the module; load_app() is the Typer app
+app = load_app()
 runner = CliRunner()
 
 
