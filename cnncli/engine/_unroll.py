@@ -26,8 +26,6 @@ from ._common import plan_chunks, run_parallel, split, threads
 #: Chunks of patches smaller than this are unrolled (and added back) on one thread:
 #: handing them to the pool costs more than it saves.
 THREADED_MIN_BYTES = 2**18
-#: Workspace of the shifted dW product per chunk (padded input and dZ of its examples).
-SHIFTED_CHUNK_BYTES = 4 * 2**20
 
 
 def unroll_part(X, cols, base, e0, e1, r0, r1, step, offs_h, offs_w):
@@ -285,50 +283,3 @@ def weight_grad(X, dZ, dWg, step, offs_h, offs_w, workspace_bytes) -> None:
 
     for total in run_shares(work, shares):
         dWg += total
-
-
-def weight_grad_shifted(X, dZ, geom, workspace_bytes):
-    """dW (f_h, f_w, C, n_C) of a stride-1, single-group convolution without unrolling patches.
-
-    Lay each example out zero-padded, P (Hp, Wp, C), and dZ on the same grid,
-    D (Hp, Wp, n_C), zero outside its (n_H, n_W) corner. For tap (a, b) the
-    patch rows are then P flattened and shifted by ``a*dh*Wp + b*dw`` pixels: a
-    plain contiguous slice, so ``dW[a, b] = P_shift^T @ D`` is one BLAS call with
-    no copy. Grid positions outside the output wrap onto other pixels but meet
-    zeros in D. That is exact only for finite inputs (0 * inf is nan): a chunk
-    holding a non-finite value makes it return None, and the caller unrolls.
-    """
-    m, H, Wd, C = X.shape
-    _, n_H, n_W, n_C = dZ.shape
-    (kh, kw), (dh, dw) = geom.kernel, geom.dilation
-    t, _, l, _ = geom.pads
-    Hp, Wp = n_H + dh * (kh - 1), n_W + dw * (kw - 1)
-    R, tail = Hp * Wp, (kh - 1) * dh * Wp + (kw - 1) * dw
-    chunks = plan_chunks(m, 1, R * (C + n_C) * X.itemsize, workspace_bytes, target=SHIFTED_CHUNK_BYTES)
-
-    def work(share):
-        ne = max(e1 - e0 for e0, e1, _, _ in share)
-        P = np.zeros(ne * R * C + tail * C, dtype=X.dtype)
-        D = np.zeros((ne, Hp, Wp, n_C), dtype=X.dtype)
-        dW = np.zeros((kh, kw, C, n_C), dtype=X.dtype)
-        part = np.empty((C, n_C), dtype=X.dtype)
-        for e0, e1, _, _ in share:
-            k = e1 - e0
-            Pv = P[:k * R * C].reshape(k, Hp, Wp, C)
-            Pv[:, t:t + H, l:l + Wd] = X[e0:e1]
-            if not np.isfinite(Pv[:, t:t + H, l:l + Wd].sum()):
-                return None
-            P[k * R * C:(k * R + tail) * C] = 0  # beyond the chunk: zeros, never stale values
-            D[:k, :n_H, :n_W] = dZ[e0:e1]
-            Dk = D[:k].reshape(k * R, n_C)
-            for a in range(kh):
-                for b in range(kw):
-                    s = (a * dh * Wp + b * dw) * C
-                    np.matmul(P[s:s + k * R * C].reshape(k * R, C).T, Dk, out=part)
-                    dW[a, b] += part
-        return dW
-
-    parts = run_shares(work, share_chunks(chunks))
-    if any(p is None for p in parts):
-        return None
-    return sum(parts[1:], parts[0])

@@ -26,7 +26,7 @@ from ..errors import ShapeError
 from ._common import CHUNK_TARGET_BYTES, float32_if_all_float32, plan_chunks, threads
 from ._depthwise import depthwise_backward, depthwise_forward
 from ._unroll import (chunk_buffer, correlate, is_identity, run_shares, share_chunks, unroll_adjoint,
-                      unroll_adjoint_part, weight_grad, weight_grad_shifted)
+                      unroll_adjoint_part, weight_grad)
 from .geometry import WindowGeometry
 from .layout import check_layout, conv_in, conv_out_grads, nchw_to_nhwc, nhwc_to_nchw
 from .params import ConvParams
@@ -211,9 +211,7 @@ def conv2d_backward(
         dA_prev = (dZ.reshape(M, n_C) @ W.reshape(n_C_prev, n_C).T).reshape(A_prev.shape)
     else:
         # dW = patches(A_prev)^T . dZ
-        dW = weight_grad_shifted(A_prev, dZ, geom, workspace_bytes) if plan.shifted_weights else None
-        if dW is None:  # not chosen, or a non-finite input (the shifted product would turn 0 * inf into nan)
-            dW = _weight_grad_unrolled(A_prev, dZ, W.shape, geom, groups, workspace_bytes)
+        dW = _weight_grad_unrolled(A_prev, dZ, W.shape, geom, groups, workspace_bytes)
         # dA_prev = col2im(dZ . W^T), or the same sum as one transposed correlation per stride phase
         if plan.transposed_input_grad:
             dA_prev = _input_grad_transposed(dZ, W, geom, groups, A_prev.shape, workspace_bytes)
@@ -240,15 +238,12 @@ class BackwardStrategy:
     pointwise : bool
         A 1x1 window at stride 1, no padding, one group: the patches are the input, so
         dW and dA_prev are one matrix product each.
-    shifted_weights : bool
-        dW from shifted views of the padded input, one product per tap, no patch copies.
     transposed_input_grad : bool
         dA_prev as a transposed correlation, one stride phase at a time, instead of
         the product dZ . W^T followed by a scatter-add (col2im).
     """
 
     depthwise: bool
-    shifted_weights: bool
     transposed_input_grad: bool
     pointwise: bool = False
 
@@ -260,8 +255,6 @@ def backward_strategy(geom: WindowGeometry, A_shape, W_shape, itemsize: int) -> 
       nothing for a matrix product to gain;
     - pointwise for a 1x1 window at stride 1 without padding and one group: one product
       for dW and one for dA_prev (the patches are the input itself);
-    - shifted dW for stride 1 and one group, unless the layer is tiny
-      (:data:`TINY_LAYER_BYTES`) or a 1x1 window at stride 1 (its patches are the input);
     - the transposed dA_prev unless the layer is tiny or widens the channels per group
       more than twice at stride 1, or at all at a larger stride: it copies about
       n_C/n_C_prev times as much as col2im adds, and an add costs about twice a copy
@@ -271,15 +264,14 @@ def backward_strategy(geom: WindowGeometry, A_shape, W_shape, itemsize: int) -> 
     kh, kw, c_g, n_C = W_shape
     groups = A_shape[3] // c_g
     if c_g == 1 and groups > 1:
-        return BackwardStrategy(True, False, False)
+        return BackwardStrategy(True, False)
     patch_bytes = m * geom.out_hw[0] * geom.out_hw[1] * kh * kw * c_g * groups * itemsize
     tiny = patch_bytes < TINY_LAYER_BYTES
     step, offs_h, offs_w = _forward_plan(geom)
     if groups == 1 and is_identity(step, offs_h, offs_w) and geom.out_hw == geom.in_hw:
-        return BackwardStrategy(False, False, False, pointwise=True)
-    stride_1 = geom.stride == (1, 1)
-    shifted = not tiny and groups == 1 and stride_1 and not is_identity(step, offs_h, offs_w)
-    return BackwardStrategy(False, shifted, not tiny and n_C // groups <= c_g * (2 if stride_1 else 1))
+        return BackwardStrategy(False, False, pointwise=True)
+    widening = 2 if geom.stride == (1, 1) else 1
+    return BackwardStrategy(False, not tiny and n_C // groups <= c_g * widening)
 
 
 def _weight_grad_unrolled(A_prev, dZ, W_shape, geom: WindowGeometry, groups: int, workspace_bytes) -> np.ndarray:

@@ -3,7 +3,7 @@
 The hypothesis tests draw tiny layers, which the engine serves with its
 simplest path (fewest Python steps). These fixed, medium-sized layers cross the
 thresholds of the others: patch copies split over threads, whole runs of taps
-copied or added at once, dW from shifted slices of the padded input, dA_prev
+copied or added at once, dA_prev
 phase by phase, row-block chunks under a small workspace, depthwise and pooling
 chunks shared out over threads, and the fallback on non-finite input.
 """
@@ -27,7 +27,7 @@ CONV = {
     "3x3-stride2": ((3, 30, 29, 8), (3, 3, 8, 8), dict(stride=2, pad=1), None),  # not tiny: phase by phase
     "grouped-dilated": ((2, 24, 24, 8), (3, 2, 4, 8), dict(groups=2, dilation=(2, 1), pad=(1, 2, 0, 1)), None),
     # Whole-example chunks, enough of them for the worker threads to take whole chunks each (one BLAS
-    # thread): forward, shifted dW and the col2im input gradient of a widening layer.
+    # thread): forward, dW and the col2im input gradient of a widening layer.
     "3x3-example-chunks": ((8, 12, 12, 8), (3, 3, 8, 32), dict(pad=1), 12 * 12 * 72 * 8),
     "3x3-widen2": ((2, 22, 22, 8), (3, 3, 8, 16), dict(pad=1), None),  # twice the channels: still transposed
     "pointwise": ((2, 20, 20, 16), (1, 1, 16, 32), dict(), None),
@@ -64,7 +64,7 @@ def test_conv_paths_match_loops(name, dtype):
 
 
 def test_conv_backward_non_finite_input_matches_loops():
-    # dW from shifted slices would turn 0 * inf into nan where the loops have finite values.
+    # inf and nan propagate exactly as in the loops: products of zero padding never meet them.
     rng = np.random.default_rng(3)
     A = rng.standard_normal((2, 22, 22, 8))
     A[1, 21, 21, 3] = np.inf
@@ -80,8 +80,7 @@ def test_conv_backward_non_finite_input_matches_loops():
 
 
 def test_non_finite_in_a_later_chunk_leaves_no_half_written_dw():
-    # The shifted dW meets the inf only in its last chunk (one example per chunk): the
-    # chunks before it must not leak into the unrolled result.
+    # The inf is only in the last chunk (one example per chunk): the chunks before it stay finite.
     rng = np.random.default_rng(4)
     A = rng.standard_normal((3, 22, 22, 8))
     A[2, 3, 4, 5] = np.inf
@@ -96,14 +95,14 @@ def test_non_finite_in_a_later_chunk_leaves_no_half_written_dw():
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("3x3-same", (False, True, True)),               # stride 1, one group: shifted dW, transposed dA_prev
-    ("stem-7x7-stride2", (False, False, False)),     # 3 -> 16 channels widen: col2im
-    ("3x3-widen2", (False, True, True)),             # 8 -> 16 at stride 1: the copies still cost less
-    ("3x3-example-chunks", (False, True, False)),    # 8 -> 32: col2im
-    ("3x3-stride2", (False, False, True)),
-    ("grouped-dilated", (False, False, True)),
-    ("depthwise", (True, False, False)),
-    ("pointwise", (False, False, False)),  # and plan.pointwise: one product for dW, one for dA_prev
+    ("3x3-same", (False, True)),               # stride 1, no widening: transposed dA_prev
+    ("stem-7x7-stride2", (False, False)),     # 3 -> 16 channels widen: col2im
+    ("3x3-widen2", (False, True)),             # 8 -> 16 at stride 1: the copies still cost less
+    ("3x3-example-chunks", (False, False)),    # 8 -> 32: col2im
+    ("3x3-stride2", (False, True)),
+    ("grouped-dilated", (False, True)),
+    ("depthwise", (True, False)),
+    ("pointwise", (False, False)),  # and plan.pointwise: one product for dW, one for dA_prev
 ])
 def test_backward_strategy_is_what_the_fixed_layers_exercise(name, expected):
     from cnncli.engine.conv import backward_strategy
@@ -111,7 +110,7 @@ def test_backward_strategy_is_what_the_fixed_layers_exercise(name, expected):
     a_shape, w_shape, kw, _ = CONV[name]
     geom = ConvParams(**kw).geometry(a_shape[1:3], w_shape[:2])
     plan = backward_strategy(geom, a_shape, w_shape, 8)
-    assert (plan.depthwise, plan.shifted_weights, plan.transposed_input_grad) == expected
+    assert (plan.depthwise, plan.transposed_input_grad) == expected
     assert plan.pointwise == (name == "pointwise")
 
 
@@ -120,7 +119,7 @@ def test_tiny_layers_take_the_fewest_steps():
 
     geom = ConvParams(pad=1).geometry((5, 5), (3, 3))
     plan = backward_strategy(geom, (2, 5, 5, 3), (3, 3, 3, 4), 8)
-    assert (plan.shifted_weights, plan.transposed_input_grad) == (False, False)
+    assert not plan.transposed_input_grad
 
 
 @pytest.mark.parametrize("kw", [
