@@ -228,6 +228,27 @@ def loop_times(case: Case, params, A, W, b, dOut, m_loop: int):
     return fwd * scale, bwd * scale
 
 
+#: Issue 13's per-layer targets: (label, cases, dtype, passes, most x torch).
+LAYER_TARGETS = [
+    ("float64 7x7 stem", ("stem-7x7",), "float64", ("fwd", "bwd"), 1.0),
+    ("float32 3x3 layers", ("small", "resnet-3x3", "down-3x3/2"), "float32", ("fwd", "bwd"), 1.2),
+    ("max-pool backward", ("maxpool",), "float64", ("bwd",), 1.2),
+    ("max-pool backward", ("maxpool",), "float32", ("bwd",), 1.2),
+]
+
+
+def target_lines(cells: dict, cases) -> list:
+    """One line per per-layer target of issue 13 whose cells were measured: each ratio and whether all meet it."""
+    lines = []
+    for label, names, dtype, passes, most in LAYER_TARGETS:
+        got = [(n, p, cells[(n, dtype, p)]) for n in names for p in passes if (n, dtype, p) in cells]
+        if got:
+            ok = all(r <= most for _, _, r in got)
+            lines.append(f"target {label} ({dtype}) <= {most:.1f}x torch: "
+                         + ", ".join(f"{n} {p} {r:.2f}x" for n, p, r in got) + f": {'met' if ok else 'NOT met'}")
+    return lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 repeats instead of 7")
@@ -277,6 +298,7 @@ def _run(args, cases, dtypes, repeat, torch) -> int:
     print(head)
     print("-" * len(head))
     ratios = {(d, p): [] for d in dtypes for p in ("fwd", "bwd")}
+    cells = {}  # (case name, dtype, pass) -> ratio to torch, for issue 13's per-layer targets
     speedups = []
     blas_ratios = {d: [] for d in dtypes}
     loops_cache = {}
@@ -308,6 +330,7 @@ def _run(args, cases, dtypes, repeat, torch) -> int:
                 speed = t_loop[k] and t_loop[k] / t_ours[k]
                 if ratio:
                     ratios[(dtype, which)].append(ratio)
+                    cells[(case.name, dtype, which)] = ratio
                 if speed:
                     speedups.append(speed)
                 print(f"{case.label if k == 0 else '':<44} {dtype if k == 0 else '':<7} {which:<4} "
@@ -329,6 +352,8 @@ def _run(args, cases, dtypes, repeat, torch) -> int:
             med = statistics.median(rs)
             print(f"summary {dtype} fwd vs the bare BLAS product: median {med:.2f}x over the {len(rs)} 3x3 layers "
                   f"({', '.join(f'{r:.2f}x' for r in rs)}; target <= 1.3x: {'met' if med <= 1.3 else 'NOT met'})")
+    for line in target_lines(cells, cases):
+        print(line)
     try:
         print(f"load average at end: {os.getloadavg()[0]:.2f}")
     except OSError:
