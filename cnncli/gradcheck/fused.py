@@ -24,6 +24,7 @@ they agree to float64 rounding, as the in-memory and streamed checks do.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import numpy as np
@@ -41,12 +42,11 @@ BANK_PAIRS = 4096
 BANK_COLUMNS = 512
 #: Filter pairs contracted with G at a time (a segment of the bank's outputs).
 SEGMENT_PAIRS = 128
-#: Outputs whose differences are computed and contracted at a time: they stay in cache. (Small products
-#: also stay on the calling thread: a threaded BLAS hands each product of thousands of rows to its threads.)
+#: Bytes of one convolution's outputs in the bank (below the allocator's mmap threshold, 32 MiB: a larger
+#: array is mapped afresh each time, its pages faulted in again).
+OUTPUT_BYTES = 24 * 2**20
+#: Outputs whose differences are computed and contracted at a time: they stay in cache.
 SLICE_OUTPUTS = 2048
-#: Up to this many output channels, a segment's sums come from one product with the whole G
-#: (pairs x channels, the off-diagonal ones unused) rather than from a gather of each pair's channel.
-CONTRACT_CHANNELS = 64
 
 
 class StreamedConv(ConvProblem):
@@ -158,55 +158,62 @@ def _bits(x) -> tuple:
 class Bank:
     """Every foreseen request's filter pairs, evaluated together chunk by chunk.
 
-    Each pair q stands for output channel ``k[q]``: its loss difference is
-    ``sum(G[..., k] * ((conv(A, F+) + b+) - (conv(A, F-) + b-)))`` over the batch.
-    A request's pairs are split by group into segments; each group's segments share
-    banks of at most ``BANK_COLUMNS`` filters: a perturbed filter pair has two columns
-    (its plus filters side by side, then its minus filters), a bias pair (both filters
-    W's own column k, only the biases differ) shares W's column with the other bias pairs
-    of the bank. :meth:`add` convolves a chunk with each bank once and adds every pair's
-    part of the sum.
+    Each pair j stands for output channel ``k[j]``: its loss difference is
+    ``sum(G[..., k] * ((conv(A, F+) + b+) - (conv(A, F-) + b-)))`` over the batch. The pairs
+    of a group fill banks of at most ``BANK_COLUMNS`` filters, in this order: W's own
+    columns that bias pairs need (both their filters are W's column k, only the biases
+    differ: one column for all of them), then the plus filters of the perturbed pairs, then
+    their minus filters. :meth:`add` convolves a chunk with each bank once and adds every
+    pair's part of the sum.
     """
 
     def __init__(self, problem: StreamedConv, requests: list):
         self.problem, self.requests, self.spans = problem, requests, []
         W = problem.inputs["W"]
         n_g = problem.n_C // problem.groups
-        self.banks: list = []  # [group, filters, {W column k: bank column}, segments]
-        open_bank: dict = {}
-        n = 0
+        filling, open_bank = [], {}  # per bank: [group, {k: base column}, [(pair, k)], [(pair, F+, F-)]]
+        plus_bias, minus_bias, ks = [], [], []
         for (Fp, Fm), (bp, bm), k_of in requests:
-            k_of = np.asarray(k_of, dtype=np.int64)
-            self.spans.append((n, n + k_of.size))
-            shared = _bits(Fp) == _bits(Fm) == _bits(W[..., k_of])  # a bias request: W's own filters
-            for g in np.unique(k_of // n_g):
-                for lo in range(0, k_of.size, SEGMENT_PAIRS):
-                    part = np.flatnonzero(k_of // n_g == g)[lo:lo + SEGMENT_PAIRS]
-                    if not part.size:
-                        break
-                    need = np.setdiff1d(k_of[part], list(open_bank[g][2])).size if shared and g in open_bank \
-                        else (np.unique(k_of[part]).size if shared else 2 * part.size)
-                    bank = open_bank.get(g)
-                    if bank is None or len(bank[1]) + need > BANK_COLUMNS:
-                        bank = open_bank[g] = [int(g), [], {}, []]
-                        self.banks.append(bank)
-                    filters, base = bank[1], bank[2]
-                    bias = (np.asarray(bp, dtype=np.float64)[part], np.asarray(bm, dtype=np.float64)[part])
-                    if shared:
-                        for k in k_of[part]:
-                            if int(k) not in base:
-                                base[int(k)] = len(filters)
-                                filters.append(W[..., k])
-                        where = np.array([base[int(k)] for k in k_of[part]], dtype=np.int64)
-                    else:
-                        where = len(filters)
-                        filters.extend(Fp[..., q] for q in part)
-                        filters.extend(Fm[..., q] for q in part)
-                    zero = not (bias[0].any() or bias[1].any())
-                    bank[3].append((n + part, where, bias, zero, k_of[part]))
-            n += k_of.size
-        self.banks = [(g, np.stack(f, axis=-1), segs) for g, f, _, segs in self.banks]
-        self.out = np.zeros(n)
+            self.spans.append((len(ks), len(ks) + len(k_of)))
+            shared = _bits(Fp) == _bits(Fm) == _bits(W[..., np.asarray(k_of)])  # a bias request
+            for q, k in enumerate(int(k) for k in k_of):
+                bank = open_bank.get(k // n_g)
+                need = (k not in bank[1]) if shared and bank else (1 if shared else 2)
+                if bank is None or len(bank[1]) + 2 * len(bank[3]) + need > BANK_COLUMNS:
+                    bank = open_bank[k // n_g] = [k // n_g, {}, [], []]
+                    filling.append(bank)
+                if shared:
+                    bank[1].setdefault(k, len(bank[1]))
+                    bank[2].append((len(ks), k))
+                else:
+                    bank[3].append((len(ks), Fp[..., q], Fm[..., q]))
+                plus_bias.append(float(bp[q]))
+                minus_bias.append(float(bm[q]))
+                ks.append(k)
+        self.plus_bias, self.minus_bias = np.array(plus_bias), np.array(minus_bias)
+        self.k = np.array(ks, dtype=np.int64)
+        self.banks = [self._bank(W, *bank) for bank in filling]
+        self.out = np.zeros(len(ks))
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pending = None
+
+    def _bank(self, W, group: int, base: dict, shared: list, perturbed: list):
+        """(group, filters (kh, kw, c_g, columns), segments): the bank's columns and how its pairs read them."""
+        nb, n_p = len(base), len(perturbed)
+        filters = [W[..., k] for k in sorted(base, key=base.get)]
+        filters += [f for _, f, _ in perturbed] + [f for _, _, f in perturbed]
+        segments = []
+        for lo in range(0, len(shared), SEGMENT_PAIRS):
+            pairs = np.array([j for j, _ in shared[lo:lo + SEGMENT_PAIRS]], dtype=np.int64)
+            cols = np.array([base[k] for _, k in shared[lo:lo + SEGMENT_PAIRS]], dtype=np.int64)
+            segments.append((pairs, cols, None))
+        for lo in range(0, n_p, SEGMENT_PAIRS):
+            pairs = np.array([j for j, _, _ in perturbed[lo:lo + SEGMENT_PAIRS]], dtype=np.int64)
+            zero = not (self.plus_bias[pairs].any() or self.minus_bias[pairs].any())
+            segments.append((pairs, nb + lo, (nb + n_p + lo, zero)))
+        return group, np.stack(filters, axis=-1), [
+            (pairs, where, minus, self.plus_bias[pairs], self.minus_bias[pairs], self.k[pairs])
+            for pairs, where, minus in segments]
 
     def add(self, x: np.ndarray, G: np.ndarray) -> None:
         """Add the examples ``x`` (m, H, W, C), upstream gradient ``G`` (m, oh, ow, n_C), to every pair's sum."""
@@ -217,36 +224,65 @@ class Bank:
         for g, F, segments in self.banks:
             xs = x if pr.groups == 1 else x[..., g * pr.c_g:(g + 1) * pr.c_g]
             # the bank's outputs (and the engine's patches) of a few examples at a time
-            for sl in batch_chunks(x.shape[0], 8 * (2 * per_input + oh * ow * (F.shape[3] + kh * kw * pr.c_g))):
+            per_example = 8 * (2 * per_input + oh * ow * (F.shape[3] + kh * kw * pr.c_g))
+            for sl in batch_chunks(x.shape[0], per_example, OUTPUT_BYTES):
                 Z = conv2d(xs[sl], F, None, pr._single)
-                Z, Gs = Z.reshape(-1, F.shape[3]), G[sl].reshape(-1, pr.n_C)
-                # NOTE: a few thousand outputs at a time: their differences stay in cache until contracted
-                for lo in range(0, Z.shape[0], SLICE_OUTPUTS):
-                    z, gs = Z[lo:lo + SLICE_OUTPUTS], Gs[lo:lo + SLICE_OUTPUTS]
-                    for pairs, where, (bp, bm), zero, k in segments:
-                        self.out[pairs] += _contract(_differences(z, where, pairs.size, bp, bm, zero), gs, k)
+                # NOTE: the differences and sums (numpy, one core) run on a thread of their own, beside
+                # the engine's next calls; one batch of outputs waits at most (bounded memory)
+                self._wait()
+                self._pending = self._worker().submit(self._sums, Z.reshape(-1, F.shape[3]),
+                                                      G[sl].reshape(-1, pr.n_C), segments)
+
+    def _sums(self, Z: np.ndarray, G: np.ndarray, segments) -> None:
+        """Add one convolution's outputs ``Z`` (outputs, columns) to its pairs' sums (G: outputs, channels)."""
+        for lo in range(0, Z.shape[0], SLICE_OUTPUTS):  # a few thousand outputs at a time: they stay in cache
+            z, gs = Z[lo:lo + SLICE_OUTPUTS], G[lo:lo + SLICE_OUTPUTS]
+            for pairs, where, minus, bp, bm, k in segments:
+                self.out[pairs] += _contract(_differences(z, where, minus, bp, bm), gs, k)
+
+    def _worker(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnncli-bank")
+        return self._pool
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()  # re-raises what the sums raised
+
+    def close(self) -> None:
+        """Wait for the sums under way and stop the thread (idempotent)."""
+        try:
+            self._wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def values(self) -> list:
         """Per request, its loss differences (one per filter pair)."""
+        self.close()
         return [self.out[a:b].copy() for a, b in self.spans]
 
 
-def _differences(z: np.ndarray, where, q: int, bp: np.ndarray, bm: np.ndarray, zero: bool) -> np.ndarray:
+def _differences(z: np.ndarray, where, minus, bp: np.ndarray, bm: np.ndarray) -> np.ndarray:
     """Per output (row of ``z``) and pair: ``(z+ + b+) - (z- + b-)``, as the layer computes each output.
 
-    ``where``: the pairs' columns of ``z``, plus filters at ``where:where+q`` and minus filters after
-    them, or (bias pairs) one column per pair, both sides sharing it.
+    Bias pairs (``minus`` None): ``where`` holds each pair's column, both sides sharing it.
+    Perturbed pairs: their plus filters' columns start at ``where``, their minus filters' at
+    ``minus[0]``; ``minus[1]`` says both biases are zero (``z + 0.0`` changes no difference).
     NOTE: the two sides are subtracted before the contraction (see ConvProblem._filter_differences).
     """
-    if isinstance(where, np.ndarray):
+    if minus is None:
         base = z[:, where]
         return (base + bp) - (base + bm)
-    plus, minus = z[:, where:where + q], z[:, where + q:where + 2 * q]
-    return plus - minus if zero else (plus + bp) - (minus + bm)  # + 0.0 changes no difference
+    q = bp.size
+    plus, other = z[:, where:where + q], z[:, minus[0]:minus[0] + q]
+    return plus - other if minus[1] else (plus + bp) - (other + bm)
 
 
 def _contract(D: np.ndarray, G: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Per column q of ``D`` (outputs, pairs): ``sum(D[:, q] * G[:, k[q]])`` (G: outputs, channels)."""
-    if G.shape[1] <= CONTRACT_CHANNELS:  # one product for all pairs and channels, then each pair's own
-        return (D.T @ G)[np.arange(k.size), k]
+    # NOTE: not a matrix product: numpy's BLAS would hand each of these small products to its threads
+    # (the engine's threads already hold the cores) and wait for them
     return np.einsum("pq,pq->q", D, G[:, k])

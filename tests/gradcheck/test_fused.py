@@ -61,11 +61,10 @@ def _requests(W_, params):
 @pytest.mark.parametrize("W_, params", CONFIGS)
 @pytest.mark.parametrize("tight", [False, True])
 def test_the_banks_sums_are_the_unfused_evaluations(W_, params, tight, monkeypatch):
-    if tight:  # many banks, segments, slices, and the gather contraction
+    if tight:  # many banks, segments, slices and chunks
         monkeypatch.setattr(fused, "BANK_COLUMNS", 6)
         monkeypatch.setattr(fused, "SEGMENT_PAIRS", 2)
         monkeypatch.setattr(fused, "SLICE_OUTPUTS", 7)
-        monkeypatch.setattr(fused, "CONTRACT_CHANNELS", 0)
         monkeypatch.setattr(problems, "BATCH_BYTES", 2**18)
     p, requests = _requests(W_, params)
     bank = Bank(p, requests)
