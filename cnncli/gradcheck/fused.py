@@ -24,7 +24,6 @@ they agree to float64 rounding, as the in-memory and streamed checks do.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import numpy as np
@@ -42,9 +41,10 @@ BANK_PAIRS = 4096
 BANK_COLUMNS = 512
 #: Filter pairs contracted with G at a time (a segment of the bank's outputs).
 SEGMENT_PAIRS = 128
-#: Bytes of one convolution's outputs in the bank (below the allocator's mmap threshold, 32 MiB: a larger
-#: array is mapped afresh each time, its pages faulted in again).
-OUTPUT_BYTES = 24 * 2**20
+#: Bytes of one convolution's outputs in the bank. Measured on 64x64x3 images, 88 filters: a call on 2 or
+#: 3 examples (6-9 MiB of outputs) took 4.2 s of CPU per 3000 images, on 5 or 8 examples 7 s (the products
+#: leave the cache), on 26 (75 MiB, mapped afresh each time) 1.8 s more of page faults.
+OUTPUT_BYTES = 8 * 2**20
 #: Outputs whose differences are computed and contracted at a time: they stay in cache.
 SLICE_OUTPUTS = 2048
 
@@ -194,8 +194,6 @@ class Bank:
         self.k = np.array(ks, dtype=np.int64)
         self.banks = [self._bank(W, *bank) for bank in filling]
         self.out = np.zeros(len(ks))
-        self._pool: Optional[ThreadPoolExecutor] = None
-        self._pending = None
 
     def _bank(self, W, group: int, base: dict, shared: list, perturbed: list):
         """(group, filters (kh, kw, c_g, columns), segments): the bank's columns and how its pairs read them."""
@@ -219,19 +217,11 @@ class Bank:
         """Add the examples ``x`` (m, H, W, C), upstream gradient ``G`` (m, oh, ow, n_C), to every pair's sum."""
         pr = self.problem
         oh, ow = pr.geom.out_hw
-        kh, kw = pr.geom.kernel
-        per_input = int(np.prod(x.shape[1:]))
         for g, F, segments in self.banks:
             xs = x if pr.groups == 1 else x[..., g * pr.c_g:(g + 1) * pr.c_g]
-            # the bank's outputs (and the engine's patches) of a few examples at a time
-            per_example = 8 * (2 * per_input + oh * ow * (F.shape[3] + kh * kw * pr.c_g))
-            for sl in batch_chunks(x.shape[0], per_example, OUTPUT_BYTES):
+            for sl in batch_chunks(x.shape[0], 8 * oh * ow * F.shape[3], OUTPUT_BYTES):  # a few examples at a time
                 Z = conv2d(xs[sl], F, None, pr._single)
-                # NOTE: the differences and sums (numpy, one core) run on a thread of their own, beside
-                # the engine's next calls; one batch of outputs waits at most (bounded memory)
-                self._wait()
-                self._pending = self._worker().submit(self._sums, Z.reshape(-1, F.shape[3]),
-                                                      G[sl].reshape(-1, pr.n_C), segments)
+                self._sums(Z.reshape(-1, F.shape[3]), G[sl].reshape(-1, pr.n_C), segments)
 
     def _sums(self, Z: np.ndarray, G: np.ndarray, segments) -> None:
         """Add one convolution's outputs ``Z`` (outputs, columns) to its pairs' sums (G: outputs, channels)."""
@@ -240,28 +230,8 @@ class Bank:
             for pairs, where, minus, bp, bm, k in segments:
                 self.out[pairs] += _contract(_differences(z, where, minus, bp, bm), gs, k)
 
-    def _worker(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnncli-bank")
-        return self._pool
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()  # re-raises what the sums raised
-
-    def close(self) -> None:
-        """Wait for the sums under way and stop the thread (idempotent)."""
-        try:
-            self._wait()
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
-
     def values(self) -> list:
         """Per request, its loss differences (one per filter pair)."""
-        self.close()
         return [self.out[a:b].copy() for a, b in self.spans]
 
 

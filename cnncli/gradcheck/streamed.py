@@ -24,7 +24,6 @@ a note says so.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional, Union
 
 import numpy as np
@@ -293,60 +292,44 @@ def _pass(make, A: Examples, G, chunks, whole, h, D, idx, tracker, directed=None
     weight = whole.pass_weight() if whole is not None else 1
     tracker.plan(m * weight)
     ex_of = idx // per
-    try:
-        for sl, x, g in _read_ahead(A, G, chunks):
-            if whole is not None and whole.bank is not None:  # first: its sums' thread runs beside the rest
-                whole.bank.add(x, g)
-            p = make(x, g)
-            grads = p.analytical()
-            dA = grads["A_prev"]
-            here = (ex_of >= sl.start) & (ex_of < sl.stop)
-            rows = np.ones(sl.stop - sl.start, dtype=bool) if directed is None else directed[sl]
-            needed = bool(here.any() or (P and rows.any()))  # A_prev's floor: only where it is compared
-            floor = None
-            if whole is not None:
-                # per chunk: the same sums the in-memory check adds up chunk by chunk; A_prev's spread (a backward
-                # pass of its own) only for the examples compared, each example's spread being its own
-                _, w, b, _ = p.floor_chunk(slice(None), spread=False)
-                if needed:
-                    keep = rows.copy()
-                    keep[np.unique(ex_of[here] - sl.start)] = True
-                    spread = np.zeros(x.shape)
-                    spread[keep] = make(x[keep], g[keep]).floor_chunk(slice(None))[0]
-                    floor = MACHINE_EPS * spread / h
-                dW = grads["W"] if dW is None else dW + grads["W"]
-                db = grads["b"] if db is None else db + grads["b"]
-                per_w = w if per_w is None else per_w + w
-                per_b = b if per_b is None else per_b + b
-            elif needed:
-                floor = p.rounding_floor("A_prev", h)
-            out["finite"] &= bool(np.all(np.isfinite(dA)) and (floor is None or np.all(np.isfinite(floor))))
-            at = idx[here] - sl.start * per
-            out["grad_at"][here] = dA.reshape(-1)[at]
-            if floor is not None:
-                out["floor_at"][here] = floor.reshape(-1)[at]
-            if P and rows.any():
-                _directional_sums(make, x, g, dA, floor, np.flatnonzero(rows), sl.start, D, h, out, per_example)
-            tracker.tick((sl.stop - sl.start) * weight)
-    finally:
+    for sl in chunks:
+        x, g = A[sl], G[sl]
         if whole is not None and whole.bank is not None:
-            whole.bank.close()  # the sums under way (their thread) end with the pass, however it ends
+            whole.bank.add(x, g)
+        p = make(x, g)
+        grads = p.analytical()
+        dA = grads["A_prev"]
+        here = (ex_of >= sl.start) & (ex_of < sl.stop)
+        rows = np.ones(sl.stop - sl.start, dtype=bool) if directed is None else directed[sl]
+        needed = bool(here.any() or (P and rows.any()))  # A_prev's floor: only where it is compared
+        floor = None
+        if whole is not None:
+            # per chunk: the same sums the in-memory check adds up chunk by chunk; A_prev's spread (a backward
+            # pass of its own) only for the examples compared, each example's spread being its own
+            _, w, b, _ = p.floor_chunk(slice(None), spread=False)
+            if needed:
+                keep = rows.copy()
+                keep[np.unique(ex_of[here] - sl.start)] = True
+                spread = np.zeros(x.shape)
+                spread[keep] = make(x[keep], g[keep]).floor_chunk(slice(None))[0]
+                floor = MACHINE_EPS * spread / h
+            dW = grads["W"] if dW is None else dW + grads["W"]
+            db = grads["b"] if db is None else db + grads["b"]
+            per_w = w if per_w is None else per_w + w
+            per_b = b if per_b is None else per_b + b
+        elif needed:
+            floor = p.rounding_floor("A_prev", h)
+        out["finite"] &= bool(np.all(np.isfinite(dA)) and (floor is None or np.all(np.isfinite(floor))))
+        at = idx[here] - sl.start * per
+        out["grad_at"][here] = dA.reshape(-1)[at]
+        if floor is not None:
+            out["floor_at"][here] = floor.reshape(-1)[at]
+        if P and rows.any():
+            _directional_sums(make, x, g, dA, floor, np.flatnonzero(rows), sl.start, D, h, out, per_example)
+        tracker.tick((sl.stop - sl.start) * weight)
     if whole is not None:
         whole.set_pass({"W": dW, "b": db}, {"W": per_w, "b": per_b, "max": top_out})
     return out
-
-
-def _read_ahead(A: Examples, G, chunks):
-    """``(slice, A's chunk, G's chunk)`` of each chunk; the next one is read and drawn on a thread meanwhile."""
-    def read(sl):
-        return A[sl], G[sl]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnncli-read") as pool:
-        ahead = pool.submit(read, chunks[0]) if chunks else None
-        for i, sl in enumerate(chunks):
-            x, g = ahead.result()
-            if i + 1 < len(chunks):
-                ahead = pool.submit(read, chunks[i + 1])
-            yield sl, x, g
 
 
 def _directional_sums(make, x, g, dA, floor, sub, start: int, D, h, out: dict, per_example: int) -> None:

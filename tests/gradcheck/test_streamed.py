@@ -141,6 +141,4 @@ def test_the_streamed_check_reads_the_file_in_bounded_memory(tmp_path, monkeypat
         finally:
             tracemalloc.stop()
     assert r.passed and r.gradients[0].errors is None and r.gradients[0].error_map.shape == (32, 32)
-    # measured 11.0 MiB (7.9 before the pass read the next chunk and summed W's and b's evaluations on
-    # threads of their own, each holding a chunk's temporaries); G alone is 19 MiB
-    assert peak < 14 * 2**20, peak / 2**20
+    assert peak < 10 * 2**20, peak / 2**20  # measured 7.9 MiB; G alone is 19 MiB
