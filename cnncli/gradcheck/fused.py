@@ -96,7 +96,7 @@ class StreamedConv(ConvProblem):
 
     def pass_weight(self) -> int:
         """What one example of the pass costs, in evaluations of two forwards of one example (progress)."""
-        width = sum(F.shape[3] for _, F, _ in self.bank.banks) if self.bank is not None else 0
+        width = sum(bank[1].shape[3] for bank in self.bank.banks) if self.bank is not None else 0
         return max(1, round((3 + width / self.n_C) / 2))  # backward ~2 forwards, magnitudes 1, the bank
 
     def _filter_differences(self, F, bias, k_of: np.ndarray) -> np.ndarray:
@@ -192,14 +192,23 @@ class Bank:
                 ks.append(k)
         self.plus_bias, self.minus_bias = np.array(plus_bias), np.array(minus_bias)
         self.k = np.array(ks, dtype=np.int64)
-        self.banks = [self._bank(W, *bank) for bank in filling]
+        # the first bank of each group also holds |W|'s columns of the group: on input without negative values
+        # conv(|A_prev|, |W|) (the rounding estimates' magnitudes) comes with the bank's outputs
+        first = {bank[0]: i for i, bank in reversed(list(enumerate(filling)))}
+        self.banks = [self._bank(W, *bank, magnitudes=first[bank[0]] == i) for i, bank in enumerate(filling)]
+        self.magnitudes = len(first) == problem.groups
         self.out = np.zeros(len(ks))
 
-    def _bank(self, W, group: int, base: dict, shared: list, perturbed: list):
-        """(group, filters (kh, kw, c_g, columns), segments): the bank's columns and how its pairs read them."""
+    def _bank(self, W, group: int, base: dict, shared: list, perturbed: list, magnitudes: bool):
+        """(group, filters (kh, kw, c_g, columns), segments, first column of |W| or None): the bank's columns
+        and how its pairs read them."""
         nb, n_p = len(base), len(perturbed)
         filters = [W[..., k] for k in sorted(base, key=base.get)]
         filters += [f for _, f, _ in perturbed] + [f for _, _, f in perturbed]
+        at = len(filters) if magnitudes else None
+        n_g = self.problem.n_C // self.problem.groups
+        if magnitudes:
+            filters += [np.abs(W[..., k]) for k in range(group * n_g, (group + 1) * n_g)]
         segments = []
         for lo in range(0, len(shared), SEGMENT_PAIRS):
             pairs = np.array([j for j, _ in shared[lo:lo + SEGMENT_PAIRS]], dtype=np.int64)
@@ -211,17 +220,26 @@ class Bank:
             segments.append((pairs, nb + lo, (nb + n_p + lo, zero)))
         return group, np.stack(filters, axis=-1), [
             (pairs, where, minus, self.plus_bias[pairs], self.minus_bias[pairs], self.k[pairs])
-            for pairs, where, minus in segments]
+            for pairs, where, minus in segments], at
 
-    def add(self, x: np.ndarray, G: np.ndarray) -> None:
-        """Add the examples ``x`` (m, H, W, C), upstream gradient ``G`` (m, oh, ow, n_C), to every pair's sum."""
+    def add(self, x: np.ndarray, G: np.ndarray) -> Optional[np.ndarray]:
+        """Add the examples ``x`` (m, H, W, C), upstream gradient ``G`` (m, oh, ow, n_C), to every pair's sum.
+
+        Returns ``conv(|x|, |W|)`` (m, oh, ow, n_C) when ``x`` has no negative values (it is then
+        ``conv(x, |W|)``, from the same convolutions), else None.
+        """
         pr = self.problem
         oh, ow = pr.geom.out_hw
-        for g, F, segments in self.banks:
+        n_g = pr.n_C // pr.groups
+        mag = np.empty((x.shape[0], oh, ow, pr.n_C)) if self.magnitudes and bool(np.all(x >= 0)) else None
+        for g, F, segments, at in self.banks:
             xs = x if pr.groups == 1 else x[..., g * pr.c_g:(g + 1) * pr.c_g]
             for sl in batch_chunks(x.shape[0], 8 * oh * ow * F.shape[3], OUTPUT_BYTES):  # a few examples at a time
                 Z = conv2d(xs[sl], F, None, pr._single)
+                if mag is not None and at is not None:
+                    mag[sl, ..., g * n_g:(g + 1) * n_g] = Z[..., at:at + n_g]
                 self._sums(Z.reshape(-1, F.shape[3]), G[sl].reshape(-1, pr.n_C), segments)
+        return mag
 
     def _sums(self, Z: np.ndarray, G: np.ndarray, segments) -> None:
         """Add one convolution's outputs ``Z`` (outputs, columns) to its pairs' sums (G: outputs, channels)."""

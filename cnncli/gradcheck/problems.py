@@ -225,11 +225,12 @@ class ConvProblem(ProblemDefaults):
             self._floor_cache = {"A_prev": spread, "W": per_w, "b": per_b, "max": top}
         return self._floor_cache
 
-    def floor_chunk(self, sl: slice, spread: bool = True):
+    def floor_chunk(self, sl: slice, spread: bool = True, mag: Optional[np.ndarray] = None):
         """The rounding estimates of :meth:`_floor_terms` over the examples ``sl``:
-        (A_prev's spread or None, W's and b's per channel, the largest ``S + |b|``)."""
+        (A_prev's spread or None, W's and b's per channel, the largest ``S + |b|``); ``mag``: their
+        ``conv(|A_prev|, |W|)`` when already computed."""
         A, W, b = self.inputs["A_prev"], self.inputs["W"], self.inputs["b"]
-        mag = self._magnitude(sl, bias=False)
+        mag = self._magnitude(sl, bias=False) if mag is None else mag
         absG = np.abs(self.G[sl])
         Q = absG * mag
         out = conv2d_backward(Q, A[sl], np.ones_like(W), self.params).dA_prev if spread else None

@@ -294,8 +294,7 @@ def _pass(make, A: Examples, G, chunks, whole, h, D, idx, tracker, directed=None
     ex_of = idx // per
     for sl in chunks:
         x, g = A[sl], G[sl]
-        if whole is not None and whole.bank is not None:
-            whole.bank.add(x, g)
+        mag = whole.bank.add(x, g) if whole is not None and whole.bank is not None else None
         p = make(x, g)
         grads = p.analytical()
         dA = grads["A_prev"]
@@ -306,7 +305,7 @@ def _pass(make, A: Examples, G, chunks, whole, h, D, idx, tracker, directed=None
         if whole is not None:
             # per chunk: the same sums the in-memory check adds up chunk by chunk; A_prev's spread (a backward
             # pass of its own) only for the examples compared, each example's spread being its own
-            _, w, b, _ = p.floor_chunk(slice(None), spread=False)
+            _, w, b, _ = p.floor_chunk(slice(None), spread=False, mag=mag)
             if needed:
                 keep = rows.copy()
                 keep[np.unique(ex_of[here] - sl.start)] = True

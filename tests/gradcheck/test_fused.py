@@ -7,7 +7,7 @@ import pytest
 
 import cnncli.gradcheck.fused as fused
 import cnncli.gradcheck.problems as problems
-from cnncli.engine import ConvParams, PoolParams
+from cnncli.engine import ConvParams, PoolParams, conv2d
 from cnncli.gradcheck import gradcheck_conv, gradcheck_pool
 from cnncli.gradcheck.fused import Bank, StreamedConv
 from cnncli.gradcheck.lazy import DrawnUpstream, Examples
@@ -68,6 +68,11 @@ def test_the_banks_sums_are_the_unfused_evaluations(W_, params, tight, monkeypat
         monkeypatch.setattr(problems, "BATCH_BYTES", 2**18)
     p, requests = _requests(W_, params)
     bank = Bank(p, requests)
+    mags = [bank.add(A[sl], p.G[sl]) for sl in problems.batch_chunks(A.shape[0], p._example_bytes())]
+    # the rounding estimates' magnitudes came with the bank's outputs (the input has no negative values)
+    np.testing.assert_allclose(np.concatenate(mags), conv2d(A, np.abs(W_), None, params), rtol=1e-14, atol=0)
+    assert bank.add(A[:2] - 1.0, p.G[0:2]) is None  # with negative values: computed on their own
+    bank.out[:] = 0.0
     for sl in problems.batch_chunks(A.shape[0], p._example_bytes()):
         bank.add(A[sl], p.G[sl])
     # the in-memory problem's evaluation (the engine's own bias add, one chunking of its own) is the oracle
