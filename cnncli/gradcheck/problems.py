@@ -336,9 +336,7 @@ class ConvProblem(ProblemDefaults):
 
 def _largest(mag: np.ndarray, b: np.ndarray) -> float:
     """``max(mag + |b|)``, 0 when there are no outputs."""
-    # NOTE: the largest of each channel first, then its |b|: rounding is monotonic, so this is the same
-    # value without a temporary as large as the outputs
-    return float(np.max(np.max(mag.reshape(-1, mag.shape[-1]), axis=0) + np.abs(b))) if mag.size else 0.0
+    return float(np.max(mag + np.abs(b))) if mag.size else 0.0
 
 
 class PoolProblem(ProblemDefaults):
