@@ -24,6 +24,8 @@ they agree to float64 rounding, as the in-memory and streamed checks do.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import numpy as np
@@ -47,6 +49,9 @@ SEGMENT_PAIRS = 128
 OUTPUT_BYTES = 8 * 2**20
 #: Outputs whose differences are computed and contracted at a time: they stay in cache.
 SLICE_OUTPUTS = 2048
+_CORES = os.cpu_count() or 1
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_pid = -1
 
 
 class StreamedConv(ConvProblem):
@@ -242,15 +247,44 @@ class Bank:
         return mag
 
     def _sums(self, Z: np.ndarray, G: np.ndarray, segments) -> None:
-        """Add one convolution's outputs ``Z`` (outputs, columns) to its pairs' sums (G: outputs, channels)."""
-        for lo in range(0, Z.shape[0], SLICE_OUTPUTS):  # a few thousand outputs at a time: they stay in cache
-            z, gs = Z[lo:lo + SLICE_OUTPUTS], G[lo:lo + SLICE_OUTPUTS]
-            for pairs, where, minus, bp, bm, k in segments:
-                self.out[pairs] += _contract(_differences(z, where, minus, bp, bm), gs, k)
+        """Add one convolution's outputs ``Z`` (outputs, columns) to its pairs' sums (G: outputs, channels).
+
+        NOTE: the engine's threads are idle meanwhile: the second half of the outputs is summed on
+        another core (numpy leaves the interpreter lock in these loops), into sums of its own.
+        """
+        half = Z.shape[0] // (2 * SLICE_OUTPUTS) * SLICE_OUTPUTS
+        if half == 0 or _CORES < 2:
+            _sum_rows(Z, G, segments, self.out)
+            return
+        other = np.zeros_like(self.out)
+        helper = _helper().submit(_sum_rows, Z[half:], G[half:], segments, other)
+        try:
+            _sum_rows(Z[:half], G[:half], segments, self.out)
+        finally:
+            error = helper.exception()  # waits for it, whatever happened here
+        if error is not None:
+            raise error
+        self.out += other
 
     def values(self) -> list:
         """Per request, its loss differences (one per filter pair)."""
         return [self.out[a:b].copy() for a, b in self.spans]
+
+
+def _sum_rows(Z: np.ndarray, G: np.ndarray, segments, out: np.ndarray) -> None:
+    """Add the outputs ``Z`` to the pairs' sums ``out``, a few thousand outputs at a time (they stay in cache)."""
+    for lo in range(0, Z.shape[0], SLICE_OUTPUTS):
+        z, gs = Z[lo:lo + SLICE_OUTPUTS], G[lo:lo + SLICE_OUTPUTS]
+        for pairs, where, minus, bp, bm, k in segments:
+            out[pairs] += _contract(_differences(z, where, minus, bp, bm), gs, k)
+
+
+def _helper() -> ThreadPoolExecutor:
+    """The one thread that sums half of each bank's outputs (made again in a forked child)."""
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != os.getpid():
+        _pool, _pool_pid = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnncli-sums"), os.getpid()
+    return _pool
 
 
 def _differences(z: np.ndarray, where, minus, bp: np.ndarray, bm: np.ndarray) -> np.ndarray:

@@ -310,7 +310,8 @@ def _pass(make, A: Examples, G, chunks, whole, h, D, idx, tracker, directed=None
                 keep = rows.copy()
                 keep[np.unique(ex_of[here] - sl.start)] = True
                 spread = np.zeros(x.shape)
-                spread[keep] = make(x[keep], g[keep]).floor_chunk(slice(None))[0]
+                spread[keep] = make(x[keep], g[keep]).floor_chunk(slice(None), mag=None if mag is None else
+                                                                   mag[keep])[0]
                 floor = MACHINE_EPS * spread / h
             dW = grads["W"] if dW is None else dW + grads["W"]
             db = grads["b"] if db is None else db + grads["b"]
