@@ -123,7 +123,7 @@ def test_an_all_zero_given_gradient_is_inconclusive_as_in_memory():
 def test_the_streamed_check_reads_the_file_in_bounded_memory(tmp_path, monkeypatch):
     # 300 uint8 images 32x32x3: in float64 A_prev is 7 MiB, G 19 MiB, dA_prev and its floor 7 MiB each;
     # with 1 MiB budgets per evaluation, nothing of that size is ever held (the budgets, not the set,
-    # bound the check: at the default ones, 3000 images 64x64x3 peak at about 140 MB RSS).
+    # bound the check: at the default ones, 3000 images 64x64x3 peak at about 120 MB RSS).
     monkeypatch.setattr(problems, "BATCH_BYTES", 2**20)
     monkeypatch.setattr(problems, "CHUNK_BYTES", 2**20)
     monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 2**16)
