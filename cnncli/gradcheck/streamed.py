@@ -168,12 +168,13 @@ def _check_A_prev(make: Callable, A: Examples, G, chunks, whole, eps, tol, rng, 
     """A_prev's check, as :func:`.core.tensor_check` then :func:`.core.verdict` do it in memory, chunk by chunk."""
     name, shape = "A_prev", A.shape
     gname = gradient_name(name)
-    top, top_out = 0.0, 0.0  # max |A_prev|; a conv's max conv(|A_prev|, |W|) + |b| (b's step follows it)
+    tops, top_out = [0.0], 0.0  # max |A_prev| per chunk; a conv's max conv(|A_prev|, |W|) + |b| (b's step)
     for sl in chunks:
         x = A[sl]
-        top = max(top, float(np.max(np.abs(x))) if x.size else 0.0)
+        tops.append(float(np.max(np.abs(x))) if x.size else 0.0)
         if whole is not None:
             top_out = max(top_out, make(x).floor_top())
+    top = float(np.max(tops))  # NaN stays NaN (the message names it)
     h = step_size(np.array([top]), eps, linear=linear)
     n_stuck, cover, n_excluded = 0, Coverage(), 0
     for sl in chunks:  # what cannot be checked, counted chunk by chunk (nothing kept)

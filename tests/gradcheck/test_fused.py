@@ -97,6 +97,12 @@ def test_the_fused_check_is_the_in_memory_and_the_unfused_check(W_, params, meth
     assert fast.passed
 
 
+@pytest.mark.parametrize("W_, params", CONFIGS[::2])
+def test_input_with_negative_values_gets_its_magnitudes_on_their_own(W_, params):
+    signed = A - 128.0  # conv(|A|, |W|) is no longer conv(A, |W|): the bank's magnitudes are not used
+    _same_check(gradcheck_conv(signed, W_, B, params, seed=7), gradcheck_streamed(signed, W_, B, params, seed=7))
+
+
 @pytest.mark.parametrize("W_, params", CONFIGS[:3])
 def test_a_passing_check_is_served_from_the_pass_alone(W_, params, monkeypatch):
     def refused(self, F, bias, k_of):

@@ -142,3 +142,12 @@ def test_the_streamed_check_reads_the_file_in_bounded_memory(tmp_path, monkeypat
             tracemalloc.stop()
     assert r.passed and r.gradients[0].errors is None and r.gradients[0].error_map.shape == (32, 32)
     assert peak < 10 * 2**20, peak / 2**20  # measured 7.9 MiB; G alone is 19 MiB
+
+
+def test_a_nan_in_a_later_chunk_is_named_in_the_verdict(monkeypatch):
+    monkeypatch.setattr(problems, "BATCH_BYTES", 2**18)  # several chunks: the NaN is in the last one
+    a = A.copy()
+    a[-1, 3, 4, 2] = np.nan
+    r = gradcheck_streamed(a, W, B, ConvParams(pad="same"), seed=3)
+    assert r.verdict == "inconclusive" and all(g.inconclusive for g in r.gradients)
+    assert "max |A_prev| nan" in r.gradients[0].inconclusive
