@@ -39,12 +39,13 @@ class ConvGrads:
 
     Attributes
     ----------
-    dA_prev : ndarray, shape (m, n_H_prev, n_W_prev, n_C_prev)
+    dA_prev : ndarray, shape (m, n_H_prev, n_W_prev, n_C_prev), or None
+        None when the backward pass was asked for ``dW`` and ``db`` only.
     dW : ndarray, shape (f_h, f_w, n_C_prev // groups, n_C)
     db : ndarray, shape (n_C,)
     """
 
-    dA_prev: np.ndarray
+    dA_prev: Optional[np.ndarray]
     dW: np.ndarray
     db: np.ndarray
 
@@ -154,6 +155,7 @@ def conv2d_backward(
     *,
     layout: str = "nhwc",
     workspace_bytes: Optional[int] = None,
+    input_grad: bool = True,
 ) -> ConvGrads:
     """Convolution backward pass.
 
@@ -172,12 +174,15 @@ def conv2d_backward(
     workspace_bytes : int, optional
         Size of the per-chunk workspace (unrolled patches). Default: a few MiB,
         chosen so a chunk stays in cache (never more than 256 MiB).
+    input_grad : bool
+        False skips ``dA_prev`` (returned as None): about half the work of a
+        backward pass, for callers that need only ``dW`` and ``db``.
 
     Returns
     -------
     ConvGrads
-        ``dA_prev`` shaped like ``A_prev``, ``dW`` like ``W``, ``db`` (n_C,).
-        Unpacks as ``dA_prev, dW, db = conv2d_backward(...)``.
+        ``dA_prev`` shaped like ``A_prev`` (None without ``input_grad``), ``dW`` like
+        ``W``, ``db`` (n_C,). Unpacks as ``dA_prev, dW, db = conv2d_backward(...)``.
 
     Raises
     ------
@@ -204,16 +209,19 @@ def conv2d_backward(
     if plan.depthwise:
         dA_prev, dW = np.zeros(A_prev.shape, dtype=dtype), np.zeros(W.shape, dtype=dtype)
         depthwise_backward(A_prev, W, dZ, geom, dA_prev, dW, workspace_bytes)
+        dA_prev = dA_prev if input_grad else None
     elif plan.pointwise:
         # The patches are A_prev itself: dW = A_prev^T . dZ and dA_prev = dZ . W^T, one product each.
         M = m * H * Wd
         dW = (A_prev.reshape(M, n_C_prev).T @ dZ.reshape(M, n_C)).reshape(W.shape)
-        dA_prev = (dZ.reshape(M, n_C) @ W.reshape(n_C_prev, n_C).T).reshape(A_prev.shape)
+        dA_prev = (dZ.reshape(M, n_C) @ W.reshape(n_C_prev, n_C).T).reshape(A_prev.shape) if input_grad else None
     else:
         # dW = patches(A_prev)^T . dZ
         dW = _weight_grad_unrolled(A_prev, dZ, W.shape, geom, groups, workspace_bytes)
         # dA_prev = col2im(dZ . W^T), or the same sum as one transposed correlation per stride phase
-        if plan.transposed_input_grad:
+        if not input_grad:
+            dA_prev = None
+        elif plan.transposed_input_grad:
             dA_prev = _input_grad_transposed(dZ, W, geom, groups, A_prev.shape, workspace_bytes)
         else:
             dA_prev = _input_grad_col2im(dZ, W, geom, groups, A_prev.shape, workspace_bytes)

@@ -60,8 +60,8 @@ def conv_in(A_prev, W, b, layout: str):
 
 
 def conv_out_grads(dA_prev, dW, db):
-    """NHWC gradients -> NCHW (dA_prev as (m, C, H, W), dW as PyTorch's, db unchanged)."""
-    return nhwc_to_nchw(dA_prev), weights_nhwc_to_nchw(dW), db
+    """NHWC gradients -> NCHW (dA_prev as (m, C, H, W), dW as PyTorch's, db unchanged; a None dA_prev stays None)."""
+    return None if dA_prev is None else nhwc_to_nchw(dA_prev), weights_nhwc_to_nchw(dW), db
 
 
 def to_nhwc(x, layout: str, *, weights: bool = False) -> np.ndarray:

@@ -219,3 +219,25 @@ def test_unroll_adjoint_part_matches_loops(layout):
     got = start.copy()
     unroll_adjoint_part(got, cols, e0, e1, step, offs_h, offs_w, r0, r1)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["3x3-same", "stem-7x7-stride2", "pointwise", "depthwise", "grouped-dilated"])
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+def test_backward_without_input_grad_gives_the_same_dw_and_db(name, layout):
+    """input_grad=False returns no dA_prev and the very dW and db of the whole backward pass."""
+    a_shape, w_shape, kw, workspace = CONV[name]
+    rng = np.random.default_rng(5)
+    A, W = rng.standard_normal(a_shape), rng.standard_normal(w_shape)
+    p = ConvParams(**kw)
+    dZ = rng.standard_normal(conv2d(A, W, None, p).shape)
+    if layout == "nchw":
+        A, W, dZ = A.transpose(0, 3, 1, 2), W.transpose(3, 2, 0, 1), dZ.transpose(0, 3, 1, 2)
+    whole = conv2d_backward(dZ, A, W, p, layout=layout, workspace_bytes=workspace)
+    part = conv2d_backward(dZ, A, W, p, layout=layout, workspace_bytes=workspace, input_grad=False)
+    assert part.dA_prev is None
+    np.testing.assert_array_equal(part.dW, whole.dW)
+    np.testing.assert_array_equal(part.db, whole.db)
+    want = conv_backward_loops(*(x.transpose(0, 2, 3, 1) if layout == "nchw" else x for x in (dZ, A)),
+                               W.transpose(2, 3, 1, 0) if layout == "nchw" else W, p)
+    dW = part.dW.transpose(2, 3, 1, 0) if layout == "nchw" else part.dW
+    _close(dW, want[1], np.float64, "dW")
