@@ -15,7 +15,10 @@ all of them stacked along the output channels of one convolution per group and
 chunk (one unroll of the chunk's patches, one wider product), the bias
 perturbations added to the unperturbed filters' outputs. The check is then
 served from these sums; a request not foreseen (a failing check localizing its
-error, asking for other elements) is evaluated over the set as before.
+error, asking for other elements) is evaluated over the set as before. The same
+convolutions give the rounding estimates' magnitudes ``conv(|A_prev|, |W|)`` on
+input without negative values (|W|'s columns join the bank), and each
+convolution's outputs are summed on two cores (the engine's threads are idle then).
 
 Each value is the same sum of the same outputs' differences as the unfused
 evaluation's, only accumulated in another order (other chunks, other products):
@@ -36,9 +39,9 @@ from .core import auto_samples, tensor_check, verdict
 from .problems import ConvProblem, batch_chunks
 from .results import GradientResult
 
-#: Filter pairs foreseen at most (W's and b's requests together); requests beyond it are left to the
-#: unfused evaluation (``--method full`` on a large W): the bank's filters stay small.
-BANK_PAIRS = 4096
+#: Bytes of the foreseen requests' filters at most (W's and b's together); a request beyond it is left
+#: to the unfused evaluation (``--method full`` on a large W): the bank's filters stay small.
+BANK_BYTES = 16 * 2**20
 #: Output channels of one convolution of the bank (a wider bank is split into several).
 BANK_COLUMNS = 512
 #: Filter pairs contracted with G at a time (a segment of the bank's outputs).
@@ -140,12 +143,13 @@ class _Recorder(StreamedConv):
         self._grads = {"W": np.zeros(W.shape), "b": np.zeros(b.shape)}
         self._floor_cache = {"W": np.zeros(self.n_C), "b": np.zeros(self.n_C), "max": top}
         self.requests: list = []
-        self._pairs = 0
+        self._bytes = 0
 
     def _filter_differences(self, F, bias, k_of: np.ndarray) -> np.ndarray:
-        if self._pairs + len(k_of) <= BANK_PAIRS:
+        size = F[0].nbytes + F[1].nbytes
+        if self._bytes + size <= BANK_BYTES:
             self.requests.append((tuple(F), tuple(bias), np.array(k_of)))
-            self._pairs += len(k_of)
+            self._bytes += size
         return np.zeros(len(k_of))
 
 
@@ -183,7 +187,7 @@ class Bank:
             shared = _bits(Fp) == _bits(Fm) == _bits(W[..., np.asarray(k_of)])  # a bias request
             for q, k in enumerate(int(k) for k in k_of):
                 bank = open_bank.get(k // n_g)
-                need = (k not in bank[1]) if shared and bank else (1 if shared else 2)
+                need = (k not in bank[1]) if shared and bank is not None else (1 if shared else 2)
                 if bank is None or len(bank[1]) + 2 * len(bank[3]) + need > BANK_COLUMNS:
                     bank = open_bank[k // n_g] = [k // n_g, {}, [], []]
                     filling.append(bank)
@@ -305,6 +309,6 @@ def _differences(z: np.ndarray, where, minus, bp: np.ndarray, bm: np.ndarray) ->
 
 def _contract(D: np.ndarray, G: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Per column q of ``D`` (outputs, pairs): ``sum(D[:, q] * G[:, k[q]])`` (G: outputs, channels)."""
-    # NOTE: not a matrix product: numpy's BLAS would hand each of these small products to its threads
-    # (the engine's threads already hold the cores) and wait for them
+    # NOTE: not a matrix product: numpy's BLAS hands each of these small products to its own threads and
+    # waits for them (measured 5x slower at 4096 outputs, and erratic)
     return np.einsum("pq,pq->q", D, G[:, k])

@@ -158,3 +158,18 @@ def test_a_wrong_db_still_fails_through_the_fused_path(monkeypatch):
 def test_a_streamed_pool_check_is_the_in_memory_check(mode, stride):
     params = PoolParams(f=2, stride=stride, mode=mode)
     _same_check(gradcheck_pool(A, params, seed=6), gradcheck_streamed(A, params=params, kind="pool", seed=6))
+
+
+def test_requests_beyond_the_banks_budget_are_evaluated_over_the_set(monkeypatch):
+    monkeypatch.setattr(fused, "BANK_BYTES", 2 * 6 * 9 * 4 * 8)  # room for b's 6 pairs of 3x3x4 filters, not W's 216
+    calls = []
+    real = StreamedConv._unfused
+
+    def counted(self, F, bias, k_of):
+        calls.append(len(k_of))
+        return real(self, F, bias, k_of)
+    monkeypatch.setattr(StreamedConv, "_unfused", counted)
+    params = ConvParams(pad=1)
+    s = gradcheck_streamed(A, W, B, params, method="full", seed=5)
+    _same_check(gradcheck_conv(A, W, B, params, method="full", seed=5), s)
+    assert s.passed and calls == [W.size]  # W's elementwise check did not fit: evaluated on its own
