@@ -297,19 +297,20 @@ def _pass(make, A: Examples, G, chunks, whole, h, D, idx, tracker, directed=None
         x, g = A[sl], G[sl]
         mag = whole.bank.add(x, g) if whole is not None and whole.bank is not None else None
         p = make(x, g)
-        grads = p.analytical()
-        dA = grads["A_prev"]
         here = (ex_of >= sl.start) & (ex_of < sl.stop)
-        rows = np.ones(sl.stop - sl.start, dtype=bool) if directed is None else directed[sl]
+        rows = np.ones(sl.stop - sl.start, dtype=bool) if directed is None or not P else directed[sl]
         needed = bool(here.any() or (P and rows.any()))  # A_prev's floor: only where it is compared
+        keep = rows.copy() if P else np.zeros(sl.stop - sl.start, dtype=bool)  # where dA_prev is read
+        keep[np.unique(ex_of[here] - sl.start)] = True
+        # a conv's dA_prev only where it is read: the sampled examples, those the directions move
+        grads = p.analytical_at(keep) if whole is not None else p.analytical()
+        dA = grads["A_prev"]
         floor = None
         if whole is not None:
             # per chunk: the same sums the in-memory check adds up chunk by chunk; A_prev's spread (a backward
             # pass of its own) only for the examples compared, each example's spread being its own
             _, w, b, _ = p.floor_chunk(slice(None), spread=False, mag=mag)
             if needed:
-                keep = rows.copy()
-                keep[np.unique(ex_of[here] - sl.start)] = True
                 spread = np.zeros(x.shape)
                 spread[keep] = make(x[keep], g[keep]).floor_chunk(slice(None), mag=None if mag is None else
                                                                    mag[keep])[0]
@@ -320,7 +321,8 @@ def _pass(make, A: Examples, G, chunks, whole, h, D, idx, tracker, directed=None
             per_b = b if per_b is None else per_b + b
         elif needed:
             floor = p.rounding_floor("A_prev", h)
-        out["finite"] &= bool(np.all(np.isfinite(dA)) and (floor is None or np.all(np.isfinite(floor))))
+        out["finite"] &= bool(grads.get("finite", True) and np.all(np.isfinite(dA)) and
+                              (floor is None or np.all(np.isfinite(floor))))
         at = idx[here] - sl.start * per
         out["grad_at"][here] = dA.reshape(-1)[at]
         if floor is not None:
