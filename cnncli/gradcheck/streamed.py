@@ -6,9 +6,10 @@ but nothing as large as the data set is ever held in float64:
 
 - the upstream gradient G is drawn from the seed chunk by chunk: the very values
   of the whole draw, drawn again when needed (:class:`DrawnUpstream`);
-- one pass over the batch computes, per chunk, A_prev's gradient (kept only at the
-  sampled elements), its rounding floor and its directional sums (per example);
-  dW, db and their rounding estimates accumulate over the chunks;
+- one pass over the batch computes, per chunk, A_prev's gradient (for a conv only
+  on the examples sampled or moved, kept only at the sampled elements), its
+  rounding floor and its directional sums (per example); dW, db and their
+  rounding estimates accumulate over the chunks;
 - A_prev's sampled elements are checked from the examples that hold them, and a
   failing directional check is localized in the examples that disagree;
 - W and b are checked by :mod:`.core` as in memory, their evaluations made in
@@ -29,13 +30,13 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from ..engine import ConvParams, PoolParams
-from ..errors import ShapeError
+from ..errors import InputError, ShapeError
 from .context import Progress, TensorCheck, Tracker
 from .core import (AUTO_FULL_LIMIT, DEFAULT_EPS, DEFAULT_TOL, LOCALIZE_FULL_LIMIT, Coverage, auto_samples,
                    inconclusive, merge, settle, step_size, tensor_check, validate_settings, verdict)
 from .directional import FAST_DIRECTIONS, LOCALIZE_BLOCKS, block_verdict, localize
-from .layers import as_params, describe_params
 from .fused import StreamedConv
+from .layers import as_params, describe_params
 from .lazy import DirectionChunks, DrawnUpstream, Examples
 from .metrics import gradient_metrics, gradient_name
 from .problems import MACHINE_EPS, ConvProblem, PoolProblem, _contract, batch_chunks
@@ -83,6 +84,9 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
     ------
     ShapeError, HyperparameterError
         As :func:`cnncli.gradcheck.gradcheck_conv`.
+    InputError
+        NaN or inf in A_prev, W, b or the given upstream gradient (as in memory; A_prev's are
+        counted in the first pass over it).
     """
     sample_size_free = samples is None
     method, samples = validate_settings(method, samples, eps, tol, seed)
@@ -120,15 +124,28 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
     notes: list = []
     chunks = batch_chunks(A.shape[0], _example_bytes(whole, A, G))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        if grad is not None and not any(np.any(G[sl]) for sl in chunks):
-            results = [_all_zero(name, shape) for name, shape in
-                       (("A_prev", A.shape), ("W", W.shape), ("b", b.shape))[:3 if kind == "conv" else 1]]
-            return CheckResult(kind, method, eps, tol, seed, tuple(results), (), label, describe_params(params))
+        # as the in-memory check: non-finite input is refused (A_prev first, then W, b, the given G)
+        finite_params = kind != "conv" or bool(np.all(np.isfinite(W)) and np.all(np.isfinite(b)))
+        top, top_out = _first_pass(make, A, chunks, whole if finite_params else None)
+        if kind == "conv":
+            _refuse_non_finite("W", W)
+            _refuse_non_finite("b", b)
+        if grad is not None:
+            bad, nonzero = 0, False
+            for sl in chunks:
+                g = G[sl]
+                bad += int(np.count_nonzero(~np.isfinite(g)))
+                nonzero = nonzero or bool(np.any(g))
+            _refuse_non_finite("the upstream gradient (--grad)", None, bad)
+            if not nonzero:
+                results = [_all_zero(name, shape) for name, shape in
+                           (("A_prev", A.shape), ("W", W.shape), ("b", b.shape))[:3 if kind == "conv" else 1]]
+                return CheckResult(kind, method, eps, tol, seed, tuple(results), (), label, describe_params(params))
         n = samples
         if sample_size_free and method_used == "fast+sample" and whole is not None:
             n = auto_samples(whole, "A_prev", samples, notes)
         results = [_check_A_prev(make, A, G, chunks, whole, eps, tol, rng, tracker, notes, method_used, n,
-                                 linear=kind == "conv" or params.mode != "max")]
+                                 linear=kind == "conv" or params.mode != "max", top=top, top_out=top_out)]
         if kind == "conv":
             for name in ("W", "b"):
                 n = auto_samples(whole, name, samples, notes) if sample_size_free and method_used == "fast+sample" \
@@ -163,18 +180,40 @@ def _excluded(p, x: np.ndarray, h: float) -> np.ndarray:
     return stuck if kinks is None else (stuck | kinks)
 
 
-def _check_A_prev(make: Callable, A: Examples, G, chunks, whole, eps, tol, rng, tracker, notes, method: str,
-                  samples: int, linear: bool) -> GradientResult:
-    """A_prev's check, as :func:`.core.tensor_check` then :func:`.core.verdict` do it in memory, chunk by chunk."""
-    name, shape = "A_prev", A.shape
-    gname = gradient_name(name)
-    tops, top_out = [0.0], 0.0  # max |A_prev| per chunk; a conv's max conv(|A_prev|, |W|) + |b| (b's step)
+def _first_pass(make: Callable, A: Examples, chunks, whole):
+    """max |A_prev| and, for a conv (``whole``), the largest ``conv(|A_prev|, |W|) + |b|`` (b's step follows it).
+
+    Raises
+    ------
+    InputError
+        A_prev holds NaN or inf (as in memory).
+    """
+    top, top_out, bad = 0.0, 0.0, 0
     for sl in chunks:
         x = A[sl]
-        tops.append(float(np.max(np.abs(x))) if x.size else 0.0)
+        bad += int(np.count_nonzero(~np.isfinite(x)))
+        if bad:
+            continue  # refused below: nothing more to compute
+        top = max(top, float(np.max(np.abs(x))) if x.size else 0.0)
         if whole is not None:
             top_out = max(top_out, make(x).floor_top())
-    top = float(np.max(tops))  # NaN stays NaN (the message names it)
+    _refuse_non_finite("A_prev", None, bad)
+    return top, top_out
+
+
+def _refuse_non_finite(name: str, x, bad: Optional[int] = None) -> None:
+    """The in-memory check's error for non-finite input (``bad`` values of ``name``, or counted in ``x``)."""
+    bad = int(np.count_nonzero(~np.isfinite(x))) if bad is None else bad
+    if bad:
+        raise InputError(f"{name} contains {bad} NaN/inf value(s); gradients can only be checked at finite points")
+
+
+def _check_A_prev(make: Callable, A: Examples, G, chunks, whole, eps, tol, rng, tracker, notes, method: str,
+                  samples: int, linear: bool, top: float, top_out: float) -> GradientResult:
+    """A_prev's check, as :func:`.core.tensor_check` then :func:`.core.verdict` do it in memory, chunk by chunk;
+    ``top`` and ``top_out`` from :func:`_first_pass`."""
+    name, shape = "A_prev", A.shape
+    gname = gradient_name(name)
     h = step_size(np.array([top]), eps, linear=linear)
     n_stuck, cover, n_excluded = 0, Coverage(), 0
     for sl in chunks:  # what cannot be checked, counted chunk by chunk (nothing kept)

@@ -11,6 +11,7 @@ import cnncli.gradcheck.metrics as metrics
 import cnncli.gradcheck.problems as problems
 import cnncli.gradcheck.streamed as streamed
 from cnncli.engine import ConvParams, PoolParams
+from cnncli.errors import InputError
 from cnncli.gradcheck import directional, gradcheck_conv, gradcheck_pool
 from cnncli.gradcheck.lazy import DirectionChunks, DrawnUpstream
 from cnncli.gradcheck.streamed import gradcheck_streamed
@@ -146,10 +147,15 @@ def test_the_streamed_check_reads_the_file_in_bounded_memory(tmp_path, monkeypat
     assert peak < 10 * 2**20, peak / 2**20  # measured 7.9 MiB; G alone is 19 MiB
 
 
-def test_a_nan_in_a_later_chunk_is_named_in_the_verdict(monkeypatch):
-    monkeypatch.setattr(problems, "BATCH_BYTES", 2**18)  # several chunks: the NaN is in the last one
-    a = A.copy()
-    a[-1, 3, 4, 2] = np.nan
-    r = gradcheck_streamed(a, W, B, ConvParams(pad="same"), seed=3)
-    assert r.verdict == "inconclusive" and all(g.inconclusive for g in r.gradients)
-    assert "max |A_prev| nan" in r.gradients[0].inconclusive
+@pytest.mark.parametrize("where", ["A_prev", "W", "b", "grad"])
+def test_non_finite_input_is_the_in_memory_error_whichever_chunk_holds_it(where, monkeypatch):
+    monkeypatch.setattr(problems, "BATCH_BYTES", 2**18)  # several chunks: the bad value is in the last one
+    params = ConvParams(pad="same")
+    a, w, b = A.copy(), W.copy(), B.copy()
+    G = np.random.default_rng(4).normal(size=A.shape[:3] + (8,))
+    {"A_prev": a, "W": w, "b": b, "grad": G}[where].reshape(-1)[-1] = np.nan
+    with pytest.raises(InputError) as memory:
+        gradcheck_conv(a, w, b, params, grad=G)
+    with pytest.raises(InputError) as streamed_:
+        gradcheck_streamed(a, w, b, params, grad=G)
+    assert str(streamed_.value) == str(memory.value) and "1 NaN/inf value(s)" in str(memory.value)
