@@ -7,7 +7,7 @@ geometry and errors.
 # NOTE: resolved on first use (PEP 562): `cnncli shape` needs only .geometry, and importing
 # a submodule runs this file first; the fast paths (numpy) load when a name below is used.
 _HOME = {
-    "DEFAULT_WORKSPACE_BYTES": "._common",
+    "DEFAULT_WORKSPACE_BYTES": "._common", "run_parallel": "._common",
     "ConvGrads": ".conv", "conv2d": ".conv", "conv2d_backward": ".conv",
     "WindowGeometry": ".geometry", "pool_geometry": ".geometry", "window_geometry": ".geometry",
     "ConvParams": ".params", "PoolParams": ".params",
@@ -36,5 +36,6 @@ __all__ = [
     "pool2d",
     "pool2d_backward",
     "pool_geometry",
+    "run_parallel",
     "window_geometry",
 ]

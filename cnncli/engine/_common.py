@@ -68,9 +68,21 @@ def split(lo: int, hi: int, parts: int):
 def run_parallel(fn, pieces) -> None:
     """Call ``fn(*piece)`` for every piece, the pieces shared out over the worker threads.
 
-    numpy releases the GIL in copies and ufunc loops, so memory-bound steps (patch
-    copies, scatter-adds) run on several cores. The calling thread takes the
-    first share; the call returns when every piece is done.
+    numpy releases the GIL in copies, ufunc loops and BLAS, so such steps run on
+    several cores. The calling thread takes the first share; the call returns when
+    every piece is done. Not for calls from inside ``fn`` (the pool is small).
+
+    Parameters
+    ----------
+    fn : callable
+        Called once per piece, with the piece's items as arguments.
+    pieces : iterable of tuples
+        The argument tuples; cut into contiguous shares, one per thread.
+
+    Raises
+    ------
+    Exception
+        What a share raised (the calling thread's own first); every share has finished by then.
     """
     global _pool, _pool_pid
     pieces = list(pieces)

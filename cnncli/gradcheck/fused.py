@@ -18,7 +18,7 @@ served from these sums; a request not foreseen (a failing check localizing its
 error, asking for other elements) is evaluated over the set as before. The same
 convolutions give the rounding estimates' magnitudes ``conv(|A_prev|, |W|)`` on
 input without negative values (|W|'s columns join the bank), and each
-convolution's outputs are summed on two cores (the engine's threads are idle then).
+convolution's outputs are summed in two halves on the engine's worker threads (idle then).
 
 Each value is the same sum of the same outputs' differences as the unfused
 evaluation's, only accumulated in another order (other chunks, other products):
@@ -27,13 +27,11 @@ they agree to float64 rounding, as the in-memory and streamed checks do.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import numpy as np
 
-from ..engine import conv2d
+from ..engine import conv2d, run_parallel
 from .context import Tracker
 from .core import auto_samples, tensor_check, verdict
 from .problems import ConvProblem, batch_chunks
@@ -52,9 +50,6 @@ SEGMENT_PAIRS = 128
 OUTPUT_BYTES = 8 * 2**20
 #: Outputs whose differences are computed and contracted at a time: they stay in cache.
 SLICE_OUTPUTS = 2048
-_CORES = os.cpu_count() or 1
-_pool: Optional[ThreadPoolExecutor] = None
-_pool_pid = -1
 
 
 class StreamedConv(ConvProblem):
@@ -257,17 +252,13 @@ class Bank:
         another core (numpy leaves the interpreter lock in these loops), into sums of its own.
         """
         half = Z.shape[0] // (2 * SLICE_OUTPUTS) * SLICE_OUTPUTS
-        if half == 0 or _CORES < 2:
+        if half == 0:
             _sum_rows(Z, G, segments, self.out)
             return
         other = np.zeros_like(self.out)
-        helper = _helper().submit(_sum_rows, Z[half:], G[half:], segments, other)
-        try:
-            _sum_rows(Z[:half], G[:half], segments, self.out)
-        finally:
-            error = helper.exception()  # waits for it, whatever happened here
-        if error is not None:
-            raise error
+        # the engine's worker threads: this thread takes the first half, a worker the second
+        run_parallel(lambda z, g, out: _sum_rows(z, g, segments, out),
+                     [(Z[:half], G[:half], self.out), (Z[half:], G[half:], other)])
         self.out += other
 
     def values(self) -> list:
@@ -281,14 +272,6 @@ def _sum_rows(Z: np.ndarray, G: np.ndarray, segments, out: np.ndarray) -> None:
         z, gs = Z[lo:lo + SLICE_OUTPUTS], G[lo:lo + SLICE_OUTPUTS]
         for pairs, where, minus, bp, bm, k in segments:
             out[pairs] += _contract(_differences(z, where, minus, bp, bm), gs, k)
-
-
-def _helper() -> ThreadPoolExecutor:
-    """The one thread that sums half of each bank's outputs (made again in a forked child)."""
-    global _pool, _pool_pid
-    if _pool is None or _pool_pid != os.getpid():
-        _pool, _pool_pid = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnncli-sums"), os.getpid()
-    return _pool
 
 
 def _differences(z: np.ndarray, where, minus, bp: np.ndarray, bm: np.ndarray) -> np.ndarray:
