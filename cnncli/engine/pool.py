@@ -230,23 +230,28 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
                     np.copyto(planes[p][q], x[:, p::sh, q::sw])
         else:
             planes = [[x]]
-        best.fill(-np.inf)
-        winner.fill(0)
         # NOTE: taps run in row-major order and only a strictly greater value takes
         # over, so the winner is the LAST tap that took over: the first maximum.
         # Masked writes (copyto where=) are slow; multiply + maximum on uint8 are not.
         # A NaN is the window's maximum (the forward pass propagates it): the first
-        # NaN wins, as np.argmax says; the extra test runs only when there is one.
-        has_nan = bool(np.isnan(x).any())
-        for number, _a, _b, ho, wo, rows, cs in taps:
-            src, bv, wv = plane_view(planes, rows, cs), best[:, ho, wo], wins[:, ho, wo]
-            np.greater(src, bv, out=wv)
-            if has_nan:
-                wv |= np.isnan(src) & ~np.isnan(bv)
-            np.maximum(bv, src, out=bv)
-            sv, nv = scratch[:, ho, wo], winner[:, ho, wo]
-            np.multiply(wv, tap_dtype(number), out=sv)
-            np.maximum(nv, sv, out=nv)
+        # NaN wins, as np.argmax says. np.maximum carries a NaN into the window's
+        # running maximum, so a NaN that some window reads shows there: only then is
+        # the search made again with the extra test (cheaper than looking for NaN in
+        # the input, 4x the outputs' size, every time).
+        for nan_aware in (False, True):
+            best.fill(-np.inf)
+            winner.fill(0)
+            for number, _a, _b, ho, wo, rows, cs in taps:
+                src, bv, wv = plane_view(planes, rows, cs), best[:, ho, wo], wins[:, ho, wo]
+                np.greater(src, bv, out=wv)
+                if nan_aware:
+                    wv |= np.isnan(src) & ~np.isnan(bv)
+                np.maximum(bv, src, out=bv)
+                sv, nv = scratch[:, ho, wo], winner[:, ho, wo]
+                np.multiply(wv, tap_dtype(number), out=sv)
+                np.maximum(nv, sv, out=nv)
+            if nan_aware or not np.isnan(best).any():
+                break
         if by_bincount:
             flat = np.take(tap_offsets, winner)
             flat += base[:k]
