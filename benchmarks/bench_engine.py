@@ -83,18 +83,27 @@ def median_time(fn, repeat: int) -> float:
     return median_times([fn], repeat)[0]
 
 
+#: Untimed calls before each timed one last at least this long (seconds): longer than the other
+#: library's idle threads keep spinning on a core after its last call (libgomp's default spin
+#: count is several milliseconds on this machine; one untimed call of a small layer is not enough).
+SETTLE_SECONDS = 0.03
+
+
 def median_times(fns, repeat: int) -> list:
     """Median wall time of each function over ``repeat`` rounds; in each round every function
-    runs once untimed, then once timed (a, a, b, b, ...).
+    runs untimed for at least ``SETTLE_SECONDS`` (once at least), then once timed (a.. a, b.. b, ...).
 
     The rounds interleave the functions so that both sides of a ratio see the same machine
-    noise; the untimed run before each timed one keeps one library's idle threads out of
+    noise; the untimed runs before each timed one keep one library's idle threads out of
     the other's timing (PyTorch's OpenMP threads spin for milliseconds after each call,
     on a core the next call needs; OpenBLAS's threads do the same)."""
     times = [[] for _ in fns]
     for _ in range(repeat):
         for fn, ts in zip(fns, times):
+            start = time.perf_counter()
             fn()
+            while time.perf_counter() - start < SETTLE_SECONDS:
+                fn()
             t0 = time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t0)
