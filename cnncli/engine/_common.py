@@ -95,10 +95,14 @@ def run_parallel(fn, pieces) -> None:
         _pool = ThreadPoolExecutor(max_workers=_THREADS - 1, thread_name_prefix="cnncli")
         _pool_pid = os.getpid()
     shares = [pieces[a:b] for a, b in split(0, len(pieces), _THREADS)]
+    # numpy's floating-point error state is per thread: the workers take the caller's (a caller
+    # that silences overflow, as the gradient checks do, must not get warnings from a worker)
+    errors = np.geterr()
 
     def work(share):
-        for piece in share:
-            fn(*piece)
+        with np.errstate(**errors):
+            for piece in share:
+                fn(*piece)
 
     futures = [_pool.submit(work, share) for share in shares[1:]]
     try:
@@ -126,12 +130,26 @@ def plan_chunks(m: int, n_rows: int, row_bytes: int, workspace_bytes, target: Op
     budget = int(workspace_bytes) if workspace_bytes is not None else (target or CHUNK_TARGET_BYTES)
     budget = min(budget, DEFAULT_WORKSPACE_BYTES) if workspace_bytes is None else budget
     rows = max(1, budget // max(1, row_bytes))
+    # A batch that fits one chunk but is not small is still cut in one chunk per worker thread: the
+    # threads then take a chunk each on a one-thread BLAS. Left whole, its product would run on
+    # OpenBLAS's threads, whose idle one then spins on a core for up to ~0.1 s after it, while the
+    # engine's own threads need both cores (a strided backward's later phases ran at half speed).
+    split_one = _THREADS > 1 and m * n_rows * row_bytes >= SPLIT_MIN_BYTES
     if rows >= n_rows:
         # Equal chunks, as many as a multiple of the worker threads when there are several: threads that
         # take whole chunks each then finish together (64 examples in steps of 7 left one thread a chunk of 1).
-        return [(a, b, 0, n_rows) for a, b in split(0, m, _balanced(-(-m // (rows // n_rows)), m))]
+        n = -(-m // (rows // n_rows))
+        if n == 1 and split_one and m == 1 and n_rows > 1:
+            return [(0, 1, r0, r1) for r0, r1 in split(0, n_rows, _THREADS)]
+        if n == 1 and split_one:
+            n = _THREADS
+        return [(a, b, 0, n_rows) for a, b in split(0, m, _balanced(n, m))]
     blocks = split(0, n_rows, -(-n_rows // rows))
     return [(e, e + 1, r0, r1) for e in range(m) for r0, r1 in blocks]
+
+
+#: A batch of at least this many workspace bytes is cut into one chunk per worker thread or more.
+SPLIT_MIN_BYTES = 2**18
 
 
 def _balanced(n: int, most: int) -> int:

@@ -241,3 +241,20 @@ def test_backward_without_input_grad_gives_the_same_dw_and_db(name, layout):
                                W.transpose(2, 3, 1, 0) if layout == "nchw" else W, p)
     dW = part.dW.transpose(2, 3, 1, 0) if layout == "nchw" else part.dW
     _close(dW, want[1], np.float64, "dW")
+
+
+def test_worker_threads_keep_the_callers_floating_point_error_state():
+    """A caller that silences overflow gets no warning from the engine's worker threads (numpy's state is
+    per thread), and one that raises on it still gets the error."""
+    import warnings
+
+    A = np.full((8, 12, 12, 8), 1e200)
+    W = np.full((3, 3, 8, 32), 1e200)
+    p = ConvParams(pad=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="ignore", invalid="ignore"):
+            Z = conv2d(A, W, None, p, workspace_bytes=12 * 12 * 72 * 8)  # one chunk per example
+    assert np.isinf(Z).all()
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        conv2d(A, W, None, p, workspace_bytes=12 * 12 * 72 * 8)
