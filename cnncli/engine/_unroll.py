@@ -267,7 +267,8 @@ def weight_grad(X, dZ, dWg, step, offs_h, offs_w, workspace_bytes) -> None:
     groups, K, n_g = dWg.shape
     ka, kb, c_g = len(offs_h), len(offs_w), X.shape[3] // groups
     identity = groups == 1 and is_identity(step, offs_h, offs_w) and X.shape[1:3] == (n_H, n_W)
-    chunks = plan_chunks(m, n_H, n_W * max(groups * K * (not identity), 1) * X.itemsize, workspace_bytes)
+    # a chunk's workspace: its unrolled patches, or for a 1x1 layer (patches = X) the rows it reads
+    chunks = plan_chunks(m, n_H, n_W * (K + n_g) * groups * X.itemsize, workspace_bytes)
     shares = share_chunks(chunks)
     serial = len(shares) > 1
 

@@ -211,10 +211,15 @@ def conv2d_backward(
         depthwise_backward(A_prev, W, dZ, geom, dA_prev, dW, workspace_bytes)
         dA_prev = dA_prev if input_grad else None
     elif plan.pointwise:
-        # The patches are A_prev itself: dW = A_prev^T . dZ and dA_prev = dZ . W^T, one product each.
-        M = m * H * Wd
-        dW = (A_prev.reshape(M, n_C_prev).T @ dZ.reshape(M, n_C)).reshape(W.shape)
-        dA_prev = (dZ.reshape(M, n_C) @ W.reshape(n_C_prev, n_C).T).reshape(A_prev.shape) if input_grad else None
+        # The patches are A_prev itself: dW = A_prev^T . dZ and dA_prev = dZ . W^T, chunk by chunk on the
+        # engine's threads (one product each on OpenBLAS's threads would leave its idle one spinning on a
+        # core after them, while the engine's threads need both)
+        dW = _weight_grad_unrolled(A_prev, dZ, W.shape, geom, 1, workspace_bytes)
+        dA_prev = None
+        if input_grad:
+            dA_prev = np.empty(A_prev.shape, dtype=dtype)
+            correlate(dZ, np.ascontiguousarray(W.reshape(n_C_prev, n_C).T)[None], dA_prev, (1, 1), [0], [0],
+                      workspace_bytes)
     else:
         # dW = patches(A_prev)^T . dZ
         dW = _weight_grad_unrolled(A_prev, dZ, W.shape, geom, groups, workspace_bytes)
