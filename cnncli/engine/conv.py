@@ -250,7 +250,7 @@ class BackwardStrategy:
         One input channel per group: a multiply-accumulate per tap for dA_prev and dW.
     pointwise : bool
         A 1x1 window at stride 1, no padding, one group: the patches are the input, so
-        dW and dA_prev are one matrix product each.
+        dW and dA_prev are products of the input's and dZ's own chunks (no unrolling).
     transposed_input_grad : bool
         dA_prev as a transposed correlation, one stride phase at a time, instead of
         the product dZ . W^T followed by a scatter-add (col2im).
@@ -266,8 +266,8 @@ def backward_strategy(geom: WindowGeometry, A_shape, W_shape, itemsize: int) -> 
 
     - depthwise when each group has one input channel (and there are several groups):
       nothing for a matrix product to gain;
-    - pointwise for a 1x1 window at stride 1 without padding and one group: one product
-      for dW and one for dA_prev (the patches are the input itself);
+    - pointwise for a 1x1 window at stride 1 without padding and one group: the
+      patches are the input itself, nothing is unrolled;
     - the transposed dA_prev unless the layer is tiny or widens the channels per group
       more than twice at stride 1, or at all at a larger stride: it copies about
       n_C/n_C_prev times as much as col2im adds, and an add costs about twice a copy

@@ -102,7 +102,7 @@ def test_non_finite_in_a_later_chunk_leaves_no_half_written_dw():
     ("3x3-stride2", (False, True)),
     ("grouped-dilated", (False, True)),
     ("depthwise", (True, False)),
-    ("pointwise", (False, False)),  # and plan.pointwise: one product for dW, one for dA_prev
+    ("pointwise", (False, False)),  # and plan.pointwise: nothing unrolled for dW or dA_prev
 ])
 def test_backward_strategy_is_what_the_fixed_layers_exercise(name, expected):
     from cnncli.engine.conv import backward_strategy
