@@ -12,7 +12,10 @@ imports only relatively) and both are timed on the same arrays, interleaved
 rounds. With ``--threads 1`` BLAS and the engine run on one thread and the
 clock is the process's CPU time, which other jobs on a shared machine disturb
 far less than wall time; ``--threads 2`` is what a user sees, on a quiet
-machine only. Prints new / old per layer and pass.
+machine only. Prints new / old per layer and pass. Both trees share one
+OpenBLAS: when they differ in whether a product runs on OpenBLAS's own threads,
+the idle one's spinning after such a product slows the other tree's next call,
+so compare those changes in separate processes.
 """
 
 from __future__ import annotations
