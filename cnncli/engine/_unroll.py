@@ -5,9 +5,10 @@ output o reads source row ``o*step + offs[a]`` for tap a; rows outside the sourc
 read as zeros. The forward pass uses ``offs[a] = a*dilation - pad_before``; each
 stride phase of the input gradient is a correlation of dZ with a subset of taps.
 A chunk's patches are one strided view of the rows it reads (framed in zeros
-where the windows reach into the padding), copied in one call into a small reused
-workspace (threads split the copies: numpy releases the GIL in them) and multiplied by the weights with one BLAS call
-per chunk, written straight into the output. The adjoint of unrolling
+where the windows reach into the padding), copied in one call into a small
+reused workspace (threads split the copies: numpy releases the GIL in them) and
+multiplied by the weights with one BLAS call per chunk, written straight into
+the output. The adjoint of unrolling
 (:func:`unroll_adjoint`, "col2im") adds patch gradients back onto the input grid.
 
 Loop twin: :func:`cnncli.engine.reference.conv_forward_loops` (a correlation is
@@ -41,8 +42,7 @@ def unroll_part(X, cols, base, e0, e1, r0, r1, step, offs_h, offs_w):
     sh, sw = step
     dst = cols[e0 - base[0]:e1 - base[0], r0 - base[1]:r1 - base[1]]
     ne, nr, n_W, groups, ka, kb, c_g = dst.shape
-    y0, x0 = r0 * sh + min(offs_h), min(offs_w)
-    ny, nx = (r1 - 1) * sh + max(offs_h) + 1 - y0, (n_W - 1) * sw + max(offs_w) + 1 - x0
+    y0, ny, x0, nx = _box(r0, r1, n_W, step, offs_h, offs_w)
     src = _framed(X, e0, e1, y0, ny, x0, nx)
     s_e, s_y, s_x, s_c = src.strides
     dh, dw = _spacing(offs_h), _spacing(offs_w)
@@ -76,6 +76,12 @@ def _scratch(key: str, size: int, dtype) -> np.ndarray:
     return buf[:size]
 
 
+def _box(r0, r1, n_W, step, offs_h, offs_w):
+    """``(y0, ny, x0, nx)``: the source rows and columns that output rows [r0, r1) (all n_W columns) read."""
+    y0, x0 = r0 * step[0] + min(offs_h), min(offs_w)
+    return y0, (r1 - 1) * step[0] + max(offs_h) + 1 - y0, x0, (n_W - 1) * step[1] + max(offs_w) + 1 - x0
+
+
 def _inside(y0, ny, x0, nx, H, W):
     """``(ya, yb, xa, xb)``: rows [ya, yb) and columns [xa, xb) of a box at (y0, x0) that lie in an H x W grid."""
     ya, yb = min(max(0, -y0), ny), min(max(0, H - y0), ny)
@@ -90,11 +96,11 @@ def _framed(X, e0, e1, y0, ny, x0, nx):
     (only the frame around the copied part is zeroed).
     """
     m, H, W, C = X.shape
-    if y0 >= 0 and x0 >= 0 and y0 + ny <= H and x0 + nx <= W:
+    ya, yb, xa, xb = _inside(y0, ny, x0, nx, H, W)
+    if (ya, yb, xa, xb) == (0, ny, 0, nx):
         return X[e0:e1, y0:y0 + ny, x0:x0 + nx]
     ne = e1 - e0
     P = _scratch("framed", ne * ny * nx * C, X.dtype).reshape(ne, ny, nx, C)
-    ya, yb, xa, xb = _inside(y0, ny, x0, nx, H, W)
     if ya >= yb or xa >= xb:
         P[...] = 0
         return P
@@ -132,9 +138,9 @@ def unroll_adjoint_part(dX, cols, e0, e1, step, offs_h, offs_w, r0, r1):
     sh, sw = step
     ne, nr, n_W, groups, ka, kb, c_g = cols.shape
     H, Wd, C = dX.shape[1:]
-    y0, x0 = r0 * sh + min(offs_h), min(offs_w)
-    ny, nx = (r1 - 1) * sh + max(offs_h) + 1 - y0, (n_W - 1) * sw + max(offs_w) + 1 - x0
-    inside = y0 >= 0 and x0 >= 0 and y0 + ny <= H and x0 + nx <= Wd
+    y0, ny, x0, nx = _box(r0, r1, n_W, step, offs_h, offs_w)
+    ya, yb, xa, xb = _inside(y0, ny, x0, nx, H, Wd)
+    inside = (ya, yb, xa, xb) == (0, ny, 0, nx)
     if inside:
         P = dX[e0:e1, y0:y0 + ny, x0:x0 + nx]
     else:
@@ -157,7 +163,6 @@ def unroll_adjoint_part(dX, cols, e0, e1, step, offs_h, offs_w, r0, r1):
             view = as_strided(Pa[:, :, ob - x0:], shape=(ne, nr, n_W, C), strides=(s_e, sh * s_y, sw * s_x, s_c))
             view += cols[:, :, :, :, a, b].reshape(ne, nr, n_W, C)
     if not inside:
-        ya, yb, xa, xb = _inside(y0, ny, x0, nx, H, Wd)
         if ya < yb and xa < xb:
             dX[e0:e1, y0 + ya:y0 + yb, x0 + xa:x0 + xb] += P[:, ya:yb, xa:xb]
 

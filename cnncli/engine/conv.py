@@ -176,7 +176,8 @@ def conv2d_backward(
         chosen so a chunk stays in cache (never more than 256 MiB).
     input_grad : bool
         False skips ``dA_prev`` (returned as None): about half the work of a
-        backward pass, for callers that need only ``dW`` and ``db``.
+        backward pass, for callers that need only ``dW`` and ``db`` (a depthwise
+        layer computes both in one pass and drops it).
 
     Returns
     -------
