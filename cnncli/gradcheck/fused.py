@@ -34,6 +34,7 @@ import numpy as np
 from ..engine import conv2d, run_parallel
 from .context import Tracker
 from .core import auto_samples, tensor_check, verdict
+from .lazy import copy_generator
 from .problems import ConvProblem, batch_chunks
 from .results import GradientResult
 
@@ -87,9 +88,7 @@ class StreamedConv(ConvProblem):
             return
         eps, tol, method, samples, free = self.checks
         stand_in = _Recorder(self, top)
-        bits = type(rng.bit_generator)()
-        bits.state = rng.bit_generator.state
-        replay, notes, tracker = np.random.Generator(bits), [], Tracker(None)
+        replay, notes, tracker = copy_generator(rng), [], Tracker(None)
         for name in self.names:
             n = auto_samples(stand_in, name, samples, notes) if free and method == "fast+sample" else samples
             t = tensor_check(stand_in, name, np.zeros(self.inputs[name].shape), eps, tol, replay, tracker, notes)

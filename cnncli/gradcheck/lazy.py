@@ -19,6 +19,13 @@ from .directional import FAST_DIRECTIONS
 SKIP_DRAWS = 2**16
 
 
+def copy_generator(rng: np.random.Generator) -> np.random.Generator:
+    """A generator that draws what ``rng`` would draw next, leaving ``rng`` where it is."""
+    bits = type(rng.bit_generator)()
+    bits.state = rng.bit_generator.state
+    return np.random.Generator(bits)
+
+
 class Examples:
     """A batch read by example slices as float64: ``shape``, ``size`` and ``[lo:hi]`` (any such source)."""
 

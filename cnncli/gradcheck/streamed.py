@@ -37,7 +37,7 @@ from .core import (AUTO_FULL_LIMIT, DEFAULT_EPS, DEFAULT_TOL, LOCALIZE_FULL_LIMI
 from .directional import FAST_DIRECTIONS, LOCALIZE_BLOCKS, block_verdict, localize
 from .fused import StreamedConv
 from .layers import as_params, describe_params
-from .lazy import DirectionChunks, DrawnUpstream, Examples
+from .lazy import DirectionChunks, DrawnUpstream, Examples, copy_generator
 from .metrics import gradient_metrics, gradient_name
 from .problems import MACHINE_EPS, ConvProblem, PoolProblem, _contract, batch_chunks
 from .results import CheckResult, GradientResult
@@ -242,7 +242,7 @@ def _check_A_prev(make: Callable, A: Examples, G, chunks, whole, eps, tol, rng, 
     if method == "full":
         idx = np.flatnonzero(~np.concatenate([_excluded(make(A[sl]), A[sl], h).reshape(-1) for sl in chunks]))
     else:
-        draw = rng if method != "fast" else _copy(rng)
+        draw = rng if method != "fast" else copy_generator(rng)
         idx = _sample(make, A, G, chunks, h, samples, draw, notes)
     directed = None
     if D is not None and A.size > SAMPLE_WHOLE_LIMIT:
@@ -281,12 +281,6 @@ def _directed_examples(m: int, notes: list) -> Optional[np.ndarray]:
                  "first and last included), each compared on its own; every example's part of dW and db is "
                  "checked")
     return mask
-
-
-def _copy(rng: np.random.Generator) -> np.random.Generator:
-    bits = type(rng.bit_generator)()
-    bits.state = rng.bit_generator.state
-    return np.random.Generator(bits)
 
 
 def _geom(make, A, G):
