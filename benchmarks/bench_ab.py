@@ -32,13 +32,23 @@ from pathlib import Path
 
 import numpy as np
 
-CASES = {  # name: (A_prev NHWC, W HWIO, stride, pad)
+CASES = {  # name: (A_prev NHWC, W HWIO (an int: a max pool's window), stride, pad)
     "small": ((64, 32, 32, 16), (3, 3, 16, 32), 1, 1),
     "resnet-3x3": ((32, 56, 56, 64), (3, 3, 64, 64), 1, 1),
     "stem-7x7": ((8, 112, 112, 3), (7, 7, 3, 64), 2, 3),
     "down-3x3/2": ((16, 28, 28, 128), (3, 3, 128, 128), 2, 1),
     "pointwise": ((32, 28, 28, 128), (1, 1, 128, 256), 1, 0),
+    "maxpool-3x3/2": ((16, 112, 112, 64), 3, 2, 1),
 }
+
+
+def pool_pair(old, new, a_shape, f, s, p, dtype, rng):
+    """((old forward, new forward), (old backward, new backward)) of a max pool on the same arrays."""
+    A = rng.standard_normal(a_shape).astype(dtype)
+    po, pn = (e.PoolParams(f=f, stride=s, pad=p, mode="max") for e in (old, new))
+    dA = rng.standard_normal((a_shape[0],) + tuple(pn.geometry(a_shape[1:3]).out_hw) + (a_shape[3],)).astype(dtype)
+    return ((lambda: old.pool2d(A, po)), (lambda: new.pool2d(A, pn))), \
+        ((lambda: old.pool2d_backward(dA, A, po)), (lambda: new.pool2d_backward(dA, A, pn)))
 
 
 def load(tree: Path, name: str, folder: Path):
@@ -83,6 +93,13 @@ def main(argv=None) -> int:
                 if args.case and not any(c in name for c in args.case):
                     continue
                 for dtype in (np.float64, np.float32):
+                    if isinstance(w_shape, int):
+                        fwd, bwd = pool_pair(old, new, a_shape, w_shape, s, p, dtype, rng)
+                        fo, fn = medians(fwd, args.rounds, clock)
+                        bo, bn = medians(bwd, args.rounds, clock)
+                        print(f"{name:<12} {np.dtype(dtype).name:<8} {fo * 1e3:>10.1f} {fn * 1e3:>8.1f} "
+                              f"{fn / fo:>7.2f}x {bo * 1e3:>11.1f} {bn * 1e3:>8.1f} {bn / bo:>7.2f}x", flush=True)
+                        continue
                     A = rng.standard_normal(a_shape).astype(dtype)
                     W = (rng.standard_normal(w_shape) * 0.1).astype(dtype)
                     po, pn = old.ConvParams(stride=s, pad=p), new.ConvParams(stride=s, pad=p)

@@ -248,7 +248,7 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
                     wv |= np.isnan(src) & ~np.isnan(bv)
                 np.maximum(bv, src, out=bv)
                 sv, nv = scratch[:, ho, wo], winner[:, ho, wo]
-                np.multiply(wv, tap_dtype(number), out=sv)
+                np.multiply(wv.view(np.uint8), tap_dtype(number), out=sv)  # NOTE: the view, not a cast
                 np.maximum(nv, sv, out=nv)
             if nan_aware or not np.isnan(best).any():
                 break
@@ -274,7 +274,9 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
             if g_finite:
                 # NOTE: a float 0/1 mask straight from the comparison, then a same-dtype multiply:
                 # faster than multiplying by a bool mask (a cast per element) or a masked add.
-                select(nv, tap_dtype(number), out=sv, casting="unsafe")
+                wv = wins[:, ho, wo]
+                select(nv, tap_dtype(number), out=wv)
+                np.copyto(sv, wv)
                 np.multiply(sv, g[:, ho, wo], out=sv)
                 np.add(dst, sv, out=dst)
             else:
