@@ -25,8 +25,8 @@ import numpy as np
 from ..errors import ShapeError
 from ._common import CHUNK_TARGET_BYTES, float32_if_all_float32, plan_chunks, threads
 from ._depthwise import depthwise_backward, depthwise_forward
-from ._unroll import (chunk_buffer, correlate, is_identity, run_shares, share_chunks, unroll_adjoint,
-                      unroll_adjoint_part, weight_grad)
+from ._unroll import (chunk_buffer, correlate, is_identity, run_shares, share_chunks, tap_major_adjoint_pays,
+                      unroll_adjoint, unroll_adjoint_part, unroll_adjoint_planar, weight_grad)
 from .geometry import WindowGeometry
 from .layout import check_layout, conv_in, conv_out_grads, nchw_to_nhwc, nhwc_to_nchw
 from .params import ConvParams
@@ -337,18 +337,26 @@ def _input_grad_col2im(dZ, W, geom: WindowGeometry, groups: int, shape, workspac
                          target=max(CHUNK_TARGET_BYTES, min(threads() * per_example, 16 * 2**20)))
     # Whole-example chunks write disjoint rows of dA: worker threads may take whole chunks each.
     shares = share_chunks(chunks) if all(r1 - r0 == n_H for _, _, r0, r1 in chunks) else [chunks]
+    tap_major = tap_major_adjoint_pays(groups, kw, c_g, n_W, offs_w)
+    Wk = np.ascontiguousarray(W.reshape(K, n_C)) if tap_major else None
 
     def work(share):
         buf = chunk_buffer(share, n_W, groups * K, dZ.dtype)
         for e0, e1, r0, r1 in share:
             Mc = (e1 - e0) * (r1 - r0) * n_W
-            dcols = buf[:Mc * groups * K].reshape(e1 - e0, r1 - r0, n_W, groups, kh, kw, c_g)
             dZc = dZ[e0:e1, r0:r1].reshape(Mc, groups, n_g)
-            np.matmul(dZc.transpose(1, 0, 2), WgT, out=dcols.reshape(Mc, groups, K).transpose(1, 0, 2))
-            if len(shares) > 1:
-                unroll_adjoint_part(dA, dcols, e0, e1, step, offs_h, offs_w, r0, r1)
+            if tap_major:  # the patch gradients transposed, (K, Mc) = W . dZ^T
+                dcols = buf[:K * Mc].reshape(K, Mc)
+                np.matmul(Wk, dZc[:, 0].T, out=dcols)
+                dcols = dcols.reshape(kh, kw, c_g, e1 - e0, r1 - r0, n_W)
             else:
-                unroll_adjoint(dA, dcols, e0, e1, r0, r1, step, offs_h, offs_w)
+                dcols = buf[:Mc * groups * K].reshape(e1 - e0, r1 - r0, n_W, groups, kh, kw, c_g)
+                np.matmul(dZc.transpose(1, 0, 2), WgT, out=dcols.reshape(Mc, groups, K).transpose(1, 0, 2))
+            if len(shares) > 1:
+                (unroll_adjoint_planar if tap_major else unroll_adjoint_part)(dA, dcols, e0, e1, step, offs_h,
+                                                                              offs_w, r0, r1)
+            else:
+                unroll_adjoint(dA, dcols, e0, e1, r0, r1, step, offs_h, offs_w, tap_major)
 
     run_shares(work, shares)
     return dA

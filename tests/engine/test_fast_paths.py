@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnncli.engine import ConvParams, PoolParams, conv2d, conv2d_backward, pool2d, pool2d_backward
-from cnncli.engine._unroll import unroll_adjoint_part, unroll_part
+from cnncli.engine._unroll import unroll_adjoint_part, unroll_adjoint_planar, unroll_part
 from cnncli.engine.reference import conv_backward_loops, conv_forward_loops, pool_backward_loops, pool_forward_loops
 
 TOL = {np.float64: 1e-10, np.float32: 2e-4}
@@ -24,6 +24,11 @@ CONV = {
     "3x3-same": ((2, 22, 22, 8), (3, 3, 8, 8), dict(pad=1), None),
     "3x3-row-blocks": ((2, 22, 22, 8), (3, 3, 8, 8), dict(pad=(2, 0, 1, 1)), 20_000),
     "stem-7x7-stride2": ((2, 40, 38, 3), (7, 7, 3, 16), dict(stride=2, pad=3), None),
+    # Outputs wider than the 7 taps x 3 channels: col2im from tap-major patch gradients (one chunk, row
+    # blocks of one example, whole-example chunks that the worker threads take whole).
+    "stem-7x7-wide": ((2, 30, 70, 3), (7, 7, 3, 16), dict(stride=2, pad=3), None),
+    "stem-7x7-wide-row-blocks": ((2, 30, 70, 3), (7, 7, 3, 16), dict(stride=2, pad=(3, 2, 3, 1)), 40_000),
+    "stem-7x7-wide-example-chunks": ((8, 14, 70, 3), (7, 7, 3, 16), dict(stride=2, pad=3), 7 * 35 * 147 * 8),
     "3x3-stride2": ((3, 30, 29, 8), (3, 3, 8, 8), dict(stride=2, pad=1), None),  # not tiny: phase by phase
     "grouped-dilated": ((2, 24, 24, 8), (3, 2, 4, 8), dict(groups=2, dilation=(2, 1), pad=(1, 2, 0, 1)), None),
     # Whole-example chunks, enough of them for the worker threads to take whole chunks each (one BLAS
@@ -44,7 +49,7 @@ def _close(got, want, dtype, name):
 
 # float32 on a few representative paths keeps the suite fast.
 RUNS = [(name, np.float64) for name in CONV] + [(name, np.float32) for name in ("3x3-same", "stem-7x7-stride2", "depthwise",
-                                                                               "3x3-example-chunks")]
+                                                                               "3x3-example-chunks", "stem-7x7-wide")]
 
 
 @pytest.mark.parametrize("name, dtype", RUNS)
@@ -112,6 +117,20 @@ def test_backward_strategy_is_what_the_fixed_layers_exercise(name, expected):
     plan = backward_strategy(geom, a_shape, w_shape, 8)
     assert (plan.depthwise, plan.transposed_input_grad) == expected
     assert plan.pointwise == (name == "pointwise")
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("stem-7x7-stride2", False),   # 19 output columns: the NHWC adjoint's runs of 7 taps x 3 channels are longer
+    ("stem-7x7-wide", True), ("stem-7x7-wide-row-blocks", True), ("stem-7x7-wide-example-chunks", True),
+    ("3x3-example-chunks", False),  # runs of 3 taps x 8 channels against 12 columns
+])
+def test_col2im_goes_tap_major_where_its_runs_are_longer(name, expected):
+    from cnncli.engine._unroll import tap_major_adjoint_pays
+
+    a_shape, w_shape, kw, _ = CONV[name]
+    geom = ConvParams(**kw).geometry(a_shape[1:3], w_shape[:2])
+    offs_w = [b * geom.dilation[1] - geom.pads[2] for b in range(w_shape[1])]
+    assert tap_major_adjoint_pays(1, w_shape[1], w_shape[2], geom.out_hw[1], offs_w) == expected
 
 
 def test_tiny_layers_take_the_fewest_steps():
@@ -218,6 +237,25 @@ def test_unroll_adjoint_part_matches_loops(layout):
             want[e0 + e, y, z, g * c_g + c] += cols[e, r, x, g, a, b, c]
     got = start.copy()
     unroll_adjoint_part(got, cols, e0, e1, step, offs_h, offs_w, r0, r1)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=60)
+@given(unroll_layouts())
+def test_unroll_adjoint_planar_matches_loops(layout):
+    """The same scatter-add from tap-major patch gradients (ka, kb, C, examples, rows, columns), one group."""
+    (m, H, W, groups, c_g), step, offs_h, offs_w, n_W, (e0, e1, r0, r1) = layout
+    C = groups * c_g
+    rng = np.random.default_rng(2)
+    colsT = rng.standard_normal((len(offs_h), len(offs_w), C, e1 - e0, r1 - r0, n_W))
+    start = rng.standard_normal((m, H, W, C))
+    want = start.copy()
+    for a, b, c, e, r, x in np.ndindex(*colsT.shape):
+        y, z = (r0 + r) * step[0] + offs_h[a], x * step[1] + offs_w[b]
+        if 0 <= y < H and 0 <= z < W:
+            want[e0 + e, y, z, c] += colsT[a, b, c, e, r, x]
+    got = start.copy()
+    unroll_adjoint_planar(got, colsT, e0, e1, step, offs_h, offs_w, r0, r1)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
