@@ -183,12 +183,18 @@ def unroll_adjoint_planar(dX, colsT, e0, e1, step, offs_h, offs_w, r0, r1):
     hy, hx = -(-ny // sh), -(-nx // sw)
     D = _scratch("planar", sh * sw * C * ne * hy * hx, dX.dtype).reshape(sh, sw, C, ne, hy, hx)
     D[...] = 0
-    for a, oa in enumerate(offs_h):
-        ia = r0 * sh + oa - y0  # the box row of the tap's first output row (>= 0)
-        for b, ob in enumerate(offs_w):
-            ib = ob - x0
-            view = D[ia % sh, ib % sw, :, :, ia // sh:ia // sh + nr, ib // sw:ib // sw + n_W]
+    # Per column tap first, whole rows of n_W values: a tap's block is then one run of nr*n_W values
+    # per channel and example; each column tap's sum is added into D once, n_W columns to the right.
+    E = _scratch("planar_taps", sh * C * ne * hy * n_W, dX.dtype).reshape(sh, C, ne, hy, n_W)
+    for b, ob in enumerate(offs_w):
+        E[...] = 0
+        for a, oa in enumerate(offs_h):
+            ia = r0 * sh + oa - y0  # the box row of the tap's first output row (>= 0)
+            view = E[ia % sh, :, :, ia // sh:ia // sh + nr]
             view += colsT[a, b]
+        ib = ob - x0
+        view = D[:, ib % sw, :, :, :, ib // sw:ib // sw + n_W]
+        view += E
     ya, yb, xa, xb = _inside(y0, ny, x0, nx, H, Wd)
     for p in range(sh):
         i = ya + (p - ya) % sh  # the first box row inside dX of phase p
