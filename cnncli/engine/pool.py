@@ -6,7 +6,7 @@ out over a few threads (numpy releases the GIL in ufunc loops). Taps that fall
 in the padding or the ceil-mode overflow are clipped rather than read from a
 padded copy. Max-pool backward finds each window's first maximum by
 compare-and-select (running maximum, uint8 tap number) on the stride's phase
-planes, then scatters with one ``bincount`` (float64) or an add per tap (float32).
+planes, then adds the gradients into the winners' flat indices with one ``np.add.at``.
 
 Loop twins (the test oracle): :func:`cnncli.engine.reference.pool_forward_loops`
 and :func:`cnncli.engine.reference.pool_backward_loops`.
@@ -169,21 +169,16 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
     Compare-and-select over the taps keeps each window's running maximum and the
     uint8 number of its tap. With a stride it works on the stride's phase planes
     (``A[:, p::s_h, q::s_w]``, contiguous copies), where a tap's pixels are one
-    contiguous block per row instead of a run of n_C. float64 then scatters with
-    one ``bincount`` over the flat indices of the winners in a virtual padded
-    input (never materialised); float32 (which bincount would sum in float64)
-    has each tap add the gradients it won, one tap's windows never sharing an
-    input pixel. Chunks are whole examples (disjoint output pixels).
+    contiguous block per row instead of a run of n_C. The winners' flat indices in
+    dA_prev then take their gradients with one ``np.add.at``. Chunks are whole
+    examples (disjoint output pixels).
     """
     m, H, W, C = A_prev.shape
     n_H, n_W = geom.out_hw
     sh, sw = geom.stride
     dtype = A_prev.dtype
     (dh, dw), (t, _, l, _) = geom.dilation, geom.pads
-    Hv, Wv = (p + o for p, o in zip(geom.padded_hw, geom.overflow))
-    by_bincount = dtype == np.float64  # NOTE: measured faster for float64, slower for float32
-    per_example = (H * W * C * dtype.itemsize * 2 + n_H * n_W * C * (2 * dtype.itemsize + 3)
-                   + (Hv * Wv * C * 8 + n_H * n_W * C * 8 if by_bincount else 0))
+    per_example = H * W * C * dtype.itemsize * 2 + n_H * n_W * C * (dtype.itemsize + 2 + 8 + 8)
     chunks = plan_chunks(m, 1, per_example, workspace_bytes, target=4 * 2**20)
     # Tap numbers in visiting order (row-major), only for the taps that read the input (a huge window
     # over a small input has few); a window that no value beats (all -inf) keeps number 0, which
@@ -191,14 +186,18 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
     taps = [(k, a, b, ho, wo, rows, cs) for k, (a, b, ho, wo, rows, cs) in enumerate(clipped_taps(geom), start=1)]
     tap_dtype = np.uint8 if len(taps) < 256 else np.uint32
     phased = (sh, sw) != (1, 1)
-    if by_bincount:
-        ne = max(e1 - e0 for e0, e1, _, _ in chunks)
-        # Flat index in the virtual padded chunk of each window's first tap, and each tap's offset from it.
-        base = (np.arange(ne)[:, None, None, None] * (Hv * Wv * C)
-                + (np.arange(n_H) * (sh * Wv * C))[None, :, None, None]
-                + (np.arange(n_W) * (sw * C))[None, None, :, None]
-                + np.arange(C)[None, None, None, :])
-        tap_offsets = np.array([0] + [(a * dh * Wv + b * dw) * C for _, a, b, *_ in taps], dtype=np.int64)
+    ne = max(e1 - e0 for e0, e1, _, _ in chunks)
+    # The flat index in a chunk of dA_prev of each window's tap (0, 0), and each tap's offset from it.
+    # Where tap (0, 0) lies in the padding (the first `top` rows and `left` columns of windows) the index
+    # is not its pixel's: it is used only when no value beat -inf in the window, and then dropped.
+    base = (np.arange(ne)[:, None, None, None] * (H * W * C)
+            + (np.arange(n_H) * sh - t)[None, :, None, None] * (W * C)
+            + (np.arange(n_W) * sw - l)[None, None, :, None] * C
+            + np.arange(C)[None, None, None, :])
+    tap_offsets = np.array([0] + [(a * dh * W + b * dw) * C for _, a, b, *_ in taps], dtype=np.int64)
+    top, left = -(-t // sh), -(-l // sw)
+    corner = np.zeros((1, n_H, n_W, 1), dtype=bool)
+    corner[:, :top] = corner[:, :, :left] = True
 
     def plane_view(planes, rows, cs):
         """The tap's input pixels as a block of its phase plane."""
@@ -214,15 +213,13 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
             local.k = k
             local.planes = [[np.empty((k,) + A_prev[0, p::sh, q::sw].shape, dtype) for q in range(sw)]
                             for p in range(sh)] if phased else None
-            local.grads = ([[np.empty_like(a) for a in row] for row in local.planes]
-                           if phased and not by_bincount else None)
-            local.work = [np.empty((k, n_H, n_W, C), dtype=t) for t in (dtype, tap_dtype, bool, tap_dtype)]
-        return local.planes, local.grads, [a[:k] for a in local.work]
+            local.work = [np.empty((k, n_H, n_W, C), dtype=t) for t in (dtype, tap_dtype, bool, tap_dtype, np.int64)]
+        return local.planes, [a[:k] for a in local.work]
 
     def chunk(e0, e1, _r0, _r1):
         k = e1 - e0
         x = A_prev[e0:e1]
-        planes, grads, (best, winner, wins, scratch) = buffers(k)
+        planes, (best, winner, wins, scratch, flat) = buffers(k)
         if phased:
             planes = [[a[:k] for a in row] for row in planes]
             for p in range(sh):
@@ -252,40 +249,16 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
                 np.maximum(nv, sv, out=nv)
             if nan_aware or not np.isnan(best).any():
                 break
-        if by_bincount:
-            flat = np.take(tap_offsets, winner)
-            flat += base[:k]
-            grad = np.bincount(flat.ravel(), weights=dA[e0:e1].ravel(), minlength=k * Hv * Wv * C)
-            dA_prev[e0:e1] = grad.reshape(k, Hv, Wv, C)[:, t:t + H, l:l + W]
-            return
-        if phased:
-            grads = [[a[:k] for a in row] for row in grads]
-            for row in grads:
-                for a in row:
-                    a.fill(0)
-        else:
-            dA_prev[e0:e1] = 0
-            grads = [[dA_prev[e0:e1]]]
-        g, share = dA[e0:e1], best  # best is free now: it holds each tap's share of the gradient
-        g_finite = bool(np.isfinite(g).all())  # else 0 * inf would put NaN where no window won
-        for number, a, b, ho, wo, rows, cs in taps:
-            nv, sv, dst = winner[:, ho, wo], share[:, ho, wo], plane_view(grads, rows, cs)
-            select = np.less_equal if (a, b) == (0, 0) else np.equal  # 0: nothing beat -inf
-            if g_finite:
-                # NOTE: a float 0/1 mask straight from the comparison, then a same-dtype multiply:
-                # faster than multiplying by a bool mask (a cast per element) or a masked add.
-                wv = wins[:, ho, wo]
-                select(nv, tap_dtype(number), out=wv)
-                np.copyto(sv, wv)
-                np.multiply(sv, g[:, ho, wo], out=sv)
-                np.add(dst, sv, out=dst)
-            else:
-                wv = wins[:, ho, wo]
-                select(nv, tap_dtype(number), out=wv)
-                np.add(dst, g[:, ho, wo], out=dst, where=wv)
-        if phased:
-            for p in range(sh):
-                for q in range(sw):
-                    dA_prev[e0:e1, p::sh, q::sw] = grads[p][q]
+        np.take(tap_offsets, winner, out=flat)
+        flat += base[:k]
+        g = dA[e0:e1]
+        if (best[:, :top] == -np.inf).any() or (best[:, :, :left] == -np.inf).any():
+            lost = corner & (best == -np.inf)  # the gradient of these windows goes to the padding
+            flat[lost], g = 0, np.where(lost, 0, g)
+        out = dA_prev[e0:e1].reshape(-1)
+        out.fill(0)
+        # NOTE: np.add.at, not np.bincount (which holds the GIL, so the threads' scatters ran one at a time,
+        # returns float64 and a new array to copy) nor a masked add per tap (1.1x-1.4x the time in float32).
+        np.add.at(out, flat.reshape(-1), g.reshape(-1))
 
     run_parallel(chunk, chunks)

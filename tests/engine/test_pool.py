@@ -145,7 +145,7 @@ def test_max_pool_nan_wins_its_window(cfg, seed):
 
 @given(pool_configs(), st.integers(0, 2**16), st.sampled_from([np.float64, np.float32]))
 def test_max_pool_backward_ties_nans_infs_and_non_finite_gradients(cfg, seed, dtype):
-    """The compare-and-select path (phase planes when strided, float masks or masked adds)
+    """The compare-and-select path (phase planes when strided, the winners' gradients by np.add.at)
     against the loops: ties, NaN and +-inf in the input (an all -inf window sends its gradient
     to tap (0, 0), as np.argmax), and inf/NaN in dA, which reach only the windows' winners."""
     a_shape, kw = cfg
@@ -167,3 +167,32 @@ def test_max_pool_backward_ties_nans_infs_and_non_finite_gradients(cfg, seed, dt
     assert got.dtype == dtype
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got, want, rtol=0, atol=0)  # small integers: every sum is exact
+
+
+@given(pool_configs(), st.integers(0, 2**16), st.sampled_from([np.float64, np.float32]))
+def test_max_pool_backward_all_minus_inf_windows(cfg, seed, dtype):
+    """Mostly -inf input, so that many windows hold nothing above -inf: such a window's gradient
+    goes to its tap (0, 0), which drops it where that tap lies in the padding (the loops' argmax
+    over the padded window)."""
+    a_shape, kw = cfg
+    kw = dict(kw, mode="max")
+    params = _params(kw)
+    try:
+        params.geometry(a_shape[1:3])
+    except HyperparameterError:
+        assume(False)
+    rng = np.random.default_rng(seed)
+    A = np.where(rng.random(a_shape) < 0.85, -np.inf, rng.integers(-2, 3, a_shape)).astype(dtype)
+    dA = rng.integers(1, 5, pool_forward_loops(A, params).shape).astype(dtype)
+    np.testing.assert_array_equal(pool2d_backward(dA, A, params), pool_backward_loops(dA, A, params))
+
+
+def test_max_pool_backward_drops_the_padding_corner_of_an_all_minus_inf_input():
+    # 3x3 windows at stride 2 with pad 1 over 5x5: the windows of the first row or column have their
+    # tap (0, 0) in the padding and send their gradient nowhere; window (1, 1) sends it to pixel (1, 1).
+    A = np.full((1, 5, 5, 1), -np.inf)
+    dA = np.arange(1.0, 10.0).reshape(1, 3, 3, 1)
+    got = pool2d_backward(dA, A, PoolParams(f=3, stride=2, pad=1, mode="max"))[0, :, :, 0]
+    want = np.zeros((5, 5))
+    want[1, 1], want[1, 3], want[3, 1], want[3, 3] = 5.0, 6.0, 8.0, 9.0
+    np.testing.assert_array_equal(got, want)
