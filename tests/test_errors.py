@@ -37,7 +37,7 @@ def test_a_case_attribute_error_names_the_file_and_keeps_the_cause(tmp_path):
 def test_pickled_data_has_its_own_class(tmp_path):
     path = tmp_path / "obj.npy"
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(PickledDataError, match="holds pickled Python objects"):
+    with pytest.raises(PickledDataError, match="holds pickled objects; cnncli never unpickles"):
         load_array(str(path))
     with pytest.raises(PickledDataError):  # memory-mapped streaming refuses it the same way
         resolve_layer(str(path), f="2", stream=True)

@@ -47,6 +47,8 @@ class _State:
 
 
 state = _State()
+#: The terminal width an error line is written to fit (a long value the user gave may still push it over).
+ERROR_WIDTH = 80
 
 
 def _error_line(message: str) -> None:
@@ -65,8 +67,7 @@ class _ClosedStdin:
     def __getattr__(self, name):
         from ..errors import InputError
 
-        raise InputError("standard input is closed ('<&-'); '-' reads .npy bytes from it: pipe an array in "
-                         "or give a file")
+        raise InputError("stdin is closed ('<&-'): pipe .npy bytes into '-' or give a file")
 
 
 def _standard_streams() -> Optional[str]:
@@ -81,8 +82,7 @@ def _standard_streams() -> Optional[str]:
     if 0 in closed:
         sys.stdin = _ClosedStdin()
     if 1 in closed:
-        return ("standard output is closed ('>&-'); cnncli writes its results there: redirect it to a file "
-                "or to /dev/null instead")
+        return "standard output is closed ('>&-'); redirect it, e.g. >/dev/null"
     return None
 
 
@@ -132,7 +132,7 @@ class CnncliGroup(TyperGroup):
             command = self.commands.get(next((a for a in args if not a.startswith("-")), ""))
             misuse = command is not None and _flag_given_a_value(command.params, args)
             if misuse:  # before parsing: `shape --json true` would read `true` as a LAYER_SPEC
-                _error_line(f"{misuse} (see 'cnncli {command.name} --help')")
+                _error_line(_with_help(misuse, f"cnncli {command.name}"))
                 return _finish(EXIT_USAGE, standalone_mode)
             rv = super().main(args=args, prog_name=prog_name or "cnncli", complete_var=complete_var,
                               standalone_mode=False, **extra)
@@ -157,7 +157,7 @@ class CnncliGroup(TyperGroup):
                 return _finish(EXIT_OK, standalone_mode)
             ctx = getattr(exc, "ctx", None)
             where = f"cnncli {ctx.info_name}" if ctx is not None and ctx.parent is not None else "cnncli"
-            _error_line(_usage_message(exc, ctx, args) + f" (see '{where} --help')")
+            _error_line(_with_help(_usage_message(exc, ctx, args), where))
             code = exc.exit_code
         except (KeyboardInterrupt, typer.Abort):
             _error_line("interrupted")
@@ -189,6 +189,12 @@ class CnncliGroup(TyperGroup):
         return _finish(code, standalone_mode)
 
 
+def _with_help(message: str, where: str) -> str:
+    """``message`` and a pointer to ``where``'s --help, the pointer only if the line still fits 80 columns."""
+    hinted = f"{message} (see '{where} --help')"
+    return hinted if len(f"cnncli: error: {hinted}") <= ERROR_WIDTH else message
+
+
 _BOOL_WORDS = {"true", "false", "yes", "no", "on", "off", "1", "0"}
 
 
@@ -211,8 +217,8 @@ def _flag_given_a_value(params, args) -> Optional[str]:
     flags = {o for p in params if getattr(p, "is_flag", False) for o in (*p.opts, *p.secondary_opts)}
     for flag, value in zip(args, args[1:]):
         if flag in flags and value.lower() in _BOOL_WORDS and not os.path.exists(value):
-            off = " (leave it out for false)" if value.lower() in ("false", "no", "off", "0") else ""
-            return f"{flag} is a flag and takes no value: write {flag} alone, not {flag} {value}{off}"
+            do = "leave it out" if value.lower() in ("false", "no", "off", "0") else "write it alone"
+            return f"{flag} takes no value: for {value!r} {do}"
     return None
 
 

@@ -25,7 +25,9 @@ ImplOpt = typer.Option(None, "--impl", metavar="FILE.py|FILE.ipynb", rich_help_p
                        help="Check your own classic functions (conv_forward, pool_backward, ...) from a .py file, "
                             "an nbconvert export or a notebook; your code runs in a separate process.")
 OnlyOpt = typer.Option(None, "--only", metavar="NAME[,NAME...]", rich_help_panel=_CHECK,
-                       help="With --impl: check just these functions, e.g. --only conv_backward,pool_backward.")
+                       help="With --impl: check just these of the eight functions (zero_pad, conv_single_step, "
+                            "create_mask_from_window, distribute_value, conv_forward, conv_backward, pool_forward, "
+                            "pool_backward), e.g. --only conv_backward,pool_backward.")
 TimeoutOpt = typer.Option(None, "--timeout", metavar="S", rich_help_panel=_CHECK, show_default=False,
                           help="With --impl: seconds each call into your code may take (default 10; the whole "
                                "check: 30x that).")
@@ -85,23 +87,20 @@ def gradcheck(
     validate_settings(method, samples, eps, tol, seed, prefix="--")
     # SPEC gives gradcheck the options of forward: --dtype float64 is what it does anyway.
     if options["dtype"] is not None and options["dtype"].strip().lower() != "float64":
-        raise HyperparameterError("gradcheck always computes in float64 (central differences need its precision); "
-                                  f"drop --dtype {options['dtype']} (it applies to forward and backward)")
+        raise HyperparameterError(f"gradcheck computes in float64 only: drop --dtype {options['dtype']}")
     given = [k for k, v in options.items() if v is not None]
     if impl is None and (only is not None or timeout is not None):
         flag = "--only" if only is not None else "--timeout"
-        raise HyperparameterError(f"{flag} applies to --impl (your own functions); add --impl FILE or drop {flag}")
+        raise HyperparameterError(f"{flag} needs --impl FILE (your own functions)")
     if impl is not None and source is not None:
-        raise HyperparameterError("--impl checks your functions on the built-in battery and takes no SOURCE; "
-                                  f"drop {source!r} (or drop --impl to check the engine on it)")
+        raise HyperparameterError(f"--impl takes no SOURCE (it runs its own battery); drop {source!r}")
     if impl is not None and given:
         what = {"weights": "arrays", "bias": "arrays", "grad": "arrays", "layer": "layers", "layout": "layout"}
-        raise HyperparameterError(f"--{given[0].replace('_', '-')} does not apply with --impl: "
-                                  f"the battery sets the {what.get(given[0], 'hyperparameters')}")
+        raise HyperparameterError(f"--impl sets the {what.get(given[0], 'hyperparameters')} itself: "
+                                  f"drop --{given[0].replace('_', '-')}")
     if source is None and given:
         flag = "--" + given[0].replace("_", "-")
-        raise HyperparameterError(f"{flag} needs a SOURCE (a case file or an A_prev array); "
-                                  "without one the built-in battery runs with its own configurations")
+        raise HyperparameterError(f"{flag} needs a SOURCE (the battery sets its own)")
     from ..render import gradcheck as render
     from ..render.progress import progress_bar
 

@@ -74,7 +74,7 @@ def check_output_flags(as_json: bool, plain: bool) -> None:
     if as_json and plain:
         from ..errors import HyperparameterError
 
-        raise HyperparameterError("give --json (one JSON document) or --plain (tab-separated tables), not both")
+        raise HyperparameterError("give --json or --plain, not both")
 
 
 # Parsed but not shown: a command that refuses --dtype can then say why instead of "no such option".

@@ -97,16 +97,15 @@ def _run(command: str, source: str, output: Optional[str], force: bool, as_json:
     from ..render.progress import progress_bar
 
     if output == "-" and as_json:
-        raise OutputError("--json and -o - both write to standard output; use -o FILE with --json")
+        raise OutputError("--json and -o - both write to stdout; use -o FILE with --json")
     if output == "-" and sys.stdout.isatty():
-        raise OutputError("-o - writes binary .npy data to standard output, which is a terminal; "
-                          "redirect it (> out.npy) or pipe it into another command")
+        raise OutputError("-o - writes .npy bytes; stdout is a terminal: redirect or pipe it")
     if output is not None:
         check_destination(output, force)  # before any work: an existing file is reported at once
     with resolve_layer(source, stream=True, want_grad=command == "backward", **options) as call:
         if command == "backward" and call.grad is None:
             key = "dZ" if call.kind == "conv" else "dA"
-            raise InputError(f"backward needs the upstream gradient: give --grad ARRAY (or a case file with {key})")
+            raise InputError(f"backward needs {key}: give --grad ARRAY or a case file with {key}")
         main = ("Z" if call.kind == "conv" else "A") if command == "forward" else "dA_prev"
         attrs = dict(call.hyperparameters(), command=command)
         writer = ResultWriter(output, main=main, attrs=attrs, force=force) if output is not None else None

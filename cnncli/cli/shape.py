@@ -34,7 +34,7 @@ def _like_dims(ref: str, layout: Optional[str]):
     # Opened, not loaded: HDF5 datasets and .npy files (memory-mapped) give their shape without reading data.
     with open_array(ref, role="--like") as array:
         shape = array.shape
-    return dims_from_shape(shape, layout or "nhwc", name=f"--like {ref}")
+    return dims_from_shape(shape, layout or "nhwc", name=f"--like {ref!r}")
 
 
 @app.command(cls=CnncliCommand, epilog=_EXAMPLES)
@@ -84,22 +84,19 @@ def shape(
                "--filters": filters, "--groups": groups, "--mode": mode, "--ceil-mode": ceil_mode or None}
     given = [name for name, value in options.items() if value is not None]
     if layer_specs and given:
-        raise HyperparameterError(
-            f"give the layers either as LAYER_SPECs or with options, not both (got {given[0]} with "
-            f"{layer_specs[0]!r}); put it in the spec, e.g. conv:f=3,s=2")
+        raise HyperparameterError(f"give {given[0]} in the spec, not beside LAYER_SPECs (e.g. conv:f=3,s=2)")
     if input_dims is not None and like is not None:
         raise ShapeError("give the input size with --input DIMS or --like ARRAY, not both")
     if layout is not None:
         if like is None and input_dims is None:
-            raise ShapeError("--layout says how to read --input DIMS or --like ARRAY; give one of them")
+            raise ShapeError("--layout says how to read --input or --like; give one of them")
         if layout.strip().lower() not in ("nhwc", "nchw"):
             raise ShapeError(f"--layout must be nhwc or nchw, got {layout!r}")
         layout = layout.strip().lower()
     if layer is not None and layer.strip().lower() not in ("conv", "pool", "tconv"):
-        raise HyperparameterError(f"--layer must be 'conv' or 'pool' (or 'tconv'), got {layer!r}; the other kinds "
-                                  "are LAYER_SPECs, e.g. bn or fc:c=10")
+        raise HyperparameterError(f"--layer {layer!r}: expected conv, pool or tconv (or a LAYER_SPEC)")
     if from_file is not None and (layer_specs or given):
-        raise HyperparameterError("give the layers with --from FILE, as LAYER_SPECs or with options, not two of them")
+        raise HyperparameterError("give the layers one way: --from FILE, LAYER_SPECs or options")
 
     if from_file is not None:
         from ..io.textfile import read_text
@@ -121,14 +118,12 @@ def shape(
 
     if target is not None:
         if from_file is not None or len(specs) != 1 or not specs[0].windowed:
-            raise HyperparameterError("--target solves one conv, pool or tconv layer (given with --f, or as one "
-                                      "LAYER_SPEC of those kinds), not a stack, a --from model or a layer without "
-                                      "a window")
+            raise HyperparameterError("--target solves one conv, pool or tconv layer (--f F or a spec)")
         if pad is not None:
-            raise HyperparameterError(f"--target finds the padding itself; drop --pad {pad}")
+            raise HyperparameterError(f"--target finds the padding; drop --pad {pad}")
         for key, word in (("pad", "p="), ("output_padding", "op=")):
             if layer_specs and spec_gives(layer_specs[0], key):
-                raise HyperparameterError(f"--target finds the padding itself; drop {word} from {layer_specs[0]!r}")
+                raise HyperparameterError(f"--target finds the padding; drop {word} from {layer_specs[0]!r}")
         if dims is None:
             raise ShapeError("--target needs the input size: give --input DIMS or --like ARRAY")
         fixed = stride is not None or bool(layer_specs and spec_gives(layer_specs[0], "stride"))

@@ -22,6 +22,7 @@ a stratified handful of elements per tensor.
 
 from __future__ import annotations
 
+import difflib
 import linecache
 import os
 from dataclasses import replace
@@ -124,11 +125,10 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
         loaded = box.start()
         found = [name for name in CLASSIC if name in loaded["defined"] or name in plan.unchecked]
         if not found:
-            raise ImplError(f"--impl {os.fspath(path)!r} defines none of the classic functions ({', '.join(CLASSIC)})")
+            raise ImplError(f"--impl {os.fspath(path)!r} defines no classic function (conv_forward...)")
         if only is not None:
             if not set(only) & set(found):
-                raise ImplError(f"--only {','.join(only)}: {os.fspath(path)!r} does not define "
-                                f"{' or '.join(only)} (it defines {', '.join(found)})")
+                raise ImplError(f"{os.fspath(path)!r} defines {', '.join(found)}, not {' or '.join(only)} (--only)")
             notes.append(f"checked only {', '.join(n for n in CLASSIC if n in only)} (--only)")
         notes.extend(plan.notes)
         notes.extend(f"{m} is not installed here: its import was let through, and a function that uses it fails "
@@ -168,15 +168,18 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
 
 
 def validate_only(only: Optional[Sequence[str]]) -> Optional[Tuple[str, ...]]:
-    """The names of ``only`` (None: all); an unknown one raises :class:`HyperparameterError` listing the eight."""
+    """The names of ``only`` (None: all); an unknown one raises :class:`HyperparameterError` naming the nearest."""
     if only is None:
         return None
     names = tuple(n.strip() for n in only if n.strip())
     for name in names:
         if name not in CLASSIC:
-            raise HyperparameterError(f"--only {name!r} is not one of the classic functions: {', '.join(CLASSIC)}")
+            # NOTE: the eight names do not fit one 80-column line; --help lists them
+            near = difflib.get_close_matches(name, CLASSIC, n=1)
+            raise HyperparameterError(f"--only {name!r} is unknown" + (f"; did you mean {near[0]}?" if near else
+                                                                       " (the eight: cnncli gradcheck --help)"))
     if not names:
-        raise HyperparameterError(f"--only needs a function name: one or more of {', '.join(CLASSIC)}")
+        raise HyperparameterError("--only needs a function name (see cnncli gradcheck --help)")
     return names
 
 

@@ -82,10 +82,9 @@ def plan_impl(path) -> Plan:
     if os.path.isdir(path):
         found = sorted(f for f in os.listdir(path) if f.endswith((".py", ".ipynb")))[:3]
         example = ", ".join(os.path.join(path, f) for f in found) if found else os.path.join(path, "my_conv.py")
-        raise ImplError(f"--impl {path!r} is a folder; give the .py file that defines your functions "
-                        f"(e.g. {example})")
+        raise ImplError(f"--impl {path!r} is a folder; give a .py file, e.g. {example}")
     if not os.path.isfile(path):
-        raise ImplError(f"--impl {path!r}: no such file (expected a Python file defining e.g. conv_forward)")
+        raise ImplError(f"--impl {path!r}: no such file (give a .py or .ipynb file)")
     if path.endswith(".ipynb"):
         return _plan_cells(path, _read_notebook(path), export=False)
     if not path.endswith(".py"):
@@ -117,20 +116,20 @@ def _plan_module(path: str, text: str) -> Plan:
 def _read_notebook(path: str) -> List[_Cell]:
     size = os.path.getsize(path)
     if size > MAX_NOTEBOOK_BYTES:
-        raise ImplError(f"--impl {path!r}: {size} bytes is larger than a notebook can be here "
-                        f"({MAX_NOTEBOOK_BYTES >> 20} MiB)")
+        raise ImplError(f"--impl {path!r} is {size} bytes; a notebook may have {MAX_NOTEBOOK_BYTES >> 20} MiB")
     try:
         with open(path, "rb") as fh:
             doc = json.loads(fh.read().decode("utf-8"))
     except UnicodeDecodeError:
         raise ImplError(f"--impl {path!r} is not a notebook: not UTF-8 text") from None
     except ValueError as exc:
-        where = f" at line {exc.lineno}" if hasattr(exc, "lineno") else ""
-        raise ImplError(f"--impl {path!r} is not a notebook: not JSON ({getattr(exc, 'msg', exc)}{where})") from None
+        # json's own words ("Expecting property name enclosed in double quotes") would not fit the line
+        where = f" (line {exc.lineno}, column {exc.colno})" if hasattr(exc, "lineno") else ""
+        raise ImplError(f"--impl {path!r} is not a notebook: not JSON{where}") from None
     except (OSError, RecursionError) as exc:
         raise ImplError(f"--impl {path!r}: cannot read it ({type(exc).__name__})") from None
     if not isinstance(doc, dict):
-        raise ImplError(f"--impl {path!r} is not a notebook: the JSON is not an object with cells")
+        raise ImplError(f"--impl {path!r} is not a notebook: its JSON has no cells")
     version = doc.get("nbformat")
     if version == 3:  # nbformat 3: cells inside worksheets, source under "input"
         sheets = doc.get("worksheets")
@@ -140,7 +139,7 @@ def _read_notebook(path: str) -> List[_Cell]:
     else:
         raw, key = doc.get("cells"), "source"
     if not isinstance(raw, list) or version not in (3, 4):
-        raise ImplError(f"--impl {path!r} is not a notebook of nbformat 3 or 4 (nbformat: {version!r})")
+        raise ImplError(f"--impl {path!r} is not an nbformat 3 or 4 notebook (nbformat: {version!r})")
     cells = []
     for number, c in enumerate(raw, 1):
         if not isinstance(c, dict) or c.get("cell_type") != "code":
@@ -150,7 +149,7 @@ def _read_notebook(path: str) -> List[_Cell]:
         if isinstance(text, str) and text.strip():
             cells.append(_Cell(number, text))
     if not cells:
-        raise ImplError(f"--impl {path!r} has no code cells (nothing defines conv_forward or the others)")
+        raise ImplError(f"--impl {path!r} has no code cells, so no classic function")
     return cells
 
 

@@ -218,8 +218,7 @@ class Sandbox:
             header = self._start(quiet=False)
         except _Timeout:
             self._kill()
-            raise ImplError(f"{path}: loading the file did not finish within {self.timeout:g} s "
-                            "(an infinite loop at module level?)") from None
+            raise ImplError(f"{path}: loading took over {self.timeout:g} s (a loop at module level?)") from None
         except _Died:
             how = self._how_it_ended() or "it closed its channel to the checker"
             self._kill()

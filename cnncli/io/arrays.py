@@ -97,8 +97,7 @@ def _load_array(ref: str, allow_external: bool) -> np.ndarray:
         return load_npz(parsed)
     with open_h5(parsed) as f:
         ds = h5_dataset(f, parsed, allow_external=allow_external)
-        check_budget(ds.size * ds.dtype.itemsize, parsed.text, f"a {'x'.join(map(str, ds.shape)) or 'scalar'} "
-                                                             f"{ds.dtype} dataset: ")
+        check_budget(ds.size * ds.dtype.itemsize, parsed.text)
         return read_h5(ds, parsed.text)
 
 

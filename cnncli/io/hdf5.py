@@ -17,11 +17,11 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..errors import ExternalDataError, InputError
-from .readers import ArrayRef, check_dtype, expect_format, materialize, pick_name, source_of
+from .readers import ArrayRef, check_dtype, damaged, expect_format, materialize, pick_name, source_of
 
 #: Soft links followed in one path before giving up (HDF5's own limit is 16 nested links).
 MAX_LINKS = 32
-_ALLOW = "give --allow-external to read it"
+_ALLOW = "refused without --allow-external"
 
 
 def h5py_module():
@@ -63,8 +63,9 @@ def open_h5(ref: ArrayRef):
     try:
         return h5py_module().File(source_of(ref), "r")
     except OSError as exc:
+        # h5py's "Unable to ... (truncated file: eof = 3000, ...)": the words in the parentheses, before their details
         reason = str(exc).split("(")[-1].rstrip(")") if "(" in str(exc) else str(exc)
-        raise InputError(f"{ref.path!r} is not a readable HDF5 file (truncated or corrupt: {reason})") from exc
+        raise damaged(ref.path, reason.split(":")[0]) from exc
 
 
 def h5_datasets(group) -> list:
@@ -173,18 +174,16 @@ def _check_storage(f, ds, text: str, depth: int = 0) -> None:
     """Refuse a dataset whose raw data lives in other files (external storage, virtual sources)."""
     external = ds.external
     if external:
-        raise ExternalDataError(f"{text!r} keeps its data in another file ({external[0][0]!r}, external storage); "
-                                f"refused: cnncli reads only the file it is given ({_ALLOW})")
+        raise ExternalDataError(f"{text!r} keeps its data in {external[0][0]!r}: {_ALLOW}")
     if not ds.is_virtual:
         return
     for source in ds.virtual_sources():
         if source.file_name != ".":
-            raise ExternalDataError(f"{text!r} is a virtual dataset reading '{source.file_name}:{source.dset_name}' "
-                                    f"from another file; refused: cnncli reads only the file it is given ({_ALLOW})")
+            raise ExternalDataError(f"{text!r} reads '{source.file_name}:{source.dset_name}' (virtual): {_ALLOW}")
         inside, link = walk_links(f, source.dset_name if source.dset_name.startswith("/") else "/" + source.dset_name)
         if link is not None:
-            raise ExternalDataError(f"{text!r} is a virtual dataset reading {source.dset_name!r}, an external link "
-                                    f"to '{link.filename}:{link.path}'; refused ({_ALLOW})")
+            raise ExternalDataError(f"{text!r} reads {source.dset_name!r}, a link to '{link.filename}:{link.path}': "
+                                    f"{_ALLOW}")
         target = f.get(inside) if inside is not None else None
         if target is not None and depth < MAX_LINKS and isinstance(target, h5py_module().Dataset):
             _check_storage(f, target, text, depth + 1)
@@ -225,8 +224,7 @@ def h5_dataset(f, ref: ArrayRef, *, allow_external: bool = False):
     text = f"{ref.path}:{path}"
     inside, link = walk_links(f, path)
     if link is not None and not allow_external:
-        raise ExternalDataError(f"{text!r} leads to another file (an external link to '{link.filename}:{link.path}'); "
-                                f"refused: cnncli reads only the file it is given ({_ALLOW})")
+        raise ExternalDataError(f"{text!r} links to '{link.filename}:{link.path}': {_ALLOW}")
     obj = f.get(path) if link is not None else (f.get(inside) if inside is not None else None)
     if obj is None or not isinstance(obj, h5py.Dataset):
         inside_names = h5_datasets(obj) if isinstance(obj, h5py.Group) else names
@@ -270,7 +268,7 @@ def read_h5(ds, ref_text: str, sel=()) -> np.ndarray:
     try:
         return np.asarray(ds[sel])
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise InputError(f"{ref_text!r} could not be read (truncated or corrupt: {str(exc).splitlines()[0]})") from exc
+        raise damaged(ref_text, str(exc).splitlines()[0]) from exc
 
 
 def read_attrs(obj, where: str) -> dict:
@@ -299,11 +297,8 @@ def read_attrs(obj, where: str) -> dict:
         try:
             value = obj.attrs[name]
         except Exception as exc:  # OSError "no appropriate function for conversion path", TypeError...
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise InputError(f"{where!r}: attribute {name!r} has a data type cnncli cannot read ({reason}); "
-                             "store a number, a word or a small array of numbers") from exc
+            raise InputError(f"{where!r}: attribute {name!r} is unreadable; store a number or a word") from exc
         if isinstance(value, h5py.Empty):
-            raise InputError(f"{where!r}: attribute {name!r} is empty (h5py.Empty, no value); "
-                             "give it a value or delete it")
+            raise InputError(f"{where!r}: attribute {name!r} is empty; give it a value or delete it")
         values[name] = value
     return values

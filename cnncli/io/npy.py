@@ -20,7 +20,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..errors import InputError
-from .readers import NPY_MAGIC, ArrayRef, check_budget, check_dtype, describe, expect_format, pickled, reader
+from .readers import NPY_MAGIC, ArrayRef, check_budget, check_dtype, damaged, describe, expect_format, pickled, reader
 
 #: Longest .npy header parsed (numpy.save writes a few hundred bytes).
 MAX_NPY_HEADER = 2**20
@@ -44,7 +44,7 @@ class NpyHeader:
 def _exact(fp, n: int, text: str) -> bytes:
     data = fp.read(n)
     if len(data) != n:
-        raise InputError(f"{text!r} is not a readable .npy array (truncated or corrupt: the header is cut short)")
+        raise damaged(text, "the header is cut short")
     return data
 
 
@@ -83,8 +83,7 @@ def read_npy_header(fp, text: str) -> NpyHeader:
     width = 2 if major == 1 else 4
     length = struct.unpack("<H" if width == 2 else "<I", _exact(fp, width, text))[0]
     if length > MAX_NPY_HEADER:
-        raise InputError(f"{text!r} has a .npy header of {length} bytes, more than the {MAX_NPY_HEADER} cnncli "
-                         "reads (numpy.save writes a few hundred)")
+        raise InputError(f"{text!r} has a {length}-byte header; at most {MAX_NPY_HEADER} is read")
     raw = _exact(fp, length, text)
     try:
         header = ast.literal_eval(raw.decode("utf-8" if major == 3 else "latin1"))
@@ -97,7 +96,7 @@ def read_npy_header(fp, text: str) -> NpyHeader:
         dtype = np.lib.format.descr_to_dtype(header["descr"])
     except Exception as exc:  # SyntaxError, ValueError, TypeError, MemoryError, RecursionError: all the file's fault
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{text!r} is not a readable .npy array (truncated or corrupt: {reason})") from exc
+        raise damaged(text, reason) from exc
     if dtype.hasobject:
         raise pickled(text)
     return NpyHeader(shape, dtype, fortran, 6 + 2 + width + length)
@@ -125,15 +124,13 @@ def read_npy_data(fp, header: NpyHeader, text: str) -> np.ndarray:
     InputError
         Over the memory budget (checked before allocating), or the data is cut short.
     """
-    dims = "x".join(str(n) for n in header.shape) or "scalar"
-    check_budget(header.nbytes, text, f"a {dims} {header.dtype} array: ")
+    check_budget(header.nbytes, text)
     flat = np.empty(math.prod(header.shape), dtype=header.dtype)
     view, done = memoryview(flat.view(np.uint8)), 0
     while done < header.nbytes:
         n = fp.readinto(view[done:])
         if not n:
-            raise InputError(f"{text!r} is not a readable .npy array (truncated or corrupt: "
-                             f"{done} of {header.nbytes} data bytes)")
+            raise damaged(text, f"cut short: {done} of {header.nbytes} data bytes")
         done += n
     return flat.reshape(header.shape, order="F" if header.fortran_order else "C")
 
@@ -141,8 +138,8 @@ def read_npy_data(fp, header: NpyHeader, text: str) -> np.ndarray:
 def _map_npy(path: str, header: NpyHeader, text: str) -> Optional[np.ndarray]:
     """The data of a regular .npy file memory-mapped read-only; None when it cannot be mapped (empty arrays)."""
     if os.path.getsize(path) < header.offset + header.nbytes:
-        raise InputError(f"{text!r} is not a readable .npy array (truncated or corrupt: the file is "
-                         f"{os.path.getsize(path)} bytes, its header declares {header.offset + header.nbytes})")
+        raise damaged(text, f"cut short: {os.path.getsize(path)} of "
+                                          f"{header.offset + header.nbytes} bytes")
     if header.nbytes == 0 or not header.shape:
         return None
     return np.memmap(path, dtype=header.dtype, mode="r", offset=header.offset, shape=header.shape,

@@ -18,7 +18,8 @@ import numpy as np
 
 from ..errors import InputError
 from .npy import NpyHeader, read_npy_data, read_npy_header
-from .readers import NPY_MAGIC, ArrayRef, check_dtype, describe, expect_format, materialize, pick_name, source_of
+from .readers import (NPY_MAGIC, ArrayRef, check_dtype, damaged, describe, expect_format, materialize, pick_name,
+                      source_of)
 
 #: What reading a zip member raises on bad data (InputError, a ValueError too, is re-raised before these).
 _MEMBER_ERRORS = (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile, KeyError)
@@ -27,7 +28,7 @@ _MEMBER_ERRORS = (OSError, EOFError, ValueError, RuntimeError, NotImplementedErr
 def _member_error(text: str, exc: Exception) -> InputError:
     # Bad CRC, zlib errors, encrypted members (RuntimeError), unsupported compression (NotImplementedError).
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return InputError(f"{text!r} is not a readable .npy array (truncated or corrupt: {reason})")
+    return damaged(text, reason)
 
 
 class NpzArchive:
@@ -64,7 +65,7 @@ class NpzArchive:
             self._zip = zipfile.ZipFile(source_of(self.ref))
             infos = self._zip.infolist()
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            raise InputError(f"{self.ref.text!r} is not a readable .npz archive (truncated or corrupt: {exc})") from exc
+            raise damaged(self.ref.text, str(exc)) from exc
         self._members: Dict[str, zipfile.ZipInfo] = {}
         for info in infos:
             name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename

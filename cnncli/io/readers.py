@@ -24,6 +24,8 @@ from ..errors import InputError, PickledDataError
 
 _REF = re.compile(r"^(?P<path>.*?\.(?:npz|h5|hdf5))(?::(?P<name>.*))?$", re.IGNORECASE)
 _H5_EXT = (".h5", ".hdf5")
+#: The forms of an array reference, for messages.
+REF_FORMS = "x.npy, x.npz[:NAME], x.h5[:PATH] or -"
 _ACCEPTED_KINDS = "biuf"  # bool, signed and unsigned ints, floats
 #: The first bytes of every .npy file.
 NPY_MAGIC = b"\x93NUMPY"
@@ -68,7 +70,7 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def check_budget(nbytes: int, text: str, what: str = "") -> None:
+def check_budget(nbytes: int, text: str) -> None:
     """Refuse to read ``nbytes`` into memory at once when they exceed :func:`memory_budget`.
 
     Parameters
@@ -77,8 +79,6 @@ def check_budget(nbytes: int, text: str, what: str = "") -> None:
         Declared size of the data (from a header, before reading any of it).
     text : str
         The reference, for the message.
-    what : str
-        Extra words on the data (its shape and dtype).
 
     Raises
     ------
@@ -87,8 +87,7 @@ def check_budget(nbytes: int, text: str, what: str = "") -> None:
     """
     budget = memory_budget()
     if nbytes > budget:
-        raise InputError(f"{text!r} declares {what}{_size(nbytes)} of data, more than the {_size(budget)} cnncli "
-                         "reads into memory at once (set CNNCLI_MEMORY_BYTES to allow more)")
+        raise InputError(f"{text!r} declares {_size(nbytes)}; CNNCLI_MEMORY_BYTES allows {_size(budget)}")
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,7 @@ def parse_ref(ref: str) -> ArrayRef:
     if ref == "-":
         return ArrayRef(ref, "-", "stdin")
     if not ref:
-        raise InputError("empty array reference; expected x.npy, x.npz[:NAME], x.h5[:PATH] or -")
+        raise InputError(f"empty array reference: give {REF_FORMS}")
     m = _REF.match(ref)
     if m:
         path, name = m.group("path"), m.group("name")
@@ -146,8 +145,7 @@ def parse_ref(ref: str) -> ArrayRef:
             with _open(path, named) as fp:
                 head, kind = _format(fp)
             if kind not in ("npz", "h5"):
-                raise InputError(f"{ref!r}: only .npz and HDF5 files hold named arrays, and {path!r} is "
-                                 f"{'a .npy file' if kind == 'npy' else 'neither'}")
+                raise _not_named(ref, path, kind, name)
             return ArrayRef(ref, path, kind, name or None)
     parsed = ArrayRef(ref, ref, "pipe")
     if not _regular(parsed):
@@ -155,7 +153,7 @@ def parse_ref(ref: str) -> ArrayRef:
     with _open(ref, parsed) as fp:
         head, kind = _format(fp)
     if kind is None:
-        raise InputError(f"{ref!r} is not a .npy, .npz or HDF5 file ({describe(head, None)})")
+        raise InputError(f"{ref!r} is not .npy, .npz or HDF5 ({describe(head, None)})")
     return ArrayRef(ref, ref, kind)
 
 
@@ -219,21 +217,19 @@ def materialize(ref: ArrayRef) -> ArrayRef:
         return replace(ref, data=data)
     head, kind = _format(io.BytesIO(data))
     if kind is None:
-        raise InputError(f"{ref.text!r} is not a .npy, .npz or HDF5 file ({describe(head, None)})")
+        raise InputError(f"{ref.text!r} is not .npy, .npz or HDF5 ({describe(head, None)})")
     if ref.name is not None and kind == "npy":
-        raise InputError(f"{ref.text!r}: only .npz and HDF5 files hold named arrays, and {ref.path!r} is "
-                         "a .npy file")
+        raise _not_named(ref.text, ref.path, kind, ref.name)
     return replace(ref, kind=kind, data=data)
 
 
 def _stdin_bytes() -> bytes:
     stream = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
     if hasattr(stream, "isatty") and stream.isatty():
-        raise InputError("'-' reads .npy bytes from standard input, but it is a terminal; pipe an array in "
-                         "(e.g. cnncli forward ... -o - | cnncli forward - ...)")
+        raise InputError("'-' is standard input, a terminal here: pipe .npy bytes in")
     data = read_bounded(stream, "standard input")
     if not data:
-        raise InputError("standard input is empty; '-' expects .npy bytes (did the command before the pipe fail?)")
+        raise InputError("standard input is empty; '-' expects .npy bytes from a pipe")
     return data
 
 
@@ -248,8 +244,7 @@ def read_bounded(stream, text: str) -> bytes:
     budget = memory_budget()
     data = stream.read(budget + 1)
     if len(data) > budget:
-        raise InputError(f"{text} holds more than {_size(budget)}, the most cnncli reads into memory at once "
-                         "(set CNNCLI_MEMORY_BYTES to allow more, or give a file)")
+        raise InputError(f"{text} holds over the {_size(budget)} CNNCLI_MEMORY_BYTES allows")
     return data
 
 
@@ -339,7 +334,7 @@ def describe(head: bytes, kind: Optional[str]) -> str:
     line = head.split(b"\n", 1)[0][:24].decode("ascii", "replace").rstrip()
     if line and line.isprintable() and "\ufffd" not in line:
         return f"it starts with {line!r}"
-    return f"it starts with the bytes {head[:8]!r}"
+    return f"it starts with {head[:8]!r}"
 
 
 def expect_format(ref: ArrayRef, kind: str) -> None:
@@ -369,13 +364,9 @@ def expect_format(ref: ArrayRef, kind: str) -> None:
     if kind == "npy":
         if what == "it is a Python pickle":
             raise pickled(ref.text)
-        if ref.text == "-":
-            hint = "; pipe in the output of numpy.save or of cnncli forward/backward -o -"
-        else:
-            hint = "; expected a file written by numpy.save" if found is None else ""
-        raise InputError(f"{ref.text!r} is not .npy data ({what}){hint}")
+        raise InputError(f"{ref.text!r} is not .npy data ({what})")
     if kind == "npz":
-        raise InputError(f"{ref.path!r} is not an .npz archive (not a zip file: {what})")
+        raise InputError(f"{ref.path!r} is not .npz data ({what})")
     raise InputError(f"{ref.path!r} is not an HDF5 file ({what})")
 
 
@@ -389,9 +380,7 @@ def check_dtype(dtype: np.dtype, what: str) -> None:
     """
     dtype = np.dtype(dtype)
     if dtype.kind not in _ACCEPTED_KINDS or dtype.fields is not None:
-        raise InputError(
-            f"{what} has dtype {dtype} which cnncli refuses; expected bool, integer or float data"
-        )
+        raise InputError(f"{what} has dtype {dtype}; expected bool, int or float data")
 
 
 def pickled(text: str) -> PickledDataError:
@@ -405,8 +394,35 @@ def pickled(text: str) -> PickledDataError:
     ------
     Nothing: the caller raises it.
     """
-    return PickledDataError(f"{text!r} holds pickled Python objects; cnncli never unpickles "
-                            "(save a numeric array with numpy.save)")
+    return PickledDataError(f"{text!r} holds pickled objects; cnncli never unpickles")
+
+
+def damaged(text: str, reason: str) -> InputError:
+    """The error for a truncated or corrupt file (returned, to be raised).
+
+    Parameters
+    ----------
+    text : str
+        The reference, as the user gave it.
+    reason : str
+        What is wrong, in a few words ("cut short: 200 of 2432 bytes").
+
+    Returns
+    -------
+    InputError
+
+    Raises
+    ------
+    Nothing: the caller raises it.
+    """
+    return InputError(f"{text!r} is damaged: {reason}")
+
+
+def _not_named(text: str, path: str, kind: Optional[str], name: str) -> InputError:
+    """The error for ``FILE:NAME`` where FILE holds no named arrays (returned, to be raised)."""
+    if kind == "npy":
+        return InputError(f"{text!r}: {path!r} is .npy (one array); drop the ':{name}'")
+    return InputError(f"{text!r}: {path!r} is not .npz or HDF5; only those name arrays")
 
 
 def pick_name(ref: ArrayRef, names, what: str) -> str:

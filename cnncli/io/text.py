@@ -19,6 +19,9 @@ from typing import Union
 from ..engine import geometry as geo
 from ..errors import HyperparameterError
 
+#: The forms a pad takes, for messages: an int, a pair, (top, bottom, left, right), or a word.
+PAD_FORMS = "an int, 'h,w', 't,b,l,r', valid or same"
+
 
 def read_int(value, name: str) -> int:
     """An integer from text (``" 3 "``) or a number.
@@ -91,15 +94,11 @@ def read_pad(value) -> Union[str, geo.Pads]:
     try:
         values = [int(p) for p in word.replace("x", ",").split(",")]  # int("") fails too: "1x" or "1,,2"
     except ValueError:
-        raise HyperparameterError(
-            f"pad must be an int, 'h,w', 'top,bottom,left,right', 'valid' or 'same', got {value!r}"
-        ) from None
+        raise HyperparameterError(f"pad {value!r}: expected {PAD_FORMS}") from None
     for v in values:
         geo.normalize_pad(v)  # each side on its own first: a negative one is named before a wrong count
     if len(values) not in (1, 2, 4):
-        raise HyperparameterError(
-            f"pad must have 1, 2 or 4 values (p, 'h,w' or 'top,bottom,left,right'), got {value!r}"
-        )
+        raise HyperparameterError(f"pad {value!r} has {len(values)} values; expected 1, 2 or 4")
     return geo.normalize_pad(tuple(values))
 
 
@@ -126,7 +125,7 @@ def read_flag(value, name: str) -> bool:
         return True
     if word in ("0", "false", "no", "off"):
         return False
-    raise HyperparameterError(f"{name} must be true or false (1/0), got {value!r}")
+    raise HyperparameterError(f"{name} must be true or false, got {value!r}")
 
 
 _READERS = {

@@ -42,8 +42,7 @@ def output_kind(path: str) -> str:
         return "stdout"
     ext = os.path.splitext(path)[1].lower()
     if ext not in FORMATS:
-        raise OutputError(f"-o {path!r}: unknown output type {ext or '(no extension)'!r}; "
-                          "expected .npy, .npz, .h5/.hdf5 or - (stdout)")
+        raise OutputError(f"-o {path!r}: unknown type {ext or '(no extension)'!r}; expected .npy, .npz, .h5 or -")
     return FORMATS[ext]
 
 
@@ -57,7 +56,7 @@ def check_destination(path: str, force: bool) -> str:
         existing file without ``force``.
     """
     if path != "-" and os.path.isdir(path):
-        raise OutputError(f"-o {path!r} is a folder; give a file name ending in .npy, .npz or .h5")
+        raise OutputError(f"-o {path!r} is a folder; give a file ending in .npy, .npz or .h5")
     kind = output_kind(path)
     if kind == "stdout":
         return kind
@@ -65,8 +64,8 @@ def check_destination(path: str, force: bool) -> str:
     if not os.path.isdir(folder):
         raise OutputError(f"-o {path!r}: folder {os.path.dirname(path) or folder!r} does not exist")
     if os.path.islink(path) and not os.path.exists(path):
-        raise OutputError(f"-o {path!r} is a symbolic link to {os.readlink(path)!r}, which does not exist; "
-                          "remove the link or give another name (cnncli neither writes through it nor replaces it)")
+        # NOTE: cnncli neither writes through a dangling link nor replaces it
+        raise OutputError(f"-o {path!r} is a broken link (to {os.readlink(path)!r}); remove it or rename")
     if os.path.lexists(path) and not force:
         raise OutputError(f"-o {path!r} exists; use --force to overwrite it")
     if not os.access(folder, os.W_OK):

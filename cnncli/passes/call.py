@@ -30,7 +30,8 @@ from ..engine.params import ConvParams, PoolParams
 from ..engine.shapes import ConvShapeError, check_conv_shapes, check_layer_fits
 from ..errors import HyperparameterError, InputError, ShapeError
 from ..io import cases, dtypes
-from ..io.text import read_flag, read_hyperparameters, read_int, read_pair
+from ..io.readers import REF_FORMS
+from ..io.text import PAD_FORMS, read_flag, read_hyperparameters, read_int, read_pair
 from ..io.arrays import ArrayStream, check_array_file, load_array, open_array
 from .settings import CASE_KEYS_OF, CaseSettings, read_word
 
@@ -39,10 +40,10 @@ OPTION_KEYS = ("layer", "weights", "bias", "f", "stride", "pad", "dilation", "gr
                "ceil_mode", "count_include_pad", "layout", "dtype", "grad", "allow_external")
 _CONV_ONLY = {"weights": "--weights", "bias": "--bias", "groups": "--groups"}
 _POOL_ONLY = {"mode": "--mode", "ceil_mode": "--ceil-mode", "count_include_pad": "--count-include-pad"}
-_ARRAY = "an array reference (x.npy, x.npz[:NAME], x.h5[:PATH] or -)"
+_ARRAY = REF_FORMS
 #: What each text option takes, for the message when it is given empty (``--layout ''``).
 _EXPECTED = {"layer": "conv or pool", "weights": _ARRAY, "bias": _ARRAY, "f": "an int or HxW",
-             "stride": "an int or HxW", "pad": "p, 'h,w', 'top,bottom,left,right', valid or same",
+             "stride": "an int or HxW", "pad": PAD_FORMS,
              "dilation": "an int or HxW", "mode": "max or average", "layout": "nhwc or nchw",
              "dtype": "float64 or float32", "grad": _ARRAY}
 
@@ -205,13 +206,13 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
     for key, expected in _EXPECTED.items():  # an empty value is a bad value, never "not given"
         if isinstance(opts[key], str) and not opts[key].strip():
             error = InputError if expected is _ARRAY else HyperparameterError
-            raise error(f"--{key} needs a value: got {opts[key]!r}, expected {expected}")
+            raise error(f"--{key} is empty: give {expected}")
     if source is None:
         raise InputError("no SOURCE given: a case file or an array reference for A_prev")
     stdin_users = [n for n, v in [("SOURCE", source), ("--weights", opts["weights"]),
                                   ("--bias", opts["bias"]), ("--grad", opts["grad"])] if v == "-"]
     if len(stdin_users) > 1:
-        raise InputError(f"only one array can come from standard input ('-'); got it for {' and '.join(stdin_users)}")
+        raise InputError(f"only one input can be '-' (stdin), not {' and '.join(stdin_users)}")
 
     # NOTE: files first: a typo in a path is what a person needs to hear about, not the layer kind it hid.
     for ref, role in ((source, "A_prev"), (opts["weights"], "--weights"), (opts["bias"], "--bias"),
@@ -241,7 +242,7 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
     elif pick("f") is not None or pick("mode") is not None:
         kind = "pool"
     else:
-        raise HyperparameterError("cannot tell the layer kind: give --layer conv|pool, --weights (conv) or --f (pool)")
+        raise HyperparameterError("layer kind unknown: give --layer, --weights (conv) or --f (pool)")
     grad_key = "dZ" if kind == "conv" else "dA"
     if opts["grad"] is not None:
         refs[grad_key] = opts["grad"]
@@ -280,13 +281,18 @@ def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict, allo
     call.inputs[name] = {"source": ref, "shape": list(shape), "dtype": str(dtype)}
     stored[name] = dtype
     if name in ("dZ", "dA") and len(shape) != 4:
-        raise ShapeError(f"{name} from {ref!r} has shape {tuple(shape)}; expected the forward output's shape "
-                         f"{layouts.shape_from_nhwc(call.out_shape, call.layout)}")
+        raise _grad_shape_error(call, name, ref, shape)
     if name != "b" and len(shape) != 4:
-        expect = {"A_prev": "(m, C, H, W)" if call.layout == "nchw" else "(m, n_H_prev, n_W_prev, n_C_prev)",
+        expect = {"A_prev": "(m, C, H, W)" if call.layout == "nchw" else "(m, n_H, n_W, n_C)",
                   "W": "(C_out, C_in/groups, kH, kW)" if call.layout == "nchw" else "(f, f, n_C_prev/groups, n_C)"}
-        raise ShapeError(f"{name} from {ref!r} must be 4-D {expect[name]}, got shape {tuple(shape)}")
+        raise ShapeError(f"{name} {ref!r} is {tuple(shape)}; expected 4-D {expect[name]}")
     return value
+
+
+def _grad_shape_error(call: LayerCall, name: str, ref: str, shape) -> ShapeError:
+    """The error for an upstream gradient not shaped like the forward output (returned, to be raised)."""
+    return ShapeError(f"{name} {ref!r} is {tuple(shape)}; expected the output's "
+                      f"{layouts.shape_from_nhwc(call.out_shape, call.layout)}")
 
 
 def _batch_input(call: LayerCall, src) -> object:
@@ -303,7 +309,7 @@ def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool, case: Cas
     m, H, Wd, C = call.A_prev.shape
     if min(m, H, Wd, C) < 1:
         stored_shape = tuple(call.inputs["A_prev"]["shape"])
-        raise ShapeError(f"A_prev from {refs['A_prev']!r} has an empty axis: shape {stored_shape}")
+        raise ShapeError(f"A_prev {refs['A_prev']!r} has an empty axis: shape {stored_shape}")
     if call.kind == "conv":
         _fill_conv(call, refs, pick, opts, stored, case)
     else:
@@ -314,8 +320,7 @@ def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool, case: Cas
         g_src = _load(call, grad_key, refs[grad_key], stream, stored, bool(opts["allow_external"]))
         g_shape = call.inputs[grad_key]["shape"]
         if layouts.shape_to_nhwc(g_shape, call.layout) != call.out_shape:
-            raise ShapeError(f"{grad_key} from {refs[grad_key]!r} has shape {tuple(g_shape)}; expected the forward "
-                             f"output's shape {layouts.shape_from_nhwc(call.out_shape, call.layout)}")
+            raise _grad_shape_error(call, grad_key, refs[grad_key], g_shape)
         call.grad = _batch_input(call, g_src)
     note = dtypes.dtype_note(stored, call.dtype, opts["dtype"])
     if note:
@@ -336,27 +341,26 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
     # NOTE: checking here, before any batch is streamed, lets the message name the file and speak the
     # user's layout; the check itself is the engine's (check_conv_shapes), so conv2d agrees with it.
     if "W" not in refs:
-        raise InputError("a conv layer needs filters: give --weights ARRAY (or a case file with W)")
+        raise InputError("a conv layer needs filters: give --weights ARRAY or a case with W")
     C = call.A_prev.shape[3]
     W = _load(call, "W", refs["W"], False, stored, bool(opts["allow_external"]))
     call.W = _compute(layouts.to_nhwc(W, call.layout, weights=True), call.dtype)
-    kh, kw, c_g, n_C = call.W.shape
+    kh, kw, _, n_C = call.W.shape
     try:
         groups = check_conv_shapes(call.A_prev.shape, call.W.shape, None, read_int(_or(pick("groups"), 1), "groups"))
     except ConvShapeError as exc:
         if exc.problem == "empty W":
-            raise ShapeError(f"W from {refs['W']!r} has an empty axis: shape {tuple(call.inputs['W']['shape'])}") \
-                from exc
+            raise ShapeError(f"W {refs['W']!r} has an empty axis: shape {tuple(call.inputs['W']['shape'])}") from exc
         want = layouts.shape_from_nhwc((kh, kw, C // exc.groups, n_C), call.layout, weights=True)
         with case.blame("groups"):
+            channels = f"A_prev's {C} channels" if exc.groups == 1 else f"{C} channels, groups={exc.groups}"
             raise ShapeError(_torch_hint(call, exc.groups) or
-                             f"W from {refs['W']!r} has {c_g} input channel(s) per group but A_prev has {C} "
-                             f"channel(s) with groups={exc.groups}: expected W of shape {want}") from exc
+                             f"W {refs['W']!r} is {tuple(call.inputs['W']['shape'])}; {channels} need {want}") from exc
     except HyperparameterError:
         with case.blame("groups"):
             raise
     if opts["f"] is not None and read_pair(opts["f"], "--f") != (kh, kw):
-        raise ShapeError(f"--f {opts['f']} disagrees with the {kh}x{kw} kernel of W from {refs['W']!r}")
+        raise ShapeError(f"--f {opts['f']} disagrees with the {kh}x{kw} kernel of W {refs['W']!r}")
     call.params = ConvParams.from_hparameters(_given(stride=pick("stride"), dilation=pick("dilation"),
                                                      pad=pick("pad"), groups=groups))
     with case.blame("stride", "pad", "dilation"):
@@ -371,8 +375,7 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
     try:
         check_conv_shapes(call.A_prev.shape, call.W.shape, b.shape, groups)
     except ConvShapeError as exc:
-        raise ShapeError(f"b from {refs['b']!r} has shape {b.shape}; expected ({n_C},) or (1, 1, 1, {n_C}) "
-                         f"to match W's {n_C} filter(s)") from exc
+        raise ShapeError(f"b {refs['b']!r} is {b.shape}; expected ({n_C},) or (1, 1, 1, {n_C})") from exc
     call.bias_shape = b.shape
     call.b = _compute(b.reshape(n_C), call.dtype)
 
@@ -386,12 +389,10 @@ def _torch_hint(call: LayerCall, groups: int) -> Optional[str]:
     # (as nearly every kernel is), which NHWC filters (f, f, C_in, C_out) read that way seldom are.
     if W[1] * groups not in (A[1], A[3]) or W[2] != W[3]:
         return None
-    head = (f"W from {ref!r} has shape {tuple(W)}, which reads as PyTorch's layout (C_out, C_in/groups, kH, kW), "
-            "not as (f, f, n_C_prev/groups, n_C)")
+    head = f"W {ref!r} is {tuple(W)} as in PyTorch"  # (C_out, C_in/groups, kH, kW), not (f, f, C_in/groups, C_out)
     if W[1] * groups == A[1]:  # A_prev reads as (m, C, H, W) too
         return f"{head}: give --layout nchw"
-    return (f"{head}: give --layout nchw with A_prev as (m, C, H, W) too, or transpose W to "
-            f"{(W[2], W[3], W[1], W[0])}")
+    return f"{head}; NHWC wants {(W[2], W[3], W[1], W[0])}"
 
 
 def _flag(key: str, pick, opts: dict, default: bool) -> bool:

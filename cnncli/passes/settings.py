@@ -69,7 +69,7 @@ class CaseSettings:
             set_here = [f"{k}={_text(self.used[k])}" for k in keys if k in self.used]
             if not set_here:
                 raise
-            raise exc.with_context(after=f" (the case {self.path!r} sets {', '.join(set_here)})")
+            raise exc.with_context(after=f" ({self.path!r} sets {', '.join(set_here)})")
 
 
 def _text(value) -> str:

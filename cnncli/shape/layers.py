@@ -159,8 +159,7 @@ def _same_notes(spec: LayerSpec, pads: Pads) -> Tuple[str, ...]:
 
 def _check_in_channels(spec: LayerSpec, dims: Dims, have: int, what: str = "input channels") -> None:
     if spec.in_channels is not None and spec.in_channels != have:
-        hint = "" if dims.channels_known else " (no channel count was given, so 1 is assumed: give HxWxC, or CxHxW " \
-                                              "with --layout nchw)"
+        hint = "" if dims.channels_known else " (1 assumed: give C in --input)"
         raise ShapeError(f"expects {spec.in_channels} {what}, but its input has {have}{hint}")
 
 

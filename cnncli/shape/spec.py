@@ -90,7 +90,7 @@ def parse_dims(text: str, name: str = "--input", layout: str = "nhwc") -> Dims:
     parts = re.split(r"\s*[x×X,]\s*", str(text).strip())
     if not 1 <= len(parts) <= 4 or not all(re.fullmatch(r"\d+", p) for p in parts) or min(map(int, parts)) < 1:
         order = "H, HxW, CxHxW or MxCxHxW" if layout == "nchw" else "H, HxW, HxWxC or MxHxWxC"
-        raise ShapeError(f"{name} must be {order} with positive integers, got {text!r}")
+        raise ShapeError(f"{name} {text!r}: expected {order} (positive ints)")
     v = [int(p) for p in parts]
     if len(v) == 1:
         return Dims(1, v[0], v[0], 1, rank=1, layout=layout)
@@ -119,9 +119,11 @@ def dims_from_shape(shape: Sequence[int], layout: str = "nhwc", name: str = "--l
         Another number of axes, or an empty axis.
     """
     shape = tuple(int(s) for s in shape)
-    if len(shape) not in (2, 3, 4) or min(shape) < 1:
-        expected = "(m, C, H, W) or (C, H, W)" if layout == "nchw" else "(m, H, W, C) or (H, W, C)"
-        raise ShapeError(f"{name} array must be 2-D, 3-D or 4-D {expected} with no empty axis, got shape {shape}")
+    if len(shape) not in (2, 3, 4):
+        expected = "(m, C, H, W), (C, H, W)" if layout == "nchw" else "(m, H, W, C), (H, W, C)"
+        raise ShapeError(f"{name} is {shape}; expected {expected} or (H, W)")
+    if min(shape) < 1:
+        raise ShapeError(f"{name} is {shape}: an axis is empty")
     if len(shape) == 2:
         return Dims(1, shape[0], shape[1], 1, rank=2, layout=layout)
     m, rest = (1, shape) if len(shape) == 3 else (shape[0], shape[1:])
@@ -372,8 +374,7 @@ def parse_layer_spec(text: str) -> LayerSpec:
             values[last] += "," + item
             continue
         if key not in _KEYS:
-            raise HyperparameterError(
-                f"unknown key {key!r} in layer spec {raw!r}; valid: f, s, p, d, c, g, mode, ceil, op, bias")
+            raise HyperparameterError(f"{raw!r}: unknown key {key!r} (f s p d c g mode ceil op bias)")
         name = _KEYS[key]
         if name in values:
             raise HyperparameterError(f"{key!r} given twice in layer spec {raw!r}")

@@ -133,10 +133,10 @@ def test_impl_report_names_the_exception_and_line():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--pad", "1"], "--pad needs a SOURCE"),
+    (["--pad", "1"], "--pad needs a SOURCE (the battery sets its own)"),
     (["--method", "exact"], "--method must be one of auto, full, fast, sample, got 'exact'"),
     (["--eps", "-1"], "--eps must be a positive number"),
-    (["x.npy", "--impl", "y.py"], "--impl checks your functions on the built-in battery and takes no SOURCE"),
+    (["x.npy", "--impl", "y.py"], "--impl takes no SOURCE (it runs its own battery); drop 'x.npy'"),
     (["--impl", "nowhere.py"], "no such file"),
     (["missing.npy", "--f", "2"], "no such file"),
 ])

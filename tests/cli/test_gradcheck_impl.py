@@ -105,14 +105,14 @@ def test_a_folder_is_named_as_a_folder(tmp_path):
     (tmp_path / "my_conv.py").write_text("")
     r = runner.invoke(app, ["gradcheck", "--impl", str(tmp_path)])
     assert r.exit_code == 2 and r.stdout == ""
-    assert r.stderr == (f"cnncli: error: --impl {str(tmp_path)!r} is a folder; give the .py file that defines "
-                        f"your functions (e.g. {tmp_path / 'my_conv.py'})\n")
+    example = tmp_path / "my_conv.py"
+    assert r.stderr == f"cnncli: error: --impl {str(tmp_path)!r} is a folder; give a .py file, e.g. {example}\n"
 
 
 @pytest.mark.parametrize("flags,message", [
-    (["--pad", "3"], "--pad does not apply with --impl: the battery sets the hyperparameters"),
-    (["--stride", "2", "--f", "3"], "--f does not apply with --impl: the battery sets the hyperparameters"),
-    (["--weights", "W.npy"], "--weights does not apply with --impl: the battery sets the arrays"),
+    (["--pad", "3"], "--impl sets the hyperparameters itself: drop --pad"),
+    (["--stride", "2", "--f", "3"], "--impl sets the hyperparameters itself: drop --f"),
+    (["--weights", "W.npy"], "--impl sets the arrays itself: drop --weights"),
 ])
 def test_layer_options_with_impl_say_the_battery_sets_them(flags, message):
     r = runner.invoke(app, ["gradcheck", "--impl", str(IMPLS / "correct.py"), *flags])

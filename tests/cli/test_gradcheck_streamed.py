@@ -60,4 +60,4 @@ def test_bad_input_to_a_streamable_source_is_the_in_memory_error(tmp_path, monke
     np.save(tmp_path / "W.npy", np.ones((4, 4, 2, 8)))  # 2 input channels for a 3-channel set
     monkeypatch.setattr(cli_gradcheck, "STREAM_VALUES", 0)
     r = runner.invoke(app, ["gradcheck", *args])
-    assert r.exit_code == 2 and "input channel" in r.output
+    assert r.exit_code == 2 and "A_prev's 3 channels need (4, 4, 3, 8)" in r.output

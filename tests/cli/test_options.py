@@ -27,8 +27,7 @@ def test_every_layer_command_takes_the_same_layer_options():
     assert LAYER_FLAGS | {"--grad"} <= _flags("gradcheck")
 
 
-REFUSAL = ("cnncli: error: gradcheck always computes in float64 (central differences need its precision); "
-           "drop --dtype float32 (it applies to forward and backward)\n")
+REFUSAL = "cnncli: error: gradcheck computes in float64 only: drop --dtype float32\n"
 
 
 def test_gradcheck_refuses_dtype_in_one_line(tmp_path):

@@ -82,15 +82,15 @@ BAD = [
     ({"layer": "dense"}, [], "'{case}': layer must be 'conv' or 'pool', got 'dense'"),
     ({"layer": "pool", "f": 2, "layout": "chw"}, [], "'{case}': layout must be 'nhwc' or 'nchw', got 'chw'"),
     ({"layer": "pool", "f": 2, "count_include_pad": "maybe"}, [],
-     "'{case}': count_include_pad must be true or false (1/0), got 'maybe'"),
+     "'{case}': count_include_pad must be true or false, got 'maybe'"),
     ({"layer": "conv", "groups": 0}, ["W"], "'{case}': groups must be >= 1, got 0"),
     # errors of a combination name the attributes the case set
-    ({"layer": "pool", "f": 9}, [], "no 9x9 window fits a 6x6 input padded by 0 (the case '{case}' sets f=9)"),
+    ({"layer": "pool", "f": 9}, [], "no 9x9 window fits a 6x6 input padded by 0 ('{case}' sets f=9)"),
     ({"layer": "pool", "f": 4, "dilation": 2, "stride": 1}, [],
-     "no 4x4 window (dilation 2x2 makes it 7x7) fits a 6x6 input padded by 0 (the case '{case}' sets f=4, "
+     "no 4x4 window (dilation 2x2 makes it 7x7) fits a 6x6 input padded by 0 ('{case}' sets f=4, "
      "stride=1, dilation=2)"),
     ({"layer": "conv", "groups": 3}, ["W"], "groups=3 must divide the input channels n_C_prev=4 "
-                                            "(the case '{case}' sets groups=3)"),
+                                            "('{case}' sets groups=3)"),
 ]
 
 

@@ -63,5 +63,5 @@ def test_a_flag_that_is_not_a_yes_or_no_is_one_line_exit_2(tmp_path):
     case = write_case(tmp_path / "case.h5", A_prev=np.ones((1, 4, 4, 1)), layer="pool", f="2", ceil_mode="maybe")
     res = runner.invoke(app, ["forward", case, "-o", str(tmp_path / "out.npy")])
     assert res.exit_code == 2
-    assert res.stderr == f"cnncli: error: '{case}': ceil_mode must be true or false (1/0), got 'maybe'\n"
+    assert res.stderr == f"cnncli: error: '{case}': ceil_mode must be true or false, got 'maybe'\n"
     assert not (tmp_path / "out.npy").exists()

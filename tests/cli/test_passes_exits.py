@@ -77,8 +77,8 @@ def shell(command, **kw):
 
 def test_closed_stdin_is_an_input_error_when_it_is_read(tmp_path):
     res = shell(f"{sys.executable} -m cnncli forward - --f 2 <&-")
-    assert (res.returncode, res.stderr) == (2, b"cnncli: error: standard input is closed ('<&-'); '-' reads .npy "
-                                               b"bytes from it: pipe an array in or give a file\n")
+    assert (res.returncode, res.stderr) == (2, b"cnncli: error: stdin is closed ('<&-'): pipe .npy bytes into "
+                                               b"'-' or give a file\n")
     res = shell(f"{sys.executable} -m cnncli shape --f 3 --input 8 --json <&-")
     assert res.returncode == 0 and b'"output"' in res.stdout  # not read: not an error
 
@@ -87,9 +87,8 @@ def test_closed_stdout_is_one_line_and_exit_2(tmp_path):
     np.save(tmp_path / "A.npy", np.ones((1, 4, 4, 1)))
     for args in ("shape --f 3", f"forward {tmp_path}/A.npy --f 2 -o {tmp_path}/out.npy", "gradcheck --json"):
         res = shell(f"{sys.executable} -m cnncli {args} >&-")
-        assert (res.returncode, res.stderr) == (2, b"cnncli: error: standard output is closed ('>&-'); cnncli "
-                                                   b"writes its results there: redirect it to a file or to "
-                                                   b"/dev/null instead\n")
+        assert (res.returncode, res.stderr) == (2, b"cnncli: error: standard output is closed ('>&-'); redirect "
+                                                   b"it, e.g. >/dev/null\n")
     assert os.listdir(tmp_path) == ["A.npy"]
 
 

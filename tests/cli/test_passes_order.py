@@ -44,35 +44,30 @@ def test_missing_arrays_of_options_come_before_hyperparameter_errors(d):
 def test_a_gradient_of_the_wrong_ndim_names_the_expected_shape(d):
     # pool f=2 over 6x6 with the default stride 2: floor((6 - 2) / 2) + 1 = 3
     res = run("backward", d / "A.npy", "--f", "2", "--grad", d / "g3.npy")
-    assert res.stderr == (f"cnncli: error: dA from '{d}/g3.npy' has shape (4, 4, 8); expected the forward "
-                          "output's shape (2, 3, 3, 4)\n")
+    assert res.stderr == f"cnncli: error: dA '{d}/g3.npy' is (4, 4, 8); expected the output's (2, 3, 3, 4)\n"
     res = run("backward", d / "An.npy", "--weights", d / "Wt.npy", "--layout", "nchw", "--grad", d / "g3.npy")
     # conv 3x3 over 6x6, stride 1: 4x4 with 8 filters, in NCHW order
-    assert res.stderr == (f"cnncli: error: dZ from '{d}/g3.npy' has shape (4, 4, 8); expected the forward "
-                          "output's shape (2, 8, 4, 4)\n")
+    assert res.stderr == f"cnncli: error: dZ '{d}/g3.npy' is (4, 4, 8); expected the output's (2, 8, 4, 4)\n"
 
 
 def test_pytorch_filters_without_layout_nchw_get_the_flag_suggested(d):
     res = run("forward", d / "An.npy", "--weights", d / "Wt.npy")
     assert res.exit_code == 2
-    assert res.stderr == (f"cnncli: error: W from '{d}/Wt.npy' has shape (8, 4, 3, 3), which reads as PyTorch's "
-                          "layout (C_out, C_in/groups, kH, kW), not as (f, f, n_C_prev/groups, n_C): give --layout "
-                          "nchw\n")
+    assert res.stderr == f"cnncli: error: W '{d}/Wt.npy' is (8, 4, 3, 3) as in PyTorch: give --layout nchw\n"
     assert run("forward", d / "An.npy", "--weights", d / "Wt.npy", "--layout", "nchw").exit_code == 0
     res = run("forward", d / "A.npy", "--weights", d / "Wt.npy")  # NHWC data, PyTorch's filters
-    assert res.stderr.endswith("give --layout nchw with A_prev as (m, C, H, W) too, or transpose W to "
-                               "(3, 3, 4, 8)\n")
+    assert res.stderr.endswith("as in PyTorch; NHWC wants (3, 3, 4, 8)\n")
     np.save(d / "W5.npy", np.ones((3, 3, 5, 8)))  # plainly wrong NHWC filters: no PyTorch reading fits
     res = run("forward", d / "A.npy", "--weights", d / "W5.npy")
-    assert "PyTorch" not in res.stderr and "expected W of shape (3, 3, 4, 8)" in res.stderr
+    assert "PyTorch" not in res.stderr and "A_prev's 4 channels need (3, 3, 4, 8)" in res.stderr
 
 
 EMPTY = [
     ("--layout", "nhwc or nchw"), ("--layer", "conv or pool"), ("--mode", "max or average"),
     ("--dtype", "float64 or float32"), ("--f", "an int or HxW"), ("--stride", "an int or HxW"),
-    ("--dilation", "an int or HxW"), ("--pad", "p, 'h,w', 'top,bottom,left,right', valid or same"),
-    ("--weights", "an array reference (x.npy, x.npz[:NAME], x.h5[:PATH] or -)"),
-    ("--bias", "an array reference (x.npy, x.npz[:NAME], x.h5[:PATH] or -)"),
+    ("--dilation", "an int or HxW"), ("--pad", "an int, 'h,w', 't,b,l,r', valid or same"),
+    ("--weights", "x.npy, x.npz[:NAME], x.h5[:PATH] or -"),
+    ("--bias", "x.npy, x.npz[:NAME], x.h5[:PATH] or -"),
 ]
 
 
@@ -81,12 +76,12 @@ EMPTY = [
 def test_empty_option_values_are_refused(d, flag, expected, value):
     res = run("forward", d / "A.npy", "--weights", d / "W.npy", flag, value, "-o", d / "out.npy")
     assert res.exit_code == 2
-    assert res.stderr == f"cnncli: error: {flag} needs a value: got {value!r}, expected {expected}\n"
+    assert res.stderr == f"cnncli: error: {flag} is empty: give {expected}\n"
     assert not (d / "out.npy").exists()
 
 
 def test_empty_grad_and_gradcheck_options_are_refused(d):
     res = run("backward", d / "A.npy", "--f", "2", "--grad", "")
-    assert res.exit_code == 2 and res.stderr.startswith("cnncli: error: --grad needs a value: got ''")
+    assert res.exit_code == 2 and res.stderr.startswith("cnncli: error: --grad is empty: give x.npy")
     res = run("gradcheck", d / "A.npy", "--f", "2", "--layout", "")
-    assert res.exit_code == 2 and res.stderr == "cnncli: error: --layout needs a value: got '', expected nhwc or nchw\n"
+    assert res.exit_code == 2 and res.stderr == "cnncli: error: --layout is empty: give nhwc or nchw\n"

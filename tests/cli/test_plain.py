@@ -66,4 +66,4 @@ def test_gradcheck_plain_one_row_per_gradient(tmp_path):
 def test_plain_and_json_are_one_at_a_time(argv):
     result = runner.invoke(app, argv + ["--plain", "--json"])
     assert result.exit_code == 2
-    assert result.stderr == "cnncli: error: give --json (one JSON document) or --plain (tab-separated tables), not both\n"
+    assert result.stderr == "cnncli: error: give --json or --plain, not both\n"

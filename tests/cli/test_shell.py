@@ -67,7 +67,7 @@ def test_help_ends_with_examples_that_fit_80_columns(command):
 def test_a_flag_given_a_value_says_it_takes_none(argv, flag):
     result = runner.invoke(app, argv)
     assert result.exit_code == 2
-    assert result.stderr.startswith(f"cnncli: error: {flag} is a flag and takes no value: write {flag} alone")
+    assert result.stderr.startswith(f"cnncli: error: {flag} takes no value: for '{argv[-1]}' ")
     assert result.stderr.count("\n") == 1
 
 
@@ -93,8 +93,9 @@ def test_a_flag_before_a_file_named_like_a_word_is_not_refused(tmp_path, monkeyp
 def test_unknown_options_suggest_the_nearest(command, typed, meant):
     result = runner.invoke(app, [command, typed, "3"])
     assert result.exit_code == 2
-    assert result.stderr == (f"cnncli: error: No such option: {typed}; did you mean {meant}? "
-                             f"(see 'cnncli {command} --help')\n")
+    line = f"cnncli: error: No such option: {typed}; did you mean {meant}?"
+    hinted = f"{line} (see 'cnncli {command} --help')"
+    assert result.stderr == (hinted if len(hinted) <= 80 else line) + "\n"  # the pointer only where it fits
 
 
 def test_suggestions_only_name_options_that_exist():
@@ -111,8 +112,7 @@ def test_pytorch_names_are_not_aliases():
 def test_values_are_converted_without_typer_adapters():
     result = runner.invoke(app, ["shape", "--input", "28", "--f", "3", "--filters", "x"])
     assert result.exit_code == 2
-    assert result.stderr == ("cnncli: error: Invalid value for '--filters': 'x' is not an integer "
-                             "(see 'cnncli shape --help')\n")
+    assert result.stderr == "cnncli: error: Invalid value for '--filters': 'x' is not an integer\n"
     result = runner.invoke(app, ["gradcheck", "--tol", "1e-x"])
     assert "'1e-x' is not a number" in result.stderr
     result = runner.invoke(app, ["shape", "--input", "28", "--f", "3", "--filters", " 8", "--json"])

@@ -75,7 +75,7 @@ def test_pickles_and_object_arrays_are_refused_without_unpickling(tmp_path):
     with open(tmp_path / "raw.npy", "wb") as fp:
         pickle.dump([1, 2], fp)
     for name in ("obj.npy", "raw.npy"):
-        with pytest.raises(InputError, match="pickled Python objects"):
+        with pytest.raises(InputError, match="pickled objects"):
             load_array(str(tmp_path / name))
 
 
@@ -83,7 +83,7 @@ def test_pickles_and_object_arrays_are_refused_without_unpickling(tmp_path):
                                    np.array([1 + 2j])])
 def test_string_structured_and_complex_dtypes_are_refused(tmp_path, value):
     np.save(tmp_path / "s.npy", value)
-    with pytest.raises(InputError, match="expected bool, integer or float data"):
+    with pytest.raises(InputError, match="expected bool, int or float data"):
         load_array(str(tmp_path / "s.npy"))
 
 
@@ -95,7 +95,7 @@ def test_truncated_and_corrupt_files_are_input_errors(files):
     (path / "junk.h5").write_bytes(b"not hdf5 at all" * 10)
     (path / "cut.h5").write_bytes((path / "d.h5").read_bytes()[:900])
     for name in ("cut.npy", "cut.npz", "cut.h5:/other"):
-        with pytest.raises(InputError, match="truncated or corrupt"):
+        with pytest.raises(InputError, match="is damaged: "):
             load_array(str(path / name))
     with pytest.raises(InputError) as info:
         load_array(str(path / "junk.h5"))
@@ -107,7 +107,7 @@ def test_file_without_known_extension_is_sniffed(files):
     (path / "blob").write_bytes((path / "x.npy").read_bytes())
     np.testing.assert_array_equal(load_array(str(path / "blob")), x)
     (path / "text").write_text("hello")
-    with pytest.raises(InputError, match="is not a .npy, .npz or HDF5 file"):
+    with pytest.raises(InputError, match="is not .npy, .npz or HDF5"):
         load_array(str(path / "text"))
 
 
@@ -190,7 +190,7 @@ def test_existing_output_is_refused_and_untouched_without_force(tmp_path):
 
 @pytest.mark.parametrize("path, message", [
     ("nowhere/z.npy", "folder 'nowhere' does not exist"),
-    ("z.txt", "unknown output type '.txt'"),
+    ("z.txt", "unknown type '.txt'; expected .npy, .npz, .h5 or -"),
 ])
 def test_bad_destinations(tmp_path, monkeypatch, path, message):
     monkeypatch.chdir(tmp_path)

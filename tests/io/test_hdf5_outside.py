@@ -44,11 +44,11 @@ def d(tmp_path):
 
 
 @pytest.mark.parametrize("name, words", [
-    ("raw", "keeps its data in another file ('{d}/secret.txt', external storage)"),
-    ("elink", "leads to another file (an external link to '{d}/other.h5:/data')"),
-    ("soft", "leads to another file (an external link to '{d}/other.h5:/g')"),  # a soft link through one
-    ("egroup/x", "leads to another file (an external link to '{d}/other.h5:/g')"),
-    ("vds", "is a virtual dataset reading '{d}/other.h5:data' from another file"),
+    ("raw", "keeps its data in '{d}/secret.txt'"),
+    ("elink", "links to '{d}/other.h5:/data'"),
+    ("soft", "links to '{d}/other.h5:/g'"),  # a soft link through one
+    ("egroup/x", "links to '{d}/other.h5:/g'"),
+    ("vds", "reads '{d}/other.h5:data' (virtual)"),
 ])
 def test_reading_another_file_is_refused_naming_dataset_and_target(d, name, words):
     path, _ = d
@@ -57,7 +57,7 @@ def test_reading_another_file_is_refused_naming_dataset_and_target(d, name, word
             read(f"{path}/t.h5:{name}")
         message = str(info.value)
         assert message.startswith(f"'{path}/t.h5:/{name}' ") and words.format(d=path) in message
-        assert message.endswith("(give --allow-external to read it)")
+        assert message.endswith(": refused without --allow-external")
 
 
 @pytest.mark.parametrize("name", ["elink", "soft", "egroup/x", "vds"])
@@ -79,9 +79,8 @@ def test_cli_refuses_the_password_file_copy_and_writes_nothing(d):
         res = runner.invoke(app, command + [str(path / "case.h5"), "-o", str(out)] if command[0] != "gradcheck"
                             else command + [str(path / "case.h5")])
         assert res.exit_code == 2, res.output
-        assert res.stderr == (f"cnncli: error: '{path}/case.h5:/A_prev' keeps its data in another file "
-                              f"('{path}/secret.txt', external storage); refused: cnncli reads only the file it is "
-                              "given (give --allow-external to read it)\n")
+        assert res.stderr == (f"cnncli: error: '{path}/case.h5:/A_prev' keeps its data in '{path}/secret.txt': "
+                              "refused without --allow-external\n")
         assert not out.exists()
     assert not [p for p in os.listdir(path) if p.startswith(".out")]
 
@@ -103,7 +102,7 @@ def test_case_file_with_an_external_link_as_w_is_refused(d):
         f["W"] = h5py.ExternalLink(str(path / "other.h5"), "/data")
     res = runner.invoke(app, ["forward", str(path / "c2.h5")])
     assert res.exit_code == 2
-    assert res.stderr.startswith(f"cnncli: error: --weights '{path}/c2.h5:/W' leads to another file")
+    assert res.stderr.startswith(f"cnncli: error: --weights '{path}/c2.h5:/W' links to '{path}/other.h5:/data'")
     with pytest.raises(ExternalDataError):
         load_case(str(path / "c2.h5"))
     assert load_case(str(path / "c2.h5"), allow_external=True).arrays["W"].shape == (1, 4, 4, 1)
@@ -117,8 +116,8 @@ def test_empty_dataset_and_attribute_are_named(d):
         f["A_prev"] = values
         f.attrs["layer"], f.attrs["f"] = "pool", h5py.Empty("i8")
     res = runner.invoke(app, ["forward", str(path / "c3.h5")])
-    assert (res.exit_code, res.stderr) == (2, f"cnncli: error: '{path}/c3.h5': attribute 'f' is empty (h5py.Empty, "
-                                              "no value); give it a value or delete it\n")
+    assert (res.exit_code, res.stderr) == (2, f"cnncli: error: '{path}/c3.h5': attribute 'f' is empty; give it a "
+                                              "value or delete it\n")
 
 
 def test_an_unreadable_attribute_names_file_and_attribute(d):
@@ -131,7 +130,7 @@ def test_an_unreadable_attribute_names_file_and_attribute(d):
         h5py.h5a.create(f.id, b"blob", opaque, h5py.h5s.create(h5py.h5s.SCALAR))
     res = runner.invoke(app, ["forward", str(path / "c4.h5"), "-o", str(path / "o.h5")])
     assert res.exit_code == 2 and len(res.stderr.splitlines()) == 1
-    assert res.stderr.startswith(f"cnncli: error: '{path}/c4.h5': attribute 'blob' has a data type cnncli cannot read")
+    assert res.stderr == f"cnncli: error: '{path}/c4.h5': attribute 'blob' is unreadable; store a number or a word\n"
     assert not (path / "o.h5").exists()
 
 
@@ -154,5 +153,5 @@ def test_a_valid_npy_with_a_large_header_is_read_not_called_pickled(tmp_path):
     (tmp_path / "huge.npy").write_bytes(huge)
     res = runner.invoke(app, ["forward", str(tmp_path / "huge.npy"), "--f", "1"])
     assert res.exit_code == 2 and "pickle" not in res.stderr
-    assert res.stderr == (f"cnncli: error: '{tmp_path}/huge.npy' has a .npy header of 16777216 bytes, more than "
-                          "the 1048576 cnncli reads (numpy.save writes a few hundred)\n")
+    assert res.stderr == (f"cnncli: error: '{tmp_path}/huge.npy' has a 16777216-byte header; at most "
+                          "1048576 is read\n")

@@ -47,12 +47,12 @@ def test_bad_pairs(text, message):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("1x", "pad must be an int, 'h,w'"), ("1,,2", "pad must be an int, 'h,w'"), ("1,2,", "pad must be an int, 'h,w'"),
-    ("", "pad must be an int, 'h,w'"),
-    ("half", "pad must be an int, 'h,w', 'top,bottom,left,right', 'valid' or 'same', got 'half'"),
+    ("1x", "pad '1x': expected an int, 'h,w'"), ("1,,2", "pad '1,,2': expected an int, 'h,w'"),
+    ("1,2,", "pad '1,2,': expected an int, 'h,w'"), ("", "pad '': expected an int, 'h,w'"),
+    ("half", "pad 'half': expected an int, 'h,w', 't,b,l,r', valid or same"),
     ("-1", "pad must be >= 0, got -1"),
     ("1,-2,3", "pad must be >= 0, got -2"),  # a negative side is named before the wrong count
-    ("1,2,3", "pad must have 1, 2 or 4 values (p, 'h,w' or 'top,bottom,left,right'), got '1,2,3'"),
+    ("1,2,3", "pad '1,2,3' has 3 values; expected 1, 2 or 4"),
 ])
 def test_bad_pads(text, message):
     with pytest.raises(HyperparameterError) as info:

@@ -141,7 +141,7 @@ def test_size_table_of_a_tconv():
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--input", "28", "--layer", "fc", "--f", "3"], ["--layer must be 'conv' or 'pool' (or 'tconv')"]),
+    (["--input", "28", "--layer", "fc", "--f", "3"], ["--layer 'fc': expected conv, pool or tconv (or a LAYER_SPEC)"]),
     (["--input", "28", "conv:f=3", "conv:f=3", "--target", "5"], ["--target solves one"]),
     (["--input", "28", "tconv:f=3,op=1,s=2", "--target", "5"], ["drop op="]),
     (["--input", "28", "bn"], []),
