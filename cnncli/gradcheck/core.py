@@ -65,7 +65,7 @@ def check_problem(problem: Problem, *, method: str = "auto", samples: Optional[i
     Parameters
     ----------
     problem : Problem
-        A :class:`~.problems.ConvProblem`, :class:`~.problems.PoolProblem`, or any
+        A :class:`~.problems.ConvProblem`, :class:`~.pool_problem.PoolProblem`, or any
         :class:`~.protocol.Problem` (:class:`~.protocol.ProblemDefaults` fills in the optional parts).
     method : {"auto", "full", "fast", "sample"}
     samples : int, optional

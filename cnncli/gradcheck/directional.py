@@ -14,7 +14,7 @@ import numpy as np
 
 from .context import TensorCheck
 from .metrics import TOP_OFFENDERS, axes_of, element_fails, gradient_name, relative_error, relative_floor
-from .problems import MACHINE_EPS
+from .perturbed import MACHINE_EPS
 from .results import GradientResult
 
 FAST_DIRECTIONS = 3

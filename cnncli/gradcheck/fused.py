@@ -35,7 +35,8 @@ from ..engine import conv2d, run_parallel
 from .context import Tracker
 from .core import auto_samples, tensor_check, verdict
 from .lazy import copy_generator
-from .problems import ConvProblem, batch_chunks
+from .perturbed import batch_chunks
+from .problems import ConvProblem
 from .results import GradientResult
 
 #: Bytes of the foreseen requests' filters at most (W's and b's together); a request beyond it is left

@@ -39,7 +39,7 @@ from .findings import Finding, FunctionReport, ImplResult, compare
 from .metrics import gradient_metrics
 from .mistakes import BIAS_NOT_ADDED, recognise_function, single_step_without_bias
 from .notebook import plan_impl
-from .problems import max_pool_kinks
+from .pool_problem import max_pool_kinks
 from .sampling import stratified_indices
 from .sandbox import DEFAULT_TIMEOUT, Sandbox, call_perturbed, call_user
 from .userfile import CLASSIC, UserCallFailed, UserException, UserOutput

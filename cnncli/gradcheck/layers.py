@@ -14,7 +14,8 @@ from ..io.text import read_hyperparameters
 from .context import Progress
 from .core import DEFAULT_EPS, DEFAULT_TOL, check_problem, validate_settings
 from .results import CheckResult, relayout
-from .problems import ConvProblem, PoolProblem
+from .pool_problem import PoolProblem
+from .problems import ConvProblem
 
 NCHW_PERMS = {"dA_prev": ((0, 3, 1, 2), "mchw"), "dW": ((3, 2, 0, 1), "oihw")}
 

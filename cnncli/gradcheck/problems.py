@@ -6,113 +6,29 @@ Every numerical derivative comes from actual forward evaluations of the layer:
 
 - a perturbation of ``A_prev`` changes only its own example, so perturbed copies
   of that one example are stacked along the batch axis and evaluated in one
-  forward call (per memory-bounded chunk);
+  forward call (per memory-bounded chunk; see :mod:`.perturbed`);
 - a perturbation of ``W[..., k]`` or ``b[k]`` changes only output channel ``k``,
   so perturbed copies of filter ``k`` are stacked along the *output-channel*
   axis of one convolution call: each output channel is an ordinary forward
   evaluation of that perturbed filter on the whole batch, run chunk by chunk
   (``BATCH_BYTES``) with the loss differences summed over the chunks.
 
-Every evaluation over the batch (the analytical pass, rounding estimates, directions)
-is chunked the same way: the checker's working memory does not grow with the batch.
-
 A problem returns loss differences ``L(x+) - L(x-)``; the checker divides.
+This module has the convolution's (:class:`ConvProblem`); :mod:`.pool_problem` has
+pooling's, re-exported here with the helpers the problems share.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Dict, Optional
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-from ..engine import ConvParams, PoolParams, conv2d, conv2d_backward, pool2d, pool2d_backward
+from ..engine import ConvParams, conv2d, conv2d_backward
 from ..errors import ShapeError
+from .perturbed import MACHINE_EPS, _tick, batch_chunks, example_differences, example_directional
+from .pool_problem import PoolProblem, max_pool_kinks  # noqa: F401  (re-exported: imported from here before)
 from .protocol import ProblemDefaults, Tick
-
-#: Memory for the stacked copies and their outputs per forward call.
-CHUNK_BYTES = 24 * 2**20
-#: Workspace of one evaluation over a chunk of the batch (the inputs, outputs and their products of
-#: one chunk of examples): every evaluation whose cost grows with the batch runs chunk by chunk, so
-#: the checker's transient memory stays bounded whatever the batch (sums over examples accumulate).
-BATCH_BYTES = 64 * 2**20
-MACHINE_EPS = float(np.finfo(np.float64).eps)
-
-
-def _tick(tick: Tick, n: int) -> None:
-    if tick is not None:
-        tick(n)
-
-
-def _contract(d: np.ndarray, G: np.ndarray) -> np.ndarray:
-    """Per leading index k: sum(d[k] * G[k]) for d, G of shape (K, ...)."""
-    K = d.shape[0]
-    return np.einsum("ij,ij->i", d.reshape(K, -1), G.reshape(K, -1))
-
-
-def batch_chunks(m: int, bytes_per_example: int, budget: Optional[int] = None):
-    """Slices over ``m`` examples, each holding at most ``budget`` bytes (at least one example)."""
-    step = max(1, int((BATCH_BYTES if budget is None else budget) // max(1, bytes_per_example)))
-    return [slice(lo, min(m, lo + step)) for lo in range(0, m, step)]
-
-
-def example_differences(forward, A: np.ndarray, G: np.ndarray, idx, plus, minus,
-                        out_bytes_per_example: int, tick: Tick = None) -> np.ndarray:
-    """``L(A with A.flat[idx[k]] = plus[k]) - L(... = minus[k])`` for each k.
-
-    Each perturbation is a copy of its own example only; the copies are stacked
-    along the batch axis and evaluated by ``forward`` in chunks. The other
-    examples' terms of the loss are the same on both sides and cancel exactly.
-    """
-    m = A.shape[0]
-    per_example = A[0].size
-    ex, local = np.divmod(np.asarray(idx, dtype=np.int64), per_example)
-    flat = A.reshape(m, per_example)
-    K = len(ex)
-    out = np.empty(K)
-    copy_bytes = 8 * per_example + out_bytes_per_example
-    step = max(1, CHUNK_BYTES // (2 * copy_bytes))
-    for lo in range(0, K, step):
-        sl = slice(lo, min(K, lo + step))
-        k = sl.stop - sl.start
-        X = np.concatenate([flat[ex[sl]], flat[ex[sl]]])
-        rows = np.arange(k)
-        X[rows, local[sl]] = plus[sl]
-        X[rows + k, local[sl]] = minus[sl]
-        Z = forward(X.reshape((2 * k,) + A.shape[1:]))
-        # NOTE: subtract before contracting: outside the perturbed receptive field
-        # the two copies agree exactly, so no large equal terms cancel in the sum.
-        out[sl] = _contract(Z[:k] - Z[k:], G[ex[sl]])
-        _tick(tick, k)
-    return out
-
-
-def example_directional(forward, A: np.ndarray, G: np.ndarray, D: np.ndarray, h: float,
-                        tick: Tick = None, bytes_per_example: Optional[int] = None) -> np.ndarray:
-    """``L_e(A + h D[p]) - L_e(A - h D[p])`` per direction p and example e (D: (P,) + A.shape; out (P, m)).
-
-    ``L_e`` is example e's part of the loss: the examples are independent, so one
-    forward call of the perturbed batch gives every example's own directional
-    difference. Examples where ``D[p]`` is zero are not evaluated (their part is 0):
-    a direction restricted to a few elements (bisection) costs only their examples.
-    The perturbed examples are evaluated in chunks of about ``BATCH_BYTES``
-    (``bytes_per_example``: an example's copies, outputs and workspace).
-    """
-    P, m = D.shape[0], A.shape[0]
-    out = np.zeros((P, m))
-    per = bytes_per_example if bytes_per_example is not None else 2 * 8 * A[0].size + 8 * G[0].size * 3
-    for p in range(P):
-        rows_all = np.flatnonzero(D[p].reshape(m, -1).any(axis=1))
-        for sl in batch_chunks(rows_all.size, per):
-            rows = rows_all[sl]
-            X = np.concatenate([A[rows] + h * D[p][rows], A[rows] - h * D[p][rows]])
-            Z = forward(X)
-            k = rows.size
-            out[p, rows] = _contract(Z[:k] - Z[k:], G[rows])
-        _tick(tick, 1)
-    return out
-
 
 class ConvProblem(ProblemDefaults):
     """A convolution ``Z = conv2d(A_prev, W, b)`` under ``L = sum(G * Z)`` (all NHWC, float64)."""
@@ -366,123 +282,3 @@ class ConvProblem(ProblemDefaults):
 def _largest(mag: np.ndarray, b: np.ndarray) -> float:
     """``max(mag + |b|)``, 0 when there are no outputs."""
     return float(np.max(mag + np.abs(b))) if mag.size else 0.0
-
-
-class PoolProblem(ProblemDefaults):
-    """Pooling ``A = pool2d(A_prev)`` under ``L = sum(G * A)`` (NHWC, float64)."""
-
-    layer = "pool"
-    names = ("A_prev",)
-
-    def __init__(self, A_prev, params: PoolParams, G):
-        self.params = params
-        self.inputs = {"A_prev": A_prev}
-        self.G = G
-        self.linear = params.mode != "max"
-        self.geom = params.geometry(A_prev.shape[1:3])
-        expected = (A_prev.shape[0],) + self.geom.out_hw + (A_prev.shape[3],)
-        if G.shape != expected:
-            raise ShapeError(f"the upstream gradient must have the output's shape {expected}, got {G.shape}")
-
-    def output(self) -> np.ndarray:
-        """The forward output (m, n_H, n_W, n_C)."""
-        return pool2d(self.inputs["A_prev"], self.params)
-
-    def analytical(self) -> Dict[str, np.ndarray]:
-        """Gradient of L from the engine's backward pass."""
-        return {"A_prev": pool2d_backward(self.G, self.inputs["A_prev"], self.params)}
-
-    def kinks(self, name: str, h: float) -> Optional[np.ndarray]:
-        """Elements where the max is not differentiable at step ``h`` (None for average)."""
-        if self.params.mode != "max":
-            return None
-        return max_pool_kinks(self.inputs["A_prev"], self.params, 2 * h)
-
-    def _forward(self, X):
-        return pool2d(X, self.params)
-
-    def _spread(self, Q: np.ndarray) -> np.ndarray:
-        """Per input element: at least the sum of ``Q`` over the outputs whose window reads it."""
-        kh, kw = self.geom.kernel
-        averaging = replace(self.params, mode="average", count_include_pad=True)
-        # average backward gives sum(Q / window size); times the window size bounds the sum from above
-        return pool2d_backward(Q, self.inputs["A_prev"], averaging) * (kh * kw)
-
-    def rounding_floor(self, name: str, h: float) -> Optional[np.ndarray]:
-        """Average pooling: each output is off by about ``eps * mean|window|`` (see ConvProblem).
-
-        Max pooling returns input values exactly and the differences of the two
-        outputs are taken before the contraction: no floor (None).
-        """
-        if self.params.mode == "max":
-            return None
-        A = self.inputs["A_prev"]
-        Q = np.abs(self.G) * pool2d(np.abs(A), self.params)
-        return MACHINE_EPS * self._spread(Q) / h
-
-    def reads(self, name: str) -> np.ndarray:
-        """Elements some window reads (the others have a zero gradient whatever the layer does)."""
-        return self._spread(np.ones(self.G.shape)) > 0
-
-    def differences(self, name: str, idx, plus, minus, tick: Tick = None) -> np.ndarray:
-        """``L(x+) - L(x-)`` for the elements ``idx`` (flat) of A_prev set to plus/minus."""
-        A = self.inputs["A_prev"]
-        oh, ow = self.geom.out_hw
-        out_bytes = 8 * 4 * oh * ow * A.shape[3]
-        return example_differences(self._forward, A, self.G, idx, plus, minus, out_bytes, tick)
-
-    def directional(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:
-        """``L(x + h D[p]) - L(x - h D[p])`` for each direction p."""
-        return self.directional_blocks(name, D, h, tick).sum(axis=1)
-
-    def block_ids(self, name: str) -> np.ndarray:
-        """Per element of A_prev: its example (the block whose loss part it alone changes)."""
-        shape = self.inputs[name].shape
-        return np.broadcast_to(np.arange(shape[0]).reshape(-1, 1, 1, 1), shape)
-
-    def directional_blocks(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:
-        """The directional differences per example: shape (P, m)."""
-        A = self.inputs["A_prev"]
-        return example_directional(self._forward, A, self.G, D, h, tick,
-                                   8 * (2 * A[0].size + 3 * self.G[0].size))
-
-
-def max_pool_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> np.ndarray:
-    """Boolean mask (shape of A_prev) of max-pool kinks.
-
-    A window is a kink when its two largest values lie within ``threshold``
-    (ties included); in such a window every element within ``threshold`` of the
-    maximum can take over the max under a perturbation, so the one-sided
-    derivatives differ there and the central difference means nothing.
-
-    NOTE: the checker passes ``threshold = 2*h``: a perturbation moves each of two
-    competing elements by at most ``h`` (directions of the fast method are scaled
-    to ``max|d| <= 1``), so a window whose gap exceeds ``2h`` keeps its argmax.
-    """
-    geom = params.geometry(A_prev.shape[1:3])
-    if A_prev.shape[0] > 1:  # per chunk of examples: the windows' copies are several times the input
-        per = 8 * A_prev[0].size * 4 * geom.kernel[0] * geom.kernel[1]
-        chunks = batch_chunks(A_prev.shape[0], per)
-        if len(chunks) > 1:
-            return np.concatenate([max_pool_kinks(A_prev[sl], params, threshold) for sl in chunks])
-    # NOTE: built from the public geometry only (pads, stride, dilation, ceil-mode overflow), not the
-    # engine's private helpers, so that the checker stays an independent witness of the engine.
-    geom = params.geometry(A_prev.shape[1:3])
-    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = geom.kernel, geom.stride, geom.dilation, geom.out_hw
-    if kh * kw < 2:
-        return np.zeros(A_prev.shape, dtype=bool)
-    t, b, l, r = geom.pads
-    m, H, W, C = A_prev.shape
-    A_pad = np.full((m, t + H + b + geom.overflow[0], l + W + r + geom.overflow[1], C), -np.inf)
-    A_pad[:, t:t + H, l:l + W] = A_prev
-    windows = sliding_window_view(A_pad, geom.effective_kernel, axis=(1, 2))
-    windows = windows[:, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw, :, ::dh, ::dw]  # (m, oh, ow, C, kh, kw)
-    flat = windows.reshape(m, oh, ow, C, kh * kw)
-    top2 = -np.partition(-flat, 1, axis=-1)[..., :2]
-    kink_window = (top2[..., 0] - top2[..., 1]) <= threshold
-    near = kink_window[..., None] & ((top2[..., :1] - flat) <= threshold)  # (m, oh, ow, C, kh*kw)
-    mask_pad = np.zeros(A_pad.shape, dtype=bool)
-    for tap in range(kh * kw):
-        i, j = divmod(tap, kw)
-        mask_pad[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw] |= near[..., tap]
-    return mask_pad[:, t:t + H, l:l + W].copy()

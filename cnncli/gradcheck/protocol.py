@@ -2,7 +2,7 @@
 
 A problem is named float64 inputs, their analytical gradients, and loss
 differences ``L(x+) - L(x-)`` from forward evaluations under perturbations
-(:mod:`.problems` has the convolution and pooling ones). The checker
+(:mod:`.problems` and :mod:`.pool_problem` have the convolution and pooling ones). The checker
 (:mod:`.core`) relies on nothing else: no attribute probes.
 """
 

@@ -39,7 +39,9 @@ from .fused import StreamedConv
 from .layers import as_params, describe_params
 from .lazy import DirectionChunks, DrawnUpstream, Examples, copy_generator
 from .metrics import gradient_metrics, gradient_name
-from .problems import MACHINE_EPS, ConvProblem, PoolProblem, _contract, batch_chunks
+from .perturbed import MACHINE_EPS, _contract, batch_chunks
+from .pool_problem import PoolProblem
+from .problems import ConvProblem
 from .results import CheckResult, GradientResult
 from .sampling import stratified_indices
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import cnncli.gradcheck.directional as directional
+import cnncli.gradcheck.perturbed as perturbed
 import cnncli.gradcheck.problems as problems
 from cnncli.engine import ConvParams, PoolParams
 from cnncli.engine.reference import conv_forward_loops
@@ -47,7 +48,7 @@ def test_conv_chunked_and_unchunked_evaluations_agree(monkeypatch, name):
         seen.append(A.shape[0])
         return real(A, *args, **kwargs)
 
-    monkeypatch.setattr(problems, "BATCH_BYTES", 1)  # one example per chunk
+    monkeypatch.setattr(perturbed, "BATCH_BYTES", 1)  # one example per chunk
     monkeypatch.setattr(problems, "conv2d", spy)
     p = _conv_problem()
     chunked, (idx, plus, minus) = _evaluations(p, name)
@@ -73,7 +74,7 @@ def test_pool_chunked_and_unchunked_evaluations_agree(monkeypatch):
     G = rng.normal(size=(7, 3, 3, 2))
     whole, _ = _evaluations(PoolProblem(A, params, G), "A_prev")
     kinks = problems.max_pool_kinks(A, params, 0.3)
-    monkeypatch.setattr(problems, "BATCH_BYTES", 1)
+    monkeypatch.setattr(perturbed, "BATCH_BYTES", 1)
     chunked, _ = _evaluations(PoolProblem(A, params, G), "A_prev")
     for key in whole:
         np.testing.assert_allclose(chunked[key], whole[key], rtol=1e-12, atol=0, err_msg=key)
@@ -83,7 +84,7 @@ def test_pool_chunked_and_unchunked_evaluations_agree(monkeypatch):
 def test_big_batch_check_runs_in_bounded_memory(monkeypatch):
     # 400 images 16x16x3 (uint8, as a user's data set): the inputs, upstream gradient and results
     # take about 30 MiB; whole-batch evaluations (one per filter element) needed 60 MiB at peak.
-    monkeypatch.setattr(problems, "BATCH_BYTES", 2 * 2**20)
+    monkeypatch.setattr(perturbed, "BATCH_BYTES", 2 * 2**20)
     rng = np.random.default_rng(0)
     A = rng.integers(0, 256, (400, 16, 16, 3)).astype(np.uint8)
     W = rng.standard_normal((3, 3, 3, 8))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import cnncli.gradcheck.fused as fused
+import cnncli.gradcheck.perturbed as perturbed
 import cnncli.gradcheck.problems as problems
 from cnncli.engine import ConvParams, PoolParams, conv2d
 from cnncli.gradcheck import gradcheck_conv, gradcheck_pool
@@ -65,7 +66,7 @@ def test_the_banks_sums_are_the_unfused_evaluations(W_, params, tight, monkeypat
         monkeypatch.setattr(fused, "BANK_COLUMNS", 6)
         monkeypatch.setattr(fused, "SEGMENT_PAIRS", 2)
         monkeypatch.setattr(fused, "SLICE_OUTPUTS", 7)
-        monkeypatch.setattr(problems, "BATCH_BYTES", 2**18)
+        monkeypatch.setattr(perturbed, "BATCH_BYTES", 2**18)
     p, requests = _requests(W_, params)
     bank = Bank(p, requests)
     mags = [bank.add(A[sl], p.G[sl]) for sl in problems.batch_chunks(A.shape[0], p._example_bytes())]

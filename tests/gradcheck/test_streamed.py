@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import cnncli.gradcheck.metrics as metrics
+import cnncli.gradcheck.perturbed as perturbed
 import cnncli.gradcheck.problems as problems
 import cnncli.gradcheck.streamed as streamed
 from cnncli.engine import ConvParams, PoolParams
@@ -127,8 +128,8 @@ def test_the_streamed_check_reads_the_file_in_bounded_memory(tmp_path, monkeypat
     # 300 uint8 images 32x32x3: in float64 A_prev is 7 MiB, G 19 MiB, dA_prev and its floor 7 MiB each;
     # with 1 MiB budgets per evaluation, nothing of that size is ever held (the budgets, not the set,
     # bound the check: at the default ones, 3000 images 64x64x3 peak at about 120 MB RSS).
-    monkeypatch.setattr(problems, "BATCH_BYTES", 2**20)
-    monkeypatch.setattr(problems, "CHUNK_BYTES", 2**20)
+    monkeypatch.setattr(perturbed, "BATCH_BYTES", 2**20)
+    monkeypatch.setattr(perturbed, "CHUNK_BYTES", 2**20)
     monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 2**16)
     monkeypatch.setattr(streamed, "SAMPLED_EXAMPLES", 16)
     monkeypatch.setattr(metrics, "DENSE_ERRORS", 2**16)
@@ -149,7 +150,7 @@ def test_the_streamed_check_reads_the_file_in_bounded_memory(tmp_path, monkeypat
 
 @pytest.mark.parametrize("where", ["A_prev", "W", "b", "grad"])
 def test_non_finite_input_is_the_in_memory_error_whichever_chunk_holds_it(where, monkeypatch):
-    monkeypatch.setattr(problems, "BATCH_BYTES", 2**18)  # several chunks: the bad value is in the last one
+    monkeypatch.setattr(perturbed, "BATCH_BYTES", 2**18)  # several chunks: the bad value is in the last one
     params = ConvParams(pad="same")
     a, w, b = A.copy(), W.copy(), B.copy()
     G = np.random.default_rng(4).normal(size=A.shape[:3] + (8,))

@@ -1,0 +1,140 @@
+"""Pooling as a layer problem (see :mod:`.problems`), and where max pooling has kinks.
+
+Only ``A_prev`` is an input; its perturbed copies are evaluated as in
+:mod:`.perturbed`. Max pooling is not differentiable where a window's two largest
+values are within the step of each other (:func:`max_pool_kinks`); the checker
+leaves those elements out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Dict, Optional
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..engine import PoolParams, pool2d, pool2d_backward
+from ..errors import ShapeError
+from .perturbed import MACHINE_EPS, batch_chunks, example_differences, example_directional
+from .protocol import ProblemDefaults, Tick
+
+
+class PoolProblem(ProblemDefaults):
+    """Pooling ``A = pool2d(A_prev)`` under ``L = sum(G * A)`` (NHWC, float64)."""
+
+    layer = "pool"
+    names = ("A_prev",)
+
+    def __init__(self, A_prev, params: PoolParams, G):
+        self.params = params
+        self.inputs = {"A_prev": A_prev}
+        self.G = G
+        self.linear = params.mode != "max"
+        self.geom = params.geometry(A_prev.shape[1:3])
+        expected = (A_prev.shape[0],) + self.geom.out_hw + (A_prev.shape[3],)
+        if G.shape != expected:
+            raise ShapeError(f"the upstream gradient must have the output's shape {expected}, got {G.shape}")
+
+    def output(self) -> np.ndarray:
+        """The forward output (m, n_H, n_W, n_C)."""
+        return pool2d(self.inputs["A_prev"], self.params)
+
+    def analytical(self) -> Dict[str, np.ndarray]:
+        """Gradient of L from the engine's backward pass."""
+        return {"A_prev": pool2d_backward(self.G, self.inputs["A_prev"], self.params)}
+
+    def kinks(self, name: str, h: float) -> Optional[np.ndarray]:
+        """Elements where the max is not differentiable at step ``h`` (None for average)."""
+        if self.params.mode != "max":
+            return None
+        return max_pool_kinks(self.inputs["A_prev"], self.params, 2 * h)
+
+    def _forward(self, X):
+        return pool2d(X, self.params)
+
+    def _spread(self, Q: np.ndarray) -> np.ndarray:
+        """Per input element: at least the sum of ``Q`` over the outputs whose window reads it."""
+        kh, kw = self.geom.kernel
+        averaging = replace(self.params, mode="average", count_include_pad=True)
+        # average backward gives sum(Q / window size); times the window size bounds the sum from above
+        return pool2d_backward(Q, self.inputs["A_prev"], averaging) * (kh * kw)
+
+    def rounding_floor(self, name: str, h: float) -> Optional[np.ndarray]:
+        """Average pooling: each output is off by about ``eps * mean|window|`` (see ConvProblem).
+
+        Max pooling returns input values exactly and the differences of the two
+        outputs are taken before the contraction: no floor (None).
+        """
+        if self.params.mode == "max":
+            return None
+        A = self.inputs["A_prev"]
+        Q = np.abs(self.G) * pool2d(np.abs(A), self.params)
+        return MACHINE_EPS * self._spread(Q) / h
+
+    def reads(self, name: str) -> np.ndarray:
+        """Elements some window reads (the others have a zero gradient whatever the layer does)."""
+        return self._spread(np.ones(self.G.shape)) > 0
+
+    def differences(self, name: str, idx, plus, minus, tick: Tick = None) -> np.ndarray:
+        """``L(x+) - L(x-)`` for the elements ``idx`` (flat) of A_prev set to plus/minus."""
+        A = self.inputs["A_prev"]
+        oh, ow = self.geom.out_hw
+        out_bytes = 8 * 4 * oh * ow * A.shape[3]
+        return example_differences(self._forward, A, self.G, idx, plus, minus, out_bytes, tick)
+
+    def directional(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:
+        """``L(x + h D[p]) - L(x - h D[p])`` for each direction p."""
+        return self.directional_blocks(name, D, h, tick).sum(axis=1)
+
+    def block_ids(self, name: str) -> np.ndarray:
+        """Per element of A_prev: its example (the block whose loss part it alone changes)."""
+        shape = self.inputs[name].shape
+        return np.broadcast_to(np.arange(shape[0]).reshape(-1, 1, 1, 1), shape)
+
+    def directional_blocks(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:
+        """The directional differences per example: shape (P, m)."""
+        A = self.inputs["A_prev"]
+        return example_directional(self._forward, A, self.G, D, h, tick,
+                                   8 * (2 * A[0].size + 3 * self.G[0].size))
+
+
+def max_pool_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> np.ndarray:
+    """Boolean mask (shape of A_prev) of max-pool kinks.
+
+    A window is a kink when its two largest values lie within ``threshold``
+    (ties included); in such a window every element within ``threshold`` of the
+    maximum can take over the max under a perturbation, so the one-sided
+    derivatives differ there and the central difference means nothing.
+
+    NOTE: the checker passes ``threshold = 2*h``: a perturbation moves each of two
+    competing elements by at most ``h`` (directions of the fast method are scaled
+    to ``max|d| <= 1``), so a window whose gap exceeds ``2h`` keeps its argmax.
+    """
+    geom = params.geometry(A_prev.shape[1:3])
+    if A_prev.shape[0] > 1:  # per chunk of examples: the windows' copies are several times the input
+        per = 8 * A_prev[0].size * 4 * geom.kernel[0] * geom.kernel[1]
+        chunks = batch_chunks(A_prev.shape[0], per)
+        if len(chunks) > 1:
+            return np.concatenate([max_pool_kinks(A_prev[sl], params, threshold) for sl in chunks])
+    # NOTE: built from the public geometry only (pads, stride, dilation, ceil-mode overflow), not the
+    # engine's private helpers, so that the checker stays an independent witness of the engine.
+    geom = params.geometry(A_prev.shape[1:3])
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = geom.kernel, geom.stride, geom.dilation, geom.out_hw
+    if kh * kw < 2:
+        return np.zeros(A_prev.shape, dtype=bool)
+    t, b, l, r = geom.pads
+    m, H, W, C = A_prev.shape
+    A_pad = np.full((m, t + H + b + geom.overflow[0], l + W + r + geom.overflow[1], C), -np.inf)
+    A_pad[:, t:t + H, l:l + W] = A_prev
+    windows = sliding_window_view(A_pad, geom.effective_kernel, axis=(1, 2))
+    windows = windows[:, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw, :, ::dh, ::dw]  # (m, oh, ow, C, kh, kw)
+    flat = windows.reshape(m, oh, ow, C, kh * kw)
+    top2 = -np.partition(-flat, 1, axis=-1)[..., :2]
+    kink_window = (top2[..., 0] - top2[..., 1]) <= threshold
+    near = kink_window[..., None] & ((top2[..., :1] - flat) <= threshold)  # (m, oh, ow, C, kh*kw)
+    mask_pad = np.zeros(A_pad.shape, dtype=bool)
+    for tap in range(kh * kw):
+        i, j = divmod(tap, kw)
+        mask_pad[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw] |= near[..., tap]
+    return mask_pad[:, t:t + H, l:l + W].copy()
