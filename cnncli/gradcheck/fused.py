@@ -58,7 +58,7 @@ class StreamedConv(ConvProblem):
     """The convolution over a streamed batch, as :mod:`.core` checks W and b on it.
 
     Its analytical dW, db and rounding estimates come from the one pass over the
-    batch (:func:`.streamed._pass`); the evaluations of W and b are served from the
+    batch (:func:`.streamed_evals.pass_over_batch`); the evaluations of W and b are served from the
     sums that pass made (see the module docstring), others run over the batch chunk by chunk.
     """
 

@@ -17,6 +17,8 @@ but nothing as large as the data set is ever held in float64:
   cannot be checked and the largest output magnitude (b's step) take a pass of their own,
   without G.
 
+The pass over the batch and the elementwise differences are in :mod:`.streamed_evals`.
+
 On a large set (more than ``SAMPLE_WHOLE_LIMIT`` elements) A_prev's sample is
 stratified over examples first: one example from each of ``SAMPLED_EXAMPLES``
 equal parts of the set, then its elements (corners, edges, interior) as usual;
@@ -31,19 +33,21 @@ import numpy as np
 
 from ..engine import ConvParams, PoolParams
 from ..errors import InputError, ShapeError
-from .context import Progress, TensorCheck, Tracker
-from .core import (AUTO_FULL_LIMIT, DEFAULT_EPS, DEFAULT_TOL, LOCALIZE_FULL_LIMIT, Coverage, auto_samples,
-                   inconclusive, merge, settle, step_size, tensor_check, validate_settings, verdict)
-from .directional import FAST_DIRECTIONS, LOCALIZE_BLOCKS, block_verdict, localize
+from .context import Progress, Tracker
+from .core import (AUTO_FULL_LIMIT, DEFAULT_EPS, DEFAULT_TOL, Coverage, auto_samples, inconclusive, merge, settle,
+                   step_size, tensor_check, validate_settings, verdict)
+from .directional import block_verdict
 from .fused import StreamedConv
 from .layers import as_params, describe_params
 from .lazy import DirectionChunks, DrawnUpstream, Examples, copy_generator
-from .metrics import gradient_metrics, gradient_name
-from .perturbed import MACHINE_EPS, _contract, batch_chunks
+from .metrics import gradient_name
+from .perturbed import batch_chunks
 from .pool_problem import PoolProblem
 from .problems import ConvProblem
 from .results import CheckResult, GradientResult
 from .sampling import stratified_indices
+from .streamed_evals import (checkable, elementwise, example_bytes, excluded_mask, geometry_of, localized,
+                             pass_over_batch, stuck_mask)
 
 #: A_prev of at most this many elements is sampled as in memory (one mask over the whole set);
 #: a larger one by examples first (see the module docstring).
@@ -124,7 +128,7 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
     rng = np.random.default_rng(seed)
     tracker = Tracker(progress)
     notes: list = []
-    chunks = batch_chunks(A.shape[0], _example_bytes(whole, A, G))
+    chunks = batch_chunks(A.shape[0], example_bytes(whole, A, G))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         # as the in-memory check: non-finite input is refused (A_prev first, then W, b, the given G)
         finite_params = kind != "conv" or bool(np.all(np.isfinite(W)) and np.all(np.isfinite(b)))
@@ -157,29 +161,11 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
     return CheckResult(kind, method, eps, tol, seed, tuple(results), tuple(notes), label, describe_params(params))
 
 
-def _example_bytes(whole, A, G) -> int:
-    """Bytes one example takes in an evaluation (a conv's: see ConvProblem._example_bytes)."""
-    if whole is not None:
-        return whole._example_bytes()
-    return 8 * (2 * int(np.prod(A.shape[1:])) + 3 * int(np.prod(G.shape[1:])))
-
-
 def _all_zero(name: str, shape) -> GradientResult:
     gname = gradient_name(name)
     return inconclusive(gname, name, np.broadcast_to(0.0, shape), (
         f"{gname}: --grad is all zeros: every gradient is zero whatever the layer does; "
         "nothing is tested (give a nonzero upstream gradient, or omit --grad for a random one)"))
-
-
-def _stuck(x: np.ndarray, h: float) -> np.ndarray:
-    return ((x + h) == x) | ((x - h) == x)
-
-
-def _excluded(p, x: np.ndarray, h: float) -> np.ndarray:
-    """Elements of one chunk not checked: unchanged by the step, or kinks at it."""
-    kinks = p.kinks("A_prev", h)
-    stuck = _stuck(x, h)
-    return stuck if kinks is None else (stuck | kinks)
 
 
 def _first_pass(make: Callable, A: Examples, chunks, whole):
@@ -222,7 +208,7 @@ def _check_A_prev(make: Callable, A: Examples, G, chunks, whole, eps, tol, rng, 
         x = A[sl]
         p = make(x)
         kinks = p.kinks(name, h)
-        stuck = _stuck(x, h)
+        stuck = stuck_mask(x, h)
         n_stuck += int(stuck.sum())
         excluded = stuck if kinks is None else (stuck | kinks)
         n_excluded += int(excluded.sum())
@@ -242,7 +228,7 @@ def _check_A_prev(make: Callable, A: Examples, G, chunks, whole, eps, tol, rng, 
     # so that the one pass below can keep A_prev's gradient at the sampled elements; "fast" draws it only
     # when a failing check needs it: on a copy, replayed on the generator itself if so
     if method == "full":
-        idx = np.flatnonzero(~np.concatenate([_excluded(make(A[sl]), A[sl], h).reshape(-1) for sl in chunks]))
+        idx = checkable(make, A, chunks, h)
     else:
         draw = rng if method != "fast" else copy_generator(rng)
         idx = _sample(make, A, G, chunks, h, samples, draw, notes)
@@ -251,15 +237,15 @@ def _check_A_prev(make: Callable, A: Examples, G, chunks, whole, eps, tol, rng, 
         directed = _directed_examples(A.shape[0], notes)
     if whole is not None:  # W's and b's checks draw next: what they will evaluate is known now
         whole.foresee(rng, top_out)
-    sums = _pass(make, A, G, chunks, whole, h, D, idx, tracker, directed, top_out)
+    sums = pass_over_batch(make, A, G, chunks, whole, h, D, idx, tracker, directed, top_out)
     if not sums["finite"]:
         return inconclusive(gname, name, np.broadcast_to(0.0, shape),
                             f"{gname}: the loss overflows float64 at this scale (max |A_prev| {top:.2g}); "
                             "rescale the input")
     local = None
     if method in ("full", "sample") or method == "fast+sample":
-        local = _elementwise(make, A, G, h, idx, sums["grad_at"], sums["floor_at"], n_excluded, tol, tracker,
-                             "fast+sample" if method == "fast+sample" else method, _geom(make, A, G))
+        local = elementwise(make, A, G, h, idx, sums["grad_at"], sums["floor_at"], n_excluded, tol, tracker,
+                             "fast+sample" if method == "fast+sample" else method, geometry_of(make, A, G))
     if method in ("full", "sample"):
         return settle(local, name, tol, notes, top)
     fast, bad = block_verdict(sums["per_block"], sums["a_blk"], sums["l1_blk"], sums["f_blk"], name=name,
@@ -269,7 +255,7 @@ def _check_A_prev(make: Callable, A: Examples, G, chunks, whole, eps, tol, rng, 
         return settle(r, name, tol, notes, top)
     if method == "fast":  # the context sample, drawn on the generator itself as the in-memory check does
         idx = _sample(make, A, G, chunks, h, samples, rng, [])
-    r = _localized(make, A, G, chunks, h, D, bad, sums, idx, n_excluded, tol, rng, tracker, notes)
+    r = localized(make, A, G, chunks, h, D, bad, sums, idx, n_excluded, tol, rng, tracker, notes)
     return settle(r, name, tol, notes, top)
 
 
@@ -285,184 +271,18 @@ def _directed_examples(m: int, notes: list) -> Optional[np.ndarray]:
     return mask
 
 
-def _geom(make, A, G):
-    """The layer's geometry (pads and stride decide the pattern hints), from a one-example problem."""
-    return make(A[0:1]).geom
-
-
 def _sample(make, A: Examples, G, chunks, h, n: int, rng, notes) -> np.ndarray:
     """Flat indices of A_prev's sample: as in memory on a small set, stratified by examples first on a large one."""
     m, per = A.shape[0], int(np.prod(A.shape[1:]))
     if A.size <= SAMPLE_WHOLE_LIMIT:
-        excluded = np.concatenate([_excluded(make(A[sl]), A[sl], h) for sl in chunks])
+        excluded = np.concatenate([excluded_mask(make(A[sl]), A[sl], h) for sl in chunks])
         return stratified_indices(A.shape, "A_prev", n, rng, excluded)
     k = min(m, SAMPLED_EXAMPLES, n)
     edges = np.linspace(0, m, k + 1).astype(np.int64)
     examples = edges[:-1] + (rng.random(k) * (edges[1:] - edges[:-1])).astype(np.int64)
     x = np.concatenate([A[e:e + 1] for e in examples])
-    excluded = _excluded(make(x), x, h)
+    excluded = excluded_mask(make(x), x, h)
     local = stratified_indices(x.shape, "A_prev", n, rng, excluded)
     notes.append(f"dA_prev: {local.size} elements sampled from {k} of the {m} examples (one from each "
                  f"1/{k} of the set; corners, edges and interior within each); --samples N checks more")
     return np.sort(examples[local // per] * per + local % per)
-
-
-def _pass(make, A: Examples, G, chunks, whole, h, D, idx, tracker, directed=None, top_out=0.0) -> dict:
-    """The one pass over the batch: per chunk A_prev's gradient, rounding floor and directional sums.
-
-    Keeps A_prev's gradient and floor at the flat indices ``idx`` only; the directions move
-    only the examples ``directed`` (a mask over the batch; None: all); accumulates dW and
-    db and the rounding estimates of W and b (for ``whole``, a conv) over the chunks, and the
-    evaluations of W and b that ``whole`` foresaw (``top_out``: the largest output magnitude).
-    """
-    m, per = A.shape[0], int(np.prod(A.shape[1:]))
-    P = FAST_DIRECTIONS if D is not None else 0
-    out = {"per_block": np.zeros((P, m)), "a_blk": np.zeros((P, m)), "l1_blk": np.zeros((P, m)),
-           "f_blk": np.zeros((P, m)), "grad_at": np.empty(len(idx)), "floor_at": np.zeros(len(idx)),
-           "finite": True}
-    dW = db = per_w = per_b = None
-    per_example = _example_bytes(whole, A, G)
-    # NOTE: progress counts evaluations of the size of an elementwise one (two forwards of one example);
-    # an example of the pass weighs what it costs (a backward, its rounding estimates, the foreseen
-    # evaluations), so that an estimate made in the pass, or just after it, is about the time left
-    weight = whole.pass_weight() if whole is not None else 1
-    tracker.plan(m * weight)
-    ex_of = idx // per
-    for sl in chunks:
-        x, g = A[sl], G[sl]
-        mag = whole.bank.add(x, g) if whole is not None and whole.bank is not None else None
-        p = make(x, g)
-        here = (ex_of >= sl.start) & (ex_of < sl.stop)
-        rows = np.ones(sl.stop - sl.start, dtype=bool) if directed is None or not P else directed[sl]
-        needed = bool(here.any() or (P and rows.any()))  # A_prev's floor: only where it is compared
-        keep = rows.copy() if P else np.zeros(sl.stop - sl.start, dtype=bool)  # where dA_prev is read
-        keep[np.unique(ex_of[here] - sl.start)] = True
-        # a conv's dA_prev only where it is read: the sampled examples, those the directions move
-        grads = p.analytical_at(keep) if whole is not None else p.analytical()
-        dA = grads["A_prev"]
-        floor = None
-        if whole is not None:
-            # per chunk: the same sums the in-memory check adds up chunk by chunk; A_prev's spread (a backward
-            # pass of its own) only for the examples compared, each example's spread being its own
-            _, w, b, _ = p.floor_chunk(slice(None), spread=False, mag=mag)
-            if needed:
-                spread = np.zeros(x.shape)
-                spread[keep] = make(x[keep], g[keep]).floor_chunk(slice(None), mag=None if mag is None else
-                                                                   mag[keep])[0]
-                floor = MACHINE_EPS * spread / h
-            dW = grads["W"] if dW is None else dW + grads["W"]
-            db = grads["b"] if db is None else db + grads["b"]
-            per_w = w if per_w is None else per_w + w
-            per_b = b if per_b is None else per_b + b
-        elif needed:
-            floor = p.rounding_floor("A_prev", h)
-        out["finite"] &= bool(grads.get("finite", True) and np.all(np.isfinite(dA)) and
-                              (floor is None or np.all(np.isfinite(floor))))
-        at = idx[here] - sl.start * per
-        out["grad_at"][here] = dA.reshape(-1)[at]
-        if floor is not None:
-            out["floor_at"][here] = floor.reshape(-1)[at]
-        if P and rows.any():
-            _directional_sums(make, x, g, dA, floor, np.flatnonzero(rows), sl.start, D, h, out, per_example)
-        tracker.tick((sl.stop - sl.start) * weight)
-    if whole is not None:
-        whole.set_pass({"W": dW, "b": db}, {"W": per_w, "b": per_b, "max": top_out})
-    return out
-
-
-def _directional_sums(make, x, g, dA, floor, sub, start: int, D, h, out: dict, per_example: int) -> None:
-    """The directional sums of the examples ``sub`` of a chunk (``x``, ``g``, ``dA``, ``floor``; the chunk
-    starts at example ``start``) into ``out``: every direction's evaluations of a few examples in one call."""
-    for part in batch_chunks(sub.size, 2 * FAST_DIRECTIONS * per_example):
-        rows = sub[part]
-        xs, gs, k = x[rows], g[rows], rows.size
-        excluded = _excluded(make(xs), xs, h)
-        ds = [D.rows(q, start + rows, excluded) for q in range(FAST_DIRECTIONS)]
-        # NOTE: the perturbed copies as example_directional builds them, each example's difference its own
-        Z = make(xs)._forward(np.concatenate([v for d in ds for v in (xs + h * d, xs - h * d)]))
-        at = start + rows
-        for q, d in enumerate(ds):
-            out["per_block"][q, at] = _contract(Z[2 * q * k:(2 * q + 1) * k] - Z[(2 * q + 1) * k:(2 * q + 2) * k],
-                                                gs) / (2 * h)
-            flat = (((xs + h * d) - (xs - h * d)) / (2 * h)).reshape(k, -1)
-            t = flat * dA[rows].reshape(k, -1)
-            out["a_blk"][q, at] = t.sum(axis=1)
-            out["l1_blk"][q, at] = np.abs(t).sum(axis=1)
-            if floor is not None:
-                out["f_blk"][q, at] = (np.abs(flat) * floor[rows].reshape(k, -1)).sum(axis=1)
-
-
-def _rows(src, examples) -> np.ndarray:
-    """The examples ``examples`` (sorted, unique) of a streamed source, read in runs of consecutive ones."""
-    parts, start = [], 0
-    for i in range(1, len(examples) + 1):
-        if i == len(examples) or examples[i] != examples[i - 1] + 1:
-            parts.append(src[int(examples[start]):int(examples[i - 1]) + 1])
-            start = i
-    return np.concatenate(parts)
-
-
-def _elementwise(make, A: Examples, G, h, idx, analytical, floor, n_excluded, tol, tracker, how, geom):
-    """Central differences of A_prev's elements ``idx`` (flat), from the examples that hold them.
-
-    ``analytical`` and ``floor`` (per element of ``idx``) come from the pass over the batch;
-    None computes them from those examples.
-    """
-    per = int(np.prod(A.shape[1:]))
-    tracker.plan(len(idx))
-    numerical = np.empty(0)
-    if len(idx):
-        examples = np.unique(idx // per)
-        x, g = _rows(A, examples), _rows(G, examples)
-        local = np.searchsorted(examples, idx // per) * per + idx % per
-        p = make(x, g)
-        if analytical is None:
-            analytical = p.analytical()["A_prev"].reshape(-1)[local]
-            f = p.rounding_floor("A_prev", h)
-            floor = None if f is None else f.reshape(-1)[local]
-        xs = x.reshape(-1)[local]
-        plus, minus = xs + h, xs - h
-        numerical = p.differences("A_prev", local, plus, minus, tracker.tick) / (plus - minus)
-    elif analytical is None:
-        analytical = np.empty(0)
-    return gradient_metrics("dA_prev", A.shape, "mhwc", how, idx, analytical, numerical, n_excluded, tol, floor,
-                            pads=geom.pads, stride=geom.stride)
-
-
-def _localized(make, A: Examples, G, chunks, h, D, bad, sums, context, n_excluded, tol, rng, tracker, notes):
-    """A failing directional check localized elementwise: in full on a small A_prev, else by bisecting the
-    examples that disagree (at most ``LOCALIZE_BLOCKS``), with the sample as context (as :mod:`.core`)."""
-    per = int(np.prod(A.shape[1:]))
-    fast, _ = block_verdict(sums["per_block"], sums["a_blk"], sums["l1_blk"], sums["f_blk"], name="A_prev",
-                            shape=A.shape, n_excluded=n_excluded, tol=tol)
-    geom = _geom(make, A, G)
-    if A.size - n_excluded <= LOCALIZE_FULL_LIMIT:
-        how = "fast+full"
-        idx = np.flatnonzero(~np.concatenate([_excluded(make(A[sl]), A[sl], h).reshape(-1) for sl in chunks]))
-    else:
-        how = "fast+bisect"
-        pairs = [(int(q), int(e)) for q, e in bad]
-        if any(e < 0 for _, e in pairs):  # no single example disagrees: bisect those that disagree most
-            q = pairs[0][0]
-            worst = np.argsort(-np.abs(sums["a_blk"][q] - sums["per_block"][q]), kind="stable")[:LOCALIZE_BLOCKS]
-            pairs = [(q, int(e)) for e in worst]
-        examples = np.array(sorted({e for _, e in pairs})[:LOCALIZE_BLOCKS], dtype=np.int64)
-        pairs = [(q, e) for q, e in pairs if e in set(examples.tolist())]
-        x, g = _rows(A, examples), _rows(G, examples)
-        p = make(x, g)
-        grad = p.analytical()["A_prev"]
-        floor = p.rounding_floor("A_prev", h)
-        excluded = _excluded(p, x, h)
-        Dx = np.stack([np.concatenate([D.chunk(q, int(e), int(e) + 1, excluded[i:i + 1])
-                                       for i, e in enumerate(examples)]) for q in range(FAST_DIRECTIONS)])
-        t = TensorCheck(p, "A_prev", x, grad, h, excluded, tol, rng, tracker, floor, notes)
-        blocks = np.broadcast_to(np.arange(len(examples)).reshape(-1, 1, 1, 1), x.shape)
-        found = localize(t, Dx, blocks, [(q, int(np.searchsorted(examples, e))) for q, e in pairs])
-        found = examples[found // per] * per + found % per
-        idx = np.union1d(found, context).astype(np.int64)
-    r = _elementwise(make, A, G, h, idx, None, None, n_excluded, tol, tracker, how, geom)
-    if r.failing == 0:
-        notes.append(f"{fast.name}: a directional check disagreed by {fast.max_abs_error:.2g} but no single "
-                     f"element did{'' if how == 'fast+full' else ' (of those localized and sampled)'}: "
-                     "rerun with --method full")
-    return merge(fast, r, how, passed=False)

@@ -1,0 +1,367 @@
+"""dA_prev's evaluations on a batch read in chunks (for :mod:`.streamed`).
+
+Two ideas: the one pass over the batch (:func:`pass_over_batch`: per chunk, A_prev's
+gradient where it is compared, its rounding floor and the directional sums, with dW, db
+and their estimates accumulated), and elementwise central differences from the few
+examples that hold chosen elements (:func:`elementwise`: the sample; :func:`localized`:
+a failing directional check narrowed down). Nothing as large as the data set is held.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .context import TensorCheck
+from .core import LOCALIZE_FULL_LIMIT, merge
+from .directional import FAST_DIRECTIONS, LOCALIZE_BLOCKS, block_verdict, localize
+from .lazy import Examples
+from .metrics import gradient_metrics
+from .perturbed import MACHINE_EPS, _contract, batch_chunks
+
+
+def example_bytes(whole, A, G) -> int:
+    """Bytes one example takes in an evaluation (a conv's: see ConvProblem._example_bytes).
+
+    Parameters
+    ----------
+    whole : StreamedConv or None
+        The conv's whole-batch view (None for a pool).
+    A, G : Examples
+        A_prev (m, n_H_prev, n_W_prev, n_C_prev) and the upstream gradient (m, n_H, n_W, n_C).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    Nothing.
+    """
+    if whole is not None:
+        return whole._example_bytes()
+    return 8 * (2 * int(np.prod(A.shape[1:])) + 3 * int(np.prod(G.shape[1:])))
+
+
+def stuck_mask(x: np.ndarray, h: float) -> np.ndarray:
+    """Elements of ``x`` (any shape) that a step of ``h`` does not move in float64 (x + h == x or x - h == x)."""
+    return ((x + h) == x) | ((x - h) == x)
+
+
+def excluded_mask(p, x: np.ndarray, h: float) -> np.ndarray:
+    """Elements of one chunk not checked: unchanged by the step, or kinks at it.
+
+    Parameters
+    ----------
+    p : ConvProblem or PoolProblem
+        The chunk's problem.
+    x : ndarray, shape (k, n_H_prev, n_W_prev, n_C_prev)
+        The chunk of A_prev.
+    h : float
+        The step.
+
+    Returns
+    -------
+    ndarray of bool, shape of ``x``
+
+    Raises
+    ------
+    Nothing.
+    """
+    kinks = p.kinks("A_prev", h)
+    stuck = stuck_mask(x, h)
+    return stuck if kinks is None else (stuck | kinks)
+
+
+def checkable(make: Callable, A: Examples, chunks, h: float) -> np.ndarray:
+    """Flat indices of A_prev's elements that can be checked (not :func:`excluded_mask`), chunk by chunk.
+
+    Parameters
+    ----------
+    make : callable
+        ``make(A_chunk)``: the problem of a chunk of examples.
+    A : Examples
+        A_prev, shape (m, n_H_prev, n_W_prev, n_C_prev).
+    chunks : list of slice
+        Over the examples.
+    h : float
+        The step.
+
+    Returns
+    -------
+    ndarray of int64
+
+    Raises
+    ------
+    Nothing.
+    """
+    return np.flatnonzero(~np.concatenate([excluded_mask(make(A[sl]), A[sl], h).reshape(-1) for sl in chunks]))
+
+
+def geometry_of(make, A, G):
+    """The layer's geometry (pads and stride decide the pattern hints), from a one-example problem.
+
+    Parameters
+    ----------
+    make : callable
+        ``make(A_chunk)``: the problem of a chunk of examples.
+    A, G : Examples
+        A_prev and the upstream gradient (G unused: the geometry follows A_prev).
+
+    Returns
+    -------
+    WindowGeometry
+
+    Raises
+    ------
+    Nothing.
+    """
+    return make(A[0:1]).geom
+
+
+def pass_over_batch(make, A: Examples, G, chunks, whole, h, D, idx, tracker, directed=None, top_out=0.0) -> dict:
+    """The one pass over the batch: per chunk A_prev's gradient, rounding floor and directional sums.
+
+    Keeps A_prev's gradient and floor at the flat indices ``idx`` only; the directions move
+    only the examples ``directed`` (a mask over the batch; None: all); accumulates dW and
+    db and the rounding estimates of W and b (for ``whole``, a conv) over the chunks, and the
+    evaluations of W and b that ``whole`` foresaw (``top_out``: the largest output magnitude).
+
+    Parameters
+    ----------
+    make : callable
+        ``make(A_chunk, G_chunk)``: the problem of a chunk of examples.
+    A, G : Examples
+        A_prev (m, n_H_prev, n_W_prev, n_C_prev) and the upstream gradient (m, n_H, n_W, n_C).
+    chunks : list of slice
+        Over the examples.
+    whole : StreamedConv or None
+        A conv's whole-batch view (None for a pool).
+    h : float
+        The step.
+    D : DirectionChunks or None
+        The random directions (None: no directional check).
+    idx : ndarray of int64
+        Flat indices of A_prev where its gradient and floor are kept.
+    tracker : Tracker
+    directed : ndarray of bool, shape (m,), optional
+    top_out : float
+
+    Returns
+    -------
+    dict
+        ``per_block``, ``a_blk``, ``l1_blk``, ``f_blk`` (P, m): per direction and example, the numerical
+        and analytical directional sums, the analytical one's L1 size and its rounding floor;
+        ``grad_at``, ``floor_at`` (len(idx),); ``finite`` (bool).
+
+    Raises
+    ------
+    Nothing.
+    """
+    m, per = A.shape[0], int(np.prod(A.shape[1:]))
+    P = FAST_DIRECTIONS if D is not None else 0
+    out = {"per_block": np.zeros((P, m)), "a_blk": np.zeros((P, m)), "l1_blk": np.zeros((P, m)),
+           "f_blk": np.zeros((P, m)), "grad_at": np.empty(len(idx)), "floor_at": np.zeros(len(idx)),
+           "finite": True}
+    dW = db = per_w = per_b = None
+    per_example = example_bytes(whole, A, G)
+    # NOTE: progress counts evaluations of the size of an elementwise one (two forwards of one example);
+    # an example of the pass weighs what it costs (a backward, its rounding estimates, the foreseen
+    # evaluations), so that an estimate made in the pass, or just after it, is about the time left
+    weight = whole.pass_weight() if whole is not None else 1
+    tracker.plan(m * weight)
+    ex_of = idx // per
+    for sl in chunks:
+        x, g = A[sl], G[sl]
+        mag = whole.bank.add(x, g) if whole is not None and whole.bank is not None else None
+        p = make(x, g)
+        here = (ex_of >= sl.start) & (ex_of < sl.stop)
+        rows = np.ones(sl.stop - sl.start, dtype=bool) if directed is None or not P else directed[sl]
+        needed = bool(here.any() or (P and rows.any()))  # A_prev's floor: only where it is compared
+        keep = rows.copy() if P else np.zeros(sl.stop - sl.start, dtype=bool)  # where dA_prev is read
+        keep[np.unique(ex_of[here] - sl.start)] = True
+        # a conv's dA_prev only where it is read: the sampled examples, those the directions move
+        grads = p.analytical_at(keep) if whole is not None else p.analytical()
+        dA = grads["A_prev"]
+        floor = None
+        if whole is not None:
+            # per chunk: the same sums the in-memory check adds up chunk by chunk; A_prev's spread (a backward
+            # pass of its own) only for the examples compared, each example's spread being its own
+            _, w, b, _ = p.floor_chunk(slice(None), spread=False, mag=mag)
+            if needed:
+                spread = np.zeros(x.shape)
+                spread[keep] = make(x[keep], g[keep]).floor_chunk(slice(None), mag=None if mag is None else
+                                                                   mag[keep])[0]
+                floor = MACHINE_EPS * spread / h
+            dW = grads["W"] if dW is None else dW + grads["W"]
+            db = grads["b"] if db is None else db + grads["b"]
+            per_w = w if per_w is None else per_w + w
+            per_b = b if per_b is None else per_b + b
+        elif needed:
+            floor = p.rounding_floor("A_prev", h)
+        out["finite"] &= bool(grads.get("finite", True) and np.all(np.isfinite(dA)) and
+                              (floor is None or np.all(np.isfinite(floor))))
+        at = idx[here] - sl.start * per
+        out["grad_at"][here] = dA.reshape(-1)[at]
+        if floor is not None:
+            out["floor_at"][here] = floor.reshape(-1)[at]
+        if P and rows.any():
+            _directional_sums(make, x, g, dA, floor, np.flatnonzero(rows), sl.start, D, h, out, per_example)
+        tracker.tick((sl.stop - sl.start) * weight)
+    if whole is not None:
+        whole.set_pass({"W": dW, "b": db}, {"W": per_w, "b": per_b, "max": top_out})
+    return out
+
+
+def _directional_sums(make, x, g, dA, floor, sub, start: int, D, h, out: dict, per_example: int) -> None:
+    """The directional sums of the examples ``sub`` of a chunk (``x``, ``g``, ``dA``, ``floor``; the chunk
+    starts at example ``start``) into ``out``: every direction's evaluations of a few examples in one call."""
+    for part in batch_chunks(sub.size, 2 * FAST_DIRECTIONS * per_example):
+        rows = sub[part]
+        xs, gs, k = x[rows], g[rows], rows.size
+        excluded = excluded_mask(make(xs), xs, h)
+        ds = [D.rows(q, start + rows, excluded) for q in range(FAST_DIRECTIONS)]
+        # NOTE: the perturbed copies as example_directional builds them, each example's difference its own
+        Z = make(xs)._forward(np.concatenate([v for d in ds for v in (xs + h * d, xs - h * d)]))
+        at = start + rows
+        for q, d in enumerate(ds):
+            out["per_block"][q, at] = _contract(Z[2 * q * k:(2 * q + 1) * k] - Z[(2 * q + 1) * k:(2 * q + 2) * k],
+                                                gs) / (2 * h)
+            flat = (((xs + h * d) - (xs - h * d)) / (2 * h)).reshape(k, -1)
+            t = flat * dA[rows].reshape(k, -1)
+            out["a_blk"][q, at] = t.sum(axis=1)
+            out["l1_blk"][q, at] = np.abs(t).sum(axis=1)
+            if floor is not None:
+                out["f_blk"][q, at] = (np.abs(flat) * floor[rows].reshape(k, -1)).sum(axis=1)
+
+
+def _rows(src, examples) -> np.ndarray:
+    """The examples ``examples`` (sorted, unique) of a streamed source, read in runs of consecutive ones."""
+    parts, start = [], 0
+    for i in range(1, len(examples) + 1):
+        if i == len(examples) or examples[i] != examples[i - 1] + 1:
+            parts.append(src[int(examples[start]):int(examples[i - 1]) + 1])
+            start = i
+    return np.concatenate(parts)
+
+
+def elementwise(make, A: Examples, G, h, idx, analytical, floor, n_excluded, tol, tracker, how, geom):
+    """Central differences of A_prev's elements ``idx`` (flat), from the examples that hold them.
+
+    ``analytical`` and ``floor`` (per element of ``idx``) come from the pass over the batch;
+    None computes them from those examples.
+
+    Parameters
+    ----------
+    make : callable
+        ``make(A_chunk, G_chunk)``: the problem of a set of examples.
+    A, G : Examples
+        A_prev (m, n_H_prev, n_W_prev, n_C_prev) and the upstream gradient (m, n_H, n_W, n_C).
+    h : float
+        The step.
+    idx : ndarray of int64
+        Flat indices into A_prev.
+    analytical, floor : ndarray, shape (len(idx),), or None
+    n_excluded : int
+        Elements not checked (for the result).
+    tol : float
+    tracker : Tracker
+    how : str
+        The method named in the result ("full", "sample", "fast+sample", ...).
+    geom : WindowGeometry
+        For the pattern hints.
+
+    Returns
+    -------
+    GradientResult
+
+    Raises
+    ------
+    Nothing.
+    """
+    per = int(np.prod(A.shape[1:]))
+    tracker.plan(len(idx))
+    numerical = np.empty(0)
+    if len(idx):
+        examples = np.unique(idx // per)
+        x, g = _rows(A, examples), _rows(G, examples)
+        local = np.searchsorted(examples, idx // per) * per + idx % per
+        p = make(x, g)
+        if analytical is None:
+            analytical = p.analytical()["A_prev"].reshape(-1)[local]
+            f = p.rounding_floor("A_prev", h)
+            floor = None if f is None else f.reshape(-1)[local]
+        xs = x.reshape(-1)[local]
+        plus, minus = xs + h, xs - h
+        numerical = p.differences("A_prev", local, plus, minus, tracker.tick) / (plus - minus)
+    elif analytical is None:
+        analytical = np.empty(0)
+    return gradient_metrics("dA_prev", A.shape, "mhwc", how, idx, analytical, numerical, n_excluded, tol, floor,
+                            pads=geom.pads, stride=geom.stride)
+
+
+def localized(make, A: Examples, G, chunks, h, D, bad, sums, context, n_excluded, tol, rng, tracker, notes):
+    """A failing directional check localized elementwise: in full on a small A_prev, else by bisecting the
+    examples that disagree (at most ``LOCALIZE_BLOCKS``), with the sample as context (as :mod:`.core`).
+
+    Parameters
+    ----------
+    make, A, G, chunks, h, D
+        As :func:`pass_over_batch`.
+    bad : list of (int, int)
+        (direction, example) pairs that disagreed (example -1: none alone).
+    sums : dict
+        :func:`pass_over_batch`'s result.
+    context : ndarray of int64
+        Flat indices of the sample, checked along.
+    n_excluded : int
+    tol : float
+    rng : numpy.random.Generator
+    tracker : Tracker
+    notes : list of str
+        A note is added when no element disagrees.
+
+    Returns
+    -------
+    GradientResult
+        Failed, with the elements found.
+
+    Raises
+    ------
+    Nothing.
+    """
+    per = int(np.prod(A.shape[1:]))
+    fast, _ = block_verdict(sums["per_block"], sums["a_blk"], sums["l1_blk"], sums["f_blk"], name="A_prev",
+                            shape=A.shape, n_excluded=n_excluded, tol=tol)
+    geom = geometry_of(make, A, G)
+    if A.size - n_excluded <= LOCALIZE_FULL_LIMIT:
+        how = "fast+full"
+        idx = checkable(make, A, chunks, h)
+    else:
+        how = "fast+bisect"
+        pairs = [(int(q), int(e)) for q, e in bad]
+        if any(e < 0 for _, e in pairs):  # no single example disagrees: bisect those that disagree most
+            q = pairs[0][0]
+            worst = np.argsort(-np.abs(sums["a_blk"][q] - sums["per_block"][q]), kind="stable")[:LOCALIZE_BLOCKS]
+            pairs = [(q, int(e)) for e in worst]
+        examples = np.array(sorted({e for _, e in pairs})[:LOCALIZE_BLOCKS], dtype=np.int64)
+        pairs = [(q, e) for q, e in pairs if e in set(examples.tolist())]
+        x, g = _rows(A, examples), _rows(G, examples)
+        p = make(x, g)
+        grad = p.analytical()["A_prev"]
+        floor = p.rounding_floor("A_prev", h)
+        excluded = excluded_mask(p, x, h)
+        Dx = np.stack([np.concatenate([D.chunk(q, int(e), int(e) + 1, excluded[i:i + 1])
+                                       for i, e in enumerate(examples)]) for q in range(FAST_DIRECTIONS)])
+        t = TensorCheck(p, "A_prev", x, grad, h, excluded, tol, rng, tracker, floor, notes)
+        blocks = np.broadcast_to(np.arange(len(examples)).reshape(-1, 1, 1, 1), x.shape)
+        found = localize(t, Dx, blocks, [(q, int(np.searchsorted(examples, e))) for q, e in pairs])
+        found = examples[found // per] * per + found % per
+        idx = np.union1d(found, context).astype(np.int64)
+    r = elementwise(make, A, G, h, idx, None, None, n_excluded, tol, tracker, how, geom)
+    if r.failing == 0:
+        notes.append(f"{fast.name}: a directional check disagreed by {fast.max_abs_error:.2g} but no single "
+                     f"element did{'' if how == 'fast+full' else ' (of those localized and sampled)'}: "
+                     "rerun with --method full")
+    return merge(fast, r, how, passed=False)
