@@ -21,6 +21,7 @@ import numpy as np
 
 from ..engine.shapes import physical_memory
 from ..errors import InputError, PickledDataError
+from ..render.units import format_bytes
 
 _REF = re.compile(r"^(?P<path>.*?\.(?:npz|h5|hdf5))(?::(?P<name>.*))?$", re.IGNORECASE)
 _H5_EXT = (".h5", ".hdf5")
@@ -64,10 +65,7 @@ def memory_budget() -> int:
 
 
 def _size(n: int) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
+    return format_bytes(n, "bytes")
 
 
 def check_budget(nbytes: int, text: str) -> None:

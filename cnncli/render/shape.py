@@ -19,6 +19,7 @@ from ..shape.solve import TargetResult
 from ..shape.table import FORMULA, TCONV_FORMULA, SizeTable
 from . import common
 from .common import size_formula, to_json  # noqa: F401  (to_json: used by cli/shape.py)
+from .units import format_bytes
 
 UNREAD_MARK = "*"
 
@@ -47,13 +48,6 @@ def _count(n: int) -> str:
         if n >= 10 * size:
             return f"{n / size:.1f}{unit}"
     return f"{n:,}"
-
-
-def _bytes(n: int) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
 
 
 def _pads(pads) -> str:
@@ -114,8 +108,8 @@ def _weights_text(layer: LayerResult) -> str:
 
 def _activations_text(layer: LayerResult) -> str:
     """The output's size in values and in bytes at float32 and float64."""
-    return (f"output {layer.output.elements:,} values: {_bytes(layer.memory(4))} float32, "
-            f"{_bytes(layer.memory(8))} float64")
+    return (f"output {layer.output.elements:,} values: {format_bytes(layer.memory(4))} float32, "
+            f"{format_bytes(layer.memory(8))} float64")
 
 
 def _print_tconv(layer: LayerResult, out: Console) -> None:
@@ -195,7 +189,7 @@ def print_stack(result: StackResult, out: Console) -> None:
                       f"{layer.input.text()} -> {layer.output.text()}",
                       _pads(layer.pads) if layer.spec.windowed else "-",
                       _rf_text(layer), _count(layer.params), _count(layer.macs),
-                      _bytes(layer.memory(4)), _unread_text(layer) if layer.trailing is not None else "n/a")
+                      format_bytes(layer.memory(4)), _unread_text(layer) if layer.trailing is not None else "n/a")
     if result.error is not None:
         nxt = len(result.layers) + 1
         table.add_row(str(nxt), Text(f"layer {nxt} does not fit", style="bold red"), "", "", "", "", "", "", "")
@@ -205,10 +199,10 @@ def print_stack(result: StackResult, out: Console) -> None:
         table.add_row("", Text("total", style="bold"), Text(f"{result.input.text()} -> {last.output.text()}",
                                                             style="bold green"),
                       "", _rf_text(last), _count(result.params), _count(result.macs),
-                      _bytes(result.memory(4)), "")
+                      format_bytes(result.memory(4)), "")
     out.print(table)
     if result.error is None:
-        out.print(f"FLOPs = 2 x MACs = {result.flops:,}; activations in float64: {_bytes(result.memory(8))}"
+        out.print(f"FLOPs = 2 x MACs = {result.flops:,}; activations in float64: {format_bytes(result.memory(8))}"
                   + (f"; batch of {result.input.m}" if result.input.m > 1 else ""))
     for note in result.notes:
         out.print(Text(f"note: {note}", style="yellow"))

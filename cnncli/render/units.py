@@ -1,0 +1,32 @@
+"""Sizes written for people. Imports nothing (not rich either): io's messages use it too."""
+
+from __future__ import annotations
+
+
+def format_bytes(n: int, plain: str = "B") -> str:
+    """``n`` bytes in the largest binary unit it reaches (GiB, MiB, KiB), with one decimal.
+
+    Parameters
+    ----------
+    n : int
+        A number of bytes, >= 0.
+    plain : str
+        The word after a size under 1 KiB (``"B"`` in tables, ``"bytes"`` in messages).
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    Nothing.
+
+    Examples
+    --------
+    >>> format_bytes(274_944), format_bytes(3 * 2**30), format_bytes(512, "bytes")
+    ('268.5 KiB', '3.0 GiB', '512 bytes')
+    """
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} {plain}"
