@@ -15,7 +15,7 @@ Array references (SPEC "Array references")::
 
 Nothing is ever unpickled, and object, string, structured and complex
 dtypes are refused. An array is read whole only when its declared size fits the
-memory budget (:func:`~cnncli.io.readers.memory_budget`); HDF5 inputs that read
+memory budget (:func:`~cnncli.io.budget.memory_budget`); HDF5 inputs that read
 other files are refused unless ``allow_external``.
 """
 
@@ -26,10 +26,11 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..errors import InputError
+from .budget import check_budget
 from .hdf5 import h5_dataset, open_h5, read_h5
 from .npz import NpzArchive, NpzMemberStream, load_npz
 from .npy import load_npy
-from .readers import check_budget, check_readable, materialize, parse_ref, pick_name
+from .readers import check_readable, materialize, parse_ref, pick_name
 
 # --------------------------------------------------------------------- public loading
 

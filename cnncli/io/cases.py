@@ -16,9 +16,10 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from ..errors import InputError
+from .budget import check_budget
 from .hdf5 import h5_dataset, h5py_module, link_kind, open_h5, read_attrs, read_h5
 from .npz import NpzArchive
-from .readers import ArrayRef, check_budget, parse_ref
+from .readers import ArrayRef, parse_ref
 
 #: Hyperparameter names a case file may carry (HDF5 root attributes / npz entries).
 CASE_KEYS = ("layer", "stride", "pad", "f", "mode", "dilation", "groups", "layout",

@@ -5,7 +5,7 @@ numpy's ``np.load`` refuses headers over 10000 bytes with a message that suggest
 runs) up to :data:`MAX_NPY_HEADER` bytes, an object dtype is refused as pickled data
 before anything else is read, and exactly the declared number of data bytes is read
 (a compressed stream is inflated only that far) once it fits
-:func:`~cnncli.io.readers.memory_budget`.
+:func:`~cnncli.io.budget.memory_budget`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..errors import InputError
-from .readers import NPY_MAGIC, ArrayRef, check_budget, check_dtype, damaged, describe, expect_format, pickled, reader
+from .budget import check_budget
+from .readers import NPY_MAGIC, ArrayRef, check_dtype, damaged, describe, expect_format, pickled, reader
 
 #: Longest .npy header parsed (numpy.save writes a few hundred bytes).
 MAX_NPY_HEADER = 2**20

@@ -2,7 +2,7 @@
 
 A 1 MB archive can inflate to gigabytes (zeros compress about a thousandfold), so a
 member's data is read only after its ``.npy`` header has declared a size that fits
-:func:`~cnncli.io.readers.memory_budget`, and exactly that many bytes are inflated.
+:func:`~cnncli.io.budget.memory_budget`, and exactly that many bytes are inflated.
 A member can also be streamed by rows (:meth:`NpzArchive.stream`): a pass over a
 large compressed input then holds one chunk at a time, and ``shape --like`` reads
 only the header.

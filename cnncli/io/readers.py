@@ -1,10 +1,10 @@
-"""Low-level readers behind :mod:`cnncli.io.arrays`: reference parsing, telling formats apart, the memory budget.
+"""Low-level readers behind :mod:`cnncli.io.arrays`: reference parsing, telling formats apart.
 
 ``.npy`` data is read by :mod:`cnncli.io.npy`, ``.npz`` archives by :mod:`cnncli.io.npz`,
 HDF5 files by :mod:`cnncli.io.hdf5`.
 Every failure becomes an :class:`~cnncli.errors.InputError` whose one-line message
 names the reference and what would be valid. Nothing is ever unpickled. Whole arrays
-are read only when their declared size fits :func:`memory_budget`.
+are read only when their declared size fits :func:`cnncli.io.budget.memory_budget`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..engine.shapes import physical_memory
 from ..errors import InputError, PickledDataError
-from ..render.units import format_bytes
+from .budget import check_budget, memory_budget, read_bounded  # noqa: F401  (check_budget, memory_budget: re-exported)
 
 _REF = re.compile(r"^(?P<path>.*?\.(?:npz|h5|hdf5))(?::(?P<name>.*))?$", re.IGNORECASE)
 _H5_EXT = (".h5", ".hdf5")
@@ -33,59 +32,6 @@ NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip: what numpy.load takes as .npz
 _H5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _FORMATS = {"npy": ".npy data", "npz": "an .npz archive", "h5": "an HDF5 file"}
-
-
-def memory_budget() -> int:
-    """Bytes one array may take when it is read whole (env ``CNNCLI_MEMORY_BYTES``).
-
-    Default: half of the machine's physical memory (4 GiB when it cannot be told). Sizes are
-    checked against it before anything is allocated, so a small compressed file that declares
-    a huge array (a decompression bomb) is refused instead of exhausting the machine.
-
-    Returns
-    -------
-    int
-
-    Raises
-    ------
-    InputError
-        ``CNNCLI_MEMORY_BYTES`` is set but not a positive integer.
-    """
-    text = os.environ.get("CNNCLI_MEMORY_BYTES")
-    if text is not None:
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise InputError(f"CNNCLI_MEMORY_BYTES must be a positive number of bytes, got {text!r}")
-        return value
-    physical = physical_memory()
-    return physical // 2 if physical else 4 * 2**30
-
-
-def _size(n: int) -> str:
-    return format_bytes(n, "bytes")
-
-
-def check_budget(nbytes: int, text: str) -> None:
-    """Refuse to read ``nbytes`` into memory at once when they exceed :func:`memory_budget`.
-
-    Parameters
-    ----------
-    nbytes : int
-        Declared size of the data (from a header, before reading any of it).
-    text : str
-        The reference, for the message.
-
-    Raises
-    ------
-    InputError
-        ``nbytes`` is over the budget; the message names both sizes and how to raise the budget.
-    """
-    budget = memory_budget()
-    if nbytes > budget:
-        raise InputError(f"{text!r} declares {_size(nbytes)}; CNNCLI_MEMORY_BYTES allows {_size(budget)}")
 
 
 @dataclass(frozen=True)
@@ -228,21 +174,6 @@ def _stdin_bytes() -> bytes:
     data = read_bounded(stream, "standard input")
     if not data:
         raise InputError("standard input is empty; '-' expects .npy bytes from a pipe")
-    return data
-
-
-def read_bounded(stream, text: str) -> bytes:
-    """All the bytes of a pipe or stdin, refusing more than :func:`memory_budget` (``cat /dev/zero |``).
-
-    Raises
-    ------
-    InputError
-        The stream holds more than the budget.
-    """
-    budget = memory_budget()
-    data = stream.read(budget + 1)
-    if len(data) > budget:
-        raise InputError(f"{text} holds over the {_size(budget)} CNNCLI_MEMORY_BYTES allows")
     return data
 
 

@@ -1,0 +1,80 @@
+"""The memory budget: how many bytes one array, stream or pipe may take when read whole.
+
+Sizes are checked against :func:`memory_budget` before anything is allocated, so a small
+compressed file that declares a huge array (a decompression bomb), or an endless pipe, is
+refused in one line instead of exhausting the machine. Readers: :mod:`cnncli.io.readers`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..engine.shapes import physical_memory
+from ..errors import InputError
+from ..render.units import format_bytes
+
+
+def memory_budget() -> int:
+    """Bytes one array may take when it is read whole (env ``CNNCLI_MEMORY_BYTES``).
+
+    Default: half of the machine's physical memory (4 GiB when it cannot be told). Sizes are
+    checked against it before anything is allocated, so a small compressed file that declares
+    a huge array (a decompression bomb) is refused instead of exhausting the machine.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    InputError
+        ``CNNCLI_MEMORY_BYTES`` is set but not a positive integer.
+    """
+    text = os.environ.get("CNNCLI_MEMORY_BYTES")
+    if text is not None:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise InputError(f"CNNCLI_MEMORY_BYTES must be a positive number of bytes, got {text!r}")
+        return value
+    physical = physical_memory()
+    return physical // 2 if physical else 4 * 2**30
+
+
+def check_budget(nbytes: int, text: str) -> None:
+    """Refuse to read ``nbytes`` into memory at once when they exceed :func:`memory_budget`.
+
+    Parameters
+    ----------
+    nbytes : int
+        Declared size of the data (from a header, before reading any of it).
+    text : str
+        The reference, for the message.
+
+    Raises
+    ------
+    InputError
+        ``nbytes`` is over the budget; the message names both sizes and how to raise the budget.
+    """
+    budget = memory_budget()
+    if nbytes > budget:
+        need, allowed = format_bytes(nbytes, "bytes"), format_bytes(budget, "bytes")
+        raise InputError(f"{text!r} declares {need}; CNNCLI_MEMORY_BYTES allows {allowed}")
+
+
+def read_bounded(stream, text: str) -> bytes:
+    """All the bytes of a pipe or stdin, refusing more than :func:`memory_budget` (``cat /dev/zero |``).
+
+    Raises
+    ------
+    InputError
+        The stream holds more than the budget.
+    """
+    budget = memory_budget()
+    data = stream.read(budget + 1)
+    if len(data) > budget:
+        allowed = format_bytes(budget, "bytes")
+        raise InputError(f"{text} holds over the {allowed} CNNCLI_MEMORY_BYTES allows")
+    return data
