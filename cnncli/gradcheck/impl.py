@@ -25,7 +25,7 @@ from __future__ import annotations
 import difflib
 import linecache
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -66,6 +66,19 @@ class _Run:
         self.single_steps: List[tuple] = []
         #: Per function: the mistakes recognised in it (they lead its diagnosis).
         self.recognised: Dict[str, Tuple[str, ...]] = {}
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """One configuration's backward as the user's code returned it, to check against their own forward."""
+
+    layer: str
+    case: Configuration
+    inputs: Dict[str, np.ndarray]  # A_prev, W, b as given to the user's functions
+    G: np.ndarray  # the upstream gradient
+    user_grads: Dict[str, object]  # what the user's backward returned, by input name
+    names: Tuple[str, ...]  # the inputs checked
+    kinks: Dict[str, np.ndarray]  # per input: elements where the layer is not differentiable
 
 
 def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, eps: float = DEFAULT_EPS,
@@ -369,9 +382,8 @@ def _backward(run: _Run, layer: str, findings, errors) -> None:
             (case, run.seed + i, all(f.passed for f in against_engine), got if layer == "conv" else got[0]))
         if own_forward:
             engine_ok = {f.quantity: f.passed for f in findings if f.case == case.name and f.against == "engine"}
-            numerical: List[Finding] = []
-            _numerical(run, layer, case, inputs, G, user_grads, names, kinks, numerical, errors)
-            for f in numerical:
+            trial = _Trial(layer, case, inputs, G, user_grads, names, kinks)
+            for f in _numerical(run, trial, errors):
                 # NOTE: right against the engine but not against the user's forward: the forward is what
                 # disagrees with the true gradient, so the backward keeps its pass (see _blame_forwards).
                 if not f.passed and engine_ok.get(f.quantity):
@@ -380,12 +392,14 @@ def _backward(run: _Run, layer: str, findings, errors) -> None:
                     findings.append(f)
 
 
-def _numerical(run: _Run, layer: str, case: Configuration, inputs, G, user_grads, names, kinks, findings, errors) -> None:
-    """The user's backward against central differences of the user's own forward."""
-    for name in names:
+def _numerical(run: _Run, trial: _Trial, errors: list) -> List[Finding]:
+    """The user's backward against central differences of the user's own forward; a failed call goes to errors."""
+    layer, case, inputs, G, kinks = trial.layer, trial.case, trial.inputs, trial.G, trial.kinks
+    findings: List[Finding] = []
+    for name in trial.names:
         x = inputs[name]
         try:
-            g = np.asarray(user_grads[name], dtype=np.float64).reshape(x.shape)
+            g = np.asarray(trial.user_grads[name], dtype=np.float64).reshape(x.shape)
         except (TypeError, ValueError):
             continue  # wrong shape: already reported against the engine
         # NOTE: the same step as the engine check: conv and average pooling are linear in each input
@@ -409,7 +423,7 @@ def _numerical(run: _Run, layer: str, case: Configuration, inputs, G, user_grads
             Z = [_forward_output(out, layer, case.name) for out in outs]
         except UserCallFailed as exc:
             errors.append(exc.info)
-            return
+            return findings
         numerical = np.array([np.sum((Z[2 * k] - Z[2 * k + 1]) * G) for k in range(len(idx))]) / (plus - minus)
         n_kinks = 0 if excluded is None else int(excluded.sum())
         r = gradient_metrics("d" + name, x.shape, "", "numerical", idx, g.reshape(-1)[idx], numerical, n_kinks, run.tol)
@@ -417,6 +431,7 @@ def _numerical(run: _Run, layer: str, case: Configuration, inputs, G, user_grads
         findings.append(Finding(case.name, "d" + name, "numerical", r.passed, r.max_abs_error, r.relative_error,
                                 w.index if w else None, w.numerical if w else None, w.analytical if w else None,
                                 r.checked, r.kinks))
+    return findings
 
 
 def _forward_output(out, layer: str, case: str) -> np.ndarray:
