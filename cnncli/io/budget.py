@@ -11,7 +11,7 @@ import os
 
 from ..engine.shapes import physical_memory
 from ..errors import InputError
-from ..render.units import format_bytes
+from ..units import format_bytes
 
 
 def memory_budget() -> int:

@@ -17,9 +17,9 @@ from ..engine.geometry import effective_size, format_pads
 from ..shape.stack import LayerResult, StackResult
 from ..shape.solve import TargetResult
 from ..shape.table import FORMULA, TCONV_FORMULA, SizeTable
+from ..units import format_bytes
 from . import common
 from .common import size_formula, to_json  # noqa: F401  (to_json: used by cli/shape.py)
-from .units import format_bytes
 
 UNREAD_MARK = "*"
 

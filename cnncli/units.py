@@ -1,4 +1,8 @@
-"""Sizes written for people. Imports nothing (not rich either): io's messages use it too."""
+"""Sizes written for people: the shape tables (render) and io's messages use the same words.
+
+Like :mod:`cnncli.errors`, a leaf that imports nothing, so every layer may use it
+(io must not import render, which is for cli only).
+"""
 
 from __future__ import annotations
 
