@@ -344,7 +344,7 @@ def damaged(text: str, reason: str) -> InputError:
     ------
     Nothing: the caller raises it.
     """
-    return InputError(f"{text!r} is damaged: {reason}")
+    return InputError(f"{text!r} is damaged ({reason})")
 
 
 def _not_named(text: str, path: str, kind: Optional[str], name: str) -> InputError:

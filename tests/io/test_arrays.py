@@ -95,7 +95,7 @@ def test_truncated_and_corrupt_files_are_input_errors(files):
     (path / "junk.h5").write_bytes(b"not hdf5 at all" * 10)
     (path / "cut.h5").write_bytes((path / "d.h5").read_bytes()[:900])
     for name in ("cut.npy", "cut.npz", "cut.h5:/other"):
-        with pytest.raises(InputError, match="is damaged: "):
+        with pytest.raises(InputError, match="is damaged \\("):
             load_array(str(path / name))
     with pytest.raises(InputError) as info:
         load_array(str(path / "junk.h5"))
