@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 def format_bytes(n: int, plain: str = "B") -> str:
-    """``n`` bytes in the largest binary unit it reaches (GiB, MiB, KiB), with one decimal.
+    """``n`` bytes in the largest binary unit it reaches (EiB down to KiB), with one decimal.
 
     Parameters
     ----------
@@ -30,7 +30,8 @@ def format_bytes(n: int, plain: str = "B") -> str:
     >>> format_bytes(274_944), format_bytes(3 * 2**30), format_bytes(512, "bytes")
     ('268.5 KiB', '3.0 GiB', '512 bytes')
     """
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+    for unit, scale in (("EiB", 2**60), ("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20),
+                        ("KiB", 2**10)):
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} {plain}"

@@ -333,7 +333,7 @@ def window_geometry(
     out_w = output_length(in_hw[1], kernel[1], stride[1], dilation[1], pads[2], pads[3], ceil_mode)
     if out_h < 1 or out_w < 1:
         eff = (effective_size(kernel[0], dilation[0]), effective_size(kernel[1], dilation[1]))
-        dil = "" if dilation == (1, 1) else f" (dilation {dilation[0]}x{dilation[1]} makes it {eff[0]}x{eff[1]})"
+        dil = "" if dilation == (1, 1) else f" (dilated to {eff[0]}x{eff[1]})"
         raise HyperparameterError(
             f"no {kernel[0]}x{kernel[1]} window{dil} fits a {in_hw[0]}x{in_hw[1]} input "
             f"padded by {format_pads(pads)}"
@@ -385,9 +385,8 @@ def pool_geometry(in_hw, f, stride=None, dilation=1, pad: PadSpec = 0, ceil_mode
     geom = window_geometry(in_hw, f, f if stride is None else stride, dilation, pad, ceil_mode)
     if not window_sees_input(geom):
         raise HyperparameterError(
-            f"pad {format_pads(geom.pads)} leaves a pooling window entirely in the padding "
-            f"of a {geom.in_hw[0]}x{geom.in_hw[1]} input; use a pad smaller than the window "
-            f"({geom.effective_kernel[0]}x{geom.effective_kernel[1]})"
+            f"pad {format_pads(geom.pads)}: a pooling window sees only padding; pad less than its "
+            f"{geom.effective_kernel[0]}x{geom.effective_kernel[1]}"
         )
     return geom
 

@@ -15,6 +15,7 @@ import os
 from typing import Optional, Sequence
 
 from ..errors import ShapeError
+from ..units import format_bytes
 from .geometry import WindowGeometry, check_groups
 
 
@@ -94,11 +95,12 @@ def physical_memory() -> Optional[int]:
         return None
 
 
-def _size(n: int) -> str:
-    for unit, scale in (("EiB", 2**60), ("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
-        if n >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{n} bytes"
+def _sizes(need: int, limit: int, per: str = "") -> str:
+    """``"<need><per>; memory is <limit>"``, in exact bytes when the rounded sizes would read the same."""
+    a, b = format_bytes(need, "bytes"), format_bytes(limit, "bytes")
+    if a == b:
+        a, b = f"{need} bytes", f"{limit} bytes"
+    return f"{a}{per}; memory is {b}"
 
 
 def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, itemsize: int, *,
@@ -124,18 +126,16 @@ def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, item
     Raises
     ------
     ShapeError
-        One line naming the array and its size, e.g. "the padded input would be
-        2000000006x2000000006: too large (...)".
+        One line naming the array, its size and the limit, e.g. "padded input
+        2000000006x2000000006x2 needs 64 EiB per example; memory is 24 GiB".
     """
     limit = (physical_memory() or 2**63) if limit is None else limit
     if pool:
         hp, wp = (p + o for p, o in zip(geom.padded_hw, geom.overflow))
-        need = hp * wp * n_C_prev * max(itemsize, 8)  # max-pool backward adds gradients in float64
+        need = hp * wp * n_C_prev * max(itemsize, 8)  # max-pool backward holds an int64 index per output
         if need > limit:
-            raise ShapeError(f"the padded input would be {hp}x{wp}: too large ({_size(need)} per example with "
-                             f"{n_C_prev} channel(s), more than the {_size(limit)} of memory)")
+            raise ShapeError(f"padded input {hp}x{wp}x{n_C_prev} needs {_sizes(need, limit, ' per example')}")
     dims = (m,) + tuple(geom.out_hw) + (n_C,)
     need = math.prod(dims) * itemsize
     if need > limit:
-        raise ShapeError(f"the output would be {'x'.join(map(str, dims))}: too large ({_size(need)}, more than "
-                         f"the {_size(limit)} of memory)")
+        raise ShapeError(f"output {'x'.join(map(str, dims))} needs {_sizes(need, limit)}")

@@ -55,6 +55,10 @@ BAD = [
     (["gradcheck", "--dtype", "float32"], "drop --dtype float32"),
     (["gradcheck", "--impl", "nowhere.py"], "--impl 'nowhere.py': no such file"),
     (["gradcheck", "--impl", "nowhere.py", "--only", "conv_backwards"], "did you mean conv_backward?"),
+    # the engine's own refusals
+    (["forward", "A.npy", "--weights", "W.npy", "--dilation", "3"], "no 3x3 window (dilated to 7x7) fits"),
+    (["forward", "A.npy", "--f", "3", "--stride", "3", "--pad", "3"], "pad 3: a pooling window sees only padding"),
+    (["forward", "A.npy", "--weights", "W.npy", "--pad", "1000000"], "output 1x2000004x2000004x8 needs"),
 ]
 
 

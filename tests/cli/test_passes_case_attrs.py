@@ -87,7 +87,7 @@ BAD = [
     # errors of a combination name the attributes the case set
     ({"layer": "pool", "f": 9}, [], "no 9x9 window fits a 6x6 input padded by 0 ('{case}' sets f=9)"),
     ({"layer": "pool", "f": 4, "dilation": 2, "stride": 1}, [],
-     "no 4x4 window (dilation 2x2 makes it 7x7) fits a 6x6 input padded by 0 ('{case}' sets f=4, "
+     "no 4x4 window (dilated to 7x7) fits a 6x6 input padded by 0 ('{case}' sets f=4, "
      "stride=1, dilation=2)"),
     ({"layer": "conv", "groups": 3}, ["W"], "groups=3 must divide the input channels n_C_prev=4 "
                                             "('{case}' sets groups=3)"),

@@ -88,7 +88,7 @@ CASES = [
     (["forward", "{d}/A.npy", *CONV, "--stride", "0"], "stride must be >= 1, got 0"),
     (["forward", "{d}/A.npy", *CONV, "--pad", "-1"], "pad must be >= 0, got -1"),
     (["forward", "{d}/A.npy", *CONV, "--pad", "sometimes"], "pad 'sometimes': expected an int, 'h,w', 't,b,l,r', valid or same"),
-    (["forward", "{d}/A.npy", *CONV, "--dilation", "4"], "no 3x3 window (dilation 4x4 makes it 9x9) fits a 6x6 input padded by 0"),
+    (["forward", "{d}/A.npy", *CONV, "--dilation", "4"], "no 3x3 window (dilated to 9x9) fits a 6x6 input padded by 0"),
     (["forward", "{d}/A.npy", "--f", "7"], "no 7x7 window fits a 6x6 input padded by 0"),
     (["forward", "{d}/A.npy", "--f", "2", "--mode", "median"], "mode must be 'max' or 'average' (or 'avg'), got 'median'"),
     (["forward", "{d}/A.npy", "--layer", "dense"], "--layer must be 'conv' or 'pool', got 'dense'"),

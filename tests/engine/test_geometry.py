@@ -89,7 +89,7 @@ def test_geometry_resolves_same_asymmetric():
      "pad must be an int, a pair (pad_h, pad_w), (top, bottom, left, right), 'valid' or 'same', got 'half'"),
     (dict(in_hw=4, kernel=3, pad=(1, 2, 3)), "pad must have 1, 2 or 4 values"),
     (dict(in_hw=4, kernel=2.5), "f must be an integer, got 2.5"),
-    (dict(in_hw=4, kernel=3, dilation=2), "no 3x3 window (dilation 2x2 makes it 5x5) fits a 4x4 input padded by 0"),
+    (dict(in_hw=4, kernel=3, dilation=2), "no 3x3 window (dilated to 5x5) fits a 4x4 input padded by 0"),
 ])
 def test_validation_messages(kwargs, message):
     with pytest.raises(HyperparameterError) as info:
@@ -98,7 +98,7 @@ def test_validation_messages(kwargs, message):
 
 
 def test_pool_window_entirely_in_padding_is_refused():
-    with pytest.raises(HyperparameterError, match="entirely in the padding"):
+    with pytest.raises(HyperparameterError, match="a pooling window sees only padding"):
         pool_geometry(4, 2, stride=2, pad=2)
 
 

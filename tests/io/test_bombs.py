@@ -57,14 +57,14 @@ def test_a_member_larger_than_the_budget_is_refused_before_it_is_read(tmp_path, 
     monkeypatch.setenv("CNNCLI_MEMORY_BYTES", str(2**30))
     with pytest.raises(InputError) as info:
         load_array(str(tmp_path / "huge.npz"))
-    # 2**17 * 1024 * 1024 * 8 bytes = 2**40 = 1024 GiB, against a budget of 2**30 = 1 GiB
-    assert str(info.value) == f"'{tmp_path}/huge.npz:A_prev' declares 1024.0 GiB; CNNCLI_MEMORY_BYTES allows 1.0 GiB"
+    # 2**17 * 1024 * 1024 * 8 bytes = 2**40 = 1 TiB, against a budget of 2**30 = 1 GiB
+    assert str(info.value) == f"'{tmp_path}/huge.npz:A_prev' declares 1.0 TiB; CNNCLI_MEMORY_BYTES allows 1.0 GiB"
     np.save(tmp_path / "A.npy", np.ones((1, 4, 4, 1)))
     res = runner.invoke(app, ["forward", str(tmp_path / "A.npy"), "--weights", str(tmp_path / "huge.npz")])
     assert res.exit_code == 2 and res.stderr.startswith(f"cnncli: error: --weights '{tmp_path}/huge.npz:A_prev' "
-                                                        "declares 1024.0 GiB")
+                                                        "declares 1.0 TiB")
     res = runner.invoke(app, ["gradcheck", str(tmp_path / "huge.npz"), "--f", "2"])  # gradcheck loads whole
-    assert res.exit_code == 2 and "huge.npz:A_prev' declares 1024.0 GiB" in res.stderr
+    assert res.exit_code == 2 and "huge.npz:A_prev' declares 1.0 TiB" in res.stderr
 
 
 def test_shape_like_reads_only_the_member_header(tmp_path, monkeypatch):
