@@ -33,5 +33,8 @@ def format_bytes(n: int, plain: str = "B") -> str:
     for unit, scale in (("EiB", 2**60), ("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20),
                         ("KiB", 2**10)):
         if n >= scale:
-            return f"{n / scale:.1f} {unit}"
+            # In integers (n / scale overflows a float for huge n), rounded half to even as '%.1f' does
+            tenths, rest = divmod(10 * n, scale)
+            tenths += 2 * rest > scale or (2 * rest == scale and tenths % 2 == 1)
+            return f"{tenths // 10}.{tenths % 10} {unit}"
     return f"{n} {plain}"

@@ -68,11 +68,14 @@ _scratch_space = threading.local()
 
 
 def _scratch(key: str, size: int, dtype) -> np.ndarray:
-    """A per-thread buffer of at least ``size`` elements, reused from call to call (grown by doubling)."""
-    buf = getattr(_scratch_space, key, None)
-    if buf is None or buf.dtype != dtype or buf.size < size:
+    """A per-thread buffer of at least ``size`` elements of ``dtype``, reused from call to call (grown by
+    doubling). One per key and dtype: replacing a buffer of the other dtype by twice its size made every
+    float32 <-> float64 switch double it (a MemoryError after some dozens of alternating calls)."""
+    slot = f"{key}_{np.dtype(dtype).str}"
+    buf = getattr(_scratch_space, slot, None)
+    if buf is None or buf.size < size:
         buf = np.empty(max(size, 2 * (0 if buf is None else buf.size)), dtype=dtype)
-        setattr(_scratch_space, key, buf)
+        setattr(_scratch_space, slot, buf)
     return buf[:size]
 
 
@@ -170,11 +173,13 @@ def unroll_adjoint_part(dX, cols, e0, e1, step, offs_h, offs_w, r0, r1):
 def unroll_adjoint_planar(dX, colsT, e0, e1, step, offs_h, offs_w, r0, r1):
     """:func:`unroll_adjoint_part` for one group, from tap-major patch gradients.
 
-    colsT: (ka, kb, C, ne, nr, n_W), i.e. ``(W . dZ^T)`` reshaped. Each tap adds one
-    (C, ne, nr, n_W) block into per-thread stride phase planes of the chunk's box,
-    laid out channels first: there, the taps' windows are runs of n_W values on both
-    sides (in NHWC they are runs of C, or kb*C, values: 3 or 21 for an RGB stem). The
-    planes are then added into dX once, channels last again.
+    colsT: (ka, kb, C, ne, nr, n_W), i.e. ``(W . dZ^T)`` reshaped. Each tap's
+    (C, ne, nr, n_W) block is summed, per column tap, into row phase planes exactly
+    n_W wide (one run of nr*n_W values per channel and example); each column tap's
+    sum is then added into per-thread stride phase planes of the chunk's box, laid
+    out channels first, in runs of n_W values (in NHWC they would be runs of C, or
+    kb*C, values: 3 or 21 for an RGB stem). The planes are added into dX once,
+    channels last again.
     """
     sh, sw = step
     ka, kb, C, ne, nr, n_W = colsT.shape
@@ -182,28 +187,30 @@ def unroll_adjoint_planar(dX, colsT, e0, e1, step, offs_h, offs_w, r0, r1):
     y0, ny, x0, nx = _box(r0, r1, n_W, step, offs_h, offs_w)
     hy, hx = -(-ny // sh), -(-nx // sw)
     D = _scratch("planar", sh * sw * C * ne * hy * hx, dX.dtype).reshape(sh, sw, C, ne, hy, hx)
-    D[...] = 0
+    reached = {((r0 * sh + oa - y0) % sh, (ob - x0) % sw) for oa in offs_h for ob in offs_w}
+    for p, q in reached:  # a phase no tap reaches (stride and dilation sharing a factor) stays out
+        D[p, q] = 0
     # Per column tap first, whole rows of n_W values: a tap's block is then one run of nr*n_W values
     # per channel and example; each column tap's sum is added into D once, n_W columns to the right.
     E = _scratch("planar_taps", sh * C * ne * hy * n_W, dX.dtype).reshape(sh, C, ne, hy, n_W)
+    rows = sorted({(r0 * sh + oa - y0) % sh for oa in offs_h})
     for b, ob in enumerate(offs_w):
-        E[...] = 0
+        E[rows] = 0
         for a, oa in enumerate(offs_h):
             ia = r0 * sh + oa - y0  # the box row of the tap's first output row (>= 0)
             view = E[ia % sh, :, :, ia // sh:ia // sh + nr]
             view += colsT[a, b]
         ib = ob - x0
-        view = D[:, ib % sw, :, :, :, ib // sw:ib // sw + n_W]
-        view += E
+        for p in rows:
+            view = D[p, ib % sw, :, :, :, ib // sw:ib // sw + n_W]
+            view += E[p]
     ya, yb, xa, xb = _inside(y0, ny, x0, nx, H, Wd)
-    for p in range(sh):
-        i = ya + (p - ya) % sh  # the first box row inside dX of phase p
-        for q in range(sw):
-            j = xa + (q - xa) % sw
-            if i >= yb or j >= xb:
-                continue
-            dst = dX[e0:e1, y0 + i:y0 + yb:sh, x0 + j:x0 + xb:sw]
-            dst += D[p, q, :, :, i // sh:i // sh + dst.shape[1], j // sw:j // sw + dst.shape[2]].transpose(1, 2, 3, 0)
+    for p, q in sorted(reached):
+        i, j = ya + (p - ya) % sh, xa + (q - xa) % sw  # the first box row and column inside dX of the phase
+        if i >= yb or j >= xb:
+            continue
+        dst = dX[e0:e1, y0 + i:y0 + yb:sh, x0 + j:x0 + xb:sw]
+        dst += D[p, q, :, :, i // sh:i // sh + dst.shape[1], j // sw:j // sw + dst.shape[2]].transpose(1, 2, 3, 0)
 
 
 def unroll_adjoint(dX, cols, e0, e1, r0, r1, step, offs_h, offs_w, tap_major: bool = False) -> None:
@@ -221,15 +228,26 @@ def unroll_adjoint(dX, cols, e0, e1, r0, r1, step, offs_h, offs_w, tap_major: bo
                  split(e0, e1, threads()))
 
 
-def tap_major_adjoint_pays(groups: int, kb: int, c_g: int, n_W: int, offs_w) -> bool:
+def tap_major_adjoint_pays(groups: int, kernel, c_g: int, n_W: int, step, offs_w) -> bool:
     """Whether :func:`unroll_adjoint_planar` adds longer runs than :func:`unroll_adjoint_part` (one group only).
 
     The NHWC adjoint adds runs of kb*c_g values for consecutive column taps, else of
-    c_g; the tap-major one runs of n_W. RGB stem 8x112x112x3, 7x7/2 -> 64: the backward in
-    0.87x the CPU time on one thread, 0.67x the time on two (benchmarks/README.md).
+    c_g; the tap-major one runs of n_W. Only for windows of at least as many taps as
+    stride phases: its phase planes cover the chunk's whole box, which a 1x1 layer at
+    stride 2 would zero and add four times over for one tap. RGB stem 8x112x112x3,
+    7x7/2 -> 64: the backward in 0.87x-0.90x the CPU time on one thread, 0.67x the
+    time on two (benchmarks/README.md, fourth session).
     """
-    run = kb * c_g if kb > 1 and _spacing(offs_w) == 1 else c_g
-    return groups == 1 and n_W > run
+    kh, kw = kernel
+    run = kw * c_g if kw > 1 and _spacing(offs_w) == 1 else c_g
+    return groups == 1 and n_W > run and kh * kw >= step[0] * step[1]
+
+
+def tap_major_scratch_per_row(n_W: int, C: int, step, offs_w, itemsize: int) -> int:
+    """Bytes of :func:`unroll_adjoint_planar`'s per-thread planes per output row of a chunk (about)."""
+    sh, sw = step
+    nx = (n_W - 1) * sw + max(offs_w) - min(offs_w) + 1
+    return sh * C * (nx + n_W) * itemsize
 
 
 def is_identity(step, offs_h, offs_w) -> bool:

@@ -26,7 +26,8 @@ from ..errors import ShapeError
 from ._common import CHUNK_TARGET_BYTES, float32_if_all_float32, plan_chunks, threads
 from ._depthwise import depthwise_backward, depthwise_forward
 from ._unroll import (chunk_buffer, correlate, is_identity, run_shares, share_chunks, tap_major_adjoint_pays,
-                      unroll_adjoint, unroll_adjoint_part, unroll_adjoint_planar, weight_grad)
+                      tap_major_scratch_per_row, unroll_adjoint, unroll_adjoint_part, unroll_adjoint_planar,
+                      weight_grad)
 from .geometry import WindowGeometry
 from .layout import check_layout, conv_in, conv_out_grads, nchw_to_nhwc, nhwc_to_nchw
 from .params import ConvParams
@@ -331,14 +332,18 @@ def _input_grad_col2im(dZ, W, geom: WindowGeometry, groups: int, shape, workspac
     m, n_H, n_W, _ = dZ.shape
     K = kh * kw * c_g
     WgT = _grouped_weights(W, groups).transpose(0, 2, 1)  # (groups, n_g, K)
-    per_example = n_H * n_W * groups * K * dZ.itemsize
+    tap_major = tap_major_adjoint_pays(groups, (kh, kw), c_g, n_W, step, offs_w)
+    # a chunk's workspace per output row: its patch gradients, and the tap-major adjoint's planes
+    row_bytes = n_W * groups * K * dZ.itemsize + (tap_major_scratch_per_row(n_W, c_g, step, offs_w, dZ.itemsize)
+                                                  if tap_major else 0)
+    per_example = n_H * row_bytes
     # Threads split the adjoint by examples only (row blocks overlap), so aim for several per chunk.
-    chunks = plan_chunks(m, n_H, n_W * groups * K * dZ.itemsize, workspace_bytes,
+    chunks = plan_chunks(m, n_H, row_bytes, workspace_bytes,
                          target=max(CHUNK_TARGET_BYTES, min(threads() * per_example, 16 * 2**20)))
     # Whole-example chunks write disjoint rows of dA: worker threads may take whole chunks each.
     shares = share_chunks(chunks) if all(r1 - r0 == n_H for _, _, r0, r1 in chunks) else [chunks]
-    tap_major = tap_major_adjoint_pays(groups, kw, c_g, n_W, offs_w)
     Wk = np.ascontiguousarray(W.reshape(K, n_C)) if tap_major else None
+    part = unroll_adjoint_planar if tap_major else unroll_adjoint_part
 
     def work(share):
         buf = chunk_buffer(share, n_W, groups * K, dZ.dtype)
@@ -353,8 +358,7 @@ def _input_grad_col2im(dZ, W, geom: WindowGeometry, groups: int, shape, workspac
                 dcols = buf[:Mc * groups * K].reshape(e1 - e0, r1 - r0, n_W, groups, kh, kw, c_g)
                 np.matmul(dZc.transpose(1, 0, 2), WgT, out=dcols.reshape(Mc, groups, K).transpose(1, 0, 2))
             if len(shares) > 1:
-                (unroll_adjoint_planar if tap_major else unroll_adjoint_part)(dA, dcols, e0, e1, step, offs_h,
-                                                                              offs_w, r0, r1)
+                part(dA, dcols, e0, e1, step, offs_h, offs_w, r0, r1)
             else:
                 unroll_adjoint(dA, dcols, e0, e1, r0, r1, step, offs_h, offs_w, tap_major)
 

@@ -336,7 +336,7 @@ def window_geometry(
         dil = "" if dilation == (1, 1) else f" (dilated to {eff[0]}x{eff[1]})"
         raise HyperparameterError(
             f"no {kernel[0]}x{kernel[1]} window{dil} fits a {in_hw[0]}x{in_hw[1]} input "
-            f"padded by {format_pads(pads)}"
+            f"padded by {format_pads(pads, 'list')}"
         )
     return WindowGeometry(in_hw, kernel, stride, dilation, pads, (out_h, out_w), bool(ceil_mode))
 
@@ -385,8 +385,8 @@ def pool_geometry(in_hw, f, stride=None, dilation=1, pad: PadSpec = 0, ceil_mode
     geom = window_geometry(in_hw, f, f if stride is None else stride, dilation, pad, ceil_mode)
     if not window_sees_input(geom):
         raise HyperparameterError(
-            f"pad {format_pads(geom.pads)}: a pooling window sees only padding; pad less than its "
-            f"{geom.effective_kernel[0]}x{geom.effective_kernel[1]}"
+            f"pad {format_pads(geom.pads, 'list')} leaves a {geom.effective_kernel[0]}x{geom.effective_kernel[1]} "
+            "pooling window only padding: use less"
         )
     return geom
 

@@ -5,7 +5,7 @@ vectorized operation over a cache-sized chunk of the batch, the chunks shared
 out over a few threads (numpy releases the GIL in ufunc loops). Taps that fall
 in the padding or the ceil-mode overflow are clipped rather than read from a
 padded copy. Max-pool backward finds each window's first maximum by
-compare-and-select (running maximum, uint8 tap number) on the stride's phase
+compare-and-select (running maximum, uint8 tap number; uint32 from 256 taps) on the stride's phase
 planes, then adds the gradients into the winners' flat indices with one ``np.add.at``.
 
 Loop twins (the test oracle): :func:`cnncli.engine.reference.pool_forward_loops`
@@ -167,11 +167,11 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
     """dA_prev of max pooling: each window's gradient to its first maximum in row-major order.
 
     Compare-and-select over the taps keeps each window's running maximum and the
-    uint8 number of its tap. With a stride it works on the stride's phase planes
+    number of its tap (uint8, uint32 from 256 taps). With a stride it works on the stride's phase planes
     (``A[:, p::s_h, q::s_w]``, contiguous copies), where a tap's pixels are one
     contiguous block per row instead of a run of n_C. The winners' flat indices in
     dA_prev then take their gradients with one ``np.add.at``. Chunks are whole
-    examples (disjoint output pixels).
+    examples, so each chunk writes only its own examples of dA_prev.
     """
     m, H, W, C = A_prev.shape
     n_H, n_W = geom.out_hw
@@ -190,10 +190,11 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
     # The flat index in a chunk of dA_prev of each window's tap (0, 0), and each tap's offset from it.
     # Where tap (0, 0) lies in the padding (the first `top` rows and `left` columns of windows) the index
     # is not its pixel's: it is used only when no value beat -inf in the window, and then dropped.
-    base = (np.arange(ne)[:, None, None, None] * (H * W * C)
-            + (np.arange(n_H) * sh - t)[None, :, None, None] * (W * C)
-            + (np.arange(n_W) * sw - l)[None, None, :, None] * C
-            + np.arange(C)[None, None, None, :])
+    i64 = np.int64  # not the platform's int: numpy 1.x on Windows makes int32, too small for a chunk's index
+    base = (np.arange(ne, dtype=i64)[:, None, None, None] * (H * W * C)
+            + (np.arange(n_H, dtype=i64) * sh - t)[None, :, None, None] * (W * C)
+            + (np.arange(n_W, dtype=i64) * sw - l)[None, None, :, None] * C
+            + np.arange(C, dtype=i64)[None, None, None, :])
     tap_offsets = np.array([0] + [(a * dh * W + b * dw) * C for _, a, b, *_ in taps], dtype=np.int64)
     top, left = -(-t // sh), -(-l // sw)
     corner = np.zeros((1, n_H, n_W, 1), dtype=bool)
@@ -245,16 +246,18 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
                     wv |= np.isnan(src) & ~np.isnan(bv)
                 np.maximum(bv, src, out=bv)
                 sv, nv = scratch[:, ho, wo], winner[:, ho, wo]
-                np.multiply(wv.view(np.uint8), tap_dtype(number), out=sv)  # NOTE: the view, not a cast
+                # NOTE: the bool's uint8 view, not the bool: no cast per element (into uint32 a widening)
+                np.multiply(wv.view(np.uint8), tap_dtype(number), out=sv)
                 np.maximum(nv, sv, out=nv)
             if nan_aware or not np.isnan(best).any():
                 break
-        np.take(tap_offsets, winner, out=flat)
+        np.take(tap_offsets, winner, out=flat, mode="clip")  # NOTE: "raise" checks via a buffered copy
         flat += base[:k]
         g = dA[e0:e1]
         if (best[:, :top] == -np.inf).any() or (best[:, :, :left] == -np.inf).any():
             lost = corner & (best == -np.inf)  # the gradient of these windows goes to the padding
-            flat[lost], g = 0, np.where(lost, 0, g)
+            flat[lost] = 0
+            g = np.where(lost, 0, g)
         out = dA_prev[e0:e1].reshape(-1)
         out.fill(0)
         # NOTE: np.add.at, not np.bincount (which holds the GIL, so the threads' scatters ran one at a time,

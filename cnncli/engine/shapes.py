@@ -108,8 +108,8 @@ def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, item
     """Refuse a layer call whose arrays could not be allocated, before allocating any.
 
     Checks, with Python integers (any size), the padded input of one example for
-    pooling (max-pool backward indexes it, and its window taps are looped over) and
-    the output of the ``m`` examples, against ``limit`` bytes.
+    pooling (its window taps are looped over, each over the chunk's outputs) and the
+    output of the ``m`` examples, against ``limit`` bytes.
 
     Parameters
     ----------
@@ -127,12 +127,12 @@ def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, item
     ------
     ShapeError
         One line naming the array, its size and the limit, e.g. "padded input
-        2000000006x2000000006x2 needs 64 EiB per example; memory is 24 GiB".
+        2000000006x2000000006x2 needs 55.5 EiB per example; memory is 23.5 GiB".
     """
     limit = (physical_memory() or 2**63) if limit is None else limit
     if pool:
         hp, wp = (p + o for p, o in zip(geom.padded_hw, geom.overflow))
-        need = hp * wp * n_C_prev * max(itemsize, 8)  # max-pool backward holds an int64 index per output
+        need = hp * wp * n_C_prev * max(itemsize, 8)  # at most an 8-byte value per padded pixel
         if need > limit:
             raise ShapeError(f"padded input {hp}x{wp}x{n_C_prev} needs {_sizes(need, limit, ' per example')}")
     dims = (m,) + tuple(geom.out_hw) + (n_C,)

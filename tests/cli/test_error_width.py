@@ -57,7 +57,10 @@ BAD = [
     (["gradcheck", "--impl", "nowhere.py", "--only", "conv_backwards"], "did you mean conv_backward?"),
     # the engine's own refusals
     (["forward", "A.npy", "--weights", "W.npy", "--dilation", "3"], "no 3x3 window (dilated to 7x7) fits"),
-    (["forward", "A.npy", "--f", "3", "--stride", "3", "--pad", "3"], "pad 3: a pooling window sees only padding"),
+    (["forward", "A.npy", "--f", "3", "--stride", "3", "--pad", "3"], "pad 3 leaves a 3x3 pooling window only padding"),
+    (["forward", "A.npy", "--f", "3", "--stride", "3", "--pad", "3,0,0,0"], "pad 3,0,0,0 leaves a 3x3 pooling window"),
+    (["forward", "A.npy", "--f", "3", "--stride", "2", "--pad", "5,0,0,0", "--dilation", "4"],
+     "no 3x3 window (dilated to 9x9) fits a 6x6 input padded by 5,0,0,0"),
     (["forward", "A.npy", "--weights", "W.npy", "--pad", "1000000"], "output 1x2000004x2000004x8 needs"),
 ]
 

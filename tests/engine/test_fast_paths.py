@@ -130,7 +130,36 @@ def test_col2im_goes_tap_major_where_its_runs_are_longer(name, expected):
     a_shape, w_shape, kw, _ = CONV[name]
     geom = ConvParams(**kw).geometry(a_shape[1:3], w_shape[:2])
     offs_w = [b * geom.dilation[1] - geom.pads[2] for b in range(w_shape[1])]
-    assert tap_major_adjoint_pays(1, w_shape[1], w_shape[2], geom.out_hw[1], offs_w) == expected
+    assert tap_major_adjoint_pays(1, w_shape[:2], w_shape[2], geom.out_hw[1], geom.stride, offs_w) == expected
+
+
+def test_col2im_stays_nhwc_for_a_window_of_fewer_taps_than_stride_phases():
+    # a 1x1 layer at stride 2: the phase planes would cover 4 pixels per tap value
+    from cnncli.engine._unroll import tap_major_adjoint_pays
+
+    assert not tap_major_adjoint_pays(1, (1, 1), 16, 28, (2, 2), [0])
+    assert tap_major_adjoint_pays(1, (1, 1), 16, 28, (1, 1), [0])
+
+
+@pytest.mark.parametrize("name, expected", [("stem-7x7-wide", True), ("stem-7x7-wide-row-blocks", True),
+                                            ("stem-7x7-wide-example-chunks", True), ("stem-7x7-stride2", False)])
+def test_conv2d_backward_takes_the_tap_major_col2im_where_it_pays(name, expected, monkeypatch):
+    import cnncli.engine.conv as conv
+    from cnncli.engine import _unroll
+
+    calls = []
+    for module in (conv, _unroll):
+        real = getattr(module, "unroll_adjoint_planar")
+        monkeypatch.setattr(module, "unroll_adjoint_planar",
+                            lambda *a, real=real: (calls.append(1), real(*a))[1])
+    a_shape, w_shape, kw, workspace = CONV[name]
+    rng = np.random.default_rng(6)
+    A, W = rng.standard_normal(a_shape), rng.standard_normal(w_shape)
+    p = ConvParams(**kw)
+    dZ = rng.standard_normal(conv2d(A, W, None, p).shape)
+    got = conv2d_backward(dZ, A, W, p, workspace_bytes=workspace)
+    assert bool(calls) == expected
+    _close(got.dA_prev, conv_backward_loops(dZ, A, W, p)[0], np.float64, name)
 
 
 def test_tiny_layers_take_the_fewest_steps():

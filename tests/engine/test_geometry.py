@@ -98,7 +98,7 @@ def test_validation_messages(kwargs, message):
 
 
 def test_pool_window_entirely_in_padding_is_refused():
-    with pytest.raises(HyperparameterError, match="a pooling window sees only padding"):
+    with pytest.raises(HyperparameterError, match="pooling window only padding: use less"):
         pool_geometry(4, 2, stride=2, pad=2)
 
 

@@ -184,6 +184,19 @@ def test_max_pool_backward_all_minus_inf_windows(cfg, seed, dtype):
     rng = np.random.default_rng(seed)
     A = np.where(rng.random(a_shape) < 0.85, -np.inf, rng.integers(-2, 3, a_shape)).astype(dtype)
     dA = rng.integers(1, 5, pool_forward_loops(A, params).shape).astype(dtype)
+    want = pool_backward_loops(dA, A, params)
+    np.testing.assert_array_equal(pool2d_backward(dA, A, params), want)
+    # one example per chunk: the flat indices are the chunk's, the chunks shared out over the threads
+    np.testing.assert_array_equal(pool2d_backward(dA, A, params, workspace_bytes=1), want)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_max_pool_backward_of_a_window_of_more_than_255_taps(dtype):
+    # 17x17 = 289 taps: their numbers need more than uint8; ties (small integers) make the order matter
+    rng = np.random.default_rng(7)
+    A = rng.integers(0, 4, (3, 20, 20, 2)).astype(dtype)
+    params = PoolParams(f=17, stride=2, pad=8, mode="max")
+    dA = rng.integers(1, 5, pool_forward_loops(A, params).shape).astype(dtype)
     np.testing.assert_array_equal(pool2d_backward(dA, A, params), pool_backward_loops(dA, A, params))
 
 
