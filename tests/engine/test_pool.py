@@ -17,6 +17,16 @@ def _params(kw):
     return params
 
 
+def _valid_max(a_shape, kw):
+    """Max-pool params of a drawn config, the draw skipped when no window fits."""
+    params = _params(dict(kw, mode="max"))
+    try:
+        params.geometry(a_shape[1:3])
+    except HyperparameterError:
+        assume(False)
+    return params
+
+
 def _check(a_shape, kw, A, dtype, workspace_bytes=None):
     params = _params(kw)
     try:
@@ -149,12 +159,7 @@ def test_max_pool_backward_ties_nans_infs_and_non_finite_gradients(cfg, seed, dt
     against the loops: ties, NaN and +-inf in the input (an all -inf window sends its gradient
     to tap (0, 0), as np.argmax), and inf/NaN in dA, which reach only the windows' winners."""
     a_shape, kw = cfg
-    kw = dict(kw, mode="max")
-    params = _params(kw)
-    try:
-        params.geometry(a_shape[1:3])
-    except HyperparameterError:
-        assume(False)
+    params = _valid_max(a_shape, kw)
     rng = np.random.default_rng(seed)
     A = rng.choice(np.array([0.0, 1.0, 2.0, np.nan, np.inf, -np.inf]), size=a_shape,
                    p=[0.3, 0.2, 0.2, 0.1, 0.1, 0.1]).astype(dtype)
@@ -175,12 +180,7 @@ def test_max_pool_backward_all_minus_inf_windows(cfg, seed, dtype):
     goes to its tap (0, 0), which drops it where that tap lies in the padding (the loops' argmax
     over the padded window)."""
     a_shape, kw = cfg
-    kw = dict(kw, mode="max")
-    params = _params(kw)
-    try:
-        params.geometry(a_shape[1:3])
-    except HyperparameterError:
-        assume(False)
+    params = _valid_max(a_shape, kw)
     rng = np.random.default_rng(seed)
     A = np.where(rng.random(a_shape) < 0.85, -np.inf, rng.integers(-2, 3, a_shape)).astype(dtype)
     dA = rng.integers(1, 5, pool_forward_loops(A, params).shape).astype(dtype)
