@@ -224,7 +224,7 @@ class ConvProblem(ProblemDefaults):
             out_bytes = 8 * oh * ow * (self.n_C + kh * kw * self.inputs["A_prev"].shape[3])
             return example_differences(self._forward, self.inputs["A_prev"], self.G, idx, plus, minus,
                                        out_bytes, tick)
-        W, b = self.inputs["W"], self.inputs["b"]
+        W = self.inputs["W"]
         K = len(idx)
         if name == "W":
             i, j, c, k = np.unravel_index(idx, W.shape)

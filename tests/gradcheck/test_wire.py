@@ -94,7 +94,9 @@ def test_the_whole_check_has_a_time_limit_too(tmp_path):
         with pytest.raises(UserCallFailed) as failed:
             for _ in range(10):
                 results.append(box.call("zero_pad", "pad 0", (np.zeros(1), 0)))
-        assert 1 <= len(results) <= 3 and time.monotonic() - started < 2.5
+        # at most 3 of the 10 calls (0.4 s each) fit in 1 s; none may, when the child's start-up
+        # (numpy's import, counted in the limit) is slow on a busy machine: seen once
+        assert len(results) <= 3 and time.monotonic() - started < 2.5
     info = failed.value.info
     assert info.kind == "stopped" and info.exception == "not checked: the whole check took longer than 1 s"
 
