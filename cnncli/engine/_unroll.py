@@ -187,20 +187,20 @@ def unroll_adjoint_planar(dX, colsT, e0, e1, step, offs_h, offs_w, r0, r1):
     y0, ny, x0, nx = _box(r0, r1, n_W, step, offs_h, offs_w)
     hy, hx = -(-ny // sh), -(-nx // sw)
     D = _scratch("planar", sh * sw * C * ne * hy * hx, dX.dtype).reshape(sh, sw, C, ne, hy, hx)
-    reached = {((r0 * sh + oa - y0) % sh, (ob - x0) % sw) for oa in offs_h for ob in offs_w}
+    # the box row and column of each tap's first output row and column (the box starts at the first tap's)
+    ias, ibs = [oa - y0 + r0 * sh for oa in offs_h], [ob - x0 for ob in offs_w]
+    reached = {(ia % sh, ib % sw) for ia in ias for ib in ibs}
     for p, q in reached:  # a phase no tap reaches (stride and dilation sharing a factor) stays out
         D[p, q] = 0
     # Per column tap first, whole rows of n_W values: a tap's block is then one run of nr*n_W values
     # per channel and example; each column tap's sum is added into D once, n_W columns to the right.
     E = _scratch("planar_taps", sh * C * ne * hy * n_W, dX.dtype).reshape(sh, C, ne, hy, n_W)
-    rows = sorted({(r0 * sh + oa - y0) % sh for oa in offs_h})
-    for b, ob in enumerate(offs_w):
+    rows = sorted({ia % sh for ia in ias})
+    for b, ib in enumerate(ibs):
         E[rows] = 0
-        for a, oa in enumerate(offs_h):
-            ia = r0 * sh + oa - y0  # the box row of the tap's first output row (>= 0)
+        for a, ia in enumerate(ias):
             view = E[ia % sh, :, :, ia // sh:ia // sh + nr]
             view += colsT[a, b]
-        ib = ob - x0
         for p in rows:
             view = D[p, ib % sw, :, :, :, ib // sw:ib // sw + n_W]
             view += E[p]

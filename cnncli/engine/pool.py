@@ -178,13 +178,17 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
     sh, sw = geom.stride
     dtype = A_prev.dtype
     (dh, dw), (t, _, l, _) = geom.dilation, geom.pads
-    per_example = H * W * C * dtype.itemsize * 2 + n_H * n_W * C * (dtype.itemsize + 2 + 8 + 8)
-    chunks = plan_chunks(m, 1, per_example, workspace_bytes, target=4 * 2**20)
     # Tap numbers in visiting order (row-major), only for the taps that read the input (a huge window
     # over a small input has few); a window that no value beats (all -inf) keeps number 0, which
     # belongs to tap (0, 0) as np.argmax says (dropped when that tap is in the padding).
     taps = [(k, a, b, ho, wo, rows, cs) for k, (a, b, ho, wo, rows, cs) in enumerate(clipped_taps(geom), start=1)]
     tap_dtype = np.uint8 if len(taps) < 256 else np.uint32
+    # per example: the phase planes and the part of dA_prev written (an input's size each) and, per
+    # output, the running maximum, the winner and scratch tap numbers, the bool wins, the int64 flat
+    # index and its base
+    per_output = dtype.itemsize + 2 * np.dtype(tap_dtype).itemsize + 1 + 8 + 8
+    per_example = 2 * H * W * C * dtype.itemsize + n_H * n_W * C * per_output
+    chunks = plan_chunks(m, 1, per_example, workspace_bytes, target=4 * 2**20)
     phased = (sh, sw) != (1, 1)
     ne = max(e1 - e0 for e0, e1, _, _ in chunks)
     # The flat index in a chunk of dA_prev of each window's tap (0, 0), and each tap's offset from it.
