@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 from typing import List, Sequence
 
-from typer._click.exceptions import BadParameter
+from typer import BadParameter
 from typer.core import TyperArgument, TyperCommand, TyperOption
 
 _SCALARS = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
