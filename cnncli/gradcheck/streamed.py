@@ -27,7 +27,7 @@ a note says so.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -46,8 +46,8 @@ from .pool_problem import PoolProblem
 from .problems import ConvProblem
 from .results import CheckResult, GradientResult
 from .sampling import stratified_indices
-from .streamed_evals import (checkable, elementwise, example_bytes, excluded_mask, geometry_of, localized,
-                             pass_over_batch, stuck_mask)
+from .streamed_evals import (Batch, checkable, elementwise, example_bytes, excluded_mask, localized, pass_over_batch,
+                             stuck_mask)
 
 #: A_prev of at most this many elements is sampled as in memory (one mask over the whole set);
 #: a larger one by examples first (see the module docstring).
@@ -126,19 +126,18 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
         def make(A_c, G_c=None):
             return PoolProblem(A_c, params, blank(A_c) if G_c is None else G_c)
     rng = np.random.default_rng(seed)
-    tracker = Tracker(progress)
     notes: list = []
-    chunks = batch_chunks(A.shape[0], example_bytes(whole, A, G))
+    batch = Batch(make, A, G, batch_chunks(A.shape[0], example_bytes(whole, A, G)), whole, Tracker(progress))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         # as the in-memory check: non-finite input is refused (A_prev first, then W, b, the given G)
         finite_params = kind != "conv" or bool(np.all(np.isfinite(W)) and np.all(np.isfinite(b)))
-        top, top_out = _first_pass(make, A, chunks, whole if finite_params else None)
+        top, top_out = _first_pass(batch, outputs=finite_params)
         if kind == "conv":
             _refuse_non_finite("W", W)
             _refuse_non_finite("b", b)
         if grad is not None:
             bad, nonzero = 0, False
-            for sl in chunks:
+            for sl in batch.chunks:
                 g = G[sl]
                 bad += int(np.count_nonzero(~np.isfinite(g)))
                 nonzero = nonzero or bool(np.any(g))
@@ -150,13 +149,13 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
         n = samples
         if sample_size_free and method_used == "fast+sample" and whole is not None:
             n = auto_samples(whole, "A_prev", samples, notes)
-        results = [_check_A_prev(make, A, G, chunks, whole, eps, tol, rng, tracker, notes, method_used, n,
+        results = [_check_A_prev(batch, eps, tol, rng, notes, method_used, n,
                                  linear=kind == "conv" or params.mode != "max", top=top, top_out=top_out)]
         if kind == "conv":
             for name in ("W", "b"):
                 n = auto_samples(whole, name, samples, notes) if sample_size_free and method_used == "fast+sample" \
                     else samples
-                t = tensor_check(whole, name, whole.analytical()[name], eps, tol, rng, tracker, notes)
+                t = tensor_check(whole, name, whole.analytical()[name], eps, tol, rng, batch.tracker, notes)
                 results.append(t if isinstance(t, GradientResult) else verdict(t, eps, method_used, n))
     return CheckResult(kind, method, eps, tol, seed, tuple(results), tuple(notes), label, describe_params(params))
 
@@ -168,16 +167,19 @@ def _all_zero(name: str, shape) -> GradientResult:
         "nothing is tested (give a nonzero upstream gradient, or omit --grad for a random one)"))
 
 
-def _first_pass(make: Callable, A: Examples, chunks, whole):
-    """max |A_prev| and, for a conv (``whole``), the largest ``conv(|A_prev|, |W|) + |b|`` (b's step follows it).
+def _first_pass(batch: Batch, outputs: bool):
+    """max |A_prev| and, for a conv with ``outputs`` (finite W and b), the largest ``conv(|A_prev|, |W|) + |b|``
+    (b's step follows it).
 
     Raises
     ------
     InputError
         A_prev holds NaN or inf (as in memory).
     """
+    A, make = batch.A, batch.make
+    whole = batch.whole if outputs else None
     top, top_out, bad = 0.0, 0.0, 0
-    for sl in chunks:
+    for sl in batch.chunks:
         x = A[sl]
         bad += int(np.count_nonzero(~np.isfinite(x)))
         if bad:
@@ -196,15 +198,16 @@ def _refuse_non_finite(name: str, x, bad: Optional[int] = None) -> None:
         raise InputError(f"{name} contains {bad} NaN/inf value(s); gradients can only be checked at finite points")
 
 
-def _check_A_prev(make: Callable, A: Examples, G, chunks, whole, eps, tol, rng, tracker, notes, method: str,
-                  samples: int, linear: bool, top: float, top_out: float) -> GradientResult:
+def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method: str, samples: int, linear: bool,
+                  top: float, top_out: float) -> GradientResult:
     """A_prev's check, as :func:`.core.tensor_check` then :func:`.core.verdict` do it in memory, chunk by chunk;
     ``top`` and ``top_out`` from :func:`_first_pass`."""
+    A, make, whole = batch.A, batch.make, batch.whole
     name, shape = "A_prev", A.shape
     gname = gradient_name(name)
     h = step_size(np.array([top]), eps, linear=linear)
     n_stuck, cover, n_excluded = 0, Coverage(), 0
-    for sl in chunks:  # what cannot be checked, counted chunk by chunk (nothing kept)
+    for sl in batch.chunks:  # what cannot be checked, counted chunk by chunk (nothing kept)
         x = A[sl]
         p = make(x)
         kinks = p.kinks(name, h)
@@ -228,24 +231,24 @@ def _check_A_prev(make: Callable, A: Examples, G, chunks, whole, eps, tol, rng, 
     # so that the one pass below can keep A_prev's gradient at the sampled elements; "fast" draws it only
     # when a failing check needs it: on a copy, replayed on the generator itself if so
     if method == "full":
-        idx = checkable(make, A, chunks, h)
+        idx = checkable(batch, h)
     else:
         draw = rng if method != "fast" else copy_generator(rng)
-        idx = _sample(make, A, G, chunks, h, samples, draw, notes)
+        idx = _sample(batch, h, samples, draw, notes)
     directed = None
     if D is not None and A.size > SAMPLE_WHOLE_LIMIT:
         directed = _directed_examples(A.shape[0], notes)
     if whole is not None:  # W's and b's checks draw next: what they will evaluate is known now
         whole.foresee(rng, top_out)
-    sums = pass_over_batch(make, A, G, chunks, whole, h, D, idx, tracker, directed, top_out)
+    sums = pass_over_batch(batch, h, D, idx, directed, top_out)
     if not sums["finite"]:
         return inconclusive(gname, name, np.broadcast_to(0.0, shape),
                             f"{gname}: the loss overflows float64 at this scale (max |A_prev| {top:.2g}); "
                             "rescale the input")
     local = None
     if method in ("full", "sample") or method == "fast+sample":
-        local = elementwise(make, A, G, h, idx, sums["grad_at"], sums["floor_at"], n_excluded, tol, tracker,
-                             "fast+sample" if method == "fast+sample" else method, geometry_of(make, A, G))
+        local = elementwise(batch, h, idx, sums["grad_at"], sums["floor_at"], n_excluded, tol,
+                            "fast+sample" if method == "fast+sample" else method)
     if method in ("full", "sample"):
         return settle(local, name, tol, notes, top)
     fast, bad = block_verdict(sums["per_block"], sums["a_blk"], sums["l1_blk"], sums["f_blk"], name=name,
@@ -254,8 +257,8 @@ def _check_A_prev(make: Callable, A: Examples, G, chunks, whole, eps, tol, rng, 
         r = merge(fast, local, "fast+sample", passed=local.passed) if local is not None else fast
         return settle(r, name, tol, notes, top)
     if method == "fast":  # the context sample, drawn on the generator itself as the in-memory check does
-        idx = _sample(make, A, G, chunks, h, samples, rng, [])
-    r = localized(make, A, G, chunks, h, D, bad, sums, idx, n_excluded, tol, rng, tracker, notes)
+        idx = _sample(batch, h, samples, rng, [])
+    r = localized(batch, h, D, bad, sums, idx, n_excluded, tol, rng, notes)
     return settle(r, name, tol, notes, top)
 
 
@@ -271,9 +274,10 @@ def _directed_examples(m: int, notes: list) -> Optional[np.ndarray]:
     return mask
 
 
-def _sample(make, A: Examples, G, chunks, h, n: int, rng, notes) -> np.ndarray:
+def _sample(batch: Batch, h: float, n: int, rng, notes: list) -> np.ndarray:
     """Flat indices of A_prev's sample: as in memory on a small set, stratified by examples first on a large one."""
-    m, per = A.shape[0], int(np.prod(A.shape[1:]))
+    A, make, chunks = batch.A, batch.make, batch.chunks
+    m, per = A.shape[0], batch.per_example
     if A.size <= SAMPLE_WHOLE_LIMIT:
         excluded = np.concatenate([excluded_mask(make(A[sl]), A[sl], h) for sl in chunks])
         return stratified_indices(A.shape, "A_prev", n, rng, excluded)

@@ -9,11 +9,12 @@ a failing directional check narrowed down). Nothing as large as the data set is 
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import numpy as np
 
-from .context import TensorCheck
+from .context import TensorCheck, Tracker
 from .core import LOCALIZE_FULL_LIMIT, merge
 from .directional import FAST_DIRECTIONS, LOCALIZE_BLOCKS, block_verdict, localize
 from .lazy import Examples
@@ -42,6 +43,47 @@ def example_bytes(whole, A, G) -> int:
     if whole is not None:
         return whole._example_bytes()
     return 8 * (2 * int(np.prod(A.shape[1:])) + 3 * int(np.prod(G.shape[1:])))
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A layer call on a batch read in chunks: what every evaluation over it needs.
+
+    Attributes
+    ----------
+    make : callable
+        ``make(A_chunk, G_chunk=None)``: the problem of a set of examples (no ``G_chunk``: without
+        an upstream gradient, for what depends on the input only).
+    A, G : Examples
+        A_prev (m, n_H_prev, n_W_prev, n_C_prev) and the upstream gradient (m, n_H, n_W, n_C).
+    chunks : list of slice
+        Over the examples, each small enough to evaluate at once (:func:`example_bytes`).
+    whole : StreamedConv or None
+        A conv's whole-batch view (None for a pool).
+    tracker : Tracker
+        Progress.
+    """
+
+    make: Callable
+    A: Examples
+    G: object
+    chunks: list
+    whole: Optional[object]
+    tracker: Tracker
+
+    @property
+    def per_example(self) -> int:
+        """Elements of one example of A_prev."""
+        return int(np.prod(self.A.shape[1:]))
+
+    def geometry(self):
+        """The layer's geometry (pads and stride decide the pattern hints), from a one-example problem.
+
+        Returns
+        -------
+        WindowGeometry
+        """
+        return self.make(self.A[0:1]).geom
 
 
 def stuck_mask(x: np.ndarray, h: float) -> np.ndarray:
@@ -74,17 +116,12 @@ def excluded_mask(p, x: np.ndarray, h: float) -> np.ndarray:
     return stuck if kinks is None else (stuck | kinks)
 
 
-def checkable(make: Callable, A: Examples, chunks, h: float) -> np.ndarray:
+def checkable(batch: Batch, h: float) -> np.ndarray:
     """Flat indices of A_prev's elements that can be checked (not :func:`excluded_mask`), chunk by chunk.
 
     Parameters
     ----------
-    make : callable
-        ``make(A_chunk)``: the problem of a chunk of examples.
-    A : Examples
-        A_prev, shape (m, n_H_prev, n_W_prev, n_C_prev).
-    chunks : list of slice
-        Over the examples.
+    batch : Batch
     h : float
         The step.
 
@@ -96,31 +133,12 @@ def checkable(make: Callable, A: Examples, chunks, h: float) -> np.ndarray:
     ------
     Nothing.
     """
-    return np.flatnonzero(~np.concatenate([excluded_mask(make(A[sl]), A[sl], h).reshape(-1) for sl in chunks]))
+    A, make = batch.A, batch.make
+    return np.flatnonzero(~np.concatenate([excluded_mask(make(A[sl]), A[sl], h).reshape(-1)
+                                           for sl in batch.chunks]))
 
 
-def geometry_of(make, A, G):
-    """The layer's geometry (pads and stride decide the pattern hints), from a one-example problem.
-
-    Parameters
-    ----------
-    make : callable
-        ``make(A_chunk)``: the problem of a chunk of examples.
-    A, G : Examples
-        A_prev and the upstream gradient (G unused: the geometry follows A_prev).
-
-    Returns
-    -------
-    WindowGeometry
-
-    Raises
-    ------
-    Nothing.
-    """
-    return make(A[0:1]).geom
-
-
-def pass_over_batch(make, A: Examples, G, chunks, whole, h, D, idx, tracker, directed=None, top_out=0.0) -> dict:
+def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: float = 0.0) -> dict:
     """The one pass over the batch: per chunk A_prev's gradient, rounding floor and directional sums.
 
     Keeps A_prev's gradient and floor at the flat indices ``idx`` only; the directions move
@@ -130,21 +148,13 @@ def pass_over_batch(make, A: Examples, G, chunks, whole, h, D, idx, tracker, dir
 
     Parameters
     ----------
-    make : callable
-        ``make(A_chunk, G_chunk)``: the problem of a chunk of examples.
-    A, G : Examples
-        A_prev (m, n_H_prev, n_W_prev, n_C_prev) and the upstream gradient (m, n_H, n_W, n_C).
-    chunks : list of slice
-        Over the examples.
-    whole : StreamedConv or None
-        A conv's whole-batch view (None for a pool).
+    batch : Batch
     h : float
         The step.
     D : DirectionChunks or None
         The random directions (None: no directional check).
     idx : ndarray of int64
         Flat indices of A_prev where its gradient and floor are kept.
-    tracker : Tracker
     directed : ndarray of bool, shape (m,), optional
     top_out : float
 
@@ -159,7 +169,8 @@ def pass_over_batch(make, A: Examples, G, chunks, whole, h, D, idx, tracker, dir
     ------
     Nothing.
     """
-    m, per = A.shape[0], int(np.prod(A.shape[1:]))
+    make, A, G, whole, tracker = batch.make, batch.A, batch.G, batch.whole, batch.tracker
+    m, per = A.shape[0], batch.per_example
     P = FAST_DIRECTIONS if D is not None else 0
     out = {"per_block": np.zeros((P, m)), "a_blk": np.zeros((P, m)), "l1_blk": np.zeros((P, m)),
            "f_blk": np.zeros((P, m)), "grad_at": np.empty(len(idx)), "floor_at": np.zeros(len(idx)),
@@ -172,7 +183,7 @@ def pass_over_batch(make, A: Examples, G, chunks, whole, h, D, idx, tracker, dir
     weight = whole.pass_weight() if whole is not None else 1
     tracker.plan(m * weight)
     ex_of = idx // per
-    for sl in chunks:
+    for sl in batch.chunks:
         x, g = A[sl], G[sl]
         mag = whole.bank.add(x, g) if whole is not None and whole.bank is not None else None
         p = make(x, g)
@@ -246,7 +257,7 @@ def _rows(src, examples) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def elementwise(make, A: Examples, G, h, idx, analytical, floor, n_excluded, tol, tracker, how, geom):
+def elementwise(batch: Batch, h: float, idx, analytical, floor, n_excluded: int, tol: float, how: str):
     """Central differences of A_prev's elements ``idx`` (flat), from the examples that hold them.
 
     ``analytical`` and ``floor`` (per element of ``idx``) come from the pass over the batch;
@@ -254,10 +265,7 @@ def elementwise(make, A: Examples, G, h, idx, analytical, floor, n_excluded, tol
 
     Parameters
     ----------
-    make : callable
-        ``make(A_chunk, G_chunk)``: the problem of a set of examples.
-    A, G : Examples
-        A_prev (m, n_H_prev, n_W_prev, n_C_prev) and the upstream gradient (m, n_H, n_W, n_C).
+    batch : Batch
     h : float
         The step.
     idx : ndarray of int64
@@ -266,11 +274,8 @@ def elementwise(make, A: Examples, G, h, idx, analytical, floor, n_excluded, tol
     n_excluded : int
         Elements not checked (for the result).
     tol : float
-    tracker : Tracker
     how : str
         The method named in the result ("full", "sample", "fast+sample", ...).
-    geom : WindowGeometry
-        For the pattern hints.
 
     Returns
     -------
@@ -280,7 +285,8 @@ def elementwise(make, A: Examples, G, h, idx, analytical, floor, n_excluded, tol
     ------
     Nothing.
     """
-    per = int(np.prod(A.shape[1:]))
+    make, A, G, tracker = batch.make, batch.A, batch.G, batch.tracker
+    per = batch.per_example
     tracker.plan(len(idx))
     numerical = np.empty(0)
     if len(idx):
@@ -297,17 +303,18 @@ def elementwise(make, A: Examples, G, h, idx, analytical, floor, n_excluded, tol
         numerical = p.differences("A_prev", local, plus, minus, tracker.tick) / (plus - minus)
     elif analytical is None:
         analytical = np.empty(0)
+    geom = batch.geometry()
     return gradient_metrics("dA_prev", A.shape, "mhwc", how, idx, analytical, numerical, n_excluded, tol, floor,
                             pads=geom.pads, stride=geom.stride)
 
 
-def localized(make, A: Examples, G, chunks, h, D, bad, sums, context, n_excluded, tol, rng, tracker, notes):
+def localized(batch: Batch, h: float, D, bad, sums: dict, context, n_excluded: int, tol: float, rng, notes: list):
     """A failing directional check localized elementwise: in full on a small A_prev, else by bisecting the
     examples that disagree (at most ``LOCALIZE_BLOCKS``), with the sample as context (as :mod:`.core`).
 
     Parameters
     ----------
-    make, A, G, chunks, h, D
+    batch, h, D
         As :func:`pass_over_batch`.
     bad : list of (int, int)
         (direction, example) pairs that disagreed (example -1: none alone).
@@ -318,7 +325,6 @@ def localized(make, A: Examples, G, chunks, h, D, bad, sums, context, n_excluded
     n_excluded : int
     tol : float
     rng : numpy.random.Generator
-    tracker : Tracker
     notes : list of str
         A note is added when no element disagrees.
 
@@ -331,13 +337,13 @@ def localized(make, A: Examples, G, chunks, h, D, bad, sums, context, n_excluded
     ------
     Nothing.
     """
-    per = int(np.prod(A.shape[1:]))
+    make, A, G, tracker = batch.make, batch.A, batch.G, batch.tracker
+    per = batch.per_example
     fast, _ = block_verdict(sums["per_block"], sums["a_blk"], sums["l1_blk"], sums["f_blk"], name="A_prev",
                             shape=A.shape, n_excluded=n_excluded, tol=tol)
-    geom = geometry_of(make, A, G)
     if A.size - n_excluded <= LOCALIZE_FULL_LIMIT:
         how = "fast+full"
-        idx = checkable(make, A, chunks, h)
+        idx = checkable(batch, h)
     else:
         how = "fast+bisect"
         pairs = [(int(q), int(e)) for q, e in bad]
@@ -359,7 +365,7 @@ def localized(make, A: Examples, G, chunks, h, D, bad, sums, context, n_excluded
         found = localize(t, Dx, blocks, [(q, int(np.searchsorted(examples, e))) for q, e in pairs])
         found = examples[found // per] * per + found % per
         idx = np.union1d(found, context).astype(np.int64)
-    r = elementwise(make, A, G, h, idx, None, None, n_excluded, tol, tracker, how, geom)
+    r = elementwise(batch, h, idx, None, None, n_excluded, tol, how)
     if r.failing == 0:
         notes.append(f"{fast.name}: a directional check disagreed by {fast.max_abs_error:.2g} but no single "
                      f"element did{'' if how == 'fast+full' else ' (of those localized and sampled)'}: "
