@@ -258,6 +258,26 @@ def target_lines(cells: dict, cases) -> list:
     return lines
 
 
+def runs_lines(runs: list) -> list:
+    """Issue 13's per-layer targets over several runs of the suite: each cell's range and the runs meeting it.
+
+    ``runs``: one ``cells`` dict per run, as :func:`_run` returns. A run meets a target when every one
+    of its cells does (as :func:`target_lines` says); the target holds when every run meets it.
+    """
+    lines = [f"over {len(runs)} runs:"]
+    for label, names, dtype, passes, most in LAYER_TARGETS:
+        keys = [(n, dtype, p) for n in names for p in passes if all((n, dtype, p) in c for c in runs)]
+        if not keys:
+            continue
+        met = sum(all(c[k] <= most for k in keys) for c in runs)
+        cells = ", ".join(f"{n} {p} {min(c[(n, d, p)] for c in runs):.2f}-{max(c[(n, d, p)] for c in runs):.2f}x"
+                          for n, d, p in keys)
+        verdict = "met" if met == len(runs) else "NOT met"
+        lines.append(f"target {label} ({dtype}) <= {most:.1f}x torch: {cells}: met in {met} of {len(runs)} runs: "
+                     f"{verdict}")
+    return lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 repeats instead of 7")
@@ -267,6 +287,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even when importable")
     ap.add_argument("--no-loops", action="store_true", help="skip the loop oracle")
     ap.add_argument("--no-blas", action="store_true", help="skip the bare BLAS product (x blas column)")
+    ap.add_argument("--runs", type=int, default=1, metavar="N",
+                    help="run the suite N times and say, per target, in how many runs it was met")
     ap.add_argument("--load", type=int, default=0, metavar="N",
                     help="run N busy processes in the background during the run (benchmarks/load.py)")
     args = ap.parse_args(argv)
@@ -289,7 +311,15 @@ def main(argv=None) -> int:
         print(f"background load: {args.load} busy process(es); waiting 60 s for the load average to follow")
         time.sleep(60)
     try:
-        return _run(args, cases, dtypes, repeat, torch)
+        runs = []
+        for k in range(max(1, args.runs)):
+            if args.runs > 1:
+                print(f"\n=== run {k + 1} of {args.runs}")
+            runs.append(_run(args, cases, dtypes, repeat, torch))
+        if args.runs > 1 and torch is not None:
+            print()
+            print("\n".join(runs_lines(runs)))
+        return 0
     finally:
         if background:
             from load import stop
@@ -297,7 +327,8 @@ def main(argv=None) -> int:
             stop(background)
 
 
-def _run(args, cases, dtypes, repeat, torch) -> int:
+def _run(args, cases, dtypes, repeat, torch) -> dict:
+    """One run of the suite, printed; returns its ratios to PyTorch by (case name, dtype, pass)."""
     print("\n".join(machine_info(torch)))
     print(f"median of {repeat} runs after a warm-up; loop oracle timed on 1 example "
           "and scaled to the batch (float64 only, reused for float32)")
@@ -370,7 +401,7 @@ def _run(args, cases, dtypes, repeat, torch) -> int:
     if speedups:
         print(f"summary loops: {min(speedups):.0f}x to {max(speedups):.0f}x faster than the loop oracle, "
               f"median {statistics.median(speedups):.0f}x (target >= 100x)")
-    return 0
+    return cells
 
 
 if __name__ == "__main__":
