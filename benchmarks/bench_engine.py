@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/bench_engine.py            # full suite, float64 and float32
     python benchmarks/bench_engine.py --quick    # fewer repeats, smaller loop runs
+    python benchmarks/bench_engine.py --no-loops --runs 3   # per target: met in how many of 3 runs
 
 For every case and dtype it prints the median wall time of the forward pass and
 of the backward pass (dA_prev, dW, db), the ratio to PyTorch
@@ -278,6 +279,14 @@ def runs_lines(runs: list) -> list:
     return lines
 
 
+def _positive(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 repeats instead of 7")
@@ -287,7 +296,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even when importable")
     ap.add_argument("--no-loops", action="store_true", help="skip the loop oracle")
     ap.add_argument("--no-blas", action="store_true", help="skip the bare BLAS product (x blas column)")
-    ap.add_argument("--runs", type=int, default=1, metavar="N",
+    ap.add_argument("--runs", type=_positive, default=1, metavar="N",
                     help="run the suite N times and say, per target, in how many runs it was met")
     ap.add_argument("--load", type=int, default=0, metavar="N",
                     help="run N busy processes in the background during the run (benchmarks/load.py)")
@@ -312,13 +321,14 @@ def main(argv=None) -> int:
         time.sleep(60)
     try:
         runs = []
-        for k in range(max(1, args.runs)):
+        for k in range(args.runs):
             if args.runs > 1:
                 print(f"\n=== run {k + 1} of {args.runs}")
             runs.append(_run(args, cases, dtypes, repeat, torch))
-        if args.runs > 1 and torch is not None:
+        if args.runs > 1:
             print()
-            print("\n".join(runs_lines(runs)))
+            print("\n".join(runs_lines(runs)) if torch is not None else
+                  f"over {args.runs} runs: no PyTorch, so no ratios and no targets to count")
         return 0
     finally:
         if background:

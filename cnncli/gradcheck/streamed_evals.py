@@ -54,8 +54,10 @@ class Batch:
     make : callable
         ``make(A_chunk, G_chunk=None)``: the problem of a set of examples (no ``G_chunk``: without
         an upstream gradient, for what depends on the input only).
-    A, G : Examples
-        A_prev (m, n_H_prev, n_W_prev, n_C_prev) and the upstream gradient (m, n_H, n_W, n_C).
+    A : Examples
+        A_prev (m, n_H_prev, n_W_prev, n_C_prev).
+    G : Examples or DrawnUpstream
+        The upstream gradient (m, n_H, n_W, n_C): given, or drawn from the seed chunk by chunk.
     chunks : list of slice
         Over the examples, each small enough to evaluate at once (:func:`example_bytes`).
     whole : StreamedConv or None
@@ -82,6 +84,10 @@ class Batch:
         Returns
         -------
         WindowGeometry
+
+        Raises
+        ------
+        Nothing.
         """
         return self.make(self.A[0:1]).geom
 
