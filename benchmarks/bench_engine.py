@@ -247,15 +247,25 @@ LAYER_TARGETS = [
 ]
 
 
+def _target_keys(names, dtype: str, passes, runs: list) -> list:
+    """The (case, dtype, pass) cells of a target that every run in ``runs`` (cells dicts) measured."""
+    return [(n, dtype, p) for n in names for p in passes if all((n, dtype, p) in c for c in runs)]
+
+
+def _meets(cells: dict, keys: list, most: float) -> bool:
+    """Whether one run's cells ``keys`` all meet a target of ``most`` x torch."""
+    return all(cells[k] <= most for k in keys)
+
+
 def target_lines(cells: dict, cases) -> list:
     """One line per per-layer target of issue 13 whose cells were measured: each ratio and whether all meet it."""
     lines = []
     for label, names, dtype, passes, most in LAYER_TARGETS:
-        got = [(n, p, cells[(n, dtype, p)]) for n in names for p in passes if (n, dtype, p) in cells]
-        if got:
-            ok = all(r <= most for _, _, r in got)
+        keys = _target_keys(names, dtype, passes, [cells])
+        if keys:
             lines.append(f"target {label} ({dtype}) <= {most:.1f}x torch: "
-                         + ", ".join(f"{n} {p} {r:.2f}x" for n, p, r in got) + f": {'met' if ok else 'NOT met'}")
+                         + ", ".join(f"{n} {p} {cells[(n, d, p)]:.2f}x" for n, d, p in keys)
+                         + f": {'met' if _meets(cells, keys, most) else 'NOT met'}")
     return lines
 
 
@@ -267,15 +277,14 @@ def runs_lines(runs: list) -> list:
     """
     lines = [f"over {len(runs)} runs:"]
     for label, names, dtype, passes, most in LAYER_TARGETS:
-        keys = [(n, dtype, p) for n in names for p in passes if all((n, dtype, p) in c for c in runs)]
+        keys = _target_keys(names, dtype, passes, runs)
         if not keys:
             continue
-        met = sum(all(c[k] <= most for k in keys) for c in runs)
-        cells = ", ".join(f"{n} {p} {min(c[(n, d, p)] for c in runs):.2f}-{max(c[(n, d, p)] for c in runs):.2f}x"
-                          for n, d, p in keys)
-        verdict = "met" if met == len(runs) else "NOT met"
-        lines.append(f"target {label} ({dtype}) <= {most:.1f}x torch: {cells}: met in {met} of {len(runs)} runs: "
-                     f"{verdict}")
+        met = sum(_meets(c, keys, most) for c in runs)
+        ranges = ", ".join(f"{k[0]} {k[2]} {min(c[k] for c in runs):.2f}-{max(c[k] for c in runs):.2f}x"
+                           for k in keys)
+        lines.append(f"target {label} ({dtype}) <= {most:.1f}x torch: {ranges}: met in {met} of {len(runs)} runs: "
+                     f"{'met' if met == len(runs) else 'NOT met'}")
     return lines
 
 

@@ -5,8 +5,9 @@ vectorized operation over a cache-sized chunk of the batch, the chunks shared
 out over a few threads (numpy releases the GIL in ufunc loops). Taps that fall
 in the padding or the ceil-mode overflow are clipped rather than read from a
 padded copy. Max-pool backward finds each window's first maximum by
-compare-and-select (running maximum, uint8 tap number; uint32 from 256 taps) on the stride's phase
-planes, then adds the gradients into the winners' flat indices with one ``np.add.at``.
+compare-and-select (running maximum, uint8 tap number; uint32 from 256 taps)
+on the stride's phase planes, then adds the gradients into the winners' flat
+indices with one ``np.add.at``.
 
 Loop twins (the test oracle): :func:`cnncli.engine.reference.pool_forward_loops`
 and :func:`cnncli.engine.reference.pool_backward_loops`.
@@ -167,9 +168,9 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
     """dA_prev of max pooling: each window's gradient to its first maximum in row-major order.
 
     Compare-and-select over the taps keeps each window's running maximum and the
-    number of its tap (uint8, uint32 from 256 taps). With a stride it works on the stride's phase planes
-    (``A[:, p::s_h, q::s_w]``, contiguous copies), where a tap's pixels are one
-    contiguous block per row instead of a run of n_C. The winners' flat indices in
+    number of its tap (uint8, uint32 from 256 taps). With a stride it works on the
+    stride's phase planes (``A[:, p::s_h, q::s_w]``, contiguous copies), where a
+    tap's pixels are one contiguous block per row instead of a run of n_C. The winners' flat indices in
     dA_prev then take their gradients with one ``np.add.at``. Chunks are whole
     examples, so each chunk writes only its own examples of dA_prev.
     """

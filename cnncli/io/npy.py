@@ -139,8 +139,7 @@ def read_npy_data(fp, header: NpyHeader, text: str) -> np.ndarray:
 def _map_npy(path: str, header: NpyHeader, text: str) -> Optional[np.ndarray]:
     """The data of a regular .npy file memory-mapped read-only; None when it cannot be mapped (empty arrays)."""
     if os.path.getsize(path) < header.offset + header.nbytes:
-        raise damaged(text, f"cut short: {os.path.getsize(path)} of "
-                                          f"{header.offset + header.nbytes} bytes")
+        raise damaged(text, f"cut short: {os.path.getsize(path)} of {header.offset + header.nbytes} bytes")
     if header.nbytes == 0 or not header.shape:
         return None
     return np.memmap(path, dtype=header.dtype, mode="r", offset=header.offset, shape=header.shape,
