@@ -203,8 +203,10 @@ def _source_line(cell, line):
 
 
 def _load(req: dict) -> dict:
-    path = req["path"]
-    directory = os.path.dirname(os.path.abspath(path))
+    # Absolute, as the code objects' file names are: Python 3.11's spec_from_file_location makes a relative
+    # location absolute, and _where and MissingFinder look frames up by that name
+    path = os.path.abspath(req["path"])
+    directory = os.path.dirname(path)
     if directory not in sys.path:  # helpers next to the notebook (cnn_utils.py, ...) import as they would there
         sys.path.append(directory)
     module = types.ModuleType(MODULE)

@@ -118,3 +118,22 @@ def test_layer_options_with_impl_say_the_battery_sets_them(flags, message):
     r = runner.invoke(app, ["gradcheck", "--impl", str(IMPLS / "correct.py"), *flags])
     assert r.exit_code == 2 and r.stdout == ""
     assert r.stderr == f"cnncli: error: {message}\n"
+
+
+def test_a_relative_path_keeps_lines_and_the_missing_module_note(tmp_path, monkeypatch):
+    # The README's usage is a relative path (`--impl my_conv.py`); frames name the file by its absolute path
+    monkeypatch.chdir(tmp_path)
+    Path("inside.py").write_text("def zero_pad(X, pad):\n    raise TypeError('mine')\n")
+    (fn,) = check_impl("inside.py").functions
+    assert fn.errors[0].where == "at line 2: `raise TypeError('mine')`"
+    assert not any("expected" in d for d in fn.diagnosis)
+    Path("at_import.py").write_text("x = 1\ny = undefined_name\n")
+    r = runner.invoke(app, ["gradcheck", "--impl", "at_import.py"])
+    assert r.exit_code == 2
+    assert r.stderr.startswith("cnncli: error: at_import.py:2: importing the file raised NameError")
+    Path("helpers.py").write_text("from public_tests_not_here import *\nimport numpy as np\n\n"
+                                  "def zero_pad(X, pad):\n"
+                                  "    return np.pad(X, ((0, 0), (pad, pad), (pad, pad), (0, 0)))\n")
+    r = runner.invoke(app, ["gradcheck", "--impl", "helpers.py", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert any("public_tests_not_here is not installed here" in n for n in json.loads(r.stdout)["notes"])
