@@ -35,7 +35,7 @@ from ..errors import HyperparameterError, ImplError
 from .core import DEFAULT_EPS, DEFAULT_TOL, validate_settings
 from .diagnose import ARRAY_INTO_ELEMENT, diagnose
 from .findings import Finding, FunctionReport, ImplResult
-from .impl_checks import CHECKS, CLASSIC_CASES, Run, cases_of
+from .impl_checks import CHECKS, CLASSIC_CASES, Run, cases_of, uncompared_notes
 from .mistakes import BIAS_NOT_ADDED, recognise_function, single_step_without_bias
 from .notebook import plan_impl
 from .sandbox import DEFAULT_TIMEOUT, Sandbox
@@ -104,8 +104,10 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
         if not found:
             raise ImplError(f"--impl {os.fspath(path)!r} defines no classic function (conv_forward...)")
         if only is not None:
-            if not set(only) & set(found):
-                raise ImplError(f"{os.fspath(path)!r} defines {', '.join(found)}, not {' or '.join(only)} (--only)")
+            absent = [n for n in CLASSIC if n in only and n not in found]
+            if absent:  # one absent name of several too: a "checked only ..." note would claim it was checked
+                joint = " or ".join(absent) if len(absent) == len(only) else ", ".join(absent)
+                raise ImplError(f"{os.fspath(path)!r} defines {', '.join(found)}, not {joint} (--only)")
             notes.append(f"checked only {', '.join(n for n in CLASSIC if n in only)} (--only)")
         notes.extend(plan.notes)
         notes.extend(f"{m} is not installed here: its import was let through, and a function that uses it fails "
@@ -139,6 +141,7 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
         if r.name not in wanted and not r.passed:
             notes.append(f"{r.name} (run for {r.name.replace('forward', 'backward')}'s cache, not reported under "
                          f"--only) does not match cnncli's: check it too")
+    notes.extend(uncompared_notes(run))
     reports = _blame_forwards(run, [r for r in reports if r.name in wanted], notes)
     missing = tuple(n for n in CLASSIC if n not in found)
     return ImplResult(str(path), tuple(reports), missing, method, tuple(notes), output.lines, output.shown)

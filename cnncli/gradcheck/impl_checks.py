@@ -56,6 +56,9 @@ class Run:
         self.single_steps: List[tuple] = []
         #: Per function: the mistakes recognised in it (they lead its diagnosis).
         self.recognised: Dict[str, Tuple[str, ...]] = {}
+        #: (backward, gradient, why) -> configurations whose comparison with central differences of the
+        #: user's own forward was left out because of --eps (see :func:`uncompared_notes`).
+        self.uncompared: Dict[Tuple[str, str, str], List[str]] = {}
 
 
 @dataclass(frozen=True)
@@ -153,12 +156,15 @@ def _backward(run: Run, layer: str, findings, errors) -> None:
             cache = run.caches.get((layer, case.name)) if own_forward else (A.copy(), W.copy(), b.copy(), hp)
             engine = conv2d_backward(G, A, W, case.conv_params())
             expected = {"A_prev": engine.dA_prev, "W": engine.dW, "b": engine.db}
-            kinks = {}
+            kinks = ties = {}
         else:
             cache = run.caches.get((layer, case.name)) if own_forward else (A.copy(), hp)
             expected = {"A_prev": pool2d_backward(G, A, case.pool_params())}
             h = step_size(A, run.eps, linear=case.mode != "max")
             kinks = {"A_prev": max_pool_kinks(A, case.pool_params(), 2 * h)} if case.mode == "max" else {}
+            # NOTE: only exact ties may route the gradient differently from the engine (every tied maximum
+            # or the first); the comparison with the engine takes no step, so --eps must not shrink it
+            ties = {"A_prev": max_pool_kinks(A, case.pool_params(), 0.0)} if case.mode == "max" else {}
         try:
             args = (G.copy(), cache) if layer == "conv" else (G.copy(), cache, case.mode)
             out = call_user(run.module, fname, case.name, *args)
@@ -172,7 +178,7 @@ def _backward(run: Run, layer: str, findings, errors) -> None:
                                            f"({', '.join('d' + n for n in names)})"))
             continue
         user_grads = dict(zip(names, got))
-        against_engine = [compare(case.name, "d" + n, "engine", user_grads[n], expected[n], run.tol, kinks.get(n))
+        against_engine = [compare(case.name, "d" + n, "engine", user_grads[n], expected[n], run.tol, ties.get(n))
                           for n in names]
         findings.extend(against_engine)
         run.returned.setdefault(fname, []).append(
@@ -213,16 +219,31 @@ def _numerical(run: Run, trial: _Trial, errors: list) -> List[Finding]:
                                                   case.hparameters()), ("A_prev", "W", "b").index(name)
         else:
             fname, args, which = "pool_forward", (inputs["A_prev"], case.hparameters(), case.mode), 0
+        n_kinks = 0 if excluded is None else int(excluded.sum())
+        if idx.size == 0 and n_kinks:
+            run.uncompared.setdefault((f"{layer}_backward", "d" + name, TIES), []).append(case.name)
+            continue
+        if np.any(plus == values) or np.any(minus == values):  # the step is below the values' resolution
+            run.uncompared.setdefault((f"{layer}_backward", "d" + name, ROUNDING), []).append(case.name)
+            continue
         changes = [pair for k, flat in enumerate(idx) for pair in ((flat, plus[k]), (flat, minus[k]))]
         try:
             # NOTE: one request for every perturbed call of this tensor: the child runs them back to back
             outs = call_perturbed(run.module, fname, case.name, args, which, changes)
-            Z = [_forward_output(out, layer, case.name) for out in outs]
+            # each pair converted and reduced in turn: the user's outputs are never all held in float64
+            with np.errstate(over="ignore", invalid="ignore"):  # an extreme --eps: inf and NaN are reported
+                sums = [np.sum((_forward_output(outs[2 * k], layer, case.name, G.shape)
+                                - _forward_output(outs[2 * k + 1], layer, case.name, G.shape)) * G)
+                        for k in range(len(idx))]
         except UserCallFailed as exc:
             errors.append(exc.info)
             return findings
-        numerical = np.array([np.sum((Z[2 * k] - Z[2 * k + 1]) * G) for k in range(len(idx))]) / (plus - minus)
-        n_kinks = 0 if excluded is None else int(excluded.sum())
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            numerical = np.array(sums, dtype=np.float64) / (plus - minus)
+        if not np.isfinite(numerical).all() and np.isfinite(g.reshape(-1)[idx]).all():
+            # a finite gradient against differences that overflow: the step's fault, not the user's
+            run.uncompared.setdefault((f"{layer}_backward", "d" + name, OVERFLOW), []).append(case.name)
+            continue
         r = gradient_metrics("d" + name, x.shape, "", "numerical", idx, g.reshape(-1)[idx], numerical, n_kinks, run.tol)
         w = r.worst
         findings.append(Finding(case.name, "d" + name, "numerical", r.passed, r.max_abs_error, r.relative_error,
@@ -231,15 +252,32 @@ def _numerical(run: Run, trial: _Trial, errors: list) -> List[Finding]:
     return findings
 
 
-def _forward_output(out, layer: str, case: str) -> np.ndarray:
-    """The output array of a user's forward called on perturbed inputs; a call failure when it is none."""
+#: Why a comparison with central differences was left out (see :func:`uncompared_notes`).
+TIES = "every element lies within the step of a tie"
+ROUNDING = "the step is lost in rounding"
+OVERFLOW = "the differences overflow"
+
+
+def uncompared_notes(run: Run) -> List[str]:
+    """One note per backward and gradient whose check against the user's own forward --eps left out."""
+    return [f"{fn}'s {grad} was not compared with central differences of your {fn.replace('backward', 'forward')}"
+            f" on {len(cases)} configuration{'s' if len(cases) > 1 else ''} ({', '.join(cases)}): at --eps "
+            f"{run.eps:g} {why} (the default --eps compares them)"
+            for (fn, grad, why), cases in run.uncompared.items()]
+
+
+def _forward_output(out, layer: str, case: str, shape) -> np.ndarray:
+    """The output (of ``shape``) of a user's forward called on perturbed inputs; a call failure when it is none."""
+    message = "returned no (output, cache) pair on perturbed inputs"
     try:
         if isinstance(out, tuple) and len(out) == 2 and not isinstance(out[0], Kept):
-            return np.asarray(out[0], dtype=np.float64)
+            # the shape first, before any conversion: a wrong one would not broadcast with G (or be huge)
+            if np.shape(out[0]) == tuple(shape):
+                return np.asarray(out[0], dtype=np.float64)
+            message = f"returned an output of shape {np.shape(out[0])} on perturbed inputs, not {tuple(shape)}"
     except (TypeError, ValueError):
         pass
-    raise UserCallFailed(UserException(f"{layer}_forward", "returned no (output, cache) pair on perturbed inputs",
-                                       None, case, kind="result"))
+    raise UserCallFailed(UserException(f"{layer}_forward", message, None, case, kind="result"))
 
 
 #: (classic function, its check): a check appends Findings and the user's exceptions to its two lists.
