@@ -104,7 +104,7 @@ def gradcheck(
     from ..render import gradcheck as render
     from ..render.progress import progress_bar
 
-    tty = sys.stderr.isatty()
+    tty = sys.stderr is not None and sys.stderr.isatty()  # None: started with stderr closed (2>&-)
     if impl is not None:
         from ..gradcheck.impl import check_impl, validate_only
         from ..gradcheck.sandbox import DEFAULT_TIMEOUT
@@ -145,7 +145,9 @@ def gradcheck(
 
 
 def _echo_user_line(line: str) -> None:
-    sys.stderr.write(f"[your code] {line}\n")
+    from ..render.common import stderr_line
+
+    stderr_line(f"[your code] {line}")
 
 
 def _printed_note(result, as_json: bool):

@@ -98,7 +98,7 @@ def _run(command: str, source: str, output: Optional[str], force: bool, as_json:
 
     if output == "-" and as_json:
         raise OutputError("--json and -o - both write to stdout; use -o FILE with --json")
-    if output == "-" and sys.stdout.isatty():
+    if output == "-" and sys.stdout is not None and sys.stdout.isatty():
         raise OutputError("-o - writes .npy bytes; stdout is a terminal: redirect or pipe it")
     if output is not None:
         check_destination(output, force)  # before any work: an existing file is reported at once
@@ -115,7 +115,7 @@ def _run(command: str, source: str, output: Optional[str], force: bool, as_json:
         advice = ("to shorten: --dtype float32 computes in single precision (half the bytes to move)"
                   if str(call.dtype) != "float32" else None)
         with _SignalGuard() as guard, (writer or nullcontext()) as sink, \
-                progress_bar(command, show=m > rows and sys.stderr.isatty(), advice=advice, unit="examples") as bar:
+                progress_bar(command, show=m > rows and sys.stderr is not None and sys.stderr.isatty(), advice=advice, unit="examples") as bar:
 
             def progress(done: int, total: int) -> None:
                 guard.check()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -54,6 +55,50 @@ class _Console(Console):
                     self.file.write("# " + line + "\n")
 
 
+class _Discard(io.TextIOBase):
+    """Where a console on a stream closed at start (``2>&-``) writes: nowhere (rich itself would pick stdout)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+class _Notes:
+    """stderr for a console of notes: a note that cannot be written (``2>/dev/full``) is dropped, not an error
+    of the run, whose result went to stdout or a file whole."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name):  # isatty, fileno, encoding: the stream's own
+        return getattr(self._stream, name)
+
+
+def stderr_line(text: str) -> None:
+    """Write one line on stderr; nothing when stderr is closed (``2>&-``) or full (``2>/dev/full``).
+
+    A note or the user's echoed output must not end a run whose result still goes to stdout.
+    """
+    if sys.stderr is None:
+        return
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def console(stderr: bool = False, soft_wrap: bool = False, plain: bool = False) -> Console:
     """A console on the current stdout (or stderr).
 
@@ -63,6 +108,7 @@ def console(stderr: bool = False, soft_wrap: bool = False, plain: bool = False) 
     tables, other lines as ``# ...``, no styles (``--plain``).
     """
     stream = sys.stderr if stderr else sys.stdout
+    stream = _Discard() if stream is None else (_Notes(stream) if stderr else stream)
     width = None
     if not stream.isatty():
         columns = os.environ.get("COLUMNS", "")

@@ -8,12 +8,11 @@ how long, and how to make it shorter.
 
 from __future__ import annotations
 
-import sys
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
-from .common import console
+from .common import console, stderr_line
 
 #: A run expected to take longer than this (seconds) gets a note with the estimate.
 LONG_SECONDS = 60.0
@@ -93,7 +92,7 @@ def progress_bar(description: str, show: bool, advice: Optional[str] = None,
         ``progress(done, total)``, to pass to the library.
     """
     if not show:
-        estimate = Estimate(advice, lambda line: sys.stderr.write(line + "\n"), unit=unit)
+        estimate = Estimate(advice, stderr_line, unit=unit)
         yield estimate.update
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \

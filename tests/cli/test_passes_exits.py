@@ -99,3 +99,21 @@ def test_bad_input_with_stderr_full_or_closed_still_exits_2(tmp_path):
         assert res.returncode == 2, res
     res = shell(f"{sys.executable} -m cnncli shape --f 3 --json >/dev/full")
     assert res.returncode == 2 and res.stderr.startswith(b"cnncli: error: cannot complete: No space left on device")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_closed_or_full_stderr_changes_no_result(tmp_path):
+    # the run's notes (time, dtype) go to stderr; with stderr closed they once went into stdout's .npy bytes
+    case = os.path.join(ROOT, "examples", "conv_case.h5")
+    quiet = shell(f"{sys.executable} -m cnncli forward {case} -o - 2>/dev/null")
+    assert quiet.returncode == 0 and quiet.stdout.startswith(b"\x93NUMPY")
+    impl = tmp_path / "prints.py"
+    impl.write_text(open(os.path.join(ROOT, "tests", "impls", "correct.py")).read()
+                    + "\nprint('hello from the module')\n")
+    for redirect in ("2>&-", "2>/dev/full"):
+        res = shell(f"{sys.executable} -m cnncli forward {case} -o - {redirect}")
+        assert (res.returncode, res.stdout) == (0, quiet.stdout), redirect
+        res = shell(f"{sys.executable} -m cnncli gradcheck --impl {impl} {redirect}")
+        assert res.returncode == 0 and res.stdout.endswith(b"gradient check: PASS (8/8 functions, method sample)\n")
+        res = shell(f"{sys.executable} -m cnncli gradcheck {redirect}")
+        assert res.returncode == 0 and b"gradient check: PASS" in res.stdout
