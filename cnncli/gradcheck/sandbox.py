@@ -53,6 +53,25 @@ class _Died(Exception):
     pass
 
 
+#: The longest single wait of :func:`_ready` (select() overflows near 1e10 s; --timeout may be anything).
+_WAIT_STEP = 3600.0
+
+
+def _ready(fd: int, deadline: float, write: bool = False) -> None:
+    """Return when ``fd`` can be read (or written); :class:`_Timeout` once ``deadline`` has passed.
+
+    Readiness is looked at before the clock: a reply that came in time while this process was
+    stopped (Ctrl-Z, then fg) is not a timeout.
+    """
+    while True:
+        left = min(max(0.0, deadline - time.monotonic()), _WAIT_STEP)
+        readable, writable, _ = select.select([] if write else [fd], [fd] if write else [], [], left)
+        if readable or writable:
+            return
+        if time.monotonic() >= deadline:
+            raise _Timeout
+
+
 class Sandbox:
     """One child process running the user's code; restarted after a timeout or a crash.
 
@@ -138,12 +157,7 @@ class Sandbox:
     def _send(self, data: bytes, deadline: float) -> None:
         view = memoryview(data)
         while view:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise _Timeout
-            _, writable, _ = select.select([], [self.to_child], [], left)
-            if not writable:
-                raise _Timeout
+            _ready(self.to_child, deadline, write=True)
             try:
                 view = view[os.write(self.to_child, view[:1 << 16]):]
             except BlockingIOError:
@@ -152,16 +166,8 @@ class Sandbox:
                 raise _Died from None
 
     def _read(self, n: int, deadline: float) -> bytes:
-        def wait() -> None:  # the child has until the deadline to send each chunk
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise _Timeout
-            readable, _, _ = select.select([self.from_child], [], [], left)
-            if not readable:
-                raise _Timeout
-
-        try:
-            return wire.read_exact(self.from_child, n, wait)
+        try:  # the child has until the deadline to send each chunk
+            return wire.read_exact(self.from_child, n, lambda: _ready(self.from_child, deadline))
         except EOFError:
             raise _Died from None
 

@@ -285,3 +285,27 @@ def test_closing_sys_stdout_does_not_silence_later_prints(tmp_path):
     lines = []
     r = check_impl(hostile(tmp_path, extra), timeout=5, only=["distribute_value"], echo=lines.append)
     assert r.passed and lines == ["dz 2.0", "dz -1.5", "dz 0.7"]
+
+
+def test_a_reply_that_is_waiting_is_read_even_after_the_deadline():
+    # cnncli stopped (Ctrl-Z) while the child answered in time: after fg the reply is there, not a timeout
+    from cnncli.gradcheck.sandbox import _ready, _Timeout
+
+    r, w = os.pipe()
+    try:
+        with pytest.raises(_Timeout):
+            _ready(r, time.monotonic() - 1)  # nothing to read and no time left
+        os.write(w, b"x")
+        _ready(r, time.monotonic() - 1)
+        _ready(r, time.monotonic() + 1e12)  # a deadline select() alone could not take (OverflowError)
+        _ready(w, time.monotonic() - 1, write=True)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_a_huge_timeout_is_as_good_as_none():
+    r = runner.invoke(app, ["gradcheck", "--impl", str(ROOT / "tests" / "impls" / "correct.py"), "--timeout", "1e12",
+                            "--only", "zero_pad", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["passed"] is True
