@@ -32,6 +32,9 @@ from .userfile import CLASSIC
 MAX_NOTEBOOK_BYTES = 100 << 20
 _EXPORT_CELL = re.compile(r"^# In\[[\s\d]*\]:\s*$", re.MULTILINE)
 _DEF = re.compile(r"^(?:async\s+)?def\s+([A-Za-z_]\w*)", re.MULTILINE)
+#: What changes the bracket and string state of a line (see :func:`_scan`), outside and inside a triple quote.
+_SPECIAL = re.compile(r"[#()\[\]{}\"'\\]")
+_IN_QUOTE = re.compile(r"[\"'\\]")
 _MAGIC = re.compile(r"^(\s*)(?:[%!?]|[\w.]+\?\??\s*$|[\w.,\s()\[\]]+=\s*[%!])")
 #: Cell magics whose body is Python (the body is read; others skip the cell).
 _PYTHON_CELL_MAGICS = ("%%time", "%%timeit", "%%capture", "%%prun")
@@ -133,8 +136,8 @@ def _read_notebook(path: str) -> List[_Cell]:
     version = doc.get("nbformat")
     if version == 3:  # nbformat 3: cells inside worksheets, source under "input"
         sheets = doc.get("worksheets")
-        raw = [c for s in sheets if isinstance(s, dict) for c in s.get("cells", [])] \
-            if isinstance(sheets, list) else None
+        raw = [c for s in sheets if isinstance(s, dict) and isinstance(s.get("cells", []), list)
+               for c in s.get("cells", [])] if isinstance(sheets, list) else None
         key = "input"
     else:
         raw, key = doc.get("cells"), "source"
@@ -174,12 +177,54 @@ def _unmagic(text: str) -> Tuple[Optional[str], int]:
         if not lines[first].lstrip().startswith(_PYTHON_CELL_MAGICS):
             return None, 1
         lines[first], skipped = "", 1
+    state = (0, None, False)  # open brackets, open triple quote, a final backslash
     for i, line in enumerate(lines):
-        m = _MAGIC.match(line)
+        # IPython reads a magic only where a statement starts: a line inside brackets or a string, or after a
+        # backslash, is Python (`!= 0):` continuing a condition, `%d` in a docstring)
+        m = _MAGIC.match(line) if state == (0, None, False) else None
         if m and not line.lstrip().startswith("#"):
             lines[i] = m.group(1) + "pass"
             skipped += 1
+            continue
+        state = _scan(line, state[:2])
     return "\n".join(lines), skipped
+
+
+def _scan(line: str, state: tuple) -> tuple:
+    """``(depth, quote, continued)`` after ``line`` from ``(depth, quote)`` before it: the brackets still
+    open, the triple quote still open (or None), and whether a backslash outside strings ends it."""
+    depth, quote = state
+    i, n = 0, len(line)
+    while i < n:
+        found = (_IN_QUOTE if quote is not None else _SPECIAL).search(line, i)  # jump over plain text
+        if found is None:
+            break
+        i = found.start()
+        c = line[i]
+        if quote is not None:
+            if c == "\\":
+                i += 2
+                continue
+            if line.startswith(quote, i):
+                i, quote = i + 3, None
+                continue
+        elif c == "#":
+            break
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth = max(0, depth - 1)
+        elif c in "\"'":
+            if line.startswith(c * 3, i):
+                i, quote = i + 3, c * 3
+                continue
+            i += 1
+            while i < n and line[i] != c:  # a one-line string
+                i += 2 if line[i] == "\\" else 1
+        elif c == "\\" and i == n - 1:
+            return depth, quote, True
+        i += 1
+    return depth, quote, False
 
 
 def _plan_cells(path: str, cells: List[_Cell], export: bool) -> Plan:

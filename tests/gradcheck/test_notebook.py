@@ -159,6 +159,8 @@ def test_an_nbconvert_export_runs_its_cells_and_keeps_file_lines(tmp_path):
     ('{"nbformat": 4, "cells": [{"cell_type": "code", "source": "x = 1\\n"}]}',
      "defines no classic function (conv_forward...)"),
     ('[1, 2]', "is not a notebook: its JSON has no cells"),
+    ('{"nbformat": 3, "worksheets": [{"cells": null}]}', "has no code cells, so no classic function"),
+    ('{"nbformat": 3, "worksheets": [{"cells": 7}, "x"]}', "has no code cells, so no classic function"),
 ])
 def test_bad_notebooks_exit_2_with_one_line(tmp_path, content, message):
     path = tmp_path / "bad.ipynb"
@@ -211,3 +213,32 @@ def test_a_definition_statement_that_raises_is_noted_and_the_rest_checked(tmp_pa
     r = check_impl(notebook(tmp_path, cells))
     assert r.passed and [f.name for f in r.functions] == ["zero_pad"]
     assert "cell 1, line 2 raised ZeroDivisionError: division by zero; the check goes on without it" in r.notes
+
+
+@pytest.mark.parametrize("source, expected", [
+    # IPython syntax where a statement starts is skipped ...
+    ("%matplotlib inline\n!pip install h5py\nx = !ls\nnp.zeros?\ny = 1\n",
+     "pass\npass\npass\npass\ny = 1\n"),
+    ("def f():\n    %timeit g()\n    return 1\n", "def f():\n    pass\n    return 1\n"),
+    ('!echo "it\'s"\n%time z = 2\n', "pass\npass\n"),  # a magic's own quotes open no string
+    ("f(1,\n  2)\n%who\n", "f(1,\n  2)\npass\n"),
+    # ... but never inside brackets, a string or after a backslash, where it is Python
+    ("if (n_H * n_W\n        != 0):\n    pass\n", "if (n_H * n_W\n        != 0):\n    pass\n"),
+    ("ok = n_H \\\n    != 0\n", "ok = n_H \\\n    != 0\n"),
+    ('def f():\n    """Fill.\n    %d items\n    !not a command\n    """\n',
+     'def f():\n    """Fill.\n    %d items\n    !not a command\n    """\n'),
+    ("s = 'a(' # )\n!ls\n", "s = 'a(' # )\npass\n"),  # brackets in strings and comments count for nothing
+    ("t = ('\\'', [\n%x\n])\n", "t = ('\\'', [\n%x\n])\n"),
+])
+def test_ipython_syntax_is_skipped_only_where_a_statement_starts(source, expected):
+    from cnncli.gradcheck.notebook import _unmagic
+
+    assert _unmagic(source)[0] == expected
+
+
+def test_a_comparison_continued_on_a_line_of_its_own_is_checked_as_python(tmp_path):
+    cell = ("import numpy as np\n\n\ndef distribute_value(dz, shape):\n    (n_H, n_W) = shape\n"
+            "    if (n_H * n_W\n            != 0):\n        return np.ones(shape) * dz / (n_H * n_W)\n")
+    r = check_impl(notebook(tmp_path, [("code", cell)]))
+    (fn,) = r.functions
+    assert fn.name == "distribute_value" and fn.passed
