@@ -301,7 +301,7 @@ class Sandbox:
         results = []
         try:
             self._send(wire.frame(request, blobs), min(time.monotonic() + self.timeout, self.deadline))
-            for _ in range(count):
+            for k in range(count):
                 limit = time.monotonic() + self.timeout
                 try:
                     header, rblobs = self._receive(min(limit, self.deadline))
@@ -313,7 +313,12 @@ class Sandbox:
                 self.output.add(header["out"], header["lines"])
                 if not header["ok"]:
                     self._raised(function, case, header)
-                results.append(self._decode(function, case, header, rblobs))
+                try:
+                    results.append(self._decode(function, case, header, rblobs))
+                except UserCallFailed:
+                    if k < count - 1:  # the later replies are still on their way: a new process, not one
+                        self._restart()  # whose next reply would answer this request instead of the next
+                    raise
         except _Timeout:
             self._stop(function, case, "timeout",
                        f"did not return within {self.timeout:g} s on configuration {case} (an infinite loop?)")

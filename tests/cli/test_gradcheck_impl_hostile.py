@@ -91,3 +91,15 @@ def test_the_numerical_check_against_the_users_forward_still_catches_a_wrong_bac
     (fn,) = doc["functions"]
     assert any(f["against"] == "numerical" and not f["passed"] for f in fn["findings"])
     assert np.isfinite([f["max_abs_error"] for f in fn["findings"] if f["max_abs_error"] is not None]).all()
+
+
+def test_a_reply_refused_mid_stream_leaves_no_reply_out_of_turn(tmp_path):
+    # 33 dimensions cannot cross the wire: the first perturbed reply is refused while the rest are on their way
+    path = tmp_path / "dims33.py"
+    path.write_text(CORRECT.read_text() + FLAT_ON_PERTURBED.replace("Z.ravel()", "np.zeros((1,) * 33)"))
+    r, doc = _run(path, "--only", "conv_backward")
+    assert r.exit_code == 1, r.output
+    (fn,) = doc["functions"]
+    messages = {e["exception"] for e in fn["errors"]}
+    assert messages == {"returned something that is not a result (bad shape)"}
+    assert all(e["function"] == "conv_forward" for e in fn["errors"])
