@@ -61,7 +61,8 @@ def heatmap(name: str, axes: str, error_map: Optional[np.ndarray], hint: Optiona
     """A terminal heatmap of ``|a - n|`` over height x width (``error_map``), with the result's hint."""
     if error_map is None:
         return None
-    top = np.nanmax(error_map) if np.any(np.isfinite(error_map)) else 0.0
+    finite = error_map[np.isfinite(error_map)]
+    top = float(finite.max()) if finite.size else 0.0  # an inf error (a user's inf) is shaded as the worst
     out = Text()
     out.append(f"{name}: max |a-n| over {'examples and channels' if axes[0] == 'm' else 'channels'}, "
                f"height x width (█ >= 50% of the worst, ▓ 10%, ▒ 1%, ░ 0.1%, · less, blank not checked)\n",
@@ -71,7 +72,7 @@ def heatmap(name: str, axes: str, error_map: Optional[np.ndarray], hint: Optiona
             if np.isnan(v):
                 out.append("  ")
                 continue
-            ratio = v / top if top > 0 else 0.0
+            ratio = 1.0 if np.isinf(v) else (v / top if top > 0 else 0.0)
             for level, ch, style in SHADES:
                 if ratio >= level:
                     out.append(ch * 2, style=style)

@@ -112,3 +112,19 @@ def test_a_wrapping_column_is_never_squeezed_to_nothing():
     text = out.file.getvalue()
     assert "conv f3 s1 p1" in text and "(1, 1, 1, 0): 10.0166 vs 1.85866" in text
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_a_heatmap_with_inf_errors_shades_them_as_the_worst_without_warnings():
+    import warnings
+
+    import numpy as np
+
+    from cnncli.render.gradcheck import heatmap
+
+    errors = np.array([[np.inf, 1.0], [0.001, np.nan]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would reach the user's terminal
+        text = heatmap("dA_prev", "mhwc", errors, None).plain
+    assert text.splitlines()[1:] == ["████", "░░  "]  # inf and the finite worst full; 0.1% of it; not checked
+    only_inf = heatmap("dA_prev", "mhwc", np.array([[np.inf, 0.0]]), None).plain
+    assert only_inf.splitlines()[1:] == ["██··"]
