@@ -78,7 +78,7 @@ class ImplResult:
     method: str
     #: Things the user should know (a method that does not apply, hidden prints, ...).
     notes: Tuple[str, ...] = ()
-    #: Lines the user's code printed on stdout (captured, see :class:`.userfile.UserOutput`).
+    #: Lines the user's code printed on stdout and stderr (captured, see :class:`.userfile.UserOutput`).
     printed_lines: int = 0
     #: Of those, the lines passed to ``echo`` (bounded in lines and bytes).
     echoed_lines: int = 0

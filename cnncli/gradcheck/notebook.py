@@ -106,7 +106,8 @@ def _plan_module(path: str, text: str) -> Plan:
     try:
         tree = ast.parse(text, path)
     except SyntaxError as exc:
-        raise ImplError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+        where = f":{exc.lineno}" if exc.lineno else ""  # none for a NUL byte ("cannot contain null bytes")
+        raise ImplError(f"{path}{where}: syntax error: {exc.msg}") from None
     except (ValueError, RecursionError, MemoryError) as exc:
         raise ImplError(f"{path}: cannot be parsed ({type(exc).__name__})") from None
     defs: Dict[str, List[str]] = {}

@@ -137,3 +137,11 @@ def test_a_relative_path_keeps_lines_and_the_missing_module_note(tmp_path, monke
     r = runner.invoke(app, ["gradcheck", "--impl", "helpers.py", "--json"])
     assert r.exit_code == 0, r.stderr
     assert any("public_tests_not_here is not installed here" in n for n in json.loads(r.stdout)["notes"])
+
+
+def test_a_nul_byte_is_a_syntax_error_without_a_line(tmp_path):
+    path = tmp_path / "nul.py"
+    path.write_bytes(b"def zero_pad(X, pad):\n    return X\x00\n")
+    r = runner.invoke(app, ["gradcheck", "--impl", str(path)])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr == f"cnncli: error: {path}: syntax error: source code string cannot contain null bytes\n"
