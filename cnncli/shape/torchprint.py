@@ -43,6 +43,11 @@ _POSITIONAL = {
     "Flatten": ("start_dim", "end_dim"),
     "Linear": ("in_features", "out_features", "bias"),
 }
+#: Modules a printed model may expand to (repeats and containers counted): real models have a few
+#: thousand at most; the limit keeps a forged '(0-9): 10000000000 x ReLU()' from filling memory.
+MAX_MODULES = 100_000
+#: Containers nested in one another (real models: under 10).
+MAX_DEPTH = 100
 _IGNORED = {"padding_mode", "eps", "momentum", "track_running_stats", "return_indices", "inplace",
             "negative_slope", "approximate", "p", "dim", "alpha", "beta", "threshold", "min_val", "max_val"}
 
@@ -58,6 +63,7 @@ class _Node:
     text: str
     children: List["_Node"] = field(default_factory=list)
     container: bool = False
+    times: int = 1  # PyTorch's '(0-2): 3 x Module': the module stands for 3, expanded only once the size is checked
 
 
 def _error(line: int, text: str, why: str) -> InputError:
@@ -106,10 +112,37 @@ def _arguments(node: _Node) -> Dict[str, object]:
     return values
 
 
+def _count(digits: str) -> Optional[int]:
+    """A count as printed, or None past 4,000 digits (where int() refuses text; no model is near)."""
+    return int(digits) if len(digits) <= 4000 else None
+
+
+def _repeat(number: int, line: str, name: str, times_text: Optional[str]) -> int:
+    """The ``N`` of ``(a-b): N x Module``, checked against the range it names (PyTorch prints ``N = b-a+1``)."""
+    if times_text is None:
+        return 1
+    span = re.fullmatch(r"(\d+)-(\d+)", name)
+    if span is None:
+        raise _error(number, line, f"'{times_text} x' repeats a module, but '({name})' is not a range a-b")
+    times, first, last = _count(times_text), _count(span.group(1)), _count(span.group(2))
+    if times is None or first is None or last is None:
+        raise _error(number, line, f"the model has over {MAX_MODULES:,} modules (cnncli's limit)")
+    if times != last - first + 1:
+        names = f"{last - first + 1}" if last >= first else "no"
+        raise _error(number, line, f"'({name})' names {names} modules but the line repeats {times}")
+    return times
+
+
 def _read_tree(text: str) -> _Node:
-    """The printed text as a tree of modules; refuses anything else."""
+    """The printed text as a tree of modules; refuses anything else.
+
+    The model's size is checked as it is read, before anything is expanded: every
+    module counts once per repeat of it and of its containers (MAX_MODULES at most),
+    and containers nest MAX_DEPTH deep at most.
+    """
     root: Optional[_Node] = None
-    stack: List[Tuple[_Node, int]] = []  # open containers and their repeat counts
+    stack: List[Tuple[_Node, int]] = []  # open containers and the repeats of each (its own times its parents')
+    modules = 0  # modules of the expanded model so far
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.rstrip()
         if not line.strip():
@@ -117,10 +150,9 @@ def _read_tree(text: str) -> _Node:
         if line.strip() == ")":
             if not stack:
                 raise _error(number, line, "a closing ')' with no module open")
-            node, times = stack.pop()
+            node, _ = stack.pop()
             if stack:
-                stack[-1][0].children.extend([node] + [replace(node, path=f"{node.path}#{k + 2}") for k in
-                                                       range(times - 1)])
+                stack[-1][0].children.append(node)
             else:
                 root = node
             continue
@@ -132,21 +164,27 @@ def _read_tree(text: str) -> _Node:
         if parent is not None and not name:
             raise _error(number, line, "a child module without its '(name):' prefix")
         path = name if parent is None or not parent.path else f"{parent.path}.{name}"
-        rest, times = match.group("rest"), int(match.group("times") or 1)
-        node = _Node(match.group("type"), path, "", number, line.strip())
+        rest, times = match.group("rest"), _repeat(number, line, name, match.group("times"))
+        if parent is None and times != 1:
+            raise _error(number, line, "a repeated module at the top level")
+        repeats = times * (stack[-1][1] if stack else 1)
+        modules += repeats
+        if modules > MAX_MODULES:
+            raise _error(number, line, f"the model has over {MAX_MODULES:,} modules (cnncli's limit)")
+        node = _Node(match.group("type"), path, "", number, line.strip(), times=times)
         if rest == "":  # Name( ... children ... )
+            if len(stack) >= MAX_DEPTH:
+                raise _error(number, line, f"containers nest over {MAX_DEPTH} deep (cnncli's limit)")
             node.container = True
-            stack.append((node, times))
+            stack.append((node, repeats))
             continue
         if not rest.endswith(")"):
             raise _error(number, line, "an unbalanced line (PyTorch prints each module on one line)")
         node.args = rest[:-1]
         if parent is None:
-            if times != 1:
-                raise _error(number, line, "a repeated module at the top level")
             root = node
             continue
-        parent.children.extend([node] + [replace(node, path=f"{path}#{k + 2}") for k in range(times - 1)])
+        parent.children.append(node)
     if stack:
         raise _error(stack[-1][0].line, stack[-1][0].text, "the module is never closed with ')'")
     if root is None:
@@ -154,24 +192,32 @@ def _read_tree(text: str) -> _Node:
     return root
 
 
-def _leaves(node: _Node, notes: List[str]) -> List[_Node]:
+def _copies(node: _Node) -> List[_Node]:
+    """A module and its repeats (``(0-2): 3 x ReLU()``), the repeats named ``0-2#2``, ``0-2#3``."""
+    return [node] + [replace(node, path=f"{node.path}#{k + 2}") for k in range(node.times - 1)]
+
+
+def _leaves(root: _Node, notes: List[str]) -> List[_Node]:
     """The modules of a chain, in order; refuses containers that are not one."""
-    if not node.container:
-        return [node]
-    if node.type == "ModuleDict":
-        raise _error(node.line, node.text, "a ModuleDict is not a chain (forward() picks its modules by name)")
-    branches = [c for c in node.children if c.path.rsplit(".", 1)[-1].lower() in _BRANCHES]
-    if branches:
-        child = branches[0]
-        # NOTE: the line quoted names the branch ('(downsample): Sequential('); the words stay few to fit 80 columns
-        raise _error(child.line, child.text, "a branch off the main path: not a plain chain")
-    if node.type != "Sequential" and node.children:
-        notes.append(f"{node.type}{' ' + node.path if node.path else ''} (line {node.line}): its children are "
-                     "taken in the order printed; print(model) does not show forward(), so a module used twice, "
-                     "or a reshape done there, is not seen")
     out: List[_Node] = []
-    for child in node.children:
-        out.extend(_leaves(child, notes))
+    todo = [root]  # modules still to visit, the next one last (no recursion: nesting is bounded, not small)
+    while todo:
+        node = todo.pop()
+        if not node.container:
+            out.append(node)
+            continue
+        if node.type == "ModuleDict":
+            raise _error(node.line, node.text, "a ModuleDict is not a chain (forward() picks its modules by name)")
+        branches = [c for c in node.children if c.path.rsplit(".", 1)[-1].lower() in _BRANCHES]
+        if branches:
+            child = branches[0]
+            # NOTE: the line quoted names the branch ('(downsample): Sequential('); the words stay few to fit 80 columns
+            raise _error(child.line, child.text, "a branch off the main path: not a plain chain")
+        if node.type != "Sequential" and node.children:
+            notes.append(f"{node.type}{' ' + node.path if node.path else ''} (line {node.line}): its children are "
+                         "taken in the order printed; print(model) does not show forward(), so a module used twice, "
+                         "or a reshape done there, is not seen")
+        todo.extend(reversed([copy for child in node.children for copy in _copies(child)]))
     return out
 
 

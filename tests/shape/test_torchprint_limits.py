@@ -1,0 +1,122 @@
+"""``shape --from`` on forged or extreme printed models: repeat counts checked against their range,
+the model's size and nesting bounded before anything is built, refused at once with one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from cnncli.cli import app
+from cnncli.cli.app import state as app_state
+from cnncli.errors import InputError
+from cnncli.shape.torchprint import MAX_DEPTH, MAX_MODULES, parse_printed_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    monkeypatch.setattr(app_state, "debug", False)
+
+
+def _model(*lines: str) -> str:
+    return "Sequential(\n" + "".join(f"  {line}\n" for line in lines) + ")\n"
+
+
+def _refused(text: str) -> str:
+    with pytest.raises(InputError) as info:
+        parse_printed_model(text)
+    return str(info.value)
+
+
+def test_the_limits_are_the_documented_ones():
+    assert (MAX_MODULES, MAX_DEPTH) == (100_000, 100)
+
+
+@pytest.mark.parametrize("line, first, last, times", [
+    ("(0-2): 5 x ReLU()", 0, 2, 5),
+    ("(0-2): 1000000000 x ReLU()", 0, 2, 10**9),
+    ("(4-9): 5 x ReLU()", 4, 9, 5),
+])
+def test_a_repeat_count_that_disagrees_with_its_range_is_refused(line, first, last, times):
+    message = _refused(_model(line))
+    assert message == f"--from line 2 '{line}': '({first}-{last})' names {last - first + 1} modules but the line " \
+                      f"repeats {times}"
+
+
+def test_a_repeat_count_on_a_name_that_is_no_range_is_refused():
+    assert "'(3)' is not a range a-b" in _refused(_model("(3): 3 x ReLU()"))
+
+
+def test_repeats_that_agree_with_the_range_expand_to_that_many_rows():
+    specs, _ = parse_printed_model(_model("(0): ReLU()", "(1-4): 4 x Tanh()",
+                                          "(5-6): 2 x Sequential(", "  (0): ReLU()", "  (1-2): 2 x Dropout(p=0.5)",
+                                          ")"))
+    # 1 + 4 + 2 * (1 + 2) = 11 rows, the repeated container's children repeated with it.
+    assert [s.kind for s in specs] == ["relu"] + ["act"] * 4 + ["relu", "dropout", "dropout"] * 2
+    assert [s.text.split(":")[0] for s in specs[:5]] == ["0", "1-4", "1-4#2", "1-4#3", "1-4#4"]
+
+
+@pytest.mark.parametrize("lines, line", [
+    (["(0-100000): 100001 x ReLU()"], 2),  # one over, in one line
+    (["(0-99999999999): 100000000000 x Conv2d(3, 3, kernel_size=(1, 1), stride=(1, 1))"], 2),
+    # 1000 x 1000 = 10**6 from a nested repeat: refused at the inner line, before anything is expanded
+    (["(0-999): 1000 x Sequential(", "  (0-999): 1000 x ReLU()", ")"], 3),
+    ([f"(0-{'9' * 5000}): 1{'0' * 5000} x ReLU()"], 2),  # past int()'s 4300 digits
+])
+def test_a_model_over_the_module_limit_is_refused_at_its_line(lines, line):
+    message = _refused(_model(*lines))
+    assert message.startswith(f"--from line {line} ")
+    assert message.endswith("the model has over 100,000 modules (cnncli's limit)")
+
+
+def test_a_model_at_the_limit_is_read(monkeypatch):
+    from cnncli.shape import torchprint
+
+    monkeypatch.setattr(torchprint, "MAX_MODULES", 1000)  # the same check, quicker to reach
+    # 1 container + 999 ReLUs = 1000 modules: the limit itself is allowed; one more is refused.
+    assert len(parse_printed_model(_model("(0-998): 999 x ReLU()"))[0]) == 999
+    assert _refused(_model("(0-998): 999 x ReLU()", "(999): ReLU()")).startswith("--from line 3 ")
+
+
+@pytest.mark.parametrize("via_stdin", [False, True])
+def test_a_forged_huge_repeat_is_refused_at_once_in_a_real_process(tmp_path, via_stdin):
+    # Before the check this grew memory without bound (1.2 GB after 15 s): a subprocess with a timeout.
+    text = _model("(0-2): 1000000000 x ReLU()")
+    path = tmp_path / "rep.txt"
+    path.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "cnncli", "shape", "--from", "-" if via_stdin else str(path),
+                           "--input", "3x32x32", "--layout", "nchw", "--json"], input=text.encode(),
+                          capture_output=True, timeout=60, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 2 and proc.stdout == b""
+    assert proc.stderr.decode() == ("cnncli: error: --from line 2 '(0-2): 1000000000 x ReLU()': '(0-2)' names 3 "
+                                    "modules but the line repeats 1000000000\n")
+
+
+def _nested(depth: int) -> str:
+    # `depth` containers inside the top one, a ReLU in the innermost.
+    return ("Sequential(\n" + "".join("  " * (k + 1) + "(0): Sequential(\n" for k in range(depth))
+            + "  " * (depth + 1) + "(0): ReLU()\n" + "".join("  " * k + ")\n" for k in range(depth, -1, -1)))
+
+
+def test_nesting_up_to_the_limit_is_read_and_deeper_is_refused_naming_the_limit():
+    specs, _ = parse_printed_model(_nested(MAX_DEPTH - 1))  # MAX_DEPTH containers in all
+    assert len(specs) == 1 and specs[0].text == ".".join(["0"] * MAX_DEPTH) + ": ReLU()"
+    result = runner.invoke(app, ["shape", "--from", "-", "--input", "8"], input=_nested(1000))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == ("cnncli: error: --from line 101 '(0): Sequential(': containers nest over 100 deep "
+                             "(cnncli's limit)\n")
+
+
+def test_the_json_of_a_repeated_model_lists_each_repeat():
+    result = runner.invoke(app, ["shape", "--from", "-", "--input", "3x8x8", "--layout", "nchw", "--json"],
+                           input=_model("(0-2): 3 x ReLU()"))
+    assert result.exit_code == 0, result.stderr
+    assert [layer["spec"] for layer in json.loads(result.stdout)["layers"]] == [
+        "0-2: ReLU()", "0-2#2: ReLU()", "0-2#3: ReLU()"]
