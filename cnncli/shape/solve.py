@@ -94,27 +94,61 @@ def _key(s: Solution):
     return sum(s.pads), abs(s.pads[1] - s.pads[0]) + abs(s.pads[3] - s.pads[2]), s.stride
 
 
-def _stride_range(spec: LayerSpec, dims: Dims, target: Pair, largest: int) -> Tuple[int, int]:
-    """Strides (both axes alike) whose pad totals can give ``target``: from ``lowest_total``'s bounds."""
-    lo, hi = 1, largest
-    for a, n in enumerate((dims.h, dims.w)):
-        eff, t = geo.effective_size(spec.f[a], spec.dilation[a]), target[a]
-        lo = max(lo, -(-(n - eff + 1) // t))  # t*s - 1 + eff - n >= 0: the largest total reaches t
-        c = t - (2 if spec.ceil_mode else 1)
-        if c > 0:  # (t-c)*s + eff - n <= 2*(eff-1): the smallest total does not overshoot t
-            hi = min(hi, (eff + n - 2) // c)
+def _stride_range(spec: LayerSpec, n: int, a: int, t: int, largest: int) -> Tuple[int, int]:
+    """Strides along axis ``a`` whose pad totals can give ``t`` outputs: from ``iter_pads``' bounds."""
+    eff = geo.effective_size(spec.f[a], spec.dilation[a])
+    lo, hi = max(1, -(-(n - eff + 1) // t)), largest  # t*s - 1 + eff - n >= 0: the largest total reaches t
+    c = t - (2 if spec.ceil_mode else 1)
+    if c > 0:  # (t-c)*s + eff - n <= 2*(eff-1): the smallest total does not overshoot t
+        hi = min(hi, (eff + n - 2) // c)
     return lo, hi
 
 
-def _lowest_rank(spec: LayerSpec, dims: Dims, target: Pair, s: int) -> tuple:
-    """A lower bound of the rank (total pad, asymmetry, stride) of every solution with stride ``s`` or larger."""
-    total = odd = 0
-    for a, n in enumerate((dims.h, dims.w)):
-        c = target[a] - (2 if spec.ceil_mode else 1)
-        if c >= 0:  # the smallest total grows with the stride (else it shrinks: no bound but 0)
-            least = max(0, c * s + geo.effective_size(spec.f[a], spec.dilation[a]) - n)
-            total, odd = total + least, odd + least % 2  # an odd total cannot be split evenly
-    return total, odd, (s, s)
+def _lowest_rank(spec: LayerSpec, n: int, a: int, t: int, s: int) -> tuple:
+    """A lower bound of the rank (total pad, asymmetry, stride) on axis ``a`` of every stride ``s`` or larger."""
+    c = t - (2 if spec.ceil_mode else 1)
+    # The smallest total grows with the stride when c >= 0 (else it shrinks: no bound but 0).
+    least = max(0, c * s + geo.effective_size(spec.f[a], spec.dilation[a]) - n) if c >= 0 else 0
+    return least, least % 2, s  # an odd total cannot be split evenly
+
+
+def _axis_rank(entry: tuple) -> tuple:
+    s, (before, after) = entry
+    return before + after, abs(after - before), s
+
+
+def _axis_strides(spec: LayerSpec, dims: Dims, target: Pair, a: int,
+                  budget: design.Budget) -> Tuple[List[tuple], List[tuple], bool]:
+    """Along axis ``a``, each stride's smallest padding and its smallest symmetric one, as ``(stride, pads)``.
+
+    At most MAX_SOLUTIONS + 1 of each, the best first; False when strides were left unvisited.
+    """
+    n, t = (dims.h, dims.w)[a], target[a]
+    largest = max(geo.effective_size(spec.f[k], spec.dilation[k]) for k in (0, 1))
+    lo, hi = _stride_range(spec, n, a, t, largest)
+    keep = MAX_SOLUTIONS + 1
+    firsts: List[tuple] = []
+    symmetric: List[tuple] = []
+    axis = lambda s, **kw: design.iter_pads(n, spec.f[a], s, spec.dilation[a], t, spec.ceil_mode,  # noqa: E731
+                                            budget=budget, **kw)
+    for s in range(lo, hi + 1):
+        if len(firsts) >= 2 * keep or len(symmetric) >= 2 * keep:
+            firsts, symmetric = sorted(firsts, key=_axis_rank)[:keep], sorted(symmetric, key=_axis_rank)[:keep]
+            # Later strides need at least this much padding: once both lists' last entries rank before
+            # anything they could give, the lists are final (there may be more after them).
+            bound = _lowest_rank(spec, n, a, t, s)
+            if all(len(x) == keep and _axis_rank(x[-1]) < bound for x in (firsts, symmetric) if x):
+                return firsts, symmetric, False
+        if s - lo >= MAX_STRIDES or budget.exhausted:
+            return sorted(firsts, key=_axis_rank)[:keep], sorted(symmetric, key=_axis_rank)[:keep], False
+        first = next(axis(s), None)
+        if first is None:
+            continue
+        firsts.append((s, first))
+        sym = next(axis(s, symmetric=True), None)
+        if sym is not None:
+            symmetric.append((s, sym))
+    return sorted(firsts, key=_axis_rank)[:keep], sorted(symmetric, key=_axis_rank)[:keep], True
 
 
 def _candidates(spec: LayerSpec, dims: Dims, target: Pair, stride_fixed: bool,
@@ -135,29 +169,20 @@ def _candidates(spec: LayerSpec, dims: Dims, target: Pair, stride_fixed: bool,
             hs, ws = (list(itertools.islice(axis(s, a), MAX_SOLUTIONS + 1)) for a in (0, 1))
             found = [(s, h, w) for h in hs for w in ws]
     else:
-        largest = max(geo.effective_size(spec.f[a], spec.dilation[a]) for a in (0, 1))
-        lo, hi = _stride_range(spec, dims, target, largest)
-        for n in range(lo, hi + 1):
-            if len(found) >= 2 * MAX_SOLUTIONS:
-                found.sort(key=rank)
-                del found[MAX_SOLUTIONS:]
-                # Later strides need at least this much padding: once the listing's last row ranks
-                # before anything they could give, the listing is final (there may be more after it).
-                if rank(found[-1]) < _lowest_rank(spec, dims, target, n):
-                    complete = False
-                    break
-            if n - lo >= MAX_STRIDES or budget.exhausted:
-                complete = False
-                break
-            s = (n, n)
-            first = [next(axis(s, a), None) for a in (0, 1)]
-            if first[0] is None or first[1] is None:
-                continue
-            found.append((s, first[0], first[1]))
-            # PyTorch's Conv2d pads symmetrically: offer the smallest symmetric pad too.
-            sym = [next(axis(s, a, symmetric=True), None) for a in (0, 1)]
-            if sym[0] is not None and sym[1] is not None and (sym[0], sym[1]) != (first[0], first[1]):
-                found.append((s, sym[0], sym[1]))
+        # NOTE: the axes are independent (a stride and padding per axis): each axis lists its strides'
+        # smallest paddings, and the pairs are their combinations. A pair among the best MAX_SOLUTIONS
+        # has each half among its axis's best MAX_SOLUTIONS + 1 (a better half makes a better pair).
+        # Each axis gets the whole budget (a dilation far larger than the input rejects most candidates
+        # of both); a square problem is searched once.
+        budgets = (design.Budget(budget.left), design.Budget(budget.left))
+        fh, sh, done_h = _axis_strides(spec, dims, target, 0, budgets[0])
+        fw, sw, done_w = (fh, sh, done_h) if same_axes else _axis_strides(spec, dims, target, 1, budgets[1])
+        budget.exhausted = budget.exhausted or any(b.exhausted for b in budgets)
+        complete = done_h and done_w
+        # PyTorch's Conv2d pads symmetrically: the smallest symmetric pads are offered too.
+        pairs = {((h[0], w[0]), h[1], w[1]) for h in fh for w in fw}
+        pairs |= {((h[0], w[0]), h[1], w[1]) for h in sh for w in sw}
+        found = list(pairs)
     found.sort(key=rank)
     complete = complete and len(found) <= MAX_SOLUTIONS and not budget.exhausted
     return found[:MAX_SOLUTIONS], complete
@@ -184,26 +209,24 @@ def _last_stride(ok, lo: int, hi: int) -> Optional[int]:
 def _reachable_near(spec: LayerSpec, dims: Dims, target: Pair, stride_fixed: bool) -> Tuple[Pair, ...]:
     """The output sizes closest to ``target`` that the solver confirms (a few, nearest first)."""
     sizes = (dims.h, dims.w)
-    if stride_fixed:
-        strides = {spec.stride}
-    else:
-        largest = max(geo.effective_size(spec.f[a], spec.dilation[a]) for a in (0, 1))
-        strides = set()
-        for a, n in enumerate(sizes):
-            t = target[a]
+    largest = max(geo.effective_size(spec.f[a], spec.dilation[a]) for a in (0, 1))
+    options = []
+    for a, n in enumerate(sizes):  # the axes are independent: each its strides and the sizes they reach
+        t = target[a]
+        if stride_fixed:
+            strides = {spec.stride[a]}
+        else:
             # Sizes above t: the largest stride whose range still reaches above t has the lowest start;
             # below t: the smallest stride whose range starts below t has the highest end.
             above = _last_stride(lambda s: _ends(spec, n, a, s)[1] > t, 1, largest)
             below = _last_stride(lambda s: _ends(spec, n, a, s)[0] >= t, 1, largest)
-            strides |= {(s, s) for s in (above, 1 if below is None else below + 1) if s is not None and s <= largest}
-    candidates = set()
-    for stride in strides:
-        options = []
-        for a, n in enumerate(sizes):
-            low, high = _ends(spec, n, a, stride[a])
-            t = target[a]
-            options.append({min(max(v, low), high) for v in (t - 1, t, t + 1)})
-        candidates |= {(h, w) for h in options[0] for w in options[1] if (h, w) != tuple(target)}
+            strides = {s for s in (above, 1 if below is None else below + 1) if s is not None and s <= largest}
+        reach = set()
+        for s in strides:
+            low, high = _ends(spec, n, a, s)
+            reach |= {min(max(v, low), high) for v in (t - 1, t, t + 1)}
+        options.append(reach)
+    candidates = {(h, w) for h in options[0] for w in options[1] if (h, w) != tuple(target)}
     ranked = sorted(candidates, key=lambda p: (abs(p[0] - target[0]) + abs(p[1] - target[1]), p))
     confirmed = []
     for size in ranked[:6]:  # a few tries, each a small search: the nearest sizes are a hint

@@ -107,8 +107,8 @@ def test_target_with_a_1000_wide_window():
     first = doc["solutions"][0]
     assert first["stride"] == [1, 1] and first["pads"] == [492, 493, 492, 493]
     for sol in doc["solutions"]:
-        s, (t, b, l, r) = sol["stride"][0], sol["pads"]
-        assert (28 + t + b - 1000) // s + 1 == 14 and (28 + l + r - 1000) // s + 1 == 14
+        (sh, sw), (t, b, l, r) = sol["stride"], sol["pads"]  # each axis its own stride
+        assert (28 + t + b - 1000) // sh + 1 == 14 and (28 + l + r - 1000) // sw + 1 == 14
         assert max(sol["pads"]) < 1000
     fixed = _shape("--input", "28", "--f", "1000", "--stride", "3", "--target", "14")
     assert fixed["solutions"] and all((28 + s["pads"][0] + s["pads"][1] - 1000) // 3 + 1 == 14

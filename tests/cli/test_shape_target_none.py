@@ -24,8 +24,9 @@ def _no_debug(monkeypatch):
     (["--input", "28", "--f", "3", "--target", "1"], [[9, 9]]),
     # 8 rows, f=3: the most are stride 1, pad 2+2: 8+4-3+1 = 10.
     (["--input", "8", "--f", "3", "--target", "100"], [[10, 10]]),
-    # 100 rows, f=3: stride 1 gives 98..100, stride 2 gives 49..51: 70 falls in the gap.
-    (["--input", "100", "--f", "3", "--target", "70"], [[51, 51], [98, 98]]),
+    # 100 rows, f=3: stride 1 gives 98..100, stride 2 gives 49..51: 70 falls in the gap. Each axis has its
+    # own stride: 51x51 (|51-70| twice: 38 away), then 51x98 (19 + 28 = 47), before 98x98 (56).
+    (["--input", "100", "--f", "3", "--target", "70"], [[51, 51], [51, 98]]),
     # Stride 2x3 fixed on 28x30: heights 13..15, widths floor((27+T)/3)+1 = 10..11; 9 is out of reach.
     (["--input", "28x30", "--f", "3", "--stride", "2x3", "--target", "13x9"], [[13, 10], [14, 10]]),
 ])
