@@ -281,8 +281,9 @@ def tconv_axis(n_in: int, f: int, stride: int, dilation: int, n_target: int) -> 
     return found
 
 
-def _solve_tconv(spec: LayerSpec, dims: Dims, target: Pair, stride_fixed: bool) -> TargetResult:
-    """Strides, paddings and output paddings of a ConvTranspose2d that give ``target``."""
+def _solve_tconv(spec: LayerSpec, dims: Dims, target: Pair, stride_fixed: bool,
+                 nearest: bool = True) -> TargetResult:
+    """Strides, paddings and output paddings of a ConvTranspose2d that give ``target`` (and, if none, the nearest)."""
     sizes = (dims.h, dims.w)
     axis = lambda s, a: tconv_axis(sizes[a], spec.f[a], s, spec.dilation[a], target[a])  # noqa: E731
     rank = lambda c: (2 * (c[1][0] + c[2][0]), c[1][1] + c[2][1], c[0])  # noqa: E731  pad, then op, then stride
@@ -295,8 +296,16 @@ def _solve_tconv(spec: LayerSpec, dims: Dims, target: Pair, stride_fixed: bool) 
         hi = min(max(-(-(target[a] + spec.dilation[a] * (spec.f[a] - 1)) // max(sizes[a] - 1, 1))
                      for a in (0, 1)), 2**63) if min(sizes) > 1 else MAX_STRIDES
         lo = max(1, max((target[a] - spec.dilation[a] * spec.f[a] - 1) // (sizes[a] + 1) for a in (0, 1)))
-        for s in range(lo, hi + 1):
-            if s - lo >= MAX_STRIDES:
+        # NOTE: with k(s) = (n-1)*s + d*(f-1) + 1 - target = 2p - op, the strides whose k <= 0 need no
+        # padding and the less output padding the larger they are; above them the padding grows with s.
+        # The best rows therefore lie around the largest stride with k <= 0 on every axis: the search
+        # starts MAX_SOLUTIONS + 1 strides below it (closed form, whatever the target's size).
+        zeros = [(target[a] - spec.dilation[a] * (spec.f[a] - 1) - 1) // (sizes[a] - 1) for a in (0, 1)
+                 if sizes[a] > 1]
+        start = max(lo, min(zeros) - MAX_SOLUTIONS - 1) if zeros else lo
+        complete = start == lo
+        for s in range(start, hi + 1):
+            if s - start >= MAX_STRIDES:
                 complete = False
                 break
             h, w = axis(s, 0), axis(s, 1)
@@ -308,7 +317,7 @@ def _solve_tconv(spec: LayerSpec, dims: Dims, target: Pair, stride_fixed: bool) 
                  for c in found[:MAX_SOLUTIONS]]
     return TargetResult(dims, target, spec, stride_fixed, solutions, complete, _tconv_nearest(spec, dims, target,
                                                                                             stride_fixed)
-                        if not solutions else ())
+                        if not solutions and nearest else ())
 
 
 def _tconv_nearest(spec: LayerSpec, dims: Dims, target: Pair, stride_fixed: bool) -> Tuple[Pair, ...]:
@@ -331,5 +340,5 @@ def _tconv_nearest(spec: LayerSpec, dims: Dims, target: Pair, stride_fixed: bool
         candidates.add((near[0], near[1]))
     candidates.discard(tuple(target))
     ranked = sorted(candidates, key=lambda p: (abs(p[0] - target[0]) + abs(p[1] - target[1]), p))
-    confirmed = [size for size in ranked if _solve_tconv(spec, dims, size, stride_fixed).solutions]
+    confirmed = [size for size in ranked if _solve_tconv(spec, dims, size, stride_fixed, nearest=False).solutions]
     return tuple(confirmed[:2])
