@@ -126,6 +126,17 @@ class SizeTable:
         }
 
 
+def _input_channels(specs: Sequence[LayerSpec]) -> int:
+    """The channels the table's inputs get: what the first layer that names them was built for (a printed
+    model's Conv2d or BatchNorm2d), else the first layer's groups (1 for most)."""
+    for spec in specs:
+        if spec.in_channels is not None and spec.kind in ("conv", "tconv", "bn"):
+            return spec.in_channels
+        if spec.kind in ("conv", "tconv", "fc", "flatten", "gap"):  # these change or read the channels first
+            break
+    return specs[0].groups
+
+
 def size_table_report(specs: Sequence[LayerSpec]) -> SizeTable:
     """The table ``cnncli shape`` prints without an input size.
 
@@ -152,7 +163,7 @@ def size_table_report(specs: Sequence[LayerSpec]) -> SizeTable:
             columns[word] = [replace(spec, pad=geo.normalize_pad(word), text="")]
     else:
         columns = {"stack": list(specs)}
-    rows = size_table(columns, channels=specs[0].groups)
+    rows = size_table(columns, channels=_input_channels(specs))
     if not rows:
         raise HyperparameterError(f"the layers fit no input size up to {max(COMMON_SIZES)}")
     return SizeTable(columns, rows)

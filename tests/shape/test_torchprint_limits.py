@@ -120,3 +120,21 @@ def test_the_json_of_a_repeated_model_lists_each_repeat():
     assert result.exit_code == 0, result.stderr
     assert [layer["spec"] for layer in json.loads(result.stdout)["layers"]] == [
         "0-2: ReLU()", "0-2#2: ReLU()", "0-2#3: ReLU()"]
+
+
+@pytest.mark.parametrize("name, n, output", [
+    # SmallNet takes 3 channels (features.0 is Conv2d(3, 16, ...)): at 32 its classifier gives 4 features.
+    ("smallnet", 32, [4]),
+    # DCGAN's generator takes 100 channels: 1 -> (1-1)*1 + 3 + 1 = 4, then 2n per tconv: 64; from 2: 5 -> 80.
+    ("dcgan_generator", 1, [64, 64]),
+    ("dcgan_generator", 2, [80, 80]),
+    ("lenet", 28, [10]),  # 1 channel, as before
+])
+def test_the_size_table_of_a_printed_model_uses_its_first_layers_channels(name, n, output):
+    path = os.path.join(os.path.dirname(__file__), "printed", f"{name}.txt")
+    result = runner.invoke(app, ["shape", "--from", path, "--json"])
+    assert result.exit_code == 0, result.stderr
+    rows = {row["input"]: row["stack"] for row in json.loads(result.stdout)["rows"]}
+    assert rows[n]["output"] == output
+    table = runner.invoke(app, ["shape", "--from", path])
+    assert table.exit_code == 0 and "stack output" in table.stdout
