@@ -147,7 +147,9 @@ def shape(
     note = layout_note(dims, layout_given=layout is not None)
     result = evaluate_stack(specs, dims, notes=model_notes + ([note] if note else []))
     if as_json:
-        if result.layers:  # a partial stack is still worth a document; a lone failing layer is just the error
+        # A stack (LAYER_SPECs, --from) that stops at a layer is still a document, whichever layer it is
+        # ("error" names it); one layer from options is not a stack: its refusal is just the error line.
+        if result.layers or layer_specs or from_file is not None:
             typer.echo(render.to_json(result.to_dict()))
     elif len(specs) == 1 and result.error is None and from_file is None:
         render.print_layer(result, render.console(plain=plain))

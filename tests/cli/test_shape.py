@@ -281,3 +281,15 @@ def test_target_larger_than_the_input_says_why_no_pad_reaches_it():
     assert result.exit_code == 1
     assert "grows its input by at most f-1" in result.stdout and "transposed convolution" in result.stdout
     assert "larger stride" not in result.stdout
+
+
+@pytest.mark.parametrize("specs, index", [(["pool:f=3"], 1), (["conv:f=1", "pool:f=3"], 2)])
+def test_a_stack_that_stops_at_any_layer_is_one_json_document(specs, index):
+    # A 3x3 window never fits 2x2 unpadded; conv f=1 keeps 2x2x16 (1x1 windows, 16 channels kept).
+    result = shape("--input", "2x2x16", *specs, "--json")
+    assert result.exit_code == 2
+    doc = json.loads(result.stdout)
+    assert [layer["output"] for layer in doc["layers"]] == [[2, 2, 16]] * (index - 1)
+    assert doc["output"] is None and doc["totals"] is None
+    assert doc["error"] == f"layer {index} (pool:f=3) on 2x2x16: no 3x3 window fits a 2x2 input padded by 0"
+    assert result.stderr == f"cnncli: error: {doc['error']}\n"
