@@ -7,6 +7,7 @@ their JSON is their own ``to_dict()``, written by :func:`cnncli.render.common.to
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 from rich.console import Console
@@ -42,12 +43,48 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+#: SI prefixes of a count, largest first (ronna and quetta since 2022).
+_COUNT_UNITS = (("Q", 30), ("R", 27), ("Y", 24), ("Z", 21), ("E", 18), ("P", 15), ("T", 12), ("G", 9), ("M", 6))
+
+
+def _tenths(n: int, scale: int) -> str:
+    """``n / scale`` with one decimal, from integers (a float keeps 17 digits), rounded half to even."""
+    tenths, rest = divmod(10 * n, scale)
+    tenths += 2 * rest > scale or (2 * rest == scale and tenths % 2 == 1)
+    return f"{tenths // 10}.{tenths % 10}"
+
+
 def _count(n: int) -> str:
-    """``1,605,632`` below a million times a thousand, ``3.2G`` style above."""
-    for unit, size in (("G", 10**9), ("M", 10**6)):
-        if n >= 10 * size:
-            return f"{n / size:.1f}{unit}"
-    return f"{n:,}"
+    """``1,605,632`` below ten million, ``33.6M`` .. ``9999.9Q`` above, and whole (``1,000,...``) past that."""
+    if n < 10 ** 7 or n >= 10 ** 34:
+        return f"{n:,}"
+    unit, e = next((unit, e) for unit, e in _COUNT_UNITS if n >= 10 ** (e + 1))
+    return _tenths(n, 10 ** e) + unit
+
+
+def _bytes(n: int) -> str:
+    """:func:`~cnncli.units.format_bytes` below 1 ZiB, then ZiB and YiB up to 9999.9 YiB, whole bytes past that."""
+    if n < 2 ** 70:
+        return format_bytes(n)
+    if n >= 10_000 * 2 ** 80:
+        return f"{n:,} B"
+    unit, scale = ("YiB", 2 ** 80) if n >= 2 ** 80 else ("ZiB", 2 ** 70)
+    return f"{_tenths(n, scale)} {unit}"
+
+
+def _print_words(out: Console, text: str, style: Optional[str] = None) -> None:
+    """A line wrapped between its words at the console's width; a word wider than that (a huge number)
+    goes whole on a line of its own, never folded (rich would cut it anywhere)."""
+    if getattr(out, "plain", False) or len(text) <= out.width:
+        out.print(Text(text, style=style or ""))
+        return
+    lines: list = []
+    for word in re.split(r" (?!(?:[KMGTPEZY]i)?B\b)", text):  # a size and its unit stay together
+        if lines and len(lines[-1]) + 1 + len(word) <= out.width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    out.print(Text("\n".join(lines), style=style or ""), soft_wrap=True)
 
 
 def _pads(pads) -> str:
@@ -108,8 +145,8 @@ def _weights_text(layer: LayerResult) -> str:
 
 def _activations_text(layer: LayerResult) -> str:
     """The output's size in values and in bytes at float32 and float64."""
-    return (f"output {layer.output.elements:,} values: {format_bytes(layer.memory(4))} float32, "
-            f"{format_bytes(layer.memory(8))} float64")
+    return (f"output {layer.output.elements:,} values: {_bytes(layer.memory(4))} float32, "
+            f"{_bytes(layer.memory(8))} float64")
 
 
 def _print_tconv(layer: LayerResult, out: Console) -> None:
@@ -189,7 +226,7 @@ def print_stack(result: StackResult, out: Console) -> None:
                       f"{layer.input.text()} -> {layer.output.text()}",
                       _pads(layer.pads) if layer.spec.windowed else "-",
                       _rf_text(layer), _count(layer.params), _count(layer.macs),
-                      format_bytes(layer.memory(4)), _unread_text(layer) if layer.trailing is not None else "n/a")
+                      _bytes(layer.memory(4)), _unread_text(layer) if layer.trailing is not None else "n/a")
     if result.error is not None:
         nxt = len(result.layers) + 1
         table.add_row(str(nxt), Text(f"layer {nxt} does not fit", style="bold red"), "", "", "", "", "", "", "")
@@ -199,16 +236,16 @@ def print_stack(result: StackResult, out: Console) -> None:
         table.add_row("", Text("total", style="bold"), Text(f"{result.input.text()} -> {last.output.text()}",
                                                             style="bold green"),
                       "", _rf_text(last), _count(result.params), _count(result.macs),
-                      format_bytes(result.memory(4)), "")
+                      _bytes(result.memory(4)), "")
     out.print(table)
     if result.error is None:
-        out.print(f"FLOPs = 2 x MACs = {result.flops:,}; activations in float64: {format_bytes(result.memory(8))}"
-                  + (f"; batch of {result.input.m}" if result.input.m > 1 else ""))
+        _print_words(out, f"FLOPs = 2 x MACs = {result.flops:,}; activations in float64: "
+                          f"{_bytes(result.memory(8))}" + (f"; batch of {result.input.m}" if result.input.m > 1 else ""))
     for note in result.notes:
-        out.print(Text(f"note: {note}", style="yellow"))
+        _print_words(out, f"note: {note}", style="yellow")
     for layer in result.layers:
         for note in layer.notes:
-            out.print(Text(f"note: layer {layer.index}: {note}", style="yellow"))
+            _print_words(out, f"note: layer {layer.index}: {note}", style="yellow")
     if any(layer.rf is None for layer in result.layers):
         out.print("RF n/a: from a transposed convolution on, an output's field depends on its position")
 

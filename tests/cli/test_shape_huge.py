@@ -1,0 +1,92 @@
+"""``shape`` tables with huge numbers: every digit from integer arithmetic, every number whole at 80 columns."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import pytest
+from typer.testing import CliRunner
+
+from cnncli.cli import app
+from cnncli.cli.app import state as app_state
+
+runner = CliRunner()
+B = 10**18
+
+
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    monkeypatch.setattr(app_state, "debug", False)
+
+
+def _run(*args, columns="80"):
+    result = runner.invoke(app, ["shape", *args], env={"COLUMNS": columns})
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def _one_decimal(n: int, scale: int) -> str:
+    q = round(Fraction(n, scale) * 10)  # Fraction rounds half to even
+    return f"{q // 10}.{q % 10}"
+
+
+@pytest.mark.parametrize("n, text", [
+    (9_999_999, "9,999,999"),
+    (10**7, "10.0M"),
+    (33_554_432, "33.6M"),
+    (10**10, "10.0G"),
+    (49 * B, "49.0E"),
+    (178_608 * B, "178.6Z"),
+    (10**25, "10.0Y"),
+    (10**28, "10.0R"),
+    (10**31, "10.0Q"),
+    (10**34 - 1, "10000.0Q"),  # rounds up at the last unit, still a unit
+    (10**34, f"{10**34:,}"),  # past 9999.9Q: whole
+])
+def test_counts_use_exact_units_then_whole_numbers(n, text):
+    from cnncli.render.shape import _count
+
+    assert _count(n) == text
+
+
+def test_the_reported_stack_shows_exact_units():
+    # conv f=4 with 10**18 filters on 64x64x3: 4*4*3*B weights + B biases = 49 * B; 61x61 outputs of
+    # 48 taps each per filter: 61*61*48*B MACs; output 61*61*B float32 values.
+    doc = json.loads(_run("--input", "64x64x3", f"conv:f=4,c={B}", "pool:f=8,s=8", "--json"))
+    assert doc["layers"][0]["params"] == 49 * B and doc["layers"][0]["macs"] == 61 * 61 * 48 * B
+    out = _run("--input", "64x64x3", f"conv:f=4,c={B}", "pool:f=8,s=8")
+    mem = 61 * 61 * B * 4
+    assert "49.0E" in out and "178.6Z" in out and f"{_one_decimal(mem, 2**70)} ZiB" in out
+    assert "12.6 ZiB" in out  # 14,884 * 10**18 / 2**70 = 12.607...
+    assert "G " not in out and ".0G" not in out
+    total64 = (61 * 61 + 7 * 7) * B * 8
+    assert f"FLOPs = 2 x MACs = {2 * 61 * 61 * 48 * B:,}" in out
+    assert f"{_one_decimal(total64, 2**70)} ZiB" in out
+    assert all(len(line) <= 80 for line in out.splitlines())
+
+
+def test_numbers_wider_than_the_terminal_are_printed_whole():
+    dims = "x".join([str(B)] * 4)
+    doc = json.loads(_run("--input", dims, f"conv:f=3,c={B}", "pool:f=2", "--json"))
+    macs = B * (B - 2) ** 2 * B * 9 * B  # every output value (M x H' x W' x C_out) times 3*3*C_in taps
+    assert doc["totals"]["macs"] == macs
+    out = _run("--input", dims, f"conv:f=3,c={B}", "pool:f=2")
+    lines = out.splitlines()
+    # The 90-digit count is on a line of its own, whole (the terminal wraps it; nothing cuts it).
+    assert f"{macs:,}" in [line.strip() for line in lines]
+    assert any(line.strip().startswith(f"{2 * macs:,}") for line in lines)  # the footer's FLOPs, whole
+    f64 = B * ((B - 2) ** 2 + ((B - 2) // 2) ** 2) * B * 8  # past 9999.9 YiB: whole bytes
+    assert any(f"{f64:,} B" in line for line in lines)
+    for line in lines:  # only a single value (a number and its unit, a shape "a -> b") may be wider than 80
+        assert len(line) <= 80 or len(line.strip().split(" ")) <= 2 or " -> " in line, line
+
+
+def test_the_one_layer_report_has_every_number_whole():
+    dims = "x".join([str(B)] * 4)
+    out = _run("--input", dims, "--f", "3")
+    macs = B * (B - 2) ** 2 * B * 9 * B  # filters default to the input's channels
+    assert f"{macs:,}" in out
+    values = B * (B - 2) ** 2 * B
+    words = out.split()
+    assert f"{values:,}" in words and f"{values * 4:,}" in words and f"{values * 8:,}" in words
