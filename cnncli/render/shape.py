@@ -8,6 +8,7 @@ their JSON is their own ``to_dict()``, written by :func:`cnncli.render.common.to
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from typing import Optional
 
 from rich.console import Console
@@ -38,9 +39,12 @@ def _hw(pair, sep: str = "x") -> str:
     return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}{sep}{pair[1]}"
 
 
-def _num(value: float) -> str:
-    """``0.5`` stays, ``4.0`` prints as ``4``."""
-    return str(int(value)) if float(value).is_integer() else str(value)
+def _num(value: Fraction) -> str:
+    """A receptive-field coordinate, exact: ``4``, ``0.5``, ``-1.5`` (a multiple of 1/2)."""
+    value = Fraction(value)
+    if value.denominator == 1:
+        return str(value.numerator)
+    return f"{'-' if value < 0 else ''}{abs(value).numerator // 2}.5"
 
 
 #: SI prefixes of a count, largest first (ronna and quetta since 2022).

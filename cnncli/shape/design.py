@@ -8,27 +8,28 @@ from __future__ import annotations
 
 import itertools
 import math
+from fractions import Fraction
 from typing import Iterator, Optional, Tuple
 
 from ..engine.geometry import Pair, axis_sees_input, effective_size, floor_sum, output_length
 
 
-def receptive_field_step(rf: int, jump: int, start: float, f: int, stride: int, dilation: int,
-                         pad_before: int) -> Tuple[int, int, float]:
+def receptive_field_step(rf: int, jump: int, start: Fraction, f: int, stride: int, dilation: int,
+                         pad_before: int) -> Tuple[int, int, Fraction]:
     """Receptive field after one more window layer, along one axis.
 
     Parameters
     ----------
-    rf, jump, start : int, int, float
+    rf, jump, start : int, int, Fraction
         Before the layer: receptive-field size in input pixels, distance in input
         pixels between neighbouring features, and the input coordinate of the centre
-        of the first feature's receptive field. The network input is ``(1, 1, 0.0)``.
+        of the first feature's receptive field. The network input is ``(1, 1, 0)``.
     f, stride, dilation, pad_before : int
         The layer's window, step, dilation and leading padding.
 
     Returns
     -------
-    (int, int, float)
+    (int, int, Fraction)
         ``rf + (dilation*(f-1)) * jump``, ``jump * stride`` and
         ``start + (dilation*(f-1)/2 - pad_before) * jump``. The first feature's
         window reaches from ``start - (rf-1)/2`` to ``start + (rf-1)/2``; negative
@@ -36,13 +37,14 @@ def receptive_field_step(rf: int, jump: int, start: float, f: int, stride: int, 
 
     Examples
     --------
-    >>> receptive_field_step(1, 1, 0.0, 3, 2, 1, 1)
-    (3, 2, 0.0)
-    >>> receptive_field_step(3, 2, 0.0, 2, 2, 1, 0)
-    (5, 4, 1.0)
+    >>> receptive_field_step(1, 1, 0, 3, 2, 1, 1)
+    (3, 2, Fraction(0, 1))
+    >>> receptive_field_step(3, 2, 0, 2, 2, 1, 0)
+    (5, 4, Fraction(1, 1))
     """
     reach = effective_size(f, dilation) - 1
-    return rf + reach * jump, jump * stride, start + (reach / 2 - pad_before) * jump
+    # NOTE: exact (a Fraction, a multiple of 1/2): a float would lose digits past 2**53, and overflow past 1e308
+    return rf + reach * jump, jump * stride, Fraction(start) + (Fraction(reach, 2) - pad_before) * jump
 
 
 def last_tap(f: int, stride: int, dilation: int, before: int, n_out: int) -> int:

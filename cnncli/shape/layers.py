@@ -9,6 +9,7 @@ Output sizes and pads come from :mod:`cnncli.engine.geometry` (tconv's from
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from typing import Optional, Tuple
 
 from ..engine import geometry as geo
@@ -21,6 +22,17 @@ FLATTEN_ORDER_NOTE = ("flatten order: PyTorch flattens C,H,W (channel-major), NH
                       "same {n} features in a different order, so weights do not carry over unpermuted")
 
 
+def _coordinate(v: Fraction):
+    """A field centre for JSON: a float while that is exact (below 2**53, as always so far), beyond it an int
+    when whole, else the nearest double (None past the double range; JSON has no bigger number)."""
+    if abs(v) < 2 ** 53 or v.denominator != 1:
+        try:
+            return float(v)
+        except OverflowError:
+            return None
+    return int(v)
+
+
 @dataclass(frozen=True)
 class FieldState:
     """The receptive field reached so far: (rf, jump, start) per axis, or None once a tconv made it n/a.
@@ -30,7 +42,7 @@ class FieldState:
 
     rf: Optional[Pair] = (1, 1)
     jump: Optional[Pair] = (1, 1)
-    start: Optional[Tuple[float, float]] = (0.0, 0.0)
+    start: Optional[Tuple[Fraction, Fraction]] = (Fraction(0), Fraction(0))
     map_hw: Optional[Pair] = None
 
     @property
@@ -58,7 +70,7 @@ class LayerResult:
     pads: Pads
     rf: Optional[Pair]
     jump: Optional[Pair]
-    start: Optional[Tuple[float, float]]
+    start: Optional[Tuple[Fraction, Fraction]]  # exact: multiples of 1/2
     trailing: Optional[Pair]
     skipped: Optional[Pair]
     cover_pad: Optional[Pair]
@@ -78,13 +90,13 @@ class LayerResult:
         return FieldState(self.rf, self.jump, self.start, self.map_hw)
 
     @property
-    def rf_edges(self) -> Tuple[Tuple[float, float], Tuple[float, float]]:
+    def rf_edges(self) -> Tuple[Tuple[Fraction, Fraction], Tuple[Fraction, Fraction]]:
         """First and last input row, and first and last column, in output (0, 0)'s receptive field.
 
         ``start`` is the field's centre, so the edges lie ``(rf - 1) / 2`` either side;
         negative or past the input's end means the field reaches into padding.
         """
-        first = [self.start[a] - (self.rf[a] - 1) / 2 for a in (0, 1)]
+        first = [self.start[a] - Fraction(self.rf[a] - 1, 2) for a in (0, 1)]
         return (first[0], first[0] + self.rf[0] - 1), (first[1], first[1] + self.rf[1] - 1)
 
     @property
@@ -138,7 +150,7 @@ class LayerResult:
         d.update(
             receptive_field=None if self.rf is None else list(self.rf),
             jump=None if self.jump is None else list(self.jump),
-            start=None if self.start is None else [float(v) for v in self.start],
+            start=None if self.start is None else [_coordinate(v) for v in self.start],
             unread=None if self.trailing is None else {
                 "trailing": list(self.trailing), "skipped": list(self.skipped), "cover_pad": list(self.cover_pad)},
             params=self.params, macs=self.macs, flops=self.flops,

@@ -16,7 +16,9 @@ from typing import List, Optional, Tuple
 from ..engine import geometry as geo
 from . import design
 from ..engine.geometry import Pads, Pair
+from ..errors import HyperparameterError
 from ..io.text import read_pair
+from .limits import check_digits
 from .stack import Dims, LayerSpec
 
 #: Rows a --target listing shows at most; more are counted as "more not shown".
@@ -249,6 +251,7 @@ def solve_target(spec: LayerSpec, dims: Dims, target, stride_fixed: bool) -> Tar
     HyperparameterError
         A target that is not one or two positive integers.
     """
+    check_digits(target, "--target", HyperparameterError)
     target = read_pair(target, "--target")
     if spec.kind == "tconv":
         return _solve_tconv(spec, dims, target, stride_fixed)

@@ -15,6 +15,7 @@ from ..engine import geometry as geo
 from ..engine.geometry import Pads, Pair
 from ..io.text import read_flag, read_int, read_pad, read_pair
 from ..errors import HyperparameterError, ShapeError
+from .limits import abbreviate, check_digits
 
 _KEYS = {"f": "f", "s": "stride", "stride": "stride", "p": "pad", "pad": "pad", "d": "dilation",
          "dilation": "dilation", "c": "filters", "filters": "filters", "g": "groups", "groups": "groups",
@@ -87,6 +88,7 @@ def parse_dims(text: str, name: str = "--input", layout: str = "nhwc") -> Dims:
     >>> parse_dims("1x3x224x224", layout="nchw").h
     224
     """
+    check_digits(str(text), name, ShapeError)  # before int(): Python refuses text past 4,300 digits
     parts = re.split(r"\s*[x×X,]\s*", str(text).strip())
     if not 1 <= len(parts) <= 4 or not all(re.fullmatch(r"\d+", p) for p in parts) or min(map(int, parts)) < 1:
         order = "H, HxW, CxHxW or MxCxHxW" if layout == "nchw" else "H, HxW, HxWxC or MxHxWxC"
@@ -286,6 +288,9 @@ def make_layer(kind: str = "conv", f=None, stride=None, pad=None, dilation=None,
                                       f"not {kind}{where}")
         valid = ", ".join(_SHORT[k] for k in allowed) or "none"
         raise HyperparameterError(f"{kind} takes no {_SHORT[wrong[0]]!r} (keys for {kind}: {valid}){where}")
+    for key, value in given.items():
+        for item in value if isinstance(value, (tuple, list)) else (value,):
+            check_digits(item, key.replace("_", " "), HyperparameterError)
     use_bias = True if bias is None else read_flag(bias, "bias")
     if kind == "fc":
         if filters is None:
@@ -356,6 +361,7 @@ def parse_layer_spec(text: str) -> LayerSpec:
     (0, 0)
     """
     raw = str(text).strip()
+    check_digits(raw, f"layer spec {abbreviate(raw)!r}", HyperparameterError)
     kind, sep, body = raw.partition(":")
     kind = kind.strip().lower()
     if _ALIASES.get(kind, kind) not in KINDS:

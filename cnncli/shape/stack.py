@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import List, Optional, Sequence, Tuple
 
-from ..errors import CnncliError
+from ..errors import CnncliError, ShapeError
+from .limits import too_long
 from .layers import FieldState, LayerResult, evaluate_layer  # noqa: F401
 from .spec import Dims, LayerSpec, dims_from_shape, make_layer, parse_dims, parse_layer_spec  # noqa: F401
 
@@ -72,6 +73,17 @@ class StackResult:
         } | ({"notes": list(self.notes)} if self.notes else {})
 
 
+def _derived(layer: LayerResult):
+    """What a layer's report prints, as (what, number): each must stay printable (see :mod:`.limits`)."""
+    out = layer.output
+    yield from (("output size", out.h), ("output size", out.w), ("channel count", out.c), ("batch", out.m))
+    yield from (("parameter count", layer.params), ("FLOPs", layer.flops), ("float64 bytes", out.elements * 8))
+    for a in (0, 1):
+        yield "receptive field", None if layer.rf is None else layer.rf[a]
+        yield "jump", None if layer.jump is None else layer.jump[a]
+        yield "field start", None if layer.start is None else 2 * abs(layer.start[a]) + 1
+
+
 def evaluate_stack(specs: Sequence[LayerSpec], dims: Dims, notes: Sequence[str] = ()) -> StackResult:
     """Run ``dims`` through every layer; stop at the first that does not fit.
 
@@ -85,6 +97,9 @@ def evaluate_stack(specs: Sequence[LayerSpec], dims: Dims, notes: Sequence[str] 
     for i, spec in enumerate(specs, start=1):
         try:
             layer = evaluate_layer(spec, current, i, reach)
+            why = too_long(_derived(layer))
+            if why:
+                raise ShapeError(why)
         except CnncliError as exc:
             if len(specs) == 1 and not spec.text:  # one layer from options: nothing to point at
                 result.error = exc

@@ -90,3 +90,57 @@ def test_the_one_layer_report_has_every_number_whole():
     values = B * (B - 2) ** 2 * B
     words = out.split()
     assert f"{values:,}" in words and f"{values * 4:,}" in words and f"{values * 8:,}" in words
+
+
+def _refused(*args):
+    result = runner.invoke(app, ["shape", *args], env={"COLUMNS": "80"})
+    assert result.exit_code == 2 and result.stdout == "", (result.exit_code, result.stdout[:200])
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    return result.stderr
+
+
+@pytest.mark.parametrize("args, what, digits", [
+    (["--input", "1" + "0" * 4400, "--f", "3"], "--input", 4401),  # past int()'s 4300 digits: was exit 3
+    (["--input", "x".join(["1" + "0" * 1500] * 3), "--f", "3"], "--input", 1501),  # crashed drawing MACs
+    (["--input", "28", "--f", "1" + "0" * 4400], "f", 4401),  # was "f must be an integer"
+    (["--input", "28", "--f", "3", "--stride", "2" * 1001], "stride", 1001),
+    (["--input", "28", "--f", "3", "--target", "1" + "0" * 1000], "--target", 1001),
+])
+def test_numbers_past_the_digit_limit_are_refused_naming_their_digits(args, what, digits):
+    assert _refused(*args) == (f"cnncli: error: {what} has a number of {digits:,} digits; cnncli shape reads "
+                               "numbers of up to 1,000 digits\n")
+
+
+def test_a_spec_past_the_digit_limit_is_named_in_short():
+    err = _refused("--input", "28", "conv:f=1" + "0" * 4400)
+    assert err == ("cnncli: error: layer spec 'conv:f=100000000000000000000...000000000' has a number of 4,401 "
+                   "digits; cnncli shape reads numbers of up to 1,000 digits\n")
+
+
+def test_numbers_at_the_digit_limit_are_shown_whole():
+    h = 10**999  # 1000 digits
+    out = _run("--input", f"{h}x{h}x{h}", "--f", "3")
+    macs = (h - 2) * (h - 2) * h * 9 * h  # every output value (h-2 x h-2 x h filters) times 3*3*h taps: 3997 digits
+    assert f"{macs:,}" in out.split() and f"{2 * macs:,})" in out.split()
+
+
+def test_a_derived_number_past_its_limit_stops_the_stack_at_that_layer():
+    s = 10**900
+    specs = [f"conv:f=1,s={s}"] * 5  # the jump multiplies the strides: 10**3600 after four, 10**4500 after five
+    result = runner.invoke(app, ["shape", "--input", "10", *specs, "--json"])
+    assert result.exit_code == 2
+    doc = json.loads(result.stdout)
+    assert len(doc["layers"]) == 4 and doc["layers"][3]["jump"] == [s**4, s**4]
+    assert doc["error"] == (f"layer 5 (conv:f=1,s={s}) on 1x1: its jump would have over 4,000 digits (cnncli "
+                            "shape's limit for a derived number)")
+    assert result.stderr == f"cnncli: error: {doc['error']}\n"
+
+
+def test_a_field_start_past_the_double_range_is_exact():
+    # Stride 10**200 twice, then a pad of 1 with f=3: start = 0 + (1 - 0)*1 + (1-0)*10**200... computed by hand:
+    # layer 1: (3-1)/2 - 0 = 1 (jump 1); layer 2: 1 + 1*10**200; layer 3 (pad 1): + (1 - 1)*10**400 = same.
+    s = 10**200
+    doc = json.loads(_run("--input", "1" + "0" * 999, f"conv:f=3,s={s}", f"conv:f=3,s={s}", "conv:f=3,p=1",
+                          "--json"))
+    assert [layer["start"] for layer in doc["layers"]] == [[1.0, 1.0], [1 + s, 1 + s], [1 + s, 1 + s]]
+    assert doc["layers"][2]["jump"] == [s * s, s * s]
