@@ -307,8 +307,7 @@ def make_layer(kind: str = "conv", f=None, stride=None, pad=None, dilation=None,
     if filters is not None and groups is not None:
         n_groups, n_filters = _positive_int(groups, "groups"), _positive_int(filters, "filters")
         if n_filters % n_groups:
-            raise HyperparameterError(f"groups={n_groups} must divide the output channels n_C={n_filters} "
-                                      "(filters)")
+            raise HyperparameterError(f"groups={n_groups} must divide filters={n_filters}")
     stride = read_pair(stride, "stride") if stride is not None else (f if kind == "pool" else (1, 1))
     dilation = read_pair(dilation if dilation is not None else 1, "dilation")
     pad = read_pad(pad if pad is not None else 0)
@@ -319,9 +318,8 @@ def make_layer(kind: str = "conv", f=None, stride=None, pad=None, dilation=None,
         op = read_pair(output_padding, "output padding", minimum=0) if output_padding is not None else (0, 0)
         for a in (0, 1):
             if op[a] >= max(stride[a], dilation[a]):
-                raise HyperparameterError(
-                    f"output padding must be smaller than the stride or the dilation (as PyTorch requires), "
-                    f"got op={op[a]} with stride {stride[a]} and dilation {dilation[a]}{where}")
+                raise HyperparameterError(  # PyTorch's rule; the words stay few to fit 80 columns
+                    f"op={op[a]} must be < stride {stride[a]} or dilation {dilation[a]}{where}")
     return LayerSpec(
         kind=kind,
         f=f,
@@ -365,8 +363,8 @@ def parse_layer_spec(text: str) -> LayerSpec:
     kind, sep, body = raw.partition(":")
     kind = kind.strip().lower()
     if _ALIASES.get(kind, kind) not in KINDS:
-        raise HyperparameterError(f"layer spec must start with a kind ({', '.join(KINDS)}), as KIND:key=value,..., "
-                                  f"got {raw!r}")
+        # NOTE: the ten kinds do not fit an 80-column line beside the spec; --help lists them
+        raise HyperparameterError(f"{raw!r} must start with a kind (conv, pool, tconv...; --help)")
     values: Dict[str, str] = {}
     last = None
     for item in [i.strip() for i in body.split(",")] if body.strip() else []:

@@ -241,7 +241,8 @@ def _spec(node: _Node, notes: List[str]) -> LayerSpec:
     a = _arguments(node)
     unknown = [k for k in a if k not in _POSITIONAL[node.type] and k not in _IGNORED]
     if unknown:
-        raise _error(node.line, node.text, f"{node.type} argument {unknown[0]!r} is not one cnncli reads")
+        # NOTE: the line is not quoted: with it the message cannot fit 80 columns (its line number finds it)
+        raise InputError(f"--from line {node.line}: {node.type} argument {unknown[0]!r} is not one cnncli reads")
     kind, extra = None, {}
     if node.type in ("Conv2d", "ConvTranspose2d"):
         pad = a.get("padding", 0)

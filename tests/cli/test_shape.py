@@ -218,7 +218,7 @@ def test_like_takes_the_shape_without_reading_the_data(arrays, monkeypatch):
     (["--input", "28", "--f", "3", "--pad", "1", "--target", "14"], ["drop --pad 1"]),
     (["--input", "28", "--f", "3", "--target", "0"], ["--target must be >= 1"]),
     (["--input", "28", "--f", "3", "--filters", "many"], ["--filters"]),
-    (["--f", "3", "--groups", "2", "--filters", "3"], ["groups=2 must divide the output channels n_C=3"]),
+    (["--f", "3", "--groups", "2", "--filters", "3"], ["groups=2 must divide filters=3"]),
     (["--input", "4", "--f", "5", "--json"], ["no 5x5 window fits"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, words):

@@ -50,7 +50,7 @@ def test_tconv_output_padding_dilation_groups_by_hand():
 @pytest.mark.parametrize("text, words", [
     ("tconv:f=4,s=2,p=same", ["p=same is not defined for tconv", "use p=1,op=0"]),
     ("tconv:f=3,s=2,p=same", ["use p=1,op=1"]),  # 2p - op = 3 - 2 = 1
-    ("tconv:f=3,s=1,op=1", ["output padding must be smaller than the stride or the dilation", "op=1"]),
+    ("tconv:f=3,s=1,op=1", ["op=1 must be < stride 1 or dilation 1", "op=1"]),
 ])
 def test_tconv_refusals_explain(text, words):
     with pytest.raises(HyperparameterError) as info:

@@ -72,7 +72,7 @@ def test_layer_spec_pad_forms():
     ("bn:c=3", ["bn takes no 'c'", "none"]),
     ("fc", ["needs its number of outputs c"]),
     ("tconv:f=3,p=same", ["p=same is not defined for tconv", "ConvTranspose2d refuses"]),
-    ("tconv:f=3,s=2,op=2", ["output padding must be smaller than the stride or the dilation"]),
+    ("tconv:f=3,s=2,op=2", ["op=2 must be < stride 2 or dilation 1"]),
     ("conv", ["window size f"]),
     ("conv:s=2", ["window size f", "conv:s=2"]),
     ("conv:f=3,k=2", ["unknown key 'k' (f s p d c g mode ceil op bias)"]),
@@ -174,7 +174,7 @@ def test_size_table_of_a_stack_skips_sizes_that_do_not_fit():
 
 
 def test_groups_must_divide_the_filters_before_any_input_is_known():
-    with pytest.raises(HyperparameterError, match=r"^groups=3 must divide the output channels n_C=4 \(filters\) "
+    with pytest.raises(HyperparameterError, match=r"^groups=3 must divide filters=4 "
                                                   r"in layer spec 'conv:f=3,g=3,c=4'$"):
         parse_layer_spec("conv:f=3,g=3,c=4")
     assert make_layer("conv", f=3, groups=3, filters=6).groups == 3
