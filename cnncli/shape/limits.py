@@ -1,4 +1,8 @@
-"""How large the numbers of ``cnncli shape`` may be: every one given, and every one derived, must print.
+"""The numbers of ``cnncli shape``: how they are written, and how large they may be (every one must print).
+
+Written with ASCII digits only: Python's ``int()`` would also read ``2_0`` as 20 (a typo
+more likely than a thousands separator), so :func:`number_text` refuses an underscore; a
+pair may be written as PyTorch prints it, ``(3, 3)``.
 
 Python refuses to turn an integer of more than 4,300 digits into text (``sys.int_info``'s
 default ``str_digits_check_threshold``; a guard against quadratic conversions), so a number
@@ -29,6 +33,22 @@ def abbreviate(text: str, width: int = 40) -> str:
 def longest_number(text: str) -> int:
     """Digits of the longest run of digits in ``text`` (0 without one)."""
     return max((m.end() - m.start() for m in _RUN.finditer(text)), default=0)
+
+
+def number_text(value, name: str, error=ValueError):
+    """``value`` unchanged, or its text without one pair of enclosing brackets (``(3, 3)`` -> ``3, 3``).
+
+    Raises
+    ------
+    error
+        Text with an underscore between digits (``2_0``), which ``int()`` would read as 20.
+    """
+    if not isinstance(value, str):
+        return value
+    if re.search(r"\d_|_\d", value):
+        raise error(f"{name} {value!r}: write numbers with digits only (no '_')")
+    inner = re.fullmatch(r"\s*[(\[](.*)[)\]]\s*", value)
+    return inner.group(1) if inner else value
 
 
 def check_digits(value, name: str, error=ValueError) -> None:

@@ -18,7 +18,7 @@ from . import design
 from ..engine.geometry import Pads, Pair
 from ..errors import HyperparameterError
 from ..io.text import read_pair
-from .limits import check_digits
+from .limits import check_digits, number_text
 from .stack import Dims, LayerSpec
 
 #: Rows a --target listing shows at most; more are counted as "more not shown".
@@ -251,6 +251,7 @@ def solve_target(spec: LayerSpec, dims: Dims, target, stride_fixed: bool) -> Tar
     HyperparameterError
         A target that is not one or two positive integers.
     """
+    target = number_text(target, "--target", HyperparameterError)
     check_digits(target, "--target", HyperparameterError)
     target = read_pair(target, "--target")
     if spec.kind == "tconv":

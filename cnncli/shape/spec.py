@@ -15,7 +15,7 @@ from ..engine import geometry as geo
 from ..engine.geometry import Pads, Pair
 from ..io.text import read_flag, read_int, read_pad, read_pair
 from ..errors import HyperparameterError, ShapeError
-from .limits import abbreviate, check_digits
+from .limits import abbreviate, check_digits, number_text
 
 _KEYS = {"f": "f", "s": "stride", "stride": "stride", "p": "pad", "pad": "pad", "d": "dilation",
          "dilation": "dilation", "c": "filters", "filters": "filters", "g": "groups", "groups": "groups",
@@ -289,8 +289,11 @@ def make_layer(kind: str = "conv", f=None, stride=None, pad=None, dilation=None,
         valid = ", ".join(_SHORT[k] for k in allowed) or "none"
         raise HyperparameterError(f"{kind} takes no {_SHORT[wrong[0]]!r} (keys for {kind}: {valid}){where}")
     for key, value in given.items():
+        given[key] = value = number_text(value, key.replace("_", " "), HyperparameterError)
         for item in value if isinstance(value, (tuple, list)) else (value,):
             check_digits(item, key.replace("_", " "), HyperparameterError)
+    f, stride, pad, dilation, filters, groups, output_padding = (
+        given[k] for k in ("f", "stride", "pad", "dilation", "filters", "groups", "output_padding"))
     use_bias = True if bias is None else read_flag(bias, "bias")
     if kind == "fc":
         if filters is None:

@@ -24,6 +24,8 @@ from .spec import LayerSpec, make_layer
 
 _LINE = re.compile(r"^(?P<indent>\s*)(?:\((?P<name>[^()]*)\):\s*)?(?:(?P<times>\d+)\s+x\s+)?"
                    r"(?P<type>[A-Za-z_][\w.]*)\((?P<rest>.*)$")
+#: Control characters (C0 but tab, DEL, C1): print(model) never writes them, and a terminal would obey them.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 #: Parameter-free element-wise modules: shape and cost unchanged (one row each, as in the model).
 NO_OPS = {"ReLU": "relu", "ReLU6": "relu", "LeakyReLU": "act", "GELU": "act", "SiLU": "act", "Sigmoid": "act",
           "Tanh": "act", "ELU": "act", "Hardswish": "act", "Hardsigmoid": "act", "Mish": "act", "Softplus": "act",
@@ -147,6 +149,10 @@ def _read_tree(text: str) -> _Node:
         line = raw.rstrip()
         if not line.strip():
             continue
+        control = _CONTROL.search(line)
+        if control:  # never echoed: an escape sequence would act on the user's terminal
+            raise InputError(f"--from line {number}: a control character {control.group()!r} is not part of "
+                             "print(model) output")
         if line.strip() == ")":
             if not stack:
                 raise _error(number, line, "a closing ')' with no module open")
@@ -221,6 +227,14 @@ def _leaves(root: _Node, notes: List[str]) -> List[_Node]:
     return out
 
 
+def _flag(args: Dict[str, object], name: str, default: bool, node: _Node) -> bool:
+    """A boolean argument as PyTorch prints it (True or False); anything else is refused, not guessed."""
+    value = args.get(name, default)
+    if isinstance(value, bool):
+        return value
+    raise _error(node.line, node.text, f"cannot read {name}={value!r} (PyTorch prints True or False)")
+
+
 def _pair_or_int(value, what: str, node: _Node):
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -253,7 +267,8 @@ def _spec(node: _Node, notes: List[str]) -> LayerSpec:
         spec = make_layer(kind, f=_pair_or_int(a.get("kernel_size"), "kernel_size", node),
                           stride=_pair_or_int(a.get("stride", 1), "stride", node), pad=pad,
                           dilation=_pair_or_int(a.get("dilation", 1), "dilation", node),
-                          filters=a.get("out_channels"), groups=a.get("groups", 1), bias=bool(a.get("bias", True)),
+                          filters=a.get("out_channels"), groups=a.get("groups", 1),
+                          bias=_flag(a, "bias", True, node),
                           output_padding=(_pair_or_int(a.get("output_padding", 0), "output_padding", node)
                                           if kind == "tconv" else None), text=text)
         extra = {"in_channels": a.get("in_channels")}
@@ -265,8 +280,8 @@ def _spec(node: _Node, notes: List[str]) -> LayerSpec:
                           pad=pad if isinstance(pad, int) else f"{pad[0]},{pad[1]}",
                           dilation=_pair_or_int(a.get("dilation", 1), "dilation", node),
                           mode="max" if node.type == "MaxPool2d" else "average",
-                          ceil_mode=bool(a.get("ceil_mode", False)), text=text)
-        extra = {"count_include_pad": bool(a.get("count_include_pad", True))}
+                          ceil_mode=_flag(a, "ceil_mode", False, node), text=text)
+        extra = {"count_include_pad": _flag(a, "count_include_pad", True, node)}
         if node.type == "AvgPool2d" and "ceil_mode" not in a:
             note = ("AvgPool2d prints no ceil_mode (nor count_include_pad): PyTorch's default ceil_mode=False is "
                     "assumed")
@@ -279,14 +294,14 @@ def _spec(node: _Node, notes: List[str]) -> LayerSpec:
         spec = make_layer("gap", text=text)
     elif node.type == "BatchNorm2d":
         spec = make_layer("bn", text=text)
-        extra = {"in_channels": a.get("num_features"), "affine": bool(a.get("affine", True)),
-                 "bias": bool(a.get("bias", True))}
+        extra = {"in_channels": a.get("num_features"), "affine": _flag(a, "affine", True, node),
+                 "bias": _flag(a, "bias", True, node)}
     elif node.type == "Flatten":
         if (a.get("start_dim", 1), a.get("end_dim", -1)) != (1, -1):
             raise _error(node.line, node.text, "only Flatten(start_dim=1, end_dim=-1) is read (it keeps the batch)")
         spec = make_layer("flatten", text=text)
     else:  # Linear
-        spec = make_layer("fc", filters=a.get("out_features"), bias=bool(a.get("bias", True)), text=text)
+        spec = make_layer("fc", filters=a.get("out_features"), bias=_flag(a, "bias", True, node), text=text)
         extra = {"in_channels": a.get("in_features")}
     for key in ("in_channels",):
         if key in extra and not (isinstance(extra[key], int) and extra[key] >= 1):

@@ -293,3 +293,24 @@ def test_a_stack_that_stops_at_any_layer_is_one_json_document(specs, index):
     assert doc["output"] is None and doc["totals"] is None
     assert doc["error"] == f"layer {index} (pool:f=3) on 2x2x16: no 3x3 window fits a 2x2 input padded by 0"
     assert result.stderr == f"cnncli: error: {doc['error']}\n"
+
+
+@pytest.mark.parametrize("args, want", [
+    (["--f", "(3, 5)"], [28 - 3 + 1, 28 - 5 + 1]),  # PyTorch's kernel_size=(3, 5): a pair
+    (["--f", "[3, 5]"], [26, 24]),
+    (["conv:f=(3,5)"], [26, 24]),
+    (["--f", "3", "--pad", "(1, 2)"], [28 + 2 - 3 + 1, 28 + 4 - 3 + 1]),
+])
+def test_pairs_may_be_written_as_pytorch_prints_them(args, want):
+    doc = json.loads(shape("--input", "28", *args, "--json").stdout)
+    assert doc["output"] == want
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--f", "3", "--stride", "2_0"], "stride '2_0': write numbers with digits only (no '_')"),
+    (["conv:f=1_0"], "f '1_0': write numbers with digits only (no '_')"),
+    (["--f", "3", "--target", "1_4"], "--target '1_4': write numbers with digits only (no '_')"),
+])
+def test_an_underscore_in_a_number_is_refused_not_read_as_a_separator(args, words):
+    result = shape("--input", "28", *args)
+    assert result.exit_code == 2 and result.stdout == "" and words in result.stderr

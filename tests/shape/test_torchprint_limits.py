@@ -138,3 +138,35 @@ def test_the_size_table_of_a_printed_model_uses_its_first_layers_channels(name, 
     assert rows[n]["output"] == output
     table = runner.invoke(app, ["shape", "--from", path])
     assert table.exit_code == 0 and "stack output" in table.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    ("MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=maybe)", "cannot read ceil_mode='maybe'"),
+    ("Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), bias=None)", "cannot read bias=None"),
+    ("BatchNorm2d(8, eps=1e-05, momentum=0.1, affine=1, track_running_stats=True)", "cannot read affine=1"),
+    ("Linear(in_features=4, out_features=2, bias=yes)", "cannot read bias='yes'"),
+])
+def test_a_flag_that_is_not_true_or_false_is_refused(args, words):
+    message = _refused(_model(f"(0): {args}"))
+    assert message.startswith("--from line 2 ") and message.endswith(f"{words} (PyTorch prints True or False)")
+
+
+def test_flags_as_pytorch_prints_them_are_read():
+    specs, _ = parse_printed_model(_model("(0): Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), bias=False)",
+                                          "(1): MaxPool2d(kernel_size=2, stride=2, padding=0, ceil_mode=True)"))
+    assert specs[0].bias is False and specs[1].ceil_mode is True
+
+
+@pytest.mark.parametrize("char", ["\x1b", "\x07", "\x9b", "\x00", "\x08"])
+def test_control_characters_are_refused_and_never_echoed(char):
+    text = _model(f"(0{char}[31m): ReLU()")
+    result = runner.invoke(app, ["shape", "--from", "-", "--input", "8"], input=text)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == (f"cnncli: error: --from line 2: a control character {char!r} is not part of "
+                             "print(model) output\n")
+    assert char not in result.stderr
+
+
+def test_a_tab_is_whitespace():
+    specs, _ = parse_printed_model("Sequential(\n\t(0): ReLU()\n)\n")
+    assert [s.kind for s in specs] == ["relu"]
