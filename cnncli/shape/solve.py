@@ -285,6 +285,35 @@ def tconv_axis(n_in: int, f: int, stride: int, dilation: int, n_target: int) -> 
     return found
 
 
+def _tconv_strides(spec: LayerSpec, n: int, a: int, t: int) -> Tuple[List[tuple], bool]:
+    """Along axis ``a``, each stride's smallest ``(padding, output_padding)`` giving ``t``, as ``(stride, pair)``.
+
+    At most MAX_SOLUTIONS + 1, the best first; False when strides were left unvisited.
+    """
+    d, f = spec.dilation[a], spec.f[a]
+    reach = d * (f - 1)
+    # (n-1)*s grows with s: only strides with (n-1)*s within reach of the target can give it.
+    hi = -(-(t + reach) // (n - 1)) if n > 1 else MAX_STRIDES
+    lo = max(1, (t - d * f - 1) // (n + 1))
+    # NOTE: with k(s) = (n-1)*s + d*(f-1) + 1 - t = 2p - op, the strides whose k <= 0 need no padding,
+    # and the less output padding the larger they are; above them the padding grows with s. The best
+    # entries therefore lie around the largest stride with k <= 0: the search starts MAX_SOLUTIONS + 1
+    # strides below it (closed form, whatever the target's size). With n = 1 every stride gives the
+    # same size: the smallest strides come first.
+    start = max(lo, (t - reach - 1) // (n - 1) - MAX_SOLUTIONS - 1) if n > 1 else lo
+    complete = start == lo and n > 1
+    found = []
+    for s in range(start, hi + 1):
+        if s - start >= MAX_STRIDES:
+            complete = False
+            break
+        pairs = tconv_axis(n, f, s, d, t)
+        if pairs:
+            found.append((s, pairs[0]))
+    found.sort(key=lambda e: (2 * e[1][0], e[1][1], e[0]))
+    return found[:MAX_SOLUTIONS + 1], complete and len(found) <= MAX_SOLUTIONS + 1
+
+
 def _solve_tconv(spec: LayerSpec, dims: Dims, target: Pair, stride_fixed: bool,
                  nearest: bool = True) -> TargetResult:
     """Strides, paddings and output paddings of a ConvTranspose2d that give ``target`` (and, if none, the nearest)."""
@@ -296,25 +325,11 @@ def _solve_tconv(spec: LayerSpec, dims: Dims, target: Pair, stride_fixed: bool,
         hs, ws = axis(spec.stride[0], 0), axis(spec.stride[1], 1)
         found = [(spec.stride, h, w) for h in hs for w in ws]
     else:
-        # (n-1)*s grows with s: only strides with (n-1)*s within reach of the target can give it.
-        hi = min(max(-(-(target[a] + spec.dilation[a] * (spec.f[a] - 1)) // max(sizes[a] - 1, 1))
-                     for a in (0, 1)), 2**63) if min(sizes) > 1 else MAX_STRIDES
-        lo = max(1, max((target[a] - spec.dilation[a] * spec.f[a] - 1) // (sizes[a] + 1) for a in (0, 1)))
-        # NOTE: with k(s) = (n-1)*s + d*(f-1) + 1 - target = 2p - op, the strides whose k <= 0 need no
-        # padding and the less output padding the larger they are; above them the padding grows with s.
-        # The best rows therefore lie around the largest stride with k <= 0 on every axis: the search
-        # starts MAX_SOLUTIONS + 1 strides below it (closed form, whatever the target's size).
-        zeros = [(target[a] - spec.dilation[a] * (spec.f[a] - 1) - 1) // (sizes[a] - 1) for a in (0, 1)
-                 if sizes[a] > 1]
-        start = max(lo, min(zeros) - MAX_SOLUTIONS - 1) if zeros else lo
-        complete = start == lo
-        for s in range(start, hi + 1):
-            if s - start >= MAX_STRIDES:
-                complete = False
-                break
-            h, w = axis(s, 0), axis(s, 1)
-            if h and w:
-                found.append(((s, s), h[0], w[0]))
+        # The axes are independent (each its own stride): each lists its best strides, the pairs combine them;
+        # a pair among the best MAX_SOLUTIONS has each half among its axis's best MAX_SOLUTIONS + 1.
+        (hs, done_h), (ws, done_w) = (_tconv_strides(spec, sizes[a], a, target[a]) for a in (0, 1))
+        found = [((h[0], w[0]), h[1], w[1]) for h in hs for w in ws]
+        complete = done_h and done_w
     found.sort(key=rank)
     complete = complete and len(found) <= MAX_SOLUTIONS
     solutions = [Solution(c[0], (c[1][0], c[1][0], c[2][0], c[2][0]), target, (0, 0), (c[1][1], c[2][1]))
@@ -326,23 +341,21 @@ def _solve_tconv(spec: LayerSpec, dims: Dims, target: Pair, stride_fixed: bool,
 
 def _tconv_nearest(spec: LayerSpec, dims: Dims, target: Pair, stride_fixed: bool) -> Tuple[Pair, ...]:
     """The closest sizes a tconv with this f (and stride) reaches, each confirmed by the solver."""
-    sizes = (dims.h, dims.w)
-    if stride_fixed:
-        strides = [spec.stride]
-    else:  # the strides whose output ranges lie around the target: (n-1)*s close to it
-        around = {max(1, target[a] // max(sizes[a] - 1, 1) + k) for a in (0, 1) for k in (-1, 0, 1, 2)}
-        strides = [(s, s) for s in sorted(around)]
-    candidates = set()
-    for stride in strides:
-        near = []
-        for a, n in enumerate(sizes):
-            s, d, f = stride[a], spec.dilation[a], spec.f[a]
-            reach = d * (f - 1)
+    options = []
+    for a, n in enumerate((dims.h, dims.w)):  # the axes are independent: each its strides and sizes
+        if stride_fixed:
+            strides = {spec.stride[a]}
+        else:  # the strides whose output ranges lie around the target: (n-1)*s close to it
+            strides = {max(1, target[a] // max(n - 1, 1) + k) for k in (-1, 0, 1, 2)}
+        d, f = spec.dilation[a], spec.f[a]
+        reach = d * (f - 1)
+        near = set()
+        for s in strides:
             low = (n - 1) * s - reach + 1  # p = reach, op = 0
             high = (n - 1) * s + reach + max(s, d)  # p = 0, op at its largest
-            near.append(min(max(target[a], max(low, 1)), high))
-        candidates.add((near[0], near[1]))
-    candidates.discard(tuple(target))
+            near.add(min(max(target[a], max(low, 1)), high))
+        options.append(near)
+    candidates = {(h, w) for h in options[0] for w in options[1]} - {tuple(target)}
     ranked = sorted(candidates, key=lambda p: (abs(p[0] - target[0]) + abs(p[1] - target[1]), p))
     confirmed = [size for size in ranked if _solve_tconv(spec, dims, size, stride_fixed, nearest=False).solutions]
     return tuple(confirmed[:2])

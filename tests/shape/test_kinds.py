@@ -121,7 +121,10 @@ def test_a_4d_input_that_looks_like_nchw_gets_a_note():
 def test_tconv_target_lists_stride_padding_output_padding():
     # 4 -> 8 with f=4: stride 2 needs 10 - 2p + op = 8 (p=1, op=0); stride 3 needs 13 - 2p + op = 8 (p=3, op=1).
     result = solve_target(make_layer("tconv", f=4), Dims(1, 4, 4, 1, rank=1), 8, stride_fixed=False)
-    assert [(s.stride[0], s.pads[0], s.output_padding[0]) for s in result.solutions] == [(2, 1, 0), (3, 3, 1)]
+    # Each axis takes its own stride: the pairs mixing them rank between (total padding 1 + 3 on the axes).
+    assert [(s.stride, s.pads, s.output_padding) for s in result.solutions] == [
+        ((2, 2), (1, 1, 1, 1), (0, 0)), ((2, 3), (1, 1, 3, 3), (0, 1)), ((3, 2), (3, 3, 1, 1), (1, 0)),
+        ((3, 3), (3, 3, 3, 3), (1, 1))]
     assert tconv_axis(4, 4, 2, 1, 9) == [(1, 1)]
     doc = json.loads(runner.invoke(app, ["shape", "--input", "4", "tconv:f=4,s=2", "--target", "9",
                                          "--json"]).stdout)
@@ -129,8 +132,9 @@ def test_tconv_target_lists_stride_padding_output_padding():
     assert doc["solutions"] == [{"stride": [2, 2], "pads": [1, 1, 1, 1], "output": [9, 9],
                                  "output_padding": [1, 1]}]
     none = runner.invoke(app, ["shape", "--input", "100", "tconv:f=3", "--target", "250"])
-    # Stride 2 reaches at most 198 + 2 + 1 + 1 = 202, stride 3 at least 297 + 2 + 1 - 4 = 296.
-    assert none.exit_code == 1 and "nearest sizes it reaches: 296x296 or 202x202" in none.stdout
+    # Stride 2 reaches at most 198 + 2 + 1 + 1 = 202, stride 3 at least 297 + 2 + 1 - 4 = 296; each axis
+    # its own stride: 296x296 (46 + 46 away), then 202x296 (48 + 46) before 202x202 (96).
+    assert none.exit_code == 1 and "nearest sizes it reaches: 296x296 or 202x296" in none.stdout
 
 
 def test_size_table_of_a_tconv():
