@@ -243,8 +243,9 @@ def print_stack(result: StackResult, out: Console) -> None:
                       _bytes(result.memory(4)), "")
     out.print(table)
     if result.error is None:
+        batch = f"; batch of {result.input.m}" if result.input.m > 1 else ""
         _print_words(out, f"FLOPs = 2 x MACs = {result.flops:,}; activations in float64: "
-                          f"{_bytes(result.memory(8))}" + (f"; batch of {result.input.m}" if result.input.m > 1 else ""))
+                          f"{_bytes(result.memory(8))}{batch}")
     for note in result.notes:
         _print_words(out, f"note: {note}", style="yellow")
     for layer in result.layers:
