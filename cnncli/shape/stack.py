@@ -89,7 +89,8 @@ def evaluate_stack(specs: Sequence[LayerSpec], dims: Dims, notes: Sequence[str] 
 
     Never raises for a layer that does not fit: the result's ``error`` names the
     layer (``layer 3 (conv:f=5) on 3x3x4: no 5x5 window fits ...``; just the reason
-    for a single layer built from options) and ``layers`` holds those before it.
+    for a single layer built from options) and ``layers`` holds those before it. A layer
+    whose numbers would pass :data:`cnncli.shape.limits.MAX_DERIVED_DIGITS` stops it the same way.
     """
     result = StackResult(dims, notes=tuple(notes))
     current, reach = dims, FieldState()
