@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import InputError
 from .budget import check_budget
-from .hdf5 import h5_dataset, open_h5, read_h5
+from .hdf5 import corrupt_as_damaged, h5_dataset, open_h5, read_h5
 from .npz import NpzArchive, NpzMemberStream, load_npz
 from .npy import load_npy
 from .readers import check_readable, materialize, parse_ref, pick_name
@@ -96,7 +96,7 @@ def _load_array(ref: str, allow_external: bool) -> np.ndarray:
         return load_npy(parsed)
     if parsed.kind == "npz":
         return load_npz(parsed)
-    with open_h5(parsed) as f:
+    with open_h5(parsed) as f, corrupt_as_damaged(parsed.path):
         ds = h5_dataset(f, parsed, allow_external=allow_external)
         check_budget(ds.size * ds.dtype.itemsize, parsed.text)
         return read_h5(ds, parsed.text)
@@ -125,7 +125,9 @@ class ArrayStream:
         try:
             if parsed.kind == "h5":
                 self._file = open_h5(parsed)
-                self._data = h5_dataset(self._file, parsed, allow_external=allow_external)
+                with corrupt_as_damaged(parsed.path):
+                    self._data = h5_dataset(self._file, parsed, allow_external=allow_external)
+                    tuple(self._data.shape), self._data.dtype  # metadata a damaged file fails on
             elif parsed.kind == "npy":
                 self._data = load_npy(parsed, mmap=True)
             else:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from .budget import check_budget
-from .hdf5 import h5_dataset, h5py_module, link_kind, open_h5, read_attrs, read_h5
+from .hdf5 import corrupt_as_damaged, h5_dataset, h5py_module, link_kind, open_h5, read_attrs, read_h5
 from .npz import NpzArchive
 from .readers import ArrayRef, parse_ref
 
@@ -151,7 +151,7 @@ def _h5_attrs(f, path: str) -> Dict[str, object]:
 
 def _h5_arrays(f) -> List[str]:
     """Root names of a case file that lead to datasets (external links included, to be refused or followed)."""
-    return [name for name in f if link_kind(f, "/" + name) in ("dataset", "external")]
+    return [name for name in f if isinstance(name, str) and link_kind(f, "/" + name) in ("dataset", "external")]
 
 
 def case_refs(path: str) -> Tuple[Dict[str, object], Dict[str, str]]:
@@ -185,7 +185,7 @@ def case_refs(path: str) -> Tuple[Dict[str, object], Dict[str, str]]:
         return attrs, refs
     if parsed.kind != "h5":
         raise InputError(f"{path!r}: a case file is an .h5/.hdf5 or .npz file holding A_prev")
-    with open_h5(parsed) as f:
+    with open_h5(parsed) as f, corrupt_as_damaged(parsed.path):
         attrs = _h5_attrs(f, parsed.path)
         refs = {name: f"{parsed.path}:/{name}" for name in _h5_arrays(f)}
     if "A_prev" not in refs:
@@ -218,7 +218,7 @@ def load_case(path: str, *, allow_external: bool = False) -> Case:
     parsed = parse_ref(path)
     case = Case(path=parsed.path)
     if parsed.kind == "h5":
-        with open_h5(parsed) as f:
+        with open_h5(parsed) as f, corrupt_as_damaged(parsed.path):
             case.attrs = _h5_attrs(f, parsed.path)
             for name in _h5_arrays(f):
                 ds = h5_dataset(f, ArrayRef(path, parsed.path, "h5", name), allow_external=allow_external)

@@ -12,11 +12,12 @@ one-line message naming the file, the dataset or attribute, and what is wrong.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Optional, Tuple
 
 import numpy as np
 
-from ..errors import ExternalDataError, InputError
+from ..errors import CnncliError, ExternalDataError, InputError
 from .readers import ArrayRef, check_dtype, damaged, expect_format, materialize, pick_name, source_of
 
 #: Soft links followed in one path before giving up (HDF5's own limit is 16 nested links).
@@ -63,9 +64,40 @@ def open_h5(ref: ArrayRef):
     try:
         return h5py_module().File(source_of(ref), "r")
     except OSError as exc:
-        # h5py's "Unable to ... (truncated file: eof = 3000, ...)": the words in the parentheses, before their details
-        reason = str(exc).split("(")[-1].rstrip(")") if "(" in str(exc) else str(exc)
-        raise damaged(ref.path, reason.split(":")[0]) from exc
+        raise damaged(ref.path, _reason(exc)) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """h5py's "Unable to ... (truncated file: eof = 3000, ...)": the words in the parentheses, before their details."""
+    text = (str(exc).splitlines() or [type(exc).__name__])[0]
+    reason = text.split("(")[-1].rstrip(")") if "(" in text else text
+    return reason.split(":")[0].strip() or type(exc).__name__
+
+
+@contextmanager
+def corrupt_as_damaged(text: str):
+    """Inside the block, HDF5's errors on corrupt metadata are "``text`` is damaged (...)" input errors.
+
+    A damaged file can fail anywhere h5py reads its metadata (listing members, attributes,
+    opening an object: OSError, RuntimeError, KeyError or ValueError); cnncli's own errors
+    pass through.
+
+    Parameters
+    ----------
+    text : str
+        The file or reference, for the message.
+
+    Raises
+    ------
+    InputError
+        For any such HDF5 error inside the block.
+    """
+    try:
+        yield
+    except CnncliError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        raise damaged(text, _reason(exc)) from exc
 
 
 def h5_datasets(group) -> list:
@@ -88,12 +120,18 @@ def h5_datasets(group) -> list:
     h5py = h5py_module()
 
     def visit(name, obj):  # NOTE: visititems follows hard links only: no external link is opened here
+        name = _text(name)
         if isinstance(obj, h5py.Dataset):
             found.append("/" + name if not name.startswith("/") else name)
 
     group.visititems(visit)
     prefix = group.name.rstrip("/")
     return sorted(prefix + p if prefix and not p.startswith(prefix + "/") else p for p in found)
+
+
+def _text(name) -> str:
+    """A member name as text: h5py gives bytes for a name that is not UTF-8 (a damaged file's)."""
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
 
 
 def walk_links(f, path: str) -> Tuple[Optional[str], Optional[object]]:
