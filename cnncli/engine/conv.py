@@ -62,7 +62,7 @@ def _check(A_prev, W, b, params: ConvParams):
     dtype = float32_if_all_float32(*[x for x in (A_prev, W, b) if x is not None])
     A_prev, W = A_prev.astype(dtype, copy=False), W.astype(dtype, copy=False)
     bias = None if b is None else b.reshape(W.shape[3]).astype(dtype, copy=False)
-    geom = params.geometry(A_prev.shape[1:3], W.shape[:2])
+    geom = params.geometry(A_prev.shape[1:3], W.shape[:2]).single_window_strides()
     return A_prev, W, bias, geom
 
 

@@ -15,6 +15,7 @@ and is wrong for the negative numerators that signal "no window fits").
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from dataclasses import dataclass
 from typing import Sequence, Tuple, Union
@@ -269,6 +270,16 @@ class WindowGeometry:
         return tuple(  # type: ignore[return-value]
             (o - 1) * s + k for o, s, k in zip(self.out_hw, self.stride, self.effective_kernel)
         )
+
+    def single_window_strides(self) -> "WindowGeometry":
+        """The same geometry with stride 1 along an axis that has one output (and nothing else changed).
+
+        A stride never moves the only window of an axis, so its value is irrelevant there; but a huge
+        one (2**60, say) times an element's byte stride overflows the C integers of numpy's strided
+        views. Every derived size is unchanged: each uses ``(out - 1) * stride``, which is 0.
+        """
+        stride = tuple(1 if o == 1 else s for o, s in zip(self.out_hw, self.stride))
+        return self if stride == self.stride else dataclasses.replace(self, stride=stride)
 
     @property
     def overflow(self) -> Pair:

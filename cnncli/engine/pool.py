@@ -75,7 +75,7 @@ def pool2d(A_prev, params: Optional[PoolParams] = None, *, layout: str = "nhwc",
     if layout == "nchw":
         A_prev = nchw_to_nhwc(A_prev)
     A_prev = as_nhwc(A_prev, "A_prev", float32_if_all_float32(A_prev))
-    geom = params.geometry(A_prev.shape[1:3])
+    geom = params.geometry(A_prev.shape[1:3]).single_window_strides()
     m, C = A_prev.shape[0], A_prev.shape[3]
     check_layer_fits(geom, m, C, C, A_prev.itemsize, pool=True)
     A = np.empty((m,) + geom.out_hw + (C,), dtype=A_prev.dtype)
@@ -139,7 +139,7 @@ def pool2d_backward(dA, A_prev, params: Optional[PoolParams] = None, *, layout: 
         dA = nchw_to_nhwc(dA) if dA.ndim == 4 else dA
     dtype = float32_if_all_float32(A_prev, dA)
     A_prev = as_nhwc(A_prev, "A_prev", dtype)
-    geom = params.geometry(A_prev.shape[1:3])
+    geom = params.geometry(A_prev.shape[1:3]).single_window_strides()
     m, C = A_prev.shape[0], A_prev.shape[3]
     expected = (m,) + geom.out_hw + (C,)
     if dA.shape != expected:
