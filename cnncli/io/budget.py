@@ -64,17 +64,42 @@ def check_budget(nbytes: int, text: str) -> None:
         raise InputError(f"{text!r} declares {need}; CNNCLI_MEMORY_BYTES allows {allowed}")
 
 
-def read_bounded(stream, text: str) -> bytes:
+#: Bytes read from a pipe at a time: memory grows with what the pipe holds, not with the budget.
+READ_STEP = 1 << 20
+
+
+def read_bounded(stream, text: str, sniff=None) -> bytes:
     """All the bytes of a pipe or stdin, refusing more than :func:`memory_budget` (``cat /dev/zero |``).
+
+    Read step by step (a read of the whole budget at once would reserve it: half the machine's memory).
+
+    Parameters
+    ----------
+    stream : binary file
+    text : str
+        The source, for the message.
+    sniff : callable(bytes), optional
+        Called with the first bytes (up to 64 KiB) as soon as they are in; may raise to refuse
+        the stream before the rest of it is read (``yes |`` is not .npy data).
 
     Raises
     ------
     InputError
-        The stream holds more than the budget.
+        The stream holds more than the budget, or ``sniff`` refused its first bytes.
     """
     budget = memory_budget()
-    data = stream.read(budget + 1)
-    if len(data) > budget:
+    chunks, total = [], 0
+    step = 1 << 16  # the first read small: sniff looks at it at once
+    while total <= budget:
+        chunk = stream.read(min(step, budget + 1 - total))
+        if not chunk:
+            break
+        if sniff is not None and not chunks:
+            sniff(chunk)
+        chunks.append(chunk)
+        total += len(chunk)
+        step = READ_STEP
+    if total > budget:
         allowed = format_bytes(budget, "bytes")
         raise InputError(f"{text} holds over the {allowed} CNNCLI_MEMORY_BYTES allows")
-    return data
+    return b"".join(chunks)

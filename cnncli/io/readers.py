@@ -171,10 +171,17 @@ def _stdin_bytes() -> bytes:
     stream = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
     if hasattr(stream, "isatty") and stream.isatty():
         raise InputError("'-' is standard input, a terminal here: pipe .npy bytes in")
-    data = read_bounded(stream, "standard input")
+    data = read_bounded(stream, "standard input", sniff=_npy_head)
     if not data:
         raise InputError("standard input is empty; '-' expects .npy bytes from a pipe")
     return data
+
+
+def _npy_head(head: bytes) -> None:
+    """Refuse standard input at its first bytes when they are not .npy's (``yes |`` is not read to the end)."""
+    if len(head) >= len(NPY_MAGIC) and not head.startswith(NPY_MAGIC):
+        what = describe(head[:64], None)
+        raise pickled("-") if what == "it is a Python pickle" else InputError(f"'-' is not .npy data ({what})")
 
 
 def source_of(ref: ArrayRef):

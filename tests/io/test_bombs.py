@@ -115,3 +115,38 @@ def test_stdin_is_read_within_the_budget(tmp_path):
                          capture_output=True, env=env, timeout=60)
     assert res.returncode == 2
     assert res.stderr == b"cnncli: error: standard input holds over the 9.8 KiB CNNCLI_MEMORY_BYTES allows\n"
+
+
+class _Pipe:
+    """A pipe of ``size`` bytes of ``fill`` that records each read's size (never the budget at once)."""
+
+    def __init__(self, size, fill=b"y"):
+        self.left, self.fill, self.asked = size, fill, []
+
+    def read(self, n):
+        self.asked.append(n)
+        n = min(n, self.left)
+        self.left -= n
+        return self.fill * n
+
+
+def test_a_pipe_is_read_in_steps_not_with_the_whole_budget_reserved(monkeypatch):
+    from cnncli.io.budget import READ_STEP, read_bounded
+
+    monkeypatch.setenv("CNNCLI_MEMORY_BYTES", str(10**29))  # once an OverflowError (exit 3) in read(budget + 1)
+    pipe = _Pipe(3 * READ_STEP + 5)
+    assert read_bounded(pipe, "standard input") == b"y" * (3 * READ_STEP + 5)
+    assert max(pipe.asked) == READ_STEP
+    monkeypatch.setenv("CNNCLI_MEMORY_BYTES", str(2 * READ_STEP))
+    with pytest.raises(InputError, match="standard input holds over the 2.0 MiB CNNCLI_MEMORY_BYTES allows"):
+        read_bounded(_Pipe(10 * READ_STEP), "standard input")
+
+
+def test_standard_input_that_is_not_npy_is_refused_at_its_first_bytes(monkeypatch):
+    from cnncli.io import readers
+
+    pipe = _Pipe(10**12)  # `yes |`: endless in effect
+    monkeypatch.setattr(readers.sys, "stdin", type("Stdin", (), {"buffer": pipe})())
+    with pytest.raises(InputError, match=r"^'-' is not .npy data \(it starts with 'yyyy"):
+        readers._stdin_bytes()
+    assert sum(pipe.asked) <= 1 << 16
