@@ -18,6 +18,8 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..errors import CnncliError, ExternalDataError, InputError
+from ..units import format_bytes
+from .budget import memory_budget
 from .readers import ArrayRef, check_dtype, damaged, expect_format, materialize, pick_name, source_of
 
 #: Soft links followed in one path before giving up (HDF5's own limit is 16 nested links).
@@ -279,7 +281,39 @@ def h5_dataset(f, ref: ArrayRef, *, allow_external: bool = False):
     if obj.shape is None:
         raise InputError(f"{text!r} is an empty dataset (h5py.Empty: no shape and no data); expected an array")
     check_dtype(dtype, repr(text))
-    return obj
+    cache = _chunk_cache(obj, text)
+    if cache is None:
+        return obj
+    # NOTE: HDF5 gives a dataset opened again the open object (and its cache) while any handle to it is
+    # alive: drop this one before opening it with a cache of its own
+    fid, name = obj.file.id, obj.name.encode()
+    del obj
+    dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+    dapl.set_chunk_cache(521, cache, 1.0)  # 521 hash slots (a prime); fully read chunks go first
+    return h5py.Dataset(h5py.h5d.open(fid, name, dapl=dapl))
+
+
+def _chunk_cache(ds, text: str):
+    """Bytes of chunk cache ``ds`` needs beyond the default (None when the default holds a chunk).
+
+    HDF5 inflates a filtered chunk whole to read any part of it: a 500 KB file can hold one chunk
+    of 537 MB (a chunk bomb), refused here against the memory budget. And a chunk larger than the
+    cache is inflated once per batch that touches it (16 times for 16 examples a chunk, read one
+    by one): such a dataset gets a cache of one chunk.
+    """
+    chunks = ds.chunks
+    if chunks is None:
+        return None
+    nbytes = int(np.prod(chunks, dtype=object)) * ds.dtype.itemsize
+    if not ds.id.get_create_plist().get_nfilters():
+        return None  # HDF5 reads the selected part of an unfiltered chunk only
+    budget = memory_budget()
+    if nbytes > budget:
+        need, allowed = format_bytes(nbytes, "bytes"), format_bytes(budget, "bytes")
+        raise InputError(f"{text!r} is stored in compressed chunks of {need} each; "
+                         f"CNNCLI_MEMORY_BYTES allows {allowed}")
+    held = ds.id.get_access_plist().get_chunk_cache()[1]  # (slots, bytes, w0): h5py's default differs by version
+    return None if nbytes <= held else nbytes + (1 << 20)
 
 
 def read_h5(ds, ref_text: str, sel=()) -> np.ndarray:

@@ -150,3 +150,28 @@ def test_standard_input_that_is_not_npy_is_refused_at_its_first_bytes(monkeypatc
     with pytest.raises(InputError, match=r"^'-' is not .npy data \(it starts with 'yyyy"):
         readers._stdin_bytes()
     assert sum(pipe.asked) <= 1 << 16
+
+
+def test_a_compressed_chunk_larger_than_the_budget_is_refused_before_it_is_inflated(tmp_path, monkeypatch):
+    path = tmp_path / "chunkbomb.h5"
+    with h5py.File(path, "w") as f:  # one 8 MiB chunk of zeros: a few KB on disk
+        d = f.create_dataset("x", shape=(4, 64, 64, 64), dtype="f8", chunks=(4, 64, 64, 64), compression="gzip")
+        d[0, 0, 0, 0] = 1.0
+    monkeypatch.setenv("CNNCLI_MEMORY_BYTES", str(4 * 2**20))
+    message = f"'{path}:/x' is stored in compressed chunks of 8.0 MiB each; CNNCLI_MEMORY_BYTES allows 4.0 MiB"
+    with pytest.raises(InputError, match=f"^{message}$".replace(".", r"\.")):
+        open_array(str(path))
+    r = CliRunner().invoke(app, ["forward", str(path), "--f", "2"])
+    assert r.exit_code == 2 and r.stderr == f"cnncli: error: {message}\n"
+
+
+def test_large_compressed_chunks_are_inflated_once_not_once_per_batch(tmp_path):
+    path = tmp_path / "big_chunks.h5"
+    data = np.random.default_rng(5).integers(0, 255, (16, 64, 64, 80)).astype(np.float64)
+    with h5py.File(path, "w") as f:  # one chunk of 42 MB, above h5py's default chunk cache
+        f.create_dataset("x", data=data, chunks=data.shape, compression="gzip", compression_opts=1)
+    with open_array(str(path)) as stream:
+        slots, held, w0 = stream._data.id.get_access_plist().get_chunk_cache()
+        assert held >= data.nbytes
+        rows = [stream.read(i, i + 1) for i in range(16)]
+    np.testing.assert_array_equal(np.concatenate(rows), data)
