@@ -58,6 +58,10 @@ class InputError(CnncliError):
     """An input could not be read: missing, corrupt, refused dtype, unknown name."""
 
 
+class SettingError(InputError):
+    """A ``CNNCLI_*`` environment variable holds no valid value (named as it is, never as a flag's)."""
+
+
 class PickledDataError(InputError):
     """An input holds pickled Python objects, which cnncli never loads."""
 

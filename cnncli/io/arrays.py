@@ -25,7 +25,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, SettingError
 from .budget import check_budget
 from .hdf5 import corrupt_as_damaged, h5_dataset, open_h5, read_h5
 from .npz import NpzArchive, NpzMemberStream, load_npz
@@ -84,8 +84,8 @@ class _blame:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if (exc_type is not None and issubclass(exc_type, InputError) and self.role.startswith("-")
-                and not str(exc).startswith(self.role)):
+        if (exc_type is not None and issubclass(exc_type, InputError) and not issubclass(exc_type, SettingError)
+                and self.role.startswith("-") and not str(exc).startswith(self.role)):
             raise exc.with_context(f"{self.role} ")
         return False
 

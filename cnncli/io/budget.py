@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from ..engine.shapes import physical_memory
-from ..errors import InputError
+from ..errors import InputError, SettingError
 from ..units import format_bytes
 
 
@@ -27,7 +27,7 @@ def memory_budget() -> int:
 
     Raises
     ------
-    InputError
+    SettingError
         ``CNNCLI_MEMORY_BYTES`` is set but not a positive integer.
     """
     text = os.environ.get("CNNCLI_MEMORY_BYTES")
@@ -37,7 +37,7 @@ def memory_budget() -> int:
         except ValueError:
             value = 0
         if value < 1:
-            raise InputError(f"CNNCLI_MEMORY_BYTES must be a positive number of bytes, got {text!r}")
+            raise SettingError(f"CNNCLI_MEMORY_BYTES must be a positive number of bytes, got {text!r}")
         return value
     physical = physical_memory()
     return physical // 2 if physical else 4 * 2**30

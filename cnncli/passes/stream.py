@@ -19,11 +19,34 @@ import numpy as np
 
 from ..engine import conv2d, conv2d_backward, pool2d, pool2d_backward
 from ..engine.layout import shape_from_nhwc
+from ..errors import SettingError
 
-#: Input + output bytes (compute dtype) of one batch chunk read and written by a pass (env
-#: CNNCLI_CHUNK_BYTES; not the engine's own workspace chunking), and the engine's workspace cap per call.
-IO_CHUNK_BYTES = int(os.environ.get("CNNCLI_CHUNK_BYTES", 32 * 2**20))
+#: Input + output bytes (compute dtype) of one batch chunk read and written by a pass; None reads
+#: :func:`io_chunk_bytes` (not the engine's own workspace chunking). And the engine's workspace cap per call.
+IO_CHUNK_BYTES: Optional[int] = None
 WORKSPACE_BYTES = 64 * 2**20
+
+
+def io_chunk_bytes() -> int:
+    """Bytes of one batch chunk: :data:`IO_CHUNK_BYTES` when set, else env ``CNNCLI_CHUNK_BYTES`` (32 MiB).
+
+    Raises
+    ------
+    SettingError
+        ``CNNCLI_CHUNK_BYTES`` is set but not a positive integer.
+    """
+    if IO_CHUNK_BYTES is not None:
+        return IO_CHUNK_BYTES
+    text = os.environ.get("CNNCLI_CHUNK_BYTES")
+    if text is None:
+        return 32 * 2**20
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SettingError(f"CNNCLI_CHUNK_BYTES must be a positive number of bytes, got {text!r}")
+    return value
 
 Progress = Optional[Callable[[int, int], None]]
 
@@ -161,7 +184,7 @@ def chunk_rows(call, *, backward: bool = False, chunk_bytes: Optional[int] = Non
     per_example = H * W * C + oh * ow * n_C
     if backward:
         per_example *= 2  # the gradient in, dA_prev out
-    budget = IO_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    budget = io_chunk_bytes() if chunk_bytes is None else chunk_bytes
     return max(1, budget // max(1, per_example * call.dtype.itemsize))
 
 
@@ -212,7 +235,7 @@ def forward(call, writer=None, *, progress: Progress = None, chunk_bytes: Option
     progress : callable(done, total), optional
         Called after each chunk with the number of examples done.
     chunk_bytes : int, optional
-        Bound on each chunk's input plus output bytes; default :data:`IO_CHUNK_BYTES`.
+        Bound on each chunk's input plus output bytes; default :func:`io_chunk_bytes`.
 
     Returns
     -------

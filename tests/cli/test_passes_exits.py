@@ -117,3 +117,18 @@ def test_a_closed_or_full_stderr_changes_no_result(tmp_path):
         assert res.returncode == 0 and res.stdout.endswith(b"gradient check: PASS (8/8 functions, method sample)\n")
         res = shell(f"{sys.executable} -m cnncli gradcheck {redirect}")
         assert res.returncode == 0 and b"gradient check: PASS" in res.stdout
+
+
+@pytest.mark.parametrize("name, value", [("CNNCLI_CHUNK_BYTES", "abc"), ("CNNCLI_CHUNK_BYTES", "1e3"),
+                                         ("CNNCLI_CHUNK_BYTES", ""), ("CNNCLI_CHUNK_BYTES", "0"),
+                                         ("CNNCLI_MEMORY_BYTES", "x"), ("CNNCLI_MEMORY_BYTES", "-1")])
+def test_a_bad_setting_is_one_line_naming_the_variable_not_a_flag(tmp_path, name, value):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "A.npy", rng.standard_normal((2, 5, 7, 4)))
+    np.save(tmp_path / "W.npy", rng.standard_normal((3, 3, 4, 8)))
+    res = subprocess.run(CNNCLI + ["forward", str(tmp_path / "A.npy"), "--weights", str(tmp_path / "W.npy"),
+                                   "-o", str(tmp_path / "Z.npy")], env=dict(ENV, **{name: value}),
+                         capture_output=True, timeout=60)
+    assert (res.returncode, res.stderr) == (
+        2, f"cnncli: error: {name} must be a positive number of bytes, got {value!r}\n".encode())
+    assert sorted(os.listdir(tmp_path)) == ["A.npy", "W.npy"]
