@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import sys
 import threading
@@ -84,6 +85,15 @@ def _standard_streams() -> Optional[str]:
     if 1 in closed:
         return "standard output is closed ('>&-'); redirect it, e.g. >/dev/null"
     return None
+
+
+def _os_reason(text: str) -> str:
+    """An OSError's words in one line: HDF5's write errors span lines of details ("file write failed: time =
+    ..., errno = 27, error message = 'File too large', buf = 0x..."); their error message is what counts."""
+    found = re.search(r"error message = '([^']*)'", text)
+    if found:
+        return found.group(1)
+    return (text.splitlines() or ["an error of the system"])[0]
 
 
 def _reopen(fd: int) -> None:
@@ -170,14 +180,14 @@ class CnncliGroup(TyperGroup):
         except OSError as exc:
             # Files the user named are checked by the loaders; what is left is the environment
             # (a full disk, a closed terminal, permissions): bad circumstances, not a bug.
-            what = exc.strerror or str(exc)
+            what = _os_reason(exc.strerror or str(exc))
             target = f" ({exc.filename})" if exc.filename else " (writing the output)"
             _error_line(f"cannot complete: {what}{target}")
             code = EXIT_USAGE
         except MemoryError as exc:
             # Nearly always hyperparameters or shapes far larger than meant (pad 100000).
-            _error_line(f"not enough memory for this layer call ({exc}); check the pad, f, "
-                        "stride and batch size")
+            _error_line(f"not enough memory for this layer call{f' ({exc})' if str(exc) else ''}; check the pad, "
+                        "f, stride and batch size")
             code = EXIT_USAGE
         except Exception as exc:  # a bug: say so in one line, traceback only on request
             if state.debug:

@@ -132,3 +132,13 @@ def test_a_bad_setting_is_one_line_naming_the_variable_not_a_flag(tmp_path, name
     assert (res.returncode, res.stderr) == (
         2, f"cnncli: error: {name} must be a positive number of bytes, got {value!r}\n".encode())
     assert sorted(os.listdir(tmp_path)) == ["A.npy", "W.npy"]
+
+
+@pytest.mark.parametrize("out", ["keep.h5", "keep.npy"])
+def test_a_disk_that_refuses_the_output_is_one_line_and_no_file(tmp_path, out):
+    # HDF5's write error spans lines of details (time, buf = 0x..., offset): the line keeps its error message
+    with h5py.File(tmp_path / "big.h5", "w") as f:
+        f["x"] = np.random.default_rng(0).integers(0, 255, (400, 32, 32, 3), dtype=np.uint8)
+    res = shell(f"ulimit -f 20; {sys.executable} -m cnncli forward {tmp_path}/big.h5:/x --f 2 -o {tmp_path}/{out}")
+    assert (res.returncode, res.stderr) == (2, b"cnncli: error: cannot complete: File too large (writing the output)\n")
+    assert os.listdir(tmp_path) == ["big.h5"]
