@@ -114,21 +114,24 @@ def _run(command: str, source: str, output: Optional[str], force: bool, as_json:
         rows = streaming.chunk_rows(call, backward=command == "backward")
         advice = ("to shorten: --dtype float32 computes in single precision (half the bytes to move)"
                   if str(call.dtype) != "float32" else None)
-        with _SignalGuard() as guard, (writer or nullcontext()) as sink, \
-                progress_bar(command, show=m > rows and sys.stderr is not None and sys.stderr.isatty(), advice=advice, unit="examples") as bar:
+        show = m > rows and sys.stderr is not None and sys.stderr.isatty()
+        with _SignalGuard() as guard:
+            with (writer or nullcontext()) as sink, progress_bar(command, show=show, advice=advice,
+                                                                 unit="examples") as bar:
 
-            def progress(done: int, total: int) -> None:
-                guard.check()
-                bar(done, total)
+                def progress(done: int, total: int) -> None:
+                    guard.check()
+                    bar(done, total)
 
-            results = run(call, sink, progress=progress)
-            guard.check()  # still inside the writer: an interrupted run never commits
-        guard.check()  # a signal during the commit: the output is whole, but the run still stops as asked
-        report = PassReport.of(command, call, results, writer=writer, seconds=time.perf_counter() - started)
-    if as_json:
-        typer.echo(render.to_json(report.to_dict()))
-    else:
-        render.print_report(report, render.console(stderr=output == "-", plain=plain))
+                results = run(call, sink, progress=progress)
+                guard.check()  # still inside the writer: an interrupted run never commits
+            # NOTE: committed. A signal from here on (during the rename, say) is too late to stop the run:
+            # it ends as it would have, so that an exit of 130/143/129 always means the old file is untouched.
+            report = PassReport.of(command, call, results, writer=writer, seconds=time.perf_counter() - started)
+            if as_json:
+                typer.echo(render.to_json(report.to_dict()))
+            else:
+                render.print_report(report, render.console(stderr=output == "-", plain=plain))
 
 
 @app.command(cls=CnncliCommand, epilog=_FORWARD_EXAMPLES)

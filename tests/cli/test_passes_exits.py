@@ -142,3 +142,30 @@ def test_a_disk_that_refuses_the_output_is_one_line_and_no_file(tmp_path, out):
     res = shell(f"ulimit -f 20; {sys.executable} -m cnncli forward {tmp_path}/big.h5:/x --f 2 -o {tmp_path}/{out}")
     assert (res.returncode, res.stderr) == (2, b"cnncli: error: cannot complete: File too large (writing the output)\n")
     assert os.listdir(tmp_path) == ["big.h5"]
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_signal_either_side_of_the_rename_keeps_the_exit_code_honest(tmp_path, monkeypatch, when):
+    # exit 143 must mean the old file is untouched: a SIGTERM just after the rename lets the run end (exit 0)
+    from typer.testing import CliRunner
+
+    from cnncli.cli import app
+    from cnncli.io import writers
+
+    np.save(tmp_path / "A.npy", np.ones((2, 4, 4, 1)))
+    out = tmp_path / "out.npy"
+    out.write_bytes(b"old result")
+    place = writers.ResultWriter._place
+
+    def signalled_place(self):
+        if when == "before":
+            os.kill(os.getpid(), signal.SIGTERM)
+        place(self)
+        if when == "after":
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(writers.ResultWriter, "_place", signalled_place)
+    r = CliRunner().invoke(app, ["forward", str(tmp_path / "A.npy"), "--f", "2", "-o", str(out), "--force"])
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.load(out), np.ones((2, 2, 2, 1)))  # the new result, whole
+    assert sorted(os.listdir(tmp_path)) == ["A.npy", "out.npy"]
