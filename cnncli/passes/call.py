@@ -242,6 +242,10 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
     elif pick("f") is not None or pick("mode") is not None:
         kind = "pool"
     else:
+        if source != "-" and not attrs:
+            # a file that cannot be read as an array (text named x.npz, a cut-short .npy) hid the layer kind
+            # it might have held: its own problem first, as for a missing file
+            open_array(source, role="A_prev", allow_external=bool(opts["allow_external"])).close()
         raise HyperparameterError("layer kind unknown: give --layer, --weights (conv) or --f (pool)")
     grad_key = "dZ" if kind == "conv" else "dA"
     if opts["grad"] is not None:

@@ -85,3 +85,18 @@ def test_empty_grad_and_gradcheck_options_are_refused(d):
     assert res.exit_code == 2 and res.stderr.startswith("cnncli: error: --grad is empty: give x.npy")
     res = run("gradcheck", d / "A.npy", "--f", "2", "--layout", "")
     assert res.exit_code == 2 and res.stderr == "cnncli: error: --layout is empty: give nhwc or nchw\n"
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("x.npz", b"hello\n", "'x.npz' is not .npz data (it starts with 'hello')"),
+    ("cut.npy", b"\x93NUMPY\x01\x00v\x00{'descr'", "'cut.npy' is damaged (the header is cut short)"),
+    ("empty.npy", b"", "'empty.npy' is not .npy data (it is empty)"),
+])
+@pytest.mark.parametrize("command", [["forward"], ["gradcheck"], ["backward", "--grad", "A.npy"]])
+def test_a_damaged_source_is_reported_before_the_layer_kind_it_hid(d, monkeypatch, name, content, message, command):
+    monkeypatch.chdir(d)
+    (d / name).write_bytes(content)
+    r = run(command[0], name, *command[1:])
+    assert r.exit_code == 2 and r.stderr == f"cnncli: error: {message}\n"
+    r = run(command[0], "A.npy", *command[1:])  # a good file: the layer kind is what is missing
+    assert r.stderr == "cnncli: error: layer kind unknown: give --layer, --weights (conv) or --f (pool)\n"
