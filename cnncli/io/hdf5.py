@@ -131,6 +131,19 @@ def h5_datasets(group) -> list:
     return sorted(prefix + p if prefix and not p.startswith(prefix + "/") else p for p in found)
 
 
+def _external_links(f) -> list:
+    """Paths in ``f`` that are external links, found without following any (nor opening another file)."""
+    h5py = h5py_module()
+    groups, found = ["/"], []
+    f.visititems(lambda name, obj: groups.append("/" + _text(name)) if isinstance(obj, h5py.Group) else None)
+    for path in groups:
+        group = f[path]
+        for key in group:
+            if isinstance(key, str) and isinstance(group.get(key, getlink=True), h5py.ExternalLink):
+                found.append(f"{path.rstrip('/')}/{key}")
+    return found
+
+
 def _text(name) -> str:
     """A member name as text: h5py gives bytes for a name that is not UTF-8 (a damaged file's)."""
     return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
@@ -257,8 +270,8 @@ def h5_dataset(f, ref: ArrayRef, *, allow_external: bool = False):
     """
     h5py = h5py_module()
     names = h5_datasets(f)
-    if ref.name is None:
-        path = pick_name(ref, names, "dataset")
+    if ref.name is None:  # the only dataset, an external link to one counting too (refused or followed below)
+        path = pick_name(ref, sorted(names + _external_links(f)), "dataset")
     else:
         path = ref.name if ref.name.startswith("/") else "/" + ref.name
     text = f"{ref.path}:{path}"

@@ -155,3 +155,19 @@ def test_a_valid_npy_with_a_large_header_is_read_not_called_pickled(tmp_path):
     assert res.exit_code == 2 and "pickle" not in res.stderr
     assert res.stderr == (f"cnncli: error: '{tmp_path}/huge.npy' has a 16777216-byte header; at most "
                           "1048576 is read\n")
+
+
+def test_a_file_whose_only_member_is_an_external_link_picks_it(tmp_path):
+    with h5py.File(tmp_path / "target.h5", "w") as f:
+        f["A_prev"] = np.arange(32.0).reshape(1, 4, 4, 2)
+    with h5py.File(tmp_path / "onlylink.h5", "w") as f:
+        f["x"] = h5py.ExternalLink(str(tmp_path / "target.h5"), "/A_prev")
+    src = str(tmp_path / "onlylink.h5")
+    r = CliRunner().invoke(app, ["forward", src, "--f", "2"])
+    assert r.exit_code == 2  # was "holds 0 datasets (none)": now the link itself, refused by default
+    assert r.stderr == (f"cnncli: error: '{src}:/x' links to '{tmp_path / 'target.h5'}:/A_prev': "
+                        "refused without --allow-external\n")
+    r = CliRunner().invoke(app, ["forward", src, "--f", "2", "--allow-external", "-o", str(tmp_path / "P.npy")])
+    assert r.exit_code == 0, r.output
+    expected = np.arange(32.0).reshape(1, 2, 2, 2, 2, 2).transpose(0, 1, 3, 2, 4, 5).reshape(1, 2, 2, 4, 2).max(3)
+    np.testing.assert_array_equal(np.load(tmp_path / "P.npy"), expected)
