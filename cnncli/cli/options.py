@@ -25,8 +25,8 @@ from .command import choices
 _PANEL = "Layer"
 
 LayerOpt = Annotated[Optional[str], typer.Option(
-    "--layer", metavar="conv|pool", rich_help_panel=_PANEL, autocompletion=choices("conv", "pool"),
-    help="Layer kind (default: the case's; else conv with --weights, pool with --f/--mode).")]
+    "--layer", metavar="KIND", rich_help_panel=_PANEL, autocompletion=choices("conv", "pool"),
+    help="Layer kind: conv or pool (default: the case's; else conv with --weights, pool with --f/--mode).")]
 WeightsOpt = Annotated[Optional[str], typer.Option(
     "--weights", metavar="ARRAY", rich_help_panel=_PANEL,
     help="Conv filters W: (f, f, n_C_prev/groups, n_C); nchw: (C_out, C_in/groups, kH, kW).")]
@@ -38,26 +38,31 @@ StrideOpt = Annotated[Optional[str], typer.Option(
     "--stride", metavar="S", rich_help_panel=_PANEL, help="Stride: an int or HxW (default conv 1, pool f).")]
 PadOpt = Annotated[Optional[str], typer.Option(
     "--pad", metavar="P", rich_help_panel=_PANEL, autocompletion=choices("valid", "same"),
-    help="Padding: p, 'h,w', 'top,bottom,left,right', valid or same (default 0).")]
+    help="Padding: p, 'h,w', 't,b,l,r' (top, bottom, left, right), valid or same (default 0).")]
 DilationOpt = Annotated[Optional[str], typer.Option(
     "--dilation", metavar="D", rich_help_panel=_PANEL, help="Dilation: an int or HxW (default 1).")]
 GroupsOpt = Annotated[Optional[int], typer.Option(
     "--groups", metavar="G", rich_help_panel=_PANEL, help="Conv channel groups (default 1; n_C_prev = depthwise).")]
 ModeOpt = Annotated[Optional[str], typer.Option(
-    "--mode", metavar="max|average", rich_help_panel=_PANEL, autocompletion=choices("max", "average", "avg"), help="Pooling mode (avg accepted; default max).")]
+    "--mode", metavar="MODE", rich_help_panel=_PANEL, autocompletion=choices("max", "average", "avg"),
+    help="Pooling mode: max (default) or average (avg accepted).")]
 CeilModeOpt = Annotated[Optional[bool], typer.Option(
     "--ceil-mode/--no-ceil-mode", rich_help_panel=_PANEL, show_default=False,
     help="Pooling: round the output size up (PyTorch's rule).")]
+# NOTE: the off switch is an option of its own, hidden: shown beside the on switch, the two names are too wide
+# for an 80-column help table, and rich cuts both ("--count-include-…").
 CountIncludePadOpt = Annotated[Optional[bool], typer.Option(
-    "--count-include-pad/--no-count-include-pad", rich_help_panel=_PANEL, show_default=False,
-    help="Average pooling: count padded zeros in the divisor (default yes).")]
+    "--count-include-pad", rich_help_panel=_PANEL, show_default=False,
+    help="Average pooling: count padded zeros in the divisor (default; --no-count-include-pad: do not).")]
+NoCountIncludePadOpt = Annotated[Optional[bool], typer.Option("--no-count-include-pad", hidden=True,
+                                                              show_default=False)]
 LayoutOpt = Annotated[Optional[str], typer.Option(
-    "--layout", metavar="nhwc|nchw", rich_help_panel=_PANEL, autocompletion=choices("nhwc", "nchw"),
-    help="Array layout of inputs and outputs (nchw: PyTorch's). Default nhwc.")]
+    "--layout", metavar="AXES", rich_help_panel=_PANEL, autocompletion=choices("nhwc", "nchw"),
+    help="Array layout of inputs and outputs: nhwc (default) or nchw (PyTorch's).")]
 DtypeOpt = Annotated[Optional[str], typer.Option(
-    "--dtype", metavar="float64|float32", rich_help_panel=_PANEL,
+    "--dtype", metavar="DTYPE", rich_help_panel=_PANEL,
     autocompletion=choices("float64", "float32"),
-    help="Compute dtype (default float64: ints, bools, float16/32 are converted with a note).")]
+    help="Compute dtype: float64 (default; ints, bools, float16/32 are converted with a note) or float32.")]
 GradOpt = Annotated[Optional[str], typer.Option(
     "--grad", metavar="ARRAY", rich_help_panel=_PANEL,
     help="Upstream gradient (dZ for conv, dA for pool), shaped like the forward output.")]
@@ -109,10 +114,19 @@ def layer_options(*, grad: bool = False, dtype: bool = True) -> Callable:
                 continue
             params += [inspect.Parameter(name, param.POSITIONAL_OR_KEYWORD, default=None, annotation=annotations[name])
                        for name in names]
+            params.append(inspect.Parameter("no_count_include_pad", param.POSITIONAL_OR_KEYWORD, default=None,
+                                            annotation=NoCountIncludePadOpt))
 
         @functools.wraps(command)
         def run(**kwargs):
-            return command(options={name: kwargs.pop(name) for name in names}, **kwargs)
+            options = {name: kwargs.pop(name) for name in names}
+            if kwargs.pop("no_count_include_pad"):
+                if options["count_include_pad"]:
+                    from ..errors import HyperparameterError
+
+                    raise HyperparameterError("give --count-include-pad or --no-count-include-pad, not both")
+                options["count_include_pad"] = False
+            return command(options=options, **kwargs)
 
         run.__signature__ = signature.replace(parameters=params)
         return run

@@ -178,3 +178,23 @@ def test_completion_leaves_paths_to_the_shell():
     # No candidates: bash (-o default), zsh (_files) and fish then complete file names themselves.
     assert _complete_bash("cnncli forward exam") == []
     assert _complete_bash("cnncli backward x.npy --grad ex") == []
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_at_80_columns_cuts_no_flag_name_or_word(command):
+    text = _help(command)
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_the_hidden_off_switch_of_count_include_pad_still_works_and_not_with_the_on_switch(tmp_path):
+    np = pytest.importorskip("numpy")
+    np.save(tmp_path / "A.npy", np.ones((1, 2, 2, 1)))
+    base = ["forward", str(tmp_path / "A.npy"), "--f", "2", "--stride", "1", "--mode", "average", "--pad", "1"]
+    for flag, corner in (([], 0.25), (["--count-include-pad"], 0.25), (["--no-count-include-pad"], 1.0)):
+        out = tmp_path / f"P{len(flag)}{corner}.npy"
+        r = runner.invoke(app, base + flag + ["-o", str(out)])
+        assert r.exit_code == 0, r.output
+        assert np.load(out)[0, 0, 0, 0] == corner  # 1 pixel of 4 (padded zeros counted) or of 1
+    r = runner.invoke(app, base + ["--count-include-pad", "--no-count-include-pad"])
+    assert r.exit_code == 2 and r.stderr == "cnncli: error: give --count-include-pad or --no-count-include-pad, not both\n"
