@@ -46,6 +46,14 @@ def output_kind(path: str) -> str:
     return FORMATS[ext]
 
 
+def _name_max(folder: str):
+    """The longest file name the folder's filesystem takes, in bytes (None when it cannot be told)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def check_destination(path: str, force: bool) -> str:
     """Validate an output path before any work is done; return its kind.
 
@@ -62,7 +70,14 @@ def check_destination(path: str, force: bool) -> str:
         return kind
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise OutputError(f"-o {path!r}: folder {os.path.dirname(path) or folder!r} does not exist")
+        shown = os.path.dirname(path) or folder
+        if os.path.exists(folder):  # x.npy/out.npy with x.npy a file
+            raise OutputError(f"-o {path!r}: {shown!r} is a file, not a folder")
+        raise OutputError(f"-o {path!r}: folder {shown!r} does not exist")
+    # a name the filesystem refuses is told now, not at the rename after all the work
+    limit = _name_max(folder)
+    if limit is not None and len(os.fsencode(os.path.basename(path))) > limit:
+        raise OutputError(f"-o {path!r}: the file name is over {limit} bytes, too long for its folder")
     if os.path.islink(path) and not os.path.exists(path):
         # NOTE: cnncli neither writes through a dangling link nor replaces it
         raise OutputError(f"-o {path!r} is a broken link (to {os.readlink(path)!r}); remove it or rename")

@@ -77,3 +77,16 @@ def test_a_name_of_246_characters_works(tmp_path, ext):
     name = "é" * 125 + ext  # 250 + 4 bytes in UTF-8: cut on bytes for the temporary name
     write_results(str(tmp_path / name), RESULTS, main="Z")
     assert name in os.listdir(tmp_path) and len(os.listdir(tmp_path)) == 2
+
+
+def test_a_destination_under_a_file_or_with_a_name_too_long_is_refused_before_any_work(tmp_path):
+    from cnncli.errors import OutputError
+    from cnncli.io.writers import check_destination
+
+    (tmp_path / "A.npy").write_bytes(b"x")
+    with pytest.raises(OutputError, match=r"^-o '.*A\.npy/x\.npy': '.*A\.npy' is a file, not a folder$"):
+        check_destination(str(tmp_path / "A.npy" / "x.npy"), force=False)
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    with pytest.raises(OutputError, match=f"the file name is over {limit} bytes, too long for its folder$"):
+        check_destination(str(tmp_path / ("a" * (limit - 3) + ".npy")), force=False)
+    assert check_destination(str(tmp_path / ("a" * (limit - 4) + ".npy")), force=False) == "npy"
