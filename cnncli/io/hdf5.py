@@ -271,6 +271,8 @@ def h5_dataset(f, ref: ArrayRef, *, allow_external: bool = False):
     h5py = h5py_module()
     names = h5_datasets(f)
     if ref.name is None:  # the only dataset, an external link to one counting too (refused or followed below)
+        if link_kind(f, "/A_prev") == "group":  # a case file gone wrong: its only dataset may be W
+            raise InputError(f"{ref.path!r} has a group A_prev; a case file's A_prev is a dataset (the input)")
         path = pick_name(ref, sorted(names + _external_links(f)), "dataset")
     else:
         path = ref.name if ref.name.startswith("/") else "/" + ref.name

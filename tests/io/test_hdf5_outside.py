@@ -171,3 +171,13 @@ def test_a_file_whose_only_member_is_an_external_link_picks_it(tmp_path):
     assert r.exit_code == 0, r.output
     expected = np.arange(32.0).reshape(1, 2, 2, 2, 2, 2).transpose(0, 1, 3, 2, 4, 5).reshape(1, 2, 2, 4, 2).max(3)
     np.testing.assert_array_equal(np.load(tmp_path / "P.npy"), expected)
+
+
+def test_a_case_file_whose_a_prev_is_a_group_is_not_read_as_its_only_dataset(tmp_path):
+    path = tmp_path / "case.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("A_prev")
+        f["W"] = np.ones((3, 3, 1, 2))
+    r = CliRunner().invoke(app, ["forward", str(path), "--f", "2"])
+    assert r.exit_code == 2
+    assert r.stderr == f"cnncli: error: '{path}' has a group A_prev; a case file's A_prev is a dataset (the input)\n"
