@@ -32,11 +32,21 @@ def read_int(value, name: str) -> int:
         Text that is not an integer, or what :func:`cnncli.engine.geometry.as_int` refuses.
     """
     if isinstance(value, str):
+        text = value.strip()
+        if "_" in text:  # int() reads 2_0 as 20: a typo more likely than a thousands separator
+            raise HyperparameterError(f"{name} {value!r}: write numbers with digits only (no '_')")
+        digits = len(text.lstrip("+-"))
+        if digits > _MAX_INT_DIGITS and text.lstrip("+-").isdigit():  # int() would say "Exceeds the limit"
+            raise HyperparameterError(f"{name} has a number of {digits} digits; at most {_MAX_INT_DIGITS} are read")
         try:
-            return int(value.strip())
+            return int(text)
         except ValueError:
             raise HyperparameterError(f"{name} must be an integer, got {value!r}") from None
     return geo.as_int(value, name)
+
+
+#: Python's int() refuses text of more digits (``sys.int_info.default_max_str_digits``).
+_MAX_INT_DIGITS = 4300
 
 
 def _ints(items, name: str) -> list:

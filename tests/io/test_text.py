@@ -86,3 +86,15 @@ def test_hyperparameters_dict_is_read_then_judged_by_the_record():
     assert read_hyperparameters([1]) == [1]  # not a dict: left for the record to refuse
     with pytest.raises(HyperparameterError, match="hparameters must be a dict, got list"):
         ConvParams.from_hparameters([1])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("2_0", "stride '2_0': write numbers with digits only (no '_')"),
+    ("1" * 4400, "stride has a number of 4400 digits; at most 4300 are read"),
+    ("x", "stride must be an integer, got 'x'"),
+])
+def test_read_int_refuses_underscores_and_numbers_int_cannot_read(text, message):
+    with pytest.raises(HyperparameterError) as err:
+        read_int(text, "stride")
+    assert str(err.value) == message
+    assert read_int(" 20 ", "stride") == 20
