@@ -26,13 +26,13 @@ _EXAMPLES = examples(
 )
 
 
-def _like_dims(ref: str, layout: Optional[str]):
+def _like_dims(ref: str, layout: Optional[str], allow_external: bool = False):
     """Dims of the array at ``ref`` (any array reference of SPEC), read in ``layout``."""
     from ..io.arrays import open_array  # NOTE: lazy: h5py and file handling only when --like is used
     from ..shape.spec import dims_from_shape
 
     # Opened, not loaded: HDF5 datasets and .npy files (memory-mapped) give their shape without reading data.
-    with open_array(ref, role="--like") as array:
+    with open_array(ref, role="--like", allow_external=allow_external) as array:
         shape = array.shape
     return dims_from_shape(shape, layout or "nhwc", name=f"--like {ref!r}")
 
@@ -67,6 +67,8 @@ def shape(
         None, "--target", metavar="SIZE", help="Solve: list the strides and pads that give this output size (H or HxW)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
     plain: bool = PlainOpt,
+    allow_external: bool = typer.Option(
+        False, "--allow-external", help="Let --like take an HDF5 array from another file (a link, storage)."),
 ) -> None:
     """Output sizes, pads, receptive fields, parameters and MACs of layers and whole models.
 
@@ -87,6 +89,8 @@ def shape(
         raise HyperparameterError(f"give {given[0]} in the spec, not beside LAYER_SPECs (e.g. conv:f=3,s=2)")
     if input_dims is not None and like is not None:
         raise ShapeError("give the input size with --input DIMS or --like ARRAY, not both")
+    if allow_external and like is None:
+        raise ShapeError("--allow-external lets --like read another file; give --like ARRAY")
     if layout is not None:
         if like is None and input_dims is None:
             raise ShapeError("--layout says how to read --input or --like; give one of them")
@@ -114,7 +118,7 @@ def shape(
         specs, model_notes = [make_layer(kind, f=f, stride=stride, pad=pad, dilation=dilation, filters=filters,
                                          groups=groups, mode=mode, ceil_mode=ceil_mode)], []
     dims = parse_dims(input_dims, layout=layout or "nhwc") if input_dims is not None else (
-        _like_dims(like, layout) if like is not None else None)
+        _like_dims(like, layout, allow_external) if like is not None else None)
 
     if target is not None:
         if from_file is not None or len(specs) != 1 or not specs[0].windowed:

@@ -1,6 +1,7 @@
 """HDF5 inputs never read other files unless --allow-external; empty and unreadable objects are named."""
 
 import io
+import json
 import os
 
 import h5py
@@ -181,3 +182,18 @@ def test_a_case_file_whose_a_prev_is_a_group_is_not_read_as_its_only_dataset(tmp
     r = CliRunner().invoke(app, ["forward", str(path), "--f", "2"])
     assert r.exit_code == 2
     assert r.stderr == f"cnncli: error: '{path}' has a group A_prev; a case file's A_prev is a dataset (the input)\n"
+
+
+def test_shape_like_takes_allow_external_as_the_refusal_says(tmp_path):
+    with h5py.File(tmp_path / "target.h5", "w") as f:
+        f["A_prev"] = np.zeros((2, 9, 7, 3))
+    with h5py.File(tmp_path / "link.h5", "w") as f:
+        f["A_prev"] = h5py.ExternalLink(str(tmp_path / "target.h5"), "/A_prev")
+    ref = f"{tmp_path / 'link.h5'}:/A_prev"
+    r = CliRunner().invoke(app, ["shape", "--like", ref, "--f", "3", "--json"])
+    assert r.exit_code == 2 and r.stderr.endswith("refused without --allow-external\n")
+    r = CliRunner().invoke(app, ["shape", "--like", ref, "--f", "3", "--json", "--allow-external"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["layers"][0]["output"] == [2, 7, 5, 3]
+    r = CliRunner().invoke(app, ["shape", "--f", "3", "--allow-external"])
+    assert r.exit_code == 2 and r.stderr == "cnncli: error: --allow-external lets --like read another file; give --like ARRAY\n"
