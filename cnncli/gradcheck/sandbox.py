@@ -338,6 +338,9 @@ class Sandbox:
     def _raised(self, function: str, case: str, header: dict):
         kind, message = str(header.get("type"))[:80], str(header.get("message"))[:300]
         line, cell, source = header.get("line"), header.get("cell"), header.get("source")
+        if header.get("stage") == "result" and type(line) is not int:  # it returned; sending the value failed
+            raise UserCallFailed(UserException(function, f"returned a value that could not be sent back ({kind}: "
+                                               f"{message})", None, case, kind="result"))
         raise UserCallFailed(UserException(function, f"{kind}: {message}", line if type(line) is int else None,
                                            case, source=source[:200] if isinstance(source, str) else None,
                                            cell=cell if type(cell) is int else None))

@@ -295,8 +295,8 @@ def _result(value, keep: bool):
     out = []
     try:
         return {"ok": True, "value": encode_result(value, out, keep)}, out
-    except BaseException as exc:
-        return _failure(exc), []
+    except BaseException as exc:  # after the function returned: its value could not be sent (800 MB, say)
+        return dict(_failure(exc), stage="result"), []
 
 
 def _send(wfd: int, reply: dict, out, seq) -> None:
@@ -305,8 +305,8 @@ def _send(wfd: int, reply: dict, out, seq) -> None:
     reply["out"], reply["lines"], reply["seq"] = text, lines, seq
     try:
         data = wire.frame(reply, out)
-    except BaseException as exc:  # e.g. a header the user's json patch broke
-        data = wire.frame(dict(_failure(exc), out="", lines=lines, seq=seq))
+    except BaseException as exc:  # e.g. a header the user's json patch broke, or a value too large to frame
+        data = wire.frame(dict(_failure(exc), out="", lines=lines, seq=seq, stage="result"))
     view = memoryview(data)
     while view:
         view = view[os.write(wfd, view):]

@@ -309,3 +309,20 @@ def test_a_huge_timeout_is_as_good_as_none():
                             "--only", "zero_pad", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["passed"] is True
+
+
+def test_a_value_that_could_not_be_sent_back_is_not_blamed_on_the_call():
+    # an 800 MB return: the function ran to its end; framing the reply failed in the child
+    from cnncli.gradcheck.sandbox import Sandbox
+    from cnncli.gradcheck.userfile import UserCallFailed
+
+    box = Sandbox.__new__(Sandbox)
+    header = {"ok": False, "type": "MemoryError", "message": "(no message)", "line": None, "stage": "result"}
+    with pytest.raises(UserCallFailed) as err:
+        box._raised("zero_pad", "pad 0", header)
+    info = err.value.info
+    assert (info.kind, info.message) == ("result", "zero_pad returned a value that could not be sent back "
+                                                   "(MemoryError: (no message))")
+    with pytest.raises(UserCallFailed) as err:  # raised in the user's own code: their line, as before
+        box._raised("zero_pad", "pad 0", dict(header, stage=None, type="ValueError", message="bad", line=3))
+    assert err.value.info.kind == "exception" and err.value.info.line == 3
