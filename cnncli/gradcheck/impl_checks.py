@@ -130,6 +130,7 @@ def _forward(run: Run, layer: str, findings, errors) -> None:
         except UserCallFailed as exc:
             errors.append(exc.info)
             continue
+        out = _sequence(out)
         if not (isinstance(out, tuple) and len(out) == 2):
             findings.append(Finding(case.name, "Z" if layer == "conv" else "A", "engine", False,
                                     detail="did not return a pair (output, cache)"))
@@ -171,7 +172,7 @@ def _backward(run: Run, layer: str, findings, errors) -> None:
         except UserCallFailed as exc:
             errors.append(exc.info)
             continue
-        got = out if layer == "conv" else (out,)
+        got = _sequence(out) if layer == "conv" else (out,)
         if not (isinstance(got, tuple) and len(got) == len(names)):
             findings.append(Finding(case.name, "dA_prev", "engine", False,
                                     detail=f"did not return {len(names)} gradient(s) "
@@ -266,10 +267,17 @@ def uncompared_notes(run: Run) -> List[str]:
             for (fn, grad, why), cases in run.uncompared.items()]
 
 
+def _sequence(value):
+    """A list returned where the exercise returns a tuple (``[Z, cache]``, ``[dA, dW, db]``) as that tuple:
+    the exercise's own tests unpack either the same way."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 def _forward_output(out, layer: str, case: str, shape) -> np.ndarray:
     """The output (of ``shape``) of a user's forward called on perturbed inputs; a call failure when it is none."""
     message = "returned no (output, cache) pair on perturbed inputs"
     try:
+        out = _sequence(out)
         if isinstance(out, tuple) and len(out) == 2 and not isinstance(out[0], Kept):
             # the shape first, before any conversion: a wrong one would not broadcast with G (or be huge)
             if np.shape(out[0]) == tuple(shape):

@@ -103,3 +103,27 @@ def test_a_reply_refused_mid_stream_leaves_no_reply_out_of_turn(tmp_path):
     messages = {e["exception"] for e in fn["errors"]}
     assert messages == {"returned something that is not a result (bad shape)"}
     assert all(e["function"] == "conv_forward" for e in fn["errors"])
+
+
+def test_lists_in_place_of_the_exercises_tuples_are_read_as_those_tuples(tmp_path):
+    path = tmp_path / "lists.py"
+    path.write_text(CORRECT.read_text() + '''
+_forward, _backward = conv_forward, conv_backward
+
+
+def conv_forward(A_prev, W, b, hparameters):
+    return list(_forward(A_prev, W, b, hparameters))
+
+
+def conv_backward(dZ, cache):
+    return list(_backward(dZ, cache))
+''')
+    r, doc = _run(path, "--only", "conv_forward,conv_backward")
+    assert r.exit_code == 0 and doc["passed"] is True, r.output
+    assert all(f["checked"] > 0 for fn in doc["functions"] for f in fn["findings"])
+    wrong = tmp_path / "three.py"
+    wrong.write_text(path.read_text().replace("return list(_forward(A_prev, W, b, hparameters))",
+                                              "return list(_forward(A_prev, W, b, hparameters)) + [0]"))
+    r, doc = _run(wrong, "--only", "conv_forward")
+    assert r.exit_code == 1
+    assert {f["detail"] for f in doc["functions"][0]["findings"]} == {"did not return a pair (output, cache)"}
