@@ -65,6 +65,9 @@ def _error_line(message: str) -> None:
 class _ClosedStdin:
     """``sys.stdin`` when the run started with it closed (``<&-``): reading it is an input error, exit 2."""
 
+    #: Readers of text (``shape --from -``) look for this to word their own message.
+    closed_at_start = True
+
     def __getattr__(self, name):
         from ..errors import InputError
 

@@ -22,8 +22,8 @@ def read_text(path: str, *, role: str = "text", limit: int = MAX_TEXT_BYTES) -> 
     where = "standard input" if path == "-" else repr(path)
     try:
         if path == "-":
-            if sys.stdin is None:
-                raise InputError(f"{role}: standard input is closed")
+            if sys.stdin is None or getattr(type(sys.stdin), "closed_at_start", False):  # <&-
+                raise InputError(f"{role}: standard input is closed ('<&-'); pipe the text into '-' or give a file")
             data = sys.stdin.buffer.read(limit + 1)
         else:
             if os.path.isdir(path):

@@ -81,6 +81,9 @@ def test_closed_stdin_is_an_input_error_when_it_is_read(tmp_path):
                                                b"'-' or give a file\n")
     res = shell(f"{sys.executable} -m cnncli shape --f 3 --input 8 --json <&-")
     assert res.returncode == 0 and b'"output"' in res.stdout  # not read: not an error
+    res = shell(f"{sys.executable} -m cnncli shape --from - <&-")  # text, not .npy bytes
+    assert (res.returncode, res.stderr) == (2, b"cnncli: error: --from: standard input is closed ('<&-'); pipe the "
+                                               b"text into '-' or give a file\n")
 
 
 def test_closed_stdout_is_one_line_and_exit_2(tmp_path):
