@@ -308,6 +308,8 @@ def _keeps(node: ast.stmt, numeric: set) -> bool:
         return True
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return True
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+        return True  # a docstring or a string left as a comment: runs nothing, so it is not a skipped test call
     if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
         # NOTE: only names are bound: `plt.rcParams[...] = ...` or `obj.x = ...` configure, they define nothing
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]

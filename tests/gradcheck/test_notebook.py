@@ -242,3 +242,12 @@ def test_a_comparison_continued_on_a_line_of_its_own_is_checked_as_python(tmp_pa
     r = check_impl(notebook(tmp_path, [("code", cell)]))
     (fn,) = r.functions
     assert fn.name == "distribute_value" and fn.passed
+
+
+def test_a_docstring_is_not_counted_as_a_skipped_test_call(tmp_path):
+    cell = '"""My solutions."""\nimport numpy as np\n\n' + functions_of_correct()["zero_pad"]
+    r = check_impl(notebook(tmp_path, [("code", cell)]))
+    assert r.passed and not any("skipped" in n for n in r.notes), r.notes
+    r = check_impl(notebook(tmp_path, [("code", cell + "\nprint(zero_pad(np.ones((1, 2, 2, 1)), 1).shape)\n")],
+                            name="with_print.ipynb"))
+    assert any("skipped 1 statement(s)" in n for n in r.notes)
