@@ -99,7 +99,10 @@ def diagnose(findings, errors, cases: Dict[str, Configuration], *, function: str
     crashed = {e.case for e in errors if e.case in cases and e.case not in ran} - explained
     called = ran | crashed
     if crashed and crashed != called:
-        hints.extend(m.replace("errors only", "it raises only", 1) for m in _case_patterns(crashed, called, cases))
+        # a process that died (a segfault, abort) or hung did not raise: say "it fails"
+        raised = all(e.kind == "exception" for e in errors if e.case in crashed)
+        verb = "it raises only" if raised else "it fails only"
+        hints.extend(m.replace("errors only", verb, 1) for m in _case_patterns(crashed, called, cases))
     return tuple(hints[:3])
 
 

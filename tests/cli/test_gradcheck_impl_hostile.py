@@ -127,3 +127,24 @@ def conv_backward(dZ, cache):
     r, doc = _run(wrong, "--only", "conv_forward")
     assert r.exit_code == 1
     assert {f["detail"] for f in doc["functions"][0]["findings"]} == {"did not return a pair (output, cache)"}
+
+
+def test_a_process_that_dies_in_one_mode_is_said_to_fail_there_not_to_raise(tmp_path):
+    path = tmp_path / "segv.py"
+    path.write_text(CORRECT.read_text() + '''
+import os as _os
+import signal as _signal
+
+_pool_backward = pool_backward
+
+
+def pool_backward(dA, cache, mode="max"):
+    if mode == "average":
+        _os.kill(_os.getpid(), _signal.SIGSEGV)
+    return _pool_backward(dA, cache, mode)
+''')
+    r, doc = _run(path, "--only", "pool_backward")
+    assert r.exit_code == 1
+    (fn,) = doc["functions"]
+    assert fn["diagnosis"] == ["it fails only in average pooling"]
+    assert {e["kind"] for e in fn["errors"]} == {"crash"}
