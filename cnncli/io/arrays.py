@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import InputError, SettingError
 from .budget import check_budget
-from .hdf5 import corrupt_as_damaged, h5_dataset, open_h5, read_h5
+from .hdf5 import chunk_cache_needed, corrupt_as_damaged, h5_dataset, open_h5, read_h5, with_chunk_cache
 from .npz import NpzArchive, NpzMemberStream, load_npz
 from .npy import load_npy
 from .readers import check_readable, materialize, parse_ref, pick_name
@@ -99,6 +99,7 @@ def _load_array(ref: str, allow_external: bool) -> np.ndarray:
     with open_h5(parsed) as f, corrupt_as_damaged(parsed.path):
         ds = h5_dataset(f, parsed, allow_external=allow_external)
         check_budget(ds.size * ds.dtype.itemsize, parsed.text)
+        chunk_cache_needed(ds, f"{parsed.path}:{ds.name}")  # one read inflates each chunk once: only a bomb matters
         return read_h5(ds, parsed.text)
 
 
@@ -121,6 +122,7 @@ class ArrayStream:
         self.ref = ref
         self._file = None  # the open h5py.File or NpzArchive
         self._data = None
+        self._unread = False  # an HDF5 dataset whose chunks are checked at its first read
         parsed = materialize(parse_ref(ref))
         try:
             if parsed.kind == "h5":
@@ -128,6 +130,8 @@ class ArrayStream:
                 with corrupt_as_damaged(parsed.path):
                     self._data = h5_dataset(self._file, parsed, allow_external=allow_external)
                     tuple(self._data.shape), self._data.dtype  # metadata a damaged file fails on
+                self._unread = True  # the chunks are checked at the first read (the shape alone needs nothing)
+                self._where = f"{parsed.path}:{self._data.name}"
             elif parsed.kind == "npy":
                 self._data = load_npy(parsed, mmap=True)
             else:
@@ -151,6 +155,14 @@ class ArrayStream:
         if isinstance(self._file, NpzArchive):
             return self._data.read(lo, hi)
         if self._file is not None:
+            if self._unread:
+                self._unread = False
+                with corrupt_as_damaged(self.ref):
+                    cache = chunk_cache_needed(self._data, self._where)
+                if cache is not None:
+                    fid, name = self._data.file.id, self._data.name
+                    self._data = None  # the open handle dropped, or HDF5 would hand it back with its old cache
+                    self._data = with_chunk_cache(fid, name, cache)
             return read_h5(self._data, self.ref, sel)
         try:
             return np.array(self._data[sel])

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from .budget import check_budget
-from .hdf5 import corrupt_as_damaged, h5_dataset, h5py_module, link_kind, open_h5, read_attrs, read_h5
+from .hdf5 import chunk_cache_needed, corrupt_as_damaged, h5_dataset, h5py_module, link_kind, open_h5, read_attrs, read_h5
 from .npz import NpzArchive
 from .readers import ArrayRef, parse_ref
 
@@ -128,6 +128,28 @@ def is_case(ref: str) -> bool:
         return False
 
 
+def refuse_group_a_prev(ref: str) -> None:
+    """Refuse a bare HDF5 SOURCE whose ``A_prev`` is a group (a case file gone wrong).
+
+    Read as an array file instead, its only dataset (often ``W``) would become the input.
+
+    Raises
+    ------
+    InputError
+        ``/A_prev`` is a group. Nothing for any other file, nor when it cannot be read (loading tells).
+    """
+    try:
+        parsed = parse_ref(ref)
+        if parsed.kind != "h5" or parsed.name is not None or not os.path.isfile(parsed.path):
+            return
+        with h5py_module().File(parsed.path, "r") as f:
+            group = link_kind(f, "/A_prev") == "group"
+    except Exception:
+        return
+    if group:
+        raise InputError(f"{parsed.path!r}: A_prev is a group; a case file's A_prev is the input array")
+
+
 #: Largest npz entry read as a hyperparameter or description (a pad 4-tuple takes 32 bytes).
 MAX_ATTRIBUTE_BYTES = 2**20
 
@@ -224,6 +246,7 @@ def load_case(path: str, *, allow_external: bool = False) -> Case:
                 ds = h5_dataset(f, ArrayRef(path, parsed.path, "h5", name), allow_external=allow_external)
                 text = f"{parsed.path}:{name}"
                 check_budget(ds.size * ds.dtype.itemsize, text)
+                chunk_cache_needed(ds, text)
                 case.arrays[name] = read_h5(ds, text)
     elif parsed.kind == "npz":
         with NpzArchive(parsed) as archive:

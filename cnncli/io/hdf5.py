@@ -270,10 +270,8 @@ def h5_dataset(f, ref: ArrayRef, *, allow_external: bool = False):
     """
     h5py = h5py_module()
     names = h5_datasets(f)
-    if ref.name is None:  # the only dataset, an external link to one counting too (refused or followed below)
-        if link_kind(f, "/A_prev") == "group":  # a case file gone wrong: its only dataset may be W
-            raise InputError(f"{ref.path!r} has a group A_prev; a case file's A_prev is a dataset (the input)")
-        path = pick_name(ref, sorted(names + _external_links(f)), "dataset")
+    if ref.name is None:  # the only dataset; without one, the only external link (refused or followed below)
+        path = pick_name(ref, names or _external_links(f), "dataset")
     else:
         path = ref.name if ref.name.startswith("/") else "/" + ref.name
     text = f"{ref.path}:{path}"
@@ -296,39 +294,60 @@ def h5_dataset(f, ref: ArrayRef, *, allow_external: bool = False):
     if obj.shape is None:
         raise InputError(f"{text!r} is an empty dataset (h5py.Empty: no shape and no data); expected an array")
     check_dtype(dtype, repr(text))
-    cache = _chunk_cache(obj, text)
-    if cache is None:
-        return obj
-    # NOTE: HDF5 gives a dataset opened again the open object (and its cache) while any handle to it is
-    # alive: drop this one before opening it with a cache of its own
-    fid, name = obj.file.id, obj.name.encode()
-    del obj
-    dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
-    dapl.set_chunk_cache(521, cache, 1.0)  # 521 hash slots (a prime); fully read chunks go first
-    return h5py.Dataset(h5py.h5d.open(fid, name, dapl=dapl))
+    return obj
 
 
-def _chunk_cache(ds, text: str):
-    """Bytes of chunk cache ``ds`` needs beyond the default (None when the default holds a chunk).
+def chunk_cache_needed(ds, text: str) -> Optional[int]:
+    """Before ``ds``'s data is read: refuse a chunk bomb; the chunk cache its reads need, if not the default.
 
     HDF5 inflates a filtered chunk whole to read any part of it: a 500 KB file can hold one chunk
     of 537 MB (a chunk bomb), refused here against the memory budget. And a chunk larger than the
-    cache is inflated once per batch that touches it (16 times for 16 examples a chunk, read one
-    by one): such a dataset gets a cache of one chunk.
+    cache is inflated once per read that touches it (16 times for 16 examples a chunk read one by
+    one): such a dataset needs a cache of one chunk (:func:`with_chunk_cache`). Reading the shape
+    alone (``shape --like``) needs neither.
+
+    Parameters
+    ----------
+    ds : h5py.Dataset
+    text : str
+        The reference, for the message.
+
+    Returns
+    -------
+    int or None
+        Bytes of cache for one chunk, or None when the dataset's own cache holds one.
+
+    Raises
+    ------
+    InputError
+        A compressed chunk larger than :func:`~cnncli.io.budget.memory_budget`.
     """
     chunks = ds.chunks
-    if chunks is None:
-        return None
-    nbytes = int(np.prod(chunks, dtype=object)) * ds.dtype.itemsize
-    if not ds.id.get_create_plist().get_nfilters():
+    if chunks is None or not ds.id.get_create_plist().get_nfilters():
         return None  # HDF5 reads the selected part of an unfiltered chunk only
+    nbytes = int(np.prod(chunks, dtype=object)) * ds.dtype.itemsize
     budget = memory_budget()
     if nbytes > budget:
         need, allowed = format_bytes(nbytes, "bytes"), format_bytes(budget, "bytes")
-        raise InputError(f"{text!r} is stored in compressed chunks of {need} each; "
-                         f"CNNCLI_MEMORY_BYTES allows {allowed}")
+        raise InputError(f"{text!r}: compressed chunks of {need}; CNNCLI_MEMORY_BYTES allows {allowed}")
     held = ds.id.get_access_plist().get_chunk_cache()[1]  # (slots, bytes, w0): h5py's default differs by version
     return None if nbytes <= held else nbytes + (1 << 20)
+
+
+def with_chunk_cache(fid, name: str, cache: int):
+    """Dataset ``name`` of the open file ``fid`` with a chunk cache of ``cache`` bytes.
+
+    NOTE: HDF5 hands back the already open object (and its cache) while any handle to the dataset
+    is alive: the caller drops its own before calling.
+
+    Returns
+    -------
+    h5py.Dataset
+    """
+    h5py = h5py_module()
+    dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+    dapl.set_chunk_cache(521, cache, 1.0)  # 521 hash slots (a prime); fully read chunks go first
+    return h5py.Dataset(h5py.h5d.open(fid, name.encode(), dapl=dapl))
 
 
 def read_h5(ds, ref_text: str, sel=()) -> np.ndarray:

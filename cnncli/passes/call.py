@@ -220,9 +220,12 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
         if ref is not None and ref != "-":
             check_array_file(ref, role=role)
     attrs, refs, notes = ({}, {"A_prev": source}, [])
-    if cases.is_case(source):
+    is_case = cases.is_case(source)
+    if is_case:
         attrs, refs = cases.case_refs(source)
         notes = cases.unused_attribute_notes(attrs)  # other attributes are allowed (metadata) and ignored
+    else:
+        cases.refuse_group_a_prev(source)
     case = CaseSettings(source, attrs, opts)
     case.check(("layer", "layout"))
 
@@ -242,7 +245,7 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
     elif pick("f") is not None or pick("mode") is not None:
         kind = "pool"
     else:
-        if source != "-" and not attrs:
+        if source != "-" and not is_case:
             # a file that cannot be read as an array (text named x.npz, a cut-short .npy) hid the layer kind
             # it might have held: its own problem first, as for a missing file
             open_array(source, role="A_prev", allow_external=bool(opts["allow_external"])).close()

@@ -158,11 +158,22 @@ def test_a_compressed_chunk_larger_than_the_budget_is_refused_before_it_is_infla
         d = f.create_dataset("x", shape=(4, 64, 64, 64), dtype="f8", chunks=(4, 64, 64, 64), compression="gzip")
         d[0, 0, 0, 0] = 1.0
     monkeypatch.setenv("CNNCLI_MEMORY_BYTES", str(4 * 2**20))
-    message = f"'{path}:/x' is stored in compressed chunks of 8.0 MiB each; CNNCLI_MEMORY_BYTES allows 4.0 MiB"
-    with pytest.raises(InputError, match=f"^{message}$".replace(".", r"\.")):
-        open_array(str(path))
-    r = CliRunner().invoke(app, ["forward", str(path), "--f", "2"])
-    assert r.exit_code == 2 and r.stderr == f"cnncli: error: {message}\n"
+    message = f"'{path}:/x': compressed chunks of 8.0 MiB; CNNCLI_MEMORY_BYTES allows 4.0 MiB"
+    with open_array(str(path)) as stream:  # the shape alone (shape --like) inflates nothing: not refused
+        assert stream.shape == (4, 64, 64, 64)
+        with pytest.raises(InputError, match=f"^{message}$".replace(".", r"\.")):
+            stream.read(0, 1)
+    grown = tmp_path / "grown.h5"
+    with h5py.File(grown, "w") as f:  # 2 MiB of data in a chunk of 8 MiB (an extendable dataset's chunk)
+        d = f.create_dataset("x", shape=(1, 64, 64, 64), maxshape=(None, 64, 64, 64), dtype="f8",
+                             chunks=(4, 64, 64, 64), compression="gzip")
+        d[0, 0, 0, 0] = 1.0
+    with pytest.raises(InputError, match="grown.h5:/x': compressed chunks of 8.0 MiB; CNNCLI_MEMORY_BYTES allows"):
+        load_array(str(grown))  # a whole read within the budget still inflates the whole chunk
+    r = CliRunner().invoke(app, ["shape", "--like", str(path), "--f", "3", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["layers"][0]["output"] == [4, 62, 62, 64]
+    r = CliRunner().invoke(app, ["forward", str(path), "--f", "2"])  # refused whole or by its chunks: one line
+    assert r.exit_code == 2 and r.stderr.endswith("CNNCLI_MEMORY_BYTES allows 4.0 MiB\n") and r.stderr.count("\n") == 1
 
 
 def test_large_compressed_chunks_are_inflated_once_not_once_per_batch(tmp_path):
@@ -171,7 +182,7 @@ def test_large_compressed_chunks_are_inflated_once_not_once_per_batch(tmp_path):
     with h5py.File(path, "w") as f:  # one chunk of 42 MB, above h5py's default chunk cache
         f.create_dataset("x", data=data, chunks=data.shape, compression="gzip", compression_opts=1)
     with open_array(str(path)) as stream:
+        rows = [stream.read(i, i + 1) for i in range(16)]
         slots, held, w0 = stream._data.id.get_access_plist().get_chunk_cache()
         assert held >= data.nbytes
-        rows = [stream.read(i, i + 1) for i in range(16)]
     np.testing.assert_array_equal(np.concatenate(rows), data)

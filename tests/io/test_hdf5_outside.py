@@ -181,7 +181,7 @@ def test_a_case_file_whose_a_prev_is_a_group_is_not_read_as_its_only_dataset(tmp
         f["W"] = np.ones((3, 3, 1, 2))
     r = CliRunner().invoke(app, ["forward", str(path), "--f", "2"])
     assert r.exit_code == 2
-    assert r.stderr == f"cnncli: error: '{path}' has a group A_prev; a case file's A_prev is a dataset (the input)\n"
+    assert r.stderr == f"cnncli: error: '{path}': A_prev is a group; a case file's A_prev is the input array\n"
 
 
 def test_shape_like_takes_allow_external_as_the_refusal_says(tmp_path):
@@ -197,3 +197,23 @@ def test_shape_like_takes_allow_external_as_the_refusal_says(tmp_path):
     assert json.loads(r.stdout)["layers"][0]["output"] == [2, 7, 5, 3]
     r = CliRunner().invoke(app, ["shape", "--f", "3", "--allow-external"])
     assert r.exit_code == 2 and r.stderr == "cnncli: error: --allow-external lets --like read another file; give --like ARRAY\n"
+
+
+def test_one_dataset_beside_an_external_link_is_still_the_only_dataset(tmp_path):
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.create_group("grp")
+    with h5py.File(tmp_path / "one.h5", "w") as f:
+        f["x"] = np.arange(16.0).reshape(1, 4, 4, 1)
+        f["ext"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/grp")
+    r = CliRunner().invoke(app, ["forward", str(tmp_path / "one.h5"), "--f", "2", "-o", str(tmp_path / "P.npy")])
+    assert r.exit_code == 0, r.output
+    np.testing.assert_array_equal(np.load(tmp_path / "P.npy")[0, :, :, 0], [[5.0, 7.0], [13.0, 15.0]])
+
+
+def test_a_case_file_without_attributes_still_asks_for_the_layer_kind(tmp_path):
+    with h5py.File(tmp_path / "case.h5", "w") as f:
+        f["A_prev"] = np.ones((1, 4, 4, 1))
+        f["dZ"] = np.ones((1, 2, 2, 1))
+    r = CliRunner().invoke(app, ["forward", str(tmp_path / "case.h5")])
+    assert r.exit_code == 2
+    assert r.stderr == "cnncli: error: layer kind unknown: give --layer, --weights (conv) or --f (pool)\n"
