@@ -49,6 +49,12 @@ def read_int(value, name: str) -> int:
 _MAX_INT_DIGITS = 4300
 
 
+def _is_big_or_underscored(text: str) -> bool:
+    """Text ``int()`` would misread (``2_0`` as 20) or refuse for its length: :func:`read_int` words both."""
+    text = text.strip()
+    return "_" in text or len(text.lstrip("+-")) > _MAX_INT_DIGITS
+
+
 def _ints(items, name: str) -> list:
     """Text items of a sequence read as integers; other items left to the engine."""
     return [read_int(v, name) if isinstance(v, str) else v for v in items]
@@ -101,8 +107,11 @@ def read_pad(value) -> Union[str, geo.Pads]:
     word = value.strip().lower()
     if word in geo.PAD_WORDS:
         return geo.normalize_pad(word)
+    parts = word.replace("x", ",").split(",")
+    if any(_is_big_or_underscored(p) for p in parts):
+        values = [read_int(p, "pad") for p in parts]  # its refusal: the underscore, or the digits
     try:
-        values = [int(p) for p in word.replace("x", ",").split(",")]  # int("") fails too: "1x" or "1,,2"
+        values = [int(p) for p in parts]  # int("") fails too: "1x" or "1,,2"
     except ValueError:
         raise HyperparameterError(f"pad {value!r}: expected {PAD_FORMS}") from None
     for v in values:

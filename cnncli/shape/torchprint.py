@@ -94,6 +94,8 @@ def _split_args(text: str) -> List[str]:
 
 def _value(text: str):
     """A printed argument value: numbers, tuples, booleans, None, quoted or bare words."""
+    if re.search(r"\d_\d", text):  # literal_eval reads 1_0 as 10; print(model) never writes it
+        return text.strip()  # read as a word: the layer then says it cannot read the value
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

@@ -1,5 +1,7 @@
 """Hyperparameters written as text (options, case attributes, specs) read into the engine's numbers."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -98,3 +100,25 @@ def test_read_int_refuses_underscores_and_numbers_int_cannot_read(text, message)
         read_int(text, "stride")
     assert str(err.value) == message
     assert read_int(" 20 ", "stride") == 20
+
+
+@pytest.mark.parametrize("text", ["1_0", "1,1_0", "1x1_0"])
+def test_read_pad_refuses_underscores_too(text):
+    with pytest.raises(HyperparameterError, match=r"^pad '1_0': write numbers with digits only \(no '_'\)$"):
+        read_pad(text)
+
+
+def test_groups_and_filters_are_read_as_the_other_numbers(tmp_path):
+    from typer.testing import CliRunner
+
+    from cnncli.cli import app
+
+    np.save(tmp_path / "A.npy", np.ones((1, 4, 4, 4)))
+    np.save(tmp_path / "W.npy", np.ones((3, 3, 4, 8)))
+    r = CliRunner().invoke(app, ["forward", str(tmp_path / "A.npy"), "--weights", str(tmp_path / "W.npy"),
+                                 "--groups", "0_1"])
+    assert r.exit_code == 2 and "'--groups': '0_1': write numbers with digits only (no '_')" in r.stderr
+    r = CliRunner().invoke(app, ["shape", "--input", "8x8x4", "--f", "3", "--filters", "1_6"])
+    assert r.exit_code == 2 and "'--filters': '1_6': write numbers with digits only (no '_')" in r.stderr
+    r = CliRunner().invoke(app, ["shape", "--input", "8x8x4", "--f", "3", "--filters", "16", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["layers"][0]["output"] == [6, 6, 16]

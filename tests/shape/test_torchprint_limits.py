@@ -170,3 +170,15 @@ def test_control_characters_are_refused_and_never_echoed(char):
 def test_a_tab_is_whitespace():
     specs, _ = parse_printed_model("Sequential(\n\t(0): ReLU()\n)\n")
     assert [s.kind for s in specs] == ["relu"]
+
+
+def test_an_underscore_in_a_printed_number_is_not_read_as_digits(tmp_path):
+    # ast.literal_eval reads 1_0 as 10; print(model) never writes it, so an edited file is told
+    from typer.testing import CliRunner
+
+    from cnncli.cli import app
+
+    path = tmp_path / "model.txt"
+    path.write_text("Sequential(\n  (0): Conv2d(3, 8, kernel_size=(1_0, 3), stride=(1, 1))\n)\n")
+    r = CliRunner().invoke(app, ["shape", "--from", str(path), "--input", "3x32x32", "--layout", "nchw"])
+    assert r.exit_code == 2 and r.stderr.endswith(": cannot read kernel_size='(1_0, 3)'\n")
