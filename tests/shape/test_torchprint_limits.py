@@ -36,7 +36,7 @@ def _refused(text: str) -> str:
 
 
 def test_the_limits_are_the_documented_ones():
-    assert (MAX_MODULES, MAX_DEPTH) == (100_000, 100)
+    assert (MAX_MODULES, MAX_DEPTH) == (10_000, 100)
 
 
 @pytest.mark.parametrize("line, first, last, times", [
@@ -64,7 +64,7 @@ def test_repeats_that_agree_with_the_range_expand_to_that_many_rows():
 
 
 @pytest.mark.parametrize("lines, line", [
-    (["(0-100000): 100001 x ReLU()"], 2),  # one over, in one line
+    (["(0-10000): 10001 x ReLU()"], 2),  # one over, in one line
     (["(0-99999999999): 100000000000 x Conv2d(3, 3, kernel_size=(1, 1), stride=(1, 1))"], 2),
     # 1000 x 1000 = 10**6 from a nested repeat: refused at the inner line, before anything is expanded
     (["(0-999): 1000 x Sequential(", "  (0-999): 1000 x ReLU()", ")"], 3),
@@ -73,7 +73,7 @@ def test_repeats_that_agree_with_the_range_expand_to_that_many_rows():
 def test_a_model_over_the_module_limit_is_refused_at_its_line(lines, line):
     message = _refused(_model(*lines))
     assert message.startswith(f"--from line {line} ")
-    assert message.endswith("the model has over 100,000 modules (cnncli's limit)")
+    assert message.endswith("the model has over 10,000 modules (cnncli's limit)")
 
 
 def test_a_model_at_the_limit_is_read(monkeypatch):
