@@ -147,7 +147,7 @@ def refuse_group_a_prev(ref: str) -> None:
     except Exception:
         return
     if group:
-        raise InputError(f"{parsed.path!r}: A_prev is a group; a case file's A_prev is the input array")
+        raise InputError(f"{parsed.path!r}: its A_prev is a group, not the input array")
 
 
 #: Largest npz entry read as a hyperparameter or description (a pad 4-tuple takes 32 bytes).

@@ -329,7 +329,7 @@ def chunk_cache_needed(ds, text: str) -> Optional[int]:
     budget = memory_budget()
     if nbytes > budget:
         need, allowed = format_bytes(nbytes, "bytes"), format_bytes(budget, "bytes")
-        raise InputError(f"{text!r}: compressed chunks of {need}; CNNCLI_MEMORY_BYTES allows {allowed}")
+        raise InputError(f"{text!r}: {need} chunks; CNNCLI_MEMORY_BYTES allows {allowed}")  # compressed: inflated whole
     held = ds.id.get_access_plist().get_chunk_cache()[1]  # (slots, bytes, w0): h5py's default differs by version
     return None if nbytes <= held else nbytes + (1 << 20)
 

@@ -153,8 +153,7 @@ def _read_tree(text: str) -> _Node:
             continue
         control = _CONTROL.search(line)
         if control:  # never echoed: an escape sequence would act on the user's terminal
-            raise InputError(f"--from line {number}: a control character {control.group()!r} is not part of "
-                             "print(model) output")
+            raise InputError(f"--from line {number}: control character {control.group()!r} (print(model) has none)")
         if line.strip() == ")":
             if not stack:
                 raise _error(number, line, "a closing ')' with no module open")

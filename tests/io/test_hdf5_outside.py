@@ -181,7 +181,7 @@ def test_a_case_file_whose_a_prev_is_a_group_is_not_read_as_its_only_dataset(tmp
         f["W"] = np.ones((3, 3, 1, 2))
     r = CliRunner().invoke(app, ["forward", str(path), "--f", "2"])
     assert r.exit_code == 2
-    assert r.stderr == f"cnncli: error: '{path}': A_prev is a group; a case file's A_prev is the input array\n"
+    assert r.stderr == f"cnncli: error: '{path}': its A_prev is a group, not the input array\n"
 
 
 def test_shape_like_takes_allow_external_as_the_refusal_says(tmp_path):
