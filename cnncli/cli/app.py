@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import signal
 import sys
 import threading
@@ -91,11 +90,7 @@ def _standard_streams() -> Optional[str]:
 
 
 def _os_reason(text: str) -> str:
-    """An OSError's words in one line: HDF5's write errors span lines of details ("file write failed: time =
-    ..., errno = 27, error message = 'File too large', buf = 0x..."); their error message is what counts."""
-    found = re.search(r"error message = '([^']*)'", text)
-    if found:
-        return found.group(1)
+    """An OSError's words in one line (the first)."""
     return (text.splitlines() or ["an error of the system"])[0]
 
 

@@ -14,11 +14,13 @@ Knows nothing of terminals.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import sys
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from typing import Dict, Optional
 
 import numpy as np
@@ -116,13 +118,27 @@ class _NpyStream:
             raise ValueError(f"{self.path}: wrote {self._rows} of {self.shape[0]} rows")
 
 
+@contextmanager
+def _h5_write_errors():
+    """HDF5's write errors as one-line OSErrors: h5py's text spans lines of details ("file write failed:
+    time = ..., errno = 27, error message = 'File too large', buf = 0x..."); the error message is what counts."""
+    try:
+        yield
+    except OSError as exc:
+        found = re.search(r"error message = '([^']*)'", str(exc))
+        if not found:
+            raise
+        raise OSError(exc.errno, found.group(1)) from exc
+
+
 class _H5Stream:
     def __init__(self, ds):
         self._ds, self._rows = ds, 0
 
     def write(self, chunk) -> None:
         n = chunk.shape[0]
-        self._ds[self._rows:self._rows + n] = chunk
+        with _h5_write_errors():
+            self._ds[self._rows:self._rows + n] = chunk
         self._rows += n
 
     def close(self) -> None:
@@ -250,7 +266,8 @@ class ResultWriter:
         if self.main not in self._streams:
             raise ValueError(f"main result {self.main!r} was never written")
         if self.kind == "h5":
-            self._h5.close()
+            with _h5_write_errors():  # the last chunks reach the disk here
+                self._h5.close()
             self._h5 = None
         elif self.kind == "npz":
             with zipfile.ZipFile(self._tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
