@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 
 from ..engine.shapes import physical_memory
-from ..errors import InputError, SettingError
+from ..errors import InputError
+from ..settings import positive_int_setting
 from ..units import format_bytes
 
 
@@ -30,15 +31,8 @@ def memory_budget() -> int:
     SettingError
         ``CNNCLI_MEMORY_BYTES`` is set but not a positive integer.
     """
-    text = os.environ.get("CNNCLI_MEMORY_BYTES")
-    if text is not None:
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise SettingError(f"CNNCLI_MEMORY_BYTES must be a positive number of bytes, got {text!r}")
-        return value
+    if os.environ.get("CNNCLI_MEMORY_BYTES") is not None:
+        return positive_int_setting("CNNCLI_MEMORY_BYTES", 0)
     physical = physical_memory()
     return physical // 2 if physical else 4 * 2**30
 

@@ -11,7 +11,6 @@ reported through a callback.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -19,7 +18,7 @@ import numpy as np
 
 from ..engine import conv2d, conv2d_backward, pool2d, pool2d_backward
 from ..engine.layout import shape_from_nhwc
-from ..errors import SettingError
+from ..settings import positive_int_setting
 
 #: Input + output bytes (compute dtype) of one batch chunk read and written by a pass; None reads
 #: :func:`io_chunk_bytes` (not the engine's own workspace chunking). And the engine's workspace cap per call.
@@ -37,16 +36,7 @@ def io_chunk_bytes() -> int:
     """
     if IO_CHUNK_BYTES is not None:
         return IO_CHUNK_BYTES
-    text = os.environ.get("CNNCLI_CHUNK_BYTES")
-    if text is None:
-        return 32 * 2**20
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise SettingError(f"CNNCLI_CHUNK_BYTES must be a positive number of bytes, got {text!r}")
-    return value
+    return positive_int_setting("CNNCLI_CHUNK_BYTES", 32 * 2**20)
 
 Progress = Optional[Callable[[int, int], None]]
 

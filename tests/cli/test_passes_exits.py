@@ -172,3 +172,11 @@ def test_a_signal_either_side_of_the_rename_keeps_the_exit_code_honest(tmp_path,
     assert r.exit_code == 0, r.output
     assert np.array_equal(np.load(out), np.ones((2, 2, 2, 1)))  # the new result, whole
     assert sorted(os.listdir(tmp_path)) == ["A.npy", "out.npy"]
+
+
+def test_a_bad_memory_setting_is_told_even_when_the_run_would_not_read_it(tmp_path):
+    np.save(tmp_path / "A.npy", np.ones((1, 4, 4, 1)))  # memory-mapped: the budget is never consulted
+    res = subprocess.run(CNNCLI + ["forward", str(tmp_path / "A.npy"), "--f", "2"],
+                         env=dict(ENV, CNNCLI_MEMORY_BYTES="abc"), capture_output=True, timeout=60)
+    assert (res.returncode, res.stderr) == (2, b"cnncli: error: CNNCLI_MEMORY_BYTES must be a positive number of "
+                                               b"bytes, got 'abc'\n")
