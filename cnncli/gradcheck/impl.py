@@ -86,6 +86,7 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
     """
     asked, _ = validate_settings(method, samples, eps, tol, seed)
     only = validate_only(only)
+    only = None if only is None else tuple(dict.fromkeys(only))  # --only a,a is --only a
     if not (isinstance(timeout, (int, float)) and np.isfinite(timeout) and timeout > 0):
         raise HyperparameterError(f"timeout must be a positive number of seconds, got {timeout!r}")
     method = "full" if asked == "full" else "sample"

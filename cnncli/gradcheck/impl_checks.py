@@ -16,7 +16,7 @@ import numpy as np
 
 from ..engine import conv2d, conv2d_backward, pool2d, pool2d_backward
 from .battery import BATTERY, Configuration
-from .core import step_size
+from .core import DEFAULT_EPS, step_size
 from .findings import Finding, compare
 from .metrics import gradient_metrics
 from .pool_problem import max_pool_kinks
@@ -261,9 +261,11 @@ OVERFLOW = "the differences overflow"
 
 def uncompared_notes(run: Run) -> List[str]:
     """One note per backward and gradient whose check against the user's own forward --eps left out."""
+    # at the default step the differences can still overflow: a forward gone to inf when perturbed
+    advice = "" if run.eps == DEFAULT_EPS else " (the default --eps compares them)"
     return [f"{fn}'s {grad} was not compared with central differences of your {fn.replace('backward', 'forward')}"
             f" on {len(cases)} configuration{'s' if len(cases) > 1 else ''} ({', '.join(cases)}): at --eps "
-            f"{run.eps:g} {why} (the default --eps compares them)"
+            f"{run.eps:g} {why}{advice}"
             for (fn, grad, why), cases in run.uncompared.items()]
 
 
