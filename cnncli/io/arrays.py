@@ -96,10 +96,12 @@ def _load_array(ref: str, allow_external: bool) -> np.ndarray:
         return load_npy(parsed)
     if parsed.kind == "npz":
         return load_npz(parsed)
-    with open_h5(parsed) as f, corrupt_as_damaged(parsed.path):
-        ds = h5_dataset(f, parsed, allow_external=allow_external)
-        check_budget(ds.size * ds.dtype.itemsize, parsed.text)
-        chunk_cache_needed(ds, f"{parsed.path}:{ds.name}")  # one read inflates each chunk once: only a bomb matters
+    with open_h5(parsed) as f:
+        with corrupt_as_damaged(parsed.path):  # the file's metadata only: errors of cnncli's own stay errors
+            ds = h5_dataset(f, parsed, allow_external=allow_external)
+            nbytes, where = ds.size * ds.dtype.itemsize, f"{parsed.path}:{ds.name}"
+            chunk_cache_needed(ds, where)  # one read inflates each chunk once: only a bomb matters
+        check_budget(nbytes, parsed.text)
         return read_h5(ds, parsed.text)
 
 
