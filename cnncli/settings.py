@@ -7,21 +7,19 @@ import os
 from .errors import SettingError
 
 
-def positive_int_setting(name: str, default: int) -> int:
+def positive_int_setting(name: str, default: int, what: str = "number of bytes") -> int:
     """The positive integer in environment variable ``name``, or ``default`` when it is not set.
 
     Raises
     ------
     SettingError
-        Set but not a positive integer ("abc", "1e3", "", "0"); the message names the variable and its value.
+        Set but not a positive integer in digits ("abc", "1e3", "", "0", "1_000"); the message names the
+        variable, its value and ``what`` it must be.
     """
     text = os.environ.get(name)
     if text is None:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
+    value = int(text) if text.strip().isdigit() and text.strip().isascii() else 0  # int() reads 1_000 too
     if value < 1:
-        raise SettingError(f"{name} must be a positive number of bytes, got {text!r}")
+        raise SettingError(f"{name} must be a positive {what}, got {text!r}")
     return value

@@ -100,8 +100,8 @@ def diagnose(findings, errors, cases: Dict[str, Configuration], *, function: str
     called = ran | crashed
     if crashed and crashed != called:
         # a process that died (a segfault, abort) or hung did not raise: say "it fails"
-        raised = all(e.kind == "exception" for e in errors if e.case in crashed)
-        verb = "it raises only" if raised else "it fails only"
+        all_raised = all(e.kind == "exception" for e in errors if e.case in crashed)
+        verb = "it raises only" if all_raised else "it fails only"
         hints.extend(m.replace("errors only", verb, 1) for m in _case_patterns(crashed, called, cases))
     return tuple(hints[:3])
 

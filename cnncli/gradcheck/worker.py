@@ -306,7 +306,8 @@ def _send(wfd: int, reply: dict, out, seq) -> None:
     try:
         data = wire.frame(reply, out)
     except BaseException as exc:  # e.g. a header the user's json patch broke, or a value too large to frame
-        data = wire.frame(dict(_failure(exc), out="", lines=lines, seq=seq, stage="result"))
+        failed = dict(_failure(exc), out="", lines=lines, seq=seq)
+        data = wire.frame(dict(failed, stage="result") if reply.get("ok") else failed)  # a value, not an error
     view = memoryview(data)
     while view:
         view = view[os.write(wfd, view):]

@@ -133,7 +133,8 @@ class ArrayStream:
                     self._data = h5_dataset(self._file, parsed, allow_external=allow_external)
                     tuple(self._data.shape), self._data.dtype  # metadata a damaged file fails on
                 self._unread = True  # the chunks are checked at the first read (the shape alone needs nothing)
-                self._where = f"{parsed.path}:{self._data.name}"
+                # the name asked for (the path through a link, not the target's), else the only dataset's
+                self._where = parsed.text if parsed.name is not None else f"{parsed.path}:{self._data.name}"
             elif parsed.kind == "npy":
                 self._data = load_npy(parsed, mmap=True)
             else:
@@ -158,9 +159,9 @@ class ArrayStream:
             return self._data.read(lo, hi)
         if self._file is not None:
             if self._unread:
-                self._unread = False
                 with corrupt_as_damaged(self.ref):
                     cache = chunk_cache_needed(self._data, self._where)
+                self._unread = False  # checked: a refusal is told again at the next read
                 if cache is not None:
                     fid, name = self._data.file.id, self._data.name
                     self._data = None  # the open handle dropped, or HDF5 would hand it back with its old cache

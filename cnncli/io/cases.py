@@ -128,28 +128,6 @@ def is_case(ref: str) -> bool:
         return False
 
 
-def refuse_group_a_prev(ref: str) -> None:
-    """Refuse a bare HDF5 SOURCE whose ``A_prev`` is a group (a case file gone wrong).
-
-    Read as an array file instead, its only dataset (often ``W``) would become the input.
-
-    Raises
-    ------
-    InputError
-        ``/A_prev`` is a group. Nothing for any other file, nor when it cannot be read (loading tells).
-    """
-    try:
-        parsed = parse_ref(ref)
-        if parsed.kind != "h5" or parsed.name is not None or not os.path.isfile(parsed.path):
-            return
-        with h5py_module().File(parsed.path, "r") as f:
-            group = link_kind(f, "/A_prev") == "group"
-    except Exception:
-        return
-    if group:
-        raise InputError(f"{parsed.path!r}: its A_prev is a group, not the input array")
-
-
 #: Largest npz entry read as a hyperparameter or description (a pad 4-tuple takes 32 bytes).
 MAX_ATTRIBUTE_BYTES = 2**20
 

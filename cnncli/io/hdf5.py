@@ -271,6 +271,9 @@ def h5_dataset(f, ref: ArrayRef, *, allow_external: bool = False):
     h5py = h5py_module()
     names = h5_datasets(f)
     if ref.name is None:  # the only dataset; without one, the only external link (refused or followed below)
+        # NOTE: here, not in the case files' module, so that a pipe (<(cat case.h5), read once) is caught too
+        if link_kind(f, "/A_prev") == "group":  # a case file gone wrong: its only dataset may be W
+            raise InputError(f"{ref.path!r}: its A_prev is a group, not the input array")
         path = pick_name(ref, names or _external_links(f), "dataset")
     else:
         path = ref.name if ref.name.startswith("/") else "/" + ref.name

@@ -14,6 +14,7 @@ Only ``str`` is text (``bytes`` too for flags, which HDF5 attributes can be).
 
 from __future__ import annotations
 
+import re
 from typing import Union
 
 from ..engine import geometry as geo
@@ -51,8 +52,8 @@ _MAX_INT_DIGITS = 4300
 
 def _is_big_or_underscored(text: str) -> bool:
     """Text ``int()`` would misread (``2_0`` as 20) or refuse for its length: :func:`read_int` words both."""
-    text = text.strip()
-    return "_" in text or len(text.lstrip("+-")) > _MAX_INT_DIGITS
+    text = text.strip()  # only number-like text: a word with an underscore ('va_lid') is a bad word
+    return re.fullmatch(r"[+-]?[\d_]+", text) is not None and ("_" in text or len(text.lstrip("+-")) > _MAX_INT_DIGITS)
 
 
 def _ints(items, name: str) -> list:

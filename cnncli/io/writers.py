@@ -197,14 +197,19 @@ class ResultWriter:
                 os.fchmod(fd, self._mode())  # mkstemp's 0600 is for the temporary name, not for the result
             finally:
                 os.close(fd)
-            if self.kind == "npz":
-                self._tmpdir = tempfile.mkdtemp(prefix=f".{base}.", suffix=".parts", dir=folder)
-            elif self.kind == "h5":
-                import h5py
+            try:  # a full disk can refuse what follows: the temporary file must not stay behind
+                if self.kind == "npz":
+                    self._tmpdir = tempfile.mkdtemp(prefix=f".{base}.", suffix=".parts", dir=folder)
+                elif self.kind == "h5":
+                    import h5py
 
-                self._h5 = h5py.File(self._tmp, "w")
-                for k, v in self.attrs.items():
-                    self._h5.attrs[k] = np.asarray(v) if isinstance(v, (tuple, list)) else v
+                    with _h5_write_errors():
+                        self._h5 = h5py.File(self._tmp, "w")
+                        for k, v in self.attrs.items():
+                            self._h5.attrs[k] = np.asarray(v) if isinstance(v, (tuple, list)) else v
+            except BaseException:
+                self._cleanup()
+                raise
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -236,7 +241,8 @@ class ResultWriter:
         if name in self._streams:
             raise ValueError(f"result {name!r} written twice")
         if self.kind == "h5":
-            ds = self._h5.create_dataset(name, shape=tuple(shape), dtype=np.dtype(dtype))
+            with _h5_write_errors():
+                ds = self._h5.create_dataset(name, shape=tuple(shape), dtype=np.dtype(dtype))
             stream = _H5Stream(ds)
         else:
             target = self._tmp if self.kind == "npy" else os.path.join(self._tmpdir, f"{name}.npy")
@@ -248,7 +254,8 @@ class ResultWriter:
         """Write a whole result array (ignored when ``name`` is not written)."""
         array = np.asarray(array)
         if self.kind == "h5" and self.wants(name):
-            self._streams[name] = _H5Stream(self._h5.create_dataset(name, data=array))
+            with _h5_write_errors():  # the whole array is written here (dW, db)
+                self._streams[name] = _H5Stream(self._h5.create_dataset(name, data=array))
             return
         stream = self.create(name, array.shape or (), array.dtype)
         if stream is None:

@@ -224,8 +224,6 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
     if is_case:
         attrs, refs = cases.case_refs(source)
         notes = cases.unused_attribute_notes(attrs)  # other attributes are allowed (metadata) and ignored
-    else:
-        cases.refuse_group_a_prev(source)
     case = CaseSettings(source, attrs, opts)
     case.check(("layer", "layout"))
 

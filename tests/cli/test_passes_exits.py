@@ -180,3 +180,12 @@ def test_a_bad_memory_setting_is_told_even_when_the_run_would_not_read_it(tmp_pa
                          env=dict(ENV, CNNCLI_MEMORY_BYTES="abc"), capture_output=True, timeout=60)
     assert (res.returncode, res.stderr) == (2, b"cnncli: error: CNNCLI_MEMORY_BYTES must be a positive number of "
                                                b"bytes, got 'abc'\n")
+
+
+@pytest.mark.parametrize("value", ["1_000_000", "١٠٠٠"])  # digits only, ASCII: int() takes both of these
+def test_a_setting_is_digits_only(tmp_path, value):
+    np.save(tmp_path / "A.npy", np.ones((1, 4, 4, 1)))
+    res = subprocess.run(CNNCLI + ["forward", str(tmp_path / "A.npy"), "--f", "2"],
+                         env=dict(ENV, CNNCLI_MEMORY_BYTES=value), capture_output=True, timeout=60)
+    assert res.returncode == 2
+    assert res.stderr == f"cnncli: error: CNNCLI_MEMORY_BYTES must be a positive number of bytes, got {value!r}\n".encode()

@@ -3,6 +3,9 @@
 import io
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -13,6 +16,8 @@ from cnncli.cli import app
 from cnncli.errors import ExternalDataError, InputError
 from cnncli.io.arrays import load_array, open_array
 from cnncli.io.cases import load_case
+
+ROOT = str(Path(__file__).resolve().parents[2])
 
 runner = CliRunner()
 SECRET = b"root:x:0:0:root:/root:/bin/bash\n"  # 33 bytes a hostile case file would copy out
@@ -217,3 +222,14 @@ def test_a_case_file_without_attributes_still_asks_for_the_layer_kind(tmp_path):
     r = CliRunner().invoke(app, ["forward", str(tmp_path / "case.h5")])
     assert r.exit_code == 2
     assert r.stderr == "cnncli: error: layer kind unknown: give --layer, --weights (conv) or --f (pool)\n"
+
+
+def test_a_group_a_prev_is_caught_through_a_pipe_too(tmp_path):
+    path = tmp_path / "grp.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("A_prev")
+        f["W"] = np.ones((1, 4, 4, 1))
+    res = subprocess.run(["bash", "-c", f"{sys.executable} -m cnncli forward <(cat {path}) --f 2 --json"],
+                         capture_output=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
+    assert res.returncode == 2 and res.stdout == b""
+    assert res.stderr.endswith(b": its A_prev is a group, not the input array\n")

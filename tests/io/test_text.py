@@ -122,3 +122,9 @@ def test_groups_and_filters_are_read_as_the_other_numbers(tmp_path):
     assert r.exit_code == 2 and "'--filters': '1_6': write numbers with digits only (no '_')" in r.stderr
     r = CliRunner().invoke(app, ["shape", "--input", "8x8x4", "--f", "3", "--filters", "16", "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["layers"][0]["output"] == [6, 6, 16]
+
+
+@pytest.mark.parametrize("word", ["va_lid", "same_"])
+def test_a_pad_word_with_an_underscore_is_a_bad_word_not_a_bad_number(word):
+    with pytest.raises(HyperparameterError, match=rf"^pad '{word}': expected "):
+        read_pad(word)
