@@ -189,3 +189,17 @@ def test_a_setting_is_digits_only(tmp_path, value):
                          env=dict(ENV, CNNCLI_MEMORY_BYTES=value), capture_output=True, timeout=60)
     assert res.returncode == 2
     assert res.stderr == f"cnncli: error: CNNCLI_MEMORY_BYTES must be a positive number of bytes, got {value!r}\n".encode()
+
+
+@pytest.mark.parametrize("limit, extra", [(0, []), (2000, ["--weights", "W.npy", "--grad", "dZ.npy"])])
+def test_every_hdf5_write_that_fails_is_one_line_and_leaves_nothing(tmp_path, limit, extra):
+    # 0: creating the file fails; 2000 KiB: the whole dW (2.4 MB) written at the end does
+    np.save(tmp_path / "A.npy", np.ones((1, 3, 3, 256)))
+    np.save(tmp_path / "W.npy", np.ones((3, 3, 256, 128)))
+    np.save(tmp_path / "dZ.npy", np.ones((1, 1, 1, 128)))
+    command = "backward" if extra else "forward"
+    layer = extra or ["--f", "2"]
+    res = shell(f"cd {tmp_path} && ulimit -f {limit}; {sys.executable} -m cnncli {command} A.npy {' '.join(layer)} "
+                f"-o out.h5")
+    assert (res.returncode, res.stderr) == (2, b"cnncli: error: cannot complete: File too large (writing the output)\n")
+    assert sorted(os.listdir(tmp_path)) == ["A.npy", "W.npy", "dZ.npy"]
