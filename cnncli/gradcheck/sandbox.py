@@ -23,6 +23,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Optional
 
@@ -220,11 +221,14 @@ class Sandbox:
         if os.name != "posix":  # pipes passed by number, select() on them, process groups
             raise ImplError("--impl runs your code in a separate process, which cnncli supports on Linux and "
                             "macOS only (on Windows, use WSL)")
+        fd, progress = tempfile.mkstemp(prefix="cnncli-load-")
+        os.close(fd)
         try:
-            header = self._start(quiet=False)
+            header = self._start(quiet=False, progress=progress)
         except _Timeout:
+            where = self._stuck_at(progress)
             self._kill()
-            raise ImplError(f"{path}: loading took over {self.timeout:g} s (a loop at module level?)") from None
+            raise ImplError(f"{path}: loading took over {self.timeout:g} s{where} (a loop at module level?)") from None
         except _Died:
             how = self._how_it_ended() or "it closed its channel to the checker"
             self._kill()
@@ -232,6 +236,8 @@ class Sandbox:
         except wire.WireError as exc:
             self._kill()
             raise ImplError(f"{path}: loading the file broke the checker's channel ({exc})") from None
+        finally:
+            os.unlink(progress)
         if not header["ok"]:
             self._kill()
             line = header.get("line")
@@ -240,12 +246,34 @@ class Sandbox:
                             f"{str(header.get('message'))[:300]}")
         return header
 
-    def _start(self, quiet: bool):
+    def _start(self, quiet: bool, progress: Optional[str] = None):
         self._spawn()
         now = time.monotonic()
         self._receive(now + STARTUP_LIMIT)  # the worker's "ready", before any user code runs
-        header, _ = self._exchange(dict(self.load_request, op="load"), [], time.monotonic() + self.timeout, quiet)
+        request = dict(self.load_request, op="load", progress=progress)
+        header, _ = self._exchange(request, [], time.monotonic() + self.timeout, quiet)
         return header
+
+    def _stuck_at(self, progress: str) -> str:
+        """", still at cell C, line N" where a load that timed out is running (asked with SIGUSR1), or ""."""
+        try:
+            os.kill(self.proc.pid, signal.SIGUSR1)
+        except (AttributeError, OSError):
+            return ""
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            try:
+                with open(progress) as fh:
+                    text = fh.read()
+                if text:
+                    at = json.loads(text)
+                    line, cell = at.get("line"), at.get("cell")
+                    if type(line) is int:
+                        return f", still at {f'cell {cell}, ' if type(cell) is int else ''}line {line}"
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+        return ""
 
     def _restart(self) -> None:
         self._kill()

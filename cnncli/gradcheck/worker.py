@@ -206,6 +206,7 @@ def _load(req: dict) -> dict:
     # Absolute, as the code objects' file names are: Python 3.11's spec_from_file_location makes a relative
     # location absolute, and _where and MissingFinder look frames up by that name
     path = os.path.abspath(req["path"])
+    _State.progress = req.get("progress")  # see _where_now
     directory = os.path.dirname(path)
     if directory not in sys.path:  # helpers next to the notebook (cnn_utils.py, ...) import as they would there
         sys.path.append(directory)
@@ -374,6 +375,23 @@ def _die_with_parent() -> None:
             pass
 
 
+def _where_now(signum, frame) -> None:
+    """Write where the user's code is running now (``{"line", "cell"}``) to the load's progress file."""
+    line = cell = None
+    while frame is not None:
+        if frame.f_code.co_filename in _State.files:
+            line, cell = frame.f_lineno, _State.files[frame.f_code.co_filename]
+            break
+        frame = frame.f_back
+    path = getattr(_State, "progress", None)
+    if path and line is not None:
+        try:
+            with open(path, "w") as fh:
+                fh.write(json.dumps({"line": line, "cell": cell}))
+        except OSError:
+            pass
+
+
 def main(argv) -> None:
     rfd, wfd, limits = int(argv[1]), int(argv[2]), json.loads(argv[3])
     _die_with_parent()
@@ -389,6 +407,8 @@ def main(argv) -> None:
     sys.stdin = open(os.devnull)
     _point_output()
     sys.meta_path.append(missing.MissingFinder(_State.files, _State.missing))
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, _where_now)  # the checker asks where a load that took too long is
     os.write(wfd, wire.frame({"ok": True, "out": "", "lines": 0, "seq": 0}))  # ready: the checker's startup wait ends
     _serve(rfd, wfd)
 

@@ -231,7 +231,20 @@ def test_an_infinite_loop_at_module_level_is_bad_input(tmp_path):
     path.write_text("while True:\n    pass\n")
     r = runner.invoke(app, ["gradcheck", "--impl", str(path), "--timeout", "1"])
     assert r.exit_code == 2 and r.stdout == ""
-    assert r.stderr == f"cnncli: error: {path}: loading took over 1 s (a loop at module level?)\n"
+    # where it was when the time ran out: the loop's own lines (1: while, 2: its body)
+    assert r.stderr in (f"cnncli: error: {path}: loading took over 1 s, still at line {n} (a loop at module level?)\n"
+                        for n in (1, 2))
+    notebook = tmp_path / "loop.ipynb"
+    cells = [{"cell_type": "code", "source": "import numpy as np\n"}, {"cell_type": "markdown", "source": "x"},
+             {"cell_type": "code", "source": "class Slow:\n    n = 0\n    while True:\n        n += 1\n"}]
+    notebook.write_text(json.dumps({"nbformat": 4, "cells": cells}))
+    r = runner.invoke(app, ["gradcheck", "--impl", str(notebook), "--timeout", "1"])
+    assert r.stderr in (f"cnncli: error: {notebook}: loading took over 1 s, still at cell 3, line {n} (a loop at "
+                        "module level?)\n" for n in (3, 4))
+    deaf = tmp_path / "deaf.py"  # the user's code took SIGUSR1 for itself: the line is not known, the rest holds
+    deaf.write_text("import signal\nsignal.signal(signal.SIGUSR1, signal.SIG_IGN)\nwhile True:\n    pass\n")
+    r = runner.invoke(app, ["gradcheck", "--impl", str(deaf), "--timeout", "1"])
+    assert r.stderr == f"cnncli: error: {deaf}: loading took over 1 s (a loop at module level?)\n"
 
 
 def test_memory_is_capped(tmp_path):
