@@ -142,10 +142,11 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
                 bad += int(np.count_nonzero(~np.isfinite(g)))
                 nonzero = nonzero or bool(np.any(g))
             _refuse_non_finite("the upstream gradient (--grad)", None, bad)
-            if not nonzero:
-                results = [_all_zero(name, shape) for name, shape in
-                           (("A_prev", A.shape), ("W", W.shape), ("b", b.shape))[:3 if kind == "conv" else 1]]
-                return CheckResult(kind, method, eps, tol, seed, tuple(results), (), label, describe_params(params))
+            if not nonzero:  # W and b are None for pooling: their shapes only for conv
+                shapes = [("A_prev", A.shape)] + ([("W", W.shape), ("b", b.shape)] if kind == "conv" else [])
+                results = [_all_zero(name, shape) for name, shape in shapes]
+                return CheckResult(kind, method, eps, tol, seed, tuple(results), tuple(notes), label,
+                                   describe_params(params))
         n = samples
         if sample_size_free and method_used == "fast+sample" and whole is not None:
             n = auto_samples(whole, "A_prev", samples, notes)

@@ -11,7 +11,7 @@ import cnncli.gradcheck.metrics as metrics
 import cnncli.gradcheck.perturbed as perturbed
 import cnncli.gradcheck.problems as problems
 import cnncli.gradcheck.streamed as streamed
-from cnncli.engine import ConvParams, PoolParams
+from cnncli.engine import ConvParams, PoolParams, conv2d, pool2d
 from cnncli.errors import InputError
 from cnncli.gradcheck import directional, gradcheck_conv, gradcheck_pool
 from cnncli.gradcheck.lazy import DirectionChunks, DrawnUpstream
@@ -160,3 +160,19 @@ def test_non_finite_input_is_the_in_memory_error_whichever_chunk_holds_it(where,
     with pytest.raises(InputError) as streamed_:
         gradcheck_streamed(a, w, b, params, grad=G)
     assert str(streamed_.value) == str(memory.value) and "1 NaN/inf value(s)" in str(memory.value)
+
+
+@pytest.mark.parametrize("kind", ["conv", "pool"])
+def test_an_all_zero_upstream_gradient_is_inconclusive_streamed_as_in_memory(kind):
+    # the pool case once built W.shape from W = None (exit 3)
+    params = ConvParams(pad=1) if kind == "conv" else PoolParams(f=2)
+    out = (conv2d(A, W, B, params) if kind == "conv" else pool2d(A, params)).shape
+    zeros = np.zeros(out)
+    if kind == "conv":
+        memory = gradcheck_conv(A, W, B, params, grad=zeros, seed=3)
+        stream = gradcheck_streamed(A, W, B, params, grad=zeros, seed=3)
+    else:
+        memory = gradcheck_pool(A, params, grad=zeros, seed=3)
+        stream = gradcheck_streamed(A, params=params, kind="pool", grad=zeros, seed=3)
+    assert stream.to_dict()["verdict"] == memory.to_dict()["verdict"] == "inconclusive"
+    assert [g["name"] for g in stream.to_dict()["gradients"]] == [g["name"] for g in memory.to_dict()["gradients"]]
