@@ -173,9 +173,11 @@ def verdict(t: TensorCheck, eps: float, method: str, samples: int) -> GradientRe
 
 
 def settle(r: GradientResult, name: str, tol: float, notes: list, max_abs: float) -> GradientResult:
-    """A rounding floor above ``tol`` raises the tolerance (noted), above ``MAX_TOLERANCE`` voids the check."""
+    """A rounding floor above ``tol`` raises the tolerance (noted), above ``MAX_TOLERANCE`` voids the check
+    (a ``tol`` above it does not: the user asked for that tolerance)."""
     gname = gradient_name(name)
-    if r.tolerance is not None and r.tolerance > MAX_TOLERANCE:
+    # the floor, not the user's --tol: a generous --tol (0.5) is the user's to choose, and checks as asked
+    if r.rounding_floor is not None and r.rounding_floor > MAX_TOLERANCE:
         return replace(r, passed=False, inconclusive=(
             f"{gname}: at this data's magnitude float64 rounding alone could make a relative error of "
             f"{r.rounding_floor:.1e}; nothing meaningful can be checked: rescale the input"))

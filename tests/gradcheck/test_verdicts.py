@@ -232,3 +232,20 @@ def test_params_of_another_kind_raise_a_clear_error():
         gradcheck_pool(A0, [2, 2])
     with pytest.raises(HyperparameterError, match="'f'"):
         gradcheck_pool(A0, {"stride": 2})  # the exercise's message: a pool needs its window size
+
+
+@pytest.mark.parametrize("tol", [0.02, 0.5])
+def test_a_generous_tol_checks_as_asked_it_voids_nothing(tol, monkeypatch):
+    # only a rounding floor above MAX_TOLERANCE voids a check; a --tol above it is the user's choice
+    import numpy as np
+
+    import cnncli.gradcheck.pool_problem as pool_problem
+    from cnncli.engine import PoolParams
+    from cnncli.gradcheck import gradcheck_pool
+
+    A = np.random.default_rng(0).standard_normal((2, 6, 6, 3))
+    assert gradcheck_pool(A, PoolParams(f=2), tol=tol).to_dict()["verdict"] == "pass"
+    real = pool_problem.pool2d_backward
+    monkeypatch.setattr(pool_problem, "pool2d_backward", lambda *a, **k: real(*a, **k) * 1.5)  # 20% relative error
+    wrong = gradcheck_pool(A, PoolParams(f=2), tol=tol).to_dict()
+    assert wrong["verdict"] == ("fail" if tol < 0.2 else "pass")
