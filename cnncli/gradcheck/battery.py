@@ -126,9 +126,15 @@ class BatteryResult:
     def passed(self) -> bool:
         return all(c.passed for c in self.cases)
 
+    @property
+    def verdict(self) -> str:
+        """``"fail"`` when a case fails, else ``"inconclusive"`` when one could not be checked, else ``"pass"``."""
+        verdicts = {c.verdict for c in self.cases}
+        return "fail" if "fail" in verdicts else ("inconclusive" if "inconclusive" in verdicts else "pass")
+
     def to_dict(self) -> dict:
-        """Plain Python types: ``{"passed", "battery": True, "method", "cases": [...]}``."""
-        return {"passed": self.passed, "battery": True, "method": self.method,
+        """Plain Python types: ``{"passed", "verdict", "battery": True, "method", "cases": [...]}``."""
+        return {"passed": self.passed, "verdict": self.verdict, "battery": True, "method": self.method,
                 "cases": [c.to_dict() for c in self.cases]}
 
 

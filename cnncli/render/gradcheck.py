@@ -135,11 +135,12 @@ def print_battery(result, con: Console) -> None:
     con.print(t)
     con.print("columns dA_prev/dW/db: relative error ||a-n|| / (||a|| + ||n||)", style="dim")
     for case in result.cases:
-        if not case.passed:
-            print_check(case, con, title=escape(f"failing: {case.label}"))
+        if not case.passed:  # "failing" only when it fails: an inconclusive case is said to be one
+            heading = "failing" if case.verdict == "fail" else "inconclusive"
+            print_check(case, con, title=escape(f"{heading}: {case.label}"))
     tol = result.cases[0].tol if result.cases else 0
     _footer(con, result.passed,
-            f"{sum(c.passed for c in result.cases)}/{len(result.cases)} configurations, tol {tol:g}")
+            f"{sum(c.passed for c in result.cases)}/{len(result.cases)} configurations, tol {tol:g}", result.verdict)
 
 
 def print_impl(result, con: Console) -> None:

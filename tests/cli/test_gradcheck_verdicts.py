@@ -125,3 +125,18 @@ def test_an_all_zero_upstream_gradient_is_inconclusive(files, tmp_path):
     np.save(tmp_path / "zeros_pool.npy", np.zeros((2, 2, 3, 4)))
     r = runner.invoke(app, ["gradcheck", files["A"], "--f", "2", "--grad", str(tmp_path / "zeros_pool.npy")])
     assert r.exit_code == 1 and "--grad is all zeros" in r.stdout and "INCONCLUSIVE" in r.stdout
+
+
+def test_the_battery_says_inconclusive_when_no_case_fails_and_some_cannot_be_checked():
+    # --eps 1 leaves max pooling nothing to compare: inconclusive cases, none failing
+    from typer.testing import CliRunner
+
+    from cnncli.cli import app
+
+    r = CliRunner().invoke(app, ["gradcheck", "--eps", "1"], env={"COLUMNS": "80"})
+    assert r.exit_code == 1
+    assert r.stdout.splitlines()[-1].startswith("gradient check: INCONCLUSIVE (")
+    assert "failing:" not in r.stdout and "inconclusive: pool max f2 s2" in r.stdout
+    doc = json.loads(CliRunner().invoke(app, ["gradcheck", "--eps", "1", "--json"]).stdout)
+    verdicts = {c["verdict"] for c in doc["cases"]}
+    assert verdicts == {"pass", "inconclusive"} and doc["verdict"] == "inconclusive" and doc["passed"] is False
