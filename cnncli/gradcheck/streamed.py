@@ -238,7 +238,7 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
         idx = _sample(batch, h, samples, draw, notes)
     directed = None
     if D is not None and A.size > SAMPLE_WHOLE_LIMIT:
-        directed = _directed_examples(A.shape[0], notes)
+        directed = _directed_examples(A.shape[0], notes, conv=whole is not None)
     if whole is not None:  # W's and b's checks draw next: what they will evaluate is known now
         whole.foresee(rng, top_out)
     sums = pass_over_batch(batch, h, D, idx, directed, top_out)
@@ -263,15 +263,15 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
     return settle(r, name, tol, notes, top)
 
 
-def _directed_examples(m: int, notes: list) -> Optional[np.ndarray]:
+def _directed_examples(m: int, notes: list, conv: bool = True) -> Optional[np.ndarray]:
     """On a large set, the examples the directions move: evenly spread, first and last included (a mask)."""
     if m <= DIRECTED_EXAMPLES:
         return None
     mask = np.zeros(m, dtype=bool)
     mask[np.unique(np.linspace(0, m - 1, DIRECTED_EXAMPLES).round().astype(np.int64))] = True
+    rest = "; every example's part of dW and db is checked" if conv else ""  # pooling has no dW nor db
     notes.append(f"dA_prev: the directional check moves {int(mask.sum())} of the {m} examples (evenly spread, "
-                 "first and last included), each compared on its own; every example's part of dW and db is "
-                 "checked")
+                 f"first and last included), each compared on its own{rest}")
     return mask
 
 

@@ -176,3 +176,13 @@ def test_an_all_zero_upstream_gradient_is_inconclusive_streamed_as_in_memory(kin
         stream = gradcheck_streamed(A, params=params, kind="pool", grad=zeros, seed=3)
     assert stream.to_dict()["verdict"] == memory.to_dict()["verdict"] == "inconclusive"
     assert [g["name"] for g in stream.to_dict()["gradients"]] == [g["name"] for g in memory.to_dict()["gradients"]]
+
+
+def test_the_directed_examples_note_names_dw_and_db_for_conv_only(monkeypatch):
+    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 1000)
+    monkeypatch.setattr(streamed, "DIRECTED_EXAMPLES", 10)
+    conv = gradcheck_streamed(A, W, B, ConvParams(pad="same"), seed=3)
+    pool = gradcheck_streamed(A, params=PoolParams(f=3, stride=2, mode="average"), kind="pool", seed=3)
+    moves = "dA_prev: the directional check moves 10 of the 40 examples (evenly spread, first and last included)"
+    assert f"{moves}, each compared on its own; every example's part of dW and db is checked" in conv.notes
+    assert f"{moves}, each compared on its own" in pool.notes
