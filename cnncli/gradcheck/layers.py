@@ -28,10 +28,22 @@ def _as_float64(x, name: str, notes: list) -> np.ndarray:
     if x.dtype != np.float64:
         notes.append(f"{name} ({x.dtype}) is checked in float64")
     out = np.array(x, dtype=np.float64, copy=True)
-    if not np.all(np.isfinite(out)):
-        bad = int(np.sum(~np.isfinite(out)))
-        raise InputError(f"{name} contains {bad} NaN/inf value(s); gradients can only be checked at finite points")
+    refuse_non_finite(name, out)
     return out
+
+
+def refuse_non_finite(name: str, x, bad: Optional[int] = None) -> None:
+    """Refuse an input with ``bad`` NaN/inf values (counted in ``x`` when not given): gradients are checked at
+    finite points only.
+
+    Raises
+    ------
+    InputError
+        ``"A_prev holds 1 NaN/inf value(s); checks need finite ones"`` (fits 80 columns).
+    """
+    bad = int(np.count_nonzero(~np.isfinite(x))) if bad is None else bad
+    if bad:
+        raise InputError(f"{name} holds {bad} NaN/inf value(s); checks need finite ones")
 
 
 def _upstream(grad, shape, seed, notes: list, layout: str, name: str) -> np.ndarray:
@@ -112,7 +124,7 @@ def gradcheck_conv(A_prev, W, b=None, params: Union[ConvParams, dict, None] = No
     check_layer_fits(geom, A.shape[0], A.shape[3], n_C, 8)  # before G is drawn
     out_shape = geom.out_hw + (n_C,)
     bias = np.zeros(n_C) if bias is None else bias.reshape(n_C)
-    G = _upstream(grad, (A.shape[0],) + out_shape, seed, notes, layout, "the upstream gradient (--grad)")
+    G = _upstream(grad, (A.shape[0],) + out_shape, seed, notes, layout, "--grad")
     problem = ConvProblem(A, Wt, bias, params, G)
     result = check_problem(problem, method=method, samples=samples, eps=eps, tol=tol, seed=seed,
                            progress=progress, label=label, params=describe_params(params), notes=notes)
@@ -170,7 +182,7 @@ def gradcheck_pool(A_prev, params: Union[PoolParams, dict, None] = None, *, grad
     geom = params.geometry(A.shape[1:3])
     check_layer_fits(geom, A.shape[0], A.shape[3], A.shape[3], 8, pool=True)  # before G is drawn
     G = _upstream(grad, (A.shape[0],) + geom.out_hw + (A.shape[3],), seed, notes, layout,
-                  "the upstream gradient (--grad)")
+                  "--grad")
     problem = PoolProblem(A, params, G)
     result = check_problem(problem, method=method, samples=samples, eps=eps, tol=tol, seed=seed,
                            progress=progress, label=label, params=describe_params(params), notes=notes)

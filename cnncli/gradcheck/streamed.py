@@ -32,13 +32,13 @@ from typing import Optional, Union
 import numpy as np
 
 from ..engine import ConvParams, PoolParams
-from ..errors import InputError, ShapeError
+from ..errors import ShapeError
 from .context import Progress, Tracker
 from .core import (AUTO_FULL_LIMIT, DEFAULT_EPS, DEFAULT_TOL, Coverage, auto_samples, inconclusive, merge, settle,
                    step_size, tensor_check, validate_settings, verdict)
 from .directional import block_verdict
 from .fused import StreamedConv
-from .layers import as_params, describe_params
+from .layers import as_params, describe_params, refuse_non_finite
 from .lazy import DirectionChunks, DrawnUpstream, Examples, copy_generator
 from .metrics import gradient_name
 from .perturbed import batch_chunks
@@ -133,15 +133,15 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
         finite_params = kind != "conv" or bool(np.all(np.isfinite(W)) and np.all(np.isfinite(b)))
         top, top_out = _first_pass(batch, outputs=finite_params)
         if kind == "conv":
-            _refuse_non_finite("W", W)
-            _refuse_non_finite("b", b)
+            refuse_non_finite("W", W)
+            refuse_non_finite("b", b)
         if grad is not None:
             bad, nonzero = 0, False
             for sl in batch.chunks:
                 g = G[sl]
                 bad += int(np.count_nonzero(~np.isfinite(g)))
                 nonzero = nonzero or bool(np.any(g))
-            _refuse_non_finite("the upstream gradient (--grad)", None, bad)
+            refuse_non_finite("--grad", None, bad)
             if not nonzero:  # W and b are None for pooling: their shapes only for conv
                 shapes = [("A_prev", A.shape)] + ([("W", W.shape), ("b", b.shape)] if kind == "conv" else [])
                 results = [_all_zero(name, shape) for name, shape in shapes]
@@ -188,15 +188,8 @@ def _first_pass(batch: Batch, outputs: bool):
         top = max(top, float(np.max(np.abs(x))) if x.size else 0.0)
         if whole is not None:
             top_out = max(top_out, make(x).floor_top())
-    _refuse_non_finite("A_prev", None, bad)
+    refuse_non_finite("A_prev", None, bad)
     return top, top_out
-
-
-def _refuse_non_finite(name: str, x, bad: Optional[int] = None) -> None:
-    """The in-memory check's error for non-finite input (``bad`` values of ``name``, or counted in ``x``)."""
-    bad = int(np.count_nonzero(~np.isfinite(x))) if bad is None else bad
-    if bad:
-        raise InputError(f"{name} contains {bad} NaN/inf value(s); gradients can only be checked at finite points")
 
 
 def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method: str, samples: int, linear: bool,

@@ -186,3 +186,19 @@ def test_the_directed_examples_note_names_dw_and_db_for_conv_only(monkeypatch):
     moves = "dA_prev: the directional check moves 10 of the 40 examples (evenly spread, first and last included)"
     assert f"{moves}, each compared on its own; every example's part of dW and db is checked" in conv.notes
     assert f"{moves}, each compared on its own" in pool.notes
+
+
+def test_non_finite_inputs_are_one_short_line_in_memory_and_streamed():
+    bad = A.copy()
+    bad[0, 0, 0, 0] = np.nan
+    G = np.ones((40, 15, 15, 8))
+    G[1, 2, 3, 4] = np.inf
+    for check in (lambda: gradcheck_conv(bad, W, B, ConvParams(pad=1)), lambda: gradcheck_streamed(bad, W, B, ConvParams(pad=1))):
+        with pytest.raises(InputError) as err:
+            check()
+        assert str(err.value) == "A_prev holds 1 NaN/inf value(s); checks need finite ones"
+    for check in (lambda: gradcheck_conv(A, W, B, ConvParams(pad=1), grad=G),
+                  lambda: gradcheck_streamed(A, W, B, ConvParams(pad=1), grad=G)):
+        with pytest.raises(InputError) as err:
+            check()
+        assert str(err.value) == "--grad holds 1 NaN/inf value(s); checks need finite ones"
