@@ -193,7 +193,8 @@ def test_non_finite_inputs_are_one_short_line_in_memory_and_streamed():
     bad[0, 0, 0, 0] = np.nan
     G = np.ones((40, 15, 15, 8))
     G[1, 2, 3, 4] = np.inf
-    for check in (lambda: gradcheck_conv(bad, W, B, ConvParams(pad=1)), lambda: gradcheck_streamed(bad, W, B, ConvParams(pad=1))):
+    for check in (lambda: gradcheck_conv(bad, W, B, ConvParams(pad=1)),
+                  lambda: gradcheck_streamed(bad, W, B, ConvParams(pad=1))):
         with pytest.raises(InputError) as err:
             check()
         assert str(err.value) == "A_prev holds 1 NaN/inf value(s); checks need finite ones"
