@@ -22,6 +22,7 @@ maxima passes with ``checked == 0`` and a note: it admits no test.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -150,6 +151,12 @@ def tensor_check(problem: Problem, name: str, grad, eps: float, tol: float, rng,
     if not (np.all(np.isfinite(grad)) and math.isfinite(h) and (floor is None or np.all(np.isfinite(floor)))):
         sizes = ", ".join(f"max |{k}| {_max_abs(problem.inputs[k]):.2g}" for k in problem.names)
         return inconclusive(gname, name, grad, f"{gname}: the loss overflows float64 at this scale ({sizes}); "
+                                                "rescale the input")
+    # the loss's change over one step, about |grad| * h: below the normal range (subnormal numbers keep
+    # fewer and fewer bits) the rounding floor, a relative estimate, no longer holds and the differences are noise
+    if 0 < _max_abs(grad) * h < sys.float_info.min:
+        sizes = ", ".join(f"max |{k}| {_max_abs(problem.inputs[k]):.2g}" for k in problem.names)
+        return inconclusive(gname, name, grad, f"{gname}: the loss underflows float64 at this scale ({sizes}); "
                                                 "rescale the input")
     kinks = problem.kinks(name, h)
     stuck = ((x + h) == x) | ((x - h) == x)

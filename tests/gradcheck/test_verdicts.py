@@ -249,3 +249,20 @@ def test_a_generous_tol_checks_as_asked_it_voids_nothing(tol, monkeypatch):
     monkeypatch.setattr(pool_problem, "pool2d_backward", lambda *a, **k: real(*a, **k) * 1.5)  # 20% relative error
     wrong = gradcheck_pool(A, PoolParams(f=2), tol=tol).to_dict()
     assert wrong["verdict"] == ("fail" if tol < 0.2 else "pass")
+
+
+@pytest.mark.parametrize("scale_A, scale_W", [(1e-315, 1.0), (1e-320, 1.0), (1e-160, 1e-160)])
+def test_a_loss_in_the_subnormal_range_is_inconclusive_never_a_fail(scale_A, scale_W):
+    # below 2.2e-308 float64 keeps fewer bits: the relative rounding floor says 0 and a correct engine failed
+    import numpy as np
+
+    from cnncli.engine import ConvParams
+    from cnncli.gradcheck import gradcheck_conv
+
+    rng = np.random.default_rng(0)
+    A, W, b = rng.standard_normal((2, 6, 6, 3)) * scale_A, rng.standard_normal((3, 3, 3, 4)) * scale_W, np.ones(4)
+    doc = gradcheck_conv(A, W, b, ConvParams(pad=1)).to_dict()
+    assert doc["verdict"] == "inconclusive"
+    assert any("the loss underflows float64 at this scale" in (g["reason"] or "") for g in doc["gradients"])
+    near = gradcheck_conv(rng.standard_normal((2, 6, 6, 3)) * 1e-300, W / scale_W, b, ConvParams(pad=1))
+    assert near.to_dict()["verdict"] == "pass"  # still the normal range: checked as ever
