@@ -51,9 +51,16 @@ state = _State()
 ERROR_WIDTH = 80
 
 
+#: An error line longer than this is cut in its middle (a 50 KB attribute value echoed whole helps nobody).
+MAX_ERROR_CHARS = 400
+
+
 def _error_line(message: str) -> None:
     if sys.stderr is None:  # started with stderr closed (2>&-): the exit code is all there is
         return
+    if len(message) > MAX_ERROR_CHARS:
+        cut = len(message) - MAX_ERROR_CHARS
+        message = f"{message[:MAX_ERROR_CHARS - 120]} [... {cut} characters ...] {message[-120:]}"
     try:
         sys.stderr.write(f"cnncli: error: {message}\n")
         sys.stderr.flush()

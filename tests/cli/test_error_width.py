@@ -74,3 +74,20 @@ def test_a_bad_input_is_one_line_of_at_most_80_columns(here, argv, words):
     assert lines[0].startswith("cnncli: error: ") and words in lines[0], lines[0]
     assert len(lines[0]) <= WIDTH, f"{len(lines[0])} columns: {lines[0]}"
     assert (here / "taken.npy").read_bytes() == b"keep"
+
+
+def test_an_error_about_a_huge_value_is_cut_in_its_middle(tmp_path):
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from cnncli.cli import app
+    from cnncli.cli.app import MAX_ERROR_CHARS
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "big.npz", A_prev=rng.standard_normal((1, 6, 6, 3)), W=rng.standard_normal((3, 3, 3, 4)),
+             b=np.zeros(4), stride=np.zeros((100, 100)))  # a 50 KB value in the message
+    r = CliRunner().invoke(app, ["gradcheck", str(tmp_path / "big.npz")])
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+    line = r.stderr.rstrip("\n")
+    assert len(line) < len("cnncli: error: ") + MAX_ERROR_CHARS + 40
+    assert "stride must be an int or a pair (h, w), got" in line and " characters ...] " in line
