@@ -249,6 +249,15 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
             open_array(source, role="A_prev", allow_external=bool(opts["allow_external"])).close()
         raise HyperparameterError("layer kind unknown: give --layer, --weights (conv) or --f (pool)")
     grad_key = "dZ" if kind == "conv" else "dA"
+    if is_case:  # an array the layer never reads (a pool case holding dZ) would otherwise pass unseen
+        used = {"A_prev", "W", "b", "dZ", "dA"} if kind == "conv" else {"A_prev", "dA", "dZ"}
+        wrong = {"conv": "dA", "pool": "dZ"}[kind]
+        for name in refs:
+            if name == wrong:
+                notes.append(f"the case's {name} is not used: a {kind} layer's upstream gradient is {grad_key}")
+            elif name not in used:
+                notes.append(f"the case's {name} is not used (a {kind} layer reads A_prev"
+                             f"{', W, b' if kind == 'conv' else ''} and {grad_key})")
     if opts["grad"] is not None:
         refs[grad_key] = opts["grad"]
     if not want_grad:

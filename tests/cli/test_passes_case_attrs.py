@@ -117,3 +117,25 @@ def test_an_option_error_does_not_blame_the_case(tmp_path, arrays):
     res = run(["forward", case, "--f", "9"])
     assert res.exit_code == 2
     assert res.stderr == "cnncli: error: no 9x9 window fits a 6x6 input padded by 0\n"
+
+
+def test_arrays_a_case_file_holds_but_the_layer_never_reads_are_noted(tmp_path):
+    import h5py
+    from typer.testing import CliRunner
+
+    from cnncli.cli import app
+
+    rng = np.random.default_rng(0)
+    with h5py.File(tmp_path / "pool.h5", "w") as f:  # a pool case with dZ: its upstream gradient would be drawn
+        f["A_prev"] = rng.standard_normal((2, 6, 6, 3))
+        f["dZ"] = np.zeros((2, 3, 3, 3))
+        f.attrs.update(layer="pool", f=2)
+    with h5py.File(tmp_path / "conv.h5", "w") as f:
+        f["A_prev"] = rng.standard_normal((2, 6, 6, 3))
+        f["W"] = rng.standard_normal((3, 3, 3, 4))
+        f["Wt"] = np.ones(3)
+        f.attrs.update(layer="conv")
+    r = CliRunner().invoke(app, ["gradcheck", str(tmp_path / "pool.h5"), "--json"])
+    assert "the case's dZ is not used: a pool layer's upstream gradient is dA" in json.loads(r.stdout)["notes"]
+    r = CliRunner().invoke(app, ["forward", str(tmp_path / "conv.h5"), "--json"])
+    assert "the case's Wt is not used (a conv layer reads A_prev, W, b and dZ)" in json.loads(r.stdout)["notes"]
