@@ -110,6 +110,7 @@ def gradcheck_conv(A_prev, W, b=None, params: Union[ConvParams, dict, None] = No
     (True, ['dA_prev', 'dW', 'db'])
     """
     validate_settings(method, samples, eps, tol, seed)  # before the seed draws the upstream gradient
+    layout = _layout_of(params, layout)
     params = as_params(params, "conv")
     check_layout(layout)
     notes: list = []
@@ -171,6 +172,7 @@ def gradcheck_pool(A_prev, params: Union[PoolParams, dict, None] = None, *, grad
     (True, 4)
     """
     validate_settings(method, samples, eps, tol, seed)
+    layout = _layout_of(params, layout)
     params = as_params(params, "pool")
     check_layout(layout)
     notes: list = []
@@ -187,6 +189,16 @@ def gradcheck_pool(A_prev, params: Union[PoolParams, dict, None] = None, *, grad
     result = check_problem(problem, method=method, samples=samples, eps=eps, tol=tol, seed=seed,
                            progress=progress, label=label, params=describe_params(params), notes=notes)
     return relayout(result, NCHW_PERMS) if layout == "nchw" else result
+
+
+def _layout_of(params, layout: str) -> str:
+    """The layout: an hparameters dict's ``"layout"`` (as conv_forward reads it) when the keyword is left at nhwc."""
+    if not (isinstance(params, dict) and "layout" in params):
+        return layout
+    given = params["layout"]
+    if layout != "nhwc" and given != layout:
+        raise HyperparameterError(f"layout given twice: layout={layout!r} and hparameters['layout']={given!r}")
+    return given
 
 
 def as_params(params, kind: str):

@@ -37,3 +37,19 @@ def test_the_calls_notes_come_first_and_once(tmp_path):
     assert len(set(got.notes)) == len(got.notes)
     want = gradcheck_pool(A.astype(np.float64), PoolParams(f=2, mode="average"), method="full", seed=0)
     assert got.to_dict()["gradients"] == want.to_dict()["gradients"]
+
+
+def test_an_hparameters_layout_key_is_read_as_conv_forward_reads_it():
+    import numpy as np
+    import pytest
+
+    from cnncli.errors import HyperparameterError
+    from cnncli.gradcheck import gradcheck_conv, gradcheck_pool
+
+    rng = np.random.default_rng(0)
+    A, W, b = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    r = gradcheck_conv(A, W, b, {"pad": 1, "stride": 1, "layout": "nchw"})  # PyTorch's layouts: read as such
+    assert r.passed and [g.shape for g in r.gradients] == [(2, 3, 6, 6), (4, 3, 3, 3), (4,)]
+    assert gradcheck_pool(A, {"f": 2, "stride": 2, "layout": "nchw"}).gradients[0].shape == (2, 3, 6, 6)
+    with pytest.raises(HyperparameterError, match="layout given twice"):
+        gradcheck_conv(A, W, b, {"pad": 1, "stride": 1, "layout": "nhwc"}, layout="nchw")
