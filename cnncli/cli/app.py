@@ -51,8 +51,9 @@ state = _State()
 ERROR_WIDTH = 80
 
 
-#: An error line longer than this is cut in its middle (a 50 KB attribute value echoed whole helps nobody).
-MAX_ERROR_CHARS = 400
+#: An error line longer than this is cut in its middle (a 50 KB attribute value echoed whole helps nobody;
+#: a value of shape's 1,000-digit numbers, the longest a user may give, stays whole).
+MAX_ERROR_CHARS = 10_000
 
 
 def _error_line(message: str) -> None:
