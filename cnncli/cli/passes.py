@@ -95,10 +95,10 @@ def _run(command: str, source: str, output: Optional[str], force: bool, as_json:
     from ..passes.report import PassReport
     from ..render import passes as render
     from ..render.progress import progress_bar
-
     from ..io.budget import memory_budget
 
-    memory_budget(), streaming.io_chunk_bytes()  # a bad CNNCLI_* setting is told even when a run needs none
+    memory_budget()  # a bad CNNCLI_* setting is told even when a run would not read it
+    streaming.io_chunk_bytes()
     if output == "-" and as_json:
         raise OutputError("--json and -o - both write to stdout; use -o FILE with --json")
     if output == "-" and sys.stdout is not None and sys.stdout.isatty():

@@ -86,7 +86,6 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
     """
     asked, _ = validate_settings(method, samples, eps, tol, seed)
     only = validate_only(only)
-    only = None if only is None else tuple(dict.fromkeys(only))  # --only a,a is --only a
     if not (isinstance(timeout, (int, float)) and np.isfinite(timeout) and timeout > 0):
         raise HyperparameterError(f"timeout must be a positive number of seconds, got {timeout!r}")
     method = "full" if asked == "full" else "sample"
@@ -152,7 +151,7 @@ def validate_only(only: Optional[Sequence[str]]) -> Optional[Tuple[str, ...]]:
     """The names of ``only`` (None: all); an unknown one raises :class:`HyperparameterError` naming the nearest."""
     if only is None:
         return None
-    names = tuple(n.strip() for n in only if n.strip())
+    names = tuple(dict.fromkeys(n.strip() for n in only if n.strip()))  # --only a,a is --only a
     for name in names:
         if name not in CLASSIC:
             # NOTE: the eight names do not fit one 80-column line; --help lists them

@@ -166,14 +166,19 @@ def encode_result(value, blobs: list, keep: bool, depth: int = 0):
 
 def _where(exc: BaseException):
     """``(line, cell)`` of the innermost frame of the user's code in the traceback of ``exc``."""
-    line = cell = None
-    tb = exc.__traceback__
+    steps, tb = [], exc.__traceback__
     while tb is not None:
-        name = tb.tb_frame.f_code.co_filename
-        if name in _State.files:
-            line, cell = tb.tb_lineno, _State.files[name]
+        steps.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno))
         tb = tb.tb_next
-    return line, cell
+    return _innermost(steps)
+
+
+def _innermost(steps):
+    """``(line, cell)`` of the last of ``(file name, line)`` steps (outermost first) in the user's code."""
+    for name, line in reversed(steps):
+        if name in _State.files:
+            return line, _State.files[name]
+    return None, None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -377,12 +382,11 @@ def _die_with_parent() -> None:
 
 def _where_now(signum, frame) -> None:
     """Write where the user's code is running now (``{"line", "cell"}``) to the load's progress file."""
-    line = cell = None
-    while frame is not None:
-        if frame.f_code.co_filename in _State.files:
-            line, cell = frame.f_lineno, _State.files[frame.f_code.co_filename]
-            break
+    steps = []
+    while frame is not None:  # innermost first: reversed for _innermost
+        steps.append((frame.f_code.co_filename, frame.f_lineno))
         frame = frame.f_back
+    line, cell = _innermost(steps[::-1])
     path = getattr(_State, "progress", None)
     if path and line is not None:
         try:

@@ -7,8 +7,6 @@ refused in one line instead of exhausting the machine. Readers: :mod:`cnncli.io.
 
 from __future__ import annotations
 
-import os
-
 from ..engine.shapes import physical_memory
 from ..errors import InputError
 from ..settings import positive_int_setting
@@ -31,10 +29,8 @@ def memory_budget() -> int:
     SettingError
         ``CNNCLI_MEMORY_BYTES`` is set but not a positive integer.
     """
-    if os.environ.get("CNNCLI_MEMORY_BYTES") is not None:
-        return positive_int_setting("CNNCLI_MEMORY_BYTES", 0)
     physical = physical_memory()
-    return physical // 2 if physical else 4 * 2**30
+    return positive_int_setting("CNNCLI_MEMORY_BYTES", physical // 2 if physical else 4 * 2**30)
 
 
 def check_budget(nbytes: int, text: str) -> None:

@@ -48,12 +48,8 @@ def read_int(value, name: str) -> int:
 
 #: Python's int() refuses text of more digits (``sys.int_info.default_max_str_digits``).
 _MAX_INT_DIGITS = 4300
-
-
-def _is_big_or_underscored(text: str) -> bool:
-    """Text ``int()`` would misread (``2_0`` as 20) or refuse for its length: :func:`read_int` words both."""
-    text = text.strip()  # only number-like text: a word with an underscore ('va_lid') is a bad word
-    return re.fullmatch(r"[+-]?[\d_]+", text) is not None and ("_" in text or len(text.lstrip("+-")) > _MAX_INT_DIGITS)
+#: Text made as a number is (digits, underscores): what :func:`read_int` words its refusals for.
+_NUMBER_LIKE = re.compile(r"\s*[+-]?[\d_]+\s*")
 
 
 def _ints(items, name: str) -> list:
@@ -109,8 +105,9 @@ def read_pad(value) -> Union[str, geo.Pads]:
     if word in geo.PAD_WORDS:
         return geo.normalize_pad(word)
     parts = word.replace("x", ",").split(",")
-    if any(_is_big_or_underscored(p) for p in parts):
-        values = [read_int(p, "pad") for p in parts]  # its refusal: the underscore, or the digits
+    for p in parts:  # a number int() misreads (1_0) or refuses (4,400 digits): read_int says which;
+        if _NUMBER_LIKE.fullmatch(p):  # a word with an underscore ('va_lid') is a bad word, below
+            read_int(p, "pad")
     try:
         values = [int(p) for p in parts]  # int("") fails too: "1x" or "1,,2"
     except ValueError:

@@ -250,10 +250,9 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
         raise HyperparameterError("layer kind unknown: give --layer, --weights (conv) or --f (pool)")
     grad_key = "dZ" if kind == "conv" else "dA"
     if is_case:  # an array the layer never reads (a pool case holding dZ) would otherwise pass unseen
-        used = {"A_prev", "W", "b", "dZ", "dA"} if kind == "conv" else {"A_prev", "dA", "dZ"}
-        wrong = {"conv": "dA", "pool": "dZ"}[kind]
+        used = {"A_prev", "W", "b", "dZ"} if kind == "conv" else {"A_prev", "dA"}
         for name in refs:
-            if name == wrong:
+            if name in ("dZ", "dA") and name != grad_key:
                 notes.append(f"the case's {name} is not used: a {kind} layer's upstream gradient is {grad_key}")
             elif name not in used:
                 notes.append(f"the case's {name} is not used (a {kind} layer reads A_prev"
