@@ -8,11 +8,29 @@ from cnncli.units import format_bytes
 UNITS = (("EiB", 2**60), ("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
 
 
-@given(st.integers(0, 2**53))
+def _float_oracle(n: int) -> str:
+    # below 2**53 a size divided by a power of two is exact in a float, so '%.1f' rounds it as the code must;
+    # the unit is the largest whose '%.1f' reaches 1.0 (1023.96 KiB is '1.0 MiB'), and sizes under 1 KiB are exact
+    if n < 1024:
+        return f"{n} bytes"
+    return next(f"{n / scale:.1f} {unit}" for unit, scale in UNITS if float(f"{n / scale:.1f}") >= 1)
+
+
+#: Sizes whose rounding reaches the next unit up: within 0.05 of a unit below 1024 of it (KiB to EiB).
+_rolling = st.sampled_from(UNITS[1:]).flatmap(lambda u: st.integers(1024 * u[1] - u[1] // 20, 1024 * u[1] - 1))
+
+
+@given(st.one_of(st.integers(0, 2**53), _rolling))
 def test_one_decimal_in_the_largest_unit_reached_as_float_formatting_rounds_it(n):
-    # below 2**53 a size divided by a power of two is exact in a float, so '%.1f' is the oracle
-    want = next((f"{n / scale:.1f} {unit}" for unit, scale in UNITS if n >= scale), f"{n} bytes")
-    assert format_bytes(n, "bytes") == want
+    assert format_bytes(n, "bytes") == _float_oracle(n)
+
+
+def test_a_rounding_that_reaches_the_next_unit_rolls_over_to_it():
+    # 1023.95 KiB = 1,048,524.8 bytes: 1,048,525 bytes rounds to 1024.0 KiB, which is 1.0 MiB
+    assert (format_bytes(1_048_524), format_bytes(1_048_525), format_bytes(2**20 - 1)) == (
+        "1023.9 KiB", "1.0 MiB", "1.0 MiB")
+    assert format_bytes(2**60 - 1) == "1.0 EiB"
+    assert format_bytes(2**70 - 1) == "1024.0 EiB"  # EiB is the largest unit of a message: it does not roll
 
 
 def test_sizes_past_a_float_are_still_written():

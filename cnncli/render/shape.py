@@ -19,7 +19,7 @@ from ..engine.geometry import effective_size, format_pads
 from ..shape.stack import LayerResult, StackResult
 from ..shape.solve import TargetResult
 from ..shape.table import FORMULA, TCONV_FORMULA, SizeTable
-from ..units import format_bytes
+from ..units import BINARY_UNITS, scaled
 from . import common
 from .common import size_formula, to_json  # noqa: F401  (to_json: used by cli/shape.py)
 
@@ -48,32 +48,22 @@ def _num(value: Fraction) -> str:
 
 
 #: SI prefixes of a count, largest first (ronna and quetta since 2022).
-_COUNT_UNITS = (("Q", 30), ("R", 27), ("Y", 24), ("Z", 21), ("E", 18), ("P", 15), ("T", 12), ("G", 9), ("M", 6))
-
-
-def _tenths(n: int, scale: int) -> str:
-    """``n / scale`` with one decimal, from integers (a float keeps 17 digits), rounded half to even."""
-    tenths, rest = divmod(10 * n, scale)
-    tenths += 2 * rest > scale or (2 * rest == scale and tenths % 2 == 1)
-    return f"{tenths // 10}.{tenths % 10}"
+_COUNT_UNITS = tuple((unit, 10 ** e) for unit, e in (("Q", 30), ("R", 27), ("Y", 24), ("Z", 21), ("E", 18),
+                                                     ("P", 15), ("T", 12), ("G", 9), ("M", 6)))
 
 
 def _count(n: int) -> str:
     """``1,605,632`` below ten million, ``33.6M`` .. ``9999.9Q`` above, and whole (``1,000,...``) past that."""
-    if n < 10 ** 7 or n >= 10 ** 34:
-        return f"{n:,}"
-    unit, e = next((unit, e) for unit, e in _COUNT_UNITS if n >= 10 ** (e + 1))
-    return _tenths(n, 10 ** e) + unit
+    parts = scaled(n, _COUNT_UNITS, least=10, most=10_000)
+    return f"{n:,}" if parts is None else parts[0] + parts[1]
 
 
 def _bytes(n: int) -> str:
-    """:func:`~cnncli.units.format_bytes` below 1 ZiB, then ZiB and YiB up to 9999.9 YiB, whole bytes past that."""
-    if n < 2 ** 70:
-        return format_bytes(n)
-    if n >= 10_000 * 2 ** 80:
-        return f"{n:,} B"
-    unit, scale = ("YiB", 2 ** 80) if n >= 2 ** 80 else ("ZiB", 2 ** 70)
-    return f"{_tenths(n, scale)} {unit}"
+    """:func:`~cnncli.units.format_bytes`'s spelling, with ZiB and YiB up to 9999.9 YiB, whole bytes past that."""
+    parts = scaled(n, BINARY_UNITS, most=10_000)
+    if parts is None:
+        return f"{n:,} B" if n >= 2 ** 10 else f"{n} B"
+    return f"{parts[0]} {parts[1]}"
 
 
 def _print_words(out: Console, text: str, style: Optional[str] = None) -> None:

@@ -41,7 +41,10 @@ def _one_decimal(n: int, scale: int) -> str:
     (10**25, "10.0Y"),
     (10**28, "10.0R"),
     (10**31, "10.0Q"),
-    (10**34 - 1, "10000.0Q"),  # rounds up at the last unit, still a unit
+    (9_999_949_999, "9999.9M"),
+    (9_999_950_000, "10.0G"),  # 9999.95M rounds to 10000.0M: that is the next unit's 10.0G
+    (9_999_949_999 * 10**24, "9999.9Q"),
+    (10**34 - 1, f"{10**34 - 1:,}"),  # rounds up past the last unit's 9999.9Q: whole
     (10**34, f"{10**34:,}"),  # past 9999.9Q: whole
 ])
 def test_counts_use_exact_units_then_whole_numbers(n, text):
@@ -144,3 +147,13 @@ def test_a_field_start_past_the_double_range_is_exact():
                           "--json"))
     assert [layer["start"] for layer in doc["layers"]] == [[1.0, 1.0], [1 + s, 1 + s], [1 + s, 1 + s]]
     assert doc["layers"][2]["jump"] == [s * s, s * s]
+
+
+def test_a_table_cell_that_rounds_up_to_the_next_unit_shows_that_unit():
+    # fc on one feature: N MACs, 2N params, 4N bytes of float32 output. N = 9,999,960,000 is 9999.96M MACs,
+    # which one decimal rounds to 10000.0M: the next unit's 10.0G. N = 2**28 - 1: 2**30 - 4 bytes is
+    # 1023.99998 MiB, rounded 1024.0 MiB: 1.0 GiB.
+    out = _run("--input", "1x1x1", "fc:c=9999960000")
+    assert " 10.0G " in out and "10000.0M" not in out and " 20.0G " in out
+    out = _run("--input", "1x1x1", f"fc:c={2**28 - 1}")
+    assert " 1.0 GiB " in out and "1024.0 MiB" not in out and "activations in float64: 2.0 GiB" in out
