@@ -58,6 +58,20 @@ class InputError(CnncliError):
     """An input could not be read: missing, corrupt, refused dtype, unknown name."""
 
 
+class ArrayChoiceError(InputError):
+    """A file holds several arrays and its reference names none; ``path``, ``names``, ``what`` let a flag word it."""
+
+    def __init__(self, message: str, path: str = "", names: tuple = (), what: str = "array"):
+        super().__init__(message)
+        self.path, self.names, self.what = path, tuple(names), what
+
+    def with_context(self, before: str = "", after: str = "") -> "ArrayChoiceError":
+        """:meth:`CnncliError.with_context`, keeping the file, its names and their kind."""
+        new = ArrayChoiceError(f"{before}{self}{after}", self.path, self.names, self.what)
+        new.__cause__ = self
+        return new
+
+
 class SettingError(InputError):
     """A ``CNNCLI_*`` environment variable holds no valid value (named as it is, never as a flag's)."""
 

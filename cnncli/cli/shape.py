@@ -9,8 +9,8 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import HyperparameterError, ShapeError
-from .app import app
+from ..errors import ArrayChoiceError, HyperparameterError, InputError, ShapeError
+from .app import ERROR_WIDTH, app
 from .command import CnncliCommand, choices, examples
 from .options import PlainOpt, check_output_flags
 
@@ -26,14 +26,35 @@ _EXAMPLES = examples(
 )
 
 
+def _choose_one(path: str, names, what: str) -> str:
+    """``--like 'x.h5' has 2 datasets (/A_prev, /W); add :NAME``, the list cut to fit ERROR_WIDTH (one name at least)."""
+    head, tail, n = f"--like {path!r} has {len(names)} {what}s (", "); add :NAME", len(names)
+    room = ERROR_WIDTH - len("cnncli: error: ") - len(head) - len(tail)
+    whole = sum(map(len, names)) + 2 * (n - 1)
+    more = f", +{n - 1} more"
+    if whole <= room or whole <= len(names[0]) + len(more):  # fits, or a cut would not make it shorter
+        return head + ", ".join(names) + tail
+    room -= len(more)  # NOTE: the list is cut: leave room for the count of those left out
+    shown, used = 1, len(names[0])
+    while shown < n - 1 and used + 2 + len(names[shown]) <= room:
+        used += 2 + len(names[shown])
+        shown += 1
+    return f"{head}{', '.join(names[:shown])}, +{n - shown} more{tail}"
+
+
 def _like_dims(ref: str, layout: Optional[str], allow_external: bool = False):
     """Dims of the array at ``ref`` (any array reference of SPEC), read in ``layout``."""
     from ..io.arrays import open_array  # NOTE: lazy: h5py and file handling only when --like is used
     from ..shape.spec import dims_from_shape
 
     # Opened, not loaded: HDF5 datasets and .npy files (memory-mapped) give their shape without reading data.
-    with open_array(ref, role="--like", allow_external=allow_external) as array:
-        shape = array.shape
+    try:
+        with open_array(ref, role="--like", allow_external=allow_external) as array:
+            shape = array.shape
+    except ArrayChoiceError as exc:
+        if len(exc.names) < 2:  # a file with none: io's own words say it
+            raise
+        raise InputError(_choose_one(exc.path, exc.names, exc.what)) from exc
     return dims_from_shape(shape, layout or "nhwc", name=f"--like {ref!r}")
 
 

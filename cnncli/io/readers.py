@@ -19,7 +19,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..errors import InputError, PickledDataError
+from ..errors import ArrayChoiceError, InputError, PickledDataError
 from .budget import check_budget, memory_budget, read_bounded  # noqa: F401  (check_budget, memory_budget: re-exported)
 
 _REF = re.compile(r"^(?P<path>.*?\.(?:npz|h5|hdf5))(?::(?P<name>.*))?$", re.IGNORECASE)
@@ -378,15 +378,17 @@ def pick_name(ref: ArrayRef, names, what: str) -> str:
 
     Raises
     ------
+    ArrayChoiceError
+        Several (or none) and none asked for; the message lists those that exist.
     InputError
-        No such name, or several and none asked for; the message lists those that exist.
+        No such name; the message lists those that exist.
     """
     listing = ", ".join(names) if names else "none"
     if ref.name is None:
         if len(names) == 1:
             return names[0]
-        raise InputError(f"{ref.path!r} holds {len(names)} {what}s ({listing}); "
-                         f"name one, e.g. {ref.path}:{names[0] if names else 'NAME'}")
+        raise ArrayChoiceError(f"{ref.path!r} holds {len(names)} {what}s ({listing}); "
+                               f"name one, e.g. {ref.path}:{names[0] if names else 'NAME'}", ref.path, names, what)
     if ref.name in names:
         return ref.name
     raise InputError(f"{ref.path!r} has no {what} {ref.name!r}; it has: {listing}")

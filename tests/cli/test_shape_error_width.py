@@ -34,3 +34,60 @@ def test_short_bad_input_is_one_line_within_80_columns(args, stdin, words):
     line = result.stderr
     assert line.startswith("cnncli: error: ") and line.count("\n") == 1 and words in line
     assert len(line.rstrip("\n")) <= WIDTH, (len(line), line)
+
+
+def _h5(path, names):
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "w") as f:
+        for name in names:
+            f[name] = np.zeros((1, 6, 6, 2))
+
+
+@pytest.mark.parametrize("file, names, line", [
+    # was "--like 'x.h5' holds 2 datasets (/A_prev, /W); name one, e.g. x.h5:/A_prev", the path twice
+    ("x.h5", ["A_prev", "W"], "--like 'x.h5' has 2 datasets (/A_prev, /W); add :NAME"),
+    ("case.h5", ["A_prev", "W", "b", "dZ"], "--like 'case.h5' has 4 datasets (/A_prev, /W, /b, /dZ); add :NAME"),
+    # HDF5 lists names sorted as text: d0, d1, d10, d11, d2, ...
+    ("many.h5", [f"grp/d{i}" for i in range(12)], "--like 'many.h5' has 12 datasets (/grp/d0, +11 more); add :NAME"),
+    # 76 columns; a third name would make 82
+    ("m.h5", [f"d{i}" for i in range(30)], "--like 'm.h5' has 30 datasets (/d0, /d1, +28 more); add :NAME"),
+    ("two.npz", ["a", "b"], "--like 'two.npz' has 2 arrays (a, b); add :NAME"),
+])
+def test_like_on_a_file_of_several_arrays_names_them_in_one_line_within_80_columns(tmp_path, monkeypatch, file,
+                                                                                   names, line):
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    if file.endswith(".npz"):
+        np.savez(file, **{name: np.zeros((1, 6, 6, 2)) for name in names})
+    else:
+        _h5(file, names)
+    result = runner.invoke(app, ["shape", "--like", file, "--f", "3"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == f"cnncli: error: {line}\n"
+    assert len(result.stderr.rstrip("\n")) <= WIDTH and result.stderr.count(file) == 1
+    # the advice works: the file and ':NAME' (with or without HDF5's leading slash)
+    for ref in (f"{file}:{names[0]}", f"{file}:/{names[0]}" if file.endswith(".h5") else f"{file}:{names[0]}"):
+        ok = runner.invoke(app, ["shape", "--like", ref, "--f", "3", "--json"])
+        assert ok.exit_code == 0 and '"input": [1, 6, 6, 2]' in ok.stdout, ok.stderr
+
+
+def test_like_on_a_long_path_names_it_once_and_keeps_one_name_at_least(tmp_path):
+    deep = tmp_path / ("d" * 60)
+    deep.mkdir()
+    _h5(deep / "signs.h5", ["list_classes", "train_set_x", "train_set_y"])
+    result = runner.invoke(app, ["shape", "--like", str(deep / "signs.h5"), "--f", "3"])
+    assert result.exit_code == 2 and result.stdout == "" and result.stderr.count("\n") == 1
+    assert result.stderr == (f"cnncli: error: --like {str(deep / 'signs.h5')!r} has 3 datasets "
+                             "(/list_classes, +2 more); add :NAME\n")
+
+
+def test_other_commands_keep_their_words_for_a_file_of_several_arrays(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _h5("data.h5", ["train/x", "train/y"])
+    result = runner.invoke(app, ["forward", "data.h5", "--f", "2"])
+    assert result.exit_code == 2
+    assert result.stderr == ("cnncli: error: 'data.h5' holds 2 datasets (/train/x, /train/y); "
+                             "name one, e.g. data.h5:/train/x\n")
