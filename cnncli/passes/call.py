@@ -367,19 +367,30 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
         want = layouts.shape_from_nhwc((kh, kw, C // exc.groups, n_C), call.layout, weights=True)
         with case.blame("groups"):
             channels = f"A_prev's {C} channels" if exc.groups == 1 else f"{C} channels, groups={exc.groups}"
-            raise ShapeError(_torch_hint(call, exc.groups) or
+            raise ShapeError(_torch_hint(call, pick) or
                              f"W {refs['W']!r} is {tuple(call.inputs['W']['shape'])}; {channels} need {want}") from exc
-    except HyperparameterError:
+    except HyperparameterError as exc:  # groups that divide no channel count of the NHWC reading
+        hint = _torch_hint(call, pick)
+        if hint:
+            raise ShapeError(hint) from exc
         with case.blame("groups"):
             raise
     if opts["f"] is not None and read_pair(opts["f"], "--f") != (kh, kw):
         raise ShapeError(f"--f {opts['f']} disagrees with the {kh}x{kw} kernel of W {refs['W']!r}")
     call.params = ConvParams.from_hparameters(_given(stride=pick("stride"), dilation=pick("dilation"),
                                                      pad=pick("pad"), groups=groups))
+    try:
+        geometry = call.geometry
+    except HyperparameterError as exc:  # a window that fits no input: PyTorch's (C_out, C_in, kH, kW) read as NHWC?
+        hint = _torch_hint(call, pick)
+        if hint:
+            raise ShapeError(hint) from exc
+        with case.blame("stride", "pad", "dilation"):
+            raise
     with case.blame("stride", "pad", "dilation"):
         # NOTE: resolved now, so a window that fits no input, or an output that could never be allocated
         # (streamed passes hold one example at least), is reported before the bias is read
-        check_layer_fits(call.geometry, 1, C, n_C, call.dtype.itemsize)
+        check_layer_fits(geometry, 1, C, n_C, call.dtype.itemsize)
     if "b" not in refs:
         call.notes.append("no bias given: b = 0")
         call.bias_shape = (n_C,)
@@ -393,19 +404,38 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
     call.b = _compute(b.reshape(n_C), call.dtype)
 
 
-def _torch_hint(call: LayerCall, groups: int) -> Optional[str]:
-    """The message for a W in PyTorch's layout read as NHWC (its shape fits PyTorch's reading), else None."""
+def _torch_hint(call: LayerCall, pick) -> Optional[str]:
+    """The message for a W in PyTorch's layout read as NHWC (the arrays agree in PyTorch's reading), else None."""
     if call.layout != "nhwc":
         return None
     A, W, ref = call.inputs["A_prev"]["shape"], call.inputs["W"]["shape"], call.inputs["W"]["source"]
-    # PyTorch's reading must fit: C_in/groups matches A_prev's channels, and its kernel kH x kW is square
-    # (as nearly every kernel is), which NHWC filters (f, f, C_in, C_out) read that way seldom are.
-    if W[1] * groups not in (A[1], A[3]) or W[2] != W[3]:
+    try:
+        params = ConvParams.from_hparameters(_given(stride=pick("stride"), dilation=pick("dilation"),
+                                                    pad=pick("pad"), groups=_or(pick("groups"), 1)))
+    except HyperparameterError:  # a bad value of its own: that error is the one to tell
+        return None
+    groups = params.groups
+    # PyTorch's reading must fit: C_in/groups matches A_prev's channels, the groups divide C_out, the window
+    # fits the input, and its kernel kH x kW is square (as nearly every kernel is), which NHWC filters
+    # (f, f, C_in, C_out) read that way seldom are.
+    if W[2] != W[3] or W[0] % groups:
         return None
     head = f"W {ref!r} is {tuple(W)} as in PyTorch"  # (C_out, C_in/groups, kH, kW), not (f, f, C_in/groups, C_out)
-    if W[1] * groups == A[1]:  # A_prev reads as (m, C, H, W) too
-        return f"{head}: give --layout nchw"
-    return f"{head}; NHWC wants {(W[2], W[3], W[1], W[0])}"
+    # A_prev read as (m, C, H, W) too, or as NHWC data
+    for channels, hw, hint in ((A[1], A[2:4], f"{head}: give --layout nchw"),
+                               (A[3], A[1:3], f"{head}; NHWC wants {(W[2], W[3], W[1], W[0])}")):
+        if W[1] * groups == channels and _window_fits(params, hw, W[2:4]):
+            return hint
+    return None
+
+
+def _window_fits(params: ConvParams, in_hw, kernel_hw) -> bool:
+    """Whether a ``kernel_hw`` window of ``params`` fits an ``in_hw`` input."""
+    try:
+        params.geometry(tuple(in_hw), tuple(kernel_hw))
+    except HyperparameterError:
+        return False
+    return True
 
 
 def _flag(key: str, pick, opts: dict, default: bool) -> bool:

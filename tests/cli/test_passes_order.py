@@ -1,6 +1,8 @@
 """Errors in the order a person needs them (a missing file before anything it hides), expected shapes
 named, PyTorch's layout recognised, and empty option values refused like any bad value."""
 
+import json
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -60,6 +62,38 @@ def test_pytorch_filters_without_layout_nchw_get_the_flag_suggested(d):
     np.save(d / "W5.npy", np.ones((3, 3, 5, 8)))  # plainly wrong NHWC filters: no PyTorch reading fits
     res = run("forward", d / "A.npy", "--weights", d / "W5.npy")
     assert "PyTorch" not in res.stderr and "A_prev's 4 channels need (3, 3, 4, 8)" in res.stderr
+
+
+
+def test_pytorch_filters_with_groups_get_the_hint(d):
+    # W (8, 2, 3, 3) is PyTorch's (C_out, C_in/groups, kH, kW) for 4 channels in 2 groups; read as NHWC its
+    # (f, f, C_in/g, C_out) = (8, 2, 3, 3) makes n_C = 3, which groups=2 does not divide
+    np.save(d / "Wg.npy", np.ones((8, 2, 3, 3)))
+    res = run("forward", d / "An.npy", "--weights", d / "Wg.npy", "--groups", "2")
+    assert (res.exit_code, res.stderr) == (2, f"cnncli: error: W '{d}/Wg.npy' is (8, 2, 3, 3) as in PyTorch: "
+                                              "give --layout nchw\n")
+    assert run("forward", d / "An.npy", "--weights", d / "Wg.npy", "--groups", "2", "--layout", "nchw").exit_code == 0
+    res = run("forward", d / "A.npy", "--weights", d / "Wg.npy", "--groups", "2")
+    assert res.stderr == f"cnncli: error: W '{d}/Wg.npy' is (8, 2, 3, 3) as in PyTorch; NHWC wants (3, 3, 2, 8)\n"
+    res = run("forward", d / "An.npy", "--weights", d / "Wg.npy", "--groups", "4")  # 2 x 4 = 8 channels, not 4
+    assert res.exit_code == 2 and "PyTorch" not in res.stderr
+
+
+def test_pytorch_filters_whose_nhwc_window_does_not_fit_get_the_hint(d):
+    # A (1, 4, 5, 5) NCHW and W (6, 4, 5, 5): read as NHWC, A is 4x5 with 5 channels and W a 6x4 window over
+    # 5 channels -- the channels agree, the window does not fit; in PyTorch's reading a 5x5 window fits 5x5
+    np.save(d / "A5.npy", np.ones((1, 4, 5, 5)))
+    np.save(d / "W5t.npy", np.ones((6, 4, 5, 5)))
+    res = run("forward", d / "A5.npy", "--weights", d / "W5t.npy")
+    assert (res.exit_code, res.stderr) == (2, f"cnncli: error: W '{d}/W5t.npy' is (6, 4, 5, 5) as in PyTorch: "
+                                              "give --layout nchw\n")
+    res = run("forward", d / "A5.npy", "--weights", d / "W5t.npy", "--layout", "nchw", "--json")
+    z = json.loads(res.stdout)["outputs"]["Z"]
+    assert res.exit_code == 0 and z["shape"] == [1, 6, 1, 1] and z["max"] == 4 * 5 * 5  # ones over one window
+    # no PyTorch reading fits either (a 5x5 window over 4x4 with stride 1): the window's own message
+    np.save(d / "A4.npy", np.ones((1, 4, 4, 5)))
+    res = run("forward", d / "A4.npy", "--weights", d / "W5t.npy")
+    assert res.stderr == "cnncli: error: no 6x4 window fits a 4x4 input padded by 0\n"
 
 
 EMPTY = [
