@@ -113,6 +113,8 @@ class LayerCall:
     inputs: Dict[str, dict] = field(default_factory=dict)
     bias_shape: Optional[tuple] = None
     _streams: list = field(default_factory=list, repr=False)
+    #: The refusal for arrays that disagree under a --layout the case file contradicts, else None.
+    _misread: Optional[str] = field(default=None, repr=False)
 
     @property
     def geometry(self) -> WindowGeometry:
@@ -273,12 +275,27 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
 
     call = LayerCall(kind=kind, A_prev=None, W=None, b=None, params=None, grad=None, layout=layout, dtype=target,
                      notes=notes)
+    declared = _case_layout(attrs) if opts["layout"] is not None else None
+    if declared not in (None, layout):
+        # NOTE: the option wins (SPEC "Case files"), as any option does: a case whose attribute is wrong stays
+        # usable. But a layout describes how the stored arrays lie, so the override is said, and arrays that
+        # disagree under it are refused naming the conflict rather than the shapes it produced.
+        notes.append(f"--layout {layout} overrides the case's layout {declared}")
+        call._misread = f"--layout {layout} misreads {source!r} (its layout is {declared})"
     try:
         _fill(call, refs, pick, opts, stream, case)
     except BaseException:
         call.close()
         raise
     return call
+
+
+def _case_layout(attrs: dict) -> Optional[str]:
+    """The layout a case file declares, or None (none, or a word that is not a layout)."""
+    try:
+        return read_word(attrs["layout"], "layout", ("nhwc", "nchw")) if "layout" in attrs else None
+    except HyperparameterError:
+        return None
 
 
 def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict, allow_external: bool):
@@ -304,6 +321,8 @@ def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict, allo
 
 def _grad_shape_error(call: LayerCall, name: str, ref: str, shape) -> ShapeError:
     """The error for an upstream gradient not shaped like the forward output (returned, to be raised)."""
+    if call._misread:
+        return ShapeError(call._misread)
     return ShapeError(f"{name} {ref!r} is {tuple(shape)}; expected the output's "
                       f"{layouts.shape_from_nhwc(call.out_shape, call.layout)}")
 
@@ -367,10 +386,10 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
         want = layouts.shape_from_nhwc((kh, kw, C // exc.groups, n_C), call.layout, weights=True)
         with case.blame("groups"):
             channels = f"A_prev's {C} channels" if exc.groups == 1 else f"{C} channels, groups={exc.groups}"
-            raise ShapeError(_torch_hint(call, pick) or
+            raise ShapeError(call._misread or _torch_hint(call, pick) or
                              f"W {refs['W']!r} is {tuple(call.inputs['W']['shape'])}; {channels} need {want}") from exc
     except HyperparameterError as exc:  # groups that divide no channel count of the NHWC reading
-        hint = _torch_hint(call, pick)
+        hint = call._misread or _torch_hint(call, pick)
         if hint:
             raise ShapeError(hint) from exc
         with case.blame("groups"):
@@ -382,7 +401,7 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
     try:
         geometry = call.geometry
     except HyperparameterError as exc:  # a window that fits no input: PyTorch's (C_out, C_in, kH, kW) read as NHWC?
-        hint = _torch_hint(call, pick)
+        hint = call._misread or _torch_hint(call, pick)
         if hint:
             raise ShapeError(hint) from exc
         with case.blame("stride", "pad", "dilation"):
@@ -455,6 +474,11 @@ def _fill_pool(call: LayerCall, pick, opts: dict, case: CaseSettings) -> None:
                 ceil_mode=_flag("ceil_mode", pick, opts, False),
                 count_include_pad=_flag("count_include_pad", pick, opts, True))
     call.params = PoolParams.from_hparameters(hp, _or(pick("mode"), "max"))
+    if call._misread:
+        try:
+            call.geometry
+        except HyperparameterError as exc:  # a window that fits no input: the input's axes read in the wrong order
+            raise ShapeError(call._misread) from exc
     with case.blame("f", "stride", "pad", "dilation", "ceil_mode"):
         # resolved now: a window that fits no input, or arrays that could never be allocated, are refused
         C = call.A_prev.shape[3]

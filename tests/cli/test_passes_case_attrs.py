@@ -139,3 +139,41 @@ def test_arrays_a_case_file_holds_but_the_layer_never_reads_are_noted(tmp_path):
     assert "the case's dZ is not used: a pool layer's upstream gradient is dA" in json.loads(r.stdout)["notes"]
     r = CliRunner().invoke(app, ["forward", str(tmp_path / "conv.h5"), "--json"])
     assert "the case's Wt is not used (a conv layer reads A_prev, W, b and dZ)" in json.loads(r.stdout)["notes"]
+
+
+@pytest.fixture
+def nchw_case(tmp_path, monkeypatch):
+    """A conv case stored in PyTorch's layout, saying so: A (2, 4, 6, 6), W (5, 4, 3, 3), and a pool one."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(3)
+    h5_case("c.h5", rng.standard_normal((2, 4, 6, 6)), rng.standard_normal((5, 4, 3, 3)), layer="conv",
+            layout="nchw")
+    h5_case("p.h5", rng.standard_normal((2, 3, 8, 8)), layer="pool", layout="nchw", f=4)
+    return tmp_path
+
+
+@pytest.mark.parametrize("command", ["forward", "gradcheck"])
+def test_a_layout_option_against_the_cases_layout_names_both_when_the_arrays_disagree(nchw_case, command):
+    # read as NHWC, W (5, 4, 3, 3) is a 5x4 window over 3 channels per group: A (2, 4, 6, 6) has 6
+    res = run([command, "c.h5", "--layout", "nhwc"])
+    assert (res.exit_code, res.stderr) == (2, "cnncli: error: --layout nhwc misreads 'c.h5' (its layout is nchw)\n")
+    res = run([command, "c.h5", "--layout", "NHWC"])  # the word in any case; the message says it canonically
+    assert (res.exit_code, res.stderr) == (2, "cnncli: error: --layout nhwc misreads 'c.h5' (its layout is nchw)\n")
+    # pool: A (2, 3, 8, 8) read as NHWC is 3x8, where no 4x4 window fits
+    res = run([command, "p.h5", "--layout", "nhwc"])
+    assert (res.exit_code, res.stderr) == (2, "cnncli: error: --layout nhwc misreads 'p.h5' (its layout is nchw)\n")
+
+
+def test_a_layout_option_against_the_cases_layout_still_overrides_it_with_a_note(nchw_case):
+    # SPEC: options override the case. A (2, 3, 8, 8) read as NHWC with f=2: 3x8 with 8 channels -> (2, 1, 4, 8)
+    res = run(["forward", "p.h5", "--layout", "nhwc", "--f", "2", "--json"])
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["notes"] == ["--layout nhwc overrides the case's layout nchw"]
+    assert doc["outputs"]["A"]["shape"] == [2, 1, 4, 8]
+    # the same layout as the case's, or none given: no note, and the case's arrays read as it says
+    for extra in (["--layout", "nchw"], []):
+        res = run(["forward", "c.h5", *extra, "--json"])
+        assert res.exit_code == 0, res.stderr
+        doc = json.loads(res.stdout)
+        assert doc["notes"] == ["no bias given: b = 0"] and doc["outputs"]["Z"]["shape"] == [2, 5, 4, 4]
