@@ -84,7 +84,7 @@ def gradcheck(
     from ..gradcheck.core import validate_settings
 
     check_output_flags(as_json, plain)
-    validate_settings(method, samples, eps, tol, seed, prefix="--")
+    method, _ = validate_settings(method, samples, eps, tol, seed, prefix="--")
     # SPEC gives gradcheck the options of forward: --dtype float64 is what it does anyway.
     if options["dtype"] is not None and options["dtype"].strip().lower() != "float64":
         raise HyperparameterError(f"gradcheck computes in float64 only: drop --dtype {options['dtype']}")

@@ -129,7 +129,7 @@ def conv2d(
            [4., 6., 6., 4.]])
     """
     params = params or ConvParams()
-    check_layout(layout)
+    layout = check_layout(layout)
     A_prev, W, b = conv_in(A_prev, W, b, layout)
     A_prev, W, b, geom = _check(A_prev, W, b, params)
     m, _, _, n_C_prev = A_prev.shape
@@ -194,7 +194,7 @@ def conv2d_backward(
         As :func:`conv2d`.
     """
     params = params or ConvParams()
-    check_layout(layout)
+    layout = check_layout(layout)
     A_prev, W, _ = conv_in(A_prev, W, None, layout)
     dZ = nchw_to_nhwc(np.asarray(dZ)) if layout == "nchw" and np.ndim(dZ) == 4 else np.asarray(dZ)
     A_prev, W, _, geom = _check(A_prev, W, None, params)

@@ -19,10 +19,11 @@ _TO_NCHW = {False: (0, 3, 1, 2), True: (3, 2, 0, 1)}
 
 
 def check_layout(layout: str) -> str:
-    """Return ``layout`` if it is ``"nhwc"`` or ``"nchw"``, else raise."""
-    if layout not in LAYOUTS:
+    """``layout`` as ``"nhwc"`` or ``"nchw"`` (given in any case, as every word of cnncli), else raise."""
+    word = layout.strip().lower() if isinstance(layout, str) else layout
+    if word not in LAYOUTS:
         raise HyperparameterError(f"layout must be 'nhwc' or 'nchw', got {layout!r}")
-    return layout
+    return word
 
 
 def _need_4d(x, name: str) -> np.ndarray:
@@ -54,7 +55,7 @@ def weights_nhwc_to_nchw(W) -> np.ndarray:
 
 def conv_in(A_prev, W, b, layout: str):
     """Inputs of a convolution in ``layout`` -> NHWC views (b unchanged: (n_C,) either way)."""
-    if layout == "nchw":
+    if check_layout(layout) == "nchw":
         return nchw_to_nhwc(A_prev), weights_nchw_to_nhwc(W), b
     return A_prev, W, b
 

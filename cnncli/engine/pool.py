@@ -70,7 +70,7 @@ def pool2d(A_prev, params: Optional[PoolParams] = None, *, layout: str = "nhwc",
            [13., 15.]])
     """
     params = params or PoolParams()
-    check_layout(layout)
+    layout = check_layout(layout)
     A_prev = np.asarray(A_prev)
     if layout == "nchw":
         A_prev = nchw_to_nhwc(A_prev)
@@ -132,7 +132,7 @@ def pool2d_backward(dA, A_prev, params: Optional[PoolParams] = None, *, layout: 
         As :func:`pool2d`.
     """
     params = params or PoolParams()
-    check_layout(layout)
+    layout = check_layout(layout)
     A_prev, dA = np.asarray(A_prev), np.asarray(dA)
     if layout == "nchw":
         A_prev = nchw_to_nhwc(A_prev)

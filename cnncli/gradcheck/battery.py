@@ -161,7 +161,7 @@ def run_battery(*, method: str = "auto", samples: Optional[int] = None, eps: flo
     HyperparameterError
         Invalid method, samples, eps or tol.
     """
-    validate_settings(method, samples, eps, tol, seed)
+    method, _ = validate_settings(method, samples, eps, tol, seed)
     results = []
     for i, case in enumerate(BATTERY):
         if progress:

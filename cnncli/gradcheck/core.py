@@ -315,7 +315,8 @@ def validate_settings(method: str, samples, eps: float, tol: float, seed=None, p
     HyperparameterError
         Unknown method, samples < 1, eps or tol not a positive finite number, seed < 0.
     """
-    if method not in METHODS:
+    word = method.strip().lower() if isinstance(method, str) else method  # any case, as every word of cnncli
+    if word not in METHODS:
         raise HyperparameterError(f"{prefix}method must be one of {', '.join(METHODS)}, got {method!r}")
     if samples is None:
         samples = DEFAULT_SAMPLES
@@ -327,7 +328,7 @@ def validate_settings(method: str, samples, eps: float, tol: float, seed=None, p
         raise HyperparameterError(f"{prefix}tol must be a positive number, got {tol}")
     if seed is not None and int(seed) < 0:  # numpy's own message ("expected non-negative integer") names nothing
         raise HyperparameterError(f"{prefix}seed must be >= 0, got {seed}")
-    return method, int(samples)
+    return word, int(samples)
 
 
 def _check_tensor(t: TensorCheck, method: str, samples: int) -> GradientResult:

@@ -109,10 +109,10 @@ def gradcheck_conv(A_prev, W, b=None, params: Union[ConvParams, dict, None] = No
     >>> r.passed, [g.name for g in r.gradients]
     (True, ['dA_prev', 'dW', 'db'])
     """
-    validate_settings(method, samples, eps, tol, seed)  # before the seed draws the upstream gradient
+    method, _ = validate_settings(method, samples, eps, tol, seed)  # before the seed draws the upstream gradient
     layout = _layout_of(params, layout)
     params = as_params(params, "conv")
-    check_layout(layout)
+    layout = check_layout(layout)
     notes: list = []
     A = _as_float64(A_prev, "A_prev", notes)
     Wt = _as_float64(W, "W", notes)
@@ -171,10 +171,10 @@ def gradcheck_pool(A_prev, params: Union[PoolParams, dict, None] = None, *, grad
     >>> r.passed, r.gradients[0].kinks
     (True, 4)
     """
-    validate_settings(method, samples, eps, tol, seed)
+    method, _ = validate_settings(method, samples, eps, tol, seed)
     layout = _layout_of(params, layout)
     params = as_params(params, "pool")
-    check_layout(layout)
+    layout = check_layout(layout)
     notes: list = []
     A = _as_float64(A_prev, "A_prev", notes)
     if layout == "nchw":
@@ -196,9 +196,14 @@ def _layout_of(params, layout: str) -> str:
     if not (isinstance(params, dict) and "layout" in params):
         return layout
     given = params["layout"]
-    if layout != "nhwc" and given != layout:
+    if _word(layout) != "nhwc" and _word(given) != _word(layout):
         raise HyperparameterError(f"layout given twice: layout={layout!r} and hparameters['layout']={given!r}")
     return given
+
+
+def _word(value):
+    """A word in lower case without surrounding blanks (anything else as it is)."""
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 def as_params(params, kind: str):
