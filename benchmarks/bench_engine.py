@@ -141,6 +141,12 @@ def machine_info(torch) -> list:
     except ImportError:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         lines.append(f"  blas: {blas.get('name')} {blas.get('version')} (threadpoolctl not installed)")
+    try:
+        import numba
+        jit = f"numba {numba.__version__}, CNNCLI_JIT={os.environ.get('CNNCLI_JIT', 'auto')}"
+    except ImportError:
+        jit = "numba not installed (the numpy path)"
+    lines.append(f"  max-pool backward: {jit}")
     env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
                                       "OPENBLAS_NUM_THREADS") if k in os.environ}
     lines.append(f"  env: {env or 'no BLAS/OpenMP variables set'}")

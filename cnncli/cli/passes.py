@@ -97,8 +97,11 @@ def _run(command: str, source: str, output: Optional[str], force: bool, as_json:
     from ..render.progress import progress_bar
     from ..io.budget import memory_budget
 
+    from ..engine import jit_mode
+
     memory_budget()  # a bad CNNCLI_* setting is told even when a run would not read it
     streaming.io_chunk_bytes()
+    jit_mode()
     if output == "-" and as_json:
         raise OutputError("--json and -o - both write to stdout; use -o FILE with --json")
     if output == "-" and sys.stdout is not None and sys.stdout.isatty():

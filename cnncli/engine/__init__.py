@@ -11,7 +11,7 @@ _HOME = {
     "ConvGrads": ".conv", "conv2d": ".conv", "conv2d_backward": ".conv",
     "WindowGeometry": ".geometry", "pool_geometry": ".geometry", "window_geometry": ".geometry",
     "ConvParams": ".params", "PoolParams": ".params",
-    "pool2d": ".pool", "pool2d_backward": ".pool",
+    "pool2d": ".pool", "pool2d_backward": ".pool", "jit_mode": "._jit",
 }
 
 
@@ -33,6 +33,7 @@ __all__ = [
     "WindowGeometry",
     "conv2d",
     "conv2d_backward",
+    "jit_mode",
     "pool2d",
     "pool2d_backward",
     "pool_geometry",

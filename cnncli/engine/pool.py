@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ._common import as_nhwc, clipped_taps, float32_if_all_float32, plan_chunks, run_parallel
+from ._jit import max_backward_kernel
 from .geometry import WindowGeometry, window_counts
 from .layout import check_layout, nchw_to_nhwc, nhwc_to_nchw
 from .params import PoolParams
@@ -179,6 +180,13 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
     sh, sw = geom.stride
     dtype = A_prev.dtype
     (dh, dw), (t, _, l, _) = geom.dilation, geom.pads
+    (kh, kw) = geom.kernel
+    kernel = max_backward_kernel(A_prev, dA, (H * W * C, n_H * n_W * C, kh * dh, kw * dw, sh * n_H, sw * n_W, t, l))
+    if kernel is not None:
+        def compiled(e0, e1, _r0, _r1):
+            kernel(A_prev, dA, dA_prev, kh, kw, sh, sw, dh, dw, t, l, e0, e1)
+        run_parallel(compiled, plan_chunks(m, 1, H * W * C * dtype.itemsize, workspace_bytes, target=4 * 2**20))
+        return
     # Tap numbers in visiting order (row-major), only for the taps that read the input (a huge window
     # over a small input has few); a window that no value beats (all -inf) keeps number 0, which
     # belongs to tap (0, 0) as np.argmax says (dropped when that tap is in the padding).

@@ -203,3 +203,27 @@ def test_every_hdf5_write_that_fails_is_one_line_and_leaves_nothing(tmp_path, li
                 f"-o out.h5")
     assert (res.returncode, res.stderr) == (2, b"cnncli: error: cannot complete: File too large (writing the output)\n")
     assert sorted(os.listdir(tmp_path)) == ["A.npy", "W.npy", "dZ.npy"]
+
+
+def test_a_bad_jit_setting_is_one_line_and_no_file(tmp_path):
+    np.save(tmp_path / "A.npy", np.random.default_rng(0).standard_normal((2, 4, 4, 3)))
+    res = subprocess.run(CNNCLI + ["forward", str(tmp_path / "A.npy"), "--f", "2", "-o", str(tmp_path / "Z.npy")],
+                         env=dict(ENV, CNNCLI_JIT="fast"), capture_output=True, timeout=60)
+    assert (res.returncode, res.stderr) == (2, b"cnncli: error: CNNCLI_JIT must be auto, on or off, got 'fast'\n")
+    assert os.listdir(tmp_path) == ["A.npy"]
+
+
+def test_max_pool_backward_writes_the_same_bytes_on_either_path(tmp_path):
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(4)
+    np.save(tmp_path / "A.npy", rng.standard_normal((3, 9, 9, 5)).astype(np.float32))
+    np.save(tmp_path / "dA.npy", rng.standard_normal((3, 4, 4, 5)).astype(np.float32))
+    outs = []
+    for mode in ("on", "off"):
+        out = tmp_path / f"{mode}.npy"
+        res = subprocess.run(CNNCLI + ["backward", str(tmp_path / "A.npy"), "--f", "3", "--stride", "2",
+                                       "--grad", str(tmp_path / "dA.npy"), "-o", str(out)],
+                             env=dict(ENV, CNNCLI_JIT=mode), capture_output=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
