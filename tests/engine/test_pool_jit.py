@@ -144,19 +144,41 @@ def test_strides_beyond_int64_keep_the_numpy_path_and_its_answer():
     assert_same(got, pool_backward_loops(dA, A, params))
 
 
-def test_auto_uses_the_kernel_from_a_million_elements_and_off_never():
-    small = np.zeros((1, 4, 4, 1), np.float32)
-    big = np.zeros((1, 1024, 1024, 1), np.float32)  # 2**20 elements: AUTO_MIN_ELEMENTS
-    assert big.size == _jit.AUTO_MIN_ELEMENTS
+def test_auto_takes_the_numpy_path_until_the_inputs_add_up_to_the_loading_cost(monkeypatch):
+    # a fresh process's state: nothing loaded, nothing counted
+    monkeypatch.setattr(_jit, "_ready", set())
+    monkeypatch.setattr(_jit, "_numpy_elements", 0)
+    monkeypatch.setattr(_jit, "AUTO_AFTER_ELEMENTS", 100)
+    A = np.zeros((1, 5, 5, 2), np.float32)  # 50 elements
     with jit("auto"):
-        assert _jit.max_backward_kernel(small, small, (1,)) is None
-        assert _jit.max_backward_kernel(big, big, (1,)) is not None
-        assert _jit.max_backward_kernel(big, big.astype(np.float64), (1,)) is None  # mixed dtypes
-        assert _jit.max_backward_kernel(big, big, (2**41,)) is None
+        assert _jit.max_backward_kernel(A, A, (1,)) is None  # 50
+        assert _jit.max_backward_kernel(A, A, (1,)) is None  # 100: not more than the budget yet
+        assert _jit.max_backward_kernel(A, A.astype(np.float64), (1,)) is None  # mixed dtypes: never
+        assert _jit.max_backward_kernel(A, A, (2**41,)) is None  # int64 could overflow: never
+        assert _jit.max_backward_kernel(A, A, (1,)) is not None  # 150: from here on, the kernel
+        assert _jit.max_backward_kernel(A[:, :1], A[:, :1], (1,)) is not None  # even small calls
+        assert _jit.max_backward_kernel(A, A[..., ::2], (1,)) is None  # not contiguous: never
     with jit("OFF"):
-        assert _jit.max_backward_kernel(big, big, (1,)) is None
-    with jit(" On "):
-        assert _jit.max_backward_kernel(small, small, (1,)) is not None
+        assert _jit.max_backward_kernel(A, A, (1,)) is None
+    monkeypatch.setattr(_jit, "_numpy_elements", 0)
+    with jit(" On "):  # from the first call, whatever its size
+        assert _jit.max_backward_kernel(A[:, :1, :1, :1], A[:, :1, :1, :1], (1,)) is not None
+
+
+def test_auto_switches_mid_stream_and_the_results_do_not_change(monkeypatch):
+    monkeypatch.setattr(_jit, "_ready", set())
+    monkeypatch.setattr(_jit, "_numpy_elements", 0)
+    monkeypatch.setattr(_jit, "AUTO_AFTER_ELEMENTS", 3 * 8 * 8 * 4)
+    rng = np.random.default_rng(11)
+    params = PoolParams(f=3, stride=2, pad=1, mode="max")
+    A = rng.standard_normal((1, 8, 8, 4)).astype(np.float32)
+    dA = rng.standard_normal((1, 4, 4, 4)).astype(np.float32)
+    with jit("off"):
+        want = pool2d_backward(dA, A, params)
+    with jit("auto"):
+        results = [pool2d_backward(dA, A, params) for _ in range(5)]
+    assert np.dtype(np.float32) in _jit._ready  # the fourth call loaded the kernel
+    assert all(r.tobytes() == want.tobytes() for r in results)
 
 
 @pytest.mark.parametrize("value", ["maybe", "", "1", "yes"])
@@ -174,5 +196,6 @@ def test_on_without_a_working_numba_says_why(monkeypatch):
         pool2d_backward(np.zeros((1, 2, 2, 1)), A, PoolParams(f=2, mode="max"))
     assert str(err.value) == ("CNNCLI_JIT=on needs numba (pip install 'cnncli[fast]'): "
                               "ModuleNotFoundError: No module named 'numba'")
+    monkeypatch.setattr(_jit, "_numpy_elements", 2**40)
     with jit("auto"):  # auto falls back to numpy, silently
-        assert _jit.max_backward_kernel(np.zeros((1, 1024, 1024, 1)), np.zeros((1, 1, 1, 1)), (1,)) is None
+        assert _jit.max_backward_kernel(A, A, (1,)) is None
