@@ -29,36 +29,59 @@ def max_pool_backward(A, dZ, out, kh, kw, sh, sw, dh, dw, top, left, e0, e1):  #
     maximum in row-major order (padding is -inf and never wins). Shapes as ``pool2d_backward``'s."""
     H, W, C = A.shape[1], A.shape[2], A.shape[3]
     n_H, n_W = dZ.shape[1], dZ.shape[2]
+    pixels = out.reshape(out.shape[0], H * W, C)  # NOTE: a pixel number, not (k // W, k % W): two divisions
+    # per element cost more than the search
     best = np.empty(C, A.dtype)
     arg = np.empty(C, np.int64)
     for n in range(e0, e1):
         out[n] = 0
         for oh in range(n_H):
             h0 = oh * sh - top
+            a0, a1 = _first_tap(h0, dh), _end_tap(h0, dh, kh, H)  # only the taps inside the input
             for ow in range(n_W):
                 w0 = ow * sw - left
-                # A window no value beats (all -inf, or only padding) keeps tap (0, 0), as
-                # np.argmax says: its pixel when it is inside the input, else nothing (-1).
+                b0, b1 = _first_tap(w0, dw), _end_tap(w0, dw, kw, W)
+                # A window no value beats (all -inf) keeps tap (0, 0), as np.argmax says: its pixel
+                # when it is inside the input, else nothing (-1: the gradient goes to the padding).
                 first = h0 * W + w0 if h0 >= 0 and w0 >= 0 else -1
                 for c in range(C):
                     best[c] = -np.inf
                     arg[c] = first
-                # Only the taps inside the input (a huge window over a small input has few).
-                for a in range(_first_tap(h0, dh), _end_tap(h0, dh, kh, H)):
+                # Row-major taps, strictly greater takes over: the first maximum. Selects, not
+                # branches, so that the channel loop is vector code.
+                nan = False
+                for a in range(a0, a1):
                     h = h0 + a * dh
-                    for b in range(_first_tap(w0, dw), _end_tap(w0, dw, kw, W)):
+                    for b in range(b0, b1):
                         w = w0 + b * dw
                         k = h * W + w
+                        row = A[n, h, w]
                         for c in range(C):
-                            v = A[n, h, w, c]
+                            v = row[c]
                             bc = best[c]
-                            # Row-major taps, strictly greater takes over: the first maximum.
-                            # The first NaN wins and keeps the window (as np.argmax).
-                            if (v > bc) | ((v != v) & (bc == bc)):
-                                best[c] = v
-                                arg[c] = k
+                            take = v > bc
+                            best[c] = v if take else bc
+                            arg[c] = k if take else arg[c]
+                            nan |= v != v
+                if nan:
+                    # Rare: a NaN is the window's maximum and the first NaN wins (as np.argmax), a rule
+                    # that would slow every window; the window is searched again with it.
+                    for c in range(C):
+                        best[c] = -np.inf
+                        arg[c] = first
+                    for a in range(a0, a1):
+                        h = h0 + a * dh
+                        for b in range(b0, b1):
+                            w = w0 + b * dw
+                            k = h * W + w
+                            for c in range(C):
+                                v = A[n, h, w, c]
+                                bc = best[c]
+                                if (v > bc) | ((v != v) & (bc == bc)):
+                                    best[c] = v
+                                    arg[c] = k
+                grad = dZ[n, oh, ow]
                 for c in range(C):
                     k = arg[c]
                     if k >= 0:
-                        out[n, k // W, k % W, c] += dZ[n, oh, ow, c]
-
+                        pixels[n, k, c] += grad[c]
