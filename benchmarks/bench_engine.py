@@ -143,9 +143,12 @@ def machine_info(torch) -> list:
         lines.append(f"  blas: {blas.get('name')} {blas.get('version')} (threadpoolctl not installed)")
     try:
         import numba
-        jit = f"numba {numba.__version__}, CNNCLI_JIT={os.environ.get('CNNCLI_JIT', 'auto')}"
+        # NOTE: auto would switch paths part way through the repeats (after 2**28 elements): a
+        # benchmark times one path, the compiled one unless CNNCLI_JIT=off is given
+        os.environ.setdefault("CNNCLI_JIT", "on")
+        jit = f"numba {numba.__version__}, CNNCLI_JIT={os.environ['CNNCLI_JIT']} (off: the numpy path)"
     except ImportError:
-        jit = "numba not installed (the numpy path)"
+        jit = "numba not installed: the numpy path"
     lines.append(f"  max-pool backward: {jit}")
     env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
                                       "OPENBLAS_NUM_THREADS") if k in os.environ}

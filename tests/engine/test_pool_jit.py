@@ -19,6 +19,17 @@ from .strategies import pool_configs
 numba = pytest.importorskip("numba", reason="the compiled path needs numba (the [fast] extra)")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_process_state_after():
+    """Forget, after this module, which dtypes the kernel has loaded: under CNNCLI_JIT=auto the tests
+    that follow take the numpy path again, as in a process that never loaded it."""
+    ready, counted = set(_jit._ready), _jit._numpy_elements
+    yield
+    _jit._ready.clear()
+    _jit._ready.update(ready)
+    _jit._numpy_elements = counted
+
+
 @contextmanager
 def jit(mode):
     """CNNCLI_JIT set to ``mode`` inside the block (not a fixture: hypothesis reuses function fixtures)."""
