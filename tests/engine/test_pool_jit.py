@@ -192,13 +192,6 @@ def test_auto_switches_mid_stream_and_the_results_do_not_change(monkeypatch):
     assert all(r.tobytes() == want.tobytes() for r in results)
 
 
-@pytest.mark.parametrize("value", ["maybe", "", "1", "yes"])
-def test_a_bad_setting_is_refused_naming_it_and_the_valid_words(value):
-    with jit(value), pytest.raises(SettingError) as err:
-        _jit.jit_mode()
-    assert str(err.value) == f"CNNCLI_JIT must be auto, on or off, got {value!r}"
-
-
 def test_on_without_a_working_numba_says_why(monkeypatch):
     monkeypatch.setattr(_jit, "_kernel", None)
     monkeypatch.setattr(_jit, "_failure", "ModuleNotFoundError: No module named 'numba'")
