@@ -281,6 +281,19 @@ def _sample(batch: Batch, h: float, n: int, rng, notes: list) -> np.ndarray:
     x = np.concatenate([A[e:e + 1] for e in examples])
     excluded = excluded_mask(make(x), x, h)
     local = stratified_indices(x.shape, "A_prev", n, rng, excluded)
-    notes.append(f"dA_prev: {local.size} elements sampled from {k} of the {m} examples (one from each "
-                 f"1/{k} of the set; corners, edges and interior within each); --samples N checks more")
+    notes.append(_sample_note(local.size, n, k, m, A.size))
     return np.sort(examples[local // per] * per + local % per)
+
+
+def _sample_note(drawn: int, asked: int, k: int, m: int, size: int) -> str:
+    """The note on a large set's A_prev sample: ``drawn`` of ``asked`` elements from ``k`` of ``m`` examples."""
+    if drawn == asked:
+        return (f"dA_prev: {drawn} elements sampled from {k} of the {m} examples (one from each "
+                f"1/{k} of the set; corners, edges and interior within each); --samples N checks more")
+    # NOTE: --samples asked more than the sampled examples hold; saying "--samples N checks more" then
+    # would be false: the examples, not N, bound the sample.
+    if k == m:
+        return f"dA_prev: all {drawn} checkable elements are checked (--samples {asked} asks more than there are)"
+    return (f"dA_prev: {drawn} elements checked, every checkable one of {k} of the {m} examples (one from each "
+            f"1/{k} of the set): --samples {asked} asks more, but a streamed sample is drawn from at most "
+            f"{SAMPLED_EXAMPLES} examples; --method full checks all {size}")

@@ -203,3 +203,26 @@ def test_non_finite_inputs_are_one_short_line_in_memory_and_streamed():
         with pytest.raises(InputError) as err:
             check()
         assert str(err.value) == "--grad holds 1 NaN/inf value(s); checks need finite ones"
+
+
+def test_a_huge_samples_on_a_large_set_says_what_was_checked_and_why(monkeypatch):
+    # average pooling: no kinks, and integers 0..255 all move under the step, so every element is checkable
+    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 1000)
+    monkeypatch.setattr(streamed, "SAMPLED_EXAMPLES", 4)
+    params = PoolParams(f=2, mode="average")
+    r = gradcheck_streamed(A, params=params, kind="pool", samples=10**6, method="sample", seed=3)
+    g = r.gradients[0]
+    assert r.passed and g.checked == 4 * 16 * 16 * 3  # every element of the 4 sampled examples, not 10**6
+    assert ("dA_prev: 3072 elements checked, every checkable one of 4 of the 40 examples (one from each 1/4 of "
+            "the set): --samples 1000000 asks more, but a streamed sample is drawn from at most 4 examples; "
+            "--method full checks all 30720") in r.notes
+    assert not any("--samples N checks more" in n for n in r.notes)
+    # a set of no more examples than are sampled: the whole of it is checked, and said so
+    r = gradcheck_streamed(A[:3], params=params, kind="pool", samples=10**6, method="sample", seed=3)
+    assert r.passed and r.gradients[0].checked == 3 * 16 * 16 * 3
+    assert "dA_prev: all 2304 checkable elements are checked (--samples 1000000 asks more than there are)" in r.notes
+    # a sample the examples hold keeps its note
+    r = gradcheck_streamed(A, params=params, kind="pool", samples=100, method="sample", seed=3)
+    assert r.gradients[0].checked == 100
+    assert any(n.startswith("dA_prev: 100 elements sampled from 4 of the 40 examples") and
+               n.endswith("--samples N checks more") for n in r.notes)
