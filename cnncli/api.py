@@ -8,7 +8,8 @@ so a notebook can ``from cnncli import *`` and run unchanged::
 
 ``hparameters`` may also carry ``"dilation"``, ``"groups"`` (conv) and
 ``"pad"``, ``"dilation"``, ``"ceil_mode"``, ``"count_include_pad"`` (pool), and
-``"layout"`` (``"nhwc"`` or ``"nchw"``). The caller's dict is never modified.
+``"layout"`` (``"nhwc"`` or ``"nchw"``); a conv's may carry ``"f"`` when it is W's
+window (students pass one dict to conv and pool). The caller's dict is never modified.
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ from typing import Optional
 import numpy as np
 
 from .engine import ConvParams, PoolParams, conv2d, conv2d_backward, pool2d, pool2d_backward
-from .engine.params import CONV_KEYS, POOL_KEYS, check_hparameters
+from .engine.layout import window_of
+from .engine.params import CONV_API_KEYS, POOL_KEYS, check_hparameters, without_window
 from . import __all__ as _PACKAGE_NAMES
 from .errors import HyperparameterError, ShapeError
 from .io.text import read_hyperparameters, read_pad
 
 
-def _conv_params(hp: dict) -> ConvParams:
-    """The record of a checked ``hparameters`` copy; text values (``"2x1"``) are read first."""
-    return ConvParams.from_hparameters(read_hyperparameters(hp))
+def _conv_params(hp: dict, W) -> ConvParams:
+    """The record of a checked ``hparameters`` copy, its ``"f"`` checked against W; text values read first."""
+    return ConvParams.from_hparameters(without_window(read_hyperparameters(hp), window_of(W, hp.get("layout", "nhwc"))))
 
 
 def _pool_params(hp: dict, mode) -> PoolParams:
@@ -117,7 +119,8 @@ def conv_forward(A_prev, W, b, hparameters, *, layout: Optional[str] = None):
     W : ndarray, shape (f, f, n_C_prev // groups, n_C)
     b : ndarray, shape (1, 1, 1, n_C) or (n_C,)
     hparameters : dict
-        ``"stride"`` and ``"pad"``; optionally ``"dilation"``, ``"groups"``, ``"layout"``.
+        ``"stride"`` and ``"pad"``; optionally ``"dilation"``, ``"groups"``, ``"layout"``, and
+        ``"f"`` when it is W's window (one dict for conv and pool).
     layout : {"nhwc", "nchw"}, optional
         Overrides ``hparameters["layout"]``; NCHW takes PyTorch's layouts.
 
@@ -132,10 +135,10 @@ def conv_forward(A_prev, W, b, hparameters, *, layout: Optional[str] = None):
     ShapeError, HyperparameterError
         Mismatched shapes or invalid hyperparameters; the message names the values.
     """
-    hp = check_hparameters(hparameters, CONV_KEYS, "conv")
+    hp = check_hparameters(hparameters, CONV_API_KEYS, "conv")
     if layout is not None:
         hp["layout"] = layout
-    Z = conv2d(A_prev, W, b, _conv_params(hp), layout=hp.get("layout", "nhwc"))
+    Z = conv2d(A_prev, W, b, _conv_params(hp, W), layout=hp.get("layout", "nhwc"))
     return Z, (A_prev, W, b, hp)
 
 
@@ -160,7 +163,7 @@ def conv_backward(dZ, cache):
         ``dZ`` is not of the forward output's shape.
     """
     A_prev, W, b, hp = cache
-    grads = conv2d_backward(dZ, A_prev, W, _conv_params(hp), layout=hp.get("layout", "nhwc"))
+    grads = conv2d_backward(dZ, A_prev, W, _conv_params(hp, W), layout=hp.get("layout", "nhwc"))
     db = grads.db
     if b is not None and np.ndim(b) == 4:
         db = db.reshape(1, 1, 1, -1)

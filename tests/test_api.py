@@ -199,3 +199,52 @@ def test_text_hyperparameters_are_still_accepted():
     A_num, _ = pool_forward(A, {"f": 3, "stride": 2, "ceil_mode": True})
     np.testing.assert_array_equal(A_text, A_num)
     assert zero_pad(A, "1,2").shape == (2, 8, 11, 2)
+
+
+def test_a_conv_dict_may_carry_f_when_it_is_the_window_of_W():
+    # students pass one dict to conv and pool: {"f": 3, ...} with 3x3 filters is the same call
+    from cnncli.gradcheck import gradcheck_conv
+
+    rng = np.random.default_rng(8)
+    A, W, b = rng.normal(size=(2, 5, 6, 3)), rng.normal(size=(3, 2, 3, 4)), rng.normal(size=(1, 1, 1, 4))
+    hp = {"stride": 1, "pad": 1, "f": (3, 2)}
+    Z, cache = conv_forward(A, W, b, hp)
+    np.testing.assert_allclose(Z, conv_forward_loops(A, W, b.reshape(4), ConvParams(stride=1, pad=1)), rtol=1e-12)
+    assert cache[3] == hp and hp == {"stride": 1, "pad": 1, "f": (3, 2)}  # kept as given, not modified
+    dA, dW, db = conv_backward(np.ones_like(Z), cache)
+    np.testing.assert_allclose(db.reshape(4), np.full(4, Z.shape[0] * Z.shape[1] * Z.shape[2]))  # sum of ones
+    W3 = rng.normal(size=(3, 3, 3, 4))
+    for f in (3, [3, 3], "3", "3x3", np.int64(3)):
+        Zf, _ = conv_forward(A, W3, b, {"stride": 2, "pad": 0, "f": f})
+        np.testing.assert_array_equal(Zf, conv_forward(A, W3, b, {"stride": 2, "pad": 0})[0])
+    # PyTorch's layout: the window is W's last two axes
+    Zn, _ = conv_forward(A.transpose(0, 3, 1, 2), W.transpose(3, 2, 0, 1), b, hp, layout="nchw")
+    np.testing.assert_allclose(Zn, Z.transpose(0, 3, 1, 2), rtol=1e-12)
+    assert gradcheck_conv(A, W, b, hp, method="full").passed
+
+
+@pytest.mark.parametrize("f, message", [
+    (2, "hparameters['f']=2 disagrees with W's 3x3 window"),
+    ((3, 2), "hparameters['f']=(3, 2) disagrees with W's 3x3 window"),
+    ("2x3", "hparameters['f']=(2, 3) disagrees with W's 3x3 window"),
+])
+def test_a_conv_dicts_f_that_is_not_the_window_of_W_is_refused_naming_both(f, message):
+    from cnncli.gradcheck import gradcheck_conv
+
+    A, W, b = np.ones((1, 4, 4, 3)), np.ones((3, 3, 3, 2)), np.ones(2)
+    hp = {"stride": 1, "pad": 0, "f": f}
+    calls = [lambda: conv_forward(A, W, b, hp), lambda: gradcheck_conv(A, W, b, hp),
+             lambda: conv_backward(np.ones((1, 2, 2, 2)), (A, W, b, hp))]
+    for call in calls:
+        with pytest.raises(ShapeError) as info:
+            call()
+        assert str(info.value) == message and isinstance(info.value, ValueError)
+
+
+def test_a_conv_dict_still_refuses_unknown_keys_and_bad_f():
+    A, W, b = np.ones((1, 4, 4, 3)), np.ones((3, 3, 3, 2)), np.ones(2)
+    with pytest.raises(HyperparameterError, match=r"unknown conv hyperparameter\(s\) 'kernel'; valid keys: "
+                                                  r"stride, pad, dilation, groups, layout, f"):
+        conv_forward(A, W, b, {"stride": 1, "f": 3, "kernel": 3})
+    with pytest.raises(HyperparameterError, match="f must be >= 1, got 0"):
+        conv_forward(A, W, b, {"stride": 1, "f": 0})

@@ -6,6 +6,8 @@ converts inputs on the way in and results on the way out, nothing more.
 
 from __future__ import annotations
 
+from typing import Optional, Tuple
+
 import numpy as np
 
 from ..errors import HyperparameterError, ShapeError
@@ -24,6 +26,17 @@ def check_layout(layout: str) -> str:
     if word not in LAYOUTS:
         raise HyperparameterError(f"layout must be 'nhwc' or 'nchw', got {layout!r}")
     return word
+
+
+def window_of(W, layout: str) -> Optional[Tuple[int, int]]:
+    """The window ``(kH, kW)`` of filters ``W`` given in ``layout``, or None when W is not a 4-D array."""
+    try:
+        shape = np.shape(W)
+    except ValueError:  # a ragged nested list: the engine says so
+        return None
+    if len(shape) != 4:
+        return None
+    return tuple(shape[2:4]) if check_layout(layout) == "nchw" else tuple(shape[:2])
 
 
 def _need_4d(x, name: str) -> np.ndarray:

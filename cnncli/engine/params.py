@@ -24,12 +24,15 @@ from .geometry import (
     window_geometry,
     as_int,
 )
-from ..errors import HyperparameterError
+from ..errors import HyperparameterError, ShapeError
 
 
 #: Keys of the exercise's ``hparameters`` dicts. ``layout`` is the arrays' layout, not a
 #: hyperparameter: the dict may carry it and the caller reads it; the records ignore it.
 CONV_KEYS = ("stride", "pad", "dilation", "groups", "layout")
+#: What the classic API's conv functions take: a conv's window comes from W, but students pass one dict
+#: to conv and pool, so its ``"f"`` is allowed when it is W's window (:func:`without_window`).
+CONV_API_KEYS = CONV_KEYS + ("f",)
 POOL_KEYS = ("f", "stride", "pad", "dilation", "ceil_mode", "count_include_pad", "layout")
 
 
@@ -49,6 +52,44 @@ def check_hparameters(hparameters, allowed: Sequence[str], what: str) -> dict:
             f"unknown {what} hyperparameter(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(allowed)}"
         )
     return dict(hparameters)
+
+
+def without_window(hparameters, kernel_hw) -> dict:
+    """A conv ``hparameters`` dict without its ``"f"``, after checking that ``"f"`` is W's window.
+
+    Parameters
+    ----------
+    hparameters : dict
+        An exercise-style dict, its text values already read; other values pass unchanged.
+    kernel_hw : (int, int) or None
+        W's window ``(kH, kW)``; None when W has no window to compare with (not 4-D: its own
+        error comes later).
+
+    Returns
+    -------
+    dict
+        A copy without ``"f"`` (``hparameters`` itself when it has none, or is not a dict).
+
+    Raises
+    ------
+    HyperparameterError
+        ``"f"`` is not a positive int or pair.
+    ShapeError
+        ``"f"`` differs from ``kernel_hw``; the message names both.
+
+    Examples
+    --------
+    >>> without_window({"f": 3, "stride": 1}, (3, 3))
+    {'stride': 1}
+    """
+    if not isinstance(hparameters, dict) or "f" not in hparameters:
+        return hparameters
+    hp = dict(hparameters)
+    f = as_pair(hp.pop("f"), "f")
+    if kernel_hw is not None and f != tuple(kernel_hw):
+        given = f[0] if f[0] == f[1] else f  # as a student writes it: 2, or (3, 2)
+        raise ShapeError(f"hparameters['f']={given!r} disagrees with W's {kernel_hw[0]}x{kernel_hw[1]} window")
+    return hp
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from typing import Optional, Union
 import numpy as np
 
 from ..engine import ConvParams, PoolParams
-from ..engine.layout import check_layout, nchw_to_nhwc, weights_nchw_to_nhwc
+from ..engine.params import without_window
+from ..engine.layout import check_layout, nchw_to_nhwc, weights_nchw_to_nhwc, window_of
 from ..engine.shapes import check_conv_shapes, check_layer_fits
 from ..errors import HyperparameterError, InputError, ShapeError
 from ..io.text import read_hyperparameters
@@ -111,7 +112,7 @@ def gradcheck_conv(A_prev, W, b=None, params: Union[ConvParams, dict, None] = No
     """
     method, _ = validate_settings(method, samples, eps, tol, seed)  # before the seed draws the upstream gradient
     layout = _layout_of(params, layout)
-    params = as_params(params, "conv")
+    params = as_params(params, "conv", window_of(W, layout))
     layout = check_layout(layout)
     notes: list = []
     A = _as_float64(A_prev, "A_prev", notes)
@@ -206,13 +207,17 @@ def _word(value):
     return value.strip().lower() if isinstance(value, str) else value
 
 
-def as_params(params, kind: str):
+def as_params(params, kind: str, window=None):
     """``params`` as ConvParams/PoolParams: None gives the defaults, an exercise-style dict is converted.
+
+    ``window`` is W's ``(kH, kW)`` (conv): a conv dict's ``"f"`` must be it, as in ``conv_forward``.
 
     Raises
     ------
     HyperparameterError
         Anything else, or a dict with unknown keys / without a pool's ``f``.
+    ShapeError
+        A conv dict's ``"f"`` is not ``window``.
     """
     want = ConvParams if kind == "conv" else PoolParams
     if params is None:
@@ -221,7 +226,7 @@ def as_params(params, kind: str):
         return params
     if isinstance(params, dict):
         if kind == "conv":
-            return ConvParams.from_hparameters(read_hyperparameters(params))
+            return ConvParams.from_hparameters(without_window(read_hyperparameters(params), window))
         hp = dict(params)
         mode = hp.pop("mode", "max")
         return PoolParams.from_hparameters(read_hyperparameters(hp), mode)

@@ -32,6 +32,7 @@ from typing import Optional, Union
 import numpy as np
 
 from ..engine import ConvParams, PoolParams
+from ..engine.layout import window_of
 from ..errors import ShapeError
 from .context import Progress, Tracker
 from .core import (AUTO_FULL_LIMIT, DEFAULT_EPS, DEFAULT_TOL, Coverage, auto_samples, inconclusive, merge, settle,
@@ -96,7 +97,7 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
     """
     sample_size_free = samples is None
     method, samples = validate_settings(method, samples, eps, tol, seed)
-    params = as_params(params, kind)
+    params = as_params(params, kind, window_of(W, "nhwc") if kind == "conv" else None)
     A = Examples(A_prev)
     if kind == "conv":
         W = np.ascontiguousarray(W, dtype=np.float64)
