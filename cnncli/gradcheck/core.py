@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -141,6 +141,23 @@ def auto_samples(problem, name, samples, notes) -> int:
     return samples
 
 
+def input_sizes(maxima) -> str:
+    """``"max |A_prev| 1e-315, max |W| 2.9"``: the magnitudes an overflow or underflow verdict names."""
+    return ", ".join(f"max |{k}| {v:.2g}" for k, v in maxima)
+
+
+def underflow_reason(gname: str, max_grad: float, h: float, sizes: Callable[[], str]) -> Optional[str]:
+    """The reason a gradient cannot be checked when the loss's change over one step is subnormal, else None.
+
+    The change is about ``max_grad * h``; ``sizes()`` gives the magnitudes to name (see :func:`input_sizes`).
+    """
+    # NOTE: below the normal range subnormal numbers keep fewer and fewer bits: the rounding floor, a
+    # relative estimate, no longer holds and the differences are noise
+    if 0 < max_grad * h < sys.float_info.min:
+        return f"{gname}: the loss underflows float64 at this scale ({sizes()}); rescale the input"
+    return None
+
+
 def tensor_check(problem: Problem, name: str, grad, eps: float, tol: float, rng, tracker: Tracker,
                   notes: list):
     """One input of ``problem`` ready to compare (step, rounding floor, kinks), or its verdict when it cannot be."""
@@ -148,16 +165,15 @@ def tensor_check(problem: Problem, name: str, grad, eps: float, tol: float, rng,
     gname = gradient_name(name)
     h = step_size(x, eps, linear=problem.linear, scale=problem.step_scale(name))
     floor = problem.rounding_floor(name, h)
+
+    def named_sizes() -> str:
+        return input_sizes((k, _max_abs(problem.inputs[k])) for k in problem.names)
     if not (np.all(np.isfinite(grad)) and math.isfinite(h) and (floor is None or np.all(np.isfinite(floor)))):
-        sizes = ", ".join(f"max |{k}| {_max_abs(problem.inputs[k]):.2g}" for k in problem.names)
-        return inconclusive(gname, name, grad, f"{gname}: the loss overflows float64 at this scale ({sizes}); "
-                                                "rescale the input")
-    # the loss's change over one step, about |grad| * h: below the normal range (subnormal numbers keep
-    # fewer and fewer bits) the rounding floor, a relative estimate, no longer holds and the differences are noise
-    if 0 < _max_abs(grad) * h < sys.float_info.min:
-        sizes = ", ".join(f"max |{k}| {_max_abs(problem.inputs[k]):.2g}" for k in problem.names)
-        return inconclusive(gname, name, grad, f"{gname}: the loss underflows float64 at this scale ({sizes}); "
-                                                "rescale the input")
+        return inconclusive(gname, name, grad, f"{gname}: the loss overflows float64 at this scale "
+                                                f"({named_sizes()}); rescale the input")
+    reason = underflow_reason(gname, _max_abs(grad), h, named_sizes)
+    if reason is not None:
+        return inconclusive(gname, name, grad, reason)
     kinks = problem.kinks(name, h)
     stuck = ((x + h) == x) | ((x - h) == x)
     if stuck.any():

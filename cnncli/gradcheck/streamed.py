@@ -35,8 +35,8 @@ from ..engine import ConvParams, PoolParams
 from ..engine.layout import window_of
 from ..errors import ShapeError
 from .context import Progress, Tracker
-from .core import (AUTO_FULL_LIMIT, DEFAULT_EPS, DEFAULT_TOL, Coverage, auto_samples, inconclusive, merge, settle,
-                   step_size, tensor_check, validate_settings, verdict)
+from .core import (AUTO_FULL_LIMIT, DEFAULT_EPS, DEFAULT_TOL, Coverage, auto_samples, inconclusive, input_sizes,
+                   merge, settle, step_size, tensor_check, underflow_reason, validate_settings, verdict)
 from .directional import block_verdict
 from .fused import StreamedConv
 from .layers import as_params, describe_params, refuse_non_finite
@@ -200,6 +200,7 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
     A, make, whole = batch.A, batch.make, batch.whole
     name, shape = "A_prev", A.shape
     gname = gradient_name(name)
+    mark = len(notes)
     h = step_size(np.array([top]), eps, linear=linear)
     n_stuck, cover, n_excluded = 0, Coverage(), 0
     for sl in batch.chunks:  # what cannot be checked, counted chunk by chunk (nothing kept)
@@ -240,6 +241,13 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
         return inconclusive(gname, name, np.broadcast_to(0.0, shape),
                             f"{gname}: the loss overflows float64 at this scale (max |A_prev| {top:.2g}); "
                             "rescale the input")
+    # NOTE: the in-memory check's rule, on the largest |dA_prev| of the examples the pass computed it for
+    # (a conv's: those compared; the others' differences are never looked at)
+    maxima = [(name, top)] + ([(k, _max_abs(whole.inputs[k])) for k in ("W", "b")] if whole is not None else [])
+    reason = underflow_reason(gname, sums["grad_max"], h, lambda: input_sizes(maxima))
+    if reason is not None:
+        del notes[mark:]  # as in memory, where the verdict comes before any element is counted or drawn
+        return inconclusive(gname, name, np.broadcast_to(0.0, shape), reason)
     local = None
     if method in ("full", "sample") or method == "fast+sample":
         local = elementwise(batch, h, idx, sums["grad_at"], sums["floor_at"], n_excluded, tol,
@@ -255,6 +263,10 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
         idx = _sample(batch, h, samples, rng, [])
     r = localized(batch, h, D, bad, sums, idx, n_excluded, tol, rng, notes)
     return settle(r, name, tol, notes, top)
+
+
+def _max_abs(x: np.ndarray) -> float:
+    return float(np.max(np.abs(x))) if x.size else 0.0
 
 
 def _directed_examples(m: int, notes: list, conv: bool = True) -> Optional[np.ndarray]:

@@ -169,7 +169,8 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
     dict
         ``per_block``, ``a_blk``, ``l1_blk``, ``f_blk`` (P, m): per direction and example, the numerical
         and analytical directional sums, the analytical one's L1 size and its rounding floor;
-        ``grad_at``, ``floor_at`` (len(idx),); ``finite`` (bool).
+        ``grad_at``, ``floor_at`` (len(idx),); ``finite`` (bool); ``grad_max``, the largest |dA_prev|
+        of the examples it was computed for (a conv's: those ``idx`` or the directions read).
 
     Raises
     ------
@@ -180,7 +181,7 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
     P = FAST_DIRECTIONS if D is not None else 0
     out = {"per_block": np.zeros((P, m)), "a_blk": np.zeros((P, m)), "l1_blk": np.zeros((P, m)),
            "f_blk": np.zeros((P, m)), "grad_at": np.empty(len(idx)), "floor_at": np.zeros(len(idx)),
-           "finite": True}
+           "finite": True, "grad_max": 0.0}
     dW = db = per_w = per_b = None
     per_example = example_bytes(whole, A, G)
     # NOTE: progress counts evaluations of the size of an elementwise one (two forwards of one example);
@@ -219,6 +220,8 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
             floor = p.rounding_floor("A_prev", h)
         out["finite"] &= bool(grads.get("finite", True) and np.all(np.isfinite(dA)) and
                               (floor is None or np.all(np.isfinite(floor))))
+        if dA.size:
+            out["grad_max"] = max(out["grad_max"], float(np.max(np.abs(dA))))
         at = idx[here] - sl.start * per
         out["grad_at"][here] = dA.reshape(-1)[at]
         if floor is not None:

@@ -61,3 +61,14 @@ def test_bad_input_to_a_streamable_source_is_the_in_memory_error(tmp_path, monke
     monkeypatch.setattr(cli_gradcheck, "STREAM_VALUES", 0)
     r = runner.invoke(app, ["gradcheck", *args])
     assert r.exit_code == 2 and "A_prev's 3 channels need (4, 4, 3, 8)" in r.output
+
+
+def test_a_streamed_check_of_a_subnormal_set_is_inconclusive(tmp_path, monkeypatch):
+    with h5py.File(tmp_path / "tiny.h5", "w") as f:
+        f["x"] = np.random.default_rng(2).normal(size=(4, 6, 6, 2)) * 1e-315
+    monkeypatch.setattr(cli_gradcheck, "STREAM_VALUES", 0)
+    code, doc = _run([str(tmp_path / "tiny.h5") + ":/x", "--f", "2"])
+    assert code == 1 and doc["verdict"] == "inconclusive" and not doc["passed"]
+    g = doc["gradients"][0]
+    assert (g["name"], g["verdict"]) == ("dA_prev", "inconclusive")
+    assert g["reason"].startswith("dA_prev: the loss underflows float64 at this scale (max |A_prev| ")

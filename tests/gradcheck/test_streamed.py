@@ -226,3 +226,40 @@ def test_a_huge_samples_on_a_large_set_says_what_was_checked_and_why(monkeypatch
     assert r.gradients[0].checked == 100
     assert any(n.startswith("dA_prev: 100 elements sampled from 4 of the 40 examples") and
                n.endswith("--samples N checks more") for n in r.notes)
+
+
+TINY = RNG.normal(size=(6, 8, 8, 3)) * 1e-315  # subnormal: one step's change of the loss is below 2.2e-308
+
+
+@pytest.mark.parametrize("method", ["auto", "full", "sample", "fast"])
+@pytest.mark.parametrize("layer", ["conv", "max", "average"])
+def test_a_subnormal_loss_is_inconclusive_streamed_as_in_memory(layer, method):
+    if layer == "conv":
+        params = ConvParams(pad=1)
+        memory = gradcheck_conv(TINY, W[:3, :3], B[:8], params, seed=3, method=method)
+        stream = gradcheck_streamed(TINY, W[:3, :3], B[:8], params, seed=3, method=method)
+    else:
+        params = PoolParams(f=2, mode=layer)
+        memory = gradcheck_pool(TINY, params, seed=3, method=method)
+        stream = gradcheck_streamed(TINY, params=params, kind="pool", seed=3, method=method)
+    top = f"{np.max(np.abs(TINY)):.2g}"
+    sizes = f"max |A_prev| {top}" + (f", max |W| {np.max(np.abs(W[:3, :3])):.2g}, max |b| {np.max(np.abs(B)):.2g}"
+                                     if layer == "conv" else "")
+    reason = f"dA_prev: the loss underflows float64 at this scale ({sizes}); rescale the input"
+    assert stream.verdict == memory.verdict == "inconclusive" and not stream.passed
+    assert stream.gradients[0].inconclusive == memory.gradients[0].inconclusive == reason
+    assert stream.notes == memory.notes
+
+
+def test_a_small_but_normal_loss_still_checks_streamed():
+    A = TINY * 1e15  # near 1e-300: the change over one step is about 1e-303, a normal number
+    r = gradcheck_streamed(A, params=PoolParams(f=2, mode="average"), kind="pool", seed=3)
+    assert r.passed and r.gradients[0].inconclusive is None
+
+
+def test_a_subnormal_loss_on_a_large_set_is_inconclusive_without_the_sampling_notes(monkeypatch):
+    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 1000)  # sampled by examples, directions on some
+    monkeypatch.setattr(streamed, "DIRECTED_EXAMPLES", 4)
+    r = gradcheck_streamed(TINY, params=PoolParams(f=2), kind="pool", seed=3)
+    assert r.verdict == "inconclusive" and "underflows" in r.gradients[0].inconclusive
+    assert r.notes == ()  # nothing was sampled nor moved: no note says it was
