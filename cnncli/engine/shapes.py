@@ -95,16 +95,17 @@ def physical_memory() -> Optional[int]:
         return None
 
 
-def _sizes(need: int, limit: int, per: str = "") -> str:
-    """``"<need><per>; memory is <limit>"``, in exact bytes when the rounded sizes would read the same."""
+def _sizes(need: int, limit: int, per: str = "", setting: Optional[str] = None) -> str:
+    """``"<need><per>; memory is <limit>"`` (``<setting> allows <limit>``), in exact bytes when the rounded
+    sizes would read the same."""
     a, b = format_bytes(need, "bytes"), format_bytes(limit, "bytes")
     if a == b:
         a, b = f"{need} bytes", f"{limit} bytes"
-    return f"{a}{per}; memory is {b}"
+    return f"{a}{per}; {setting} allows {b}" if setting else f"{a}{per}; memory is {b}"
 
 
 def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, itemsize: int, *,
-                     pool: bool = False, limit: Optional[int] = None) -> None:
+                     pool: bool = False, limit: Optional[int] = None, setting: Optional[str] = None) -> None:
     """Refuse a layer call whose arrays could not be allocated, before allocating any.
 
     Checks, with Python integers (any size), the padded input of one example for
@@ -122,6 +123,9 @@ def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, item
         A pooling layer (its padded input is checked too).
     limit : int, optional
         Default: the machine's physical memory (:func:`physical_memory`).
+    setting : str, optional
+        Where ``limit`` comes from, when a user's setting gives it (``"CNNCLI_MEMORY_BYTES"``): the
+        message names it ("...; CNNCLI_MEMORY_BYTES allows 97.7 KiB") instead of "memory is".
 
     Raises
     ------
@@ -134,8 +138,9 @@ def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, item
         hp, wp = (p + o for p, o in zip(geom.padded_hw, geom.overflow))
         need = hp * wp * n_C_prev * max(itemsize, 8)  # at most an 8-byte value per padded pixel
         if need > limit:
-            raise ShapeError(f"padded input {hp}x{wp}x{n_C_prev} needs {_sizes(need, limit, ' per example')}")
+            raise ShapeError(f"padded input {hp}x{wp}x{n_C_prev} needs "
+                             f"{_sizes(need, limit, ' per example', setting)}")
     dims = (m,) + tuple(geom.out_hw) + (n_C,)
     need = math.prod(dims) * itemsize
     if need > limit:
-        raise ShapeError(f"output {'x'.join(map(str, dims))} needs {_sizes(need, limit)}")
+        raise ShapeError(f"output {'x'.join(map(str, dims))} needs {_sizes(need, limit, setting=setting)}")

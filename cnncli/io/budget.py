@@ -13,6 +13,23 @@ from ..settings import positive_int_setting
 from ..units import format_bytes
 
 
+#: The environment variable that sets the memory budget.
+BUDGET_SETTING = "CNNCLI_MEMORY_BYTES"
+
+
+def memory_setting() -> dict:
+    """The limit a layer call's arrays must fit, when ``CNNCLI_MEMORY_BYTES`` sets one, as keyword arguments
+    of :func:`cnncli.engine.shapes.check_layer_fits` (``{}`` when it is not set: the machine's memory).
+
+    Raises
+    ------
+    SettingError
+        ``CNNCLI_MEMORY_BYTES`` is set but not a positive integer.
+    """
+    value = positive_int_setting(BUDGET_SETTING, 0)
+    return {"limit": value, "setting": BUDGET_SETTING} if value else {}
+
+
 def memory_budget() -> int:
     """Bytes one array may take when it is read whole (env ``CNNCLI_MEMORY_BYTES``).
 
@@ -30,7 +47,7 @@ def memory_budget() -> int:
         ``CNNCLI_MEMORY_BYTES`` is set but not a positive integer.
     """
     physical = physical_memory()
-    return positive_int_setting("CNNCLI_MEMORY_BYTES", physical // 2 if physical else 4 * 2**30)
+    return positive_int_setting(BUDGET_SETTING, physical // 2 if physical else 4 * 2**30)
 
 
 def check_budget(nbytes: int, text: str) -> None:

@@ -30,6 +30,7 @@ from ..engine.params import ConvParams, PoolParams
 from ..engine.shapes import ConvShapeError, check_conv_shapes, check_layer_fits
 from ..errors import HyperparameterError, InputError, ShapeError
 from ..io import cases, dtypes
+from ..io.budget import memory_setting
 from ..io.readers import REF_FORMS
 from ..io.text import PAD_FORMS, read_flag, read_hyperparameters, read_int, read_pair
 from ..io.arrays import ArrayStream, check_array_file, load_array, open_array
@@ -409,7 +410,7 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
     with case.blame("stride", "pad", "dilation"):
         # NOTE: resolved now, so a window that fits no input, or an output that could never be allocated
         # (streamed passes hold one example at least), is reported before the bias is read
-        check_layer_fits(geometry, 1, C, n_C, call.dtype.itemsize)
+        check_layer_fits(geometry, 1, C, n_C, call.dtype.itemsize, **memory_setting())
     if "b" not in refs:
         call.notes.append("no bias given: b = 0")
         call.bias_shape = (n_C,)
@@ -482,4 +483,4 @@ def _fill_pool(call: LayerCall, pick, opts: dict, case: CaseSettings) -> None:
     with case.blame("f", "stride", "pad", "dilation", "ceil_mode"):
         # resolved now: a window that fits no input, or arrays that could never be allocated, are refused
         C = call.A_prev.shape[3]
-        check_layer_fits(call.geometry, 1, C, C, call.dtype.itemsize, pool=True)
+        check_layer_fits(call.geometry, 1, C, C, call.dtype.itemsize, pool=True, **memory_setting())

@@ -227,3 +227,35 @@ def test_max_pool_backward_writes_the_same_bytes_on_either_path(tmp_path):
         assert res.returncode == 0, res.stderr
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
+
+
+def test_a_memory_setting_in_force_is_what_layer_refusals_name(tmp_path, monkeypatch):
+    # conv 1x1 over 100x100 with pad 100: one example's output is 300 * 300 * 4 float64 = 2,880,000 bytes
+    from typer.testing import CliRunner
+
+    from cnncli.cli import app
+
+    np.save(tmp_path / "A.npy", np.ones((2, 100, 100, 3)))
+    np.save(tmp_path / "W.npy", np.ones((1, 1, 3, 4)))
+    conv = ["forward", str(tmp_path / "A.npy"), "--weights", str(tmp_path / "W.npy"), "--pad", "100"]
+    runner = CliRunner()
+    monkeypatch.setenv("CNNCLI_MEMORY_BYTES", "100000")  # 97.66 KiB
+    res = runner.invoke(app, conv)
+    assert (res.exit_code, res.stderr) == (
+        2, "cnncli: error: output 1x300x300x4 needs 2.7 MiB; CNNCLI_MEMORY_BYTES allows 97.7 KiB\n")
+    # average pooling's padded copy of one example: 102 * 102 * 3 * 8 = 249,696 bytes
+    res = runner.invoke(app, ["forward", str(tmp_path / "A.npy"), "--f", "2", "--stride", "1", "--pad", "1",
+                              "--mode", "average"])
+    assert (res.exit_code, res.stderr) == (
+        2, "cnncli: error: padded input 102x102x3 needs 243.8 KiB per example; CNNCLI_MEMORY_BYTES allows 97.7 KiB\n")
+    monkeypatch.setenv("CNNCLI_MEMORY_BYTES", "2880000")  # exactly one example's output: it fits
+    assert runner.invoke(app, conv).exit_code == 0
+    monkeypatch.setenv("CNNCLI_MEMORY_BYTES", "2879999")  # one byte short: the sizes in exact bytes
+    res = runner.invoke(app, conv)
+    assert res.stderr == ("cnncli: error: output 1x300x300x4 needs 2880000 bytes; CNNCLI_MEMORY_BYTES allows "
+                          "2879999 bytes\n")
+    # not set: the machine's memory, as before
+    monkeypatch.delenv("CNNCLI_MEMORY_BYTES")
+    assert runner.invoke(app, conv).exit_code == 0
+    res = runner.invoke(app, conv[:-1] + ["1000000000"])
+    assert res.exit_code == 2 and "needs" in res.stderr and "; memory is " in res.stderr
