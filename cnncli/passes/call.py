@@ -322,7 +322,7 @@ def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict, allo
 
 def _grad_shape_error(call: LayerCall, name: str, ref: str, shape) -> ShapeError:
     """The error for an upstream gradient not shaped like the forward output (returned, to be raised)."""
-    if call._misread:
+    if call._misread and len(shape) == 4:  # a gradient of the wrong ndim is wrong in any layout
         return ShapeError(call._misread)
     return ShapeError(f"{name} {ref!r} is {tuple(shape)}; expected the output's "
                       f"{layouts.shape_from_nhwc(call.out_shape, call.layout)}")

@@ -177,3 +177,17 @@ def test_a_layout_option_against_the_cases_layout_still_overrides_it_with_a_note
         assert res.exit_code == 0, res.stderr
         doc = json.loads(res.stdout)
         assert doc["notes"] == ["no bias given: b = 0"] and doc["outputs"]["Z"]["shape"] == [2, 5, 4, 4]
+
+
+def test_a_gradient_under_a_contradicting_layout(nchw_case):
+    # conv 3x3 over 6x6 (pad 0): dZ (2, 5, 4, 4) in NCHW; read as NHWC the arrays already disagree at W
+    np.save("g3.npy", np.ones((5, 4, 4)))
+    res = run(["backward", "c.h5", "--layout", "nhwc", "--grad", "g3.npy"])
+    assert res.stderr == "cnncli: error: --layout nhwc misreads 'c.h5' (its layout is nchw)\n"
+    # pool p.h5 with f=2 read as NHWC: A (2, 3, 8, 8) -> output (2, 1, 4, 8); a dA of NCHW's (2, 3, 4, 4)
+    np.save("dA.npy", np.ones((2, 3, 4, 4)))
+    res = run(["backward", "p.h5", "--layout", "nhwc", "--f", "2", "--grad", "dA.npy"])
+    assert (res.exit_code, res.stderr) == (2, "cnncli: error: --layout nhwc misreads 'p.h5' (its layout is nchw)\n")
+    # a gradient of the wrong ndim is wrong in any layout: its own message
+    res = run(["backward", "p.h5", "--layout", "nhwc", "--f", "2", "--grad", "g3.npy"])
+    assert res.stderr == "cnncli: error: dA 'g3.npy' is (5, 4, 4); expected the output's (2, 1, 4, 8)\n"
