@@ -34,6 +34,7 @@ from ..io.budget import memory_setting
 from ..io.readers import REF_FORMS
 from ..io.text import PAD_FORMS, read_flag, read_hyperparameters, read_int, read_pair
 from ..io.arrays import ArrayStream, check_array_file, load_array, open_array
+from .hints import pytorch_filters_hint
 from .settings import CASE_KEYS_OF, CaseSettings, read_word
 
 #: Option names accepted by :func:`resolve_layer` besides ``source`` and ``stream``.
@@ -425,37 +426,16 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
 
 
 def _torch_hint(call: LayerCall, pick) -> Optional[str]:
-    """The message for a W in PyTorch's layout read as NHWC (the arrays agree in PyTorch's reading), else None."""
+    """The message for a W in PyTorch's layout read as NHWC (see :func:`.hints.pytorch_filters_hint`), else None."""
     if call.layout != "nhwc":
         return None
-    A, W, ref = call.inputs["A_prev"]["shape"], call.inputs["W"]["shape"], call.inputs["W"]["source"]
     try:
         params = ConvParams.from_hparameters(_given(stride=pick("stride"), dilation=pick("dilation"),
                                                     pad=pick("pad"), groups=_or(pick("groups"), 1)))
     except HyperparameterError:  # a bad value of its own: that error is the one to tell
         return None
-    groups = params.groups
-    # PyTorch's reading must fit: C_in/groups matches A_prev's channels, the groups divide C_out, the window
-    # fits the input, and its kernel kH x kW is square (as nearly every kernel is), which NHWC filters
-    # (f, f, C_in, C_out) read that way seldom are.
-    if W[2] != W[3] or W[0] % groups:
-        return None
-    head = f"W {ref!r} is {tuple(W)} as in PyTorch"  # (C_out, C_in/groups, kH, kW), not (f, f, C_in/groups, C_out)
-    # A_prev read as (m, C, H, W) too, or as NHWC data
-    for channels, hw, hint in ((A[1], A[2:4], f"{head}: give --layout nchw"),
-                               (A[3], A[1:3], f"{head}; NHWC wants {(W[2], W[3], W[1], W[0])}")):
-        if W[1] * groups == channels and _window_fits(params, hw, W[2:4]):
-            return hint
-    return None
-
-
-def _window_fits(params: ConvParams, in_hw, kernel_hw) -> bool:
-    """Whether a ``kernel_hw`` window of ``params`` fits an ``in_hw`` input."""
-    try:
-        params.geometry(tuple(in_hw), tuple(kernel_hw))
-    except HyperparameterError:
-        return False
-    return True
+    return pytorch_filters_hint(call.inputs["A_prev"]["shape"], call.inputs["W"]["shape"],
+                                call.inputs["W"]["source"], params)
 
 
 def _flag(key: str, pick, opts: dict, default: bool) -> bool:
