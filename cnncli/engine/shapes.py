@@ -96,12 +96,12 @@ def physical_memory() -> Optional[int]:
 
 
 def _sizes(need: int, limit: int, per: str = "", setting: Optional[str] = None) -> str:
-    """``"<need><per>; memory is <limit>"`` (``<setting> allows <limit>``), in exact bytes when the rounded
-    sizes would read the same."""
+    """``"<need><per>; memory is <limit>"``, in exact bytes when the rounded sizes would read the same; with a
+    ``setting``, ``"<need><per>; <setting>=<limit>"``, the setting as the user wrote it (and short: 80 columns)."""
     a, b = format_bytes(need, "bytes"), format_bytes(limit, "bytes")
     if a == b:
         a, b = f"{need} bytes", f"{limit} bytes"
-    return f"{a}{per}; {setting} allows {b}" if setting else f"{a}{per}; memory is {b}"
+    return f"{a}{per}; {setting}={limit}" if setting else f"{a}{per}; memory is {b}"
 
 
 def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, itemsize: int, *,
@@ -125,7 +125,7 @@ def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, item
         Default: the machine's physical memory (:func:`physical_memory`).
     setting : str, optional
         Where ``limit`` comes from, when a user's setting gives it (``"CNNCLI_MEMORY_BYTES"``): the
-        message names it ("...; CNNCLI_MEMORY_BYTES allows 97.7 KiB") instead of "memory is".
+        message names it and its value ("...; CNNCLI_MEMORY_BYTES=100000") instead of "memory is".
 
     Raises
     ------
