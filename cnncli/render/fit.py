@@ -23,6 +23,7 @@ import io
 from typing import List, Optional, Sequence
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -58,7 +59,43 @@ def _off_screen(console: Console, renderable, width: int) -> List[str]:
     return capture.get().splitlines()
 
 
-def fits(console: Console, table: Table, width: int) -> bool:
+#: The width a table is measured at when it may take all it wants.
+_UNLIMITED = 10**6
+
+
+def _widest(console: Console, table: Table, memo: Optional[dict]) -> Table:
+    """A two-row copy of ``table`` holding, per column, the cell of widest minimum and the cell of widest maximum.
+
+    Rich measures a column as the largest minimum and the largest maximum of its cells, so this copy measures
+    as the whole table does, at the cost of measuring each cell once (``memo``: by cell, shared by the trials
+    of one :func:`print_fitted`) instead of once per trial.
+    """
+    if memo is None or table.row_count <= 2:
+        return table
+    options = console.options.update_width(_UNLIMITED)
+    rows: List[List] = [[], []]
+    for column in table.columns:
+        widest: List = [(-1, ""), (-1, "")]
+        for cell in column.cells:
+            if not isinstance(cell, (str, Text)):  # a nested renderable may measure by its width: no shortcut
+                return table
+            known = memo.get(id(cell))
+            if known is None:
+                known = memo[id(cell)] = (cell, Measurement.get(console, options, cell))  # the cell keeps its id
+            for k in (0, 1):
+                if known[1][k] > widest[k][0]:
+                    widest[k] = (known[1][k], cell)
+        rows[0].append(widest[0][1])
+        rows[1].append(widest[1][1])
+    proxy = copy.copy(table)
+    proxy.columns = [column.copy() for column in table.columns]  # the same columns, without their cells
+    proxy.rows = []
+    for row in rows:
+        proxy.add_row(*row)
+    return proxy
+
+
+def fits(console: Console, table: Table, width: int, memo: Optional[dict] = None) -> bool:
     """Whether rich draws ``table`` within ``width`` columns with no cell cut or dropped.
 
     Checked on the drawing itself: no line wider than ``width``, no ellipsis that is not in
@@ -73,6 +110,8 @@ def fits(console: Console, table: Table, width: int) -> bool:
         The table, left unchanged.
     width : int
         Columns available.
+    memo : dict, optional
+        Measurements of cells already taken (by :func:`print_fitted`, across its trials); filled as it goes.
 
     Returns
     -------
@@ -80,13 +119,16 @@ def fits(console: Console, table: Table, width: int) -> bool:
         True when printing ``table`` at ``width`` shows every value whole.
     """
     # Measured without a limit (rich clamps a measure to the width it is given).
-    measure = console.measure(table, options=console.options.update_width(10**6))
+    widest = _widest(console, table, memo)
+    measure = console.measure(widest, options=console.options.update_width(_UNLIMITED))
     if measure.minimum > width:
         return False
     if measure.maximum <= width:  # every column at its natural width: nothing is wrapped or cut
         return True
-    texts = [cell_text(c) for row in _rows(table) for c in row] + [cell_text(col.header) for col in table.columns]
-    lines = _off_screen(console, table, width)
+    # NOTE: drawn with the widest cells only: rich gives it the same column widths, and a column cuts
+    # one of its cells only if it cuts its longest word (wrapping) or its longest line (no_wrap).
+    texts = [cell_text(c) for row in _rows(widest) for c in row] + [cell_text(col.header) for col in widest.columns]
+    lines = _off_screen(console, widest, width)
     shown = "\n".join(lines)
     if any(len(line) > width for line in lines) or shown.count(ELLIPSIS) > "".join(texts).count(ELLIPSIS):
         return False
@@ -108,14 +150,16 @@ def print_fitted(console: Console, table: Table, print_whole) -> None:
     width = console.width
     # NOTE: the first column names the row (a configuration, a layer): kept whole when that
     # takes no more tables than letting it wrap (other text columns may always wrap).
-    best = None
+    best, memo = None, {}
     for candidate in (_first_whole(table), table):
-        if fits(console, candidate, width):
+        if fits(console, candidate, width, memo):
             parts = [candidate]
         else:
-            parts = _split(console, candidate, width) if table.show_header else None
+            parts = _split(console, candidate, width, memo) if table.show_header else None
         if parts and (best is None or len(parts) < len(best)):
             best = parts
+        if best and len(best) == 1:  # one table: no later candidate can take fewer
+            break
     if best:
         for i, part in enumerate(best):
             if i:
@@ -149,7 +193,7 @@ def _part(table: Table, columns: Sequence[int], first: bool, last: bool) -> Tabl
     return part
 
 
-def _split(console: Console, table: Table, width: int) -> Optional[List[Table]]:
+def _split(console: Console, table: Table, width: int, memo: Optional[dict] = None) -> Optional[List[Table]]:
     """The columns of ``table`` dealt into tables that each fit ``width``, or None when none can."""
     n = len(table.columns)
     index_only = n > 2 and max([len(cell_text(c)) for c in table.columns[0].cells] + [0]) <= 3
@@ -157,11 +201,11 @@ def _split(console: Console, table: Table, width: int) -> Optional[List[Table]]:
     groups, current = [], []
     for i in range(len(keys), n):
         trial = keys + current + [i]
-        if fits(console, _part(table, trial, not groups, False), width):
+        if fits(console, _part(table, trial, not groups, False), width, memo):
             current.append(i)
         elif current:
             groups.append(current)
-            if not fits(console, _part(table, keys + [i], False, False), width):
+            if not fits(console, _part(table, keys + [i], False, False), width, memo):
                 return None
             current = [i]
         else:

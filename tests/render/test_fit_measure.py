@@ -1,0 +1,98 @@
+"""print_fitted measures each cell once, not once per trial, and draws exactly what measuring every cell draws.
+
+The oracle is the same algorithm without the shortcut: ``fit._widest`` replaced by the table itself, so every
+trial measures (and, when it must, draws) the whole table, as rich does for any table.
+"""
+
+import io
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
+from typer.testing import CliRunner
+
+from cnncli.cli import app
+from cnncli.cli.app import state as app_state
+from cnncli.render import common, fit
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    monkeypatch.setattr(app_state, "debug", False)
+
+
+def _model(n: int) -> str:
+    lines = [f"  ({i}): " + ("Conv2d(8, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))" if i % 3 == 0
+                             else "MaxPool2d(kernel_size=1, stride=1)" if i % 3 == 1 else "ReLU()") for i in range(n)]
+    return "Sequential(\n" + "\n".join(lines) + "\n)\n"
+
+
+def _draw(table: Table, width: int) -> str:
+    out = common._Console(file=io.StringIO(), width=width, color_system=None, highlight=False)
+    out.print(table)
+    return out.file.getvalue()
+
+
+def _every_cell(monkeypatch):
+    monkeypatch.setattr(fit, "_widest", lambda console, table, memo: table)
+
+
+@pytest.mark.parametrize("width", [24, 40, 60, 80, 100, 130, 200])
+def test_a_printed_model_draws_as_when_every_cell_is_measured_in_every_trial(monkeypatch, width):
+    args = ["shape", "--from", "-", "--input", "1x16x16x8"]
+    fast = runner.invoke(app, args, input=_model(40), env={"COLUMNS": str(width)})
+    with monkeypatch.context() as m:
+        _every_cell(m)
+        slow = runner.invoke(app, args, input=_model(40), env={"COLUMNS": str(width)})
+    assert fast.exit_code == slow.exit_code == 0
+    assert fast.stdout == slow.stdout and "38 relu" in fast.stdout
+
+
+_words = st.text("abcxyz0123456789,.-", min_size=1, max_size=14)
+_cells = st.one_of(st.lists(_words, max_size=4).map(" ".join),
+                   st.lists(_words, min_size=1, max_size=3).map(lambda w: Text(" ".join(w), style="bold")))
+
+
+@given(st.integers(1, 5).flatmap(lambda n: st.tuples(
+    st.lists(st.tuples(_words, st.booleans()), min_size=n, max_size=n),
+    st.lists(st.lists(_cells, min_size=n, max_size=n), min_size=3, max_size=12))),
+    st.integers(8, 90))
+def test_any_table_draws_as_when_every_cell_is_measured(columns_rows, width):
+    columns, rows = columns_rows
+    table = Table(title="t")
+    for header, no_wrap in columns:
+        table.add_column(header, no_wrap=no_wrap)
+    for row in rows:
+        table.add_row(*row)
+    fast = _draw(table, width)
+    saved = fit._widest
+    fit._widest = lambda console, t, memo: t
+    try:
+        slow = _draw(table, width)
+    finally:
+        fit._widest = saved
+    assert fast == slow
+
+
+def test_each_cell_is_measured_a_few_times_not_once_per_trial(monkeypatch):
+    # 80 columns are too narrow for a stack's nine columns: before, each of ~20 trials measured every cell
+    # of its columns twice and drew the whole table; now a cell is measured once for all trials, and again
+    # only by the final drawing of its part (rich measures what it prints; the first columns repeat in each).
+    calls = []
+    real = Measurement.get.__func__
+
+    def counting(cls, console, options, renderable):
+        calls.append(1)
+        return real(cls, console, options, renderable)
+
+    monkeypatch.setattr(Measurement, "get", classmethod(counting))
+    result = runner.invoke(app, ["shape", "--from", "-", "--input", "1x16x16x8"], input=_model(300),
+                           env={"COLUMNS": "80"})
+    assert result.exit_code == 0 and "298 pool" in result.stdout
+    cells = 9 * 301  # nine columns, 300 layers and the totals row
+    assert len(calls) < 8 * cells, len(calls) / cells  # 54 per cell before, 4 now
