@@ -30,9 +30,10 @@ def duration(seconds: float) -> str:
     """
     if seconds < 90:
         return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    hours, minutes = divmod(round(seconds / 60), 60)
+    minutes = round(seconds / 60)
+    if minutes < 60:  # from the rounded minutes: 3590 s is 1 h 0 min, not 60 min
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
 
 

@@ -43,8 +43,13 @@ def test_a_short_run_or_an_unmeasured_rate_says_nothing():
 
 
 def test_durations_read_as_a_person_says_them():
-    assert [duration(s) for s in (5, 89, 90, 3599, 3600, 7260)] == ["5 s", "89 s", "2 min", "60 min", "1 h 0 min",
+    assert [duration(s) for s in (5, 89, 90, 3569, 3600, 7260)] == ["5 s", "89 s", "2 min", "59 min", "1 h 0 min",
                                                                     "2 h 1 min"]
+
+
+def test_minutes_that_round_to_sixty_read_as_an_hour():
+    # 3570-3599 s rounded to "60 min" (the hour was chosen from the exact seconds, then rounded)
+    assert [duration(s) for s in (3570, 3599, 7170)] == ["1 h 0 min", "1 h 0 min", "2 h 0 min"]
 
 
 def test_the_bar_shows_the_total_and_an_eta(monkeypatch):
