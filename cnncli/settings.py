@@ -23,3 +23,21 @@ def positive_int_setting(name: str, default: int, what: str = "number of bytes")
     if value < 1:
         raise SettingError(f"{name} must be a positive {what}, got {text!r}")
     return value
+
+
+def word_setting(name: str, words, default: str) -> str:
+    """The word in environment variable ``name`` (any case, spaces around it ignored), or ``default``.
+
+    Raises
+    ------
+    SettingError
+        Set to anything but one of ``words``; the message names the variable, its value and the words.
+    """
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    word = text.strip().lower()
+    if word not in words:
+        valid = ", ".join(words[:-1]) + f" or {words[-1]}"
+        raise SettingError(f"{name} must be {valid}, got {text!r}")
+    return word

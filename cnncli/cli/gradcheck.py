@@ -101,9 +101,11 @@ def gradcheck(
     if source is None and given:
         flag = "--" + given[0].replace("_", "-")
         raise HyperparameterError(f"{flag} needs a SOURCE (the battery sets its own)")
+    from ..engine import jit_mode
     from ..render import gradcheck as render
     from ..render.progress import progress_bar
 
+    jit_mode()  # a bad CNNCLI_JIT is told before any work, as forward and backward do
     tty = sys.stderr is not None and sys.stderr.isatty()  # None: started with stderr closed (2>&-)
     if impl is not None:
         from ..gradcheck.impl import check_impl, validate_only

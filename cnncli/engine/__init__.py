@@ -1,7 +1,8 @@
 """The layer engine: pure functions over NHWC arrays plus frozen hyperparameter records.
 
 Nothing here reads files or prints; it imports nothing of cnncli but its
-geometry and errors.
+geometry, its errors and, for the optional compiled kernel's switch (``CNNCLI_JIT``),
+the settings reader.
 """
 
 # NOTE: resolved on first use (PEP 562): `cnncli shape` needs only .geometry, and importing

@@ -1,46 +1,32 @@
-"""numba kernels, imported only when numba is installed and a call is big enough (see ``_jit``).
-
-Module-level functions, so that numba's disk cache finds them again in the next process (a
-closure's cache key holds its cells, which differ from process to process: it compiled anew).
-"""
+"""numba kernels, imported only when numba is installed and a call is worth it (see ``_jit``)."""
 
 import numba
 import numpy as np
-
-@numba.njit(inline="always", cache=True)
-def _first_tap(start, d):  # pragma: no cover
-    # The first tap a with start + a*d >= 0.
-    return 0 if start >= 0 else (-start + d - 1) // d
+from numba import types
 
 
-@numba.njit(inline="always", cache=True)
-def _end_tap(start, d, k, n):  # pragma: no cover
-    # One past the last tap a < k with start + a*d < n.
-    return 0 if start >= n else min(k, (n - 1 - start) // d + 1)
-
-
-# NOTE: nogil, so the engine's worker threads run their examples at once; cache, so later
-# processes load the machine code instead of compiling it again (~1 s). No signatures: each
-# dtype is compiled or loaded on its first call (``_jit`` makes it, before the threads call),
-# so a float32 run does not pay for loading the float64 code.
-@numba.njit(nogil=True, cache=True, boundscheck=False)
-def max_pool_backward(A, dZ, out, kh, kw, sh, sw, dh, dw, top, left, e0, e1):  # pragma: no cover
-    """dA_prev of max pooling for examples [e0, e1) into ``out``: each window's gradient to its first
-    maximum in row-major order (padding is -inf and never wins). Shapes as ``pool2d_backward``'s."""
-    H, W, C = A.shape[1], A.shape[2], A.shape[3]
+def _max_pool_backward(A, dZ, out, kh, kw, sh, sw, dh, dw, top, left):  # pragma: no cover
+    """dA_prev of max pooling into ``out``: each window's gradient to its first maximum in row-major
+    order (padding is -inf and never wins). Shapes as ``pool2d_backward``'s, C-contiguous.
+    (Compiled by numba; coverage does not see it run. Its oracle tests run it.)"""
+    m, H, W, C = A.shape
     n_H, n_W = dZ.shape[1], dZ.shape[2]
-    pixels = out.reshape(out.shape[0], H * W, C)  # NOTE: a pixel number, not (k // W, k % W): two divisions
-    # per element cost more than the search
+    # NOTE: a pixel number into a (m, H*W, C) view: (k // W, k % W) cost two divisions per element,
+    # more than the search.
+    pixels = out.reshape(m, H * W, C)
     best = np.empty(C, A.dtype)
     arg = np.empty(C, np.int64)
-    for n in range(e0, e1):
+    for n in range(m):
         out[n] = 0
         for oh in range(n_H):
             h0 = oh * sh - top
-            a0, a1 = _first_tap(h0, dh), _end_tap(h0, dh, kh, H)  # only the taps inside the input
+            # only the taps inside the input (a huge window over a small input has few)
+            a0 = 0 if h0 >= 0 else (-h0 + dh - 1) // dh
+            a1 = 0 if h0 >= H else min(kh, (H - 1 - h0) // dh + 1)
             for ow in range(n_W):
                 w0 = ow * sw - left
-                b0, b1 = _first_tap(w0, dw), _end_tap(w0, dw, kw, W)
+                b0 = 0 if w0 >= 0 else (-w0 + dw - 1) // dw
+                b1 = 0 if w0 >= W else min(kw, (W - 1 - w0) // dw + 1)
                 # A window no value beats (all -inf) keeps tap (0, 0), as np.argmax says: its pixel
                 # when it is inside the input, else nothing (-1: the gradient goes to the padding).
                 first = h0 * W + w0 if h0 >= 0 and w0 >= 0 else -1
@@ -85,3 +71,16 @@ def max_pool_backward(A, dZ, out, kh, kw, sh, sw, dh, dw, top, left, e0, e1):  #
                     k = arg[c]
                     if k >= 0:
                         pixels[n, k, c] += grad[c]
+
+
+def max_pool_backward(dtype, cache: bool = True):
+    """The kernel for ``dtype`` (float32 or float64), compiled or loaded from numba's disk cache.
+
+    One signature, C-contiguous arrays, the inputs read-only (writable ones match it too): with it
+    given, numba never compiles again at a call, in the engine's worker threads. nogil, so those
+    threads run their chunks at once.
+    """
+    t = numba.from_dtype(np.dtype(dtype))
+    read = types.Array(t, 4, "C", readonly=True)
+    signature = types.void(read, read, types.Array(t, 4, "C"), *([types.int64] * 8))
+    return numba.njit(signature, nogil=True, cache=cache, boundscheck=False)(_max_pool_backward)

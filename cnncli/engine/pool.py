@@ -184,7 +184,9 @@ def _max_backward(dA, A_prev, geom: WindowGeometry, dA_prev, workspace_bytes) ->
     kernel = max_backward_kernel(A_prev, dA, (H * W * C, n_H * n_W * C, kh * dh, kw * dw, sh * n_H, sw * n_W, t, l))
     if kernel is not None:
         def compiled(e0, e1, _r0, _r1):
-            kernel(A_prev, dA, dA_prev, kh, kw, sh, sw, dh, dw, t, l, e0, e1)
+            # C-contiguous chunks: views of NHWC arrays, a chunk-sized copy of a transposed (NCHW) one
+            kernel(np.ascontiguousarray(A_prev[e0:e1]), np.ascontiguousarray(dA[e0:e1]), dA_prev[e0:e1],
+                   kh, kw, sh, sw, dh, dw, t, l)
         run_parallel(compiled, plan_chunks(m, 1, H * W * C * dtype.itemsize, workspace_bytes, target=4 * 2**20))
         return
     # Tap numbers in visiting order (row-major), only for the taps that read the input (a huge window

@@ -205,6 +205,18 @@ def test_every_hdf5_write_that_fails_is_one_line_and_leaves_nothing(tmp_path, li
     assert sorted(os.listdir(tmp_path)) == ["A.npy", "W.npy", "dZ.npy"]
 
 
+@pytest.mark.parametrize("args", [["gradcheck"], ["gradcheck", "{A}", "--f", "3", "--stride", "2", "--mode", "average"],
+                                  ["gradcheck", "--impl", "{impl}"]])
+def test_a_bad_jit_setting_is_refused_by_gradcheck_before_any_work(tmp_path, args):
+    # average pooling never asks for the kernel: the setting is checked up front, as forward's is
+    np.save(tmp_path / "A.npy", np.random.default_rng(0).standard_normal((2, 6, 6, 3)))
+    (tmp_path / "impl.py").write_text("def zero_pad(X, pad):\n    return X\n")
+    args = [a.format(A=tmp_path / "A.npy", impl=tmp_path / "impl.py") for a in args]
+    res = subprocess.run(CNNCLI + args, env=dict(ENV, CNNCLI_JIT="fast"), capture_output=True, timeout=60)
+    assert (res.returncode, res.stdout, res.stderr) == (
+        2, b"", b"cnncli: error: CNNCLI_JIT must be auto, on or off, got 'fast'\n")
+
+
 def test_a_bad_jit_setting_is_one_line_and_no_file(tmp_path):
     np.save(tmp_path / "A.npy", np.random.default_rng(0).standard_normal((2, 4, 4, 3)))
     res = subprocess.run(CNNCLI + ["forward", str(tmp_path / "A.npy"), "--f", "2", "-o", str(tmp_path / "Z.npy")],
@@ -213,22 +225,30 @@ def test_a_bad_jit_setting_is_one_line_and_no_file(tmp_path):
     assert os.listdir(tmp_path) == ["A.npy"]
 
 
-def test_max_pool_backward_writes_the_same_bytes_on_either_path(tmp_path):
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_max_pool_backward_writes_the_same_bytes_on_either_path(tmp_path, monkeypatch, dtype):
     pytest.importorskip("numba")
+    from typer.testing import CliRunner
+
+    from cnncli.cli import app
+    from cnncli.engine import pool
+
     rng = np.random.default_rng(4)
     np.save(tmp_path / "A.npy", rng.standard_normal((3, 9, 9, 5)).astype(np.float32))
     np.save(tmp_path / "dA.npy", rng.standard_normal((3, 4, 4, 5)).astype(np.float32))
+    choose, used = pool.max_backward_kernel, []
+    monkeypatch.setattr(pool, "max_backward_kernel", lambda *a: used.append(choose(*a) is not None) or choose(*a))
     outs = []
     for mode in ("on", "off"):
+        monkeypatch.setenv("CNNCLI_JIT", mode)
         out = tmp_path / f"{mode}.npy"
-        res = subprocess.run(CNNCLI + ["backward", str(tmp_path / "A.npy"), "--f", "3", "--stride", "2",
-                                       "--grad", str(tmp_path / "dA.npy"), "-o", str(out)],
-                             env=dict(ENV, CNNCLI_JIT=mode), capture_output=True, timeout=60)
-        assert res.returncode == 0, res.stderr
+        r = CliRunner().invoke(app, ["backward", str(tmp_path / "A.npy"), "--f", "3", "--stride", "2", "--dtype",
+                                     dtype, "--grad", str(tmp_path / "dA.npy"), "-o", str(out)])
+        assert r.exit_code == 0, r.output
         outs.append(out.read_bytes())
+    assert used == [True, False]  # the kernel, then the numpy path
+    assert np.load(tmp_path / "on.npy").dtype == dtype
     assert outs[0] == outs[1]
-
-
 def test_a_memory_setting_in_force_is_what_layer_refusals_name(tmp_path, monkeypatch):
     # conv 1x1 over 100x100 with pad 100: one example's output is 300 * 300 * 4 float64 = 2,880,000 bytes
     from typer.testing import CliRunner

@@ -19,8 +19,8 @@ sys.modules["numba"] = None
 import numpy as np
 from cnncli.engine import PoolParams, pool2d_backward, _jit
 _jit.AUTO_AFTER_ELEMENTS = 0  # auto would load the kernel now, if numba imported
-A = np.random.default_rng(2).standard_normal((2, 9, 9, 3))
-dA = np.random.default_rng(3).standard_normal((2, 4, 4, 3))
+A = np.random.default_rng(2).standard_normal((2, 9, 9, 8))
+dA = np.random.default_rng(3).standard_normal((2, 4, 4, 8))
 out = pool2d_backward(dA, A, PoolParams(f=3, stride=2, mode="max"))
 print(hashlib.sha256(out.tobytes()).hexdigest())
 """

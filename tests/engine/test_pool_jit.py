@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cnncli.engine import PoolParams, pool2d_backward
-from cnncli.engine import _jit
+from cnncli.engine import _jit, pool
 from cnncli.engine.reference import pool_backward_loops, pool_forward_loops
 from cnncli.errors import HyperparameterError, SettingError
 
@@ -23,11 +23,11 @@ numba = pytest.importorskip("numba", reason="the compiled path needs numba (the 
 def _fresh_process_state_after():
     """Forget, after this module, which dtypes the kernel has loaded: under CNNCLI_JIT=auto the tests
     that follow take the numpy path again, as in a process that never loaded it."""
-    ready, counted = set(_jit._ready), _jit._numpy_elements
+    kernels, counted, failure = dict(_jit._kernels), _jit._numpy_elements, _jit._failure
     yield
-    _jit._ready.clear()
-    _jit._ready.update(ready)
-    _jit._numpy_elements = counted
+    _jit._kernels.clear()
+    _jit._kernels.update(kernels)
+    _jit._numpy_elements, _jit._failure = counted, failure
 
 
 @contextmanager
@@ -44,13 +44,36 @@ def jit(mode):
             os.environ["CNNCLI_JIT"] = old
 
 
+@contextmanager
+def kernel_calls():
+    """A list that gets one entry per call of the compiled kernel inside the block (pool.py's)."""
+    calls, choose = [], pool.max_backward_kernel
+
+    def spy(*args):
+        kernel = choose(*args)
+        if kernel is None:
+            return None
+
+        def counted(*kargs):
+            calls.append(kargs[0].shape)
+            return kernel(*kargs)
+        return counted
+
+    pool.max_backward_kernel = spy
+    try:
+        yield calls
+    finally:
+        pool.max_backward_kernel = choose
+
+
 def both_paths(dA, A, params, **kw):
-    """(compiled, numpy) results; the compiled one must really have been compiled."""
-    with jit("on"):
-        assert _jit.max_backward_kernel(np.ascontiguousarray(A), np.ascontiguousarray(dA), (0,)) is not None
+    """(compiled, numpy) results; the compiled one must really have come from the kernel."""
+    with jit("on"), kernel_calls() as calls:
         compiled = pool2d_backward(dA, A, params, **kw)
-    with jit("off"):
+    assert calls, "the kernel was not called"
+    with jit("off"), kernel_calls() as calls:
         plain = pool2d_backward(dA, A, params, **kw)
+    assert not calls
     return compiled, plain
 
 
@@ -130,45 +153,53 @@ def test_a_window_much_larger_than_the_input_visits_only_its_taps_inside(dtype):
     assert_same(compiled, pool_backward_loops(dA, A, params).astype(dtype))
 
 
-def test_the_nchw_layout_and_a_non_contiguous_input_give_the_same_gradient():
+def test_the_nchw_layout_a_non_contiguous_and_a_read_only_input_take_the_kernel_too():
     rng = np.random.default_rng(9)
     params = PoolParams(f=2, stride=2, mode="max")
     A = rng.integers(0, 4, (2, 8, 6, 3)).astype(np.float64)
     dA = rng.integers(1, 5, (2, 4, 3, 3)).astype(np.float64)
     want = pool_backward_loops(dA, A, params)
-    with jit("on"):
+    with jit("on"), kernel_calls() as calls:
         got = pool2d_backward(dA.transpose(0, 3, 1, 2), A.transpose(0, 3, 1, 2), params, layout="nchw")
         assert_same(got, want.transpose(0, 3, 1, 2))
-        # every other column of a wider array: not C-contiguous, so the numpy path takes it
+        # every other column of a wider array: not C-contiguous, copied a chunk at a time
         wide = np.repeat(A, 2, axis=2)[:, :, ::2]
         assert not wide.flags.c_contiguous
-        assert_same(pool2d_backward(dA, wide, params), want)
+        assert_same(pool2d_backward(dA, wide, params, workspace_bytes=1), want)
+        # a read-only input (np.load(mmap_mode="r"), jax) matches the kernel's one signature: no
+        # compile at the call, in the worker threads
+        frozen = A.copy()
+        frozen.setflags(write=False)
+        assert_same(pool2d_backward(dA, frozen, params), want)
+    assert len(calls) == 1 + 2 + 1  # the last two: one chunk per example, then one chunk
+    assert len(_jit._kernels[np.dtype(np.float64)].signatures) == 1
 
 
-def test_strides_beyond_int64_keep_the_numpy_path_and_its_answer():
-    # 2**70 rows between windows: one window per axis; the compiled kernel's int64 arithmetic is not used
-    A = np.arange(2 * 3 * 3 * 2, dtype=np.float64).reshape(2, 3, 3, 2) % 5
-    params = PoolParams(f=2, stride=2**70, mode="max")
-    dA = np.ones((2, 1, 1, 2))
+def test_geometry_numbers_beyond_2_40_keep_the_numpy_path():
+    A = np.zeros((1, 4, 4, 8))
     with jit("on"):
-        got = pool2d_backward(dA, A, params)
-    assert_same(got, pool_backward_loops(dA, A, params))
+        assert _jit.max_backward_kernel(A, A, (2**40,)) is not None
+        assert _jit.max_backward_kernel(A, A, (2**40 + 1,)) is None
+        assert _jit.max_backward_kernel(A, A, (-1,)) is None
 
 
 def test_auto_takes_the_numpy_path_until_the_inputs_add_up_to_the_loading_cost(monkeypatch):
     # a fresh process's state: nothing loaded, nothing counted
-    monkeypatch.setattr(_jit, "_ready", set())
+    monkeypatch.setattr(_jit, "_kernels", {})
     monkeypatch.setattr(_jit, "_numpy_elements", 0)
     monkeypatch.setattr(_jit, "AUTO_AFTER_ELEMENTS", 100)
-    A = np.zeros((1, 5, 5, 2), np.float32)  # 50 elements
+    A = np.zeros((1, 2, 3, 8), np.float32)  # 48 elements
     with jit("auto"):
-        assert _jit.max_backward_kernel(A, A, (1,)) is None  # 50
-        assert _jit.max_backward_kernel(A, A, (1,)) is None  # 100: not more than the budget yet
+        assert _jit.max_backward_kernel(A, A, (1,)) is None  # 48
+        assert _jit.max_backward_kernel(A, A, (1,)) is None  # 96: not more than the budget yet
         assert _jit.max_backward_kernel(A, A.astype(np.float64), (1,)) is None  # mixed dtypes: never
         assert _jit.max_backward_kernel(A, A, (2**41,)) is None  # int64 could overflow: never
-        assert _jit.max_backward_kernel(A, A, (1,)) is not None  # 150: from here on, the kernel
+        assert _jit.max_backward_kernel(A, A, (1,)) is not None  # 144: from here on, the kernel
         assert _jit.max_backward_kernel(A[:, :1], A[:, :1], (1,)) is not None  # even small calls
-        assert _jit.max_backward_kernel(A, A[..., ::2], (1,)) is None  # not contiguous: never
+        few = np.zeros((9, 9, 9, 7), np.float32)
+        assert _jit.max_backward_kernel(few, few, (1,)) is None  # under 8 channels numpy is faster
+    with jit("on"):
+        assert _jit.max_backward_kernel(few, few, (1,)) is not None  # on: whatever the channels
     with jit("OFF"):
         assert _jit.max_backward_kernel(A, A, (1,)) is None
     monkeypatch.setattr(_jit, "_numpy_elements", 0)
@@ -177,24 +208,30 @@ def test_auto_takes_the_numpy_path_until_the_inputs_add_up_to_the_loading_cost(m
 
 
 def test_auto_switches_mid_stream_and_the_results_do_not_change(monkeypatch):
-    monkeypatch.setattr(_jit, "_ready", set())
+    monkeypatch.setattr(_jit, "_kernels", {})
     monkeypatch.setattr(_jit, "_numpy_elements", 0)
-    monkeypatch.setattr(_jit, "AUTO_AFTER_ELEMENTS", 3 * 8 * 8 * 4)
+    monkeypatch.setattr(_jit, "AUTO_AFTER_ELEMENTS", 3 * 8 * 8 * 8)
     rng = np.random.default_rng(11)
     params = PoolParams(f=3, stride=2, pad=1, mode="max")
-    A = rng.standard_normal((1, 8, 8, 4)).astype(np.float32)
-    dA = rng.standard_normal((1, 4, 4, 4)).astype(np.float32)
+    A = rng.standard_normal((1, 8, 8, 8)).astype(np.float32)
+    dA = rng.standard_normal((1, 4, 4, 8)).astype(np.float32)
     with jit("off"):
         want = pool2d_backward(dA, A, params)
-    with jit("auto"):
+    with jit("auto"), kernel_calls() as calls:
         results = [pool2d_backward(dA, A, params) for _ in range(5)]
-    assert np.dtype(np.float32) in _jit._ready  # the fourth call loaded the kernel
+    assert len(calls) == 2  # the fourth and fifth calls
     assert all(r.tobytes() == want.tobytes() for r in results)
 
 
+def _fresh(monkeypatch):
+    monkeypatch.setattr(_jit, "_kernels", {})
+    monkeypatch.setattr(_jit, "_failure", None)
+
+
 def test_on_without_a_working_numba_says_why(monkeypatch):
-    monkeypatch.setattr(_jit, "_kernel", None)
-    monkeypatch.setattr(_jit, "_failure", "ModuleNotFoundError: No module named 'numba'")
+    monkeypatch.setattr(_jit, "_kernels", {})
+    monkeypatch.setattr(_jit, "_failure", "needs numba (pip install 'cnncli[fast]'): "
+                                          "ModuleNotFoundError: No module named 'numba'")
     A = np.zeros((1, 4, 4, 1))
     with jit("on"), pytest.raises(SettingError) as err:
         pool2d_backward(np.zeros((1, 2, 2, 1)), A, PoolParams(f=2, mode="max"))
@@ -202,4 +239,45 @@ def test_on_without_a_working_numba_says_why(monkeypatch):
                               "ModuleNotFoundError: No module named 'numba'")
     monkeypatch.setattr(_jit, "_numpy_elements", 2**40)
     with jit("auto"):  # auto falls back to numpy, silently
-        assert _jit.max_backward_kernel(A, A, (1,)) is None
+        assert _jit.max_backward_kernel(np.zeros((1, 4, 4, 8)), np.zeros((1, 4, 4, 8)), (1,)) is None
+
+
+def test_numba_disable_jit_is_not_taken_for_a_kernel(monkeypatch):
+    # with NUMBA_DISABLE_JIT the kernel would be the Python loops: 75x the numpy path's time
+    _fresh(monkeypatch)
+    monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
+    A = np.zeros((1, 4, 4, 8))
+    with jit("on"), pytest.raises(SettingError) as err:
+        _jit.max_backward_kernel(A, A, (1,))
+    assert str(err.value) == "CNNCLI_JIT=on cannot compile: NUMBA_DISABLE_JIT is set"
+
+
+def test_a_cache_numba_cannot_use_falls_back_to_compiling_in_memory(monkeypatch):
+    from cnncli.engine import _jit_kernels
+
+    _fresh(monkeypatch)
+    real, asked = _jit_kernels.max_pool_backward, []
+
+    def no_cache_locator(dtype, cache=True):
+        asked.append(cache)
+        if cache:
+            raise RuntimeError("cannot cache function '_max_pool_backward': no locator available")
+        return real(dtype, cache=False)
+
+    monkeypatch.setattr(_jit_kernels, "max_pool_backward", no_cache_locator)
+    rng = np.random.default_rng(1)
+    A = rng.integers(0, 3, (2, 6, 6, 8)).astype(np.float32)
+    dA = rng.integers(1, 4, (2, 3, 3, 8)).astype(np.float32)
+    params = PoolParams(f=2, stride=2, mode="max")
+    compiled, plain = both_paths(dA, A, params)
+    assert asked == [True, False]
+    assert compiled.tobytes() == plain.tobytes()
+
+    def broken(dtype, cache=True):
+        raise ValueError("the index is truncated")
+
+    _fresh(monkeypatch)
+    monkeypatch.setattr(_jit_kernels, "max_pool_backward", broken)
+    with jit("on"), pytest.raises(SettingError) as err:
+        pool2d_backward(dA, A, params)
+    assert str(err.value) == "CNNCLI_JIT=on cannot build the compiled kernel: ValueError: the index is truncated"
