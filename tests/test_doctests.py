@@ -14,8 +14,14 @@ MODULES = sorted(
 )
 
 
+#: Modules that need an optional extra's package to import at all: (module, package).
+OPTIONAL = {"cnncli.engine._jit_kernels": "numba"}
+
+
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
+    if name in OPTIONAL:
+        pytest.importorskip(OPTIONAL[name])
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS,
                              extraglobs={"np": importlib.import_module("numpy")})
