@@ -28,7 +28,7 @@ from ..engine import layout as layouts
 from ..engine.geometry import WindowGeometry
 from ..engine.params import ConvParams, PoolParams
 from ..engine.shapes import ConvShapeError, check_conv_shapes, check_layer_fits
-from ..errors import HyperparameterError, InputError, ShapeError
+from ..errors import CnncliError, HyperparameterError, InputError, ShapeError
 from ..io import cases, dtypes
 from ..io.budget import memory_setting
 from ..io.readers import REF_FORMS
@@ -286,10 +286,26 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
         call._misread = f"--layout {layout} misreads {source!r} (its layout is {declared})"
     try:
         _fill(call, refs, pick, opts, stream, case)
+    except (ShapeError, HyperparameterError) as exc:
+        call.close()
+        # "misreads" only when it is true: the arrays agree read as the case says (a wrong --grad, window
+        # or groups keeps its own message, and stdin cannot be read twice to find out)
+        if call._misread and not stdin_users and _agrees(source, stream, want_grad, dict(options, layout=None)):
+            raise ShapeError(call._misread) from exc
+        raise
     except BaseException:
         call.close()
         raise
     return call
+
+
+def _agrees(source: str, stream: bool, want_grad: bool, options: dict) -> bool:
+    """Whether SOURCE and the options resolve into a layer call (the arrays and hyperparameters agree)."""
+    try:
+        resolve_layer(source, stream=stream, want_grad=want_grad, **options).close()
+    except CnncliError:
+        return False
+    return True
 
 
 def _case_layout(attrs: dict) -> Optional[str]:
@@ -323,8 +339,6 @@ def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict, allo
 
 def _grad_shape_error(call: LayerCall, name: str, ref: str, shape) -> ShapeError:
     """The error for an upstream gradient not shaped like the forward output (returned, to be raised)."""
-    if call._misread and len(shape) == 4:  # a gradient of the wrong ndim is wrong in any layout
-        return ShapeError(call._misread)
     return ShapeError(f"{name} {ref!r} is {tuple(shape)}; expected the output's "
                       f"{layouts.shape_from_nhwc(call.out_shape, call.layout)}")
 
@@ -388,10 +402,10 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
         want = layouts.shape_from_nhwc((kh, kw, C // exc.groups, n_C), call.layout, weights=True)
         with case.blame("groups"):
             channels = f"A_prev's {C} channels" if exc.groups == 1 else f"{C} channels, groups={exc.groups}"
-            raise ShapeError(call._misread or _torch_hint(call, pick) or
+            raise ShapeError(_torch_hint(call, pick) or
                              f"W {refs['W']!r} is {tuple(call.inputs['W']['shape'])}; {channels} need {want}") from exc
     except HyperparameterError as exc:  # groups that divide no channel count of the NHWC reading
-        hint = call._misread or _torch_hint(call, pick)
+        hint = _torch_hint(call, pick)
         if hint:
             raise ShapeError(hint) from exc
         with case.blame("groups"):
@@ -403,7 +417,7 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
     try:
         geometry = call.geometry
     except HyperparameterError as exc:  # a window that fits no input: PyTorch's (C_out, C_in, kH, kW) read as NHWC?
-        hint = call._misread or _torch_hint(call, pick)
+        hint = _torch_hint(call, pick)
         if hint:
             raise ShapeError(hint) from exc
         with case.blame("stride", "pad", "dilation"):
@@ -427,7 +441,7 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
 
 def _torch_hint(call: LayerCall, pick) -> Optional[str]:
     """The message for a W in PyTorch's layout read as NHWC (see :func:`.hints.pytorch_filters_hint`), else None."""
-    if call.layout != "nhwc":
+    if call.layout != "nhwc" or call._misread:  # "give --layout nchw" to a user who gave --layout nhwc: no
         return None
     try:
         params = ConvParams.from_hparameters(_given(stride=pick("stride"), dilation=pick("dilation"),
@@ -455,11 +469,6 @@ def _fill_pool(call: LayerCall, pick, opts: dict, case: CaseSettings) -> None:
                 ceil_mode=_flag("ceil_mode", pick, opts, False),
                 count_include_pad=_flag("count_include_pad", pick, opts, True))
     call.params = PoolParams.from_hparameters(hp, _or(pick("mode"), "max"))
-    if call._misread:
-        try:
-            call.geometry
-        except HyperparameterError as exc:  # a window that fits no input: the input's axes read in the wrong order
-            raise ShapeError(call._misread) from exc
     with case.blame("f", "stride", "pad", "dilation", "ceil_mode"):
         # resolved now: a window that fits no input, or arrays that could never be allocated, are refused
         C = call.A_prev.shape[3]

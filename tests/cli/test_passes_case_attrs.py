@@ -180,9 +180,13 @@ def test_a_layout_option_against_the_cases_layout_still_overrides_it_with_a_note
 
 
 def test_a_gradient_under_a_contradicting_layout(nchw_case):
-    # conv 3x3 over 6x6 (pad 0): dZ (2, 5, 4, 4) in NCHW; read as NHWC the arrays already disagree at W
+    # conv 3x3 over 6x6 (pad 0): read as NHWC the arrays disagree at W, but a 3-D dZ is wrong read as the
+    # case says too: "misreads" would send the user to another error, so the first one is told
     np.save("g3.npy", np.ones((5, 4, 4)))
     res = run(["backward", "c.h5", "--layout", "nhwc", "--grad", "g3.npy"])
+    assert res.stderr == "cnncli: error: W 'c.h5:/W' is (5, 4, 3, 3); A_prev's 6 channels need (5, 4, 6, 3)\n"
+    np.save("g4.npy", np.ones((2, 5, 4, 4)))  # NCHW's dZ: as the case says, all agree
+    res = run(["backward", "c.h5", "--layout", "nhwc", "--grad", "g4.npy"])
     assert res.stderr == "cnncli: error: --layout nhwc misreads 'c.h5' (its layout is nchw)\n"
     # pool p.h5 with f=2 read as NHWC: A (2, 3, 8, 8) -> output (2, 1, 4, 8); a dA of NCHW's (2, 3, 4, 4)
     np.save("dA.npy", np.ones((2, 3, 4, 4)))
@@ -191,3 +195,27 @@ def test_a_gradient_under_a_contradicting_layout(nchw_case):
     # a gradient of the wrong ndim is wrong in any layout: its own message
     res = run(["backward", "p.h5", "--layout", "nhwc", "--f", "2", "--grad", "g3.npy"])
     assert res.stderr == "cnncli: error: dA 'g3.npy' is (5, 4, 4); expected the output's (2, 1, 4, 8)\n"
+
+
+def test_misreads_is_said_only_when_the_arrays_agree_read_as_the_case_says(tmp_path, monkeypatch):
+    # A case whose layout attribute is wrong (its arrays are NHWC): --layout nhwc is the right reading, so
+    # an error the arrays have under it is the error to tell, never "misreads"
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(1)
+    h5_case("wrong.h5", rng.standard_normal((2, 6, 6, 3)), rng.standard_normal((3, 3, 3, 4)), layer="conv",
+            layout="nchw")
+    h5_case("pwrong.h5", rng.standard_normal((2, 6, 6, 3)), layer="pool", layout="nchw", f=2)
+    np.save("g_bad.npy", np.ones((2, 4, 4, 5)))
+    assert run(["forward", "wrong.h5", "--layout", "nhwc"]).exit_code == 0
+    cases = [
+        (["backward", "wrong.h5", "--layout", "nhwc", "--grad", "g_bad.npy"],
+         "dZ 'g_bad.npy' is (2, 4, 4, 5); expected the output's (2, 4, 4, 4)"),
+        (["forward", "wrong.h5", "--layout", "nhwc", "--dilation", "50"],
+         "no 3x3 window (dilated to 101x101) fits a 6x6 input padded by 0"),
+        (["forward", "wrong.h5", "--layout", "nhwc", "--groups", "2"],
+         "groups=2 must divide the input channels n_C_prev=3"),
+        (["forward", "pwrong.h5", "--layout", "nhwc", "--f", "7"], "no 7x7 window fits a 6x6 input padded by 0"),
+    ]
+    for args, message in cases:
+        res = run(args)
+        assert (res.exit_code, res.stderr) == (2, f"cnncli: error: {message}\n"), args
