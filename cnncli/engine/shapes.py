@@ -97,11 +97,11 @@ def physical_memory() -> Optional[int]:
 
 def _sizes(need: int, limit: int, per: str = "", setting: Optional[str] = None) -> str:
     """``"<need><per>; memory is <limit>"``, in exact bytes when the rounded sizes would read the same; with a
-    ``setting``, ``"<need><per>; <setting>=<limit>"``, the setting as the user wrote it (and short: 80 columns)."""
+    ``setting``, ``"<need>, over <setting>"``: the user knows the value set, and 80 columns hold no more."""
     a, b = format_bytes(need, "bytes"), format_bytes(limit, "bytes")
     if a == b:
         a, b = f"{need} bytes", f"{limit} bytes"
-    return f"{a}{per}; {setting}={limit}" if setting else f"{a}{per}; memory is {b}"
+    return f"{a}, over {setting}" if setting else f"{a}{per}; memory is {b}"
 
 
 def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, itemsize: int, *,
@@ -125,7 +125,8 @@ def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, item
         Default: the machine's physical memory (:func:`physical_memory`).
     setting : str, optional
         Where ``limit`` comes from, when a user's setting gives it (``"CNNCLI_MEMORY_BYTES"``): the
-        message names it and its value ("...; CNNCLI_MEMORY_BYTES=100000") instead of "memory is".
+        message names it ("output 1x300x300x4 needs 2.7 MiB, over CNNCLI_MEMORY_BYTES") instead of
+        "memory is".
 
     Raises
     ------
@@ -138,8 +139,8 @@ def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, item
         hp, wp = (p + o for p, o in zip(geom.padded_hw, geom.overflow))
         need = hp * wp * n_C_prev * max(itemsize, 8)  # at most an 8-byte value per padded pixel
         if need > limit:
-            raise ShapeError(f"padded input {hp}x{wp}x{n_C_prev} needs "
-                             f"{_sizes(need, limit, ' per example', setting)}")
+            what = "padded example" if setting else "padded input"  # the short form says "per example" so
+            raise ShapeError(f"{what} {hp}x{wp}x{n_C_prev} needs {_sizes(need, limit, ' per example', setting)}")
     dims = (m,) + tuple(geom.out_hw) + (n_C,)
     need = math.prod(dims) * itemsize
     if need > limit:

@@ -262,18 +262,27 @@ def test_a_memory_setting_in_force_is_what_layer_refusals_name(tmp_path, monkeyp
     monkeypatch.setenv("CNNCLI_MEMORY_BYTES", "100000")
     res = runner.invoke(app, conv)
     assert (res.exit_code, res.stderr) == (
-        2, "cnncli: error: output 1x300x300x4 needs 2.7 MiB; CNNCLI_MEMORY_BYTES=100000\n")
+        2, "cnncli: error: output 1x300x300x4 needs 2.7 MiB, over CNNCLI_MEMORY_BYTES\n")
     assert len(res.stderr.rstrip("\n")) <= 80
     # average pooling's padded copy of one example: 102 * 102 * 3 * 8 = 249,696 bytes
     res = runner.invoke(app, ["forward", str(tmp_path / "A.npy"), "--f", "2", "--stride", "1", "--pad", "1",
                               "--mode", "average"])
     assert (res.exit_code, res.stderr) == (
-        2, "cnncli: error: padded input 102x102x3 needs 243.8 KiB per example; CNNCLI_MEMORY_BYTES=100000\n")
+        2, "cnncli: error: padded example 102x102x3 needs 243.8 KiB, over CNNCLI_MEMORY_BYTES\n")
+    # everyday sizes stay within 80 columns (the value set is not repeated: the user knows it)
+    np.save(tmp_path / "A1k.npy", np.zeros((1, 1000, 1000, 1), np.float32))
+    np.save(tmp_path / "W64.npy", np.zeros((3, 3, 1, 64), np.float32))
+    monkeypatch.setenv("CNNCLI_MEMORY_BYTES", "100000000")
+    res = runner.invoke(app, ["forward", str(tmp_path / "A1k.npy"), "--weights", str(tmp_path / "W64.npy"),
+                              "--pad", "same"])
+    assert res.stderr == "cnncli: error: output 1x1000x1000x64 needs 488.3 MiB, over CNNCLI_MEMORY_BYTES\n"
+    assert len(res.stderr.rstrip("\n")) <= 80
+    monkeypatch.setenv("CNNCLI_MEMORY_BYTES", "100000")
     monkeypatch.setenv("CNNCLI_MEMORY_BYTES", "2880000")  # exactly one example's output: it fits
     assert runner.invoke(app, conv).exit_code == 0
     monkeypatch.setenv("CNNCLI_MEMORY_BYTES", "2879999")  # one byte short: the sizes in exact bytes
     res = runner.invoke(app, conv)
-    assert res.stderr == "cnncli: error: output 1x300x300x4 needs 2880000 bytes; CNNCLI_MEMORY_BYTES=2879999\n"
+    assert res.stderr == "cnncli: error: output 1x300x300x4 needs 2880000 bytes, over CNNCLI_MEMORY_BYTES\n"
     # not set: the machine's memory, as before
     monkeypatch.delenv("CNNCLI_MEMORY_BYTES")
     assert runner.invoke(app, conv).exit_code == 0
