@@ -106,7 +106,8 @@ def _build(dtype):
             try:
                 import numba
             except ImportError as exc:
-                _failure = f"needs numba (pip install 'cnncli[fast]'): {_reason(exc)}"
+                missing = getattr(exc, "name", None) == "numba"  # not installed, or installed and broken
+                _failure = "needs numba: pip install 'cnncli[fast]'" if missing else _reason("cannot import numba", exc)
                 return None
             if numba.config.DISABLE_JIT:  # the kernel would be Python loops: hours on a data set
                 _failure = "cannot compile: NUMBA_DISABLE_JIT is set"
@@ -123,10 +124,12 @@ def _build(dtype):
                     return kernel
                 except Exception as exc:  # numba's errors have no common base
                     error = exc
-            _failure = f"cannot build the compiled kernel: {_reason(error)}"
+            _failure = _reason("cannot build the kernel", error)
             return None
 
 
-def _reason(exc: BaseException) -> str:
-    """An exception as one short line."""
-    return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+def _reason(what: str, exc: BaseException) -> str:
+    """``"<what>: <exception>"``, cut so that ``cnncli: error: CNNCLI_JIT=on <it>`` fits 80 columns."""
+    room = 80 - len("cnncli: error: CNNCLI_JIT=on ") - len(what) - 2
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return f"{what}: {text if len(text) <= room else text[:room - 3] + '...'}"
