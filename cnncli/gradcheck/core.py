@@ -284,7 +284,7 @@ class Coverage:
             if n_eps:
                 parts.append(f"{n_eps} at kinks or unchanged by the step")
             notes.append(f"{gname}: {n_out} of {n_read} elements were not checked: {'; '.join(parts)}; "
-                         f"{left} checked")
+                         f"{left} checkable")  # not "checked": a sample is drawn from these
         return None
 
 

@@ -307,6 +307,10 @@ def _sample_note(drawn: int, asked: int, k: int, m: int, size: int) -> str:
     # would be false: the examples, not N, bound the sample.
     if k == m:
         return f"dA_prev: all {drawn} checkable elements are checked (--samples {asked} asks more than there are)"
+    if k < SAMPLED_EXAMPLES:  # as many examples as --samples asked elements: those held fewer checkable ones
+        return (f"dA_prev: {drawn} elements checked, every checkable one of {k} of the {m} examples (one from "
+                f"each 1/{k} of the set): a larger --samples draws from more examples (up to {SAMPLED_EXAMPLES}); "
+                f"--method full checks all {size}")
     return (f"dA_prev: {drawn} elements checked, every checkable one of {k} of the {m} examples (one from each "
             f"1/{k} of the set): --samples {asked} asks more, but a streamed sample is drawn from at most "
             f"{SAMPLED_EXAMPLES} examples; --method full checks all {size}")

@@ -228,6 +228,21 @@ def test_a_huge_samples_on_a_large_set_says_what_was_checked_and_why(monkeypatch
                n.endswith("--samples N checks more") for n in r.notes)
 
 
+def test_a_small_samples_whose_examples_hold_fewer_checkable_elements_says_so(monkeypatch):
+    # max pooling over all-equal values: every window ties, so the 3 examples --samples 3 draws hold nothing
+    # to check; the cap on examples is not what stopped it (a larger --samples draws from more)
+    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 1000)
+    A1 = np.ones((40, 8, 8, 2))
+    A1[39, 0, 0, 0] = 2  # one window without a tie, in the last example: its 4 elements are the set's checkable ones
+    r = gradcheck_streamed(A1, params=PoolParams(f=2), kind="pool", samples=3, method="sample", seed=3)
+    assert r.gradients[0].checked == 0  # seed 3 draws one example from each third of the set, not example 39
+    assert ("dA_prev: 5116 of 5120 elements were not checked: 5116 in windows with tied maxima (exact ties: not "
+            "checkable at any eps); 4 checkable") in r.notes
+    assert ("dA_prev: 0 elements checked, every checkable one of 3 of the 40 examples (one from each 1/3 of the "
+            "set): a larger --samples draws from more examples (up to 64); --method full checks all 5120") in r.notes
+    assert not any("at most 64 examples" in n for n in r.notes)
+
+
 TINY = RNG.normal(size=(6, 8, 8, 3)) * 1e-315  # subnormal: one step's change of the loss is below 2.2e-308
 
 
