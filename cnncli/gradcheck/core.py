@@ -159,15 +159,20 @@ def underflow_reason(gname: str, max_grad: float, h: float, sizes: Callable[[], 
 
 
 def tensor_check(problem: Problem, name: str, grad, eps: float, tol: float, rng, tracker: Tracker,
-                  notes: list):
-    """One input of ``problem`` ready to compare (step, rounding floor, kinks), or its verdict when it cannot be."""
+                  notes: list, known: Optional[dict] = None):
+    """One input of ``problem`` ready to compare (step, rounding floor, kinks), or its verdict when it cannot be.
+
+    ``known`` gives the max |x| of inputs the problem does not hold whole (a streamed A_prev), for the
+    magnitudes an overflow or underflow verdict names.
+    """
     x = problem.inputs[name]
     gname = gradient_name(name)
     h = step_size(x, eps, linear=problem.linear, scale=problem.step_scale(name))
     floor = problem.rounding_floor(name, h)
 
     def named_sizes() -> str:
-        return input_sizes((k, _max_abs(problem.inputs[k])) for k in problem.names)
+        return input_sizes(list((known or {}).items()) +
+                           [(k, _max_abs(problem.inputs[k])) for k in problem.names if k not in (known or {})])
     if not (np.all(np.isfinite(grad)) and math.isfinite(h) and (floor is None or np.all(np.isfinite(floor)))):
         return inconclusive(gname, name, grad, f"{gname}: the loss overflows float64 at this scale "
                                                 f"({named_sizes()}); rescale the input")

@@ -157,7 +157,8 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
             for name in ("W", "b"):
                 n = auto_samples(whole, name, samples, notes) if sample_size_free and method_used == "fast+sample" \
                     else samples
-                t = tensor_check(whole, name, whole.analytical()[name], eps, tol, rng, batch.tracker, notes)
+                t = tensor_check(whole, name, whole.analytical()[name], eps, tol, rng, batch.tracker, notes,
+                                 known={"A_prev": top})  # the cause, as in memory: the set's largest value
                 results.append(t if isinstance(t, GradientResult) else verdict(t, eps, method_used, n))
     return CheckResult(kind, method, eps, tol, seed, tuple(results), tuple(notes), label, describe_params(params))
 

@@ -263,6 +263,8 @@ def test_a_subnormal_loss_is_inconclusive_streamed_as_in_memory(layer, method):
     reason = f"dA_prev: the loss underflows float64 at this scale ({sizes}); rescale the input"
     assert stream.verdict == memory.verdict == "inconclusive" and not stream.passed
     assert stream.gradients[0].inconclusive == memory.gradients[0].inconclusive == reason
+    # dW and db name the same magnitudes as in memory (A_prev's too: the cause)
+    assert [g.inconclusive for g in stream.gradients] == [g.inconclusive for g in memory.gradients]
     assert stream.notes == memory.notes
 
 
