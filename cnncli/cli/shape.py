@@ -27,7 +27,8 @@ _EXAMPLES = examples(
 
 
 def _choose_one(path: str, names, what: str) -> str:
-    """``--like 'x.h5' has 2 datasets (/A_prev, /W); add :NAME``, the list cut to fit ERROR_WIDTH (one name at least)."""
+    """``--like 'x.h5' has 2 datasets (/A_prev, /W); add :NAME``, the list cut to fit ERROR_WIDTH: to the
+    count alone when that fits and no name does, else to one name at least (a long path overflows anyway)."""
     head, tail, n = f"--like {path!r} has {len(names)} {what}s (", "); add :NAME", len(names)
     room = ERROR_WIDTH - len("cnncli: error: ") - len(head) - len(tail)
     whole = sum(map(len, names)) + 2 * (n - 1)
@@ -35,6 +36,9 @@ def _choose_one(path: str, names, what: str) -> str:
     if whole <= room or whole <= len(names[0]) + len(more):  # fits, or a cut would not make it shorter
         return head + ", ".join(names) + tail
     room -= len(more)  # NOTE: the list is cut: leave room for the count of those left out
+    bare = f"--like {path!r} has {n} {what}s; add :NAME"
+    if len(names[0]) > room and len("cnncli: error: " + bare) <= ERROR_WIDTH:  # no name fits, the count does
+        return bare
     shown, used = 1, len(names[0])
     while shown < n - 1 and used + 2 + len(names[shown]) <= room:
         used += 2 + len(names[shown])

@@ -84,6 +84,14 @@ def test_like_on_a_long_path_names_it_once_and_keeps_one_name_at_least(tmp_path)
                              "(/list_classes, +2 more); add :NAME\n")
 
 
+def test_like_on_many_long_names_gives_the_count_alone_within_80_columns(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _h5("x.h5", [f"dataset_number_{i:02d}" for i in range(30)])
+    result = runner.invoke(app, ["shape", "--like", "x.h5", "--f", "3"])
+    # "(/dataset_number_00, +29 more)" would run to 89 columns
+    assert (result.exit_code, result.stderr) == (2, "cnncli: error: --like 'x.h5' has 30 datasets; add :NAME\n")
+
+
 def test_other_commands_keep_their_words_for_a_file_of_several_arrays(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _h5("data.h5", ["train/x", "train/y"])
