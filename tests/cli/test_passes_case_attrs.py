@@ -219,3 +219,16 @@ def test_misreads_is_said_only_when_the_arrays_agree_read_as_the_case_says(tmp_p
     for args, message in cases:
         res = run(args)
         assert (res.exit_code, res.stderr) == (2, f"cnncli: error: {message}\n"), args
+
+
+def test_a_conv_cases_f_is_checked_against_w_as_f_is(tmp_path, monkeypatch):
+    # --f that is not W's window is refused, and so is the API's hparameters['f']: a case's f too
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(2)
+    h5_case("cf.h5", rng.standard_normal((2, 6, 6, 3)), rng.standard_normal((3, 3, 3, 4)), layer="conv", f=5)
+    res = run(["forward", "cf.h5"])
+    assert (res.exit_code, res.stderr) == (
+        2, "cnncli: error: f disagrees with the 3x3 kernel of W 'cf.h5:/W' ('cf.h5' sets f=5)\n")
+    assert run(["forward", "cf.h5", "--f", "3"]).exit_code == 0  # the option wins, as any does
+    h5_case("cf3.h5", rng.standard_normal((2, 6, 6, 3)), rng.standard_normal((3, 3, 3, 4)), layer="conv", f=3)
+    assert run(["forward", "cf3.h5"]).exit_code == 0
