@@ -74,7 +74,8 @@ def _widest(console: Console, table: Table, memo: Optional[dict]) -> Table:
         return table
     options = console.options.update_width(_UNLIMITED)
     rows: List[List] = [[], []]
-    for column in table.columns:
+    odd: List[tuple] = []  # (column, cell) of cells that may draw wider than they measure
+    for i, column in enumerate(table.columns):
         widest: List = [(-1, ""), (-1, "")]
         for cell in column.cells:
             if not isinstance(cell, (str, Text)):  # a nested renderable may measure by its width: no shortcut
@@ -85,14 +86,32 @@ def _widest(console: Console, table: Table, memo: Optional[dict]) -> Table:
             for k in (0, 1):
                 if known[1][k] > widest[k][0]:
                     widest[k] = (known[1][k], cell)
+            if _odd(cell):
+                odd.append((i, cell))
+                if len(odd) > _MAX_ODD:  # many: the whole table, as rich would measure it
+                    return table
         rows[0].append(widest[0][1])
         rows[1].append(widest[1][1])
+    for i, cell in odd:  # NOTE: kept whole in the copy: their drawing, not their measure, decides a cut
+        rows.append([cell if j == i else "" for j in range(len(table.columns))])
     proxy = copy.copy(table)
     proxy.columns = [column.copy() for column in table.columns]  # the same columns, without their cells
     proxy.rows = []
     for row in rows:
         proxy.add_row(*row)
     return proxy
+
+
+#: More cells than this that :func:`_odd` flags, and a trial measures the whole table.
+_MAX_ODD = 64
+
+
+def _odd(cell) -> bool:
+    """A cell rich may draw otherwise than its measure says: edge or repeated spaces (wrapping keeps leading ones
+    with the first word, measuring drops them), tabs (measured as nothing), emoji codes and markup (the off-screen
+    check and the page may read them differently)."""
+    text = cell.plain if isinstance(cell, Text) else cell
+    return text != text.strip() or "  " in text or any(c in text for c in "\t:[")
 
 
 def fits(console: Console, table: Table, width: int, memo: Optional[dict] = None) -> bool:
