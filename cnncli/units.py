@@ -92,3 +92,15 @@ def format_bytes(n: int, plain: str = "B") -> str:
     """
     parts = scaled(n, _MESSAGE_UNITS)
     return f"{n} {plain}" if parts is None else f"{parts[0]} {parts[1]}"
+
+
+def two_sizes(need: int, limit: int):
+    """``(need, limit)`` as :func:`format_bytes` words them, in exact bytes when those would read the same.
+
+    Examples
+    --------
+    >>> two_sizes(3 * 2**20, 2**20), two_sizes(2**20, 2**20 - 1)
+    (('3.0 MiB', '1.0 MiB'), ('1048576 bytes', '1048575 bytes'))
+    """
+    a, b = format_bytes(need, "bytes"), format_bytes(limit, "bytes")
+    return (a, b) if a != b else (f"{need} bytes", f"{limit} bytes")

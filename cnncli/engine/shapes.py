@@ -15,7 +15,7 @@ import os
 from typing import Optional, Sequence
 
 from ..errors import ShapeError
-from ..units import format_bytes
+from ..units import two_sizes
 from .geometry import WindowGeometry, check_groups
 
 
@@ -98,9 +98,7 @@ def physical_memory() -> Optional[int]:
 def _sizes(need: int, limit: int, per: str = "", setting: Optional[str] = None) -> str:
     """``"<need><per>; memory is <limit>"``, in exact bytes when the rounded sizes would read the same; with a
     ``setting``, ``"<need>, over <setting>"``: the user knows the value set, and 80 columns hold no more."""
-    a, b = format_bytes(need, "bytes"), format_bytes(limit, "bytes")
-    if a == b:
-        a, b = f"{need} bytes", f"{limit} bytes"
+    a, b = two_sizes(need, limit)
     return f"{a}, over {setting}" if setting else f"{a}{per}; memory is {b}"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..engine.shapes import physical_memory
 from ..errors import InputError
 from ..settings import positive_int_setting
-from ..units import format_bytes
+from ..units import format_bytes, two_sizes
 
 
 #: The environment variable that sets the memory budget.
@@ -67,7 +67,7 @@ def check_budget(nbytes: int, text: str) -> None:
     """
     budget = memory_budget()
     if nbytes > budget:
-        need, allowed = format_bytes(nbytes, "bytes"), format_bytes(budget, "bytes")
+        need, allowed = two_sizes(nbytes, budget)  # 1048576 against 1048575: not "1.0 MiB; ... allows 1.0 MiB"
         raise InputError(f"{text!r} declares {need}; CNNCLI_MEMORY_BYTES allows {allowed}")
 
 

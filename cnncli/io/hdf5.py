@@ -18,7 +18,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..errors import CnncliError, ExternalDataError, InputError
-from ..units import format_bytes
+from ..units import two_sizes
 from .budget import memory_budget
 from .readers import ArrayRef, check_dtype, damaged, expect_format, materialize, pick_name, source_of
 
@@ -331,7 +331,7 @@ def chunk_cache_needed(ds, text: str) -> Optional[int]:
     nbytes = int(np.prod(chunks, dtype=object)) * ds.dtype.itemsize
     budget = memory_budget()
     if nbytes > budget:
-        need, allowed = format_bytes(nbytes, "bytes"), format_bytes(budget, "bytes")
+        need, allowed = two_sizes(nbytes, budget)
         raise InputError(f"{text!r}: {need} chunks; CNNCLI_MEMORY_BYTES allows {allowed}")  # compressed: inflated whole
     held = ds.id.get_access_plist().get_chunk_cache()[1]  # (slots, bytes, w0): h5py's default differs by version
     return None if nbytes <= held else nbytes + (1 << 20)

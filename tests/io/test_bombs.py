@@ -186,3 +186,12 @@ def test_large_compressed_chunks_are_inflated_once_not_once_per_batch(tmp_path):
         slots, held, w0 = stream._data.id.get_access_plist().get_chunk_cache()
         assert held >= data.nbytes
     np.testing.assert_array_equal(np.concatenate(rows), data)
+
+
+def test_a_refusal_whose_sizes_round_alike_gives_them_in_bytes(tmp_path, monkeypatch):
+    # 2**20 declared against a budget one byte short: both would read "1.0 MiB" (the budget rounds up)
+    np.save(tmp_path / "M.npy", np.zeros(2**17))  # 2**20 bytes of float64
+    monkeypatch.setenv("CNNCLI_MEMORY_BYTES", str(2**20 - 1))
+    with pytest.raises(InputError) as info:
+        load_array(str(tmp_path / "M.npy"))
+    assert str(info.value) == f"'{tmp_path}/M.npy' declares 1048576 bytes; CNNCLI_MEMORY_BYTES allows 1048575 bytes"
