@@ -11,6 +11,7 @@ import math
 from typing import Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..engine.geometry import format_pads
@@ -74,14 +75,15 @@ def print_report(report, out: Console) -> None:
                       ("max", "right"), ("mean", "right"), ("std", "right"), ("from / to", "left")):
         io_table.add_column(col, justify=just, no_wrap=col != "from / to")  # a shape or a value is never split
     for name, info in report["inputs"].items():
-        io_table.add_row(f"in  {name}", _shape(info["shape"]), info["dtype"], "", "", "", "", info["source"])
+        # NOTE: paths escaped: a file named "[red]x.npy" is shown as named, not as markup (or a MarkupError)
+        io_table.add_row(f"in  {name}", _shape(info["shape"]), info["dtype"], "", "", "", "", escape(info["source"]))
     target = report.get("output_file")
     for name, info in report["outputs"].items():
         where = target if target and name in report.get("written", []) else ""
         if where == "-":
             where = "stdout"
         io_table.add_row(f"out {name}", _shape(info["shape"]), info["dtype"], _num(info["min"]), _num(info["max"]),
-                         _num(info["mean"]), _num(info["std"]), where)
+                         _num(info["mean"]), _num(info["std"]), escape(where))
     out.print(io_table)
     for note in report.get("notes", []):
         out.print(f"note: {note}", markup=False)

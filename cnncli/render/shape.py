@@ -12,6 +12,7 @@ from fractions import Fraction
 from typing import Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -216,7 +217,7 @@ def print_stack(result: StackResult, out: Console) -> None:
     for layer in result.layers:
         # A printed PyTorch model's rows carry the module's name (features.0) before what it is.
         name = layer.spec.text.split(":", 1)[0] + " " if layer.spec.line is not None and layer.spec.text else ""
-        table.add_row(str(layer.index), name + layer.spec.title,
+        table.add_row(str(layer.index), escape(name) + layer.spec.title,  # a module named "[/x]" is not markup
                       f"{layer.input.text()} -> {layer.output.text()}",
                       _pads(layer.pads) if layer.spec.windowed else "-",
                       _rf_text(layer), _count(layer.params), _count(layer.macs),
