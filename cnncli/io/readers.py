@@ -387,6 +387,8 @@ def pick_name(ref: ArrayRef, names, what: str) -> str:
     if ref.name is None:
         if len(names) == 1:
             return names[0]
+        if not names:  # nothing to name: "name one, e.g. x.h5:NAME" would send the user looking
+            raise ArrayChoiceError(f"{ref.path!r} holds no {what}s", ref.path, names, what)
         raise ArrayChoiceError(f"{ref.path!r} holds {len(names)} {what}s ({listing}); "
                                f"name one, e.g. {ref.path}:{names[0] if names else 'NAME'}", ref.path, names, what)
     if ref.name in names:

@@ -57,7 +57,7 @@ BAD = [
     (["{d}/h5.npy"], "'{d}/h5.npy' is not .npy data (it is an HDF5 file)"),
     (["{d}/npy.h5"], "'{d}/npy.h5' is not an HDF5 file (it is .npy data)"),
     (["{d}/npy.npz"], "'{d}/npy.npz' is not .npz data (it is .npy data)"),
-    (["{d}/empty.npz"], "'{d}/empty.npz' holds 0 arrays (none)"),
+    (["{d}/empty.npz"], "'{d}/empty.npz' holds no arrays"),
     (["{d}/A.npy", "--weights", "{d}/notnpz.npz"], "--weights '{d}/notnpz.npz' is not .npz data"),
 ]
 
