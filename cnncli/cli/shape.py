@@ -29,19 +29,21 @@ _EXAMPLES = examples(
 def _choose_one(path: str, names, what: str) -> str:
     """``--like 'x.h5' has 2 datasets (/A_prev, /W); add :NAME``, the list cut to fit ERROR_WIDTH: to the
     count alone when that fits and no name does, else to one name at least (a long path overflows anyway)."""
+    from rich.cells import cell_len  # NOTE: terminal cells, not characters: CJK and emoji take two
+
     head, tail, n = f"--like {path!r} has {len(names)} {what}s (", "); add :NAME", len(names)
-    room = ERROR_WIDTH - len("cnncli: error: ") - len(head) - len(tail)
-    whole = sum(map(len, names)) + 2 * (n - 1)
+    room = ERROR_WIDTH - len("cnncli: error: ") - cell_len(head) - len(tail)
+    whole = sum(map(cell_len, names)) + 2 * (n - 1)
     more = f", +{n - 1} more"
-    if whole <= room or whole <= len(names[0]) + len(more):  # fits, or a cut would not make it shorter
+    if whole <= room or whole <= cell_len(names[0]) + len(more):  # fits, or a cut would not make it shorter
         return head + ", ".join(names) + tail
     room -= len(more)  # NOTE: the list is cut: leave room for the count of those left out
     bare = f"--like {path!r} has {n} {what}s; add :NAME"
-    if len(names[0]) > room and len("cnncli: error: " + bare) <= ERROR_WIDTH:  # no name fits, the count does
+    if cell_len(names[0]) > room and cell_len("cnncli: error: " + bare) <= ERROR_WIDTH:  # no name fits, the count does
         return bare
-    shown, used = 1, len(names[0])
-    while shown < n - 1 and used + 2 + len(names[shown]) <= room:
-        used += 2 + len(names[shown])
+    shown, used = 1, cell_len(names[0])
+    while shown < n - 1 and used + 2 + cell_len(names[shown]) <= room:
+        used += 2 + cell_len(names[shown])
         shown += 1
     return f"{head}{', '.join(names[:shown])}, +{n - shown} more{tail}"
 

@@ -99,3 +99,13 @@ def test_other_commands_keep_their_words_for_a_file_of_several_arrays(tmp_path, 
     assert result.exit_code == 2
     assert result.stderr == ("cnncli: error: 'data.h5' holds 2 datasets (/train/x, /train/y); "
                              "name one, e.g. data.h5:/train/x\n")
+
+
+def test_like_counts_wide_names_in_terminal_cells(tmp_path, monkeypatch):
+    # CJK names take two columns each: counted as characters, the list ran past 80 columns
+    monkeypatch.chdir(tmp_path)
+    _h5("w.h5", ["\u8a13\u7df4\u30c7\u30fc\u30bf\u306e\u5165\u529b", "\u91cd\u307f\u306e\u884c\u5217\u3067\u3059",
+                 "\u30d0\u30a4\u30a2\u30b9\u306e\u5024\u3067\u3059"])
+    result = runner.invoke(app, ["shape", "--like", "w.h5", "--f", "3"])
+    from rich.cells import cell_len
+    assert result.exit_code == 2 and cell_len(result.stderr.rstrip("\n")) <= 80, result.stderr
