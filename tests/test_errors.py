@@ -1,5 +1,11 @@
 """The error hierarchy: context is added without losing the cause; pickles have their own class."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
 import numpy as np
 import pytest
 
@@ -56,3 +62,16 @@ def test_debug_shows_the_chain(tmp_path):
     assert debug.exit_code == 2
     assert "The above exception was the direct cause of the following exception" in debug.stderr
     assert debug.stderr.splitlines()[-1] == plain.stderr.splitlines()[0]
+
+
+def test_control_characters_in_an_error_are_escaped_and_it_stays_one_line(tmp_path):
+    # a dataset named "a\nb" split the error over two lines, and an ESC in a name reached the terminal
+    with h5py.File(tmp_path / "nl.h5", "w") as f:
+        f["a\nb"] = np.zeros((1, 4, 4, 1))
+        f["c\x1b[31m"] = np.zeros((1, 4, 4, 1))
+    root = str(Path(__file__).resolve().parents[1])
+    res = subprocess.run([sys.executable, "-m", "cnncli", "forward", str(tmp_path / "nl.h5"), "--f", "2"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": root})
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "\x1b" not in res.stderr
+    assert "(/a\\nb, /c\\x1b[31m)" in res.stderr
