@@ -90,3 +90,20 @@ class OutputError(CnncliError):
 
 class ImplError(CnncliError):
     """A user's implementation file could not be imported."""
+
+
+#: Control characters (C0, DEL, C1) as the escapes Python writes them in: a name from a file may hold any.
+_CONTROLS = {c: repr(chr(c))[1:-1] for c in [*range(0x20), *range(0x7F, 0xA0)]}
+
+
+def printable(text: str) -> str:
+    r"""``text`` with its control characters escaped (a newline as ``\n``): a message or note stays one line,
+    and the terminal takes no escape sequence from a file's contents.
+
+    Examples
+    --------
+    >>> print(printable("a\nb\x1b[31m"))
+    a\nb\x1b[31m
+    """
+    return text.translate(_CONTROLS)
+

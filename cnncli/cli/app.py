@@ -56,15 +56,12 @@ ERROR_WIDTH = 80
 MAX_ERROR_CHARS = 10_000
 
 
-#: Control characters in an error (a dataset named "a\nb", an ESC in a path) written as escapes: the error
-#: stays one line, and the terminal takes no command from a file's contents.
-_CONTROLS = {c: repr(chr(c))[1:-1] for c in [*range(0x20), *range(0x7f, 0xa0)]}
-
-
 def _error_line(message: str) -> None:
     if sys.stderr is None:  # started with stderr closed (2>&-): the exit code is all there is
         return
-    message = message.translate(_CONTROLS)
+    from ..errors import printable  # NOTE: errors imports nothing: no cost on the start-up path
+
+    message = printable(message)  # a dataset named "a\nb" must not split the line, an ESC not reach the terminal
     if len(message) > MAX_ERROR_CHARS:
         cut = len(message) - MAX_ERROR_CHARS
         message = f"{message[:MAX_ERROR_CHARS - 120]} [... {cut} characters ...] {message[-120:]}"

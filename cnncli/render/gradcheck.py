@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ..errors import printable
 from .common import console, to_json  # noqa: F401  (used by cli/gradcheck.py)
 
 SHADES = ((0.5, "█", "bold red"), (0.1, "▓", "red"), (0.01, "▒", "yellow"), (1e-3, "░", "yellow"))
@@ -108,9 +109,9 @@ def print_check(result, con: Console, title: Optional[str] = None) -> None:
             con.print(offenders_table(g))
     for g in result.gradients:
         if g.inconclusive:
-            con.print(Text(f"not checked: {g.inconclusive}", style="yellow"))
+            con.print(Text(f"not checked: {printable(g.inconclusive)}", style="yellow"))
     for note in result.notes:
-        con.print(Text(f"note: {note}", style="dim"))
+        con.print(Text(f"note: {printable(note)}", style="dim"))
     _footer(con, result.passed, f"tol {result.tol:g}, eps {result.eps:g}", result.verdict)
 
 
@@ -177,7 +178,7 @@ def print_impl(result, con: Console) -> None:
             if hm is not None:
                 con.print(hm)
     for note in result.notes:
-        con.print(Text(f"note: {note}", style="dim"))
+        con.print(Text(f"note: {printable(note)}", style="dim"))
     _footer(con, result.passed, f"{sum(f.passed for f in result.functions)}/{len(result.functions)} functions, "
             f"method {result.method}")
 

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..engine.geometry import format_pads
+from ..errors import printable
 from .common import console, size_formula, to_json  # noqa: F401  (console, to_json: used by cli/passes.py)
 
 
@@ -86,6 +87,6 @@ def print_report(report, out: Console) -> None:
                          _num(info["mean"]), _num(info["std"]), escape(where))
     out.print(io_table)
     for note in report.get("notes", []):
-        out.print(f"note: {note}", markup=False)
+        out.print(f"note: {printable(note)}", markup=False)  # a note may quote a case's attribute names
     if report.get("seconds") is not None:
         out.print(f"time: {report['seconds']:.3f} s", style="dim")
