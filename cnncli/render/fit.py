@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import io
+import re
 from typing import List, Optional, Sequence
 
 from rich.console import Console
@@ -102,6 +103,9 @@ def _widest(console: Console, table: Table, memo: Optional[dict]) -> Table:
     return proxy
 
 
+#: What rich may read as an emoji code (":smile:"); a path's lone colon ("x.h5:/A_prev") is not one.
+_EMOJI_CODE = re.compile(r":\S+?:")
+
 #: More cells than this that :func:`_odd` flags, and a trial measures the whole table.
 _MAX_ODD = 64
 
@@ -111,7 +115,7 @@ def _odd(cell) -> bool:
     with the first word, measuring drops them), tabs (measured as nothing), emoji codes and markup (the off-screen
     check and the page may read them differently)."""
     text = cell.plain if isinstance(cell, Text) else cell
-    return text != text.strip() or "  " in text or any(c in text for c in "\t:[")
+    return text != text.strip() or "  " in text or "\t" in text or "[" in text or _EMOJI_CODE.search(text) is not None
 
 
 def fits(console: Console, table: Table, width: int, memo: Optional[dict] = None) -> bool:

@@ -38,6 +38,18 @@ def _draw(table: Table, width: int) -> str:
     return out.file.getvalue()
 
 
+def _drawn_both_ways(table: Table, width: int):
+    """``table`` drawn at ``width`` as fitted, then measuring every cell in every trial (the oracle).
+    Not monkeypatch: hypothesis reuses a test's function-scoped fixtures across its examples."""
+    fast = _draw(table, width)
+    saved = fit._widest
+    fit._widest = lambda console, t, memo: t
+    try:
+        return fast, _draw(table, width)
+    finally:
+        fit._widest = saved
+
+
 def _every_cell(monkeypatch):
     monkeypatch.setattr(fit, "_widest", lambda console, table, memo: table)
 
@@ -84,13 +96,7 @@ def test_any_table_draws_as_when_every_cell_is_measured(columns_rows, width):
         table.add_column(header, no_wrap=no_wrap)
     for row in rows:
         table.add_row(*row)
-    fast = _draw(table, width)
-    saved = fit._widest
-    fit._widest = lambda console, t, memo: t
-    try:
-        slow = _draw(table, width)
-    finally:
-        fit._widest = saved
+    fast, slow = _drawn_both_ways(table, width)
     assert fast == slow
 
 
@@ -127,11 +133,5 @@ def test_cells_that_draw_otherwise_than_they_measure_are_drawn_as_before(rows, w
         table.add_column("v")
         for i, text in enumerate(rows):
             table.add_row(f"k{i}", text)
-        fast = _draw(table, width)
-        saved = fit._widest
-        fit._widest = lambda console, t, memo: t
-        try:
-            slow = _draw(table, width)
-        finally:
-            fit._widest = saved
+        fast, slow = _drawn_both_ways(table, width)
         assert fast == slow, width
