@@ -22,6 +22,7 @@ process, interleaved) and the medians, not single timings. torch is optional.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
@@ -143,10 +144,7 @@ def machine_info(torch) -> list:
         lines.append(f"  blas: {blas.get('name')} {blas.get('version')} (threadpoolctl not installed)")
     try:
         import numba
-        # NOTE: auto would switch paths part way through the repeats (after 2**28 elements): a
-        # benchmark times one path, the compiled one unless CNNCLI_JIT=off is given
-        os.environ.setdefault("CNNCLI_JIT", "on")
-        jit = f"numba {numba.__version__}, CNNCLI_JIT={os.environ['CNNCLI_JIT']} (off: the numpy path)"
+        jit = f"numba {numba.__version__}, CNNCLI_JIT={os.environ.get('CNNCLI_JIT', 'auto')} (off: the numpy path)"
     except ImportError:
         jit = "numba not installed: the numpy path"
     lines.append(f"  max-pool backward: {jit}")
@@ -319,6 +317,10 @@ def main(argv=None) -> int:
     ap.add_argument("--load", type=int, default=0, metavar="N",
                     help="run N busy processes in the background during the run (benchmarks/load.py)")
     args = ap.parse_args(argv)
+    # NOTE: auto would switch max-pool paths part way through the repeats (after 2**28 elements): a
+    # benchmark times one path, the compiled one when numba imports, unless CNNCLI_JIT=off is given
+    if importlib.util.find_spec("numba") is not None:
+        os.environ.setdefault("CNNCLI_JIT", "on")
     repeat = args.repeat or (3 if args.quick else 7)
     dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype]
     cases = [c for c in SUITE if not args.case or any(s in c.name for s in args.case)]
