@@ -27,25 +27,29 @@ _EXAMPLES = examples(
 
 
 def _choose_one(path: str, names, what: str) -> str:
-    """``--like 'x.h5' has 2 datasets (/A_prev, /W); add :NAME``, the list cut to fit ERROR_WIDTH: to the
-    count alone when that fits and no name does, else to one name at least (a long path overflows anyway)."""
+    """``--like 'x.h5' has 2 datasets (/A_prev, /W); add :NAME`` within ERROR_WIDTH: the names whole if they
+    fit, else as many as fit and a count of the rest, else the count alone; where even that overflows (a long
+    path), the shortest line that still names one."""
     from rich.cells import cell_len  # NOTE: terminal cells, not characters: CJK and emoji take two
 
     head, tail, n = f"--like {path!r} has {len(names)} {what}s (", "); add :NAME", len(names)
     room = ERROR_WIDTH - len("cnncli: error: ") - cell_len(head) - len(tail)
-    whole = sum(map(cell_len, names)) + 2 * (n - 1)
-    more = f", +{n - 1} more"
-    if whole <= room or whole <= cell_len(names[0]) + len(more):  # fits, or a cut would not make it shorter
-        return head + ", ".join(names) + tail
-    room -= len(more)  # NOTE: the list is cut: leave room for the count of those left out
+
+    def listed(shown: int) -> str:
+        return ", ".join(names[:shown]) + ("" if shown == n else f", +{n - shown} more")
+
+    # the widest list that fits, from the widths of the names so far (closed form per count, one pass)
+    used, best = -2, 0
+    for shown, name in enumerate(names, start=1):
+        used += 2 + cell_len(name)
+        if used + (0 if shown == n else len(f", +{n - shown} more")) <= room:
+            best = shown
+    if best:
+        return head + listed(best) + tail
     bare = f"--like {path!r} has {n} {what}s; add :NAME"
-    if cell_len(names[0]) > room and cell_len("cnncli: error: " + bare) <= ERROR_WIDTH:  # no name fits, the count does
+    if len("cnncli: error: ") + cell_len(bare) <= ERROR_WIDTH:
         return bare
-    shown, used = 1, cell_len(names[0])
-    while shown < n - 1 and used + 2 + cell_len(names[shown]) <= room:
-        used += 2 + cell_len(names[shown])
-        shown += 1
-    return f"{head}{', '.join(names[:shown])}, +{n - shown} more{tail}"
+    return min((head + listed(n) + tail, head + listed(1) + tail), key=cell_len)
 
 
 def _like_dims(ref: str, layout: Optional[str], allow_external: bool = False):

@@ -3,6 +3,8 @@ holds the other commands'): one line, at most 80 characters with the "cnncli: er
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -109,3 +111,11 @@ def test_like_counts_wide_names_in_terminal_cells(tmp_path, monkeypatch):
     result = runner.invoke(app, ["shape", "--like", "w.h5", "--f", "3"])
     from rich.cells import cell_len
     assert result.exit_code == 2 and cell_len(result.stderr.rstrip("\n")) <= 80, result.stderr
+
+
+def test_like_on_the_examples_two_dataset_file_fits_80_columns(monkeypatch):
+    # the whole list was kept because a cut would not shorten it, and the line ran to 87 columns
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    result = runner.invoke(app, ["shape", "--like", "examples/digits.h5", "--f", "3"])
+    assert (result.exit_code, result.stderr) == (
+        2, "cnncli: error: --like 'examples/digits.h5' has 2 datasets; add :NAME\n")
