@@ -413,9 +413,9 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
     if opts["f"] is not None and read_pair(opts["f"], "--f") != (kh, kw):
         raise ShapeError(f"--f {opts['f']} disagrees with the {kh}x{kw} kernel of W {refs['W']!r}")
     if opts["f"] is None and pick("f") is not None:  # a conv case's f: W's window, or a contradiction to say
-        with case.blame("f"):
-            if read_pair(pick("f"), "f") != (kh, kw):
-                raise ShapeError(f"f disagrees with the {kh}x{kw} kernel of W {refs['W']!r}")
+        f = read_pair(pick("f"), "f")
+        if f != (kh, kw):
+            raise ShapeError(f"{case.path!r} sets f={f[0]}x{f[1]}, but W {refs['W']!r} is {kh}x{kw}")
     call.params = ConvParams.from_hparameters(_given(stride=pick("stride"), dilation=pick("dilation"),
                                                      pad=pick("pad"), groups=groups))
     try:

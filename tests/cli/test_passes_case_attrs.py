@@ -228,7 +228,7 @@ def test_a_conv_cases_f_is_checked_against_w_as_f_is(tmp_path, monkeypatch):
     h5_case("cf.h5", rng.standard_normal((2, 6, 6, 3)), rng.standard_normal((3, 3, 3, 4)), layer="conv", f=5)
     res = run(["forward", "cf.h5"])
     assert (res.exit_code, res.stderr) == (
-        2, "cnncli: error: f disagrees with the 3x3 kernel of W 'cf.h5:/W' ('cf.h5' sets f=5)\n")
+        2, "cnncli: error: 'cf.h5' sets f=5x5, but W 'cf.h5:/W' is 3x3\n")
     assert run(["forward", "cf.h5", "--f", "3"]).exit_code == 0  # the option wins, as any does
     h5_case("cf3.h5", rng.standard_normal((2, 6, 6, 3)), rng.standard_normal((3, 3, 3, 4)), layer="conv", f=3)
     assert run(["forward", "cf3.h5"]).exit_code == 0
