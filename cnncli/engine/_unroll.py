@@ -178,8 +178,8 @@ def unroll_adjoint_planar(dX, colsT, e0, e1, step, offs_h, offs_w, r0, r1):
     n_W wide (one run of nr*n_W values per channel and example); each column tap's
     sum is then added into per-thread stride phase planes of the chunk's box, laid
     out channels first, in runs of n_W values (in NHWC they would be runs of C, or
-    kb*C, values: 3 or 21 for an RGB stem). The planes are added into dX once,
-    channels last again.
+    kb*C, values: 3 or 21 for an RGB stem). The planes are interleaved back into
+    the box, channels last, in one copy and added into dX once.
     """
     sh, sw = step
     ka, kb, C, ne, nr, n_W = colsT.shape
@@ -205,12 +205,16 @@ def unroll_adjoint_planar(dX, colsT, e0, e1, step, offs_h, offs_w, r0, r1):
             view = D[p, ib % sw, :, :, :, ib // sw:ib // sw + n_W]
             view += E[p]
     ya, yb, xa, xb = _inside(y0, ny, x0, nx, H, Wd)
-    for p, q in sorted(reached):
-        i, j = ya + (p - ya) % sh, xa + (q - xa) % sw  # the first box row and column inside dX of the phase
-        if i >= yb or j >= xb:
-            continue
-        dst = dX[e0:e1, y0 + i:y0 + yb:sh, x0 + j:x0 + xb:sw]
-        dst += D[p, q, :, :, i // sh:i // sh + dst.shape[1], j // sw:j // sw + dst.shape[2]].transpose(1, 2, 3, 0)
+    if ya >= yb or xa >= xb:
+        return
+    for p, q in np.ndindex(sh, sw):  # the box copy below reads every phase: one no tap reaches adds zeros
+        if (p, q) not in reached:
+            D[p, q] = 0
+    # The phases interleaved back into the chunk's box, channels last, in one copy; then one add into dX
+    # (four strided adds of C-value runs, one per phase, took 3.5x as long for an RGB stem)
+    B = _scratch("planar_box", ne * hy * sh * hx * sw * C, dX.dtype).reshape(ne, hy, sh, hx, sw, C)
+    B[...] = D.transpose(3, 4, 0, 5, 1, 2)
+    dX[e0:e1, y0 + ya:y0 + yb, x0 + xa:x0 + xb] += B.reshape(ne, hy * sh, hx * sw, C)[:, ya:yb, xa:xb]
 
 
 def unroll_adjoint(dX, cols, e0, e1, r0, r1, step, offs_h, offs_w, tap_major: bool = False) -> None:
@@ -247,7 +251,7 @@ def tap_major_scratch_per_row(n_W: int, C: int, step, offs_w, itemsize: int) -> 
     """Bytes of :func:`unroll_adjoint_planar`'s per-thread planes per output row of a chunk (about)."""
     sh, sw = step
     nx = (n_W - 1) * sw + max(offs_w) - min(offs_w) + 1
-    return sh * C * (nx + n_W) * itemsize
+    return sh * C * (2 * (nx + sw) + n_W) * itemsize  # the phase planes, the box they make, the column sums
 
 
 def is_identity(step, offs_h, offs_w) -> bool:
