@@ -205,6 +205,13 @@ def print_layer(result: StackResult, out: Console) -> None:
         out.print(Text("note: " + note, style="yellow"))
 
 
+def _module_name(spec) -> str:
+    """A printed module's dotted name, colons and all (its text is ``NAME: Type(args)``; a type has no colon,
+    a name no parenthesis); a module printed without a name keeps its whole text."""
+    head = spec.text.partition("(")[0]
+    return head.rpartition(": ")[0] if ": " in head else spec.text
+
+
 def print_stack(result: StackResult, out: Console) -> None:
     """One row per layer and a totals row; a stack stopped by a layer that does not fit ends there."""
     layout = " (nchw)" if result.input.layout == "nchw" else ""
@@ -216,7 +223,7 @@ def print_stack(result: StackResult, out: Console) -> None:
     table.add_column("unread input", justify="left", min_width=12)
     for layer in result.layers:
         # A printed PyTorch model's rows carry the module's name (features.0) before what it is.
-        name = layer.spec.text.split(":", 1)[0] + " " if layer.spec.line is not None and layer.spec.text else ""
+        name = _module_name(layer.spec) + " " if layer.spec.line is not None and layer.spec.text else ""
         table.add_row(str(layer.index), escape(name) + layer.spec.title,  # a module named "[/x]" is not markup
                       f"{layer.input.text()} -> {layer.output.text()}",
                       _pads(layer.pads) if layer.spec.windowed else "-",
