@@ -10,10 +10,44 @@ import re
 import sys
 
 from rich.console import Console
+from rich.text import Text
+
+from ..errors import printable
 
 # An indented list holding only numbers (or nulls). A real newline never occurs inside a
 # JSON string (it is written \n), so this matches lists of numbers and nothing in strings.
 _NUMBER_LIST = re.compile(r"\[\n(?:[-+\deE.,\s]|null)*\]")
+
+
+def literal(text: str, style: str = "") -> Text:
+    r"""Text the user chose (a module name, a path) as a table cell or line that draws exactly as written.
+
+    A rich ``Text`` is drawn as it is: rich reads markup (``[red]``) and emoji codes (``:smile:``) only in a
+    ``str``. Control characters are written as :func:`cnncli.errors.printable` writes them in error lines
+    (a tab as ``\t``): a cell then measures as it draws, and no escape sequence reaches the terminal.
+
+    Parameters
+    ----------
+    text : str
+        The name, as the user gave it.
+    style : str, optional
+        A rich style for the whole text.
+
+    Returns
+    -------
+    rich.text.Text
+        Its ``plain`` is ``printable(text)``.
+
+    Raises
+    ------
+    Nothing.
+
+    Examples
+    --------
+    >>> literal("a\t[red]:smile:").plain
+    'a\\t[red]:smile:'
+    """
+    return Text(printable(text), style=style)
 
 
 class _Console(Console):

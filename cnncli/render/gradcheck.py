@@ -11,12 +11,11 @@ from typing import Optional
 
 import numpy as np
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from ..errors import printable
-from .common import console, to_json  # noqa: F401  (used by cli/gradcheck.py)
+from .common import console, literal, to_json  # noqa: F401  (console, to_json: used by cli/gradcheck.py)
 
 SHADES = ((0.5, "█", "bold red"), (0.1, "▓", "red"), (0.01, "▒", "yellow"), (1e-3, "░", "yellow"))
 
@@ -42,7 +41,7 @@ def _worst(g) -> str:
     return "-" if g.worst is None else _idx(g.worst.index)
 
 
-def check_table(result, title: Optional[str] = None) -> Table:
+def check_table(result, title: Optional[Text] = None) -> Table:
     """One row per gradient: what was checked and the verdict."""
     t = Table(title=title, title_justify="left")
     for col, just in (("gradient", "left"), ("shape", "left"), ("method", "left"), ("checked", "right"),
@@ -96,7 +95,7 @@ def offenders_table(g) -> Table:
     return t
 
 
-def print_check(result, con: Console, title: Optional[str] = None) -> None:
+def print_check(result, con: Console, title: Optional[Text] = None) -> None:
     """Table, then heatmaps and offenders of the failing gradients, then notes and the verdict."""
     con.print(check_table(result, title))
     for g in result.gradients:
@@ -131,14 +130,14 @@ def print_battery(result, con: Console) -> None:
     for case in result.cases:
         by = {g.name: g for g in case.gradients}
         cells = [_e(by[n].relative_error) if n in by else "" for n in ("dA_prev", "dW", "db")]
-        t.add_row(escape(case.label), *cells, str(sum(g.checked for g in case.gradients)),
+        t.add_row(literal(case.label), *cells, str(sum(g.checked for g in case.gradients)),
                   str(sum(g.kinks for g in case.gradients)), _verdict(case.passed, case.verdict))
     con.print(t)
     con.print("columns dA_prev/dW/db: relative error ||a-n|| / (||a|| + ||n||)", style="dim")
     for case in result.cases:
         if not case.passed:  # "failing" only when it fails: an inconclusive case is said to be one
             heading = "failing" if case.verdict == "fail" else "inconclusive"
-            print_check(case, con, title=escape(f"{heading}: {case.label}"))
+            print_check(case, con, title=literal(f"{heading}: {case.label}"))
     tol = result.cases[0].tol if result.cases else 0
     _footer(con, result.passed,
             f"{sum(c.passed for c in result.cases)}/{len(result.cases)} configurations, tol {tol:g}", result.verdict)
@@ -146,13 +145,13 @@ def print_battery(result, con: Console) -> None:
 
 def print_impl(result, con: Console) -> None:
     """Per function: checks, failures, the likely mistake; then the failing comparisons."""
-    t = Table(title=escape(f"your functions in {result.path}"), title_justify="left")
+    t = Table(title=literal(f"your functions in {result.path}"), title_justify="left")
     for col in ("function", "checks", "failed", "errors", "", "likely mistake"):
         t.add_column(col, justify="right" if col in ("checks", "failed", "errors") else "left")
     for f in result.functions:
         failed = sum(not x.passed for x in f.findings)
         t.add_row(f.name, str(len(f.findings)), str(failed), str(len(f.errors)), _verdict(f.passed),
-                  escape("; ".join(f.diagnosis)))
+                  literal("; ".join(f.diagnosis)))
     con.print(t)
     if result.missing:
         con.print(f"not defined in the file (not checked): {', '.join(result.missing)}", style="dim")
@@ -168,7 +167,7 @@ def print_impl(result, con: Console) -> None:
         for x in bad[:10]:
             worst = x.detail or (f"{_idx(x.worst_index)}: {_got_vs_expected(x.got, x.expected)}"
                                  if x.worst_index is not None else "-")
-            ft.add_row(escape(x.case), x.quantity, x.against, _e(x.max_abs_error), escape(worst))
+            ft.add_row(literal(x.case), x.quantity, x.against, _e(x.max_abs_error), literal(worst))
         if len(bad) > 10:
             ft.caption = f"... and {len(bad) - 10} more"
         con.print(ft)

@@ -11,12 +11,10 @@ import math
 from typing import Optional
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from ..engine.geometry import format_pads
-from ..errors import printable
-from .common import console, size_formula, to_json  # noqa: F401  (console, to_json: used by cli/passes.py)
+from .common import console, literal, size_formula, to_json  # noqa: F401  (console, to_json: used by cli/passes.py)
 
 
 def _pair(p) -> str:
@@ -76,17 +74,17 @@ def print_report(report, out: Console) -> None:
                       ("max", "right"), ("mean", "right"), ("std", "right"), ("from / to", "left")):
         io_table.add_column(col, justify=just, no_wrap=col != "from / to")  # a shape or a value is never split
     for name, info in report["inputs"].items():
-        # NOTE: paths escaped: a file named "[red]x.npy" is shown as named, not as markup (or a MarkupError)
-        io_table.add_row(f"in  {name}", _shape(info["shape"]), info["dtype"], "", "", "", "", escape(info["source"]))
+        # NOTE: paths as text: a file named "[red]x.npy" or ":smile:.npy" is shown as named, not as markup or emoji
+        io_table.add_row(f"in  {name}", _shape(info["shape"]), info["dtype"], "", "", "", "", literal(info["source"]))
     target = report.get("output_file")
     for name, info in report["outputs"].items():
         where = target if target and name in report.get("written", []) else ""
         if where == "-":
             where = "stdout"
         io_table.add_row(f"out {name}", _shape(info["shape"]), info["dtype"], _num(info["min"]), _num(info["max"]),
-                         _num(info["mean"]), _num(info["std"]), escape(where))
+                         _num(info["mean"]), _num(info["std"]), literal(where))
     out.print(io_table)
     for note in report.get("notes", []):
-        out.print(f"note: {printable(note)}", markup=False)  # a note may quote a case's attribute names
+        out.print(literal(f"note: {note}"))  # a note may quote a case's attribute names
     if report.get("seconds") is not None:
         out.print(f"time: {report['seconds']:.3f} s", style="dim")

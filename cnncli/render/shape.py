@@ -12,17 +12,17 @@ from fractions import Fraction
 from typing import Optional
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from ..engine.geometry import effective_size, format_pads
+from ..errors import printable
 from ..shape.stack import LayerResult, StackResult
 from ..shape.solve import TargetResult
 from ..shape.table import FORMULA, TCONV_FORMULA, SizeTable
 from ..units import BINARY_UNITS, scaled
 from . import common
-from .common import size_formula, to_json  # noqa: F401  (to_json: used by cli/shape.py)
+from .common import literal, size_formula, to_json  # noqa: F401  (to_json: used by cli/shape.py)
 
 UNREAD_MARK = "*"
 
@@ -202,7 +202,7 @@ def print_layer(result: StackResult, out: Console) -> None:
     grid.add_row("activations", _activations_text(layer))
     out.print(grid)
     for note in result.notes + layer.notes:
-        out.print(Text("note: " + note, style="yellow"))
+        out.print(literal("note: " + note, style="yellow"))
 
 
 def _module_name(spec) -> str:
@@ -224,7 +224,7 @@ def print_stack(result: StackResult, out: Console) -> None:
     for layer in result.layers:
         # A printed PyTorch model's rows carry the module's name (features.0) before what it is.
         name = _module_name(layer.spec) + " " if layer.spec.line is not None and layer.spec.text else ""
-        table.add_row(str(layer.index), escape(name) + layer.spec.title,  # a module named "[/x]" is not markup
+        table.add_row(str(layer.index), literal(name + layer.spec.title),  # "[/x]", ":smile:": text, as named
                       f"{layer.input.text()} -> {layer.output.text()}",
                       _pads(layer.pads) if layer.spec.windowed else "-",
                       _rf_text(layer), _count(layer.params), _count(layer.macs),
@@ -244,11 +244,11 @@ def print_stack(result: StackResult, out: Console) -> None:
         batch = f"; batch of {result.input.m}" if result.input.m > 1 else ""
         _print_words(out, f"FLOPs = 2 x MACs = {result.flops:,}; activations in float64: "
                           f"{_bytes(result.memory(8))}{batch}")
-    for note in result.notes:
-        _print_words(out, f"note: {note}", style="yellow")
+    for note in result.notes:  # a note may name a module ('MyBlock blk (line 2): ...')
+        _print_words(out, printable(f"note: {note}"), style="yellow")
     for layer in result.layers:
         for note in layer.notes:
-            _print_words(out, f"note: layer {layer.index}: {note}", style="yellow")
+            _print_words(out, printable(f"note: layer {layer.index}: {note}"), style="yellow")
     if any(layer.rf is None for layer in result.layers):
         out.print("RF n/a: from a transposed convolution on, an output's field depends on its position")
 
