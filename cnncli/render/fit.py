@@ -112,10 +112,11 @@ _MAX_ODD = 64
 
 def _odd(cell) -> bool:
     """A cell rich may draw otherwise than its measure says: edge or repeated spaces (wrapping keeps leading ones
-    with the first word, measuring drops them), tabs (measured as nothing), emoji codes and markup (the off-screen
-    check and the page may read them differently)."""
+    with the first word, measuring drops them), tabs (measured as nothing), and in a str, emoji codes and markup
+    (the off-screen check reads neither; a ``Text``, as user-chosen names are, is drawn as it is everywhere)."""
     text = cell.plain if isinstance(cell, Text) else cell
-    return text != text.strip() or "  " in text or "\t" in text or "[" in text or _EMOJI_CODE.search(text) is not None
+    spaced = text != text.strip() or "  " in text or "\t" in text
+    return spaced or (isinstance(cell, str) and ("[" in text or _EMOJI_CODE.search(text) is not None))
 
 
 def fits(console: Console, table: Table, width: int, memo: Optional[dict] = None) -> bool:

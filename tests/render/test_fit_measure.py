@@ -66,7 +66,7 @@ def test_a_printed_model_draws_as_when_every_cell_is_measured_in_every_trial(mon
 
 
 _words = st.one_of(st.text("abcxyz0123456789,.-", min_size=1, max_size=14),
-                   st.sampled_from([":smile:", "a:smile:b", "\u6f22\u5b57", "\U0001f600"]))
+                   st.sampled_from([":smile:", "a:smile:b", "\u6f22\u5b57", "\U0001f600", "[b]x"]))
 _gaps = st.sampled_from([" ", " ", " ", "  ", "\t"])
 _edges = st.sampled_from(["", "", "", " ", "   ", "          "])
 
@@ -135,3 +135,19 @@ def test_cells_that_draw_otherwise_than_they_measure_are_drawn_as_before(rows, w
             table.add_row(f"k{i}", text)
         fast, slow = _drawn_both_ways(table, width)
         assert fast == slow, width
+
+
+def test_text_cells_with_emoji_codes_or_brackets_take_the_shortcut_and_draw_as_before():
+    # A Text is drawn as it is (rich reads markup and emoji codes only in a str): such cells, user-chosen names,
+    # need not stay in the trials' copy; before, each one did, and more than 64 measured the whole table.
+    table = Table(title="t")
+    table.add_column("k", no_wrap=True)
+    table.add_column("v")
+    for i in range(100):
+        table.add_row(f"k{i}", Text(f"n{i}:smile:" if i % 2 else f"[red]n{i} a:fire:b"))
+    out = common._Console(file=io.StringIO(), width=40, color_system=None, highlight=False)
+    assert fit._widest(out, table, {}).row_count == 2
+    for width in (12, 16, 20, 24, 30, 40):
+        fast, slow = _drawn_both_ways(table, width)
+        assert fast == slow, width
+    assert "n99:smile:" in fast and "[red]n98 a:fire:b" in fast
