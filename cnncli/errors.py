@@ -107,3 +107,104 @@ def printable(text: str) -> str:
     """
     return text.translate(_CONTROLS)
 
+
+
+#: The columns an error line is written to fit, the CLI's :data:`ERROR_PREFIX` included (the repo's rule: what a
+#: person sees fits an 80-column terminal; a long value the user gave may still push a line over).
+ERROR_WIDTH = 80
+#: What the CLI writes in front of every error message.
+ERROR_PREFIX = "cnncli: error: "
+
+
+def columns(text: str) -> int:
+    r"""The terminal columns ``text`` takes once :func:`printable`: East Asian wide/full-width two, marks none.
+
+    From Python's own Unicode tables (nothing below cli imports rich); for the names a file may hold (CJK,
+    accents, most emoji) the same count as rich's ``cell_len``.
+
+    Examples
+    --------
+    >>> columns("abc"), columns("\u8a13\u7df4"), columns("e\u0301"), columns("a\nb")
+    (3, 4, 1, 4)
+    """
+    import unicodedata  # NOTE: lazy: errors stays free of imports on the start-up path
+
+    def width(c: str) -> int:
+        if c < "\u0300":  # ASCII and Latin-1: one column each, the common case without a table look-up
+            return 1
+        if unicodedata.category(c) in ("Mn", "Me", "Mc", "Cf", "Zl", "Zp"):
+            return 0
+        return 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
+
+    return sum(map(width, printable(text)))
+
+
+def fits(message: str) -> bool:
+    """Whether ``message``'s error line (:data:`ERROR_PREFIX` included) fits :data:`ERROR_WIDTH` columns."""
+    return len(ERROR_PREFIX) + columns(message) <= ERROR_WIDTH
+
+
+def first_fitting(*messages: str) -> str:
+    """The first of ``messages`` (the same error, fewer words each) whose line fits; else the first, whole.
+
+    Where none fits (a long path of the user's), fewer words would not make the line fit either.
+
+    Examples
+    --------
+    >>> first_fitting("a" * 70, "b" * 60)[0], first_fitting("a" * 70, "b" * 68)[0], first_fitting("a" * 60)[0]
+    ('b', 'a', 'a')
+    """
+    return next((m for m in messages if fits(m)), messages[0])
+
+
+def fit_names(head: str, names, tail: str, bare: str, bare_names_one: bool = False) -> str:
+    """``head + "a, b, +3 more" + tail`` within :data:`ERROR_WIDTH`: a choice among ``names`` worded to fit.
+
+    The rule: the widest list of names that fits (as many as fit, and a count of the rest), else ``bare``
+    (the count alone); where even that overflows (a long path), the shortest line that still names one.
+
+    Parameters
+    ----------
+    head, tail : str
+        Around the list: ``"--like 'x.h5' has 2 datasets ("`` and ``"); add :NAME"``.
+    names : sequence of str
+        Two or more names, in the order they are listed.
+    bare : str
+        The line without a list: ``"--like 'x.h5' has 2 datasets; add :NAME"``.
+    bare_names_one : bool
+        Whether ``bare`` names one itself (``"...; name one, e.g. x.h5:/A"``), so may be the last resort.
+
+    Returns
+    -------
+    str
+        The message, without :data:`ERROR_PREFIX`.
+
+    Raises
+    ------
+    Nothing.
+
+    Examples
+    --------
+    >>> fit_names("'x.h5' holds 2 datasets (", ["/A", "/W"], ")", "'x.h5' holds 2 datasets")
+    "'x.h5' holds 2 datasets (/A, /W)"
+    >>> fit_names("'x.h5' holds 3 datasets (", ["/" + "a" * 40, "/W", "/b"], ")", "'x.h5' holds 3 datasets")
+    "'x.h5' holds 3 datasets"
+    """
+    n = len(names)
+    room = ERROR_WIDTH - len(ERROR_PREFIX) - columns(head) - columns(tail)
+
+    def listed(shown: int) -> str:
+        return ", ".join(names[:shown]) + ("" if shown == n else f", +{n - shown} more")
+
+    # the widest list that fits, from the widths of the names so far (closed form per count, one pass)
+    used, best = -2, 0
+    for shown, name in enumerate(names, start=1):
+        used += 2 + columns(name)
+        if used + (0 if shown == n else len(f", +{n - shown} more")) <= room:
+            best = shown
+    if best:
+        return head + listed(best) + tail
+    if fits(bare):
+        return bare
+    last = [head + listed(n) + tail, head + listed(1) + tail] + ([bare] if bare_names_one else [])
+    return min(last, key=columns)

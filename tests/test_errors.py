@@ -75,3 +75,18 @@ def test_control_characters_in_an_error_are_escaped_and_it_stays_one_line(tmp_pa
                          env={**os.environ, "PYTHONPATH": root})
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "\x1b" not in res.stderr
     assert "(/a\\nb, /c\\x1b[31m)" in res.stderr
+
+
+@pytest.mark.parametrize("text", ["A_prev", "/train/A_prev", "\u8a13\u7df4\u30c7\u30fc\u30bf", "caf\u00e9", "cafe\u0301",
+                                  "\uff21\uff22", "\U0001f600 data", "\u0394W_\u03b1", "\ud55c\uad6d\uc5b4"])
+def test_columns_counts_terminal_cells_as_rich_does(text):
+    # io may not import rich, so errors counts cells itself: it must agree with the terminal's count
+    from rich.cells import cell_len
+
+    from cnncli.errors import columns
+    assert columns(text) == cell_len(text)
+
+
+def test_columns_counts_a_control_character_as_its_escape():
+    from cnncli.errors import columns, printable
+    assert columns("a\nb\x1b") == len(printable("a\nb\x1b")) == len("a\\nb\\x1b")

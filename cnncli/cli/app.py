@@ -20,7 +20,7 @@ import typer
 from typer.core import TyperGroup
 
 from .. import _startup
-from ..errors import CnncliError
+from ..errors import ERROR_WIDTH, CnncliError
 from .command import adopt, suggest_options
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -47,9 +47,6 @@ class _State:
 
 
 state = _State()
-#: The terminal width an error line is written to fit (a long value the user gave may still push it over).
-ERROR_WIDTH = 80
-
 
 #: An error line longer than this is cut in its middle (a 50 KB attribute value echoed whole helps nobody;
 #: a value of shape's 1,000-digit numbers, the longest a user may give, stays whole).

@@ -28,7 +28,7 @@ from ..engine import layout as layouts
 from ..engine.geometry import WindowGeometry
 from ..engine.params import ConvParams, PoolParams
 from ..engine.shapes import ConvShapeError, check_conv_shapes, check_layer_fits
-from ..errors import CnncliError, HyperparameterError, InputError, ShapeError
+from ..errors import CnncliError, HyperparameterError, InputError, ShapeError, first_fitting
 from ..io import cases, dtypes
 from ..io.budget import memory_setting
 from ..io.readers import REF_FORMS
@@ -339,8 +339,13 @@ def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict, allo
 
 def _grad_shape_error(call: LayerCall, name: str, ref: str, shape) -> ShapeError:
     """The error for an upstream gradient not shaped like the forward output (returned, to be raised)."""
-    return ShapeError(f"{name} {ref!r} is {tuple(shape)}; expected the output's "
-                      f"{layouts.shape_from_nhwc(call.out_shape, call.layout)}")
+    # NOTE: fewer words, then shapes as 2x3x4x8 (as the case messages write them), where the ref is long
+    # (examples/dZ.npy, grads.h5:/layer2/dZ); never a cut ref, which would not find the file
+    want = layouts.shape_from_nhwc(call.out_shape, call.layout)
+    x = "x".join(map(str, shape)) if len(shape) > 1 else str(tuple(shape))
+    return ShapeError(first_fitting(f"{name} {ref!r} is {tuple(shape)}; expected the output's {want}",
+                                    f"{name} {ref!r} is {tuple(shape)}; expected {want}",
+                                    f"{name} {ref!r} is {x}; expected {'x'.join(map(str, want))}"))
 
 
 def _batch_input(call: LayerCall, src) -> object:

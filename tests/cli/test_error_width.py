@@ -91,3 +91,53 @@ def test_an_error_about_a_huge_value_is_cut_in_its_middle(tmp_path):
     line = r.stderr.rstrip("\n")
     assert len(line) < len("cnncli: error: ") + MAX_ERROR_CHARS + 40
     assert "stride must be an int or a pair (h, w), got" in line and " characters ...] " in line
+
+
+def _exercise_case(path, A_shape=(2, 5, 7, 4), f=3, n_C=8, pad=1, stride=2):
+    import h5py
+
+    rng = np.random.default_rng(1)
+    with h5py.File(path, "w") as h5:
+        h5["A_prev"], h5["W"] = rng.standard_normal(A_shape), rng.standard_normal((f, f, A_shape[3], n_C))
+        h5["b"] = np.zeros((1, 1, 1, n_C))
+        h5.attrs.update(layer="conv", pad=pad, stride=stride)
+
+
+# 5x7 padded by 1, 3x3 windows at stride 2: floor((5 + 2 - 3) / 2) + 1 = 3 rows, floor((7 + 2 - 3) / 2) + 1 = 4 columns
+GRAD_REFS = [  # the whole words where they fit, fewer, then shapes written 10x4x4x8
+    ("dZ.npy", "dZ 'dZ.npy' is (10, 4, 4, 8); expected the output's (2, 3, 4, 8)"),
+    ("grads.h5:/layer2/dZ", "dZ 'grads.h5:/layer2/dZ' is (10, 4, 4, 8); expected (2, 3, 4, 8)"),
+    ("examples/grads.h5:/layer2/dZ", "dZ 'examples/grads.h5:/layer2/dZ' is 10x4x4x8; expected 2x3x4x8"),
+    ("examples/dZ_wrong_shape.npy", "dZ 'examples/dZ_wrong_shape.npy' is 10x4x4x8; expected 2x3x4x8"),
+]
+
+
+@pytest.mark.parametrize("ref, line", GRAD_REFS)
+def test_a_misshapen_gradient_from_a_realistic_path_fits_80_columns(tmp_path, monkeypatch, ref, line):
+    # "expected the output's (2, 3, 4, 8)" took the line to 100 columns with examples/dZ_wrong_shape.npy
+    import h5py
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "examples").mkdir()
+    _exercise_case("examples/exercise_conv.h5")
+    wrong = np.ones((10, 4, 4, 8))
+    if ".h5:" in ref:
+        with h5py.File(ref.split(":")[0], "w") as h5:
+            h5["layer2/dZ"] = wrong
+    else:
+        np.save(ref, wrong)
+    result = runner.invoke(app, ["backward", "examples/exercise_conv.h5", "--grad", ref, "-o", "out.npz"])
+    assert (result.exit_code, result.stderr) == (2, f"cnncli: error: {line}\n")
+    assert len(result.stderr.rstrip("\n")) <= WIDTH and "Traceback" not in result.output
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_a_misshapen_gradient_from_a_long_path_keeps_the_whole_words(tmp_path, monkeypatch):
+    # no wording fits: the line keeps all its words, and the ref uncut (a cut one would not find the file)
+    monkeypatch.chdir(tmp_path)
+    _exercise_case("c.h5")
+    ref = "gradients_of_the_second_layer_for_batch_0.npy"
+    np.save(ref, np.ones((2, 3, 4, 7)))
+    result = runner.invoke(app, ["backward", "c.h5", "--grad", ref])
+    assert (result.exit_code, result.stderr) == (
+        2, f"cnncli: error: dZ {ref!r} is (2, 3, 4, 7); expected the output's (2, 3, 4, 8)\n")

@@ -209,7 +209,7 @@ def test_misreads_is_said_only_when_the_arrays_agree_read_as_the_case_says(tmp_p
     assert run(["forward", "wrong.h5", "--layout", "nhwc"]).exit_code == 0
     cases = [
         (["backward", "wrong.h5", "--layout", "nhwc", "--grad", "g_bad.npy"],
-         "dZ 'g_bad.npy' is (2, 4, 4, 5); expected the output's (2, 4, 4, 4)"),
+         "dZ 'g_bad.npy' is (2, 4, 4, 5); expected (2, 4, 4, 4)"),
         (["forward", "wrong.h5", "--layout", "nhwc", "--dilation", "50"],
          "no 3x3 window (dilated to 101x101) fits a 6x6 input padded by 0"),
         (["forward", "wrong.h5", "--layout", "nhwc", "--groups", "2"],
