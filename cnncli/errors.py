@@ -64,10 +64,50 @@ class ArrayChoiceError(InputError):
     def __init__(self, message: str, path: str = "", names: tuple = (), what: str = "array"):
         super().__init__(message)
         self.path, self.names, self.what = path, tuple(names), what
+        self._around = None  # (before, after) when the message is :meth:`several`'s, re-fitted with more context
+
+    @classmethod
+    def several(cls, path: str, names, what: str, before: str = "", after: str = "") -> "ArrayChoiceError":
+        """``'x.h5' holds 2 datasets (/A, /W); name one, e.g. x.h5:/A``, the list cut by :func:`fit_names`.
+
+        Parameters
+        ----------
+        path : str
+            The file, as the user gave it.
+        names : sequence of str
+            Two or more names it holds.
+        what : str
+            ``"array"`` or ``"dataset"``.
+        before, after : str
+            Context around the message (``"--weights "``); :meth:`with_context` adds more and re-fits.
+
+        Returns
+        -------
+        ArrayChoiceError
+
+        Raises
+        ------
+        Nothing: the caller raises it.
+
+        Examples
+        --------
+        >>> str(ArrayChoiceError.several("x.h5", ["/A", "/W"], "dataset"))
+        "'x.h5' holds 2 datasets (/A, /W); name one, e.g. x.h5:/A"
+        """
+        names = tuple(names)
+        head, example = f"{before}{path!r} holds {len(names)} {what}s", f"name one, e.g. {path}:{names[0]}{after}"
+        new = cls(fit_names(f"{head} (", names, (f"); {example}", f"); add :NAME{after}"), f"{head}; add :NAME{after}",
+                            named=f"{head}; {example}"), path, names, what)
+        new._around = (before, after)
+        return new
 
     def with_context(self, before: str = "", after: str = "") -> "ArrayChoiceError":
-        """:meth:`CnncliError.with_context`, keeping the file, its names and their kind."""
-        new = ArrayChoiceError(f"{before}{self}{after}", self.path, self.names, self.what)
+        """:meth:`CnncliError.with_context`, keeping the file, its names and their kind (the list re-fitted)."""
+        if self._around is not None:
+            new = ArrayChoiceError.several(self.path, self.names, self.what, before + self._around[0],
+                                           self._around[1] + after)
+        else:
+            new = ArrayChoiceError(f"{before}{self}{after}", self.path, self.names, self.what)
         new.__cause__ = self
         return new
 
@@ -157,22 +197,26 @@ def first_fitting(*messages: str) -> str:
     return next((m for m in messages if fits(m)), messages[0])
 
 
-def fit_names(head: str, names, tail: str, bare: str, bare_names_one: bool = False) -> str:
+def fit_names(head: str, names, tails, bare: str, named: str = "") -> str:
     """``head + "a, b, +3 more" + tail`` within :data:`ERROR_WIDTH`: a choice among ``names`` worded to fit.
 
-    The rule: the widest list of names that fits (as many as fit, and a count of the rest), else ``bare``
-    (the count alone); where even that overflows (a long path), the shortest line that still names one.
+    The rule: the widest list of names that fits (as many as fit, and a count of the rest; the first of
+    ``tails`` that shows the most), else ``bare`` (the count alone); where even that overflows (a long
+    path), the shortest line that still names one.
 
     Parameters
     ----------
-    head, tail : str
-        Around the list: ``"--like 'x.h5' has 2 datasets ("`` and ``"); add :NAME"``.
+    head : str
+        Before the list: ``"--like 'x.h5' has 2 datasets ("``.
     names : sequence of str
         Two or more names, in the order they are listed.
+    tails : sequence of str
+        After the list, fewer words each: ``("); add :NAME",)``.
     bare : str
         The line without a list: ``"--like 'x.h5' has 2 datasets; add :NAME"``.
-    bare_names_one : bool
-        Whether ``bare`` names one itself (``"...; name one, e.g. x.h5:/A"``), so may be the last resort.
+    named : str, optional
+        A line without a list that still names one (``"'x.h5' holds 2 datasets; name one, e.g. x.h5:/A"``),
+        for the last resort.
 
     Returns
     -------
@@ -185,26 +229,30 @@ def fit_names(head: str, names, tail: str, bare: str, bare_names_one: bool = Fal
 
     Examples
     --------
-    >>> fit_names("'x.h5' holds 2 datasets (", ["/A", "/W"], ")", "'x.h5' holds 2 datasets")
+    >>> fit_names("'x.h5' holds 2 datasets (", ["/A", "/W"], (")",), "'x.h5' holds 2 datasets")
     "'x.h5' holds 2 datasets (/A, /W)"
-    >>> fit_names("'x.h5' holds 3 datasets (", ["/" + "a" * 40, "/W", "/b"], ")", "'x.h5' holds 3 datasets")
+    >>> fit_names("'x.h5' holds 3 datasets (", ["/" + "a" * 60, "/W", "/b"], (")",), "'x.h5' holds 3 datasets")
     "'x.h5' holds 3 datasets"
     """
     n = len(names)
-    room = ERROR_WIDTH - len(ERROR_PREFIX) - columns(head) - columns(tail)
 
     def listed(shown: int) -> str:
         return ", ".join(names[:shown]) + ("" if shown == n else f", +{n - shown} more")
 
-    # the widest list that fits, from the widths of the names so far (closed form per count, one pass)
-    used, best = -2, 0
-    for shown, name in enumerate(names, start=1):
-        used += 2 + columns(name)
-        if used + (0 if shown == n else len(f", +{n - shown} more")) <= room:
-            best = shown
-    if best:
-        return head + listed(best) + tail
+    def widest(tail: str) -> int:
+        # the most names that fit, from the widths of the names so far (closed form per count, one pass)
+        room = ERROR_WIDTH - len(ERROR_PREFIX) - columns(head) - columns(tail)
+        used, best = -2, 0
+        for shown, name in enumerate(names, start=1):
+            used += 2 + columns(name)
+            if used + (0 if shown == n else len(f", +{n - shown} more")) <= room:
+                best = shown
+        return best
+
+    shown, tail = max(((widest(t), t) for t in tails), key=lambda st: st[0])  # NOTE: max keeps the first of ties
+    if shown:
+        return head + listed(shown) + tail
     if fits(bare):
         return bare
-    last = [head + listed(n) + tail, head + listed(1) + tail] + ([bare] if bare_names_one else [])
+    last = [head + listed(n) + tails[0], head + listed(1) + tails[0]] + ([named] if named else [])
     return min(last, key=columns)

@@ -70,8 +70,8 @@ def test_control_characters_in_an_error_are_escaped_and_it_stays_one_line(tmp_pa
         f["a\nb"] = np.zeros((1, 4, 4, 1))
         f["c\x1b[31m"] = np.zeros((1, 4, 4, 1))
     root = str(Path(__file__).resolve().parents[1])
-    res = subprocess.run([sys.executable, "-m", "cnncli", "forward", str(tmp_path / "nl.h5"), "--f", "2"],
-                         capture_output=True, text=True, timeout=60,
+    res = subprocess.run([sys.executable, "-m", "cnncli", "forward", "nl.h5", "--f", "2"],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": root})
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "\x1b" not in res.stderr
     assert "(/a\\nb, /c\\x1b[31m)" in res.stderr

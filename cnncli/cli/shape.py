@@ -9,8 +9,8 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import ArrayChoiceError, HyperparameterError, InputError, ShapeError
-from .app import ERROR_WIDTH, app
+from ..errors import ArrayChoiceError, HyperparameterError, InputError, ShapeError, fit_names
+from .app import app
 from .command import CnncliCommand, choices, examples
 from .options import PlainOpt, check_output_flags
 
@@ -27,29 +27,9 @@ _EXAMPLES = examples(
 
 
 def _choose_one(path: str, names, what: str) -> str:
-    """``--like 'x.h5' has 2 datasets (/A_prev, /W); add :NAME`` within ERROR_WIDTH: the names whole if they
-    fit, else as many as fit and a count of the rest, else the count alone; where even that overflows (a long
-    path), the shortest line that still names one."""
-    from rich.cells import cell_len  # NOTE: terminal cells, not characters: CJK and emoji take two
-
-    head, tail, n = f"--like {path!r} has {len(names)} {what}s (", "); add :NAME", len(names)
-    room = ERROR_WIDTH - len("cnncli: error: ") - cell_len(head) - len(tail)
-
-    def listed(shown: int) -> str:
-        return ", ".join(names[:shown]) + ("" if shown == n else f", +{n - shown} more")
-
-    # the widest list that fits, from the widths of the names so far (closed form per count, one pass)
-    used, best = -2, 0
-    for shown, name in enumerate(names, start=1):
-        used += 2 + cell_len(name)
-        if used + (0 if shown == n else len(f", +{n - shown} more")) <= room:
-            best = shown
-    if best:
-        return head + listed(best) + tail
-    bare = f"--like {path!r} has {n} {what}s; add :NAME"
-    if len("cnncli: error: ") + cell_len(bare) <= ERROR_WIDTH:
-        return bare
-    return min((head + listed(n) + tail, head + listed(1) + tail), key=cell_len)
+    """``--like 'x.h5' has 2 datasets (/A_prev, /W); add :NAME``, the list cut by :func:`~cnncli.errors.fit_names`."""
+    head = f"--like {path!r} has {len(names)} {what}s"
+    return fit_names(f"{head} (", names, ("); add :NAME",), f"{head}; add :NAME")
 
 
 def _like_dims(ref: str, layout: Optional[str], allow_external: bool = False):

@@ -389,8 +389,7 @@ def pick_name(ref: ArrayRef, names, what: str) -> str:
             return names[0]
         if not names:  # nothing to name: "name one, e.g. x.h5:NAME" would send the user looking
             raise ArrayChoiceError(f"{ref.path!r} holds no {what}s", ref.path, names, what)
-        raise ArrayChoiceError(f"{ref.path!r} holds {len(names)} {what}s ({listing}); "
-                               f"name one, e.g. {ref.path}:{names[0] if names else 'NAME'}", ref.path, names, what)
+        raise ArrayChoiceError.several(ref.path, names, what)  # the list cut to fit 80 columns, as --like's
     if ref.name in names:
         return ref.name
     raise InputError(f"{ref.path!r} has no {what} {ref.name!r}; it has: {listing}")

@@ -59,7 +59,7 @@ CASES = [
     (["forward", "{d}/A.npy", "--weights", "{d}/nope.npy"], "'{d}/nope.npy': no such file"),
     # unknown dataset or name
     (["forward", "{d}/data.h5:/train/z", "--f", "2"], "'{d}/data.h5' has no dataset '/train/z'; it has: /train/x, /train/y"),
-    (["forward", "{d}/data.h5", "--f", "2"], "'{d}/data.h5' holds 2 datasets (/train/x, /train/y); name one"),
+    (["forward", "{d}/data.h5", "--f", "2"], "'{d}/data.h5' holds 2 datasets; name one, e.g. {d}/data.h5:/train/x"),
     (["forward", "{d}/two.npz:c", "--f", "2"], "'{d}/two.npz' has no array 'c'; it has: a, b"),
     # pickles and refused dtypes
     (["forward", "{d}/obj.npy", "--f", "2"], "'{d}/obj.npy' holds pickled objects; cnncli never unpickles"),
