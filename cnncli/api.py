@@ -21,14 +21,20 @@ import numpy as np
 from .engine import ConvParams, PoolParams, conv2d, conv2d_backward, pool2d, pool2d_backward
 from .engine.layout import window_of
 from .engine.params import CONV_API_KEYS, POOL_KEYS, check_hparameters, without_window
+from .engine.shapes import raise_w_shape_error
 from . import __all__ as _PACKAGE_NAMES
 from .errors import HyperparameterError, ShapeError
 from .io.text import read_hyperparameters, read_pad
 
 
-def _conv_params(hp: dict, W) -> ConvParams:
+def _conv_params(hp: dict, A_prev, W, b) -> ConvParams:
     """The record of a checked ``hparameters`` copy, its ``"f"`` checked against W; text values read first."""
-    return ConvParams.from_hparameters(without_window(read_hyperparameters(hp), window_of(W, hp.get("layout", "nhwc"))))
+    layout, read = hp.get("layout", "nhwc"), read_hyperparameters(hp)
+    try:
+        return ConvParams.from_hparameters(without_window(read, window_of(W, layout)))
+    except ShapeError:  # "f" disagrees with W's window: W's own shape may be why (PyTorch's layout)
+        raise_w_shape_error(A_prev, W, b, read.get("groups", 1), layout)
+        raise
 
 
 def _pool_params(hp: dict, mode) -> PoolParams:
@@ -138,7 +144,7 @@ def conv_forward(A_prev, W, b, hparameters, *, layout: Optional[str] = None):
     hp = check_hparameters(hparameters, CONV_API_KEYS, "conv")
     if layout is not None:
         hp["layout"] = layout
-    Z = conv2d(A_prev, W, b, _conv_params(hp, W), layout=hp.get("layout", "nhwc"))
+    Z = conv2d(A_prev, W, b, _conv_params(hp, A_prev, W, b), layout=hp.get("layout", "nhwc"))
     return Z, (A_prev, W, b, hp)
 
 
@@ -163,7 +169,7 @@ def conv_backward(dZ, cache):
         ``dZ`` is not of the forward output's shape.
     """
     A_prev, W, b, hp = cache
-    grads = conv2d_backward(dZ, A_prev, W, _conv_params(hp, W), layout=hp.get("layout", "nhwc"))
+    grads = conv2d_backward(dZ, A_prev, W, _conv_params(hp, A_prev, W, b), layout=hp.get("layout", "nhwc"))
     db = grads.db
     if b is not None and np.ndim(b) == 4:
         db = db.reshape(1, 1, 1, -1)

@@ -248,3 +248,37 @@ def test_a_conv_dict_still_refuses_unknown_keys_and_bad_f():
         conv_forward(A, W, b, {"stride": 1, "f": 3, "kernel": 3})
     with pytest.raises(HyperparameterError, match="f must be >= 1, got 0"):
         conv_forward(A, W, b, {"stride": 1, "f": 0})
+
+
+# PyTorch's (C_out, C_in, kH, kW) = (8, 4, 3, 3) read as the exercise's (f, f, n_C_prev, n_C): a "window" of 8x4,
+# 3 input channels where A_prev has 4
+W_SHAPE_FIRST = "W has 3 input channel(s) per group but A_prev has n_C_prev=4 with groups=1 (expected W.shape[2] == 4)"
+
+
+@pytest.mark.parametrize("f", [3, 8, (8, 4)])
+def test_a_w_in_pytorchs_layout_is_told_by_its_shape_before_f(f):
+    # f=3 is the user's right window; it was told "hparameters['f']=3 disagrees with W's 8x4 window"
+    from cnncli.gradcheck import gradcheck_conv
+
+    A, W, b = np.ones((2, 5, 5, 4)), np.ones((8, 4, 3, 3)), np.zeros((1, 1, 1, 8))
+    hp = {"stride": 1, "pad": 1, "f": f}
+    calls = [lambda: conv_forward(A, W, b, hp), lambda: conv_backward(np.ones((2, 5, 5, 8)), (A, W, b, hp)),
+             lambda: gradcheck_conv(A, W, b, hp)]
+    for call in calls:
+        with pytest.raises(ShapeError) as info:
+            call()
+        assert str(info.value) == W_SHAPE_FIRST
+    assert conv_forward(A, W.transpose(2, 3, 1, 0), b, {**hp, "f": 3})[0].shape == (2, 5, 5, 8)
+
+
+def test_a_wrong_f_with_a_w_of_the_right_shape_is_still_told_by_f():
+    # the other order: W agrees with A_prev and b, so f is the problem
+    A, W, b = np.ones((2, 5, 5, 4)), np.ones((3, 3, 4, 8)), np.zeros((1, 1, 1, 8))
+    for hp in ({"stride": 1, "pad": 1, "f": 2}, {"stride": 1, "pad": 1, "f": 2, "groups": 0}):
+        with pytest.raises(ShapeError) as info:
+            conv_forward(A, W, b, hp)
+        assert str(info.value) == "hparameters['f']=2 disagrees with W's 3x3 window"
+    # a bias that does not match is b's own problem, told after f (as before)
+    with pytest.raises(ShapeError) as info:
+        conv_forward(A, W, np.zeros(5), {"stride": 1, "pad": 1, "f": 2})
+    assert str(info.value) == "hparameters['f']=2 disagrees with W's 3x3 window"

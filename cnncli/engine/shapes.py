@@ -14,9 +14,12 @@ import math
 import os
 from typing import Optional, Sequence
 
+import numpy as np
+
 from ..errors import ShapeError
 from ..units import two_sizes
 from .geometry import WindowGeometry, check_groups
+from .layout import shape_to_nhwc
 
 
 class ConvShapeError(ShapeError):
@@ -85,6 +88,42 @@ def check_conv_shapes(A_shape: Sequence[int], W_shape: Sequence[int], b_shape: O
         raise ConvShapeError(f"b must have shape ({n_C},) or (1, 1, 1, {n_C}) to match W, got {tuple(b_shape)}",
                              "bias", groups)
     return groups
+
+
+def raise_w_shape_error(A_prev, W, b, groups, layout: str = "nhwc") -> None:
+    """Raise W's own shape error (its channels, an empty axis) if it has one, else return.
+
+    Called where a conv dict's ``"f"`` disagrees with W's window: a W in PyTorch's layout read as NHWC
+    fails both, and its channels say more than its "window" (which is then ``C_out x C_in``).
+
+    Parameters
+    ----------
+    A_prev : array_like, shape (m, n_H_prev, n_W_prev, n_C_prev) or (m, C, H, W) in ``layout``
+    W : array_like, shape (f, f, n_C_prev // groups, n_C) or (C_out, C_in/groups, kH, kW) in ``layout``
+    b : array_like or None
+    groups : int
+    layout : {"nhwc", "nchw"}
+
+    Returns
+    -------
+    None
+        No error of W's own (or one of another array, or a bad ``groups``: their own errors come later).
+
+    Raises
+    ------
+    ConvShapeError
+        W's channels disagree with A_prev's, or W has an empty axis.
+    """
+    try:
+        if np.ndim(A_prev) != 4 or np.ndim(W) != 4:
+            return
+        check_conv_shapes(shape_to_nhwc(np.shape(A_prev), layout), shape_to_nhwc(np.shape(W), layout, weights=True),
+                          None if b is None else np.shape(b), groups)
+    except ConvShapeError as exc:
+        if exc.problem in ("channels", "empty W"):
+            raise
+    except (ValueError, TypeError):  # ragged lists, a bad groups or layout: not W's shape
+        pass
 
 
 def physical_memory() -> Optional[int]:

@@ -9,7 +9,7 @@ import numpy as np
 from ..engine import ConvParams, PoolParams
 from ..engine.params import without_window
 from ..engine.layout import check_layout, nchw_to_nhwc, weights_nchw_to_nhwc, window_of
-from ..engine.shapes import check_conv_shapes, check_layer_fits
+from ..engine.shapes import check_conv_shapes, check_layer_fits, raise_w_shape_error
 from ..errors import HyperparameterError, InputError, ShapeError
 from ..io.text import read_hyperparameters
 from .context import Progress
@@ -112,7 +112,11 @@ def gradcheck_conv(A_prev, W, b=None, params: Union[ConvParams, dict, None] = No
     """
     method, _ = validate_settings(method, samples, eps, tol, seed)  # before the seed draws the upstream gradient
     layout = _layout_of(params, layout)
-    params = as_params(params, "conv", window_of(W, layout))
+    try:
+        params = as_params(params, "conv", window_of(W, layout))
+    except ShapeError:  # a dict's "f" disagrees with W's window: W's own shape may be why, as in conv_forward
+        raise_w_shape_error(A_prev, W, b, params.get("groups", 1) if isinstance(params, dict) else 1, layout)
+        raise
     layout = check_layout(layout)
     notes: list = []
     A = _as_float64(A_prev, "A_prev", notes)
