@@ -8,6 +8,7 @@ how long, and how to make it shorter.
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
@@ -28,9 +29,13 @@ def duration(seconds: float) -> str:
     >>> duration(42.3), duration(185), duration(4800)
     ('42 s', '3 min', '1 h 20 min')
     """
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    minutes = round(seconds / 60)
+    # NOTE: one rounding, half up, to whole seconds, and every unit is read from it: 89.5 s is 90 s, which is
+    # "2 min" as 90 is ('%.0f' wrote "90 s" for 89.5 while 90 read "2 min"); minutes round half up too (150 s
+    # is 3 min), in integers, so 2.5 min never rounds to even
+    whole = math.floor(seconds + 0.5)
+    if whole < 90:
+        return f"{whole} s"
+    minutes = (whole + 30) // 60
     if minutes < 60:  # from the rounded minutes: 3590 s is 1 h 0 min, not 60 min
         return f"{minutes} min"
     hours, minutes = divmod(minutes, 60)

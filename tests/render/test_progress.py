@@ -61,3 +61,13 @@ def test_the_bar_shows_the_total_and_an_eta(monkeypatch):
     text = screen.file.getvalue()
     assert "100/400" in text and "eta" in text
     assert "None" not in text
+
+
+def test_the_seconds_to_minutes_edge_is_read_from_the_rounded_seconds():
+    # 89.5-90 s read "90 s" ('%.0f') while 90 s read "2 min": 89.5 s rounds (half up) to 90 s, so it is 2 min
+    edges = (89.4, 89.5, 89.99, 90, 149, 150, 3570, 3599)
+    assert [duration(s) for s in edges] == ["89 s", "2 min", "2 min", "2 min", "2 min", "3 min", "1 h 0 min",
+                                            "1 h 0 min"]
+    # half up at every step, never to even: 42.5 s is 43 s, 2.5 min is 3 min and 3.5 min 4 min
+    assert [duration(s) for s in (42.5, 44.5, 209, 210, 269, 270)] == ["43 s", "45 s", "3 min", "4 min", "4 min",
+                                                                       "5 min"]
