@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import ShapeError, first_fitting
 from ..units import two_sizes
 from .geometry import WindowGeometry, check_groups
 from .layout import shape_to_nhwc
@@ -134,11 +134,23 @@ def physical_memory() -> Optional[int]:
         return None
 
 
-def _sizes(need: int, limit: int, per: str = "", setting: Optional[str] = None) -> str:
-    """``"<need><per>; memory is <limit>"``, in exact bytes when the rounded sizes would read the same; with a
+def _sizes(need: int, limit: int, setting: Optional[str] = None) -> str:
+    """``"<need>; memory is <limit>"``, in exact bytes when the rounded sizes would read the same; with a
     ``setting``, ``"<need>, over <setting>"``: the user knows the value set, and 80 columns hold no more."""
     a, b = two_sizes(need, limit)
-    return f"{a}, over {setting}" if setting else f"{a}{per}; memory is {b}"
+    return f"{a}, over {setting}" if setting else f"{a}; memory is {b}"
+
+
+def _padded_too_big(dims: str, need: int, limit: int, setting: Optional[str]) -> ShapeError:
+    """The refusal of a pool's padded example of ``dims``, in the first wording that fits 80 columns."""
+    a, b = two_sizes(need, limit)
+    if setting:
+        return ShapeError(first_fitting(f"padded example {dims} needs {a}, over {setting}",
+                                        f"padded example needs {a}, over {setting}"))
+    # NOTE: where the dims are long (a pad of 10**5 or more), the size and the limit are what must be said
+    return ShapeError(first_fitting(f"padded input {dims} needs {a} per example; memory is {b}",
+                                    f"padded example {dims} needs {a}; memory is {b}",
+                                    f"padded input needs {a} per example; memory is {b}"))
 
 
 def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, itemsize: int, *,
@@ -168,17 +180,17 @@ def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, item
     Raises
     ------
     ShapeError
-        One line naming the array, its size and the limit, e.g. "padded input
-        2000000006x2000000006x2 needs 55.5 EiB per example; memory is 23.5 GiB".
+        One line naming the array, its size and the limit, e.g. "padded input 2006x2006x2 needs
+        61.4 MiB per example; memory is 16.0 MiB"; its dims give way where the line would pass
+        80 columns ("padded input needs 55.5 EiB per example; memory is 23.5 GiB").
     """
     limit = (physical_memory() or 2**63) if limit is None else limit
     if pool:
         hp, wp = (p + o for p, o in zip(geom.padded_hw, geom.overflow))
         need = hp * wp * n_C_prev * max(itemsize, 8)  # at most an 8-byte value per padded pixel
         if need > limit:
-            what = "padded example" if setting else "padded input"  # the short form says "per example" so
-            raise ShapeError(f"{what} {hp}x{wp}x{n_C_prev} needs {_sizes(need, limit, ' per example', setting)}")
+            raise _padded_too_big(f"{hp}x{wp}x{n_C_prev}", need, limit, setting)
     dims = (m,) + tuple(geom.out_hw) + (n_C,)
     need = math.prod(dims) * itemsize
     if need > limit:
-        raise ShapeError(f"output {'x'.join(map(str, dims))} needs {_sizes(need, limit, setting=setting)}")
+        raise ShapeError(f"output {'x'.join(map(str, dims))} needs {_sizes(need, limit, setting)}")

@@ -33,6 +33,10 @@ def _side(pad: int, n: int = 6, f: int = 3) -> int:
     return n + 2 * pad - f + 1  # stride 1: one output row per window start
 
 
+#: 2000000006 x 2000000006 x 3 padded pixels of 8 bytes, in EiB (2**60 bytes)
+_PADDED_EIB = f"padded input needs {2000000006 ** 2 * 3 * 8 / 2**60:.1f} EiB per example; memory is "
+
+
 @pytest.mark.parametrize("args, message", [
     (["forward", "A.npy", "--weights", "W.npy", "--pad", "1000000000"],
      f"output 1x{_side(10**9)}x{_side(10**9)}x4 needs "),
@@ -44,13 +48,13 @@ def _side(pad: int, n: int = 6, f: int = 3) -> int:
      "output 1x"),
     (["gradcheck", "A.npy", "--weights", "W.npy", "--pad", "1000000000"],
      f"output 1x{_side(10**9)}x{_side(10**9)}x4 needs "),
-    # --f alone makes a pooling layer: a 2e9-wide window over the padded 6x6 input.
+    # --f alone makes a pooling layer: a 2e9-wide window over the padded 6x6 input (its dims give way to 80 columns)
     (["forward", "A.npy", "--f", "2000000000", "--pad", "1000000000"],
-     "padded input 2000000006x2000000006x3 needs "),
+     _PADDED_EIB),
     (["gradcheck", "A.npy", "--f", "2000000000", "--pad", "1000000000"],
-     "padded input 2000000006x2000000006x3 needs "),
+     _PADDED_EIB),
     (["backward", "A.npy", "--f", "2000000000", "--pad", "1000000000", "--grad", "G.npy", "-o", "dA.npy"],
-     "padded input 2000000006x2000000006x3 needs "),
+     _PADDED_EIB),
 ])
 def test_astronomical_calls_are_refused_before_allocating(arrays, args, message):
     before = set(os.listdir(arrays))

@@ -64,7 +64,7 @@ def test_layer_fits_refuses_in_closed_form_before_allocating():
     # The engine itself refuses before allocating (this would need exbibytes).
     with pytest.raises(ShapeError, match="output 1x2000000004x2000000004x2 needs"):
         conv2d(np.ones((1, 6, 6, 1)), np.ones((3, 3, 1, 2)), params=ConvParams(pad=10**9))
-    with pytest.raises(ShapeError, match="padded input 2000000006x2000000006x1 needs .* EiB per example; memory is "):
+    with pytest.raises(ShapeError, match="^padded input needs 27.8 EiB per example; memory is "):
         pool2d(np.ones((1, 6, 6, 1)), PoolParams(f=2 * 10**9, pad=10**9))
 
 
@@ -81,3 +81,24 @@ def test_a_window_far_larger_than_the_input_matches_the_loops(mode):
     np.testing.assert_allclose(out, pool_forward_loops(A, p), rtol=1e-12, atol=1e-12)
     dA = rng.standard_normal(out.shape)
     np.testing.assert_allclose(pool2d_backward(dA, A, p), pool_backward_loops(dA, A, p), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("pad, f, limit, setting, message", [
+    # 8 * 8 * 2 pixels of 8 bytes = 1024 bytes: the whole words fit
+    (1, 3, 512, None, "padded input 8x8x2 needs 1.0 KiB per example; memory is 512 bytes"),
+    # 2006 * 2006 * 2 * 8 = 64,384,576 bytes = 61.4 MiB: "per example" gives way (it was 85 columns)
+    (1000, 2000, 2**24, None, "padded example 2006x2006x2 needs 61.4 MiB; memory is 16.0 MiB"),
+    # 200006**2 * 2 * 8 = 640,038,400,576 bytes = 596.1 GiB
+    (10**5, 2 * 10**5, 2**30, None, "padded example 200006x200006x2 needs 596.1 GiB; memory is 1.0 GiB"),
+    # 2000000006**2 * 2 * 8 bytes = 55.5 EiB: the dims give way, the size and the limit stay (it was 98)
+    (10**9, 2 * 10**9, 2**30, None, "padded input needs 55.5 EiB per example; memory is 1.0 GiB"),
+    (1, 3, 1000, "CNNCLI_MEMORY_BYTES", "padded example 8x8x2 needs 1.0 KiB, over CNNCLI_MEMORY_BYTES"),
+    (1000, 2000, 2**24, "CNNCLI_MEMORY_BYTES", "padded example needs 61.4 MiB, over CNNCLI_MEMORY_BYTES"),
+])
+def test_a_pools_padded_input_refusal_fits_80_columns(pad, f, limit, setting, message):
+    from cnncli.engine.shapes import check_layer_fits
+
+    geom = PoolParams(f=f, stride=1, pad=pad).geometry((6, 6))
+    with pytest.raises(ShapeError) as info:
+        check_layer_fits(geom, 1, 2, 2, 8, pool=True, limit=limit, setting=setting)
+    assert str(info.value) == message and len("cnncli: error: " + message) <= 80
