@@ -238,13 +238,14 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
     if whole is not None:  # W's and b's checks draw next: what they will evaluate is known now
         whole.foresee(rng, top_out)
     sums = pass_over_batch(batch, h, D, idx, directed, top_out)
+    # the magnitudes the in-memory verdicts name: every input's, A_prev's from the first pass
+    maxima = [(name, top)] + ([(k, _max_abs(whole.inputs[k])) for k in ("W", "b")] if whole is not None else [])
     if not sums["finite"]:
         return inconclusive(gname, name, np.broadcast_to(0.0, shape),
-                            f"{gname}: the loss overflows float64 at this scale (max |A_prev| {top:.2g}); "
+                            f"{gname}: the loss overflows float64 at this scale ({input_sizes(maxima)}); "
                             "rescale the input")
     # NOTE: the in-memory check's rule, on the largest |dA_prev| of the examples the pass computed it for
     # (a conv's: those compared; the others' differences are never looked at)
-    maxima = [(name, top)] + ([(k, _max_abs(whole.inputs[k])) for k in ("W", "b")] if whole is not None else [])
     reason = underflow_reason(gname, sums["grad_max"], h, lambda: input_sizes(maxima))
     if reason is not None:
         del notes[mark:]  # as in memory, where the verdict comes before any element is counted or drawn

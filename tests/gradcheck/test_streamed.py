@@ -280,3 +280,26 @@ def test_a_subnormal_loss_on_a_large_set_is_inconclusive_without_the_sampling_no
     r = gradcheck_streamed(TINY, params=PoolParams(f=2), kind="pool", seed=3)
     assert r.verdict == "inconclusive" and "underflows" in r.gradients[0].inconclusive
     assert r.notes == ()  # nothing was sampled nor moved: no note says it was
+
+
+@pytest.mark.parametrize("kind, with_b", [("conv", True), ("conv", False), ("pool", False)])
+@pytest.mark.parametrize("method", ["full", "fast"])
+def test_an_overflow_is_worded_as_in_memory_naming_every_inputs_magnitude(kind, with_b, method):
+    # the streamed conv check named max |A_prev| alone where the in-memory one names W's and b's too
+    rng = np.random.default_rng(0)
+    if kind == "conv":
+        A0 = rng.standard_normal((2, 5, 5, 3)) * 1e307  # 27 products of ~1e307 per output: the loss is inf
+        W0, b0 = rng.standard_normal((3, 3, 3, 4)), (rng.standard_normal(4) if with_b else None)
+        a = gradcheck_conv(A0, W0, b0, ConvParams(pad=1), seed=0, method=method)
+        s = gradcheck_streamed(A0, W0, b0, ConvParams(pad=1), seed=0, method=method)
+        sizes = [f"max |A_prev| {np.abs(A0).max():.2g}", f"max |W| {np.abs(W0).max():.2g}",
+                 f"max |b| {np.abs(b0).max() if with_b else 0:.2g}"]  # no b is a zero bias
+    else:
+        A0 = rng.standard_normal((2, 6, 6, 3)) * 3e307
+        params = PoolParams(f=2, mode="average")
+        a = gradcheck_pool(A0, params, seed=0, method=method)
+        s = gradcheck_streamed(A0, params=params, kind="pool", seed=0, method=method)
+        sizes = [f"max |A_prev| {np.abs(A0).max():.2g}"]
+    want = f"dA_prev: the loss overflows float64 at this scale ({', '.join(sizes)}); rescale the input"
+    assert a.gradients[0].inconclusive == want
+    assert s.gradients[0].inconclusive == want
