@@ -8,6 +8,7 @@ was given unless ``allow_external`` (``--allow-external``) says otherwise, and
 refuses before anything outside is opened: links are walked one by one, never
 followed blindly. Every failure is an :class:`~cnncli.errors.InputError` with a
 one-line message naming the file, the dataset or attribute, and what is wrong.
+The links themselves are walked in :mod:`cnncli.io.h5links`.
 """
 
 from __future__ import annotations
@@ -20,28 +21,11 @@ import numpy as np
 from ..errors import CnncliError, ExternalDataError, InputError
 from ..units import two_sizes
 from .budget import memory_budget
+from .h5links import (MAX_LINKS, external_links, h5py_module, link_kind, readable_links, refuse_dangling, text_of,
+                      walk_links)
 from .readers import ArrayRef, check_dtype, damaged, expect_format, materialize, pick_name, source_of
 
-#: Soft links followed in one path before giving up (HDF5's own limit is 16 nested links).
-MAX_LINKS = 32
 _ALLOW = "refused without --allow-external"
-
-
-def h5py_module():
-    """The ``h5py`` module, imported on first use.
-
-    Returns
-    -------
-    module
-
-    Raises
-    ------
-    ImportError
-        h5py is not installed (it is a dependency: a broken installation).
-    """
-    import h5py  # imported lazily: start-up time of the commands that never touch HDF5
-
-    return h5py
 
 
 def open_h5(ref: ArrayRef):
@@ -122,105 +106,13 @@ def h5_datasets(group) -> list:
     h5py = h5py_module()
 
     def visit(name, obj):  # NOTE: visititems follows hard links only: no external link is opened here
-        name = _text(name)
+        name = text_of(name)
         if isinstance(obj, h5py.Dataset):
             found.append("/" + name if not name.startswith("/") else name)
 
     group.visititems(visit)
     prefix = group.name.rstrip("/")
     return sorted(prefix + p if prefix and not p.startswith(prefix + "/") else p for p in found)
-
-
-def _external_links(f) -> list:
-    """Paths in ``f`` that are external links, found without following any (nor opening another file)."""
-    h5py = h5py_module()
-    groups, found = ["/"], []
-    f.visititems(lambda name, obj: groups.append("/" + _text(name)) if isinstance(obj, h5py.Group) else None)
-    for path in groups:
-        group = f[path]
-        for key in group:
-            if isinstance(key, str) and isinstance(group.get(key, getlink=True), h5py.ExternalLink):
-                found.append(f"{path.rstrip('/')}/{key}")
-    return found
-
-
-def _text(name) -> str:
-    """A member name as text: h5py gives bytes for a name that is not UTF-8 (a damaged file's)."""
-    return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
-
-
-def walk_links(f, path: str) -> Tuple[Optional[str], Optional[object]]:
-    """Resolve ``path`` in ``f`` link by link, without opening anything outside the file.
-
-    Parameters
-    ----------
-    f : h5py.File
-    path : str
-        Absolute path inside ``f``.
-
-    Returns
-    -------
-    path : str or None
-        The path of the object reached by hard links only (None when a link is missing,
-        loops or crosses into another file).
-    external : h5py.ExternalLink or None
-        The external link the path goes through, if any.
-
-    Raises
-    ------
-    Nothing: a missing or looping path is ``(None, None)``.
-    """
-    h5py = h5py_module()
-    parts = [p for p in path.split("/") if p]
-    here, links = "", 0
-    while parts:
-        group = f.get(here or "/")  # reached by hard links only: safe to open
-        if not isinstance(group, h5py.Group):
-            return None, None
-        part = parts.pop(0)
-        link = group.get(part, getlink=True)
-        if link is None:
-            return None, None
-        if isinstance(link, h5py.ExternalLink):
-            return None, link
-        if isinstance(link, h5py.SoftLink):
-            links += 1
-            if links > MAX_LINKS:
-                return None, None
-            target = link.path if link.path.startswith("/") else f"{here}/{link.path}"
-            parts = [p for p in target.split("/") if p] + parts
-            here = ""
-            continue
-        here = f"{here}/{part}"
-    return here or "/", None
-
-
-def link_kind(f, path: str) -> Optional[str]:
-    """What ``path`` leads to in ``f``, opening nothing outside the file.
-
-    Parameters
-    ----------
-    f : h5py.File
-    path : str
-        Absolute path inside ``f``.
-
-    Returns
-    -------
-    {"dataset", "group", "external"} or None
-        "external" when the path goes through an external link; None when it is missing or loops.
-
-    Raises
-    ------
-    Nothing.
-    """
-    h5py = h5py_module()
-    inside, external = walk_links(f, path)
-    if external is not None:
-        return "external"
-    obj = f.get(inside) if inside is not None else None
-    if isinstance(obj, h5py.Dataset):
-        return "dataset"
-    return "group" if isinstance(obj, h5py.Group) else None
 
 
 def _check_storage(f, ds, text: str, depth: int = 0) -> None:
@@ -274,7 +166,7 @@ def h5_dataset(f, ref: ArrayRef, *, allow_external: bool = False):
         # NOTE: here, not in the case files' module, so that a pipe (<(cat case.h5), read once) is caught too
         if link_kind(f, "/A_prev") == "group":  # a case file gone wrong: its only dataset may be W
             raise InputError(f"{ref.path!r}: its A_prev is a group, not the input array")
-        path = pick_name(ref, names or _external_links(f), "dataset")
+        path = pick_name(ref, names or readable_links(f, allow_external), "dataset")
     else:
         path = ref.name if ref.name.startswith("/") else "/" + ref.name
     text = f"{ref.path}:{path}"
@@ -282,6 +174,8 @@ def h5_dataset(f, ref: ArrayRef, *, allow_external: bool = False):
     if link is not None and not allow_external:
         raise ExternalDataError(f"{text!r} links to '{link.filename}:{link.path}': {_ALLOW}")
     obj = f.get(path) if link is not None else (f.get(inside) if inside is not None else None)
+    if obj is None:
+        refuse_dangling(f, path, text, link, names)
     if obj is None or not isinstance(obj, h5py.Dataset):
         inside_names = h5_datasets(obj) if isinstance(obj, h5py.Group) else names
         listing = ", ".join(inside_names) if inside_names else "none"
