@@ -23,7 +23,7 @@ import io
 import re
 from typing import List, Optional, Sequence
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
@@ -193,8 +193,9 @@ def print_fitted(console: Console, table: Table, print_whole) -> None:
     if table.title:
         print_whole(_as_text(table.title, style="italic"))
     headers = [cell_text(col.header) for col in table.columns]
+    whole: dict = {}  # by value: whether it fits beside the indent (values repeat from row to row)
     for row in _rows(table):
-        _print_block(console, headers, row, table.show_header, width, print_whole)
+        _print_block(console, headers, row, table.show_header, width, print_whole, whole)
     if table.caption:
         print_whole(_as_text(table.caption, style="dim"))
 
@@ -242,8 +243,33 @@ def _as_text(value, style: str = "") -> Text:
     return value if isinstance(value, Text) else Text(cell_text(value), style=style)
 
 
-def _print_block(console, headers: Sequence[str], row: Sequence, has_header: bool, width: int, print_whole):
-    """One row as a heading line and ``header  value`` lines (``value`` on its own line when needed)."""
+#: The space between a block's indent, header and value columns.
+_GAP = 2
+
+
+def _side_by_side_may_fit(console: Console, pairs: Sequence[tuple], width: int) -> bool:
+    """Whether a block's ``header  value`` grid has room for its headers whole and each value's longest word.
+    Without it :func:`fits` need not draw the grid: rich keeps the no-wrap header column whole while the value
+    column can give room, so a word of a value is cut (or, with no room left at all, a header)."""
+    options = console.options.update_width(_UNLIMITED)
+    headers = max(Measurement.get(console, options, header or "").maximum for header, _ in pairs)
+    words = max(Measurement.get(console, options, cell).minimum for _, cell in pairs)
+    return INDENT + _GAP + headers + _GAP + words <= width
+
+
+def _drawn_as(cell) -> Optional[tuple]:
+    """What decides how a str or Text cell draws (its text and layout settings; styles take no room), else None."""
+    if isinstance(cell, str):
+        return ("str", cell)
+    if isinstance(cell, Text):
+        return ("Text", cell.plain, cell.justify, cell.overflow, cell.no_wrap, cell.end, cell.tab_size)
+    return None
+
+
+def _print_block(console, headers: Sequence[str], row: Sequence, has_header: bool, width: int, print_whole,
+                 whole: dict):
+    """One row as a heading line and ``header  value`` lines (``value`` on its own line when needed); ``whole``
+    remembers, by :func:`_drawn_as`, whether a value fits beside the indent."""
     if not any(cell_text(c).strip() for c in row):
         return
     heading = Text(f"{headers[0]} " if has_header and headers[0] else "")
@@ -253,27 +279,43 @@ def _print_block(console, headers: Sequence[str], row: Sequence, has_header: boo
     pairs = [(h, c) for h, c in zip(headers[1:], row[1:]) if cell_text(c).strip()]
     if not pairs:
         return
-    grid = Table.grid(padding=(0, 2), pad_edge=False)
+    grid = Table.grid(padding=(0, _GAP), pad_edge=False)
     grid.add_column(width=INDENT, no_wrap=True)
     grid.add_column(no_wrap=True, style="dim")
     grid.add_column()
     for header, cell in pairs:
         grid.add_row("", header or "", cell)
-    if fits(console, grid, width):
+    if _side_by_side_may_fit(console, pairs, width) and fits(console, grid, width):
         print_whole(grid)
         return
+    # NOTE: the lines that rich can draw go out as one Group (one print, not two per pair: most of a
+    # 10,000-row table's time in blocks); a Group draws each of its parts as printing it alone does.
+    lines: List = []
     for header, cell in pairs:  # too narrow for header and value side by side
         if header:
-            print_whole(Text(" " * INDENT + header, style="dim"))
+            lines.append(Text(" " * INDENT + header, style="dim"))
         value = _as_text(cell)
         inner = Table.grid(pad_edge=False)
         inner.add_column(width=2 * INDENT, no_wrap=True)
         inner.add_column()
         inner.add_row("", value)
-        if fits(console, inner, width):
-            print_whole(inner)
-        else:  # a single word wider than the terminal: printed whole, never cut
-            print_whole(Text(" " * 2 * INDENT) + value, soft_wrap=True, overflow="ignore", crop=False)
+        key = _drawn_as(cell)
+        if key is None or key not in whole:
+            verdict = fits(console, inner, width)
+            if key is not None:
+                whole[key] = verdict
+        else:
+            verdict = whole[key]
+        if verdict:
+            lines.append(inner)
+            continue
+        if lines:
+            print_whole(Group(*lines))
+            lines = []
+        # a single word wider than the terminal: printed whole, never cut
+        print_whole(Text(" " * 2 * INDENT) + value, soft_wrap=True, overflow="ignore", crop=False)
+    if lines:
+        print_whole(Group(*lines))
 
 
 def print_plain(table: Table, write) -> None:

@@ -151,3 +151,106 @@ def test_text_cells_with_emoji_codes_or_brackets_take_the_shortcut_and_draw_as_b
         fast, slow = _drawn_both_ways(table, width)
         assert fast == slow, width
     assert "n99:smile:" in fast and "[red]n98 a:fire:b" in fast
+
+
+#: Block mode's shortcuts, and what each is replaced by to draw every grid: no room check, no memo of values.
+_BLOCK_SHORTCUTS = {"_side_by_side_may_fit": lambda *args: True, "_drawn_as": lambda cell: None}
+
+
+def _drawn_with_and_without_shortcuts(draw):
+    """``draw()``'s result, then its result with block mode's shortcuts off (every grid drawn to know)."""
+    fast = draw()
+    saved = {name: getattr(fit, name) for name in _BLOCK_SHORTCUTS}
+    for name, oracle in _BLOCK_SHORTCUTS.items():
+        setattr(fit, name, oracle)
+    try:
+        return fast, draw()
+    finally:
+        for name, real in saved.items():
+            setattr(fit, name, real)
+
+
+#: Values that recur from row to row, as a model's do ('0', 'none'), for the memo of values.
+_recurring = st.sampled_from(["0", "none", "1x16x16x8 -> 1x16x16x8", "768 B", "a  b", " x"]).map(
+    lambda t: st.just(t) | st.just(Text(t))).flatmap(lambda s: s)
+
+
+@given(st.integers(2, 6).flatmap(lambda n: st.tuples(
+    st.lists(_words, min_size=n, max_size=n),
+    st.lists(st.lists(_cells | _recurring, min_size=n, max_size=n), min_size=1, max_size=6))),
+    st.integers(8, 60))
+def test_blocks_draw_as_when_every_side_by_side_grid_is_drawn(columns_rows, width):
+    # a block's 'header  value' grid is drawn off-screen only when its headers and longest words have room,
+    # and a value's own line is drawn to check it once per value, not once per row
+    columns, rows = columns_rows
+    table = Table(title="t")
+    for header in columns:
+        table.add_column(header, no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    fast, slow = _drawn_with_and_without_shortcuts(lambda: _draw(table, width))
+    assert fast == slow
+
+
+@pytest.mark.parametrize("width", [24, 30, 36])
+def test_a_printed_model_in_blocks_draws_as_when_every_grid_is_drawn(width):
+    args = ["shape", "--from", "-", "--input", "1x16x16x8"]
+    fast, slow = _drawn_with_and_without_shortcuts(
+        lambda: runner.invoke(app, args, input=_model(30), env={"COLUMNS": str(width)}))
+    assert fast.exit_code == slow.exit_code == 0
+    assert fast.stdout == slow.stdout and "# 28" in fast.stdout
+
+
+@given(st.lists(st.tuples(st.booleans(), _text(min_words=1)), min_size=1, max_size=5), st.integers(8, 40),
+       st.booleans())
+def test_a_group_of_block_lines_prints_as_its_parts_printed_one_by_one(parts, width, colour):
+    # _print_block prints a block's lines as one rich Group: it must write what printing each part does
+    from rich.console import Group
+
+    def renderables():
+        out = []
+        for as_grid, text in parts:
+            if as_grid:
+                inner = Table.grid(pad_edge=False)
+                inner.add_column(width=8, no_wrap=True)
+                inner.add_column()
+                inner.add_row("", Text(text))
+                if fit.fits(console(), inner, width):  # the only grids _print_block groups
+                    out.append(inner)
+            else:
+                out.append(Text("    " + text, style="dim"))
+        return out
+
+    def console():
+        return common._Console(file=io.StringIO(), width=width, highlight=False, force_terminal=colour,
+                               color_system="truecolor" if colour else None)
+
+    one, each = console(), console()
+    one.print(Group(*renderables()))
+    for part in renderables():
+        each.print(part)
+    assert one.file.getvalue() == each.file.getvalue()
+
+
+def test_blocks_draw_few_grids_off_screen(monkeypatch):
+    # COLUMNS=30: every row a block. Before, each row's 'header  value' grid was drawn off-screen (only to find
+    # a value cut) and each of its eight values checked on its own: 2,711 checks and 499 drawings for 301 rows
+    # (a 10,000-row table took 72 s); now a grid without room is not drawn, and a value is checked once.
+    calls = {"fits": 0, "drawn": 0}
+    fits, off_screen = fit.fits, fit._off_screen
+
+    def counting_fits(*args, **kwargs):
+        calls["fits"] += 1
+        return fits(*args, **kwargs)
+
+    def counting_drawing(*args):
+        calls["drawn"] += 1
+        return off_screen(*args)
+
+    monkeypatch.setattr(fit, "fits", counting_fits)
+    monkeypatch.setattr(fit, "_off_screen", counting_drawing)
+    result = runner.invoke(app, ["shape", "--from", "-", "--input", "1x16x16x8"], input=_model(300),
+                           env={"COLUMNS": "30"})
+    assert result.exit_code == 0 and "# 298\n" in result.stdout and "input -> output  1x16x16x8" not in result.stdout
+    rows = 301
+    assert calls["fits"] < 2 * rows and calls["drawn"] < rows, calls
