@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import ShapeError, first_fitting
+from ..errors import ShapeError, first_fitting, fits
 from ..units import two_sizes
 from .geometry import WindowGeometry, check_groups
 from .layout import shape_to_nhwc
@@ -193,4 +193,8 @@ def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, item
     dims = (m,) + tuple(geom.out_hw) + (n_C,)
     need = math.prod(dims) * itemsize
     if need > limit:
-        raise ShapeError(f"output {'x'.join(map(str, dims))} needs {_sizes(need, limit, setting)}")
+        text = "x".join(map(str, dims))
+        # NOTE: long dims (a layer of 2e9 rows) give way to the size and the limit, what must be said
+        wordings = (f"output {text} needs {_sizes(need, limit, setting)}", f"output {text}: {_sizes(need, limit, setting)}",
+                    f"output needs {_sizes(need, limit, setting)}")
+        raise ShapeError(next((w for w in wordings if fits(w)), wordings[-1]))

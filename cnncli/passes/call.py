@@ -342,10 +342,14 @@ def _grad_shape_error(call: LayerCall, name: str, ref: str, shape) -> ShapeError
     # NOTE: fewer words, then shapes as 2x3x4x8 (as the case messages write them), where the ref is long
     # (examples/dZ.npy, grads.h5:/layer2/dZ); never a cut ref, which would not find the file
     want = layouts.shape_from_nhwc(call.out_shape, call.layout)
-    x = "x".join(map(str, shape)) if len(shape) > 1 else str(tuple(shape))
     return ShapeError(first_fitting(f"{name} {ref!r} is {tuple(shape)}; expected the output's {want}",
                                     f"{name} {ref!r} is {tuple(shape)}; expected {want}",
-                                    f"{name} {ref!r} is {x}; expected {'x'.join(map(str, want))}"))
+                                    f"{name} {ref!r} is {_dims(shape)}; expected {_dims(want)}"))
+
+
+def _dims(shape) -> str:
+    """A shape as the short messages write it: ``2x3x4x8`` (a 1-D or 0-D one as its tuple)."""
+    return "x".join(map(str, shape)) if len(shape) > 1 else str(tuple(shape))
 
 
 def _batch_input(call: LayerCall, src) -> object:
@@ -404,11 +408,21 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
     except ConvShapeError as exc:
         if exc.problem == "empty W":
             raise ShapeError(f"W {refs['W']!r} has an empty axis: shape {tuple(call.inputs['W']['shape'])}") from exc
+        hint = _torch_hint(call, pick)
+        if hint:
+            with case.blame("groups"):
+                raise ShapeError(hint) from exc
         want = layouts.shape_from_nhwc((kh, kw, C // exc.groups, n_C), call.layout, weights=True)
-        with case.blame("groups"):
-            channels = f"A_prev's {C} channels" if exc.groups == 1 else f"{C} channels, groups={exc.groups}"
-            raise ShapeError(_torch_hint(call, pick) or
-                             f"W {refs['W']!r} is {tuple(call.inputs['W']['shape'])}; {channels} need {want}") from exc
+        got = tuple(call.inputs["W"]["shape"])
+        channels = f"A_prev's {C} channels" if exc.groups == 1 else f"{C} channels, groups={exc.groups}"
+        # fewer words where the line would pass 80 columns: shapes as 3x3x4x8, the channels alone, the shapes
+        # alone; the ref is never cut, and where no wording fits (a long path) the whole words stay
+        after, ref = case.blamed("groups"), refs["W"]
+        wordings = (f"W {ref!r} is {got}; {channels} need {want}{after}",
+                    f"W {ref!r} is {_dims(got)}; {channels} need {_dims(want)}{after}",
+                    f"W {ref!r} is {_dims(got)}; {C} channels need {_dims(want)}{after}",
+                    f"W {ref!r} is {_dims(got)}, not {_dims(want)}{after}")
+        raise ShapeError(first_fitting(*wordings)) from exc
     except HyperparameterError as exc:  # groups that divide no channel count of the NHWC reading
         hint = _torch_hint(call, pick)
         if hint:

@@ -66,10 +66,15 @@ class CaseSettings:
         try:
             yield
         except (HyperparameterError, ShapeError) as exc:
-            set_here = [f"{k}={_text(self.used[k])}" for k in keys if k in self.used]
-            if not set_here:
+            after = self.blamed(*keys)
+            if not after:
                 raise
-            raise exc.with_context(after=f" ({self.path!r} sets {', '.join(set_here)})")
+            raise exc.with_context(after=after)
+
+    def blamed(self, *keys) -> str:
+        """What :meth:`blame` adds to an error (``" ('case.h5' sets groups=2)"``), or "" when the case set none."""
+        set_here = [f"{k}={_text(self.used[k])}" for k in keys if k in self.used]
+        return f" ({self.path!r} sets {', '.join(set_here)})" if set_here else ""
 
 
 def _text(value) -> str:

@@ -141,3 +141,53 @@ def test_a_misshapen_gradient_from_a_long_path_keeps_the_whole_words(tmp_path, m
     result = runner.invoke(app, ["backward", "c.h5", "--grad", ref])
     assert (result.exit_code, result.stderr) == (
         2, f"cnncli: error: dZ {ref!r} is (2, 3, 4, 7); expected the output's (2, 3, 4, 8)\n")
+
+
+# W (3, 3, 4, 8) read under --layout nchw is C_out=3, C_in=3 of a 4x8 window, while A_prev (2, 5, 7, 4) read
+# so has 5 channels: W must be (3, 5, 4, 8). In NCHW the filters are (C_out, C_in/groups, kH, kW).
+W_REFS = [  # the whole words where they fit, then shapes written 3x3x4x8, then the channel count alone
+    ("W.npy", [], "W 'W.npy' is (3, 3, 4, 8); A_prev's 5 channels need (3, 5, 4, 8)"),
+    ("conv.h5", [], "W 'conv.h5:/W' is 3x3x4x8; A_prev's 5 channels need 3x5x4x8"),
+    ("exercise_conv.h5", [], "W 'exercise_conv.h5:/W' is 3x3x4x8; 5 channels need 3x5x4x8"),
+    # a case's groups are blamed after the words, and counted in the fitting
+    ("exercise_conv.h5", ["--groups", "1"], "W 'exercise_conv.h5:/W' is 3x3x4x8; 5 channels need 3x5x4x8"),
+    # the channels go before the shapes do
+    ("conv_layer_one_exercise_data.h5", [], "W 'conv_layer_one_exercise_data.h5:/W' is 3x3x4x8, not 3x5x4x8"),
+    # no wording fits (a long path): the whole words, the ref uncut
+    ("the_convolution_of_the_exercise_in_week_one.h5", [],
+     "W 'the_convolution_of_the_exercise_in_week_one.h5:/W' is (3, 3, 4, 8); A_prev's 5 channels need (3, 5, 4, 8)"),
+]
+
+
+@pytest.mark.parametrize("path, extra, line", W_REFS)
+def test_filters_whose_channels_disagree_fit_80_columns(tmp_path, monkeypatch, path, extra, line):
+    # 'W 'exercise_conv.h5:/W' is (3, 3, 4, 8); A_prev's 5 channels need (3, 5, 4, 8)' was 93 columns
+    monkeypatch.chdir(tmp_path)
+    if path == "W.npy":  # the filters alone in a file of their own: the ref is the shortest there is
+        _exercise_case("c.h5")
+        import h5py
+
+        with h5py.File("c.h5") as h5:
+            np.save(path, h5["W"][()])
+        argv = ["forward", "c.h5", "--weights", path]
+    else:
+        _exercise_case(path)
+        argv = ["forward", path]
+    result = runner.invoke(app, [*argv, "--layout", "nchw", *extra, "-o", "out.npy"])
+    assert (result.exit_code, result.stderr) == (2, f"cnncli: error: {line}\n")
+    assert len(result.stderr.rstrip("\n")) <= WIDTH or "week_one" in path
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_a_case_that_sets_groups_is_blamed_within_80_columns(tmp_path, monkeypatch):
+    import h5py
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    with h5py.File("g.h5", "w") as h5:  # 6 channels in 2 groups need W (f, f, 3, n_C); this W has 2 per group
+        h5["A_prev"], h5["W"] = rng.standard_normal((1, 5, 5, 6)), rng.standard_normal((3, 3, 2, 4))
+        h5.attrs.update(layer="conv", groups=2)
+    result = runner.invoke(app, ["forward", "g.h5", "-o", "out.npy"])
+    line = "W 'g.h5:/W' is 3x3x2x4, not 3x3x3x4 ('g.h5' sets groups=2)"
+    assert (result.exit_code, result.stderr) == (2, f"cnncli: error: {line}\n")
+    assert len(result.stderr.rstrip("\n")) <= WIDTH

@@ -184,7 +184,7 @@ def test_a_gradient_under_a_contradicting_layout(nchw_case):
     # case says too: "misreads" would send the user to another error, so the first one is told
     np.save("g3.npy", np.ones((5, 4, 4)))
     res = run(["backward", "c.h5", "--layout", "nhwc", "--grad", "g3.npy"])
-    assert res.stderr == "cnncli: error: W 'c.h5:/W' is (5, 4, 3, 3); A_prev's 6 channels need (5, 4, 6, 3)\n"
+    assert res.stderr == "cnncli: error: W 'c.h5:/W' is 5x4x3x3; A_prev's 6 channels need 5x4x6x3\n"
     np.save("g4.npy", np.ones((2, 5, 4, 4)))  # NCHW's dZ: as the case says, all agree
     res = run(["backward", "c.h5", "--layout", "nhwc", "--grad", "g4.npy"])
     assert res.stderr == "cnncli: error: --layout nhwc misreads 'c.h5' (its layout is nchw)\n"

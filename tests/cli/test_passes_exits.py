@@ -288,4 +288,4 @@ def test_a_memory_setting_in_force_is_what_layer_refusals_name(tmp_path, monkeyp
     monkeypatch.delenv("CNNCLI_MEMORY_BYTES")
     assert runner.invoke(app, conv).exit_code == 0
     res = runner.invoke(app, conv[:-1] + ["1000000000"])
-    assert res.exit_code == 2 and "needs" in res.stderr and "; memory is " in res.stderr
+    assert res.exit_code == 2 and "EiB; memory is " in res.stderr and len(res.stderr.rstrip("\n")) <= 80
