@@ -8,7 +8,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-.}
 mkdir -p "$out"
-cnncli() { if [ -n "${CNNCLI:-}" ]; then $CNNCLI "$@"; else command cnncli "$@"; fi; }
+# `command`: a CNNCLI of "cnncli" runs the program, not this function again (a recursion bash dies of)
+cnncli() { if [ -n "${CNNCLI:-}" ]; then command $CNNCLI "$@"; else command cnncli "$@"; fi; }
 
 # 1. Convolve every digit with four 3x3 edge filters and max-pool 2x2, through a pipe:
 #    the first command writes .npy bytes to stdout (its table goes to stderr).

@@ -82,3 +82,17 @@ def test_pipeline_script(tmp_path):
     assert summary["outputs"]["A"]["mean"] == pytest.approx(edges.mean(), rel=1e-9)  # 4x4 averages tile 8x8
     grad = np.load(tmp_path / "pool_grad.npy")
     assert grad.shape == (1797, 8, 8, 4) and grad.sum() == 1797 * 4 * 4 * 4  # one max per window
+
+
+def test_pipeline_script_with_cnncli_named_as_itself(tmp_path):
+    # CNNCLI=cnncli made the script's cnncli() function call itself until bash died (exit 139)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "cnncli"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m cnncli "$@"\n')
+    shim.chmod(0o755)
+    env = dict(os.environ, PYTHONPATH=ROOT, CNNCLI="cnncli", PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", f"{EXAMPLES}/pipeline.sh", str(out)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(out / "pooled_edges.npy").shape == (1797, 4, 4, 4)
