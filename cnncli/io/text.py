@@ -36,6 +36,8 @@ def read_int(value, name: str) -> int:
         text = value.strip()
         if "_" in text:  # int() reads 2_0 as 20: a typo more likely than a thousands separator
             raise HyperparameterError(f"{name} {value!r}: write numbers with digits only (no '_')")
+        if not text.isascii():  # int() reads full-width and other scripts' digits too: not what is shown back
+            raise HyperparameterError(f"{name} {value!r}: write numbers with the digits 0-9")
         digits = len(text.lstrip("+-"))
         if digits > _MAX_INT_DIGITS and text.lstrip("+-").isdigit():  # int() would say "Exceeds the limit"
             raise HyperparameterError(f"{name} has a number of {digits} digits; at most {_MAX_INT_DIGITS} are read")

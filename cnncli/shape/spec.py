@@ -90,7 +90,7 @@ def parse_dims(text: str, name: str = "--input", layout: str = "nhwc") -> Dims:
     """
     check_digits(str(text), name, ShapeError)  # before int(): Python refuses text past 4,300 digits
     parts = re.split(r"\s*[x×X,]\s*", str(text).strip())
-    if not 1 <= len(parts) <= 4 or not all(re.fullmatch(r"\d+", p) for p in parts) or min(map(int, parts)) < 1:
+    if not 1 <= len(parts) <= 4 or not all(re.fullmatch(r"[0-9]+", p) for p in parts) or min(map(int, parts)) < 1:
         order = "H, HxW, CxHxW or MxCxHxW" if layout == "nchw" else "H, HxW, HxWxC or MxHxWxC"
         raise ShapeError(f"{name} {text!r}: expected {order} (positive ints)")
     v = [int(p) for p in parts]

@@ -314,3 +314,16 @@ def test_pairs_may_be_written_as_pytorch_prints_them(args, want):
 def test_an_underscore_in_a_number_is_refused_not_read_as_a_separator(args, words):
     result = shape("--input", "28", *args)
     assert result.exit_code == 2 and result.stdout == "" and words in result.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--input", "28", "--f", "\uff13"], "f '\uff13': write numbers with the digits 0-9"),  # full-width 3
+    (["--input", "28", "conv:f=\uff13"], "f '\uff13': write numbers with the digits 0-9"),
+    (["--input", "28", "--f", "3", "--stride", "\u0662"], "stride '\u0662': write numbers with the digits 0-9"),
+    (["--input", "\uff128", "--f", "3"], "--input '\uff128': expected H, HxW, HxWxC or MxHxWxC (positive ints)"),
+    (["--input", "28x\uff128", "--f", "3"], "--input '28x\uff128': expected H, HxW, HxWxC or MxHxWxC"),
+])
+def test_digits_of_other_scripts_are_refused_not_read_as_numbers(args, words):
+    # int() reads '３' (full-width) and '٢' (Arabic-Indic) as 3 and 2: the table then shows a number never typed
+    result = shape(*args)
+    assert result.exit_code == 2 and result.stdout == "" and words in result.stderr
