@@ -192,7 +192,11 @@ class ResultWriter:
         else:
             folder = os.path.dirname(os.path.abspath(self.path))
             base = _temp_base(folder, os.path.basename(self.path))
-            fd, self._tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".part", dir=folder)
+            try:
+                fd, self._tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".part", dir=folder)
+            except OSError:  # /proc, /sys: the system's words ("No such file") and our temporary name mislead
+                shown = os.path.dirname(self.path) or "."
+                raise OutputError(f"-o {self.path!r}: folder {shown!r} takes no new files; write elsewhere") from None
             try:
                 os.fchmod(fd, self._mode())  # mkstemp's 0600 is for the temporary name, not for the result
             finally:

@@ -173,3 +173,40 @@ def test_binary_output_to_a_terminal_is_refused(tmp_path):
         os.close(leader)
     assert proc.returncode == 2
     assert proc.stderr == "cnncli: error: -o - writes .npy bytes; stdout is a terminal: redirect or pipe it\n"
+
+
+@pytest.mark.parametrize("out", ["x.npy", "x.npz", "x.h5"])
+def test_a_folder_that_takes_no_new_files_is_named_not_the_temporary_file(tmp_path, monkeypatch, out):
+    # /proc passes the access check but refuses new files: the line named '/proc/.x.npy.iu194a_o.part' and
+    # "No such file or directory"; here a folder whose mkstemp fails as /proc's does
+    import tempfile
+
+    np.save(tmp_path / "A.npy", np.ones((1, 4, 4, 1)))
+
+    def refuse(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", str(tmp_path / f".{out}.abc.part"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    target = str(tmp_path / out)
+    result = CliRunner().invoke(app, ["forward", str(tmp_path / "A.npy"), "--f", "2", "-o", target])
+    assert (result.exit_code, result.stderr) == (
+        2, f"cnncli: error: -o {target!r}: folder {str(tmp_path)!r} takes no new files; write elsewhere\n")
+    assert sorted(os.listdir(tmp_path)) == ["A.npy"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_writing_into_proc_is_refused_in_one_line_naming_the_output():
+    result = subprocess.run([sys.executable, "-m", "cnncli", "forward", "-", "--f", "1", "-o", "/proc/x.npy"],
+                            input=_npy_bytes(np.ones((1, 2, 2, 1))), capture_output=True,
+                            env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(
+                                os.path.abspath(__file__))))))
+    assert result.returncode == 2
+    assert result.stderr.decode() == "cnncli: error: -o '/proc/x.npy': folder '/proc' takes no new files; write elsewhere\n"
+
+
+def _npy_bytes(a):
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
