@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
-from .common import console, stderr_line
+from .common import console
 
 #: A run expected to take longer than this (seconds) gets a note with the estimate.
 LONG_SECONDS = 60.0
@@ -73,6 +73,12 @@ class Estimate:
                  f"{self.unit} done after {duration(elapsed)}){how}")
 
 
+def note_line(text: str) -> None:
+    """Write a note on stderr wrapped as every other note is (``$COLUMNS``, or a terminal's width); dropped when
+    stderr is closed or full. Written raw, the long-run note was one line of 155-160 columns."""
+    console(stderr=True).print(text, markup=False, emoji=False, highlight=False)
+
+
 @contextmanager
 def progress_bar(description: str, show: bool, advice: Optional[str] = None,
                  unit: str = "evaluations") -> Iterator[Callable[[int, int], None]]:
@@ -98,7 +104,7 @@ def progress_bar(description: str, show: bool, advice: Optional[str] = None,
         ``progress(done, total)``, to pass to the library.
     """
     if not show:
-        estimate = Estimate(advice, stderr_line, unit=unit)
+        estimate = Estimate(advice, note_line, unit=unit)
         yield estimate.update
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \

@@ -71,3 +71,25 @@ def test_the_seconds_to_minutes_edge_is_read_from_the_rounded_seconds():
     # half up at every step, never to even: 42.5 s is 43 s, 2.5 min is 3 min and 3.5 min 4 min
     assert [duration(s) for s in (42.5, 44.5, 209, 210, 269, 270)] == ["43 s", "45 s", "3 min", "4 min", "4 min",
                                                                        "5 min"]
+
+
+def test_the_long_run_note_off_a_terminal_is_wrapped_to_columns(capsys, monkeypatch):
+    # written raw, "note: this run takes about 84 s in all (...); to shorten: ..." was one line of 155 columns
+    from cnncli.render.progress import note_line
+
+    monkeypatch.setenv("COLUMNS", "80")
+    words = ("note: this run takes about 84 s in all (6 of 8 evaluations done after 60 s); to shorten: a smaller "
+             "--samples N, or --only NAME[,NAME...] (fewer functions)")
+    note_line(words)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and all(len(line) <= 80 for line in lines)
+    assert " ".join(line.strip() for line in lines) == words  # every word, none cut, no markup read
+
+
+def test_the_long_run_note_is_dropped_when_stderr_is_closed(monkeypatch):
+    import sys
+
+    from cnncli.render.progress import note_line
+
+    monkeypatch.setattr(sys, "stderr", None)
+    note_line("note: this run takes about 2 min in all")  # nothing raised, nothing written elsewhere
