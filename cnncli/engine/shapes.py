@@ -193,8 +193,9 @@ def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, item
     dims = (m,) + tuple(geom.out_hw) + (n_C,)
     need = math.prod(dims) * itemsize
     if need > limit:
-        text = "x".join(map(str, dims))
-        # NOTE: long dims (a layer of 2e9 rows) give way to the size and the limit, what must be said
-        wordings = (f"output {text} needs {_sizes(need, limit, setting)}", f"output {text}: {_sizes(need, limit, setting)}",
-                    f"output needs {_sizes(need, limit, setting)}")
+        text, sizes = "x".join(map(str, dims)), _sizes(need, limit, setting)
+        # NOTE: long dims (a layer of 2e9 rows) give way to the size and the limit, what must be said; unlike
+        # first_fitting's whole words for a long path of the user's, nothing here is the user's to recognise,
+        # so where no wording fits (a 34-digit size) the shortest line is said
+        wordings = (f"output {text} needs {sizes}", f"output {text}: {sizes}", f"output needs {sizes}")
         raise ShapeError(next((w for w in wordings if fits(w)), wordings[-1]))

@@ -13,6 +13,7 @@ Knows nothing of terminals.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -25,9 +26,12 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from ..errors import OutputError
+from ..errors import OutputError, first_fitting
 
 FORMATS = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5"}
+#: What creating a file in an existing, writable-looking folder fails with where the folder takes none
+#: (/proc says ENOENT, /sys EACCES, a read-only mount EROFS).
+_NO_NEW_FILES = (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS)
 #: Characters a temporary name adds to the output's name: "." + name + "." + 8 random + ".parts".
 _TEMP_EXTRA = 16
 
@@ -194,9 +198,13 @@ class ResultWriter:
             base = _temp_base(folder, os.path.basename(self.path))
             try:
                 fd, self._tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".part", dir=folder)
-            except OSError:  # /proc, /sys: the system's words ("No such file") and our temporary name mislead
+            except OSError as exc:
+                if exc.errno not in _NO_NEW_FILES:  # a full disk, too many open files: the system's words say it
+                    raise
+                # /proc, /sys, a read-only mount: the system's words ("No such file") and our temporary name mislead
                 shown = os.path.dirname(self.path) or "."
-                raise OutputError(f"-o {self.path!r}: folder {shown!r} takes no new files; write elsewhere") from None
+                raise OutputError(first_fitting(f"-o {self.path!r}: folder {shown!r} takes no new files; write elsewhere",
+                                                f"-o {self.path!r}: folder {shown!r} takes no new files")) from None
             try:
                 os.fchmod(fd, self._mode())  # mkstemp's 0600 is for the temporary name, not for the result
             finally:

@@ -194,6 +194,21 @@ def test_a_folder_that_takes_no_new_files_is_named_not_the_temporary_file(tmp_pa
     assert sorted(os.listdir(tmp_path)) == ["A.npy"]
 
 
+def test_a_full_disk_at_the_temporary_file_keeps_the_systems_words(tmp_path, monkeypatch):
+    # only a folder that takes no files is worded as one: ENOSPC says itself
+    import tempfile
+
+    np.save(tmp_path / "A.npy", np.ones((1, 4, 4, 1)))
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / ".x.npy.abc.part"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    result = CliRunner().invoke(app, ["forward", str(tmp_path / "A.npy"), "--f", "2", "-o", str(tmp_path / "x.npy")])
+    assert result.exit_code == 2 and result.stderr.startswith("cnncli: error: cannot complete: No space left on device")
+    assert sorted(os.listdir(tmp_path)) == ["A.npy"]
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
 def test_writing_into_proc_is_refused_in_one_line_naming_the_output():
     result = subprocess.run([sys.executable, "-m", "cnncli", "forward", "-", "--f", "1", "-o", "/proc/x.npy"],
@@ -201,7 +216,8 @@ def test_writing_into_proc_is_refused_in_one_line_naming_the_output():
                             env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(
                                 os.path.abspath(__file__))))))
     assert result.returncode == 2
-    assert result.stderr.decode() == "cnncli: error: -o '/proc/x.npy': folder '/proc' takes no new files; write elsewhere\n"
+    # 81 columns with "; write elsewhere": the shorter wording
+    assert result.stderr.decode() == "cnncli: error: -o '/proc/x.npy': folder '/proc' takes no new files\n"
 
 
 def _npy_bytes(a):
