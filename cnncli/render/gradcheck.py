@@ -156,8 +156,8 @@ def print_impl(result, con: Console) -> None:
     if result.missing:
         con.print(f"not defined in the file (not checked): {', '.join(result.missing)}", style="dim")
     for f in result.functions:
-        for e in f.errors:
-            con.print(Text(e.message, style="red"))
+        for e in f.errors:  # the user's words (message, line text): drawn as written, never as markup
+            con.print(literal(e.message, style="red"))
         bad = [x for x in f.findings if not x.passed]
         if not bad:
             continue
