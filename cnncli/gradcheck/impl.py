@@ -36,7 +36,7 @@ from .core import DEFAULT_EPS, DEFAULT_TOL, validate_settings
 from .diagnose import ARRAY_INTO_ELEMENT, diagnose
 from .findings import Finding, FunctionReport, ImplResult
 from .impl_checks import CHECKS, CLASSIC_CASES, Run, cases_of, uncompared_notes
-from .mistakes import BIAS_NOT_ADDED, recognise_function, single_step_without_bias
+from .mistakes import BIAS_NOT_ADDED, recognise_distribute, recognise_function, single_step_without_bias
 from .notebook import plan_impl
 from .sandbox import DEFAULT_TIMEOUT, Sandbox
 from .userfile import CLASSIC, UserException, UserOutput
@@ -218,6 +218,8 @@ def _recognised(run: Run, name: str) -> Tuple[str, ...]:
     """Mistakes of function ``name`` whose replay equals what it returned (see :mod:`.mistakes`)."""
     if name == "conv_single_step":
         return (BIAS_NOT_ADDED,) if single_step_without_bias(run.single_steps) else ()
+    if name == "distribute_value":
+        return recognise_distribute(run.distributed)
     return recognise_function(name, run.returned.get(name, ()))
 
 

@@ -54,6 +54,8 @@ class Run:
         self.returned: Dict[str, list] = {}
         #: conv_single_step's trials: (passed, returned, expected, b).
         self.single_steps: List[tuple] = []
+        #: distribute_value's trials: (passed, returned, dz, shape).
+        self.distributed: List[tuple] = []
         #: Per function: the mistakes recognised in it (they lead its diagnosis).
         self.recognised: Dict[str, Tuple[str, ...]] = {}
         #: (backward, gradient, why) -> configurations whose comparison with central differences of the
@@ -112,6 +114,8 @@ def _helpers(run: Run, name: str, findings, errors) -> None:
         findings.append(compare(case, quantity, "reference", got, expected, run.tol))
         if name == "conv_single_step":
             run.single_steps.append((findings[-1].passed, got, expected, args[2]))
+        elif name == "distribute_value":
+            run.distributed.append((findings[-1].passed, got) + args)
 
 
 def _forward(run: Run, layer: str, findings, errors) -> None:

@@ -181,6 +181,29 @@ def single_step_without_bias(trials: Sequence[Tuple[bool, object, float, np.ndar
         same(got, expected - float(np.reshape(b, -1)[0])) for _, got, expected, b in trials)
 
 
+#: distribute_value's classic mistakes: (the value it gives each of the n_H x n_W elements, from dz, n_H and n_W;
+#: what the user should read). The trials' shapes (2, 2), (3, 3), (2, 3) tell every one from the others.
+DISTRIBUTE_MISTAKES: Tuple[Tuple[Callable[[float, int, int], float], str], ...] = (
+    (lambda dz, h, w: dz, "every element is dz, not the average: divide by the window's size, "
+                          "average = dz / (n_H * n_W)"),
+    (lambda dz, h, w: dz * h * w, "dz is multiplied by n_H * n_W: divide instead, average = dz / (n_H * n_W)"),
+    (lambda dz, h, w: dz / h, "dz is divided by n_H only: average = dz / (n_H * n_W)"),
+    (lambda dz, h, w: dz / w, "dz is divided by n_W only: average = dz / (n_H * n_W)"),
+    (lambda dz, h, w: dz / h * w, "dz / n_H * n_W is (dz / n_H) * n_W: write average = dz / (n_H * n_W)"),
+    (lambda dz, h, w: dz / w * h, "dz / n_W * n_H is (dz / n_W) * n_H: write average = dz / (n_H * n_W)"),
+    (lambda dz, h, w: dz / (h + w), "dz is divided by n_H + n_W: average = dz / (n_H * n_W)"),
+)
+
+
+def recognise_distribute(trials: Sequence[Tuple[bool, object, float, Tuple[int, int]]]) -> Tuple[str, ...]:
+    """The one mistake of :data:`DISTRIBUTE_MISTAKES` equal to distribute_value's trials (passed, got, dz, shape)."""
+    if not any(not passed for passed, _, _, _ in trials):
+        return ()
+    found = [message for value, message in DISTRIBUTE_MISTAKES
+             if all(same(got, np.full(shape, value(dz, *shape))) for _, got, dz, shape in trials)]
+    return (found[0],) if len(found) == 1 else ()
+
+
 def recognise_function(function: str, returned: Sequence[Returned]) -> Tuple[str, ...]:
     """Mistakes of ``function`` (a classic forward or backward) that its outputs match exactly."""
     if not returned or all(passed for _, _, passed, _ in returned):

@@ -167,3 +167,36 @@ def test_no_mistake_is_named_when_two_replays_explain_the_outputs_equally():
     runs = [(False, lambda start: np.zeros(2), np.zeros(2))]  # every replay gives the same: no single mistake
     assert mistakes.recognise(runs) is None
     assert mistakes.recognise([(True, lambda start: np.zeros(2), np.zeros(2))]) is None  # nothing failed
+
+
+def test_distribute_value_giving_every_element_dz_is_named():
+    # the classic bug, in a whole file: a = np.ones(shape) * dz, the average never taken
+    by = _report("distribute_no_average")
+    assert "    a = np.ones(shape) * dz\n" in make_bugs.bug_file("distribute_no_average").read_text()
+    assert by["distribute_value"].diagnosis == ("every element is dz, not the average: divide by the window's "
+                                                "size, average = dz / (n_H * n_W)",)
+
+
+@pytest.mark.parametrize("value,hint", [
+    ("dz * shape[0] * shape[1]", "dz is multiplied by n_H * n_W: divide instead"),
+    ("dz / shape[0]", "dz is divided by n_H only: "),
+    ("dz / shape[1]", "dz is divided by n_W only: "),
+    ("dz / shape[0] * shape[1]", "dz / n_H * n_W is (dz / n_H) * n_W: "),
+    ("dz / shape[1] * shape[0]", "dz / n_W * n_H is (dz / n_W) * n_H: "),
+    ("dz / (shape[0] + shape[1])", "dz is divided by n_H + n_W: "),
+])
+def test_each_classic_distribute_value_mistake_is_told_from_the_others(tmp_path, value, hint):
+    path = tmp_path / "dv.py"
+    path.write_text(f"import numpy as np\n\n\ndef distribute_value(dz, shape):\n    return np.ones(shape) * ({value})\n")
+    (fn,) = check_impl(path).functions
+    assert not fn.passed and len(fn.diagnosis) == 1 and fn.diagnosis[0].startswith(hint), fn.diagnosis
+    assert fn.diagnosis[0].endswith("average = dz / (n_H * n_W)")
+
+
+def test_a_distribute_value_wrong_otherwise_gets_no_named_mistake(tmp_path):
+    # one element off: no classic mistake's formula gives that, so none is named
+    path = tmp_path / "dv.py"
+    path.write_text("import numpy as np\n\n\ndef distribute_value(dz, shape):\n"
+                    "    a = np.ones(shape) * dz / (shape[0] * shape[1])\n    a[0, 0] = 0\n    return a\n")
+    (fn,) = check_impl(path).functions
+    assert not fn.passed and fn.diagnosis == ()
