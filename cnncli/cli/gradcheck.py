@@ -29,8 +29,8 @@ OnlyOpt = typer.Option(None, "--only", metavar="NAME[,NAME...]", rich_help_panel
                             "create_mask_from_window, distribute_value, conv_forward, conv_backward, pool_forward, "
                             "pool_backward), e.g. --only conv_backward,pool_backward.")
 TimeoutOpt = typer.Option(None, "--timeout", metavar="S", rich_help_panel=_CHECK, show_default=False,
-                          help="With --impl: seconds each call into your code may take (default 10; the whole "
-                               "check: 30x that).")
+                          help="With --impl: seconds each call into your code may take (at least 1, default 10; "
+                               "the whole check: 30x that).")
 MethodOpt = typer.Option("auto", "--method", metavar="auto|full|fast|sample", rich_help_panel=_CHECK,
                          autocompletion=choices("auto", "full", "fast", "sample"),
                          help="full: every element; fast: random directions; sample: stratified elements; "
@@ -109,11 +109,13 @@ def gradcheck(
     tty = sys.stderr is not None and sys.stderr.isatty()  # None: started with stderr closed (2>&-)
     if impl is not None:
         from ..gradcheck.impl import check_impl, validate_only
-        from ..gradcheck.sandbox import DEFAULT_TIMEOUT
+        from ..gradcheck.sandbox import DEFAULT_TIMEOUT, MIN_TIMEOUT
 
         names = validate_only(only.split(",")) if only is not None else None
         if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
             raise HyperparameterError(f"--timeout {timeout:g}: expected a positive number of seconds (e.g. 10)")
+        if timeout is not None and timeout < MIN_TIMEOUT:  # shorter would time our own process, not their code
+            raise HyperparameterError(f"--timeout {timeout:g}: expected at least {MIN_TIMEOUT:g} second (e.g. 10)")
         # Students debug with print: without --json their lines go to stderr, prefixed; with --json
         # stdout carries only the document, so they are counted and a note says so.
         echo = None if as_json else _echo_user_line

@@ -38,7 +38,7 @@ from .findings import Finding, FunctionReport, ImplResult
 from .impl_checks import CHECKS, CLASSIC_CASES, Run, cases_of, uncompared_notes
 from .mistakes import BIAS_NOT_ADDED, recognise_distribute, recognise_function, single_step_without_bias
 from .notebook import plan_impl
-from .sandbox import DEFAULT_TIMEOUT, Sandbox
+from .sandbox import DEFAULT_TIMEOUT, MIN_TIMEOUT, Sandbox
 from .userfile import CLASSIC, UserException, UserOutput
 
 #: Elements per tensor compared with the user's own numerical gradients by default.
@@ -69,7 +69,7 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
     only : sequence of str, optional
         Check just these classic functions.
     timeout : float
-        Seconds each call into the user's code may take; the whole check may take
+        Seconds each call into the user's code may take (at least ``MIN_TIMEOUT``, 1); the whole check may take
         ``OVERALL_FACTOR`` times that (see :mod:`.sandbox`).
 
     Returns
@@ -82,12 +82,16 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
         The file cannot be read or loaded (syntax or import error, with file and line;
         not a notebook), or defines none of the classic functions (none of ``only``).
     HyperparameterError
-        Invalid settings, an unknown name in ``only``, a timeout that is not a positive number.
+        Invalid settings, an unknown name in ``only``, a timeout that is not a number of seconds of at least
+        ``MIN_TIMEOUT`` (see :mod:`.sandbox`).
     """
     asked, _ = validate_settings(method, samples, eps, tol, seed)
     only = validate_only(only)
     if not (isinstance(timeout, (int, float)) and np.isfinite(timeout) and timeout > 0):
         raise HyperparameterError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if timeout < MIN_TIMEOUT:
+        raise HyperparameterError(f"timeout must be at least {MIN_TIMEOUT:g} s (a shorter limit times cnncli's "
+                                  f"own process, not your code), got {timeout!r}")
     method = "full" if asked == "full" else "sample"
     n = samples or IMPL_SAMPLES
     notes = []

@@ -35,6 +35,12 @@ from .userfile import UserCallFailed, UserException, UserOutput
 DEFAULT_TIMEOUT = 10.0
 #: The whole check may take this many times the per-call limit.
 OVERALL_FACTOR = 30
+#: The shortest per-call limit: below it a limit times cnncli's own work, not the user's code. Measured
+#: (2-core machine, idle): a call's round trip through the child 1 ms, the slowest call of a correct classic
+#: solution 8 ms, the child's start-up (Python and numpy) 0.13 s, a whole ``--method full`` check of a correct
+#: solution 2.6 s. At 1 s a call has over 100 times what a correct one needs, and the whole check
+#: (``OVERALL_FACTOR`` times it: 30 s) over 10 times a correct full check, room for a machine that is busy.
+MIN_TIMEOUT = 1.0
 #: Address space of the child, bytes (the battery's arrays are a few kB; numpy itself needs a few hundred MB).
 MEMORY_LIMIT = 2 << 30
 #: Bytes of output the child may hold between two calls, and send back per call.
