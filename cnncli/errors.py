@@ -12,19 +12,69 @@ traceback shows the whole chain.
 
 from __future__ import annotations
 
+from typing import Sequence, Tuple, Union
+
 
 class CnncliError(ValueError):
     """Base of every user-facing cnncli error; the message is one line."""
 
-    def with_context(self, before: str = "", after: str = "") -> "CnncliError":
-        """The same error with ``before`` and ``after`` around its message, caused by this one.
+    #: The message in fewer words each, the whole first (set by :meth:`worded`): context re-fits them.
+    wordings: Tuple[str, ...] = ()
+
+    @classmethod
+    def worded(cls, *wordings: str, **fields) -> "CnncliError":
+        """The error in the first of ``wordings`` (the same message, fewer words each) that fits 80 columns.
+
+        The wordings are kept, so that :meth:`with_context` chooses again once context makes the line longer;
+        where none fits the first, whole, is said (:func:`first_fitting`).
 
         Parameters
         ----------
-        before : str
-            Put in front of the message, as given (include the separator: ``"'case.h5': "``).
-        after : str
-            Put after the message, as given (``" (the case 'c.h5' sets stride=2)"``).
+        *wordings : str
+            The whole message first, then fewer words each; every one names the bad value and what is valid.
+        **fields
+            Passed on to the class (``problem=`` of a ConvShapeError).
+
+        Returns
+        -------
+        CnncliError
+            Of this class; raise it.
+
+        Raises
+        ------
+        Nothing: the caller raises the result.
+
+        Examples
+        --------
+        >>> err = ShapeError.worded("stride 0 is not a stride; give 1 or more" + "!" * 40, "stride 0; give 1 or more")
+        >>> str(err), str(err.with_context("conv: "))
+        ('stride 0; give 1 or more', 'conv: stride 0; give 1 or more')
+        """
+        err = cls(first_fitting(*wordings), **fields)
+        err.wordings = tuple(wordings)
+        return err
+
+    @property
+    def whole(self) -> str:
+        """The message in its whole words, whatever 80 columns held (for JSON documents, which have no width)."""
+        return self.wordings[0] if self.wordings else str(self)
+
+    def with_context(self, before: Union[str, Sequence[str]] = "",
+                     after: Union[str, Sequence[str]] = "") -> "CnncliError":
+        """The same error with ``before`` and ``after`` around its message, caused by this one.
+
+        The message is chosen again to fit 80 columns: each of its :attr:`wordings` (whole first), and for
+        each the context's wordings in turn; where nothing fits, the whole of each.
+
+        Parameters
+        ----------
+        before : str or sequence of str
+            Put in front of the message, as given (include the separator: ``"'case.h5': "``); a sequence
+            holds the same context in fewer words each (``("layer 2 (conv:f=3) on 8x8x3: ", "layer 2
+            (conv:f=3): ")``).
+        after : str or sequence of str
+            Put after the message, as given (``" (the case 'c.h5' sets stride=2)"``); a sequence as for
+            ``before``.
 
         Returns
         -------
@@ -41,7 +91,10 @@ class CnncliError(ValueError):
         >>> str(err), type(err.__cause__).__name__
         ("--weights 'w.npy': no such file", 'InputError')
         """
-        new = type(self)(f"{before}{self}{after}")
+        befores = (before,) if isinstance(before, str) else tuple(before)
+        afters = (after,) if isinstance(after, str) else tuple(after)
+        new = type(self).worded(*(f"{b}{w}{a}" for w in self.wordings or (str(self),) for b in befores
+                                  for a in afters))
         new.__cause__ = self
         return new
 
@@ -101,8 +154,10 @@ class ArrayChoiceError(InputError):
         new._around = (before, after)
         return new
 
-    def with_context(self, before: str = "", after: str = "") -> "ArrayChoiceError":
+    def with_context(self, before: Union[str, Sequence[str]] = "",
+                     after: Union[str, Sequence[str]] = "") -> "ArrayChoiceError":
         """:meth:`CnncliError.with_context`, keeping the file, its names and their kind (the list re-fitted)."""
+        before, after = (c if isinstance(c, str) else c[0] for c in (before, after))  # the list gives way instead
         if self._around is not None:
             new = ArrayChoiceError.several(self.path, self.names, self.what, before + self._around[0],
                                            self._around[1] + after)

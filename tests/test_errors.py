@@ -90,3 +90,27 @@ def test_columns_counts_terminal_cells_as_rich_does(text):
 def test_columns_counts_a_control_character_as_its_escape():
     from cnncli.errors import columns, printable
     assert columns("a\nb\x1b") == len(printable("a\nb\x1b")) == len("a\\nb\\x1b")
+
+
+def test_context_is_fitted_with_each_wording_in_turn_whole_first():
+    # each wording of the message (whole first) with each wording of the context; where none fits, the whole words
+    from cnncli.errors import ShapeError
+
+    err = ShapeError.worded("w" * 50 + " whole", "w" * 30 + " fewer")
+    before = ("layer 1 (conv:f=3) on 8x8x3: ", "layer 1 (conv:f=3): ")
+    assert str(err) == "w" * 50 + " whole" and err.whole == str(err)
+    assert str(err.with_context(before)) == "layer 1 (conv:f=3) on 8x8x3: " + "w" * 30 + " fewer"
+    assert str(err.with_context("x" * 9 + ": ")) == "x" * 9 + ": " + "w" * 30 + " fewer"  # 82 columns whole
+    assert str(err.with_context(("x" * 40 + ": ", "x" * 20 + ": "))) == "x" * 20 + ": " + "w" * 30 + " fewer"
+    # nothing fits: the whole words of both, and the whole is what a JSON document says
+    late = err.with_context("y" * 60, (" in 'z'", ""))
+    assert str(late) == late.whole == "y" * 60 + "w" * 50 + " whole in 'z'"
+    assert late.__cause__ is err and type(late) is ShapeError
+
+
+def test_an_error_raised_plainly_keeps_its_one_wording_through_context():
+    from cnncli.errors import InputError
+
+    err = InputError("a" * 70).with_context(("--like ", ""))
+    assert str(err) == "--like " + "a" * 70  # the whole, though the context has fewer words: the message has none
+    assert str(InputError("a" * 60).with_context(("b" * 10, ""))) == "a" * 60

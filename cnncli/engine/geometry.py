@@ -345,10 +345,12 @@ def window_geometry(
     if out_h < 1 or out_w < 1:
         eff = (effective_size(kernel[0], dilation[0]), effective_size(kernel[1], dilation[1]))
         dil = "" if dilation == (1, 1) else f" (dilated to {eff[0]}x{eff[1]})"
-        raise HyperparameterError(
-            f"no {kernel[0]}x{kernel[1]} window{dil} fits a {in_hw[0]}x{in_hw[1]} input "
-            f"padded by {format_pads(pads, 'list')}"
-        )
+        k, e, n = f"{kernel[0]}x{kernel[1]}", f"{eff[0]}x{eff[1]}", f"{in_hw[0]}x{in_hw[1]}"
+        p = format_pads(pads, "list")
+        # NOTE: no window fits exactly where the (dilated) window is larger than the padded input on an axis
+        raise HyperparameterError.worded(f"no {k} window{dil} fits a {n} input padded by {p}",
+                                         f"no {k} window{dil} fits {n} padded by {p}",
+                                         f"{'dilated ' if dil else ''}window {e} > input {n} + pad {p}")
     return WindowGeometry(in_hw, kernel, stride, dilation, pads, (out_h, out_w), bool(ceil_mode))
 
 
@@ -395,10 +397,10 @@ def pool_geometry(in_hw, f, stride=None, dilation=1, pad: PadSpec = 0, ceil_mode
     """
     geom = window_geometry(in_hw, f, f if stride is None else stride, dilation, pad, ceil_mode)
     if not window_sees_input(geom):
-        raise HyperparameterError(
-            f"pad {format_pads(geom.pads, 'list')} leaves a {geom.effective_kernel[0]}x{geom.effective_kernel[1]} "
-            "pooling window only padding: use less"
-        )
+        pad, window = format_pads(geom.pads, "list"), f"{geom.effective_kernel[0]}x{geom.effective_kernel[1]}"
+        raise HyperparameterError.worded(f"pad {pad} leaves a {window} pooling window only padding: use less",
+                                         f"pad {pad} leaves a {window} window only padding",
+                                         f"pad {pad} leaves a {window} window no input")
     return geom
 
 
@@ -414,11 +416,13 @@ def check_groups(n_C_prev: int, n_C: int, groups: int) -> int:
     if groups < 1:
         raise HyperparameterError(f"groups must be >= 1, got {groups}")
     if n_C_prev % groups:
-        raise HyperparameterError(
-            f"groups={groups} must divide the input channels n_C_prev={n_C_prev}"
-        )
+        raise HyperparameterError.worded(f"groups={groups} must divide the input channels n_C_prev={n_C_prev}",
+                                         f"groups={groups} must divide the {n_C_prev} input channels",
+                                         f"groups={groups} must divide C_in={n_C_prev}")
     if n_C % groups:
-        raise HyperparameterError(f"groups={groups} must divide the output channels n_C={n_C}")
+        raise HyperparameterError.worded(f"groups={groups} must divide the output channels n_C={n_C}",
+                                         f"groups={groups} must divide the {n_C} output channels",
+                                         f"groups={groups} must divide C_out={n_C}")
     return groups
 
 
@@ -429,7 +433,9 @@ def normalize_mode(mode: str) -> str:
     """``"max"`` or ``"average"`` (``"avg"`` accepted)."""
     key = str(mode).strip().lower()
     if key not in POOL_MODES:
-        raise HyperparameterError(f"mode must be 'max' or 'average' (or 'avg'), got {mode!r}")
+        raise HyperparameterError.worded(f"mode must be 'max' or 'average' (or 'avg'), got {mode!r}",
+                                         f"mode must be max or average, got {mode!r}",
+                                         f"mode {mode!r}: give max or average")
     return POOL_MODES[key]
 
 

@@ -35,7 +35,8 @@ def read_int(value, name: str) -> int:
     if isinstance(value, str):
         text = value.strip()
         if "_" in text:  # int() reads 2_0 as 20: a typo more likely than a thousands separator
-            raise HyperparameterError(f"{name} {value!r}: write numbers with digits only (no '_')")
+            raise HyperparameterError.worded(f"{name} {value!r}: write numbers with digits only (no '_')",
+                                             f"{name} {value!r}: write digits only (no '_')")
         if not text.isascii():  # int() reads full-width and other scripts' digits too: not what is shown back
             raise HyperparameterError(f"{name} {value!r}: write numbers with the digits 0-9")
         digits = len(text.lstrip("+-"))
@@ -80,9 +81,11 @@ def read_pair(value, name: str, minimum: int = 1) -> geo.Pair:
     if not any(p.strip() for p in items):  # no number at all: "x", ""
         items = [value]
     elif any(not p.strip() for p in items):  # "2x", ",3": a number is missing
-        raise HyperparameterError(f"{name} must be an int or a pair like 3 or 3x2, got {value!r}")
+        raise HyperparameterError.worded(f"{name} must be an int or a pair like 3 or 3x2, got {value!r}",
+                                         f"{name} must be like 3 or 3x2, got {value!r}")
     if len(items) not in (1, 2):
-        raise HyperparameterError(f"{name} must be an int or a pair (h, w), got {value!r}")
+        raise HyperparameterError.worded(f"{name} must be an int or a pair (h, w), got {value!r}",
+                                         f"{name} must be like 3 or 3x2, got {value!r}")
     return geo.as_pair(tuple(read_int(v, name) for v in items), name, minimum)
 
 
@@ -113,11 +116,13 @@ def read_pad(value) -> Union[str, geo.Pads]:
     try:
         values = [int(p) for p in parts]  # int("") fails too: "1x" or "1,,2"
     except ValueError:
-        raise HyperparameterError(f"pad {value!r}: expected {PAD_FORMS}") from None
+        raise HyperparameterError.worded(f"pad {value!r}: expected {PAD_FORMS}",
+                                         f"pad {value!r}: give 1, 2 or 4 ints, valid or same") from None
     for v in values:
         geo.normalize_pad(v)  # each side on its own first: a negative one is named before a wrong count
     if len(values) not in (1, 2, 4):
-        raise HyperparameterError(f"pad {value!r} has {len(values)} values; expected 1, 2 or 4")
+        raise HyperparameterError.worded(f"pad {value!r} has {len(values)} values; expected 1, 2 or 4",
+                                         f"pad {value!r}: give 1, 2 or 4 values")
     return geo.normalize_pad(tuple(values))
 
 

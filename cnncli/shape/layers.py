@@ -172,7 +172,11 @@ def _same_notes(spec: LayerSpec, pads: Pads) -> Tuple[str, ...]:
 def _check_in_channels(spec: LayerSpec, dims: Dims, have: int, what: str = "input channels") -> None:
     if spec.in_channels is not None and spec.in_channels != have:
         hint = "" if dims.channels_known else " (1 assumed: give C in --input)"
-        raise ShapeError(f"expects {spec.in_channels} {what}, but its input has {have}{hint}")
+        n, short = spec.in_channels, what.split(" (")[0]  # 'input features (in_features)': the name goes last
+        fewer = ([f"expects {n} {short}, got {have}"] if dims.channels_known
+                 else [f"expects {n} {short}: give C in --input", f"expects {n} {short.split()[-1]}: give C in --input"])
+        raise ShapeError.worded(f"expects {n} {what}, but its input has {have}{hint}",
+                                f"expects {n} {what}, got {have}{hint}", *fewer)
 
 
 def _window_field(field: FieldState, kernel: Pair, stride: Pair, dilation: Pair, befores: Pair) -> FieldState:
@@ -222,9 +226,11 @@ def _tconv(spec: LayerSpec, dims: Dims, index: int) -> LayerResult:
     out = [design.tconv_output_length((dims.h, dims.w)[a], spec.f[a], spec.stride[a], spec.dilation[a],
                                       pads[2 * a], pads[2 * a + 1], spec.output_padding[a]) for a in (0, 1)]
     if min(out) < 1:
-        raise HyperparameterError(
+        p = geo.format_pads(pads)
+        raise HyperparameterError.worded(
             f"a {spec.f[0]}x{spec.f[1]} transposed convolution of a {dims.h}x{dims.w} input cropped by "
-            f"{geo.format_pads(pads)} has no output ({out[0]}x{out[1]}); use a smaller pad")
+            f"{p} has no output ({out[0]}x{out[1]}); use a smaller pad", f"pad {p} leaves no output; use a smaller pad",
+            f"pad {p} leaves no output; use less")
     params = design.conv_param_count(spec.f, dims.c, c_out, spec.groups, spec.bias)
     macs = design.tconv_macs((dims.h, dims.w), spec.f, dims.c, c_out, spec.groups, dims.m)
     return LayerResult(
@@ -247,7 +253,8 @@ def _whole(spec: LayerSpec, dims: Dims, index: int, field: FieldState) -> LayerR
         params = dims.c * spec.affine + dims.c * (spec.affine and spec.bias)
     elif spec.kind == "gap":
         if dims.flat:
-            raise ShapeError("global average pooling needs a feature map, but its input is flat")
+            raise ShapeError.worded("global average pooling needs a feature map, but its input is flat",
+                                    "needs a feature map, not flat features")
         after = _window_field(field, (dims.h, dims.w), (1, 1), (1, 1), (0, 0))  # one window over the whole map
         output = replace(dims, h=1, w=1)
     elif spec.kind == "flatten":
@@ -290,7 +297,8 @@ def evaluate_layer(spec: LayerSpec, dims: Dims, index: int = 1, field: FieldStat
         layer was declared with (``in_channels``, from a printed PyTorch model).
     """
     if spec.windowed and dims.flat:
-        raise ShapeError(f"a {spec.kind} layer needs a feature map, but its input is {dims.c} flat features")
+        raise ShapeError.worded(f"a {spec.kind} layer needs a feature map, but its input is {dims.c} flat features",
+                                f"needs a feature map, not {dims.c} flat features")
     if spec.kind == "tconv":
         return _tconv(spec, dims, index)
     if spec.windowed:

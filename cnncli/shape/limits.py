@@ -46,7 +46,9 @@ def number_text(value, name: str, error=ValueError):
     if not isinstance(value, str):
         return value
     if re.search(r"\d_|_\d", value):
-        raise error(f"{name} {value!r}: write numbers with digits only (no '_')")
+        words = (f"{name} {value!r}: write numbers with digits only (no '_')",
+                 f"{name} {value!r}: write digits only (no '_')")
+        raise error.worded(*words) if hasattr(error, "worded") else error(words[0])
     inner = re.fullmatch(r"\s*[(\[](.*)[)\]]\s*", value)
     return inner.group(1) if inner else value
 

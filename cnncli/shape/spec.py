@@ -238,8 +238,10 @@ def _positive_int(value, name: str) -> int:
     return v
 
 
-def _same_for_tconv(f: Pair, stride: Pair, dilation: Pair) -> str:
-    """The explanation (and the pads that double-check it) for ``p=same`` on a transposed convolution."""
+def _same_for_tconv(f: Pair, stride: Pair, dilation: Pair, where: str) -> HyperparameterError:
+    """The refusal of ``p=same`` on a transposed convolution: the pads that give n_out = n_in*stride, and why.
+
+    Where 80 columns cannot hold the explanation it goes before the fix does (one line, as every error)."""
     fixes = []
     for a in (0, 1):
         # n_out = n_in*s needs 2p - op = d*(f-1) + 1 - s with 0 <= op < max(s, d).
@@ -247,13 +249,18 @@ def _same_for_tconv(f: Pair, stride: Pair, dilation: Pair) -> str:
         p = max(0, -(-need // 2))
         fixes.append((p, 2 * p - need))
     if any(op >= max(stride[a], dilation[a]) for a, (_, op) in enumerate(fixes)):
-        hint = "no pad and output padding give n_out = n_in*stride with this f"
+        hints = ("no pad and output padding give n_out = n_in*stride with this f",
+                 "no p and op give n_out = n_in*stride with this f")
     else:
         (ph, oh), (pw, ow) = fixes
         pad, op = (str(ph), str(oh)) if (ph, oh) == (pw, ow) else (f"{ph},{ph},{pw},{pw}", f"{oh}x{ow}")
-        hint = f"for n_out = n_in*stride use p={pad},op={op}"
-    return ("p=same is not defined for tconv (PyTorch's ConvTranspose2d refuses padding='same'): a transposed "
-            f"convolution's padding crops its output; {hint}")
+        hints = (f"for n_out = n_in*stride use p={pad},op={op}", f"use p={pad},op={op}")
+    return HyperparameterError.worded(
+        "p=same is not defined for tconv (PyTorch's ConvTranspose2d refuses padding='same'): a transposed "
+        f"convolution's padding crops its output; {hints[0]}{where}",
+        f"p=same is not defined for tconv; {hints[0]}{where}",
+        f"tconv takes no p=same; {hints[0]}{where}",
+        f"tconv takes no p=same; {hints[1]}{where}")
 
 
 def make_layer(kind: str = "conv", f=None, stride=None, pad=None, dilation=None, filters=None, groups=None,
@@ -284,8 +291,9 @@ def make_layer(kind: str = "conv", f=None, stride=None, pad=None, dilation=None,
     if wrong:
         owners = [k for k in ("conv", "pool") if wrong[0] in _KIND_KEYS[k]]
         if kind in ("conv", "pool") and owners and owners[0] != kind:
-            raise HyperparameterError(f"{wrong[0].replace('_', '-')} applies to {owners[0]} layers only, "
-                                      f"not {kind}{where}")
+            raise HyperparameterError.worded(
+                f"{wrong[0].replace('_', '-')} applies to {owners[0]} layers only, not {kind}{where}",
+                f"{_SHORT[wrong[0]]} is for {owners[0]} layers only, not {kind}{where}")
         valid = ", ".join(_SHORT[k] for k in allowed) or "none"
         raise HyperparameterError(f"{kind} takes no {_SHORT[wrong[0]]!r} (keys for {kind}: {valid}){where}")
     for key, value in given.items():
@@ -317,7 +325,7 @@ def make_layer(kind: str = "conv", f=None, stride=None, pad=None, dilation=None,
     op = (0, 0)
     if kind == "tconv":
         if pad == "same":
-            raise HyperparameterError(_same_for_tconv(f, stride, dilation) + where)
+            raise _same_for_tconv(f, stride, dilation, where)
         op = read_pair(output_padding, "output padding", minimum=0) if output_padding is not None else (0, 0)
         for a in (0, 1):
             if op[a] >= max(stride[a], dilation[a]):
@@ -392,8 +400,9 @@ def parse_layer_spec(text: str) -> LayerSpec:
     try:
         return make_layer(kind, ceil_mode=ceil, text=raw, **values)
     except HyperparameterError as exc:
-        msg = str(exc)
-        raise HyperparameterError(msg if repr(raw) in msg else f"{msg} in layer spec {raw!r}") from None
+        if repr(raw) in str(exc):
+            raise
+        raise exc.with_context(after=(f" in layer spec {raw!r}", f" in {raw!r}")) from None
 
 
 def spec_gives(text: str, name: str) -> bool:

@@ -10,6 +10,7 @@ fields, coverage and costs from :mod:`cnncli.shape.design`; the input-size table
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import List, Optional, Sequence, Tuple
 
@@ -69,7 +70,8 @@ class StackResult:
                 "receptive_field": None if last.rf is None else list(last.rf),
                 "jump": None if last.jump is None else list(last.jump),
             },
-            "error": None if self.error is None else str(self.error),
+            # a document has no width: its error keeps the whole words where the line on stderr gave way
+            "error": None if self.error is None else getattr(self.error, "whole", str(self.error)),
         } | ({"notes": list(self.notes)} if self.notes else {})
 
 
@@ -82,6 +84,15 @@ def _derived(layer: LayerResult):
         yield "receptive field", None if layer.rf is None else layer.rf[a]
         yield "jump", None if layer.jump is None else layer.jump[a]
         yield "field start", None if layer.start is None else 2 * abs(layer.start[a]) + 1
+
+
+def _layer_named(index: int, spec: LayerSpec, dims: Dims) -> Tuple[str, ...]:
+    """``layer 3 (conv:f=5) on 3x3x4: `` in fewer words each: the input dims go, then a printed line's text."""
+    labels = [spec.text or f"{spec.kind} f={spec.f[0]}"]
+    if spec.line is not None:
+        module = re.match(r"(?:[^(]*?: )?(\w+)\(", spec.text)  # '0: Conv2d(3, 6, ...)': the line names the rest
+        labels = [f"{labels[0]}, line {spec.line}"] + ([f"line {spec.line}: {module.group(1)}"] if module else [])
+    return tuple(f"layer {index} ({label}){on}: " for label in labels for on in (f" on {dims.text()}", ""))
 
 
 def evaluate_stack(specs: Sequence[LayerSpec], dims: Dims, notes: Sequence[str] = ()) -> StackResult:
@@ -105,9 +116,7 @@ def evaluate_stack(specs: Sequence[LayerSpec], dims: Dims, notes: Sequence[str] 
             if len(specs) == 1 and not spec.text:  # one layer from options: nothing to point at
                 result.error = exc
             else:
-                label = spec.text or f"{spec.kind} f={spec.f[0]}"
-                where = f", line {spec.line}" if spec.line is not None else ""
-                result.error = type(exc)(f"layer {i} ({label}{where}) on {current.text()}: {exc}")
+                result.error = exc.with_context(_layer_named(i, spec, current))
             return result
         if any(note.startswith("flatten order:") for note in layer.notes):
             if flatten_noted:  # said once per stack

@@ -68,8 +68,10 @@ class _Node:
     times: int = 1  # PyTorch's '(0-2): 3 x Module': the module stands for 3, expanded only once the size is checked
 
 
-def _error(line: int, text: str, why: str) -> InputError:
-    return InputError(f"--from line {line} '{text.strip()}': {why}")
+def _error(line: int, text: str, why: str, *fewer: str) -> InputError:
+    """``--from line 2 '(0): Frob(3)': why``, the line's text, then ``fewer`` words, giving way to 80 columns."""
+    return InputError.worded(f"--from line {line} '{text.strip()}': {why}",
+                             *(f"--from line {line}: {w}" for w in (why, *fewer)))
 
 
 def _split_args(text: str) -> List[str]:
@@ -252,7 +254,8 @@ def _spec(node: _Node, notes: List[str]) -> LayerSpec:
         return replace(make_layer(NO_OPS[node.type], text=text), line=node.line)
     if node.type not in LAYERS:
         # NOTE: the 25 modules it reads do not fit one line; README's "shape --from" section lists them
-        raise _error(node.line, node.text, f"unknown module {node.type!r} (README lists the known ones)")
+        raise _error(node.line, node.text, f"unknown module {node.type!r} (README lists the known ones)",
+                     f"unknown module {node.type!r} (README lists them)")
     a = _arguments(node)
     unknown = [k for k in a if k not in _POSITIONAL[node.type] and k not in _IGNORED]
     if unknown:
@@ -271,7 +274,7 @@ def _spec(node: _Node, notes: List[str]) -> LayerSpec:
                           filters=a.get("out_channels"), groups=a.get("groups", 1),
                           bias=_flag(a, "bias", True, node),
                           output_padding=(_pair_or_int(a.get("output_padding", 0), "output_padding", node)
-                                          if kind == "tconv" else None), text=text)
+                                          if kind == "tconv" else None))
         extra = {"in_channels": a.get("in_channels")}
     elif node.type in ("MaxPool2d", "AvgPool2d"):
         f = _pair_or_int(a.get("kernel_size"), "kernel_size", node)
@@ -281,7 +284,7 @@ def _spec(node: _Node, notes: List[str]) -> LayerSpec:
                           pad=pad if isinstance(pad, int) else f"{pad[0]},{pad[1]}",
                           dilation=_pair_or_int(a.get("dilation", 1), "dilation", node),
                           mode="max" if node.type == "MaxPool2d" else "average",
-                          ceil_mode=_flag(a, "ceil_mode", False, node), text=text)
+                          ceil_mode=_flag(a, "ceil_mode", False, node))
         extra = {"count_include_pad": _flag(a, "count_include_pad", True, node)}
         if node.type == "AvgPool2d" and "ceil_mode" not in a:
             note = ("AvgPool2d prints no ceil_mode (nor count_include_pad): PyTorch's default ceil_mode=False is "
@@ -292,22 +295,23 @@ def _spec(node: _Node, notes: List[str]) -> LayerSpec:
         if a.get("output_size") not in (1, (1, 1)):
             raise _error(node.line, node.text, "only AdaptiveAvgPool2d(1) (global average pooling) is read; "
                                                f"output_size={a.get('output_size')!r} depends on the input size")
-        spec = make_layer("gap", text=text)
+        spec = make_layer("gap")
     elif node.type == "BatchNorm2d":
-        spec = make_layer("bn", text=text)
+        spec = make_layer("bn")
         extra = {"in_channels": a.get("num_features"), "affine": _flag(a, "affine", True, node),
                  "bias": _flag(a, "bias", True, node)}
     elif node.type == "Flatten":
         if (a.get("start_dim", 1), a.get("end_dim", -1)) != (1, -1):
             raise _error(node.line, node.text, "only Flatten(start_dim=1, end_dim=-1) is read (it keeps the batch)")
-        spec = make_layer("flatten", text=text)
+        spec = make_layer("flatten")
     else:  # Linear
-        spec = make_layer("fc", filters=a.get("out_features"), bias=_flag(a, "bias", True, node), text=text)
+        spec = make_layer("fc", filters=a.get("out_features"), bias=_flag(a, "bias", True, node))
         extra = {"in_channels": a.get("in_features")}
     for key in ("in_channels",):
         if key in extra and not (isinstance(extra[key], int) and extra[key] >= 1):
             raise _error(node.line, node.text, f"cannot read the input size {extra[key]!r} of {node.type}")
-    return replace(spec, line=node.line, **extra)
+    # NOTE: the text is set after make_layer: its refusals would quote it again (" in '0: Conv2d(...)'")
+    return replace(spec, line=node.line, text=text, **extra)
 
 
 def parse_printed_model(text: str, source: str = "--from") -> Tuple[List[LayerSpec], List[str]]:
@@ -356,5 +360,5 @@ def parse_printed_model(text: str, source: str = "--from") -> Tuple[List[LayerSp
         except InputError:
             raise
         except CnncliError as exc:  # a value make_layer refuses: name the line
-            raise type(exc)(f"--from line {node.line} '{node.text}': {exc}") from exc
+            raise exc.with_context((f"--from line {node.line} '{node.text}': ", f"--from line {node.line}: "))
     return specs, notes

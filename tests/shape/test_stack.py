@@ -71,7 +71,7 @@ def test_layer_spec_pad_forms():
     ("dense:f=3", ["fc takes no 'f'", "keys for fc: c, bias", "dense:f=3"]),
     ("bn:c=3", ["bn takes no 'c'", "none"]),
     ("fc", ["needs its number of outputs c"]),
-    ("tconv:f=3,p=same", ["p=same is not defined for tconv", "ConvTranspose2d refuses"]),
+    ("tconv:f=3,p=same", ["tconv takes no p=same", "use p=1,op=0", "tconv:f=3,p=same"]),
     ("tconv:f=3,s=2,op=2", ["op=2 must be < stride 2 or dilation 1"]),
     ("conv", ["window size f"]),
     ("conv:s=2", ["window size f", "conv:s=2"]),
@@ -85,9 +85,9 @@ def test_layer_spec_pad_forms():
     ("conv:f=3,d=x", ["dilation must be an integer"]),
     ("conv:f=3,c=0", ["filters must be >= 1"]),
     ("conv:f=3,mode=max", ["mode applies to pool layers only"]),
-    ("conv:f=3,ceil", ["ceil-mode applies to pool layers only"]),
+    ("conv:f=3,ceil", ["ceil is for pool layers only, not conv in 'conv:f=3,ceil'"]),  # 'ceil-mode applies' was 81
     ("pool:f=2,c=8", ["filters applies to conv layers only"]),
-    ("pool:f=2,mode=median", ["mode must be 'max' or 'average'"]),
+    ("pool:f=2,mode=median", ["mode 'median': give max or average in 'pool:f=2,mode=median'"]),  # was 104
     ("pool:f=2,ceil=maybe", ["ceil must be true or false"]),
     ("conv:,f=3", ["expected key=value"]),
 ])
@@ -105,12 +105,15 @@ def test_stack_stops_at_the_layer_that_does_not_fit():
     result = evaluate_stack(specs, Dims(1, 8, 8, 3, rank=3))
     assert [r.output.as_list() for r in result.layers] == [[6, 6, 4], [3, 3, 4]]
     assert result.output is None
-    assert str(result.error) == "layer 3 (conv:f=5) on 3x3x4: no 5x5 window fits a 3x3 input padded by 0"
+    # 88 columns with the input's dims, which the window's words name again
+    assert str(result.error) == "layer 3 (conv:f=5): no 5x5 window fits a 3x3 input padded by 0"
+    assert result.error.whole == "layer 3 (conv:f=5) on 3x3x4: no 5x5 window fits a 3x3 input padded by 0"
 
 
 def test_stack_channel_and_group_errors():
     result = evaluate_stack([parse_layer_spec("conv:f=1,g=2,c=4")], Dims(1, 4, 4, 3, rank=3))
-    assert "groups=2 must divide the input channels n_C_prev=3" in str(result.error)
+    assert str(result.error) == "layer 1 (conv:f=1,g=2,c=4) on 4x4x3: groups=2 must divide C_in=3"
+    assert "groups=2 must divide the input channels n_C_prev=3" in result.error.whole
     # Depthwise: groups == channels, filters default to the input's channels.
     depthwise = evaluate_stack([parse_layer_spec("conv:f=3,g=8")], Dims(1, 5, 5, 8, rank=3)).layers[0]
     assert depthwise.output.as_list() == [3, 3, 8]

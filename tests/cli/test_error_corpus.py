@@ -1,0 +1,132 @@
+"""A corpus of bad invocations whose own values are short: each is refused in one line of at most 80 columns
+(the "cnncli: error: " prefix included, counted by errors.columns), naming the bad value, exit 2, no traceback.
+
+The files have short names in the test's own folder, as typed at a prompt; tests/cli/test_error_width.py and
+test_shape_error_width.py hold the exact wordings of earlier fits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cnncli.cli import app
+from cnncli.cli.app import state as app_state
+from cnncli.errors import ERROR_WIDTH, columns
+
+runner = CliRunner()
+
+TORCH_LINE = "  (0): Conv2d(3, 6, kernel_size=(5, 5), stride=(1, 1))"
+# one of the longer lines print(model) writes (torchvision's AlexNet's first layer, bias off)
+TORCH_LONG = "  (features.0): Conv2d(3, 64, kernel_size=(11, 11), stride=(4, 4), padding=(2, 2), bias=False)"
+TORCH_LINES = {  # one printed module each, refused as a line or as a layer
+    "T.txt": "  (0): ConvTranspose2d(3, 6, kernel_size=(3, 3), stride=(1, 1), output_padding=(2, 2))",
+    "U.txt": "  (0): Frob(3)",
+    "P.txt": "  (0): MaxPool2d(kernel_size=2, stride=2, padding=2)",
+    "F.txt": "  (0): Linear(in_features=400, out_features=120, bias=True)",
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    monkeypatch.setattr(app_state, "debug", False)
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    import h5py
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    np.save("X.npy", rng.standard_normal((1, 6, 6, 2)))
+    np.save("W.npy", rng.standard_normal((3, 3, 2, 8)))
+    np.save("W3.npy", rng.standard_normal((3, 3, 3)))
+    np.save("S.npy", np.zeros((1, 4, 4, 2), dtype=[("a", "f4"), ("b", "i4")]))
+    np.save("C.npy", np.zeros((1, 4, 4, 2), dtype=complex))
+    np.save("5.npy", np.zeros((1, 2, 3, 4, 5)))
+    np.save("V.npy", np.zeros(7))
+    np.save("E.npy", np.zeros((1, 0, 4, 2)))
+    np.save("g.npy", np.zeros((1, 5, 5, 8)))
+    np.savez("Z.npz", A=np.zeros((1, 4, 4, 2)), B=np.zeros(3))
+    (tmp_path / "T.npy").write_bytes(b"not an array at all")
+    (tmp_path / "taken.npy").write_bytes(b"keep")
+    (tmp_path / "L.txt").write_text(f"Sequential(\n{TORCH_LINE}\n)\n")
+    (tmp_path / "L2.txt").write_text(f"Sequential(\n{TORCH_LONG}\n)\n")
+    for name, line in TORCH_LINES.items():
+        (tmp_path / name).write_text(f"Sequential(\n{line}\n)\n")
+    (tmp_path / "d.bin").write_bytes(np.zeros(32).tobytes())
+    with h5py.File("h.h5", "w") as h5:
+        h5["A_prev"] = np.zeros((1, 4, 4, 2))
+    with h5py.File("e.h5", "w") as h5:  # external storage in a file of its own folder
+        h5.create_dataset("A_prev", shape=(1, 4, 4, 2), dtype="f8", external=[("d.bin", 0, 256)])
+    with h5py.File("case.h5", "w") as h5:  # the README's example: nothing of /etc/passwd is opened
+        h5.create_dataset("A_prev", shape=(1, 2, 2, 1), dtype="u1", external=[("/etc/passwd", 0, 4)])
+    with h5py.File("k.h5", "w") as h5:
+        h5["A_prev"] = h5py.ExternalLink("h.h5", "/A_prev")
+    return tmp_path
+
+
+# (argv, the words that name the bad value, CNNCLI_* settings)
+BAD = [
+    # shape: options and layer specs
+    (["shape", "--layer", "tconv", "--pad", "same", "--f", "3"], "p=same", {}),
+    (["shape", "tconv:f=3,p=same", "--input", "8"], "p=same", {}),
+    (["shape", "pool:f=3,mode=foo", "--input", "8x8x3"], "'foo'", {}),
+    (["shape", "conv:f=3,d=5", "--input", "8x8x3"], "conv:f=3,d=5", {}),
+    (["shape", "conv:f=9", "--input", "8x8x3"], "conv:f=9", {}),
+    (["shape", "conv:f=3", "conv:f=3,d=4", "--input", "8x8x3"], "conv:f=3,d=4", {}),
+    (["shape", "flatten", "fc:c=10", "conv:f=1", "--input", "8x8x3"], "conv:f=1", {}),
+    (["shape", "flatten", "fc:c=10", "gap", "--input", "8x8x3"], "gap", {}),
+    (["shape", "conv:f=3,c=4,g=2", "--input", "8x8x3"], "conv:f=3,c=4,g=2", {}),
+    (["shape", "pool:f=2,p=2", "--input", "8x8x3"], "pool:f=2,p=2", {}),
+    (["shape", "tconv:f=3,p=5", "--input", "8x8x3"], "tconv:f=3,p=5", {}),
+    (["shape", "conv:f=3,p=foo", "--input", "8"], "'foo'", {}),
+    (["shape", "conv:f=3,f=2", "--input", "8"], "'f' given twice", {}),
+    (["shape", "conv:f=", "--input", "8"], "'f' has no value", {}),
+    (["shape", "conv:f=3,q=1", "--input", "8"], "unknown key 'q'", {}),
+    (["shape", "fc", "--input", "8"], "fc:c=10", {}),
+    (["shape", "pool", "--input", "8"], "f=3", {}),
+    (["shape", "relu:f=3", "--input", "8"], "relu", {}),
+    (["shape", "conv:f=3,ceil=1", "--input", "8"], "ceil", {}),
+    (["shape", "conv:f=3,s=0", "--input", "8"], "0", {}),
+    (["shape", "conv:f=\uff13", "--input", "8"], "0-9", {}),
+    (["shape", "conv:f=3,mode=max", "--input", "8"], "mode", {}),
+    (["shape", "--input", "0x3", "--f", "3"], "0x3", {}),
+    (["shape", "--input", "8", "--f", "3", "--stride", "0"], "stride", {}),
+    (["shape", "--input", "8", "--f", "3", "--target", "5", "--pad", "1"], "--pad 1", {}),
+    (["shape", "--input", "8", "--like", "X.npy", "--f", "3"], "--input", {}),
+    (["shape", "--layout", "nchw", "--f", "3"], "--layout", {}),
+    (["shape", "--layout", "foo", "--input", "8", "--f", "3"], "'foo'", {}),
+    (["shape", "--layer", "dense", "--f", "3"], "'dense'", {}),
+    (["shape", "--from", "nowhere.txt", "--input", "8"], "nowhere.txt", {}),
+    (["shape", "--from", "L.txt", "--input", "1x4x32x32", "--layout", "nchw"], "line 2", {}),
+    (["shape", "--from", "L2.txt", "--input", "1x4x224x224", "--layout", "nchw"], "line 2", {}),
+    (["shape", "--from", "L.txt", "--input", "1x3x4x4", "--layout", "nchw"], "line 2", {}),
+    (["shape", "--from", "L.txt", "--input", "32"], "give C in --input", {}),
+    (["shape", "--from", "T.txt", "--input", "8x8x3"], "op=2", {}),
+    (["shape", "--from", "U.txt", "--input", "8x8x3"], "'Frob'", {}),
+    (["shape", "--from", "P.txt", "--input", "8x8x3"], "pad 2", {}),
+    (["shape", "--from", "F.txt", "--input", "1x9"], "expects 400 features", {}),
+    (["shape", "pool:f=2,mode=median", "--input", "8"], "'median'", {}),
+    (["shape", "conv:f=3,p=1,2,3", "--input", "8"], "'1,2,3'", {}),
+    (["shape", "conv:f=3,s=2x", "--input", "8"], "'2x'", {}),
+    (["shape", "conv:f=3,s=1,2,3", "--input", "8"], "'1,2,3'", {}),
+    (["shape", "conv:f=3,d=2_0", "--input", "8"], "'2_0'", {}),
+    (["shape", "conv:f=3,bias=maybe", "--input", "8"], "'maybe'", {}),
+    (["shape", "tconv:f=3,s=2,op=5", "--input", "8"], "op=5", {}),
+    (["shape", "tconv:f=4,s=2,p=same", "--input", "8"], "p=same", {}),
+    (["shape", "--input", "8x8x3", "--f", "3", "--filters", "4", "--groups", "2"], "groups=2", {}),
+]
+
+
+@pytest.mark.parametrize("argv, words, env", BAD, ids=[" ".join(a)[:60] for a, _, _ in BAD])
+def test_a_short_bad_input_is_refused_in_one_line_of_at_most_80_columns(here, argv, words, env):
+    result = runner.invoke(app, argv, env={"COLUMNS": "80", **env})
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert "Traceback" not in result.output, result.output  # a stack's layers that fit may be drawn on stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and result.stderr.endswith("\n"), result.stderr
+    line = lines[0]
+    assert line.startswith("cnncli: error: ") and words in line, line
+    assert columns(line) <= ERROR_WIDTH, f"{columns(line)} columns: {line}"
+    assert (here / "taken.npy").read_bytes() == b"keep" and not (here / "out.npy").exists()
