@@ -40,6 +40,8 @@ class _Builtin:
             raise BadParameter(f"{value!r} is not {_SCALARS[self.kind]}", ctx=ctx, param=param)
         if self.kind in (int, float) and "_" in value:  # int() reads 2_0 as 20: a typo, more likely than not
             raise BadParameter(f"{value!r}: write numbers with digits only (no '_')", ctx=ctx, param=param)
+        if self.kind in (int, float) and not value.isascii():  # int()/float() read '\uff13', '\u0663' too
+            raise BadParameter(f"{value!r}: write numbers with the digits 0-9", ctx=ctx, param=param)
         try:
             return self.kind(value.strip())
         except ValueError:

@@ -4,6 +4,7 @@ gradcheck refuses --dtype (it always checks in float64)."""
 import json
 
 import numpy as np
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -54,3 +55,23 @@ def test_gradcheck_accepts_dtype_float64_which_it_always_uses(tmp_path):
     result = runner.invoke(app, ["gradcheck", str(tmp_path / "A.npy"), "--f", "2", "--dtype", "float64", "--json"])
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["passed"] is True
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--eps", "\uff11e-5"),   # full-width 1: float() reads it as 1e-5
+    ("--tol", "1e-\u0667"),   # Arabic-Indic 7
+    ("--seed", "\uff13"),     # an int option converted by the same code
+    ("--samples", "\u0969"),  # Devanagari 3
+])
+def test_numbers_in_other_scripts_digits_are_refused_in_one_line(flag, value):
+    r = CliRunner().invoke(app, ["gradcheck", flag, value], env={"COLUMNS": "80"})
+    assert r.exit_code == 2
+    assert f"'{flag}': {value!r}: write numbers with the digits 0-9" in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+@pytest.mark.parametrize("flag, value, expected", [("--eps", " 1e-5 ", 1e-5), ("--tol", "1E-3", 1e-3)])
+def test_ascii_numbers_with_spaces_or_capitals_are_still_read(flag, value, expected):
+    r = CliRunner().invoke(app, ["gradcheck", "--samples", "2", flag, value, "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert {case[flag.lstrip("-")] for case in json.loads(r.stdout)["cases"]} == {expected}
