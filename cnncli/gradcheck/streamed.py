@@ -204,7 +204,8 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
     mark = len(notes)
     h = step_size(np.array([top]), eps, linear=linear)
     n_stuck, cover, n_excluded = 0, Coverage(), 0
-    for sl in batch.chunks:  # what cannot be checked, counted chunk by chunk (nothing kept)
+    barren = []  # per chunk, its examples without a checkable element (one bool per example is kept)
+    for sl in batch.chunks:  # what cannot be checked, counted chunk by chunk
         x = A[sl]
         p = make(x)
         kinks = p.kinks(name, h)
@@ -215,6 +216,7 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
         if excluded.any():
             ties = p.kinks(name, 0.0) if kinks is not None else None
             cover = cover + Coverage.of(excluded, kinks, ties, p.reads(name))
+            barren.append((sl.start, np.flatnonzero(excluded.reshape(len(x), -1).all(axis=1))))
     if n_stuck:
         notes.append(f"{n_stuck} element(s) of {name} do not change under eps={eps:g} "
                      f"(x + eps == x); they are skipped: use a larger --eps")
@@ -227,11 +229,12 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
     # the sample is drawn now, from the generator where the in-memory check draws it (after the directions),
     # so that the one pass below can keep A_prev's gradient at the sampled elements; "fast" draws it only
     # when a failing check needs it: on a copy, replayed on the generator itself if so
+    fertile = _fertile(A.shape[0], barren)
     if method == "full":
         idx = checkable(batch, h)
     else:
         draw = rng if method != "fast" else copy_generator(rng)
-        idx = _sample(batch, h, samples, draw, notes)
+        idx = _sample(batch, h, samples, draw, notes, fertile)
     directed = None
     if D is not None and A.size > SAMPLE_WHOLE_LIMIT:
         directed = _directed_examples(A.shape[0], notes, conv=whole is not None)
@@ -262,7 +265,7 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
         r = merge(fast, local, "fast+sample", passed=local.passed) if local is not None else fast
         return settle(r, name, tol, notes, top)
     if method == "fast":  # the context sample, drawn on the generator itself as the in-memory check does
-        idx = _sample(batch, h, samples, rng, [])
+        idx = _sample(batch, h, samples, rng, [], fertile)
     r = localized(batch, h, D, bad, sums, idx, n_excluded, tol, rng, notes)
     return settle(r, name, tol, notes, top)
 
@@ -283,36 +286,61 @@ def _directed_examples(m: int, notes: list, conv: bool = True) -> Optional[np.nd
     return mask
 
 
-def _sample(batch: Batch, h: float, n: int, rng, notes: list) -> np.ndarray:
-    """Flat indices of A_prev's sample: as in memory on a small set, stratified by examples first on a large one."""
+def _fertile(m: int, barren: list) -> np.ndarray:
+    """The examples that hold a checkable element, from the first loop's ``(start, barren examples)`` per chunk."""
+    keep = np.ones(m, dtype=bool)
+    for start, rows in barren:
+        keep[start + rows] = False
+    return np.flatnonzero(keep)
+
+
+def _sample(batch: Batch, h: float, n: int, rng, notes: list, fertile: np.ndarray) -> np.ndarray:
+    """Flat indices of A_prev's sample: as in memory on a small set, stratified by examples first on a large one.
+
+    On a large set the examples are drawn from ``fertile`` (those holding a checkable element): drawn from
+    all, a set of mostly blank examples under max pooling (every window tied) could yield no element to check
+    and a PASS on nothing, where the in-memory check finds the few there are. Where every example is fertile
+    the draw is the one over all examples."""
     A, make, chunks = batch.A, batch.make, batch.chunks
     m, per = A.shape[0], batch.per_example
     if A.size <= SAMPLE_WHOLE_LIMIT:
         excluded = np.concatenate([excluded_mask(make(A[sl]), A[sl], h) for sl in chunks])
         return stratified_indices(A.shape, "A_prev", n, rng, excluded)
-    k = min(m, SAMPLED_EXAMPLES, n)
-    edges = np.linspace(0, m, k + 1).astype(np.int64)
-    examples = edges[:-1] + (rng.random(k) * (edges[1:] - edges[:-1])).astype(np.int64)
+    pool = fertile.size
+    if pool == 0:  # unreachable: the caller returns first when nothing is checkable; kept for safety
+        return np.zeros(0, dtype=np.int64)
+    k = min(pool, SAMPLED_EXAMPLES, n)
+    edges = np.linspace(0, pool, k + 1).astype(np.int64)
+    examples = fertile[edges[:-1] + (rng.random(k) * (edges[1:] - edges[:-1])).astype(np.int64)]
     x = np.concatenate([A[e:e + 1] for e in examples])
     excluded = excluded_mask(make(x), x, h)
     local = stratified_indices(x.shape, "A_prev", n, rng, excluded)
-    notes.append(_sample_note(local.size, n, k, m, A.size))
+    if pool < m:
+        notes.append(f"dA_prev: {m - pool} of the {m} examples hold no checkable element; the sample is drawn "
+                     f"from the other {pool}")
+    notes.append(_sample_note(local.size, n, k, pool, A.size, whole=pool == m))
     return np.sort(examples[local // per] * per + local % per)
 
 
-def _sample_note(drawn: int, asked: int, k: int, m: int, size: int) -> str:
-    """The note on a large set's A_prev sample: ``drawn`` of ``asked`` elements from ``k`` of ``m`` examples."""
+def _sample_note(drawn: int, asked: int, k: int, m: int, size: int, whole: bool = True) -> str:
+    """The note on a large set's A_prev sample: ``drawn`` of ``asked`` elements from ``k`` of ``m`` examples
+    (the set's, or with ``whole`` false those holding checkable elements)."""
+    them, part = (f"the {m} examples", "the set") if whole else (
+        f"the {m} {'examples' if m > 1 else 'example'} with checkable elements", "those")
+    if drawn == asked and k == m and not whole:
+        return (f"dA_prev: {drawn} elements sampled from {'each of ' if m > 1 else ''}{them} (corners, edges and "
+                f"interior within each); --samples N checks more")
     if drawn == asked:
-        return (f"dA_prev: {drawn} elements sampled from {k} of the {m} examples (one from each "
-                f"1/{k} of the set; corners, edges and interior within each); --samples N checks more")
+        return (f"dA_prev: {drawn} elements sampled from {k} of {them} (one from each "
+                f"1/{k} of {part}; corners, edges and interior within each); --samples N checks more")
     # NOTE: --samples asked more than the sampled examples hold; saying "--samples N checks more" then
     # would be false: the examples, not N, bound the sample.
     if k == m:
         return f"dA_prev: all {drawn} checkable elements are checked (--samples {asked} asks more than there are)"
     if k < SAMPLED_EXAMPLES:  # as many examples as --samples asked elements: those held fewer checkable ones
-        return (f"dA_prev: {drawn} elements checked, every checkable one of {k} of the {m} examples (one from "
-                f"each 1/{k} of the set): a larger --samples draws from more examples (up to {SAMPLED_EXAMPLES}); "
+        return (f"dA_prev: {drawn} elements checked, every checkable one of {k} of {them} (one from "
+                f"each 1/{k} of {part}): a larger --samples draws from more examples (up to {SAMPLED_EXAMPLES}); "
                 f"--method full checks all {size}")
-    return (f"dA_prev: {drawn} elements checked, every checkable one of {k} of the {m} examples (one from each "
-            f"1/{k} of the set): --samples {asked} asks more, but a streamed sample is drawn from at most "
+    return (f"dA_prev: {drawn} elements checked, every checkable one of {k} of {them} (one from each "
+            f"1/{k} of {part}): --samples {asked} asks more, but a streamed sample is drawn from at most "
             f"{SAMPLED_EXAMPLES} examples; --method full checks all {size}")

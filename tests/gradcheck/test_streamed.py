@@ -9,6 +9,7 @@ import pytest
 
 import cnncli.gradcheck.metrics as metrics
 import cnncli.gradcheck.perturbed as perturbed
+import cnncli.gradcheck.pool_problem as pool_problem
 import cnncli.gradcheck.problems as problems
 import cnncli.gradcheck.streamed as streamed
 from cnncli.engine import ConvParams, PoolParams, conv2d, pool2d
@@ -228,19 +229,58 @@ def test_a_huge_samples_on_a_large_set_says_what_was_checked_and_why(monkeypatch
                n.endswith("--samples N checks more") for n in r.notes)
 
 
-def test_a_small_samples_whose_examples_hold_fewer_checkable_elements_says_so(monkeypatch):
-    # max pooling over all-equal values: every window ties, so the 3 examples --samples 3 draws hold nothing
-    # to check; the cap on examples is not what stopped it (a larger --samples draws from more)
-    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 1000)
+def _one_fertile_example():
+    """40 examples of all-equal values under 2x2 max pooling (every window ties) but one window of example 39."""
     A1 = np.ones((40, 8, 8, 2))
-    A1[39, 0, 0, 0] = 2  # one window without a tie, in the last example: its 4 elements are the set's checkable ones
-    r = gradcheck_streamed(A1, params=PoolParams(f=2), kind="pool", samples=3, method="sample", seed=3)
-    assert r.gradients[0].checked == 0  # seed 3 draws one example from each third of the set, not example 39
+    A1[39, 0, 0, 0] = 2  # one window without a tie: its 4 elements are the set's only checkable ones
+    return A1
+
+
+def test_a_large_sets_sample_is_drawn_from_the_examples_that_hold_checkable_elements(monkeypatch):
+    # drawn from all 40, --samples 3 took one example from each third of the set and none was example 39:
+    # 0 elements checked and a PASS on nothing, where the in-memory check finds the four
+    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 1000)
+    r = gradcheck_streamed(_one_fertile_example(), params=PoolParams(f=2), kind="pool", samples=3, method="sample",
+                           seed=3)
+    assert r.passed and r.gradients[0].checked == 3
     assert ("dA_prev: 5116 of 5120 elements were not checked: 5116 in windows with tied maxima (exact ties: not "
             "checkable at any eps); 4 checkable") in r.notes
-    assert ("dA_prev: 0 elements checked, every checkable one of 3 of the 40 examples (one from each 1/3 of the "
-            "set): a larger --samples draws from more examples (up to 64); --method full checks all 5120") in r.notes
-    assert not any("at most 64 examples" in n for n in r.notes)
+    assert "dA_prev: 39 of the 40 examples hold no checkable element; the sample is drawn from the other 1" in r.notes
+    assert ("dA_prev: 3 elements sampled from the 1 example with checkable elements (corners, edges and interior "
+            "within each); --samples N checks more") in r.notes
+    # more fertile examples than are sampled: one from each part of those
+    A3 = _one_fertile_example()
+    A3[[5, 17, 30], 2, 4, 1] = 3
+    r = gradcheck_streamed(A3, params=PoolParams(f=2), kind="pool", samples=2, method="sample", seed=3)
+    assert r.gradients[0].checked == 2
+    assert "dA_prev: 36 of the 40 examples hold no checkable element; the sample is drawn from the other 4" in r.notes
+    assert ("dA_prev: 2 elements sampled from 2 of the 4 examples with checkable elements (one from each 1/2 of "
+            "those; corners, edges and interior within each); --samples N checks more") in r.notes
+    r = gradcheck_streamed(A3, params=PoolParams(f=2), kind="pool", samples=8, method="sample", seed=3)
+    assert r.gradients[0].checked == 8
+    assert ("dA_prev: 8 elements sampled from each of the 4 examples with checkable elements (corners, edges "
+            "and interior within each); --samples N checks more") in r.notes
+    r = gradcheck_streamed(_one_fertile_example(), params=PoolParams(f=2), kind="pool", samples=10, method="sample",
+                           seed=3)
+    assert r.gradients[0].checked == 4
+    assert "dA_prev: all 4 checkable elements are checked (--samples 10 asks more than there are)" in r.notes
+
+
+def test_a_wrong_gradient_in_the_one_example_that_can_be_checked_fails_streamed(monkeypatch):
+    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 1000)
+    real = pool_problem.pool2d_backward
+
+    def broken(G, A_prev, params, **options):
+        dA = real(G, A_prev, params, **options).copy()
+        dA[..., 0, 0, 0] *= 1.5  # the untied window's maximum: the gradient routed to it is wrong
+        return dA
+
+    monkeypatch.setattr(pool_problem, "pool2d_backward", broken)
+    for method in ("sample", "auto"):
+        r = gradcheck_streamed(_one_fertile_example(), params=PoolParams(f=2), kind="pool", samples=3,
+                               method=method, seed=3)
+        assert r.verdict == "fail", (method, r.notes)
+        assert r.gradients[0].worst.index == (39, 0, 0, 0)
 
 
 TINY = RNG.normal(size=(6, 8, 8, 3)) * 1e-315  # subnormal: one step's change of the loss is below 2.2e-308
