@@ -237,7 +237,7 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
         idx = _sample(batch, h, samples, draw, notes, fertile)
     directed = None
     if D is not None and A.size > SAMPLE_WHOLE_LIMIT:
-        directed = _directed_examples(A.shape[0], notes, conv=whole is not None)
+        directed = _directed_examples(A.shape[0], notes, conv=whole is not None, fertile=fertile)
     if whole is not None:  # W's and b's checks draw next: what they will evaluate is known now
         whole.foresee(rng, top_out)
     sums = pass_over_batch(batch, h, D, idx, directed, top_out)
@@ -274,15 +274,22 @@ def _max_abs(x: np.ndarray) -> float:
     return float(np.max(np.abs(x))) if x.size else 0.0
 
 
-def _directed_examples(m: int, notes: list, conv: bool = True) -> Optional[np.ndarray]:
-    """On a large set, the examples the directions move: evenly spread, first and last included (a mask)."""
-    if m <= DIRECTED_EXAMPLES:
+def _directed_examples(m: int, notes: list, conv: bool = True,
+                       fertile: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+    """On a large set, the examples the directions move (a mask): evenly spread, first and last included,
+    over those that hold a checkable element (``fertile``; None: all); a direction moves nothing in the others."""
+    fertile = np.arange(m) if fertile is None else fertile
+    pool = fertile.size
+    if m <= DIRECTED_EXAMPLES or pool == 0:
         return None
     mask = np.zeros(m, dtype=bool)
-    mask[np.unique(np.linspace(0, m - 1, DIRECTED_EXAMPLES).round().astype(np.int64))] = True
+    mask[fertile[np.unique(np.linspace(0, pool - 1, min(pool, DIRECTED_EXAMPLES)).round().astype(np.int64))]] = True
     rest = "; every example's part of dW and db is checked" if conv else ""  # pooling has no dW nor db
-    notes.append(f"dA_prev: the directional check moves {int(mask.sum())} of the {m} examples (evenly spread, "
-                 f"first and last included), each compared on its own{rest}")
+    spread = "evenly spread, first and last included" if pool == m else (
+        f"of the {pool} with checkable elements" if pool <= DIRECTED_EXAMPLES else
+        f"evenly spread over the {pool} with checkable elements")
+    notes.append(f"dA_prev: the directional check moves {int(mask.sum())} of the {m} examples ({spread}), "
+                 f"each compared on its own{rest}")
     return mask
 
 

@@ -283,6 +283,35 @@ def test_a_wrong_gradient_in_the_one_example_that_can_be_checked_fails_streamed(
         assert r.gradients[0].worst.index == (39, 0, 0, 0)
 
 
+def test_the_directions_move_the_examples_that_hold_checkable_elements(monkeypatch):
+    # 10 directed examples spread over all 40 are 0, 4, 9, 13, 17, 22, 26, 30, 35 and 39: not example 20, the
+    # only one a direction could move; a wrong gradient there passed the fast check unseen
+    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 1000)
+    monkeypatch.setattr(streamed, "DIRECTED_EXAMPLES", 10)
+    A1 = np.ones((40, 8, 8, 2))
+    A1[20, 0, 0, 0] = 2
+    r = gradcheck_streamed(A1, params=PoolParams(f=2), kind="pool", method="fast", seed=3)
+    assert r.passed and r.gradients[0].directions == 3
+    assert ("dA_prev: the directional check moves 1 of the 40 examples (of the 1 with checkable elements), each "
+            "compared on its own") in r.notes
+    real = pool_problem.pool2d_backward
+
+    def broken(G, A_prev, params, **options):
+        dA = real(G, A_prev, params, **options).copy()
+        dA[..., 0, 0, 0] *= 1.5
+        return dA
+
+    monkeypatch.setattr(pool_problem, "pool2d_backward", broken)
+    r = gradcheck_streamed(A1, params=PoolParams(f=2), kind="pool", method="fast", seed=3)
+    assert r.verdict == "fail" and r.gradients[0].worst.index == (20, 0, 0, 0)
+    # more fertile examples than directions: evenly spread over them
+    A1[::2, 4, 4, 1] = 3  # 20 examples (0, 2, ..., 38) with an untied window
+    monkeypatch.setattr(pool_problem, "pool2d_backward", real)
+    r = gradcheck_streamed(A1, params=PoolParams(f=2), kind="pool", method="fast", seed=3)
+    assert ("dA_prev: the directional check moves 10 of the 40 examples (evenly spread over the 20 with "
+            "checkable elements), each compared on its own") in r.notes
+
+
 TINY = RNG.normal(size=(6, 8, 8, 3)) * 1e-315  # subnormal: one step's change of the loss is below 2.2e-308
 
 
