@@ -14,6 +14,7 @@ Knows nothing of terminals.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import re
 import shutil
@@ -99,26 +100,56 @@ def _npy_header(shape, dtype) -> dict:
             "shape": tuple(int(s) for s in shape)}
 
 
+def _rows_selection(shape, example: int, axis: int, start: int, block) -> tuple:
+    """Where ``block`` (one example's rows ``start:`` along ``axis``, 1 or 2) goes in an array of ``shape``."""
+    want = (1,) + tuple(shape[1:axis]) + (None,) + tuple(shape[axis + 1:])
+    if len(block.shape) != len(shape) or any(w is not None and w != g for w, g in zip(want, block.shape)) \
+            or not 0 <= example < shape[0] or not 0 <= start <= start + block.shape[axis] <= shape[axis]:
+        raise ValueError(f"block {block.shape} does not fit {tuple(shape)} at example {example}, row {start}")
+    return (example,) + (slice(None),) * (axis - 1) + (slice(start, start + block.shape[axis]),)
+
+
 class _NpyStream:
-    """An .npy file written front to back: header first, then rows in order."""
+    """An .npy file written front to back: header first, then rows in order; or by blocks of one
+    example's rows (:meth:`write_rows`), each put at its place."""
 
     def __init__(self, path: str, shape, dtype):
         self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
         self._fp = open(path, "wb")
         np.lib.format.write_array_header_2_0(self._fp, _npy_header(shape, dtype))
+        self._data_at = self._fp.tell()
         self._rows = 0
+        self._parts = 0  # elements written by write_rows into the example at self._rows
 
     def write(self, chunk) -> None:
         chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
-        if chunk.shape[1:] != self.shape[1:] or self._rows + chunk.shape[0] > self.shape[0]:
+        if chunk.shape[1:] != self.shape[1:] or self._rows + chunk.shape[0] > self.shape[0] or self._parts:
             raise ValueError(f"chunk {chunk.shape} does not fit {self.shape} at row {self._rows}")
+        self._fp.seek(self._data_at + self._rows * math.prod(self.shape[1:]) * self.dtype.itemsize)
         self._fp.write(memoryview(chunk.reshape(-1)).cast("B"))
         self._rows += chunk.shape[0]
+
+    def write_rows(self, example: int, axis: int, start: int, block) -> None:
+        """Write ``block``, rows ``start:`` along ``axis`` (1 or 2, the other axes whole) of ``example``.
+
+        The example's blocks may come in any order but must cover it once before the next example."""
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        _rows_selection(self.shape, example, axis, start, block)
+        if example != self._rows:
+            raise ValueError(f"block of example {example} while example {self._rows} is being written")
+        strides = [self.dtype.itemsize * math.prod(self.shape[k + 1:]) for k in range(len(self.shape))]
+        for lead in np.ndindex(*block.shape[1:axis]):  # one run per channel (NCHW), one in all (NHWC)
+            offset = example * strides[0] + sum(i * strides[k + 1] for k, i in enumerate(lead)) + start * strides[axis]
+            self._fp.seek(self._data_at + offset)
+            self._fp.write(memoryview(block[(0,) + lead].reshape(-1)).cast("B"))
+        self._parts += block.size
+        if self._parts == math.prod(self.shape[1:]):
+            self._rows, self._parts = self._rows + 1, 0
 
     def close(self) -> None:
         if not self._fp.closed:
             self._fp.close()
-        if self._rows != (self.shape[0] if self.shape else 0):
+        if self._rows != (self.shape[0] if self.shape else 0) or self._parts:
             raise ValueError(f"{self.path}: wrote {self._rows} of {self.shape[0]} rows")
 
 
@@ -144,6 +175,12 @@ class _H5Stream:
         with _h5_write_errors():
             self._ds[self._rows:self._rows + n] = chunk
         self._rows += n
+
+    def write_rows(self, example: int, axis: int, start: int, block) -> None:
+        """As :meth:`_NpyStream.write_rows`: one hyperslab."""
+        sel = _rows_selection(self._ds.shape, example, axis, start, block)
+        with _h5_write_errors():
+            self._ds[sel] = np.asarray(block)[0]
 
     def close(self) -> None:
         pass

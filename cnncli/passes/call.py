@@ -20,7 +20,7 @@ Knows nothing of the terminal.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -61,6 +61,19 @@ class Batches:
         self.stream, self.layout, self.dtype = stream, layout, np.dtype(dtype)
         self.shape = layouts.shape_to_nhwc(stream.shape, layout)
         self.ndim = 4
+        self._example: Optional[Tuple[int, np.ndarray]] = None  # the one example held, where rows cannot be read
+
+    def rows(self, example: int, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo:hi`` of one example, shape ``(1, hi - lo, n_W, n_C)`` (NHWC, compute dtype).
+
+        Read by rows from HDF5 and ``.npy``; an ``.npz`` member's example is read once and held."""
+        part = self.stream.read_rows(example, lo, hi, axis=1 if self.layout == "nhwc" else 2)
+        if part is not None:
+            return _compute(layouts.to_nhwc(part, self.layout), self.dtype)
+        if self._example is None or self._example[0] != example:
+            self._example = None  # the previous example's memory released before the next is read
+            self._example = (example, self[example:example + 1])
+        return self._example[1][:, lo:hi]
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -446,8 +459,9 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
         with case.blame("stride", "pad", "dilation"):
             raise
     with case.blame("stride", "pad", "dilation"):
-        # NOTE: resolved now, so a window that fits no input, or an output that could never be allocated
-        # (streamed passes hold one example at least), is reported before the bias is read
+        # NOTE: resolved now, so a window that fits no input, or an output that could never be allocated, is
+        # reported before the bias is read (streamed passes hold a block of one example's rows; gradcheck and
+        # the API hold examples whole, and the refusal of one example's output is what every command shares)
         check_layer_fits(geometry, 1, C, n_C, call.dtype.itemsize, **memory_setting())
     if "b" not in refs:
         call.notes.append("no bias given: b = 0")

@@ -4,7 +4,8 @@ The engine functions are pure and per-example in the batch axis, so a pass over
 the whole batch equals the passes over consecutive slices of it (``dW`` and
 ``db`` being sums over the batch, they are accumulated). Reading the input and
 writing the results one slice at a time keeps memory bounded by the slice size,
-whatever the size of an HDF5 dataset. Knows nothing of terminals: progress is
+whatever the size of an HDF5 dataset; an example larger than a chunk is passed a
+block of its rows at a time (:mod:`.rows`). Knows nothing of terminals: progress is
 reported through a callback.
 """
 
@@ -19,6 +20,7 @@ import numpy as np
 from ..engine import conv2d, conv2d_backward, pool2d, pool2d_backward
 from ..engine.layout import shape_from_nhwc
 from ..settings import positive_int_setting
+from .rows import backward_blocks, block_rows, forward_blocks
 
 #: Input + output bytes (compute dtype) of one batch chunk read and written by a pass; None reads
 #: :func:`io_chunk_bytes` (not the engine's own workspace chunking). And the engine's workspace cap per call.
@@ -193,6 +195,50 @@ def chunk_rows(call, *, backward: bool = False, chunk_bytes: Optional[int] = Non
     return max(1, budget // max(1, per_example * call.dtype.itemsize))
 
 
+def _row_blocks(call, *, backward: bool = False, chunk_bytes: Optional[int] = None) -> Optional[int]:
+    """Output rows per block when one example's input and output exceed the chunk's bytes (see
+    :mod:`.rows`), else None: whole examples are the chunks."""
+    _, H, W, C = call.A_prev.shape
+    _, oh, ow, n_C = call.out_shape
+    per_example = (H * W * C + oh * ow * n_C) * (2 if backward else 1) * call.dtype.itemsize
+    budget = io_chunk_bytes() if chunk_bytes is None else chunk_bytes
+    if per_example <= budget or oh == 1:
+        return None
+    return block_rows(call, budget, backward=backward)
+
+
+def _forward_by_rows(call, name: str, rows: int, sink, stats: "Stats", census: "_Census", progress) -> None:
+    """:func:`forward`'s loop for examples larger than a chunk: :func:`.rows.forward_blocks` of each."""
+    m, axis = call.A_prev.shape[0], 1 if call.layout == "nhwc" else 2
+    for i in range(m):
+        with _quiet():
+            for r0, out in forward_blocks(call, i, rows, lambda x: census.add("A_prev", x), WORKSPACE_BYTES):
+                stats.add(out)
+                if sink is not None:
+                    sink.write_rows(i, axis, r0, call.to_user(name, out))
+        if progress is not None:
+            progress(i + 1, m)
+
+
+def _backward_by_rows(call, grad_name: str, rows: int, sink, stats: "Stats", census: "_Census", progress,
+                      dW, db) -> None:
+    """:func:`backward`'s loop for examples larger than a chunk; sums the blocks' gradients into ``dW``, ``db``."""
+    m, axis = call.A_prev.shape[0], 1 if call.layout == "nhwc" else 2
+    for i in range(m):
+        with _quiet():
+            for y0, dA, grads in backward_blocks(call, i, rows, lambda x: census.add("A_prev", x),
+                                                 lambda x: census.add(grad_name, x), WORKSPACE_BYTES):
+                if grads is not None:
+                    dW += grads.dW
+                    db += grads.db
+                if dA.shape[1]:
+                    stats.add(dA)
+                    if sink is not None:
+                        sink.write_rows(i, axis, y0, call.to_user("dA_prev", dA))
+        if progress is not None:
+            progress(i + 1, m)
+
+
 def _chunks(m: int, rows: int) -> Iterator[slice]:
     for lo in range(0, m, rows):
         yield slice(lo, min(m, lo + rows))
@@ -260,7 +306,11 @@ def forward(call, writer=None, *, progress: Progress = None, chunk_bytes: Option
     stats, census = Stats(), _Census(call)
     census.add("W", call.W)
     census.add("b", call.b)
-    for sl in _chunks(m, chunk_rows(call, chunk_bytes=chunk_bytes)):
+    rows = _row_blocks(call, chunk_bytes=chunk_bytes)
+    if rows is not None:  # examples larger than a chunk: a block of one example's rows at a time
+        _forward_by_rows(call, name, rows, sink, stats, census, progress)
+    chunks = _chunks(m, chunk_rows(call, chunk_bytes=chunk_bytes)) if rows is None else ()  # else done by rows
+    for sl in chunks:
         with _quiet():
             A = call.A_prev[sl]
             census.add("A_prev", A)
@@ -299,7 +349,11 @@ def backward(call, writer=None, *, progress: Progress = None, chunk_bytes: Optio
     grad_name = "dZ" if call.kind == "conv" else "dA"
     dW = np.zeros(call.W.shape, dtype=call.dtype) if call.kind == "conv" else None
     db = np.zeros(call.W.shape[3], dtype=call.dtype) if call.kind == "conv" else None
-    for sl in _chunks(m, chunk_rows(call, backward=True, chunk_bytes=chunk_bytes)):
+    rows = _row_blocks(call, backward=True, chunk_bytes=chunk_bytes)
+    if rows is not None:  # examples larger than a chunk: a block of one example's rows at a time
+        _backward_by_rows(call, grad_name, rows, sink, stats, census, progress, dW, db)
+    chunks = _chunks(m, chunk_rows(call, backward=True, chunk_bytes=chunk_bytes)) if rows is None else ()
+    for sl in chunks:
         with _quiet():
             A, g = call.A_prev[sl], call.grad[sl]
             census.add("A_prev", A)

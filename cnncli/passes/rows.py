@@ -1,0 +1,202 @@
+"""Passes over one example by blocks of its rows, for examples too large for a batch chunk.
+
+A chunk of the batch is at least one example; an example whose input and output exceed
+the chunk's bytes (a 50000x50000 image, a huge pad) would be held whole, in and out. Its
+output rows are computed instead a block at a time: output rows ``[r0, r1)`` of a window
+operation are the operation on the input rows their windows read, with the padding those
+windows reach (:func:`cnncli.engine.geometry.row_block`), so each block is one engine call
+on a slice of the input, and the example's memory is bounded by the block's.
+
+The backward pass takes disjoint blocks of output rows too: their windows overlap on the
+input rows between them, so each block's ``dA_prev`` rows that the next block also reaches
+are carried and added to, and the rows no later block reaches are final and written.
+``dW`` and ``db`` are sums over output positions: the disjoint blocks add up to them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Iterator, Optional, Tuple
+
+import numpy as np
+
+from ..engine import conv2d, conv2d_backward, pool2d, pool2d_backward
+from ..engine.geometry import RowBlock, row_block
+
+#: Called with each piece of an example's input rows as it is first read (NaN/inf census).
+Seen = Callable[[np.ndarray], None]
+
+
+def block_rows(call, budget: int, *, backward: bool = False) -> int:
+    """Output rows per block so that one block's input and output (and gradients) stay near ``budget`` bytes.
+
+    Closed form: a block of ``R`` output rows reads ``(R - 1) * stride + span`` input rows. At least one row.
+    """
+    g = call.geometry
+    _, _, W, C = call.A_prev.shape
+    _, oh, ow, n_C = call.out_shape
+    span, s = g.effective_kernel[0], g.stride[0]
+    in_row, out_row = W * C, ow * n_C
+    elements = budget // (call.dtype.itemsize * (2 if backward else 1))  # backward: the gradients too
+    rows = 1 + (elements - span * in_row - out_row) // (s * in_row + out_row)
+    return int(min(max(rows, 1), oh))
+
+
+def _input_rows(A, example: int, lo: int, hi: int) -> np.ndarray:
+    """Rows ``lo:hi`` of one example of ``A`` (an ndarray or a :class:`~cnncli.passes.call.Batches`)."""
+    if hasattr(A, "rows"):
+        return A.rows(example, lo, hi)
+    return np.asarray(A[example:example + 1, lo:hi])
+
+
+def _block_params(call, blk: RowBlock):
+    """The layer's hyperparameters for one block: its pads above and below, the width's as they were."""
+    _, _, left, right = call.geometry.pads
+    return dataclasses.replace(call.params, pad=(blk.top, blk.bottom, left, right))
+
+
+def _block_input(call, example: int, blk: RowBlock) -> Tuple[np.ndarray, RowBlock]:
+    """The block's input rows; where its windows lie in the padding only (a conv's), one zero row for them.
+
+    A conv's padding is zeros, so a zero row read as input is the padding it stands for."""
+    if blk.in_hi > blk.in_lo:
+        return _input_rows(call.A_prev, example, blk.in_lo, blk.in_hi), blk
+    _, _, W, C = call.A_prev.shape
+    zero = np.zeros((1, 1, W, C), dtype=call.dtype)
+    if blk.top:
+        return zero, dataclasses.replace(blk, top=blk.top - 1)
+    return zero, dataclasses.replace(blk, bottom=blk.bottom - 1)
+
+
+def _census_rows(call, example: int, counted: int, upto: int, seen: Optional[Seen]) -> int:
+    """Report the example's input rows ``[counted, upto)`` to ``seen`` (read for it); returns the new mark."""
+    if seen is not None and upto > counted:
+        seen(_input_rows(call.A_prev, example, counted, upto))
+    return max(counted, upto)
+
+
+def _blocks(geom, rows: int) -> Iterator[Tuple[int, int]]:
+    """Consecutive blocks of ``rows`` output rows; a ceil-mode last row that overflows joins the block before
+    it (alone it reads less than a window: :func:`~cnncli.engine.geometry.row_block`)."""
+    n_out = geom.out_hw[0]
+    last = n_out - 1 if geom.overflow[0] and n_out > 1 and (n_out - 1) % rows == 0 else n_out
+    for lo in range(0, last, rows):
+        yield lo, n_out if lo + rows >= last else lo + rows
+
+
+def forward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None,
+                   workspace_bytes: Optional[int] = None) -> Iterator[Tuple[int, np.ndarray]]:
+    """The forward output of one example, ``rows`` output rows at a time.
+
+    Parameters
+    ----------
+    call : LayerCall
+        A resolved conv or pool call.
+    example : int
+        Which example of ``call.A_prev``.
+    rows : int
+        Output rows per block (:func:`block_rows`).
+    seen : callable, optional
+        Receives every input row of the example once, in pieces (each ``(1, k, n_W_prev, n_C_prev)``).
+    workspace_bytes : int, optional
+        The engine's workspace per call.
+
+    Yields
+    ------
+    r0 : int
+        The block's first output row.
+    out : ndarray, shape (1, r1 - r0, n_W, n_C)
+        Its output rows, NHWC in the compute dtype.
+    """
+    geom, counted = call.geometry, 0
+    H = call.A_prev.shape[1]
+    for r0, r1 in _blocks(geom, rows):
+        blk = row_block(geom, r0, r1)
+        counted = _census_rows(call, example, counted, blk.in_lo, seen)  # rows no window reads, too
+        x, blk = _block_input(call, example, blk)
+        if seen is not None and blk.in_hi > counted:
+            seen(x[:, counted - blk.in_lo:])
+            counted = blk.in_hi
+        if call.kind == "conv":
+            out = conv2d(x, call.W, call.b, _block_params(call, blk), workspace_bytes=workspace_bytes)
+        else:
+            out = pool2d(x, _block_params(call, blk), workspace_bytes=workspace_bytes)
+        yield r0, out
+    _census_rows(call, example, counted, H, seen)
+
+
+def backward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None, seen_grad: Optional[Seen] = None,
+                    workspace_bytes: Optional[int] = None) -> Iterator[Tuple[int, np.ndarray, object]]:
+    """The input gradient of one example, a block of final rows at a time, with each block's dW and db.
+
+    Parameters
+    ----------
+    call : LayerCall
+        A resolved conv or pool call with its upstream gradient ``call.grad``.
+    example, rows, seen, workspace_bytes
+        As :func:`forward_blocks` (``rows`` output rows per block).
+    seen_grad : callable, optional
+        Receives every row of the example's upstream gradient once.
+
+    Yields
+    ------
+    y0 : int
+        The first input row of ``dA``.
+    dA : ndarray, shape (1, k, n_W_prev, n_C_prev)
+        Rows ``y0:y0 + k`` of the example's ``dA_prev``, final; together they cover every input row once.
+    grads : ConvGrads or None
+        The block's ``dW`` and ``db`` (conv; None for pool), to be summed over the blocks.
+    """
+    geom, counted = call.geometry, 0
+    _, H, W, C = call.A_prev.shape
+    carry = np.zeros((1, 0, W, C), dtype=call.dtype)  # rows [done, done + len) summed so far
+    done = 0  # input rows before this one are final and yielded
+    for r0, r1 in _blocks(geom, rows):
+        blk = row_block(geom, r0, r1)
+        counted = _census_rows(call, example, counted, blk.in_lo, seen)
+        x, blk_in = _block_input(call, example, blk)
+        if seen is not None and blk_in.in_hi > counted:
+            seen(x[:, counted - blk_in.in_lo:])
+            counted = blk_in.in_hi
+        g = _input_rows(call.grad, example, r0, r1)
+        if seen_grad is not None:
+            seen_grad(g)
+        params = _block_params(call, blk_in)
+        if call.kind == "conv":
+            grads = conv2d_backward(g, x, call.W, params, workspace_bytes=workspace_bytes)
+            dx = grads.dA_prev
+        else:
+            grads = None
+            dx = pool2d_backward(g, x, params, workspace_bytes=workspace_bytes)
+        if blk.in_hi > blk.in_lo:  # a block of padding-only windows adds nothing to dA_prev
+            carry = _add_rows(carry, done, dx, blk.in_lo)
+        # rows before the next block's first input row get nothing more: final
+        nxt = row_block(geom, r1, geom.out_hw[0]).in_lo if r1 < geom.out_hw[0] else H
+        if nxt > done:
+            final = _take(carry, done, nxt, W, C, call.dtype)
+            carry = carry[:, nxt - done:]
+            yield done, final, grads
+            done = nxt
+        elif grads is not None:
+            yield done, np.zeros((1, 0, W, C), dtype=call.dtype), grads
+    _census_rows(call, example, counted, H, seen)
+
+
+def _add_rows(carry: np.ndarray, done: int, dx: np.ndarray, lo: int) -> np.ndarray:
+    """``carry`` (rows from ``done``) with ``dx`` (rows from ``lo >= done``) added, grown where ``dx`` reaches past it."""
+    end = lo + dx.shape[1]
+    if end > done + carry.shape[1]:
+        grown = np.zeros((1, end - done) + carry.shape[2:], dtype=carry.dtype)
+        grown[:, :carry.shape[1]] = carry
+        carry = grown
+    carry[:, lo - done:end - done] += dx
+    return carry
+
+
+def _take(carry: np.ndarray, done: int, upto: int, W: int, C: int, dtype) -> np.ndarray:
+    """Rows ``[done, upto)`` of the carry; rows it never reached (read by no window) are zeros."""
+    if carry.shape[1] >= upto - done:
+        return carry[:, :upto - done].copy()
+    out = np.zeros((1, upto - done, W, C), dtype=dtype)
+    out[:, :carry.shape[1]] = carry
+    return out
