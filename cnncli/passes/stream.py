@@ -216,6 +216,8 @@ def _forward_by_rows(call, name: str, rows: int, sink, stats: "Stats", census: "
                 stats.add(out)
                 if sink is not None:
                     sink.write_rows(i, axis, r0, call.to_user(name, out))
+                if progress is not None:  # the same count: the caller's signal checks run at every block
+                    progress(i, m)
         if progress is not None:
             progress(i + 1, m)
 
@@ -235,6 +237,8 @@ def _backward_by_rows(call, grad_name: str, rows: int, sink, stats: "Stats", cen
                     stats.add(dA)
                     if sink is not None:
                         sink.write_rows(i, axis, y0, call.to_user("dA_prev", dA))
+                if progress is not None:  # as in _forward_by_rows
+                    progress(i, m)
         if progress is not None:
             progress(i + 1, m)
 
@@ -284,7 +288,8 @@ def forward(call, writer=None, *, progress: Progress = None, chunk_bytes: Option
     writer : ResultWriter, optional
         Receives ``Z`` (conv) or ``A`` (pool) in the user's layout, slice by slice.
     progress : callable(done, total), optional
-        Called after each chunk with the number of examples done.
+        Called after each chunk with the number of examples done (and after each block of an example
+        passed by rows, with the count so far).
     chunk_bytes : int, optional
         Bound on each chunk's input plus output bytes; default :func:`io_chunk_bytes`.
 

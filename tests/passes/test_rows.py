@@ -338,3 +338,17 @@ def test_examples_larger_than_a_chunk_give_the_results_and_report_of_whole_examp
     if out != "-":
         _same_report(results["whole"][1], results["rows"][1])
         assert results["rows"][1]["inputs"]["A_prev"]["nan_count"] == 1
+
+
+@pytest.mark.parametrize("command", ["forward", "backward"])
+def test_progress_is_called_at_every_block_with_the_examples_done(tmp_path, command):
+    # the CLI checks for Ctrl-C in its progress callback: one huge example must not hold it off to its end
+    np.save(tmp_path / "A.npy", np.ones((2, 30, 4, 1)))
+    np.save(tmp_path / "G.npy", np.ones((2, 28, 2, 1)))
+    calls = []
+    with resolve_layer(str(tmp_path / "A.npy"), stream=True, f="3", stride="1", grad=str(tmp_path / "G.npy")) as call:
+        run = streaming.forward if command == "forward" else streaming.backward
+        run(call, progress=lambda done, total: calls.append((done, total)), chunk_bytes=400)
+    rows = block_rows(call, 400, backward=command == "backward")
+    per_example = -(-28 // rows)
+    assert rows < 28 and calls == [(0, 2)] * per_example + [(1, 2)] * (per_example + 1) + [(2, 2)]
