@@ -50,22 +50,44 @@ class Finding:
         return d
 
 
+#: The statuses of a :class:`FunctionReport`, one per function.
+STATUSES = ("pass", "fail", "incomplete", "not checked")
+
+
 @dataclass(frozen=True)
 class FunctionReport:
-    """Everything found about one user function."""
+    """Everything found about one user function.
+
+    ``stopped`` says why its check did not run to the end ("" when it did): the
+    whole check's time limit ran out, or the process running the user's code could
+    not be restarted. A call that was never made is no error of the user's code, so
+    it is not among ``errors``.
+    """
 
     name: str
     findings: Tuple[Finding, ...]
     errors: Tuple[UserException, ...]
     diagnosis: Tuple[str, ...]
+    stopped: str = ""
+
+    @property
+    def status(self) -> str:
+        """One of :data:`STATUSES`: ``fail`` when a comparison failed or the code raised (checked or not to the
+        end); else ``incomplete`` when cut short after some comparisons, ``not checked`` when before any."""
+        if self.errors or not all(f.passed for f in self.findings):
+            return "fail"
+        if self.stopped:
+            return "incomplete" if self.findings else "not checked"
+        return "pass"
 
     @property
     def passed(self) -> bool:
-        return not self.errors and all(f.passed for f in self.findings)
+        return self.status == "pass"
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "passed": self.passed, "diagnosis": list(self.diagnosis),
-                "errors": [e.to_dict() for e in self.errors], "findings": [f.to_dict() for f in self.findings]}
+        return {"name": self.name, "passed": self.passed, "status": self.status, "stopped": self.stopped or None,
+                "diagnosis": list(self.diagnosis), "errors": [e.to_dict() for e in self.errors],
+                "findings": [f.to_dict() for f in self.findings]}
 
 
 @dataclass(frozen=True)
@@ -87,8 +109,15 @@ class ImplResult:
     def passed(self) -> bool:
         return all(f.passed for f in self.functions)
 
+    @property
+    def verdict(self) -> str:
+        """``pass``; ``fail`` when a function failed; else ``inconclusive`` (one was not checked to the end)."""
+        if self.passed:
+            return "pass"
+        return "fail" if any(f.status == "fail" for f in self.functions) else "inconclusive"
+
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "impl": self.path, "method": self.method,
+        return {"passed": self.passed, "verdict": self.verdict, "impl": self.path, "method": self.method,
                 "functions": [f.to_dict() for f in self.functions], "not_defined": list(self.missing),
                 "printed_lines": self.printed_lines, "notes": list(self.notes)}
 

@@ -131,18 +131,26 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
             if name in plan.unchecked:
                 reports.append(_not_checked(name, *plan.unchecked[name]))
                 continue
+            if box.broken:  # nothing is called any more: its check would only repeat that
+                reports.append(FunctionReport(name, (), (), (), stopped=_unreached(box)))
+                continue
             findings: List[Finding] = []
             errors: List[UserException] = []
             fn(run, findings, errors)
-            errors = _with_source(errors, path)
+            # a call that was not made (time up, no process) is no error of the user's code: the check stopped
+            cut = next((e for e in errors if e.kind == "stopped"), None)
+            errors = _with_source([e for e in errors if e.kind != "stopped"], path)
             run.recognised[name] = _recognised(run, name)
             hints = diagnose(findings, errors, CLASSIC_CASES, function=name, recognised=run.recognised[name])
             reports.append(FunctionReport(name, tuple(findings), _dedupe(errors),
-                                          hints + _facts(run, name, errors, hints)))
+                                          hints + _facts(run, name, errors, hints),
+                                          stopped=_cut_short(box, name, cut) if cut else ""))
         if progress:
             progress(len(steps), len(steps))
+    if box.cutoff is not None:
+        notes.append(_cutoff_note(box, timeout))
     for r in reports:
-        if r.name not in wanted and not r.passed:
+        if r.name not in wanted and r.status == "fail":
             notes.append(f"{r.name} (run for {r.name.replace('forward', 'backward')}'s cache, not reported under "
                          f"--only) does not match cnncli's: check it too")
     notes.extend(uncompared_notes(run))
@@ -167,6 +175,34 @@ def validate_only(only: Optional[Sequence[str]]) -> Optional[Tuple[str, ...]]:
     return names
 
 
+def _cut_short(box: Sandbox, name: str, cut: UserException) -> str:
+    """Why the check of ``name`` stopped at the call ``cut``, naming what ran when the time ran out."""
+    c = box.cutoff
+    if c is None:  # the process could not be restarted
+        return f"stopped on configuration {cut.case}: {box.broken.replace('not checked: ', '', 1)}"
+    limit = f"the whole check's time limit ({box.overall:g} s) ran out"
+    if c.running is None:
+        return f"stopped before configuration {c.case}: {limit} between calls into your code"
+    whose = "it" if c.running == name else f"your {c.running} (called by this check)"
+    return f"stopped on configuration {c.case}: {limit} while {whose} ran"
+
+
+def _unreached(box: Sandbox) -> str:
+    """Why a check never began: the time was up, or no process was left to run the user's code."""
+    if box.cutoff is not None:
+        return f"not reached: the whole check's time limit ({box.overall:g} s) ran out before its check began"
+    return f"not reached: {box.broken.replace('not checked: ', '', 1)}"
+
+
+def _cutoff_note(box: Sandbox, timeout: float) -> str:
+    """Where the whole check's time ran out, once for the report (an unreported --only helper included)."""
+    c = box.cutoff
+    where = (f"while your {c.running} ran on configuration {c.case}" if c.running else
+             f"between calls into your code, before configuration {c.case}")
+    return (f"the whole check stopped at its time limit, {box.overall:g} s ({box.overall / timeout:g} x --timeout "
+            f"{timeout:g}), {where}: a larger --timeout, or --only NAME[,NAME...], lets it finish")
+
+
 def _not_checked(name: str, cell: int, line: int, message: str) -> FunctionReport:
     """The report of a function whose notebook cell does not parse."""
     error = UserException(name, f"not checked: {message}", line, "", kind="syntax", cell=cell)
@@ -187,7 +223,7 @@ def _blame_forwards(run: Run, reports: List[FunctionReport], notes: List[str]) -
         if not suspects:
             continue
         backward = by.get(f"{layer}_backward")
-        if backward is not None and not reports[backward].passed:  # say what matched: the two rows agree
+        if backward is not None and reports[backward].status == "fail":  # say what matched: the two rows agree
             quantities = ", ".join(sorted({q for _, q in suspects}))
             cases = list(dict.fromkeys(case for case, _ in suspects))
             where = "" if len(cases) == len(cases_of(layer)) else f" on {', '.join(cases)}"
@@ -198,11 +234,11 @@ def _blame_forwards(run: Run, reports: List[FunctionReport], notes: List[str]) -
             message = (f"{layer}_backward matches cnncli's gradients but not the numerical gradients of your "
                        f"{layer}_forward: your {layer}_forward is likely wrong")
         i = by.get(f"{layer}_forward")
-        if i is not None and not reports[i].passed:
+        if i is not None and reports[i].status == "fail":
             r = reports[i]
             # a recognised mistake of the forward stays first: it says more than where the forward is wrong
             hints = (r.diagnosis + (message,))[:3] if run.recognised.get(r.name) else (message,) + r.diagnosis
-            reports[i] = FunctionReport(r.name, r.findings, r.errors, hints)
+            reports[i] = replace(r, diagnosis=hints)
         else:
             notes.append(message)
     return reports

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Optional
 
 from ..errors import ImplError
@@ -54,6 +55,15 @@ WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
 
 class _Timeout(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    """Where the whole check's time limit ran out: the configuration, and the user's function whose call it
+    cut (``running``; None when no call was running: between calls, or the child not reading)."""
+
+    case: str
+    running: Optional[str] = None
 
 
 class _Died(Exception):
@@ -106,7 +116,10 @@ class Sandbox:
         self.proc = None
         #: function -> the UserException that stopped it (a timeout or a crash); later calls repeat it.
         self.stopped: dict = {}
+        #: Why no call is made any more (time is up, no process), as the ``stopped`` calls say it.
         self.broken: Optional[str] = None
+        #: Where the whole check's time ran out, once it has.
+        self.cutoff: Optional[Cutoff] = None
 
     # ------------------------------------------------------------ process
 
@@ -334,15 +347,22 @@ class Sandbox:
         request = dict(request, args=wire.encode(tuple(args), blobs), seq=self.seq)
         results = []
         try:
-            self._send(wire.frame(request, blobs), min(time.monotonic() + self.timeout, self.deadline))
+            limit = time.monotonic() + self.timeout
+            try:
+                self._send(wire.frame(request, blobs), min(limit, self.deadline))
+            except _Timeout:
+                if time.monotonic() < limit:  # the whole check's limit came first; the child was not reading
+                    self._kill()
+                    self._out_of_time(function, case)
+                raise
             for k in range(count):
                 limit = time.monotonic() + self.timeout
                 try:
                     header, rblobs = self._receive(min(limit, self.deadline))
                 except _Timeout:
-                    if time.monotonic() < limit:  # the whole check's limit came first
+                    if time.monotonic() < limit:  # the whole check's limit came first, while this call ran
                         self._kill()
-                        self._out_of_time(function, case)
+                        self._out_of_time(function, case, running=function)
                     raise
                 self.output.add(header["out"], header["lines"])
                 if not header["ok"]:
@@ -364,9 +384,11 @@ class Sandbox:
             self._stop(function, case, "crash", f"broke the channel to the checker ({exc}) on configuration {case}")
         return results
 
-    def _out_of_time(self, function: str, case: str):
+    def _out_of_time(self, function: str, case: str, running: Optional[str] = None):
+        """A call not made: the whole check's time is up (the first time: ``running`` was cut), or no process."""
         if self.broken is None:
             self.broken = f"not checked: the whole check took longer than {self.overall:g} s"
+            self.cutoff = Cutoff(case, running)
         raise UserCallFailed(UserException(function, self.broken, None, case, kind="stopped")) from None
 
     def _raised(self, function: str, case: str, header: dict):

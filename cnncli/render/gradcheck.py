@@ -33,6 +33,13 @@ def _verdict(passed, verdict: Optional[str] = None) -> Text:
     return Text("PASS", style="bold green") if passed else Text("FAIL", style="bold red")
 
 
+def _status(report) -> Text:
+    """A user function's status: PASS, FAIL, or INCOMPLETE / NOT CHECKED (its check did not run to the end)."""
+    if report.status in ("pass", "fail"):
+        return _verdict(report.passed)
+    return Text(report.status.upper(), style="bold yellow")
+
+
 def _idx(index) -> str:
     return str(tuple(int(i) for i in index))
 
@@ -150,7 +157,7 @@ def print_impl(result, con: Console) -> None:
         t.add_column(col, justify="right" if col in ("checks", "failed", "errors") else "left")
     for f in result.functions:
         failed = sum(not x.passed for x in f.findings)
-        t.add_row(f.name, str(len(f.findings)), str(failed), str(len(f.errors)), _verdict(f.passed),
+        t.add_row(f.name, str(len(f.findings)), str(failed), str(len(f.errors)), _status(f),
                   literal("; ".join(f.diagnosis)))
     con.print(t)
     if result.missing:
@@ -158,6 +165,8 @@ def print_impl(result, con: Console) -> None:
     for f in result.functions:
         for e in f.errors:  # the user's words (message, line text): drawn as written, never as markup
             con.print(literal(e.message, style="red"))
+        if f.stopped:
+            con.print(Text(f"{f.name} {f.stopped}", style="yellow"))
         bad = [x for x in f.findings if not x.passed]
         if not bad:
             continue
@@ -179,7 +188,7 @@ def print_impl(result, con: Console) -> None:
     for note in result.notes:
         con.print(Text(f"note: {printable(note)}", style="dim"))
     _footer(con, result.passed, f"{sum(f.passed for f in result.functions)}/{len(result.functions)} functions, "
-            f"method {result.method}")
+            f"method {result.method}", result.verdict)
 
 
 def _got_vs_expected(got: float, expected: float) -> str:

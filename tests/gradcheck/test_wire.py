@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cnncli.gradcheck import wire
-from cnncli.gradcheck.sandbox import Sandbox
+from cnncli.gradcheck.sandbox import Cutoff, Sandbox
 from cnncli.gradcheck.userfile import UserCallFailed, UserOutput
 from cnncli.gradcheck.worker import encode_result
 
@@ -99,6 +99,28 @@ def test_the_whole_check_has_a_time_limit_too(tmp_path):
         assert len(results) <= 3 and time.monotonic() - started < 2.5
     info = failed.value.info
     assert info.kind == "stopped" and info.exception == "not checked: the whole check took longer than 1 s"
+
+
+def test_the_whole_checks_limit_names_the_call_it_cut_or_none(tmp_path):
+    path = tmp_path / "slow.py"
+    path.write_text("import time\n\ndef zero_pad(X, pad):\n    time.sleep(pad)\n    return X\n")
+    # cut while zero_pad runs: the limit comes before the per-call one (5 s)
+    with Sandbox({"path": str(path), "cells": None}, UserOutput(), timeout=5, overall=1.0) as box:
+        box.start()
+        with pytest.raises(UserCallFailed):
+            box.call("zero_pad", "pad 30", (np.zeros(1), 30))
+        assert box.cutoff == Cutoff("pad 30", "zero_pad")
+        with pytest.raises(UserCallFailed):  # later calls are not made, and do not move the cutoff
+            box.call("zero_pad", "pad 0", (np.zeros(1), 0))
+        assert box.cutoff == Cutoff("pad 30", "zero_pad")
+    # the time ran out between two calls: no call of the user's code is named
+    with Sandbox({"path": str(path), "cells": None}, UserOutput(), timeout=5, overall=1.0) as box:
+        box.start()
+        box.call("zero_pad", "pad 0", (np.zeros(1), 0))
+        time.sleep(max(0.0, box.deadline - time.monotonic()) + 0.01)
+        with pytest.raises(UserCallFailed) as failed:
+            box.call("zero_pad", "pad 0 again", (np.zeros(1), 0))
+        assert box.cutoff == Cutoff("pad 0 again", None) and failed.value.info.kind == "stopped"
 
 
 def test_a_system_without_posix_processes_is_told_so(tmp_path, monkeypatch):
