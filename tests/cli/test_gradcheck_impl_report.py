@@ -2,6 +2,7 @@
 
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from typer.testing import CliRunner
 
 from cnncli.cli import app
 from cnncli.errors import HyperparameterError
-from cnncli.gradcheck import check_impl, sandbox
+from cnncli.engine import conv2d
+from cnncli.gradcheck import check_impl, impl_checks, sandbox
 from cnncli.gradcheck.impl_checks import cases_of
 from cnncli.render.gradcheck import print_impl
 
@@ -190,3 +192,22 @@ def test_functions_after_a_process_that_cannot_be_restarted_are_not_reached(tmp_
     assert distribute.status == "not checked" and distribute.errors == ()
     assert distribute.stopped == "not reached: the process running your code could not be restarted"
     assert result.verdict == "fail"
+
+
+def test_time_that_runs_out_between_calls_blames_no_function_of_the_user(tmp_path, monkeypatch):
+    # cnncli's own work between two calls (its reference, slowed here) uses the time up: no call was running
+    monkeypatch.setattr(sandbox, "OVERALL_FACTOR", 2 / 30)
+    slow = []
+
+    def slow_conv2d(*args, **kwargs):
+        if not slow:
+            slow.append(time.sleep(2.5))
+        return conv2d(*args, **kwargs)
+
+    monkeypatch.setattr(impl_checks, "conv2d", slow_conv2d)
+    result = check_impl(IMPLS / "correct.py", timeout=30, only=["conv_forward", "pool_forward"])
+    forward, pool = result.functions
+    assert forward.errors == () and pool.status == "not checked" and result.verdict == "inconclusive"
+    assert forward.stopped.startswith("stopped before configuration conv f3 s1 p")
+    assert forward.stopped.endswith(": the whole check's time limit (2 s) ran out between calls into your code")
+    assert any("between calls into your code, before configuration" in n for n in result.notes)
