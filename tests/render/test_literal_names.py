@@ -89,7 +89,7 @@ def test_the_impl_table_title_shows_the_path_as_named():
 
     import io
     result = SimpleNamespace(path="my:smile:\tfile.py", functions=[], missing=[], notes=[], passed=True,
-                             method="central")
+                             verdict="pass", method="central")
     out = common._Console(file=io.StringIO(), width=80, color_system=None, highlight=False)
     print_impl(result, out)
     assert out.file.getvalue().splitlines()[0].strip() == "your functions in my:smile:\\tfile.py"
