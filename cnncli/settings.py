@@ -21,7 +21,8 @@ def positive_int_setting(name: str, default: int, what: str = "number of bytes")
         return default
     value = int(text) if text.strip().isdigit() and text.strip().isascii() else 0  # int() reads 1_000 too
     if value < 1:
-        raise SettingError(f"{name} must be a positive {what}, got {text!r}")
+        raise SettingError.worded(f"{name} must be a positive {what}, got {text!r}",
+                                  f"{name} must be a positive integer, got {text!r}")
     return value
 
 

@@ -94,6 +94,26 @@ def format_bytes(n: int, plain: str = "B") -> str:
     return f"{n} {plain}" if parts is None else f"{parts[0]} {parts[1]}"
 
 
+def power_of_ten(n: int) -> str:
+    """``n`` (> 0) with one decimal times a power of ten, from integers (``n`` may be past a float's range).
+
+    For sizes no binary unit writes short: 10**52 bytes are 8673617379884035472059622406959533.3 EiB.
+
+    Examples
+    --------
+    >>> power_of_ten(22204460492503130808472642243600603 * 2**60), power_of_ten(10**400), power_of_ten(99_960)
+    ('2.6e52', '1.0e400', '1.0e5')
+    """
+    exp = max(0, (n.bit_length() - 1) * 30103 // 100_000)  # log10(2) = 0.30103: at most one below
+    while 10 ** (exp + 1) <= n:
+        exp += 1
+    tenths = _round_tenths(n, 10**exp)
+    if tenths >= 100:  # 9.96e5 rounds to 10.0e5: it is 1.0e6
+        exp += 1
+        tenths = _round_tenths(n, 10**exp)
+    return f"{tenths // 10}.{tenths % 10}e{exp}"
+
+
 def two_sizes(need: int, limit: int):
     """``(need, limit)`` as :func:`format_bytes` words them, in exact bytes when those would read the same.
 

@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import ShapeError, first_fitting, fits
-from ..units import two_sizes
+from ..units import power_of_ten, two_sizes
 from .geometry import WindowGeometry, check_groups
 from .layout import shape_to_nhwc
 
@@ -134,10 +134,12 @@ def physical_memory() -> Optional[int]:
         return None
 
 
-def _sizes(need: int, limit: int, setting: Optional[str] = None) -> str:
+def _sizes(need: int, limit: int, setting: Optional[str] = None, tens: bool = False) -> str:
     """``"<need>; memory is <limit>"``, in exact bytes when the rounded sizes would read the same; with a
-    ``setting``, ``"<need>, over <setting>"``: the user knows the value set, and 80 columns hold no more."""
+    ``setting``, ``"<need>, over <setting>"``: the user knows the value set, and 80 columns hold no more.
+    ``tens``: the need as a power of ten of bytes (``2.6e52 bytes``), for sizes past any binary unit."""
     a, b = two_sizes(need, limit)
+    a = f"{power_of_ten(need)} bytes" if tens else a
     return f"{a}, over {setting}" if setting else f"{a}; memory is {b}"
 
 
@@ -146,11 +148,13 @@ def _padded_too_big(dims: str, need: int, limit: int, setting: Optional[str]) ->
     a, b = two_sizes(need, limit)
     if setting:
         return ShapeError(first_fitting(f"padded example {dims} needs {a}, over {setting}",
-                                        f"padded example needs {a}, over {setting}"))
+                                        f"padded example needs {a}, over {setting}",
+                                        f"padded example needs {power_of_ten(need)} bytes, over {setting}"))
     # NOTE: where the dims are long (a pad of 10**5 or more), the size and the limit are what must be said
     return ShapeError(first_fitting(f"padded input {dims} needs {a} per example; memory is {b}",
                                     f"padded example {dims} needs {a}; memory is {b}",
-                                    f"padded input needs {a} per example; memory is {b}"))
+                                    f"padded input needs {a} per example; memory is {b}",
+                                    f"padded input needs {power_of_ten(need)} bytes per example; memory is {b}"))
 
 
 def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, itemsize: int, *,
@@ -197,5 +201,7 @@ def check_layer_fits(geom: WindowGeometry, m: int, n_C_prev: int, n_C: int, item
         # NOTE: long dims (a layer of 2e9 rows) give way to the size and the limit, what must be said; unlike
         # first_fitting's whole words for a long path of the user's, nothing here is the user's to recognise,
         # so where no wording fits (a 34-digit size) the shortest line is said
-        wordings = (f"output {text} needs {sizes}", f"output {text}: {sizes}", f"output needs {sizes}")
+        # a size of 34 digits of EiB (a pad of 10**16) is written as a power of ten: 2.6e52 bytes
+        wordings = (f"output {text} needs {sizes}", f"output {text}: {sizes}", f"output needs {sizes}",
+                    f"output needs {_sizes(need, limit, setting, tens=True)}")
         raise ShapeError(next((w for w in wordings if fits(w)), wordings[-1]))

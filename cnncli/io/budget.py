@@ -68,7 +68,8 @@ def check_budget(nbytes: int, text: str) -> None:
     budget = memory_budget()
     if nbytes > budget:
         need, allowed = two_sizes(nbytes, budget)  # 1048576 against 1048575: not "1.0 MiB; ... allows 1.0 MiB"
-        raise InputError(f"{text!r} declares {need}; CNNCLI_MEMORY_BYTES allows {allowed}")
+        raise InputError.worded(f"{text!r} declares {need}; CNNCLI_MEMORY_BYTES allows {allowed}",
+                                f"{text!r} declares {need}, over CNNCLI_MEMORY_BYTES")  # the user set it
 
 
 #: Bytes read from a pipe at a time: memory grows with what the pipe holds, not with the budget.
@@ -108,5 +109,6 @@ def read_bounded(stream, text: str, sniff=None) -> bytes:
         step = READ_STEP
     if total > budget:
         allowed = format_bytes(budget, "bytes")
-        raise InputError(f"{text} holds over the {allowed} CNNCLI_MEMORY_BYTES allows")
+        raise InputError.worded(f"{text} holds over the {allowed} CNNCLI_MEMORY_BYTES allows",
+                                f"{text} holds over CNNCLI_MEMORY_BYTES ({allowed})")
     return b"".join(chunks)

@@ -26,6 +26,7 @@ from .h5links import (MAX_LINKS, external_links, h5py_module, link_kind, readabl
 from .readers import ArrayRef, check_dtype, damaged, expect_format, materialize, pick_name, source_of
 
 _ALLOW = "refused without --allow-external"
+_NEEDS = "needs --allow-external"  # fewer words, where 80 columns cannot hold _ALLOW
 
 
 def open_h5(ref: ArrayRef):
@@ -119,16 +120,24 @@ def _check_storage(f, ds, text: str, depth: int = 0) -> None:
     """Refuse a dataset whose raw data lives in other files (external storage, virtual sources)."""
     external = ds.external
     if external:
-        raise ExternalDataError(f"{text!r} keeps its data in {external[0][0]!r}: {_ALLOW}")
+        where = external[0][0]
+        raise ExternalDataError.worded(f"{text!r} keeps its data in {where!r}: {_ALLOW}",
+                                       f"{text!r} keeps its data in {where!r}; {_NEEDS}",
+                                       f"{text!r} reads {where!r}; {_NEEDS}")
     if not ds.is_virtual:
         return
     for source in ds.virtual_sources():
         if source.file_name != ".":
-            raise ExternalDataError(f"{text!r} reads '{source.file_name}:{source.dset_name}' (virtual): {_ALLOW}")
+            raise ExternalDataError.worded(f"{text!r} reads '{source.file_name}:{source.dset_name}' (virtual): {_ALLOW}",
+                                           f"{text!r} reads '{source.file_name}:{source.dset_name}' (virtual); {_NEEDS}",
+                                           f"{text!r} reads {source.file_name!r} (virtual); {_NEEDS}",
+                                           f"{text!r} reads {source.file_name!r}; {_NEEDS}")
         inside, link = walk_links(f, source.dset_name if source.dset_name.startswith("/") else "/" + source.dset_name)
         if link is not None:
-            raise ExternalDataError(f"{text!r} reads {source.dset_name!r}, a link to '{link.filename}:{link.path}': "
-                                    f"{_ALLOW}")
+            target = f"'{link.filename}:{link.path}'"
+            raise ExternalDataError.worded(f"{text!r} reads {source.dset_name!r}, a link to {target}: {_ALLOW}",
+                                           f"{text!r} reads {source.dset_name!r}, a link to {target}; {_NEEDS}",
+                                           f"{text!r} reads {link.filename!r} via a link; {_NEEDS}")
         target = f.get(inside) if inside is not None else None
         if target is not None and depth < MAX_LINKS and isinstance(target, h5py_module().Dataset):
             _check_storage(f, target, text, depth + 1)
@@ -172,7 +181,9 @@ def h5_dataset(f, ref: ArrayRef, *, allow_external: bool = False):
     text = f"{ref.path}:{path}"
     inside, link = walk_links(f, path)
     if link is not None and not allow_external:
-        raise ExternalDataError(f"{text!r} links to '{link.filename}:{link.path}': {_ALLOW}")
+        raise ExternalDataError.worded(f"{text!r} links to '{link.filename}:{link.path}': {_ALLOW}",
+                                       f"{text!r} links to '{link.filename}:{link.path}'; {_NEEDS}",
+                                       f"{text!r} links to {link.filename!r}; {_NEEDS}")
     obj = f.get(path) if link is not None else (f.get(inside) if inside is not None else None)
     if obj is None:
         refuse_dangling(f, path, text, link, names)
@@ -226,7 +237,8 @@ def chunk_cache_needed(ds, text: str) -> Optional[int]:
     budget = memory_budget()
     if nbytes > budget:
         need, allowed = two_sizes(nbytes, budget)
-        raise InputError(f"{text!r}: {need} chunks; CNNCLI_MEMORY_BYTES allows {allowed}")  # compressed: inflated whole
+        raise InputError.worded(f"{text!r}: {need} chunks; CNNCLI_MEMORY_BYTES allows {allowed}",  # inflated whole
+                                f"{text!r}: {need} chunks, over CNNCLI_MEMORY_BYTES")
     held = ds.id.get_access_plist().get_chunk_cache()[1]  # (slots, bytes, w0): h5py's default differs by version
     return None if nbytes <= held else nbytes + (1 << 20)
 

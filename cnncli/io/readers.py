@@ -316,7 +316,11 @@ def check_dtype(dtype: np.dtype, what: str) -> None:
     """
     dtype = np.dtype(dtype)
     if dtype.kind not in _ACCEPTED_KINDS or dtype.fields is not None:
-        raise InputError(f"{what} has dtype {dtype}; expected bool, int or float data")
+        # NOTE: a structured dtype is written field by field: past 80 columns it is named by its kind
+        raise InputError.worded(f"{what} has dtype {dtype}; expected bool, int or float data",
+                                f"{what} has dtype {dtype}; expected bool, int or float",
+                                *([f"{what} is a structured array; expected bool, int or float"]
+                                  if dtype.fields is not None else []))
 
 
 def pickled(text: str) -> PickledDataError:

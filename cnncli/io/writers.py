@@ -49,7 +49,9 @@ def output_kind(path: str) -> str:
         return "stdout"
     ext = os.path.splitext(path)[1].lower()
     if ext not in FORMATS:
-        raise OutputError(f"-o {path!r}: unknown type {ext or '(no extension)'!r}; expected .npy, .npz, .h5 or -")
+        raise OutputError.worded(f"-o {path!r}: unknown type {ext or '(no extension)'!r}; expected .npy, .npz, .h5 or -",
+                                 f"-o {path!r}: unknown type {ext!r}; give .npy, .npz, .h5 or -" if ext else
+                                 f"-o {path!r} has no extension; expected .npy, .npz, .h5 or -")
     return FORMATS[ext]
 
 

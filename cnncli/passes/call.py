@@ -346,7 +346,9 @@ def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict, allo
     if name != "b" and len(shape) != 4:
         expect = {"A_prev": "(m, C, H, W)" if call.layout == "nchw" else "(m, n_H, n_W, n_C)",
                   "W": "(C_out, C_in/groups, kH, kW)" if call.layout == "nchw" else "(f, f, n_C_prev/groups, n_C)"}
-        raise ShapeError(f"{name} {ref!r} is {tuple(shape)}; expected 4-D {expect[name]}")
+        raise ShapeError.worded(f"{name} {ref!r} is {tuple(shape)}; expected 4-D {expect[name]}",
+                                f"{name} {ref!r} is {_dims(shape)}; expected 4-D {expect[name]}",
+                                f"{name} {ref!r} is {len(shape)}-D; expected 4-D {expect[name]}")
     return value
 
 

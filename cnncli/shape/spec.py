@@ -123,7 +123,8 @@ def dims_from_shape(shape: Sequence[int], layout: str = "nhwc", name: str = "--l
     shape = tuple(int(s) for s in shape)
     if len(shape) not in (2, 3, 4):
         expected = "(m, C, H, W), (C, H, W)" if layout == "nchw" else "(m, H, W, C), (H, W, C)"
-        raise ShapeError(f"{name} is {shape}; expected {expected} or (H, W)")
+        raise ShapeError.worded(f"{name} is {shape}; expected {expected} or (H, W)",
+                                f"{name} is {'x'.join(map(str, shape)) if len(shape) > 1 else shape}; expected 2-D, 3-D or 4-D")
     if min(shape) < 1:
         raise ShapeError(f"{name} is {shape}: an axis is empty")
     if len(shape) == 2:

@@ -188,7 +188,8 @@ def test_a_setting_is_digits_only(tmp_path, value):
     res = subprocess.run(CNNCLI + ["forward", str(tmp_path / "A.npy"), "--f", "2"],
                          env=dict(ENV, CNNCLI_MEMORY_BYTES=value), capture_output=True, timeout=60)
     assert res.returncode == 2
-    assert res.stderr == f"cnncli: error: CNNCLI_MEMORY_BYTES must be a positive number of bytes, got {value!r}\n".encode()
+    # 'a positive number of bytes' took these to 86 and 81 columns
+    assert res.stderr == f"cnncli: error: CNNCLI_MEMORY_BYTES must be a positive integer, got {value!r}\n".encode()
 
 
 @pytest.mark.parametrize("limit, extra", [(0, []), (2000, ["--weights", "W.npy", "--grad", "dZ.npy"])])
