@@ -51,7 +51,8 @@ def output_kind(path: str) -> str:
     if ext not in FORMATS:
         raise OutputError.worded(f"-o {path!r}: unknown type {ext or '(no extension)'!r}; expected .npy, .npz, .h5 or -",
                                  f"-o {path!r}: unknown type {ext!r}; give .npy, .npz, .h5 or -" if ext else
-                                 f"-o {path!r} has no extension; expected .npy, .npz, .h5 or -")
+                                 f"-o {path!r} has no extension; expected .npy, .npz, .h5 or -",
+                                 f"-o {path!r}: expected a name ending .npy, .npz or .h5, or -")
     return FORMATS[ext]
 
 

@@ -92,7 +92,7 @@ def parse_dims(text: str, name: str = "--input", layout: str = "nhwc") -> Dims:
     parts = re.split(r"\s*[x×X,]\s*", str(text).strip())
     if not 1 <= len(parts) <= 4 or not all(re.fullmatch(r"[0-9]+", p) for p in parts) or min(map(int, parts)) < 1:
         order = "H, HxW, CxHxW or MxCxHxW" if layout == "nchw" else "H, HxW, HxWxC or MxHxWxC"
-        raise ShapeError(f"{name} {text!r}: expected {order} (positive ints)")
+        raise ShapeError.worded(f"{name} {text!r}: expected {order} (positive ints)", f"{name} {text!r}: expected {order}")
     v = [int(p) for p in parts]
     if len(v) == 1:
         return Dims(1, v[0], v[0], 1, rank=1, layout=layout)
@@ -123,8 +123,10 @@ def dims_from_shape(shape: Sequence[int], layout: str = "nhwc", name: str = "--l
     shape = tuple(int(s) for s in shape)
     if len(shape) not in (2, 3, 4):
         expected = "(m, C, H, W), (C, H, W)" if layout == "nchw" else "(m, H, W, C), (H, W, C)"
+        dims = "x".join(map(str, shape)) if len(shape) > 1 else shape
         raise ShapeError.worded(f"{name} is {shape}; expected {expected} or (H, W)",
-                                f"{name} is {'x'.join(map(str, shape)) if len(shape) > 1 else shape}; expected 2-D, 3-D or 4-D")
+                                f"{name} is {dims}; expected {expected} or (H, W)",
+                                f"{name} is {dims}; expected 2-D, 3-D or 4-D")
     if min(shape) < 1:
         raise ShapeError(f"{name} is {shape}: an axis is empty")
     if len(shape) == 2:

@@ -149,8 +149,10 @@ def size_table_report(specs: Sequence[LayerSpec]) -> SizeTable:
         The layers fit none of the table's input sizes.
     """
     if len(specs) == 1 and not specs[0].windowed:
-        raise HyperparameterError(f"a {specs[0].kind} layer has no window: the size table needs a conv, pool or "
-                                  "tconv layer (or a stack); give --input DIMS for this one")
+        kind = specs[0].kind
+        raise HyperparameterError.worded(f"a {kind} layer has no window: the size table needs a conv, pool or "
+                                         "tconv layer (or a stack); give --input DIMS for this one",
+                                         f"a {kind} layer has no window for the size table; give --input DIMS")
     if len(specs) == 1 and specs[0].kind == "tconv":  # no 'same' for a transposed convolution
         spec = specs[0]
         columns = {"valid" if spec.pad_label == "valid" else f"pad {spec.pad_label}": [spec]}
