@@ -99,6 +99,20 @@ def power_of_ten(n: int) -> str:
 
     For sizes no binary unit writes short: 10**52 bytes are 8673617379884035472059622406959533.3 EiB.
 
+    Parameters
+    ----------
+    n : int
+        A positive integer of any size.
+
+    Returns
+    -------
+    str
+        ``"2.6e52"``: the mantissa rounded half to even, as :func:`format_bytes` rounds.
+
+    Raises
+    ------
+    Nothing.
+
     Examples
     --------
     >>> power_of_ten(22204460492503130808472642243600603 * 2**60), power_of_ten(10**400), power_of_ten(99_960)

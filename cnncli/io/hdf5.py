@@ -128,8 +128,9 @@ def _check_storage(f, ds, text: str, depth: int = 0) -> None:
         return
     for source in ds.virtual_sources():
         if source.file_name != ".":
-            raise ExternalDataError.worded(f"{text!r} reads '{source.file_name}:{source.dset_name}' (virtual): {_ALLOW}",
-                                           f"{text!r} reads '{source.file_name}:{source.dset_name}' (virtual); {_NEEDS}",
+            where = f"'{source.file_name}:{source.dset_name}'"
+            raise ExternalDataError.worded(f"{text!r} reads {where} (virtual): {_ALLOW}",
+                                           f"{text!r} reads {where} (virtual); {_NEEDS}",
                                            f"{text!r} reads {source.file_name!r} (virtual); {_NEEDS}",
                                            f"{text!r} reads {source.file_name!r}; {_NEEDS}")
         inside, link = walk_links(f, source.dset_name if source.dset_name.startswith("/") else "/" + source.dset_name)
@@ -200,7 +201,9 @@ def h5_dataset(f, ref: ArrayRef, *, allow_external: bool = False):
     except Exception as exc:  # h5py cannot even map the type (opaque, references...)
         raise InputError(f"{text!r} has a data type cnncli cannot read") from exc
     if obj.shape is None:
-        raise InputError(f"{text!r} is an empty dataset (h5py.Empty: no shape and no data); expected an array")
+        raise InputError.worded(f"{text!r} is an empty dataset (h5py.Empty: no shape and no data); expected an array",
+                                f"{text!r} is h5py.Empty (no shape, no data); expected an array",
+                                f"{text!r} is h5py.Empty (no data); expected an array")
     check_dtype(dtype, repr(text))
     return obj
 

@@ -79,8 +79,9 @@ def read_npy_header(fp, text: str) -> NpyHeader:
         raise InputError(f"{text!r} is not .npy data ({describe(magic, None)})")
     major = magic[6]
     if major not in (1, 2, 3):
-        raise InputError(f"{text!r} is .npy format version {major}.{magic[7]}, which cnncli cannot read "
-                         "(versions 1 to 3 are)")
+        version = f"{major}.{magic[7]}"
+        raise InputError.worded(f"{text!r} is .npy format version {version}, which cnncli cannot read "
+                                "(versions 1 to 3 are)", f"{text!r} is .npy version {version}; cnncli reads 1 to 3")
     width = 2 if major == 1 else 4
     length = struct.unpack("<H" if width == 2 else "<I", _exact(fp, width, text))[0]
     if length > MAX_NPY_HEADER:

@@ -92,7 +92,8 @@ def parse_dims(text: str, name: str = "--input", layout: str = "nhwc") -> Dims:
     parts = re.split(r"\s*[x×X,]\s*", str(text).strip())
     if not 1 <= len(parts) <= 4 or not all(re.fullmatch(r"[0-9]+", p) for p in parts) or min(map(int, parts)) < 1:
         order = "H, HxW, CxHxW or MxCxHxW" if layout == "nchw" else "H, HxW, HxWxC or MxHxWxC"
-        raise ShapeError.worded(f"{name} {text!r}: expected {order} (positive ints)", f"{name} {text!r}: expected {order}")
+        raise ShapeError.worded(f"{name} {text!r}: expected {order} (positive ints)",
+                                f"{name} {text!r}: expected {order}")
     v = [int(p) for p in parts]
     if len(v) == 1:
         return Dims(1, v[0], v[0], 1, rank=1, layout=layout)
@@ -242,9 +243,7 @@ def _positive_int(value, name: str) -> int:
 
 
 def _same_for_tconv(f: Pair, stride: Pair, dilation: Pair, where: str) -> HyperparameterError:
-    """The refusal of ``p=same`` on a transposed convolution: the pads that give n_out = n_in*stride, and why.
-
-    Where 80 columns cannot hold the explanation it goes before the fix does (one line, as every error)."""
+    """The refusal of ``p=same`` on a tconv: the pads for n_out = n_in*stride; past 80 columns the why goes first."""
     fixes = []
     for a in (0, 1):
         # n_out = n_in*s needs 2p - op = d*(f-1) + 1 - s with 0 <= op < max(s, d).

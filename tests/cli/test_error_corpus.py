@@ -47,6 +47,10 @@ def here(tmp_path, monkeypatch):
     np.save("V.npy", np.zeros(7))
     np.save("E.npy", np.zeros((1, 0, 4, 2)))
     np.save("g.npy", np.zeros((1, 5, 5, 8)))
+    np.save("M0.npy", np.zeros((0, 4, 4, 2)))
+    header = bytearray((tmp_path / "X.npy").read_bytes())
+    header[6] = 9  # a format version numpy has not written
+    (tmp_path / "v9.npy").write_bytes(bytes(header))
     np.savez("Z.npz", A=np.zeros((1, 4, 4, 2)), B=np.zeros(3))
     (tmp_path / "T.npy").write_bytes(b"not an array at all")
     (tmp_path / "taken.npy").write_bytes(b"keep")
@@ -61,6 +65,8 @@ def here(tmp_path, monkeypatch):
         h5.create_dataset("A_prev", shape=(1, 4, 4, 2), dtype="f8", external=[("d.bin", 0, 256)])
     with h5py.File("case.h5", "w") as h5:  # the README's example: nothing of /etc/passwd is opened
         h5.create_dataset("A_prev", shape=(1, 2, 2, 1), dtype="u1", external=[("/etc/passwd", 0, 4)])
+    with h5py.File("em.h5", "w") as h5:
+        h5["A_prev"] = h5py.Empty("f8")
     with h5py.File("k.h5", "w") as h5:
         h5["A_prev"] = h5py.ExternalLink("h.h5", "/A_prev")
     return tmp_path
@@ -133,6 +139,10 @@ BAD = [
     (["forward", "V.npy", "--f", "3"], "'V.npy'", {}),
     (["forward", "E.npy", "--f", "3"], "'E.npy'", {}),
     (["forward", "T.npy", "--f", "3"], "'T.npy'", {}),
+    (["forward", "M0.npy", "--f", "3"], "'M0.npy'", {}),
+    (["forward", "v9.npy", "--f", "3"], "'v9.npy'", {}),
+    (["forward", "em.h5", "--f", "3"], "'em.h5:/A_prev'", {}),
+    (["shape", "--like", "em.h5", "--f", "3"], "'em.h5:/A_prev'", {}),
     (["forward", "nowhere.npy", "--f", "3"], "'nowhere.npy'", {}),
     (["forward", "X.npy:foo", "--f", "3"], "':foo'", {}),
     (["forward", "Z.npz", "--f", "3"], "'Z.npz'", {}),
