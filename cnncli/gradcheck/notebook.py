@@ -143,7 +143,8 @@ def _read_notebook(path: str) -> List[_Cell]:
     else:
         raw, key = doc.get("cells"), "source"
     if not isinstance(raw, list) or version not in (3, 4):
-        raise ImplError(f"--impl {path!r} is not an nbformat 3 or 4 notebook (nbformat: {version!r})")
+        raise ImplError.worded(f"--impl {path!r} is not an nbformat 3 or 4 notebook (nbformat: {version!r})",
+                               f"--impl {path!r} has nbformat {version!r}; expected 3 or 4")
     cells = []
     for number, c in enumerate(raw, 1):
         if not isinstance(c, dict) or c.get("cell_type") != "code":

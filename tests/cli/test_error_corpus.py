@@ -54,6 +54,7 @@ def here(tmp_path, monkeypatch):
     np.savez("Z.npz", A=np.zeros((1, 4, 4, 2)), B=np.zeros(3))
     (tmp_path / "T.npy").write_bytes(b"not an array at all")
     (tmp_path / "taken.npy").write_bytes(b"keep")
+    (tmp_path / "nb.ipynb").write_text('{"cells": 3}')  # JSON, but no notebook
     (tmp_path / "L.txt").write_text(f"Sequential(\n{TORCH_LINE}\n)\n")
     (tmp_path / "L2.txt").write_text(f"Sequential(\n{TORCH_LONG}\n)\n")
     for name, line in TORCH_LINES.items():
@@ -183,6 +184,10 @@ BAD = [
     (["forward", "X.npy", "--f", "3", "-o", "."], "-o '.'", {}),
     (["forward", "X.npy", "--f", "3", "-o", "taken.npy"], "'taken.npy'", {}),
     (["forward", "X.npy", "--f", "3", "-o", "taken.npy/x.npy"], "'taken.npy'", {}),
+    # gradcheck
+    (["gradcheck", "--impl", "nb.ipynb"], "'nb.ipynb'", {}),
+    (["gradcheck", "--impl", "nb.ipynb", "--stride", "2"], "--stride", {}),
+    (["gradcheck", "X.npy", "--weights", "W.npy", "--method", "foo"], "'foo'", {}),
     # settings
     (["forward", "X.npy", "--f", "3"], "CNNCLI_MEMORY_BYTES", {"CNNCLI_MEMORY_BYTES": "lots"}),
 ]
