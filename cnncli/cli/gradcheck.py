@@ -201,7 +201,8 @@ def _streamed_call(source, opts):
     check, messages and errors are those of the in-memory check.
     """
     from ..io.readers import parse_ref
-    from ..passes.call import Batches, resolve_layer
+    from ..passes.call import resolve_layer
+    from ..passes.layer import Batches
 
     try:
         call = resolve_layer(source, stream=True, **opts)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..passes.call import Batches, LayerCall
+from ..passes.layer import Batches, LayerCall
 from .context import Progress
 from .layers import NCHW_PERMS, gradcheck_conv, gradcheck_pool
 from .results import CheckResult, relayout
@@ -23,7 +23,7 @@ def check_layer_call(call: LayerCall, *, progress: Progress = None, **settings) 
     ----------
     call : LayerCall
         From :func:`cnncli.passes.call.resolve_layer`; its ``A_prev`` (m, n_H_prev, n_W_prev,
-        n_C_prev) is an in-memory array, or :class:`~cnncli.passes.call.Batches` read chunk by
+        n_C_prev) is an in-memory array, or :class:`~cnncli.passes.layer.Batches` read chunk by
         chunk; ``W`` (f, f, n_C_prev/groups, n_C) and ``b`` (n_C,) for conv; ``grad`` the
         upstream gradient or None (drawn from ``seed``).
     progress : callable(done, total) or None

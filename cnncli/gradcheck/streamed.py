@@ -68,7 +68,7 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
     Parameters
     ----------
     A_prev : object with ``shape`` (m, n_H_prev, n_W_prev, n_C_prev) and ``[lo:hi]`` slices
-        E.g. a :class:`cnncli.passes.call.Batches`; chunks are read as float64 (NHWC).
+        E.g. a :class:`cnncli.passes.layer.Batches`; chunks are read as float64 (NHWC).
     W : ndarray, shape (f_h, f_w, n_C_prev // groups, n_C), optional
         The filters (conv).
     b : ndarray, shape (n_C,), optional

@@ -19,13 +19,9 @@ Knows nothing of the terminal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Union
-
-import numpy as np
+from typing import Optional
 
 from ..engine import layout as layouts
-from ..engine.geometry import WindowGeometry
 from ..engine.params import ConvParams, PoolParams
 from ..engine.shapes import ConvShapeError, check_conv_shapes, check_layer_fits
 from ..errors import CnncliError, HyperparameterError, InputError, ShapeError, first_fitting
@@ -35,6 +31,7 @@ from ..io.readers import REF_FORMS
 from ..io.text import PAD_FORMS, read_flag, read_hyperparameters, read_int, read_pair
 from ..io.arrays import ArrayStream, check_array_file, load_array, open_array
 from .hints import pytorch_filters_hint
+from .layer import Batches, LayerCall, compute
 from .settings import CASE_KEYS_OF, CaseSettings, read_word
 
 #: Option names accepted by :func:`resolve_layer` besides ``source`` and ``stream``.
@@ -49,139 +46,6 @@ _EXPECTED = {"layer": "conv or pool", "weights": _ARRAY, "bias": _ARRAY, "f": "a
              "dilation": "an int or HxW", "mode": "max or average", "layout": "nhwc or nchw",
              "dtype": "float64 or float32", "grad": _ARRAY}
 
-
-
-class Batches:
-    """An input read lazily by batch slices, converted to NHWC and the compute dtype.
-
-    ``shape`` is NHWC; ``batches[lo:hi]`` returns an ndarray. Used for streaming.
-    """
-
-    def __init__(self, stream: ArrayStream, layout: str, dtype: np.dtype):
-        self.stream, self.layout, self.dtype = stream, layout, np.dtype(dtype)
-        self.shape = layouts.shape_to_nhwc(stream.shape, layout)
-        self.ndim = 4
-        self._example: Optional[Tuple[int, np.ndarray]] = None  # the one example held, where rows cannot be read
-
-    def rows(self, example: int, lo: int, hi: int) -> np.ndarray:
-        """Rows ``lo:hi`` of one example, shape ``(1, hi - lo, n_W, n_C)`` (NHWC, compute dtype).
-
-        Read by rows from HDF5 and ``.npy``; an ``.npz`` member's example is read once and held."""
-        part = self.stream.read_rows(example, lo, hi, axis=1 if self.layout == "nhwc" else 2)
-        if part is not None:
-            return _compute(layouts.to_nhwc(part, self.layout), self.dtype)
-        if self._example is None or self._example[0] != example:
-            self._example = None  # the previous example's memory released before the next is read
-            self._example = (example, self[example:example + 1])
-        return self._example[1][:, lo:hi]
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, sel) -> np.ndarray:
-        if not isinstance(sel, slice) or sel.step not in (None, 1):
-            raise TypeError("Batches supports [lo:hi] only")
-        lo, hi, _ = sel.indices(self.shape[0])
-        return _compute(layouts.to_nhwc(self.stream.read(lo, hi), self.layout), self.dtype)
-
-
-def _compute(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``arr`` contiguous in the compute dtype."""
-    # NOTE: float64 values beyond float32's range become inf, as IEEE says; the passes count and report
-    # them, so numpy's overflow warning is silenced.
-    with np.errstate(over="ignore"):
-        return np.ascontiguousarray(arr, dtype=dtype)
-
-
-@dataclass
-class LayerCall:
-    """A fully resolved layer call, every array NHWC in the compute dtype.
-
-    Attributes
-    ----------
-    kind : {"conv", "pool"}
-    A_prev : ndarray (m, n_H_prev, n_W_prev, n_C_prev), or Batches when streaming
-    W : ndarray (f_h, f_w, n_C_prev // groups, n_C) or None (pool)
-    b : ndarray (n_C,) or None (no bias given, or pool)
-    params : ConvParams or PoolParams
-    grad : ndarray (m, n_H, n_W, n_C), Batches when streaming, or None
-    layout : {"nhwc", "nchw"}
-        The user's layout: inputs were converted from it, results go back to it.
-    notes : list of str
-    dtype : numpy.dtype
-        The compute dtype.
-    inputs : dict
-        Per input name: ``{"source": ref, "shape": stored shape, "dtype": stored dtype}``.
-    bias_shape : tuple
-        The bias's shape as given (``db`` is returned in it); ``(n_C,)`` when no bias was given.
-    """
-
-    kind: str
-    A_prev: object
-    W: Optional[np.ndarray]
-    b: Optional[np.ndarray]
-    params: Union[ConvParams, PoolParams]
-    grad: object
-    layout: str
-    notes: List[str] = field(default_factory=list)
-    dtype: np.dtype = np.dtype(np.float64)
-    inputs: Dict[str, dict] = field(default_factory=dict)
-    bias_shape: Optional[tuple] = None
-    _streams: list = field(default_factory=list, repr=False)
-    #: The refusal for arrays that disagree under a --layout the case file contradicts, else None.
-    _misread: Optional[str] = field(default=None, repr=False)
-
-    @property
-    def geometry(self) -> WindowGeometry:
-        """Output size and resolved pads, from ``params`` and the sizes of ``A_prev`` (and ``W``)."""
-        if self.kind == "conv":
-            return self.params.geometry(self.A_prev.shape[1:3], self.W.shape[:2])
-        return self.params.geometry(self.A_prev.shape[1:3])
-
-    @property
-    def pad_spec(self) -> Optional[str]:
-        """``"same"`` when the padding was asked as "same" (its pads depend on the input size), else None."""
-        return "same" if self.params.pad == "same" else None
-
-    @property
-    def out_shape(self) -> tuple:
-        """NHWC shape of the forward output."""
-        m, _, _, c = self.A_prev.shape
-        n_C = self.W.shape[3] if self.kind == "conv" else c
-        return (m,) + tuple(self.geometry.out_hw) + (n_C,)
-
-    def to_user(self, name: str, arr: np.ndarray) -> np.ndarray:
-        """A result (NHWC / engine layout) in the user's layout: ``name`` is Z, A, dA_prev, dW or db."""
-        if name == "db":
-            return arr.reshape(self.bias_shape or arr.shape)
-        return layouts.from_nhwc(arr, self.layout, weights=name == "dW")
-
-    def hyperparameters(self) -> dict:
-        """Resolved hyperparameters as plain Python values (for JSON and HDF5 attributes)."""
-        p, g = self.params, self.geometry
-        hp = {"layer": self.kind, "layout": self.layout}
-        if self.kind == "pool":
-            hp.update(f=list(p.f), mode=p.mode)
-        else:
-            hp["f"] = list(g.kernel)
-        hp.update(stride=list(p.stride), pad=list(g.pads), dilation=list(p.dilation))
-        if self.kind == "conv":
-            hp["groups"] = p.groups
-        else:
-            hp.update(ceil_mode=p.ceil_mode, count_include_pad=p.count_include_pad)
-        return hp
-
-    def close(self) -> None:
-        """Close files kept open for streaming."""
-        for s in self._streams:
-            s.close()
-        self._streams.clear()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: bool = True, **options) -> LayerCall:
@@ -371,7 +235,7 @@ def _batch_input(call: LayerCall, src) -> object:
     """A loaded A_prev / gradient as NHWC in the compute dtype (lazy Batches when streamed)."""
     if isinstance(src, ArrayStream):
         return Batches(src, call.layout, call.dtype)
-    return _compute(layouts.to_nhwc(src, call.layout), call.dtype)
+    return compute(layouts.to_nhwc(src, call.layout), call.dtype)
 
 
 def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool, case: CaseSettings) -> None:
@@ -416,7 +280,7 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
         raise InputError("a conv layer needs filters: give --weights ARRAY or a case with W")
     C = call.A_prev.shape[3]
     W = _load(call, "W", refs["W"], False, stored, bool(opts["allow_external"]))
-    call.W = _compute(layouts.to_nhwc(W, call.layout, weights=True), call.dtype)
+    call.W = compute(layouts.to_nhwc(W, call.layout, weights=True), call.dtype)
     kh, kw, _, n_C = call.W.shape
     try:
         groups = check_conv_shapes(call.A_prev.shape, call.W.shape, None, read_int(_or(pick("groups"), 1), "groups"))
@@ -475,7 +339,7 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
     except ConvShapeError as exc:
         raise ShapeError(f"b {refs['b']!r} is {b.shape}; expected ({n_C},) or (1, 1, 1, {n_C})") from exc
     call.bias_shape = b.shape
-    call.b = _compute(b.reshape(n_C), call.dtype)
+    call.b = compute(b.reshape(n_C), call.dtype)
 
 
 def _torch_hint(call: LayerCall, pick) -> Optional[str]:

@@ -43,7 +43,7 @@ def block_rows(call, budget: int, *, backward: bool = False) -> int:
 
 
 def _input_rows(A, example: int, lo: int, hi: int) -> np.ndarray:
-    """Rows ``lo:hi`` of one example of ``A`` (an ndarray or a :class:`~cnncli.passes.call.Batches`)."""
+    """Rows ``lo:hi`` of one example of ``A`` (an ndarray or a :class:`~cnncli.passes.layer.Batches`)."""
     if hasattr(A, "rows"):
         return A.rows(example, lo, hi)
     return np.asarray(A[example:example + 1, lo:hi])
