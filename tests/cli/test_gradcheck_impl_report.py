@@ -68,7 +68,7 @@ def test_check_impl_refuses_a_timeout_below_one_second():
 CONV_CASES = [c.name for _, c in cases_of("conv")]
 
 # right on its first configuration, then sleeps for ever (a loop that leaves the CPU to the tests): the whole
-# check's limit (4 s) comes before the per-call one (--timeout 30)
+# check's limit (2 s) comes before the per-call one (--timeout 30)
 BACKWARD_LOOPS_AFTER_ONE = '''
 import time as _time
 
@@ -102,9 +102,9 @@ def conv_forward(A_prev, W, b, hparameters):
 
 
 @pytest.fixture
-def four_second_check(monkeypatch):
-    """The whole check's limit at 4 s under --timeout 30 (a per-call limit that never comes first)."""
-    monkeypatch.setattr(sandbox, "OVERALL_FACTOR", 4 / 30)
+def two_second_check(monkeypatch):
+    """The whole check's limit at 2 s under --timeout 30 (a per-call limit that never comes first)."""
+    monkeypatch.setattr(sandbox, "OVERALL_FACTOR", 2 / 30)
 
 
 def _with(tmp_path, extra, name="slow.py"):
@@ -114,7 +114,7 @@ def _with(tmp_path, extra, name="slow.py"):
 
 
 def test_a_backward_cut_by_the_whole_checks_limit_is_incomplete_and_the_rest_not_reached(tmp_path,
-                                                                                          four_second_check):
+                                                                                          two_second_check):
     path = _with(tmp_path, BACKWARD_LOOPS_AFTER_ONE)
     r = runner.invoke(app, ["gradcheck", "--impl", str(path), "--timeout", "30", "--json",
                             "--only", "zero_pad,conv_backward,pool_forward,pool_backward"])
@@ -131,18 +131,18 @@ def test_a_backward_cut_by_the_whole_checks_limit_is_incomplete_and_the_rest_not
     assert backward["findings"] and all(f["passed"] for f in backward["findings"])
     assert {f["case"] for f in backward["findings"]} == {CONV_CASES[0]}
     assert backward["stopped"] == (f"stopped on configuration {CONV_CASES[1]}: the whole check's time limit "
-                                   "(4 s) ran out while it ran")
+                                   "(2 s) ran out while it ran")
     for name in ("pool_forward", "pool_backward"):
         assert by[name]["findings"] == [] and by[name]["stopped"] == (
-            "not reached: the whole check's time limit (4 s) ran out before its check began")
+            "not reached: the whole check's time limit (2 s) ran out before its check began")
     assert by["zero_pad"]["stopped"] is None
-    assert (f"the whole check stopped at its time limit, 4 s (0.133333 x --timeout 30), while your conv_backward "
+    assert (f"the whole check stopped at its time limit, 2 s (0.0666667 x --timeout 30), while your conv_backward "
             f"ran on configuration {CONV_CASES[1]}: a larger --timeout, or --only NAME[,NAME...], lets it finish"
             ) in doc["notes"]
 
 
 def test_the_limit_hit_in_a_forward_called_by_the_backwards_check_is_not_the_forwards_failure(tmp_path,
-                                                                                            four_second_check):
+                                                                                            two_second_check):
     # the tester's report: conv_forward shown PASS and "conv_forward not checked", the error counted against
     # conv_backward; the forward passed its own check, the backward's check was cut while the forward ran
     result = check_impl(_with(tmp_path, FORWARD_LOOPS_WHEN_PERTURBED), timeout=30,
@@ -155,7 +155,7 @@ def test_the_limit_hit_in_a_forward_called_by_the_backwards_check_is_not_the_for
     # the engine comparisons of the first configuration were made; its central differences were cut
     assert {(f.case, f.against) for f in by["conv_backward"].findings} == {(CONV_CASES[0], "engine")}
     assert by["conv_backward"].stopped == (f"stopped on configuration {CONV_CASES[0]}: the whole check's time "
-                                           "limit (4 s) ran out while your conv_forward (called by this check) ran")
+                                           "limit (2 s) ran out while your conv_forward (called by this check) ran")
     assert result.verdict == "inconclusive" and not result.passed
     # the table says the same: one status per row, no row both PASS and "not checked"
     out = io.StringIO()
@@ -165,13 +165,13 @@ def test_the_limit_hit_in_a_forward_called_by_the_backwards_check_is_not_the_for
             if line.startswith("│")}
     assert rows == {"conv_forward": "PASS", "conv_backward": "INCOMPLETE", "pool_backward": "NOT CHECKED"}
     assert f"conv_backward {by['conv_backward'].stopped}\n" in text
-    assert ("pool_backward not reached: the whole check's time limit (4 s) ran out before its check began\n"
+    assert ("pool_backward not reached: the whole check's time limit (2 s) ran out before its check began\n"
             in text)
     assert "conv_forward not checked" not in text and "took longer than" not in text
     assert text.splitlines()[-1] == "gradient check: INCONCLUSIVE (1/3 functions, method sample)"
 
 
-def test_a_failure_before_the_limit_keeps_the_verdict_fail(tmp_path, four_second_check):
+def test_a_failure_before_the_limit_keeps_the_verdict_fail(tmp_path, two_second_check):
     # a zero_pad that pads nothing fails; the backward is then cut short: FAIL, not inconclusive
     path = _with(tmp_path, BACKWARD_LOOPS_AFTER_ONE + "\n\ndef zero_pad(X, pad):\n    return X\n")
     result = check_impl(path, timeout=30, only=["zero_pad", "conv_backward"])
