@@ -36,7 +36,8 @@ from .core import DEFAULT_EPS, DEFAULT_TOL, validate_settings
 from .diagnose import ARRAY_INTO_ELEMENT, diagnose
 from .findings import Finding, FunctionReport, ImplResult
 from .impl_checks import CHECKS, CLASSIC_CASES, Run, cases_of, uncompared_notes
-from .mistakes import BIAS_NOT_ADDED, recognise_distribute, recognise_function, single_step_without_bias
+from .mistakes import (BIAS_NOT_ADDED, DISTRIBUTED_MISTAKE, distribute_mistake, pool_backward_by_distribute,
+                       recognise_distribute, recognise_function, single_step_without_bias)
 from .notebook import plan_impl
 from .sandbox import DEFAULT_TIMEOUT, MIN_TIMEOUT, Sandbox
 from .userfile import CLASSIC, UserException, UserOutput
@@ -260,7 +261,12 @@ def _recognised(run: Run, name: str) -> Tuple[str, ...]:
         return (BIAS_NOT_ADDED,) if single_step_without_bias(run.single_steps) else ()
     if name == "distribute_value":
         return recognise_distribute(run.distributed)
-    return recognise_function(name, run.returned.get(name, ()))
+    found = recognise_function(name, run.returned.get(name, ()))
+    if name == "pool_backward" and not found:  # the classic pool_backward calls distribute_value
+        mistake = distribute_mistake(run.distributed)
+        if mistake and pool_backward_by_distribute(run.returned.get(name, ()), mistake[0]):
+            return (DISTRIBUTED_MISTAKE,)
+    return found
 
 
 def _facts(run: Run, name: str, errors, hints) -> Tuple[str, ...]:

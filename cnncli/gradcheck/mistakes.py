@@ -104,8 +104,12 @@ def pool_forward_replay(A, f: int, stride: int, mode: str, start: Start, out_hw)
     return out
 
 
-def pool_backward_replay(dA, A, f: int, stride: int, mode: str, start: Start) -> Optional[np.ndarray]:
-    """dA_prev of the classic loops (mask of the max; average spread) with window starts ``start``, or None."""
+def pool_backward_replay(dA, A, f: int, stride: int, mode: str, start: Start,
+                         spread: Optional[Callable] = None) -> Optional[np.ndarray]:
+    """dA_prev of the classic loops (mask of the max; average spread) with window starts ``start``, or None.
+
+    ``spread(g, n_H, n_W)`` is what distribute_value gives each element of an average window from its
+    gradient ``g`` (default the average, ``g / (n_H * n_W)``)."""
     dA_prev = np.zeros(A.shape)
     for h in range(dA.shape[1]):
         for w in range(dA.shape[2]):
@@ -118,7 +122,7 @@ def pool_backward_replay(dA, A, f: int, stride: int, mode: str, start: Start) ->
             if mode == "max":
                 dA_prev[:, vs:vs + f, hs:hs + f, :] += (win == win.max(axis=(1, 2), keepdims=True)) * g
             else:
-                dA_prev[:, vs:vs + f, hs:hs + f, :] += g / (f * f)
+                dA_prev[:, vs:vs + f, hs:hs + f, :] += g / (f * f) if spread is None else spread(g, f, f)
     return dA_prev
 
 
@@ -195,13 +199,37 @@ DISTRIBUTE_MISTAKES: Tuple[Tuple[Callable[[float, int, int], float], str], ...] 
 )
 
 
+def distribute_mistake(trials: Sequence[Tuple[bool, object, float, Tuple[int, int]]]):
+    """The one ``(value, message)`` of :data:`DISTRIBUTE_MISTAKES` equal to distribute_value's trials (passed,
+    got, dz, shape), or None."""
+    if not any(not passed for passed, _, _, _ in trials):
+        return None
+    found = [(value, message) for value, message in DISTRIBUTE_MISTAKES
+             if all(same(got, np.full(shape, value(dz, *shape))) for _, got, dz, shape in trials)]
+    return found[0] if len(found) == 1 else None
+
+
 def recognise_distribute(trials: Sequence[Tuple[bool, object, float, Tuple[int, int]]]) -> Tuple[str, ...]:
     """The one mistake of :data:`DISTRIBUTE_MISTAKES` equal to distribute_value's trials (passed, got, dz, shape)."""
-    if not any(not passed for passed, _, _, _ in trials):
-        return ()
-    found = [message for value, message in DISTRIBUTE_MISTAKES
-             if all(same(got, np.full(shape, value(dz, *shape))) for _, got, dz, shape in trials)]
-    return (found[0],) if len(found) == 1 else ()
+    found = distribute_mistake(trials)
+    return (found[1],) if found else ()
+
+
+#: pool_backward's hint when its outputs are the classic loops' with distribute_value's recognised mistake.
+DISTRIBUTED_MISTAKE = ("its average-pooling errors are exactly your distribute_value's mistake (see its row): "
+                       "fix distribute_value first")
+
+
+def pool_backward_by_distribute(returned: Sequence["Returned"], value: Callable[[float, int, int], float]) -> bool:
+    """Whether every configuration pool_backward ran on returned the classic loops' dA_prev with ``value``
+    (a distribute_value mistake of :data:`DISTRIBUTE_MISTAKES`) as the average spread, and one failed."""
+    if not returned or all(passed for _, _, passed, _ in returned):
+        return False
+    for case, seed, _, got in returned:
+        A, _, _, G = case.arrays(seed)
+        if not same(got, pool_backward_replay(G, A, case.f, case.stride, case.mode, _right, spread=value)):
+            return False
+    return True
 
 
 def recognise_function(function: str, returned: Sequence[Returned]) -> Tuple[str, ...]:

@@ -200,3 +200,30 @@ def test_a_distribute_value_wrong_otherwise_gets_no_named_mistake(tmp_path):
                     "    a = np.ones(shape) * dz / (shape[0] * shape[1])\n    a[0, 0] = 0\n    return a\n")
     (fn,) = check_impl(path).functions
     assert not fn.passed and fn.diagnosis == ()
+
+
+@pytest.mark.parametrize("name", ["distribute_no_average", "distribute_precedence", "distribute_sum"])
+def test_a_pool_backward_wrong_only_through_distribute_value_is_told_to_fix_that_first(name):
+    # the classic pool_backward calls distribute_value for average pooling: its failures there are that
+    # mistake, and the student should fix distribute_value, not hunt in pool_backward
+    by = _report(name)
+    assert not by["distribute_value"].passed and not by["pool_backward"].passed
+    assert by["pool_backward"].diagnosis[0] == ("its average-pooling errors are exactly your distribute_value's "
+                                                "mistake (see its row): fix distribute_value first")
+    assert all(f.passed for f in by["pool_backward"].findings if "max" in f.case)
+
+
+def test_a_pool_backward_with_a_mistake_of_its_own_is_not_blamed_on_distribute_value(tmp_path):
+    # distribute_value gives every element dz, and pool_backward starts its windows at w (not w * stride):
+    # the replay with distribute_value's mistake alone does not give its outputs
+    text = make_bugs.bug_file("pool_backward_stride").read_text()
+    path = tmp_path / "two.py"
+    assert "    a = np.ones(shape) * average\n" in text
+    path.write_text(text.replace("    a = np.ones(shape) * average\n", "    a = np.ones(shape) * dz\n"))
+    by = {f.name: f for f in check_impl(path).functions}
+    assert not by["distribute_value"].passed and not by["pool_backward"].passed
+    assert not any("distribute_value's mistake" in h for h in by["pool_backward"].diagnosis)
+    # a right distribute_value with pool_backward's own average bug: nothing to blame on it either
+    by = _report("pool_average_shape_stride")
+    assert by["distribute_value"].passed
+    assert not any("distribute_value's mistake" in h for h in by["pool_backward"].diagnosis)
