@@ -17,6 +17,8 @@ from typing import List, Sequence
 from typer import BadParameter
 from typer.core import TyperArgument, TyperCommand, TyperOption
 
+from ..errors import fits
+
 _SCALARS = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
 
 
@@ -39,13 +41,21 @@ class _Builtin:
         if self.kind is bool or not isinstance(value, str):
             raise BadParameter(f"{value!r} is not {_SCALARS[self.kind]}", ctx=ctx, param=param)
         if self.kind in (int, float) and "_" in value:  # int() reads 2_0 as 20: a typo, more likely than not
-            raise BadParameter(f"{value!r}: write numbers with digits only (no '_')", ctx=ctx, param=param)
+            raise _bad(param, ctx, f"{value!r}: write numbers with digits only (no '_')",
+                       f"{value!r}: digits only (no '_')")
         if self.kind in (int, float) and not value.isascii():  # int()/float() read '\uff13', '\u0663' too
-            raise BadParameter(f"{value!r}: write numbers with the digits 0-9", ctx=ctx, param=param)
+            raise _bad(param, ctx, f"{value!r}: write numbers with the digits 0-9", f"{value!r}: use the digits 0-9")
         try:
             return self.kind(value.strip())
         except ValueError:
             raise BadParameter(f"{value!r} is not {_SCALARS[self.kind]}", ctx=ctx, param=param) from None
+
+
+def _bad(param, ctx, *wordings: str) -> BadParameter:
+    """A BadParameter in the first of ``wordings`` whose line fits 80 columns with click's
+    ``Invalid value for '--eps': `` before it (else the first, whole: see :func:`cnncli.errors.first_fitting`)."""
+    hint = f"Invalid value for {param.get_error_hint()}: " if param is not None else ""
+    return BadParameter(next((w for w in wordings if fits(hint + w)), wordings[0]), ctx=ctx, param=param)
 
 
 def _builtin_for(param) -> _Builtin | None:

@@ -188,6 +188,12 @@ BAD = [
     (["gradcheck", "--impl", "nb.ipynb"], "'nb.ipynb'", {}),
     (["gradcheck", "--impl", "nb.ipynb", "--stride", "2"], "--stride", {}),
     (["gradcheck", "X.npy", "--weights", "W.npy", "--method", "foo"], "'foo'", {}),
+    # numbers of typed options in other digits, or with '_' (click's "Invalid value for '--x': " comes first)
+    (["gradcheck", "--samples", "\u0969"], "'\u0969'", {}),  # Devanagari 3
+    (["gradcheck", "--tol", "1e-\u0667"], "'1e-\u0667'", {}),  # Arabic-Indic 7
+    (["gradcheck", "--eps", "\uff11e-5"], "'\uff11e-5'", {}),  # full-width 1: two columns
+    (["gradcheck", "--samples", "1_0"], "'1_0'", {}),
+    (["forward", "X.npy", "--weights", "W.npy", "--groups", "0_1"], "'0_1'", {}),
     # settings
     (["forward", "X.npy", "--f", "3"], "CNNCLI_MEMORY_BYTES", {"CNNCLI_MEMORY_BYTES": "lots"}),
 ]

@@ -66,7 +66,7 @@ def test_gradcheck_accepts_dtype_float64_which_it_always_uses(tmp_path):
 def test_numbers_in_other_scripts_digits_are_refused_in_one_line(flag, value):
     r = CliRunner().invoke(app, ["gradcheck", flag, value], env={"COLUMNS": "80"})
     assert r.exit_code == 2
-    assert f"'{flag}': {value!r}: write numbers with the digits 0-9" in r.stderr
+    assert f"'{flag}': {value!r}: use the digits 0-9" in r.stderr  # the whole words pass 80 columns
     assert "Traceback" not in r.stderr and r.stdout == ""
 
 

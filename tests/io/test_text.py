@@ -117,9 +117,9 @@ def test_groups_and_filters_are_read_as_the_other_numbers(tmp_path):
     np.save(tmp_path / "W.npy", np.ones((3, 3, 4, 8)))
     r = CliRunner().invoke(app, ["forward", str(tmp_path / "A.npy"), "--weights", str(tmp_path / "W.npy"),
                                  "--groups", "0_1"])
-    assert r.exit_code == 2 and "'--groups': '0_1': write numbers with digits only (no '_')" in r.stderr
+    assert r.exit_code == 2 and "'--groups': '0_1': digits only (no '_')" in r.stderr  # the whole words: 92 columns
     r = CliRunner().invoke(app, ["shape", "--input", "8x8x4", "--f", "3", "--filters", "1_6"])
-    assert r.exit_code == 2 and "'--filters': '1_6': write numbers with digits only (no '_')" in r.stderr
+    assert r.exit_code == 2 and "'--filters': '1_6': digits only (no '_')" in r.stderr
     r = CliRunner().invoke(app, ["shape", "--input", "8x8x4", "--f", "3", "--filters", "16", "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["layers"][0]["output"] == [6, 6, 16]
 
