@@ -258,8 +258,8 @@ def test_a_large_sets_sample_is_drawn_from_the_examples_that_hold_checkable_elem
             "those; corners, edges and interior within each); --samples N checks more") in r.notes
     r = gradcheck_streamed(A3, params=PoolParams(f=2), kind="pool", samples=8, method="sample", seed=3)
     assert r.gradients[0].checked == 8
-    assert ("dA_prev: 8 elements sampled from each of the 4 examples with checkable elements (corners, edges "
-            "and interior within each); --samples N checks more") in r.notes
+    assert ("dA_prev: 8 elements sampled from the 4 examples with checkable elements (corners, edges "
+            "and interior within each); --samples N checks more") in r.notes  # 8 in all, not 8 from each
     r = gradcheck_streamed(_one_fertile_example(), params=PoolParams(f=2), kind="pool", samples=10, method="sample",
                            seed=3)
     assert r.gradients[0].checked == 4
