@@ -13,6 +13,7 @@ Knows nothing of terminals.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import math
 import os
@@ -23,7 +24,7 @@ import sys
 import tempfile
 import zipfile
 from contextlib import contextmanager
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -112,6 +113,43 @@ def _rows_selection(shape, example: int, axis: int, start: int, block) -> tuple:
     return (example,) + (slice(None),) * (axis - 1) + (slice(start, start + block.shape[axis]),)
 
 
+class _Rows:
+    """What a stream has written: whole examples in order (``done``), then the blocks of rows of the next one.
+
+    Each row of an example written by blocks is written once, in any order; the example counts as written
+    when its blocks cover it, and nothing else is taken until then. A close before everything is written
+    is refused, so a result cut short is never committed."""
+
+    def __init__(self, shape):
+        self.shape, self.done = tuple(shape), 0
+        self._spans: List[Tuple[int, int]] = []  # sorted, disjoint row spans of example ``done``
+
+    def whole(self, n: int) -> int:
+        """Take ``n`` whole examples; returns the first one's index."""
+        if self._spans or self.done + n > (self.shape[0] if self.shape else 0):
+            raise ValueError(f"{n} examples do not fit {self.shape} after {self.done} examples"
+                             + (" and a part" if self._spans else ""))
+        self.done += n
+        return self.done - n
+
+    def block(self, example: int, start: int, stop: int, n: int) -> None:
+        """Take rows ``start:stop`` of ``example`` (whose rows are ``n``)."""
+        if example != self.done:
+            raise ValueError(f"block of example {example} while example {self.done} is being written")
+        at = bisect.bisect_left(self._spans, (start, stop))
+        if (at > 0 and self._spans[at - 1][1] > start) or (at < len(self._spans) and self._spans[at][0] < stop):
+            raise ValueError(f"rows {start}:{stop} of example {example} are written twice")
+        self._spans.insert(at, (start, stop))
+        if sum(b - a for a, b in self._spans) == n:
+            self.done, self._spans = self.done + 1, []
+
+    def check_complete(self, what: str) -> None:
+        """Raise ValueError unless every example is written whole."""
+        if self.done != (self.shape[0] if self.shape else 0) or self._spans:
+            raise ValueError(f"{what}: wrote {self.done} of {self.shape[0]} rows"
+                             + (" and a part" if self._spans else ""))
+
+
 class _NpyStream:
     """An .npy file written front to back: header first, then rows in order; or by blocks of one
     example's rows (:meth:`write_rows`), each put at its place."""
@@ -121,16 +159,19 @@ class _NpyStream:
         self._fp = open(path, "wb")
         np.lib.format.write_array_header_2_0(self._fp, _npy_header(shape, dtype))
         self._data_at = self._fp.tell()
-        self._rows = 0
-        self._parts = 0  # elements written by write_rows into the example at self._rows
+        self._written = _Rows(shape)
+
+    @property
+    def _rows(self) -> int:  # whole examples written (a 0-d result's bytes are written by ResultWriter.put)
+        return self._written.done
 
     def write(self, chunk) -> None:
         chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
-        if chunk.shape[1:] != self.shape[1:] or self._rows + chunk.shape[0] > self.shape[0] or self._parts:
+        if chunk.shape[1:] != self.shape[1:]:
             raise ValueError(f"chunk {chunk.shape} does not fit {self.shape} at row {self._rows}")
-        self._fp.seek(self._data_at + self._rows * math.prod(self.shape[1:]) * self.dtype.itemsize)
+        first = self._written.whole(chunk.shape[0])
+        self._fp.seek(self._data_at + first * math.prod(self.shape[1:]) * self.dtype.itemsize)
         self._fp.write(memoryview(chunk.reshape(-1)).cast("B"))
-        self._rows += chunk.shape[0]
 
     def write_rows(self, example: int, axis: int, start: int, block) -> None:
         """Write ``block``, rows ``start:`` along ``axis`` (1 or 2, the other axes whole) of ``example``.
@@ -138,22 +179,17 @@ class _NpyStream:
         The example's blocks may come in any order but must cover it once before the next example."""
         block = np.ascontiguousarray(block, dtype=self.dtype)
         _rows_selection(self.shape, example, axis, start, block)
-        if example != self._rows:
-            raise ValueError(f"block of example {example} while example {self._rows} is being written")
+        self._written.block(example, start, start + block.shape[axis], self.shape[axis])
         strides = [self.dtype.itemsize * math.prod(self.shape[k + 1:]) for k in range(len(self.shape))]
         for lead in np.ndindex(*block.shape[1:axis]):  # one run per channel (NCHW), one in all (NHWC)
             offset = example * strides[0] + sum(i * strides[k + 1] for k, i in enumerate(lead)) + start * strides[axis]
             self._fp.seek(self._data_at + offset)
             self._fp.write(memoryview(block[(0,) + lead].reshape(-1)).cast("B"))
-        self._parts += block.size
-        if self._parts == math.prod(self.shape[1:]):
-            self._rows, self._parts = self._rows + 1, 0
 
     def close(self) -> None:
         if not self._fp.closed:
             self._fp.close()
-        if self._rows != (self.shape[0] if self.shape else 0) or self._parts:
-            raise ValueError(f"{self.path}: wrote {self._rows} of {self.shape[0]} rows")
+        self._written.check_complete(self.path)
 
 
 @contextmanager
@@ -170,23 +206,26 @@ def _h5_write_errors():
 
 
 class _H5Stream:
-    def __init__(self, ds):
-        self._ds, self._rows = ds, 0
+    def __init__(self, ds, written: bool = False):
+        self._ds = ds
+        self._written = _Rows(ds.shape)
+        if written and ds.shape:  # put's whole array
+            self._written.whole(ds.shape[0])
 
     def write(self, chunk) -> None:
-        n = chunk.shape[0]
+        first = self._written.whole(chunk.shape[0])
         with _h5_write_errors():
-            self._ds[self._rows:self._rows + n] = chunk
-        self._rows += n
+            self._ds[first:first + chunk.shape[0]] = chunk
 
     def write_rows(self, example: int, axis: int, start: int, block) -> None:
         """As :meth:`_NpyStream.write_rows`: one hyperslab."""
         sel = _rows_selection(self._ds.shape, example, axis, start, block)
+        self._written.block(example, start, start + block.shape[axis], self._ds.shape[axis])
         with _h5_write_errors():
             self._ds[sel] = np.asarray(block)[0]
 
     def close(self) -> None:
-        pass
+        self._written.check_complete(self._ds.name)
 
 
 class ResultWriter:
@@ -307,14 +346,13 @@ class ResultWriter:
         array = np.asarray(array)
         if self.kind == "h5" and self.wants(name):
             with _h5_write_errors():  # the whole array is written here (dW, db)
-                self._streams[name] = _H5Stream(self._h5.create_dataset(name, data=array))
+                self._streams[name] = _H5Stream(self._h5.create_dataset(name, data=array), written=True)
             return
         stream = self.create(name, array.shape or (), array.dtype)
         if stream is None:
             return
-        if array.ndim == 0:
+        if array.ndim == 0:  # a 0-d array has no rows: its one value follows the header
             stream._fp.write(array.tobytes())
-            stream._rows = 0
         else:
             stream.write(array)
 

@@ -352,3 +352,36 @@ def test_progress_is_called_at_every_block_with_the_examples_done(tmp_path, comm
     rows = block_rows(call, 400, backward=command == "backward")
     per_example = -(-28 // rows)
     assert rows < 28 and calls == [(0, 2)] * per_example + [(1, 2)] * (per_example + 1) + [(2, 2)]
+
+
+@pytest.mark.parametrize("kind", ["npy", "h5", "npz"])
+def test_a_stream_takes_each_row_once_and_commits_nothing_cut_short(tmp_path, kind):
+    out = str(tmp_path / f"o.{kind}")
+
+    def attempt(*steps):
+        with ResultWriter(out, main="Z") as w:
+            s = w.create("Z", (2, 4, 3, 1), "float64")
+            for step in steps:
+                step(s)
+
+    rows = lambda example, lo, hi: (lambda s: s.write_rows(example, 1, lo, np.zeros((1, hi - lo, 3, 1))))  # noqa
+    whole = lambda n: (lambda s: s.write(np.zeros((n, 4, 3, 1))))  # noqa: E731
+    with pytest.raises(ValueError, match="rows 1:3 of example 0 are written twice"):
+        attempt(rows(0, 0, 2), rows(0, 1, 3))  # overlapping: 4 rows' worth, half of them twice
+    with pytest.raises(ValueError, match="rows 0:2 of example 0 are written twice"):
+        attempt(rows(0, 0, 2), rows(0, 0, 2))  # the same block twice: as many values as the example holds
+    with pytest.raises(ValueError, match="1 examples do not fit .* after 0 examples and a part"):
+        attempt(rows(0, 0, 2), whole(1))  # a whole example while one is half written
+    with pytest.raises(ValueError, match="wrote 0 of 2 rows and a part"):
+        attempt(rows(0, 0, 2))  # half of example 0, then the end
+    with pytest.raises(ValueError, match="wrote 1 of 2 rows"):
+        attempt(whole(1))
+    with pytest.raises(ValueError, match="3 examples do not fit"):
+        attempt(whole(3))
+    assert os.listdir(tmp_path) == []  # nothing committed, nothing left behind
+    attempt(rows(0, 2, 4), rows(0, 0, 2), whole(1))  # then a whole example after it
+    if kind == "h5":
+        with h5py.File(out) as f:
+            assert f["Z"].shape == (2, 4, 3, 1)
+    else:
+        assert os.path.exists(out)
