@@ -118,7 +118,9 @@ def power_of_ten(n: int) -> str:
     >>> power_of_ten(22204460492503130808472642243600603 * 2**60), power_of_ten(10**400), power_of_ten(99_960)
     ('2.6e52', '1.0e400', '1.0e5')
     """
-    exp = max(0, (n.bit_length() - 1) * 30103 // 100_000)  # log10(2) = 0.30103: at most one below
+    exp = max(0, (n.bit_length() - 1) * 30103 // 100_000)  # log10(2) ~ 0.30103: an estimate, off by one at most
+    while exp > 0 and 10 ** exp > n:  # 0.30103 is a shade above log10(2): at huge sizes the estimate is one above
+        exp -= 1
     while 10 ** (exp + 1) <= n:
         exp += 1
     tenths = _round_tenths(n, 10**exp)

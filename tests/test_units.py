@@ -1,5 +1,6 @@
 """format_bytes: the one spelling of a size for people, in tables and messages."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -59,3 +60,24 @@ def test_sizes_past_a_float_are_still_written():
 def test_the_word_for_small_sizes():
     assert (format_bytes(0), format_bytes(1023), format_bytes(1023, "bytes")) == ("0 B", "1023 B", "1023 bytes")
     assert (format_bytes(1024), format_bytes(1280), format_bytes(1536)) == ("1.0 KiB", "1.2 KiB", "1.5 KiB")
+
+
+@pytest.mark.parametrize("k", [13301, 26602, 3, 1000])
+def test_power_of_ten_at_sizes_where_the_log_estimate_is_one_above(k):
+    # 30103 / 100000 is a shade above log10(2): at 2**13301 the estimate's exponent is one too many
+    import sys
+    from fractions import Fraction
+
+    from cnncli.units import power_of_ten
+
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        digits = str(2**k)
+    finally:
+        sys.set_int_max_str_digits(limit)
+    exp = len(digits) - 1
+    tenths = round(Fraction(2**k, 10**exp) * 10)  # half to even, as format_bytes rounds
+    if tenths >= 100:
+        exp, tenths = exp + 1, round(Fraction(2**k, 10**(exp + 1)) * 10)
+    assert power_of_ten(2**k) == f"{tenths // 10}.{tenths % 10}e{exp}"

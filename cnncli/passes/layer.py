@@ -42,6 +42,10 @@ class Batches:
             self._example = (example, self[example:example + 1])
         return self._example[1][:, lo:hi]
 
+    def release(self) -> None:
+        """Let go of the example :meth:`rows` held whole, if any."""
+        self._example = None
+
     def __len__(self) -> int:
         return self.shape[0]
 

@@ -5,7 +5,8 @@ the chunk's bytes (a 50000x50000 image, a huge pad) would be held whole, in and 
 output rows are computed instead a block at a time: output rows ``[r0, r1)`` of a window
 operation are the operation on the input rows their windows read, with the padding those
 windows reach (:func:`cnncli.engine.geometry.row_block`), so each block is one engine call
-on a slice of the input, and the example's memory is bounded by the block's.
+on a slice of the input, and the example's memory is bounded by the block's. A block is at
+least one output row: a row wider than the chunk is held whole (its columns are not split).
 
 The backward pass takes disjoint blocks of output rows too: their windows overlap on the
 input rows between them, so each block's ``dA_prev`` rows that the next block also reaches
@@ -22,15 +23,30 @@ import numpy as np
 
 from ..engine import conv2d, conv2d_backward, pool2d, pool2d_backward
 from ..engine.geometry import RowBlock, row_block
+from .layer import Batches
 
 #: Called with each piece of an example's input rows as it is first read (NaN/inf census).
 Seen = Callable[[np.ndarray], None]
 
 
 def block_rows(call, budget: int, *, backward: bool = False) -> int:
-    """Output rows per block so that one block's input and output (and gradients) stay near ``budget`` bytes.
+    """Output rows per block so that one block's input and output (and gradients) stay within ``budget`` bytes.
 
-    Closed form: a block of ``R`` output rows reads ``(R - 1) * stride + span`` input rows. At least one row.
+    Closed form: a block of ``R`` output rows reads ``(R - 1) * stride + span`` input rows.
+
+    Parameters
+    ----------
+    call : LayerCall
+        A resolved conv or pool call (its ``A_prev`` of shape (m, n_H_prev, n_W_prev, n_C_prev)).
+    budget : int
+        Bytes of one block's input and output rows in the compute dtype.
+    backward : bool
+        Count the gradients too (the upstream gradient in, ``dA_prev`` out): twice the bytes.
+
+    Returns
+    -------
+    int
+        Between 1 (a row wider than the budget is still one block) and the output's rows.
     """
     g = call.geometry
     _, _, W, C = call.A_prev.shape
@@ -44,9 +60,16 @@ def block_rows(call, budget: int, *, backward: bool = False) -> int:
 
 def _input_rows(A, example: int, lo: int, hi: int) -> np.ndarray:
     """Rows ``lo:hi`` of one example of ``A`` (an ndarray or a :class:`~cnncli.passes.layer.Batches`)."""
-    if hasattr(A, "rows"):
+    if isinstance(A, Batches):
         return A.rows(example, lo, hi)
     return np.asarray(A[example:example + 1, lo:hi])
+
+
+def _release(*arrays) -> None:
+    """Let go of an example a :class:`~cnncli.passes.layer.Batches` held whole (an ``.npz`` member's)."""
+    for A in arrays:
+        if isinstance(A, Batches):
+            A.release()
 
 
 def _block_params(call, blk: RowBlock):
@@ -123,6 +146,7 @@ def forward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None,
             out = pool2d(x, _block_params(call, blk), workspace_bytes=workspace_bytes)
         yield r0, out
     _census_rows(call, example, counted, H, seen)
+    _release(call.A_prev)
 
 
 def backward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None, seen_grad: Optional[Seen] = None,
@@ -180,6 +204,7 @@ def backward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None, 
         elif grads is not None:
             yield done, np.zeros((1, 0, W, C), dtype=call.dtype), grads
     _census_rows(call, example, counted, H, seen)
+    _release(call.A_prev, call.grad)
 
 
 def _add_rows(carry: np.ndarray, done: int, dx: np.ndarray, lo: int) -> np.ndarray:
