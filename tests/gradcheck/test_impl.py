@@ -1,6 +1,7 @@
 """--impl: the correct classic solution passes, every one-bug variant is flagged, user errors are described."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,13 @@ from cnncli.gradcheck.battery import BATTERY, run_battery
 from cnncli.gradcheck.impl import check_impl
 
 IMPLS = Path(__file__).resolve().parents[1] / "impls"
-_spec = importlib.util.spec_from_file_location("make_bugs", IMPLS / "make_bugs.py")
-make_bugs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_bugs)
+# one module for every test file (its bug files and cached reports shared): --import-mode=importlib adds no path
+make_bugs = sys.modules.get("cnncli_tests_make_bugs")
+if make_bugs is None:
+    _spec = importlib.util.spec_from_file_location("cnncli_tests_make_bugs", IMPLS / "make_bugs.py")
+    make_bugs = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(make_bugs)
+    sys.modules["cnncli_tests_make_bugs"] = make_bugs
 BUGS = make_bugs.BUGS
 
 
@@ -44,7 +49,7 @@ def test_at_least_ten_bug_files_each_one_snippet_of_correct():
 
 @pytest.mark.parametrize("name", sorted(BUGS) + sorted(make_bugs.TWO_BUGS))
 def test_every_one_bug_variant_is_flagged(name):
-    r = check_impl(make_bugs.bug_file(name))
+    r = make_bugs.report(name)
     assert not r.passed
 
 
@@ -57,13 +62,13 @@ def test_every_one_bug_variant_is_flagged(name):
     ("average_uses_max", "pool_forward", "only in average pooling"),
 ])
 def test_likely_mistake_is_named(name, function, hint):
-    r = check_impl(make_bugs.bug_file(name))
+    r = make_bugs.report(name)
     report = {f.name: f for f in r.functions}[function]
     assert not report.passed and any(hint in d for d in report.diagnosis), report.diagnosis
 
 
 def test_user_exception_reports_function_and_line_and_others_are_still_checked():
-    r = check_impl(make_bugs.bug_file("crop_minus_pad"))
+    r = make_bugs.report("crop_minus_pad")
     by = {f.name: f for f in r.functions}
     errors = by["conv_backward"].errors
     line = next(i for i, text in enumerate((make_bugs.bug_file("crop_minus_pad")).read_text().splitlines(), 1)
@@ -158,7 +163,7 @@ def test_classic_float_of_bias_gets_a_numpy_hint(tmp_path):
 
 def test_findings_carry_where_the_errors_sit():
     """A backward that ignores the stride gets its window positions wrong in stripes of the input."""
-    r = check_impl(make_bugs.bug_file("pool_backward_stride"))
+    r = make_bugs.report("pool_backward_stride")
     report = {f.name: f for f in r.functions}["pool_backward"]
     hints = {x.hint for x in report.findings if not x.passed and x.against == "engine"}
     assert any(h and h.endswith("(a stripe): look at the stride") for h in hints), hints

@@ -2,6 +2,7 @@
 
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,13 @@ from cnncli.gradcheck import mistakes
 from cnncli.gradcheck.impl import check_impl
 
 IMPLS = Path(__file__).resolve().parents[1] / "impls"
-_spec = importlib.util.spec_from_file_location("make_bugs", IMPLS / "make_bugs.py")
-make_bugs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_bugs)
+# one module for every test file (its bug files and cached reports shared): --import-mode=importlib adds no path
+make_bugs = sys.modules.get("cnncli_tests_make_bugs")
+if make_bugs is None:
+    _spec = importlib.util.spec_from_file_location("cnncli_tests_make_bugs", IMPLS / "make_bugs.py")
+    make_bugs = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(make_bugs)
+    sys.modules["cnncli_tests_make_bugs"] = make_bugs
 
 
 def _numpy_refuses_size_1_arrays() -> bool:
@@ -29,7 +34,7 @@ numpy2 = pytest.mark.skipif(not _numpy_refuses_size_1_arrays(), reason="this num
 
 
 def _report(name):
-    return {f.name: f for f in check_impl(make_bugs.bug_file(name)).functions}
+    return {f.name: f for f in make_bugs.report(name).functions}
 
 
 def _line_of(name, text):

@@ -7,6 +7,7 @@ could make, described in its first line. Tests call :func:`bug_file`;
 (``cnncli gradcheck --impl DIR/bug_db_assigned.py``).
 """
 
+import functools
 import sys
 import tempfile
 from pathlib import Path
@@ -122,6 +123,15 @@ def write_bugs(folder) -> Path:
 
 
 _written = {}
+
+
+@functools.lru_cache(maxsize=None)
+def report(name: str):
+    """``check_impl(bug_file(name))`` with its defaults, once per process: several tests read the same
+    (frozen) result, and each check runs the whole battery in a child process (about 0.5 s)."""
+    from cnncli.gradcheck.impl import check_impl
+
+    return check_impl(bug_file(name))
 
 
 def bug_file(name: str) -> Path:
