@@ -78,8 +78,9 @@ def gradcheck(
 ) -> None:
     """Check analytical gradients against numerical ones (central differences in float64).
 
-    With no SOURCE: the built-in battery of conv and pool configurations on cnncli's
-    engine. Exit 0 when every gradient passes, 1 when one fails, 2 on bad input.
+    With no SOURCE: the built-in battery of conv and pool configurations on cnncli's engine.
+
+    Exit 0 when every gradient passes, 1 when one fails or is inconclusive, 2 on bad input.
     """
     from ..gradcheck.core import validate_settings
 
