@@ -23,7 +23,7 @@ from ..units import two_sizes
 from .budget import memory_budget
 from .h5links import (MAX_LINKS, external_links, h5py_module, link_kind, readable_links, refuse_dangling, text_of,
                       walk_links)
-from .readers import ArrayRef, check_dtype, damaged, expect_format, materialize, pick_name, source_of
+from .readers import ArrayRef, check_dtype, damaged, expect_format, listed, materialize, pick_name, source_of
 
 _ALLOW = "refused without --allow-external"
 _NEEDS = "needs --allow-external"  # fewer words, where 80 columns cannot hold _ALLOW
@@ -190,10 +190,11 @@ def h5_dataset(f, ref: ArrayRef, *, allow_external: bool = False):
         refuse_dangling(f, path, text, link, names)
     if obj is None or not isinstance(obj, h5py.Dataset):
         inside_names = h5_datasets(obj) if isinstance(obj, h5py.Group) else names
-        listing = ", ".join(inside_names) if inside_names else "none"
         if isinstance(obj, h5py.Group):
-            raise InputError(f"{ref.text!r} is a group, not a dataset; datasets in it: {listing}")
-        raise InputError(f"{ref.path!r} has no dataset {path!r}; it has: {listing}")
+            raise listed((f"{ref.text!r} is a group, not a dataset", f"{ref.text!r} is a group"), "datasets in it",
+                         inside_names, "dataset")
+        raise listed((f"{ref.path!r} has no dataset {path!r}", f"{ref.path!r} has no {path!r}"), "it has", names,
+                     "dataset")
     if not allow_external:
         _check_storage(f, obj, text)
     try:

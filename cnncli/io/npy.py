@@ -20,6 +20,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..errors import InputError
+from ..units import format_bytes
 from .budget import check_budget
 from .readers import NPY_MAGIC, ArrayRef, check_dtype, damaged, describe, expect_format, pickled, reader
 
@@ -104,7 +105,7 @@ def read_npy_header(fp, text: str) -> NpyHeader:
     return NpyHeader(shape, dtype, fortran, 6 + 2 + width + length)
 
 
-def read_npy_data(fp, header: NpyHeader, text: str) -> np.ndarray:
+def read_npy_data(fp, header: NpyHeader, text: str, first: Optional[int] = None) -> np.ndarray:
     """Read the data a header declared from ``fp`` (just after the header), within :func:`memory_budget`.
 
     Reads exactly ``header.nbytes``: a compressed stream is inflated only that far.
@@ -116,6 +117,9 @@ def read_npy_data(fp, header: NpyHeader, text: str) -> np.ndarray:
     header : NpyHeader
     text : str
         The reference, for messages.
+    first : int, optional
+        When the header is that of examples ``first:`` of a larger array (a stream's rows): data cut short
+        is told as the example it ends in and that example's bytes, not this read's.
 
     Returns
     -------
@@ -132,7 +136,15 @@ def read_npy_data(fp, header: NpyHeader, text: str) -> np.ndarray:
     while done < header.nbytes:
         n = fp.readinto(view[done:])
         if not n:
-            raise damaged(text, f"cut short: {done} of {header.nbytes} data bytes")
+            if first is None:
+                raise damaged(text, f"cut short: {done} of {header.nbytes} data bytes")
+            each = header.nbytes // header.shape[0]  # bytes per example: the read holds whole examples
+            at, have = first + done // each, done % each
+            raise InputError.worded(
+                f"{text!r} is damaged (cut short: example {at} has {have} of its {each} bytes)",
+                f"{text!r}: example {at} cut short ({have} of {each} bytes)",
+                f"{text!r}: example {at} cut short ({format_bytes(have, 'bytes')} of {format_bytes(each, 'bytes')})",
+                f"{text!r}: example {at} cut short")
         done += n
     return flat.reshape(header.shape, order="F" if header.fortran_order else "C")
 

@@ -196,7 +196,7 @@ class NpzMemberStream:
         part = NpyHeader((hi - lo,) + tuple(self.shape[1:]), self.dtype, False, 0)
         try:
             self._fp.seek(self.header.offset + lo * row_bytes)  # zip members seek by inflating (or rewinding)
-            return read_npy_data(self._fp, part, self.text)
+            return read_npy_data(self._fp, part, self.text, first=lo)
         except InputError:
             raise
         except _MEMBER_ERRORS as exc:

@@ -19,7 +19,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..errors import ArrayChoiceError, InputError, PickledDataError
+from ..errors import ArrayChoiceError, InputError, PickledDataError, fit_names
 from .budget import check_budget, memory_budget, read_bounded  # noqa: F401  (check_budget, memory_budget: re-exported)
 
 _REF = re.compile(r"^(?P<path>.*?\.(?:npz|h5|hdf5))(?::(?P<name>.*))?$", re.IGNORECASE)
@@ -387,7 +387,6 @@ def pick_name(ref: ArrayRef, names, what: str) -> str:
     InputError
         No such name; the message lists those that exist.
     """
-    listing = ", ".join(names) if names else "none"
     if ref.name is None:
         if len(names) == 1:
             return names[0]
@@ -396,4 +395,17 @@ def pick_name(ref: ArrayRef, names, what: str) -> str:
         raise ArrayChoiceError.several(ref.path, names, what)  # the list cut to fit 80 columns, as --like's
     if ref.name in names:
         return ref.name
-    raise InputError(f"{ref.path!r} has no {what} {ref.name!r}; it has: {listing}")
+    raise listed((f"{ref.path!r} has no {what} {ref.name!r}", f"{ref.path!r} has no {ref.name!r}"), "it has", names,
+                 what)
+
+
+def listed(said, has: str, names, what: str) -> InputError:
+    """``"<said>; <has>: a, b, +3 more"``, the names cut to fit 80 columns as :meth:`ArrayChoiceError.several`'s
+    are, ``said`` in fewer words where no name would fit otherwise (``said`` a str or a sequence, whole first);
+    the whole list stays in ``err.whole`` (--json). ``"<has>: none"`` without names (returned)."""
+    saids = (said,) if isinstance(said, str) else tuple(said)
+    if not names:
+        return InputError(f"{saids[0]}; {has}: none")
+    fitted = [fit_names(f"{s}; {has}: ", names, ("",), "") for s in saids]  # "" when no name fits
+    counted = [f"{s}; {has} {len(names)} {what}s" for s in saids]
+    return InputError.worded(f"{saids[0]}; {has}: {', '.join(names)}", *(f for f in fitted if f), *counted)

@@ -91,7 +91,10 @@ def check_destination(path: str, force: bool) -> str:
         raise OutputError(f"-o {path!r}: the file name is over {limit} bytes, too long for its folder")
     if os.path.islink(path) and not os.path.exists(path):
         # NOTE: cnncli neither writes through a dangling link nor replaces it
-        raise OutputError(f"-o {path!r} is a broken link (to {os.readlink(path)!r}); remove it or rename")
+        to = os.readlink(path)
+        raise OutputError.worded(f"-o {path!r} is a broken link (to {to!r}); remove it or rename",
+                                 f"-o {path!r} links to missing {to!r}; remove it or rename",
+                                 f"-o {path!r} is a broken link; remove it or rename")
     if os.path.lexists(path) and not force:
         raise OutputError(f"-o {path!r} exists; use --force to overwrite it")
     if not os.access(folder, os.W_OK):

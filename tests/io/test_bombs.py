@@ -92,6 +92,20 @@ def test_a_streamed_member_reads_rows_in_any_order(tmp_path):
         np.testing.assert_array_equal(s.read(1, 4), x[1:4])
 
 
+def test_a_member_cut_short_while_streamed_names_the_example_it_ends_in(tmp_path):
+    # 4 examples of 8*8*1 float64 (512 bytes each), 1100 bytes of data: examples 0 and 1 whole, 76 bytes of 2
+    write_bomb(tmp_path / "cut.npz", (4, 8, 8, 1), data_bytes=1100)
+    text = f"'{tmp_path}/cut.npz:A_prev'"
+    with open_array(str(tmp_path / "cut.npz")) as s:
+        np.testing.assert_array_equal(s.read(0, 2), np.zeros((2, 8, 8, 1)))
+        with pytest.raises(InputError) as info:
+            s.read(1, 4)  # from example 1: 588 bytes of the 1536 asked for
+        assert info.value.whole == f"{text} is damaged (cut short: example 2 has 76 of its 512 bytes)"
+        with pytest.raises(InputError) as info:
+            s.read(3, 4)  # the data ends before example 3 begins
+        assert info.value.whole == f"{text} is damaged (cut short: example 3 has 0 of its 512 bytes)"
+
+
 def test_a_truncated_member_is_a_corrupt_file(tmp_path):
     write_bomb(tmp_path / "cut.npz", (4, 8, 8, 1), data_bytes=100)
     with pytest.raises(InputError, match=r"is damaged \(cut short: 100 of 2048 data bytes\)$"):
