@@ -173,7 +173,8 @@ def _check_in_channels(spec: LayerSpec, dims: Dims, have: int, what: str = "inpu
     if spec.in_channels is not None and spec.in_channels != have:
         hint = "" if dims.channels_known else " (1 assumed: give C in --input)"
         n, short = spec.in_channels, what.split(" (")[0]  # 'input features (in_features)': the name goes last
-        fewer = ([f"expects {n} {short}, got {have}"] if dims.channels_known
+        fewer = ([f"expects {n} {short}, got {have}", f"expects {n} {short.split()[-1]}, got {have}"]
+                 if dims.channels_known
                  else [f"expects {n} {short}: give C in --input", f"expects {n} {short.split()[-1]}: give C in --input"])
         raise ShapeError.worded(f"expects {n} {what}, but its input has {have}{hint}",
                                 f"expects {n} {what}, got {have}{hint}", *fewer)

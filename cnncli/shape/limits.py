@@ -59,18 +59,22 @@ def check_digits(value, name: str, error=ValueError) -> None:
     Raises
     ------
     error
-        ``"{name} has a number of N digits; cnncli shape reads numbers of up to 1,000 digits"``.
+        ``"{name} has a number of N digits; cnncli shape reads numbers of up to 1,000 digits"``, or
+        ``"...; shape reads up to 1,000"`` where that does not fit 80 columns.
     """
+    def refuse(digits: str):
+        words = (f"{name} has a number of {digits} digits; cnncli shape reads numbers of up to {MAX_DIGITS:,} digits",
+                 f"{name} has a number of {digits} digits; shape reads up to {MAX_DIGITS:,}")
+        raise error.worded(*words) if hasattr(error, "worded") else error(words[0])
+
     if isinstance(value, int) and not isinstance(value, bool):
         if abs(value) >= 10 ** MAX_DIGITS:
-            raise error(f"{name} has a number of over {MAX_DIGITS:,} digits; cnncli shape reads numbers of up "
-                        f"to {MAX_DIGITS:,} digits")
+            refuse(f"over {MAX_DIGITS:,}")
         return
     if isinstance(value, str):
         n = longest_number(value)
         if n > MAX_DIGITS:
-            raise error(f"{name} has a number of {n:,} digits; cnncli shape reads numbers of up to "
-                        f"{MAX_DIGITS:,} digits")
+            refuse(f"{n:,}")
 
 
 def too_long(values: Iterable[tuple]) -> Optional[str]:

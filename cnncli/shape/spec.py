@@ -391,7 +391,7 @@ def parse_layer_spec(text: str) -> LayerSpec:
             values[last] += "," + item
             continue
         if key not in _KEYS:
-            raise HyperparameterError(f"{raw!r}: unknown key {key!r} (f s p d c g mode ceil op bias)")
+            raise _unknown_key(raw, kind, key)
         name = _KEYS[key]
         if name in values:
             raise HyperparameterError(f"{key!r} given twice in layer spec {raw!r}")
@@ -405,6 +405,14 @@ def parse_layer_spec(text: str) -> LayerSpec:
         if repr(raw) in str(exc):
             raise
         raise exc.with_context(after=(f" in layer spec {raw!r}", f" in {raw!r}")) from None
+
+
+def _unknown_key(raw: str, kind: str, key: str) -> HyperparameterError:
+    """``'conv:q=1': unknown key 'q' (f s p d c g mode ceil op bias)``, else the keys of this kind alone."""
+    own = " ".join(_SHORT[k] for k in _KIND_KEYS.get(_ALIASES.get(kind, kind), ()))
+    kinds = f"({own})" if own else f"({kind} takes none)"
+    return HyperparameterError.worded(f"{raw!r}: unknown key {key!r} (f s p d c g mode ceil op bias)",
+                                      f"{raw!r}: unknown key {key!r} {kinds}", f"{raw!r}: no key {key!r} {kinds}")
 
 
 def spec_gives(text: str, name: str) -> bool:

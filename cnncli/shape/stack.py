@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import List, Optional, Sequence, Tuple
 
-from ..errors import CnncliError, ShapeError
+from ..errors import CnncliError, ShapeError, fits
 from .limits import too_long
 from .layers import FieldState, LayerResult, evaluate_layer  # noqa: F401
 from .spec import Dims, LayerSpec, dims_from_shape, make_layer, parse_dims, parse_layer_spec  # noqa: F401
@@ -117,6 +117,10 @@ def evaluate_stack(specs: Sequence[LayerSpec], dims: Dims, notes: Sequence[str] 
                 result.error = exc
             else:
                 result.error = exc.with_context(_layer_named(i, spec, current))
+                if spec.line is not None and not fits(str(result.error)):
+                    # a long module name (ConvTranspose2d) leaves no room for the reason: the line number names it
+                    result.error = exc.with_context((f"layer {i} (line {spec.line}) on {current.text()}: ",
+                                                     f"layer {i} (line {spec.line}): "))
             return result
         if any(note.startswith("flatten order:") for note in layer.notes):
             if flatten_noted:  # said once per stack
