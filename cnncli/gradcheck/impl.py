@@ -31,7 +31,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import HyperparameterError, ImplError
+from ..errors import HyperparameterError, ImplError, fit_names
 from .core import DEFAULT_EPS, DEFAULT_TOL, validate_settings
 from .diagnose import ARRAY_INTO_ELEMENT, diagnose
 from .findings import Finding, FunctionReport, ImplResult
@@ -112,7 +112,10 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
             absent = [n for n in CLASSIC if n in only and n not in found]
             if absent:  # one absent name of several too: a "checked only ..." note would claim it was checked
                 joint = " or ".join(absent) if len(absent) == len(only) else ", ".join(absent)
-                raise ImplError(f"{os.fspath(path)!r} defines {', '.join(found)}, not {joint} (--only)")
+                name, only_ = repr(os.fspath(path)), f"--only {', '.join(absent)}: "
+                raise ImplError.worded(f"{name} defines {', '.join(found)}, not {joint} (--only)",
+                                       f"{only_}{name} defines {', '.join(found)}",
+                                       fit_names(f"{only_}{name} defines ", found, ("",), f"{only_}not in {name}"))
             notes.append(f"checked only {', '.join(n for n in CLASSIC if n in only)} (--only)")
         notes.extend(plan.notes)
         notes.extend(f"{m} is not installed here: its import was let through, and a function that uses it fails "

@@ -129,7 +129,8 @@ def _read_notebook(path: str) -> List[_Cell]:
     except ValueError as exc:
         # json's own words ("Expecting property name enclosed in double quotes") would not fit the line
         where = f" (line {exc.lineno}, column {exc.colno})" if hasattr(exc, "lineno") else ""
-        raise ImplError(f"--impl {path!r} is not a notebook: not JSON{where}") from None
+        raise ImplError.worded(f"--impl {path!r} is not a notebook: not JSON{where}",
+                               f"--impl {path!r} is not notebook JSON{where}") from None
     except (OSError, RecursionError) as exc:
         raise ImplError(f"--impl {path!r}: cannot read it ({type(exc).__name__})") from None
     if not isinstance(doc, dict):

@@ -245,9 +245,12 @@ class Sandbox:
         try:
             header = self._start(quiet=False, progress=progress)
         except _Timeout:
-            where = self._stuck_at(progress)
+            at = self._stuck_at(progress)
             self._kill()
-            raise ImplError(f"{path}: loading took over {self.timeout:g} s{where} (a loop at module level?)") from None
+            took, still = f"{path}: loading took over {self.timeout:g} s", f", still at {at}" if at else ""
+            passed = f"{path}: loading passed {self.timeout:g} s" + (f" at {at}" if at else "")
+            raise ImplError.worded(f"{took}{still} (a loop at module level?)", f"{passed} (a module-level loop?)",
+                                   passed) from None
         except _Died:
             how = self._how_it_ended() or "it closed its channel to the checker"
             self._kill()
@@ -274,7 +277,7 @@ class Sandbox:
         return header
 
     def _stuck_at(self, progress: str) -> str:
-        """", still at cell C, line N" where a load that timed out is running (asked with SIGUSR1), or ""."""
+        """"cell C, line N" where a load that timed out is running (asked with SIGUSR1), or ""."""
         try:
             os.kill(self.proc.pid, signal.SIGUSR1)
         except (AttributeError, OSError):
@@ -288,7 +291,7 @@ class Sandbox:
                     at = json.loads(text)
                     line, cell = at.get("line"), at.get("cell")
                     if type(line) is int:
-                        return f", still at {f'cell {cell}, ' if type(cell) is int else ''}line {line}"
+                        return f"{f'cell {cell}, ' if type(cell) is int else ''}line {line}"
             except (OSError, ValueError):
                 pass
             time.sleep(0.02)

@@ -6,6 +6,10 @@ test_shape_error_width.py hold the exact wordings of earlier fits."""
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -13,6 +17,7 @@ from typer.testing import CliRunner
 from cnncli.cli import app
 from cnncli.cli.app import state as app_state
 from cnncli.errors import ERROR_WIDTH, columns
+from tests.io.test_bombs import write_bomb
 
 runner = CliRunner()
 
@@ -24,7 +29,13 @@ TORCH_LINES = {  # one printed module each, refused as a line or as a layer
     "U.txt": "  (0): Frob(3)",
     "P.txt": "  (0): MaxPool2d(kernel_size=2, stride=2, padding=2)",
     "F.txt": "  (0): Linear(in_features=400, out_features=120, bias=True)",
+    "TT.txt": "  (0): ConvTranspose2d(8, 8, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), output_padding=(1, 1))",
+    "LL.txt": "  (0): Linear(in_features=400, out_features=120, bias=True)",
+    "BN.txt": "  (0): BatchNorm2d(8, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)",
+    "MP.txt": "  (0): MaxPool2d(kernel_size=64, stride=2, padding=0, dilation=1, ceil_mode=False)",
+    "AP.txt": "  (0): AvgPool2d(kernel_size=64, stride=2, padding=0)",
 }
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture(autouse=True)
@@ -70,6 +81,15 @@ def here(tmp_path, monkeypatch):
         h5["A_prev"] = h5py.Empty("f8")
     with h5py.File("k.h5", "w") as h5:
         h5["A_prev"] = h5py.ExternalLink("h.h5", "/A_prev")
+    (tmp_path / "examples").mkdir()  # the README's own files, under the names it gives them
+    for name in ("pool_case.npz", "exercise_conv.h5"):
+        shutil.copy(EXAMPLES / name, tmp_path / "examples" / name)
+    (tmp_path / "sig.py").write_text("def zero_pad(X, pad):\n    return X\n\n\ndef distribute_value(dz, shape):\n"
+                                     "    return dz\n")
+    (tmp_path / "slowload.py").write_text("import time\ntime.sleep(5)\n")
+    (tmp_path / "bad.ipynb").write_text('{"cells": ]')  # not JSON at column 11
+    write_bomb(tmp_path / "bomb.npz", (1, 4096, 4096, 1), data_bytes=1000)
+    os.symlink("nowhere.npy", tmp_path / "dang.npy")
     return tmp_path
 
 
@@ -118,6 +138,14 @@ BAD = [
     (["shape", "--from", "U.txt", "--input", "8x8x3"], "'Frob'", {}),
     (["shape", "--from", "P.txt", "--input", "8x8x3"], "pad 2", {}),
     (["shape", "--from", "F.txt", "--input", "1x9"], "expects 400 features", {}),
+    (["shape", "--from", "TT.txt", "--input", "3x32x32", "--layout", "nchw"], "ConvTranspose2d): expects 8", {}),
+    (["shape", "--from", "TT.txt", "--input", "32x32", "--layout", "nchw"], "give C in --input", {}),
+    (["shape", "--from", "LL.txt", "--input", "3x32x32", "--layout", "nchw"], "expects 400", {}),
+    (["shape", "--from", "BN.txt", "--input", "3x32x32", "--layout", "nchw"], "expects 8", {}),
+    (["shape", "--from", "MP.txt", "--input", "3x32x32", "--layout", "nchw"], "64x64", {}),
+    (["shape", "--from", "AP.txt", "--input", "3x32x32", "--layout", "nchw"], "64x64", {}),
+    (["shape", "--input", "28", "conv:kernel_size=3"], "'kernel_size' (f s p d c g bias)", {}),
+    (["shape", "--input", "9" * 4401, "--f", "3"], "4,401 digits", {}),
     (["shape", "pool:f=2,mode=median", "--input", "8"], "'median'", {}),
     (["shape", "conv:f=3,p=1,2,3", "--input", "8"], "'1,2,3'", {}),
     (["shape", "conv:f=3,s=2x", "--input", "8"], "'2x'", {}),
@@ -148,6 +176,10 @@ BAD = [
     (["forward", "X.npy:foo", "--f", "3"], "':foo'", {}),
     (["forward", "Z.npz", "--f", "3"], "'Z.npz'", {}),
     (["forward", "Z.npz:q", "--f", "3"], "'q'", {}),
+    (["forward", "examples/pool_case.npz:A", "--f", "2"], "'A'; it has: A_prev, dA", {}),
+    (["forward", "examples/exercise_conv.h5:/Q"], "'/Q'; it has: /A_prev", {}),
+    (["forward", "bomb.npz:A_prev", "--f", "2"], "example 0 cut short", {}),
+    (["forward", "X.npy", "--f", "2", "-o", "dang.npy", "--force"], "'nowhere.npy'", {}),
     (["forward", "h.h5:/nope", "--f", "3"], "'/nope'", {}),
     (["forward", "e.h5", "--f", "3", "-o", "out.npy"], "'d.bin'", {}),
     (["forward", "case.h5", "--f", "1", "-o", "out.npy"], "'/etc/passwd'", {}),
@@ -187,6 +219,9 @@ BAD = [
     # gradcheck
     (["gradcheck", "--impl", "nb.ipynb"], "'nb.ipynb'", {}),
     (["gradcheck", "--impl", "nb.ipynb", "--stride", "2"], "--stride", {}),
+    (["gradcheck", "--impl", "sig.py", "--only", "conv_forward"], "--only conv_forward", {}),
+    (["gradcheck", "--impl", "slowload.py", "--timeout", "1"], "line 2", {}),
+    (["gradcheck", "--impl", "bad.ipynb"], "'bad.ipynb'", {}),
     (["gradcheck", "X.npy", "--weights", "W.npy", "--method", "foo"], "'foo'", {}),
     # numbers of typed options in other digits, or with '_' (click's "Invalid value for '--x': " comes first)
     (["gradcheck", "--samples", "\u0969"], "'\u0969'", {}),  # Devanagari 3
@@ -210,3 +245,49 @@ def test_a_short_bad_input_is_refused_in_one_line_of_at_most_80_columns(here, ar
     assert line.startswith("cnncli: error: ") and words in line, line
     assert columns(line) <= ERROR_WIDTH, f"{columns(line)} columns: {line}"
     assert (here / "taken.npy").read_bytes() == b"keep" and not (here / "out.npy").exists()
+
+
+# the fewer words taken where the whole did not fit (columns of the whole line before -> after)
+FEWER = [
+    (["forward", "examples/pool_case.npz:A", "--f", "2"],  # 105 -> 79
+     "'examples/pool_case.npz' has no 'A'; it has: A_prev, dA, +5 more"),
+    (["forward", "examples/exercise_conv.h5:/Q"],  # 92 -> 80
+     "'examples/exercise_conv.h5' has no '/Q'; it has: /A_prev, +3 more"),
+    (["shape", "--from", "TT.txt", "--input", "3x32x32", "--layout", "nchw"],  # 189 -> 75
+     "layer 1 (line 2: ConvTranspose2d): expects 8 channels, got 3"),
+    (["shape", "--from", "TT.txt", "--input", "32x32", "--layout", "nchw"],  # 218 -> 76
+     "layer 1 (line 2): expects 8 input channels: give C in --input"),
+    (["shape", "--input", "28", "conv:kernel_size=3"],  # 94 -> 76
+     "'conv:kernel_size=3': no key 'kernel_size' (f s p d c g bias)"),
+    (["shape", "--input", "9" * 4401, "--f", "3"],  # 101 -> 76
+     "--input has a number of 4,401 digits; shape reads up to 1,000"),
+    (["gradcheck", "--impl", "sig.py", "--only", "conv_forward"],  # 86 -> 79
+     "--only conv_forward: 'sig.py' defines zero_pad, distribute_value"),
+    (["gradcheck", "--impl", "slowload.py", "--timeout", "1"],  # 93 -> 79
+     "slowload.py: loading passed 1 s at line 2 (a module-level loop?)"),
+    (["gradcheck", "--impl", "bad.ipynb"],  # 82 -> 75
+     "--impl 'bad.ipynb' is not notebook JSON (line 1, column 11)"),
+    (["forward", "bomb.npz:A_prev", "--f", "2"],  # 98 -> 79: the bytes are example 0's
+     "'bomb.npz:A_prev': example 0 cut short (1000 of 134217728 bytes)"),
+    (["forward", "X.npy", "--f", "2", "-o", "dang.npy", "--force"],  # 85 -> 80
+     "-o 'dang.npy' links to missing 'nowhere.npy'; remove it or rename"),
+]
+
+
+@pytest.mark.parametrize("argv, line", FEWER, ids=[" ".join(a)[:60] for a, _ in FEWER])
+def test_where_the_whole_words_do_not_fit_fewer_still_name_the_value_and_what_is_valid(here, argv, line):
+    result = runner.invoke(app, argv, env={"COLUMNS": "80"})
+    assert (result.exit_code, result.stderr) == (2, f"cnncli: error: {line}\n")
+
+
+def test_a_missing_name_keeps_the_whole_list_for_documents():
+    from cnncli.errors import InputError
+    from cnncli.io.readers import parse_ref, pick_name
+
+    names = ["A_prev", "dA", "layer", "f", "stride", "pad", "mode"]
+    with pytest.raises(InputError) as info:
+        pick_name(parse_ref("examples/pool_case.npz:A"), names, "array")
+    assert info.value.whole == "'examples/pool_case.npz' has no array 'A'; it has: " + ", ".join(names)
+    with pytest.raises(InputError) as info:  # where the whole fits it is said
+        pick_name(parse_ref("Z.npz:q"), ["A", "B"], "array")
+    assert str(info.value) == "'Z.npz' has no array 'q'; it has: A, B"
