@@ -68,8 +68,43 @@ def check_budget(nbytes: int, text: str) -> None:
     budget = memory_budget()
     if nbytes > budget:
         need, allowed = two_sizes(nbytes, budget)  # 1048576 against 1048575: not "1.0 MiB; ... allows 1.0 MiB"
-        raise InputError.worded(f"{text!r} declares {need}; CNNCLI_MEMORY_BYTES allows {allowed}",
-                                f"{text!r} declares {need}, over CNNCLI_MEMORY_BYTES")  # the user set it
+        raise over_budget(f"{text!r} declares {need}", allowed, f"{text!r}: {need}")
+
+
+def over_budget(said: str, allowed: str, short: str = "") -> InputError:
+    """``"<said>; CNNCLI_MEMORY_BYTES allows <allowed>"`` when the user set it (else "..., over" it, which they
+    know), or ``"<said>; the budget is <allowed> (CNNCLI_MEMORY_BYTES)"`` when it is the default: a message
+    naming only the variable would send the user to look for a setting they never made.
+
+    Parameters
+    ----------
+    said : str
+        What is too large: ``"'x.npz:A' declares 2.0 MiB"``.
+    allowed : str
+        The budget, formatted (:func:`cnncli.units.two_sizes`).
+    short : str, optional
+        ``said`` in fewer words (``"'x.npz:A': 2.0 MiB"``), for the last wordings.
+
+    Returns
+    -------
+    InputError
+        Worded to fit 80 columns (:meth:`CnncliError.worded`); raise it.
+
+    Raises
+    ------
+    SettingError
+        ``CNNCLI_MEMORY_BYTES`` is set but not a positive integer.
+    """
+    saids = (said, short) if short else (said,)
+    if memory_setting():
+        return InputError.worded(f"{said}; {BUDGET_SETTING} allows {allowed}",
+                                 *(f"{s}, over {BUDGET_SETTING}" for s in saids))
+    half = "half the memory; " if physical_memory() else ""
+    return InputError.worded(f"{said}; the budget is {allowed} ({half}{BUDGET_SETTING} sets it)",
+                             f"{said}; the budget is {allowed} ({BUDGET_SETTING})",
+                             f"{said}; budget {allowed} ({BUDGET_SETTING})",
+                             f"{said}; the default budget is {allowed}", f"{said}; default budget {allowed}",
+                             *(f"{s}, over the {allowed} budget" for s in saids))
 
 
 #: Bytes read from a pipe at a time: memory grows with what the pipe holds, not with the budget.
@@ -109,6 +144,10 @@ def read_bounded(stream, text: str, sniff=None) -> bytes:
         step = READ_STEP
     if total > budget:
         allowed = format_bytes(budget, "bytes")
-        raise InputError.worded(f"{text} holds over the {allowed} CNNCLI_MEMORY_BYTES allows",
-                                f"{text} holds over CNNCLI_MEMORY_BYTES ({allowed})")
+        if memory_setting():
+            raise InputError.worded(f"{text} holds over the {allowed} CNNCLI_MEMORY_BYTES allows",
+                                    f"{text} holds over CNNCLI_MEMORY_BYTES ({allowed})")
+        raise InputError.worded(f"{text} holds over the {allowed} budget ({BUDGET_SETTING})",
+                                f"{text}: over the {allowed} budget ({BUDGET_SETTING})",
+                                f"{text} holds over the {allowed} budget")
     return b"".join(chunks)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import CnncliError, ExternalDataError, InputError
 from ..units import two_sizes
-from .budget import memory_budget
+from .budget import memory_budget, over_budget
 from .h5links import (MAX_LINKS, external_links, h5py_module, link_kind, readable_links, refuse_dangling, text_of,
                       walk_links)
 from .readers import ArrayRef, check_dtype, damaged, expect_format, listed, materialize, pick_name, source_of
@@ -241,8 +241,7 @@ def chunk_cache_needed(ds, text: str) -> Optional[int]:
     budget = memory_budget()
     if nbytes > budget:
         need, allowed = two_sizes(nbytes, budget)
-        raise InputError.worded(f"{text!r}: {need} chunks; CNNCLI_MEMORY_BYTES allows {allowed}",  # inflated whole
-                                f"{text!r}: {need} chunks, over CNNCLI_MEMORY_BYTES")
+        raise over_budget(f"{text!r}: {need} chunks", allowed)  # a compressed chunk is inflated whole
     held = ds.id.get_access_plist().get_chunk_cache()[1]  # (slots, bytes, w0): h5py's default differs by version
     return None if nbytes <= held else nbytes + (1 << 20)
 

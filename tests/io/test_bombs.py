@@ -209,3 +209,35 @@ def test_a_refusal_whose_sizes_round_alike_gives_them_in_bytes(tmp_path, monkeyp
     with pytest.raises(InputError) as info:
         load_array(str(tmp_path / "M.npy"))
     assert str(info.value) == f"'{tmp_path}/M.npy' declares 1048576 bytes; CNNCLI_MEMORY_BYTES allows 1048575 bytes"
+
+
+def test_a_refusal_over_the_default_budget_says_the_budget_not_a_setting_never_made(tmp_path, monkeypatch):
+    # CNNCLI_MEMORY_BYTES unset: the budget is half the machine's memory, here said to be 2 MiB (budget 1 MiB)
+    from cnncli.io import budget
+
+    monkeypatch.delenv("CNNCLI_MEMORY_BYTES", raising=False)
+    monkeypatch.setattr(budget, "physical_memory", lambda: 2 * 2**20)
+    monkeypatch.chdir(tmp_path)
+    write_bomb(tmp_path / "x.npz", (1, 128, 128, 16), data_bytes=0)
+    (tmp_path / "bomb3.npz").write_bytes((tmp_path / "x.npz").read_bytes())
+    with pytest.raises(InputError) as info:  # a flag's context leaves no room: fewer words still say the budget
+        load_array("bomb3.npz", role="--weights")
+    assert str(info.value) == "--weights 'bomb3.npz:A_prev': 2.0 MiB, over the 1.0 MiB budget"  # 76 columns  # 128 * 128 * 16 * 8 bytes = 2 MiB
+    with pytest.raises(InputError) as info:
+        load_array("x.npz")
+    assert info.value.whole == ("'x.npz:A_prev' declares 2.0 MiB; the budget is 1.0 MiB (half the memory; "
+                                "CNNCLI_MEMORY_BYTES sets it)")
+    assert str(info.value) == "'x.npz:A_prev' declares 2.0 MiB; the default budget is 1.0 MiB"  # 76 columns
+    with h5py.File("chunky.h5", "w") as f:  # one 8 MiB chunk
+        f.create_dataset("x", shape=(4, 64, 64, 64), dtype="f8", chunks=(4, 64, 64, 64), compression="gzip")
+    with open_array("chunky.h5") as stream, pytest.raises(InputError) as info:
+        stream.read(0, 1)
+    assert str(info.value) == "'chunky.h5:/x': 8.0 MiB chunks; the default budget is 1.0 MiB"  # 76 columns
+    with pytest.raises(InputError) as info:
+        budget.read_bounded(io.BytesIO(bytes(3 * 2**20)), "standard input")
+    assert str(info.value) == "standard input: over the 1.0 MiB budget (CNNCLI_MEMORY_BYTES)"  # the whole 81
+    monkeypatch.setenv("CNNCLI_MEMORY_BYTES", str(2**20))  # set: the user knows the value, the line names it
+    with pytest.raises(InputError) as info:
+        load_array("x.npz")
+    assert info.value.whole == "'x.npz:A_prev' declares 2.0 MiB; CNNCLI_MEMORY_BYTES allows 1.0 MiB"  # 81 columns
+    assert str(info.value) == "'x.npz:A_prev' declares 2.0 MiB, over CNNCLI_MEMORY_BYTES"
