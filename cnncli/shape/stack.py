@@ -116,11 +116,13 @@ def evaluate_stack(specs: Sequence[LayerSpec], dims: Dims, notes: Sequence[str] 
             if len(specs) == 1 and not spec.text:  # one layer from options: nothing to point at
                 result.error = exc
             else:
-                result.error = exc.with_context(_layer_named(i, spec, current))
+                named = _layer_named(i, spec, current)
+                result.error = exc.with_context(named)
                 if spec.line is not None and not fits(str(result.error)):
                     # a long module name (ConvTranspose2d) leaves no room for the reason: the line number names it
-                    result.error = exc.with_context((f"layer {i} (line {spec.line}) on {current.text()}: ",
-                                                     f"layer {i} (line {spec.line}): "))
+                    # (none of ``named`` fits, so they only keep the whole words first, for --json)
+                    result.error = exc.with_context(named + (f"layer {i} (line {spec.line}) on {current.text()}: ",
+                                                             f"layer {i} (line {spec.line}): "))
             return result
         if any(note.startswith("flatten order:") for note in layer.notes):
             if flatten_noted:  # said once per stack

@@ -291,3 +291,15 @@ def test_a_missing_name_keeps_the_whole_list_for_documents():
     with pytest.raises(InputError) as info:  # where the whole fits it is said
         pick_name(parse_ref("Z.npz:q"), ["A", "B"], "array")
     assert str(info.value) == "'Z.npz' has no array 'q'; it has: A, B"
+
+
+def test_a_printed_line_gives_way_on_stderr_but_its_json_error_quotes_it_whole(here):
+    import json
+
+    for dims, reason in (("3x32x32", "on 3x32x32: expects 8 input channels, but its input has 3"),
+                         ("32x32", "on 32x32: expects 8 input channels, but its input has 1 (1 assumed: give C in "
+                                   "--input)")):
+        result = runner.invoke(app, ["shape", "--from", "TT.txt", "--input", dims, "--layout", "nchw", "--json"],
+                               env={"COLUMNS": "80"})
+        assert result.exit_code == 2 and columns(result.stderr.splitlines()[0]) <= ERROR_WIDTH
+        assert json.loads(result.stdout)["error"] == f"layer 1 (0: {TORCH_LINES['TT.txt'][7:]}, line 2) {reason}"
