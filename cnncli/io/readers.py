@@ -402,7 +402,7 @@ def pick_name(ref: ArrayRef, names, what: str) -> str:
 def listed(said, has: str, names, what: str) -> InputError:
     """``"<said>; <has>: a, b, +3 more"``, the names cut to fit 80 columns as :meth:`ArrayChoiceError.several`'s
     are, ``said`` in fewer words where no name would fit otherwise (``said`` a str or a sequence, whole first);
-    the whole list stays in ``err.whole`` (--json). ``"<has>: none"`` without names (returned)."""
+    the whole list stays in ``err.whole``. ``"<has>: none"`` without names (returned)."""
     saids = (said,) if isinstance(said, str) else tuple(said)
     if not names:
         return InputError(f"{saids[0]}; {has}: none")
