@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import ArrayChoiceError, HyperparameterError, InputError, ShapeError, fit_names
+from ..errors import ArrayChoiceError, HyperparameterError, InputError, ShapeError, fit_names, fits
 from .app import app
 from .command import CnncliCommand, choices, examples
 from .options import PlainOpt, check_output_flags
@@ -87,7 +87,7 @@ def shape(
     """
     # NOTE: imported here, not at the top: --help and the other commands never load them (start-up time).
     from ..render import shape as render
-    from ..shape.spec import layout_note, spec_gives
+    from ..shape.spec import layout_note, looks_nchw, spec_gives
     from ..shape.stack import evaluate_stack, make_layer, parse_dims, parse_layer_spec
     from ..shape.solve import solve_target
     from ..shape.table import size_table_report
@@ -171,4 +171,24 @@ def shape(
     elif result.layers:
         render.print_stack(result, render.console(plain=plain))
     if result.error is not None:
+        if layout is None and looks_nchw(dims):  # '3x32x32' read as 3 rows of 32 columns of 32 channels
+            raise _nchw_hint(result.error, dims, specs[len(result.layers)], len(result.layers) + 1)
         raise result.error  # the app prints it as one line and exits 2
+
+
+def _nchw_hint(err, dims, spec, index: int):
+    """``err`` with the NCHW question after it, in the first wording that fits (else ``err`` as it was).
+
+    Where the first layer's channels are the input's height, the likely misreading is said in its own
+    words: the layer's label and the dims leave no room for the question at 80 columns."""
+    wordings = err.wordings or (str(err),)
+    hinted = [w + a for a in ("; if the input is NCHW, add --layout nchw", "; NCHW? add --layout nchw")
+              for w in wordings]
+    if index == 1 and spec.in_channels is not None and spec.in_channels == dims.h != dims.c:
+        hinted.append(f"layer 1 expects {spec.in_channels} channels, got {dims.c}: NCHW input? add --layout nchw")
+    fitting = [w for w in hinted if fits(w)]
+    if not fitting:
+        return err
+    new = type(err).worded(*fitting)
+    new.__cause__ = err
+    return new

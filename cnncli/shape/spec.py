@@ -102,12 +102,18 @@ def parse_dims(text: str, name: str = "--input", layout: str = "nhwc") -> Dims:
     return dims_from_shape(v, layout, name)
 
 
+def looks_nchw(dims: Dims) -> bool:
+    """Whether an NHWC ``HxWxC`` or ``MxHxWxC`` input looks like PyTorch's NCHW read as NHWC (``3x32x32``,
+    ``1x1x28x28``): its height 1 or 3 and smaller than both the width and the channels."""
+    return dims.rank >= 3 and dims.layout == "nhwc" and dims.h in (1, 3) and dims.w > dims.h and dims.c > dims.h
+
+
 def layout_note(dims: Dims, layout_given: bool) -> Optional[str]:
     """A note when a 4-D NHWC input looks like PyTorch's NCHW (``1x3x224x224``), else None."""
-    if layout_given or dims.rank != 4 or dims.layout != "nhwc":
+    if layout_given or dims.rank != 4:
         return None
     second, third, fourth = dims.h, dims.w, dims.c
-    if second in (1, 3) and third > second and fourth > second:
+    if looks_nchw(dims):
         return (f"input {dims.text()} is read as NHWC (height {dims.h}, width {dims.w}, {dims.c} channels); "
                 f"if it is PyTorch's NCHW ({second} channels of {third}x{fourth}), add --layout nchw")
     return None

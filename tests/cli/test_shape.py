@@ -327,3 +327,22 @@ def test_digits_of_other_scripts_are_refused_not_read_as_numbers(args, words):
     # int() reads '３' (full-width) and '٢' (Arabic-Indic) as 3 and 2: the table then shows a number never typed
     result = shape(*args)
     assert result.exit_code == 2 and result.stdout == "" and words in result.stderr
+
+
+_LENET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "shape", "printed", "lenet.txt")
+
+
+@pytest.mark.parametrize("dims, line", [
+    # LeNet's first Conv2d takes 1 channel: 1x28x28 read as NHWC has 28, its height is the 1 it expects
+    ("1x28x28", "layer 1 expects 1 channels, got 28: NCHW input? add --layout nchw"),
+    ("1x1x28x28", "layer 1 expects 1 channels, got 28: NCHW input? add --layout nchw"),
+    # not NCHW-looking (height 28), or the layout given: the refusal as it was
+    ("28x28x3", "layer 1 (line 2: Conv2d): expects 1 input channels, got 3"),
+])
+def test_an_input_that_looks_nchw_is_asked_about_when_the_first_layer_refuses_it(dims, line):
+    r = CliRunner().invoke(app, ["shape", "--from", _LENET, "--input", dims], env={"COLUMNS": "80"})
+    assert (r.exit_code, r.stderr) == (2, f"cnncli: error: {line}\n")
+    r = CliRunner().invoke(app, ["shape", "--from", _LENET, "--input", dims, "--layout", "nhwc"])
+    assert r.exit_code == 2 and "NCHW" not in r.stderr  # said nhwc: no question
+    r = CliRunner().invoke(app, ["shape", "--from", _LENET, "--input", "1x28x28", "--layout", "nchw", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["layers"][-1]["output"] == [10]
