@@ -1,8 +1,17 @@
 """Shared test configuration: hypothesis profiles sized for a 2-core CI machine."""
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 from hypothesis import HealthCheck, settings
+
+# tests/impls/make_bugs.py, loaded once for every test file (its bug files and cached --impl reports shared):
+# --import-mode=importlib puts no test folder on sys.path, so test files take it from sys.modules
+_spec = importlib.util.spec_from_file_location("cnncli_tests_make_bugs", Path(__file__).parent / "impls" / "make_bugs.py")
+sys.modules["cnncli_tests_make_bugs"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sys.modules["cnncli_tests_make_bugs"])
 
 # NOTE: the suite's outputs are its own, whatever terminal runs it: a COLUMNS=80 exported by the user wrapped
 # notes the tests read whole (7 failed). Tests that want a width give it (env={"COLUMNS": "80"}).

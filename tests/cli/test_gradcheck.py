@@ -1,6 +1,5 @@
 """`cnncli gradcheck` through the real app: battery, SOURCE, --impl, JSON, reports, exit codes."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,13 +17,7 @@ from cnncli.gradcheck.battery import BATTERY
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
 IMPLS = ROOT / "tests" / "impls"
-# one module for every test file (its bug files and cached reports shared): --import-mode=importlib adds no path
-make_bugs = sys.modules.get("cnncli_tests_make_bugs")
-if make_bugs is None:
-    _spec = importlib.util.spec_from_file_location("cnncli_tests_make_bugs", IMPLS / "make_bugs.py")
-    make_bugs = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(make_bugs)
-    sys.modules["cnncli_tests_make_bugs"] = make_bugs
+make_bugs = sys.modules["cnncli_tests_make_bugs"]  # loaded once by tests/conftest.py
 GRADIENT_KEYS = {"name", "shape", "method", "relative_error", "max_abs_error", "worst_index", "worst_analytical",
                  "worst_numerical", "checked", "directions", "kinks", "failing", "passed", "verdict", "reason",
                  "rounding_floor", "tolerance", "hint", "top"}

@@ -3,7 +3,6 @@
 The real app, through Typer's runner; its output is not a terminal, so it follows COLUMNS.
 """
 
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -18,13 +17,7 @@ runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 IMPLS = ROOT / "tests" / "impls"
-# one module for every test file (its bug files and cached reports shared): --import-mode=importlib adds no path
-make_bugs = sys.modules.get("cnncli_tests_make_bugs")
-if make_bugs is None:
-    _spec = importlib.util.spec_from_file_location("cnncli_tests_make_bugs", IMPLS / "make_bugs.py")
-    make_bugs = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(make_bugs)
-    sys.modules["cnncli_tests_make_bugs"] = make_bugs
+make_bugs = sys.modules["cnncli_tests_make_bugs"]  # loaded once by tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """--impl: the correct classic solution passes, every one-bug variant is flagged, user errors are described."""
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -12,13 +11,7 @@ from cnncli.gradcheck.battery import BATTERY, run_battery
 from cnncli.gradcheck.impl import check_impl
 
 IMPLS = Path(__file__).resolve().parents[1] / "impls"
-# one module for every test file (its bug files and cached reports shared): --import-mode=importlib adds no path
-make_bugs = sys.modules.get("cnncli_tests_make_bugs")
-if make_bugs is None:
-    _spec = importlib.util.spec_from_file_location("cnncli_tests_make_bugs", IMPLS / "make_bugs.py")
-    make_bugs = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(make_bugs)
-    sys.modules["cnncli_tests_make_bugs"] = make_bugs
+make_bugs = sys.modules["cnncli_tests_make_bugs"]  # loaded once by tests/conftest.py
 BUGS = make_bugs.BUGS
 
 

@@ -1,9 +1,7 @@
 """--impl hints that name the real mistake, each on a small realistic file (tests/impls/make_bugs.py)."""
 
-import importlib.util
 import re
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,14 +10,7 @@ from cnncli.engine import ConvParams, PoolParams, conv2d, conv2d_backward, pool2
 from cnncli.gradcheck import mistakes
 from cnncli.gradcheck.impl import check_impl
 
-IMPLS = Path(__file__).resolve().parents[1] / "impls"
-# one module for every test file (its bug files and cached reports shared): --import-mode=importlib adds no path
-make_bugs = sys.modules.get("cnncli_tests_make_bugs")
-if make_bugs is None:
-    _spec = importlib.util.spec_from_file_location("cnncli_tests_make_bugs", IMPLS / "make_bugs.py")
-    make_bugs = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(make_bugs)
-    sys.modules["cnncli_tests_make_bugs"] = make_bugs
+make_bugs = sys.modules["cnncli_tests_make_bugs"]  # loaded once by tests/conftest.py
 
 
 def _numpy_refuses_size_1_arrays() -> bool:
