@@ -181,14 +181,13 @@ def _nchw_hint(err, dims, spec, index: int):
 
     Where the first layer's channels are the input's height, the likely misreading is said in its own
     words: the layer's label and the dims leave no room for the question at 80 columns."""
-    wordings = err.wordings or (str(err),)
-    hinted = [w + a for a in ("; if the input is NCHW, add --layout nchw", "; NCHW? add --layout nchw")
-              for w in wordings]
+    hinted = err.with_context(after=("; if the input is NCHW, add --layout nchw", "; NCHW? add --layout nchw"))
+    if fits(str(hinted)):
+        return hinted
     if index == 1 and spec.in_channels is not None and spec.in_channels == dims.h != dims.c:
-        hinted.append(f"layer 1 expects {spec.in_channels} channels, got {dims.c}: NCHW input? add --layout nchw")
-    fitting = [w for w in hinted if fits(w)]
-    if not fitting:
-        return err
-    new = type(err).worded(*fitting)
-    new.__cause__ = err
-    return new
+        asked = f"layer 1 expects {spec.in_channels} channels, got {dims.c}: NCHW input? add --layout nchw"
+        if fits(asked):
+            new = type(err).worded(asked)
+            new.__cause__ = err
+            return new
+    return err

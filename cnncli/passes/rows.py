@@ -98,6 +98,16 @@ def _census_rows(call, example: int, counted: int, upto: int, seen: Optional[See
     return max(counted, upto)
 
 
+def _read(call, example: int, blk: RowBlock, counted: int, seen: Optional[Seen]) -> Tuple[np.ndarray, RowBlock, int]:
+    """The block's input (:func:`_block_input`), its rows from ``counted`` on, and any skipped before them, told
+    to ``seen``; returns the input, the block it stands for and the new mark."""
+    counted = _census_rows(call, example, counted, blk.in_lo, seen)  # rows no window reads, too
+    x, blk = _block_input(call, example, blk)
+    if seen is not None and blk.in_hi > counted:
+        seen(x[:, counted - blk.in_lo:])
+    return x, blk, max(counted, blk.in_hi)
+
+
 def _blocks(geom, rows: int) -> Iterator[Tuple[int, int]]:
     """Consecutive blocks of ``rows`` output rows; a ceil-mode last row that overflows joins the block before
     it (alone it reads less than a window: :func:`~cnncli.engine.geometry.row_block`)."""
@@ -134,12 +144,7 @@ def forward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None,
     geom, counted = call.geometry, 0
     H = call.A_prev.shape[1]
     for r0, r1 in _blocks(geom, rows):
-        blk = row_block(geom, r0, r1)
-        counted = _census_rows(call, example, counted, blk.in_lo, seen)  # rows no window reads, too
-        x, blk = _block_input(call, example, blk)
-        if seen is not None and blk.in_hi > counted:
-            seen(x[:, counted - blk.in_lo:])
-            counted = blk.in_hi
+        x, blk, counted = _read(call, example, row_block(geom, r0, r1), counted, seen)
         if call.kind == "conv":
             out = conv2d(x, call.W, call.b, _block_params(call, blk), workspace_bytes=workspace_bytes)
         else:
@@ -177,11 +182,7 @@ def backward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None, 
     done = 0  # input rows before this one are final and yielded
     for r0, r1 in _blocks(geom, rows):
         blk = row_block(geom, r0, r1)
-        counted = _census_rows(call, example, counted, blk.in_lo, seen)
-        x, blk_in = _block_input(call, example, blk)
-        if seen is not None and blk_in.in_hi > counted:
-            seen(x[:, counted - blk_in.in_lo:])
-            counted = blk_in.in_hi
+        x, blk_in, counted = _read(call, example, blk, counted, seen)
         g = _input_rows(call.grad, example, r0, r1)
         if seen_grad is not None:
             seen_grad(g)

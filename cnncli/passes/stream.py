@@ -184,25 +184,24 @@ class Result:
         return {"shape": list(self.shape), "dtype": self.dtype, **self.stats.as_dict()}
 
 
-def chunk_rows(call, *, backward: bool = False, chunk_bytes: Optional[int] = None) -> int:
-    """Examples per chunk so that the chunk's inputs and outputs stay near ``chunk_bytes``."""
+def _example_bytes(call, backward: bool) -> int:
+    """One example's input and output bytes in the compute dtype (backward: the gradient in, dA_prev out too)."""
     _, H, W, C = call.A_prev.shape
     _, oh, ow, n_C = call.out_shape
-    per_example = H * W * C + oh * ow * n_C
-    if backward:
-        per_example *= 2  # the gradient in, dA_prev out
+    return (H * W * C + oh * ow * n_C) * (2 if backward else 1) * call.dtype.itemsize
+
+
+def chunk_rows(call, *, backward: bool = False, chunk_bytes: Optional[int] = None) -> int:
+    """Examples per chunk so that the chunk's inputs and outputs stay near ``chunk_bytes``."""
     budget = io_chunk_bytes() if chunk_bytes is None else chunk_bytes
-    return max(1, budget // max(1, per_example * call.dtype.itemsize))
+    return max(1, budget // max(1, _example_bytes(call, backward)))
 
 
 def _row_blocks(call, *, backward: bool = False, chunk_bytes: Optional[int] = None) -> Optional[int]:
     """Output rows per block when one example's input and output exceed the chunk's bytes (see
     :mod:`.rows`), else None: whole examples are the chunks."""
-    _, H, W, C = call.A_prev.shape
-    _, oh, ow, n_C = call.out_shape
-    per_example = (H * W * C + oh * ow * n_C) * (2 if backward else 1) * call.dtype.itemsize
     budget = io_chunk_bytes() if chunk_bytes is None else chunk_bytes
-    if per_example <= budget or oh == 1:
+    if _example_bytes(call, backward) <= budget or call.out_shape[1] == 1:
         return None
     return block_rows(call, budget, backward=backward)
 
@@ -314,20 +313,20 @@ def forward(call, writer=None, *, progress: Progress = None, chunk_bytes: Option
     rows = _row_blocks(call, chunk_bytes=chunk_bytes)
     if rows is not None:  # examples larger than a chunk: a block of one example's rows at a time
         _forward_by_rows(call, name, rows, sink, stats, census, progress)
-    chunks = _chunks(m, chunk_rows(call, chunk_bytes=chunk_bytes)) if rows is None else ()  # else done by rows
-    for sl in chunks:
-        with _quiet():
-            A = call.A_prev[sl]
-            census.add("A_prev", A)
-            if call.kind == "conv":
-                out = conv2d(A, call.W, call.b, call.params, workspace_bytes=WORKSPACE_BYTES)
-            else:
-                out = pool2d(A, call.params, workspace_bytes=WORKSPACE_BYTES)
-        stats.add(out)
-        if sink is not None:
-            sink.write(call.to_user(name, out))
-        if progress is not None:
-            progress(sl.stop, m)
+    else:
+        for sl in _chunks(m, chunk_rows(call, chunk_bytes=chunk_bytes)):
+            with _quiet():
+                A = call.A_prev[sl]
+                census.add("A_prev", A)
+                if call.kind == "conv":
+                    out = conv2d(A, call.W, call.b, call.params, workspace_bytes=WORKSPACE_BYTES)
+                else:
+                    out = pool2d(A, call.params, workspace_bytes=WORKSPACE_BYTES)
+            stats.add(out)
+            if sink is not None:
+                sink.write(call.to_user(name, out))
+            if progress is not None:
+                progress(sl.stop, m)
     results = {name: Result(shape, str(call.dtype), stats)}
     census.report(results)
     return results
@@ -357,24 +356,24 @@ def backward(call, writer=None, *, progress: Progress = None, chunk_bytes: Optio
     rows = _row_blocks(call, backward=True, chunk_bytes=chunk_bytes)
     if rows is not None:  # examples larger than a chunk: a block of one example's rows at a time
         _backward_by_rows(call, grad_name, rows, sink, stats, census, progress, dW, db)
-    chunks = _chunks(m, chunk_rows(call, backward=True, chunk_bytes=chunk_bytes)) if rows is None else ()
-    for sl in chunks:
-        with _quiet():
-            A, g = call.A_prev[sl], call.grad[sl]
-            census.add("A_prev", A)
-            census.add(grad_name, g)
-            if call.kind == "conv":
-                grads = conv2d_backward(g, A, call.W, call.params, workspace_bytes=WORKSPACE_BYTES)
-                dA = grads.dA_prev
-                dW += grads.dW
-                db += grads.db
-            else:
-                dA = pool2d_backward(g, A, call.params, workspace_bytes=WORKSPACE_BYTES)
-        stats.add(dA)
-        if sink is not None:
-            sink.write(call.to_user("dA_prev", dA))
-        if progress is not None:
-            progress(sl.stop, m)
+    else:
+        for sl in _chunks(m, chunk_rows(call, backward=True, chunk_bytes=chunk_bytes)):
+            with _quiet():
+                A, g = call.A_prev[sl], call.grad[sl]
+                census.add("A_prev", A)
+                census.add(grad_name, g)
+                if call.kind == "conv":
+                    grads = conv2d_backward(g, A, call.W, call.params, workspace_bytes=WORKSPACE_BYTES)
+                    dA = grads.dA_prev
+                    dW += grads.dW
+                    db += grads.db
+                else:
+                    dA = pool2d_backward(g, A, call.params, workspace_bytes=WORKSPACE_BYTES)
+            stats.add(dA)
+            if sink is not None:
+                sink.write(call.to_user("dA_prev", dA))
+            if progress is not None:
+                progress(sl.stop, m)
     results = {"dA_prev": Result(shape, str(call.dtype), stats)}
     for name, value in (("dW", dW), ("db", db)):
         if value is None:
