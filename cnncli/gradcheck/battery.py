@@ -21,7 +21,7 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 
 from ..engine import ConvParams, PoolParams
-from .core import DEFAULT_EPS, DEFAULT_TOL, CheckResult, validate_settings
+from .core import DEFAULT_EPS, DEFAULT_TOL, CheckResult, unused_samples, validate_settings
 from .layers import gradcheck_conv, gradcheck_pool
 
 
@@ -121,6 +121,7 @@ class BatteryResult:
 
     cases: Tuple[CheckResult, ...]
     method: str
+    notes: Tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -133,9 +134,9 @@ class BatteryResult:
         return "fail" if "fail" in verdicts else ("inconclusive" if "inconclusive" in verdicts else "pass")
 
     def to_dict(self) -> dict:
-        """Plain Python types: ``{"passed", "verdict", "battery": True, "method", "cases": [...]}``."""
+        """Plain Python types: ``{"passed", "verdict", "battery": True, "method", "cases": [...], "notes"}``."""
         return {"passed": self.passed, "verdict": self.verdict, "battery": True, "method": self.method,
-                "cases": [c.to_dict() for c in self.cases]}
+                "cases": [c.to_dict() for c in self.cases], "notes": list(self.notes)}
 
 
 def run_battery(*, method: str = "auto", samples: Optional[int] = None, eps: float = DEFAULT_EPS,
@@ -174,4 +175,6 @@ def run_battery(*, method: str = "auto", samples: Optional[int] = None, eps: flo
             results.append(gradcheck_pool(A, case.pool_params(), **kw))
     if progress:
         progress(len(BATTERY), len(BATTERY))
-    return BatteryResult(tuple(results), method)
+    # every case is small enough that auto checks it whole (see AUTO_FULL_LIMIT): one note for all
+    unused = unused_samples(method, "full" if method == "auto" else method, samples)
+    return BatteryResult(tuple(results), method, (unused,) if unused else ())

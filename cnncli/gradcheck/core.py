@@ -100,6 +100,9 @@ def check_problem(problem: Problem, *, method: str = "auto", samples: Optional[i
         method_used = method
     tracker = Tracker(progress)
     notes = list(notes)
+    unused = unused_samples(method, method_used, None if sample_size_free else samples)
+    if unused:
+        notes.append(unused)
     results = []
     # NOTE: at extreme magnitudes float64 overflows; that becomes a verdict with a message, never a raw
     # numpy warning on stderr.
@@ -119,6 +122,20 @@ def check_problem(problem: Problem, *, method: str = "auto", samples: Optional[i
             t = tensor_check(problem, name, analytical[name], eps, tol, rng, tracker, notes)
             results.append(t if isinstance(t, GradientResult) else verdict(t, eps, method_used, n))
     return CheckResult(problem.layer, method, eps, tol, seed, tuple(results), tuple(notes), label, params or {})
+
+
+def unused_samples(asked: str, used: str, samples: Optional[int]) -> Optional[str]:
+    """The note that ``--samples N``, given, was not used by the method ``used`` (None when it was, or not given)."""
+    # NOTE: said, not refused: --samples N is harmless where every element or random directions are checked,
+    # and a script may pass one --samples to every method
+    if samples is None or used not in ("full", "fast"):
+        return None
+    if used == "fast":
+        why = "--method fast checks random directions, not elements"
+    else:
+        why = "--method full checks every element" if asked == "full" else \
+            "auto checks every element of an input this small"
+    return f"--samples {samples} not used: {why}"
 
 
 def auto_samples(problem, name, samples, notes) -> int:

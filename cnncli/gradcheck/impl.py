@@ -32,7 +32,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import HyperparameterError, ImplError, fit_names
-from .core import DEFAULT_EPS, DEFAULT_TOL, validate_settings
+from .core import DEFAULT_EPS, DEFAULT_TOL, unused_samples, validate_settings
 from .diagnose import ARRAY_INTO_ELEMENT, diagnose
 from .findings import Finding, FunctionReport, ImplResult
 from .impl_checks import CHECKS, CLASSIC_CASES, Run, cases_of, uncompared_notes
@@ -95,7 +95,8 @@ def check_impl(path, *, method: str = "sample", samples: Optional[int] = None, e
                                   f"own process, not your code), got {timeout!r}")
     method = "full" if asked == "full" else "sample"
     n = samples or IMPL_SAMPLES
-    notes = []
+    unused = unused_samples(asked, method, samples)  # your functions are checked by elements: full or sample
+    notes = [unused] if unused else []
     if asked == "fast":
         # NOTE: random directions need the whole input perturbed at once, which a user's forward can do,
         # but a disagreement would then have to be localized by per-element calls anyway: sample directly.

@@ -36,7 +36,8 @@ from ..engine.layout import window_of
 from ..errors import ShapeError
 from .context import Progress, Tracker
 from .core import (AUTO_FULL_LIMIT, DEFAULT_EPS, DEFAULT_TOL, Coverage, auto_samples, inconclusive, input_sizes,
-                   merge, settle, step_size, tensor_check, underflow_reason, validate_settings, verdict)
+                   merge, settle, step_size, tensor_check, underflow_reason, unused_samples, validate_settings,
+                   verdict)
 from .directional import block_verdict
 from .fused import StreamedConv
 from .layers import as_params, describe_params, refuse_non_finite
@@ -127,7 +128,8 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
         def make(A_c, G_c=None):
             return PoolProblem(A_c, params, blank(A_c) if G_c is None else G_c)
     rng = np.random.default_rng(seed)
-    notes: list = []
+    unused = unused_samples(method, method_used, None if sample_size_free else samples)
+    notes: list = [unused] if unused else []
     batch = Batch(make, A, G, batch_chunks(A.shape[0], example_bytes(whole, A, G)), whole, Tracker(progress))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         # as the in-memory check: non-finite input is refused (A_prev first, then W, b, the given G)

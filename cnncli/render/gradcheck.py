@@ -145,6 +145,8 @@ def print_battery(result, con: Console) -> None:
         if not case.passed:  # "failing" only when it fails: an inconclusive case is said to be one
             heading = "failing" if case.verdict == "fail" else "inconclusive"
             print_check(case, con, title=literal(f"{heading}: {case.label}"))
+    for note in result.notes:
+        con.print(Text(f"note: {printable(note)}", style="dim"))
     tol = result.cases[0].tol if result.cases else 0
     _footer(con, result.passed,
             f"{sum(c.passed for c in result.cases)}/{len(result.cases)} configurations, tol {tol:g}", result.verdict)
