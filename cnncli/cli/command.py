@@ -12,6 +12,7 @@ own behaviour. Unknown options get the nearest real ones suggested (:func:`sugge
 from __future__ import annotations
 
 import difflib
+import math
 from typing import List, Sequence
 
 from typer import BadParameter
@@ -46,9 +47,24 @@ class _Builtin:
         if self.kind in (int, float) and not value.isascii():  # int()/float() read '\uff13', '\u0663' too
             raise _bad(param, ctx, f"{value!r}: write numbers with the digits 0-9", f"{value!r}: use the digits 0-9")
         try:
-            return self.kind(value.strip())
+            number = self.kind(value.strip())
         except ValueError:
             raise BadParameter(f"{value!r} is not {_SCALARS[self.kind]}", ctx=ctx, param=param) from None
+        if self.kind is float:
+            _representable(number, value, param, ctx)
+        return number
+
+
+def _representable(number: float, text: str, param, ctx) -> None:
+    """Refuse a number float64 cannot hold: float() reads 1e-400 as 0.0 and 1e400 as inf, and a refusal
+    of the range would then name a value that was never written (``--timeout 0``)."""
+    mantissa = text.strip().lower().partition("e")[0]
+    if number == 0 and any(c in "123456789" for c in mantissa):
+        raise _bad(param, ctx, f"{text!r} reads as 0 in float64 (its smallest is about 5e-324)",
+                   f"{text!r} reads as 0 in float64")
+    if math.isinf(number) and "inf" not in text.lower():
+        raise _bad(param, ctx, f"{text!r} is beyond float64 (its largest is about 1.8e308)",
+                   f"{text!r} is beyond float64")
 
 
 def _bad(param, ctx, *wordings: str) -> BadParameter:

@@ -75,3 +75,37 @@ def test_ascii_numbers_with_spaces_or_capitals_are_still_read(flag, value, expec
     r = CliRunner().invoke(app, ["gradcheck", "--samples", "2", flag, value, "--json"])
     assert r.exit_code == 0, r.stderr
     assert {case[flag.lstrip("-")] for case in json.loads(r.stdout)["cases"]} == {expected}
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--eps", "1e-400"], "'--eps': '1e-400' reads as 0 in float64"),
+    (["--tol", "-2.5e-999"], "'--tol': '-2.5e-999' reads as 0 in float64"),
+    (["--impl", "x.py", "--timeout", "1e-400"],
+     "'--timeout': '1e-400' reads as 0 in float64"),
+    (["--eps", "1e400"], "'--eps': '1e400' is beyond float64"),
+    (["--impl", "x.py", "--timeout", "2E+309"], "'--timeout': '2E+309' is beyond float64"),
+    (["--eps", "0.0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+               "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+               "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+               "000000000000000000000000000000000001"], "reads as 0 in float64"),
+])
+def test_a_number_float64_cannot_hold_is_refused_as_written(args, words):
+    # NOTE: float() would read 1e-400 as 0.0 and 1e400 as inf, and the refusal would then name a value
+    # the user never wrote ("--timeout 0: expected a positive number")
+    r = CliRunner().invoke(app, ["gradcheck", *args], env={"COLUMNS": "80"})
+    assert r.exit_code == 2 and r.stdout == ""
+    assert words in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert len(r.stderr.rstrip("\n")) <= 80 or len(args[-1]) > 40  # a long value is named whole
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", "-0e-400", "0e5"])
+def test_a_zero_as_written_is_still_refused_by_its_range_not_as_underflow(value):
+    r = CliRunner().invoke(app, ["gradcheck", "--eps", value])
+    assert r.exit_code == 2 and "eps must be a positive number" in r.stderr and "reads as 0" not in r.stderr
+
+
+@pytest.mark.parametrize("value", ["inf", "-Infinity", "nan"])
+def test_inf_and_nan_as_written_are_refused_by_their_range(value):
+    r = CliRunner().invoke(app, ["gradcheck", "--tol", value])
+    assert r.exit_code == 2 and "tol must be a positive number" in r.stderr and "beyond float64" not in r.stderr
