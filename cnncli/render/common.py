@@ -96,6 +96,26 @@ class _Discard(io.TextIOBase):
         return len(text)
 
 
+class _Trimmed:
+    """A pipe or file for a console: lines without the spaces rich pads them with to the table's width
+    (a title, a caption), which a terminal does not show but ``diff``, ``grep 'x$'`` and a log keep."""
+
+    def __init__(self, stream):
+        self._stream, self._spaces = stream, ""
+
+    def write(self, text: str) -> int:
+        # a write may end inside a line's padding: its spaces wait for what follows them
+        lines = (self._spaces + text).split("\n")
+        last = lines.pop()
+        kept = last.rstrip(" ")
+        self._spaces = last[len(kept):]
+        self._stream.write("".join(line.rstrip(" ") + "\n" for line in lines) + kept)
+        return len(text)
+
+    def __getattr__(self, name):  # flush, isatty, fileno, encoding: the stream's own
+        return getattr(self._stream, name)
+
+
 class _Notes:
     """stderr for a console of notes: a note that cannot be written (``2>/dev/full``) is dropped, not an error
     of the run, whose result went to stdout or a file whole."""
@@ -147,6 +167,7 @@ def console(stderr: bool = False, soft_wrap: bool = False, plain: bool = False) 
     if not stream.isatty():
         columns = os.environ.get("COLUMNS", "")
         width = int(columns) if columns.isdigit() and int(columns) > 0 else 240
+        stream = _Trimmed(stream)
     if plain:
         out = _Console(file=stream, width=width, highlight=False, soft_wrap=True, color_system=None)
         out.plain = True
