@@ -211,6 +211,15 @@ ERROR_WIDTH = 80
 ERROR_PREFIX = "cnncli: error: "
 
 
+#: Format characters a terminal draws (Arabic number signs, the Syriac abbreviation mark, Kaithi's number
+#: sign): Unicode's Prepended_Concatenation_Mark, one column each.
+_PREPENDED_MARKS = frozenset("\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f\u0890\u0891\u08e2"
+                             "\U000110bd\U000110cd")
+
+#: Drawn joined to the character before them: the Hangul fillers and the emoji skin-tone modifiers.
+_JOINED = frozenset("\u3164\uffa0\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe\U0001f3ff")
+
+
 def columns(text: str) -> int:
     r"""The terminal columns ``text`` takes once :func:`printable`: East Asian wide/full-width two, marks none.
 
@@ -227,7 +236,11 @@ def columns(text: str) -> int:
     def width(c: str) -> int:
         if c < "\u0300":  # ASCII and Latin-1: one column each, the common case without a table look-up
             return 1
-        if unicodedata.category(c) in ("Mn", "Me", "Mc", "Cf", "Zl", "Zp"):
+        category = unicodedata.category(c)
+        if category == "Cn":  # unassigned: one column, but in the CJK planes (their default width is wide)
+            return 2 if "\U00020000" <= c <= "\U0003ffff" and ord(c) & 0xFFFE != 0xFFFE else 1
+        if (category in ("Mn", "Me", "Mc", "Cf", "Zl", "Zp") and c not in _PREPENDED_MARKS) or c in _JOINED \
+                or "\u1160" <= c <= "\u11ff" or "\ud7b0" <= c <= "\ud7ff":  # Hangul vowels, finals: joined
             return 0
         return 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
 

@@ -114,3 +114,27 @@ def test_an_error_raised_plainly_keeps_its_one_wording_through_context():
     err = InputError("a" * 70).with_context(("--like ", ""))
     assert str(err) == "--like " + "a" * 70  # the whole, though the context has fewer words: the message has none
     assert str(InputError("a" * 60).with_context(("b" * 10, ""))) == "a" * 60
+
+
+def test_columns_agrees_with_rich_on_every_code_point_python_s_tables_know():
+    # The only disagreements allowed come from Unicode versions (rich's tables may be newer than this Python's
+    # unicodedata): characters assigned later (unassigned here) and characters later made wide (N or A here).
+    import unicodedata
+
+    from rich.cells import cell_len
+
+    from cnncli.errors import columns, printable
+    off = []
+    # every code point of the planes in use (BMP to the CJK planes, the tags), a stride through the rest
+    # (unassigned and private use all through: time, not coverage)
+    for cp in [*range(0x300, 0x40000), *range(0xE0000, 0xE1000), *range(0x40000, 0xE0000, 257),
+               *range(0xE1000, 0x110000, 257)]:
+        c = chr(cp)
+        if 0xD800 <= cp <= 0xDFFF or printable(c) != c:
+            continue
+        if columns(c) != cell_len(c):
+            drift = unicodedata.category(c) == "Cn" and cell_len(c) != 1 or \
+                cell_len(c) == 2 and unicodedata.east_asian_width(c) in ("N", "A")
+            if not drift:
+                off.append(hex(cp))
+    assert off == [], (len(off), off[:20])

@@ -23,6 +23,7 @@ import io
 import re
 from typing import List, Optional, Sequence
 
+from rich.cells import cell_len
 from rich.console import Console, Group
 from rich.measure import Measurement
 from rich.table import Table
@@ -154,7 +155,7 @@ def fits(console: Console, table: Table, width: int, memo: Optional[dict] = None
     texts = [cell_text(c) for row in _rows(widest) for c in row] + [cell_text(col.header) for col in widest.columns]
     lines = _off_screen(console, widest, width)
     shown = "\n".join(lines)
-    if any(len(line) > width for line in lines) or shown.count(ELLIPSIS) > "".join(texts).count(ELLIPSIS):
+    if any(cell_len(line) > width for line in lines) or shown.count(ELLIPSIS) > "".join(texts).count(ELLIPSIS):
         return False
     return all(word in shown for text in texts for word in text.split())
 

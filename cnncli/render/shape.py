@@ -11,6 +11,7 @@ import re
 from fractions import Fraction
 from typing import Optional
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -70,12 +71,13 @@ def _bytes(n: int) -> str:
 def _print_words(out: Console, text: str, style: Optional[str] = None) -> None:
     """A line wrapped between its words at the console's width; a word wider than that (a huge number)
     goes whole on a line of its own, never folded (rich would cut it anywhere)."""
-    if getattr(out, "plain", False) or len(text) <= out.width:
+    # NOTE: measured in cells, as rich draws: a CJK module name takes two columns a character
+    if getattr(out, "plain", False) or cell_len(text) <= out.width:
         out.print(Text(text, style=style or ""))
         return
     lines: list = []
     for word in re.split(r" (?!(?:[KMGTPEZY]i)?B\b)", text):  # a size and its unit stay together
-        if lines and len(lines[-1]) + 1 + len(word) <= out.width:
+        if lines and cell_len(lines[-1]) + 1 + cell_len(word) <= out.width:
             lines[-1] += " " + word
         else:
             lines.append(word)
