@@ -143,7 +143,9 @@ def _read_notebook(path: str) -> List[_Cell]:
         key = "input"
     else:
         raw, key = doc.get("cells"), "source"
-    if not isinstance(raw, list) or version not in (3, 4):
+    if version in (3, 4) and not isinstance(raw, list):
+        raise ImplError(f"--impl {path!r} is not a notebook: its JSON has no cells")
+    if version not in (3, 4):
         raise ImplError.worded(f"--impl {path!r} is not an nbformat 3 or 4 notebook (nbformat: {version!r})",
                                f"--impl {path!r} has nbformat {version!r}; expected 3 or 4")
     cells = []

@@ -66,6 +66,7 @@ def here(tmp_path, monkeypatch):
     (tmp_path / "T.npy").write_bytes(b"not an array at all")
     (tmp_path / "taken.npy").write_bytes(b"keep")
     (tmp_path / "nb.ipynb").write_text('{"cells": 3}')  # JSON, but no notebook
+    (tmp_path / "nb4.ipynb").write_text('{"nbformat": 4, "cells": null}')  # nbformat 4, but no cells
     (tmp_path / "L.txt").write_text(f"Sequential(\n{TORCH_LINE}\n)\n")
     (tmp_path / "L2.txt").write_text(f"Sequential(\n{TORCH_LONG}\n)\n")
     for name, line in TORCH_LINES.items():
@@ -219,6 +220,7 @@ BAD = [
     # gradcheck
     (["gradcheck", "--impl", "nb.ipynb"], "'nb.ipynb'", {}),
     (["gradcheck", "--impl", "nb.ipynb", "--stride", "2"], "--stride", {}),
+    (["gradcheck", "--impl", "nb4.ipynb"], "'nb4.ipynb' is not a notebook: its JSON has no cells", {}),
     (["gradcheck", "--impl", "sig.py", "--only", "conv_forward"], "--only conv_forward", {}),
     (["gradcheck", "--impl", "slowload.py", "--timeout", "1"], "line 2", {}),
     (["gradcheck", "--impl", "bad.ipynb"], "'bad.ipynb'", {}),

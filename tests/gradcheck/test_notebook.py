@@ -161,6 +161,11 @@ def test_an_nbconvert_export_runs_its_cells_and_keeps_file_lines(tmp_path):
     ('[1, 2]', "is not a notebook: its JSON has no cells"),
     ('{"nbformat": 3, "worksheets": [{"cells": null}]}', "has no code cells, so no classic function"),
     ('{"nbformat": 3, "worksheets": [{"cells": 7}, "x"]}', "has no code cells, so no classic function"),
+    # a known nbformat without its cells is told so, not "has nbformat 4; expected 3 or 4"
+    ('{"nbformat": 4, "cells": null}', "is not a notebook: its JSON has no cells"),
+    ('{"nbformat": 4, "cells": {"0": "def zero_pad(X, pad): pass"}}', "is not a notebook: its JSON has no cells"),
+    ('{"nbformat": 4}', "is not a notebook: its JSON has no cells"),
+    ('{"nbformat": 3, "worksheets": null}', "is not a notebook: its JSON has no cells"),
 ])
 def test_bad_notebooks_exit_2_with_one_line(tmp_path, content, message):
     path = tmp_path / "bad.ipynb"
