@@ -19,9 +19,11 @@ Nothing here runs the user's code; it only parses it (:mod:`ast`).
 from __future__ import annotations
 
 import ast
+import io
 import json
 import os
 import re
+import tokenize
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -93,13 +95,23 @@ def plan_impl(path) -> Plan:
     if not path.endswith(".py"):
         raise ImplError(f"--impl {path!r} is not a .py file or a notebook (.ipynb)")
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
+        text = _read_source(path)
     except OSError as exc:
         raise ImplError(f"--impl {path!r}: cannot read it ({exc.strerror})") from None
     if _EXPORT_CELL.search(text):
         return _plan_cells(path, _export_cells(text), export=True)
     return _plan_module(path, text)
+
+
+def _read_source(path: str) -> str:
+    """A ``.py`` file's text decoded as Python decodes it (a UTF-8 BOM, a PEP 263 coding line), bad bytes replaced."""
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
+    except SyntaxError:  # a coding line naming no codec: Python refuses the file; read what UTF-8 can
+        encoding = "utf-8"
+    return raw.decode(encoding, errors="replace")
 
 
 def _plan_module(path: str, text: str) -> Plan:

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import tempfile
+import tokenize
 import types
 
 if __name__ == "__main__":  # the folder of this script must not shadow the user's imports
@@ -219,9 +220,14 @@ def _load(req: dict) -> dict:
     module.__file__ = path
     sys.modules[MODULE] = module
     notes = []
-    try:  # a .py file or an export: lines are the file's
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            _State.sources[None] = fh.read().split("\n")
+    try:  # a .py file or an export: lines are the file's, decoded as Python decodes them (a BOM, a coding line)
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        try:
+            encoding = tokenize.detect_encoding(io.BytesIO(raw).readline)[0]
+        except SyntaxError:
+            encoding = "utf-8"
+        _State.sources[None] = raw.decode(encoding, errors="replace").split("\n")
     except OSError:
         pass
     if req.get("cells") is None:

@@ -152,6 +152,27 @@ def test_an_nbconvert_export_runs_its_cells_and_keeps_file_lines(tmp_path):
     assert any(n.startswith("ran the definitions of the notebook; skipped 17 statement(s)") for n in r.notes)
 
 
+ZERO_PAD = ("import numpy as np\n\n\ndef zero_pad(X, pad):\n    assert NAME == 'caf\\u00e9', NAME\n"
+            "    return np.pad(X, ((0, 0), (pad, pad), (pad, pad), (0, 0)))\n")
+
+
+@pytest.mark.parametrize("export", [False, True], ids=["module", "export"])
+@pytest.mark.parametrize("encoded", [
+    lambda text: b"\xef\xbb\xbf" + text.encode("utf-8"),  # a UTF-8 BOM, as Windows editors save
+    lambda text: b"# -*- coding: latin-1 -*-\n" + text.encode("latin-1"),  # PEP 263
+], ids=["bom", "latin-1 cookie"])
+def test_a_py_file_is_decoded_as_python_decodes_it(tmp_path, encoded, export):
+    # Python imports both files; a BOM read as text was U+FEFF, "invalid non-printable character" (exit 2 for a
+    # module, a skipped cell 0 for an export), and a latin-1 literal came to the user's code garbled
+    body = "NAME = 'caf\u00e9'\n" + ZERO_PAD
+    text = f"#!/usr/bin/env python\n\n# In[1]:\n\n\n{body}\n# In[2]:\n\n\nprint(1)\n" if export else body
+    path = tmp_path / "mine.py"
+    path.write_bytes(encoded(text))
+    r = check_impl(path, only=["zero_pad"])
+    assert [(f.name, f.passed) for f in r.functions] == [("zero_pad", True)], [f.errors for f in r.functions]
+    assert not any("syntax error" in n for n in r.notes), r.notes
+
+
 @pytest.mark.parametrize("content,message", [
     ("{not json", "is not a notebook: not JSON (line 1, column 2)"),
     ('{"nbformat": 4, "cells": [{"cell_type": "markdown", "source": "hi"}]}',
