@@ -274,7 +274,7 @@ class ResultWriter:
     # -- lifecycle
     def __enter__(self):
         if self.kind == "stdout":
-            self._tmpdir = tempfile.mkdtemp(prefix="cnncli-")
+            self._tmpdir = _private_dir(tempfile.mkdtemp(prefix="cnncli-"))
         else:
             folder = os.path.dirname(os.path.abspath(self.path))
             base = _temp_base(folder, os.path.basename(self.path))
@@ -287,13 +287,13 @@ class ResultWriter:
                 shown = os.path.dirname(self.path) or "."
                 raise OutputError(first_fitting(f"-o {self.path!r}: folder {shown!r} takes no new files; write elsewhere",
                                                 f"-o {self.path!r}: folder {shown!r} takes no new files")) from None
-            try:
-                os.fchmod(fd, self._mode())  # mkstemp's 0600 is for the temporary name, not for the result
+            try:  # NOTE: 0600 while cnncli writes (mkstemp's, less a umask such as 0222: 0400); the result's in _commit
+                os.fchmod(fd, 0o600)
             finally:
                 os.close(fd)
             try:  # a full disk can refuse what follows: the temporary file must not stay behind
                 if self.kind == "npz":
-                    self._tmpdir = tempfile.mkdtemp(prefix=f".{base}.", suffix=".parts", dir=folder)
+                    self._tmpdir = _private_dir(tempfile.mkdtemp(prefix=f".{base}.", suffix=".parts", dir=folder))
                 elif self.kind == "h5":
                     import h5py
 
@@ -379,6 +379,9 @@ class ResultWriter:
                 shutil.copyfileobj(fp, out, 1 << 20)
             out.flush()
             return
+        # the result's mode only now: a 0444 one (umask 0222, or --force over a read-only file) given to the
+        # temporary file before it was written shut cnncli out of its own file
+        os.chmod(self._tmp, self._mode())
         self._place()
 
     def _place(self) -> None:
@@ -416,6 +419,12 @@ class ResultWriter:
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+
+
+def _private_dir(path: str) -> str:
+    """``path`` (a folder of cnncli's temporaries) made 0700: mkdtemp's 0700 less a umask such as 0222 is 0500."""
+    os.chmod(path, 0o700)
+    return path
 
 
 def _umask() -> int:
