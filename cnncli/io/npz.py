@@ -67,8 +67,11 @@ class NpzArchive:
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise damaged(self.ref.text, str(exc)) from exc
         self._members: Dict[str, zipfile.ZipInfo] = {}
+        self._twins: Dict[str, List[str]] = {}  # names more than one member answers to: their file names
         for info in infos:
             name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if name in self._members:
+                self._twins.setdefault(name, [self._members[name].filename]).append(info.filename)
             self._members.setdefault(name, info)
         self.names: List[str] = list(self._members)
 
@@ -79,6 +82,11 @@ class NpzArchive:
     def _open(self, name: str):
         """Member ``name`` opened for reading, positioned after its .npy header, and that header."""
         text = self.text(name)
+        if name in self._twins:
+            # NOTE: numpy's load reads the last of them, zipfile's listing starts with the first: refuse to guess
+            twins = self._twins[name]
+            raise InputError.worded(f"{text!r} names {len(twins)} members ({', '.join(twins)}); keep one",
+                                    f"{text!r} names {len(twins)} members of the zip; keep one")
         try:
             fp = self._zip.open(self._members[name])
         except _MEMBER_ERRORS as exc:

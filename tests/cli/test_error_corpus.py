@@ -6,8 +6,11 @@ test_shape_error_width.py hold the exact wordings of earlier fits."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +93,18 @@ def here(tmp_path, monkeypatch):
     (tmp_path / "slowload.py").write_text("import time\ntime.sleep(5)\n")
     (tmp_path / "bad.ipynb").write_text('{"cells": ]')  # not JSON at column 11
     write_bomb(tmp_path / "bomb.npz", (1, 4096, 4096, 1), data_bytes=1000)
+    with warnings.catch_warnings(), zipfile.ZipFile(tmp_path / "D.npz", "w") as z:  # one name, two members
+        warnings.simplefilter("ignore")
+        for value in (0.0, 1.0):
+            z.writestr("A_prev.npy", _npy_bytes(np.full((1, 4, 4, 2), value)))
     os.symlink("nowhere.npy", tmp_path / "dang.npy")
     return tmp_path
+
+
+def _npy_bytes(array):
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
 
 
 # (argv, the words that name the bad value, CNNCLI_* settings)
@@ -180,6 +193,8 @@ BAD = [
     (["forward", "examples/pool_case.npz:A", "--f", "2"], "'A'; it has: A_prev, dA", {}),
     (["forward", "examples/exercise_conv.h5:/Q"], "'/Q'; it has: /A_prev", {}),
     (["forward", "bomb.npz:A_prev", "--f", "2"], "example 0 cut short", {}),
+    (["forward", "D.npz", "--f", "2", "-o", "out.npy"], "'D.npz:A_prev' names 2 members", {}),
+    (["shape", "--like", "D.npz", "--f", "2"], "'D.npz:A_prev' names 2 members", {}),
     (["forward", "X.npy", "--f", "2", "-o", "dang.npy", "--force"], "'nowhere.npy'", {}),
     (["forward", "h.h5:/nope", "--f", "3"], "'/nope'", {}),
     (["forward", "e.h5", "--f", "3", "-o", "out.npy"], "'d.bin'", {}),

@@ -52,3 +52,32 @@ def test_a_zip_member_that_is_not_npy_is_named(tmp_path):
     with pytest.raises(InputError) as info:
         load_array(str(tmp_path / "z.npz"))
     assert str(info.value) == f"'{tmp_path}/z.npz:A' is not .npy data (it starts with 'hello there')"
+
+
+def _npy_bytes(array):
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def test_a_name_two_zip_members_answer_to_is_refused_not_guessed(tmp_path):
+    # a zip may hold one name twice (zipfile writes it, with a warning): numpy's load gives the last member,
+    # cnncli gave the first, so the same reference meant two arrays; now neither is chosen
+    import warnings
+    import zipfile
+
+    one, two = np.zeros((1, 2, 2, 1)), np.ones((1, 2, 2, 1))
+    with warnings.catch_warnings(), zipfile.ZipFile(tmp_path / "d.npz", "w") as z:
+        warnings.simplefilter("ignore")  # "Duplicate name: 'A.npy'"
+        z.writestr("A.npy", _npy_bytes(one))
+        z.writestr("A.npy", _npy_bytes(two))
+        z.writestr("B.npy", _npy_bytes(one))
+    with zipfile.ZipFile(tmp_path / "e.npz", "w") as z:  # two file names numpy both calls 'A'
+        z.writestr("A.npy", _npy_bytes(one))
+        z.writestr("A", _npy_bytes(two))
+    for ref, members in ((f"{tmp_path}/d.npz:A", "A.npy, A.npy"), (f"{tmp_path}/e.npz", "A.npy, A")):
+        for read in (load_array, open_array):  # read whole, and streamed (its header only)
+            with pytest.raises(InputError) as info:
+                read(ref)
+            assert str(info.value) == f"'{tmp_path}/{ref.split('/')[-1][:5]}:A' names 2 members ({members}); keep one"
+    np.testing.assert_array_equal(load_array(f"{tmp_path}/d.npz:B"), one)  # the other names still read
