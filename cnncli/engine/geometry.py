@@ -518,12 +518,13 @@ def axis_sees_input(n_in: int, f: int, stride: int, dilation: int, before: int, 
 
 @dataclass(frozen=True)
 class RowBlock:
-    """Output rows ``[out_lo, out_hi)`` of a window operation, as an operation of their own.
+    """Output rows (or columns) ``[out_lo, out_hi)`` of a window operation, as an operation of their own.
 
     The same windows read input rows ``[in_lo, in_hi)`` with ``top`` rows of padding above and
     ``bottom`` below (the original padding those windows reach; ceil-mode overflow past it is
     left out, as in the whole operation). ``in_lo == in_hi`` when every window of the block lies
-    in the padding (a conv's rows of pure bias).
+    in the padding (a conv's rows of pure bias). Along the width (``axis=1`` of :func:`row_block`)
+    the same fields are input columns, ``top`` the left padding and ``bottom`` the right.
     """
 
     out_lo: int
@@ -534,7 +535,7 @@ class RowBlock:
     bottom: int
 
 
-def row_block(geom: WindowGeometry, out_lo: int, out_hi: int) -> RowBlock:
+def row_block(geom: WindowGeometry, out_lo: int, out_hi: int, axis: int = 0) -> RowBlock:
     """The input rows and pads that output rows ``[out_lo, out_hi)`` of ``geom`` read (closed form).
 
     With the block's pads, the stride, dilation, kernel and ceil mode of ``geom``, the input rows
@@ -543,27 +544,32 @@ def row_block(geom: WindowGeometry, out_lo: int, out_hi: int) -> RowBlock:
     same counts. NOTE: a ceil-mode overflow is under one stride, so the block's ceil rounding
     adds back exactly its last window; but a block of that last window alone reaches less than
     one window of padded input and cannot stand as an operation: it is refused (give the block
-    the row before it too).
+    the row before it too). ``axis=1`` does the same for output columns (input columns, left and
+    right pads): the axes are independent, so a tile of rows by columns is both blocks at once.
 
     Raises
     ------
     ValueError
-        Rows outside the output, or the ceil-mode last row alone where it overflows.
+        Rows (columns) outside the output, or the ceil-mode last one alone where it overflows.
 
     >>> g = window_geometry((10, 4), 3, stride=2, pad=1)
     >>> row_block(g, 0, 2)
     RowBlock(out_lo=0, out_hi=2, in_lo=0, in_hi=4, top=1, bottom=0)
     >>> row_block(g, 3, 5)
     RowBlock(out_lo=3, out_hi=5, in_lo=5, in_hi=10, top=0, bottom=0)
+    >>> row_block(g, 1, 2, axis=1)
+    RowBlock(out_lo=1, out_hi=2, in_lo=1, in_hi=4, top=0, bottom=0)
     """
-    if not 0 <= out_lo < out_hi <= geom.out_hw[0]:
-        raise ValueError(f"rows [{out_lo}, {out_hi}) are not within the {geom.out_hw[0]} output rows")
-    n, s, t, b = geom.in_hw[0], geom.stride[0], geom.pads[0], geom.pads[1]
+    what = ("row", "rows") if axis == 0 else ("column", "columns")
+    if not 0 <= out_lo < out_hi <= geom.out_hw[axis]:
+        raise ValueError(f"{what[1]} [{out_lo}, {out_hi}) are not within the {geom.out_hw[axis]} output {what[1]}")
+    n, s = geom.in_hw[axis], geom.stride[axis]
+    t, b = geom.pads[2 * axis], geom.pads[2 * axis + 1]
     lo = out_lo * s - t  # the block's first window row, in input coordinates (negative: padding)
-    hi = (out_hi - 1) * s - t + geom.effective_kernel[0]  # one past its last
+    hi = (out_hi - 1) * s - t + geom.effective_kernel[axis]  # one past its last
     in_lo, in_hi = min(max(lo, 0), n), min(max(hi, 0), n)
     top = max(0, min(hi, 0) - lo)
     bottom = max(0, min(hi, n + b) - max(lo, n))
     if out_hi - out_lo == 1 and hi > n + b:
-        raise ValueError(f"output row {out_lo} overflows the padding (ceil mode): it needs the row before it")
+        raise ValueError(f"output {what[0]} {out_lo} overflows the padding (ceil mode): it needs the {what[0]} before it")
     return RowBlock(out_lo, out_hi, in_lo, in_hi, top, bottom)

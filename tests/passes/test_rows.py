@@ -51,15 +51,19 @@ def axes(draw):
     return n, k, s, d, t, b, ceil, lo, hi
 
 
-@given(axes())
-def test_a_row_blocks_windows_are_the_whole_operations(axis):
+@given(axes(), st.sampled_from([0, 1]))
+def test_a_row_blocks_windows_are_the_whole_operations(axis, along):
     n, k, s, d, t, b, ceil, lo, hi = axis
-    geom = window_geometry((n, 1), (k, 1), (s, 1), (d, 1), (t, b, 0, 0), ceil)
+    if along == 0:
+        geom = window_geometry((n, 1), (k, 1), (s, 1), (d, 1), (t, b, 0, 0), ceil)
+    else:  # columns: the same closed form on the width's sizes, left and right pads
+        geom = window_geometry((1, n), (1, k), (1, s), (1, d), (0, 0, t, b), ceil)
     if hi - lo == 1 and (hi - 1) * s - t + (k - 1) * d + 1 > n + b:  # the ceil-mode last row, alone
-        with pytest.raises(ValueError, match="needs the row before it"):
-            row_block(geom, lo, hi)
+        what = "row" if along == 0 else "column"
+        with pytest.raises(ValueError, match=f"output {what} {lo} overflows .* needs the {what} before it"):
+            row_block(geom, lo, hi, axis=along)
         return
-    blk = row_block(geom, lo, hi)
+    blk = row_block(geom, lo, hi, axis=along)
     assert 0 <= blk.in_lo <= blk.in_hi <= n and 0 <= blk.top <= t and 0 <= blk.bottom <= b
     length = max(blk.in_hi - blk.in_lo, 1)  # rows of pure padding stand on one zero row (a conv's)
     top = blk.top - (blk.in_hi == blk.in_lo and blk.top > 0)
