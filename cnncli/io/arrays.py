@@ -172,9 +172,11 @@ class ArrayStream:
         except (OSError, ValueError) as exc:
             raise InputError(f"{self.ref!r} could not be read ({exc})") from exc
 
-    def read_rows(self, example: int, lo: int, hi: int, axis: int = 1) -> Optional[np.ndarray]:
-        """Rows ``lo:hi`` along ``axis`` (1 or 2) of one example, shape kept (a leading axis of 1); None for an
-        ``.npz`` member, whose rows are inflated front to back (a block's overlap would re-inflate from the start).
+    def read_rows(self, example: int, lo: int, hi: int, axis: int = 1,
+                  cols: Optional[Tuple[int, int]] = None) -> Optional[np.ndarray]:
+        """Rows ``lo:hi`` along ``axis`` (1 or 2) of one example, shape kept (a leading axis of 1), only
+        ``cols[0]:cols[1]`` along ``axis + 1`` when given; None for an ``.npz`` member, whose rows are inflated front
+        to back (a block's overlap would re-inflate from the start).
 
         Raises
         ------
@@ -184,6 +186,8 @@ class ArrayStream:
         if isinstance(self._file, NpzArchive):
             return None
         sel = (slice(example, example + 1),) + (slice(None),) * (axis - 1) + (slice(lo, hi),)
+        if cols is not None:
+            sel += (slice(*cols),)
         if self._file is not None:
             if self._unread:
                 self.read(0, 0)  # the first read checks the chunks (and sets the chunk cache)

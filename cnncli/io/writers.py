@@ -13,7 +13,6 @@ Knows nothing of terminals.
 
 from __future__ import annotations
 
-import bisect
 import errno
 import math
 import os
@@ -24,11 +23,12 @@ import sys
 import tempfile
 import zipfile
 from contextlib import contextmanager
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional
 
 import numpy as np
 
 from ..errors import OutputError, first_fitting
+from .coverage import Coverage, block_selection, record_block
 
 FORMATS = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5"}
 #: What creating a file in an existing, writable-looking folder fails with where the folder takes none
@@ -107,52 +107,6 @@ def _npy_header(shape, dtype) -> dict:
             "shape": tuple(int(s) for s in shape)}
 
 
-def _rows_selection(shape, example: int, axis: int, start: int, block) -> tuple:
-    """Where ``block`` (one example's rows ``start:`` along ``axis``, 1 or 2) goes in an array of ``shape``."""
-    want = (1,) + tuple(shape[1:axis]) + (None,) + tuple(shape[axis + 1:])
-    if len(block.shape) != len(shape) or any(w is not None and w != g for w, g in zip(want, block.shape)) \
-            or not 0 <= example < shape[0] or not 0 <= start <= start + block.shape[axis] <= shape[axis]:
-        raise ValueError(f"block {block.shape} does not fit {tuple(shape)} at example {example}, row {start}")
-    return (example,) + (slice(None),) * (axis - 1) + (slice(start, start + block.shape[axis]),)
-
-
-class _Rows:
-    """What a stream has written: whole examples in order (``done``), then the blocks of rows of the next one.
-
-    Each row of an example written by blocks is written once, in any order; the example counts as written
-    when its blocks cover it, and nothing else is taken until then. A close before everything is written
-    is refused, so a result cut short is never committed."""
-
-    def __init__(self, shape):
-        self.shape, self.done = tuple(shape), 0
-        self._spans: List[Tuple[int, int]] = []  # sorted, disjoint row spans of example ``done``
-
-    def whole(self, n: int) -> int:
-        """Take ``n`` whole examples; returns the first one's index."""
-        if self._spans or self.done + n > (self.shape[0] if self.shape else 0):
-            raise ValueError(f"{n} examples do not fit {self.shape} after {self.done} examples"
-                             + (" and a part" if self._spans else ""))
-        self.done += n
-        return self.done - n
-
-    def block(self, example: int, start: int, stop: int, n: int) -> None:
-        """Take rows ``start:stop`` of ``example`` (whose rows are ``n``)."""
-        if example != self.done:
-            raise ValueError(f"block of example {example} while example {self.done} is being written")
-        at = bisect.bisect_left(self._spans, (start, stop))
-        if (at > 0 and self._spans[at - 1][1] > start) or (at < len(self._spans) and self._spans[at][0] < stop):
-            raise ValueError(f"rows {start}:{stop} of example {example} are written twice")
-        self._spans.insert(at, (start, stop))
-        if sum(b - a for a, b in self._spans) == n:
-            self.done, self._spans = self.done + 1, []
-
-    def check_complete(self, what: str) -> None:
-        """Raise ValueError unless every example is written whole."""
-        if self.done != (self.shape[0] if self.shape else 0) or self._spans:
-            raise ValueError(f"{what}: wrote {self.done} of {self.shape[0]} rows"
-                             + (" and a part" if self._spans else ""))
-
-
 class _NpyStream:
     """An .npy file written front to back: header first, then rows in order; or by blocks of one
     example's rows (:meth:`write_rows`), each put at its place."""
@@ -162,7 +116,7 @@ class _NpyStream:
         self._fp = open(path, "wb")
         np.lib.format.write_array_header_2_0(self._fp, _npy_header(shape, dtype))
         self._data_at = self._fp.tell()
-        self._written = _Rows(shape)
+        self._written = Coverage(shape)
 
     @property
     def _rows(self) -> int:  # whole examples written (a 0-d result's bytes are written by ResultWriter.put)
@@ -176,17 +130,20 @@ class _NpyStream:
         self._fp.seek(self._data_at + first * math.prod(self.shape[1:]) * self.dtype.itemsize)
         self._fp.write(memoryview(chunk.reshape(-1)).cast("B"))
 
-    def write_rows(self, example: int, axis: int, start: int, block) -> None:
-        """Write ``block``, rows ``start:`` along ``axis`` (1 or 2, the other axes whole) of ``example``.
+    def write_rows(self, example: int, axis: int, start: int, block, col: Optional[int] = None) -> None:
+        """Write ``block``, rows ``start:`` along ``axis`` (1 or 2, the other axes whole) of ``example``; with
+        ``col``, a tile: columns ``col:`` along ``axis + 1`` of those rows.
 
         The example's blocks may come in any order but must cover it once before the next example."""
         block = np.ascontiguousarray(block, dtype=self.dtype)
-        _rows_selection(self.shape, example, axis, start, block)
-        self._written.block(example, start, start + block.shape[axis], self.shape[axis])
+        block_selection(self.shape, example, axis, start, block, col)
+        record_block(self._written, self.shape, example, axis, start, block, col)
         strides = [self.dtype.itemsize * math.prod(self.shape[k + 1:]) for k in range(len(self.shape))]
-        for lead in np.ndindex(*block.shape[1:axis]):  # one run per channel (NCHW), one in all (NHWC)
-            offset = example * strides[0] + sum(i * strides[k + 1] for k, i in enumerate(lead)) + start * strides[axis]
-            self._fp.seek(self._data_at + offset)
+        # one run per channel (NCHW) or in all (NHWC) for rows; per row too (and channel, NCHW) for a tile
+        runs = axis + (col is not None)
+        at = example * strides[0] + start * strides[axis] + (col or 0) * strides[axis + 1]
+        for lead in np.ndindex(*block.shape[1:runs]):
+            self._fp.seek(self._data_at + at + sum(i * strides[k + 1] for k, i in enumerate(lead)))
             self._fp.write(memoryview(block[(0,) + lead].reshape(-1)).cast("B"))
 
     def close(self) -> None:
@@ -211,7 +168,7 @@ def _h5_write_errors():
 class _H5Stream:
     def __init__(self, ds, written: bool = False):
         self._ds = ds
-        self._written = _Rows(ds.shape)
+        self._written = Coverage(ds.shape)
         if written and ds.shape:  # put's whole array
             self._written.whole(ds.shape[0])
 
@@ -220,10 +177,10 @@ class _H5Stream:
         with _h5_write_errors():
             self._ds[first:first + chunk.shape[0]] = chunk
 
-    def write_rows(self, example: int, axis: int, start: int, block) -> None:
+    def write_rows(self, example: int, axis: int, start: int, block, col: Optional[int] = None) -> None:
         """As :meth:`_NpyStream.write_rows`: one hyperslab."""
-        sel = _rows_selection(self._ds.shape, example, axis, start, block)
-        self._written.block(example, start, start + block.shape[axis], self._ds.shape[axis])
+        sel = block_selection(self._ds.shape, example, axis, start, block, col)
+        record_block(self._written, self._ds.shape, example, axis, start, block, col)
         with _h5_write_errors():
             self._ds[sel] = np.asarray(block)[0]
 

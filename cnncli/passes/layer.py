@@ -30,17 +30,18 @@ class Batches:
         self.ndim = 4
         self._example: Optional[Tuple[int, np.ndarray]] = None  # the one example held, where rows cannot be read
 
-    def rows(self, example: int, lo: int, hi: int) -> np.ndarray:
-        """Rows ``lo:hi`` of one example, shape ``(1, hi - lo, n_W, n_C)`` (NHWC, compute dtype).
+    def rows(self, example: int, lo: int, hi: int, cols: Optional[Tuple[int, int]] = None) -> np.ndarray:
+        """Rows ``lo:hi`` of one example, shape ``(1, hi - lo, n_W, n_C)`` (NHWC, compute dtype); only columns
+        ``cols[0]:cols[1]`` of them when given.
 
-        Read by rows from HDF5 and ``.npy``; an ``.npz`` member's example is read once and held."""
-        part = self.stream.read_rows(example, lo, hi, axis=1 if self.layout == "nhwc" else 2)
+        Read by rows (or that rectangle) from HDF5 and ``.npy``; an ``.npz`` member's example is read once and held."""
+        part = self.stream.read_rows(example, lo, hi, axis=1 if self.layout == "nhwc" else 2, cols=cols)
         if part is not None:
             return compute(layouts.to_nhwc(part, self.layout), self.dtype)
         if self._example is None or self._example[0] != example:
             self._example = None  # the previous example's memory released before the next is read
             self._example = (example, self[example:example + 1])
-        return self._example[1][:, lo:hi]
+        return self._example[1][:, lo:hi, slice(*cols) if cols is not None else slice(None)]
 
     def release(self) -> None:
         """Let go of the example :meth:`rows` held whole, if any."""

@@ -6,7 +6,8 @@ output rows are computed instead a block at a time: output rows ``[r0, r1)`` of 
 operation are the operation on the input rows their windows read, with the padding those
 windows reach (:func:`cnncli.engine.geometry.row_block`), so each block is one engine call
 on a slice of the input, and the example's memory is bounded by the block's. A block is at
-least one output row: a row wider than the chunk is held whole (its columns are not split).
+least one output row; where one row is wider than the chunk, its columns are split too
+(:mod:`.tiles`).
 
 The backward pass takes disjoint blocks of output rows too: their windows overlap on the
 input rows between them, so each block's ``dA_prev`` rows that the next block also reaches
@@ -58,11 +59,11 @@ def block_rows(call, budget: int, *, backward: bool = False) -> int:
     return int(min(max(rows, 1), oh))
 
 
-def _input_rows(A, example: int, lo: int, hi: int) -> np.ndarray:
-    """Rows ``lo:hi`` of one example of ``A`` (an ndarray or a :class:`~cnncli.passes.layer.Batches`)."""
+def _input_rows(A, example: int, lo: int, hi: int, cols: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """Rows ``lo:hi`` (and columns ``cols``) of one example of ``A`` (an ndarray or a :class:`~cnncli.passes.layer.Batches`)."""
     if isinstance(A, Batches):
-        return A.rows(example, lo, hi)
-    return np.asarray(A[example:example + 1, lo:hi])
+        return A.rows(example, lo, hi, cols)
+    return np.asarray(A[example:example + 1, lo:hi, slice(*cols) if cols is not None else slice(None)])
 
 
 def _release(*arrays) -> None:
@@ -108,11 +109,11 @@ def _read(call, example: int, blk: RowBlock, counted: int, seen: Optional[Seen])
     return x, blk, max(counted, blk.in_hi)
 
 
-def _blocks(geom, rows: int) -> Iterator[Tuple[int, int]]:
-    """Consecutive blocks of ``rows`` output rows; a ceil-mode last row that overflows joins the block before
-    it (alone it reads less than a window: :func:`~cnncli.engine.geometry.row_block`)."""
-    n_out = geom.out_hw[0]
-    last = n_out - 1 if geom.overflow[0] and n_out > 1 and (n_out - 1) % rows == 0 else n_out
+def _blocks(geom, rows: int, axis: int = 0) -> Iterator[Tuple[int, int]]:
+    """Consecutive blocks of ``rows`` output rows (columns, ``axis=1``); a ceil-mode last one that overflows joins
+    the block before it (alone it reads less than a window: :func:`~cnncli.engine.geometry.row_block`)."""
+    n_out = geom.out_hw[axis]
+    last = n_out - 1 if geom.overflow[axis] and n_out > 1 and (n_out - 1) % rows == 0 else n_out
     for lo in range(0, last, rows):
         yield lo, n_out if lo + rows >= last else lo + rows
 
@@ -208,14 +209,15 @@ def backward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None, 
     _release(call.A_prev, call.grad)
 
 
-def _add_rows(carry: np.ndarray, done: int, dx: np.ndarray, lo: int) -> np.ndarray:
-    """``carry`` (rows from ``done``) with ``dx`` (rows from ``lo >= done``) added, grown where ``dx`` reaches past it."""
+def _add_rows(carry: np.ndarray, done: int, dx: np.ndarray, lo: int, col: int = 0) -> np.ndarray:
+    """``carry`` (rows from ``done``) with ``dx`` (rows from ``lo >= done``, columns from ``col``) added, grown where
+    ``dx`` reaches past it."""
     end = lo + dx.shape[1]
     if end > done + carry.shape[1]:
         grown = np.zeros((1, end - done) + carry.shape[2:], dtype=carry.dtype)
         grown[:, :carry.shape[1]] = carry
         carry = grown
-    carry[:, lo - done:end - done] += dx
+    carry[:, lo - done:end - done, col:col + dx.shape[2]] += dx
     return carry
 
 

@@ -5,8 +5,9 @@ the whole batch equals the passes over consecutive slices of it (``dW`` and
 ``db`` being sums over the batch, they are accumulated). Reading the input and
 writing the results one slice at a time keeps memory bounded by the slice size,
 whatever the size of an HDF5 dataset; an example larger than a chunk is passed a
-block of its rows at a time (:mod:`.rows`). Knows nothing of terminals: progress is
-reported through a callback.
+block of its rows at a time (:mod:`.rows`), and one whose single output row is
+larger still a tile of rows by columns at a time (:mod:`.tiles`). Knows nothing of
+terminals: progress is reported through a callback.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..engine import conv2d, conv2d_backward, pool2d, pool2d_backward
 from ..engine.layout import shape_from_nhwc
 from ..settings import positive_int_setting
 from .rows import backward_blocks, block_rows, forward_blocks
+from .tiles import backward_tiles, block_cols, forward_tiles, row_bytes
 
 #: Input + output bytes (compute dtype) of one batch chunk read and written by a pass; None reads
 #: :func:`io_chunk_bytes` (not the engine's own workspace chunking). And the engine's workspace cap per call.
@@ -199,44 +201,72 @@ def chunk_rows(call, *, backward: bool = False, chunk_bytes: Optional[int] = Non
 
 def _row_blocks(call, *, backward: bool = False, chunk_bytes: Optional[int] = None) -> Optional[int]:
     """Output rows per block when one example's input and output exceed the chunk's bytes (see
-    :mod:`.rows`), else None: whole examples are the chunks."""
+    :mod:`.rows`), else None: whole examples are the chunks (or tiles, :func:`_tile_cols`)."""
     budget = io_chunk_bytes() if chunk_bytes is None else chunk_bytes
     if _example_bytes(call, backward) <= budget or call.out_shape[1] == 1:
         return None
     return block_rows(call, budget, backward=backward)
 
 
-def _forward_by_rows(call, name: str, rows: int, sink, stats: "Stats", census: "_Census", progress) -> None:
-    """:func:`forward`'s loop for examples larger than a chunk: :func:`.rows.forward_blocks` of each."""
+def _tile_cols(call, rows: Optional[int], *, backward: bool = False,
+               chunk_bytes: Optional[int] = None) -> Optional[int]:
+    """Output columns per tile of one output row when blocks of rows cannot fit the chunk's bytes (``rows``
+    of :func:`_row_blocks` is 1, or None for an output of one row) and one row with the input rows it reads
+    exceeds them (see :mod:`.tiles`), else None."""
+    budget = io_chunk_bytes() if chunk_bytes is None else chunk_bytes
+    if _example_bytes(call, backward) <= budget or rows not in (None, 1) or row_bytes(call, backward=backward) <= budget:
+        return None
+    return block_cols(call, budget, backward=backward)
+
+
+def _example_parts(call, *, backward: bool = False, chunk_bytes: Optional[int] = None):
+    """How an example larger than a chunk is passed: a function of ``(i, seen[, seen_grad])`` yielding example
+    ``i``'s blocks of rows (:mod:`.rows`) or tiles (:mod:`.tiles`) as ``(r0, c0, ...)``, ``c0`` None for whole
+    rows; None when whole examples are the chunks."""
+    rows = _row_blocks(call, backward=backward, chunk_bytes=chunk_bytes)
+    cols = _tile_cols(call, rows, backward=backward, chunk_bytes=chunk_bytes)
+    if cols is not None:  # one output row larger than a chunk: tiles of one row by ``cols`` columns
+        tiled = backward_tiles if backward else forward_tiles
+        return lambda i, *seen: tiled(call, i, 1, cols, *seen, workspace_bytes=WORKSPACE_BYTES)
+    if rows is None:
+        return None
+    blocks = backward_blocks if backward else forward_blocks
+    return lambda i, *seen: ((r0, None, *rest) for r0, *rest in
+                             blocks(call, i, rows, *seen, workspace_bytes=WORKSPACE_BYTES))
+
+
+def _forward_by_parts(call, name: str, parts, sink, stats: "Stats", census: "_Census", progress) -> None:
+    """:func:`forward`'s loop for examples larger than a chunk, over the ``(r0, c0, out)`` of
+    :func:`_example_parts`."""
     m, axis = call.A_prev.shape[0], 1 if call.layout == "nhwc" else 2
     for i in range(m):
         with _quiet():
-            for r0, out in forward_blocks(call, i, rows, lambda x: census.add("A_prev", x), WORKSPACE_BYTES):
+            for r0, c0, out in parts(i, lambda x: census.add("A_prev", x)):
                 stats.add(out)
                 if sink is not None:
-                    sink.write_rows(i, axis, r0, call.to_user(name, out))
-                if progress is not None:  # the same count: the caller's signal checks run at every block
+                    sink.write_rows(i, axis, r0, call.to_user(name, out), col=c0)
+                if progress is not None:  # the same count: the caller's signal checks run at every block or tile
                     progress(i, m)
         if progress is not None:
             progress(i + 1, m)
 
 
-def _backward_by_rows(call, grad_name: str, rows: int, sink, stats: "Stats", census: "_Census", progress,
-                      dW, db) -> None:
-    """:func:`backward`'s loop for examples larger than a chunk; sums the blocks' gradients into ``dW``, ``db``."""
+def _backward_by_parts(call, grad_name: str, parts, sink, stats: "Stats", census: "_Census", progress,
+                       dW, db) -> None:
+    """:func:`backward`'s loop for examples larger than a chunk, over the ``(y0, x0, dA, grads)`` of final
+    ``dA_prev`` of :func:`_example_parts`; sums their gradients into ``dW``, ``db``."""
     m, axis = call.A_prev.shape[0], 1 if call.layout == "nhwc" else 2
     for i in range(m):
         with _quiet():
-            for y0, dA, grads in backward_blocks(call, i, rows, lambda x: census.add("A_prev", x),
-                                                 lambda x: census.add(grad_name, x), WORKSPACE_BYTES):
+            for y0, x0, dA, grads in parts(i, lambda x: census.add("A_prev", x), lambda x: census.add(grad_name, x)):
                 if grads is not None:
                     dW += grads.dW
                     db += grads.db
-                if dA.shape[1]:
+                if dA.size:
                     stats.add(dA)
                     if sink is not None:
-                        sink.write_rows(i, axis, y0, call.to_user("dA_prev", dA))
-                if progress is not None:  # as in _forward_by_rows
+                        sink.write_rows(i, axis, y0, call.to_user("dA_prev", dA), col=x0)
+                if progress is not None:  # as in _forward_by_parts
                     progress(i, m)
         if progress is not None:
             progress(i + 1, m)
@@ -310,9 +340,9 @@ def forward(call, writer=None, *, progress: Progress = None, chunk_bytes: Option
     stats, census = Stats(), _Census(call)
     census.add("W", call.W)
     census.add("b", call.b)
-    rows = _row_blocks(call, chunk_bytes=chunk_bytes)
-    if rows is not None:  # examples larger than a chunk: a block of one example's rows at a time
-        _forward_by_rows(call, name, rows, sink, stats, census, progress)
+    parts = _example_parts(call, chunk_bytes=chunk_bytes)
+    if parts is not None:  # examples larger than a chunk: a block of one example's rows (or a tile) at a time
+        _forward_by_parts(call, name, parts, sink, stats, census, progress)
     else:
         for sl in _chunks(m, chunk_rows(call, chunk_bytes=chunk_bytes)):
             with _quiet():
@@ -353,9 +383,9 @@ def backward(call, writer=None, *, progress: Progress = None, chunk_bytes: Optio
     grad_name = "dZ" if call.kind == "conv" else "dA"
     dW = np.zeros(call.W.shape, dtype=call.dtype) if call.kind == "conv" else None
     db = np.zeros(call.W.shape[3], dtype=call.dtype) if call.kind == "conv" else None
-    rows = _row_blocks(call, backward=True, chunk_bytes=chunk_bytes)
-    if rows is not None:  # examples larger than a chunk: a block of one example's rows at a time
-        _backward_by_rows(call, grad_name, rows, sink, stats, census, progress, dW, db)
+    parts = _example_parts(call, backward=True, chunk_bytes=chunk_bytes)
+    if parts is not None:  # examples larger than a chunk: a block of one example's rows (or a tile) at a time
+        _backward_by_parts(call, grad_name, parts, sink, stats, census, progress, dW, db)
     else:
         for sl in _chunks(m, chunk_rows(call, backward=True, chunk_bytes=chunk_bytes)):
             with _quiet():
