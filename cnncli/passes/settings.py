@@ -37,7 +37,7 @@ _CASE_CHECKS = {
     "ceil_mode": lambda v: read_flag(v, "ceil_mode"),
     "count_include_pad": lambda v: read_flag(v, "count_include_pad"),
 }
-CASE_KEYS_OF = {"conv": ("stride", "pad", "dilation", "groups"),
+CASE_KEYS_OF = {"conv": ("f", "stride", "pad", "dilation", "groups"),  # a conv f: checked against W too
                  "pool": ("f", "stride", "pad", "dilation", "mode", "ceil_mode", "count_include_pad")}
 
 

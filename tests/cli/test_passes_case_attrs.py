@@ -84,6 +84,10 @@ BAD = [
     ({"layer": "pool", "f": 2, "count_include_pad": "maybe"}, [],
      "'{case}': count_include_pad must be true or false, got 'maybe'"),
     ({"layer": "conv", "groups": 0}, ["W"], "'{case}': groups must be >= 1, got 0"),
+    # a conv case's f is checked against W's window; a value that is no window at all names the file too
+    ({"layer": "conv", "f": 0}, ["W"], "'{case}': f must be >= 1, got 0"),
+    ({"layer": "conv", "f": "x"}, ["W"], "'{case}': f must be an integer, got 'x'"),
+    ({"layer": "conv", "f": np.array([3, 3, 3])}, ["W"], "'{case}': f must be an int or a pair (h, w), got (3, 3, 3)"),
     # errors of a combination name the attributes the case set
     ({"layer": "pool", "f": 9}, [], "no 9x9 window fits a 6x6 input padded by 0 ('{case}' sets f=9)"),
     ({"layer": "pool", "f": 4, "dilation": 2, "stride": 1}, [],
