@@ -281,12 +281,35 @@ def read_h5(ds, ref_text: str, sel=()) -> np.ndarray:
     Raises
     ------
     InputError
-        HDF5 read errors (a truncated file, a failing filter).
+        HDF5 read errors (a truncated file, a failing filter, a filter this HDF5 lacks, named as such).
     """
     try:
         return np.asarray(ds[sel])
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        missing = _missing_filter(ds)
+        if missing is not None:  # a sound file compressed by a plugin (Blosc, LZ4, Zstd...) this HDF5 lacks
+            code, label = missing
+            raise InputError.worded(f"{ref_text!r} needs HDF5 filter {code}{label}, which this HDF5 lacks; "
+                                    "see HDF5_PLUGIN_PATH",
+                                    f"{ref_text!r} needs HDF5 filter {code}{label}, not installed; "
+                                    "see HDF5_PLUGIN_PATH",
+                                    f"{ref_text!r} needs HDF5 filter {code}{label}; see HDF5_PLUGIN_PATH",
+                                    f"{ref_text!r} needs HDF5 filter {code}, not installed") from exc
         raise damaged(ref_text, str(exc).splitlines()[0]) from exc
+
+
+def _missing_filter(ds) -> Optional[Tuple[int, str]]:
+    """The first filter of ``ds``'s pipeline this HDF5 cannot run, as (id, " (name)" or ""), else None."""
+    try:
+        plist = ds.id.get_create_plist()
+        for i in range(plist.get_nfilters()):
+            code, _, _, name = plist.get_filter(i)
+            if not h5py_module().h5z.filter_avail(code):
+                name = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name or "")
+                return code, f" ({name})" if name.isidentifier() else ""
+    except (OSError, RuntimeError, ValueError):  # metadata too damaged to tell: the read error stands
+        pass
+    return None
 
 
 def read_attrs(obj, where: str) -> dict:
