@@ -44,6 +44,9 @@ class _PipeClosed(Exception):
 
 class _State:
     debug: bool = bool(os.environ.get("CNNCLI_DEBUG"))
+    #: The exit code a command's answer already decided (1: a check failed) before it is printed: a reader that
+    #: leaves during the printing (`| head`) must not turn a FAIL into exit 0.
+    verdict: int = 0
 
 
 state = _State()
@@ -135,6 +138,7 @@ class CnncliGroup(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         args = list(sys.argv[1:] if args is None else args)
         state.debug = bool(os.environ.get("CNNCLI_DEBUG"))  # per run: one run's --debug must not leak into the next
+        state.verdict = EXIT_OK
         if "--debug" in args:  # accepted anywhere on the line, not only before the command
             args.remove("--debug")
             state.debug = True
@@ -158,9 +162,10 @@ class CnncliGroup(TyperGroup):
             if sys.stdout is not None:
                 sys.stdout.flush()  # here, not at exit: a reader gone by now is a closed pipe like any other
         except (_PipeClosed, BrokenPipeError):
-            # The reader of our stdout went away (`| head -c 10`): not an error of ours, so quietly.
+            # The reader of our stdout went away (`| head -c 10`): not an error of ours, so quietly; an answer
+            # decided before the printing (a failed check) keeps its code
             _reopen(1)
-            code = EXIT_PIPE
+            code = state.verdict or EXIT_PIPE
         except Terminated as exc:
             _error_line(STOP_SIGNALS.get(exc.signum, "stopped by a signal"))
             code = 128 + exc.signum

@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 
 from ..errors import CnncliError, HyperparameterError
-from .app import app
+from .app import app, state
 from .command import CnncliCommand, choices, examples
 from .options import PlainOpt, check_output_flags, layer_options
 
@@ -141,6 +141,8 @@ def gradcheck(
         show = render.print_check
         doc = result.to_dict()
         doc["source"] = source
+    if not result.passed:
+        state.verdict = 1  # before printing: a reader leaving mid-table (`| head`) keeps the exit 1
     if as_json:
         typer.echo(render.to_json(doc))
     else:

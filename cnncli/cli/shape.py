@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import ArrayChoiceError, HyperparameterError, InputError, ShapeError, fit_names, fits
-from .app import app
+from .app import app, state
 from .command import CnncliCommand, choices, examples
 from .options import PlainOpt, check_output_flags
 
@@ -143,6 +143,8 @@ def shape(
             raise ShapeError("--target needs the input size: give --input DIMS or --like ARRAY")
         fixed = stride is not None or bool(layer_specs and spec_gives(layer_specs[0], "stride"))
         report = solve_target(specs[0], dims, target, stride_fixed=fixed)
+        if not report.solutions:
+            state.verdict = 1  # before printing: a reader leaving early (`| head`) keeps the exit 1
         if as_json:
             typer.echo(render.to_json(report.to_dict()))
         else:

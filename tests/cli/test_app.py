@@ -65,6 +65,25 @@ def test_closed_pipe_is_not_a_failure():
         assert b"Traceback" not in err and b"Exception ignored" not in err
 
 
+def test_a_closed_pipe_keeps_a_failed_checks_exit_1(tmp_path):
+    """`cnncli gradcheck ... | head`: a failed check stays exit 1 when the reader leaves, as with `--json | head`
+    (the JSON fits the pipe in one write): it was 0 once the table met the closed pipe, a FAIL passing
+    `set -o pipefail` CI as a success."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    bad = tmp_path / "bad.py"
+    bad.write_text("def zero_pad(X, pad):\n    return X\n")
+    for args, code in ((["gradcheck", "--impl", str(bad), "--only", "zero_pad"], 1),
+                       (["gradcheck", "--impl", str(bad), "--only", "zero_pad", "--json"], 1),
+                       (["shape", "--input", "32", "--f", "3", "--target", "1000"], 1),
+                       (["shape", "--input", "32", "--f", "3", "--target", "16"], 0)):
+        proc = subprocess.Popen([sys.executable, "-m", "cnncli", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+        proc.stdout.close()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == code, (args, err)
+        assert b"Traceback" not in err and b"Exception ignored" not in err
+
+
 def test_absurd_sizes_are_bad_input_not_a_crash(tmp_path):
     import numpy as np
 
