@@ -244,10 +244,14 @@ def _flag_given_a_value(params, args) -> Optional[str]:
 
 
 def _catch_stop_signals() -> dict:
-    """Make SIGTERM and SIGHUP unwind the run as :class:`Terminated`; the handlers they replace."""
+    """Make SIGTERM and SIGHUP unwind the run as :class:`Terminated`; the handlers they replace.
+
+    A signal ignored when the run began stays ignored: ``nohup`` ignores SIGHUP so that a logout does not end
+    the run (as the startup guard leaves a background job's ignored SIGINT alone)."""
     if threading.current_thread() is not threading.main_thread():
         return {}
-    return {signum: signal.signal(signum, _raise_terminated) for signum in STOP_SIGNALS}
+    return {signum: signal.signal(signum, _raise_terminated) for signum in STOP_SIGNALS
+            if signal.getsignal(signum) is not signal.SIG_IGN}
 
 
 def _restore_signals(previous: dict) -> None:

@@ -74,7 +74,9 @@ class _SignalGuard:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, *STOP_SIGNALS):
-                self._previous[signum] = signal.signal(signum, self._handler)
+                # NOTE: one ignored when the run began stays so (nohup's SIGHUP, a background job's SIGINT)
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, self._handler)
         return self
 
     def __exit__(self, *exc):

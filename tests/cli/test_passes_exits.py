@@ -54,6 +54,38 @@ def test_sigterm_and_sighup_mid_write_leave_no_temporary_file(tmp_path, big, sig
         assert (tmp_path / out).read_bytes() == b"old result"
 
 
+def _ignoring(*signums):
+    """A preexec_fn that starts the child with ``signums`` ignored, as nohup (SIGHUP) and a shell's
+    background job (SIGINT) do."""
+    def start():
+        for signum in signums:
+            signal.signal(signum, signal.SIG_IGN)
+    return start
+
+
+def test_signals_ignored_at_start_stay_ignored_mid_write(tmp_path, big):
+    # `nohup cnncli forward ... &` then logging out: the SIGHUP nohup ignores ended the run (129, no output),
+    # because the write's guard and the app set handlers over the inherited SIG_IGN
+    env = dict(ENV, CNNCLI_CHUNK_BYTES="3000", TMPDIR=str(tmp_path))  # a few examples a chunk: 2-4 s in all
+    out = tmp_path / "out.h5"
+    proc = subprocess.Popen(CNNCLI + ["forward", f"{big}:/x", "--f", "2", "-o", str(out)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_ignoring(signal.SIGHUP, signal.SIGINT))
+    deadline = time.time() + 30
+    while not [p for p in os.listdir(tmp_path) if p.endswith(".part")]:
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline
+        time.sleep(0.02)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGHUP)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    with h5py.File(out, "r") as f:
+        assert f["A"].shape == (4000, 8, 8, 3)
+    assert sorted(os.listdir(tmp_path)) == ["out.h5"]
+
+
 @pytest.mark.parametrize("args", [
     ["forward", "{A}", "--f", "2", "-o", "-"],
     ["shape", "--f", "3", "--stride", "2", "--json"],
