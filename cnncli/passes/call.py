@@ -138,6 +138,12 @@ def resolve_layer(source: Optional[str], *, stream: bool = False, want_grad: boo
             elif name not in used:
                 notes.append(f"the case's {name} is not used (a {kind} layer reads A_prev"
                              f"{', W, b' if kind == 'conv' else ''} and {grad_key})")
+        # the other kind's settings (a conv case's mode, a pool case's groups): as options they are refused
+        theirs = [k for k in CASE_KEYS_OF["pool" if kind == "conv" else "conv"]
+                  if k in case.used and k not in CASE_KEYS_OF[kind]]
+        if theirs:
+            notes.append(f"the case's {', '.join(theirs)} {'is' if len(theirs) == 1 else 'are'} not used: "
+                         f"a {kind} layer has none")
     if opts["grad"] is not None:
         refs[grad_key] = opts["grad"]
     if not want_grad:

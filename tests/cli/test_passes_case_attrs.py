@@ -236,3 +236,19 @@ def test_a_conv_cases_f_is_checked_against_w_as_f_is(tmp_path, monkeypatch):
     assert run(["forward", "cf.h5", "--f", "3"]).exit_code == 0  # the option wins, as any does
     h5_case("cf3.h5", rng.standard_normal((2, 6, 6, 3)), rng.standard_normal((3, 3, 3, 4)), layer="conv", f=3)
     assert run(["forward", "cf3.h5"]).exit_code == 0
+
+
+def test_an_attribute_of_the_other_layer_kind_is_noted_not_silently_dropped(tmp_path, arrays):
+    # --mode on a conv layer is refused; a conv case's mode, ceil_mode or count_include_pad (or a pool case's
+    # groups) were dropped without a word, though the README promises a note for every attribute not read
+    A, W = arrays
+    conv = h5_case(tmp_path / "c.h5", A, W, layer="conv", mode="average", ceil_mode=1, stride=1)
+    res = run(["forward", conv, "--json"])
+    assert res.exit_code == 0, res.stderr
+    assert "the case's mode, ceil_mode are not used: a conv layer has none" in json.loads(res.stdout)["notes"]
+    pool = h5_case(tmp_path / "p.h5", A, layer="pool", f=2, groups=2)
+    res = run(["forward", pool, "--json"])
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["notes"] == ["the case's groups is not used: a pool layer has none"]
+    res = run(["forward", h5_case(tmp_path / "q.h5", A, layer="pool", f=2, mode="max"), "--json"])
+    assert json.loads(res.stdout)["notes"] == []  # its own kind's attributes: nothing to say
