@@ -92,17 +92,27 @@ def _block_input(call, example: int, blk: RowBlock) -> Tuple[np.ndarray, RowBloc
     return zero, dataclasses.replace(blk, bottom=blk.bottom - 1)
 
 
-def _census_rows(call, example: int, counted: int, upto: int, seen: Optional[Seen]) -> int:
-    """Report the example's input rows ``[counted, upto)`` to ``seen`` (read for it); returns the new mark."""
-    if seen is not None and upto > counted:
-        seen(_input_rows(call.A_prev, example, counted, upto))
+def _piece_rows(geom, rows: int) -> int:
+    """The input rows a block of ``rows`` output rows reads: the census reads no more at a time."""
+    return max(1, (rows - 1) * geom.stride[0] + geom.effective_kernel[0])
+
+
+def _census_rows(call, example: int, counted: int, upto: int, seen: Optional[Seen], piece: int) -> int:
+    """Report the example's input rows ``[counted, upto)`` to ``seen`` (read for it, ``piece`` rows at a time);
+    returns the new mark."""
+    # NOTE: in pieces: a stride of thousands of rows (or the rows under a single output row) leaves thousands
+    # unread between two blocks, which read whole would be most of the example the blocks keep out of memory
+    if seen is not None:
+        for lo in range(counted, upto, piece):
+            seen(_input_rows(call.A_prev, example, lo, min(upto, lo + piece)))
     return max(counted, upto)
 
 
-def _read(call, example: int, blk: RowBlock, counted: int, seen: Optional[Seen]) -> Tuple[np.ndarray, RowBlock, int]:
-    """The block's input (:func:`_block_input`), its rows from ``counted`` on, and any skipped before them, told
-    to ``seen``; returns the input, the block it stands for and the new mark."""
-    counted = _census_rows(call, example, counted, blk.in_lo, seen)  # rows no window reads, too
+def _read(call, example: int, blk: RowBlock, counted: int, seen: Optional[Seen],
+          piece: int) -> Tuple[np.ndarray, RowBlock, int]:
+    """The block's input (:func:`_block_input`), its rows from ``counted`` on, and any skipped before them (read
+    ``piece`` rows at a time), told to ``seen``; returns the input, the block it stands for and the new mark."""
+    counted = _census_rows(call, example, counted, blk.in_lo, seen, piece)  # rows no window reads, too
     x, blk = _block_input(call, example, blk)
     if seen is not None and blk.in_hi > counted:
         seen(x[:, counted - blk.in_lo:])
@@ -143,15 +153,15 @@ def forward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None,
         Its output rows, NHWC in the compute dtype.
     """
     geom, counted = call.geometry, 0
-    H = call.A_prev.shape[1]
+    H, piece = call.A_prev.shape[1], _piece_rows(call.geometry, rows)
     for r0, r1 in _blocks(geom, rows):
-        x, blk, counted = _read(call, example, row_block(geom, r0, r1), counted, seen)
+        x, blk, counted = _read(call, example, row_block(geom, r0, r1), counted, seen, piece)
         if call.kind == "conv":
             out = conv2d(x, call.W, call.b, _block_params(call, blk), workspace_bytes=workspace_bytes)
         else:
             out = pool2d(x, _block_params(call, blk), workspace_bytes=workspace_bytes)
         yield r0, out
-    _census_rows(call, example, counted, H, seen)
+    _census_rows(call, example, counted, H, seen, piece)
     _release(call.A_prev)
 
 
@@ -179,11 +189,12 @@ def backward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None, 
     """
     geom, counted = call.geometry, 0
     _, H, W, C = call.A_prev.shape
+    piece = _piece_rows(geom, rows)
     carry = np.zeros((1, 0, W, C), dtype=call.dtype)  # rows [done, done + len) summed so far
     done = 0  # input rows before this one are final and yielded
     for r0, r1 in _blocks(geom, rows):
         blk = row_block(geom, r0, r1)
-        x, blk_in, counted = _read(call, example, blk, counted, seen)
+        x, blk_in, counted = _read(call, example, blk, counted, seen, piece)
         g = _input_rows(call.grad, example, r0, r1)
         if seen_grad is not None:
             seen_grad(g)
@@ -205,7 +216,7 @@ def backward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None, 
             done = nxt
         elif grads is not None:
             yield done, np.zeros((1, 0, W, C), dtype=call.dtype), grads
-    _census_rows(call, example, counted, H, seen)
+    _census_rows(call, example, counted, H, seen, piece)
     _release(call.A_prev, call.grad)
 
 

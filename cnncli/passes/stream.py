@@ -202,8 +202,10 @@ def chunk_rows(call, *, backward: bool = False, chunk_bytes: Optional[int] = Non
 def _row_blocks(call, *, backward: bool = False, chunk_bytes: Optional[int] = None) -> Optional[int]:
     """Output rows per block when one example's input and output exceed the chunk's bytes (see
     :mod:`.rows`), else None: whole examples are the chunks (or tiles, :func:`_tile_cols`)."""
+    # NOTE: one output row is a block too: its windows may read few of the example's rows (a stride or window
+    # of 1 row over thousands), and as a block it is passed on those alone instead of the example held whole
     budget = io_chunk_bytes() if chunk_bytes is None else chunk_bytes
-    if _example_bytes(call, backward) <= budget or call.out_shape[1] == 1:
+    if _example_bytes(call, backward) <= budget:
         return None
     return block_rows(call, budget, backward=backward)
 
@@ -211,10 +213,10 @@ def _row_blocks(call, *, backward: bool = False, chunk_bytes: Optional[int] = No
 def _tile_cols(call, rows: Optional[int], *, backward: bool = False,
                chunk_bytes: Optional[int] = None) -> Optional[int]:
     """Output columns per tile of one output row when blocks of rows cannot fit the chunk's bytes (``rows``
-    of :func:`_row_blocks` is 1, or None for an output of one row) and one row with the input rows it reads
-    exceeds them (see :mod:`.tiles`), else None."""
+    of :func:`_row_blocks` is 1) and one row with the input rows it reads exceeds them (see :mod:`.tiles`),
+    else None."""
     budget = io_chunk_bytes() if chunk_bytes is None else chunk_bytes
-    if _example_bytes(call, backward) <= budget or rows not in (None, 1) or row_bytes(call, backward=backward) <= budget:
+    if rows != 1 or row_bytes(call, backward=backward) <= budget:
         return None
     return block_cols(call, budget, backward=backward)
 

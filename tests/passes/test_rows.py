@@ -266,6 +266,38 @@ def test_one_huge_example_streams_in_the_memory_of_a_block(tmp_path):
     assert (Z[0] == Z[0, :, :, :1]).all()
 
 
+@pytest.mark.parametrize("command", ["forward"])
+@pytest.mark.parametrize("stride", [1500, 999, 3000])
+def test_rows_no_window_reads_are_counted_in_the_memory_of_a_block(tmp_path, command, stride):
+    # a 3000 x 40 example (960 KB) pooled 1 x 1 at a stride of 1500, 999 or 3000 rows: the windows read 2, 4 or
+    # 1 rows (3000: one output row, which was held as a whole example), the rows between them are read only to
+    # count their NaN, and that read was one piece of up to 2999 rows (the 960 KB) where a block reads one
+    A = np.zeros((1, 3000, 40, 1))
+    A[0, [1, 1000, 2998], [0, 7, 39], 0] = np.nan  # rows no window reads
+    oh = -(-3000 // stride)
+    G = np.arange(oh * 40, dtype=np.float64).reshape(1, oh, 40, 1)
+    with h5py.File(tmp_path / "A.h5", "w") as f:
+        f["A"], f["G"] = A, G
+    with resolve_layer(f"{tmp_path}/A.h5:/A", stream=True, layer="pool", f="1", stride=f"{stride}x1",
+                       grad=f"{tmp_path}/A.h5:/G") as call:
+        with ResultWriter(str(tmp_path / "o.npy"), main="A" if command == "forward" else "dA_prev") as w:
+            tracemalloc.start()
+            results = getattr(streaming, command)(call, w, chunk_bytes=2**12)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        assert call.inputs["A_prev"]["nan_count"] == 3
+    got = np.load(tmp_path / "o.npy")
+    if command == "forward":
+        np.testing.assert_array_equal(got, A[:, ::stride])
+        assert results["A"].stats.nan_count == 0
+    else:
+        want = np.zeros_like(A)
+        want[:, ::stride] = G
+        np.testing.assert_array_equal(got, want)
+    # a block's 4 KiB, pieces of the census as large, h5py's buffers: not the 960 KB example
+    assert peak < 300 * 2**10, peak
+
+
 def _same_report(a: dict, b: dict) -> None:
     """Equal reports, the statistics of the results up to the rounding of another summation order."""
     for key in a:
