@@ -11,7 +11,8 @@ least one output row; where one row is wider than the chunk, its columns are spl
 
 The backward pass takes disjoint blocks of output rows too: their windows overlap on the
 input rows between them, so each block's ``dA_prev`` rows that the next block also reaches
-are carried and added to, and the rows no later block reaches are final and written.
+are carried and added to, and the rows no later block reaches are final and written (those no
+window reads, zeros, a chunk at a time, as the census reads them).
 ``dW`` and ``db`` are sums over output positions: the disjoint blocks add up to them.
 """
 
@@ -92,9 +93,12 @@ def _block_input(call, example: int, blk: RowBlock) -> Tuple[np.ndarray, RowBloc
     return zero, dataclasses.replace(blk, bottom=blk.bottom - 1)
 
 
-def _piece_rows(geom, rows: int) -> int:
-    """The input rows a block of ``rows`` output rows reads: the census reads no more at a time."""
-    return max(1, (rows - 1) * geom.stride[0] + geom.effective_kernel[0])
+def _piece_rows(call, rows: int, piece_bytes: Optional[int]) -> int:
+    """Rows the census reads at a time (and zeros of ``dA_prev`` no window reaches are written): those a block of
+    ``rows`` output rows reads, or more within ``piece_bytes``."""
+    _, _, W, C = call.A_prev.shape
+    least = max(1, (rows - 1) * call.geometry.stride[0] + call.geometry.effective_kernel[0])
+    return least if piece_bytes is None else max(least, piece_bytes // (W * C * call.dtype.itemsize))
 
 
 def _census_rows(call, example: int, counted: int, upto: int, seen: Optional[Seen], piece: int) -> int:
@@ -128,8 +132,8 @@ def _blocks(geom, rows: int, axis: int = 0) -> Iterator[Tuple[int, int]]:
         yield lo, n_out if lo + rows >= last else lo + rows
 
 
-def forward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None,
-                   workspace_bytes: Optional[int] = None) -> Iterator[Tuple[int, np.ndarray]]:
+def forward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None, workspace_bytes: Optional[int] = None,
+                   piece_bytes: Optional[int] = None) -> Iterator[Tuple[int, np.ndarray]]:
     """The forward output of one example, ``rows`` output rows at a time.
 
     Parameters
@@ -144,6 +148,8 @@ def forward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None,
         Receives every input row of the example once, in pieces (each ``(1, k, n_W_prev, n_C_prev)``).
     workspace_bytes : int, optional
         The engine's workspace per call.
+    piece_bytes : int, optional
+        Bytes the census may read at a time of the rows no window reads (default: a block's input rows).
 
     Yields
     ------
@@ -153,7 +159,7 @@ def forward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None,
         Its output rows, NHWC in the compute dtype.
     """
     geom, counted = call.geometry, 0
-    H, piece = call.A_prev.shape[1], _piece_rows(call.geometry, rows)
+    H, piece = call.A_prev.shape[1], _piece_rows(call, rows, piece_bytes)
     for r0, r1 in _blocks(geom, rows):
         x, blk, counted = _read(call, example, row_block(geom, r0, r1), counted, seen, piece)
         if call.kind == "conv":
@@ -166,15 +172,16 @@ def forward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None,
 
 
 def backward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None, seen_grad: Optional[Seen] = None,
-                    workspace_bytes: Optional[int] = None) -> Iterator[Tuple[int, np.ndarray, object]]:
+                    workspace_bytes: Optional[int] = None, piece_bytes: Optional[int] = None
+                    ) -> Iterator[Tuple[int, np.ndarray, object]]:
     """The input gradient of one example, a block of final rows at a time, with each block's dW and db.
 
     Parameters
     ----------
     call : LayerCall
         A resolved conv or pool call with its upstream gradient ``call.grad``.
-    example, rows, seen, workspace_bytes
-        As :func:`forward_blocks` (``rows`` output rows per block).
+    example, rows, seen, workspace_bytes, piece_bytes
+        As :func:`forward_blocks` (``rows`` output rows per block; ``piece_bytes`` bounds the blocks of zeros too).
     seen_grad : callable, optional
         Receives every row of the example's upstream gradient once.
 
@@ -183,13 +190,15 @@ def backward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None, 
     y0 : int
         The first input row of ``dA``.
     dA : ndarray, shape (1, k, n_W_prev, n_C_prev)
-        Rows ``y0:y0 + k`` of the example's ``dA_prev``, final; together they cover every input row once.
+        Rows ``y0:y0 + k`` of the example's ``dA_prev``, final; together they cover every input row once (rows no
+        window reaches are zeros, yielded in pieces of ``piece_bytes`` with ``grads`` None).
     grads : ConvGrads or None
         The block's ``dW`` and ``db`` (conv; None for pool), to be summed over the blocks.
     """
     geom, counted = call.geometry, 0
     _, H, W, C = call.A_prev.shape
-    piece = _piece_rows(geom, rows)
+    piece = _piece_rows(call, rows, piece_bytes)
+    reach = 0  # rows the windows so far read end here: from it to the next block's first row, no window reads
     carry = np.zeros((1, 0, W, C), dtype=call.dtype)  # rows [done, done + len) summed so far
     done = 0  # input rows before this one are final and yielded
     for r0, r1 in _blocks(geom, rows):
@@ -207,12 +216,17 @@ def backward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None, 
             dx = pool2d_backward(g, x, params, workspace_bytes=workspace_bytes)
         if blk.in_hi > blk.in_lo:  # a block of padding-only windows adds nothing to dA_prev
             carry = _add_rows(carry, done, dx, blk.in_lo)
+            reach = blk.in_hi
         # rows before the next block's first input row get nothing more: final
         nxt = row_block(geom, r1, geom.out_hw[0]).in_lo if r1 < geom.out_hw[0] else H
         if nxt > done:
-            final = _take(carry, done, nxt, W, C, call.dtype)
+            upto = min(nxt, max(done, reach))
+            final = _take(carry, done, upto, W, C, call.dtype)
             carry = carry[:, nxt - done:]
             yield done, final, grads
+            # NOTE: in pieces: a stride of thousands of rows leaves as many between two blocks, zeros
+            for lo in range(upto, nxt, piece):
+                yield lo, np.zeros((1, min(nxt, lo + piece) - lo, W, C), dtype=call.dtype), None
             done = nxt
         elif grads is not None:
             yield done, np.zeros((1, 0, W, C), dtype=call.dtype), grads

@@ -227,14 +227,15 @@ def _example_parts(call, *, backward: bool = False, chunk_bytes: Optional[int] =
     rows; None when whole examples are the chunks."""
     rows = _row_blocks(call, backward=backward, chunk_bytes=chunk_bytes)
     cols = _tile_cols(call, rows, backward=backward, chunk_bytes=chunk_bytes)
+    budget = io_chunk_bytes() if chunk_bytes is None else chunk_bytes  # what no window reads: pieces of a chunk
     if cols is not None:  # one output row larger than a chunk: tiles of one row by ``cols`` columns
         tiled = backward_tiles if backward else forward_tiles
-        return lambda i, *seen: tiled(call, i, 1, cols, *seen, workspace_bytes=WORKSPACE_BYTES)
+        return lambda i, *seen: tiled(call, i, 1, cols, *seen, workspace_bytes=WORKSPACE_BYTES, piece_bytes=budget)
     if rows is None:
         return None
     blocks = backward_blocks if backward else forward_blocks
     return lambda i, *seen: ((r0, None, *rest) for r0, *rest in
-                             blocks(call, i, rows, *seen, workspace_bytes=WORKSPACE_BYTES))
+                             blocks(call, i, rows, *seen, workspace_bytes=WORKSPACE_BYTES, piece_bytes=budget))
 
 
 def _forward_by_parts(call, name: str, parts, sink, stats: "Stats", census: "_Census", progress) -> None:

@@ -12,7 +12,9 @@ The backward pass goes by column stripes of the output, left to right, and by th
 also reaches are carried (restricted to the stripe's input columns), and its input columns that the
 next stripe also reaches are carried as a strip of every input row, ``H x (span_w - stride_w) x C``
 (one column strip, not a row), and added in the next stripe. The row blocks, and so the rows of the
-final tiles, are the same in every stripe. ``dW`` and ``db`` are sums over the disjoint tiles.
+final tiles, are the same in every stripe. ``dW`` and ``db`` are sums over the disjoint tiles. The
+input columns and rows that no window reads (a stride past the kernel) get zeros, yielded a chunk at a
+time rather than held with the stripe, as the census reads them for their NaN.
 """
 
 from __future__ import annotations
@@ -159,13 +161,24 @@ class _Census:
                                       (x, min(c1, x + self.piece[1]))))
 
 
-def _piece(geom, rows: int, cols: int) -> Tuple[int, int]:
-    """The largest input rectangle a tile of ``rows`` by ``cols`` reads: the census reads no more at a time."""
-    return tuple(max(1, (n - 1) * geom.stride[a] + geom.effective_kernel[a]) for a, n in enumerate((rows, cols)))
+def _piece(call, rows: int, cols: int, piece_bytes: Optional[int]) -> Tuple[int, int]:
+    """Rows by columns the census reads at a time (and zeros of ``dA_prev`` no window reaches are yielded): the
+    largest input rectangle a tile of ``rows`` by ``cols`` reads, wider within ``piece_bytes``."""
+    geom, C = call.geometry, call.A_prev.shape[3]
+    r, c = (max(1, (n - 1) * geom.stride[a] + geom.effective_kernel[a]) for a, n in enumerate((rows, cols)))
+    return r, c if piece_bytes is None else max(c, piece_bytes // (r * C * call.dtype.itemsize))
+
+
+def _zeros(y0: int, y1: int, x0: int, x1: int, piece: Tuple[int, int], C: int, dtype):
+    """Rows ``[y0, y1)`` by columns ``[x0, x1)`` of ``dA_prev`` that no window reaches: zeros, a piece at a time."""
+    for y in range(y0, y1, piece[0]):
+        for x in range(x0, x1, piece[1]):
+            yield y, x, np.zeros((1, min(y1, y + piece[0]) - y, min(x1, x + piece[1]) - x, C), dtype=dtype), None
 
 
 def forward_tiles(call, example: int, rows: int, cols: int, seen: Optional[Seen] = None,
-                  workspace_bytes: Optional[int] = None) -> Iterator[Tuple[int, int, np.ndarray]]:
+                  workspace_bytes: Optional[int] = None, piece_bytes: Optional[int] = None
+                  ) -> Iterator[Tuple[int, int, np.ndarray]]:
     """The forward output of one example, ``rows`` output rows by ``cols`` output columns at a time.
 
     Parameters
@@ -182,6 +195,8 @@ def forward_tiles(call, example: int, rows: int, cols: int, seen: Optional[Seen]
         Receives every input element of the example once, in pieces (each ``(1, k, w, n_C_prev)``).
     workspace_bytes : int, optional
         The engine's workspace per call.
+    piece_bytes : int, optional
+        Bytes the census may read at a time of what no window reads (default: a tile's input rectangle).
 
     Yields
     ------
@@ -191,7 +206,7 @@ def forward_tiles(call, example: int, rows: int, cols: int, seen: Optional[Seen]
         Its output, NHWC in the compute dtype.
     """
     geom = call.geometry
-    census = _Census(call, example, seen, 0, _piece(geom, rows, cols))
+    census = _Census(call, example, seen, 0, _piece(call, rows, cols, piece_bytes))
     for r0, r1 in _blocks(geom, rows):
         rb = row_block(geom, r0, r1)
         census.start(rb)
@@ -211,16 +226,16 @@ def forward_tiles(call, example: int, rows: int, cols: int, seen: Optional[Seen]
 
 
 def backward_tiles(call, example: int, rows: int, cols: int, seen: Optional[Seen] = None,
-                   seen_grad: Optional[Seen] = None, workspace_bytes: Optional[int] = None
-                   ) -> Iterator[Tuple[int, int, np.ndarray, object]]:
+                   seen_grad: Optional[Seen] = None, workspace_bytes: Optional[int] = None,
+                   piece_bytes: Optional[int] = None) -> Iterator[Tuple[int, int, np.ndarray, object]]:
     """The input gradient of one example, a final tile at a time, with each tile's dW and db.
 
     Parameters
     ----------
     call : LayerCall
         A resolved conv or pool call with its upstream gradient ``call.grad``.
-    example, rows, cols, seen, workspace_bytes
-        As :func:`forward_tiles`.
+    example, rows, cols, seen, workspace_bytes, piece_bytes
+        As :func:`forward_tiles` (``piece_bytes`` bounds the tiles of zeros too).
     seen_grad : callable, optional
         Receives every element of the example's upstream gradient once.
 
@@ -231,24 +246,27 @@ def backward_tiles(call, example: int, rows: int, cols: int, seen: Optional[Seen
     dA : ndarray, shape (1, k, w, n_C_prev)
         Rows ``y0:y0 + k`` by columns ``x0:x0 + w`` of the example's ``dA_prev``, final (``k`` or ``w`` may be 0
         where a tile makes nothing final); together they cover every input element once, the tiles of one
-        stripe of columns top to bottom, the stripes left to right, with the same rows in every stripe.
+        stripe of columns top to bottom, the stripes left to right, with the same rows in every stripe. Rows and
+        columns no window reaches are zeros, yielded in pieces of ``piece_bytes`` with ``grads`` None.
     grads : ConvGrads or None
         The tile's ``dW`` and ``db`` (conv; None for pool), to be summed over the tiles.
     """
     geom = call.geometry
     _, H, W, C = call.A_prev.shape
     n_rows, n_cols = geom.out_hw
-    census = _Census(call, example, seen, 1, _piece(geom, rows, cols))
+    piece = _piece(call, rows, cols, piece_bytes)
+    census = _Census(call, example, seen, 1, piece)
     strip = np.zeros((H, 0, C), dtype=call.dtype)  # dA of input columns [done_c, ...) the stripes so far reach
     done_c = 0  # input columns before this one are final and yielded
     for c0, c1 in _blocks(geom, cols, axis=1):
         cb = row_block(geom, c0, c1, axis=1)
         nx = row_block(geom, c1, n_cols, axis=1).in_lo if c1 < n_cols else W  # the next stripe's first column
-        width = max(cb.in_hi, nx) - done_c  # the stripe's columns: from done_c (== cb.in_lo) to what it reaches
-        shared = np.zeros((H, width - (nx - done_c), C), dtype=call.dtype)  # columns [nx, ...): the next strip
+        width = max(cb.in_hi, done_c) - done_c  # the columns the stripe's windows read, from done_c (== cb.in_lo)
+        keep = min(nx - done_c, width)  # of those, final here: the rest, [nx, ...), is the next strip
+        shared = np.zeros((H, width - keep, C), dtype=call.dtype)  # and [done_c + width, nx) is read by no window
         census.start(cb)
         carry = np.zeros((1, 0, width, C), dtype=call.dtype)  # rows [done_r, ...) of the stripe, summed so far
-        done_r = 0
+        done_r = reach = 0  # reach: where the rows the windows so far read end (the same in every stripe)
         for r0, r1 in _blocks(geom, rows):
             rb = row_block(geom, r0, r1)
             x, rb_in, cb_in = _tile_input(call, example, rb, cb)
@@ -265,16 +283,23 @@ def backward_tiles(call, example: int, rows: int, cols: int, seen: Optional[Seen
                 dx = pool2d_backward(g, x, params, workspace_bytes=workspace_bytes)
             if _real(rb, cb):  # a tile of padding-only windows adds nothing to dA_prev
                 carry = _add_rows(carry, done_r, dx, rb.in_lo, cb.in_lo - done_c)
+            if rb.in_hi > rb.in_lo:
+                reach = rb.in_hi
             nxt = row_block(geom, r1, n_rows).in_lo if r1 < n_rows else H
             if nxt > done_r:
-                final = _take(carry, done_r, nxt, width, C, call.dtype)
+                upto = min(nxt, max(done_r, reach))
+                final = _take(carry, done_r, upto, width, C, call.dtype)
                 carry = carry[:, nxt - done_r:]
-                final[0, :, :strip.shape[1]] += strip[done_r:nxt]  # the previous stripe's share of these columns
-                shared[done_r:nxt] = final[0, :, nx - done_c:]
-                yield done_r, done_c, final[:, :, :nx - done_c], grads
+                final[0, :, :strip.shape[1]] += strip[done_r:upto]  # the previous stripe's share of these columns
+                shared[done_r:upto] = final[0, :, keep:]
+                yield done_r, done_c, final[:, :, :keep], grads
+                # NOTE: in pieces: a stride of thousands of columns (rows) leaves as many between two stripes
+                # (row blocks), zeros; the pieces of rows upto:nxt are the same in every stripe
+                yield from _zeros(done_r, upto, done_c + keep, nx, (max(1, upto - done_r), piece[1]), C, call.dtype)
+                yield from _zeros(upto, nxt, done_c, nx, piece, C, call.dtype)
                 done_r = nxt
             elif grads is not None:
-                yield done_r, done_c, np.zeros((1, 0, nx - done_c, C), dtype=call.dtype), grads
+                yield done_r, done_c, np.zeros((1, 0, keep, C), dtype=call.dtype), grads
         census.finish_band()
         strip, done_c = shared, nx
     census.finish()

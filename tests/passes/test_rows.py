@@ -130,7 +130,7 @@ def test_blocks_of_rows_give_the_loop_oracles_results(spec):
         assert got.shape == A[i:i + 1].shape  # every input row once
         np.testing.assert_allclose(got, dA[i:i + 1], rtol=1e-10, atol=1e-10)
         for _, _, grads in pieces:
-            if sums is not None:
+            if grads is not None:  # conv's, but for the zeros where no window reaches
                 sums[0] += grads.dW
                 sums[1] += grads.db
     if kind == "conv":
@@ -266,12 +266,13 @@ def test_one_huge_example_streams_in_the_memory_of_a_block(tmp_path):
     assert (Z[0] == Z[0, :, :, :1]).all()
 
 
-@pytest.mark.parametrize("command", ["forward"])
+@pytest.mark.parametrize("command", ["forward", "backward"])
 @pytest.mark.parametrize("stride", [1500, 999, 3000])
 def test_rows_no_window_reads_are_counted_in_the_memory_of_a_block(tmp_path, command, stride):
     # a 3000 x 40 example (960 KB) pooled 1 x 1 at a stride of 1500, 999 or 3000 rows: the windows read 2, 4 or
     # 1 rows (3000: one output row, which was held as a whole example), the rows between them are read only to
-    # count their NaN, and that read was one piece of up to 2999 rows (the 960 KB) where a block reads one
+    # count their NaN, and that read was one piece of up to 2999 rows (the 960 KB) where a block reads one;
+    # backward, their dA_prev (zeros) was one block of as many rows
     A = np.zeros((1, 3000, 40, 1))
     A[0, [1, 1000, 2998], [0, 7, 39], 0] = np.nan  # rows no window reads
     oh = -(-3000 // stride)

@@ -85,7 +85,7 @@ def test_tiles_give_the_loop_oracles_results_and_see_every_input_once(spec):
         for y0, x0, dx, grads in backward_tiles(call, i, rows, cols, seen.append, grads_seen.append):
             got[:, y0:y0 + dx.shape[1], x0:x0 + dx.shape[2]] = dx
             covered[y0:y0 + dx.shape[1], x0:x0 + dx.shape[2]] += 1
-            if sums is not None:
+            if grads is not None:  # conv's, but for the zeros where no window reaches
                 sums[0] += grads.dW
                 sums[1] += grads.db
         assert (covered == 1).all()  # every input element once, final
@@ -120,7 +120,7 @@ def test_conv_columns_of_padding_only_are_the_bias_and_zeros_where_no_window_rea
     pieces = list(backward_tiles(call, 0, 1, 1))  # windows at 0-1, 4-5, 8-9: columns 2, 3, 6, 7 read by none
     dA = np.concatenate([dx for _, _, dx, _ in pieces], axis=2)
     np.testing.assert_array_equal(dA[0, 0, :, 0], [1, 1, 0, 0, 1, 1, 0, 0, 1, 1])
-    assert [x0 for _, x0, _, _ in pieces] == [0, 4, 8]
+    assert [x0 for _, x0, _, _ in pieces] == [0, 2, 4, 6, 8]  # columns 2-3 and 6-7 are zeros of their own
 
 
 def test_block_cols_fill_the_budget_and_never_go_below_one_column():
@@ -240,6 +240,35 @@ def test_a_long_signal_streams_in_the_memory_of_a_tile(tmp_path, command):
         for k in range(5):
             want[k:k + 199996] += per_tap[k]
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("stride", [(1, 30000), (1, 60000), (3, 25000)])
+def test_the_input_gradient_no_window_reaches_is_written_in_the_memory_of_a_tile(tmp_path, stride):
+    # a 3 x 60000 x 1 example (1.4 MB), a 1x1 conv at a stride of 25000 columns and more: the windows read 3, 2
+    # or 1 columns of each row they read, and the dA_prev of the columns between them (zeros) was one stripe as
+    # wide as the stride, of every row (1.5 MB of tracemalloc's peak with a 4 KiB chunk at a stride of 60000)
+    A = np.ones((1, 3, 60000, 1))
+    A[0, :, 1, 0] = np.nan  # read by no window: counted, and no NaN in dA_prev
+    oh, ow = -(-3 // stride[0]), -(-60000 // stride[1])
+    G = np.arange(1, oh * ow + 1, dtype=np.float64).reshape(1, oh, ow, 1)
+    with h5py.File(tmp_path / "A.h5", "w") as f:
+        f["A"], f["G"], f["W"] = A, G, np.full((1, 1, 1, 1), 2.0)
+    with resolve_layer(f"{tmp_path}/A.h5:/A", stream=True, weights=f"{tmp_path}/A.h5:/W", grad=f"{tmp_path}/A.h5:/G",
+                       stride=f"{stride[0]}x{stride[1]}") as call:
+        with ResultWriter(str(tmp_path / "o.npz"), main="dA_prev") as w:
+            tracemalloc.start()
+            results = streaming.backward(call, w, chunk_bytes=2**12)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        assert call.inputs["A_prev"]["nan_count"] == 3
+    want = np.zeros_like(A)
+    want[:, ::stride[0], ::stride[1]] = 2 * G
+    with np.load(tmp_path / "o.npz") as f:
+        np.testing.assert_array_equal(f["dA_prev"], want)
+        assert f["dW"].item() == (A[:, ::stride[0], ::stride[1]] * G).sum()  # the NaN is read by no window
+        assert f["db"].item() == G.sum()
+    assert results["dA_prev"].stats.nan_count == 0
+    assert peak < 400 * 2**10, peak  # a tile's 4 KiB, the pieces of zeros as large, h5py's buffers
 
 
 @pytest.mark.parametrize("layout", ["nhwc", "nchw"])
