@@ -1,6 +1,7 @@
 """Start-up (issue 11): light imports, the option list agreeing with the resolver's, Ctrl-C during imports."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -60,9 +61,39 @@ def test_a_command_imports_only_what_it_needs(argv, heavy):
     assert not heavy & modules
 
 
+#: The lines that run before cnncli's Ctrl-C handler can be in place: the import of the module that installs it
+#: and the call that does (an interrupt raised on that line came before the handler: after it, the handler runs).
+_BEFORE_THE_GUARD = ("from . import _startup", "from .. import _startup", "_startup.guard()")
+
+
 def _in_interpreter_startup(err: str) -> bool:
-    """A traceback none of whose frames is cnncli's: Python's own start-up (site, runpy), before our first line."""
-    return "Traceback" in err and "/cnncli/" not in err
+    """A traceback from before the handler: Python's own start-up (site, runpy), or the imports that bring the
+    handler in (the package's ``__init__``, ``_startup`` itself, the import line of :data:`_BEFORE_THE_GUARD`)."""
+    if "Traceback" not in err:
+        return False
+    frames = re.findall(r'File "([^"]*)", line \d+, in [^\n]*\n(?: +([^\n]*)\n)?', err)
+    ours = [(path, code) for path, code in frames if "/cnncli/" in path]
+    if not ours:
+        return True
+    path, code = ours[-1]  # the innermost of ours: where the interrupt landed in cnncli
+    return path.endswith(("/cnncli/__init__.py", "/cnncli/_startup.py")) or code.strip() in _BEFORE_THE_GUARD
+
+
+@pytest.mark.parametrize("trace, expected", [
+    ('  File "/usr/lib/python3.11/runpy.py", line 198, in _run_module_as_main\n    return _run_code(code)\n', True),
+    ('  File "<frozen runpy>", line 198, in _run_module_as_main\n'
+     '  File "/r/cnncli/__main__.py", line 3, in <module>\n    from . import _startup\n', True),
+    ('  File "/r/cnncli/__init__.py", line 12, in <module>\n    __all__ = [\n', True),
+    ('  File "/r/cnncli/cli/__init__.py", line 8, in <module>\n    from .. import _startup\n', True),
+    # once the guard is in place, a traceback is a failure to report, wherever it lands
+    ('  File "/r/cnncli/__main__.py", line 7, in <module>\n    from .cli import main  # noqa: E402\n'
+     '  File "/r/cnncli/cli/app.py", line 40, in <module>\n    import typer\n', False),
+    ('  File "/r/cnncli/__main__.py", line 5, in <module>\n    _startup.guard()\n', True),
+    ('  File "/r/cnncli/cli/__init__.py", line 14, in main\n    from .app import run\n', False),
+])
+def test_the_start_up_window_is_told_from_a_real_traceback(trace, expected):
+    assert _in_interpreter_startup("Traceback (most recent call last):\n" + trace + "KeyboardInterrupt\n") is expected
+    assert not _in_interpreter_startup("cnncli: error: interrupted\n")
 
 
 # Delays from the first milliseconds (interpreter start-up) through the imports (numpy, h5py,
