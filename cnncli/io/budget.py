@@ -111,7 +111,7 @@ def over_budget(said: str, allowed: str, short: str = "") -> InputError:
 READ_STEP = 1 << 20
 
 
-def read_bounded(stream, text: str, sniff=None) -> bytes:
+def read_bounded(stream, text: str, sniff=None, first: int = 1 << 16) -> bytes:
     """All the bytes of a pipe or stdin, refusing more than :func:`memory_budget` (``cat /dev/zero |``).
 
     Read step by step (a read of the whole budget at once would reserve it: half the machine's memory).
@@ -122,8 +122,10 @@ def read_bounded(stream, text: str, sniff=None) -> bytes:
     text : str
         The source, for the message.
     sniff : callable(bytes), optional
-        Called with the first bytes (up to 64 KiB) as soon as they are in; may raise to refuse
+        Called with the first bytes (up to ``first``) as soon as they are in; may raise to refuse
         the stream before the rest of it is read (``yes |`` is not .npy data).
+    first : int
+        Bytes of the first read (the head ``sniff`` sees), 64 KiB unless given.
 
     Raises
     ------
@@ -132,7 +134,7 @@ def read_bounded(stream, text: str, sniff=None) -> bytes:
     """
     budget = memory_budget()
     chunks, total = [], 0
-    step = 1 << 16  # the first read small: sniff looks at it at once
+    step = first  # the first read small: sniff looks at it at once
     while total <= budget:
         chunk = stream.read(min(step, budget + 1 - total))
         if not chunk:

@@ -156,7 +156,7 @@ def materialize(ref: ArrayRef) -> ArrayRef:
     if _regular(ref):
         return ref
     with _open(ref.path, ref) as fp:
-        data = read_bounded(fp, ref.text)
+        data = read_bounded(fp, ref.text, sniff=lambda head: _known_head(head, ref), first=PIPE_HEAD)
     if ref.kind != "pipe":
         return replace(ref, data=data)
     head, kind = _format(io.BytesIO(data))
@@ -165,6 +165,24 @@ def materialize(ref: ArrayRef) -> ArrayRef:
     if ref.name is not None and kind == "npy":
         raise _not_named(ref.text, ref.path, kind, ref.name)
     return replace(ref, kind=kind, data=data)
+
+
+#: The first bytes of a pipe read before it is told by them: an HDF5 signature after a user block of up to
+#: 512 KiB is in them (a pipe of HDF5 with a larger block is refused; the file itself is read).
+PIPE_HEAD = 1 << 20
+
+
+def _known_head(head: bytes, ref: ArrayRef) -> None:
+    """Refuse a pipe or device at its first bytes when they show no format it could hold (``<(yes)``,
+    ``/dev/zero``), rather than read it to the memory budget first; a head the stream ends within is told later,
+    whole, by :func:`_format`."""
+    if len(head) < PIPE_HEAD:
+        return
+    _, found = _format(io.BytesIO(head))
+    if ref.kind == "pipe" and found is None:
+        raise InputError(f"{ref.text!r} is not .npy, .npz or HDF5 ({describe(head[:64], None)})")
+    if ref.kind != "pipe" and found != ref.kind:  # a FIFO named x.npy: refused as the file would be
+        _refuse_format(ref, ref.kind, head, found)
 
 
 def _stdin_bytes() -> bytes:
@@ -294,9 +312,13 @@ def expect_format(ref: ArrayRef, kind: str) -> None:
     """
     with reader(ref) as fp:
         head, found = _format(fp)
-    if found == kind:
-        return
-    what = describe(head, found)
+    if found != kind:
+        _refuse_format(ref, kind, head, found)
+
+
+def _refuse_format(ref: ArrayRef, kind: str, head: bytes, found: Optional[str]):
+    """Raise the refusal of ``ref`` as ``kind`` data when its first bytes ``head`` show ``found`` instead."""
+    what = describe(head[:64], found)
     if kind == "npy":
         if what == "it is a Python pickle":
             raise pickled(ref.text)

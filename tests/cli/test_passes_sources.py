@@ -198,3 +198,80 @@ def test_a_file_without_extension_can_name_a_dataset(d):
         f["A"] = np.load(d / "A.npy")
     res = runner.invoke(app, ["forward", f"{d}/plain:/A", "--f", "2", "--json"])
     assert res.exit_code == 0, res.stderr
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or not os.path.exists("/dev/zero"), reason="needs bash, /dev/zero")
+@pytest.mark.parametrize("source, words", [
+    ("<(yes)", "is not .npy, .npz or HDF5 (it starts with 'y"),
+    ("/dev/zero", "is not .npy, .npz or HDF5 (it starts with"),
+    ("<(yes):/x", "is not .npy, .npz or HDF5 (it starts with 'y"),
+])
+def test_an_endless_pipe_in_no_format_is_refused_at_its_first_bytes(d, source, words):
+    # NOTE: read to the memory budget before this (12 GB and a minute on a 24 GiB machine); a small budget
+    # still lets a regression through slowly, so the time limit and the bytes read are what is asserted
+    cmd = f'"{sys.executable}" -m cnncli forward {source} --f 2'
+    proc = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "PYTHONPATH": ROOT, "CNNCLI_MEMORY_BYTES": str(2**30)})
+    assert proc.returncode == 2, proc.stderr
+    assert words in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def _fifo_writer(fifo, data: bytes, tail: int):
+    """A process writing ``data`` then ``tail`` more zero bytes into ``fifo``; prints how many it wrote."""
+    code = ("import sys, os\n"
+            "out = open(sys.argv[1], 'wb', buffering=0); n = 0\n"
+            "data = open(sys.argv[2], 'rb').read() + bytes(int(sys.argv[3]))\n"
+            "try:\n"
+            "    for i in range(0, len(data), 65536):\n"
+            "        n += out.write(data[i:i + 65536])\n"
+            "except BrokenPipeError:\n"
+            "    pass\n"
+            "print(n)\n")
+    return subprocess.Popen([sys.executable, "-c", code, str(fifo), str(data), str(tail)], stdout=subprocess.PIPE,
+                            text=True)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_fifo_is_read_no_further_than_its_first_mebibyte_when_no_format_shows(d):
+    fifo = d / "in"
+    os.mkfifo(fifo)
+    (d / "junk").write_bytes(b"\x01\x02" * 1000)
+    writer = _fifo_writer(fifo, d / "junk", 64 * 2**20)  # 64 MiB more to come
+    proc = subprocess.run([sys.executable, "-m", "cnncli", "forward", str(fifo), "--f", "2"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    written = int(writer.communicate(timeout=60)[0])
+    assert proc.returncode == 2 and "is not .npy, .npz or HDF5" in proc.stderr, proc.stderr
+    assert written <= 2 * 2**20  # the first MiB read, and what the pipe's buffer took
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("userblock", [0, 512, 4096, 65536, 512 * 1024])
+def test_hdf5_with_a_user_block_is_still_read_from_a_pipe(d, userblock):
+    A = np.load(d / "A.npy")
+    with h5py.File(d / "u.h5", "w", userblock_size=userblock or None) as f:
+        f["A"] = A
+    fifo = d / "in"
+    os.mkfifo(fifo)
+    writer = _fifo_writer(fifo, d / "u.h5", 0)
+    proc = subprocess.run([sys.executable, "-m", "cnncli", "forward", f"{fifo}:/A", "--f", "2", "-o",
+                           str(d / "out.npy")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    writer.communicate(timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(np.load(d / "out.npy"), pool_forward_loops(A, PoolParams(f=2)))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("name, words", [("x.npy", "is not .npy data (it starts with b'\\x01\\x02"),
+                                         ("x.h5", "is not an HDF5 file (it starts with b'\\x01\\x02"),
+                                         ("x.npz", "is not .npz data (it starts with b'\\x01\\x02")])
+def test_a_fifo_named_by_its_format_is_refused_at_its_first_bytes_as_the_file_would_be(d, name, words):
+    fifo = d / name
+    os.mkfifo(fifo)
+    (d / "junk").write_bytes(b"\x01\x02" * 1000)
+    writer = _fifo_writer(fifo, d / "junk", 64 * 2**20)
+    ref = str(fifo) + (":/A" if name == "x.h5" else "")
+    proc = subprocess.run([sys.executable, "-m", "cnncli", "forward", ref, "--f", "2"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    written = int(writer.communicate(timeout=60)[0])
+    assert proc.returncode == 2 and words in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert written <= 2 * 2**20
