@@ -33,7 +33,9 @@ def float64_unless_float32_asked(dtype: Optional[str]) -> np.dtype:
 
 def dtype_note(stored: Dict[str, np.dtype], target: np.dtype, asked: Optional[str]) -> Optional[str]:
     """One line saying which arrays were converted to ``target``, or None."""
-    changed = {name: np.dtype(dt) for name, dt in stored.items() if np.dtype(dt) != target}
+    # the type, not its byte order: a big-endian float64 is computed as it is (swapped to the machine's, exactly)
+    native = {name: np.dtype(dt).newbyteorder("=") for name, dt in stored.items()}
+    changed = {name: dt for name, dt in native.items() if dt != target}
     if not changed:
         return None
     what = ", ".join(f"{name} is {dt}" for name, dt in changed.items())

@@ -221,3 +221,18 @@ def test_parse_ref_forms():
     assert readers.parse_ref("a.b.h5:/x/y").path == "a.b.h5"
     assert readers.parse_ref("A.NPZ:w").kind == "npz"
     assert readers.parse_ref("-").kind == "stdin"
+
+
+@pytest.mark.parametrize("stored, asked, note", [
+    (">f8", None, None),                      # float64 already: only the byte order is another machine's
+    (">f4", "float32", None),
+    (">f4", None, "A_prev is float32: computed in float64"),
+    (">i2", None, "A_prev is int16: computed in float64"),
+    ("<f8", "float32", "A_prev is float64: computed in float32"),
+])
+def test_the_dtype_note_is_about_the_type_not_the_byte_order(stored, asked, note):
+    x = np.array([1.5, -2.0, 3.0]).astype(stored)
+    out, said = apply_dtype_policy(x, asked, name="A_prev")
+    np.testing.assert_array_equal(out, x.astype(np.float64))
+    assert out.dtype == np.dtype(asked or "float64") and out.dtype.isnative
+    assert (said is None) if note is None else said.startswith(note), said
