@@ -53,11 +53,15 @@ def block_rows(call, budget: int, *, backward: bool = False) -> int:
     g = call.geometry
     _, _, W, C = call.A_prev.shape
     _, oh, ow, n_C = call.out_shape
-    span, s = g.effective_kernel[0], g.stride[0]
-    in_row, out_row = W * C, ow * n_C
+    return fitting(call, budget, backward, g.effective_kernel[0], g.stride[0], W * C, ow * n_C, oh)
+
+
+def fitting(call, budget: int, backward: bool, span: int, stride: int, in_unit: int, out_unit: int, n: int) -> int:
+    """How many of ``n`` output units (rows, columns) fit ``budget`` bytes, at least 1: ``k`` of them read
+    ``(k - 1) * stride + span`` input units of ``in_unit`` values and write ``k`` of ``out_unit`` (closed form)."""
     elements = budget // (call.dtype.itemsize * (2 if backward else 1))  # backward: the gradients too
-    rows = 1 + (elements - span * in_row - out_row) // (s * in_row + out_row)
-    return int(min(max(rows, 1), oh))
+    k = 1 + (elements - span * in_unit - out_unit) // (stride * in_unit + out_unit)
+    return int(min(max(k, 1), n))
 
 
 def _input_rows(A, example: int, lo: int, hi: int, cols: Optional[Tuple[int, int]] = None) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..engine import conv2d, conv2d_backward, pool2d, pool2d_backward
 from ..engine.geometry import RowBlock, row_block
-from .rows import Seen, _add_rows, _blocks, _input_rows, _release, _take
+from .rows import Seen, _add_rows, _blocks, _input_rows, _release, _take, fitting
 
 
 def block_cols(call, budget: int, *, backward: bool = False) -> int:
@@ -52,11 +52,8 @@ def block_cols(call, budget: int, *, backward: bool = False) -> int:
     g = call.geometry
     _, H, _, C = call.A_prev.shape
     _, _, ow, n_C = call.out_shape
-    span, s = g.effective_kernel[1], g.stride[1]
     in_col = min(g.effective_kernel[0], H) * C  # one output row's windows read at most span_h input rows
-    elements = budget // (call.dtype.itemsize * (2 if backward else 1))
-    cols = 1 + (elements - span * in_col - n_C) // (s * in_col + n_C)
-    return int(min(max(cols, 1), ow))
+    return fitting(call, budget, backward, g.effective_kernel[1], g.stride[1], in_col, n_C, ow)
 
 
 def row_bytes(call, *, backward: bool = False) -> int:

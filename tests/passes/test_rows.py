@@ -178,11 +178,8 @@ def test_block_rows_fill_the_budget_and_never_go_below_one_row():
     assert block_rows(call, 10**12) == 49  # at most every output row
 
 
-@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
-@pytest.mark.parametrize("kind", ["h5", "npy", "npz"])
-def test_an_examples_rows_are_read_from_the_file(tmp_path, kind, layout):
-    A = np.arange(2 * 7 * 3 * 2, dtype=np.float32).reshape(2, 7, 3, 2)
-    stored = A.transpose(0, 3, 1, 2) if layout == "nchw" else A
+def stored_ref(tmp_path, kind: str, stored: np.ndarray) -> str:
+    """``stored`` saved in a file of ``kind`` ("h5", "npy", "npz") under ``tmp_path``; its array reference."""
     if kind == "h5":
         with h5py.File(tmp_path / "a.h5", "w") as f:
             f["A"] = stored
@@ -193,6 +190,15 @@ def test_an_examples_rows_are_read_from_the_file(tmp_path, kind, layout):
     else:
         np.savez(tmp_path / "a.npz", A=stored)
         ref = f"{tmp_path}/a.npz:A"
+    return ref
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+@pytest.mark.parametrize("kind", ["h5", "npy", "npz"])
+def test_an_examples_rows_are_read_from_the_file(tmp_path, kind, layout):
+    A = np.arange(2 * 7 * 3 * 2, dtype=np.float32).reshape(2, 7, 3, 2)
+    stored = A.transpose(0, 3, 1, 2) if layout == "nchw" else A
+    ref = stored_ref(tmp_path, kind, stored)
     with ArrayStream(ref) as s:
         b = Batches(s, layout, np.dtype(np.float64))
         for i, lo, hi in ((1, 2, 5), (1, 4, 7), (0, 0, 1)):

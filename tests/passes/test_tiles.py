@@ -21,6 +21,7 @@ from cnncli.passes import stream as streaming
 from cnncli.passes import tiles
 from cnncli.passes.call import LayerCall, resolve_layer
 from cnncli.passes.tiles import backward_tiles, block_cols, forward_tiles
+from tests.passes.test_rows import _same_report, stored_ref
 
 
 @st.composite
@@ -279,35 +280,13 @@ def test_an_examples_rectangles_are_read_from_the_file(tmp_path, kind, layout):
 
     A = np.arange(2 * 3 * 7 * 2, dtype=np.float32).reshape(2, 3, 7, 2)
     stored = A.transpose(0, 3, 1, 2) if layout == "nchw" else A
-    if kind == "h5":
-        with h5py.File(tmp_path / "a.h5", "w") as f:
-            f["A"] = stored
-        ref = f"{tmp_path}/a.h5:/A"
-    elif kind == "npy":
-        np.save(tmp_path / "a.npy", stored)
-        ref = str(tmp_path / "a.npy")
-    else:
-        np.savez(tmp_path / "a.npz", A=stored)
-        ref = f"{tmp_path}/a.npz:A"
+    ref = stored_ref(tmp_path, kind, stored)
     with ArrayStream(ref) as s:
         b = Batches(s, layout, np.dtype(np.float64))
         for i, lo, hi, cols in ((1, 0, 2, (2, 5)), (1, 1, 3, (6, 7)), (0, 0, 1, (0, 7))):
             got = b.rows(i, lo, hi, cols)
             assert got.dtype == np.float64
             np.testing.assert_array_equal(got, A[i:i + 1, lo:hi, cols[0]:cols[1]])
-
-
-def _same_report(a: dict, b: dict) -> None:
-    """Equal reports, the statistics of the results up to the rounding of another summation order."""
-    for key in a:
-        if key not in ("outputs", "seconds"):
-            assert a[key] == b[key], key
-    for name, out in a["outputs"].items():
-        for k, v in out.items():
-            if isinstance(v, float):
-                assert b["outputs"][name][k] == pytest.approx(v, rel=1e-12, abs=1e-12), (name, k)
-            else:
-                assert b["outputs"][name][k] == v, (name, k)
 
 
 @pytest.mark.parametrize("command", ["forward", "backward"])
