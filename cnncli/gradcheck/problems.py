@@ -26,6 +26,7 @@ import numpy as np
 
 from ..engine import ConvParams, conv2d, conv2d_backward
 from ..errors import ShapeError
+from . import perturbed
 from .perturbed import MACHINE_EPS, _tick, batch_chunks, example_differences, example_directional
 from .pool_problem import PoolProblem, max_pool_kinks  # noqa: F401  (re-exported: imported from here before)
 from .protocol import ProblemDefaults, Tick
@@ -114,6 +115,16 @@ class ConvProblem(ProblemDefaults):
         # added first it would round away an A*W part far smaller than it (A, W ~1e-8 with b ~1).
         return conv2d(X, self.inputs["W"], None, self.params)
 
+    def _pairs_per_call(self) -> int:
+        """Filter pairs one convolution call of :meth:`_filter_differences` stacks: up to 256, fewer where one
+        example's evaluation of them would exceed the workspace (a chunk holds at least one example, so a
+        wide one is bounded by fewer pairs instead). Closed form of ``_example_bytes(3 * k) <= BATCH_BYTES``."""
+        oh, ow = self.geom.out_hw
+        kh, kw = self.geom.kernel
+        fixed = self._example_bytes(0)  # the example's input, copies and patches: any number of pairs
+        per_pair = self._example_bytes(3) - fixed
+        return int(min(256, max(1, (perturbed.BATCH_BYTES - fixed) // max(1, per_pair))))
+
     def _filter_differences(self, F, bias, k_of: np.ndarray) -> np.ndarray:
         """Per filter pair q: sum(G[..., k_of[q]] * (conv(A_prev, F[0][..., q]) - conv(A_prev, F[1][..., q]))).
 
@@ -134,10 +145,11 @@ class ConvProblem(ProblemDefaults):
         # NOTE: every filter pair is evaluated on the whole batch, chunk by chunk: the plus and minus
         # filters of many pairs share one convolution call (one im2col of the chunk), and the loss
         # difference of each pair accumulates over the chunks (it is a sum over examples).
+        step = self._pairs_per_call()
         for g in np.unique(group_of):
             qs = np.nonzero(group_of == g)[0]
-            for lo in range(0, qs.size, 256):
-                q = qs[lo:lo + 256]
+            for lo in range(0, qs.size, step):
+                q = qs[lo:lo + step]
                 k = len(q)
                 F2 = np.concatenate([F[0][..., q], F[1][..., q]], axis=3)
                 b2 = np.concatenate([bias[0][q], bias[1][q]])

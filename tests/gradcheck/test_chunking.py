@@ -143,3 +143,38 @@ def test_lazy_directions_give_the_same_check(monkeypatch):
     monkeypatch.setattr(directional, "LAZY_DIRECTIONS", 0)
     assert not isinstance(directional.directions(np.random.default_rng(0), (2, 2), np.zeros((2, 2), bool)), np.ndarray)
     assert gradcheck_conv(A, W, None, {"pad": 1}).to_dict() == whole
+
+
+def test_one_wide_example_s_filter_evaluations_stay_within_the_workspace(monkeypatch):
+    # One example of a 1 x 20000 x 4 signal: a chunk cannot go below an example, so each convolution of
+    # the stacked perturbed filters (up to 256 pairs, 512 output channels: 82 MB here) must itself be cut
+    # to the workspace; the differences are the same as with every pair in one call.
+    monkeypatch.setattr(perturbed, "BATCH_BYTES", 2 * 2**20)
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((1, 1, 20000, 4))
+    W = rng.standard_normal((1, 5, 4, 4))
+    problem = problems.ConvProblem(A, W, np.zeros(4), ConvParams(), rng.standard_normal((1, 1, 19996, 4)))
+    idx = rng.choice(W.size, 60, replace=False)
+    i, j, c, k = np.unravel_index(idx, W.shape)
+    plus, minus = W.flat[idx] + 1e-3, W.flat[idx] - 1e-3
+    tracemalloc.start()
+    try:
+        got = problem.differences("W", idx, plus, minus)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # independent: each filter element's loss difference from two plain forward passes (windows by numpy's
+    # sliding view, the loop twin's arithmetic; the loops themselves take a minute at this width)
+    windows = np.lib.stride_tricks.sliding_window_view(A[0, 0], 5, axis=0)  # (19996, 4, 5): [w, c, j]
+
+    def forward(Wx):
+        return np.einsum("wcj,jck->wk", windows, Wx[0])[None, None]
+
+    assert np.allclose(forward(W)[:, :, :50], conv_forward_loops(A[:, :, :54], W, np.zeros(4), ConvParams()))
+    want = []
+    for n in range(len(idx)):
+        Wp, Wm = W.copy(), W.copy()
+        Wp[i[n], j[n], c[n], k[n]], Wm[i[n], j[n], c[n], k[n]] = plus[n], minus[n]
+        want.append(np.sum(problem.G * (forward(Wp) - forward(Wm))))
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    assert peak < 8 * 2**20, peak  # the 2 MiB workspace and the example's own arrays (0.6 MB each)
