@@ -134,7 +134,7 @@ def read_bounded(stream, text: str, sniff=None, first: int = 1 << 16) -> bytes:
     """
     budget = memory_budget()
     chunks, total = [], 0
-    step = first  # the first read small: sniff looks at it at once
+    step = first  # the head sniff looks at as soon as it is in, then steps of READ_STEP
     while total <= budget:
         chunk = stream.read(min(step, budget + 1 - total))
         if not chunk:

@@ -199,23 +199,20 @@ def chunk_rows(call, *, backward: bool = False, chunk_bytes: Optional[int] = Non
     return max(1, budget // max(1, _example_bytes(call, backward)))
 
 
-def _row_blocks(call, *, backward: bool = False, chunk_bytes: Optional[int] = None) -> Optional[int]:
+def _row_blocks(call, budget: int, *, backward: bool = False) -> Optional[int]:
     """Output rows per block when one example's input and output exceed the chunk's bytes (see
     :mod:`.rows`), else None: whole examples are the chunks (or tiles, :func:`_tile_cols`)."""
     # NOTE: one output row is a block too: its windows may read few of the example's rows (a stride or window
     # of 1 row over thousands), and as a block it is passed on those alone instead of the example held whole
-    budget = io_chunk_bytes() if chunk_bytes is None else chunk_bytes
     if _example_bytes(call, backward) <= budget:
         return None
     return block_rows(call, budget, backward=backward)
 
 
-def _tile_cols(call, rows: Optional[int], *, backward: bool = False,
-               chunk_bytes: Optional[int] = None) -> Optional[int]:
+def _tile_cols(call, rows: Optional[int], budget: int, *, backward: bool = False) -> Optional[int]:
     """Output columns per tile of one output row when blocks of rows cannot fit the chunk's bytes (``rows``
     of :func:`_row_blocks` is 1) and one row with the input rows it reads exceeds them (see :mod:`.tiles`),
     else None."""
-    budget = io_chunk_bytes() if chunk_bytes is None else chunk_bytes
     if rows != 1 or row_bytes(call, backward=backward) <= budget:
         return None
     return block_cols(call, budget, backward=backward)
@@ -225,9 +222,9 @@ def _example_parts(call, *, backward: bool = False, chunk_bytes: Optional[int] =
     """How an example larger than a chunk is passed: a function of ``(i, seen[, seen_grad])`` yielding example
     ``i``'s blocks of rows (:mod:`.rows`) or tiles (:mod:`.tiles`) as ``(r0, c0, ...)``, ``c0`` None for whole
     rows; None when whole examples are the chunks."""
-    rows = _row_blocks(call, backward=backward, chunk_bytes=chunk_bytes)
-    cols = _tile_cols(call, rows, backward=backward, chunk_bytes=chunk_bytes)
-    budget = io_chunk_bytes() if chunk_bytes is None else chunk_bytes  # what no window reads: pieces of a chunk
+    budget = io_chunk_bytes() if chunk_bytes is None else chunk_bytes  # also what no window reads: pieces of it
+    rows = _row_blocks(call, budget, backward=backward)
+    cols = _tile_cols(call, rows, budget, backward=backward)
     if cols is not None:  # one output row larger than a chunk: tiles of one row by ``cols`` columns
         tiled = backward_tiles if backward else forward_tiles
         return lambda i, *seen: tiled(call, i, 1, cols, *seen, workspace_bytes=WORKSPACE_BYTES, piece_bytes=budget)
