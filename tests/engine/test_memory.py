@@ -41,6 +41,7 @@ print(json.dumps({
     "pool": peak(lambda: pool2d(A, pp, workspace_bytes=256 * 1024)),
     "pool_backward": peak(lambda: pool2d_backward(dZ, A, pp, workspace_bytes=256 * 1024)),
     "unrolled": A.size * 9 * 8,  # bytes of the whole batch's patches: 9 MiB
+    "threads": __import__("cnncli.engine._common", fromlist=["threads"]).threads(),
 }))
 """
 
@@ -54,7 +55,9 @@ def peaks():
 
 
 def test_conv_forward_workspace_is_bounded(peaks):
-    assert peaks["conv_whole"] > peaks["unrolled"]  # without a cap the whole batch is unrolled at once...
+    # without a cap the batch is unrolled at once, in one chunk per worker thread: at least the part one thread
+    # takes is held whole, whether or not the others' overlap it in time (under load they did not)...
+    assert peaks["conv_whole"] >= peaks["unrolled"] / peaks["threads"]
     assert peaks["conv_small"] < 2.5 * MB  # ...with one, only the output (1 MiB) and a chunk's workspace
 
 
