@@ -53,13 +53,15 @@ def block_rows(call, budget: int, *, backward: bool = False) -> int:
     g = call.geometry
     _, _, W, C = call.A_prev.shape
     _, oh, ow, n_C = call.out_shape
-    return fitting(call, budget, backward, g.effective_kernel[0], g.stride[0], W * C, ow * n_C, oh)
+    return fitting(call.dtype.itemsize, budget, backward, g.effective_kernel[0], g.stride[0], W * C, ow * n_C, oh)
 
 
-def fitting(call, budget: int, backward: bool, span: int, stride: int, in_unit: int, out_unit: int, n: int) -> int:
+def fitting(itemsize: int, budget: int, backward: bool, span: int, stride: int, in_unit: int, out_unit: int,
+            n: int) -> int:
     """How many of ``n`` output units (rows, columns) fit ``budget`` bytes, at least 1: ``k`` of them read
-    ``(k - 1) * stride + span`` input units of ``in_unit`` values and write ``k`` of ``out_unit`` (closed form)."""
-    elements = budget // (call.dtype.itemsize * (2 if backward else 1))  # backward: the gradients too
+    ``(k - 1) * stride + span`` input units of ``in_unit`` values and write ``k`` of ``out_unit``, each value
+    ``itemsize`` bytes (closed form)."""
+    elements = budget // (itemsize * (2 if backward else 1))  # backward: the gradients too
     k = 1 + (elements - span * in_unit - out_unit) // (stride * in_unit + out_unit)
     return int(min(max(k, 1), n))
 
@@ -127,7 +129,7 @@ def _read(call, example: int, blk: RowBlock, counted: int, seen: Optional[Seen],
     return x, blk, max(counted, blk.in_hi)
 
 
-def _blocks(geom, rows: int, axis: int = 0) -> Iterator[Tuple[int, int]]:
+def blocks(geom, rows: int, axis: int = 0) -> Iterator[Tuple[int, int]]:
     """Consecutive blocks of ``rows`` output rows (columns, ``axis=1``); a ceil-mode last one that overflows joins
     the block before it (alone it reads less than a window: :func:`~cnncli.engine.geometry.row_block`)."""
     n_out = geom.out_hw[axis]
@@ -164,7 +166,7 @@ def forward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None, w
     """
     geom, counted = call.geometry, 0
     H, piece = call.A_prev.shape[1], _piece_rows(call, rows, piece_bytes)
-    for r0, r1 in _blocks(geom, rows):
+    for r0, r1 in blocks(geom, rows):
         x, blk, counted = _read(call, example, row_block(geom, r0, r1), counted, seen, piece)
         if call.kind == "conv":
             out = conv2d(x, call.W, call.b, _block_params(call, blk), workspace_bytes=workspace_bytes)
@@ -205,7 +207,7 @@ def backward_blocks(call, example: int, rows: int, seen: Optional[Seen] = None, 
     reach = 0  # rows the windows so far read end here: from it to the next block's first row, no window reads
     carry = np.zeros((1, 0, W, C), dtype=call.dtype)  # rows [done, done + len) summed so far
     done = 0  # input rows before this one are final and yielded
-    for r0, r1 in _blocks(geom, rows):
+    for r0, r1 in blocks(geom, rows):
         blk = row_block(geom, r0, r1)
         x, blk_in, counted = _read(call, example, blk, counted, seen, piece)
         g = _input_rows(call.grad, example, r0, r1)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..engine import conv2d, conv2d_backward, pool2d, pool2d_backward
 from ..engine.geometry import RowBlock, row_block
-from .rows import Seen, _add_rows, _blocks, _input_rows, _release, _take, fitting
+from .rows import Seen, _add_rows, _input_rows, _release, _take, blocks, fitting
 
 
 def block_cols(call, budget: int, *, backward: bool = False) -> int:
@@ -53,7 +53,7 @@ def block_cols(call, budget: int, *, backward: bool = False) -> int:
     _, H, _, C = call.A_prev.shape
     _, _, ow, n_C = call.out_shape
     in_col = min(g.effective_kernel[0], H) * C  # one output row's windows read at most span_h input rows
-    return fitting(call, budget, backward, g.effective_kernel[1], g.stride[1], in_col, n_C, ow)
+    return fitting(call.dtype.itemsize, budget, backward, g.effective_kernel[1], g.stride[1], in_col, n_C, ow)
 
 
 def row_bytes(call, *, backward: bool = False) -> int:
@@ -64,14 +64,14 @@ def row_bytes(call, *, backward: bool = False) -> int:
     return (min(g.effective_kernel[0], H) * W * C + ow * n_C) * (2 if backward else 1) * call.dtype.itemsize
 
 
-def _stand(blk: RowBlock) -> RowBlock:
+def stand_in(blk: RowBlock) -> RowBlock:
     """A block whose windows read padding only, standing on one zero row (column): one pad fewer."""
     if blk.in_hi > blk.in_lo:
         return blk
     return dataclasses.replace(blk, top=blk.top - 1) if blk.top else dataclasses.replace(blk, bottom=blk.bottom - 1)
 
 
-def _real(rb: RowBlock, cb: RowBlock) -> bool:
+def reads_input(rb: RowBlock, cb: RowBlock) -> bool:
     """Whether a tile's windows read any input (a conv's may read padding only along an axis)."""
     return rb.in_hi > rb.in_lo and cb.in_hi > cb.in_lo
 
@@ -79,16 +79,17 @@ def _real(rb: RowBlock, cb: RowBlock) -> bool:
 def _tile_input(call, example: int, rb: RowBlock, cb: RowBlock):
     """The tile's input rectangle and the blocks it stands for; where its windows lie in the padding only along
     an axis (a conv's, whose padding is zeros), zeros with one row (column) for that padding."""
-    if _real(rb, cb):
+    if reads_input(rb, cb):
         return _input_rows(call.A_prev, example, rb.in_lo, rb.in_hi, (cb.in_lo, cb.in_hi)), rb, cb
     C = call.A_prev.shape[3]
     shape = (1, max(rb.in_hi - rb.in_lo, 1), max(cb.in_hi - cb.in_lo, 1), C)
-    return np.zeros(shape, dtype=call.dtype), _stand(rb), _stand(cb)
+    return np.zeros(shape, dtype=call.dtype), stand_in(rb), stand_in(cb)
 
 
-def _tile_params(call, rb: RowBlock, cb: RowBlock):
-    """The layer's hyperparameters for one tile: the pads its windows reach on each side."""
-    return dataclasses.replace(call.params, pad=(rb.top, rb.bottom, cb.top, cb.bottom))
+def tile_params(params, rb: RowBlock, cb: RowBlock):
+    """The layer's hyperparameters ``params`` (ConvParams or PoolParams) for one tile: the pads its windows
+    reach on each side."""
+    return dataclasses.replace(params, pad=(rb.top, rb.bottom, cb.top, cb.bottom))
 
 
 class _Census:
@@ -110,14 +111,14 @@ class _Census:
         self.band, self.inner = (self.mark, max(self.mark, blk.in_hi)), 0
 
     def tile(self, x: np.ndarray, rb: RowBlock, cb: RowBlock) -> None:
-        """The tile read as ``x`` (input rows ``rb``, columns ``cb``; a stand-in when not :func:`_real`)."""
+        """The tile read as ``x`` (input rows ``rb``, columns ``cb``; a stand-in when not :func:`reads_input`)."""
         inner_blk = cb if self.outer == 0 else rb
         span = (self.inner, max(self.inner, inner_blk.in_hi))
         self.inner = span[1]
         if self.seen is None:
             return
         (r0, r1), (c0, c1) = (self.band, span) if self.outer == 0 else (span, self.band)
-        if not _real(rb, cb):
+        if not reads_input(rb, cb):
             self._read(r0, r1, c0, c1)
             return
         y0, y1 = max(r0, rb.in_lo), min(r1, rb.in_hi)
@@ -204,14 +205,14 @@ def forward_tiles(call, example: int, rows: int, cols: int, seen: Optional[Seen]
     """
     geom = call.geometry
     census = _Census(call, example, seen, 0, _piece(call, rows, cols, piece_bytes))
-    for r0, r1 in _blocks(geom, rows):
+    for r0, r1 in blocks(geom, rows):
         rb = row_block(geom, r0, r1)
         census.start(rb)
-        for c0, c1 in _blocks(geom, cols, axis=1):
+        for c0, c1 in blocks(geom, cols, axis=1):
             cb = row_block(geom, c0, c1, axis=1)
             x, rb_in, cb_in = _tile_input(call, example, rb, cb)
             census.tile(x, rb, cb)
-            params = _tile_params(call, rb_in, cb_in)
+            params = tile_params(call.params, rb_in, cb_in)
             if call.kind == "conv":
                 out = conv2d(x, call.W, call.b, params, workspace_bytes=workspace_bytes)
             else:
@@ -255,7 +256,7 @@ def backward_tiles(call, example: int, rows: int, cols: int, seen: Optional[Seen
     census = _Census(call, example, seen, 1, piece)
     strip = np.zeros((H, 0, C), dtype=call.dtype)  # dA of input columns [done_c, ...) the stripes so far reach
     done_c = 0  # input columns before this one are final and yielded
-    for c0, c1 in _blocks(geom, cols, axis=1):
+    for c0, c1 in blocks(geom, cols, axis=1):
         cb = row_block(geom, c0, c1, axis=1)
         nx = row_block(geom, c1, n_cols, axis=1).in_lo if c1 < n_cols else W  # the next stripe's first column
         width = max(cb.in_hi, done_c) - done_c  # the columns the stripe's windows read, from done_c (== cb.in_lo)
@@ -264,21 +265,21 @@ def backward_tiles(call, example: int, rows: int, cols: int, seen: Optional[Seen
         census.start(cb)
         carry = np.zeros((1, 0, width, C), dtype=call.dtype)  # rows [done_r, ...) of the stripe, summed so far
         done_r = reach = 0  # reach: where the rows the windows so far read end (the same in every stripe)
-        for r0, r1 in _blocks(geom, rows):
+        for r0, r1 in blocks(geom, rows):
             rb = row_block(geom, r0, r1)
             x, rb_in, cb_in = _tile_input(call, example, rb, cb)
             census.tile(x, rb, cb)
             g = _input_rows(call.grad, example, r0, r1, (c0, c1))
             if seen_grad is not None:
                 seen_grad(g)
-            params = _tile_params(call, rb_in, cb_in)
+            params = tile_params(call.params, rb_in, cb_in)
             if call.kind == "conv":
                 grads = conv2d_backward(g, x, call.W, params, workspace_bytes=workspace_bytes)
                 dx = grads.dA_prev
             else:
                 grads = None
                 dx = pool2d_backward(g, x, params, workspace_bytes=workspace_bytes)
-            if _real(rb, cb):  # a tile of padding-only windows adds nothing to dA_prev
+            if reads_input(rb, cb):  # a tile of padding-only windows adds nothing to dA_prev
                 carry = _add_rows(carry, done_r, dx, rb.in_lo, cb.in_lo - done_c)
             if rb.in_hi > rb.in_lo:
                 reach = rb.in_hi
