@@ -535,6 +535,22 @@ class RowBlock:
     bottom: int
 
 
+def outputs_reading(geom: WindowGeometry, i: int, axis: int = 0) -> Tuple[int, int]:
+    """The output rows ``[lo, hi)`` (columns, ``axis=1``) whose windows span input row ``i`` (closed form).
+
+    Window ``r`` spans input rows ``r * stride - pad_top`` to ``r * stride - pad_top + span - 1``; with a
+    dilation it may step over ``i`` (then its output does not change with row ``i``, and is still in the
+    range). ``lo >= hi`` where no window reaches ``i``.
+
+    >>> g = window_geometry((10, 4), 3, stride=2, pad=1)
+    >>> outputs_reading(g, 0), outputs_reading(g, 3), outputs_reading(g, 9)
+    ((0, 1), (1, 3), (4, 5))
+    """
+    s, t, span = geom.stride[axis], geom.pads[2 * axis], geom.effective_kernel[axis]
+    i = int(i)
+    return max(0, -((span - 1 - i - t) // s)), min(geom.out_hw[axis], (i + t) // s + 1)  # lo: ceil((i+t-span+1)/s)
+
+
 def row_block(geom: WindowGeometry, out_lo: int, out_hi: int, axis: int = 0) -> RowBlock:
     """The input rows and pads that output rows ``[out_lo, out_hi)`` of ``geom`` read (closed form).
 

@@ -32,6 +32,7 @@ from typing import Optional
 import numpy as np
 
 from ..engine import conv2d, run_parallel
+from . import tiled
 from .context import Tracker
 from .core import auto_samples, tensor_check, verdict
 from .lazy import copy_generator
@@ -239,10 +240,12 @@ class Bank:
         for g, F, segments, at in self.banks:
             xs = x if pr.groups == 1 else x[..., g * pr.c_g:(g + 1) * pr.c_g]
             for sl in batch_chunks(x.shape[0], 8 * oh * ow * F.shape[3], OUTPUT_BYTES):  # a few examples at a time
-                Z = conv2d(xs[sl], F, None, pr._single)
-                if mag is not None and at is not None:
-                    mag[sl, ..., g * n_g:(g + 1) * n_g] = Z[..., at:at + n_g]
-                self._sums(Z.reshape(-1, F.shape[3]), G[sl].reshape(-1, pr.n_C), segments)
+                # an example whose outputs exceed OUTPUT_BYTES alone: by tiles of them (see .tiled)
+                for t, xt in tiled.each(pr.geom, pr._single, xs[sl], F.shape[3], OUTPUT_BYTES):
+                    Z = conv2d(xt, F, None, t.params)
+                    if mag is not None and at is not None:
+                        mag[sl, t.rows, t.cols, g * n_g:(g + 1) * n_g] = Z[..., at:at + n_g]
+                    self._sums(Z.reshape(-1, F.shape[3]), G[sl][:, t.rows, t.cols].reshape(-1, pr.n_C), segments)
         return mag
 
     def _sums(self, Z: np.ndarray, G: np.ndarray, segments) -> None:

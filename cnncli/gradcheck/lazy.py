@@ -108,4 +108,6 @@ class DirectionChunks:
                 lo, hi = int(examples[start]), int(examples[i - 1]) + 1
                 parts.append(self.chunk(p, lo, hi, excluded[start:i]))
                 start = i
+        if len(parts) == 1:  # one run (one example may be as large as a chunk): no copy
+            return parts[0]
         return np.concatenate(parts) if parts else np.zeros((0,) + self.shape[1:])

@@ -46,13 +46,34 @@ def batch_chunks(m: int, bytes_per_example: int, budget: Optional[int] = None):
     return [slice(lo, min(m, lo + step)) for lo in range(0, m, step)]
 
 
-def example_differences(forward, A: np.ndarray, G: np.ndarray, idx, plus, minus,
+def differences_by(forward):
+    """The ``differ`` of :func:`example_differences` from a ``forward`` (X -> outputs): per pair k of ``X`` (2K
+    copies, plus then minus), ``sum(G[k] * (forward(X)[k] - forward(X)[K + k]))``."""
+    def differ(X: np.ndarray, G: np.ndarray) -> np.ndarray:
+        Z = forward(X)
+        k = X.shape[0] // 2
+        # NOTE: subtract before contracting: outside the perturbed receptive field
+        # the two copies agree exactly, so no large equal terms cancel in the sum.
+        return _contract(Z[:k] - Z[k:], G)
+    return differ
+
+
+def _pick(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``x[rows]`` (examples); a view where ``rows`` is one run of consecutive examples, as one example is."""
+    if rows.size and rows[-1] - rows[0] == rows.size - 1 and (rows.size == 1 or bool(np.all(np.diff(rows) == 1))):
+        return x[int(rows[0]):int(rows[-1]) + 1]
+    return x[rows]
+
+
+def example_differences(differ, A: np.ndarray, G: np.ndarray, idx, plus, minus,
                         out_bytes_per_example: int, tick: Tick = None) -> np.ndarray:
     """``L(A with A.flat[idx[k]] = plus[k]) - L(... = minus[k])`` for each k.
 
     Each perturbation is a copy of its own example only; the copies are stacked
-    along the batch axis and evaluated by ``forward`` in chunks. The other
-    examples' terms of the loss are the same on both sides and cancel exactly.
+    along the batch axis and evaluated in chunks by ``differ(X, G)``: per pair k of
+    ``X`` (plus copies, then minus), the loss difference under ``G`` (see
+    :func:`differences_by`). The other examples' terms of the loss are the same on
+    both sides and cancel exactly.
     """
     m = A.shape[0]
     per_example = A[0].size
@@ -65,19 +86,18 @@ def example_differences(forward, A: np.ndarray, G: np.ndarray, idx, plus, minus,
     for lo in range(0, K, step):
         sl = slice(lo, min(K, lo + step))
         k = sl.stop - sl.start
-        X = np.concatenate([flat[ex[sl]], flat[ex[sl]]])
+        X = np.empty((2 * k, per_example), dtype=A.dtype)
+        np.take(flat, ex[sl], axis=0, out=X[:k])
+        X[k:] = X[:k]
         rows = np.arange(k)
         X[rows, local[sl]] = plus[sl]
         X[rows + k, local[sl]] = minus[sl]
-        Z = forward(X.reshape((2 * k,) + A.shape[1:]))
-        # NOTE: subtract before contracting: outside the perturbed receptive field
-        # the two copies agree exactly, so no large equal terms cancel in the sum.
-        out[sl] = _contract(Z[:k] - Z[k:], G[ex[sl]])
+        out[sl] = differ(X.reshape((2 * k,) + A.shape[1:]), _pick(G, ex[sl]))
         _tick(tick, k)
     return out
 
 
-def example_directional(forward, A: np.ndarray, G: np.ndarray, D: np.ndarray, h: float,
+def example_directional(differ, A: np.ndarray, G: np.ndarray, D: np.ndarray, h: float,
                         tick: Tick = None, bytes_per_example: Optional[int] = None) -> np.ndarray:
     """``L_e(A + h D[p]) - L_e(A - h D[p])`` per direction p and example e (D: (P,) + A.shape; out (P, m)).
 
@@ -85,6 +105,7 @@ def example_directional(forward, A: np.ndarray, G: np.ndarray, D: np.ndarray, h:
     forward call of the perturbed batch gives every example's own directional
     difference. Examples where ``D[p]`` is zero are not evaluated (their part is 0):
     a direction restricted to a few elements (bisection) costs only their examples.
+    ``differ`` is as :func:`example_differences`'.
     The perturbed examples are evaluated in chunks of about ``BATCH_BYTES``
     (``bytes_per_example``: an example's copies, outputs and workspace).
     """
@@ -95,9 +116,14 @@ def example_directional(forward, A: np.ndarray, G: np.ndarray, D: np.ndarray, h:
         rows_all = np.flatnonzero(D[p].reshape(m, -1).any(axis=1))
         for sl in batch_chunks(rows_all.size, per):
             rows = rows_all[sl]
-            X = np.concatenate([A[rows] + h * D[p][rows], A[rows] - h * D[p][rows]])
-            Z = forward(X)
             k = rows.size
-            out[p, rows] = _contract(Z[:k] - Z[k:], G[rows])
+            a = _pick(A, rows)
+            X = np.empty((2 * k,) + A.shape[1:])
+            # NOTE: the values of A[rows] + h * D[p][rows] and A[rows] - h * D[p][rows], built in place: an example
+            # may be as large as the workspace, and its copies should not be more than these two
+            np.multiply(_pick(D[p], rows), h, out=X[k:])
+            np.add(a, X[k:], out=X[:k])
+            np.subtract(a, X[k:], out=X[k:])
+            out[p, rows] = differ(X, _pick(G, rows))
         _tick(tick, 1)
     return out

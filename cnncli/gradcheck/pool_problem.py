@@ -16,7 +16,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..engine import PoolParams, pool2d, pool2d_backward
 from ..errors import ShapeError
-from .perturbed import MACHINE_EPS, batch_chunks, example_differences, example_directional
+from .perturbed import MACHINE_EPS, batch_chunks, differences_by, example_differences, example_directional
 from .protocol import ProblemDefaults, Tick
 
 
@@ -81,7 +81,7 @@ class PoolProblem(ProblemDefaults):
         A = self.inputs["A_prev"]
         oh, ow = self.geom.out_hw
         out_bytes = 8 * 4 * oh * ow * A.shape[3]
-        return example_differences(self._forward, A, self.G, idx, plus, minus, out_bytes, tick)
+        return example_differences(differences_by(self._forward), A, self.G, idx, plus, minus, out_bytes, tick)
 
     def directional(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:
         """``L(x + h D[p]) - L(x - h D[p])`` for each direction p."""
@@ -95,7 +95,7 @@ class PoolProblem(ProblemDefaults):
     def directional_blocks(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:
         """The directional differences per example: shape (P, m)."""
         A = self.inputs["A_prev"]
-        return example_directional(self._forward, A, self.G, D, h, tick,
+        return example_directional(differences_by(self._forward), A, self.G, D, h, tick,
                                    8 * (2 * A[0].size + 3 * self.G[0].size))
 
 

@@ -20,16 +20,22 @@ pooling's, re-exported here with the helpers the problems share.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, Optional
 
 import numpy as np
 
 from ..engine import ConvParams, conv2d, conv2d_backward
+from ..engine.geometry import outputs_reading, row_block
 from ..errors import ShapeError
-from . import perturbed
-from .perturbed import MACHINE_EPS, _tick, batch_chunks, example_differences, example_directional
+from . import perturbed, tiled
+from .perturbed import MACHINE_EPS, _contract, _tick, batch_chunks, example_differences, example_directional
 from .pool_problem import PoolProblem, max_pool_kinks  # noqa: F401  (re-exported: imported from here before)
 from .protocol import ProblemDefaults, Tick
+
+#: Elements of A_prev evaluated in one call by :meth:`ConvProblem._local_differences` (their rectangles stacked).
+LOCAL_BATCH = 256
+
 
 class ConvProblem(ProblemDefaults):
     """A convolution ``Z = conv2d(A_prev, W, b)`` under ``L = sum(G * Z)`` (all NHWC, float64)."""
@@ -59,13 +65,16 @@ class ConvProblem(ProblemDefaults):
     def analytical(self) -> Dict[str, np.ndarray]:
         """Gradients of L from the engine's backward pass, keyed by input name."""
         A, W = self.inputs["A_prev"], self.inputs["W"]
+        chunks = batch_chunks(A.shape[0], self._example_bytes())
+        if len(chunks) == 1:  # one chunk (one example may be as large as it): its gradient as it comes
+            dA, w, b = self._backward(self.G, A, W)
+            return {"A_prev": dA, "W": np.zeros(W.shape) + w, "b": np.zeros(self.n_C) + b}
         dA, dW, db = np.empty(A.shape), np.zeros(W.shape), np.zeros(self.n_C)
         # per chunk of examples: dA_prev is per example, dW and db are sums over examples
-        for sl in batch_chunks(A.shape[0], self._example_bytes()):
-            g = conv2d_backward(self.G[sl], A[sl], W, self.params)
-            dA[sl] = g.dA_prev
-            dW += g.dW
-            db += g.db
+        for sl in chunks:
+            dA[sl], w, b = self._backward(self.G[sl], A[sl], W)
+            dW += w
+            db += b
         return {"A_prev": dA, "W": dW, "b": db}
 
     def analytical_at(self, keep: np.ndarray) -> Dict[str, np.ndarray]:
@@ -80,21 +89,27 @@ class ConvProblem(ProblemDefaults):
         dA, dW, db = np.zeros(A.shape), np.zeros(W.shape), np.zeros(self.n_C)
         rest = ~keep
         finite = True
+
+        def part(mask):  # the examples of a mask; all of them as they are (no copy of a chunk of one huge example)
+            return (G, A) if mask.all() else (G[mask], A[mask])
         if rest.any():
-            g_rest = G[rest]
+            g_rest, a_rest = part(rest)
             bound = float(np.max(np.abs(g_rest))) * float(np.max(np.abs(W).sum(axis=(0, 1, 3))))
             if bound < 1e300:
-                g = conv2d_backward(g_rest, A[rest], W, self.params, input_grad=False)
+                _, w, b = self._backward(g_rest, a_rest, W, input_grad=False)
             else:
-                g = conv2d_backward(g_rest, A[rest], W, self.params)
-                finite = bool(np.all(np.isfinite(g.dA_prev)))
-            dW += g.dW
-            db += g.db
-        if keep.any():
-            g = conv2d_backward(G[keep], A[keep], W, self.params)
-            dA[keep] = g.dA_prev
-            dW += g.dW
-            db += g.db
+                d, w, b = self._backward(g_rest, a_rest, W)
+                finite = bool(np.all(np.isfinite(d)))
+            dW += w
+            db += b
+        if keep.all():
+            dA, w, b = self._backward(G, A, W)
+            dW += w
+            db += b
+        elif keep.any():
+            dA[keep], w, b = self._backward(G[keep], A[keep], W)
+            dW += w
+            db += b
         return {"A_prev": dA, "W": dW, "b": db, "finite": finite}
 
     def _example_bytes(self, channels: Optional[int] = None) -> int:
@@ -113,7 +128,24 @@ class ConvProblem(ProblemDefaults):
     def _forward(self, X):
         # NOTE: without the bias: it is the same on both sides of Z(+) - Z(-) and cancels exactly, but
         # added first it would round away an A*W part far smaller than it (A, W ~1e-8 with b ~1).
-        return conv2d(X, self.inputs["W"], None, self.params)
+        return tiled.forward(X, self.inputs["W"], None, self.params, self.geom, tiled.ENGINE_BYTES, conv2d)
+
+    def _backward(self, dZ, X, W, input_grad: bool = True):
+        """``(dA_prev or None, dW, db)`` of examples ``X`` (k, ...) with filters ``W`` (the layer's, or |W|'s
+        stand-in of ones): by tiles where one example's output row is too wide for the workspace."""
+        return tiled.backward(dZ, X, W, self.params, self.geom, tiled.ENGINE_BYTES, input_grad, conv2d_backward)
+
+    def _differences_of(self, X, G) -> np.ndarray:
+        """Per pair k: ``sum(G[k] * (conv(X[k]) - conv(X[k + K])))`` for ``X`` (2K, ...) of plus then minus
+        copies; the outputs by tiles within the workspace (of an example too large for it), each tile's
+        two sides subtracted before the contraction."""
+        K = X.shape[0] // 2
+        out = np.zeros(K)
+        W = self.inputs["W"]
+        for t, x in tiled.each(self.geom, self.params, X, self.n_C, tiled.WORKSPACE_BYTES):
+            Z = conv2d(x, W, None, t.params)
+            out += _contract(Z[:K] - Z[K:], G[:, t.rows, t.cols])
+        return out
 
     def _pairs_per_call(self) -> int:
         """Filter pairs one convolution call of :meth:`_filter_differences` stacks: up to 256, fewer where one
@@ -154,14 +186,17 @@ class ConvProblem(ProblemDefaults):
                 F2 = np.concatenate([F[0][..., q], F[1][..., q]], axis=3)
                 b2 = np.concatenate([bias[0][q], bias[1][q]])
                 for sl in batch_chunks(m, self._example_bytes(3 * k)):
-                    Z = conv2d(A[sl][..., g * self.c_g:(g + 1) * self.c_g], F2, b2, self._single)
-                    out[q] += np.einsum("mhwq,mhwq->q", Z[..., :k] - Z[..., k:], self.G[sl][..., k_of[q]])
+                    xs, gs = A[sl][..., g * self.c_g:(g + 1) * self.c_g], self.G[sl]
+                    for t, x in tiled.each(self.geom, self._single, xs, 2 * k, tiled.WORKSPACE_BYTES):
+                        Z = conv2d(x, F2, b2, t.params)
+                        out[q] += np.einsum("mhwq,mhwq->q", Z[..., :k] - Z[..., k:], gs[:, t.rows, t.cols][..., k_of[q]])
         return out
 
     def _magnitude(self, sl: slice = slice(None), bias: bool = True) -> np.ndarray:
         """``conv(|A_prev|, |W|) (+ |b|)`` of the examples ``sl``: the size of each output's terms."""
         A, W = self.inputs["A_prev"], self.inputs["W"]
-        mag = conv2d(np.abs(A[sl]), np.abs(W), None, self.params)
+        mag = tiled.forward(np.abs(A[sl]), np.abs(W), None, self.params, self.geom, tiled.ENGINE_BYTES,
+                            conv2d)
         return mag + np.abs(self.inputs["b"]) if bias else mag
 
     def _floor_terms(self) -> dict:
@@ -173,29 +208,71 @@ class ConvProblem(ProblemDefaults):
         """
         if getattr(self, "_floor_cache", None) is None:
             A = self.inputs["A_prev"]
-            spread, per_w, per_b, top = np.empty(A.shape), np.zeros(self.n_C), np.zeros(self.n_C), 0.0
-            for sl in batch_chunks(A.shape[0], self._example_bytes()):
-                spread[sl], w, b, t = self.floor_chunk(sl)
+            chunks = batch_chunks(A.shape[0], self._example_bytes())
+            spread = None if len(chunks) == 1 else np.empty(A.shape)  # one chunk: its spread as it comes
+            per_w, per_b, top = np.zeros(self.n_C), np.zeros(self.n_C), 0.0
+            for sl in chunks:
+                s, w, b, t = self.floor_chunk(sl)
+                if spread is None:
+                    spread = s
+                else:
+                    spread[sl] = s
                 per_w += w
                 per_b += b
                 top = max(top, t)
             self._floor_cache = {"A_prev": spread, "W": per_w, "b": per_b, "max": top}
         return self._floor_cache
 
+    def by_tiles(self, sl: slice = slice(None)) -> bool:
+        """Whether the examples ``sl`` are evaluated by tiles (:mod:`.tiled`: one output row's patches exceed
+        the engine's bound)."""
+        k = len(range(*sl.indices(self.inputs["A_prev"].shape[0])))
+        return tiled.plan(self.geom, self.inputs["A_prev"].shape[3], k, 0, tiled.ENGINE_BYTES) is not None
+
     def floor_chunk(self, sl: slice, spread: bool = True, mag: Optional[np.ndarray] = None):
         """The rounding estimates of :meth:`_floor_terms` over the examples ``sl``:
         (A_prev's spread or None, W's and b's per channel, the largest ``S + |b|``); ``mag``: their
         ``conv(|A_prev|, |W|)`` when already computed."""
         A, W, b = self.inputs["A_prev"], self.inputs["W"], self.inputs["b"]
+        if self.by_tiles(sl):
+            return self._floor_tiles(sl, spread, mag)
         mag = self._magnitude(sl, bias=False) if mag is None else mag
         absG = np.abs(self.G[sl])
         Q = absG * mag
-        out = conv2d_backward(Q, A[sl], np.ones_like(W), self.params).dA_prev if spread else None
-        return out, Q.sum(axis=(0, 1, 2)), (absG * (mag + np.abs(b))).sum(axis=(0, 1, 2)), _largest(mag, b)
+        out = self._backward(Q, A[sl], np.ones_like(W))[0] if spread else None
+        per_w = Q.sum(axis=(0, 1, 2))
+        # NOTE: in place, as few arrays of the outputs' size at once as the values allow (a chunk may be one
+        # example as large as the workspace): the same products and sums as (absG * (mag + |b|)).sum()
+        del Q
+        Q = mag + np.abs(b)
+        top = float(np.max(Q)) if Q.size else 0.0
+        Q *= absG
+        return out, per_w, Q.sum(axis=(0, 1, 2)), top
+
+    def _floor_tiles(self, sl: slice, spread: bool, mag: Optional[np.ndarray]):
+        """:meth:`floor_chunk` tile by tile (:mod:`.tiled`): each tile's magnitudes (``mag``'s, or computed),
+        its terms and its part of the spread; the same terms, summed in another order."""
+        A, W, b = self.inputs["A_prev"][sl], self.inputs["W"], self.inputs["b"]
+        G = self.G[sl]
+        out = np.zeros(A.shape) if spread else None
+        per_w, per_b, top = np.zeros(self.n_C), np.zeros(self.n_C), 0.0
+        absW, ones = np.abs(W), np.ones_like(W)
+        for t, x in tiled.each(self.geom, self.params, A, 0, tiled.ENGINE_BYTES):
+            m = conv2d(np.abs(x), absW, None, t.params) if mag is None else mag[:, t.rows, t.cols]
+            absG = np.abs(G[:, t.rows, t.cols])
+            Q = absG * m
+            if spread and t.real:  # padding-only windows reach no input element
+                out[:, t.rb.in_lo:t.rb.in_hi, t.cb.in_lo:t.cb.in_hi] += conv2d_backward(Q, x, ones, t.params).dA_prev
+            per_w += Q.sum(axis=(0, 1, 2))
+            Q = m + np.abs(b)
+            top = max(top, float(np.max(Q)) if Q.size else 0.0)
+            Q *= absG
+            per_b += Q.sum(axis=(0, 1, 2))
+        return out, per_w, per_b, top
 
     def floor_top(self, sl: slice = slice(None)) -> float:
         """The largest ``conv(|A_prev|, |W|) + |b|`` over the examples ``sl`` (as :meth:`floor_chunk`'s; no G)."""
-        return _largest(self._magnitude(sl, bias=False), self.inputs["b"])
+        return _largest(self._magnitude(sl, bias=False), self.inputs["b"], scratch=True)
 
     def step_scale(self, name: str) -> Optional[float]:
         """The bias's step follows the outputs it is added to (max of |b| and |A*W| terms); others: None."""
@@ -233,8 +310,10 @@ class ConvProblem(ProblemDefaults):
         if name == "A_prev":
             oh, ow = self.geom.out_hw
             kh, kw = self.geom.kernel
+            if tiled.plan(self.geom, self.inputs["A_prev"].shape[3], 2, self.n_C, tiled.WORKSPACE_BYTES) is not None:
+                return self._local_differences(idx, plus, minus, tick)
             out_bytes = 8 * oh * ow * (self.n_C + kh * kw * self.inputs["A_prev"].shape[3])
-            return example_differences(self._forward, self.inputs["A_prev"], self.G, idx, plus, minus,
+            return example_differences(self._differences_of, self.inputs["A_prev"], self.G, idx, plus, minus,
                                        out_bytes, tick)
         W = self.inputs["W"]
         K = len(idx)
@@ -250,6 +329,40 @@ class ConvProblem(ProblemDefaults):
             bias = (np.asarray(plus, dtype=np.float64), np.asarray(minus, dtype=np.float64))
         out = self._filter_differences((Fp, Fm), bias, k)
         _tick(tick, K)
+        return out
+
+    def _local_differences(self, idx, plus, minus, tick: Tick = None) -> np.ndarray:
+        """:meth:`differences` of A_prev's elements ``idx`` where an example is evaluated by tiles: each element
+        on the input rectangle that the outputs it reaches read (their windows), those outputs only.
+
+        NOTE: the other outputs are the same on both sides and their differences exactly zero (as the stacked
+        copies of a whole example leave them); here they are not computed, so an element's evaluation costs
+        its window's outputs, not the example's. Elements of the same rectangle's shape and pads share a call.
+        """
+        A, W, G = self.inputs["A_prev"], self.inputs["W"], self.G
+        e, i, j, c = np.unravel_index(np.asarray(idx, dtype=np.int64), A.shape)
+        out = np.zeros(len(e))
+        groups: dict = {}
+        for q in range(len(e)):
+            (r0, r1), (c0, c1) = outputs_reading(self.geom, i[q]), outputs_reading(self.geom, j[q], axis=1)
+            if r0 >= r1 or c0 >= c1:  # no window reads it: the loss does not change with it
+                continue
+            rb, cb = row_block(self.geom, r0, r1), row_block(self.geom, c0, c1, axis=1)
+            key = (rb.in_hi - rb.in_lo, rb.top, rb.bottom, r1 - r0, cb.in_hi - cb.in_lo, cb.top, cb.bottom, c1 - c0)
+            groups.setdefault(key, []).append((q, rb, cb, r0, c0))
+        for (_, top, bottom, n_r, _, left, right, n_c), members in groups.items():
+            params = dataclasses.replace(self.params, pad=(top, bottom, left, right))
+            for lo in range(0, len(members), LOCAL_BATCH):
+                part = members[lo:lo + LOCAL_BATCH]
+                k = len(part)
+                X = np.stack([A[e[q], rb.in_lo:rb.in_hi, cb.in_lo:cb.in_hi] for q, rb, cb, _, _ in part] * 2)
+                Gs = np.stack([G[e[q], r0:r0 + n_r, c0:c0 + n_c] for q, _, _, r0, c0 in part])
+                for n, (q, rb, cb, _, _) in enumerate(part):
+                    X[n, i[q] - rb.in_lo, j[q] - cb.in_lo, c[q]] = plus[q]
+                    X[k + n, i[q] - rb.in_lo, j[q] - cb.in_lo, c[q]] = minus[q]
+                Z = conv2d(X, W, None, params)
+                out[[q for q, *_ in part]] = _contract(Z[:k] - Z[k:], Gs)
+        _tick(tick, len(e))
         return out
 
     def directional(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:
@@ -271,7 +384,7 @@ class ConvProblem(ProblemDefaults):
         blocks' differences; blocks where ``D[p]`` is zero are not evaluated.
         """
         if name == "A_prev":
-            return example_directional(self._forward, self.inputs["A_prev"], self.G, D, h, tick,
+            return example_directional(self._differences_of, self.inputs["A_prev"], self.G, D, h, tick,
                                        self._example_bytes())
         W, b = self.inputs["W"], self.inputs["b"]
         P = D.shape[0]
@@ -291,6 +404,8 @@ class ConvProblem(ProblemDefaults):
         return out
 
 
-def _largest(mag: np.ndarray, b: np.ndarray) -> float:
-    """``max(mag + |b|)``, 0 when there are no outputs."""
-    return float(np.max(mag + np.abs(b))) if mag.size else 0.0
+def _largest(mag: np.ndarray, b: np.ndarray, scratch: bool = False) -> float:
+    """``max(mag + |b|)``, 0 when there are no outputs (``scratch``: ``mag`` may be overwritten)."""
+    if not mag.size:
+        return 0.0
+    return float(np.max(np.add(mag, np.abs(b), out=mag) if scratch else mag + np.abs(b)))

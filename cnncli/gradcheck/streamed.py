@@ -321,7 +321,8 @@ def _sample(batch: Batch, h: float, n: int, rng, notes: list, fertile: np.ndarra
     k = min(pool, SAMPLED_EXAMPLES, n)
     edges = np.linspace(0, pool, k + 1).astype(np.int64)
     examples = fertile[edges[:-1] + (rng.random(k) * (edges[1:] - edges[:-1])).astype(np.int64)]
-    x = np.concatenate([A[e:e + 1] for e in examples])
+    parts = [A[e:e + 1] for e in examples]
+    x = parts[0] if len(parts) == 1 else np.concatenate(parts)  # one example (as large as a chunk): no copy
     excluded = excluded_mask(make(x), x, h)
     local = stratified_indices(x.shape, "A_prev", n, rng, excluded)
     if pool < m:

@@ -19,7 +19,12 @@ from .core import LOCALIZE_FULL_LIMIT, merge
 from .directional import FAST_DIRECTIONS, LOCALIZE_BLOCKS, block_verdict, localize
 from .lazy import Examples
 from .metrics import gradient_metrics
-from .perturbed import MACHINE_EPS, _contract, batch_chunks
+from . import perturbed
+from .perturbed import MACHINE_EPS, _contract, batch_chunks, differences_by
+
+
+#: Values of one example summed at a time where the example is too large for the workspace.
+PIECE_VALUES = 2**20
 
 
 def example_bytes(whole, A, G) -> int:
@@ -206,12 +211,17 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
         if whole is not None:
             # per chunk: the same sums the in-memory check adds up chunk by chunk; A_prev's spread (a backward
             # pass of its own) only for the examples compared, each example's spread being its own
+            if needed and mag is None and not p.by_tiles():
+                mag = p._magnitude(bias=False)  # once for both estimates (by tiles, each tile's in each)
             _, w, b, _ = p.floor_chunk(slice(None), spread=False, mag=mag)
-            if needed:
-                spread = np.zeros(x.shape)
-                spread[keep] = make(x[keep], g[keep]).floor_chunk(slice(None), mag=None if mag is None else
-                                                                   mag[keep])[0]
-                floor = MACHINE_EPS * spread / h
+            if needed and keep.all():  # no copies of the chunk
+                floor = p.floor_chunk(slice(None), mag=mag)[0]
+            elif needed:
+                floor = np.zeros(x.shape)
+                floor[keep] = make(x[keep], g[keep]).floor_chunk(slice(None), mag=mag[keep])[0]
+            if floor is not None:
+                floor *= MACHINE_EPS
+                floor /= h
             dW = grads["W"] if dW is None else dW + grads["W"]
             db = grads["b"] if db is None else db + grads["b"]
             per_w = w if per_w is None else per_w + w
@@ -239,21 +249,67 @@ def _directional_sums(make, x, g, dA, floor, sub, start: int, D, h, out: dict, p
     starts at example ``start``) into ``out``: every direction's evaluations of a few examples in one call."""
     for part in batch_chunks(sub.size, 2 * FAST_DIRECTIONS * per_example):
         rows = sub[part]
-        xs, gs, k = x[rows], g[rows], rows.size
-        excluded = excluded_mask(make(xs), xs, h)
-        ds = [D.rows(q, start + rows, excluded) for q in range(FAST_DIRECTIONS)]
-        # NOTE: the perturbed copies as example_directional builds them, each example's difference its own
-        Z = make(xs)._forward(np.concatenate([v for d in ds for v in (xs + h * d, xs - h * d)]))
+        k = rows.size
+        # one example: views, not copies (it may be as large as the chunk)
+        pick = rows if k > 1 else slice(int(rows[0]), int(rows[0]) + 1)
+        xs, gs = x[pick], g[pick]
+        p = make(xs)
+        excluded = excluded_mask(p, xs, h)
         at = start + rows
+        if k == 1 and 2 * FAST_DIRECTIONS * per_example > perturbed.BATCH_BYTES:
+            # one example too large for the workspace with all its copies: a direction at a time, its outputs
+            # by tiles (a conv's; see .tiled), each direction drawn when it is evaluated
+            differ = getattr(p, "_differences_of", None) or differences_by(p._forward)
+            for q in range(FAST_DIRECTIONS):
+                hd = D.rows(q, at, excluded)
+                hd *= h  # the direction is drawn afresh: scaled in place
+                X = np.empty((2,) + xs.shape[1:])
+                np.add(xs, hd, out=X[:1])
+                np.subtract(xs, hd, out=X[1:])
+                del hd
+                out["per_block"][q, at] = differ(X, gs) / (2 * h)
+                _large_terms(X, dA[pick], None if floor is None else floor[pick], h, q, at, out)
+            continue
+        ds = [D.rows(q, at, excluded) for q in range(FAST_DIRECTIONS)]
+        # NOTE: the perturbed copies as example_directional builds them, each example's difference its own
+        Z = p._forward(np.concatenate([v for d in ds for v in (xs + h * d, xs - h * d)]))
         for q, d in enumerate(ds):
             out["per_block"][q, at] = _contract(Z[2 * q * k:(2 * q + 1) * k] - Z[(2 * q + 1) * k:(2 * q + 2) * k],
                                                 gs) / (2 * h)
-            flat = (((xs + h * d) - (xs - h * d)) / (2 * h)).reshape(k, -1)
-            t = flat * dA[rows].reshape(k, -1)
-            out["a_blk"][q, at] = t.sum(axis=1)
-            out["l1_blk"][q, at] = np.abs(t).sum(axis=1)
-            if floor is not None:
-                out["f_blk"][q, at] = (np.abs(flat) * floor[rows].reshape(k, -1)).sum(axis=1)
+            _directional_terms(xs, d, dA[pick], None if floor is None else floor[pick], h, q, at, out)
+
+
+def _directional_terms(xs, d, dA, floor, h: float, q: int, at, out: dict) -> None:
+    """Direction ``q``'s analytical sums of the examples ``at`` (their ``xs``, ``dA``, ``floor``) into ``out``."""
+    k = xs.shape[0]
+    flat = (((xs + h * d) - (xs - h * d)) / (2 * h)).reshape(k, -1)
+    t = flat * dA.reshape(k, -1)
+    out["a_blk"][q, at] = t.sum(axis=1)
+    out["l1_blk"][q, at] = np.abs(t).sum(axis=1)
+    if floor is not None:
+        out["f_blk"][q, at] = (np.abs(flat) * floor.reshape(k, -1)).sum(axis=1)
+
+
+def _large_terms(X, dA, floor, h: float, q: int, at, out: dict) -> None:
+    """:func:`_directional_terms` of one example too large for the workspace, from its perturbed copies ``X``
+    (2, ...): the same terms, a piece of the example at a time."""
+    plus, minus, grad = X[0].reshape(-1), X[1].reshape(-1), dA.reshape(-1)
+    fl = None if floor is None else floor.reshape(-1)
+    a = l1 = f = 0.0
+    # NOTE: in pieces of the example, summed piece by piece: the same terms as _directional_terms', added in
+    # another order (rounding only), with no temporary of the example's size
+    for lo in range(0, plus.size, PIECE_VALUES):
+        sl = slice(lo, lo + PIECE_VALUES)
+        flat = (plus[sl] - minus[sl]) / (2 * h)
+        t = flat * grad[sl]
+        a += t.sum()
+        l1 += np.abs(t).sum()
+        if fl is not None:
+            f += (np.abs(flat) * fl[sl]).sum()
+    out["a_blk"][q, at] = a
+    out["l1_blk"][q, at] = l1
+    if fl is not None:
+        out["f_blk"][q, at] = f
 
 
 def _rows(src, examples) -> np.ndarray:
@@ -263,7 +319,7 @@ def _rows(src, examples) -> np.ndarray:
         if i == len(examples) or examples[i] != examples[i - 1] + 1:
             parts.append(src[int(examples[start]):int(examples[i - 1]) + 1])
             start = i
-    return np.concatenate(parts)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)  # one run: no copy of what was read
 
 
 def elementwise(batch: Batch, h: float, idx, analytical, floor, n_excluded: int, tol: float, how: str):

@@ -1,0 +1,206 @@
+"""A convolution's examples too large for the checker's workspace, evaluated by tiles of their output.
+
+The checker's evaluations run on chunks of examples (:func:`.perturbed.batch_chunks`), at least one
+example each; the engine bounds its own workspace by blocks of output rows, at least one row. So an
+example whose outputs, or one of whose output rows' patches, exceed the workspace (a 1 x N x C signal
+with N in the millions; a wide image under a bank of hundreds of stacked filters) would be held at
+once, in copies. Such examples are evaluated by tiles: output rows ``[r0, r1)`` by columns ``[c0, c1)``
+are the layer on the input rectangle their windows read, with the pads they reach on each side
+(:func:`cnncli.engine.geometry.row_block`, as the CLI's passes do in :mod:`cnncli.passes.tiles`), so a
+tile's outputs are the example's own and every sum over outputs (a loss difference, ``dW``, ``db``) is
+the sum over the tiles; ``dA_prev`` is the tiles' input gradients added at their places. Only the
+arrays the caller holds anyway (an example's input, upstream gradient and gradient) are whole; what
+each call allocates beyond them is bounded by the workspace. Results equal the untiled ones up to the
+rounding of another summation order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from ..engine import conv2d, conv2d_backward
+from ..engine.geometry import RowBlock, WindowGeometry, row_block
+from ..passes.rows import blocks
+from ..passes.tiles import reads_input, stand_in, tile_params
+
+#: Bytes of one value: the checker computes in float64.
+ITEM = 8
+#: Bytes of the outputs and patches of one call whose outputs are dropped once used (a loss difference's).
+WORKSPACE_BYTES = 64 * 2**20
+#: Bytes of one output row's patches above which an engine call whose outputs are kept (a forward, a backward)
+#: goes by tiles: the engine itself bounds its workspace by blocks of rows of a few MiB, at least one row,
+#: and besides the patches a backward allocates about as much again (measured: about 2.2x a tile's patches).
+ENGINE_BYTES = 8 * 2**20
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of output rows ``rows`` by columns ``cols``: the input rectangle it reads and its hyperparameters.
+
+    Attributes
+    ----------
+    rows, cols : slice
+        Its output rows and columns.
+    rb, cb : RowBlock
+        The input rows and columns its windows read, with their pads (where they read padding only along an
+        axis, a stand-in of one zero row or column with one pad fewer: see :func:`cnncli.passes.tiles.stand_in`).
+    params : ConvParams
+        The layer's hyperparameters for the tile (its pads).
+    real : bool
+        Whether its windows read any input (else the rectangle is the stand-in zeros).
+    """
+
+    rows: slice
+    cols: slice
+    rb: RowBlock
+    cb: RowBlock
+    params: object
+    real: bool
+
+    def input(self, X: np.ndarray) -> np.ndarray:
+        """The tile's input rectangle of ``X`` (k, H, W, C): a view, or zeros where it reads padding only."""
+        if self.real:
+            return X[:, self.rb.in_lo:self.rb.in_hi, self.cb.in_lo:self.cb.in_hi]
+        return np.zeros((X.shape[0], max(1, self.rb.in_hi - self.rb.in_lo), max(1, self.cb.in_hi - self.cb.in_lo),
+                         X.shape[3]), dtype=X.dtype)
+
+
+def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int) -> Optional[Tuple[int, int]]:
+    """Output rows and columns per tile for ``k`` examples, or None when they are evaluated whole.
+
+    Whole when their ``channels`` outputs (0: outputs the caller keeps anyway) and the patches of one output
+    row (the engine's least block) take at most ``budget`` bytes; else tiles of ``R`` whole output rows
+    whose outputs and patches fit, or, where one row does not, of one row by ``K`` columns (closed form;
+    at least one output each).
+
+    Parameters
+    ----------
+    geom : WindowGeometry
+        The layer's geometry (its kernel and output).
+    n_C_prev : int
+        Input channels (a patch holds ``kh * kw * n_C_prev`` values per output).
+    k : int
+        Examples evaluated at once.
+    channels : int
+        Output values per output position the call allocates and drops (0: none beyond the result).
+    budget : int
+        Bytes.
+
+    Returns
+    -------
+    (int, int) or None
+    """
+    oh, ow = geom.out_hw
+    kh, kw = geom.kernel
+    patch = kh * kw * n_C_prev
+    if ITEM * k * (oh * ow * channels + ow * patch) <= budget:
+        return None
+    per_output = ITEM * k * (channels + patch)
+    rows = budget // (per_output * ow)
+    if rows >= 1:
+        return int(min(rows, oh)), int(ow)
+    return 1, int(min(ow, max(1, budget // per_output)))
+
+
+def tiles(geom: WindowGeometry, params, rows: int, cols: int) -> List[Tile]:
+    """The tiles of ``rows`` output rows by ``cols`` columns covering the output, row band by row band.
+
+    Parameters
+    ----------
+    geom : WindowGeometry
+    params : ConvParams
+        The hyperparameters whose pads each tile replaces by its own.
+    rows, cols : int
+        From :func:`plan`.
+
+    Returns
+    -------
+    list of Tile
+    """
+    out = []
+    for r0, r1 in blocks(geom, rows):
+        rb = row_block(geom, r0, r1)
+        for c0, c1 in blocks(geom, cols, axis=1):
+            cb = row_block(geom, c0, c1, axis=1)
+            real = reads_input(rb, cb)
+            rb_in, cb_in = (rb, cb) if real else (stand_in(rb), stand_in(cb))
+            out.append(Tile(slice(r0, r1), slice(c0, c1), rb_in, cb_in, tile_params(params, rb_in, cb_in), real))
+    return out
+
+
+def each(geom: WindowGeometry, params, X: np.ndarray, channels: int, budget: int) -> Iterator[Tuple[Tile, np.ndarray]]:
+    """``(tile, its input rectangle)`` over ``X`` (k, H, W, C) by :func:`plan`; one whole tile when it fits."""
+    t = plan(geom, X.shape[3], X.shape[0], channels, budget)
+    oh, ow = geom.out_hw
+    if t is None:
+        yield Tile(slice(0, oh), slice(0, ow), None, None, params, True), X
+        return
+    for tile in tiles(geom, params, *t):
+        yield tile, tile.input(X)
+
+
+def forward(X: np.ndarray, W: np.ndarray, b, params, geom: WindowGeometry, budget: int, conv=conv2d) -> np.ndarray:
+    """``conv2d(X, W, b, params)`` (k, n_H, n_W, n_C), by tiles where one output row's patches exceed ``budget``.
+
+    Parameters
+    ----------
+    X : ndarray, shape (k, n_H_prev, n_W_prev, n_C_prev)
+    W : ndarray, shape (f_h, f_w, n_C_prev // groups, n_C)
+    b : ndarray, shape (n_C,), or None
+    params : ConvParams
+    geom : WindowGeometry
+        ``params``' geometry for ``X`` and ``W``.
+    budget : int
+    conv : callable
+        The engine's forward (:func:`cnncli.engine.conv2d`; the caller's name for it).
+
+    Returns
+    -------
+    ndarray, shape (k, n_H, n_W, n_C)
+    """
+    if plan(geom, X.shape[3], X.shape[0], 0, budget) is None:
+        return conv(X, W, b, params)
+    Z = np.empty((X.shape[0],) + tuple(geom.out_hw) + (W.shape[3],))
+    for tile, x in each(geom, params, X, 0, budget):
+        Z[:, tile.rows, tile.cols] = conv(x, W, b, tile.params)
+    return Z
+
+
+def backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray, params, geom: WindowGeometry, budget: int,
+             input_grad: bool = True, engine=conv2d_backward):
+    """``conv2d_backward(dZ, X, W, params)``, by tiles where one output row's patches exceed ``budget``.
+
+    Parameters
+    ----------
+    dZ : ndarray, shape (k, n_H, n_W, n_C)
+    X : ndarray, shape (k, n_H_prev, n_W_prev, n_C_prev)
+    W : ndarray, shape (f_h, f_w, n_C_prev // groups, n_C)
+    params : ConvParams
+    geom : WindowGeometry
+    budget : int
+    input_grad : bool
+        As :func:`cnncli.engine.conv2d_backward`.
+    engine : callable
+        The engine's backward (:func:`cnncli.engine.conv2d_backward`; the caller's name for it).
+
+    Returns
+    -------
+    (dA_prev or None, dW, db)
+        Shaped like ``X``, ``W`` and (n_C,).
+    """
+    if plan(geom, X.shape[3], X.shape[0], 0, budget) is None:
+        g = engine(dZ, X, W, params, input_grad=input_grad)
+        return g.dA_prev, g.dW, g.db
+    dA = np.zeros(X.shape) if input_grad else None
+    dW, db = np.zeros(W.shape), np.zeros(W.shape[3])
+    for tile, x in each(geom, params, X, 0, budget):
+        g = engine(np.ascontiguousarray(dZ[:, tile.rows, tile.cols]), x, W, tile.params,
+                   input_grad=input_grad and tile.real)
+        if input_grad and tile.real:  # a tile of padding-only windows reaches no input element
+            dA[:, tile.rb.in_lo:tile.rb.in_hi, tile.cb.in_lo:tile.cb.in_hi] += g.dA_prev
+        dW += g.dW
+        db += g.db
+    return dA, dW, db

@@ -1,0 +1,197 @@
+"""The checker's tiles for examples too large for its workspace (cnncli.gradcheck.tiled).
+
+The tiles' forward and backward are checked against the loop oracle on random geometries, and whole checks
+under tiny budgets (every example tiled) against the same checks untiled; the memory test measures what a
+check of one wide example holds.
+"""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import cnncli.gradcheck.fused as fused
+import cnncli.gradcheck.problems as problems
+import cnncli.gradcheck.tiled as tiled
+from cnncli.engine import ConvParams
+from cnncli.engine.reference import conv_backward_loops, conv_forward_loops
+from cnncli.gradcheck import gradcheck_conv
+from cnncli.gradcheck.streamed import gradcheck_streamed
+
+
+@st.composite
+def layers(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    H = draw(st.integers(1, 7)) + (kh - 1) * dil[0]
+    W = draw(st.integers(1, 12)) + (kw - 1) * dil[1]
+    groups = draw(st.sampled_from([1, 2]))
+    C, n_C = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    pad = draw(st.one_of(st.just("same"), st.tuples(*[st.integers(0, 6)] * 4)))  # large pads: padding-only tiles
+    params = ConvParams(stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))), pad=pad, dilation=dil,
+                        groups=groups)
+    k = draw(st.integers(1, 2))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    A = rng.normal(size=(k, H, W, C))
+    Wt = rng.normal(size=(kh, kw, C // groups, n_C))
+    b = rng.normal(size=n_C)
+    budget = draw(st.integers(1, 4000))  # from one output per tile up to whole rows
+    return A, Wt, b, params, budget
+
+
+@given(layers())
+def test_tiles_forward_and_backward_are_the_loop_oracle_s(layer):
+    A, Wt, b, params, budget = layer
+    geom = params.geometry(A.shape[1:3], Wt.shape[:2])
+    Z = tiled.forward(A, Wt, b, params, geom, budget)
+    np.testing.assert_allclose(Z, conv_forward_loops(A, Wt, b, params), rtol=1e-12, atol=1e-12)
+    dZ = np.random.default_rng(1).normal(size=Z.shape)
+    dA, dW, db = tiled.backward(dZ, A, Wt, params, geom, budget)
+    ref = conv_backward_loops(dZ, A, Wt, params)
+    for got, want in zip((dA, dW, db), ref):
+        np.testing.assert_allclose(got, np.reshape(want, np.shape(got)), rtol=1e-11, atol=1e-11)
+    none, dW2, db2 = tiled.backward(dZ, A, Wt, params, geom, budget, input_grad=False)
+    assert none is None
+    np.testing.assert_allclose(dW2, dW, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db2, db, rtol=1e-12, atol=1e-12)
+
+
+@given(layers(), st.integers(0, 3))
+def test_tiles_cover_every_output_once_and_stay_within_the_budget(layer, channels):
+    A, Wt, _, params, budget = layer
+    geom = params.geometry(A.shape[1:3], Wt.shape[:2])
+    oh, ow = geom.out_hw
+    k, C = A.shape[0], A.shape[3]
+    patch = Wt.shape[0] * Wt.shape[1] * C
+    t = tiled.plan(geom, C, k, channels, budget)
+    if t is None:  # whole: the outputs and one row's patches fit
+        assert 8 * k * (oh * ow * channels + ow * patch) <= budget
+        return
+    covered = np.zeros((oh, ow), dtype=int)
+    for tile in tiled.tiles(geom, params, *t):
+        covered[tile.rows, tile.cols] += 1
+        n = (tile.rows.stop - tile.rows.start) * (tile.cols.stop - tile.cols.start)
+        # a tile within the budget, or one row of one output... (a ceil-mode last one joins its neighbour: none
+        # in a conv); at least one output per tile
+        assert n == 1 or 8 * k * n * (channels + patch) <= budget
+        x = tile.input(A)
+        assert x.shape[1:3] == (max(1, tile.rb.in_hi - tile.rb.in_lo), max(1, tile.cb.in_hi - tile.cb.in_lo))
+    assert (covered == 1).all()
+
+
+@given(layers(), st.integers(0, 2**16))
+def test_local_differences_are_the_loop_oracle_s_loss_differences(layer, seed):
+    # an element on the rectangle its outputs read (stride past the kernel: some read by no window)
+    A, Wt, b, params, _ = layer
+    geom = params.geometry(A.shape[1:3], Wt.shape[:2])
+    rng = np.random.default_rng(seed)
+    G = rng.normal(size=(A.shape[0],) + geom.out_hw + (Wt.shape[3],))
+    p = problems.ConvProblem(A, Wt, b, params, G)
+    idx = rng.integers(0, A.size, size=6)
+    plus, minus = A.reshape(-1)[idx] + 0.25, A.reshape(-1)[idx] - 0.5
+    got = p._local_differences(idx, plus, minus)
+    for k, i in enumerate(idx):
+        losses = []
+        for v in (plus[k], minus[k]):
+            x = A.copy()
+            x.reshape(-1)[i] = v
+            losses.append(np.sum(G * conv_forward_loops(x, Wt, b, params)))
+        assert got[k] == pytest.approx(losses[0] - losses[1], rel=1e-9, abs=1e-9)
+
+
+def _tiny_budgets(monkeypatch, budget=4096):
+    """Every example of the checks below is evaluated by tiles of a few outputs."""
+    monkeypatch.setattr(tiled, "WORKSPACE_BYTES", budget)
+    monkeypatch.setattr(tiled, "ENGINE_BYTES", budget)
+    monkeypatch.setattr(fused, "OUTPUT_BYTES", budget)
+
+
+def _signal(n=300, C=2, n_C=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(2, 1, n, C)), rng.normal(size=(1, 5, C, n_C)), rng.normal(size=n_C)
+
+
+def _same(a, b):
+    assert a.verdict == b.verdict and a.notes == b.notes
+    for x, y in zip(a.gradients, b.gradients):
+        assert (x.name, x.method, x.passed, x.checked, x.failing) == (y.name, y.method, y.passed, y.checked, y.failing)
+        assert x.relative_error == pytest.approx(y.relative_error, rel=1e-3, abs=1e-13)
+        assert (x.worst is None) == (y.worst is None)
+        if x.worst is not None and not x.passed:
+            assert x.worst.index == y.worst.index
+
+
+@pytest.mark.parametrize("method", ["auto", "fast", "sample", "full"])
+@pytest.mark.parametrize("check", ["memory", "streamed"])
+def test_a_check_by_tiles_is_the_check_without(method, check, monkeypatch):
+    A, Wt, b = _signal()
+    params = ConvParams(stride=(1, 2), pad=(0, 0, 3, 1))
+    run = gradcheck_conv if check == "memory" else gradcheck_streamed
+    whole = run(A, Wt, b, params, method=method, seed=5)
+    calls = []
+    real = problems.conv2d
+
+    def spy(x, *args, **kwargs):
+        calls.append(x.shape[2])
+        return real(x, *args, **kwargs)
+    monkeypatch.setattr(problems, "conv2d", spy)
+    _tiny_budgets(monkeypatch)
+    by_tiles = run(A, Wt, b, params, method=method, seed=5)
+    assert whole.verdict == "pass"
+    _same(whole, by_tiles)
+    assert calls and max(calls) < A.shape[2]  # the evaluations saw tiles, never the whole row
+
+
+@pytest.mark.parametrize("check", ["memory", "streamed"])
+def test_a_wrong_dA_prev_is_still_found_at_its_element_by_tiles(check, monkeypatch):
+    A, Wt, b = _signal(n=200)
+    params = ConvParams(pad="same")
+    real = problems.conv2d_backward
+    at = (1, 0, 123, 1)
+    value = A[at]
+    calls = []
+
+    def broken(dZ, X, W_, p, **options):
+        # the layer's dA_prev off at the element of A[at]'s value, wherever a call (a tile) holds that element
+        g = real(dZ, X, W_, p, **options)
+        calls.append(X.shape[2])
+        if g.dA_prev is None or np.all(W_ == 1.0):  # the rounding estimate's stand-in filters
+            return g
+        dA = g.dA_prev.copy()
+        dA[X == value] += 1e-3
+        return type(g)(dA, g.dW, g.db)
+
+    monkeypatch.setattr(problems, "conv2d_backward", broken)
+    run = gradcheck_conv if check == "memory" else gradcheck_streamed
+    whole = run(A, Wt, b, params, method="full", seed=2)
+    assert max(calls) == A.shape[2]
+    calls.clear()
+    _tiny_budgets(monkeypatch)
+    by_tiles = run(A, Wt, b, params, method="full", seed=2)
+    assert calls and max(calls) < A.shape[2]
+    for r in (whole, by_tiles):
+        g = r.gradients[0]
+        assert not g.passed and g.worst.index == at and g.failing == 1
+        assert r.gradients[1].passed and r.gradients[2].passed
+
+
+def test_one_wide_example_s_check_holds_a_few_copies_of_it(monkeypatch):
+    # a 1 x 1 x N x C signal: one output row, the engine's least block, whose patches (5 taps: 5x the example)
+    # each evaluation held in each of its copies: 25x the example's float64 bytes were traced before the tiles
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(1, 1, 100_000, 2))
+    Wt, b = rng.normal(size=(1, 5, 2, 2)), rng.normal(size=2)
+    _tiny_budgets(monkeypatch, 2**18)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        r = gradcheck_conv(A, Wt, b, ConvParams(), seed=1)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert r.passed
+    # held whole by design (README): A in float64, G (as large here), dA_prev, its rounding floor and the 3
+    # directions, 7 copies; then two perturbed copies and what a step computes from them, plus the workspace
+    assert peak < 14 * A.nbytes + 2**20
