@@ -455,7 +455,14 @@ def window_counts(geom: WindowGeometry, include_pad: bool):
     for axis, before, after in ((0, geom.pads[0], geom.pads[1]), (1, geom.pads[2], geom.pads[3])):
         n, k, s, d, o = geom.in_hw[axis], geom.kernel[axis], geom.stride[axis], geom.dilation[axis], geom.out_hw[axis]
         lo, hi = (-before, n + after) if include_pad else (0, n)
-        result.append([taps_within(p * s - before, k, d, lo, hi) for p in range(o)])
+        # NOTE: every window between the first and the last that lie wholly in [lo, hi) has all k taps (closed
+        # form); only those before and after it are counted one by one: at most about span / stride on each
+        # side (a window wholly in the padding is refused), however many windows the row has
+        first = max(0, -(-(lo + before) // s))  # the first p with p * s - before >= lo
+        end = min(o, (hi - (k - 1) * d - 1 + before) // s + 1)  # past the last p whose last tap is < hi
+        first, end = (first, end) if first < end else (o, o)
+        result.append([taps_within(p * s - before, k, d, lo, hi) for p in range(first)] + [k] * (end - first)
+                      + [taps_within(p * s - before, k, d, lo, hi) for p in range(end, o)])
     return result[0], result[1]
 
 

@@ -102,6 +102,24 @@ def test_pool_window_entirely_in_padding_is_refused():
         pool_geometry(4, 2, stride=2, pad=2)
 
 
+@pytest.mark.parametrize("include_pad", [False, True])
+def test_window_counts_count_only_the_border_windows_one_by_one(include_pad, monkeypatch):
+    # a 1 x 2,000,000 row under a 1x5 average window at stride 2, padded by 3: a million windows of which only
+    # those overlapping the padding or the row's ends are not all 5 taps; sizes are arithmetic, not a loop over
+    # the windows (each pool2d call of a gradient check recomputed them: 0.44 s for 300,000 windows)
+    import cnncli.engine.geometry as geometry
+    calls = []
+    real = geometry.taps_within
+    monkeypatch.setattr(geometry, "taps_within", lambda *a: calls.append(a) or real(*a))
+    g = window_geometry((1, 2_000_000), (1, 5), (1, 2), (1, 1), (0, 0, 3, 3))
+    counts_h, counts_w = window_counts(g, include_pad)
+    assert counts_h == [1] and len(counts_w) == 1_000_001
+    # the first windows start at -3, -1, 1 and the last at N - 7, N - 5, N - 3: taps in [-3, N + 3) or [0, N)
+    first, last = ([5] * 3, [5] * 3) if include_pad else ([2, 4, 5], [5, 5, 3])
+    assert counts_w[:3] == first and counts_w[-3:] == last and set(counts_w[3:-3]) == {5}
+    assert len(calls) <= 2 * 4 + 1  # per side, about span / stride border windows (and the one row)
+
+
 def test_window_counts_direct():
     g = window_geometry(3, 2, stride=2, pad=1)  # windows cover padded rows [-1,0], [1,2]
     assert window_counts(g, include_pad=True) == ([2, 2], [2, 2])
