@@ -16,7 +16,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..engine import PoolParams, pool2d, pool2d_backward
 from ..errors import ShapeError
-from .perturbed import MACHINE_EPS, batch_chunks, differences_by, example_differences, example_directional
+from . import tiled
+from .perturbed import MACHINE_EPS, _tick, batch_chunks, differences_by, example_differences, example_directional
 from .protocol import ProblemDefaults, Tick
 
 
@@ -80,6 +81,11 @@ class PoolProblem(ProblemDefaults):
         """``L(x+) - L(x-)`` for the elements ``idx`` (flat) of A_prev set to plus/minus."""
         A = self.inputs["A_prev"]
         oh, ow = self.geom.out_hw
+        if tiled.plan(self.geom, A.shape[3], 2, A.shape[3], tiled.WORKSPACE_BYTES) is not None:
+            # an example too large for the workspace: each element on the outputs it reaches (see .tiled)
+            out = tiled.local_differences(pool2d, A, self.G, self.geom, self.params, idx, plus, minus)
+            _tick(tick, len(out))
+            return out
         out_bytes = 8 * 4 * oh * ow * A.shape[3]
         return example_differences(differences_by(self._forward), A, self.G, idx, plus, minus, out_bytes, tick)
 

@@ -20,22 +20,16 @@ pooling's, re-exported here with the helpers the problems share.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Dict, Optional
 
 import numpy as np
 
 from ..engine import ConvParams, conv2d, conv2d_backward
-from ..engine.geometry import outputs_reading, row_block
 from ..errors import ShapeError
 from . import perturbed, tiled
 from .perturbed import MACHINE_EPS, _contract, _tick, batch_chunks, example_differences, example_directional
 from .pool_problem import PoolProblem, max_pool_kinks  # noqa: F401  (re-exported: imported from here before)
 from .protocol import ProblemDefaults, Tick
-
-#: Elements of A_prev evaluated in one call by :meth:`ConvProblem._local_differences` (their rectangles stacked).
-LOCAL_BATCH = 256
-
 
 class ConvProblem(ProblemDefaults):
     """A convolution ``Z = conv2d(A_prev, W, b)`` under ``L = sum(G * Z)`` (all NHWC, float64)."""
@@ -332,37 +326,11 @@ class ConvProblem(ProblemDefaults):
         return out
 
     def _local_differences(self, idx, plus, minus, tick: Tick = None) -> np.ndarray:
-        """:meth:`differences` of A_prev's elements ``idx`` where an example is evaluated by tiles: each element
-        on the input rectangle that the outputs it reaches read (their windows), those outputs only.
-
-        NOTE: the other outputs are the same on both sides and their differences exactly zero (as the stacked
-        copies of a whole example leave them); here they are not computed, so an element's evaluation costs
-        its window's outputs, not the example's. Elements of the same rectangle's shape and pads share a call.
-        """
-        A, W, G = self.inputs["A_prev"], self.inputs["W"], self.G
-        e, i, j, c = np.unravel_index(np.asarray(idx, dtype=np.int64), A.shape)
-        out = np.zeros(len(e))
-        groups: dict = {}
-        for q in range(len(e)):
-            (r0, r1), (c0, c1) = outputs_reading(self.geom, i[q]), outputs_reading(self.geom, j[q], axis=1)
-            if r0 >= r1 or c0 >= c1:  # no window reads it: the loss does not change with it
-                continue
-            rb, cb = row_block(self.geom, r0, r1), row_block(self.geom, c0, c1, axis=1)
-            key = (rb.in_hi - rb.in_lo, rb.top, rb.bottom, r1 - r0, cb.in_hi - cb.in_lo, cb.top, cb.bottom, c1 - c0)
-            groups.setdefault(key, []).append((q, rb, cb, r0, c0))
-        for (_, top, bottom, n_r, _, left, right, n_c), members in groups.items():
-            params = dataclasses.replace(self.params, pad=(top, bottom, left, right))
-            for lo in range(0, len(members), LOCAL_BATCH):
-                part = members[lo:lo + LOCAL_BATCH]
-                k = len(part)
-                X = np.stack([A[e[q], rb.in_lo:rb.in_hi, cb.in_lo:cb.in_hi] for q, rb, cb, _, _ in part] * 2)
-                Gs = np.stack([G[e[q], r0:r0 + n_r, c0:c0 + n_c] for q, _, _, r0, c0 in part])
-                for n, (q, rb, cb, _, _) in enumerate(part):
-                    X[n, i[q] - rb.in_lo, j[q] - cb.in_lo, c[q]] = plus[q]
-                    X[k + n, i[q] - rb.in_lo, j[q] - cb.in_lo, c[q]] = minus[q]
-                Z = conv2d(X, W, None, params)
-                out[[q for q, *_ in part]] = _contract(Z[:k] - Z[k:], Gs)
-        _tick(tick, len(e))
+        """:meth:`differences` of A_prev's elements ``idx`` each on the outputs it reaches (:func:`.tiled.local_differences`)."""
+        W = self.inputs["W"]
+        out = tiled.local_differences(lambda X, params: conv2d(X, W, None, params), self.inputs["A_prev"], self.G,
+                                      self.geom, self.params, idx, plus, minus)
+        _tick(tick, len(out))
         return out
 
     def directional(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:

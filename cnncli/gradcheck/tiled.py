@@ -12,17 +12,21 @@ the sum over the tiles; ``dA_prev`` is the tiles' input gradients added at their
 arrays the caller holds anyway (an example's input, upstream gradient and gradient) are whole; what
 each call allocates beyond them is bounded by the workspace. Results equal the untiled ones up to the
 rounding of another summation order.
+
+A sampled element of such an example is evaluated on the outputs its windows reach only
+(:func:`local_differences`): the others are the same on both sides of a central difference.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from ..engine import conv2d, conv2d_backward
-from ..engine.geometry import RowBlock, WindowGeometry, row_block
+from ..engine.geometry import RowBlock, WindowGeometry, outputs_reading, row_block
 from ..passes.rows import blocks
 from ..passes.tiles import reads_input, stand_in, tile_params
 
@@ -34,6 +38,8 @@ WORKSPACE_BYTES = 64 * 2**20
 #: goes by tiles: the engine itself bounds its workspace by blocks of rows of a few MiB, at least one row,
 #: and besides the patches a backward allocates about as much again (measured: about 2.2x a tile's patches).
 ENGINE_BYTES = 8 * 2**20
+#: Elements evaluated in one call by :func:`local_differences` (their rectangles stacked).
+LOCAL_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -204,3 +210,65 @@ def backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray, params, geom: WindowG
         dW += g.dW
         db += g.db
     return dA, dW, db
+
+
+def local_differences(evaluate, A: np.ndarray, G: np.ndarray, geom: WindowGeometry, params, idx, plus, minus) -> np.ndarray:
+    """``L(x+) - L(x-)`` for A's elements ``idx`` (flat) set to ``plus``/``minus``, each on the input rectangle that
+    the outputs it reaches read, those outputs only.
+
+    NOTE: the other outputs are the same on both sides and their differences exactly zero (as the stacked copies
+    of a whole example leave them); here they are not computed, so an element costs its windows' outputs, not its
+    example's. Elements whose rectangles have the same shape and pads share a call.
+
+    Parameters
+    ----------
+    evaluate : callable
+        ``evaluate(X, params)``: the layer's outputs (k, r, c, n_C) of inputs ``X`` (k, ...) under ``params``
+        (without a conv's bias: it cancels).
+    A : ndarray, shape (m, n_H_prev, n_W_prev, n_C_prev)
+    G : ndarray, shape (m, n_H, n_W, n_C)
+        The upstream gradient.
+    geom : WindowGeometry
+        The layer's geometry for A.
+    params : ConvParams or PoolParams
+        The layer's hyperparameters (each rectangle gets its own pads).
+    idx : ndarray of int64
+    plus, minus : ndarray, shape (len(idx),)
+
+    Returns
+    -------
+    ndarray, shape (len(idx),)
+    """
+    e, i, j, c = np.unravel_index(np.asarray(idx, dtype=np.int64), A.shape)
+    out = np.zeros(len(e))
+    groups: dict = {}
+    for q in range(len(e)):
+        (r0, r1), (c0, c1) = outputs_reading(geom, i[q]), outputs_reading(geom, j[q], axis=1)
+        if r0 >= r1 or c0 >= c1:  # no window reads it: the loss does not change with it
+            continue
+        rb, cb = _block(geom, r0, r1, 0), _block(geom, c0, c1, 1)
+        key = (rb.in_hi - rb.in_lo, rb.top, rb.bottom, rb.out_hi - rb.out_lo,
+               cb.in_hi - cb.in_lo, cb.top, cb.bottom, cb.out_hi - cb.out_lo)
+        groups.setdefault(key, []).append((q, rb, cb))
+    for (_, top, bottom, n_r, _, left, right, n_c), members in groups.items():
+        tile = dataclasses.replace(params, pad=(top, bottom, left, right))
+        for lo in range(0, len(members), LOCAL_BATCH):
+            part = members[lo:lo + LOCAL_BATCH]
+            k = len(part)
+            X = np.stack([A[e[q], rb.in_lo:rb.in_hi, cb.in_lo:cb.in_hi] for q, rb, cb in part] * 2)
+            Gs = np.stack([G[e[q], rb.out_lo:rb.out_hi, cb.out_lo:cb.out_hi] for q, rb, cb in part])
+            for n, (q, rb, cb) in enumerate(part):
+                X[n, i[q] - rb.in_lo, j[q] - cb.in_lo, c[q]] = plus[q]
+                X[k + n, i[q] - rb.in_lo, j[q] - cb.in_lo, c[q]] = minus[q]
+            Z = evaluate(X, tile)
+            # NOTE: the two sides subtracted before the contraction, as everywhere in the checker
+            out[[q for q, _, _ in part]] = np.einsum("ij,ij->i", (Z[:k] - Z[k:]).reshape(k, -1), Gs.reshape(k, -1))
+    return out
+
+
+def _block(geom: WindowGeometry, lo: int, hi: int, axis: int) -> RowBlock:
+    """:func:`row_block` of outputs ``[lo, hi)``, with the one before where a ceil-mode last one cannot stand alone."""
+    try:
+        return row_block(geom, lo, hi, axis)
+    except ValueError:
+        return row_block(geom, lo - 1, hi, axis)

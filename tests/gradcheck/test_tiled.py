@@ -9,15 +9,17 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import cnncli.gradcheck.fused as fused
+import cnncli.gradcheck.pool_problem as pool_problem
 import cnncli.gradcheck.problems as problems
 import cnncli.gradcheck.tiled as tiled
-from cnncli.engine import ConvParams
-from cnncli.engine.reference import conv_backward_loops, conv_forward_loops
-from cnncli.gradcheck import gradcheck_conv
+from cnncli.engine import ConvParams, PoolParams, pool2d
+from cnncli.engine.reference import conv_backward_loops, conv_forward_loops, pool_forward_loops
+from cnncli.errors import HyperparameterError
+from cnncli.gradcheck import gradcheck_conv, gradcheck_pool
 from cnncli.gradcheck.streamed import gradcheck_streamed
 
 
@@ -99,6 +101,61 @@ def test_local_differences_are_the_loop_oracle_s_loss_differences(layer, seed):
             x.reshape(-1)[i] = v
             losses.append(np.sum(G * conv_forward_loops(x, Wt, b, params)))
         assert got[k] == pytest.approx(losses[0] - losses[1], rel=1e-9, abs=1e-9)
+
+
+@st.composite
+def pools(draw):
+    f = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    pad = tuple(draw(st.integers(0, (f[a] - 1) // 2)) for a in (0, 0, 1, 1))  # a window never wholly padding
+    mode = draw(st.sampled_from(["max", "average"]))
+    params = PoolParams(f=f, stride=stride, pad=pad, mode=mode, ceil_mode=draw(st.booleans()),
+                        count_include_pad=draw(st.booleans()))
+    H, W = f[0] + draw(st.integers(0, 6)), f[1] + draw(st.integers(0, 12))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    return rng.normal(size=(draw(st.integers(1, 2)), H, W, draw(st.integers(1, 2)))), params, rng
+
+
+@given(pools())
+def test_pool_local_differences_are_the_loop_oracle_s_loss_differences(pool):
+    A, params, rng = pool
+    try:
+        geom = params.geometry(A.shape[1:3])
+    except HyperparameterError:
+        assume(False)
+    G = rng.normal(size=(A.shape[0],) + geom.out_hw + (A.shape[3],))
+    idx = rng.integers(0, A.size, size=6)
+    plus, minus = A.reshape(-1)[idx] + 3.0, A.reshape(-1)[idx] - 3.0  # past every neighbour: the max moves
+    got = tiled.local_differences(pool2d, A, G, geom, params, idx, plus, minus)
+    for k, i in enumerate(idx):
+        losses = []
+        for v in (plus[k], minus[k]):
+            x = A.copy()
+            x.reshape(-1)[i] = v
+            losses.append(np.sum(G * pool_forward_loops(x, params)))
+        assert got[k] == pytest.approx(losses[0] - losses[1], rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("mode", ["max", "average"])
+@pytest.mark.parametrize("check", ["memory", "streamed"])
+def test_a_pool_check_of_a_wide_example_is_the_check_without_tiles(mode, check, monkeypatch):
+    A = np.random.default_rng(4).normal(size=(2, 1, 300, 2))
+    params = PoolParams(f=(1, 3), stride=(1, 2), pad=(0, 0, 1, 1), mode=mode, ceil_mode=True)
+    run = gradcheck_pool if check == "memory" else lambda *a, **k: gradcheck_streamed(a[0], None, None, a[1],
+                                                                                     kind="pool", **k)
+    whole = run(A, params, method="sample", seed=3)
+    calls = []
+    real = pool2d
+
+    def spy(x, *args, **kwargs):
+        calls.append(x.shape[2])
+        return real(x, *args, **kwargs)
+    monkeypatch.setattr(tiled, "WORKSPACE_BYTES", 4096)
+    monkeypatch.setattr(pool_problem, "pool2d", spy)
+    local = run(A, params, method="sample", seed=3)
+    assert whole.passed
+    _same(whole, local)
+    assert calls and min(calls) < A.shape[2]  # the sampled elements were evaluated on their windows
 
 
 def _tiny_budgets(monkeypatch, budget=4096):
