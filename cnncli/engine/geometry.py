@@ -126,7 +126,9 @@ def as_pair(value, name: str, minimum: int = 1) -> Pair:
         items = [value]
     if len(items) == 1:
         items = items * 2
-    if len(items) != 2:
+    # NOTE: a nested value (an HDF5 attribute [[3]] reads as ((3,),)) is named whole: its inner (3,) alone,
+    # "must be an integer, got (3,)", read as if (3,) were what was written
+    if len(items) != 2 or any(isinstance(v, (list, tuple)) or getattr(v, "ndim", 0) for v in items):
         raise HyperparameterError(f"{name} must be an int or a pair (h, w), got {value!r}")
     pair = tuple(as_int(v, name) for v in items)
     for v in pair:

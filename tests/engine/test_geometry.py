@@ -120,6 +120,14 @@ def test_window_counts_count_only_the_border_windows_one_by_one(include_pad, mon
     assert len(calls) <= 2 * 4 + 1  # per side, about span / stride border windows (and the one row)
 
 
+@pytest.mark.parametrize("value", [((3,),), ((3, 3),), ((1, 2), (3, 4)), [[2], [2]]])
+def test_a_nested_pair_is_named_whole(value):
+    # an HDF5 attribute f=[[3]] reads as ((3,),): the refusal names that, not its inner (3,) as "an integer"
+    with pytest.raises(HyperparameterError) as info:
+        as_pair(value, "f")
+    assert str(info.value) == f"f must be an int or a pair (h, w), got {value!r}"
+
+
 def test_window_counts_direct():
     g = window_geometry(3, 2, stride=2, pad=1)  # windows cover padded rows [-1,0], [1,2]
     assert window_counts(g, include_pad=True) == ([2, 2], [2, 2])
