@@ -81,7 +81,7 @@ class PoolProblem(ProblemDefaults):
         """``L(x+) - L(x-)`` for the elements ``idx`` (flat) of A_prev set to plus/minus."""
         A = self.inputs["A_prev"]
         oh, ow = self.geom.out_hw
-        if tiled.plan(self.geom, A.shape[3], 2, A.shape[3], tiled.WORKSPACE_BYTES) is not None:
+        if tiled.plan(self.geom, A.shape[3], 2, A.shape[3], tiled.WORKSPACE_BYTES, least=2) is not None:
             # an example too large for the workspace: each element on the outputs it reaches (see .tiled)
             out = tiled.local_differences(pool2d, A, self.G, self.geom, self.params, idx, plus, minus)
             _tick(tick, len(out))

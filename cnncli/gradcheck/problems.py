@@ -136,7 +136,7 @@ class ConvProblem(ProblemDefaults):
         K = X.shape[0] // 2
         out = np.zeros(K)
         W = self.inputs["W"]
-        for t, x in tiled.each(self.geom, self.params, X, self.n_C, tiled.WORKSPACE_BYTES):
+        for t, x in tiled.each(self.geom, self.params, X, self.n_C, tiled.WORKSPACE_BYTES, least=2):
             Z = conv2d(x, W, None, t.params)
             out += _contract(Z[:K] - Z[K:], G[:, t.rows, t.cols])
         return out
@@ -304,7 +304,8 @@ class ConvProblem(ProblemDefaults):
         if name == "A_prev":
             oh, ow = self.geom.out_hw
             kh, kw = self.geom.kernel
-            if tiled.plan(self.geom, self.inputs["A_prev"].shape[3], 2, self.n_C, tiled.WORKSPACE_BYTES) is not None:
+            if tiled.plan(self.geom, self.inputs["A_prev"].shape[3], 2, self.n_C, tiled.WORKSPACE_BYTES,
+                          least=2) is not None:  # one example's two copies exceed the workspace
                 return self._local_differences(idx, plus, minus, tick)
             out_bytes = 8 * oh * ow * (self.n_C + kh * kw * self.inputs["A_prev"].shape[3])
             return example_differences(self._differences_of, self.inputs["A_prev"], self.G, idx, plus, minus,

@@ -74,13 +74,19 @@ class Tile:
                          X.shape[3]), dtype=X.dtype)
 
 
-def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int) -> Optional[Tuple[int, int]]:
+def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int,
+         least: int = 1) -> Optional[Tuple[int, int]]:
     """Output rows and columns per tile for ``k`` examples, or None when they are evaluated whole.
 
-    Whole when their ``channels`` outputs (0: outputs the caller keeps anyway) and the patches of one output
-    row (the engine's least block) take at most ``budget`` bytes; else tiles of ``R`` whole output rows
-    whose outputs and patches fit, or, where one row does not, of one row by ``K`` columns (closed form;
-    at least one output each).
+    Whole when ``least`` of them (the fewest the caller evaluates together) take at most ``budget`` bytes
+    with their ``channels`` outputs (0: outputs the caller keeps anyway) and the patches of one output row
+    (the engine's least block); else tiles of ``R`` whole output rows whose outputs and patches, for all
+    ``k``, fit, or, where one row does not, of one row by ``K`` columns (closed form; at least one output
+    each).
+
+    NOTE: only an example too large alone is tiled. A chunk of several examples is the caller's, bounded by
+    its own budget, and the engine cuts it by examples; tiles would only add its sums in another order (a
+    data set of small one-row examples would no longer be checked bit for bit as before the tiles).
 
     Parameters
     ----------
@@ -94,6 +100,8 @@ def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int
         Output values per output position the call allocates and drops (0: none beyond the result).
     budget : int
         Bytes.
+    least : int
+        Examples the caller cannot evaluate apart (2: the plus and minus copies of one example).
 
     Returns
     -------
@@ -102,7 +110,7 @@ def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int
     oh, ow = geom.out_hw
     kh, kw = geom.kernel
     patch = kh * kw * n_C_prev
-    if ITEM * k * (oh * ow * channels + ow * patch) <= budget:
+    if ITEM * min(k, least) * (oh * ow * channels + ow * patch) <= budget:
         return None
     per_output = ITEM * k * (channels + patch)
     rows = budget // (per_output * ow)
@@ -137,9 +145,10 @@ def tiles(geom: WindowGeometry, params, rows: int, cols: int) -> List[Tile]:
     return out
 
 
-def each(geom: WindowGeometry, params, X: np.ndarray, channels: int, budget: int) -> Iterator[Tuple[Tile, np.ndarray]]:
+def each(geom: WindowGeometry, params, X: np.ndarray, channels: int, budget: int,
+         least: int = 1) -> Iterator[Tuple[Tile, np.ndarray]]:
     """``(tile, its input rectangle)`` over ``X`` (k, H, W, C) by :func:`plan`; one whole tile when it fits."""
-    t = plan(geom, X.shape[3], X.shape[0], channels, budget)
+    t = plan(geom, X.shape[3], X.shape[0], channels, budget, least)
     oh, ow = geom.out_hw
     if t is None:
         yield Tile(slice(0, oh), slice(0, ow), None, None, params, True), X

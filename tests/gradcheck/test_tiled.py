@@ -5,6 +5,7 @@ under tiny budgets (every example tiled) against the same checks untiled; the me
 check of one wide example holds.
 """
 
+import json
 import tracemalloc
 
 import numpy as np
@@ -60,16 +61,18 @@ def test_tiles_forward_and_backward_are_the_loop_oracle_s(layer):
     np.testing.assert_allclose(db2, db, rtol=1e-12, atol=1e-12)
 
 
-@given(layers(), st.integers(0, 3))
-def test_tiles_cover_every_output_once_and_stay_within_the_budget(layer, channels):
+@given(layers(), st.integers(0, 3), st.booleans())
+def test_tiles_cover_every_output_once_and_stay_within_the_budget(layer, channels, together):
     A, Wt, _, params, budget = layer
     geom = params.geometry(A.shape[1:3], Wt.shape[:2])
     oh, ow = geom.out_hw
     k, C = A.shape[0], A.shape[3]
     patch = Wt.shape[0] * Wt.shape[1] * C
-    t = tiled.plan(geom, C, k, channels, budget)
-    if t is None:  # whole: the outputs and one row's patches fit
-        assert 8 * k * (oh * ow * channels + ow * patch) <= budget
+    least = k if together else 1  # the examples the caller cannot evaluate apart
+    t = tiled.plan(geom, C, k, channels, budget, least)
+    # whole exactly when that many examples' outputs and one row's patches fit (more are the caller's chunk)
+    assert (t is None) == (8 * least * (oh * ow * channels + ow * patch) <= budget)
+    if t is None:
         return
     covered = np.zeros((oh, ow), dtype=int)
     for tile in tiled.tiles(geom, params, *t):
@@ -252,3 +255,31 @@ def test_one_wide_example_s_check_holds_a_few_copies_of_it(monkeypatch):
     # held whole by design (README): A in float64, G (as large here), dA_prev, its rounding floor and the 3
     # directions, 7 copies; then two perturbed copies and what a step computes from them, plus the workspace
     assert peak < 14 * A.nbytes + 2**20
+
+
+@pytest.mark.parametrize("method", ["auto", "fast", "full"])
+@pytest.mark.parametrize("check", ["memory", "streamed"])
+def test_a_batch_of_examples_each_within_the_workspace_is_checked_untiled(method, check, monkeypatch):
+    # each example's outputs and one output row's patches fit the budgets, the batch's do not: the checker's
+    # chunks and the engine's blocks cut such a batch by examples, so tiles would only sum in another order
+    # (a 300 x 1 x 1000 x 4 signal set changed its JSON at the last digits under the default budgets)
+    rng = np.random.default_rng(3)
+    A, Wt, b = rng.normal(size=(40, 1, 60, 2)), rng.normal(size=(1, 5, 2, 3)), rng.normal(size=3)
+    run = gradcheck_conv if check == "memory" else gradcheck_streamed
+    whole = run(A, Wt, b, ConvParams(), method=method, seed=4)
+    seen = []
+    for name, at in (("conv2d", 0), ("conv2d_backward", 1)):  # the argument that is the input
+        real = getattr(problems, name)
+
+        def spy(*args, real=real, at=at, **kwargs):
+            seen.append(args[at].shape[2])
+            return real(*args, **kwargs)
+        monkeypatch.setattr(problems, name, spy)
+    one = 8 * 56 * (3 * 2 * Wt.size + 5 * 2)  # one example's outputs under the widest bank of filter pairs
+    # (not fused.OUTPUT_BYTES: it also sets how many examples the streamed bank sums at a time)
+    monkeypatch.setattr(tiled, "WORKSPACE_BYTES", 2 * one)
+    monkeypatch.setattr(tiled, "ENGINE_BYTES", 2 * one)
+    got = run(A, Wt, b, ConvParams(), method=method, seed=4)
+    assert seen and min(seen) == A.shape[2]  # every evaluation saw whole rows
+    assert json.dumps(got.to_dict()) == json.dumps(whole.to_dict())
+
