@@ -125,5 +125,6 @@ def example_directional(differ, A: np.ndarray, G: np.ndarray, D: np.ndarray, h: 
             np.add(a, X[k:], out=X[:k])
             np.subtract(a, X[k:], out=X[k:])
             out[p, rows] = differ(X, _pick(G, rows))
+            del X  # before the next copies are allocated: else one wide example is held in four
         _tick(tick, 1)
     return out

@@ -269,6 +269,7 @@ def _directional_sums(make, x, g, dA, floor, sub, start: int, D, h, out: dict, p
                 del hd
                 out["per_block"][q, at] = differ(X, gs) / (2 * h)
                 _large_terms(X, dA[pick], None if floor is None else floor[pick], h, q, at, out)
+                del X  # before the next direction is drawn and copied: else the example is held in five
             continue
         ds = [D.rows(q, at, excluded) for q in range(FAST_DIRECTIONS)]
         # NOTE: the perturbed copies as example_directional builds them, each example's difference its own
