@@ -218,7 +218,8 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
                 floor = p.floor_chunk(slice(None), mag=mag)[0]
             elif needed:
                 floor = np.zeros(x.shape)
-                floor[keep] = make(x[keep], g[keep]).floor_chunk(slice(None), mag=mag[keep])[0]
+                # mag is None where the chunk goes by tiles (each tile computes its own) or the bank gave none
+                floor[keep] = make(x[keep], g[keep]).floor_chunk(slice(None), mag=None if mag is None else mag[keep])[0]
             if floor is not None:
                 floor *= MACHINE_EPS
                 floor /= h

@@ -308,3 +308,18 @@ def test_a_fast_check_of_one_wide_example_holds_two_perturbed_copies_at_a_time(c
         tracemalloc.stop()
     assert r.passed
     assert peak < copies * A.nbytes
+
+
+def test_a_streamed_sample_of_some_examples_of_a_chunk_by_tiles(monkeypatch):
+    # a chunk of three wide examples goes by tiles and only one is sampled: its rounding floor is estimated
+    # on that example alone, without magnitudes from the filter bank (the data has negative values); it
+    # raised TypeError (None[keep]) from gradcheck_streamed
+    A, Wt, b = _signal(n=300)
+    A = np.concatenate([A, -A[:1]])
+    params = ConvParams(stride=(1, 2))
+    whole = gradcheck_streamed(A, Wt, b, params, method="sample", samples=1, seed=0)
+    _tiny_budgets(monkeypatch)
+    by_tiles = gradcheck_streamed(A, Wt, b, params, method="sample", samples=1, seed=0)
+    assert whole.passed and whole.gradients[0].checked == 1
+    _same(whole, by_tiles)
+    assert by_tiles.gradients[0].rounding_floor == pytest.approx(whole.gradients[0].rounding_floor, rel=1e-9)
