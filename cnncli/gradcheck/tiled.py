@@ -269,9 +269,13 @@ def local_differences(evaluate, A: np.ndarray, G: np.ndarray, geom: WindowGeomet
             for n, (q, rb, cb) in enumerate(part):
                 X[n, i[q] - rb.in_lo, j[q] - cb.in_lo, c[q]] = plus[q]
                 X[k + n, i[q] - rb.in_lo, j[q] - cb.in_lo, c[q]] = minus[q]
-            Z = evaluate(X, tile)
-            # NOTE: the two sides subtracted before the contraction, as everywhere in the checker
-            out[[q for q, _, _ in part]] = np.einsum("ij,ij->i", (Z[:k] - Z[k:]).reshape(k, -1), Gs.reshape(k, -1))
+            # NOTE: each side in a call of its own, of the same shape: an output is then rounded alike on both
+            # sides wherever the element does not enter it. Stacked in one call, the plus and minus rows sat at
+            # other places of its matrix product, rounded apart: an element between a dilated window's taps
+            # (its derivative exactly 0) got a difference of a few ulps, which alone in a small sample
+            # failed a correct engine. The two sides subtracted before the contraction, as everywhere.
+            d = evaluate(X[:k], tile) - evaluate(X[k:], tile)
+            out[[q for q, _, _ in part]] = np.einsum("ij,ij->i", d.reshape(k, -1), Gs.reshape(k, -1))
     return out
 
 
