@@ -100,6 +100,22 @@ def test_a_filter_that_only_sees_padding_passes():
     assert r.passed and r.gradients[1].rounding_floor == 0.0, r.to_dict()
 
 
+@pytest.mark.parametrize("check", ["memory", "streamed"])
+def test_a_sample_of_elements_no_window_reads_passes_a_correct_conv(check):
+    # stride 3 past the dilated window leaves input columns no window reads (their derivative exactly 0).
+    # The plus and minus copies of an example evaluated in one engine call sat at other rows of its matrix
+    # product and were rounded apart: such an element's numerical derivative came out ~1e-13, alone in a
+    # sample of 1 it was the elementwise test's whole scale, and a correct conv failed (44 of 60 seeds)
+    from cnncli.gradcheck.streamed import gradcheck_streamed
+    rng = np.random.default_rng(0)
+    A, Wt, b = rng.normal(size=(1, 4, 11, 2)), rng.normal(size=(3, 2, 2, 1)), rng.normal(size=1)
+    params = ConvParams(stride=(4, 3), dilation=(1, 2))
+    run = gradcheck_conv if check == "memory" else gradcheck_streamed
+    for seed in range(12):
+        g = run(A, Wt, b, params, method="sample", samples=1, seed=seed).gradients[0]
+        assert g.passed, (seed, g.worst)
+
+
 def test_tiny_data_has_no_spurious_kinks():
     r = gradcheck_pool(1e-6 * A0, PoolParams(f=2), method="full")
     g = r.gradients[0]
