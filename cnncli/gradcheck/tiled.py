@@ -106,6 +106,10 @@ def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int
     Returns
     -------
     (int, int) or None
+
+    Raises
+    ------
+    Nothing (closed form).
     """
     oh, ow = geom.out_hw
     kh, kw = geom.kernel
@@ -133,6 +137,10 @@ def tiles(geom: WindowGeometry, params, rows: int, cols: int) -> List[Tile]:
     Returns
     -------
     list of Tile
+
+    Raises
+    ------
+    Nothing for :func:`plan`'s ``rows`` and ``cols`` (at least 1 each; 0 raises ValueError).
     """
     out = []
     for r0, r1 in blocks(geom, rows):
@@ -175,6 +183,11 @@ def forward(X: np.ndarray, W: np.ndarray, b, params, geom: WindowGeometry, budge
     Returns
     -------
     ndarray, shape (k, n_H, n_W, n_C)
+
+    Raises
+    ------
+    ShapeError, HyperparameterError
+        As ``conv``, for inputs it refuses (the checker has checked them before).
     """
     if plan(geom, X.shape[3], X.shape[0], 0, budget) is None:
         return conv(X, W, b, params)
@@ -205,6 +218,11 @@ def backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray, params, geom: WindowG
     -------
     (dA_prev or None, dW, db)
         Shaped like ``X``, ``W`` and (n_C,).
+
+    Raises
+    ------
+    ShapeError, HyperparameterError
+        As ``engine``, for inputs it refuses (the checker has checked them before).
     """
     if plan(geom, X.shape[3], X.shape[0], 0, budget) is None:
         g = engine(dZ, X, W, params, input_grad=input_grad)
@@ -247,6 +265,10 @@ def local_differences(evaluate, A: np.ndarray, G: np.ndarray, geom: WindowGeomet
     Returns
     -------
     ndarray, shape (len(idx),)
+
+    Raises
+    ------
+    Whatever ``evaluate`` raises.
     """
     e, i, j, c = np.unravel_index(np.asarray(idx, dtype=np.int64), A.shape)
     out = np.zeros(len(e))
