@@ -186,7 +186,8 @@ class ConvProblem(ProblemDefaults):
                     xs, gs = A[sl][..., g * self.c_g:(g + 1) * self.c_g], self.G[sl]
                     for t, x in tiled.each(self.geom, self._single, xs, 2 * k, tiled.WORKSPACE_BYTES):
                         Z = conv2d(x, F2, b2, t.params)
-                        out[q] += np.einsum("mhwq,mhwq->q", Z[..., :k] - Z[..., k:], gs[:, t.rows, t.cols][..., k_of[q]])
+                        g_t = gs[:, t.rows, t.cols][..., k_of[q]]
+                        out[q] += np.einsum("mhwq,mhwq->q", Z[..., :k] - Z[..., k:], g_t)
         return out
 
     def _magnitude(self, sl: slice = slice(None), bias: bool = True) -> np.ndarray:
@@ -330,7 +331,8 @@ class ConvProblem(ProblemDefaults):
         return out
 
     def _local_differences(self, idx, plus, minus, tick: Tick = None) -> np.ndarray:
-        """:meth:`differences` of A_prev's elements ``idx`` each on the outputs it reaches (:func:`.tiled.local_differences`)."""
+        """:meth:`differences` of A_prev's elements ``idx``, each on the outputs it reaches
+        (:func:`.tiled.local_differences`)."""
         W = self.inputs["W"]
         out = tiled.local_differences(lambda X, params: conv2d(X, W, None, params), self.inputs["A_prev"], self.G,
                                       self.geom, self.params, idx, plus, minus)

@@ -219,7 +219,8 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
             elif needed:
                 floor = np.zeros(x.shape)
                 # mag is None where the chunk goes by tiles (each tile computes its own) or the bank gave none
-                floor[keep] = make(x[keep], g[keep]).floor_chunk(slice(None), mag=None if mag is None else mag[keep])[0]
+                kept = None if mag is None else mag[keep]
+                floor[keep] = make(x[keep], g[keep]).floor_chunk(slice(None), mag=kept)[0]
             if floor is not None:
                 floor *= MACHINE_EPS
                 floor /= h

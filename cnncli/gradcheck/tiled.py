@@ -239,7 +239,8 @@ def backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray, params, geom: WindowG
     return dA, dW, db
 
 
-def local_differences(evaluate, A: np.ndarray, G: np.ndarray, geom: WindowGeometry, params, idx, plus, minus) -> np.ndarray:
+def local_differences(evaluate, A: np.ndarray, G: np.ndarray, geom: WindowGeometry, params, idx, plus,
+                      minus) -> np.ndarray:
     """``L(x+) - L(x-)`` for A's elements ``idx`` (flat) set to ``plus``/``minus``, each on the input rectangle that
     the outputs it reaches read, those outputs only.
 
