@@ -80,7 +80,10 @@ class ConvProblem(ProblemDefaults):
         overflowing the skipped part would have been finite, else it is computed after all.
         """
         A, W, G = self.inputs["A_prev"], self.inputs["W"], self.G
-        dA, dW, db = np.zeros(A.shape), np.zeros(W.shape), np.zeros(self.n_C)
+        # NOTE: no zeros where the engine's gradient is taken as it comes (a chunk may be one example as large as
+        # the workspace: a second array of its size)
+        dA = None if keep.all() else np.zeros(A.shape)
+        dW, db = np.zeros(W.shape), np.zeros(self.n_C)
         rest = ~keep
         finite = True
 
@@ -88,7 +91,8 @@ class ConvProblem(ProblemDefaults):
             return (G, A) if mask.all() else (G[mask], A[mask])
         if rest.any():
             g_rest, a_rest = part(rest)
-            bound = float(np.max(np.abs(g_rest))) * float(np.max(np.abs(W).sum(axis=(0, 1, 3))))
+            top = float(np.maximum(np.max(g_rest), -np.min(g_rest)))  # max|G| (NaN too), with no |G| array
+            bound = top * float(np.max(np.abs(W).sum(axis=(0, 1, 3))))
             if bound < 1e300:
                 _, w, b = self._backward(g_rest, a_rest, W, input_grad=False)
             else:
