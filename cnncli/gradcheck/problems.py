@@ -297,11 +297,21 @@ class ConvProblem(ProblemDefaults):
         return MACHINE_EPS * per / h
 
     def element_cost(self, name: str) -> int:
-        """Output values one elementwise evaluation of input ``name`` computes (W, b: the whole batch, twice)."""
+        """Output values one elementwise evaluation of input ``name`` computes (W, b: the whole batch, twice;
+        A_prev: its example's outputs, twice, or only those its windows reach where it is evaluated locally)."""
         oh, ow = self.geom.out_hw
+        if name == "A_prev" and self._local():
+            (sh, sw), (eh, ew) = self.geom.stride, self.geom.effective_kernel
+            return 2 * min(oh, -(-eh // sh)) * min(ow, -(-ew // sw)) * self.n_C  # at most ceil(span / stride) per axis
         if name == "A_prev":
             return 2 * oh * ow * self.n_C
         return 2 * self.inputs["A_prev"].shape[0] * oh * ow
+
+    def _local(self) -> bool:
+        """Whether A_prev's elements are evaluated locally (:meth:`_local_differences`): an example and its copy are
+        too large for the workspace."""
+        return tiled.plan(self.geom, self.inputs["A_prev"].shape[3], 2, self.n_C, tiled.WORKSPACE_BYTES,
+                          least=2) is not None
 
     def reads(self, name: str) -> np.ndarray:
         """Every element counts for coverage (a convolution has no kinks)."""
@@ -312,8 +322,7 @@ class ConvProblem(ProblemDefaults):
         if name == "A_prev":
             oh, ow = self.geom.out_hw
             kh, kw = self.geom.kernel
-            if tiled.plan(self.geom, self.inputs["A_prev"].shape[3], 2, self.n_C, tiled.WORKSPACE_BYTES,
-                          least=2) is not None:  # one example's two copies exceed the workspace
+            if self._local():  # one example's two copies exceed the workspace
                 return self._local_differences(idx, plus, minus, tick)
             out_bytes = 8 * oh * ow * (self.n_C + kh * kw * self.inputs["A_prev"].shape[3])
             return example_differences(self._differences_of, self.inputs["A_prev"], self.G, idx, plus, minus,

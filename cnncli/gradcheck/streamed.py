@@ -337,6 +337,9 @@ def _sample_note(drawn: int, asked: int, k: int, m: int, size: int, whole: bool 
     (the set's, or with ``whole`` false those holding checkable elements)."""
     them, part = (f"the {m} examples", "the set") if whole else (
         f"the {m} {'examples' if m > 1 else 'example'} with checkable elements", "those")
+    if drawn == asked and k == m == 1 and whole:  # a set of one example (a huge one): no parts, no "1 of the 1"
+        return (f"dA_prev: {drawn} elements sampled from the set's one example (corners, edges and interior); "
+                f"--samples N checks more")
     if drawn == asked and k == m and not whole:  # every one of them drawn from: no parts to name
         return (f"dA_prev: {drawn} elements sampled from {them} (corners, edges and interior within each); "
                 f"--samples N checks more")

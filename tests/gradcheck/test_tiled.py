@@ -357,3 +357,29 @@ def test_a_sample_of_elements_between_the_taps_passes_by_tiles(monkeypatch):
     assert whole.passed
     _same(whole, by_tiles)
     assert [o.numerical for o in by_tiles.gradients[0].top] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("check", ["memory", "streamed"])
+def test_a_locally_evaluated_example_s_sample_is_not_cut_as_if_each_element_cost_the_batch(check, monkeypatch):
+    import cnncli.gradcheck.core as core
+    A, Wt, b = _signal(n=1200)  # 4800 values: auto checks fast + a sample of 256
+    run = gradcheck_conv if check == "memory" else gradcheck_streamed
+    # output values: one element evaluated on its example costs 2 x 1196 x 3, on its 5 windows 2 x 5 x 3 (30)
+    monkeypatch.setattr(core, "AUTO_SAMPLE_BUDGET", 30 * 300)
+    whole = run(A, Wt, b, ConvParams(), seed=0)
+    cut = [n for n in whole.notes if n.startswith("dA_prev:") and "costs two evaluations" in n]
+    assert whole.gradients[0].checked == 1 and cut  # untiled: cut to what the budget pays for, and said why
+    _tiny_budgets(monkeypatch)
+    local = run(A, Wt, b, ConvParams(), seed=0)
+    assert local.gradients[0].checked == 256 and local.passed
+    assert not [n for n in local.notes if n.startswith("dA_prev:") and "costs two evaluations" in n]
+
+
+def test_a_streamed_set_of_one_huge_example_says_its_sample_plainly(monkeypatch):
+    import cnncli.gradcheck.streamed as streamed
+    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 100)  # a "large" set: sampled by examples first
+    A, Wt, b = _signal(n=1200)
+    r = gradcheck_streamed(A[:1], Wt, b, ConvParams(), seed=0, samples=7, method="sample")
+    assert r.passed and r.gradients[0].checked == 7
+    assert "dA_prev: 7 elements sampled from the set's one example (corners, edges and interior); --samples N " \
+           "checks more" in r.notes
