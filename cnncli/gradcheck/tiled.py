@@ -1,4 +1,5 @@
-"""A convolution's examples too large for the checker's workspace, evaluated by tiles of their output.
+"""Examples too large for the checker's workspace: a convolution's evaluated by tiles of their output, a
+sampled element of them (a convolution's or a pool's) on the outputs its windows reach.
 
 The checker's evaluations run on chunks of examples (:func:`.perturbed.batch_chunks`), at least one
 example each; the engine bounds its own workspace by blocks of output rows, at least one row. So an
@@ -13,8 +14,9 @@ arrays the caller holds anyway (an example's input, upstream gradient and gradie
 each call allocates beyond them is bounded by the workspace. Results equal the untiled ones up to the
 rounding of another summation order.
 
-A sampled element of such an example is evaluated on the outputs its windows reach only
-(:func:`local_differences`): the others are the same on both sides of a central difference.
+A sampled element of such an example, under a convolution or a pool, is evaluated on the outputs its
+windows reach only (:func:`local_differences`): the others are the same on both sides of a central
+difference.
 """
 
 from __future__ import annotations
