@@ -308,10 +308,12 @@ class ConvProblem(ProblemDefaults):
         return 2 * self.inputs["A_prev"].shape[0] * oh * ow
 
     def _local(self) -> bool:
-        """Whether A_prev's elements are evaluated locally (:meth:`_local_differences`): an example and its copy are
-        too large for the workspace."""
-        return tiled.plan(self.geom, self.inputs["A_prev"].shape[3], 2, self.n_C, tiled.WORKSPACE_BYTES,
-                          least=2) is not None
+        """Whether A_prev's elements are evaluated locally (:meth:`_local_differences`): an example has at least
+        ``tiled.LOCAL_OUTPUTS`` output values (a window's are a few of them), or it and its copy are too large
+        for the workspace."""
+        oh, ow = self.geom.out_hw
+        return oh * ow * self.n_C >= tiled.LOCAL_OUTPUTS or tiled.plan(
+            self.geom, self.inputs["A_prev"].shape[3], 2, self.n_C, tiled.WORKSPACE_BYTES, least=2) is not None
 
     def reads(self, name: str) -> np.ndarray:
         """Every element counts for coverage (a convolution has no kinks)."""

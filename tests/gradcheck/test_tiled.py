@@ -383,3 +383,22 @@ def test_a_streamed_set_of_one_huge_example_says_its_sample_plainly(monkeypatch)
     assert r.passed and r.gradients[0].checked == 7
     assert "dA_prev: 7 elements sampled from the set's one example (corners, edges and interior); --samples N " \
            "checks more" in r.notes
+
+
+@pytest.mark.parametrize("method", ["auto", "sample", "full"])
+def test_an_example_of_many_outputs_is_checked_locally_as_by_its_stacked_copies(method, monkeypatch):
+    import cnncli.gradcheck.perturbed as perturbed
+    rng = np.random.default_rng(8)
+    A, Wt, b = rng.normal(size=(2, 20, 20, 3)), rng.normal(size=(3, 3, 3, 8)), rng.normal(size=8)
+    params = ConvParams(pad=1, stride=(1, 2))
+    monkeypatch.setattr(tiled, "LOCAL_OUTPUTS", 10**12)  # never: an example's stacked copies, as before
+    stacked = gradcheck_conv(A, Wt, b, params, method=method, seed=4)
+    seen = []
+    real = perturbed.example_differences
+    monkeypatch.setattr(perturbed, "example_differences", lambda *a, **k: seen.append(1) or real(*a, **k))
+    monkeypatch.setattr(problems, "example_differences", perturbed.example_differences)
+    monkeypatch.setattr(tiled, "LOCAL_OUTPUTS", 20 * 10 * 8)  # this example's outputs: locally
+    local = gradcheck_conv(A, Wt, b, params, method=method, seed=4)
+    assert not seen  # A_prev's elements were not evaluated on copies of their examples
+    assert stacked.passed
+    _same(stacked, local)
