@@ -9,6 +9,7 @@ Each gives, slice by slice, the very values of the whole array (see each class).
 
 from __future__ import annotations
 
+import bisect
 from typing import Optional
 
 import numpy as np
@@ -17,6 +18,8 @@ from .directional import FAST_DIRECTIONS
 
 #: Normal draws skipped at a time when G is drawn again from an earlier point (bounded temporaries).
 SKIP_DRAWS = 2**16
+#: Values between the generator states kept while drawing (a rectangle drawn again skips fewer than this).
+MARK_VALUES = 2**16
 
 
 def copy_generator(rng: np.random.Generator) -> np.random.Generator:
@@ -43,12 +46,12 @@ class Examples:
 
 
 class DrawnUpstream:
-    """``np.random.default_rng(seed).standard_normal(shape)``, drawn by example slices ``[lo:hi]``.
+    """``np.random.default_rng(seed).standard_normal(shape)``, drawn by example slices ``[lo:hi]``, or by
+    rectangles of one example (:meth:`example`).
 
-    The generator's state is kept at every slice boundary drawn so far, so a slice
-    drawn again starts from the nearest earlier boundary: the same values each time,
-    equal to the whole draw's (numpy draws normals one after another: a draw of n
-    values then k gives the draw of n + k).
+    The generator's state is kept at every ``MARK_VALUES``-th value and at every boundary drawn so far, so
+    values drawn again start from the nearest earlier mark: the same values each time, equal to the whole
+    draw's (numpy draws normals one after another: a draw of n values then k gives the draw of n + k).
     """
 
     def __init__(self, seed: Optional[int], shape):
@@ -56,7 +59,7 @@ class DrawnUpstream:
         self.size = int(np.prod(self.shape))
         self._per = int(np.prod(self.shape[1:]))
         bits = np.random.default_rng(seed).bit_generator
-        self._kind, self._marks = type(bits), {0: bits.state}
+        self._kind, self._marks, self._at = type(bits), {0: bits.state}, [0]
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -66,19 +69,75 @@ class DrawnUpstream:
             raise TypeError("the upstream gradient is drawn by [lo:hi] slices only")
         lo, hi, _ = sel.indices(self.shape[0])
         hi = max(lo, hi)
-        start = max(k for k in self._marks if k <= lo)
+        return self.values(lo * self._per, hi * self._per).reshape((hi - lo,) + self.shape[1:])
+
+    def example(self, e: int) -> "DrawnExample":
+        """Example ``e`` as (1, n_H, n_W, n_C), drawn by the rectangles asked of it (see :class:`DrawnExample`)."""
+        return DrawnExample(self, e)
+
+    def values(self, lo: int, hi: int) -> np.ndarray:
+        """The flat values ``[lo, hi)`` of the whole draw (C order), as a new 1-D array."""
+        start = self._at[bisect.bisect_right(self._at, lo) - 1]
         bits = self._kind()
         bits.state = self._marks[start]
         gen = np.random.Generator(bits)
-        skip = (lo - start) * self._per
-        while skip:
-            n = min(skip, SKIP_DRAWS)
+        pos = start
+        while pos < lo:  # skipped, by at most SKIP_DRAWS at a time, marking the way
+            n = min(lo - pos, SKIP_DRAWS, MARK_VALUES - pos % MARK_VALUES)
             gen.standard_normal(n)
-            skip -= n
-        self._marks.setdefault(lo, bits.state)
-        out = gen.standard_normal((hi - lo) * self._per).reshape((hi - lo,) + self.shape[1:])
-        self._marks.setdefault(hi, bits.state)
+            pos += n
+            self._mark(pos, bits)
+        out = np.empty(hi - lo)
+        while pos < hi:
+            n = min(hi - pos, MARK_VALUES - pos % MARK_VALUES)
+            gen.standard_normal(out=out[pos - lo:pos - lo + n])
+            pos += n
+            self._mark(pos, bits)
         return out
+
+    def _mark(self, pos: int, bits) -> None:
+        if pos not in self._marks and (pos % MARK_VALUES == 0 or pos % self._per == 0):
+            self._marks[pos] = bits.state
+            bisect.insort(self._at, pos)
+
+
+class DrawnExample:
+    """One example of a :class:`DrawnUpstream` as (1, n_H, n_W, n_C), never drawn whole: ``G[:, rows, cols]``
+    (also ``G[0, rows, cols]``, without the first axis) draws the rectangle's span of values only, and
+    ``G[0:1]`` or ``G[:]`` is the example itself, still undrawn. For the tiles of an example too large to hold
+    several copies of (:mod:`.tiled`), whose rectangles are whole rows or parts of one row."""
+
+    def __init__(self, drawn: DrawnUpstream, e: int):
+        self.drawn, self.e = drawn, int(e)
+        self.shape, self.ndim = (1,) + drawn.shape[1:], 4
+        self.size = drawn._per
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, sel):
+        if isinstance(sel, slice) and sel.indices(1)[:2] == (0, 1):
+            return self
+        if not (isinstance(sel, tuple) and len(sel) == 3 and all(isinstance(s, slice) for s in sel[1:])
+                and (sel[0] == 0 or (isinstance(sel[0], slice) and sel[0].indices(1)[:2] == (0, 1)))):
+            raise TypeError("one example of the upstream gradient is drawn by [:, rows, cols] rectangles only")
+        _, H, W, C = self.shape
+        (r0, r1, rs), (c0, c1, cs) = sel[1].indices(H), sel[2].indices(W)
+        if rs != 1 or cs != 1:
+            raise TypeError("one example of the upstream gradient is drawn by rectangles of unit steps only")
+        r1, c1 = max(r0, r1), max(c0, c1)
+        shape = (r1 - r0, c1 - c0, C)
+        if not (r1 > r0 and c1 > c0):
+            out = np.zeros(shape)
+        else:
+            base = self.e * self.drawn._per
+            # the span from the rectangle's first value to its last: one contiguous draw, whose rows of W * C
+            # values each begin with one of the rectangle's (the last ends with it)
+            span = self.drawn.values(base + (r0 * W + c0) * C, base + ((r1 - 1) * W + c1) * C)
+            rect = np.lib.stride_tricks.as_strided(span, ((r1 - r0), (c1 - c0) * C), (W * C * span.itemsize,
+                                                                                       span.itemsize), writeable=False)
+            out = rect.reshape(shape) if r1 - r0 == 1 else np.ascontiguousarray(rect).reshape(shape)
+        return out if sel[0] == 0 and not isinstance(sel[0], slice) else out[None]
 
 
 class DirectionChunks:
@@ -99,6 +158,13 @@ class DirectionChunks:
         d = np.random.Generator(bits).uniform(-1.0, 1.0, size=(hi - lo,) + self.shape[1:])
         d[excluded] = 0.0
         return d
+
+    def span(self, p: int, e: int, lo: int, hi: int) -> np.ndarray:
+        """Direction ``p``'s values ``[lo, hi)`` of example ``e`` (flat, C order; none excluded), as a new 1-D array."""
+        bits = self.kind()
+        bits.state = self.state
+        bits.advance(p * self.n + e * self.per + lo)
+        return np.random.Generator(bits).uniform(-1.0, 1.0, size=hi - lo)
 
     def rows(self, p: int, examples: np.ndarray, excluded: np.ndarray) -> np.ndarray:
         """Direction ``p`` at the ``examples`` (sorted, unique; ``excluded``: theirs), drawn by runs of consecutive ones."""

@@ -189,7 +189,8 @@ def _first_pass(batch: Batch, outputs: bool):
         bad += int(np.count_nonzero(~np.isfinite(x)))
         if bad:
             continue  # refused below: nothing more to compute
-        top = max(top, float(np.max(np.abs(x))) if x.size else 0.0)
+        # max |x| as max(max x, -min x): the same value, with no |x| of the chunk's size (it may be one huge example)
+        top = max(top, float(max(np.max(x), -np.min(x))) if x.size else 0.0)
         if whole is not None:
             top_out = max(top_out, make(x).floor_top())
     refuse_non_finite("A_prev", None, bad)
@@ -219,6 +220,7 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
             ties = p.kinks(name, 0.0) if kinks is not None else None
             cover = cover + Coverage.of(excluded, kinks, ties, p.reads(name))
             barren.append((sl.start, np.flatnonzero(excluded.reshape(len(x), -1).all(axis=1))))
+    x = p = kinks = stuck = excluded = None  # not held through what follows: a chunk may be one huge example
     if n_stuck:
         notes.append(f"{n_stuck} element(s) of {name} do not change under eps={eps:g} "
                      f"(x + eps == x); they are skipped: use a larger --eps")

@@ -17,7 +17,7 @@ import numpy as np
 from .context import TensorCheck, Tracker
 from .core import LOCALIZE_FULL_LIMIT, merge
 from .directional import FAST_DIRECTIONS, LOCALIZE_BLOCKS, block_verdict, localize
-from .lazy import Examples
+from .lazy import DrawnUpstream, Examples
 from .metrics import gradient_metrics
 from . import perturbed
 from .perturbed import MACHINE_EPS, _contract, batch_chunks, differences_by
@@ -94,12 +94,21 @@ class Batch:
         ------
         Nothing.
         """
-        return self.make(self.A[0:1]).geom
+        # NOTE: a stand-in of zero strides, not A[0:1]: that read one example, which may be as large as a chunk
+        return self.make(np.broadcast_to(0.0, (1,) + tuple(self.A.shape[1:]))).geom
 
 
 def stuck_mask(x: np.ndarray, h: float) -> np.ndarray:
     """Elements of ``x`` (any shape) that a step of ``h`` does not move in float64 (x + h == x or x - h == x)."""
-    return ((x + h) == x) | ((x - h) == x)
+    if x.size <= PIECE_VALUES or not x.flags.c_contiguous:
+        return ((x + h) == x) | ((x - h) == x)
+    # a piece at a time: no temporary of x's size (one example may be as large as a chunk)
+    out, flat = np.empty(x.shape, dtype=bool), x.reshape(-1)
+    into = out.reshape(-1)
+    for lo in range(0, flat.size, PIECE_VALUES):
+        v = flat[lo:lo + PIECE_VALUES]
+        np.logical_or((v + h) == v, (v - h) == v, out=into[lo:lo + PIECE_VALUES])
+    return out
 
 
 def excluded_mask(p, x: np.ndarray, h: float) -> np.ndarray:
@@ -149,6 +158,38 @@ def checkable(batch: Batch, h: float) -> np.ndarray:
                                            for sl in batch.chunks]))
 
 
+def upstream(batch: Batch, sl: slice, x: np.ndarray):
+    """The upstream gradient of the examples ``sl`` (``x``: their A_prev): ``G[sl]``, or, for one conv example
+    too large for the workspace in several copies whose G is drawn from the seed, that example undrawn
+    (:class:`.lazy.DrawnExample`): every evaluation of it goes by tiles and draws G tile by tile.
+
+    Parameters
+    ----------
+    batch : Batch
+    sl : slice
+        Examples of one chunk.
+    x : ndarray, shape (k, n_H_prev, n_W_prev, n_C_prev)
+        Their A_prev.
+
+    Returns
+    -------
+    ndarray or DrawnExample, shape (k, n_H, n_W, n_C)
+
+    Raises
+    ------
+    Nothing.
+    """
+    G = batch.G
+    if isinstance(G, DrawnUpstream) and batch.whole is not None and sl.stop - sl.start == 1:
+        p = batch.make(x)
+        # NOTE: by tiles in every evaluation (the engine's, the rounding estimates', the differences'): each reads
+        # G by rectangles of whole rows or of one row, which the drawn example gives
+        if p.by_tiles() and p._local() and 2 * FAST_DIRECTIONS * example_bytes(batch.whole, batch.A, G) > \
+                perturbed.BATCH_BYTES:
+            return G.example(sl.start)
+    return G[sl]
+
+
 def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: float = 0.0) -> dict:
     """The one pass over the batch: per chunk A_prev's gradient, rounding floor and directional sums.
 
@@ -196,14 +237,15 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
     tracker.plan(m * weight)
     ex_of = idx // per
     for sl in batch.chunks:
-        x, g = A[sl], G[sl]
-        mag = whole.bank.add(x, g) if whole is not None and whole.bank is not None else None
-        p = make(x, g)
+        x = A[sl]
         here = (ex_of >= sl.start) & (ex_of < sl.stop)
         rows = np.ones(sl.stop - sl.start, dtype=bool) if directed is None or not P else directed[sl]
         needed = bool(here.any() or (P and rows.any()))  # A_prev's floor: only where it is compared
         keep = rows.copy() if P else np.zeros(sl.stop - sl.start, dtype=bool)  # where dA_prev is read
         keep[np.unique(ex_of[here] - sl.start)] = True
+        g = upstream(batch, sl, x) if keep.all() else G[sl]  # else g[keep] is copied: G's examples whole
+        mag = whole.bank.add(x, g) if whole is not None and whole.bank is not None else None
+        p = make(x, g)
         # a conv's dA_prev only where it is read: the sampled examples, those the directions move
         grads = p.analytical_at(keep) if whole is not None else p.analytical()
         dA = grads["A_prev"]
@@ -261,17 +303,25 @@ def _directional_sums(make, x, g, dA, floor, sub, start: int, D, h, out: dict, p
         if k == 1 and 2 * FAST_DIRECTIONS * per_example > perturbed.BATCH_BYTES:
             # one example too large for the workspace with all its copies: a direction at a time, its outputs
             # by tiles (a conv's; see .tiled), each direction drawn when it is evaluated
-            differ = getattr(p, "_differences_of", None) or differences_by(p._forward)
+            e, fl = int(at[0]), None if floor is None else floor[pick]
+            directed = getattr(p, "_directed_difference", None)
             for q in range(FAST_DIRECTIONS):
+                if directed is not None:
+                    # a conv's: no copy of the example; each tile's two sides made from its rectangle, the
+                    # direction drawn there, and the analytical sums a piece at a time, the direction drawn again
+                    out["per_block"][q, at] = directed(xs, gs, _rect_step(D, q, e, excluded, h)) / (2 * h)
+                    _large_terms(_drawn_pieces(xs, D, q, e, excluded, h), dA[pick], fl, h, q, at, out)
+                    continue
                 hd = D.rows(q, at, excluded)
                 hd *= h  # the direction is drawn afresh: scaled in place
                 X = np.empty((2,) + xs.shape[1:])
                 np.add(xs, hd, out=X[:1])
                 np.subtract(xs, hd, out=X[1:])
                 del hd
-                out["per_block"][q, at] = differ(X, gs) / (2 * h)
-                _large_terms(X, dA[pick], None if floor is None else floor[pick], h, q, at, out)
-                del X  # before the next direction is drawn and copied: else the example is held in five
+                out["per_block"][q, at] = differences_by(p._forward)(X, gs) / (2 * h)
+                plus, minus = X[0].reshape(-1), X[1].reshape(-1)
+                _large_terms(((sl, plus[sl], minus[sl]) for sl in _pieces(plus.size)), dA[pick], fl, h, q, at, out)
+                del X, plus, minus  # before the next direction is drawn and copied: else the example is held in five
             continue
         ds = [D.rows(q, at, excluded) for q in range(FAST_DIRECTIONS)]
         # NOTE: the perturbed copies as example_directional builds them, each example's difference its own
@@ -293,17 +343,54 @@ def _directional_terms(xs, d, dA, floor, h: float, q: int, at, out: dict) -> Non
         out["f_blk"][q, at] = (np.abs(flat) * floor.reshape(k, -1)).sum(axis=1)
 
 
-def _large_terms(X, dA, floor, h: float, q: int, at, out: dict) -> None:
-    """:func:`_directional_terms` of one example too large for the workspace, from its perturbed copies ``X``
-    (2, ...): the same terms, a piece of the example at a time."""
-    plus, minus, grad = X[0].reshape(-1), X[1].reshape(-1), dA.reshape(-1)
+def _pieces(n: int):
+    """Slices of ``PIECE_VALUES`` over ``n`` flat values."""
+    return (slice(lo, min(n, lo + PIECE_VALUES)) for lo in range(0, n, PIECE_VALUES))
+
+
+def _drawn_pieces(xs: np.ndarray, D, q: int, e: int, excluded: np.ndarray, h: float):
+    """``(slice, plus, minus)`` by pieces of one example ``xs`` (1, ...) moved by ``h`` along direction ``q``,
+    drawn piece by piece: the values of its perturbed copies (:meth:`DirectionChunks.rows`, scaled by ``h``)."""
+    flat, ex = xs.reshape(-1), excluded.reshape(-1)
+    for sl in _pieces(flat.size):
+        hd = D.span(q, e, sl.start, sl.stop)
+        hd[ex[sl]] = 0.0
+        hd *= h
+        yield sl, flat[sl] + hd, flat[sl] - hd
+
+
+def _rect_step(D, q: int, e: int, excluded: np.ndarray, h: float):
+    """``step(rows, cols)`` for :meth:`ConvProblem._directed_difference`: ``h`` times direction ``q`` of example
+    ``e`` on that rectangle (zero where ``excluded``, (1, H, W, C)), drawn there only: each of its rows is a
+    contiguous span of the direction, and whole rows are one."""
+    _, H, W, C = excluded.shape
+
+    def step(rows: slice, cols: slice) -> np.ndarray:
+        (r0, r1, _), (c0, c1, _) = rows.indices(H), cols.indices(W)
+        r1, c1 = max(r0, r1), max(c0, c1)
+        if (c0 == 0 and c1 == W) or r1 - r0 <= 1:
+            s = D.span(q, e, (r0 * W + c0) * C, ((r1 - 1) * W + c1) * C if r1 > r0 else r0 * W * C)
+            s = s.reshape(1, r1 - r0, c1 - c0, C)
+        else:
+            s = np.empty((1, r1 - r0, c1 - c0, C))
+            for i in range(r0, r1):
+                s[0, i - r0] = D.span(q, e, (i * W + c0) * C, (i * W + c1) * C).reshape(c1 - c0, C)
+        s[excluded[:, r0:r1, c0:c1]] = 0.0
+        s *= h
+        return s
+    return step
+
+
+def _large_terms(pieces, dA, floor, h: float, q: int, at, out: dict) -> None:
+    """:func:`_directional_terms` of one example too large for the workspace, from its perturbed copies given by
+    ``pieces`` (``(slice, plus, minus)`` of its flat values): the same terms, a piece of the example at a time."""
+    grad = dA.reshape(-1)
     fl = None if floor is None else floor.reshape(-1)
     a = l1 = f = 0.0
     # NOTE: in pieces of the example, summed piece by piece: the same terms as _directional_terms', added in
     # another order (rounding only), with no temporary of the example's size
-    for lo in range(0, plus.size, PIECE_VALUES):
-        sl = slice(lo, lo + PIECE_VALUES)
-        flat = (plus[sl] - minus[sl]) / (2 * h)
+    for sl, plus, minus in pieces:
+        flat = (plus - minus) / (2 * h)
         t = flat * grad[sl]
         a += t.sum()
         l1 += np.abs(t).sum()
@@ -359,7 +446,9 @@ def elementwise(batch: Batch, h: float, idx, analytical, floor, n_excluded: int,
     numerical = np.empty(0)
     if len(idx):
         examples = np.unique(idx // per)
-        x, g = _rows(A, examples), _rows(G, examples)
+        x = _rows(A, examples)
+        one = slice(int(examples[0]), int(examples[0]) + 1)
+        g = upstream(batch, one, x) if len(examples) == 1 and analytical is not None else _rows(G, examples)
         local = np.searchsorted(examples, idx // per) * per + idx % per
         p = make(x, g)
         if analytical is None:

@@ -1,0 +1,248 @@
+"""A streamed check of one example too large for the workspace (issue 13, part 1): its upstream gradient drawn by
+tiles, its perturbed copies made tile by tile, nothing of its size held beyond its input, gradient and floor.
+
+The lazy pieces are checked against the whole arrays they stand for (the whole draw, the whole direction, the
+plain formulas, the untiled evaluations), bit for bit; whole checks against the same check with the upstream
+gradient given whole (the same values: the same JSON) and against the in-memory check; the memory test
+measures what the check holds.
+"""
+
+import json
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import cnncli.gradcheck.directional as directional
+import cnncli.gradcheck.fused as fused
+import cnncli.gradcheck.lazy as lazy
+import cnncli.gradcheck.perturbed as perturbed
+import cnncli.gradcheck.problems as problems
+import cnncli.gradcheck.streamed_evals as streamed_evals
+import cnncli.gradcheck.tiled as tiled
+from cnncli.engine import ConvParams
+from cnncli.engine.reference import conv_forward_loops
+from cnncli.gradcheck import gradcheck_conv
+from cnncli.gradcheck.lazy import DirectionChunks, DrawnUpstream
+from cnncli.gradcheck.problems import ConvProblem
+from cnncli.gradcheck.streamed import gradcheck_streamed
+
+
+def _tiny(monkeypatch, budget=4096):
+    """Every evaluation of one example by tiles of a few outputs; the example too large for its copies."""
+    monkeypatch.setattr(tiled, "WORKSPACE_BYTES", budget)
+    monkeypatch.setattr(tiled, "ENGINE_BYTES", budget)
+    monkeypatch.setattr(fused, "OUTPUT_BYTES", budget)
+    monkeypatch.setattr(perturbed, "BATCH_BYTES", 8 * budget)
+
+
+@given(st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 9), st.integers(1, 3)),
+       st.integers(1, 40), st.data())
+def test_one_example_s_rectangles_are_the_whole_draw_s(shape, mark, data):
+    whole = np.random.default_rng(5).standard_normal(shape)
+    G = DrawnUpstream(5, shape)
+    old, lazy.MARK_VALUES = lazy.MARK_VALUES, mark  # states kept every few values: skips from every kind of mark
+    try:
+        for _ in range(6):
+            e = data.draw(st.integers(0, shape[0] - 1))
+            r0 = data.draw(st.integers(0, shape[1] - 1))
+            r1 = data.draw(st.integers(r0 + 1, shape[1]))
+            c0 = data.draw(st.integers(0, shape[2] - 1))
+            c1 = data.draw(st.integers(c0 + 1, shape[2]))
+            ex = G.example(e)
+            assert ex.shape == (1,) + shape[1:] and ex[0:1] is ex and ex[:] is ex
+            np.testing.assert_array_equal(ex[:, r0:r1, c0:c1], whole[e:e + 1, r0:r1, c0:c1])
+            np.testing.assert_array_equal(ex[0, r0:r1, c0:c1], whole[e, r0:r1, c0:c1])
+        np.testing.assert_array_equal(G[0:shape[0]], whole)  # example slices after rectangles: still the draw
+    finally:
+        lazy.MARK_VALUES = old
+
+
+def test_one_example_is_drawn_by_rectangles_only():
+    ex = DrawnUpstream(0, (2, 3, 4, 1)).example(1)
+    for bad in (slice(1, 2), 1, (slice(None), 0, slice(None)), (slice(None), slice(0, 3, 2), slice(None))):
+        with pytest.raises(TypeError):
+            ex[bad]
+
+
+def test_a_direction_s_span_is_its_values_there():
+    shape = (3, 4, 5, 2)
+    excluded = np.zeros(shape, dtype=bool)
+    D = DirectionChunks(np.random.default_rng(9), shape)
+    for p in range(directional.FAST_DIRECTIONS):
+        for e in range(3):
+            flat = D.chunk(p, e, e + 1, excluded[e:e + 1]).reshape(-1)
+            for lo, hi in ((0, 40), (7, 23), (39, 40), (5, 5)):
+                np.testing.assert_array_equal(D.span(p, e, lo, hi), flat[lo:hi])
+
+
+def test_the_stuck_mask_by_pieces_is_the_formula(monkeypatch):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(1, 3, 1000, 2)) * 10.0 ** rng.integers(-3, 25, size=(1, 3, 1000, 2))
+    h = 1e-6
+    monkeypatch.setattr(streamed_evals, "PIECE_VALUES", 64)
+    got = streamed_evals.stuck_mask(x, h)
+    np.testing.assert_array_equal(got, ((x + h) == x) | ((x - h) == x))
+    assert got.any() and not got.all()
+
+
+@pytest.mark.parametrize("params", [ConvParams(), ConvParams(stride=(1, 2), pad=(0, 0, 3, 1)),
+                                    ConvParams(pad="same", dilation=(1, 2))])
+def test_the_largest_output_magnitude_by_tiles_is_the_untiled_one(params, monkeypatch):
+    rng = np.random.default_rng(4)
+    A, Wt, b = rng.normal(size=(1, 2, 500, 2)), rng.normal(size=(2, 3, 2, 3)), rng.normal(size=3)
+    p = ConvProblem(A, Wt, b, params, np.zeros((1,) + params.geometry((2, 500), (2, 3)).out_hw + (3,)))
+    whole = p.floor_top()
+    _tiny(monkeypatch, 2048)
+    assert p.by_tiles()
+    assert p.floor_top() == whole
+    # and that is max(conv(|A|, |W|) + |b|) by the loop oracle, up to its summation order
+    assert whole == pytest.approx(float(np.max(conv_forward_loops(np.abs(A), np.abs(Wt), np.abs(b), params))),
+                                  rel=1e-12)
+
+
+@pytest.mark.parametrize("params", [ConvParams(), ConvParams(stride=(2, 3), pad=(2, 1, 4, 0), dilation=(1, 2)),
+                                    ConvParams(pad=(9, 9, 9, 9))])  # large pads: tiles of padding only
+def test_a_directed_difference_is_the_difference_of_the_perturbed_copies(params, monkeypatch):
+    rng = np.random.default_rng(6)
+    x, Wt = rng.normal(size=(1, 4, 300, 2)), rng.normal(size=(2, 3, 2, 3))
+    s = rng.normal(size=x.shape) * 1e-3
+    out_hw = params.geometry((4, 300), (2, 3)).out_hw
+    G = rng.normal(size=(1,) + out_hw + (3,))
+    _tiny(monkeypatch, 2048)
+    p = ConvProblem(x, Wt, np.zeros(3), params, G)
+    asked = []
+
+    def step(rows, cols):
+        asked.append((rows, cols))
+        return s[:, rows, cols]
+    got = p._directed_difference(x, G, step)
+    assert len(asked) > 3  # by tiles, each copy made from its rectangle
+    assert got == p._differences_of(np.concatenate([x + s, x - s]), G)[0]  # the same values, bit for bit
+    oracle = np.sum(G * (conv_forward_loops(x + s, Wt, np.zeros(3), params)
+                         - conv_forward_loops(x - s, Wt, np.zeros(3), params)))
+    assert got == pytest.approx(oracle, rel=1e-9, abs=1e-12)
+
+
+def _huge(n=3000, n_C=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(1, 1, n, 2)), rng.normal(size=(1, 5, 2, n_C)), rng.normal(size=n_C)
+
+
+def _spy_draws(monkeypatch):
+    """The longest run of upstream values drawn at once (a whole example's: its output size)."""
+    drawn = [0]
+    real = DrawnUpstream.values
+
+    def spy(self, lo, hi):
+        drawn[0] = max(drawn[0], hi - lo)
+        return real(self, lo, hi)
+    monkeypatch.setattr(DrawnUpstream, "values", spy)
+    return drawn
+
+
+@pytest.mark.parametrize("method", ["auto", "fast", "sample", "full"])
+def test_one_huge_example_s_check_draws_its_upstream_gradient_by_tiles_as_if_given_whole(method, monkeypatch):
+    A, Wt, b = _huge()
+    params = ConvParams(stride=(1, 2), pad=(0, 0, 3, 1))
+    out_shape = (1,) + params.geometry(A.shape[1:3], Wt.shape[:2]).out_hw + (Wt.shape[3],)
+    G = np.random.default_rng(3).standard_normal(out_shape)  # seed 3's draw: the G the check draws
+    _tiny(monkeypatch)
+    given_whole = gradcheck_streamed(A, Wt, b, params, method=method, seed=3, grad=G)
+    drawn = _spy_draws(monkeypatch)
+    by_tiles = gradcheck_streamed(A, Wt, b, params, method=method, seed=3)
+    assert 0 < drawn[0] < G.size // 10  # never drawn whole
+    assert by_tiles.verdict == "pass"
+    assert json.dumps(by_tiles.to_dict()) == json.dumps(given_whole.to_dict())
+    in_memory = gradcheck_conv(A, Wt, b, params, method=method, seed=3)
+    assert in_memory.verdict == by_tiles.verdict and in_memory.notes == by_tiles.notes
+    for x, y in zip(in_memory.gradients, by_tiles.gradients):
+        assert (x.name, x.method, x.checked, x.failing, x.passed) == (y.name, y.method, y.checked, y.failing,
+                                                                      y.passed)
+
+
+@pytest.mark.parametrize("method", ["auto", "fast", "sample"])
+def test_a_wrong_gradient_of_one_huge_example_is_found_at_its_element(method, monkeypatch):
+    A, Wt, b = _huge(n=2000)
+    at = (0, 0, 1234, 1)
+    value = A[at]
+    real = problems.conv2d_backward
+
+    def broken(dZ, X, W_, p, **options):  # dA_prev off at A[at], in whichever tile holds it
+        g = real(dZ, X, W_, p, **options)
+        if g.dA_prev is None or np.all(W_ == 1.0):  # the rounding estimate's stand-in filters
+            return g
+        dA = g.dA_prev.copy()
+        dA[X == value] += 1e-2
+        return type(g)(dA, g.dW, g.db)
+    monkeypatch.setattr(problems, "conv2d_backward", broken)
+    _tiny(monkeypatch)
+    drawn = _spy_draws(monkeypatch)
+    # the sample is made to hold the element: method sample with every element asked
+    r = gradcheck_streamed(A, Wt, b, ConvParams(pad="same"), method=method, seed=2,
+                           samples=A.size if method == "sample" else None)
+    g = r.gradients[0]
+    assert not g.passed and g.worst.index == at
+    assert r.gradients[1].passed and r.gradients[2].passed
+    if method == "sample":
+        assert 0 < drawn[0] < A.size  # the upstream gradient never drawn whole for the pass and the sample
+
+
+def test_one_huge_example_s_streamed_check_holds_its_input_gradient_and_floor(monkeypatch):
+    # a fast check of a 1 x 1 x N x 2 signal (5 taps, 2 channels out: its output about its size): it held the
+    # example read, its upstream gradient, dA_prev, its floor and a direction whole with two perturbed copies
+    # (6.3x the example's float64 bytes traced); the upstream gradient and the copies are now made tile by tile
+    monkeypatch.setattr(directional, "SLICE_VALUES", 2**14)
+    monkeypatch.setattr(streamed_evals, "PIECE_VALUES", 2**14)
+    monkeypatch.setattr(tiled, "WORKSPACE_BYTES", 2**18)
+    monkeypatch.setattr(tiled, "ENGINE_BYTES", 2**18)
+    monkeypatch.setattr(fused, "OUTPUT_BYTES", 2**18)
+    A, Wt, b = _huge(n=200_000, n_C=2)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        r = gradcheck_streamed(A, Wt, b, ConvParams(), method="fast", seed=1)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert r.passed
+    # dA_prev and its floor (2x), the stuck and excluded masks, the tiles' workspace
+    assert peak < 3.5 * A.nbytes
+
+
+def _direction_of(D, q, e, excluded, h):
+    """Direction ``q`` of example ``e`` as the perturbed copies were made of it whole: drawn, zeroed, scaled."""
+    hd = D.rows(q, np.array([e]), excluded)
+    hd *= h
+    return hd
+
+
+def test_the_pieces_of_a_perturbed_example_are_its_whole_copies_values(monkeypatch):
+    monkeypatch.setattr(streamed_evals, "PIECE_VALUES", 7)
+    rng = np.random.default_rng(12)
+    shape, h = (3, 3, 5, 2), 1e-3
+    x, excluded = rng.normal(size=shape), rng.random(size=shape) < 0.3
+    D = DirectionChunks(np.random.default_rng(1), shape)
+    for q in range(directional.FAST_DIRECTIONS):
+        hd = _direction_of(D, q, 1, excluded[1:2], h)
+        plus, minus = (x[1:2] + hd).reshape(-1), (x[1:2] - hd).reshape(-1)
+        pieces = list(streamed_evals._drawn_pieces(x[1:2], D, q, 1, excluded[1:2], h))
+        assert [sl.start for sl, _, _ in pieces] == list(range(0, plus.size, 7))
+        np.testing.assert_array_equal(np.concatenate([p for _, p, _ in pieces]), plus)
+        np.testing.assert_array_equal(np.concatenate([m for _, _, m in pieces]), minus)
+
+
+def test_a_rectangle_s_step_is_the_whole_direction_s_there():
+    rng = np.random.default_rng(13)
+    shape, h = (2, 4, 6, 3), 1e-4
+    excluded = rng.random(size=shape) < 0.3
+    D = DirectionChunks(np.random.default_rng(2), shape)
+    for q in range(directional.FAST_DIRECTIONS):
+        whole = _direction_of(D, q, 1, excluded[1:2], h)
+        step = streamed_evals._rect_step(D, q, 1, excluded[1:2], h)
+        for r0 in range(4):
+            for r1 in range(r0 + 1, 5):
+                for c0, c1 in ((0, 6), (2, 3), (1, 6), (0, 4)):
+                    np.testing.assert_array_equal(step(slice(r0, r1), slice(c0, c1)), whole[:, r0:r1, c0:c1])
