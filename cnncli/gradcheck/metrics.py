@@ -17,6 +17,8 @@ TOP_OFFENDERS = 5
 #: Gradients of at most this many elements keep ``errors`` in their own shape (NaN where not checked);
 #: larger ones (a streamed data set) keep only the height x width maps, built from the checked elements.
 DENSE_ERRORS = 2**24
+#: The maps of a gradient are made from its checked elements where they are fewer than 1/SPARSE_MAPS of it.
+SPARSE_MAPS = 16
 #: The gradient of each input, by input name.
 GRADIENT_NAMES = {"A_prev": "dA_prev", "W": "dW", "b": "db"}
 
@@ -54,7 +56,9 @@ def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, 
         errors = np.full(shape, np.nan)
         errors.reshape(-1)[idx] = shown
     if len(shape) == 4:
-        if errors is not None:
+        # NOTE: the maps from the checked elements alone where they are few (the same maps): the dense ones take
+        # temporaries of the gradient's size (one huge streamed example's: three of its float64 size)
+        if errors is not None and len(idx) * SPARSE_MAPS > errors.size:
             failing_at = np.zeros(shape, dtype=bool)
             failing_at.reshape(-1)[idx] = bad
             error_map, failing_map = spatial_maps(errors, failing_at, axes)

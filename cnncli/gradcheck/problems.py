@@ -294,23 +294,39 @@ class ConvProblem(ProblemDefaults):
     def _floor_tiles(self, sl: slice, spread: bool, mag: Optional[np.ndarray]):
         """:meth:`floor_chunk` tile by tile (:mod:`.tiled`): each tile's magnitudes (``mag``'s, or computed),
         its terms and its part of the spread; the same terms, summed in another order."""
+        out = np.zeros(self.inputs["A_prev"][sl].shape) if spread else None
+        per_w, per_b, top = np.zeros(self.n_C), np.zeros(self.n_C), 0.0
+        for t, part, w, b, t_top in self.floor_tiles(sl, spread, mag):
+            if part is not None:
+                out[:, t.rb.in_lo:t.rb.in_hi, t.cb.in_lo:t.cb.in_hi] += part
+            per_w += w
+            per_b += b
+            top = max(top, t_top)
+        return out, per_w, per_b, top
+
+    def floor_tiles(self, sl: slice, spread: bool, mag: Optional[np.ndarray]):
+        """:meth:`_floor_tiles`' tiles one by one (the tiles of :meth:`backward_tiles`): ``(tile, its input
+        rectangle's part of the spread or None, W's and b's terms, its largest S + |b|)`` of each."""
         A, W, b = self.inputs["A_prev"][sl], self.inputs["W"], self.inputs["b"]
         G = self.G[sl]
-        out = np.zeros(A.shape) if spread else None
-        per_w, per_b, top = np.zeros(self.n_C), np.zeros(self.n_C), 0.0
         absW, ones = np.abs(W), np.ones_like(W)
         for t, x in tiled.each(self.geom, self.params, A, 0, tiled.ENGINE_BYTES):
             m = conv2d(np.abs(x), absW, None, t.params) if mag is None else mag[:, t.rows, t.cols]
             absG = np.abs(G[:, t.rows, t.cols])
             Q = absG * m
-            if spread and t.real:  # padding-only windows reach no input element
-                out[:, t.rb.in_lo:t.rb.in_hi, t.cb.in_lo:t.cb.in_hi] += conv2d_backward(Q, x, ones, t.params).dA_prev
-            per_w += Q.sum(axis=(0, 1, 2))
+            # padding-only windows reach no input element
+            part = conv2d_backward(Q, x, ones, t.params).dA_prev if spread and t.real else None
+            w = Q.sum(axis=(0, 1, 2))
             Q = m + np.abs(b)
-            top = max(top, float(np.max(Q)) if Q.size else 0.0)
+            top = float(np.max(Q)) if Q.size else 0.0
             Q *= absG
-            per_b += Q.sum(axis=(0, 1, 2))
-        return out, per_w, per_b, top
+            yield t, part, w, Q.sum(axis=(0, 1, 2)), top
+
+    def backward_tiles(self, G):
+        """The engine's backward of A_prev (one example too large for the workspace) tile by tile, reading ``G``
+        (``G[:, rows, cols]``) by tiles: as :func:`.tiled.backward_tiles`, in the tiles of :meth:`floor_tiles`."""
+        return tiled.backward_tiles(G, self.inputs["A_prev"], self.inputs["W"], self.params, self.geom,
+                                    tiled.ENGINE_BYTES, True, conv2d_backward)
 
     def floor_top(self, sl: slice = slice(None)) -> float:
         """The largest ``conv(|A_prev|, |W|) + |b|`` over the examples ``sl`` (as :meth:`floor_chunk`'s; no G)."""

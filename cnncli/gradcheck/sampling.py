@@ -64,12 +64,13 @@ def stratified_indices(shape, name: str, n: int, rng: np.random.Generator,
     pools = []
     for mask in _strata(shape, name):
         ok = mask if excluded is None else (mask & ~excluded)
-        cand = np.flatnonzero(ok)
+        cand = _candidates(ok)
         if cand.size:
             pools.append(rng.permutation(cand))
+        del ok, cand
     total = sum(p.size for p in pools)
     if total <= n:
-        return np.sort(np.concatenate(pools)) if pools else np.empty(0, dtype=np.int64)
+        return np.sort(np.concatenate(pools)).astype(np.int64) if pools else np.empty(0, dtype=np.int64)
     # Round-robin: each stratum gives one element per round until n are drawn.
     take = [0] * len(pools)
     left = n
@@ -78,4 +79,22 @@ def stratified_indices(shape, name: str, n: int, rng: np.random.Generator,
             if left and take[s] < pool.size:
                 take[s] += 1
                 left -= 1
-    return np.sort(np.concatenate([pool[:k] for pool, k in zip(pools, take)]))
+    return np.sort(np.concatenate([pool[:k] for pool, k in zip(pools, take)])).astype(np.int64)
+
+
+#: Mask values turned into candidate indices at a time (see :func:`_candidates`).
+CANDIDATE_PIECE = 2**20
+
+
+def _candidates(ok: np.ndarray) -> np.ndarray:
+    """``np.flatnonzero(ok)``, as int32 where every index fits, built a piece of the mask at a time.
+
+    NOTE: a shuffle's draws depend on the number of elements only, not on their type, so the permutation of
+    the int32 candidates is that of the int64 ones, in half their memory: one huge example's stratum is about
+    as large as it is (an example of 16M values held two such arrays, 256 MB)."""
+    flat = ok.reshape(-1)
+    if flat.size > np.iinfo(np.int32).max:
+        return np.flatnonzero(flat)
+    parts = [np.flatnonzero(flat[lo:lo + CANDIDATE_PIECE]).astype(np.int32) + np.int32(lo)
+             for lo in range(0, flat.size, CANDIDATE_PIECE)]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)

@@ -17,9 +17,9 @@ import numpy as np
 from .context import TensorCheck, Tracker
 from .core import LOCALIZE_FULL_LIMIT, merge
 from .directional import FAST_DIRECTIONS, LOCALIZE_BLOCKS, block_verdict, localize
-from .lazy import DrawnUpstream, Examples
+from .lazy import DrawnExample, DrawnUpstream, Examples
 from .metrics import gradient_metrics
-from . import perturbed
+from . import perturbed, tiled
 from .perturbed import MACHINE_EPS, _contract, batch_chunks, differences_by
 
 
@@ -246,6 +246,12 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
         g = upstream(batch, sl, x) if keep.all() else G[sl]  # else g[keep] is copied: G's examples whole
         mag = whole.bank.add(x, g) if whole is not None and whole.bank is not None else None
         p = make(x, g)
+        if isinstance(g, DrawnExample):  # one huge example: its gradient and floor, too, tile by tile
+            gW, gb, w, b = _one_huge_example(p, make, x, g, mag, sl.start, h, D if P else None, idx, here, out)
+            dW, db = (gW, gb) if dW is None else (dW + gW, db + gb)
+            per_w, per_b = (w, b) if per_w is None else (per_w + w, per_b + b)
+            tracker.tick(weight)
+            continue
         # a conv's dA_prev only where it is read: the sampled examples, those the directions move
         grads = p.analytical_at(keep) if whole is not None else p.analytical()
         dA = grads["A_prev"]
@@ -286,6 +292,168 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
     if whole is not None:
         whole.set_pass({"W": dW, "b": db}, {"W": per_w, "b": per_b, "max": top_out})
     return out
+
+
+def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, idx, here, out: dict):
+    """:func:`pass_over_batch` on one example too large for the workspace whose upstream gradient ``g`` is drawn
+    by tiles (:func:`upstream`): its gradient and rounding floor, too, are never whole.
+
+    The engine's backward and the rounding spread go tile by tile (the same tiles, values and order as
+    ``p.analytical_at`` and ``p.floor_chunk`` by tiles); each tile's input gradient and spread are added into
+    a window of the example's flat values (:class:`_Rolling`), and every piece of ``PIECE_VALUES`` values that
+    no later tile reaches is final: its values at ``idx``, its largest magnitude, whether it is finite and the
+    directions' analytical sums (as :func:`_large_terms`, the same pieces) are taken from it, then it is dropped.
+    The numerical directional differences are :meth:`ConvProblem._directed_difference`'s.
+
+    Parameters
+    ----------
+    p : ConvProblem
+        The example's problem (``x``, ``g``).
+    make : callable
+        As :class:`Batch`'s.
+    x : ndarray, shape (1, n_H_prev, n_W_prev, n_C_prev)
+    g : DrawnExample, shape (1, n_H, n_W, n_C)
+    mag : ndarray or None
+        Its ``conv(|x|, |W|)`` when the filter bank gave it.
+    start : int
+        The example's index in the batch.
+    h : float
+    D : DirectionChunks or None
+        None: no directional check.
+    idx, here : ndarray
+        Flat indices of the batch where the gradient and floor are kept, and which of them are this example's.
+    out : dict
+        :func:`pass_over_batch`'s sums, updated.
+
+    Returns
+    -------
+    (dW, db, W's rounding terms, b's rounding terms)
+        The example's parts, as ``pass_over_batch`` adds them up.
+
+    Raises
+    ------
+    Nothing.
+    """
+    W = p.inputs["W"]
+    per = x.size
+    P = FAST_DIRECTIONS if D is not None else 0
+    excluded = excluded_mask(make(x), x, h) if P else None
+    at = np.flatnonzero(here)
+    kept = idx[here] - start * per  # where the gradient and floor are kept, in the example
+    sums = np.zeros((3, P))  # per direction: the analytical sum, its L1 size, its floor
+    flat_x = x.reshape(-1)
+    flat_ex = None if excluded is None else excluded.reshape(-1)
+
+    def final(lo: int, hi: int, dA: np.ndarray, spread: np.ndarray) -> None:
+        floor = spread
+        floor *= MACHINE_EPS
+        floor /= h
+        out["finite"] &= bool(np.all(np.isfinite(dA)) and np.all(np.isfinite(floor)))
+        if dA.size:
+            out["grad_max"] = max(out["grad_max"], float(np.max(np.abs(dA))))
+        mine = (kept >= lo) & (kept < hi)
+        out["grad_at"][at[mine]] = dA[kept[mine] - lo]
+        out["floor_at"][at[mine]] = floor[kept[mine] - lo]
+        for q in range(P):  # as _large_terms on _drawn_pieces' piece [lo, hi)
+            hd = D.span(q, start, lo, hi)
+            hd[flat_ex[lo:hi]] = 0.0
+            hd *= h
+            flat = ((flat_x[lo:hi] + hd) - (flat_x[lo:hi] - hd)) / (2 * h)
+            t = flat * dA
+            sums[0, q] += t.sum()
+            sums[1, q] += np.abs(t).sum()
+            sums[2, q] += (np.abs(flat) * floor).sum()
+
+    dW_t, db_t = np.zeros(W.shape), np.zeros(W.shape[3])
+    per_w, per_b = np.zeros(p.n_C), np.zeros(p.n_C)
+    rolling = _Rolling(x.shape, PIECE_VALUES)
+    # the tiles both go by (those of tiled.each for one example, as in backward_tiles and floor_tiles)
+    bounds = rolling.bounds(tiled.tiles(p.geom, p.params, *tiled.plan(p.geom, x.shape[3], 1, 0, tiled.ENGINE_BYTES)))
+    evaluations = zip(p.backward_tiles(g), p.floor_tiles(slice(None), True, mag))
+    for bound, ((t, dA_t, w_t, b_t), (_, part, fw, fb, _)) in zip(bounds, evaluations):
+        dW_t += w_t
+        db_t += b_t
+        per_w += fw
+        per_b += fb
+        if dA_t is not None:
+            rolling.add(0, t, dA_t)
+            rolling.add(1, t, part)
+        for lo, hi, dA, spread in rolling.ready(bound):
+            final(lo, hi, dA, spread)
+    for lo, hi, dA, spread in rolling.ready(None):
+        final(lo, hi, dA, spread)
+    for q in range(P):
+        out["a_blk"][q, start], out["l1_blk"][q, start], out["f_blk"][q, start] = sums[:, q]
+        out["per_block"][q, start] = p._directed_difference(x, g, _rect_step(D, q, start, excluded, h)) / (2 * h)
+    # as analytical_at's and floor_chunk's, added up the same way
+    dW, db = np.zeros(W.shape), np.zeros(W.shape[3])
+    dW += dW_t
+    db += db_t
+    return dW, db, per_w, per_b
+
+
+class _Rolling:
+    """Two arrays of one example's flat values (its gradient, its rounding spread) summed tile by tile, held only
+    in a window from the first piece not yet final to the farthest value a tile has reached.
+
+    ``add`` adds a tile's rectangle (as ``dA[:, rows, cols] += part``: the same sums in the same order); ``ready``
+    gives the pieces ``[lo, hi)`` of ``piece`` values (the last one shorter) that no later tile reaches, in order,
+    and drops them. The tiles come in the order of :func:`.tiled.tiles`; a later one may start before an earlier
+    one's end (windows overlap), so the pieces final after each tile are those before every later tile's start.
+    """
+
+    def __init__(self, shape, piece: int):
+        _, self.H, self.W, self.C = shape
+        self.n, self.piece = int(np.prod(shape)), piece
+        self.base, self.bufs = 0, [np.zeros(0), np.zeros(0)]
+
+    def bounds(self, tiles: list) -> list:
+        """Per tile: the least first flat value of the tiles after it that reach the input (the example's
+        size after the last): every value before it is final once the tile is added."""
+        out, least = [], self.n
+        for t in reversed(tiles):
+            out.append(least)
+            if t.real:
+                least = min(least, (t.rb.in_lo * self.W + t.cb.in_lo) * self.C)
+        return out[::-1]
+
+    def add(self, which: int, tile, part: np.ndarray) -> None:
+        rb, cb, W, C = tile.rb, tile.cb, self.W, self.C
+        first, last = (rb.in_lo * W + cb.in_lo) * C, ((rb.in_hi - 1) * W + cb.in_hi) * C
+        self._grow(last)
+        buf = self.bufs[which]
+        if cb.in_lo == 0 and cb.in_hi == W:  # whole rows: one contiguous span
+            buf[first - self.base:last - self.base] += part.reshape(-1)
+            return
+        span = (cb.in_hi - cb.in_lo) * C
+        for i in range(rb.in_lo, rb.in_hi):
+            lo = (i * W + cb.in_lo) * C - self.base
+            buf[lo:lo + span] += part[0, i - rb.in_lo].reshape(-1)
+
+    def _grow(self, end: int) -> None:
+        have = self.bufs[0].size
+        if self.base + have >= end:
+            return
+        size = max(end - self.base, 2 * have)
+        for k, buf in enumerate(self.bufs):
+            grown = np.zeros(size)
+            grown[:have] = buf
+            self.bufs[k] = grown
+
+    def ready(self, bound: Optional[int]):
+        """The final pieces: those ending at or before ``bound`` (a flat index; None: the example's end)."""
+        bound = self.n if bound is None else bound
+        while self.base < self.n and (self.base + self.piece <= bound or bound >= self.n):
+            lo, hi = self.base, min(self.n, self.base + self.piece)
+            parts = []
+            for k, buf in enumerate(self.bufs):
+                got = np.zeros(hi - lo)
+                have = min(buf.size, hi - lo)
+                got[:have] = buf[:have]
+                parts.append(got)
+                self.bufs[k] = buf[hi - lo:]
+            self.base = hi
+            yield (lo, hi, *parts)
 
 
 def _directional_sums(make, x, g, dA, floor, sub, start: int, D, h, out: dict, per_example: int) -> None:

@@ -235,14 +235,39 @@ def backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray, params, geom: WindowG
         return g.dA_prev, g.dW, g.db
     dA = np.zeros(X.shape) if input_grad else None
     dW, db = np.zeros(W.shape), np.zeros(W.shape[3])
+    for tile, dA_t, dW_t, db_t in backward_tiles(dZ, X, W, params, geom, budget, input_grad, engine):
+        if dA_t is not None:
+            dA[:, tile.rb.in_lo:tile.rb.in_hi, tile.cb.in_lo:tile.cb.in_hi] += dA_t
+        dW += dW_t
+        db += db_t
+    return dA, dW, db
+
+
+def backward_tiles(dZ, X: np.ndarray, W: np.ndarray, params, geom: WindowGeometry, budget: int,
+                   input_grad: bool = True, engine=conv2d_backward):
+    """:func:`backward`'s tiles one by one: ``(tile, its input rectangle's gradient or None, dW, db)`` of each.
+
+    Parameters
+    ----------
+    dZ : ndarray or lazy.DrawnExample, shape (k, n_H, n_W, n_C)
+        Read by tiles ``dZ[:, rows, cols]``.
+    X, W, params, geom, budget, input_grad, engine
+        As :func:`backward`.
+
+    Yields
+    ------
+    (Tile, ndarray or None, ndarray, ndarray)
+        The input gradient (k, r, c, n_C_prev) of the tile's rectangle, None for a tile of padding-only
+        windows (it reaches no input element) or without ``input_grad``; its parts of dW and db.
+
+    Raises
+    ------
+    As :func:`backward`.
+    """
     for tile, x in each(geom, params, X, 0, budget):
         g = engine(np.ascontiguousarray(dZ[:, tile.rows, tile.cols]), x, W, tile.params,
                    input_grad=input_grad and tile.real)
-        if input_grad and tile.real:  # a tile of padding-only windows reaches no input element
-            dA[:, tile.rb.in_lo:tile.rb.in_hi, tile.cb.in_lo:tile.cb.in_hi] += g.dA_prev
-        dW += g.dW
-        db += g.db
-    return dA, dW, db
+        yield tile, (g.dA_prev if input_grad and tile.real else None), g.dW, g.db
 
 
 def local_differences(evaluate, A: np.ndarray, G: np.ndarray, geom: WindowGeometry, params, idx, plus,

@@ -143,17 +143,37 @@ def _spy_draws(monkeypatch):
     return drawn
 
 
-@pytest.mark.parametrize("method", ["auto", "fast", "sample", "full"])
-def test_one_huge_example_s_check_draws_its_upstream_gradient_by_tiles_as_if_given_whole(method, monkeypatch):
+def _spy_sums(monkeypatch):
+    """The sums of each pass over the batch (the dicts pass_over_batch returns), in order."""
+    import cnncli.gradcheck.streamed as streamed
+    seen = []
+    real = streamed.pass_over_batch
+    monkeypatch.setattr(streamed, "pass_over_batch", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    return seen
+
+
+@pytest.mark.parametrize("piece", [2**20, 64])  # the gradient and floor final in one piece, or in many
+@pytest.mark.parametrize("layer", [("auto", (1, 2), (0, 0, 3, 1)), ("fast", (1, 1), "same"),
+                                   ("sample", (1, 3), (0, 0, 9, 9)), ("full", (1, 2), (0, 0, 3, 1))])
+def test_one_huge_example_s_check_draws_its_upstream_gradient_by_tiles_as_if_given_whole(layer, piece, monkeypatch):
+    # given whole, G goes the way of any example: its gradient and floor whole, its copies by tiles
+    method, stride, pad = layer
+    monkeypatch.setattr(streamed_evals, "PIECE_VALUES", piece)
     A, Wt, b = _huge()
-    params = ConvParams(stride=(1, 2), pad=(0, 0, 3, 1))
+    params = ConvParams(stride=stride, pad=pad)
     out_shape = (1,) + params.geometry(A.shape[1:3], Wt.shape[:2]).out_hw + (Wt.shape[3],)
     G = np.random.default_rng(3).standard_normal(out_shape)  # seed 3's draw: the G the check draws
     _tiny(monkeypatch)
+    sums = _spy_sums(monkeypatch)
     given_whole = gradcheck_streamed(A, Wt, b, params, method=method, seed=3, grad=G)
     drawn = _spy_draws(monkeypatch)
     by_tiles = gradcheck_streamed(A, Wt, b, params, method=method, seed=3)
     assert 0 < drawn[0] < G.size // 10  # never drawn whole
+    # the pass's sums (directional, the kept gradient and floor), which the JSON shows only as a verdict
+    whole_sums, tiled_sums = sums
+    assert whole_sums.keys() == tiled_sums.keys()
+    for key, value in whole_sums.items():
+        np.testing.assert_array_equal(tiled_sums[key], value, err_msg=key)
     assert by_tiles.verdict == "pass"
     assert json.dumps(by_tiles.to_dict()) == json.dumps(given_whole.to_dict())
     in_memory = gradcheck_conv(A, Wt, b, params, method=method, seed=3)
@@ -190,10 +210,11 @@ def test_a_wrong_gradient_of_one_huge_example_is_found_at_its_element(method, mo
         assert 0 < drawn[0] < A.size  # the upstream gradient never drawn whole for the pass and the sample
 
 
-def test_one_huge_example_s_streamed_check_holds_its_input_gradient_and_floor(monkeypatch):
+def test_one_huge_example_s_streamed_check_holds_none_of_its_gradients_whole(monkeypatch):
     # a fast check of a 1 x 1 x N x 2 signal (5 taps, 2 channels out: its output about its size): it held the
     # example read, its upstream gradient, dA_prev, its floor and a direction whole with two perturbed copies
-    # (6.3x the example's float64 bytes traced); the upstream gradient and the copies are now made tile by tile
+    # (6.3x the example's float64 bytes traced); the upstream gradient and the copies were then made tile by
+    # tile (3.0x), and now dA_prev and its floor are kept only where not yet final (1.96x)
     monkeypatch.setattr(directional, "SLICE_VALUES", 2**14)
     monkeypatch.setattr(streamed_evals, "PIECE_VALUES", 2**14)
     monkeypatch.setattr(tiled, "WORKSPACE_BYTES", 2**18)
@@ -208,8 +229,9 @@ def test_one_huge_example_s_streamed_check_holds_its_input_gradient_and_floor(mo
     finally:
         tracemalloc.stop()
     assert r.passed
-    # dA_prev and its floor (2x), the stuck and excluded masks, the tiles' workspace
-    assert peak < 3.5 * A.nbytes
+    # the sample's candidates (int32: half the example each, a stratum and its shuffle), the errors of the
+    # compared elements in the gradient's shape (the result's ``errors``), the masks, the tiles' workspace
+    assert peak < 2.5 * A.nbytes
 
 
 def _direction_of(D, q, e, excluded, h):
@@ -246,3 +268,92 @@ def test_a_rectangle_s_step_is_the_whole_direction_s_there():
             for r1 in range(r0 + 1, 5):
                 for c0, c1 in ((0, 6), (2, 3), (1, 6), (0, 4)):
                     np.testing.assert_array_equal(step(slice(r0, r1), slice(c0, c1)), whole[:, r0:r1, c0:c1])
+
+
+@st.composite
+def _tiled_layers(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    H = draw(st.integers(1, 6)) + (kh - 1) * dil[0]
+    W = draw(st.integers(1, 30)) + (kw - 1) * dil[1]
+    pad = draw(st.one_of(st.just("same"), st.tuples(*[st.integers(0, 5)] * 4)))
+    params = ConvParams(stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))), pad=pad, dilation=dil)
+    C = draw(st.integers(1, 3))
+    return (1, H, W, C), (kh, kw), params, draw(st.integers(1, 3000)), draw(st.integers(1, 50))
+
+
+@given(_tiled_layers(), st.integers(0, 2**16))
+def test_a_rolling_window_of_tiles_is_their_dense_sum_piece_by_piece(layer, seed):
+    shape, kernel, params, budget, piece = layer
+    geom = params.geometry(shape[1:3], kernel)
+    plan = tiled.plan(geom, shape[3], 1, 0, budget)
+    if plan is None:
+        plan = (geom.out_hw[0], geom.out_hw[1])
+    tiles = tiled.tiles(geom, params, *plan)
+    rng = np.random.default_rng(seed)
+    dense = [np.zeros(shape), np.zeros(shape)]
+    rolling = streamed_evals._Rolling(shape, piece)
+    got, widest = [], 0
+    for tile, bound in zip(tiles, rolling.bounds(tiles)):
+        if tile.real:
+            rect = (slice(None), slice(tile.rb.in_lo, tile.rb.in_hi), slice(tile.cb.in_lo, tile.cb.in_hi))
+            for which in (0, 1):
+                part = rng.normal(size=dense[which][rect].shape)
+                dense[which][rect] += part  # the sums of tiled.backward, in the same order
+                rolling.add(which, tile, part)
+        got += list(rolling.ready(bound))
+        widest = max(widest, rolling.bufs[0].size)
+    got += list(rolling.ready(None))
+    n = int(np.prod(shape))
+    assert [(lo, hi) for lo, hi, _, _ in got] == [(lo, min(n, lo + piece)) for lo in range(0, n, piece)]
+    for which in (0, 1):
+        np.testing.assert_array_equal(np.concatenate([g[2 + which] for g in got]), dense[which].reshape(-1))
+    # held: at most the pieces not yet final and the rows a tile reaches, doubled as the window grows
+    rows = max((t.rb.in_hi - t.rb.in_lo + 1) * shape[2] * shape[3] for t in tiles)
+    assert widest <= 2 * (piece + rows)
+
+
+def test_the_sample_s_int32_candidates_are_the_int64_ones_shuffled_alike(monkeypatch):
+    import cnncli.gradcheck.sampling as sampling
+    rng = np.random.default_rng(0)
+    excluded = rng.random(size=(3, 7, 9, 2)) < 0.4
+
+    def old_way(shape, n, gen, excluded):  # the sampler before int32 candidates, its oracle
+        pools = []
+        for mask in sampling._strata(shape, "A_prev"):
+            cand = np.flatnonzero(mask & ~excluded)
+            if cand.size:
+                pools.append(gen.permutation(cand))
+        take, left = [0] * len(pools), min(n, sum(p.size for p in pools))
+        while left:
+            for s, pool in enumerate(pools):
+                if left and take[s] < pool.size:
+                    take[s] += 1
+                    left -= 1
+        return np.sort(np.concatenate([pool[:k] for pool, k in zip(pools, take)]))
+    monkeypatch.setattr(sampling, "CANDIDATE_PIECE", 10)  # many pieces
+    for n in (1, 17, 100, 10**6):
+        a, b = np.random.default_rng(n), np.random.default_rng(n)
+        got = sampling.stratified_indices(excluded.shape, "A_prev", n, a, excluded)
+        want = old_way(excluded.shape, n, b, excluded)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, want)
+        assert a.random() == b.random()  # the generator moved on alike
+
+
+def test_the_maps_of_a_few_checked_elements_are_the_dense_maps(monkeypatch):
+    import cnncli.gradcheck.metrics as metrics
+    rng = np.random.default_rng(1)
+    shape = (2, 9, 11, 3)
+    idx = np.sort(rng.choice(int(np.prod(shape)), size=30, replace=False))
+    a = rng.normal(size=30)
+    n = a + np.where(rng.random(30) < 0.3, 1e-3, 1e-15)  # some fail
+    monkeypatch.setattr(metrics, "SPARSE_MAPS", 10**9)  # from the dense arrays, whatever the count
+    dense = metrics.gradient_metrics("dA_prev", shape, "mhwc", "sample", idx, a, n, 0, 1e-7, pads=(1, 1, 1, 1),
+                                     stride=(1, 1))
+    monkeypatch.setattr(metrics, "SPARSE_MAPS", 0)  # from the checked elements alone
+    sparse = metrics.gradient_metrics("dA_prev", shape, "mhwc", "sample", idx, a, n, 0, 1e-7, pads=(1, 1, 1, 1),
+                                      stride=(1, 1))
+    np.testing.assert_array_equal(sparse.error_map, dense.error_map)
+    assert sparse.hint == dense.hint and dense.failing > 0
+    np.testing.assert_array_equal(sparse.errors, dense.errors)
