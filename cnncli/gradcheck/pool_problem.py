@@ -43,7 +43,9 @@ class PoolProblem(ProblemDefaults):
 
     def analytical(self) -> Dict[str, np.ndarray]:
         """Gradient of L from the engine's backward pass."""
-        return {"A_prev": pool2d_backward(self.G, self.inputs["A_prev"], self.params)}
+        # by tiles where one example's output row is too wide for the engine's workspace (see .tiled)
+        return {"A_prev": tiled.pool_backward(self.G, self.inputs["A_prev"], self.params, self.geom,
+                                              tiled.ENGINE_BYTES, pool2d_backward)}
 
     def kinks(self, name: str, h: float) -> Optional[np.ndarray]:
         """Elements where the max is not differentiable at step ``h`` (None for average)."""
@@ -59,7 +61,8 @@ class PoolProblem(ProblemDefaults):
         kh, kw = self.geom.kernel
         averaging = replace(self.params, mode="average", count_include_pad=True)
         # average backward gives sum(Q / window size); times the window size bounds the sum from above
-        return pool2d_backward(Q, self.inputs["A_prev"], averaging) * (kh * kw)
+        return tiled.pool_backward(Q, self.inputs["A_prev"], averaging, self.geom, tiled.ENGINE_BYTES,
+                                   pool2d_backward) * (kh * kw)
 
     def rounding_floor(self, name: str, h: float) -> Optional[np.ndarray]:
         """Average pooling: each output is off by about ``eps * mean|window|`` (see ConvProblem).
@@ -70,8 +73,21 @@ class PoolProblem(ProblemDefaults):
         if self.params.mode == "max":
             return None
         A = self.inputs["A_prev"]
-        Q = np.abs(self.G) * pool2d(np.abs(A), self.params)
-        return MACHINE_EPS * self._spread(Q) / h
+        if tiled.plan(self.geom, A.shape[3], A.shape[0], 0, tiled.ENGINE_BYTES) is None:
+            Q = np.abs(self.G) * pool2d(np.abs(A), self.params)
+            return MACHINE_EPS * self._spread(Q) / h
+        # one example too wide for the engine's workspace: the same terms tile by tile (see .tiled)
+        kh, kw = self.geom.kernel
+        out = np.zeros(A.shape)
+        for t, x in tiled.each(self.geom, self.params, A, 0, tiled.ENGINE_BYTES):
+            if t.real:
+                Q = np.abs(self.G[:, t.rows, t.cols]) * pool2d(np.abs(x), t.params)
+                averaging = replace(t.params, mode="average", count_include_pad=True)
+                out[:, t.rb.in_lo:t.rb.in_hi, t.cb.in_lo:t.cb.in_hi] += pool2d_backward(Q, x, averaging)
+        out *= kh * kw
+        out *= MACHINE_EPS
+        out /= h
+        return out
 
     def reads(self, name: str) -> np.ndarray:
         """Elements some window reads (the others have a zero gradient whatever the layer does)."""
@@ -88,6 +104,12 @@ class PoolProblem(ProblemDefaults):
             return out
         out_bytes = 8 * 4 * oh * ow * A.shape[3]
         return example_differences(differences_by(self._forward), A, self.G, idx, plus, minus, out_bytes, tick)
+
+    def _directed_difference(self, x: np.ndarray, G, step) -> float:
+        """``sum(G * (pool(x + s) - pool(x - s)))`` of one example ``x`` (1, H, W, C) moved by a step ``s`` given
+        by rectangles of it (``step(rows, cols)``), tile by tile (:func:`.tiled.directed_difference`): the
+        outputs are the pool's, their sum in another order than the whole example's."""
+        return tiled.directed_difference(pool2d, x, G, self.geom, self.params, x.shape[3], step)
 
     def directional(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:
         """``L(x + h D[p]) - L(x - h D[p])`` for each direction p."""
@@ -123,6 +145,21 @@ def max_pool_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> 
         chunks = batch_chunks(A_prev.shape[0], per)
         if len(chunks) > 1:
             return np.concatenate([max_pool_kinks(A_prev[sl], params, threshold) for sl in chunks])
+    t = tiled.plan(geom, A_prev.shape[3], A_prev.shape[0], 0, tiled.WORKSPACE_BYTES // 4)
+    if t is not None and geom.kernel[0] * geom.kernel[1] > 1:
+        # one example whose windows' copies exceed the workspace: by tiles of its outputs, each tile's windows
+        # on its own input rectangle (the same windows: .tiled); an element is a kink if any window makes it one
+        mask = np.zeros(A_prev.shape, dtype=bool)
+        for tile in tiled.tiles(geom, params, *t):
+            if tile.real:  # a pool's windows always reach the input; kept for the shape of the loop
+                rect = (slice(None), slice(tile.rb.in_lo, tile.rb.in_hi), slice(tile.cb.in_lo, tile.cb.in_hi))
+                mask[rect] |= _window_kinks(A_prev[rect], tile.params, threshold)
+        return mask
+    return _window_kinks(A_prev, params, threshold)
+
+
+def _window_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> np.ndarray:
+    """:func:`max_pool_kinks` of examples evaluated at once, every window's copies made."""
     # NOTE: built from the public geometry only (pads, stride, dilation, ceil-mode overflow), not the
     # engine's private helpers, so that the checker stays an independent witness of the engine.
     geom = params.geometry(A_prev.shape[1:3])

@@ -150,43 +150,11 @@ class ConvProblem(ProblemDefaults):
 
     def _directed_difference(self, x: np.ndarray, G, step) -> float:
         """``sum(G * (conv(x + s) - conv(x - s)))`` of one example ``x`` (1, H, W, C) moved by a step ``s`` given
-        by rectangles of it: :meth:`_differences_of` of its plus and minus copies, the same tiles and values,
-        with no copy of the example (for one too large to hold in several).
-
-        Parameters
-        ----------
-        x : ndarray, shape (1, n_H_prev, n_W_prev, n_C_prev)
-        G : ndarray or lazy.DrawnExample, shape (1, n_H, n_W, n_C)
-            Read by tiles ``G[:, rows, cols]``.
-        step : callable
-            ``step(rows, cols)``: the step on the input rectangle ``x[:, rows, cols]``, of its shape.
-
-        Returns
-        -------
-        float
-
-        Raises
-        ------
-        Nothing.
-        """
+        by rectangles of it (``step(rows, cols)``): :meth:`_differences_of` of its plus and minus copies, the
+        same tiles and values, with no copy of the example (:func:`.tiled.directed_difference`)."""
         W = self.inputs["W"]
-        _, H, Wd, C = x.shape
-        out = np.zeros(1)
-        t = tiled.plan(self.geom, C, 2, self.n_C, tiled.WORKSPACE_BYTES, least=2)
-        oh, ow = self.geom.out_hw
-        whole = tiled.Tile(slice(0, oh), slice(0, ow), None, None, self.params, True)
-        for tile in [whole] if t is None else tiled.tiles(self.geom, self.params, *t):
-            rows, cols = (slice(0, H), slice(0, Wd)) if t is None else (
-                slice(tile.rb.in_lo, tile.rb.in_hi), slice(tile.cb.in_lo, tile.cb.in_hi))
-            if tile.real:
-                xr, s = x[:, rows, cols], step(rows, cols)
-                plus, minus = xr + s, xr - s
-            else:  # padding-only windows: the stand-in zeros of Tile.input, on both sides
-                plus = minus = tile.input(x)
-            # NOTE: as in _differences_of: each side in a call of its own, subtracted before the contraction
-            d = conv2d(plus, W, None, tile.params) - conv2d(minus, W, None, tile.params)
-            out += _contract(d, G[:, tile.rows, tile.cols])
-        return float(out[0])
+        return tiled.directed_difference(lambda X, params: conv2d(X, W, None, params), x, G, self.geom, self.params,
+                                         self.n_C, step)
 
     def _pairs_per_call(self) -> int:
         """Filter pairs one convolution call of :meth:`_filter_differences` stacks: up to 256, fewer where one

@@ -31,6 +31,7 @@ from ..engine import conv2d, conv2d_backward
 from ..engine.geometry import RowBlock, WindowGeometry, outputs_reading, row_block
 from ..passes.rows import blocks
 from ..passes.tiles import reads_input, stand_in, tile_params
+from .perturbed import _contract
 
 #: Bytes of one value: the checker computes in float64.
 ITEM = 8
@@ -243,6 +244,39 @@ def backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray, params, geom: WindowG
     return dA, dW, db
 
 
+def pool_backward(dZ: np.ndarray, X: np.ndarray, params, geom: WindowGeometry, budget: int, engine) -> np.ndarray:
+    """``engine(dZ, X, params)`` (a pool's backward, shaped like ``X``), by tiles where one output row's windows
+    exceed ``budget``: each tile's input gradient added at its rectangle (windows are independent: the same
+    values, overlapping windows' parts added in another order).
+
+    Parameters
+    ----------
+    dZ : ndarray, shape (k, n_H, n_W, n_C)
+    X : ndarray, shape (k, n_H_prev, n_W_prev, n_C)
+    params : PoolParams
+    geom : WindowGeometry
+    budget : int
+    engine : callable
+        The engine's pool backward (:func:`cnncli.engine.pool2d_backward`; the caller's name for it).
+
+    Returns
+    -------
+    ndarray, shape of ``X``
+
+    Raises
+    ------
+    As ``engine``, for inputs it refuses (the checker has checked them before).
+    """
+    if plan(geom, X.shape[3], X.shape[0], 0, budget) is None:
+        return engine(dZ, X, params)
+    dA = np.zeros(X.shape)
+    for tile, x in each(geom, params, X, 0, budget):
+        if tile.real:  # a tile of padding-only windows reaches no input element
+            dA[:, tile.rb.in_lo:tile.rb.in_hi, tile.cb.in_lo:tile.cb.in_hi] += engine(
+                np.ascontiguousarray(dZ[:, tile.rows, tile.cols]), x, tile.params)
+    return dA
+
+
 def backward_tiles(dZ, X: np.ndarray, W: np.ndarray, params, geom: WindowGeometry, budget: int,
                    input_grad: bool = True, engine=conv2d_backward):
     """:func:`backward`'s tiles one by one: ``(tile, its input rectangle's gradient or None, dW, db)`` of each.
@@ -268,6 +302,56 @@ def backward_tiles(dZ, X: np.ndarray, W: np.ndarray, params, geom: WindowGeometr
         g = engine(np.ascontiguousarray(dZ[:, tile.rows, tile.cols]), x, W, tile.params,
                    input_grad=input_grad and tile.real)
         yield tile, (g.dA_prev if input_grad and tile.real else None), g.dW, g.db
+
+
+def directed_difference(evaluate, x: np.ndarray, G, geom: WindowGeometry, params, channels: int, step) -> float:
+    """``sum(G * (f(x + s) - f(x - s)))`` of one example ``x`` moved by a step ``s`` given by rectangles of it,
+    tile by tile: each tile's two sides made from its input rectangle only, no copy of the example.
+
+    The tiles are those an evaluation of the example's plus and minus copies takes within ``WORKSPACE_BYTES``
+    (:func:`each` of the two copies), so the sums are those of that evaluation (a convolution's
+    ``_differences_of``), the same values.
+
+    Parameters
+    ----------
+    evaluate : callable
+        ``evaluate(X, params)``: the layer's outputs (without a conv's bias: it cancels) of ``X`` under ``params``.
+    x : ndarray, shape (1, n_H_prev, n_W_prev, n_C_prev)
+    G : ndarray or lazy.DrawnExample, shape (1, n_H, n_W, n_C)
+        Read by tiles ``G[:, rows, cols]``.
+    geom : WindowGeometry
+    params : ConvParams or PoolParams
+        The layer's (each tile gets its own pads).
+    channels : int
+        Output channels.
+    step : callable
+        ``step(rows, cols)``: the step on the input rectangle ``x[:, rows, cols]``, of its shape.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    Whatever ``evaluate`` raises.
+    """
+    _, H, Wd, C = x.shape
+    out = np.zeros(1)
+    t = plan(geom, C, 2, channels, WORKSPACE_BYTES, least=2)
+    oh, ow = geom.out_hw
+    whole = Tile(slice(0, oh), slice(0, ow), None, None, params, True)
+    for tile in [whole] if t is None else tiles(geom, params, *t):
+        rows, cols = (slice(0, H), slice(0, Wd)) if t is None else (
+            slice(tile.rb.in_lo, tile.rb.in_hi), slice(tile.cb.in_lo, tile.cb.in_hi))
+        if tile.real:
+            xr, s = x[:, rows, cols], step(rows, cols)
+            plus, minus = xr + s, xr - s
+        else:  # padding-only windows: the stand-in zeros of Tile.input, on both sides
+            plus = minus = tile.input(x)
+        # NOTE: each side in a call of its own, subtracted before the contraction (see local_differences)
+        d = evaluate(plus, tile.params) - evaluate(minus, tile.params)
+        out += _contract(d, G[:, tile.rows, tile.cols])
+    return float(out[0])
 
 
 def local_differences(evaluate, A: np.ndarray, G: np.ndarray, geom: WindowGeometry, params, idx, plus,

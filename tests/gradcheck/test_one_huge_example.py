@@ -1,5 +1,6 @@
-"""A streamed check of one example too large for the workspace (issue 13, part 1): its upstream gradient drawn by
-tiles, its perturbed copies made tile by tile, nothing of its size held beyond its input, gradient and floor.
+"""A streamed check of one example too large for the workspace (issue 13, part 1): a convolution's upstream gradient
+drawn by tiles, its perturbed copies made and its gradient and floor summed tile by tile; a pool's kinks, backward
+and perturbed copies by tiles.
 
 The lazy pieces are checked against the whole arrays they stand for (the whole draw, the whole direction, the
 plain formulas, the untiled evaluations), bit for bit; whole checks against the same check with the upstream
@@ -12,20 +13,22 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import cnncli.gradcheck.directional as directional
 import cnncli.gradcheck.fused as fused
 import cnncli.gradcheck.lazy as lazy
 import cnncli.gradcheck.perturbed as perturbed
+import cnncli.gradcheck.pool_problem as pool_problem
 import cnncli.gradcheck.problems as problems
 import cnncli.gradcheck.streamed_evals as streamed_evals
 import cnncli.gradcheck.tiled as tiled
-from cnncli.engine import ConvParams
-from cnncli.engine.reference import conv_forward_loops
+from cnncli.engine import ConvParams, PoolParams, pool2d_backward
+from cnncli.engine.reference import conv_forward_loops, pool_backward_loops, pool_forward_loops
 from cnncli.gradcheck import gradcheck_conv
 from cnncli.gradcheck.lazy import DirectionChunks, DrawnUpstream
+from cnncli.gradcheck.pool_problem import PoolProblem
 from cnncli.gradcheck.problems import ConvProblem
 from cnncli.gradcheck.streamed import gradcheck_streamed
 
@@ -357,3 +360,129 @@ def test_the_maps_of_a_few_checked_elements_are_the_dense_maps(monkeypatch):
     np.testing.assert_array_equal(sparse.error_map, dense.error_map)
     assert sparse.hint == dense.hint and dense.failing > 0
     np.testing.assert_array_equal(sparse.errors, dense.errors)
+
+
+# --- pooling: one huge example's evaluations by tiles too --------------------------------------------------
+
+
+@st.composite
+def _pool_layers(draw):
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    H = draw(st.integers(1, 5)) + (kh - 1) * dil[0]
+    W = draw(st.integers(1, 40)) + (kw - 1) * dil[1]
+    pad = (draw(st.integers(0, kh // 2)), draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2)),
+           draw(st.integers(0, kw // 2)))
+    params = PoolParams(f=(kh, kw), stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))), pad=pad,
+                        dilation=dil, mode=draw(st.sampled_from(["max", "average"])),
+                        ceil_mode=draw(st.booleans()), count_include_pad=draw(st.booleans()))
+    try:
+        params.geometry((H, W))
+    except Exception:  # a ceil-mode or dilation geometry the engine refuses: not a layer
+        assume(False)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    # few distinct values: ties and near-ties in the max windows (kinks)
+    A = rng.integers(-3, 4, size=(1, H, W, draw(st.integers(1, 2)))) + rng.normal(size=(1, H, W, 1)) * 1e-7
+    return A, params, draw(st.integers(64, 3000))
+
+
+@given(_pool_layers())
+def test_pool_kinks_and_backward_by_tiles_are_the_whole_example_s(layer):
+    A, params, budget = layer
+    geom = params.geometry(A.shape[1:3])
+    G = np.random.default_rng(1).normal(size=(1,) + geom.out_hw + (A.shape[3],))
+    whole_kinks = pool_problem.max_pool_kinks(A, params, 2e-6)
+    whole_grad = pool2d_backward(G, A, params)
+    old = (tiled.WORKSPACE_BYTES, tiled.ENGINE_BYTES)
+    tiled.WORKSPACE_BYTES, tiled.ENGINE_BYTES = 4 * budget, budget
+    try:
+        kinks = pool_problem.max_pool_kinks(A, params, 2e-6)
+        grad = tiled.pool_backward(G, A, params, geom, budget, pool2d_backward)
+    finally:
+        tiled.WORKSPACE_BYTES, tiled.ENGINE_BYTES = old
+    np.testing.assert_array_equal(kinks, whole_kinks)  # any window's kink, wherever the tiles cut
+    # the windows' parts added in another order where windows overlap: rounding only; the loop oracle's values
+    np.testing.assert_allclose(grad, whole_grad, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grad, pool_backward_loops(G, A, params), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["max", "average"])
+def test_a_pool_s_directed_difference_is_the_difference_of_its_perturbed_copies(mode, monkeypatch):
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(1, 3, 400, 2))
+    params = PoolParams(f=(2, 3), stride=(1, 2), pad=(0, 1, 1, 1), mode=mode)
+    G = rng.normal(size=(1,) + params.geometry((3, 400)).out_hw + (2,))
+    s = rng.normal(size=x.shape) * 1e-4
+    _tiny(monkeypatch, 2048)
+    p = PoolProblem(x, params, G)
+    asked = []
+    got = p._directed_difference(x, G, lambda rows, cols: asked.append(1) or s[:, rows, cols])
+    assert len(asked) > 3
+    oracle = np.sum(G * (pool_forward_loops(x + s, params) - pool_forward_loops(x - s, params)))
+    assert got == pytest.approx(oracle, rel=1e-9, abs=1e-13)
+
+
+def _pool_huge(n=3000, seed=0):
+    return np.random.default_rng(seed).normal(size=(1, 1, n, 2))
+
+
+@pytest.mark.parametrize("mode", ["max", "average"])
+@pytest.mark.parametrize("method", ["auto", "fast", "sample"])
+def test_one_huge_example_s_pool_check_by_tiles_is_the_check_without(mode, method, monkeypatch):
+    A = _pool_huge()
+    params = PoolParams(f=(1, 3), stride=(1, 2), mode=mode)
+    whole = gradcheck_streamed(A, params=params, kind="pool", method=method, seed=4)
+    seen = []
+    real = pool_problem.pool2d_backward
+    monkeypatch.setattr(pool_problem, "pool2d_backward", lambda dZ, X, p: seen.append(X.shape[2]) or real(dZ, X, p))
+    _tiny(monkeypatch)
+    by_tiles = gradcheck_streamed(A, params=params, kind="pool", method=method, seed=4)
+    assert seen and max(seen) < A.shape[2]  # the backward saw tiles, never the whole row
+    assert whole.verdict == by_tiles.verdict == "pass" and whole.notes == by_tiles.notes
+    for x, y in zip(whole.gradients, by_tiles.gradients):
+        assert (x.method, x.checked, x.kinks, x.failing) == (y.method, y.checked, y.kinks, y.failing)
+        assert y.relative_error == pytest.approx(x.relative_error, rel=1e-3, abs=1e-13)
+        assert y.rounding_floor == pytest.approx(x.rounding_floor, rel=1e-9)
+
+
+@pytest.mark.parametrize("method", ["auto", "fast", "sample"])
+def test_a_wrong_pool_gradient_of_one_huge_example_is_found_at_its_element(method, monkeypatch):
+    A = _pool_huge(n=2000)
+    params = PoolParams(f=(1, 3), stride=(1, 2), mode="average")
+    at = (0, 0, 1001, 1)
+    value = A[at]
+    real = pool_problem.pool2d_backward
+
+    def broken(dZ, X, p):  # dA_prev off at A[at], in whichever tile holds it (not in the floor's spread)
+        dA = real(dZ, X, p)
+        if p.count_include_pad and p.mode == "average" and not params.count_include_pad:
+            return dA
+        return dA + np.where(X == value, 1e-2, 0.0)
+    monkeypatch.setattr(pool_problem, "pool2d_backward", broken)
+    _tiny(monkeypatch)
+    r = gradcheck_streamed(A, params=params, kind="pool", method=method, seed=2,
+                           samples=A.size if method == "sample" else None)
+    g = r.gradients[0]
+    assert not g.passed and g.worst.index == at
+
+
+@pytest.mark.parametrize("mode, copies", [("max", 3.5), ("average", 4.0)])
+def test_one_huge_example_s_streamed_pool_check_holds_a_few_copies_of_it(mode, copies, monkeypatch):
+    # a pool's fast check of a 1 x 1 x N x 2 signal held 6.0x (max) and 6.4x (average) the example's float64
+    # bytes traced: the kinks' window copies, the engine's backward of the whole row, two perturbed copies
+    # and a direction; now about 3x and 3.5x: G, dA_prev (and average's floor), the masks, a tile's workspace
+    monkeypatch.setattr(directional, "SLICE_VALUES", 2**14)
+    monkeypatch.setattr(streamed_evals, "PIECE_VALUES", 2**14)
+    monkeypatch.setattr(tiled, "WORKSPACE_BYTES", 2**18)
+    monkeypatch.setattr(tiled, "ENGINE_BYTES", 2**18)
+    A = _pool_huge(n=200_000)
+    params = PoolParams(f=(1, 3), stride=(1, 2), mode=mode)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        r = gradcheck_streamed(A, params=params, kind="pool", method="fast", seed=1)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert r.passed
+    assert peak < copies * A.nbytes
