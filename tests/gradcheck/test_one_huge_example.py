@@ -32,6 +32,8 @@ from cnncli.gradcheck.pool_problem import PoolProblem
 from cnncli.gradcheck.problems import ConvProblem
 from cnncli.gradcheck.streamed import gradcheck_streamed
 
+from .broken import backward_off_at
+
 
 def _tiny(monkeypatch, budget=4096):
     """Every evaluation of one example by tiles of a few outputs; the example too large for its copies."""
@@ -129,6 +131,17 @@ def test_a_directed_difference_is_the_difference_of_the_perturbed_copies(params,
     assert got == pytest.approx(oracle, rel=1e-9, abs=1e-12)
 
 
+def _traced(run):
+    """``run()``'s result and the bytes it allocated at its peak (traced), beyond what was held before."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        r = run()
+        return r, tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
 def _huge(n=3000, n_C=4, seed=0):
     rng = np.random.default_rng(seed)
     return rng.normal(size=(1, 1, n, 2)), rng.normal(size=(1, 5, 2, n_C)), rng.normal(size=n_C)
@@ -191,16 +204,7 @@ def test_a_wrong_gradient_of_one_huge_example_is_found_at_its_element(method, mo
     A, Wt, b = _huge(n=2000)
     at = (0, 0, 1234, 1)
     value = A[at]
-    real = problems.conv2d_backward
-
-    def broken(dZ, X, W_, p, **options):  # dA_prev off at A[at], in whichever tile holds it
-        g = real(dZ, X, W_, p, **options)
-        if g.dA_prev is None or np.all(W_ == 1.0):  # the rounding estimate's stand-in filters
-            return g
-        dA = g.dA_prev.copy()
-        dA[X == value] += 1e-2
-        return type(g)(dA, g.dW, g.db)
-    monkeypatch.setattr(problems, "conv2d_backward", broken)
+    monkeypatch.setattr(problems, "conv2d_backward", backward_off_at(problems.conv2d_backward, value, 1e-2))
     _tiny(monkeypatch)
     drawn = _spy_draws(monkeypatch)
     # the sample is made to hold the element: method sample with every element asked
@@ -224,13 +228,7 @@ def test_one_huge_example_s_streamed_check_holds_none_of_its_gradients_whole(mon
     monkeypatch.setattr(tiled, "ENGINE_BYTES", 2**18)
     monkeypatch.setattr(fused, "OUTPUT_BYTES", 2**18)
     A, Wt, b = _huge(n=200_000, n_C=2)
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        r = gradcheck_streamed(A, Wt, b, ConvParams(), method="fast", seed=1)
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+    r, peak = _traced(lambda: gradcheck_streamed(A, Wt, b, ConvParams(), method="fast", seed=1))
     assert r.passed
     # the sample's candidates (int32: half the example each, a stratum and its shuffle), the errors of the
     # compared elements in the gradient's shape (the result's ``errors``), the masks, the tiles' workspace
@@ -273,12 +271,16 @@ def test_a_rectangle_s_step_is_the_whole_direction_s_there():
                     np.testing.assert_array_equal(step(slice(r0, r1), slice(c0, c1)), whole[:, r0:r1, c0:c1])
 
 
+def _window(draw, kernel, rows: int, cols: int):
+    """A window (kh, kw), its dilation and an input of up to ``rows`` x ``cols`` windows' positions beyond it."""
+    kh, kw = draw(st.integers(1, kernel[0])), draw(st.integers(1, kernel[1]))
+    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    return kh, kw, dil, draw(st.integers(1, rows)) + (kh - 1) * dil[0], draw(st.integers(1, cols)) + (kw - 1) * dil[1]
+
+
 @st.composite
 def _tiled_layers(draw):
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    H = draw(st.integers(1, 6)) + (kh - 1) * dil[0]
-    W = draw(st.integers(1, 30)) + (kw - 1) * dil[1]
+    kh, kw, dil, H, W = _window(draw, (4, 4), 6, 30)
     pad = draw(st.one_of(st.just("same"), st.tuples(*[st.integers(0, 5)] * 4)))
     params = ConvParams(stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))), pad=pad, dilation=dil)
     C = draw(st.integers(1, 3))
@@ -367,10 +369,7 @@ def test_the_maps_of_a_few_checked_elements_are_the_dense_maps(monkeypatch):
 
 @st.composite
 def _pool_layers(draw):
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 4))
-    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    H = draw(st.integers(1, 5)) + (kh - 1) * dil[0]
-    W = draw(st.integers(1, 40)) + (kw - 1) * dil[1]
+    kh, kw, dil, H, W = _window(draw, (3, 4), 5, 40)
     pad = (draw(st.integers(0, kh // 2)), draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2)),
            draw(st.integers(0, kw // 2)))
     params = PoolParams(f=(kh, kw), stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))), pad=pad,
@@ -477,12 +476,6 @@ def test_one_huge_example_s_streamed_pool_check_holds_a_few_copies_of_it(mode, c
     monkeypatch.setattr(tiled, "ENGINE_BYTES", 2**18)
     A = _pool_huge(n=200_000)
     params = PoolParams(f=(1, 3), stride=(1, 2), mode=mode)
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        r = gradcheck_streamed(A, params=params, kind="pool", method="fast", seed=1)
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+    r, peak = _traced(lambda: gradcheck_streamed(A, params=params, kind="pool", method="fast", seed=1))
     assert r.passed
     assert peak < copies * A.nbytes

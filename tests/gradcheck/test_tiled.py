@@ -23,6 +23,8 @@ from cnncli.errors import HyperparameterError
 from cnncli.gradcheck import gradcheck_conv, gradcheck_pool
 from cnncli.gradcheck.streamed import gradcheck_streamed
 
+from .broken import backward_off_at
+
 
 @st.composite
 def layers(draw):
@@ -212,18 +214,8 @@ def test_a_wrong_dA_prev_is_still_found_at_its_element_by_tiles(check, monkeypat
     at = (1, 0, 123, 1)
     value = A[at]
     calls = []
-
-    def broken(dZ, X, W_, p, **options):
-        # the layer's dA_prev off at the element of A[at]'s value, wherever a call (a tile) holds that element
-        g = real(dZ, X, W_, p, **options)
-        calls.append(X.shape[2])
-        if g.dA_prev is None or np.all(W_ == 1.0):  # the rounding estimate's stand-in filters
-            return g
-        dA = g.dA_prev.copy()
-        dA[X == value] += 1e-3
-        return type(g)(dA, g.dW, g.db)
-
-    monkeypatch.setattr(problems, "conv2d_backward", broken)
+    # the layer's dA_prev off at the element of A[at]'s value, wherever a call (a tile) holds that element
+    monkeypatch.setattr(problems, "conv2d_backward", backward_off_at(real, value, 1e-3, calls))
     run = gradcheck_conv if check == "memory" else gradcheck_streamed
     whole = run(A, Wt, b, params, method="full", seed=2)
     assert max(calls) == A.shape[2]
