@@ -15,6 +15,8 @@ Rows (the issue's targets):
   pad same: ``cnncli gradcheck`` (streamed) against one ``cnncli forward`` over the same data,
   whole-process wall and CPU times and peak RSS of each (``os.wait4``; targets: peak RSS <= 400 MB,
   time <= 10x the forward's, a PASS). Takes minutes.
+- ``--huge``: sets of one very large example, a 1 x 1 x 2,000,000 x 4 float64 HDF5 signal (``--huge-n``),
+  under a 1x5 conv to 4 and 8 channels and max and average pooling: peak RSS of each check (target: 400 MB).
 
 Both sides are separate ``python`` processes started the same way (interpreter
 start, imports, loading the arrays, the check), so the ratio is what a user
@@ -95,6 +97,27 @@ def _hdf5_case(tmp: Path, m: int, env, py) -> None:
           f"peak RSS {'ok' if gc[2] <= 400 else 'MISSED'} (<= 400 MB)")
 
 
+def _huge_case(tmp: Path, n: int, env, py) -> None:
+    """A set of one example too large for the checker's workspace: a 1 x 1 x n x 4 float64 HDF5 signal, under a
+    1x5 conv to 4 and to 8 channels and 1x3 stride-2 max and average pooling; peak RSS of each whole check."""
+    import h5py
+
+    rng = np.random.default_rng(1)
+    with h5py.File(tmp / "sig.h5", "w") as f:
+        f["x"] = rng.standard_normal((1, 1, n, 4))
+    for k in (4, 8):
+        np.save(tmp / f"W{k}.npy", rng.standard_normal((1, 5, 4, k)))
+    src = str(tmp / "sig.h5") + ":/x"
+    cases = [(f"conv 1x5 -> {k}", ["--weights", str(tmp / f"W{k}.npy")]) for k in (4, 8)]
+    cases += [(f"{mode} pool 1x3 stride 2", ["--layer", "pool", "--f", "1x3", "--stride", "1x2", "--mode", mode])
+              for mode in ("max", "average")]
+    print(f"HDF5 set of one example (1,1,{n},4) float64 ({8 * 4 * n / 1e6:.0f} MB), gradcheck, one run each:")
+    for name, extra in cases:
+        wall, cpu, rss, code = _measure([py, "-m", "cnncli", "gradcheck", src, *extra, "--json"], env)
+        print(f"  {name:26s} wall {wall:6.1f} s  cpu {cpu:6.1f} s  peak RSS {rss:6.0f} MB  "
+              f"{'PASS' if code == 0 else 'exit ' + str(code)}  {'ok' if rss <= 400 else 'MISSED'} (<= 400 MB)")
+
+
 def _write_case(folder: Path, A_shape, W_shape, seed: int) -> None:
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -118,6 +141,8 @@ def main() -> None:
     parser.add_argument("--torch-large", action="store_true", help="also time torch's full check on the large case")
     parser.add_argument("--hdf5", action="store_true", help="also the streamed check of an HDF5 set (minutes)")
     parser.add_argument("--hdf5-m", type=int, default=3000, help="images in the HDF5 set")
+    parser.add_argument("--huge", action="store_true", help="also sets of one very large example (a minute)")
+    parser.add_argument("--huge-n", type=int, default=2_000_000, help="the large example's length (1 x 1 x N x 4)")
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     py = sys.executable
@@ -154,6 +179,9 @@ def main() -> None:
     if args.hdf5:
         with tempfile.TemporaryDirectory() as tmp:
             _hdf5_case(Path(tmp), args.hdf5_m, env, py)
+    if args.huge:
+        with tempfile.TemporaryDirectory() as tmp:
+            _huge_case(Path(tmp), args.huge_n, env, py)
 
 
 if __name__ == "__main__":
