@@ -73,21 +73,58 @@ class PoolProblem(ProblemDefaults):
         if self.params.mode == "max":
             return None
         A = self.inputs["A_prev"]
-        if tiled.plan(self.geom, A.shape[3], A.shape[0], 0, tiled.ENGINE_BYTES) is None:
+        if not self.by_tiles():
             Q = np.abs(self.G) * pool2d(np.abs(A), self.params)
             return MACHINE_EPS * self._spread(Q) / h
         # one example too wide for the engine's workspace: the same terms tile by tile (see .tiled)
-        kh, kw = self.geom.kernel
         out = np.zeros(A.shape)
-        for t, x in tiled.each(self.geom, self.params, A, 0, tiled.ENGINE_BYTES):
-            if t.real:
-                Q = np.abs(self.G[:, t.rows, t.cols]) * pool2d(np.abs(x), t.params)
-                averaging = replace(t.params, mode="average", count_include_pad=True)
-                out[:, t.rb.in_lo:t.rb.in_hi, t.cb.in_lo:t.cb.in_hi] += pool2d_backward(Q, x, averaging)
-        out *= kh * kw
-        out *= MACHINE_EPS
+        for t, part, _, _, _ in self.floor_tiles(slice(None), True, None):
+            if part is not None:
+                out[:, t.rb.in_lo:t.rb.in_hi, t.cb.in_lo:t.cb.in_hi] += part
+        for factor in self.floor_scale():
+            out *= factor
         out /= h
         return out
+
+    def by_tiles(self, sl: slice = slice(None)) -> bool:
+        """Whether the examples ``sl`` are evaluated by tiles (:mod:`.tiled`: one output row's windows exceed
+        the engine's bound)."""
+        k = len(range(*sl.indices(self.inputs["A_prev"].shape[0])))
+        return tiled.plan(self.geom, self.inputs["A_prev"].shape[3], k, 0, tiled.ENGINE_BYTES) is not None
+
+    def _local(self) -> bool:
+        """Whether A_prev's elements are evaluated locally (an example and its copy too large for the
+        workspace: see :meth:`differences`)."""
+        C = self.inputs["A_prev"].shape[3]
+        return tiled.plan(self.geom, C, 2, C, tiled.WORKSPACE_BYTES, least=2) is not None
+
+    def floor_scale(self) -> Optional[tuple]:
+        """The factors that turn the rounding spread (:meth:`floor_tiles`' parts summed) into the floor times
+        ``h``, applied in order; None where there is no floor (max pooling)."""
+        if self.params.mode == "max":
+            return None
+        kh, kw = self.geom.kernel
+        return (kh * kw, MACHINE_EPS)
+
+    def floor_tiles(self, sl: slice, spread: bool, mag=None):
+        """The rounding spread of an example by tiles, tile by tile (those of :meth:`backward_tiles`): ``(tile,
+        its input rectangle's part or None, None, None, None)`` (as ConvProblem's; a pool has no W nor b); no
+        parts under max pooling. ``sl`` and ``mag``: as ConvProblem's, unused (one chunk, no magnitudes)."""
+        A = self.inputs["A_prev"]
+        for t, x in tiled.each(self.geom, self.params, A, 0, tiled.ENGINE_BYTES):
+            part = None
+            if t.real and spread and self.params.mode != "max":
+                Q = np.abs(self.G[:, t.rows, t.cols]) * pool2d(np.abs(x), t.params)
+                averaging = replace(t.params, mode="average", count_include_pad=True)
+                part = pool2d_backward(Q, x, averaging)
+            yield t, part, None, None, None
+
+    def backward_tiles(self, G):
+        """The engine's backward by tiles, reading ``G`` (``G[:, rows, cols]``) by tiles: ``(tile, its input
+        rectangle's gradient or None, None, None)`` (as ConvProblem's; no dW nor db)."""
+        for t, part in tiled.pool_backward_tiles(G, self.inputs["A_prev"], self.params, self.geom,
+                                                 tiled.ENGINE_BYTES, pool2d_backward):
+            yield t, part, None, None
 
     def reads(self, name: str) -> np.ndarray:
         """Elements some window reads (the others have a zero gradient whatever the layer does)."""

@@ -290,6 +290,11 @@ class ConvProblem(ProblemDefaults):
             Q *= absG
             yield t, part, w, Q.sum(axis=(0, 1, 2)), top
 
+    def floor_scale(self) -> tuple:
+        """The factors that turn the rounding spread (:meth:`floor_tiles`' parts summed) into the floor times
+        ``h``, applied in order (as :meth:`rounding_floor`)."""
+        return (MACHINE_EPS,)
+
     def backward_tiles(self, G):
         """The engine's backward of A_prev (one example too large for the workspace) tile by tile, reading ``G``
         (``G[:, rows, cols]``) by tiles: as :func:`.tiled.backward_tiles`, in the tiles of :meth:`floor_tiles`."""

@@ -180,7 +180,7 @@ def upstream(batch: Batch, sl: slice, x: np.ndarray):
     Nothing.
     """
     G = batch.G
-    if isinstance(G, DrawnUpstream) and batch.whole is not None and sl.stop - sl.start == 1:
+    if isinstance(G, DrawnUpstream) and sl.stop - sl.start == 1:
         p = batch.make(x)
         # NOTE: by tiles in every evaluation (the engine's, the rounding estimates', the differences'): each reads
         # G by rectangles of whole rows or of one row, which the drawn example gives
@@ -248,9 +248,10 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
         p = make(x, g)
         if isinstance(g, DrawnExample):  # one huge example: its gradient and floor, too, tile by tile
             gW, gb, w, b = _one_huge_example(p, make, x, g, mag, sl.start, h, D if P else None, idx, here, out)
-            dW, db = (gW, gb) if dW is None else (dW + gW, db + gb)
-            per_w, per_b = (w, b) if per_w is None else (per_w + w, per_b + b)
-            tracker.tick(weight)
+            if whole is not None:
+                dW, db = (gW, gb) if dW is None else (dW + gW, db + gb)
+                per_w, per_b = (w, b) if per_w is None else (per_w + w, per_b + b)
+            tracker.tick((sl.stop - sl.start) * weight)
             continue
         # a conv's dA_prev only where it is read: the sampled examples, those the directions move
         grads = p.analytical_at(keep) if whole is not None else p.analytical()
@@ -334,7 +335,7 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
     ------
     Nothing.
     """
-    W = p.inputs["W"]
+    W = p.inputs.get("W")  # None: a pool
     per = x.size
     P = FAST_DIRECTIONS if D is not None else 0
     excluded = excluded_mask(make(x), x, h) if P else None
@@ -344,16 +345,21 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
     flat_x = x.reshape(-1)
     flat_ex = None if excluded is None else excluded.reshape(-1)
 
+    scale = p.floor_scale()  # None: no floor (max pooling)
+
     def final(lo: int, hi: int, dA: np.ndarray, spread: np.ndarray) -> None:
-        floor = spread
-        floor *= MACHINE_EPS
-        floor /= h
-        out["finite"] &= bool(np.all(np.isfinite(dA)) and np.all(np.isfinite(floor)))
+        floor = None if scale is None else spread
+        for factor in scale or ():
+            floor *= factor
+        if floor is not None:
+            floor /= h
+        out["finite"] &= bool(np.all(np.isfinite(dA)) and (floor is None or np.all(np.isfinite(floor))))
         if dA.size:
             out["grad_max"] = max(out["grad_max"], float(np.max(np.abs(dA))))
         mine = (kept >= lo) & (kept < hi)
         out["grad_at"][at[mine]] = dA[kept[mine] - lo]
-        out["floor_at"][at[mine]] = floor[kept[mine] - lo]
+        if floor is not None:
+            out["floor_at"][at[mine]] = floor[kept[mine] - lo]
         for q in range(P):  # as _large_terms on _drawn_pieces' piece [lo, hi)
             hd = D.span(q, start, lo, hi)
             hd[flat_ex[lo:hi]] = 0.0
@@ -362,22 +368,26 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
             t = flat * dA
             sums[0, q] += t.sum()
             sums[1, q] += np.abs(t).sum()
-            sums[2, q] += (np.abs(flat) * floor).sum()
+            if floor is not None:
+                sums[2, q] += (np.abs(flat) * floor).sum()
 
-    dW_t, db_t = np.zeros(W.shape), np.zeros(W.shape[3])
-    per_w, per_b = np.zeros(p.n_C), np.zeros(p.n_C)
+    conv = W is not None
+    dW_t, db_t = (np.zeros(W.shape), np.zeros(W.shape[3])) if conv else (None, None)
+    per_w, per_b = (np.zeros(p.n_C), np.zeros(p.n_C)) if conv else (None, None)
     rolling = _Rolling(x.shape, PIECE_VALUES)
     # the tiles both go by (those of tiled.each for one example, as in backward_tiles and floor_tiles)
     bounds = rolling.bounds(tiled.tiles(p.geom, p.params, *tiled.plan(p.geom, x.shape[3], 1, 0, tiled.ENGINE_BYTES)))
-    evaluations = zip(p.backward_tiles(g), p.floor_tiles(slice(None), True, mag))
+    evaluations = zip(p.backward_tiles(g), p.floor_tiles(slice(None), scale is not None, mag))
     for bound, ((t, dA_t, w_t, b_t), (_, part, fw, fb, _)) in zip(bounds, evaluations):
-        dW_t += w_t
-        db_t += b_t
-        per_w += fw
-        per_b += fb
+        if conv:
+            dW_t += w_t
+            db_t += b_t
+            per_w += fw
+            per_b += fb
         if dA_t is not None:
             rolling.add(0, t, dA_t)
-            rolling.add(1, t, part)
+            if part is not None:
+                rolling.add(1, t, part)
         for lo, hi, dA, spread in rolling.ready(bound):
             final(lo, hi, dA, spread)
     for lo, hi, dA, spread in rolling.ready(None):
@@ -385,6 +395,8 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
     for q in range(P):
         out["a_blk"][q, start], out["l1_blk"][q, start], out["f_blk"][q, start] = sums[:, q]
         out["per_block"][q, start] = p._directed_difference(x, g, _rect_step(D, q, start, excluded, h)) / (2 * h)
+    if not conv:
+        return None, None, None, None
     # as analytical_at's and floor_chunk's, added up the same way
     dW, db = np.zeros(W.shape), np.zeros(W.shape[3])
     dW += dW_t

@@ -270,11 +270,18 @@ def pool_backward(dZ: np.ndarray, X: np.ndarray, params, geom: WindowGeometry, b
     if plan(geom, X.shape[3], X.shape[0], 0, budget) is None:
         return engine(dZ, X, params)
     dA = np.zeros(X.shape)
-    for tile, x in each(geom, params, X, 0, budget):
-        if tile.real:  # a tile of padding-only windows reaches no input element
-            dA[:, tile.rb.in_lo:tile.rb.in_hi, tile.cb.in_lo:tile.cb.in_hi] += engine(
-                np.ascontiguousarray(dZ[:, tile.rows, tile.cols]), x, tile.params)
+    for tile, part in pool_backward_tiles(dZ, X, params, geom, budget, engine):
+        if part is not None:
+            dA[:, tile.rb.in_lo:tile.rb.in_hi, tile.cb.in_lo:tile.cb.in_hi] += part
     return dA
+
+
+def pool_backward_tiles(dZ, X: np.ndarray, params, geom: WindowGeometry, budget: int, engine):
+    """:func:`pool_backward`'s tiles one by one: ``(tile, its input rectangle's gradient)``, None for a tile of
+    padding-only windows (it reaches no input element); ``dZ`` read by tiles ``dZ[:, rows, cols]``."""
+    for tile, x in each(geom, params, X, 0, budget):
+        yield tile, (engine(np.ascontiguousarray(dZ[:, tile.rows, tile.cols]), x, tile.params) if tile.real
+                     else None)
 
 
 def backward_tiles(dZ, X: np.ndarray, W: np.ndarray, params, geom: WindowGeometry, budget: int,
