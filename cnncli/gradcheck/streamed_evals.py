@@ -20,7 +20,7 @@ from .directional import FAST_DIRECTIONS, LOCALIZE_BLOCKS, block_verdict, locali
 from .lazy import DrawnExample, DrawnUpstream, Examples
 from .metrics import gradient_metrics
 from . import perturbed, tiled
-from .perturbed import MACHINE_EPS, _contract, batch_chunks, differences_by
+from .perturbed import MACHINE_EPS, _contract, batch_chunks
 
 
 #: Values of one example summed at a time where the example is too large for the workspace.
@@ -243,11 +243,16 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
         needed = bool(here.any() or (P and rows.any()))  # A_prev's floor: only where it is compared
         keep = rows.copy() if P else np.zeros(sl.stop - sl.start, dtype=bool)  # where dA_prev is read
         keep[np.unique(ex_of[here] - sl.start)] = True
-        g = upstream(batch, sl, x) if keep.all() else G[sl]  # else g[keep] is copied: G's examples whole
+        # NOTE: where dA_prev is not read everywhere in the chunk, G is drawn whole as before: a chunk of examples
+        # of which some are neither sampled nor moved (G[keep] is copied), or one such huge example (its dW and
+        # db go by tiles, but its max |G| is taken whole): a set of more huge examples than are sampled or moved
+        g = upstream(batch, sl, x) if keep.all() else G[sl]
         mag = whole.bank.add(x, g) if whole is not None and whole.bank is not None else None
         p = make(x, g)
         if isinstance(g, DrawnExample):  # one huge example: its gradient and floor, too, tile by tile
-            gW, gb, w, b = _one_huge_example(p, make, x, g, mag, sl.start, h, D if P else None, idx, here, out)
+            # the directions only where they move it (rows: a mask of its one example)
+            moved = D if P and rows.all() else None
+            gW, gb, w, b = _one_huge_example(p, make, x, g, mag, sl.start, h, moved, idx, here, out)
             if whole is not None:
                 dW, db = (gW, gb) if dW is None else (dW + gW, db + gb)
                 per_w, per_b = (w, b) if per_w is None else (per_w + w, per_b + b)
@@ -481,27 +486,13 @@ def _directional_sums(make, x, g, dA, floor, sub, start: int, D, h, out: dict, p
         excluded = excluded_mask(p, xs, h)
         at = start + rows
         if k == 1 and 2 * FAST_DIRECTIONS * per_example > perturbed.BATCH_BYTES:
-            # one example too large for the workspace with all its copies: a direction at a time, its outputs
-            # by tiles (a conv's; see .tiled), each direction drawn when it is evaluated
+            # one example too large for the workspace with all its copies: a direction at a time, with no copy of
+            # the example: each tile's two sides made from its rectangle, the direction drawn there (see .tiled),
+            # and the analytical sums a piece at a time, the direction drawn again
             e, fl = int(at[0]), None if floor is None else floor[pick]
-            directed = getattr(p, "_directed_difference", None)
             for q in range(FAST_DIRECTIONS):
-                if directed is not None:
-                    # a conv's: no copy of the example; each tile's two sides made from its rectangle, the
-                    # direction drawn there, and the analytical sums a piece at a time, the direction drawn again
-                    out["per_block"][q, at] = directed(xs, gs, _rect_step(D, q, e, excluded, h)) / (2 * h)
-                    _large_terms(_drawn_pieces(xs, D, q, e, excluded, h), dA[pick], fl, h, q, at, out)
-                    continue
-                hd = D.rows(q, at, excluded)
-                hd *= h  # the direction is drawn afresh: scaled in place
-                X = np.empty((2,) + xs.shape[1:])
-                np.add(xs, hd, out=X[:1])
-                np.subtract(xs, hd, out=X[1:])
-                del hd
-                out["per_block"][q, at] = differences_by(p._forward)(X, gs) / (2 * h)
-                plus, minus = X[0].reshape(-1), X[1].reshape(-1)
-                _large_terms(((sl, plus[sl], minus[sl]) for sl in _pieces(plus.size)), dA[pick], fl, h, q, at, out)
-                del X, plus, minus  # before the next direction is drawn and copied: else the example is held in five
+                out["per_block"][q, at] = p._directed_difference(xs, gs, _rect_step(D, q, e, excluded, h)) / (2 * h)
+                _large_terms(_drawn_pieces(xs, D, q, e, excluded, h), dA[pick], fl, h, q, at, out)
             continue
         ds = [D.rows(q, at, excluded) for q in range(FAST_DIRECTIONS)]
         # NOTE: the perturbed copies as example_directional builds them, each example's difference its own

@@ -489,3 +489,33 @@ def test_one_huge_example_s_streamed_pool_check_holds_a_few_copies_of_it(mode, c
     r, peak = _traced(lambda: gradcheck_streamed(A, params=params, kind="pool", method="fast", seed=1))
     assert r.passed
     assert peak < copies * A.nbytes
+
+
+@pytest.mark.parametrize("method", ["auto", "fast", "sample"])
+@pytest.mark.parametrize("workspace", [4096, 90_000])  # the directed differences by pieces of rows, or 2 rows
+def test_a_set_of_huge_images_some_moved_some_sampled_is_checked_as_with_g_given_whole(method, workspace,
+                                                                                       monkeypatch):
+    # more huge examples than the directions move (2 of 6) and than are sampled (4): an example sampled but not
+    # moved got directional sums all the same (its G drawn by tiles), and the verdict's inputs changed
+    import cnncli.gradcheck.streamed as streamed
+    monkeypatch.setattr(streamed, "DIRECTED_EXAMPLES", 2)
+    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 100)
+    monkeypatch.setattr(streamed, "SAMPLED_EXAMPLES", 4)
+    _tiny(monkeypatch)
+    monkeypatch.setattr(tiled, "WORKSPACE_BYTES", workspace)
+    monkeypatch.setattr(tiled, "LOCAL_OUTPUTS", 64)
+    rng = np.random.default_rng(5)
+    A, Wt, b = rng.normal(size=(6, 12, 120, 2)), rng.normal(size=(3, 3, 2, 3)), rng.normal(size=3)
+    params = ConvParams(pad=1)
+    G = np.random.default_rng(3).standard_normal((6, 12, 120, 3))
+    sums = _spy_sums(monkeypatch)
+    given_whole = gradcheck_streamed(A, Wt, b, params, method=method, seed=3, grad=G)
+    drawn = _spy_draws(monkeypatch)
+    by_tiles = gradcheck_streamed(A, Wt, b, params, method=method, seed=3)
+    assert by_tiles.verdict == "pass" and 0 < drawn[0]
+    if method != "sample":
+        assert any("the directional check moves 2 of the 6" in n for n in by_tiles.notes)
+        assert np.count_nonzero(sums[1]["a_blk"].any(axis=0)) == 2  # only the moved examples have sums
+    for key, value in sums[0].items():
+        np.testing.assert_array_equal(sums[1][key], value, err_msg=key)
+    assert json.dumps(by_tiles.to_dict()) == json.dumps(given_whole.to_dict())
