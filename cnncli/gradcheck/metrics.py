@@ -34,7 +34,7 @@ def axes_of(name: str, ndim: int) -> str:
 
 
 def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, tol, floor=None, *,
-                     pads=None, stride=None) -> GradientResult:
+                     pads=None, stride=None, dense_limit=None) -> GradientResult:
     """Build a :class:`GradientResult` from elementwise analytical/numerical values at flat ``idx``.
 
     ``floor`` (optional, per compared element) is the absolute error float64 rounding
@@ -43,7 +43,10 @@ def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, 
     ``pads`` (top, bottom, left, right) and ``stride`` (h, w) of the layer, when known,
     decide which pattern hints the failing positions support (see :func:`.spatial.pattern_hint`;
     stripes only on input gradients, whose rows are the stride's).
+    ``dense_limit`` (default ``DENSE_ERRORS``): ``errors`` in the gradient's shape, and the height x width
+    ``error_map``, only for at most that many elements (a streamed check keeps less).
     """
+    limit = DENSE_ERRORS if dense_limit is None else dense_limit
     a, n = np.asarray(analytical, dtype=np.float64), np.asarray(numerical, dtype=np.float64)
     floor = np.zeros(a.shape) if floor is None else np.asarray(floor, dtype=np.float64)
     err = np.abs(a - n)
@@ -52,7 +55,7 @@ def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, 
     bad = element_fails(err, n, tol) & ~(err <= floor)
     shown = np.where(np.isfinite(err), err, np.inf)
     errors, error_map, hint = None, None, None
-    if int(np.prod(shape)) <= DENSE_ERRORS:
+    if int(np.prod(shape)) <= limit:
         errors = np.full(shape, np.nan)
         errors.reshape(-1)[idx] = shown
     if len(shape) == 4:
@@ -63,7 +66,7 @@ def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, 
             failing_at.reshape(-1)[idx] = bad
             error_map, failing_map = spatial_maps(errors, failing_at, axes)
         else:
-            error_map, failing_map = sparse_spatial_maps(shape, idx, shown, bad, axes)
+            error_map, failing_map = sparse_spatial_maps(shape, idx, shown, bad, axes, with_errors=limit)
         stride_of = stride if axes in ("mhwc", "mchw") else (1, 1)  # a kernel's offsets have no stride
         hint = pattern_hint(failing_map, pads, stride_of)
     rank = np.argsort(-np.where(np.isfinite(err), err, np.inf), kind="stable")[:TOP_OFFENDERS]

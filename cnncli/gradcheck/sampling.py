@@ -14,13 +14,13 @@ split into strata and drawn round-robin from each, without replacement:
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
 
-def _strata(shape, name: str) -> List[np.ndarray]:
-    """Boolean masks over ``shape`` that partition it."""
+def _strata(shape, name: str) -> Iterator[np.ndarray]:
+    """Boolean masks over ``shape`` that partition it, one at a time (a huge example's are each its size)."""
     if name == "A_prev" and len(shape) == 4:
         H, W = shape[1], shape[2]
         rows = np.zeros(H, dtype=bool)
@@ -28,18 +28,21 @@ def _strata(shape, name: str) -> List[np.ndarray]:
         cols = np.zeros(W, dtype=bool)
         cols[[0, W - 1]] = True
         corner = rows[:, None] & cols[None, :]
+        yield np.broadcast_to(corner[None, :, :, None], shape)
         edge = (rows[:, None] | cols[None, :]) & ~corner
+        yield np.broadcast_to(edge[None, :, :, None], shape)
+        del edge, corner
         interior = ~(rows[:, None] | cols[None, :])
-        return [np.broadcast_to(s[None, :, :, None], shape) for s in (corner, edge, interior)]
+        yield np.broadcast_to(interior[None, :, :, None], shape)
+        return
     if name == "W" and len(shape) == 4:
-        masks = []
         for i in range(shape[0]):
             for j in range(shape[1]):
                 s = np.zeros(shape, dtype=bool)
                 s[i, j] = True
-                masks.append(s)
-        return masks
-    return [np.ones(shape, dtype=bool)]
+                yield s
+        return
+    yield np.ones(shape, dtype=bool)
 
 
 def stratified_indices(shape, name: str, n: int, rng: np.random.Generator,
@@ -65,9 +68,12 @@ def stratified_indices(shape, name: str, n: int, rng: np.random.Generator,
     for mask in _strata(shape, name):
         ok = mask if excluded is None else (mask & ~excluded)
         cand = _candidates(ok)
+        del ok
         if cand.size:
-            pools.append(rng.permutation(cand))
-        del ok, cand
+            # NOTE: shuffled in place: rng.permutation copies and shuffles (the same draws, the same order),
+            # and one huge example's stratum is about as large as it is
+            rng.shuffle(cand)
+            pools.append(cand)
     total = sum(p.size for p in pools)
     if total <= n:
         return np.sort(np.concatenate(pools)).astype(np.int64) if pools else np.empty(0, dtype=np.int64)
@@ -95,6 +101,10 @@ def _candidates(ok: np.ndarray) -> np.ndarray:
     flat = ok.reshape(-1)
     if flat.size > np.iinfo(np.int32).max:
         return np.flatnonzero(flat)
-    parts = [np.flatnonzero(flat[lo:lo + CANDIDATE_PIECE]).astype(np.int32) + np.int32(lo)
-             for lo in range(0, flat.size, CANDIDATE_PIECE)]
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
+    out, at = np.empty(int(np.count_nonzero(flat)), dtype=np.int32), 0
+    for lo in range(0, flat.size, CANDIDATE_PIECE):  # into place: no list of pieces beside their concatenation
+        nz = np.flatnonzero(flat[lo:lo + CANDIDATE_PIECE])
+        out[at:at + nz.size] = nz
+        out[at:at + nz.size] += lo
+        at += nz.size
+    return out

@@ -49,11 +49,14 @@ def spatial_maps(errors: np.ndarray, failing: np.ndarray, axes: str):
     return np.where(checked, top, np.nan), np.any(failing, axis=other)
 
 
-def sparse_spatial_maps(shape, idx: np.ndarray, errors: np.ndarray, failing: np.ndarray, axes: str):
+def sparse_spatial_maps(shape, idx: np.ndarray, errors: np.ndarray, failing: np.ndarray, axes: str,
+                        with_errors: Optional[int] = None):
     """:func:`spatial_maps` of a gradient of ``shape`` known only at the flat indices ``idx``.
 
     ``errors`` and ``failing`` are given per element of ``idx``; the maps are the
     same as those of the dense arrays (NaN / unchecked elsewhere), without them.
+    ``with_errors``: the error map only where height x width is at most that many values (else None:
+    the failing map alone, which the pattern hints read).
     """
     spatial = SPATIAL_AXES.get(axes)
     if spatial is None or len(shape) != 4 or len(idx) == 0:
@@ -61,8 +64,10 @@ def sparse_spatial_maps(shape, idx: np.ndarray, errors: np.ndarray, failing: np.
     coords = np.unravel_index(np.asarray(idx, dtype=np.int64), shape)
     at = (coords[spatial[0]], coords[spatial[1]])
     hw = (shape[spatial[0]], shape[spatial[1]])
-    error_map = np.full(hw, np.nan)
-    np.fmax.at(error_map, at, errors)  # fmax: a NaN (not yet checked) gives way to any value
+    error_map = None
+    if with_errors is None or hw[0] * hw[1] <= with_errors:
+        error_map = np.full(hw, np.nan)
+        np.fmax.at(error_map, at, errors)  # fmax: a NaN (not yet checked) gives way to any value
     failing_map = np.zeros(hw, dtype=bool)
     np.logical_or.at(failing_map, at, failing)
     return error_map, failing_map

@@ -85,8 +85,9 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
     Returns
     -------
     CheckResult
-        As the in-memory check's; ``errors`` of a gradient larger than ``metrics.DENSE_ERRORS``
-        elements is None (its maps are kept).
+        As the in-memory check's; ``errors`` of a gradient larger than ``streamed_evals.DENSE_VALUES``
+        elements is None, as is its ``error_map`` where its height x width exceed that (the failing
+        positions, which the hints read, are kept).
 
     Raises
     ------

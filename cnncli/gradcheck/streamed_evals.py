@@ -23,6 +23,9 @@ from . import perturbed, tiled
 from .perturbed import MACHINE_EPS, _contract, batch_chunks
 
 
+#: dA_prev's errors in its own shape and its height x width error map are kept up to this many values
+#: (metrics.DENSE_ERRORS in memory): above, a data set's or one huge example's, each would be as large as it.
+DENSE_VALUES = 2**22
 #: Values of one example summed at a time where the example is too large for the workspace.
 PIECE_VALUES = 2**20
 
@@ -633,7 +636,8 @@ def elementwise(batch: Batch, h: float, idx, analytical, floor, n_excluded: int,
         analytical = np.empty(0)
     geom = batch.geometry()
     return gradient_metrics("dA_prev", A.shape, "mhwc", how, idx, analytical, numerical, n_excluded, tol, floor,
-                            pads=geom.pads, stride=geom.stride)
+                            pads=geom.pads, stride=geom.stride,
+                            dense_limit=DENSE_VALUES)
 
 
 def localized(batch: Batch, h: float, D, bad, sums: dict, context, n_excluded: int, tol: float, rng, notes: list):

@@ -41,6 +41,11 @@ WORKSPACE_BYTES = 64 * 2**20
 #: goes by tiles: the engine itself bounds its workspace by blocks of rows of a few MiB, at least one row,
 #: and besides the patches a backward allocates about as much again (measured: about 2.2x a tile's patches).
 ENGINE_BYTES = 8 * 2**20
+#: Bytes of one example's input (float64) above which it is evaluated by tiles of its output rows in every call,
+#: even where one output row fits the budget: a 1 x 4000 x 4000 x 1 image, whose rows fit, held its upstream
+#: gradient, gradient and rounding floor whole (0.5 GB each under four output channels). Below it an example is
+#: tiled only where it must be, and results keep their summation order (a 224 x 224 x 64 example: 25 MB).
+HUGE_INPUT_BYTES = 32 * 2**20
 #: Elements evaluated in one call by :func:`local_differences` (their rectangles stacked).
 LOCAL_BATCH = 256
 #: Output values of one example from which a convolution's sampled A_prev elements are evaluated locally
@@ -87,9 +92,9 @@ def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int
 
     Whole when ``least`` of them (the fewest the caller evaluates together) take at most ``budget`` bytes
     with their ``channels`` outputs (0: outputs the caller keeps anyway) and the patches of one output row
-    (the engine's least block); else tiles of ``R`` whole output rows whose outputs and patches, for all
-    ``k``, fit, or, where one row does not, of one row by ``K`` columns (closed form; at least one output
-    each).
+    (the engine's least block), and their input is at most ``HUGE_INPUT_BYTES`` each; else tiles of ``R``
+    whole output rows whose outputs and patches, for all ``k``, fit, or, where one row does not, of one row by
+    ``K`` columns (closed form; at least one output each).
 
     NOTE: only an example too large alone is tiled. A chunk of several examples is the caller's, bounded by
     its own budget, and the engine cuts it by examples; tiles would only add its sums in another order (a
@@ -121,7 +126,10 @@ def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int
     oh, ow = geom.out_hw
     kh, kw = geom.kernel
     patch = kh * kw * n_C_prev
-    if ITEM * min(k, least) * (oh * ow * channels + ow * patch) <= budget:
+    # NOTE: an example of a huge input whose output rows fit is tiled by rows too: whole, each evaluation's
+    # arrays of its size (its upstream gradient, gradient, floor) would be held at once (see HUGE_INPUT_BYTES)
+    huge = ITEM * geom.in_hw[0] * geom.in_hw[1] * n_C_prev > HUGE_INPUT_BYTES
+    if not huge and ITEM * min(k, least) * (oh * ow * channels + ow * patch) <= budget:
         return None
     per_output = ITEM * k * (channels + patch)
     rows = budget // (per_output * ow)

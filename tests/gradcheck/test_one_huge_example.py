@@ -519,3 +519,63 @@ def test_a_set_of_huge_images_some_moved_some_sampled_is_checked_as_with_g_given
     for key, value in sums[0].items():
         np.testing.assert_array_equal(sums[1][key], value, err_msg=key)
     assert json.dumps(by_tiles.to_dict()) == json.dumps(given_whole.to_dict())
+
+
+def test_an_example_of_huge_input_is_tiled_by_rows_even_where_its_rows_fit(monkeypatch):
+    # a 1 x 4000 x 4000 x 1 image under a 3x3 conv: its output rows fit the engine's block, so it went whole,
+    # its upstream gradient, gradient and floor held at once (2.5 GB of RSS); above HUGE_INPUT_BYTES its
+    # evaluations go by tiles of rows, G drawn by them
+    rng = np.random.default_rng(9)
+    A, Wt, b = rng.normal(size=(1, 40, 30, 2)), rng.normal(size=(3, 3, 2, 4)), rng.normal(size=4)
+    params = ConvParams(pad=1)
+    geom = params.geometry((40, 30), (3, 3))
+    monkeypatch.setattr(perturbed, "BATCH_BYTES", 8 * 4096)
+    monkeypatch.setattr(tiled, "ENGINE_BYTES", 2**16)  # one output row's patches (4.3 kB) fit
+    monkeypatch.setattr(tiled, "WORKSPACE_BYTES", 2**16)
+    monkeypatch.setattr(fused, "OUTPUT_BYTES", 2**16)  # the filter bank's tiles: rows of them too
+    assert tiled.plan(geom, 2, 1, 0, tiled.ENGINE_BYTES) is None
+    G = np.random.default_rng(3).standard_normal((1, 40, 30, 4))
+    before = gradcheck_streamed(A, Wt, b, params, seed=3)
+    monkeypatch.setattr(tiled, "HUGE_INPUT_BYTES", A.nbytes - 1)
+    rows, cols = tiled.plan(geom, 2, 1, 0, tiled.ENGINE_BYTES)
+    assert 1 <= rows < 40 and cols == 30  # tiles of whole rows
+    sums = _spy_sums(monkeypatch)
+    given_whole = gradcheck_streamed(A, Wt, b, params, seed=3, grad=G)
+    drawn = _spy_draws(monkeypatch)
+    by_rows = gradcheck_streamed(A, Wt, b, params, seed=3)
+    assert 0 < drawn[0] < G.size // 2  # never drawn whole
+    for key, value in sums[0].items():
+        np.testing.assert_array_equal(sums[1][key], value, err_msg=key)
+    assert json.dumps(by_rows.to_dict()) == json.dumps(given_whole.to_dict())
+    _same_verdicts(before, by_rows)  # the whole example's check, up to another summation order
+
+
+def _same_verdicts(a, b):
+    assert a.verdict == b.verdict == "pass" and a.notes == b.notes
+    for x, y in zip(a.gradients, b.gradients):
+        assert (x.name, x.method, x.checked, x.failing) == (y.name, y.method, y.checked, y.failing)
+        assert y.relative_error == pytest.approx(x.relative_error, rel=1e-3, abs=1e-13)
+
+
+def test_ordinary_examples_are_not_tiled_by_their_input_size():
+    # a 224 x 224 x 64 example (25 MB of input) keeps its untiled evaluations, and so its results to the bit
+    for shape, kernel in (((224, 224), (3, 3)), ((112, 112), (7, 7))):
+        geom = ConvParams(pad=1).geometry(shape, kernel)
+        assert tiled.plan(geom, 64, 1, 0, tiled.ENGINE_BYTES) is None
+    assert 8 * 224 * 224 * 64 < tiled.HUGE_INPUT_BYTES
+
+
+def test_a_streamed_gradient_larger_than_the_dense_limit_keeps_no_maps_of_its_size(monkeypatch):
+    import cnncli.gradcheck.streamed as streamed
+    rng = np.random.default_rng(2)
+    A, Wt, b = rng.normal(size=(3, 12, 10, 2)), rng.normal(size=(3, 3, 2, 2)), rng.normal(size=2)
+    whole = gradcheck_streamed(A, Wt, b, ConvParams(pad=1), seed=1)
+    assert whole.gradients[0].errors.shape == A.shape and whole.gradients[0].error_map.shape == (12, 10)
+    monkeypatch.setattr(streamed_evals, "DENSE_VALUES", 100)  # fewer than its 720 values and its 12 x 10 map
+    small = gradcheck_streamed(A, Wt, b, ConvParams(pad=1), seed=1)
+    g = small.gradients[0]
+    assert g.errors is None and g.error_map is None
+    assert json.dumps(small.to_dict()) == json.dumps(whole.to_dict())  # what is reported is the same
+    in_memory = gradcheck_conv(A, Wt, b, ConvParams(pad=1), seed=1)
+    assert in_memory.gradients[0].errors.shape == A.shape  # in memory as before
+    assert streamed.gradcheck_streamed is gradcheck_streamed

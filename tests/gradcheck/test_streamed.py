@@ -7,11 +7,11 @@ import h5py
 import numpy as np
 import pytest
 
-import cnncli.gradcheck.metrics as metrics
 import cnncli.gradcheck.perturbed as perturbed
 import cnncli.gradcheck.pool_problem as pool_problem
 import cnncli.gradcheck.problems as problems
 import cnncli.gradcheck.streamed as streamed
+import cnncli.gradcheck.streamed_evals as streamed_evals
 from cnncli.engine import ConvParams, PoolParams, conv2d, pool2d
 from cnncli.errors import InputError
 from cnncli.gradcheck import directional, gradcheck_conv, gradcheck_pool
@@ -133,7 +133,7 @@ def test_the_streamed_check_reads_the_file_in_bounded_memory(tmp_path, monkeypat
     monkeypatch.setattr(perturbed, "CHUNK_BYTES", 2**20)
     monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 2**16)
     monkeypatch.setattr(streamed, "SAMPLED_EXAMPLES", 16)
-    monkeypatch.setattr(metrics, "DENSE_ERRORS", 2**16)
+    monkeypatch.setattr(streamed_evals, "DENSE_VALUES", 2**16)
     path = tmp_path / "set.h5"
     with h5py.File(path, "w") as f:
         f["x"] = np.random.default_rng(0).integers(0, 256, size=(300, 32, 32, 3), dtype=np.uint8)
