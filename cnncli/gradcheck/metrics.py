@@ -43,8 +43,9 @@ def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, 
     ``pads`` (top, bottom, left, right) and ``stride`` (h, w) of the layer, when known,
     decide which pattern hints the failing positions support (see :func:`.spatial.pattern_hint`;
     stripes only on input gradients, whose rows are the stride's).
-    ``dense_limit`` (default ``DENSE_ERRORS``): ``errors`` in the gradient's shape, and the height x width
-    ``error_map``, only for at most that many elements (a streamed check keeps less).
+    ``dense_limit``: ``errors`` in the gradient's shape only for at most that many elements (default
+    ``DENSE_ERRORS``), and, when given, the height x width ``error_map`` only for at most that many positions
+    (a streamed check's; without it the map is always made, as before).
     """
     limit = DENSE_ERRORS if dense_limit is None else dense_limit
     a, n = np.asarray(analytical, dtype=np.float64), np.asarray(numerical, dtype=np.float64)
@@ -66,7 +67,7 @@ def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, 
             failing_at.reshape(-1)[idx] = bad
             error_map, failing_map = spatial_maps(errors, failing_at, axes)
         else:
-            error_map, failing_map = sparse_spatial_maps(shape, idx, shown, bad, axes, with_errors=limit)
+            error_map, failing_map = sparse_spatial_maps(shape, idx, shown, bad, axes, with_errors=dense_limit)
         stride_of = stride if axes in ("mhwc", "mchw") else (1, 1)  # a kernel's offsets have no stride
         hint = pattern_hint(failing_map, pads, stride_of)
     rank = np.argsort(-np.where(np.isfinite(err), err, np.inf), kind="stable")[:TOP_OFFENDERS]

@@ -87,8 +87,8 @@ class PoolProblem(ProblemDefaults):
         return out
 
     def by_tiles(self, sl: slice = slice(None)) -> bool:
-        """Whether the examples ``sl`` are evaluated by tiles (:mod:`.tiled`: one output row's windows exceed
-        the engine's bound)."""
+        """Whether the examples ``sl`` are evaluated by tiles (:func:`.tiled.plan`: one output row's windows
+        exceed the engine's bound, or their input is huge)."""
         k = len(range(*sl.indices(self.inputs["A_prev"].shape[0])))
         return tiled.plan(self.geom, self.inputs["A_prev"].shape[3], k, 0, tiled.ENGINE_BYTES) is not None
 

@@ -96,9 +96,11 @@ def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int
     whole output rows whose outputs and patches, for all ``k``, fit, or, where one row does not, of one row by
     ``K`` columns (closed form; at least one output each).
 
-    NOTE: only an example too large alone is tiled. A chunk of several examples is the caller's, bounded by
-    its own budget, and the engine cuts it by examples; tiles would only add its sums in another order (a
-    data set of small one-row examples would no longer be checked bit for bit as before the tiles).
+    NOTE: only an example too large alone is tiled (one of its output rows too wide, or its input above
+    ``HUGE_INPUT_BYTES``; a chunk of several such examples is tiled for all of them). A chunk of several smaller
+    examples is the caller's, bounded by its own budget, and the engine cuts it by examples; tiles would only
+    add its sums in another order (a data set of small one-row examples would no longer be checked bit for bit
+    as before the tiles).
 
     Parameters
     ----------
@@ -181,7 +183,8 @@ def each(geom: WindowGeometry, params, X: np.ndarray, channels: int, budget: int
 
 
 def forward(X: np.ndarray, W: np.ndarray, b, params, geom: WindowGeometry, budget: int, conv=conv2d) -> np.ndarray:
-    """``conv2d(X, W, b, params)`` (k, n_H, n_W, n_C), by tiles where one output row's patches exceed ``budget``.
+    """``conv2d(X, W, b, params)`` (k, n_H, n_W, n_C), by tiles where :func:`plan` asks (one output row's patches
+    exceed ``budget``, or the input is huge).
 
     Parameters
     ----------
@@ -214,7 +217,8 @@ def forward(X: np.ndarray, W: np.ndarray, b, params, geom: WindowGeometry, budge
 
 def backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray, params, geom: WindowGeometry, budget: int,
              input_grad: bool = True, engine=conv2d_backward):
-    """``conv2d_backward(dZ, X, W, params)``, by tiles where one output row's patches exceed ``budget``.
+    """``conv2d_backward(dZ, X, W, params)``, by tiles where :func:`plan` asks (one output row's patches exceed
+    ``budget``, or the input is huge).
 
     Parameters
     ----------
@@ -253,8 +257,8 @@ def backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray, params, geom: WindowG
 
 
 def pool_backward(dZ: np.ndarray, X: np.ndarray, params, geom: WindowGeometry, budget: int, engine) -> np.ndarray:
-    """``engine(dZ, X, params)`` (a pool's backward, shaped like ``X``), by tiles where one output row's windows
-    exceed ``budget``: each tile's input gradient added at its rectangle (windows are independent: the same
+    """``engine(dZ, X, params)`` (a pool's backward, shaped like ``X``), by tiles where :func:`plan` asks (one
+    output row's windows exceed ``budget``, or the input is huge): each tile's input gradient added at its rectangle (windows are independent: the same
     values, overlapping windows' parts added in another order).
 
     Parameters
