@@ -64,15 +64,36 @@ def check_table(result, title: Optional[Text] = None) -> Table:
     return t
 
 
+#: Cells of a heatmap at most (rows, columns): two characters a cell, so a row fits 80 columns.
+HEATMAP_CELLS = (24, 38)
+
+
+def _fit_map(error_map: np.ndarray):
+    """``error_map`` (H, W) reduced to at most ``HEATMAP_CELLS``: each cell the largest of a block of positions
+    (NaN only where none of them was checked); with the block's (rows, columns)."""
+    H, W = error_map.shape
+    bh, bw = -(-H // HEATMAP_CELLS[0]), -(-W // HEATMAP_CELLS[1])  # closed form: ceil(H / rows), ceil(W / cols)
+    if bh == 1 and bw == 1:
+        return error_map, (1, 1)
+    padded = np.full((-(-H // bh) * bh, -(-W // bw) * bw), np.nan)
+    padded[:H, :W] = error_map
+    blocks = padded.reshape(padded.shape[0] // bh, bh, padded.shape[1] // bw, bw)
+    # fmax: a NaN (not checked) gives way to any value, and no warning where a whole block is NaN
+    return np.fmax.reduce(np.fmax.reduce(blocks, axis=3), axis=1), (bh, bw)
+
+
 def heatmap(name: str, axes: str, error_map: Optional[np.ndarray], hint: Optional[str]) -> Optional[Text]:
-    """A terminal heatmap of ``|a - n|`` over height x width (``error_map``), with the result's hint."""
+    """A terminal heatmap of ``|a - n|`` over height x width (``error_map``), with the result's hint; a map
+    larger than ``HEATMAP_CELLS`` is shown by blocks of positions, each cell the largest of its block."""
     if error_map is None:
         return None
+    error_map, (bh, bw) = _fit_map(np.asarray(error_map, dtype=np.float64))
     finite = error_map[np.isfinite(error_map)]
     top = float(finite.max()) if finite.size else 0.0  # an inf error (a user's inf) is shaded as the worst
     out = Text()
+    cells = "" if (bh, bw) == (1, 1) else f", a cell the largest of {bh} x {bw} positions"
     out.append(f"{name}: max |a-n| over {'examples and channels' if axes[0] == 'm' else 'channels'}, "
-               f"height x width (█ >= 50% of the worst, ▓ 10%, ▒ 1%, ░ 0.1%, · less, blank not checked)\n",
+               f"height x width{cells} (█ >= 50% of the worst, ▓ 10%, ▒ 1%, ░ 0.1%, · less, blank not checked)\n",
                style="dim")
     for row in error_map:
         for v in row:

@@ -128,3 +128,51 @@ def test_a_heatmap_with_inf_errors_shades_them_as_the_worst_without_warnings():
     assert text.splitlines()[1:] == ["████", "░░  "]  # inf and the finite worst full; 0.1% of it; not checked
     only_inf = heatmap("dA_prev", "mhwc", np.array([[np.inf, 0.0]]), None).plain
     assert only_inf.splitlines()[1:] == ["██··"]
+
+
+def test_a_large_heatmap_is_shown_by_blocks_within_80_columns():
+    import warnings
+
+    import numpy as np
+
+    from cnncli.render.gradcheck import HEATMAP_CELLS, heatmap
+
+    errors = np.full((64, 64), 1e-6)
+    errors[63, 63] = 1.0  # one bad position, bottom right
+    errors[:6, :4] = np.nan  # a corner never checked
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an all-NaN block must not warn
+        text = heatmap("dA_prev", "mhwc", errors, None)
+    out = _console(80)
+    out.print(text)
+    lines = out.file.getvalue().splitlines()
+    legend_end = next(i for i, line in enumerate(lines) if "blank not checked" in line)
+    rows = [r for r in lines[legend_end + 1:] if r]  # the map's rows (the console ends with a blank line)
+    # 64 rows by 64 columns in blocks of ceil(64 / 24) = 3 by ceil(64 / 38) = 2 positions: 22 x 32 cells
+    assert len(rows) == -(-64 // 3) <= HEATMAP_CELLS[0] and all(len(r) == 2 * 32 for r in rows)
+    assert "a cell the largest of 3 x 2 positions" in " ".join(line.strip() for line in lines[:legend_end + 1])
+    assert rows[-1].endswith("██") and rows[-1].count("█") == 2  # the block holding (63, 63): the worst
+    assert rows[0].startswith("    ") and rows[2].startswith("··")  # blocks of rows 0-5, columns 0-3: blank
+    assert max(len(line) for line in lines) <= 80
+
+
+def test_a_heatmap_of_a_long_signal_is_one_row_of_blocks():
+    import numpy as np
+
+    from cnncli.render.gradcheck import heatmap
+
+    errors = np.full((1, 2_000_000), np.nan)
+    errors[0, ::1000] = 1e-9
+    errors[0, 1_999_999] = 1.0
+    rows = heatmap("dA_prev", "mhwc", errors, None).plain.splitlines()[1:]
+    cells = -(-2_000_000 // -(-2_000_000 // 38))  # blocks of ceil(2e6 / 38) positions
+    assert len(rows) == 1 and len(rows[0]) == 2 * cells <= 76 and rows[0].endswith("██")
+
+
+def test_a_small_heatmap_is_drawn_position_by_position():
+    import numpy as np
+
+    from cnncli.render.gradcheck import heatmap
+
+    text = heatmap("dA_prev", "mhwc", np.arange(35.0).reshape(5, 7) + 1, None).plain
+    assert "a cell the largest" not in text and [len(r) for r in text.splitlines()[1:]] == [14] * 5
