@@ -135,6 +135,17 @@ def _have_torch() -> bool:
         return False
 
 
+def _positive(text: str) -> int:
+    """An int >= 1, for argparse (a bad one: argparse's one-line usage error, exit 2)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per row (median reported)")
@@ -142,7 +153,8 @@ def main() -> None:
     parser.add_argument("--hdf5", action="store_true", help="also the streamed check of an HDF5 set (minutes)")
     parser.add_argument("--hdf5-m", type=int, default=3000, help="images in the HDF5 set")
     parser.add_argument("--huge", action="store_true", help="also sets of one very large example (a minute)")
-    parser.add_argument("--huge-n", type=int, default=2_000_000, help="the large example's length (1 x 1 x N x 4)")
+    parser.add_argument("--huge-n", type=_positive, default=2_000_000,
+                        help="the large example's length (1 x 1 x N x 4)")
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     py = sys.executable

@@ -80,7 +80,7 @@ class PoolProblem(ProblemDefaults):
         out = np.zeros(A.shape)
         for t, part, _, _, _ in self.floor_tiles(slice(None), True, None):
             if part is not None:
-                out[:, t.rb.in_lo:t.rb.in_hi, t.cb.in_lo:t.cb.in_hi] += part
+                out[t.rect] += part
         for factor in self.floor_scale():
             out *= factor
         out /= h
@@ -189,8 +189,7 @@ def max_pool_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> 
         mask = np.zeros(A_prev.shape, dtype=bool)
         for tile in tiled.tiles(geom, params, *t):
             if tile.real:  # a pool's windows always reach the input; kept for the shape of the loop
-                rect = (slice(None), slice(tile.rb.in_lo, tile.rb.in_hi), slice(tile.cb.in_lo, tile.cb.in_hi))
-                mask[rect] |= _window_kinks(A_prev[rect], tile.params, threshold)
+                mask[tile.rect] |= _window_kinks(A_prev[tile.rect], tile.params, threshold)
         return mask
     return _window_kinks(A_prev, params, threshold)
 

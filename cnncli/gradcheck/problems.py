@@ -266,7 +266,7 @@ class ConvProblem(ProblemDefaults):
         per_w, per_b, top = np.zeros(self.n_C), np.zeros(self.n_C), 0.0
         for t, part, w, b, t_top in self.floor_tiles(sl, spread, mag):
             if part is not None:
-                out[:, t.rb.in_lo:t.rb.in_hi, t.cb.in_lo:t.cb.in_hi] += part
+                out[t.rect] += part
             per_w += w
             per_b += b
             top = max(top, t_top)

@@ -369,15 +369,8 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
         if floor is not None:
             out["floor_at"][at[mine]] = floor[kept[mine] - lo]
         for q in range(P):  # as _large_terms on _drawn_pieces' piece [lo, hi)
-            hd = D.span(q, start, lo, hi)
-            hd[flat_ex[lo:hi]] = 0.0
-            hd *= h
-            flat = ((flat_x[lo:hi] + hd) - (flat_x[lo:hi] - hd)) / (2 * h)
-            t = flat * dA
-            sums[0, q] += t.sum()
-            sums[1, q] += np.abs(t).sum()
-            if floor is not None:
-                sums[2, q] += (np.abs(flat) * floor).sum()
+            plus, minus = _drawn_piece(flat_x, flat_ex, D, q, start, slice(lo, hi), h)
+            sums[:, q] += _piece_terms(plus, minus, dA, floor, h)
 
     conv = W is not None
     dW_t, db_t = (np.zeros(W.shape), np.zeros(W.shape[3])) if conv else (None, None)
@@ -527,10 +520,24 @@ def _drawn_pieces(xs: np.ndarray, D, q: int, e: int, excluded: np.ndarray, h: fl
     drawn piece by piece: the values of its perturbed copies (:meth:`DirectionChunks.rows`, scaled by ``h``)."""
     flat, ex = xs.reshape(-1), excluded.reshape(-1)
     for sl in _pieces(flat.size):
-        hd = D.span(q, e, sl.start, sl.stop)
-        hd[ex[sl]] = 0.0
-        hd *= h
-        yield sl, flat[sl] + hd, flat[sl] - hd
+        yield (sl, *_drawn_piece(flat, ex, D, q, e, sl, h))
+
+
+def _drawn_piece(flat: np.ndarray, excluded: np.ndarray, D, q: int, e: int, sl: slice, h: float):
+    """The piece ``sl`` of example ``e``'s flat values ``flat`` moved by ``h`` times direction ``q`` (zero where
+    ``excluded``), plus and minus: the direction drawn there only."""
+    hd = D.span(q, e, sl.start, sl.stop)
+    hd[excluded[sl]] = 0.0
+    hd *= h
+    return flat[sl] + hd, flat[sl] - hd
+
+
+def _piece_terms(plus: np.ndarray, minus: np.ndarray, grad: np.ndarray, floor, h: float) -> np.ndarray:
+    """One piece's analytical directional terms: (sum, L1 size, floor; 0 without a floor) of the direction
+    ``(plus - minus) / 2h`` against the gradient ``grad`` and rounding ``floor`` of the same values."""
+    flat = (plus - minus) / (2 * h)
+    t = flat * grad
+    return np.array([t.sum(), np.abs(t).sum(), 0.0 if floor is None else (np.abs(flat) * floor).sum()])
 
 
 def _rect_step(D, q: int, e: int, excluded: np.ndarray, h: float):
@@ -560,20 +567,14 @@ def _large_terms(pieces, dA, floor, h: float, q: int, at, out: dict) -> None:
     ``pieces`` (``(slice, plus, minus)`` of its flat values): the same terms, a piece of the example at a time."""
     grad = dA.reshape(-1)
     fl = None if floor is None else floor.reshape(-1)
-    a = l1 = f = 0.0
+    terms = np.zeros(3)
     # NOTE: in pieces of the example, summed piece by piece: the same terms as _directional_terms', added in
     # another order (rounding only), with no temporary of the example's size
     for sl, plus, minus in pieces:
-        flat = (plus - minus) / (2 * h)
-        t = flat * grad[sl]
-        a += t.sum()
-        l1 += np.abs(t).sum()
-        if fl is not None:
-            f += (np.abs(flat) * fl[sl]).sum()
-    out["a_blk"][q, at] = a
-    out["l1_blk"][q, at] = l1
+        terms += _piece_terms(plus, minus, grad[sl], None if fl is None else fl[sl], h)
+    out["a_blk"][q, at], out["l1_blk"][q, at] = terms[0], terms[1]
     if fl is not None:
-        out["f_blk"][q, at] = f
+        out["f_blk"][q, at] = terms[2]
 
 
 def _rows(src, examples) -> np.ndarray:

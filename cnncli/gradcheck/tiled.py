@@ -78,10 +78,15 @@ class Tile:
     params: object
     real: bool
 
+    @property
+    def rect(self) -> tuple:
+        """The index of its input rectangle in an array of examples (k, H, W, C): ``X[tile.rect]``."""
+        return slice(None), slice(self.rb.in_lo, self.rb.in_hi), slice(self.cb.in_lo, self.cb.in_hi)
+
     def input(self, X: np.ndarray) -> np.ndarray:
         """The tile's input rectangle of ``X`` (k, H, W, C): a view, or zeros where it reads padding only."""
         if self.real:
-            return X[:, self.rb.in_lo:self.rb.in_hi, self.cb.in_lo:self.cb.in_hi]
+            return X[self.rect]
         return np.zeros((X.shape[0], max(1, self.rb.in_hi - self.rb.in_lo), max(1, self.cb.in_hi - self.cb.in_lo),
                          X.shape[3]), dtype=X.dtype)
 
@@ -250,7 +255,7 @@ def backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray, params, geom: WindowG
     dW, db = np.zeros(W.shape), np.zeros(W.shape[3])
     for tile, dA_t, dW_t, db_t in backward_tiles(dZ, X, W, params, geom, budget, input_grad, engine):
         if dA_t is not None:
-            dA[:, tile.rb.in_lo:tile.rb.in_hi, tile.cb.in_lo:tile.cb.in_hi] += dA_t
+            dA[tile.rect] += dA_t
         dW += dW_t
         db += db_t
     return dA, dW, db
@@ -258,8 +263,8 @@ def backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray, params, geom: WindowG
 
 def pool_backward(dZ: np.ndarray, X: np.ndarray, params, geom: WindowGeometry, budget: int, engine) -> np.ndarray:
     """``engine(dZ, X, params)`` (a pool's backward, shaped like ``X``), by tiles where :func:`plan` asks (one
-    output row's windows exceed ``budget``, or the input is huge): each tile's input gradient added at its rectangle (windows are independent: the same
-    values, overlapping windows' parts added in another order).
+    output row's windows exceed ``budget``, or the input is huge): each tile's input gradient added at its
+    rectangle (windows are independent: the same values, overlapping windows' parts added in another order).
 
     Parameters
     ----------
@@ -284,7 +289,7 @@ def pool_backward(dZ: np.ndarray, X: np.ndarray, params, geom: WindowGeometry, b
     dA = np.zeros(X.shape)
     for tile, part in pool_backward_tiles(dZ, X, params, geom, budget, engine):
         if part is not None:
-            dA[:, tile.rb.in_lo:tile.rb.in_hi, tile.cb.in_lo:tile.cb.in_hi] += part
+            dA[tile.rect] += part
     return dA
 
 
