@@ -227,16 +227,16 @@ class Bank:
             (pairs, where, minus, self.plus_bias[pairs], self.minus_bias[pairs], self.k[pairs])
             for pairs, where, minus in segments], at
 
-    def add(self, x: np.ndarray, G: np.ndarray) -> Optional[np.ndarray]:
+    def add(self, x: np.ndarray, G: np.ndarray, magnitudes: bool = True) -> Optional[np.ndarray]:
         """Add the examples ``x`` (m, H, W, C), upstream gradient ``G`` (m, oh, ow, n_C), to every pair's sum.
 
         Returns ``conv(|x|, |W|)`` (m, oh, ow, n_C) when ``x`` has no negative values (it is then
-        ``conv(x, |W|)``, from the same convolutions), else None.
+        ``conv(x, |W|)``, from the same convolutions) and ``magnitudes`` asks for it, else None.
         """
         pr = self.problem
         oh, ow = pr.geom.out_hw
         n_g = pr.n_C // pr.groups
-        mag = np.empty((x.shape[0], oh, ow, pr.n_C)) if self.magnitudes and bool(np.all(x >= 0)) else None
+        mag = np.empty((x.shape[0], oh, ow, pr.n_C)) if magnitudes and self.magnitudes and _non_negative(x) else None
         for g, F, segments, at in self.banks:
             xs = x if pr.groups == 1 else x[..., g * pr.c_g:(g + 1) * pr.c_g]
             for sl in batch_chunks(x.shape[0], 8 * oh * ow * F.shape[3], OUTPUT_BYTES):  # a few examples at a time
@@ -267,6 +267,12 @@ class Bank:
     def values(self) -> list:
         """Per request, its loss differences (one per filter pair)."""
         return [self.out[a:b].copy() for a, b in self.spans]
+
+
+def _non_negative(x: np.ndarray) -> bool:
+    """Whether ``x`` has no negative value (NaN counts as not), a piece at a time: no mask of its size."""
+    flat = x.reshape(-1)
+    return all(bool(np.all(flat[lo:lo + 2**20] >= 0)) for lo in range(0, flat.size, 2**20))
 
 
 def _sum_rows(Z: np.ndarray, G: np.ndarray, segments, out: np.ndarray) -> None:

@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 
 from .directional import FAST_DIRECTIONS
+from .sampling import example_rects
 
 #: Normal draws skipped at a time when G is drawn again from an earlier point (bounded temporaries).
 SKIP_DRAWS = 2**16
@@ -43,6 +44,106 @@ class Examples:
         if not isinstance(sel, slice):
             raise TypeError("a streamed batch is read by [lo:hi] slices only")
         return np.ascontiguousarray(self.source[sel], dtype=np.float64)
+
+    def example(self, e: int) -> "ReadExample":
+        """Example ``e`` as (1, n_H, n_W, n_C), read by the rectangles asked of it (see :class:`ReadExample`)."""
+        return ReadExample(self, e)
+
+    def rect(self, e: int, rows: tuple, cols: tuple) -> np.ndarray:
+        """Rows ``rows[0]:rows[1]`` by columns ``cols[0]:cols[1]`` of example ``e``, (1, r, c, n_C) float64: read by
+        that rectangle where the source reads one (a :class:`cnncli.passes.layer.Batches` of HDF5 or ``.npy``)."""
+        if hasattr(self.source, "rows"):
+            part = self.source.rows(e, rows[0], rows[1], cols)
+        else:
+            part = self.source[e:e + 1, rows[0]:rows[1], cols[0]:cols[1]]
+        return np.ascontiguousarray(part, dtype=np.float64)
+
+
+#: Values of one example read at a time by :meth:`ReadExample.blocks` (whole rows, or parts of one row).
+BLOCK_VALUES = 2**20
+
+
+class ReadExample:
+    """One example of :class:`Examples` as (1, n_H, n_W, n_C) float64, never read whole: ``x[:, rows, cols]``
+    (also ``x[0, rows, cols]``, and a fourth index of channels) reads that rectangle from the file, ``x[0:1]`` or
+    ``x[:]`` is the example itself, still unread; :meth:`flat`, :meth:`take` and :meth:`blocks` read spans, values
+    and the whole example block by block. For one conv example too large to hold (the streamed check's tiles,
+    as :class:`DrawnExample` gives its upstream gradient); :meth:`read` reads it whole where a caller must."""
+
+    dtype = np.dtype(np.float64)
+
+    def __init__(self, examples: Examples, e: int, channels: slice = slice(None)):
+        self.examples, self.e, self.channels = examples, int(e), channels
+        C = len(range(*channels.indices(examples.shape[3])))
+        self.shape, self.ndim = (1,) + tuple(examples.shape[1:3]) + (C,), 4
+        self.size = int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return 1
+
+    def read(self) -> np.ndarray:
+        """The example whole, (1, n_H, n_W, n_C)."""
+        x = self.examples[self.e:self.e + 1]
+        return x if self.channels == slice(None) else np.ascontiguousarray(x[..., self.channels])
+
+    def __getitem__(self, sel):
+        if isinstance(sel, slice) and sel.indices(1)[:2] == (0, 1):
+            return self
+        if isinstance(sel, tuple) and len(sel) == 2 and sel[0] is Ellipsis and isinstance(sel[1], slice):
+            # x[..., channels] of a group's channels: still unread (channels of channels: not needed)
+            if self.channels != slice(None):
+                raise TypeError("the channels of one streamed example are chosen once")
+            return ReadExample(self.examples, self.e, sel[1])
+        if not (isinstance(sel, tuple) and len(sel) in (3, 4) and all(isinstance(s, slice) for s in sel[1:])
+                and (sel[0] == 0 or (isinstance(sel[0], slice) and sel[0].indices(1)[:2] == (0, 1)))):
+            raise TypeError("one streamed example is read by [:, rows, cols] rectangles only")
+        _, H, W, _ = self.shape
+        (r0, r1, rs), (c0, c1, cs) = sel[1].indices(H), sel[2].indices(W)
+        if rs != 1 or cs != 1:
+            raise TypeError("one streamed example is read by rectangles of unit steps only")
+        out = self._rect((r0, max(r0, r1)), (c0, max(c0, c1)))
+        if len(sel) == 4:
+            out = out[..., sel[3]]
+        return out[0] if sel[0] == 0 and not isinstance(sel[0], slice) else out
+
+    def _rect(self, rows: tuple, cols: tuple) -> np.ndarray:
+        out = self.examples.rect(self.e, rows, cols)
+        return out if self.channels == slice(None) else np.ascontiguousarray(out[..., self.channels])
+
+    def flat(self, lo: int, hi: int) -> np.ndarray:
+        """Its flat values ``[lo, hi)`` (C order), as a new 1-D array: the rows the span covers, read in at most
+        three rectangles (a part of its first row, whole rows, a part of its last)."""
+        _, H, W, C = self.shape
+        row = W * C
+        parts, at = [], lo
+        while at < hi:
+            i, j = divmod(at, row)
+            if j == 0 and hi - at >= row:  # whole rows
+                n = (hi - at) // row
+                parts.append(self._rect((i, i + n), (0, W)).reshape(-1))
+                at += n * row
+                continue
+            end = min(hi, (i + 1) * row)  # a part of row i: the columns it touches, cut to the span
+            c0, c1 = j // C, -(-(end - i * row) // C)
+            got = self._rect((i, i + 1), (c0, c1)).reshape(-1)
+            parts.append(got[j - c0 * C:end - i * row - c0 * C])
+            at = end
+        return parts[0] if len(parts) == 1 else (np.concatenate(parts) if parts else np.zeros(0))
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        """Its values at the flat indices ``idx``: each value's row part read (few values: a sample)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        out = np.empty(idx.size)
+        for q, k in enumerate(idx.tolist()):
+            out[q] = self.flat(k, k + 1)[0]
+        return out
+
+    def blocks(self, values: int = 0):
+        """``(lo, rows, cols, block)`` over the example in order: rectangles of whole rows, or of one row by
+        columns where a row exceeds ``values`` (default ``BLOCK_VALUES``), each the flat span from ``lo``."""
+        _, H, W, C = self.shape
+        for lo, rows, cols in example_rects(H, W, C, values or BLOCK_VALUES):
+            yield lo, rows, cols, self[:, rows, cols]
 
 
 class DrawnUpstream:

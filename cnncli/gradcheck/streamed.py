@@ -48,8 +48,10 @@ from .pool_problem import PoolProblem
 from .problems import ConvProblem
 from .results import CheckResult, GradientResult
 from .sampling import stratified_indices
+from .lazy import ReadExample
+from .sampling import stratified_blocks
 from .streamed_evals import (Batch, checkable, elementwise, example_bytes, excluded_mask, localized, pass_over_batch,
-                             stuck_mask)
+                             read, stuck_count, stuck_mask)
 
 #: A_prev of at most this many elements is sampled as in memory (one mask over the whole set);
 #: a larger one by examples first (see the module docstring).
@@ -182,16 +184,19 @@ def _first_pass(batch: Batch, outputs: bool):
     InputError
         A_prev holds NaN or inf (as in memory).
     """
-    A, make = batch.A, batch.make
+    make = batch.make
     whole = batch.whole if outputs else None
     top, top_out, bad = 0.0, 0.0, 0
     for sl in batch.chunks:
-        x = A[sl]
-        bad += int(np.count_nonzero(~np.isfinite(x)))
+        x = read(batch, sl)
+        # one huge example unread: block by block, as it is read
+        for v in ((v for _, _, _, v in x.blocks()) if isinstance(x, ReadExample) else [x]):
+            bad += int(np.count_nonzero(~np.isfinite(v)))
+            if not bad:
+                # max |x| as max(max x, -min x): the same value, with no |x| of the chunk's size
+                top = max(top, float(max(np.max(v), -np.min(v))) if v.size else 0.0)
         if bad:
             continue  # refused below: nothing more to compute
-        # max |x| as max(max x, -min x): the same value, with no |x| of the chunk's size (it may be one huge example)
-        top = max(top, float(max(np.max(x), -np.min(x))) if x.size else 0.0)
         if whole is not None:
             top_out = max(top_out, make(x).floor_top())
     refuse_non_finite("A_prev", None, bad)
@@ -210,7 +215,16 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
     n_stuck, cover, n_excluded = 0, Coverage(), 0
     barren = []  # per chunk, its examples without a checkable element (one bool per example is kept)
     for sl in batch.chunks:  # what cannot be checked, counted chunk by chunk
-        x = A[sl]
+        x = read(batch, sl)
+        if isinstance(x, ReadExample):  # one huge conv example, block by block: a conv has no kinks, reads all
+            stuck_n = stuck_count(x, h)
+            n_stuck += stuck_n
+            n_excluded += stuck_n
+            if stuck_n:
+                cover = cover + Coverage(x.size, stuck_n, 0, False)
+                if stuck_n == x.size:
+                    barren.append((sl.start, np.zeros(1, dtype=np.int64)))
+            continue
         p = make(x)
         kinks = p.kinks(name, h)
         stuck = stuck_mask(x, h)
@@ -324,15 +338,34 @@ def _sample(batch: Batch, h: float, n: int, rng, notes: list, fertile: np.ndarra
     k = min(pool, SAMPLED_EXAMPLES, n)
     edges = np.linspace(0, pool, k + 1).astype(np.int64)
     examples = fertile[edges[:-1] + (rng.random(k) * (edges[1:] - edges[:-1])).astype(np.int64)]
+    if isinstance(read(batch, slice(int(examples[0]), int(examples[0]) + 1)), ReadExample):
+        local = stratified_blocks((k,) + tuple(A.shape[1:]), n, rng, lambda: _unread_blocks(batch, examples, h))
+        return _sampled(examples, local, per, pool, m, k, n, A.size, notes)
     parts = [A[e:e + 1] for e in examples]
     x = parts[0] if len(parts) == 1 else np.concatenate(parts)  # one example (as large as a chunk): no copy
     excluded = excluded_mask(make(x), x, h)
     local = stratified_indices(x.shape, "A_prev", n, rng, excluded)
+    return _sampled(examples, local, per, pool, m, k, n, A.size, notes)
+
+
+def _sampled(examples, local, per: int, pool: int, m: int, k: int, n: int, size: int, notes: list) -> np.ndarray:
+    """:func:`_sample`'s flat indices into the set of the sample ``local`` drawn over its ``k`` examples, with
+    its notes."""
     if pool < m:
         notes.append(f"dA_prev: {m - pool} of the {m} examples hold no checkable element; the sample is drawn "
                      f"from the other {pool}")
-    notes.append(_sample_note(local.size, n, k, pool, A.size, whole=pool == m))
+    notes.append(_sample_note(local.size, n, k, pool, size, whole=pool == m))
     return np.sort(examples[local // per] * per + local % per)
+
+
+def _unread_blocks(batch: Batch, examples, h: float):
+    """:func:`.sampling.stratified_blocks`' blocks of the huge conv ``examples``, unread, one after another:
+    each block read from the file and its excluded elements (a conv's: unchanged by the step) computed there."""
+    per = batch.per_example
+    for a, e in enumerate(examples):
+        x = read(batch, slice(int(e), int(e) + 1))
+        for lo, rows, cols, v in x.blocks():
+            yield a * per + lo, 1, rows, cols, stuck_mask(v, h)
 
 
 def _sample_note(drawn: int, asked: int, k: int, m: int, size: int, whole: bool = True) -> str:

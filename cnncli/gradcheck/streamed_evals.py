@@ -17,7 +17,7 @@ import numpy as np
 from .context import TensorCheck, Tracker
 from .core import LOCALIZE_FULL_LIMIT, merge
 from .directional import FAST_DIRECTIONS, LOCALIZE_BLOCKS, block_verdict, localize
-from .lazy import DrawnExample, DrawnUpstream, Examples
+from .lazy import DrawnExample, DrawnUpstream, Examples, ReadExample
 from .metrics import gradient_metrics
 from . import perturbed, tiled
 from .perturbed import MACHINE_EPS, _contract, batch_chunks
@@ -112,6 +112,56 @@ def stuck_mask(x: np.ndarray, h: float) -> np.ndarray:
         v = flat[lo:lo + PIECE_VALUES]
         np.logical_or((v + h) == v, (v - h) == v, out=into[lo:lo + PIECE_VALUES])
     return out
+
+
+def read(batch: "Batch", sl: slice):
+    """The examples ``sl`` of A_prev: ``A[sl]``, or, for one conv example whose input exceeds
+    ``tiled.HUGE_INPUT_BYTES`` and whose upstream gradient is drawn from the seed, that example unread
+    (:class:`.lazy.ReadExample`): it goes by tiles in every evaluation, each reading its rectangle from the file.
+
+    Parameters
+    ----------
+    batch : Batch
+    sl : slice
+        Examples of one chunk.
+
+    Returns
+    -------
+    ndarray or ReadExample, shape (k, n_H_prev, n_W_prev, n_C_prev)
+
+    Raises
+    ------
+    InputError
+        The source cannot be read.
+    """
+    if (batch.whole is not None and sl.stop - sl.start == 1 and isinstance(batch.G, DrawnUpstream)
+            and tiled.ITEM * batch.per_example > tiled.HUGE_INPUT_BYTES):
+        return batch.A.example(sl.start)
+    return batch.A[sl]
+
+
+def whole_of(x):
+    """``x`` as an ndarray: a :class:`.lazy.ReadExample` read whole (where a path needs its values at once)."""
+    return x.read() if isinstance(x, ReadExample) else x
+
+
+def stuck_count(x: ReadExample, h: float) -> int:
+    """How many elements of one unread example :func:`stuck_mask` marks, block by block."""
+    return sum(int(np.count_nonzero(stuck_mask(v, h))) for _, _, _, v in x.blocks())
+
+
+class StuckRect:
+    """:func:`stuck_mask` of one unread conv example (its excluded elements: a conv has no kinks), computed by
+    the rectangles asked of it (``[:, rows, cols]``) or spans of its flat values (:meth:`flat`)."""
+
+    def __init__(self, x: ReadExample, h: float):
+        self.x, self.h, self.shape = x, h, x.shape
+
+    def __getitem__(self, sel) -> np.ndarray:
+        return stuck_mask(self.x[sel], self.h)
+
+    def flat(self, lo: int, hi: int) -> np.ndarray:
+        return stuck_mask(self.x.flat(lo, hi), self.h)
 
 
 def excluded_mask(p, x: np.ndarray, h: float) -> np.ndarray:
@@ -240,7 +290,7 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
     tracker.plan(m * weight)
     ex_of = idx // per
     for sl in batch.chunks:
-        x = A[sl]
+        x = read(batch, sl)
         here = (ex_of >= sl.start) & (ex_of < sl.stop)
         rows = np.ones(sl.stop - sl.start, dtype=bool) if directed is None or not P else directed[sl]
         needed = bool(here.any() or (P and rows.any()))  # A_prev's floor: only where it is compared
@@ -250,7 +300,12 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
         # of which some are neither sampled nor moved (G[keep] is copied), or one such huge example (its dW and
         # db go by tiles, but its max |G| is taken whole): a set of more huge examples than are sampled or moved
         g = upstream(batch, sl, x) if keep.all() else G[sl]
-        mag = whole.bank.add(x, g) if whole is not None and whole.bank is not None else None
+        if not isinstance(g, DrawnExample):
+            x = whole_of(x)  # not by tiles (a chunk of examples neither sampled nor moved): read whole
+        # NOTE: not the magnitudes of one huge example (each of its tiles computes its own): they are of its
+        # outputs' size, 128 MB for a 1 x 4M x 4 signal under four filters
+        mag = whole.bank.add(x, g, magnitudes=not isinstance(g, DrawnExample)) \
+            if whole is not None and whole.bank is not None else None
         p = make(x, g)
         if isinstance(g, DrawnExample):  # one huge example: its gradient and floor, too, tile by tile
             # the directions only where they move it (rows: a mask of its one example)
@@ -346,12 +401,16 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
     W = p.inputs.get("W")  # None: a pool
     per = x.size
     P = FAST_DIRECTIONS if D is not None else 0
-    excluded = excluded_mask(make(x), x, h) if P else None
+    unread = isinstance(x, ReadExample)  # read by rectangles and spans: nothing of its size is held
+    excluded = (StuckRect(x, h) if unread else excluded_mask(make(x), x, h)) if P else None
     at = np.flatnonzero(here)
     kept = idx[here] - start * per  # where the gradient and floor are kept, in the example
     sums = np.zeros((3, P))  # per direction: the analytical sum, its L1 size, its floor
-    flat_x = x.reshape(-1)
-    flat_ex = None if excluded is None else excluded.reshape(-1)
+    flat_x = x if unread else x.reshape(-1)
+    flat_ex = None if excluded is None else (excluded if unread else excluded.reshape(-1))
+
+    def span(values, lo: int, hi: int) -> np.ndarray:
+        return values.flat(lo, hi) if unread else values[lo:hi]
 
     scale = p.floor_scale()  # None: no floor (max pooling)
 
@@ -368,8 +427,10 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
         out["grad_at"][at[mine]] = dA[kept[mine] - lo]
         if floor is not None:
             out["floor_at"][at[mine]] = floor[kept[mine] - lo]
+        if P:
+            values, ex = span(flat_x, lo, hi), span(flat_ex, lo, hi)
         for q in range(P):  # as _large_terms on _drawn_pieces' piece [lo, hi)
-            plus, minus = _drawn_piece(flat_x, flat_ex, D, q, start, slice(lo, hi), h)
+            plus, minus = _drawn_piece(values, ex, D, q, start, lo, h)
             sums[:, q] += _piece_terms(plus, minus, dA, floor, h)
 
     conv = W is not None
@@ -520,16 +581,16 @@ def _drawn_pieces(xs: np.ndarray, D, q: int, e: int, excluded: np.ndarray, h: fl
     drawn piece by piece: the values of its perturbed copies (:meth:`DirectionChunks.rows`, scaled by ``h``)."""
     flat, ex = xs.reshape(-1), excluded.reshape(-1)
     for sl in _pieces(flat.size):
-        yield (sl, *_drawn_piece(flat, ex, D, q, e, sl, h))
+        yield (sl, *_drawn_piece(flat[sl], ex[sl], D, q, e, sl.start, h))
 
 
-def _drawn_piece(flat: np.ndarray, excluded: np.ndarray, D, q: int, e: int, sl: slice, h: float):
-    """The piece ``sl`` of example ``e``'s flat values ``flat`` moved by ``h`` times direction ``q`` (zero where
-    ``excluded``), plus and minus: the direction drawn there only."""
-    hd = D.span(q, e, sl.start, sl.stop)
-    hd[excluded[sl]] = 0.0
+def _drawn_piece(values: np.ndarray, excluded: np.ndarray, D, q: int, e: int, lo: int, h: float):
+    """The piece of example ``e``'s flat values from ``lo`` (``values``, ``excluded`` its mask) moved by ``h``
+    times direction ``q`` (zero where excluded), plus and minus: the direction drawn there only."""
+    hd = D.span(q, e, lo, lo + values.size)
+    hd[excluded] = 0.0
     hd *= h
-    return flat[sl] + hd, flat[sl] - hd
+    return values + hd, values - hd
 
 
 def _piece_terms(plus: np.ndarray, minus: np.ndarray, grad: np.ndarray, floor, h: float) -> np.ndarray:
@@ -621,24 +682,43 @@ def elementwise(batch: Batch, h: float, idx, analytical, floor, n_excluded: int,
     numerical = np.empty(0)
     if len(idx):
         examples = np.unique(idx // per)
-        x = _rows(A, examples)
-        one = slice(int(examples[0]), int(examples[0]) + 1)
-        g = upstream(batch, one, x) if len(examples) == 1 and analytical is not None else _rows(G, examples)
-        local = np.searchsorted(examples, idx // per) * per + idx % per
-        p = make(x, g)
-        if analytical is None:
-            analytical = p.analytical()["A_prev"].reshape(-1)[local]
-            f = p.rounding_floor("A_prev", h)
-            floor = None if f is None else f.reshape(-1)[local]
-        xs = x.reshape(-1)[local]
-        plus, minus = xs + h, xs - h
-        numerical = p.differences("A_prev", local, plus, minus, tracker.tick) / (plus - minus)
+        first = slice(int(examples[0]), int(examples[0]) + 1)
+        if analytical is not None and isinstance(read(batch, first), ReadExample):
+            # huge examples, unread: one at a time, each element on the outputs it reaches (idx is sorted)
+            numerical = np.concatenate([_unread_differences(batch, h, idx[idx // per == e] - e * per, int(e))
+                                        for e in examples])
+        else:
+            x = _rows(A, examples)
+            g = upstream(batch, first, x) if len(examples) == 1 and analytical is not None else _rows(G, examples)
+            local = np.searchsorted(examples, idx // per) * per + idx % per
+            p = make(x, g)
+            if analytical is None:
+                analytical = p.analytical()["A_prev"].reshape(-1)[local]
+                f = p.rounding_floor("A_prev", h)
+                floor = None if f is None else f.reshape(-1)[local]
+            xs = x.reshape(-1)[local]
+            plus, minus = xs + h, xs - h
+            numerical = p.differences("A_prev", local, plus, minus, tracker.tick) / (plus - minus)
     elif analytical is None:
         analytical = np.empty(0)
     geom = batch.geometry()
     return gradient_metrics("dA_prev", A.shape, "mhwc", how, idx, analytical, numerical, n_excluded, tol, floor,
                             pads=geom.pads, stride=geom.stride,
                             dense_limit=DENSE_VALUES)
+
+
+def _unread_differences(batch: Batch, h: float, local: np.ndarray, e: int) -> np.ndarray:
+    """:func:`elementwise`'s central differences of the elements ``local`` (flat, sorted) of one unread huge
+    example ``e``: their values and the rectangles their windows read, each read from the file."""
+    x = read(batch, slice(e, e + 1))
+    g = upstream(batch, slice(e, e + 1), x)
+    p = batch.make(x, g)
+    if not p._local():  # NOTE: every element evaluated on the whole example's copies: it is read whole
+        x = whole_of(x)
+        p = batch.make(x, g)
+    xs = x.take(local) if isinstance(x, ReadExample) else x.reshape(-1)[local]
+    plus, minus = xs + h, xs - h
+    return p.differences("A_prev", local, plus, minus, batch.tracker.tick) / (plus - minus)
 
 
 def localized(batch: Batch, h: float, D, bad, sums: dict, context, n_excluded: int, tol: float, rng, notes: list):
