@@ -94,14 +94,8 @@ class ReadExample:
             if self.channels != slice(None):
                 raise TypeError("the channels of one streamed example are chosen once")
             return ReadExample(self.examples, self.e, sel[1])
-        if not (isinstance(sel, tuple) and len(sel) in (3, 4) and all(isinstance(s, slice) for s in sel[1:])
-                and (sel[0] == 0 or (isinstance(sel[0], slice) and sel[0].indices(1)[:2] == (0, 1)))):
-            raise TypeError("one streamed example is read by [:, rows, cols] rectangles only")
-        _, H, W, _ = self.shape
-        (r0, r1, rs), (c0, c1, cs) = sel[1].indices(H), sel[2].indices(W)
-        if rs != 1 or cs != 1:
-            raise TypeError("one streamed example is read by rectangles of unit steps only")
-        out = self._rect((r0, max(r0, r1)), (c0, max(c0, c1)))
+        r0, r1, c0, c1 = _rectangle(sel, self.shape, "one streamed example is read", channels=True)
+        out = self._rect((r0, r1), (c0, c1))
         if len(sel) == 4:
             out = out[..., sel[3]]
         return out[0] if sel[0] == 0 and not isinstance(sel[0], slice) else out
@@ -219,14 +213,8 @@ class DrawnExample:
     def __getitem__(self, sel):
         if isinstance(sel, slice) and sel.indices(1)[:2] == (0, 1):
             return self
-        if not (isinstance(sel, tuple) and len(sel) == 3 and all(isinstance(s, slice) for s in sel[1:])
-                and (sel[0] == 0 or (isinstance(sel[0], slice) and sel[0].indices(1)[:2] == (0, 1)))):
-            raise TypeError("one example of the upstream gradient is drawn by [:, rows, cols] rectangles only")
+        r0, r1, c0, c1 = _rectangle(sel, self.shape, "one example of the upstream gradient is drawn")
         _, H, W, C = self.shape
-        (r0, r1, rs), (c0, c1, cs) = sel[1].indices(H), sel[2].indices(W)
-        if rs != 1 or cs != 1:
-            raise TypeError("one example of the upstream gradient is drawn by rectangles of unit steps only")
-        r1, c1 = max(r0, r1), max(c0, c1)
         shape = (r1 - r0, c1 - c0, C)
         if not (r1 > r0 and c1 > c0):
             out = np.zeros(shape)
@@ -239,6 +227,19 @@ class DrawnExample:
                                                                                        span.itemsize), writeable=False)
             out = rect.reshape(shape) if r1 - r0 == 1 else np.ascontiguousarray(rect).reshape(shape)
         return out if sel[0] == 0 and not isinstance(sel[0], slice) else out[None]
+
+
+def _rectangle(sel, shape, what: str, channels: bool = False) -> tuple:
+    """``(r0, r1, c0, c1)`` of a one-example index ``[:, rows, cols]`` or ``[0, rows, cols]`` (and, with
+    ``channels``, a fourth index of channels) over ``shape`` (1, H, W, C); a TypeError naming ``what`` else."""
+    if not (isinstance(sel, tuple) and len(sel) in ((3, 4) if channels else (3,))
+            and all(isinstance(s, slice) for s in sel[1:])
+            and (sel[0] == 0 or (isinstance(sel[0], slice) and sel[0].indices(1)[:2] == (0, 1)))):
+        raise TypeError(f"{what} by [:, rows, cols] rectangles only")
+    (r0, r1, rs), (c0, c1, cs) = sel[1].indices(shape[1]), sel[2].indices(shape[2])
+    if rs != 1 or cs != 1:
+        raise TypeError(f"{what} by rectangles of unit steps only")
+    return r0, max(r0, r1), c0, max(c0, c1)
 
 
 class DirectionChunks:
