@@ -234,8 +234,9 @@ def test_one_huge_example_from_a_file_is_checked_in_memory_that_does_not_grow_wi
             finally:
                 tracemalloc.stop()
         assert r.passed and r.gradients[0].method == "fast+sample"
-    # 4x the example (9.6 MB more of it): what is held grows by a small part of that
-    assert peaks[1] - peaks[0] < 0.1 * 3 * 8 * 2 * 200_000
+    # 4x the example (9.6 MB more of it): read whole, what is held grew by 10.7 MB; unread, by under 1 MB here
+    # and 2.25 MB in one CI run (not explained: the bound keeps a margin, and still fails whole reads)
+    assert peaks[1] - peaks[0] < 0.4 * 3 * 8 * 2 * 200_000
     assert peaks[1] < 0.5 * 8 * 2 * 800_000
 
 
