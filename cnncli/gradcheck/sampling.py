@@ -20,21 +20,7 @@ import numpy as np
 
 
 def _strata(shape, name: str) -> Iterator[np.ndarray]:
-    """Boolean masks over ``shape`` that partition it, one at a time (a huge example's are each its size)."""
-    if name == "A_prev" and len(shape) == 4:
-        H, W = shape[1], shape[2]
-        rows = np.zeros(H, dtype=bool)
-        rows[[0, H - 1]] = True
-        cols = np.zeros(W, dtype=bool)
-        cols[[0, W - 1]] = True
-        corner = rows[:, None] & cols[None, :]
-        yield np.broadcast_to(corner[None, :, :, None], shape)
-        edge = (rows[:, None] | cols[None, :]) & ~corner
-        yield np.broadcast_to(edge[None, :, :, None], shape)
-        del edge, corner
-        interior = ~(rows[:, None] | cols[None, :])
-        yield np.broadcast_to(interior[None, :, :, None], shape)
-        return
+    """Boolean masks over ``shape`` that partition it, one at a time (A_prev's: :func:`_stratum_blocks`)."""
     if name == "W" and len(shape) == 4:
         for i in range(shape[0]):
             for j in range(shape[1]):
@@ -219,8 +205,7 @@ def _candidates(ok: np.ndarray) -> np.ndarray:
     """``np.flatnonzero(ok)``, as int32 where every index fits, built a piece of the mask at a time.
 
     NOTE: a shuffle's draws depend on the number of elements only, not on their type, so the permutation of
-    the int32 candidates is that of the int64 ones, in half their memory: one huge example's stratum is about
-    as large as it is (an example of 16M values held two such arrays, 256 MB)."""
+    the int32 candidates is that of the int64 ones, in half their memory (W's strata; A_prev's go by blocks)."""
     flat = ok.reshape(-1)
     if flat.size > np.iinfo(np.int32).max:
         return np.flatnonzero(flat)

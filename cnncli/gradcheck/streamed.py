@@ -41,17 +41,15 @@ from .core import (AUTO_FULL_LIMIT, DEFAULT_EPS, DEFAULT_TOL, Coverage, auto_sam
 from .directional import block_verdict
 from .fused import StreamedConv
 from .layers import as_params, describe_params, refuse_non_finite
-from .lazy import DirectionChunks, DrawnUpstream, Examples, copy_generator
+from .lazy import DirectionChunks, DrawnUpstream, Examples, ReadExample, copy_generator
 from .metrics import gradient_name
 from .perturbed import batch_chunks
 from .pool_problem import PoolProblem
 from .problems import ConvProblem
 from .results import CheckResult, GradientResult
-from .sampling import stratified_indices
-from .lazy import ReadExample
-from .sampling import stratified_blocks
+from .sampling import stratified_blocks, stratified_indices
 from .streamed_evals import (Batch, checkable, elementwise, example_bytes, excluded_mask, localized, pass_over_batch,
-                             read, stuck_count, stuck_mask)
+                             read, stuck_count, stuck_mask, unread)
 
 #: A_prev of at most this many elements is sampled as in memory (one mask over the whole set);
 #: a larger one by examples first (see the module docstring).
@@ -338,7 +336,7 @@ def _sample(batch: Batch, h: float, n: int, rng, notes: list, fertile: np.ndarra
     k = min(pool, SAMPLED_EXAMPLES, n)
     edges = np.linspace(0, pool, k + 1).astype(np.int64)
     examples = fertile[edges[:-1] + (rng.random(k) * (edges[1:] - edges[:-1])).astype(np.int64)]
-    if isinstance(read(batch, slice(int(examples[0]), int(examples[0]) + 1)), ReadExample):
+    if unread(batch, slice(int(examples[0]), int(examples[0]) + 1)):
         local = stratified_blocks((k,) + tuple(A.shape[1:]), n, rng, lambda: _unread_blocks(batch, examples, h))
         return _sampled(examples, local, per, pool, m, k, n, A.size, notes)
     parts = [A[e:e + 1] for e in examples]

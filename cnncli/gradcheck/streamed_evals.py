@@ -134,10 +134,14 @@ def read(batch: "Batch", sl: slice):
     InputError
         The source cannot be read.
     """
-    if (batch.whole is not None and sl.stop - sl.start == 1 and isinstance(batch.G, DrawnUpstream)
-            and tiled.ITEM * batch.per_example > tiled.HUGE_INPUT_BYTES):
-        return batch.A.example(sl.start)
-    return batch.A[sl]
+    return batch.A.example(sl.start) if unread(batch, sl) else batch.A[sl]
+
+
+def unread(batch: "Batch", sl: slice) -> bool:
+    """Whether :func:`read` gives the examples ``sl`` unread (one huge conv example, its G drawn): decided from
+    shapes alone, reading nothing."""
+    return (batch.whole is not None and sl.stop - sl.start == 1 and isinstance(batch.G, DrawnUpstream)
+            and tiled.ITEM * batch.per_example > tiled.HUGE_INPUT_BYTES)
 
 
 def whole_of(x):
@@ -683,7 +687,7 @@ def elementwise(batch: Batch, h: float, idx, analytical, floor, n_excluded: int,
     if len(idx):
         examples = np.unique(idx // per)
         first = slice(int(examples[0]), int(examples[0]) + 1)
-        if analytical is not None and isinstance(read(batch, first), ReadExample):
+        if analytical is not None and unread(batch, first):
             # huge examples, unread: one at a time, each element on the outputs it reaches (idx is sorted)
             numerical = np.concatenate([_unread_differences(batch, h, idx[idx // per == e] - e * per, int(e))
                                         for e in examples])
