@@ -12,7 +12,6 @@ from dataclasses import replace
 from typing import Dict, Optional
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ..engine import PoolParams, pool2d, pool2d_backward
 from ..errors import ShapeError
@@ -195,7 +194,7 @@ def max_pool_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> 
 
 
 def _window_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> np.ndarray:
-    """:func:`max_pool_kinks` of examples evaluated at once, every window's copies made."""
+    """:func:`max_pool_kinks` of examples evaluated at once, every window on the tap views of the padded input."""
     # NOTE: built from the public geometry only (pads, stride, dilation, ceil-mode overflow), not the
     # engine's private helpers, so that the checker stays an independent witness of the engine.
     geom = params.geometry(A_prev.shape[1:3])
@@ -206,14 +205,21 @@ def _window_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> n
     m, H, W, C = A_prev.shape
     A_pad = np.full((m, t + H + b + geom.overflow[0], l + W + r + geom.overflow[1], C), -np.inf)
     A_pad[:, t:t + H, l:l + W] = A_prev
-    windows = sliding_window_view(A_pad, geom.effective_kernel, axis=(1, 2))
-    windows = windows[:, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw, :, ::dh, ::dw]  # (m, oh, ow, C, kh, kw)
-    flat = windows.reshape(m, oh, ow, C, kh * kw)
-    top2 = -np.partition(-flat, 1, axis=-1)[..., :2]
-    kink_window = (top2[..., 0] - top2[..., 1]) <= threshold
-    near = kink_window[..., None] & ((top2[..., :1] - flat) <= threshold)  # (m, oh, ow, C, kh*kw)
+    taps = [(slice(i * dh, i * dh + (oh - 1) * sh + 1, sh), slice(j * dw, j * dw + (ow - 1) * sw + 1, sw))
+            for i in range(kh) for j in range(kw)]  # each tap of every window: a strided view (m, oh, ow, C)
+    # NOTE: every window's two largest values (with multiplicity) by a running pair over the taps, on strided views
+    # of the padded input: the values np.partition of each window's copied taps gave, exactly (max and min round
+    # nothing), in output-sized arrays rather than a copy of every window (kh * kw values per output) and its sort
+    first = A_pad[(slice(None),) + taps[0]].copy()
+    second = np.full(first.shape, -np.inf)
+    low = np.empty(first.shape)
+    for rows, cols in taps[1:]:
+        v = A_pad[:, rows, cols]
+        np.minimum(first, v, out=low)
+        np.maximum(second, low, out=second)
+        np.maximum(first, v, out=first)
+    kink_window = (first - second) <= threshold
     mask_pad = np.zeros(A_pad.shape, dtype=bool)
-    for tap in range(kh * kw):
-        i, j = divmod(tap, kw)
-        mask_pad[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw] |= near[..., tap]
+    for rows, cols in taps:
+        mask_pad[:, rows, cols] |= kink_window & ((first - A_pad[:, rows, cols]) <= threshold)
     return mask_pad[:, t:t + H, l:l + W].copy()
