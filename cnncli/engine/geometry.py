@@ -560,6 +560,29 @@ def outputs_reading(geom: WindowGeometry, i: int, axis: int = 0) -> Tuple[int, i
     return max(0, -((span - 1 - i - t) // s)), min(geom.out_hw[axis], (i + t) // s + 1)  # lo: ceil((i+t-span+1)/s)
 
 
+def rows_read(geom: WindowGeometry, lo: int, hi: int, axis: int = 0):
+    """Which input rows ``[lo, hi)`` (columns, ``axis=1``) some window tap lands on: a bool array of ``hi - lo``.
+
+    Tap ``q`` of window ``r`` reads row ``r * stride - pad_top + q * dilation``; row ``i`` is read when, for some
+    tap, ``i + pad_top - q * dilation`` is a multiple of the stride giving a window in ``[0, n_out)`` (closed form
+    per tap: no loop over windows). Rows between a dilated window's taps, or past the last window, are not read.
+
+    >>> g = window_geometry((7, 7), 2, stride=3)
+    >>> rows_read(g, 0, 7).tolist()
+    [True, True, False, True, True, False, False]
+    """
+    import numpy as np  # NOTE: here, not at the top: the shape calculator imports this module and never needs it
+
+    s, t, o = geom.stride[axis], geom.pads[2 * axis], geom.out_hw[axis]
+    k, d = geom.kernel[axis], geom.dilation[axis]
+    at = np.arange(lo, hi, dtype=np.int64) + t
+    out = np.zeros(at.size, dtype=bool)
+    for q in range(k):
+        p = at - q * d
+        out |= (p >= 0) & (p % s == 0) & (p // s < o)
+    return out
+
+
 def row_block(geom: WindowGeometry, out_lo: int, out_hi: int, axis: int = 0) -> RowBlock:
     """The input rows and pads that output rows ``[out_lo, out_hi)`` of ``geom`` read (closed form).
 

@@ -67,7 +67,7 @@ class ReadExample:
     """One example of :class:`Examples` as (1, n_H, n_W, n_C) float64, never read whole: ``x[:, rows, cols]``
     (also ``x[0, rows, cols]``, and a fourth index of channels) reads that rectangle from the file, ``x[0:1]`` or
     ``x[:]`` is the example itself, still unread; :meth:`flat`, :meth:`take` and :meth:`blocks` read spans, values
-    and the whole example block by block. For one conv example too large to hold (the streamed check's tiles,
+    and the whole example block by block. For one example too large to hold (the streamed check's tiles,
     as :class:`DrawnExample` gives its upstream gradient); :meth:`read` reads it whole where a caller must."""
 
     dtype = np.dtype(np.float64)
@@ -94,7 +94,7 @@ class ReadExample:
             if self.channels != slice(None):
                 raise TypeError("the channels of one streamed example are chosen once")
             return ReadExample(self.examples, self.e, sel[1])
-        r0, r1, c0, c1 = _rectangle(sel, self.shape, "one streamed example is read", channels=True)
+        r0, r1, c0, c1 = rectangle(sel, self.shape, "one streamed example is read", channels=True)
         out = self._rect((r0, r1), (c0, c1))
         if len(sel) == 4:
             out = out[..., sel[3]]
@@ -105,24 +105,8 @@ class ReadExample:
         return out if self.channels == slice(None) else np.ascontiguousarray(out[..., self.channels])
 
     def flat(self, lo: int, hi: int) -> np.ndarray:
-        """Its flat values ``[lo, hi)`` (C order), as a new 1-D array: the rows the span covers, read in at most
-        three rectangles (a part of its first row, whole rows, a part of its last)."""
-        _, H, W, C = self.shape
-        row = W * C
-        parts, at = [], lo
-        while at < hi:
-            i, j = divmod(at, row)
-            if j == 0 and hi - at >= row:  # whole rows
-                n = (hi - at) // row
-                parts.append(self._rect((i, i + n), (0, W)).reshape(-1))
-                at += n * row
-                continue
-            end = min(hi, (i + 1) * row)  # a part of row i: the columns it touches, cut to the span
-            c0, c1 = j // C, -(-(end - i * row) // C)
-            got = self._rect((i, i + 1), (c0, c1)).reshape(-1)
-            parts.append(got[j - c0 * C:end - i * row - c0 * C])
-            at = end
-        return parts[0] if len(parts) == 1 else (np.concatenate(parts) if parts else np.zeros(0))
+        """Its flat values ``[lo, hi)`` (C order), as a new 1-D array (:func:`flat_span` of its rectangles)."""
+        return flat_span(self.shape, self._rect, lo, hi)
 
     def take(self, idx: np.ndarray) -> np.ndarray:
         """Its values at the flat indices ``idx``: each value's row part read (few values: a sample)."""
@@ -138,6 +122,48 @@ class ReadExample:
         _, H, W, C = self.shape
         for lo, rows, cols in example_rects(H, W, C, values or BLOCK_VALUES):
             yield lo, rows, cols, self[:, rows, cols]
+
+
+def flat_span(shape, rect, lo: int, hi: int, dtype=np.float64) -> np.ndarray:
+    """The flat values ``[lo, hi)`` (C order) of one example of ``shape`` (1, H, W, C) given by its rectangles,
+    as a new 1-D array: the rows the span covers, in at most three rectangles (a part of its first row, whole
+    rows, a part of its last).
+
+    Parameters
+    ----------
+    shape : tuple
+        (1, H, W, C).
+    rect : callable
+        ``rect((r0, r1), (c0, c1))``: rows ``r0:r1`` by columns ``c0:c1``, shape (1, r1 - r0, c1 - c0, C).
+    lo, hi : int
+        The span, ``0 <= lo <= hi <= H * W * C``.
+    dtype
+        Of the empty span.
+
+    Returns
+    -------
+    ndarray, shape (hi - lo,)
+
+    Raises
+    ------
+    Whatever ``rect`` raises.
+    """
+    _, H, W, C = shape
+    row = W * C
+    parts, at = [], lo
+    while at < hi:
+        i, j = divmod(at, row)
+        if j == 0 and hi - at >= row:  # whole rows
+            n = (hi - at) // row
+            parts.append(rect((i, i + n), (0, W)).reshape(-1))
+            at += n * row
+            continue
+        end = min(hi, (i + 1) * row)  # a part of row i: the columns it touches, cut to the span
+        c0, c1 = j // C, -(-(end - i * row) // C)
+        got = rect((i, i + 1), (c0, c1)).reshape(-1)
+        parts.append(got[j - c0 * C:end - i * row - c0 * C])
+        at = end
+    return parts[0] if len(parts) == 1 else (np.concatenate(parts) if parts else np.zeros(0, dtype=dtype))
 
 
 class DrawnUpstream:
@@ -213,7 +239,7 @@ class DrawnExample:
     def __getitem__(self, sel):
         if isinstance(sel, slice) and sel.indices(1)[:2] == (0, 1):
             return self
-        r0, r1, c0, c1 = _rectangle(sel, self.shape, "one example of the upstream gradient is drawn")
+        r0, r1, c0, c1 = rectangle(sel, self.shape, "one example of the upstream gradient is drawn")
         _, H, W, C = self.shape
         shape = (r1 - r0, c1 - c0, C)
         if not (r1 > r0 and c1 > c0):
@@ -229,7 +255,7 @@ class DrawnExample:
         return out if sel[0] == 0 and not isinstance(sel[0], slice) else out[None]
 
 
-def _rectangle(sel, shape, what: str, channels: bool = False) -> tuple:
+def rectangle(sel, shape, what: str, channels: bool = False) -> tuple:
     """``(r0, r1, c0, c1)`` of a one-example index ``[:, rows, cols]`` or ``[0, rows, cols]`` (and, with
     ``channels``, a fourth index of channels) over ``shape`` (1, H, W, C); a TypeError naming ``what`` else."""
     if not (isinstance(sel, tuple) and len(sel) in ((3, 4) if channels else (3,))

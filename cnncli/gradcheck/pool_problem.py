@@ -14,7 +14,9 @@ from typing import Dict, Optional
 import numpy as np
 
 from ..engine import PoolParams, pool2d, pool2d_backward
+from ..engine.geometry import outputs_reading, rows_read
 from ..errors import ShapeError
+from ..passes.tiles import tile_params
 from . import tiled
 from .perturbed import MACHINE_EPS, _tick, batch_chunks, differences_by, example_differences, example_directional
 from .protocol import ProblemDefaults, Tick
@@ -51,6 +53,22 @@ class PoolProblem(ProblemDefaults):
         if self.params.mode != "max":
             return None
         return max_pool_kinks(self.inputs["A_prev"], self.params, 2 * h)
+
+    def kinks_at(self, name: str, h: float, rows: tuple, cols: tuple) -> Optional[np.ndarray]:
+        """:meth:`kinks` of rows ``rows[0]:rows[1]`` by columns ``cols[0]:cols[1]`` of a one-example input, (1, r, c,
+        C): the same mask there, from the windows that reach the rectangle only, their input read with the rows
+        and columns around it (:func:`rect_kinks`). For an example read by rectangles (:class:`.lazy.ReadExample`)."""
+        if self.params.mode != "max":
+            return None
+        return rect_kinks(self.inputs[name], self.params, self.geom, rows, cols, 2 * h)
+
+    def reads_at(self, name: str, rows: tuple, cols: tuple) -> np.ndarray:
+        """:meth:`reads` of the rectangle ``rows`` by ``cols`` of a one-example input, (1, r, c, C): closed form per
+        axis (an element is read when some window tap lands on its row and one on its column), reading nothing."""
+        r = rows_read(self.geom, rows[0], rows[1], axis=0)
+        c = rows_read(self.geom, cols[0], cols[1], axis=1)
+        C = self.inputs[name].shape[3]
+        return np.broadcast_to((r[:, None] & c[None, :])[None, :, :, None], (1, r.size, c.size, C))
 
     def _forward(self, X):
         return pool2d(X, self.params)
@@ -191,6 +209,32 @@ def max_pool_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> 
                 mask[tile.rect] |= _window_kinks(A_prev[tile.rect], tile.params, threshold)
         return mask
     return _window_kinks(A_prev, params, threshold)
+
+
+def rect_kinks(A, params: PoolParams, geom, rows: tuple, cols: tuple, threshold: float) -> np.ndarray:
+    """:func:`max_pool_kinks` of one example ``A`` (1, H, W, C; anything read by ``A[:, rows, cols]``) on rows
+    ``rows[0]:rows[1]`` by columns ``cols[0]:cols[1]`` only: (1, r, c, C).
+
+    An element's kink status depends on the windows that read it alone: those are the outputs whose windows reach
+    the rectangle (:func:`outputs_reading` of its first and last row and column), evaluated on the input they read,
+    with the pads they reach (the tiles of :func:`.tiled.tiles` do the same), so the mask is the whole example's
+    there. Rows or columns no window reaches are no kinks.
+    """
+    (r0, r1), (c0, c1) = rows, cols
+    out = np.zeros((1, r1 - r0, c1 - c0, A.shape[3]), dtype=bool)
+    if r1 <= r0 or c1 <= c0:
+        return out
+    lo_r, hi_r = outputs_reading(geom, r0)[0], outputs_reading(geom, r1 - 1)[1]
+    lo_c, hi_c = outputs_reading(geom, c0, axis=1)[0], outputs_reading(geom, c1 - 1, axis=1)[1]
+    if lo_r >= hi_r or lo_c >= hi_c:
+        return out
+    rb, cb = tiled._block(geom, lo_r, hi_r, 0), tiled._block(geom, lo_c, hi_c, 1)
+    mask = max_pool_kinks(np.ascontiguousarray(A[:, rb.in_lo:rb.in_hi, cb.in_lo:cb.in_hi]),
+                          tile_params(params, rb, cb), threshold)
+    a0, a1, b0, b1 = max(r0, rb.in_lo), min(r1, rb.in_hi), max(c0, cb.in_lo), min(c1, cb.in_hi)
+    if a1 > a0 and b1 > b0:
+        out[:, a0 - r0:a1 - r0, b0 - c0:b1 - c0] = mask[:, a0 - rb.in_lo:a1 - rb.in_lo, b0 - cb.in_lo:b1 - cb.in_lo]
+    return out
 
 
 def _window_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> np.ndarray:

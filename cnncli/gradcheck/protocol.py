@@ -97,6 +97,16 @@ class ProblemDefaults:
         """Every element counts for coverage."""
         return np.ones(self.inputs[name].shape, dtype=bool)
 
+    def kinks_at(self, name: str, h: float, rows: tuple, cols: tuple) -> Optional[np.ndarray]:
+        """:meth:`kinks` of rows ``rows[0]:rows[1]`` by columns ``cols[0]:cols[1]`` of a one-example input
+        (1, r, c, C), computed there only: None (no kinks)."""
+        return None
+
+    def reads_at(self, name: str, rows: tuple, cols: tuple) -> np.ndarray:
+        """:meth:`reads` of that rectangle of a one-example input, (1, r, c, C): every element."""
+        C = self.inputs[name].shape[3]
+        return np.broadcast_to(True, (1, max(0, rows[1] - rows[0]), max(0, cols[1] - cols[0]), C))
+
     def rounding_floor(self, name: str, h: float) -> Optional[np.ndarray]:
         """No rounding estimate."""
         return None

@@ -48,8 +48,8 @@ from .pool_problem import PoolProblem
 from .problems import ConvProblem
 from .results import CheckResult, GradientResult
 from .sampling import stratified_blocks, stratified_indices
-from .streamed_evals import (Batch, checkable, elementwise, example_bytes, excluded_mask, localized, pass_over_batch,
-                             read, stuck_count, stuck_mask, unread)
+from .streamed_evals import (Batch, ExcludedRect, checkable, elementwise, example_bytes, excluded_mask, localized,
+                             pass_over_batch, read, stuck_mask, unread, unread_coverage)
 
 #: A_prev of at most this many elements is sampled as in memory (one mask over the whole set);
 #: a larger one by examples first (see the module docstring).
@@ -214,13 +214,13 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
     barren = []  # per chunk, its examples without a checkable element (one bool per example is kept)
     for sl in batch.chunks:  # what cannot be checked, counted chunk by chunk
         x = read(batch, sl)
-        if isinstance(x, ReadExample):  # one huge conv example, block by block: a conv has no kinks, reads all
-            stuck_n = stuck_count(x, h)
+        if isinstance(x, ReadExample):  # one huge example, block by block (a max pool's kinks from the windows around)
+            stuck_n, out_n, part = unread_coverage(make(x), x, h)
             n_stuck += stuck_n
-            n_excluded += stuck_n
-            if stuck_n:
-                cover = cover + Coverage(x.size, stuck_n, 0, False)
-                if stuck_n == x.size:
+            n_excluded += out_n
+            if out_n:
+                cover = cover + part
+                if out_n == x.size:
                     barren.append((sl.start, np.zeros(1, dtype=np.int64)))
             continue
         p = make(x)
@@ -357,13 +357,14 @@ def _sampled(examples, local, per: int, pool: int, m: int, k: int, n: int, size:
 
 
 def _unread_blocks(batch: Batch, examples, h: float):
-    """:func:`.sampling.stratified_blocks`' blocks of the huge conv ``examples``, unread, one after another:
-    each block read from the file and its excluded elements (a conv's: unchanged by the step) computed there."""
+    """:func:`.sampling.stratified_blocks`' blocks of the huge ``examples``, unread, one after another: each block
+    read from the file and its excluded elements computed there (:class:`.streamed_evals.ExcludedRect`)."""
     per = batch.per_example
     for a, e in enumerate(examples):
         x = read(batch, slice(int(e), int(e) + 1))
+        excluded = ExcludedRect(batch.make(x), x, h)
         for lo, rows, cols, v in x.blocks():
-            yield a * per + lo, 1, rows, cols, stuck_mask(v, h)
+            yield a * per + lo, 1, rows, cols, excluded.rect((rows.start, rows.stop), (cols.start, cols.stop), v)
 
 
 def _sample_note(drawn: int, asked: int, k: int, m: int, size: int, whole: bool = True) -> str:

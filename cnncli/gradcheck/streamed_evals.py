@@ -15,9 +15,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from .context import TensorCheck, Tracker
-from .core import LOCALIZE_FULL_LIMIT, merge
+from .core import LOCALIZE_FULL_LIMIT, Coverage, merge
 from .directional import FAST_DIRECTIONS, LOCALIZE_BLOCKS, block_verdict, localize
-from .lazy import DrawnExample, DrawnUpstream, Examples, ReadExample
+from .lazy import DrawnExample, DrawnUpstream, Examples, ReadExample, rectangle, flat_span
 from .metrics import gradient_metrics
 from . import perturbed, tiled
 from .perturbed import MACHINE_EPS, _contract, batch_chunks
@@ -115,9 +115,9 @@ def stuck_mask(x: np.ndarray, h: float) -> np.ndarray:
 
 
 def read(batch: "Batch", sl: slice):
-    """The examples ``sl`` of A_prev: ``A[sl]``, or, for one conv example whose input exceeds
-    ``tiled.HUGE_INPUT_BYTES`` and whose upstream gradient is drawn from the seed, that example unread
-    (:class:`.lazy.ReadExample`): it goes by tiles in every evaluation, each reading its rectangle from the file.
+    """The examples ``sl`` of A_prev: ``A[sl]``, or, for one example whose input exceeds ``tiled.HUGE_INPUT_BYTES``
+    and whose upstream gradient is drawn from the seed, that example unread (:class:`.lazy.ReadExample`): it goes
+    by tiles in every evaluation, each reading its rectangle from the file.
 
     Parameters
     ----------
@@ -138,9 +138,9 @@ def read(batch: "Batch", sl: slice):
 
 
 def unread(batch: "Batch", sl: slice) -> bool:
-    """Whether :func:`read` gives the examples ``sl`` unread (one huge conv example, its G drawn): decided from
+    """Whether :func:`read` gives the examples ``sl`` unread (one huge example, its G drawn): decided from
     shapes alone, reading nothing."""
-    return (batch.whole is not None and sl.stop - sl.start == 1 and isinstance(batch.G, DrawnUpstream)
+    return (sl.stop - sl.start == 1 and isinstance(batch.G, DrawnUpstream)
             and tiled.ITEM * batch.per_example > tiled.HUGE_INPUT_BYTES)
 
 
@@ -149,23 +149,61 @@ def whole_of(x):
     return x.read() if isinstance(x, ReadExample) else x
 
 
-def stuck_count(x: ReadExample, h: float) -> int:
-    """How many elements of one unread example :func:`stuck_mask` marks, block by block."""
-    return sum(int(np.count_nonzero(stuck_mask(v, h))) for _, _, _, v in x.blocks())
+class ExcludedRect:
+    """:func:`excluded_mask` of one unread example ``x`` (1, H, W, C) under the problem ``p`` (of ``x``): its
+    elements unchanged by the step and, under max pooling, its kinks (:meth:`.PoolProblem.kinks_at`, from the
+    windows around each rectangle), computed by the rectangles asked of it (``[:, rows, cols]``, :meth:`rect`) or
+    spans of its flat values (:meth:`flat`); the same mask as the example's read whole."""
 
-
-class StuckRect:
-    """:func:`stuck_mask` of one unread conv example (its excluded elements: a conv has no kinks), computed by
-    the rectangles asked of it (``[:, rows, cols]``) or spans of its flat values (:meth:`flat`)."""
-
-    def __init__(self, x: ReadExample, h: float):
-        self.x, self.h, self.shape = x, h, x.shape
+    def __init__(self, p, x: ReadExample, h: float):
+        self.p, self.x, self.h, self.shape = p, x, h, x.shape
 
     def __getitem__(self, sel) -> np.ndarray:
-        return stuck_mask(self.x[sel], self.h)
+        r0, r1, c0, c1 = rectangle(sel, self.shape, "the excluded elements of one streamed example are computed")
+        out = self.rect((r0, r1), (c0, c1))
+        return out[0] if sel[0] == 0 and not isinstance(sel[0], slice) else out
+
+    def rect(self, rows: tuple, cols: tuple, values: Optional[np.ndarray] = None) -> np.ndarray:
+        """Rows ``rows[0]:rows[1]`` by columns ``cols[0]:cols[1]``, (1, r, c, C); ``values``: that rectangle of
+        ``x`` where the caller has read it."""
+        v = self.x[:, rows[0]:rows[1], cols[0]:cols[1]] if values is None else values
+        stuck = stuck_mask(v, self.h)
+        kinks = self.p.kinks_at("A_prev", self.h, rows, cols)
+        return stuck if kinks is None else (stuck | kinks)
 
     def flat(self, lo: int, hi: int) -> np.ndarray:
-        return stuck_mask(self.x.flat(lo, hi), self.h)
+        return flat_span(self.shape, self.rect, lo, hi, dtype=bool)
+
+
+def unread_coverage(p, x: ReadExample, h: float):
+    """What cannot be checked in one unread example ``x`` (its problem ``p``), block by block: the counts the
+    check takes of an example read whole (:func:`excluded_mask`, :meth:`.Coverage.of` with its kinks, exact ties
+    and the elements some window reads), the same values.
+
+    Returns
+    -------
+    (int, int, Coverage)
+        Elements unchanged by the step, elements excluded, and the coverage (to be counted only where some
+        element is excluded, as for an example read whole).
+
+    Raises
+    ------
+    InputError
+        The source cannot be read.
+    """
+    n_stuck, n_excluded, cover = 0, 0, Coverage()
+    for _, rows, cols, v in x.blocks():
+        r, c = (rows.start, rows.stop), (cols.start, cols.stop)
+        stuck = stuck_mask(v, h)
+        kinks = p.kinks_at("A_prev", h, r, c)
+        excluded = stuck if kinks is None else (stuck | kinks)
+        n_stuck += int(np.count_nonzero(stuck))
+        out = int(np.count_nonzero(excluded))
+        n_excluded += out
+        # NOTE: exact ties are kinks, so a block with nothing excluded has none (Coverage.of counts only its reads)
+        ties = p.kinks_at("A_prev", 0.0, r, c) if kinks is not None and out else None
+        cover = cover + Coverage.of(excluded, kinks, ties, p.reads_at("A_prev", r, c))
+    return n_stuck, n_excluded, cover
 
 
 def excluded_mask(p, x: np.ndarray, h: float) -> np.ndarray:
@@ -216,7 +254,7 @@ def checkable(batch: Batch, h: float) -> np.ndarray:
 
 
 def upstream(batch: Batch, sl: slice, x: np.ndarray):
-    """The upstream gradient of the examples ``sl`` (``x``: their A_prev): ``G[sl]``, or, for one conv example
+    """The upstream gradient of the examples ``sl`` (``x``: their A_prev): ``G[sl]``, or, for one example
     too large for the workspace in several copies whose G is drawn from the seed, that example undrawn
     (:class:`.lazy.DrawnExample`): every evaluation of it goes by tiles and draws G tile by tile.
 
@@ -406,7 +444,7 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
     per = x.size
     P = FAST_DIRECTIONS if D is not None else 0
     unread = isinstance(x, ReadExample)  # read by rectangles and spans: nothing of its size is held
-    excluded = (StuckRect(x, h) if unread else excluded_mask(make(x), x, h)) if P else None
+    excluded = (ExcludedRect(make(x), x, h) if unread else excluded_mask(make(x), x, h)) if P else None
     at = np.flatnonzero(here)
     kept = idx[here] - start * per  # where the gradient and floor are kept, in the example
     sums = np.zeros((3, P))  # per direction: the analytical sum, its L1 size, its floor

@@ -1,0 +1,195 @@
+"""One pooling example too large to hold, never read whole (issue 13, part 1: "whatever the size"), as a
+convolution's since the fourteenth session: its max-pool kinks, exact ties and the elements some window reads are
+computed rectangle by rectangle from the windows around each (``PoolProblem.kinks_at`` and ``reads_at``), and the
+whole streamed check gives what it gives with the example read whole, in memory that does not grow with it.
+"""
+
+import json
+import tracemalloc
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import cnncli.gradcheck.directional as directional
+import cnncli.gradcheck.lazy as lazy
+import cnncli.gradcheck.perturbed as perturbed
+import cnncli.gradcheck.pool_problem as pool_problem
+import cnncli.gradcheck.sampling as sampling
+import cnncli.gradcheck.streamed as streamed
+import cnncli.gradcheck.streamed_evals as streamed_evals
+import cnncli.gradcheck.tiled as tiled
+from cnncli.engine import PoolParams
+from cnncli.errors import HyperparameterError
+from cnncli.gradcheck import gradcheck_pool
+from cnncli.gradcheck.lazy import Examples
+from cnncli.gradcheck.pool_problem import PoolProblem
+from cnncli.gradcheck.streamed import gradcheck_streamed
+from cnncli.gradcheck.streamed_evals import ExcludedRect, excluded_mask
+
+from .test_unread_example import _small_budgets, _whole_reads
+
+
+def _loop_masks(A, params, threshold):
+    """Kinks and read elements of one example by a loop over its windows and taps (the oracle): a window is a
+    kink when its two largest taps (padding and overflow: -inf) lie within ``threshold``, and then so is each of
+    its input elements within ``threshold`` of its maximum."""
+    geom = params.geometry(A.shape[1:3])
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = geom.kernel, geom.stride, geom.dilation, geom.out_hw
+    t, _, left, _ = geom.pads
+    _, H, W, C = A.shape
+    kinks, reads = np.zeros(A.shape, dtype=bool), np.zeros(A.shape, dtype=bool)
+    for r in range(oh):
+        for c in range(ow):
+            taps = [(r * sh - t + a * dh, c * sw - left + b * dw) for a in range(kh) for b in range(kw)]
+            inside = [(i, j) for i, j in taps if 0 <= i < H and 0 <= j < W]
+            for i, j in inside:
+                reads[0, i, j, :] = True
+            for k in range(C):
+                vals = sorted([A[0, i, j, k] for i, j in inside] + [-np.inf] * (len(taps) - len(inside)))[::-1]
+                if len(vals) > 1 and vals[0] - vals[1] <= threshold:
+                    for i, j in inside:
+                        if vals[0] - A[0, i, j, k] <= threshold:
+                            kinks[0, i, j, k] = True
+    return kinks, reads
+
+
+@st.composite
+def _pool_layer(draw):
+    H, W, C = draw(st.integers(1, 9)), draw(st.integers(1, 9)), draw(st.integers(1, 2))
+    f = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pad = tuple(draw(st.integers(0, 1)) for _ in range(4))
+    try:
+        params = PoolParams(f=f, stride=stride, dilation=dilation, pad=pad, ceil_mode=draw(st.booleans()))
+        geom = params.geometry((H, W))
+    except HyperparameterError:
+        assume(False)
+    assume(geom.out_hw[0] >= 1 and geom.out_hw[1] >= 1)
+    return (H, W, C), params
+
+
+@given(_pool_layer(), st.sampled_from([0.0, 0.5, 2.0]), st.data())
+def test_a_rectangle_s_kinks_and_reads_are_those_of_the_whole_example(layer, threshold, data):
+    (H, W, C), params = layer
+    # small integers: many exact ties and gaps of 1 and 2, at and around every threshold
+    A = np.random.default_rng(data.draw(st.integers(0, 99))).integers(0, 4, size=(1, H, W, C)).astype(float)
+    want_kinks, want_reads = _loop_masks(A, params, threshold)
+    np.testing.assert_array_equal(pool_problem.max_pool_kinks(A, params, threshold), want_kinks)
+    p = PoolProblem(Examples(A).example(0), params, np.zeros((1,) + params.geometry((H, W)).out_hw + (C,)))
+    np.testing.assert_array_equal(PoolProblem(A, params, p.G).reads("A_prev"), want_reads)
+    r0, c0 = data.draw(st.integers(0, H - 1)), data.draw(st.integers(0, W - 1))
+    r1, c1 = data.draw(st.integers(r0, H)), data.draw(st.integers(c0, W))
+    got = p.kinks_at("A_prev", threshold / 2, (r0, r1), (c0, c1))  # kinks at a step h are those within 2h
+    np.testing.assert_array_equal(got, want_kinks[:, r0:r1, c0:c1])
+    np.testing.assert_array_equal(p.reads_at("A_prev", (r0, r1), (c0, c1)), want_reads[:, r0:r1, c0:c1])
+    # excluded (unchanged by the step, or kinks), by rectangles and by flat spans
+    h = threshold / 2 or 1e-300
+    whole = excluded_mask(PoolProblem(A, params, p.G), A, h)
+    ex = ExcludedRect(p, Examples(A).example(0), h)
+    np.testing.assert_array_equal(ex[:, r0:r1, c0:c1], whole[:, r0:r1, c0:c1])
+    lo = data.draw(st.integers(0, A.size))
+    hi = data.draw(st.integers(lo, A.size))
+    np.testing.assert_array_equal(ex.flat(lo, hi), whole.reshape(-1)[lo:hi])
+    avg = PoolProblem(Examples(A).example(0), PoolParams(**{**params.__dict__, "mode": "average"}), p.G)
+    assert avg.kinks_at("A_prev", 1.0, (r0, r1), (c0, c1)) is None
+
+
+LAYERS = [
+    ("auto", PoolParams(f=(1, 3), stride=(1, 2)), "normal"),
+    ("fast", PoolParams(f=(2, 3), stride=(1, 2), pad=(0, 1, 1, 1), ceil_mode=True), "normal"),
+    ("sample", PoolParams(f=(1, 3), stride=(1, 1), dilation=(1, 2)), "ties"),
+    ("auto", PoolParams(f=(2, 2), stride=(1, 3), mode="average", pad=(0, 1, 0, 1)), "normal"),
+    ("auto", PoolParams(f=(1, 3), stride=(1, 2)), "ties"),
+    ("auto", PoolParams(f=(1, 3), stride=(1, 2)), "constant"),
+]
+
+
+@pytest.mark.parametrize("method,params,data", LAYERS)
+def test_one_huge_pool_example_read_by_rectangles_is_checked_as_with_it_read_whole(method, params, data,
+                                                                                   monkeypatch):
+    rng = np.random.default_rng(4)
+    A = {"normal": rng.normal(size=(1, 2, 1500, 2)), "ties": rng.integers(0, 5, size=(1, 2, 1500, 2)).astype(float),
+         "constant": np.ones((1, 2, 1500, 2))}[data]
+    _small_budgets(monkeypatch, A.nbytes)
+    out_shape = (1,) + params.geometry(A.shape[1:3]).out_hw + (2,)
+    G = np.random.default_rng(3).standard_normal(out_shape)  # seed 3's draw: what the unread check draws
+    seen = []
+    real = streamed.pass_over_batch
+    monkeypatch.setattr(streamed, "pass_over_batch", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    read_whole = gradcheck_streamed(A, kind="pool", params=params, method=method, seed=3, grad=G)  # G given: read
+    reads = _whole_reads(monkeypatch)
+    unread = gradcheck_streamed(A, kind="pool", params=params, method=method, seed=3)
+    assert reads[0] == 0  # never read whole: rectangles only
+    assert json.dumps(unread.to_dict()) == json.dumps(read_whole.to_dict())
+    for key, value in (seen[0].items() if seen else ()):
+        np.testing.assert_array_equal(seen[1][key], value, err_msg=key)
+    in_memory = gradcheck_pool(A, params, method=method, seed=3)
+    assert in_memory.verdict == unread.verdict
+    for x, y in zip(in_memory.gradients, unread.gradients):
+        assert (x.name, x.method, x.checked, x.failing, x.passed, x.kinks) == \
+            (y.name, y.method, y.checked, y.failing, y.passed, y.kinks)
+    if data == "constant":  # every window tied: nothing to check, and said so, as in memory
+        assert unread.gradients[0].checked == 0 and any("tied maxima" in n for n in unread.notes)
+    else:
+        assert unread.verdict == "pass" and (unread.gradients[0].checked or unread.gradients[0].directions) > 0
+    if data == "ties":
+        assert unread.gradients[0].kinks > 0
+
+
+def test_a_wrong_max_pool_gradient_of_an_unread_example_is_found_at_its_element(monkeypatch):
+    rng = np.random.default_rng(8)
+    A = rng.normal(size=(1, 1, 2000, 2))
+    _small_budgets(monkeypatch, A.nbytes)
+    params = PoolParams(f=(1, 3), stride=(1, 2))
+    at = (0, 0, 1234, 1)
+    real = pool_problem.pool2d_backward
+
+    def broken(dZ, X, p):
+        dA = real(dZ, X, p)
+        if p.mode == "max":
+            dA = dA.copy()
+            dA[X == A[at]] += 1e-2
+        return dA
+    monkeypatch.setattr(pool_problem, "pool2d_backward", broken)
+    reads = _whole_reads(monkeypatch)
+    r = gradcheck_streamed(A, kind="pool", params=params, method="sample", seed=2, samples=A.size)
+    g = r.gradients[0]
+    assert reads[0] == 0 and not g.passed and g.worst.index == at
+
+
+@pytest.mark.parametrize("mode", ["max", "average"])
+def test_one_huge_pool_example_from_a_file_is_checked_in_memory_that_does_not_grow_with_it(mode, tmp_path,
+                                                                                          monkeypatch):
+    # read whole in every pass (and its kinks, its excluded mask of its size): what was held grew with it
+    monkeypatch.setattr(perturbed, "BATCH_BYTES", 8 * 4096)
+    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 100)
+    monkeypatch.setattr(tiled, "WORKSPACE_BYTES", 2**18)
+    monkeypatch.setattr(tiled, "ENGINE_BYTES", 2**18)
+    monkeypatch.setattr(directional, "SLICE_VALUES", 2**14)
+    monkeypatch.setattr(streamed_evals, "PIECE_VALUES", 2**14)
+    monkeypatch.setattr(streamed_evals, "DENSE_VALUES", 2**14)
+    monkeypatch.setattr(sampling, "SHUFFLE_LIMIT", 2**12)
+    monkeypatch.setattr(lazy, "BLOCK_VALUES", 2**14)
+    monkeypatch.setattr(tiled, "HUGE_INPUT_BYTES", 2**20)
+    params = PoolParams(f=(1, 3), stride=(1, 2), mode=mode)
+    peaks = []
+    for n in (200_000, 800_000):
+        A = np.random.default_rng(7).normal(size=(1, 1, n, 2))
+        with h5py.File(tmp_path / f"x{n}.h5", "w") as f:
+            f["x"] = A
+        with h5py.File(tmp_path / f"x{n}.h5", "r") as f:
+            tracemalloc.start()
+            try:
+                base = tracemalloc.get_traced_memory()[0]
+                r = gradcheck_streamed(f["x"], kind="pool", params=params, method="auto", seed=1)
+                peaks.append(tracemalloc.get_traced_memory()[1] - base)
+            finally:
+                tracemalloc.stop()
+        assert r.passed and r.gradients[0].method == "fast+sample"
+    # 4x the example: 9.6 MB more of it, read whole at least once (3.2x that with its copies)
+    assert peaks[1] - peaks[0] < 0.4 * 3 * 8 * 2 * 200_000
+    assert peaks[1] < 0.5 * 8 * 2 * 800_000
