@@ -142,9 +142,10 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
         if grad is not None:
             bad, nonzero = 0, False
             for sl in batch.chunks:
-                g = G[sl]
-                bad += int(np.count_nonzero(~np.isfinite(g)))
-                nonzero = nonzero or bool(np.any(g))
+                # one huge example's, block by block, as its A_prev (read() gives it unread)
+                for g in ((v for _, _, _, v in G.example(sl.start).blocks()) if unread(batch, sl) else [G[sl]]):
+                    bad += int(np.count_nonzero(~np.isfinite(g)))
+                    nonzero = nonzero or bool(np.any(g))
             refuse_non_finite("--grad", None, bad)
             if not nonzero:  # W and b are None for pooling: their shapes only for conv
                 shapes = [("A_prev", A.shape)] + ([("W", W.shape), ("b", b.shape)] if kind == "conv" else [])

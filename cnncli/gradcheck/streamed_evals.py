@@ -17,7 +17,7 @@ import numpy as np
 from .context import TensorCheck, Tracker
 from .core import LOCALIZE_FULL_LIMIT, Coverage, merge
 from .directional import FAST_DIRECTIONS, LOCALIZE_BLOCKS, block_verdict, localize
-from .lazy import DrawnExample, DrawnUpstream, Examples, ReadExample, rectangle, flat_span
+from .lazy import DrawnExample, Examples, ReadExample, flat_span, rectangle
 from .metrics import gradient_metrics
 from . import perturbed, tiled
 from .perturbed import MACHINE_EPS, _contract, batch_chunks
@@ -115,9 +115,9 @@ def stuck_mask(x: np.ndarray, h: float) -> np.ndarray:
 
 
 def read(batch: "Batch", sl: slice):
-    """The examples ``sl`` of A_prev: ``A[sl]``, or, for one example whose input exceeds ``tiled.HUGE_INPUT_BYTES``
-    and whose upstream gradient is drawn from the seed, that example unread (:class:`.lazy.ReadExample`): it goes
-    by tiles in every evaluation, each reading its rectangle from the file.
+    """The examples ``sl`` of A_prev: ``A[sl]``, or, for one example whose input exceeds ``tiled.HUGE_INPUT_BYTES``,
+    that example unread (:class:`.lazy.ReadExample`): it goes by tiles in every evaluation, each reading its
+    rectangle from the file (and its upstream gradient's, drawn from the seed or read from ``--grad``'s file).
 
     Parameters
     ----------
@@ -138,10 +138,9 @@ def read(batch: "Batch", sl: slice):
 
 
 def unread(batch: "Batch", sl: slice) -> bool:
-    """Whether :func:`read` gives the examples ``sl`` unread (one huge example, its G drawn): decided from
-    shapes alone, reading nothing."""
-    return (sl.stop - sl.start == 1 and isinstance(batch.G, DrawnUpstream)
-            and tiled.ITEM * batch.per_example > tiled.HUGE_INPUT_BYTES)
+    """Whether :func:`read` gives the examples ``sl`` unread (one huge example): decided from shapes alone,
+    reading nothing."""
+    return sl.stop - sl.start == 1 and tiled.ITEM * batch.per_example > tiled.HUGE_INPUT_BYTES
 
 
 def whole_of(x):
@@ -255,8 +254,9 @@ def checkable(batch: Batch, h: float) -> np.ndarray:
 
 def upstream(batch: Batch, sl: slice, x: np.ndarray):
     """The upstream gradient of the examples ``sl`` (``x``: their A_prev): ``G[sl]``, or, for one example
-    too large for the workspace in several copies whose G is drawn from the seed, that example undrawn
-    (:class:`.lazy.DrawnExample`): every evaluation of it goes by tiles and draws G tile by tile.
+    too large for the workspace in several copies, that example undrawn (:class:`.lazy.DrawnExample`, G drawn
+    from the seed) or unread (:class:`.lazy.ReadExample`, G given): every evaluation of it goes by tiles and
+    draws or reads G tile by tile.
 
     Parameters
     ----------
@@ -268,17 +268,17 @@ def upstream(batch: Batch, sl: slice, x: np.ndarray):
 
     Returns
     -------
-    ndarray or DrawnExample, shape (k, n_H, n_W, n_C)
+    ndarray, DrawnExample or ReadExample, shape (k, n_H, n_W, n_C)
 
     Raises
     ------
     Nothing.
     """
     G = batch.G
-    if isinstance(G, DrawnUpstream) and sl.stop - sl.start == 1:
+    if sl.stop - sl.start == 1:
         p = batch.make(x)
         # NOTE: by tiles in every evaluation (the engine's, the rounding estimates', the differences'): each reads
-        # G by rectangles of whole rows or of one row, which the drawn example gives
+        # G by rectangles of whole rows or of one row, which the drawn example and the unread one give
         if p.by_tiles() and p._local() and 2 * FAST_DIRECTIONS * example_bytes(batch.whole, batch.A, G) > \
                 perturbed.BATCH_BYTES:
             return G.example(sl.start)
@@ -342,14 +342,15 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
         # of which some are neither sampled nor moved (G[keep] is copied), or one such huge example (its dW and
         # db go by tiles, but its max |G| is taken whole): a set of more huge examples than are sampled or moved
         g = upstream(batch, sl, x) if keep.all() else G[sl]
-        if not isinstance(g, DrawnExample):
+        tiles = isinstance(g, (DrawnExample, ReadExample))  # one huge example: G drawn or read by tiles
+        if not tiles:
             x = whole_of(x)  # not by tiles (a chunk of examples neither sampled nor moved): read whole
         # NOTE: not the magnitudes of one huge example (each of its tiles computes its own): they are of its
         # outputs' size, 128 MB for a 1 x 4M x 4 signal under four filters
-        mag = whole.bank.add(x, g, magnitudes=not isinstance(g, DrawnExample)) \
+        mag = whole.bank.add(x, g, magnitudes=not tiles) \
             if whole is not None and whole.bank is not None else None
         p = make(x, g)
-        if isinstance(g, DrawnExample):  # one huge example: its gradient and floor, too, tile by tile
+        if tiles:  # one huge example: its gradient and floor, too, tile by tile
             # the directions only where they move it (rows: a mask of its one example)
             moved = D if P and rows.all() else None
             gW, gb, w, b = _one_huge_example(p, make, x, g, mag, sl.start, h, moved, idx, here, out)
@@ -418,7 +419,7 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
     make : callable
         As :class:`Batch`'s.
     x : ndarray, shape (1, n_H_prev, n_W_prev, n_C_prev)
-    g : DrawnExample, shape (1, n_H, n_W, n_C)
+    g : DrawnExample or ReadExample, shape (1, n_H, n_W, n_C)
     mag : ndarray or None
         Its ``conv(|x|, |W|)`` when the filter bank gave it.
     start : int

@@ -142,6 +142,14 @@ def _small_budgets(monkeypatch, example_bytes):
     monkeypatch.setattr(lazy, "BLOCK_VALUES", 512)
 
 
+def read_whole(monkeypatch, check):
+    """``check()`` as the streamed check ran before examples went unread: every example read whole (``A[sl]``)."""
+    with monkeypatch.context() as m:
+        m.setattr(streamed_evals, "unread", lambda batch, sl: False)
+        m.setattr(streamed, "unread", lambda batch, sl: False)
+        return check()
+
+
 def _whole_reads(monkeypatch):
     """Examples read whole from the source (``Examples[lo:hi]``), counted."""
     seen = [0]
@@ -166,14 +174,16 @@ def test_one_huge_example_read_by_rectangles_is_checked_as_with_it_read_whole(la
     seen = []
     real = streamed.pass_over_batch
     monkeypatch.setattr(streamed, "pass_over_batch", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
-    read_whole = gradcheck_streamed(A, Wt, b, params, method=method, seed=3, grad=G)  # G given: A read whole
+    whole = read_whole(monkeypatch, lambda: gradcheck_streamed(A, Wt, b, params, method=method, seed=3))
     reads = _whole_reads(monkeypatch)
     unread = gradcheck_streamed(A, Wt, b, params, method=method, seed=3)
-    assert reads[0] == 0  # never read whole: rectangles only
+    given = gradcheck_streamed(A, Wt, b, params, method=method, seed=3, grad=G)  # --grad: its G read by rectangles
+    assert reads[0] == 0  # neither A nor a given G read whole: rectangles only
     assert unread.verdict == "pass"
-    for key, value in seen[0].items():
-        np.testing.assert_array_equal(seen[1][key], value, err_msg=key)
-    assert json.dumps(unread.to_dict()) == json.dumps(read_whole.to_dict())
+    for run in seen[1:]:
+        for key, value in seen[0].items():
+            np.testing.assert_array_equal(run[key], value, err_msg=key)
+    assert json.dumps(unread.to_dict()) == json.dumps(whole.to_dict()) == json.dumps(given.to_dict())
     in_memory = gradcheck_conv(A, Wt, b, params, method=method, seed=3)
     assert in_memory.verdict == unread.verdict
     for x, y in zip(in_memory.gradients, unread.gradients):
@@ -240,7 +250,7 @@ def test_one_huge_example_from_a_file_is_checked_in_memory_that_does_not_grow_wi
     assert peaks[1] < 0.5 * 8 * 2 * 800_000
 
 
-def test_an_unread_example_is_what_a_huge_example_with_a_drawn_upstream_gradient_gets(monkeypatch):
+def test_an_unread_example_is_what_any_huge_example_gets(monkeypatch):
     rng = np.random.default_rng(1)
     A = rng.normal(size=(2, 3, 40, 2))
     monkeypatch.setattr(tiled, "HUGE_INPUT_BYTES", A[0].nbytes - 1)
@@ -255,6 +265,69 @@ def test_an_unread_example_is_what_a_huge_example_with_a_drawn_upstream_gradient
     assert isinstance(read(pool, slice(0, 1)), ReadExample)  # a pool's too: its kinks from the windows around
     given = Batch(None, Examples(A), Examples(rng.normal(size=(2, 3, 40, 4))), [slice(0, 1)], object(),
                   Tracker(None))
-    assert not isinstance(read(given, slice(0, 1)), ReadExample)  # a given G is read by examples: so is A
+    assert isinstance(read(given, slice(0, 1)), ReadExample)  # a given G is read by rectangles too
     monkeypatch.setattr(tiled, "HUGE_INPUT_BYTES", A[0].nbytes)
     assert not isinstance(read(conv, slice(1, 2)), ReadExample)
+
+
+@pytest.mark.parametrize("kind", ["conv", "pool"])
+def test_a_given_upstream_gradient_of_a_huge_example_is_refused_or_found_all_zero_block_by_block(kind, monkeypatch):
+    from cnncli.engine import PoolParams
+    from cnncli.errors import InputError
+    rng = np.random.default_rng(3)
+    A, Wt, b = rng.normal(size=(1, 2, 1500, 2)), rng.normal(size=(1, 5, 2, 3)), rng.normal(size=3)
+    _small_budgets(monkeypatch, A.nbytes)
+    params = ConvParams(pad="same") if kind == "conv" else PoolParams(f=(1, 3), stride=(1, 2))
+    args = (A, Wt, b, params) if kind == "conv" else (A, None, None, params)
+    n_C = 3 if kind == "conv" else 2
+    G = rng.normal(size=(1, 2) + (params.geometry((2, 1500), (1, 5)).out_hw[1] if kind == "conv" else
+                                  params.geometry((2, 1500)).out_hw[1],) + (n_C,))
+    G[0, 1, 17, 0] = np.nan
+    G[0, 0, 300, n_C - 1] = np.inf
+    reads = _whole_reads(monkeypatch)
+    with pytest.raises(InputError) as unread_error:
+        gradcheck_streamed(*args, kind=kind, grad=G)
+    assert reads[0] == 0
+    with pytest.raises(InputError) as whole_error:
+        read_whole(monkeypatch, lambda: gradcheck_streamed(*args, kind=kind, grad=G))
+    assert str(unread_error.value) == str(whole_error.value) == "--grad holds 2 NaN/inf value(s); checks need finite ones"
+    zeros = np.zeros(G.shape)
+    unread = gradcheck_streamed(*args, kind=kind, grad=zeros)
+    whole = read_whole(monkeypatch, lambda: gradcheck_streamed(*args, kind=kind, grad=zeros))
+    assert json.dumps(unread.to_dict()) == json.dumps(whole.to_dict())
+    assert "--grad is all zeros" in unread.gradients[0].inconclusive
+
+
+def test_a_huge_example_and_its_given_upstream_gradient_from_files_are_checked_in_memory_that_does_not_grow(
+        tmp_path, monkeypatch):
+    # --grad given: the example and its G were read whole (G by examples, so A too): what was held grew with them
+    monkeypatch.setattr(perturbed, "BATCH_BYTES", 8 * 4096)
+    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 100)
+    monkeypatch.setattr(tiled, "WORKSPACE_BYTES", 2**18)
+    monkeypatch.setattr(tiled, "ENGINE_BYTES", 2**18)
+    monkeypatch.setattr(fused, "OUTPUT_BYTES", 2**18)
+    monkeypatch.setattr(directional, "SLICE_VALUES", 2**14)
+    monkeypatch.setattr(streamed_evals, "PIECE_VALUES", 2**14)
+    monkeypatch.setattr(streamed_evals, "DENSE_VALUES", 2**14)
+    monkeypatch.setattr(sampling, "SHUFFLE_LIMIT", 2**12)
+    monkeypatch.setattr(lazy, "BLOCK_VALUES", 2**14)
+    monkeypatch.setattr(tiled, "HUGE_INPUT_BYTES", 2**20)
+    Wt, b = np.random.default_rng(8).normal(size=(1, 5, 2, 2)), np.zeros(2)
+    peaks = []
+    for n in (200_000, 800_000):
+        rng = np.random.default_rng(7)
+        with h5py.File(tmp_path / f"x{n}.h5", "w") as f:
+            f["x"] = rng.normal(size=(1, 1, n, 2))
+            f["g"] = rng.normal(size=(1, 1, n - 4, 2))
+        with h5py.File(tmp_path / f"x{n}.h5", "r") as f:
+            tracemalloc.start()
+            try:
+                base = tracemalloc.get_traced_memory()[0]
+                r = gradcheck_streamed(f["x"], Wt, b, ConvParams(), method="auto", seed=1, grad=f["g"])
+                peaks.append(tracemalloc.get_traced_memory()[1] - base)
+            finally:
+                tracemalloc.stop()
+        assert r.passed and r.gradients[0].method == "fast+sample"
+    # 4x the example and its G (9.6 MB more of each): read whole, at least that much more is held
+    assert peaks[1] - peaks[0] < 0.4 * 3 * 8 * 2 * 200_000
+    assert peaks[1] < 0.5 * 8 * 2 * 800_000

@@ -29,7 +29,7 @@ from cnncli.gradcheck.pool_problem import PoolProblem
 from cnncli.gradcheck.streamed import gradcheck_streamed
 from cnncli.gradcheck.streamed_evals import ExcludedRect, excluded_mask
 
-from .test_unread_example import _small_budgets, _whole_reads
+from .test_unread_example import _small_budgets, _whole_reads, read_whole
 
 
 def _loop_masks(A, params, threshold):
@@ -120,13 +120,15 @@ def test_one_huge_pool_example_read_by_rectangles_is_checked_as_with_it_read_who
     seen = []
     real = streamed.pass_over_batch
     monkeypatch.setattr(streamed, "pass_over_batch", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
-    read_whole = gradcheck_streamed(A, kind="pool", params=params, method=method, seed=3, grad=G)  # G given: read
+    whole = read_whole(monkeypatch, lambda: gradcheck_streamed(A, kind="pool", params=params, method=method, seed=3))
     reads = _whole_reads(monkeypatch)
     unread = gradcheck_streamed(A, kind="pool", params=params, method=method, seed=3)
-    assert reads[0] == 0  # never read whole: rectangles only
-    assert json.dumps(unread.to_dict()) == json.dumps(read_whole.to_dict())
-    for key, value in (seen[0].items() if seen else ()):
-        np.testing.assert_array_equal(seen[1][key], value, err_msg=key)
+    given = gradcheck_streamed(A, kind="pool", params=params, method=method, seed=3, grad=G)  # --grad: by rectangles
+    assert reads[0] == 0  # neither A nor a given G read whole: rectangles only
+    assert json.dumps(unread.to_dict()) == json.dumps(whole.to_dict()) == json.dumps(given.to_dict())
+    for run in seen[1:]:
+        for key, value in seen[0].items():
+            np.testing.assert_array_equal(run[key], value, err_msg=key)
     in_memory = gradcheck_pool(A, params, method=method, seed=3)
     assert in_memory.verdict == unread.verdict
     for x, y in zip(in_memory.gradients, unread.gradients):
