@@ -159,11 +159,12 @@ class PoolProblem(ProblemDefaults):
         out_bytes = 8 * 4 * oh * ow * A.shape[3]
         return example_differences(differences_by(self._forward), A, self.G, idx, plus, minus, out_bytes, tick)
 
-    def _directed_difference(self, x: np.ndarray, G, step) -> float:
-        """``sum(G * (pool(x + s) - pool(x - s)))`` of one example ``x`` (1, H, W, C) moved by a step ``s`` given
-        by rectangles of it (``step(rows, cols)``), tile by tile (:func:`.tiled.directed_difference`): the
-        outputs are the pool's, their sum in another order than the whole example's."""
-        return tiled.directed_difference(pool2d, x, G, self.geom, self.params, x.shape[3], step)
+    def _directed_difference(self, x: np.ndarray, G, steps, count: int) -> np.ndarray:
+        """``sum(G * (pool(x + s) - pool(x - s)))`` of one example ``x`` (1, H, W, C) for each of ``count`` steps
+        ``s`` given by rectangles of it (``steps(rows, cols)``, an iterable), tile by tile
+        (:func:`.tiled.directed_difference`): the outputs are the pool's, their sum in another order than the whole
+        example's. Returns shape (count,)."""
+        return tiled.directed_difference(pool2d, x, G, self.geom, self.params, x.shape[3], steps, count)
 
     def directional(self, name: str, D: np.ndarray, h: float, tick: Tick = None) -> np.ndarray:
         """``L(x + h D[p]) - L(x - h D[p])`` for each direction p."""

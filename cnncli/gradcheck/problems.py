@@ -148,13 +148,14 @@ class ConvProblem(ProblemDefaults):
             out += _contract(d, G[:, t.rows, t.cols])
         return out
 
-    def _directed_difference(self, x: np.ndarray, G, step) -> float:
-        """``sum(G * (conv(x + s) - conv(x - s)))`` of one example ``x`` (1, H, W, C) moved by a step ``s`` given
-        by rectangles of it (``step(rows, cols)``): :meth:`_differences_of` of its plus and minus copies, the
-        same tiles and values, with no copy of the example (:func:`.tiled.directed_difference`)."""
+    def _directed_difference(self, x: np.ndarray, G, steps, count: int) -> np.ndarray:
+        """``sum(G * (conv(x + s) - conv(x - s)))`` of one example ``x`` (1, H, W, C) for each of ``count`` steps
+        ``s`` given by rectangles of it (``steps(rows, cols)``, an iterable): :meth:`_differences_of` of its plus
+        and minus copies, the same tiles and values, with no copy of the example (:func:`.tiled.directed_difference`).
+        Returns shape (count,)."""
         W = self.inputs["W"]
         return tiled.directed_difference(lambda X, params: conv2d(X, W, None, params), x, G, self.geom, self.params,
-                                         self.n_C, step)
+                                         self.n_C, steps, count)
 
     def _pairs_per_call(self) -> int:
         """Filter pairs one convolution call of :meth:`_filter_differences` stacks: up to 256, fewer where one

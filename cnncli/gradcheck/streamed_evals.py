@@ -499,7 +499,8 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
         final(lo, hi, dA, spread)
     for q in range(P):
         out["a_blk"][q, start], out["l1_blk"][q, start], out["f_blk"][q, start] = sums[:, q]
-        out["per_block"][q, start] = p._directed_difference(x, g, _rect_step(D, q, start, excluded, h)) / (2 * h)
+    if P:  # every direction on a tile before the next: the tile's input, G and excluded mask read once for all
+        out["per_block"][:, start] = p._directed_difference(x, g, _rect_steps(D, start, excluded, h, P), P) / (2 * h)
     if not conv:
         return None, None, None, None
     # as analytical_at's and floor_chunk's, added up the same way
@@ -590,8 +591,10 @@ def _directional_sums(make, x, g, dA, floor, sub, start: int, D, h, out: dict, p
             # the example: each tile's two sides made from its rectangle, the direction drawn there (see .tiled),
             # and the analytical sums a piece at a time, the direction drawn again
             e, fl = int(at[0]), None if floor is None else floor[pick]
-            for q in range(FAST_DIRECTIONS):
-                out["per_block"][q, at] = p._directed_difference(xs, gs, _rect_step(D, q, e, excluded, h)) / (2 * h)
+            P = FAST_DIRECTIONS
+            out["per_block"][:, at] = (p._directed_difference(xs, gs, _rect_steps(D, e, excluded, h, P), P)
+                                       / (2 * h))[:, None]
+            for q in range(P):
                 _large_terms(_drawn_pieces(xs, D, q, e, excluded, h), dA[pick], fl, h, q, at, out)
             continue
         ds = [D.rows(q, at, excluded) for q in range(FAST_DIRECTIONS)]
@@ -644,26 +647,29 @@ def _piece_terms(plus: np.ndarray, minus: np.ndarray, grad: np.ndarray, floor, h
     return np.array([t.sum(), np.abs(t).sum(), 0.0 if floor is None else (np.abs(flat) * floor).sum()])
 
 
-def _rect_step(D, q: int, e: int, excluded: np.ndarray, h: float):
-    """``step(rows, cols)`` for :meth:`ConvProblem._directed_difference`: ``h`` times direction ``q`` of example
-    ``e`` on that rectangle (zero where ``excluded``, (1, H, W, C)), drawn there only: each of its rows is a
-    contiguous span of the direction, and whole rows are one."""
+def _rect_steps(D, e: int, excluded, h: float, count: int):
+    """``steps(rows, cols)`` for :meth:`ConvProblem._directed_difference`: ``h`` times each of directions
+    ``0 .. count - 1`` of example ``e`` on that rectangle, in order (zero where ``excluded``, (1, H, W, C): an array
+    or :class:`ExcludedRect`, asked once per rectangle for all of them), each drawn there only: each of its rows is
+    a contiguous span of the direction, and whole rows are one."""
     _, H, W, C = excluded.shape
 
-    def step(rows: slice, cols: slice) -> np.ndarray:
+    def steps(rows: slice, cols: slice):
         (r0, r1, _), (c0, c1, _) = rows.indices(H), cols.indices(W)
         r1, c1 = max(r0, r1), max(c0, c1)
-        if (c0 == 0 and c1 == W) or r1 - r0 <= 1:
-            s = D.span(q, e, (r0 * W + c0) * C, ((r1 - 1) * W + c1) * C if r1 > r0 else r0 * W * C)
-            s = s.reshape(1, r1 - r0, c1 - c0, C)
-        else:
-            s = np.empty((1, r1 - r0, c1 - c0, C))
-            for i in range(r0, r1):
-                s[0, i - r0] = D.span(q, e, (i * W + c0) * C, (i * W + c1) * C).reshape(c1 - c0, C)
-        s[excluded[:, r0:r1, c0:c1]] = 0.0
-        s *= h
-        return s
-    return step
+        mask = excluded[:, r0:r1, c0:c1]
+        for q in range(count):
+            if (c0 == 0 and c1 == W) or r1 - r0 <= 1:
+                s = D.span(q, e, (r0 * W + c0) * C, ((r1 - 1) * W + c1) * C if r1 > r0 else r0 * W * C)
+                s = s.reshape(1, r1 - r0, c1 - c0, C)
+            else:
+                s = np.empty((1, r1 - r0, c1 - c0, C))
+                for i in range(r0, r1):
+                    s[0, i - r0] = D.span(q, e, (i * W + c0) * C, (i * W + c1) * C).reshape(c1 - c0, C)
+            s[mask] = 0.0
+            s *= h
+            yield s
+    return steps
 
 
 def _large_terms(pieces, dA, floor, h: float, q: int, at, out: dict) -> None:

@@ -328,13 +328,16 @@ def backward_tiles(dZ, X: np.ndarray, W: np.ndarray, params, geom: WindowGeometr
         yield tile, (g.dA_prev if input_grad and tile.real else None), g.dW, g.db
 
 
-def directed_difference(evaluate, x: np.ndarray, G, geom: WindowGeometry, params, channels: int, step) -> float:
-    """``sum(G * (f(x + s) - f(x - s)))`` of one example ``x`` moved by a step ``s`` given by rectangles of it,
-    tile by tile: each tile's two sides made from its input rectangle only, no copy of the example.
+def directed_difference(evaluate, x: np.ndarray, G, geom: WindowGeometry, params, channels: int, steps,
+                        count: int) -> np.ndarray:
+    """``sum(G * (f(x + s) - f(x - s)))`` of one example ``x`` for each of ``count`` steps ``s`` given by rectangles
+    of it, tile by tile: each tile's two sides made from its input rectangle only, no copy of the example; every
+    step's on a tile before the next tile, so that the tile's input and ``G`` are read once for all of them.
 
     The tiles are those an evaluation of the example's plus and minus copies takes within ``WORKSPACE_BYTES``
-    (:func:`each` of the two copies), so the sums are those of that evaluation (a convolution's
-    ``_differences_of``), the same values.
+    (:func:`each` of the two copies), so each step's sum is that of that evaluation (a convolution's
+    ``_differences_of``), the same values: its tiles' parts added in the same order. A tile whose windows read
+    padding only adds nothing (its two sides are the same zeros: their difference is exactly 0).
 
     Parameters
     ----------
@@ -348,34 +351,35 @@ def directed_difference(evaluate, x: np.ndarray, G, geom: WindowGeometry, params
         The layer's (each tile gets its own pads).
     channels : int
         Output channels.
-    step : callable
-        ``step(rows, cols)``: the step on the input rectangle ``x[:, rows, cols]``, of its shape.
+    steps : callable
+        ``steps(rows, cols)``: an iterable of the ``count`` steps on the input rectangle ``x[:, rows, cols]``, each of
+        its shape, in order.
+    count : int
 
     Returns
     -------
-    float
+    ndarray, shape (count,)
 
     Raises
     ------
     Whatever ``evaluate`` raises.
     """
     _, H, Wd, C = x.shape
-    out = np.zeros(1)
+    out = np.zeros(count)
     t = plan(geom, C, 2, channels, WORKSPACE_BYTES, least=2)
     oh, ow = geom.out_hw
     whole = Tile(slice(0, oh), slice(0, ow), None, None, params, True)
     for tile in [whole] if t is None else tiles(geom, params, *t):
+        if not tile.real:  # padding-only windows: the same stand-in zeros on both sides, no difference
+            continue
         rows, cols = (slice(0, H), slice(0, Wd)) if t is None else (
             slice(tile.rb.in_lo, tile.rb.in_hi), slice(tile.cb.in_lo, tile.cb.in_hi))
-        if tile.real:
-            xr, s = x[:, rows, cols], step(rows, cols)
-            plus, minus = xr + s, xr - s
-        else:  # padding-only windows: the stand-in zeros of Tile.input, on both sides
-            plus = minus = tile.input(x)
-        # NOTE: each side in a call of its own, subtracted before the contraction (see local_differences)
-        d = evaluate(plus, tile.params) - evaluate(minus, tile.params)
-        out += _contract(d, G[:, tile.rows, tile.cols])
-    return float(out[0])
+        xr, g = x[:, rows, cols], G[:, tile.rows, tile.cols]
+        for q, s in enumerate(steps(rows, cols)):
+            # NOTE: each side in a call of its own, subtracted before the contraction (see local_differences)
+            d = evaluate(xr + s, tile.params) - evaluate(xr - s, tile.params)
+            out[q] += _contract(d, g)[0]
+    return out
 
 
 def local_differences(evaluate, A: np.ndarray, G: np.ndarray, geom: WindowGeometry, params, idx, plus,

@@ -120,15 +120,16 @@ def test_a_directed_difference_is_the_difference_of_the_perturbed_copies(params,
     p = ConvProblem(x, Wt, np.zeros(3), params, G)
     asked = []
 
-    def step(rows, cols):
-        asked.append((rows, cols))
-        return s[:, rows, cols]
-    got = p._directed_difference(x, G, step)
-    assert len(asked) > 3  # by tiles, each copy made from its rectangle
-    assert got == p._differences_of(np.concatenate([x + s, x - s]), G)[0]  # the same values, bit for bit
-    oracle = np.sum(G * (conv_forward_loops(x + s, Wt, np.zeros(3), params)
-                         - conv_forward_loops(x - s, Wt, np.zeros(3), params)))
-    assert got == pytest.approx(oracle, rel=1e-9, abs=1e-12)
+    def steps(rows, cols):  # two steps: s and -s / 3, asked for once per tile
+        asked.append((rows.start, rows.stop, cols.start, cols.stop))
+        return [s[:, rows, cols], -s[:, rows, cols] / 3]
+    got = p._directed_difference(x, G, steps, 2)
+    assert len(asked) > 3 and len(set(asked)) == len(asked)  # by tiles, each copy made from its rectangle
+    for k, step in enumerate((s, -s / 3)):  # the same values as the copies', bit for bit
+        assert got[k] == p._differences_of(np.concatenate([x + step, x - step]), G)[0]
+        oracle = np.sum(G * (conv_forward_loops(x + step, Wt, np.zeros(3), params)
+                             - conv_forward_loops(x - step, Wt, np.zeros(3), params)))
+        assert got[k] == pytest.approx(oracle, rel=1e-9, abs=1e-12)
 
 
 def _traced(run):
@@ -270,13 +271,16 @@ def test_a_rectangle_s_step_is_the_whole_direction_s_there():
     shape, h = (2, 4, 6, 3), 1e-4
     excluded = rng.random(size=shape) < 0.3
     D = DirectionChunks(np.random.default_rng(2), shape)
-    for q in range(directional.FAST_DIRECTIONS):
-        whole = _direction_of(D, q, 1, excluded[1:2], h)
-        step = streamed_evals._rect_step(D, q, 1, excluded[1:2], h)
-        for r0 in range(4):
-            for r1 in range(r0 + 1, 5):
-                for c0, c1 in ((0, 6), (2, 3), (1, 6), (0, 4)):
-                    np.testing.assert_array_equal(step(slice(r0, r1), slice(c0, c1)), whole[:, r0:r1, c0:c1])
+    P = directional.FAST_DIRECTIONS
+    whole = [_direction_of(D, q, 1, excluded[1:2], h) for q in range(P)]
+    steps = streamed_evals._rect_steps(D, 1, excluded[1:2], h, P)
+    for r0 in range(4):
+        for r1 in range(r0 + 1, 5):
+            for c0, c1 in ((0, 6), (2, 3), (1, 6), (0, 4)):
+                got = list(steps(slice(r0, r1), slice(c0, c1)))
+                assert len(got) == P
+                for q in range(P):
+                    np.testing.assert_array_equal(got[q], whole[q][:, r0:r1, c0:c1])
 
 
 def _window(draw, kernel, rows: int, cols: int):
@@ -431,10 +435,12 @@ def test_a_pool_s_directed_difference_is_the_difference_of_its_perturbed_copies(
     _tiny(monkeypatch, 2048)
     p = PoolProblem(x, params, G)
     asked = []
-    got = p._directed_difference(x, G, lambda rows, cols: asked.append(1) or s[:, rows, cols])
+    got = p._directed_difference(x, G, lambda rows, cols: asked.append(1) or [s[:, rows, cols], 2 * s[:, rows, cols]],
+                                 2)
     assert len(asked) > 3
-    oracle = np.sum(G * (pool_forward_loops(x + s, params) - pool_forward_loops(x - s, params)))
-    assert got == pytest.approx(oracle, rel=1e-9, abs=1e-13)
+    for k, step in enumerate((s, 2 * s)):
+        oracle = np.sum(G * (pool_forward_loops(x + step, params) - pool_forward_loops(x - step, params)))
+        assert got[k] == pytest.approx(oracle, rel=1e-9, abs=1e-13)
 
 
 def _pool_huge(n=3000, seed=0):
