@@ -248,23 +248,40 @@ def _window_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> n
         return np.zeros(A_prev.shape, dtype=bool)
     t, b, l, r = geom.pads
     m, H, W, C = A_prev.shape
-    A_pad = np.full((m, t + H + b + geom.overflow[0], l + W + r + geom.overflow[1], C), -np.inf)
-    A_pad[:, t:t + H, l:l + W] = A_prev
+    Hp, Wp = t + H + b + geom.overflow[0], l + W + r + geom.overflow[1]
+    if (Hp, Wp) == (H, W):  # no padding nor overflow: the taps are views of the input itself
+        A_pad = A_prev
+    else:
+        A_pad = np.empty((m, Hp, Wp, C))
+        A_pad[:, t:t + H, l:l + W] = A_prev
+        for border in ((slice(None), slice(0, t)), (slice(None), slice(t + H, Hp)),
+                       (slice(None), slice(t, t + H), slice(0, l)), (slice(None), slice(t, t + H), slice(l + W, Wp))):
+            A_pad[border] = -np.inf
     taps = [(slice(i * dh, i * dh + (oh - 1) * sh + 1, sh), slice(j * dw, j * dw + (ow - 1) * sw + 1, sw))
             for i in range(kh) for j in range(kw)]  # each tap of every window: a strided view (m, oh, ow, C)
     # NOTE: every window's two largest values (with multiplicity) by a running pair over the taps, on strided views
     # of the padded input: the values np.partition of each window's copied taps gave, exactly (max and min round
     # nothing), in output-sized arrays rather than a copy of every window (kh * kw values per output) and its sort
-    first = A_pad[(slice(None),) + taps[0]].copy()
-    second = np.full(first.shape, -np.inf)
+    v0, v1 = A_pad[(slice(None),) + taps[0]], A_pad[(slice(None),) + taps[1]]
+    first, second = np.maximum(v0, v1), np.minimum(v0, v1)
     low = np.empty(first.shape)
-    for rows, cols in taps[1:]:
+    for rows, cols in taps[2:]:
         v = A_pad[:, rows, cols]
         np.minimum(first, v, out=low)
         np.maximum(second, low, out=second)
         np.maximum(first, v, out=first)
     kink_window = (first - second) <= threshold
     mask_pad = np.zeros(A_pad.shape, dtype=bool)
-    for rows, cols in taps:
-        mask_pad[:, rows, cols] |= kink_window & ((first - A_pad[:, rows, cols]) <= threshold)
+    if 8 * np.count_nonzero(kink_window) < kink_window.size:
+        # few kink windows (data without ties): each tap of those windows only, by their indices; the same mask
+        e, i, j, c = np.nonzero(kink_window)
+        top = first[e, i, j, c]
+        for a in range(kh):
+            for bb in range(kw):
+                rr, cc = i * sh + a * dh, j * sw + bb * dw
+                near = (top - A_pad[e, rr, cc, c]) <= threshold
+                mask_pad[e[near], rr[near], cc[near], c[near]] = True
+    else:
+        for rows, cols in taps:
+            mask_pad[:, rows, cols] |= kink_window & ((first - A_pad[:, rows, cols]) <= threshold)
     return mask_pad[:, t:t + H, l:l + W].copy()

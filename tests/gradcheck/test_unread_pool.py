@@ -72,11 +72,13 @@ def _pool_layer(draw):
     return (H, W, C), params
 
 
-@given(_pool_layer(), st.sampled_from([0.0, 0.5, 2.0]), st.data())
-def test_a_rectangle_s_kinks_and_reads_are_those_of_the_whole_example(layer, threshold, data):
+@given(_pool_layer(), st.sampled_from([0.0, 0.5, 2.0]), st.booleans(), st.data())
+def test_a_rectangle_s_kinks_and_reads_are_those_of_the_whole_example(layer, threshold, ties, data):
     (H, W, C), params = layer
-    # small integers: many exact ties and gaps of 1 and 2, at and around every threshold
-    A = np.random.default_rng(data.draw(st.integers(0, 99))).integers(0, 4, size=(1, H, W, C)).astype(float)
+    # small integers: many exact ties and gaps of 1 and 2, at and around every threshold (kink windows many: the
+    # dense search); or normal values, scaled so that a few windows are kinks at 0.5 and 2 (the sparse one)
+    rng = np.random.default_rng(data.draw(st.integers(0, 99)))
+    A = rng.integers(0, 4, size=(1, H, W, C)).astype(float) if ties else 40 * rng.normal(size=(1, H, W, C))
     want_kinks, want_reads = _loop_masks(A, params, threshold)
     np.testing.assert_array_equal(pool_problem.max_pool_kinks(A, params, threshold), want_kinks)
     p = PoolProblem(Examples(A).example(0), params, np.zeros((1,) + params.geometry((H, W)).out_hw + (C,)))
@@ -96,6 +98,31 @@ def test_a_rectangle_s_kinks_and_reads_are_those_of_the_whole_example(layer, thr
     np.testing.assert_array_equal(ex.flat(lo, hi), whole.reshape(-1)[lo:hi])
     avg = PoolProblem(Examples(A).example(0), PoolParams(**{**params.__dict__, "mode": "average"}), p.G)
     assert avg.kinks_at("A_prev", 1.0, (r0, r1), (c0, c1)) is None
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_max_pool_kinks_of_few_and_of_many_kink_windows_are_the_loop_s(ties):
+    # few kink windows are searched by their indices, many by whole tap planes: both give the loops' mask
+    rng = np.random.default_rng(11)
+    A = rng.integers(0, 3, size=(1, 15, 17, 3)).astype(float) if ties else 40 * rng.normal(size=(1, 15, 17, 3))
+    for params in (PoolParams(f=3, stride=2, pad=1), PoolParams(f=(2, 3), stride=(1, 2), dilation=(2, 1)),
+                   PoolParams(f=3, stride=2, ceil_mode=True)):
+        want, _ = _loop_masks(A, params, 1.0)
+        windows = int(np.prod(params.geometry((15, 17)).out_hw)) * 3
+        kink_windows = 0
+        geom = params.geometry((15, 17))
+        for r in range(geom.out_hw[0]):  # windows whose two largest taps are within the threshold
+            for c in range(geom.out_hw[1]):
+                for k in range(3):
+                    t, _, left, _ = geom.pads
+                    vals = sorted([A[0, i, j, k] if 0 <= i < 15 and 0 <= j < 17 else -np.inf
+                                   for i in (r * geom.stride[0] - t + a * geom.dilation[0] for a in range(geom.kernel[0]))
+                                   for j in (c * geom.stride[1] - left + b * geom.dilation[1]
+                                             for b in range(geom.kernel[1]))])[::-1]
+                    kink_windows += vals[0] - vals[1] <= 1.0
+        assert (8 * kink_windows >= windows) == ties  # the path this data takes
+        assert want.any()
+        np.testing.assert_array_equal(pool_problem.max_pool_kinks(A, params, 1.0), want)
 
 
 LAYERS = [
