@@ -453,6 +453,19 @@ def window_counts(geom: WindowGeometry, include_pad: bool):
         counts, as in PyTorch; the divisor of window (h, w) is
         ``counts_h[h] * counts_w[w]``.
     """
+    return tuple(head + [k] * n + tail for head, k, n, tail in window_count_runs(geom, include_pad))
+
+
+def window_count_runs(geom: WindowGeometry, include_pad: bool):
+    """:func:`window_counts` per axis as ``(head, k, n, tail)``: the counts of the windows before the first whole
+    one, ``n`` whole windows of ``k`` taps, the counts of those after (a 1 x 16M signal's 8M windows as a few
+    numbers, not a list of 8M).
+
+    Returns
+    -------
+    ((list of int, int, int, list of int), (list of int, int, int, list of int))
+        Along the height, then the width.
+    """
     result = []
     for axis, before, after in ((0, geom.pads[0], geom.pads[1]), (1, geom.pads[2], geom.pads[3])):
         n, k, s, d, o = geom.in_hw[axis], geom.kernel[axis], geom.stride[axis], geom.dilation[axis], geom.out_hw[axis]
@@ -463,8 +476,8 @@ def window_counts(geom: WindowGeometry, include_pad: bool):
         first = max(0, -(-(lo + before) // s))  # the first p with p * s - before >= lo
         end = min(o, (hi - (k - 1) * d - 1 + before) // s + 1)  # past the last p whose last tap is < hi
         first, end = (first, end) if first < end else (o, o)
-        result.append([taps_within(p * s - before, k, d, lo, hi) for p in range(first)] + [k] * (end - first)
-                      + [taps_within(p * s - before, k, d, lo, hi) for p in range(end, o)])
+        result.append(([taps_within(p * s - before, k, d, lo, hi) for p in range(first)], k, end - first,
+                       [taps_within(p * s - before, k, d, lo, hi) for p in range(end, o)]))
     return result[0], result[1]
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import ShapeError
 from ._common import as_nhwc, clipped_taps, float32_if_all_float32, plan_chunks, run_parallel
 from ._jit import max_backward_kernel
-from .geometry import WindowGeometry, window_counts
+from .geometry import WindowGeometry, window_count_runs
 from .layout import check_layout, nchw_to_nhwc, nhwc_to_nchw
 from .params import PoolParams
 from .shapes import check_layer_fits
@@ -31,8 +31,17 @@ from .shapes import check_layer_fits
 
 def _divisor(geom: WindowGeometry, include_pad: bool, dtype) -> np.ndarray:
     """(1, n_H, n_W, 1) window sizes for average pooling."""
-    ch, cw = window_counts(geom, include_pad)
-    return (np.asarray(ch, dtype=dtype)[:, None] * np.asarray(cw, dtype=dtype)[None, :])[None, :, :, None]
+    ch, cw = (_counts(*runs, dtype) for runs in window_count_runs(geom, include_pad))
+    return (ch[:, None] * cw[None, :])[None, :, :, None]
+
+
+def _counts(head: list, k: int, n: int, tail: list, dtype) -> np.ndarray:
+    """One axis' window counts from their runs (:func:`window_count_runs`): no list as long as the axis."""
+    out = np.empty(len(head) + n + len(tail), dtype=dtype)
+    out[:len(head)] = head
+    out[len(head):len(head) + n] = k
+    out[len(head) + n:] = tail
+    return out
 
 
 def pool2d(A_prev, params: Optional[PoolParams] = None, *, layout: str = "nhwc",

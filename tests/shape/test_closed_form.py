@@ -76,3 +76,20 @@ def test_window_counts_match_the_loop(axis, include_pad):
 @given(st.integers(0, 40), st.integers(1, 50), st.integers(-100, 100), st.integers(-100, 100))
 def test_floor_sum_matches_the_sum(n, m, a, b):
     assert geo.floor_sum(n, m, a, b) == sum((a * i + b) // m for i in range(n))
+
+
+@given(axes(ceil=True), axes(ceil=True), st.booleans())
+def test_the_average_pool_divisor_from_the_count_runs_is_the_loop_s(rows, cols, include_pad):
+    # the engine's divisor is built from runs of whole windows (a long row's counts are not a list of its length)
+    import numpy as np
+
+    from cnncli.engine.pool import _divisor
+    (n_h, f_h, s_h, d_h, t, b, ceil), (n_w, f_w, s_w, d_w, left, right, _) = rows, cols
+    try:
+        g = geo.window_geometry((n_h, n_w), (f_h, f_w), (s_h, s_w), (d_h, d_w), (t, b, left, right), ceil)
+    except geo.HyperparameterError:
+        assume(False)
+    ch = loops.window_counts_axis(n_h, f_h, s_h, d_h, g.out_hw[0], t, b, include_pad)
+    cw = loops.window_counts_axis(n_w, f_w, s_w, d_w, g.out_hw[1], left, right, include_pad)
+    want = np.array(ch, dtype=float)[:, None] * np.array(cw, dtype=float)[None, :]
+    np.testing.assert_array_equal(_divisor(g, include_pad, np.float64)[0, :, :, 0], want)
