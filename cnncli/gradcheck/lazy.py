@@ -119,12 +119,16 @@ class ReadExample:
     def blocks(self, values: int = 0):
         """``(lo, rows, cols, block)`` over the example in order: rectangles of whole rows, or of one row by
         columns where a row exceeds ``values`` (default ``BLOCK_VALUES``), each the flat span from ``lo``."""
-        _, H, W, C = self.shape
-        for lo, rows, cols in example_rects(H, W, C, values or BLOCK_VALUES):
+        for lo, rows, cols in self.rects(values):
             yield lo, rows, cols, self[:, rows, cols]
 
+    def rects(self, values: int = 0):
+        """:meth:`blocks`' ``(lo, rows, cols)``, reading nothing."""
+        _, H, W, C = self.shape
+        return example_rects(H, W, C, values or BLOCK_VALUES)
 
-def flat_span(shape, rect, lo: int, hi: int, dtype=np.float64) -> np.ndarray:
+
+def flat_span(shape, rect, lo: int, hi: int, dtype=np.float64):
     """The flat values ``[lo, hi)`` (C order) of one example of ``shape`` (1, H, W, C) given by its rectangles,
     as a new 1-D array: the rows the span covers, in at most three rectangles (a part of its first row, whole
     rows, a part of its last).
@@ -134,7 +138,8 @@ def flat_span(shape, rect, lo: int, hi: int, dtype=np.float64) -> np.ndarray:
     shape : tuple
         (1, H, W, C).
     rect : callable
-        ``rect((r0, r1), (c0, c1))``: rows ``r0:r1`` by columns ``c0:c1``, shape (1, r1 - r0, c1 - c0, C).
+        ``rect((r0, r1), (c0, c1))``: rows ``r0:r1`` by columns ``c0:c1``, shape (1, r1 - r0, c1 - c0, C); or a
+        tuple of such arrays (several arrays of the example at once), each then given as its span.
     lo, hi : int
         The span, ``0 <= lo <= hi <= H * W * C``.
     dtype
@@ -142,7 +147,7 @@ def flat_span(shape, rect, lo: int, hi: int, dtype=np.float64) -> np.ndarray:
 
     Returns
     -------
-    ndarray, shape (hi - lo,)
+    ndarray, shape (hi - lo,), or a tuple of them
 
     Raises
     ------
@@ -150,20 +155,28 @@ def flat_span(shape, rect, lo: int, hi: int, dtype=np.float64) -> np.ndarray:
     """
     _, H, W, C = shape
     row = W * C
-    parts, at = [], lo
+    parts, at, several = [], lo, False
+
+    def cut(got, a: int, b: int):
+        nonlocal several
+        several = isinstance(got, tuple)
+        return tuple(g.reshape(-1)[a:b] for g in got) if several else (got.reshape(-1)[a:b],)
+
     while at < hi:
         i, j = divmod(at, row)
         if j == 0 and hi - at >= row:  # whole rows
             n = (hi - at) // row
-            parts.append(rect((i, i + n), (0, W)).reshape(-1))
+            parts.append(cut(rect((i, i + n), (0, W)), 0, n * row))
             at += n * row
             continue
         end = min(hi, (i + 1) * row)  # a part of row i: the columns it touches, cut to the span
         c0, c1 = j // C, -(-(end - i * row) // C)
-        got = rect((i, i + 1), (c0, c1)).reshape(-1)
-        parts.append(got[j - c0 * C:end - i * row - c0 * C])
+        parts.append(cut(rect((i, i + 1), (c0, c1)), j - c0 * C, end - i * row - c0 * C))
         at = end
-    return parts[0] if len(parts) == 1 else (np.concatenate(parts) if parts else np.zeros(0, dtype=dtype))
+    if not parts:
+        return np.zeros(0, dtype=dtype)
+    out = tuple(p[0] if len(parts) == 1 else np.concatenate(p) for p in zip(*parts))
+    return out if several else out[0]
 
 
 class DrawnUpstream:

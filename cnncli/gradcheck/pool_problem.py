@@ -56,11 +56,18 @@ class PoolProblem(ProblemDefaults):
 
     def kinks_at(self, name: str, h: float, rows: tuple, cols: tuple) -> Optional[np.ndarray]:
         """:meth:`kinks` of rows ``rows[0]:rows[1]`` by columns ``cols[0]:cols[1]`` of a one-example input, (1, r, c,
-        C): the same mask there, from the windows that reach the rectangle only, their input read with the rows
-        and columns around it (:func:`rect_kinks`). For an example read by rectangles (:class:`.lazy.ReadExample`)."""
+        C): the same mask there, from the windows that reach the rectangle only (:meth:`masks_at`)."""
+        return self.masks_at(name, rows, cols, (2 * h,))[1][0] if self.params.mode == "max" else None
+
+    def masks_at(self, name: str, rows: tuple, cols: tuple, thresholds: tuple):
+        """The rectangle ``rows`` by ``cols`` of a one-example input (1, r, c, C) and, under max pooling, its kinks
+        within each of ``thresholds`` (a list of masks; None for average), from one read of the input
+        (:func:`rect_masks`: the windows that reach the rectangle, their input read with the rows and columns
+        around it). For an example read by rectangles (:class:`.lazy.ReadExample`)."""
+        A = self.inputs[name]
         if self.params.mode != "max":
-            return None
-        return rect_kinks(self.inputs[name], self.params, self.geom, rows, cols, 2 * h)
+            return np.ascontiguousarray(A[:, rows[0]:rows[1], cols[0]:cols[1]]), None
+        return rect_masks(A, self.params, self.geom, rows, cols, thresholds)
 
     def reads_at(self, name: str, rows: tuple, cols: tuple) -> np.ndarray:
         """:meth:`reads` of the rectangle ``rows`` by ``cols`` of a one-example input, (1, r, c, C): closed form per
@@ -128,9 +135,10 @@ class PoolProblem(ProblemDefaults):
         its input rectangle's part or None, None, None, None)`` (as ConvProblem's; a pool has no W nor b); no
         parts under max pooling. ``sl`` and ``mag``: as ConvProblem's, unused (one chunk, no magnitudes)."""
         A = self.inputs["A_prev"]
-        for t, x in tiled.each(self.geom, self.params, A, 0, tiled.ENGINE_BYTES):
+        for t in tiled.each_tile(self.geom, self.params, A.shape, 0, tiled.ENGINE_BYTES):
             part = None
-            if t.real and spread and self.params.mode != "max":
+            if t.real and spread and self.params.mode != "max":  # else no parts: the tile's input is not read
+                x = A if t.rb is None else t.input(A)
                 Q = np.abs(self.G[:, t.rows, t.cols]) * pool2d(np.abs(x), t.params)
                 averaging = replace(t.params, mode="average", count_include_pad=True)
                 part = pool2d_backward(Q, x, averaging)
@@ -194,58 +202,76 @@ def max_pool_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> 
     competing elements by at most ``h`` (directions of the fast method are scaled
     to ``max|d| <= 1``), so a window whose gap exceeds ``2h`` keeps its argmax.
     """
+    return max_pool_kinks_all(A_prev, params, (threshold,))[0]
+
+
+def max_pool_kinks_all(A_prev: np.ndarray, params: PoolParams, thresholds: tuple) -> list:
+    """:func:`max_pool_kinks` at each of ``thresholds`` (a list of masks), the windows searched once for all."""
     geom = params.geometry(A_prev.shape[1:3])
     if A_prev.shape[0] > 1:  # per chunk of examples: the windows' copies are several times the input
         per = 8 * A_prev[0].size * 4 * geom.kernel[0] * geom.kernel[1]
         chunks = batch_chunks(A_prev.shape[0], per)
         if len(chunks) > 1:
-            return np.concatenate([max_pool_kinks(A_prev[sl], params, threshold) for sl in chunks])
+            parts = [max_pool_kinks_all(A_prev[sl], params, thresholds) for sl in chunks]
+            return [np.concatenate([part[k] for part in parts]) for k in range(len(thresholds))]
     t = tiled.plan(geom, A_prev.shape[3], A_prev.shape[0], 0, tiled.WORKSPACE_BYTES // 4)
     if t is not None and geom.kernel[0] * geom.kernel[1] > 1:
         # one example whose windows' copies exceed the workspace: by tiles of its outputs, each tile's windows
         # on its own input rectangle (the same windows: .tiled); an element is a kink if any window makes it one
-        mask = np.zeros(A_prev.shape, dtype=bool)
+        masks = [np.zeros(A_prev.shape, dtype=bool) for _ in thresholds]
         for tile in tiled.tiles(geom, params, *t):
             if tile.real:  # a pool's windows always reach the input; kept for the shape of the loop
-                mask[tile.rect] |= _window_kinks(A_prev[tile.rect], tile.params, threshold)
-        return mask
-    return _window_kinks(A_prev, params, threshold)
+                for mask, part in zip(masks, _window_kinks(A_prev[tile.rect], tile.params, thresholds)):
+                    mask[tile.rect] |= part
+        return masks
+    return _window_kinks(A_prev, params, thresholds)
 
 
-def rect_kinks(A, params: PoolParams, geom, rows: tuple, cols: tuple, threshold: float) -> np.ndarray:
-    """:func:`max_pool_kinks` of one example ``A`` (1, H, W, C; anything read by ``A[:, rows, cols]``) on rows
-    ``rows[0]:rows[1]`` by columns ``cols[0]:cols[1]`` only: (1, r, c, C).
+def rect_masks(A, params: PoolParams, geom, rows: tuple, cols: tuple, thresholds: tuple):
+    """Rows ``rows[0]:rows[1]`` by columns ``cols[0]:cols[1]`` of one example ``A`` (1, H, W, C; anything read by
+    ``A[:, rows, cols]``) and their :func:`max_pool_kinks` at each of ``thresholds``, from one read of ``A``.
 
     An element's kink status depends on the windows that read it alone: those are the outputs whose windows reach
     the rectangle (:func:`outputs_reading` of its first and last row and column), evaluated on the input they read,
     with the pads they reach (the tiles of :func:`.tiled.tiles` do the same), so the mask is the whole example's
-    there. Rows or columns no window reaches are no kinks.
+    there. Rows or columns no window reaches are no kinks. The rectangle and the input of those windows are read
+    as one rectangle that holds both.
+
+    Returns
+    -------
+    (ndarray, list of ndarray of bool)
+        The values (1, r, c, C) and one mask of that shape per threshold.
     """
     (r0, r1), (c0, c1) = rows, cols
-    out = np.zeros((1, r1 - r0, c1 - c0, A.shape[3]), dtype=bool)
-    if r1 <= r0 or c1 <= c0:
-        return out
-    lo_r, hi_r = outputs_reading(geom, r0)[0], outputs_reading(geom, r1 - 1)[1]
-    lo_c, hi_c = outputs_reading(geom, c0, axis=1)[0], outputs_reading(geom, c1 - 1, axis=1)[1]
-    if lo_r >= hi_r or lo_c >= hi_c:
-        return out
-    rb, cb = tiled._block(geom, lo_r, hi_r, 0), tiled._block(geom, lo_c, hi_c, 1)
-    mask = max_pool_kinks(np.ascontiguousarray(A[:, rb.in_lo:rb.in_hi, cb.in_lo:cb.in_hi]),
-                          tile_params(params, rb, cb), threshold)
+    out = [np.zeros((1, max(0, r1 - r0), max(0, c1 - c0), A.shape[3]), dtype=bool) for _ in thresholds]
+    reach = None
+    if r1 > r0 and c1 > c0:
+        lo_r, hi_r = outputs_reading(geom, r0)[0], outputs_reading(geom, r1 - 1)[1]
+        lo_c, hi_c = outputs_reading(geom, c0, axis=1)[0], outputs_reading(geom, c1 - 1, axis=1)[1]
+        if lo_r < hi_r and lo_c < hi_c:
+            reach = tiled._block(geom, lo_r, hi_r, 0), tiled._block(geom, lo_c, hi_c, 1)
+    if reach is None:
+        return np.ascontiguousarray(A[:, r0:r1, c0:c1]), out
+    rb, cb = reach
+    u0, u1, w0, w1 = min(r0, rb.in_lo), max(r1, rb.in_hi), min(c0, cb.in_lo), max(c1, cb.in_hi)
+    U = np.ascontiguousarray(A[:, u0:u1, w0:w1])
+    halo = U[:, rb.in_lo - u0:rb.in_hi - u0, cb.in_lo - w0:cb.in_hi - w0]
+    masks = max_pool_kinks_all(halo, tile_params(params, rb, cb), thresholds)
     a0, a1, b0, b1 = max(r0, rb.in_lo), min(r1, rb.in_hi), max(c0, cb.in_lo), min(c1, cb.in_hi)
     if a1 > a0 and b1 > b0:
-        out[:, a0 - r0:a1 - r0, b0 - c0:b1 - c0] = mask[:, a0 - rb.in_lo:a1 - rb.in_lo, b0 - cb.in_lo:b1 - cb.in_lo]
-    return out
+        for o, mask in zip(out, masks):
+            o[:, a0 - r0:a1 - r0, b0 - c0:b1 - c0] = mask[:, a0 - rb.in_lo:a1 - rb.in_lo, b0 - cb.in_lo:b1 - cb.in_lo]
+    return U[:, r0 - u0:r1 - u0, c0 - w0:c1 - w0], out
 
 
-def _window_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> np.ndarray:
-    """:func:`max_pool_kinks` of examples evaluated at once, every window on the tap views of the padded input."""
+def _window_kinks(A_prev: np.ndarray, params: PoolParams, thresholds: tuple) -> list:
+    """:func:`max_pool_kinks_all` of examples evaluated at once, every window on the tap views of the padded input."""
     # NOTE: built from the public geometry only (pads, stride, dilation, ceil-mode overflow), not the
     # engine's private helpers, so that the checker stays an independent witness of the engine.
     geom = params.geometry(A_prev.shape[1:3])
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = geom.kernel, geom.stride, geom.dilation, geom.out_hw
     if kh * kw < 2:
-        return np.zeros(A_prev.shape, dtype=bool)
+        return [np.zeros(A_prev.shape, dtype=bool) for _ in thresholds]
     t, b, l, r = geom.pads
     m, H, W, C = A_prev.shape
     Hp, Wp = t + H + b + geom.overflow[0], l + W + r + geom.overflow[1]
@@ -270,7 +296,15 @@ def _window_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> n
         np.minimum(first, v, out=low)
         np.maximum(second, low, out=second)
         np.maximum(first, v, out=first)
-    kink_window = (first - second) <= threshold
+    gap = first - second
+    return [_near_maxima(A_pad, first, gap <= threshold, threshold, taps, geom)[:, t:t + H, l:l + W].copy()
+            for threshold in thresholds]
+
+
+def _near_maxima(A_pad, first, kink_window, threshold: float, taps: list, geom) -> np.ndarray:
+    """The elements of ``A_pad`` within ``threshold`` of their window's maximum ``first`` in the windows
+    ``kink_window`` (bool, the outputs' shape), over the windows' ``taps`` (strided views of ``A_pad``)."""
+    (kh, kw), (sh, sw), (dh, dw) = geom.kernel, geom.stride, geom.dilation
     mask_pad = np.zeros(A_pad.shape, dtype=bool)
     if 8 * np.count_nonzero(kink_window) < kink_window.size:
         # few kink windows (data without ties): each tap of those windows only, by their indices; the same mask
@@ -284,4 +318,4 @@ def _window_kinks(A_prev: np.ndarray, params: PoolParams, threshold: float) -> n
     else:
         for rows, cols in taps:
             mask_pad[:, rows, cols] |= kink_window & ((first - A_pad[:, rows, cols]) <= threshold)
-    return mask_pad[:, t:t + H, l:l + W].copy()
+    return mask_pad

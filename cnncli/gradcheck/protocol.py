@@ -102,6 +102,11 @@ class ProblemDefaults:
         (1, r, c, C), computed there only: None (no kinks)."""
         return None
 
+    def masks_at(self, name: str, rows: tuple, cols: tuple, thresholds: tuple):
+        """That rectangle of a one-example input (1, r, c, C) and its kinks within each of ``thresholds``:
+        (values, None), no kinks."""
+        return np.ascontiguousarray(self.inputs[name][:, rows[0]:rows[1], cols[0]:cols[1]]), None
+
     def reads_at(self, name: str, rows: tuple, cols: tuple) -> np.ndarray:
         """:meth:`reads` of that rectangle of a one-example input, (1, r, c, C): every element."""
         C = self.inputs[name].shape[3]

@@ -162,16 +162,22 @@ class ExcludedRect:
         out = self.rect((r0, r1), (c0, c1))
         return out[0] if sel[0] == 0 and not isinstance(sel[0], slice) else out
 
-    def rect(self, rows: tuple, cols: tuple, values: Optional[np.ndarray] = None) -> np.ndarray:
-        """Rows ``rows[0]:rows[1]`` by columns ``cols[0]:cols[1]``, (1, r, c, C); ``values``: that rectangle of
-        ``x`` where the caller has read it."""
-        v = self.x[:, rows[0]:rows[1], cols[0]:cols[1]] if values is None else values
+    def rect(self, rows: tuple, cols: tuple) -> np.ndarray:
+        """Rows ``rows[0]:rows[1]`` by columns ``cols[0]:cols[1]``, (1, r, c, C)."""
+        return self.pair(rows, cols)[1]
+
+    def pair(self, rows: tuple, cols: tuple):
+        """That rectangle of ``x`` and its mask, from one read (:meth:`.PoolProblem.masks_at`)."""
+        v, masks = self.p.masks_at("A_prev", rows, cols, (2 * self.h,))
         stuck = stuck_mask(v, self.h)
-        kinks = self.p.kinks_at("A_prev", self.h, rows, cols)
-        return stuck if kinks is None else (stuck | kinks)
+        return v, (stuck if masks is None else (stuck | masks[0]))
 
     def flat(self, lo: int, hi: int) -> np.ndarray:
         return flat_span(self.shape, self.rect, lo, hi, dtype=bool)
+
+    def flat_pair(self, lo: int, hi: int):
+        """``x``'s flat values ``[lo, hi)`` and their mask, from one read of each rectangle."""
+        return flat_span(self.shape, self.pair, lo, hi)
 
 
 def unread_coverage(p, x: ReadExample, h: float):
@@ -191,16 +197,15 @@ def unread_coverage(p, x: ReadExample, h: float):
         The source cannot be read.
     """
     n_stuck, n_excluded, cover = 0, 0, Coverage()
-    for _, rows, cols, v in x.blocks():
+    for _, rows, cols in x.rects():
         r, c = (rows.start, rows.stop), (cols.start, cols.stop)
+        # the block and, under max pooling, its kinks at the step and its exact ties: one read, one window search
+        v, masks = p.masks_at("A_prev", r, c, (2 * h, 0.0))
+        kinks, ties = (None, None) if masks is None else masks
         stuck = stuck_mask(v, h)
-        kinks = p.kinks_at("A_prev", h, r, c)
         excluded = stuck if kinks is None else (stuck | kinks)
         n_stuck += int(np.count_nonzero(stuck))
-        out = int(np.count_nonzero(excluded))
-        n_excluded += out
-        # NOTE: exact ties are kinks, so a block with nothing excluded has none (Coverage.of counts only its reads)
-        ties = p.kinks_at("A_prev", 0.0, r, c) if kinks is not None and out else None
+        n_excluded += int(np.count_nonzero(excluded))
         cover = cover + Coverage.of(excluded, kinks, ties, p.reads_at("A_prev", r, c))
     return n_stuck, n_excluded, cover
 
@@ -449,11 +454,8 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
     at = np.flatnonzero(here)
     kept = idx[here] - start * per  # where the gradient and floor are kept, in the example
     sums = np.zeros((3, P))  # per direction: the analytical sum, its L1 size, its floor
-    flat_x = x if unread else x.reshape(-1)
+    flat_x = None if unread else x.reshape(-1)
     flat_ex = None if excluded is None else (excluded if unread else excluded.reshape(-1))
-
-    def span(values, lo: int, hi: int) -> np.ndarray:
-        return values.flat(lo, hi) if unread else values[lo:hi]
 
     scale = p.floor_scale()  # None: no floor (max pooling)
 
@@ -470,8 +472,8 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
         out["grad_at"][at[mine]] = dA[kept[mine] - lo]
         if floor is not None:
             out["floor_at"][at[mine]] = floor[kept[mine] - lo]
-        if P:
-            values, ex = span(flat_x, lo, hi), span(flat_ex, lo, hi)
+        if P:  # the piece's values and excluded mask: one read of each rectangle where the example is unread
+            values, ex = flat_ex.flat_pair(lo, hi) if unread else (flat_x[lo:hi], flat_ex[lo:hi])
         for q in range(P):  # as _large_terms on _drawn_pieces' piece [lo, hi)
             plus, minus = _drawn_piece(values, ex, D, q, start, lo, h)
             sums[:, q] += _piece_terms(plus, minus, dA, floor, h)

@@ -178,13 +178,19 @@ def tiles(geom: WindowGeometry, params, rows: int, cols: int) -> List[Tile]:
 def each(geom: WindowGeometry, params, X: np.ndarray, channels: int, budget: int,
          least: int = 1) -> Iterator[Tuple[Tile, np.ndarray]]:
     """``(tile, its input rectangle)`` over ``X`` (k, H, W, C) by :func:`plan`; one whole tile when it fits."""
-    t = plan(geom, X.shape[3], X.shape[0], channels, budget, least)
+    for tile in each_tile(geom, params, X.shape, channels, budget, least):
+        yield tile, (X if tile.rb is None else tile.input(X))
+
+
+def each_tile(geom: WindowGeometry, params, shape, channels: int, budget: int, least: int = 1) -> Iterator[Tile]:
+    """:func:`each`'s tiles for an input of ``shape`` (k, H, W, C), reading nothing (the whole tile, with no
+    blocks, when it fits)."""
+    t = plan(geom, shape[3], shape[0], channels, budget, least)
     oh, ow = geom.out_hw
     if t is None:
-        yield Tile(slice(0, oh), slice(0, ow), None, None, params, True), X
+        yield Tile(slice(0, oh), slice(0, ow), None, None, params, True)
         return
-    for tile in tiles(geom, params, *t):
-        yield tile, tile.input(X)
+    yield from tiles(geom, params, *t)
 
 
 def forward(X: np.ndarray, W: np.ndarray, b, params, geom: WindowGeometry, budget: int, conv=conv2d) -> np.ndarray:
