@@ -175,8 +175,8 @@ class ArrayStream:
     def read_rows(self, example: int, lo: int, hi: int, axis: int = 1,
                   cols: Optional[Tuple[int, int]] = None) -> Optional[np.ndarray]:
         """Rows ``lo:hi`` along ``axis`` (1 or 2) of one example, shape kept (a leading axis of 1), only
-        ``cols[0]:cols[1]`` along ``axis + 1`` when given; None for an ``.npz`` member, whose rows are inflated front
-        to back (a block's overlap would re-inflate from the start).
+        ``cols[0]:cols[1]`` along ``axis + 1`` when given (an ``.npz`` member's from the states its inflater kept
+        along the way: see :class:`cnncli.io.npz.MemberBytes`); None for a Fortran-ordered ``.npz`` member.
 
         Raises
         ------
@@ -184,7 +184,7 @@ class ArrayStream:
             As :meth:`read`.
         """
         if isinstance(self._file, NpzArchive):
-            return None
+            return self._data.read_rows(example, lo, hi, axis, cols)
         sel = (slice(example, example + 1),) + (slice(None),) * (axis - 1) + (slice(lo, hi),)
         if cols is not None:
             sel += (slice(*cols),)

@@ -139,14 +139,19 @@ def read_npy_data(fp, header: NpyHeader, text: str, first: Optional[int] = None)
             if first is None:
                 raise damaged(text, f"cut short: {done} of {header.nbytes} data bytes")
             each = header.nbytes // header.shape[0]  # bytes per example: the read holds whole examples
-            at, have = first + done // each, done % each
-            raise InputError.worded(
-                f"{text!r} is damaged (cut short: example {at} has {have} of its {each} bytes)",
-                f"{text!r}: example {at} cut short ({have} of {each} bytes)",
-                f"{text!r}: example {at} cut short ({format_bytes(have, 'bytes')} of {format_bytes(each, 'bytes')})",
-                f"{text!r}: example {at} cut short")
+            raise example_cut_short(text, first + done // each, done % each, each)
         done += n
     return flat.reshape(header.shape, order="F" if header.fortran_order else "C")
+
+
+def example_cut_short(text: str, at: int, have: int, each: int) -> InputError:
+    """The error for data that ends in example ``at``, ``have`` of its ``each`` bytes there (returned, to be
+    raised)."""
+    return InputError.worded(
+        f"{text!r} is damaged (cut short: example {at} has {have} of its {each} bytes)",
+        f"{text!r}: example {at} cut short ({have} of {each} bytes)",
+        f"{text!r}: example {at} cut short ({format_bytes(have, 'bytes')} of {format_bytes(each, 'bytes')})",
+        f"{text!r}: example {at} cut short")
 
 
 def _map_npy(path: str, header: NpyHeader, text: str) -> Optional[np.ndarray]:

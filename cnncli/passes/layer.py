@@ -34,7 +34,8 @@ class Batches:
         """Rows ``lo:hi`` of one example, shape ``(1, hi - lo, n_W, n_C)`` (NHWC, compute dtype); only columns
         ``cols[0]:cols[1]`` of them when given.
 
-        Read by rows (or that rectangle) from HDF5 and ``.npy``; an ``.npz`` member's example is read once and held."""
+        Read by rows (or that rectangle) from HDF5, ``.npy`` and ``.npz``; a Fortran-ordered ``.npz`` member's example
+        is read once and held."""
         part = self.stream.read_rows(example, lo, hi, axis=1 if self.layout == "nhwc" else 2, cols=cols)
         if part is not None:
             return compute(layouts.to_nhwc(part, self.layout), self.dtype)

@@ -210,19 +210,23 @@ def test_a_stream_takes_each_tile_once_and_commits_nothing_cut_short(tmp_path, k
         assert os.path.exists(out)
 
 
+@pytest.mark.parametrize("kind", ["npy", "npz"])
 @pytest.mark.parametrize("command", ["forward", "backward"])
-def test_a_long_signal_streams_in_the_memory_of_a_tile(tmp_path, command):
+def test_a_long_signal_streams_in_the_memory_of_a_tile(tmp_path, command, kind):
     # a 1 x 200000 x 4 float64 signal (6.4 MB), one output row: row mode alone held it whole (tracemalloc's peak
-    # was 42.7 MiB forward, 55.0 MiB backward with a 256 KiB chunk; by tiles, about 1 MiB)
+    # was 42.7 MiB forward, 55.0 MiB backward with a 256 KiB chunk; by tiles, about 1 MiB). From a compressed
+    # .npz member its example was inflated and held whole (6.4 MB) until its rectangles were read from the
+    # inflater's kept states
     rng = np.random.default_rng(1)
     A = rng.standard_normal((1, 1, 200000, 4))
     W = rng.standard_normal((1, 5, 4, 4))
     G = rng.standard_normal((1, 1, 199996, 4))
     for name, x in (("A", A), ("W", W), ("G", G)):
         np.save(tmp_path / f"{name}.npy", x)
+    np.savez_compressed(tmp_path / "A.npz", A=A)
     main = "Z" if command == "forward" else "dA_prev"
-    with resolve_layer(str(tmp_path / "A.npy"), stream=True, weights=str(tmp_path / "W.npy"),
-                       grad=str(tmp_path / "G.npy")) as call:
+    with resolve_layer(str(tmp_path / ("A.npy" if kind == "npy" else "A.npz")), stream=True,
+                       weights=str(tmp_path / "W.npy"), grad=str(tmp_path / "G.npy")) as call:
         with ResultWriter(str(tmp_path / "o.npy"), main=main) as w:
             tracemalloc.start()
             getattr(streaming, command)(call, w, chunk_bytes=2**18)
