@@ -216,7 +216,8 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
     for sl in batch.chunks:  # what cannot be checked, counted chunk by chunk
         x = read(batch, sl)
         if isinstance(x, ReadExample):  # one huge example, block by block (a max pool's kinks from the windows around)
-            stuck_n, out_n, part = unread_coverage(make(x), x, h)
+            p = make(x)
+            stuck_n, out_n, part = unread_coverage(p, x, h, batch.mask_memo(sl.start, p, h))
             n_stuck += stuck_n
             n_excluded += out_n
             if out_n:
@@ -363,7 +364,8 @@ def _unread_blocks(batch: Batch, examples, h: float):
     per = batch.per_example
     for a, e in enumerate(examples):
         x = read(batch, slice(int(e), int(e) + 1))
-        excluded = ExcludedRect(batch.make(x), x, h)
+        p = batch.make(x)
+        excluded = ExcludedRect(p, x, h, batch.mask_memo(e, p, h))
         for lo, rows, cols in x.rects():  # each block read once, with the windows around it under max pooling
             yield a * per + lo, 1, rows, cols, excluded.rect((rows.start, rows.stop), (cols.start, cols.stop))
 

@@ -9,7 +9,7 @@ a failing directional check narrowed down). Nothing as large as the data set is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
@@ -21,6 +21,7 @@ from .lazy import DrawnExample, Examples, ReadExample, flat_span, rectangle
 from .metrics import gradient_metrics
 from . import perturbed, tiled
 from .perturbed import MACHINE_EPS, _contract, batch_chunks
+from .pool_problem import PoolProblem
 
 
 #: dA_prev's errors in its own shape and its height x width error map are kept up to this many values
@@ -28,6 +29,11 @@ from .perturbed import MACHINE_EPS, _contract, batch_chunks
 DENSE_VALUES = 2**22
 #: Values of one example summed at a time where the example is too large for the workspace.
 PIECE_VALUES = 2**20
+#: Unread max-pool examples' excluded masks are kept, one bit per element, up to this many bytes in all (one
+#: example of 4 GiB in float64): each example's windows are searched once, in its coverage pass, and every later
+#: rectangle (the sample's blocks, the directions' tiles, the analytical sums' spans) reads its bits. Beyond it
+#: each rectangle searches the windows around it again, as before: the same mask either way.
+MASK_MEMO_BYTES = 64 * 2**20
 
 
 def example_bytes(whole, A, G) -> int:
@@ -80,6 +86,7 @@ class Batch:
     chunks: list
     whole: Optional[object]
     tracker: Tracker
+    memos: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def per_example(self) -> int:
@@ -99,6 +106,29 @@ class Batch:
         """
         # NOTE: a stand-in of zero strides, not A[0:1]: that read one example, which may be as large as a chunk
         return self.make(np.broadcast_to(0.0, (1,) + tuple(self.A.shape[1:]))).geom
+
+    def mask_memo(self, e: int, p, h: float) -> Optional["MaskMemo"]:
+        """Example ``e``'s kept excluded mask at the step ``h`` (its problem ``p``), made empty on the first ask:
+        for an unread example under max pooling, while the masks kept take at most ``MASK_MEMO_BYTES``.
+
+        Returns
+        -------
+        MaskMemo or None
+            None: not kept (no windows to search, or no room); each rectangle computes its own mask.
+
+        Raises
+        ------
+        Nothing.
+        """
+        if not (isinstance(p, PoolProblem) and p.params.mode == "max"):  # a conv's or average's: a step test only
+            return None
+        key = (int(e), float(h))
+        if key not in self.memos:
+            shape = (1,) + tuple(self.A.shape[1:])
+            if sum(m.bits.nbytes for m in self.memos.values()) + MaskMemo.bytes_for(shape) > MASK_MEMO_BYTES:
+                return None
+            self.memos[key] = MaskMemo(shape)
+        return self.memos[key]
 
 
 def stuck_mask(x: np.ndarray, h: float) -> np.ndarray:
@@ -148,14 +178,70 @@ def whole_of(x):
     return x.read() if isinstance(x, ReadExample) else x
 
 
+class MaskMemo:
+    """One example's excluded mask (1, H, W, C), one bit per element in C order (``np.packbits``): written once,
+    in order, by contiguous flat spans (:meth:`put`: the coverage pass's blocks), then read by rectangles
+    (:meth:`rect`) or spans (:meth:`flat`)."""
+
+    def __init__(self, shape):
+        self.shape = tuple(int(s) for s in shape)
+        self.size = int(np.prod(self.shape))
+        self.bits = np.zeros(self.bytes_for(self.shape), dtype=np.uint8)
+        self.filled = 0  # values written, from the first
+
+    @staticmethod
+    def bytes_for(shape) -> int:
+        return -(-int(np.prod(shape)) // 8)
+
+    @property
+    def done(self) -> bool:
+        """Every value written."""
+        return self.filled == self.size
+
+    def put(self, lo: int, mask: np.ndarray) -> None:
+        """The mask's flat values from ``lo`` (the next unwritten one), any shape, in C order."""
+        if lo != self.filled:
+            raise ValueError(f"a mask memo is written in order: {self.filled} values written, asked to write at {lo}")
+        flat = np.asarray(mask, dtype=bool).reshape(-1)
+        n = flat.size
+        a, off = divmod(lo, 8)
+        if off:  # the first byte's earlier bits, kept (later ones are still zero: written in order)
+            flat = np.concatenate([np.unpackbits(self.bits[a:a + 1])[:off].view(bool), flat])
+        packed = np.packbits(flat)
+        self.bits[a:a + packed.size] = packed
+        self.filled = lo + n
+
+    def flat(self, lo: int, hi: int) -> np.ndarray:
+        """Its flat values ``[lo, hi)``, bool (hi - lo,)."""
+        hi = max(lo, hi)
+        a = lo // 8
+        return np.unpackbits(self.bits[a:-(-hi // 8)])[lo - 8 * a:hi - 8 * a].view(bool)
+
+    def rect(self, rows: tuple, cols: tuple) -> np.ndarray:
+        """Rows ``rows[0]:rows[1]`` by columns ``cols[0]:cols[1]``, bool (1, r, c, C)."""
+        _, H, W, C = self.shape
+        (r0, r1), (c0, c1) = rows, cols
+        r, c = max(0, r1 - r0), max(0, c1 - c0)
+        if r == 0 or c == 0:
+            return np.zeros((1, r, c, C), dtype=bool)
+        # the span from the rectangle's first value to its last: its rows of W * C values each begin with one of
+        # the rectangle's (the last ends with it); whole rows, or one row, are the span itself
+        span = self.flat((r0 * W + c0) * C, ((r1 - 1) * W + c1) * C)
+        if r == 1 or c == W:
+            return span.reshape(1, r, c, C)
+        band = np.lib.stride_tricks.as_strided(span, (r, c * C), (W * C, 1), writeable=False)
+        return np.ascontiguousarray(band).reshape(1, r, c, C)
+
+
 class ExcludedRect:
     """:func:`excluded_mask` of one unread example ``x`` (1, H, W, C) under the problem ``p`` (of ``x``): its
     elements unchanged by the step and, under max pooling, its kinks (:meth:`.PoolProblem.kinks_at`, from the
     windows around each rectangle), computed by the rectangles asked of it (``[:, rows, cols]``, :meth:`rect`) or
-    spans of its flat values (:meth:`flat`); the same mask as the example's read whole."""
+    spans of its flat values (:meth:`flat`); the same mask as the example's read whole. With a ``memo`` written
+    whole (:func:`unread_coverage`'s) each rectangle's mask is read from it and the rectangle alone from ``x``."""
 
-    def __init__(self, p, x: ReadExample, h: float):
-        self.p, self.x, self.h, self.shape = p, x, h, x.shape
+    def __init__(self, p, x: ReadExample, h: float, memo: Optional[MaskMemo] = None):
+        self.p, self.x, self.h, self.shape, self.memo = p, x, h, x.shape, memo
 
     def __getitem__(self, sel) -> np.ndarray:
         r0, r1, c0, c1 = rectangle(sel, self.shape, "the excluded elements of one streamed example are computed")
@@ -167,7 +253,9 @@ class ExcludedRect:
         return self.pair(rows, cols)[1]
 
     def pair(self, rows: tuple, cols: tuple):
-        """That rectangle of ``x`` and its mask, from one read (:meth:`.PoolProblem.masks_at`)."""
+        """That rectangle of ``x`` and its mask, from one read (:meth:`.PoolProblem.masks_at`, or the memo)."""
+        if self.memo is not None and self.memo.done:
+            return self.x[:, rows[0]:rows[1], cols[0]:cols[1]], self.memo.rect(rows, cols)
         v, masks = self.p.masks_at("A_prev", rows, cols, (2 * self.h,))
         stuck = stuck_mask(v, self.h)
         return v, (stuck if masks is None else (stuck | masks[0]))
@@ -180,10 +268,12 @@ class ExcludedRect:
         return flat_span(self.shape, self.pair, lo, hi)
 
 
-def unread_coverage(p, x: ReadExample, h: float):
+def unread_coverage(p, x: ReadExample, h: float, memo: Optional[MaskMemo] = None):
     """What cannot be checked in one unread example ``x`` (its problem ``p``), block by block: the counts the
     check takes of an example read whole (:func:`excluded_mask`, :meth:`.Coverage.of` with its kinks, exact ties
     and the elements some window reads), the same values.
+
+    ``memo`` (unwritten; optional) is written with the excluded mask, block by block.
 
     Returns
     -------
@@ -197,7 +287,7 @@ def unread_coverage(p, x: ReadExample, h: float):
         The source cannot be read.
     """
     n_stuck, n_excluded, cover = 0, 0, Coverage()
-    for _, rows, cols in x.rects():
+    for lo, rows, cols in x.rects():
         r, c = (rows.start, rows.stop), (cols.start, cols.stop)
         # the block and, under max pooling, its kinks at the step and its exact ties: one read, one window search
         v, masks = p.masks_at("A_prev", r, c, (2 * h, 0.0))
@@ -207,6 +297,8 @@ def unread_coverage(p, x: ReadExample, h: float):
         n_stuck += int(np.count_nonzero(stuck))
         n_excluded += int(np.count_nonzero(excluded))
         cover = cover + Coverage.of(excluded, kinks, ties, p.reads_at("A_prev", r, c))
+        if memo is not None and memo.filled == lo:
+            memo.put(lo, excluded)
     return n_stuck, n_excluded, cover
 
 
@@ -358,7 +450,8 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
         if tiles:  # one huge example: its gradient and floor, too, tile by tile
             # the directions only where they move it (rows: a mask of its one example)
             moved = D if P and rows.all() else None
-            gW, gb, w, b = _one_huge_example(p, make, x, g, mag, sl.start, h, moved, idx, here, out)
+            gW, gb, w, b = _one_huge_example(p, make, x, g, mag, sl.start, h, moved, idx, here, out,
+                                             batch.mask_memo(sl.start, p, h) if isinstance(x, ReadExample) else None)
             if whole is not None:
                 dW, db = (gW, gb) if dW is None else (dW + gW, db + gb)
                 per_w, per_b = (w, b) if per_w is None else (per_w + w, per_b + b)
@@ -406,7 +499,8 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
     return out
 
 
-def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, idx, here, out: dict):
+def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, idx, here, out: dict,
+                      memo: Optional[MaskMemo] = None):
     """:func:`pass_over_batch` on one example too large for the workspace whose upstream gradient ``g`` is drawn
     by tiles (:func:`upstream`): its gradient and rounding floor, too, are never whole.
 
@@ -436,6 +530,8 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
         Flat indices of the batch where the gradient and floor are kept, and which of them are this example's.
     out : dict
         :func:`pass_over_batch`'s sums, updated.
+    memo : MaskMemo, optional
+        The example's excluded mask, kept by its coverage pass (:meth:`Batch.mask_memo`).
 
     Returns
     -------
@@ -450,7 +546,7 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
     per = x.size
     P = FAST_DIRECTIONS if D is not None else 0
     unread = isinstance(x, ReadExample)  # read by rectangles and spans: nothing of its size is held
-    excluded = (ExcludedRect(make(x), x, h) if unread else excluded_mask(make(x), x, h)) if P else None
+    excluded = (ExcludedRect(make(x), x, h, memo) if unread else excluded_mask(make(x), x, h)) if P else None
     at = np.flatnonzero(here)
     kept = idx[here] - start * per  # where the gradient and floor are kept, in the example
     sums = np.zeros((3, P))  # per direction: the analytical sum, its L1 size, its floor

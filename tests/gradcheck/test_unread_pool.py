@@ -222,3 +222,55 @@ def test_one_huge_pool_example_from_a_file_is_checked_in_memory_that_does_not_gr
     # 4x the example: 9.6 MB more of it, read whole at least once (3.2x that with its copies)
     assert peaks[1] - peaks[0] < 0.4 * 3 * 8 * 2 * 200_000
     assert peaks[1] < 0.5 * 8 * 2 * 800_000
+
+
+@given(st.integers(1, 6), st.integers(1, 9), st.integers(1, 3), st.integers(1, 40), st.data())
+def test_a_mask_memo_written_by_spans_gives_the_mask_by_any_rectangle_or_span(H, W, C, values, data):
+    # spans of any length from any flat position (most not on a byte's boundary), as the coverage pass's blocks
+    shape = (1, H, W, C)
+    mask = np.random.default_rng(data.draw(st.integers(0, 99))).random(shape) < 0.4
+    memo = streamed_evals.MaskMemo(shape)
+    for lo, rows, cols in sampling.example_rects(H, W, C, values):
+        assert not memo.done
+        memo.put(lo, mask[:, rows, cols])
+    assert memo.done
+    r0, r1 = sorted(data.draw(st.tuples(st.integers(0, H), st.integers(0, H))))
+    c0, c1 = sorted(data.draw(st.tuples(st.integers(0, W), st.integers(0, W))))
+    got = memo.rect((r0, r1), (c0, c1))
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, mask[:, r0:r1, c0:c1])
+    lo, hi = sorted(data.draw(st.tuples(st.integers(0, mask.size), st.integers(0, mask.size))))
+    np.testing.assert_array_equal(memo.flat(lo, hi), mask.reshape(-1)[lo:hi])
+
+
+def test_a_mask_memo_is_written_in_order_only():
+    memo = streamed_evals.MaskMemo((1, 1, 10, 1))
+    memo.put(0, np.ones((1, 1, 3, 1), dtype=bool))
+    with pytest.raises(ValueError):
+        memo.put(5, np.ones((1, 1, 2, 1), dtype=bool))
+
+
+@pytest.mark.parametrize("data", ["normal", "ties"])
+def test_an_unread_max_pool_example_s_windows_are_searched_once(data, monkeypatch):
+    # its coverage pass keeps the excluded mask (a bit per element); the sample, the directions' steps and the
+    # analytical sums read it instead of searching the windows around each of their rectangles again
+    rng = np.random.default_rng(5)
+    A = rng.normal(size=(1, 2, 3000, 2)) if data == "normal" else rng.integers(0, 4, size=(1, 2, 3000, 2)) * 1.0
+    _small_budgets(monkeypatch, A.nbytes)
+    params = PoolParams(f=(1, 3), stride=(1, 2))
+    searched = [0]
+    real = pool_problem._window_kinks
+
+    def counted(X, p, thresholds):
+        searched[0] += X.size
+        return real(X, p, thresholds)
+    monkeypatch.setattr(pool_problem, "_window_kinks", counted)
+    kept = gradcheck_streamed(A, kind="pool", params=params, method="auto", seed=6)
+    once = searched[0]
+    searched[0] = 0
+    monkeypatch.setattr(streamed_evals, "MASK_MEMO_BYTES", 0)  # no memo: every rectangle searches its windows
+    again = gradcheck_streamed(A, kind="pool", params=params, method="auto", seed=6)
+    assert json.dumps(kept.to_dict()) == json.dumps(again.to_dict())
+    assert kept.passed
+    assert A.size <= once < 1.2 * A.size  # the blocks' windows: each block and a column either side
+    assert searched[0] > 3 * A.size
