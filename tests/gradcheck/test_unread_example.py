@@ -129,6 +129,33 @@ def test_a_stratum_above_the_shuffle_limit_is_drawn_by_its_ranks(limit, monkeypa
         np.testing.assert_array_equal(sampling.stratified_blocks(shape, n, c, blocks), want)
 
 
+def file_budgets(monkeypatch):
+    """Budgets small enough that an example of a few MB from a file goes unread, by tiles, blocks and pieces
+    (the memory tests': what they hold must then be bounded by these, not by the example)."""
+    monkeypatch.setattr(perturbed, "BATCH_BYTES", 8 * 4096)
+    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 100)
+    monkeypatch.setattr(tiled, "WORKSPACE_BYTES", 2**18)
+    monkeypatch.setattr(tiled, "ENGINE_BYTES", 2**18)
+    monkeypatch.setattr(fused, "OUTPUT_BYTES", 2**18)
+    monkeypatch.setattr(directional, "SLICE_VALUES", 2**14)
+    monkeypatch.setattr(streamed_evals, "PIECE_VALUES", 2**14)
+    monkeypatch.setattr(streamed_evals, "DENSE_VALUES", 2**14)  # the result's dense errors: not of its size
+    monkeypatch.setattr(sampling, "SHUFFLE_LIMIT", 2**12)
+    monkeypatch.setattr(lazy, "BLOCK_VALUES", 2**14)
+    monkeypatch.setattr(tiled, "HUGE_INPUT_BYTES", 2**20)
+
+
+def traced_peak(check):
+    """``(check(), the most bytes it held at once beyond what was held before)``, by tracemalloc."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        out = check()
+        return out, tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
 def _small_budgets(monkeypatch, example_bytes):
     """Every evaluation by tiles of a few outputs, and an example of ``example_bytes`` taken as huge: read by
     rectangles, sampled block by block, its largest stratum drawn by ranks."""
@@ -218,17 +245,7 @@ def test_a_wrong_gradient_of_an_unread_example_is_found_at_its_element(monkeypat
 def test_one_huge_example_from_a_file_is_checked_in_memory_that_does_not_grow_with_it(tmp_path, monkeypatch):
     # it was read whole in every pass over it (and its sample's candidates were half its size): about 2x the
     # example beyond the process at the peak; now what is held is bounded by the budgets, not by the example
-    monkeypatch.setattr(perturbed, "BATCH_BYTES", 8 * 4096)
-    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 100)
-    monkeypatch.setattr(tiled, "WORKSPACE_BYTES", 2**18)
-    monkeypatch.setattr(tiled, "ENGINE_BYTES", 2**18)
-    monkeypatch.setattr(fused, "OUTPUT_BYTES", 2**18)
-    monkeypatch.setattr(directional, "SLICE_VALUES", 2**14)
-    monkeypatch.setattr(streamed_evals, "PIECE_VALUES", 2**14)
-    monkeypatch.setattr(streamed_evals, "DENSE_VALUES", 2**14)  # the result's dense errors: not of its size
-    monkeypatch.setattr(sampling, "SHUFFLE_LIMIT", 2**12)
-    monkeypatch.setattr(lazy, "BLOCK_VALUES", 2**14)
-    monkeypatch.setattr(tiled, "HUGE_INPUT_BYTES", 2**20)
+    file_budgets(monkeypatch)
     Wt, b = np.random.default_rng(8).normal(size=(1, 5, 2, 2)), np.zeros(2)
     peaks = []
     for n in (200_000, 800_000):
@@ -236,13 +253,8 @@ def test_one_huge_example_from_a_file_is_checked_in_memory_that_does_not_grow_wi
         with h5py.File(tmp_path / f"x{n}.h5", "w") as f:
             f["x"] = A
         with h5py.File(tmp_path / f"x{n}.h5", "r") as f:
-            tracemalloc.start()
-            try:
-                base = tracemalloc.get_traced_memory()[0]
-                r = gradcheck_streamed(f["x"], Wt, b, ConvParams(), method="auto", seed=1)
-                peaks.append(tracemalloc.get_traced_memory()[1] - base)
-            finally:
-                tracemalloc.stop()
+            r, peak = traced_peak(lambda: gradcheck_streamed(f["x"], Wt, b, ConvParams(), method="auto", seed=1))
+            peaks.append(peak)
         assert r.passed and r.gradients[0].method == "fast+sample"
     # 4x the example (9.6 MB more of it): read whole, what is held grew by 10.7 MB; unread, by under 1 MB here
     # and 2.25 MB in one CI run (not explained: the bound keeps a margin, and still fails whole reads)
@@ -301,17 +313,7 @@ def test_a_given_upstream_gradient_of_a_huge_example_is_refused_or_found_all_zer
 def test_a_huge_example_and_its_given_upstream_gradient_from_files_are_checked_in_memory_that_does_not_grow(
         tmp_path, monkeypatch):
     # --grad given: the example and its G were read whole (G by examples, so A too): what was held grew with them
-    monkeypatch.setattr(perturbed, "BATCH_BYTES", 8 * 4096)
-    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 100)
-    monkeypatch.setattr(tiled, "WORKSPACE_BYTES", 2**18)
-    monkeypatch.setattr(tiled, "ENGINE_BYTES", 2**18)
-    monkeypatch.setattr(fused, "OUTPUT_BYTES", 2**18)
-    monkeypatch.setattr(directional, "SLICE_VALUES", 2**14)
-    monkeypatch.setattr(streamed_evals, "PIECE_VALUES", 2**14)
-    monkeypatch.setattr(streamed_evals, "DENSE_VALUES", 2**14)
-    monkeypatch.setattr(sampling, "SHUFFLE_LIMIT", 2**12)
-    monkeypatch.setattr(lazy, "BLOCK_VALUES", 2**14)
-    monkeypatch.setattr(tiled, "HUGE_INPUT_BYTES", 2**20)
+    file_budgets(monkeypatch)
     Wt, b = np.random.default_rng(8).normal(size=(1, 5, 2, 2)), np.zeros(2)
     peaks = []
     for n in (200_000, 800_000):
@@ -320,13 +322,9 @@ def test_a_huge_example_and_its_given_upstream_gradient_from_files_are_checked_i
             f["x"] = rng.normal(size=(1, 1, n, 2))
             f["g"] = rng.normal(size=(1, 1, n - 4, 2))
         with h5py.File(tmp_path / f"x{n}.h5", "r") as f:
-            tracemalloc.start()
-            try:
-                base = tracemalloc.get_traced_memory()[0]
-                r = gradcheck_streamed(f["x"], Wt, b, ConvParams(), method="auto", seed=1, grad=f["g"])
-                peaks.append(tracemalloc.get_traced_memory()[1] - base)
-            finally:
-                tracemalloc.stop()
+            r, peak = traced_peak(lambda: gradcheck_streamed(f["x"], Wt, b, ConvParams(), method="auto", seed=1,
+                                                             grad=f["g"]))
+            peaks.append(peak)
         assert r.passed and r.gradients[0].method == "fast+sample"
     # 4x the example and its G (9.6 MB more of each): read whole, at least that much more is held
     assert peaks[1] - peaks[0] < 0.4 * 3 * 8 * 2 * 200_000

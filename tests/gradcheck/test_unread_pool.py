@@ -5,7 +5,6 @@ whole streamed check gives what it gives with the example read whole, in memory 
 """
 
 import json
-import tracemalloc
 
 import h5py
 import numpy as np
@@ -13,14 +12,10 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-import cnncli.gradcheck.directional as directional
-import cnncli.gradcheck.lazy as lazy
-import cnncli.gradcheck.perturbed as perturbed
 import cnncli.gradcheck.pool_problem as pool_problem
 import cnncli.gradcheck.sampling as sampling
 import cnncli.gradcheck.streamed as streamed
 import cnncli.gradcheck.streamed_evals as streamed_evals
-import cnncli.gradcheck.tiled as tiled
 from cnncli.engine import PoolParams
 from cnncli.errors import HyperparameterError
 from cnncli.gradcheck import gradcheck_pool
@@ -29,7 +24,7 @@ from cnncli.gradcheck.pool_problem import PoolProblem
 from cnncli.gradcheck.streamed import gradcheck_streamed
 from cnncli.gradcheck.streamed_evals import ExcludedRect, excluded_mask
 
-from .test_unread_example import _small_budgets, _whole_reads, read_whole
+from .test_unread_example import _small_budgets, _whole_reads, file_budgets, read_whole, traced_peak
 
 
 def _loop_masks(A, params, threshold):
@@ -194,16 +189,7 @@ def test_a_wrong_max_pool_gradient_of_an_unread_example_is_found_at_its_element(
 def test_one_huge_pool_example_from_a_file_is_checked_in_memory_that_does_not_grow_with_it(mode, tmp_path,
                                                                                           monkeypatch):
     # read whole in every pass (and its kinks, its excluded mask of its size): what was held grew with it
-    monkeypatch.setattr(perturbed, "BATCH_BYTES", 8 * 4096)
-    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 100)
-    monkeypatch.setattr(tiled, "WORKSPACE_BYTES", 2**18)
-    monkeypatch.setattr(tiled, "ENGINE_BYTES", 2**18)
-    monkeypatch.setattr(directional, "SLICE_VALUES", 2**14)
-    monkeypatch.setattr(streamed_evals, "PIECE_VALUES", 2**14)
-    monkeypatch.setattr(streamed_evals, "DENSE_VALUES", 2**14)
-    monkeypatch.setattr(sampling, "SHUFFLE_LIMIT", 2**12)
-    monkeypatch.setattr(lazy, "BLOCK_VALUES", 2**14)
-    monkeypatch.setattr(tiled, "HUGE_INPUT_BYTES", 2**20)
+    file_budgets(monkeypatch)
     params = PoolParams(f=(1, 3), stride=(1, 2), mode=mode)
     peaks = []
     for n in (200_000, 800_000):
@@ -211,13 +197,8 @@ def test_one_huge_pool_example_from_a_file_is_checked_in_memory_that_does_not_gr
         with h5py.File(tmp_path / f"x{n}.h5", "w") as f:
             f["x"] = A
         with h5py.File(tmp_path / f"x{n}.h5", "r") as f:
-            tracemalloc.start()
-            try:
-                base = tracemalloc.get_traced_memory()[0]
-                r = gradcheck_streamed(f["x"], kind="pool", params=params, method="auto", seed=1)
-                peaks.append(tracemalloc.get_traced_memory()[1] - base)
-            finally:
-                tracemalloc.stop()
+            r, peak = traced_peak(lambda: gradcheck_streamed(f["x"], kind="pool", params=params, method="auto", seed=1))
+            peaks.append(peak)
         assert r.passed and r.gradients[0].method == "fast+sample"
     # 4x the example: 9.6 MB more of it, read whole at least once (3.2x that with its copies)
     assert peaks[1] - peaks[0] < 0.4 * 3 * 8 * 2 * 200_000
