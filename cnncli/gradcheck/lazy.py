@@ -259,13 +259,20 @@ class DrawnExample:
             out = np.zeros(shape)
         else:
             base = self.e * self.drawn._per
-            # the span from the rectangle's first value to its last: one contiguous draw, whose rows of W * C
-            # values each begin with one of the rectangle's (the last ends with it)
+            # the span from the rectangle's first value to its last: one contiguous draw
             span = self.drawn.values(base + (r0 * W + c0) * C, base + ((r1 - 1) * W + c1) * C)
-            rect = np.lib.stride_tricks.as_strided(span, ((r1 - r0), (c1 - c0) * C), (W * C * span.itemsize,
-                                                                                       span.itemsize), writeable=False)
-            out = rect.reshape(shape) if r1 - r0 == 1 else np.ascontiguousarray(rect).reshape(shape)
+            out = span_rect(span, r1 - r0, c1 - c0, W, C)
         return out if sel[0] == 0 and not isinstance(sel[0], slice) else out[None]
+
+
+def span_rect(span: np.ndarray, r: int, c: int, W: int, C: int) -> np.ndarray:
+    """The rectangle (r, c, C), r, c >= 1, of an example of W columns and C channels, from ``span``, its flat
+    values from the rectangle's first to its last: each of the span's rows of ``W * C`` values begins with one of
+    the rectangle's rows (the last ends with it). One row, or whole rows, are the span itself; else a copy."""
+    if r == 1 or c == W:
+        return span.reshape(r, c, C)
+    band = np.lib.stride_tricks.as_strided(span, (r, c * C), (W * C * span.itemsize, span.itemsize), writeable=False)
+    return np.ascontiguousarray(band).reshape(r, c, C)
 
 
 def rectangle(sel, shape, what: str, channels: bool = False) -> tuple:

@@ -17,7 +17,7 @@ import numpy as np
 from .context import TensorCheck, Tracker
 from .core import LOCALIZE_FULL_LIMIT, Coverage, merge
 from .directional import FAST_DIRECTIONS, LOCALIZE_BLOCKS, block_verdict, localize
-from .lazy import DrawnExample, Examples, ReadExample, flat_span, rectangle
+from .lazy import DrawnExample, Examples, ReadExample, flat_span, rectangle, span_rect
 from .metrics import gradient_metrics
 from . import perturbed, tiled
 from .perturbed import MACHINE_EPS, _contract, batch_chunks
@@ -224,13 +224,7 @@ class MaskMemo:
         r, c = max(0, r1 - r0), max(0, c1 - c0)
         if r == 0 or c == 0:
             return np.zeros((1, r, c, C), dtype=bool)
-        # the span from the rectangle's first value to its last: its rows of W * C values each begin with one of
-        # the rectangle's (the last ends with it); whole rows, or one row, are the span itself
-        span = self.flat((r0 * W + c0) * C, ((r1 - 1) * W + c1) * C)
-        if r == 1 or c == W:
-            return span.reshape(1, r, c, C)
-        band = np.lib.stride_tricks.as_strided(span, (r, c * C), (W * C, 1), writeable=False)
-        return np.ascontiguousarray(band).reshape(1, r, c, C)
+        return span_rect(self.flat((r0 * W + c0) * C, ((r1 - 1) * W + c1) * C), r, c, W, C)[None]
 
 
 class ExcludedRect:
