@@ -14,7 +14,7 @@ Rows (the issue's targets):
 - ``--hdf5``: an HDF5 set of 3000 uint8 images 64x64x3 (``--hdf5-m`` to change), W (4,4,3,8), b,
   pad same: ``cnncli gradcheck`` (streamed) against one ``cnncli forward`` over the same data,
   whole-process wall and CPU times and peak RSS of each (``os.wait4``; targets: peak RSS <= 400 MB,
-  time <= 10x the forward's, a PASS). Takes minutes.
+  time <= 10x the forward's, a PASS), and the same check of the set saved as ``.npy``. Takes minutes.
 - ``--huge``: sets of one very large example, a 1 x 1 x 2,000,000 x 4 float64 HDF5 signal (``--huge-n``),
   under a 1x5 conv to 4 and 8 channels and max and average pooling: peak RSS of each check (target: 400 MB).
 
@@ -81,20 +81,26 @@ def _hdf5_case(tmp: Path, m: int, env, py) -> None:
     import h5py
 
     rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(m, 64, 64, 3), dtype=np.uint8)
     with h5py.File(tmp / "signs.h5", "w") as f:
-        f["train_set_x"] = rng.integers(0, 256, size=(m, 64, 64, 3), dtype=np.uint8)
+        f["train_set_x"] = x
+    np.save(tmp / "signs.npy", x)  # the same set as .npy: it streams too (memory-mapped)
+    del x
     np.save(tmp / "W.npy", rng.normal(size=(4, 4, 3, 8)) * 0.1)
     np.save(tmp / "b.npy", rng.normal(size=8))
-    args = [str(tmp / "signs.h5") + ":/train_set_x", "--weights", str(tmp / "W.npy"), "--bias", str(tmp / "b.npy"),
-            "--pad", "same"]
-    fw = _measure([py, "-m", "cnncli", "forward", *args], env)
-    gc = _measure([py, "-m", "cnncli", "gradcheck", *args], env)
+    args = ["--weights", str(tmp / "W.npy"), "--bias", str(tmp / "b.npy"), "--pad", "same"]
+    h5 = str(tmp / "signs.h5") + ":/train_set_x"
+    fw = _measure([py, "-m", "cnncli", "forward", h5, *args], env)
+    gc = _measure([py, "-m", "cnncli", "gradcheck", h5, *args], env)
+    gn = _measure([py, "-m", "cnncli", "gradcheck", str(tmp / "signs.npy"), *args], env)
     print(f"HDF5 set ({m},64,64,3) uint8 * W (4,4,3,8), pad same, one run each:")
-    print(f"  forward    wall {fw[0]:7.1f} s  cpu {fw[1]:7.1f} s  peak RSS {fw[2]:6.0f} MB")
-    print(f"  gradcheck  wall {gc[0]:7.1f} s  cpu {gc[1]:7.1f} s  peak RSS {gc[2]:6.0f} MB  "
-          f"{'PASS' if gc[3] == 0 else 'exit ' + str(gc[3])}")
-    print(f"  ratio gradcheck / forward: wall {gc[0] / fw[0]:.1f}x, cpu {gc[1] / fw[1]:.1f}x (target <= 10x); "
-          f"peak RSS {'ok' if gc[2] <= 400 else 'MISSED'} (<= 400 MB)")
+    print(f"  forward          wall {fw[0]:7.1f} s  cpu {fw[1]:7.1f} s  peak RSS {fw[2]:6.0f} MB")
+    for name, r in (("gradcheck", gc), ("gradcheck .npy", gn)):
+        print(f"  {name:15s}  wall {r[0]:7.1f} s  cpu {r[1]:7.1f} s  peak RSS {r[2]:6.0f} MB  "
+              f"{'PASS' if r[3] == 0 else 'exit ' + str(r[3])}")
+    for name, r in (("", gc), (" (.npy)", gn)):
+        print(f"  ratio gradcheck{name} / forward: wall {r[0] / fw[0]:.1f}x, cpu {r[1] / fw[1]:.1f}x "
+              f"(target <= 10x); peak RSS {'ok' if r[2] <= 400 else 'MISSED'} (<= 400 MB)")
 
 
 def _huge_case(tmp: Path, n: int, env, py) -> None:
