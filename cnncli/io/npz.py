@@ -369,16 +369,15 @@ class MemberBytes:
             d = state.copy()
         pending, r = b"", 0
         while at < end:
-            if not pending:
-                if fed >= self.info.compress_size:
-                    raise damaged(self.text, f"cut short: {at} of {self.size} bytes")
+            if not pending and fed < self.info.compress_size:
                 self._fp.seek(self._start + fed)
                 pending = self._fp.read(min(FEED_BYTES, self.info.compress_size - fed))
                 if not pending:
                     raise damaged(self.text, f"cut short: {at} of {self.size} bytes")
                 fed += len(pending)
             # NOTE: output stops at the next mark (its state is kept there) and at the end: nothing past it is
-            # inflated
+            # inflated. With all the input fed, pending is empty and the inflater may still owe output (a match
+            # it had decoded but not all copied when the output limit was reached): decompress(b"") gives it
             chunk = d.decompress(pending, min(end, (at // self._every + 1) * self._every) - at)
             pending = d.unconsumed_tail
             if chunk:
@@ -395,7 +394,7 @@ class MemberBytes:
                 at = top
                 if at % self._every == 0 and at > self._marks[-1][0]:
                     self._marks.append((at, fed - len(pending), d.copy()))
-            elif d.eof:
+            elif d.eof or not pending and fed >= self.info.compress_size:  # no input left, and none owed
                 raise damaged(self.text, f"cut short: {at} of {self.size} bytes")
         self._cursor = (at, fed - len(pending), d)
 

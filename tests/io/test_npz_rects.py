@@ -126,3 +126,17 @@ def test_a_member_cut_short_is_told_by_the_example_its_data_ends_in(tmp_path):
         with pytest.raises(InputError) as info:
             stream.read_rows(1, 1, 2)
     assert "is damaged (cut short: example 1 has 800 of its 3200 bytes)" in str(info.value)  # the widest wording
+
+
+@pytest.mark.parametrize("extra", [1, 4, 8])
+def test_a_compressible_member_just_past_a_kept_state_reads_to_its_end(tmp_path, extra):
+    # An all-zero member of 8 MiB + extra*8 bytes deflates to a few KiB: all of it is fed before the output
+    # reaches the state kept at 8 MiB, and the inflater still owes the bytes after it (a long match, decoded
+    # but not copied yet) when no input is left; they were taken for a member cut short
+    n = (npz.MARK_BYTES - 128) // 8 + extra  # the .npy header is 128 bytes
+    A = np.zeros((1, 1, n, 1))
+    _save(tmp_path / "z.npz", A, compressed=True)
+    with open_array(str(tmp_path / "z.npz")) as stream:
+        np.testing.assert_array_equal(stream.read_rows(0, 0, 1, axis=1, cols=(n - 3, n)), A[:, :, n - 3:])
+        np.testing.assert_array_equal(stream.read_rows(0, 0, 1, axis=1, cols=(0, 2)), A[:, :, :2])
+        np.testing.assert_array_equal(stream.read_rows(0, 0, 1, axis=1), A)  # behind: from the first state
