@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import CnncliError, HyperparameterError
+from ..errors import HyperparameterError
 from .app import app, state
 from .command import CnncliCommand, choices, examples
 from .options import PlainOpt, check_output_flags, layer_options
@@ -179,13 +179,15 @@ def _check_source(source, options, method, samples, eps, tol, seed, tty, render)
     ``forward`` reads it, chunk by chunk (:mod:`cnncli.gradcheck.streamed`).
     """
     from ..gradcheck.layercall import check_layer_call
+    from ..io.readers import read_once
     from ..passes.call import resolve_layer
 
     # float64 asked for explicitly: the dtype note then says "computed in float64" and offers no --dtype float32.
     opts = dict(options, dtype="float64")
-    call = _streamed_call(source, opts)
-    if call is None:
-        call = resolve_layer(source, **opts)
+    with read_once():  # stdin and pipes: the in-memory resolution gets the bytes the first one read
+        call = _streamed_call(source, opts)
+        if call is None:
+            call = resolve_layer(source, **opts)
     size = math.prod(call.A_prev.shape) + (call.W.size if call.W is not None else 0)
     from ..render.progress import progress_bar
 
@@ -200,16 +202,14 @@ def _check_source(source, options, method, samples, eps, tol, seed, tty, render)
 def _streamed_call(source, opts):
     """The layer call with A_prev (and --grad) left on disk, when too large to check in memory; else None.
 
-    Anything smaller, or that cannot be streamed, is resolved as before (by the caller), so its
-    check, messages and errors are those of the in-memory check.
+    Anything smaller is resolved again in memory (by the caller), so its check is the in-memory check.
+    Bad input is told by this resolution, as ``forward`` tells it: it reads headers only, so a file of any
+    size is never loaded (nor refused by the memory budget) to say that the weights or a flag are wrong.
     """
     from ..passes.call import resolve_layer
     from ..passes.layer import Batches
 
-    try:
-        call = resolve_layer(source, stream=True, **opts)
-    except CnncliError:
-        return None  # the in-memory resolution says what is wrong, in its own words
+    call = resolve_layer(source, stream=True, **opts)
     values = math.prod(call.A_prev.shape) + math.prod(call.out_shape)
     # NOTE: every format streams as forward reads it (HDF5 by slices, .npy memory-mapped, .npz members by
     # rows): before, .npy and .npz sets were loaded whole, so the same 3000 images took 3.1 GB and 3x the time

@@ -9,6 +9,7 @@ are read only when their declared size fits :func:`cnncli.io.budget.memory_budge
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -137,6 +138,35 @@ def check_readable(ref: ArrayRef) -> None:
 # --------------------------------------------------------------------- telling formats apart
 
 
+#: While :func:`read_once` is active: the bytes of each source that can be read only once, by its identity.
+_ONCE: Optional[dict] = None
+
+
+@contextlib.contextmanager
+def read_once():
+    """Within this block, standard input and pipes are read at most once: :func:`materialize` keeps their bytes
+    and gives them again to a second reference to the same source (a command that resolves its inputs twice,
+    as gradcheck does when a set turns out small enough to check in memory, would find them empty).
+
+    The bytes are let go at the end of the block; outside any block every reference reads its source.
+    """
+    global _ONCE
+    outer, _ONCE = _ONCE, {} if _ONCE is None else _ONCE
+    try:
+        yield
+    finally:
+        _ONCE = outer
+
+
+def _once(key, read):
+    """``read()``, or the bytes it gave for ``key`` earlier in the :func:`read_once` block."""
+    if _ONCE is None:
+        return read()
+    if key not in _ONCE:
+        _ONCE[key] = read()
+    return _ONCE[key]
+
+
 def materialize(ref: ArrayRef) -> ArrayRef:
     """``ref`` ready to be parsed: a source that can be read only once is read into ``data``.
 
@@ -152,11 +182,15 @@ def materialize(ref: ArrayRef) -> ArrayRef:
     if ref.data is not None:
         return ref
     if ref.kind == "stdin":
-        return replace(ref, kind="npy", data=_stdin_bytes())
+        return replace(ref, kind="npy", data=_once(("stdin",), _stdin_bytes))
     if _regular(ref):
         return ref
-    with _open(ref.path, ref) as fp:
-        data = read_bounded(fp, ref.text, sniff=lambda head: _known_head(head, ref), first=PIPE_HEAD)
+
+    def read():
+        with _open(ref.path, ref) as fp:
+            return read_bounded(fp, ref.text, sniff=lambda head: _known_head(head, ref), first=PIPE_HEAD)
+
+    data = _once(("pipe", os.path.abspath(ref.path)), read)
     if ref.kind != "pipe":
         return replace(ref, data=data)
     head, kind = _format(io.BytesIO(data))
