@@ -13,7 +13,7 @@ import cnncli.gradcheck.perturbed as perturbed
 import cnncli.gradcheck.streamed as streamed
 import cnncli.gradcheck.streamed_evals as streamed_evals
 from cnncli.cli.app import load_app
-from tests.gradcheck.test_unread_example import traced_peak
+from tests.traced import traced_peak
 
 # NOTE: importing cnncli.cli.gradcheck first binds the name cnncli.cli.app to the module, so
 # `from cnncli.cli import app` run alone would get the module; load_app() is the Typer app

@@ -9,7 +9,6 @@ measures what the check holds.
 """
 
 import json
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -31,6 +30,7 @@ from cnncli.gradcheck.lazy import DirectionChunks, DrawnUpstream
 from cnncli.gradcheck.pool_problem import PoolProblem
 from cnncli.gradcheck.problems import ConvProblem
 from cnncli.gradcheck.streamed import gradcheck_streamed
+from tests.traced import traced_peak
 
 from .broken import backward_off_at
 
@@ -132,17 +132,6 @@ def test_a_directed_difference_is_the_difference_of_the_perturbed_copies(params,
         assert got[k] == pytest.approx(oracle, rel=1e-9, abs=1e-12)
 
 
-def _traced(run):
-    """``run()``'s result and the bytes it allocated at its peak (traced), beyond what was held before."""
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        r = run()
-        return r, tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-
-
 def _huge(n=3000, n_C=4, seed=0):
     rng = np.random.default_rng(seed)
     return rng.normal(size=(1, 1, n, 2)), rng.normal(size=(1, 5, 2, n_C)), rng.normal(size=n_C)
@@ -237,7 +226,7 @@ def test_one_huge_example_s_streamed_check_holds_none_of_its_gradients_whole(mon
     monkeypatch.setattr(tiled, "ENGINE_BYTES", 2**18)
     monkeypatch.setattr(fused, "OUTPUT_BYTES", 2**18)
     A, Wt, b = _huge(n=200_000, n_C=2)
-    r, peak = _traced(lambda: gradcheck_streamed(A, Wt, b, ConvParams(), method="fast", seed=1))
+    r, peak = traced_peak(lambda: gradcheck_streamed(A, Wt, b, ConvParams(), method="fast", seed=1))
     assert r.passed
     # the sample's candidates (int32: half the example each, a stratum and its shuffle), the errors of the
     # compared elements in the gradient's shape (the result's ``errors``), the masks, the tiles' workspace
@@ -501,7 +490,7 @@ def test_one_huge_example_s_streamed_pool_check_holds_a_few_copies_of_it(mode, c
     monkeypatch.setattr(tiled, "ENGINE_BYTES", 2**18)
     A = _pool_huge(n=200_000)
     params = PoolParams(f=(1, 3), stride=(1, 2), mode=mode)
-    r, peak = _traced(lambda: gradcheck_streamed(A, params=params, kind="pool", method="fast", seed=1))
+    r, peak = traced_peak(lambda: gradcheck_streamed(A, params=params, kind="pool", method="fast", seed=1))
     assert r.passed
     assert peak < copies * A.nbytes
 

@@ -5,7 +5,6 @@ whole, the in-memory check and the memory it holds.
 """
 
 import json
-import tracemalloc
 
 import h5py
 import numpy as np
@@ -25,6 +24,7 @@ from cnncli.engine import ConvParams
 from cnncli.gradcheck import gradcheck_conv
 from cnncli.gradcheck.lazy import Examples, ReadExample
 from cnncli.gradcheck.streamed import gradcheck_streamed
+from tests.traced import traced_peak
 
 
 @given(st.tuples(st.integers(1, 3), st.integers(1, 5), st.integers(1, 7), st.integers(1, 3)), st.integers(1, 30),
@@ -143,17 +143,6 @@ def file_budgets(monkeypatch):
     monkeypatch.setattr(sampling, "SHUFFLE_LIMIT", 2**12)
     monkeypatch.setattr(lazy, "BLOCK_VALUES", 2**14)
     monkeypatch.setattr(tiled, "HUGE_INPUT_BYTES", 2**20)
-
-
-def traced_peak(check):
-    """``(check(), the most bytes it held at once beyond what was held before)``, by tracemalloc."""
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        out = check()
-        return out, tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
 
 
 def _small_budgets(monkeypatch, example_bytes):

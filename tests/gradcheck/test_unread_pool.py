@@ -24,7 +24,9 @@ from cnncli.gradcheck.pool_problem import PoolProblem
 from cnncli.gradcheck.streamed import gradcheck_streamed
 from cnncli.gradcheck.streamed_evals import ExcludedRect, excluded_mask
 
-from .test_unread_example import _small_budgets, _whole_reads, file_budgets, read_whole, traced_peak
+from tests.traced import traced_peak
+
+from .test_unread_example import _small_budgets, _whole_reads, file_budgets, read_whole
 
 
 def _loop_masks(A, params, threshold):
