@@ -7,11 +7,12 @@ comparisons (:mod:`.impl`).
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 
 from .results import GradientResult, Offender
-from .spatial import pattern_hint, sparse_spatial_maps, spatial_maps
+from .spatial import SPATIAL_AXES, pattern_hint, sparse_spatial_maps, spatial_maps
 
 TOP_OFFENDERS = 5
 #: Gradients of at most this many elements keep ``errors`` in their own shape (NaN where not checked);
@@ -46,42 +47,138 @@ def gradient_metrics(name, shape, axes, how, idx, analytical, numerical, kinks, 
     ``dense_limit``: ``errors`` in the gradient's shape only for at most that many elements (default
     ``DENSE_ERRORS``), and, when given, the height x width ``error_map`` only for at most that many positions
     (a streamed check's; without it the map is always made, as before).
+
+    The values given in several parts, one after another, are :class:`Comparison`'s.
     """
-    limit = DENSE_ERRORS if dense_limit is None else dense_limit
-    a, n = np.asarray(analytical, dtype=np.float64), np.asarray(numerical, dtype=np.float64)
-    floor = np.zeros(a.shape) if floor is None else np.asarray(floor, dtype=np.float64)
-    err = np.abs(a - n)
-    rel = relative_error(a, n)
-    rel_floor = relative_floor(floor, a, n)
-    bad = element_fails(err, n, tol) & ~(err <= floor)
-    shown = np.where(np.isfinite(err), err, np.inf)
-    errors, error_map, hint = None, None, None
-    if int(np.prod(shape)) <= limit:
-        errors = np.full(shape, np.nan)
-        errors.reshape(-1)[idx] = shown
-    if len(shape) == 4:
-        # NOTE: the maps from the checked elements alone where they are few (the same maps): the dense ones take
-        # temporaries of the gradient's size (one huge streamed example's: three of its float64 size)
-        if errors is not None and len(idx) * SPARSE_MAPS > errors.size:
-            failing_at = np.zeros(shape, dtype=bool)
-            failing_at.reshape(-1)[idx] = bad
-            error_map, failing_map = spatial_maps(errors, failing_at, axes)
-        else:
-            error_map, failing_map = sparse_spatial_maps(shape, idx, shown, bad, axes, with_errors=dense_limit)
-        stride_of = stride if axes in ("mhwc", "mchw") else (1, 1)  # a kernel's offsets have no stride
-        hint = pattern_hint(failing_map, pads, stride_of)
-    rank = np.argsort(-np.where(np.isfinite(err), err, np.inf), kind="stable")[:TOP_OFFENDERS]
-    top = tuple(Offender(tuple(int(v) for v in np.unravel_index(idx[r], shape)), float(a[r]), float(n[r]))
-                for r in rank)
-    if np.isnan(err).any():  # a NaN is not "infinitely wrong": say NaN
-        max_abs = math.nan
-    else:
-        max_abs = float(np.max(err)) if err.size else 0.0
-    failing = int(bad.sum())
-    threshold = max(tol, rel_floor)
-    return GradientResult(name, tuple(shape), axes, how, rel, max_abs, int(len(idx)), 0, int(kinks), failing,
-                          bool(rel <= threshold and failing == 0), top[0] if top else None, top, errors, hint,
-                          error_map, rounding_floor=rel_floor, tolerance=threshold)
+    c = Comparison(shape, axes, tol, dense_limit=dense_limit)
+    c.add(idx, analytical, numerical, floor)
+    return c.result(name, how, kinks, pads=pads, stride=stride)
+
+
+class Comparison:
+    """:func:`gradient_metrics` of values given in parts (``add``: the elements of a chunk of a data set, one
+    chunk after another), holding nothing per element but what the result keeps.
+
+    Kept: the parts' norms (the norm of the parts' norms is the whole's norm), the largest error, the
+    ``TOP_OFFENDERS`` largest errors, the height x width error map, ``errors`` in the gradient's shape where it
+    is at most ``dense_limit`` values, and the elements failing so far (index, error, ``|n|``): whether an
+    element fails depends on the largest ``|n|`` of all (:func:`element_fails`), which only grows, so an element
+    passing at the largest ``|n|`` so far passes at the end. A passing comparison holds none; a failing one holds
+    24 bytes per element failing so far. Given in one part, the result is :func:`gradient_metrics`' exactly (one
+    part's norm is its norm; the maxima and the stable ranking of the parts in order are the whole's).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The gradient's shape.
+    axes : str
+        Its axis letters (``"mhwc"``, ...).
+    tol : float
+    dense_limit : int, optional
+        As :func:`gradient_metrics`'.
+    """
+
+    def __init__(self, shape, axes: str, tol: float, *, dense_limit: Optional[int] = None):
+        self.shape, self.axes, self.tol, self.dense_limit = tuple(int(s) for s in shape), axes, tol, dense_limit
+        limit = DENSE_ERRORS if dense_limit is None else dense_limit
+        size = int(np.prod(self.shape))
+        self.errors = np.full(self.shape, np.nan) if size <= limit else None
+        self.count, self.scale, self.max_err, self.nan = 0, 0.0, 0.0, False
+        self.norms = {"a": [], "n": [], "d": [], "floor": []}
+        self.floored = False  # any floor nonzero (relative_floor: none, no floor)
+        self.top = []  # (shown error, flat index, a, n), at most TOP_OFFENDERS, in ranking order
+        self.fails = []  # per part: (flat index, error, |n|) of its elements failing at the scale so far
+        self.spatial = SPATIAL_AXES.get(axes) if len(self.shape) == 4 else None
+        self.error_map = None
+        if self.spatial is not None and self.errors is None:  # dense errors give their map at the end
+            hw = (self.shape[self.spatial[0]], self.shape[self.spatial[1]])
+            if dense_limit is None or hw[0] * hw[1] <= dense_limit:
+                self.error_map = np.full(hw, np.nan)
+
+    def add(self, idx, analytical, numerical, floor=None) -> None:
+        """The elements ``idx`` (flat) with their analytical and numerical values and rounding floor (None: 0)."""
+        idx = np.asarray(idx)
+        a, n = np.asarray(analytical, dtype=np.float64), np.asarray(numerical, dtype=np.float64)
+        floor = np.zeros(a.shape) if floor is None else np.asarray(floor, dtype=np.float64)
+        err = np.abs(a - n)
+        self.count += int(len(idx))
+        for key, v in (("a", a), ("n", n), ("d", a - n), ("floor", floor)):
+            self.norms[key].append(norm(v))
+        self.floored |= bool(floor.any())
+        finite = np.abs(n[np.isfinite(n)])
+        self.scale = max(self.scale, float(finite.max()) if finite.size else 0.0)
+        if np.isnan(err).any():
+            self.nan = True
+        elif err.size:
+            self.max_err = max(self.max_err, float(np.max(err)))
+        shown = np.where(np.isfinite(err), err, np.inf)
+        if self.errors is not None:
+            self.errors.reshape(-1)[idx] = shown
+        bad = self._failing(err, np.abs(n), floor)
+        self.fails.append((idx[bad], err[bad], np.abs(n[bad])))
+        self._prune()
+        rank = np.argsort(-shown, kind="stable")[:TOP_OFFENDERS]
+        # NOTE: the earlier parts' first: a stable sort of both ranks ties as the whole's stable sort does
+        merged = self.top + [(float(shown[r]), int(idx[r]), float(a[r]), float(n[r])) for r in rank]
+        order = np.argsort(-np.array([t[0] for t in merged]), kind="stable")[:TOP_OFFENDERS]
+        self.top = [merged[r] for r in order]
+        if self.error_map is not None and len(idx):
+            np.fmax.at(self.error_map, self._at(idx), shown)  # fmax: a NaN (not yet checked) gives way to any value
+
+    def _failing(self, err, absn, floor) -> np.ndarray:
+        """element_fails at the largest |n| so far, and not within the floor."""
+        return ~(err <= 10 * self.tol * self.scale + 100 * self.tol * absn) & ~(err <= floor)
+
+    def _prune(self) -> None:
+        """The elements failing so far, at the largest |n| so far (those passing now pass at the end)."""
+        kept = []
+        for i, e, absn in self.fails:
+            if i.size:
+                still = ~(e <= 10 * self.tol * self.scale + 100 * self.tol * absn)
+                kept.append((i[still], e[still], absn[still]))
+        self.fails = kept
+
+    def _at(self, idx: np.ndarray) -> tuple:
+        coords = np.unravel_index(np.asarray(idx, dtype=np.int64), self.shape)
+        return coords[self.spatial[0]], coords[self.spatial[1]]
+
+    def result(self, name: str, how: str, kinks: int, *, pads=None, stride=None) -> GradientResult:
+        """The :class:`GradientResult` of everything added (``kinks``: the elements not checked)."""
+        self._prune()
+        failing_idx = np.concatenate([i for i, _, _ in self.fails]) if self.fails else np.zeros(0, np.int64)
+        error_map, hint = (self.error_map if self.count else None), None
+        if self.spatial is not None:
+            failing_map = None
+            if self.count:
+                if self.errors is not None:
+                    failing_at = np.zeros(self.shape, dtype=bool)
+                    failing_at.reshape(-1)[failing_idx] = True
+                    # NOTE: the maps from the checked elements alone where they are few (the same maps): the dense
+                    # ones take temporaries of the gradient's size
+                    if self.count * SPARSE_MAPS > self.errors.size:
+                        error_map, failing_map = spatial_maps(self.errors, failing_at, self.axes)
+                    else:
+                        checked = np.flatnonzero(~np.isnan(self.errors.reshape(-1)))
+                        error_map, failing_map = sparse_spatial_maps(
+                            self.shape, checked, self.errors.reshape(-1)[checked],
+                            failing_at.reshape(-1)[checked], self.axes, with_errors=self.dense_limit)
+                else:
+                    hw = (self.shape[self.spatial[0]], self.shape[self.spatial[1]])
+                    failing_map = np.zeros(hw, dtype=bool)
+                    failing_map[self._at(failing_idx)] = True
+            stride_of = stride if self.axes in ("mhwc", "mchw") else (1, 1)  # a kernel's offsets have no stride
+            hint = pattern_hint(failing_map, pads, stride_of)
+        top = tuple(Offender(tuple(int(v) for v in np.unravel_index(i, self.shape)), a, n) for _, i, a, n in self.top)
+        norms = {k: norm(np.array(v)) if v else 0.0 for k, v in self.norms.items()}
+        denom = norms["a"] + norms["n"]
+        rel = (math.nan if not math.isfinite(denom) else norms["d"] / denom if denom > 0 else 0.0)
+        rel_floor = norms["floor"] / denom if self.floored and denom > 0 else 0.0
+        max_abs = math.nan if self.nan else self.max_err
+        failing = int(failing_idx.size)
+        threshold = max(self.tol, rel_floor)
+        return GradientResult(name, self.shape, self.axes, how, rel, max_abs, self.count, 0, int(kinks), failing,
+                              bool(rel <= threshold and failing == 0), top[0] if top else None, top, self.errors,
+                              hint, error_map, rounding_floor=rel_floor, tolerance=threshold)
 
 
 def element_fails(abs_error: np.ndarray, numerical: np.ndarray, tol: float) -> np.ndarray:

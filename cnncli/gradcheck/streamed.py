@@ -48,8 +48,8 @@ from .pool_problem import PoolProblem
 from .problems import ConvProblem
 from .results import CheckResult, GradientResult
 from .sampling import stratified_blocks, stratified_indices
-from .streamed_evals import (Batch, ExcludedRect, checkable, elementwise, example_bytes, excluded_mask, localized,
-                             pass_over_batch, read, stuck_mask, unread, unread_coverage)
+from .streamed_evals import (Batch, ExcludedRect, by_chunks, checkable, elementwise, every_element, example_bytes,
+                             excluded_mask, localized, pass_over_batch, read, stuck_mask, unread, unread_coverage)
 
 #: A_prev of at most this many elements is sampled as in memory (one mask over the whole set);
 #: a larger one by examples first (see the module docstring).
@@ -80,7 +80,9 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
         The upstream gradient; when omitted, the standard normal draw of ``seed`` that
         the in-memory check makes (:class:`DrawnUpstream`).
     method, samples, eps, tol, seed, progress, label
-        As :func:`cnncli.gradcheck.core.check_problem`.
+        As :func:`cnncli.gradcheck.core.check_problem`. ``"full"`` compares A_prev's elements chunk by chunk
+        (:func:`.streamed_evals.every_element`), except where an example is too large for the workspace: such
+        examples are read whole for it.
 
     Returns
     -------
@@ -249,7 +251,12 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
     # so that the one pass below can keep A_prev's gradient at the sampled elements; "fast" draws it only
     # when a failing check needs it: on a copy, replayed on the generator itself if so
     fertile = _fertile(A.shape[0], barren)
-    if method == "full":
+    # NOTE: a full check of a set of examples compares every element after the pass, chunk by chunk, and keeps
+    # none of them (nor their indices); a huge example read by tiles is still read whole, with every index
+    every = method == "full" and by_chunks(batch)
+    if every:
+        idx = np.zeros(0, dtype=np.int64)
+    elif method == "full":
         idx = checkable(batch, h)
     else:
         draw = rng if method != "fast" else copy_generator(rng)
@@ -259,7 +266,7 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
         directed = _directed_examples(A.shape[0], notes, conv=whole is not None, fertile=fertile)
     if whole is not None:  # W's and b's checks draw next: what they will evaluate is known now
         whole.foresee(rng, top_out)
-    sums = pass_over_batch(batch, h, D, idx, directed, top_out)
+    sums = pass_over_batch(batch, h, D, idx, directed, top_out, every=every)
     # the magnitudes the in-memory verdicts name: every input's, A_prev's from the first pass
     maxima = [(name, top)] + ([(k, _max_abs(whole.inputs[k])) for k in ("W", "b")] if whole is not None else [])
     if not sums["finite"]:
@@ -273,7 +280,9 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
         del notes[mark:]  # as in memory, where the verdict comes before any element is counted or drawn
         return inconclusive(gname, name, np.broadcast_to(0.0, shape), reason)
     local = None
-    if method in ("full", "sample") or method == "fast+sample":
+    if every:
+        local = every_element(batch, h, n_excluded, tol)
+    elif method in ("full", "sample") or method == "fast+sample":
         local = elementwise(batch, h, idx, sums["grad_at"], sums["floor_at"], n_excluded, tol,
                             "fast+sample" if method == "fast+sample" else method)
     if method in ("full", "sample"):

@@ -4,7 +4,8 @@ Two ideas: the one pass over the batch (:func:`pass_over_batch`: per chunk, A_pr
 gradient where it is compared, its rounding floor and the directional sums, with dW, db
 and their estimates accumulated), and elementwise central differences from the few
 examples that hold chosen elements (:func:`elementwise`: the sample; :func:`localized`:
-a failing directional check narrowed down). Nothing as large as the data set is held.
+a failing directional check narrowed down), or from every chunk in turn (:func:`every_element`:
+``--method full``). Nothing as large as the data set is held.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from .context import TensorCheck, Tracker
 from .core import LOCALIZE_FULL_LIMIT, Coverage, merge
 from .directional import FAST_DIRECTIONS, LOCALIZE_BLOCKS, block_verdict, localize
 from .lazy import DrawnExample, Examples, ReadExample, flat_span, rectangle, span_rect
-from .metrics import gradient_metrics
+from .metrics import Comparison, gradient_metrics
+from .results import GradientResult
 from . import perturbed, tiled
 from .perturbed import MACHINE_EPS, _contract, batch_chunks
 from .pool_problem import PoolProblem
@@ -366,17 +368,22 @@ def upstream(batch: Batch, sl: slice, x: np.ndarray):
     Nothing.
     """
     G = batch.G
-    if sl.stop - sl.start == 1:
-        p = batch.make(x)
-        # NOTE: by tiles in every evaluation (the engine's, the rounding estimates', the differences'): each reads
-        # G by rectangles of whole rows or of one row, which the drawn example and the unread one give
-        if p.by_tiles() and p._local() and 2 * FAST_DIRECTIONS * example_bytes(batch.whole, batch.A, G) > \
-                perturbed.BATCH_BYTES:
-            return G.example(sl.start)
-    return G[sl]
+    # NOTE: by tiles in every evaluation (the engine's, the rounding estimates', the differences'): each reads
+    # G by rectangles of whole rows or of one row, which the drawn example and the unread one give
+    return G.example(sl.start) if _tiled_upstream(batch, sl, x) else G[sl]
 
 
-def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: float = 0.0) -> dict:
+def _tiled_upstream(batch: Batch, sl: slice, x) -> bool:
+    """Whether :func:`upstream` gives the examples ``sl`` (``x``, or a stand-in of their shape) undrawn or unread:
+    one example too large for the workspace in several copies. From shapes alone."""
+    if sl.stop - sl.start != 1:
+        return False
+    p = batch.make(x)
+    return bool(p.by_tiles() and p._local() and
+                2 * FAST_DIRECTIONS * example_bytes(batch.whole, batch.A, batch.G) > perturbed.BATCH_BYTES)
+
+
+def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: float = 0.0, every: bool = False) -> dict:
     """The one pass over the batch: per chunk A_prev's gradient, rounding floor and directional sums.
 
     Keeps A_prev's gradient and floor at the flat indices ``idx`` only; the directions move
@@ -395,6 +402,9 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
         Flat indices of A_prev where its gradient and floor are kept.
     directed : ndarray of bool, shape (m,), optional
     top_out : float
+    every : bool
+        A_prev's gradient and floor on every example, none of it kept (a full check's, compared after the pass
+        by :func:`every_element`): their size and finiteness decide whether it is compared.
 
     Returns
     -------
@@ -426,8 +436,8 @@ def pass_over_batch(batch: Batch, h: float, D, idx, directed=None, top_out: floa
         x = read(batch, sl)
         here = (ex_of >= sl.start) & (ex_of < sl.stop)
         rows = np.ones(sl.stop - sl.start, dtype=bool) if directed is None or not P else directed[sl]
-        needed = bool(here.any() or (P and rows.any()))  # A_prev's floor: only where it is compared
-        keep = rows.copy() if P else np.zeros(sl.stop - sl.start, dtype=bool)  # where dA_prev is read
+        needed = bool(every or here.any() or (P and rows.any()))  # A_prev's floor: only where it is compared
+        keep = rows.copy() if P else np.full(sl.stop - sl.start, every)  # where dA_prev is read
         keep[np.unique(ex_of[here] - sl.start)] = True
         # NOTE: where dA_prev is not read everywhere in the chunk, G is drawn whole as before: a chunk of examples
         # of which some are neither sampled nor moved (G[keep] is copied), or one such huge example (its dW and
@@ -832,20 +842,75 @@ def elementwise(batch: Batch, h: float, idx, analytical, floor, n_excluded: int,
             x = _rows(A, examples)
             g = upstream(batch, first, x) if len(examples) == 1 and analytical is not None else _rows(G, examples)
             local = np.searchsorted(examples, idx // per) * per + idx % per
-            p = make(x, g)
-            if analytical is None:
-                analytical = p.analytical()["A_prev"].reshape(-1)[local]
-                f = p.rounding_floor("A_prev", h)
-                floor = None if f is None else f.reshape(-1)[local]
-            xs = x.reshape(-1)[local]
-            plus, minus = xs + h, xs - h
-            numerical = p.differences("A_prev", local, plus, minus, tracker.tick) / (plus - minus)
+            analytical, numerical, floor = _compared(make(x, g), x, local, h, tracker, analytical, floor)
     elif analytical is None:
         analytical = np.empty(0)
     geom = batch.geometry()
     return gradient_metrics("dA_prev", A.shape, "mhwc", how, idx, analytical, numerical, n_excluded, tol, floor,
                             pads=geom.pads, stride=geom.stride,
                             dense_limit=DENSE_VALUES)
+
+
+def _compared(p, x: np.ndarray, local: np.ndarray, h: float, tracker: Tracker, analytical=None, floor=None):
+    """``(analytical, numerical, floor)`` of the elements ``local`` (flat indices into ``x``, the examples of the
+    problem ``p``): their central differences, and, where ``analytical`` is None, their gradient and rounding
+    floor from ``p``'s backward (else ``analytical`` and ``floor`` as given)."""
+    if analytical is None:
+        analytical = p.analytical()["A_prev"].reshape(-1)[local]
+        f = p.rounding_floor("A_prev", h)
+        floor = None if f is None else f.reshape(-1)[local]
+    xs = x.reshape(-1)[local]
+    plus, minus = xs + h, xs - h
+    return analytical, p.differences("A_prev", local, plus, minus, tracker.tick) / (plus - minus), floor
+
+
+def by_chunks(batch: Batch) -> bool:
+    """Whether :func:`every_element` can take the batch chunk by chunk: no chunk is one example whose input or
+    upstream gradient goes by tiles (:func:`unread`, :func:`upstream`); the full check of such an example still
+    takes its gradient from the pass and holds every element's index (:func:`checkable`, :func:`elementwise`)."""
+    # the examples are all of one shape: a chunk of one example is like every other (the last may be shorter)
+    one = next((sl for sl in batch.chunks if sl.stop - sl.start == 1), None)
+    stand_in = np.broadcast_to(0.0, (1,) + tuple(batch.A.shape[1:]))  # shapes only: nothing read nor drawn
+    return one is None or not (unread(batch, one) or _tiled_upstream(batch, one, stand_in))
+
+
+def every_element(batch: Batch, h: float, n_excluded: int, tol: float) -> GradientResult:
+    """:func:`elementwise` of every checkable element (``--method full``), chunk by chunk: each chunk's elements,
+    gradient, rounding floor and central differences are compared (:class:`.metrics.Comparison`) and dropped
+    before the next chunk is read, so that a full check of a data set holds no more than one chunk of it.
+
+    Parameters
+    ----------
+    batch : Batch
+        Every chunk an array of examples (:func:`by_chunks`).
+    h : float
+        The step.
+    n_excluded : int
+        Elements not checked (their count: those :func:`excluded_mask` gives, chunk by chunk).
+    tol : float
+
+    Returns
+    -------
+    GradientResult
+        Method ``"full"``.
+
+    Raises
+    ------
+    InputError
+        The source cannot be read.
+    """
+    make, A, G, tracker = batch.make, batch.A, batch.G, batch.tracker
+    per = batch.per_example
+    tracker.plan(int(np.prod(A.shape)) - n_excluded)
+    compared = Comparison(A.shape, "mhwc", tol, dense_limit=DENSE_VALUES)
+    for sl in batch.chunks:
+        x = A[sl]
+        p = make(x, G[sl])
+        local = np.flatnonzero(~excluded_mask(p, x, h).reshape(-1))
+        if local.size:
+            compared.add(sl.start * per + local, *_compared(p, x, local, h, tracker))
+    geom = batch.geometry()
+    return compared.result("dA_prev", "full", n_excluded, pads=geom.pads, stride=geom.stride)
 
 
 def _unread_differences(batch: Batch, h: float, local: np.ndarray, e: int) -> np.ndarray:
