@@ -13,7 +13,7 @@ from cnncli.gradcheck import gradcheck_conv, gradcheck_pool
 from cnncli.gradcheck.fused import Bank, StreamedConv
 from cnncli.gradcheck.lazy import DrawnUpstream, Examples
 from cnncli.gradcheck.streamed import gradcheck_streamed
-from tests.gradcheck.test_streamed import _same_check
+from tests.gradcheck.same import same_check
 
 RNG = np.random.default_rng(5)
 A = RNG.integers(0, 256, size=(30, 12, 12, 4)).astype(np.float64)
@@ -92,16 +92,16 @@ def _unfused(monkeypatch):
 @pytest.mark.parametrize("method", ["auto", "fast", "sample", "full"])
 def test_the_fused_check_is_the_in_memory_and_the_unfused_check(W_, params, method, monkeypatch):
     fast = gradcheck_streamed(A, W_, B, params, method=method, seed=3)
-    _same_check(gradcheck_conv(A, W_, B, params, method=method, seed=3), fast)
+    same_check(gradcheck_conv(A, W_, B, params, method=method, seed=3), fast)
     _unfused(monkeypatch)
-    _same_check(gradcheck_streamed(A, W_, B, params, method=method, seed=3), fast)
+    same_check(gradcheck_streamed(A, W_, B, params, method=method, seed=3), fast)
     assert fast.passed
 
 
 @pytest.mark.parametrize("W_, params", CONFIGS[::2])
 def test_input_with_negative_values_gets_its_magnitudes_on_their_own(W_, params):
     signed = A - 128.0  # conv(|A|, |W|) is no longer conv(A, |W|): the bank's magnitudes are not used
-    _same_check(gradcheck_conv(signed, W_, B, params, seed=7), gradcheck_streamed(signed, W_, B, params, seed=7))
+    same_check(gradcheck_conv(signed, W_, B, params, seed=7), gradcheck_streamed(signed, W_, B, params, seed=7))
 
 
 @pytest.mark.parametrize("W_, params", CONFIGS[:3])
@@ -131,12 +131,12 @@ def test_a_wrong_dW_still_fails_through_the_fused_path_at_the_same_element(metho
     params = ConvParams(pad="same")
     a = gradcheck_conv(A, W, B, params, method=method, seed=3)
     s = gradcheck_streamed(A, W, B, params, method=method, seed=3)
-    _same_check(a, s)
+    same_check(a, s)
     g = s.gradients[1]
     assert s.verdict == "fail" and not g.passed and g.method == "fast+full" and g.failing >= 1
     assert g.worst.index == (1, 2, 0, 4) and s.gradients[0].passed and s.gradients[2].passed
     _unfused(monkeypatch)
-    _same_check(gradcheck_streamed(A, W, B, params, method=method, seed=3), s)
+    same_check(gradcheck_streamed(A, W, B, params, method=method, seed=3), s)
 
 
 def test_a_wrong_db_still_fails_through_the_fused_path(monkeypatch):
@@ -159,7 +159,7 @@ def test_a_wrong_db_still_fails_through_the_fused_path(monkeypatch):
 @pytest.mark.parametrize("stride", [1, 2])
 def test_a_streamed_pool_check_is_the_in_memory_check(mode, stride):
     params = PoolParams(f=2, stride=stride, mode=mode)
-    _same_check(gradcheck_pool(A, params, seed=6), gradcheck_streamed(A, params=params, kind="pool", seed=6))
+    same_check(gradcheck_pool(A, params, seed=6), gradcheck_streamed(A, params=params, kind="pool", seed=6))
 
 
 def test_requests_beyond_the_banks_budget_are_evaluated_over_the_set(monkeypatch):
@@ -173,7 +173,7 @@ def test_requests_beyond_the_banks_budget_are_evaluated_over_the_set(monkeypatch
     monkeypatch.setattr(StreamedConv, "_unfused", counted)
     params = ConvParams(pad=1)
     s = gradcheck_streamed(A, W, B, params, method="full", seed=5)
-    _same_check(gradcheck_conv(A, W, B, params, method="full", seed=5), s)
+    same_check(gradcheck_conv(A, W, B, params, method="full", seed=5), s)
     assert s.passed and calls == [W.size]  # W's elementwise check did not fit: evaluated on its own
 
 

@@ -17,6 +17,7 @@ from cnncli.errors import InputError
 from cnncli.gradcheck import directional, gradcheck_conv, gradcheck_pool
 from cnncli.gradcheck.lazy import DirectionChunks, DrawnUpstream
 from cnncli.gradcheck.streamed import gradcheck_streamed
+from tests.gradcheck.same import same_check
 
 RNG = np.random.default_rng(1)
 A = RNG.integers(0, 256, size=(40, 16, 16, 3)).astype(np.float64)  # 30720 elements: sampled as in memory
@@ -46,34 +47,17 @@ def test_direction_chunks_are_the_fast_checks_directions():
     assert rng.random() == after.random()  # the generator moved on as the whole draw moves it
 
 
-def _same_check(a, s):
-    """Same verdicts, counts, worst elements and notes; metrics equal up to float64 rounding."""
-    da, ds = a.to_dict(), s.to_dict()
-    assert da["verdict"] == ds["verdict"] and da["notes"] == ds["notes"], (da, ds)
-    for ga, gs in zip(da["gradients"], ds["gradients"]):
-        for key in ("name", "shape", "method", "checked", "directions", "kinks", "failing", "passed", "verdict",
-                    "hint", "reason"):
-            assert ga[key] == gs[key], (key, ga, gs)
-        for key in ("rounding_floor", "tolerance"):
-            assert gs[key] == pytest.approx(ga[key], rel=1e-6), (key, ga, gs)
-        if not ga["passed"]:  # a passing gradient's errors are rounding: their size and place are noise
-            assert ga["worst_index"] == gs["worst_index"]
-            assert [o["index"] for o in ga["top"]] == [o["index"] for o in gs["top"]]
-            for key in ("relative_error", "max_abs_error"):
-                assert gs[key] == pytest.approx(ga[key], rel=1e-6), (key, ga, gs)
-
-
 @pytest.mark.parametrize("method", ["auto", "fast", "sample"])
 def test_a_streamed_conv_check_is_the_in_memory_check(method):
     params = ConvParams(pad="same")
-    _same_check(gradcheck_conv(A, W, B, params, method=method, seed=3),
+    same_check(gradcheck_conv(A, W, B, params, method=method, seed=3),
                 gradcheck_streamed(A, W, B, params, method=method, seed=3))
 
 
 @pytest.mark.parametrize("mode", ["max", "average"])
 def test_a_streamed_pool_check_is_the_in_memory_check(mode):
     params = PoolParams(f=3, stride=2, mode=mode)
-    _same_check(gradcheck_pool(A, params, seed=2), gradcheck_streamed(A, params=params, kind="pool", seed=2))
+    same_check(gradcheck_pool(A, params, seed=2), gradcheck_streamed(A, params=params, kind="pool", seed=2))
 
 
 def _break_one_position(monkeypatch):
@@ -94,7 +78,7 @@ def test_a_wrong_gradient_fails_both_checks_at_the_same_element(monkeypatch):
     _break_one_position(monkeypatch)
     params = ConvParams(pad="same")
     a, s = gradcheck_conv(A, W, B, params, seed=3), gradcheck_streamed(A, W, B, params, seed=3)
-    _same_check(a, s)
+    same_check(a, s)
     g = s.gradients[0]
     assert s.verdict == "fail" and g.method == "fast+bisect" and g.worst.index[1:] == (5, 7, 1)
 

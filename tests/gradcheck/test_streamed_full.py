@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnncli.gradcheck.perturbed as perturbed
-import cnncli.gradcheck.pool_problem as pool_problem
 import cnncli.gradcheck.problems as problems
 import cnncli.gradcheck.streamed_evals as streamed_evals
 from cnncli.engine import ConvParams, PoolParams
@@ -17,6 +16,7 @@ from cnncli.gradcheck import gradcheck_conv, gradcheck_pool
 from cnncli.gradcheck.metrics import Comparison
 from cnncli.gradcheck.spatial import BORDER_HINT
 from cnncli.gradcheck.streamed import gradcheck_streamed
+from tests.gradcheck.same import same_check
 from tests.traced import traced_peak
 
 RNG = np.random.default_rng(4)
@@ -95,21 +95,6 @@ def _small_chunks(monkeypatch):
     monkeypatch.setattr(perturbed, "CHUNK_BYTES", 2**13)
 
 
-def _same_full(memory, stream):
-    dm, ds = memory.to_dict(), stream.to_dict()
-    assert dm["verdict"] == ds["verdict"] and dm["notes"] == ds["notes"]
-    for gm, gs in zip(dm["gradients"], ds["gradients"]):
-        for key in ("name", "shape", "method", "checked", "kinks", "failing", "passed", "hint"):
-            assert gm[key] == gs[key], (key, gm, gs)
-        for key in ("rounding_floor", "tolerance"):
-            assert gs[key] == pytest.approx(gm[key], rel=1e-6), (key, gm, gs)
-        if not gm["passed"]:  # a passing gradient's errors are rounding: their size and place are noise
-            assert gm["worst_index"] == gs["worst_index"]
-            assert [o["index"] for o in gm["top"]] == [o["index"] for o in gs["top"]]
-            for key in ("relative_error", "max_abs_error"):
-                assert gs[key] == pytest.approx(gm[key], rel=1e-6), (key, gm, gs)
-
-
 @pytest.mark.parametrize("layer", ["conv", "max", "average"])
 def test_a_full_check_chunk_by_chunk_is_the_in_memory_full_check(layer, monkeypatch):
     calls = []
@@ -125,7 +110,7 @@ def test_a_full_check_chunk_by_chunk_is_the_in_memory_full_check(layer, monkeypa
         stream = gradcheck_streamed(A, params=params, kind="pool", method="full", seed=3)
     assert calls and stream.passed and stream.gradients[0].method == "full"
     assert stream.gradients[0].checked == A.size - stream.gradients[0].kinks
-    _same_full(memory, stream)
+    same_check(memory, stream)
     # every element compared, at the same errors up to rounding (a passing gradient's errors are rounding)
     np.testing.assert_allclose(stream.gradients[0].errors, memory.gradients[0].errors, rtol=0, atol=1e-9)
 
@@ -148,7 +133,7 @@ def test_a_wrong_element_fails_the_full_check_chunk_by_chunk_where_it_fails_in_m
     g = stream.gradients[0]
     assert stream.verdict == "fail" and g.failing == 9 and g.worst.index[1:] == (0, 3, 1)
     assert g.hint == BORDER_HINT  # padded, and every failing position on the border
-    _same_full(memory, stream)
+    same_check(memory, stream)
 
 
 def test_a_max_pools_kinks_are_left_out_of_the_full_check_chunk_by_chunk(monkeypatch):
@@ -158,7 +143,7 @@ def test_a_max_pools_kinks_are_left_out_of_the_full_check_chunk_by_chunk(monkeyp
     memory = gradcheck_pool(tied, params, method="full", seed=3)
     stream = gradcheck_streamed(tied, params=params, kind="pool", method="full", seed=3)
     assert stream.gradients[0].kinks > 0 and stream.passed
-    _same_full(memory, stream)
+    same_check(memory, stream)
 
 
 def _full_peak(tmp_path, m):
