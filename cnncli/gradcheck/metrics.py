@@ -63,8 +63,8 @@ class Comparison:
     ``TOP_OFFENDERS`` largest errors, the height x width error map, ``errors`` in the gradient's shape where it
     is at most ``dense_limit`` values, and the elements failing so far (index, error, ``|n|``): whether an
     element fails depends on the largest ``|n|`` of all (:func:`element_fails`), which only grows, so an element
-    passing at the largest ``|n|`` so far passes at the end. A passing comparison holds none; a failing one holds
-    24 bytes per element failing so far. Given in one part, the result is :func:`gradient_metrics`' exactly (one
+    passing at the largest ``|n|`` so far passes at the end (they are dropped when it grows). A passing
+    comparison holds none; a failing one holds 24 bytes per element failing so far. Given in one part, the result is :func:`gradient_metrics`' exactly (one
     part's norm is its norm; the maxima and the stable ranking of the parts in order are the whole's).
 
     Parameters
@@ -106,7 +106,9 @@ class Comparison:
             self.norms[key].append(norm(v))
         self.floored |= bool(floor.any())
         finite = np.abs(n[np.isfinite(n)])
-        self.scale = max(self.scale, float(finite.max()) if finite.size else 0.0)
+        grown, self.scale = self.scale, max(self.scale, float(finite.max()) if finite.size else 0.0)
+        grown = self.scale > grown
+        del finite
         if np.isnan(err).any():
             self.nan = True
         elif err.size:
@@ -114,9 +116,12 @@ class Comparison:
         shown = np.where(np.isfinite(err), err, np.inf)
         if self.errors is not None:
             self.errors.reshape(-1)[idx] = shown
+        if grown:  # the earlier parts' failing elements at the new scale (this part's are at it already)
+            self._prune()
         bad = self._failing(err, np.abs(n), floor)
-        self.fails.append((idx[bad], err[bad], np.abs(n[bad])))
-        self._prune()
+        if bad.any():
+            self.fails.append((idx[bad], err[bad], np.abs(n[bad])))
+        del bad
         rank = np.argsort(-shown, kind="stable")[:TOP_OFFENDERS]
         # NOTE: the earlier parts' first: a stable sort of both ranks ties as the whole's stable sort does
         merged = self.top + [(float(shown[r]), int(idx[r]), float(a[r]), float(n[r])) for r in rank]
@@ -133,8 +138,10 @@ class Comparison:
         """The elements failing so far, at the largest |n| so far (those passing now pass at the end)."""
         kept = []
         for i, e, absn in self.fails:
-            if i.size:
-                still = ~(e <= 10 * self.tol * self.scale + 100 * self.tol * absn)
+            still = ~(e <= 10 * self.tol * self.scale + 100 * self.tol * absn)
+            if still.all():
+                kept.append((i, e, absn))
+            elif still.any():
                 kept.append((i[still], e[still], absn[still]))
         self.fails = kept
 
@@ -144,8 +151,9 @@ class Comparison:
 
     def result(self, name: str, how: str, kinks: int, *, pads=None, stride=None) -> GradientResult:
         """The :class:`GradientResult` of everything added (``kinks``: the elements not checked)."""
-        self._prune()
-        failing_idx = np.concatenate([i for i, _, _ in self.fails]) if self.fails else np.zeros(0, np.int64)
+        # every part's failing elements are at the final scale already (each add prunes where the scale grew)
+        parts = [i for i, _, _ in self.fails]
+        failing_idx = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, np.int64)
         error_map, hint = (self.error_map if self.count else None), None
         if self.spatial is not None:
             failing_map = None
