@@ -15,6 +15,9 @@ Rows (the issue's targets):
   pad same: ``cnncli gradcheck`` (streamed) against one ``cnncli forward`` over the same data,
   whole-process wall and CPU times and peak RSS of each (``os.wait4``; targets: peak RSS <= 400 MB,
   time <= 10x the forward's, a PASS), and the same check of the set saved as ``.npy``. Takes minutes.
+- ``--full``: ``--method full`` over a set of 3000 uint8 images 16x16x3 (``--full-m``), W (4,4,3,64), b, pad same,
+  from ``.npy``: whole-process time and peak RSS (it compares every element chunk by chunk: the peak should
+  not grow with the set). Takes about 4 minutes.
 - ``--huge``: sets of one very large example, a 1 x 1 x 2,000,000 x 4 float64 HDF5 signal (``--huge-n``),
   under a 1x5 conv to 4 and 8 channels and max and average pooling: peak RSS of each check (target: 400 MB).
 
@@ -129,6 +132,20 @@ def _huge_case(tmp: Path, n: int, env, py) -> None:
               f"{'PASS' if code == 0 else 'exit ' + str(code)}  {'ok' if rss <= 400 else 'MISSED'} (<= 400 MB)")
 
 
+def _full_case(tmp: Path, m: int, env, py) -> None:
+    """``--method full`` over a set: every element compared, a chunk at a time."""
+    rng = np.random.default_rng(3)
+    np.save(tmp / "set.npy", rng.integers(0, 256, size=(m, 16, 16, 3), dtype=np.uint8))
+    np.save(tmp / "W.npy", rng.standard_normal((4, 4, 3, 64)) * 0.1)
+    np.save(tmp / "b.npy", rng.standard_normal(64))
+    wall, cpu, rss, code = _measure([py, "-m", "cnncli", "gradcheck", str(tmp / "set.npy"), "--weights",
+                                     str(tmp / "W.npy"), "--bias", str(tmp / "b.npy"), "--pad", "same",
+                                     "--method", "full", "--json"], env)
+    print(f"--method full over ({m},16,16,3) uint8 * W (4,4,3,64), pad same, .npy, one run ({m * 768} elements):")
+    print(f"  gradcheck        wall {wall:7.1f} s  cpu {cpu:7.1f} s  peak RSS {rss:6.0f} MB  "
+          f"{'PASS' if code == 0 else 'exit ' + str(code)}  {'ok' if rss <= 400 else 'MISSED'} (<= 400 MB)")
+
+
 def _write_case(folder: Path, A_shape, W_shape, seed: int) -> None:
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -163,6 +180,8 @@ def main() -> None:
     parser.add_argument("--torch-large", action="store_true", help="also time torch's full check on the large case")
     parser.add_argument("--hdf5", action="store_true", help="also the streamed check of an HDF5 set (minutes)")
     parser.add_argument("--hdf5-m", type=int, default=3000, help="images in the HDF5 set")
+    parser.add_argument("--full", action="store_true", help="also --method full over a set (minutes)")
+    parser.add_argument("--full-m", type=_positive, default=3000, help="images in the --full set")
     parser.add_argument("--huge", action="store_true", help="also sets of one very large example (a minute)")
     parser.add_argument("--huge-n", type=_positive, default=2_000_000,
                         help="the large example's length (1 x 1 x N x 4)")
@@ -202,6 +221,9 @@ def main() -> None:
     if args.hdf5:
         with tempfile.TemporaryDirectory() as tmp:
             _hdf5_case(Path(tmp), args.hdf5_m, env, py)
+    if args.full:
+        with tempfile.TemporaryDirectory() as tmp:
+            _full_case(Path(tmp), args.full_m, env, py)
     if args.huge:
         with tempfile.TemporaryDirectory() as tmp:
             _huge_case(Path(tmp), args.huge_n, env, py)
