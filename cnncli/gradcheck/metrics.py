@@ -64,8 +64,9 @@ class Comparison:
     is at most ``dense_limit`` values, and the elements failing so far (index, error, ``|n|``): whether an
     element fails depends on the largest ``|n|`` of all (:func:`element_fails`), which only grows, so an element
     passing at the largest ``|n|`` so far passes at the end (they are dropped when it grows). A passing
-    comparison holds none; a failing one holds 24 bytes per element failing so far. Given in one part, the result is :func:`gradient_metrics`' exactly (one
-    part's norm is its norm; the maxima and the stable ranking of the parts in order are the whole's).
+    comparison holds none; a failing one holds 24 bytes per element failing so far. Given in one part, the
+    result is :func:`gradient_metrics`' exactly (one part's norm is its norm; the maxima and the stable ranking
+    of the parts in order are the whole's).
 
     Parameters
     ----------
@@ -131,14 +132,14 @@ class Comparison:
             np.fmax.at(self.error_map, self._at(idx), shown)  # fmax: a NaN (not yet checked) gives way to any value
 
     def _failing(self, err, absn, floor) -> np.ndarray:
-        """element_fails at the largest |n| so far, and not within the floor."""
-        return ~(err <= 10 * self.tol * self.scale + 100 * self.tol * absn) & ~(err <= floor)
+        """:func:`element_fails` at the largest |n| so far, and not within the floor."""
+        return fails_at(err, absn, self.tol, self.scale) & ~(err <= floor)
 
     def _prune(self) -> None:
         """The elements failing so far, at the largest |n| so far (those passing now pass at the end)."""
         kept = []
         for i, e, absn in self.fails:
-            still = ~(e <= 10 * self.tol * self.scale + 100 * self.tol * absn)
+            still = fails_at(e, absn, self.tol, self.scale)
             if still.all():
                 kept.append((i, e, absn))
             elif still.any():
@@ -192,8 +193,13 @@ class Comparison:
 def element_fails(abs_error: np.ndarray, numerical: np.ndarray, tol: float) -> np.ndarray:
     """Elements failing ``|a - n| <= 10*tol*max|n| + 100*tol*|n|`` (max over the finite n; NaN fails)."""
     finite = np.abs(numerical[np.isfinite(numerical)])
-    scale = float(finite.max()) if finite.size else 0.0
-    return ~(abs_error <= 10 * tol * scale + 100 * tol * np.abs(numerical))
+    return fails_at(abs_error, np.abs(numerical), tol, float(finite.max()) if finite.size else 0.0)
+
+
+def fails_at(abs_error: np.ndarray, abs_numerical: np.ndarray, tol: float, scale: float) -> np.ndarray:
+    """:func:`element_fails` with the scale (the largest finite ``|n|``) given: its bound only grows with ``scale``,
+    so an element passing at a scale passes at every larger one (:class:`Comparison` keeps no others)."""
+    return ~(abs_error <= 10 * tol * scale + 100 * tol * abs_numerical)
 
 
 def norm(v: np.ndarray) -> float:
