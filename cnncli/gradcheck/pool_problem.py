@@ -117,10 +117,15 @@ class PoolProblem(ProblemDefaults):
         return tiled.plan(self.geom, self.inputs["A_prev"].shape[3], k, 0, tiled.ENGINE_BYTES) is not None
 
     def _local(self) -> bool:
-        """Whether A_prev's elements are evaluated locally (an example and its copy too large for the
-        workspace: see :meth:`differences`)."""
+        """Whether A_prev's elements are evaluated locally (:meth:`differences`): as a convolution's, an example
+        has at least ``tiled.LOCAL_OUTPUTS`` output values (a window's are a few of them), or it and its copy are
+        too large for the workspace."""
         C = self.inputs["A_prev"].shape[3]
-        return tiled.plan(self.geom, C, 2, C, tiled.WORKSPACE_BYTES, least=2) is not None
+        oh, ow = self.geom.out_hw
+        # NOTE: on its example's copies, each element cost a pooling of the whole example: a full check of a
+        # 1 x 1 x 250000 x 4 signal was quadratic (2 h foreseen), and a sample of a large image was cut short
+        return oh * ow * C >= tiled.LOCAL_OUTPUTS or tiled.plan(self.geom, C, 2, C, tiled.WORKSPACE_BYTES,
+                                                                least=2) is not None
 
     def floor_scale(self) -> Optional[tuple]:
         """The factors that turn the rounding spread (:meth:`floor_tiles`' parts summed) into the floor times
@@ -159,8 +164,9 @@ class PoolProblem(ProblemDefaults):
         """``L(x+) - L(x-)`` for the elements ``idx`` (flat) of A_prev set to plus/minus."""
         A = self.inputs["A_prev"]
         oh, ow = self.geom.out_hw
-        if tiled.plan(self.geom, A.shape[3], 2, A.shape[3], tiled.WORKSPACE_BYTES, least=2) is not None:
-            # an example too large for the workspace: each element on the outputs it reaches (see .tiled)
+        if self._local():
+            # an example of many outputs, or too large for the workspace: each element on the outputs it reaches
+            # (see .tiled)
             out = tiled.local_differences(pool2d, A, self.G, self.geom, self.params, idx, plus, minus)
             _tick(tick, len(out))
             return out

@@ -48,8 +48,8 @@ ENGINE_BYTES = 8 * 2**20
 HUGE_INPUT_BYTES = 32 * 2**20
 #: Elements evaluated in one call by :func:`local_differences` (their rectangles stacked).
 LOCAL_BATCH = 256
-#: Output values of one example from which a convolution's sampled A_prev elements are evaluated locally
-#: (:func:`local_differences`) however the example fits the workspace: two evaluations of a 224 x 224 x 64
+#: Output values of one example from which a convolution's or a pool's sampled A_prev elements are evaluated
+#: locally (:func:`local_differences`) however the example fits the workspace: two evaluations of a 224 x 224 x 64
 #: example's 3.2M outputs per element cut auto's sample to 20 elements, and took longer than 256 locally.
 LOCAL_OUTPUTS = 2**16
 

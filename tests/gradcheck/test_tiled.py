@@ -395,3 +395,45 @@ def test_an_example_of_many_outputs_is_checked_locally_as_by_its_stacked_copies(
     assert not seen  # A_prev's elements were not evaluated on copies of their examples
     assert stacked.passed
     _same(stacked, local)
+
+
+@pytest.mark.parametrize("mode", ["max", "average"])
+@pytest.mark.parametrize("method", ["auto", "sample", "full"])
+def test_a_pool_example_of_many_outputs_is_checked_locally_as_by_its_stacked_copies(mode, method, monkeypatch):
+    # NOTE: a pool's elements went on their example's copies up to the workspace: a full check of a
+    # 1 x 1 x 250000 x 4 signal (each element a pooling of the whole example) was foreseen at 2 h
+    import cnncli.gradcheck.perturbed as perturbed
+    rng = np.random.default_rng(9)
+    A = rng.normal(size=(2, 14, 17, 3))
+    params = PoolParams(f=3, stride=(2, 1), pad=(1, 0, 1, 1), mode=mode)
+    monkeypatch.setattr(tiled, "LOCAL_OUTPUTS", 10**12)  # never: an example's stacked copies, as before
+    stacked = gradcheck_pool(A, params, method=method, seed=4)
+    seen = []
+    real = perturbed.example_differences
+    monkeypatch.setattr(perturbed, "example_differences", lambda *a, **k: seen.append(1) or real(*a, **k))
+    monkeypatch.setattr(pool_problem, "example_differences", perturbed.example_differences)
+    monkeypatch.setattr(tiled, "LOCAL_OUTPUTS", 7 * 17 * 3)  # this example's outputs: locally
+    local = gradcheck_pool(A, params, method=method, seed=4)
+    assert not seen  # A_prev's elements were not evaluated on copies of their examples
+    assert stacked.passed and stacked.gradients[0].checked > 0
+    _same(stacked, local)
+
+
+def test_a_wrong_pool_gradient_is_found_where_it_is_by_the_local_differences(monkeypatch):
+    # the local differences see the one wrong element: they are not zeros, nor the engine's gradient again
+    rng = np.random.default_rng(10)
+    A = rng.normal(size=(1, 12, 12, 2))
+    real = pool_problem.pool2d_backward
+
+    def broken(G, A_prev, params, **options):
+        dA = real(G, A_prev, params, **options).copy()
+        dA[..., 5, 7, 1] += 0.25  # any element: under average pooling every one is read
+        return dA
+
+    monkeypatch.setattr(pool_problem, "pool2d_backward", broken)
+    monkeypatch.setattr(tiled, "LOCAL_OUTPUTS", 1)
+    r = gradcheck_pool(A, PoolParams(f=2, stride=1, mode="average"), method="full", seed=1)
+    g = r.gradients[0]
+    assert r.verdict == "fail" and g.failing == 1 and g.worst.index == (0, 5, 7, 1)
+    # the analytical value is off by the error, the numerical one is the true derivative
+    assert g.worst.analytical - g.worst.numerical == pytest.approx(0.25, rel=1e-6)
