@@ -568,9 +568,28 @@ def outputs_reading(geom: WindowGeometry, i: int, axis: int = 0) -> Tuple[int, i
     >>> outputs_reading(g, 0), outputs_reading(g, 3), outputs_reading(g, 9)
     ((0, 1), (1, 3), (4, 5))
     """
+    return _reading(geom, int(i), axis, max, min)
+
+
+def outputs_reading_all(geom: WindowGeometry, i, axis: int = 0):
+    """:func:`outputs_reading` of every input row in the int64 array ``i``: two arrays ``(lo, hi)`` of its shape
+    (the same closed form, elementwise).
+
+    >>> import numpy as np
+    >>> g = window_geometry((10, 4), 3, stride=2, pad=1)
+    >>> [a.tolist() for a in outputs_reading_all(g, np.array([0, 3, 9]))]
+    [[0, 1, 4], [1, 3, 5]]
+    """
+    import numpy as np  # NOTE: here, not at the top: the shape calculator imports this module and never needs it
+
+    return _reading(geom, np.asarray(i, dtype=np.int64), axis, np.maximum, np.minimum)
+
+
+def _reading(geom: WindowGeometry, i, axis: int, most, least):
+    """The one formula of :func:`outputs_reading` (``i`` an int, ``most``/``least`` max and min) and of
+    :func:`outputs_reading_all` (an array, numpy's elementwise maximum and minimum)."""
     s, t, span = geom.stride[axis], geom.pads[2 * axis], geom.effective_kernel[axis]
-    i = int(i)
-    return max(0, -((span - 1 - i - t) // s)), min(geom.out_hw[axis], (i + t) // s + 1)  # lo: ceil((i+t-span+1)/s)
+    return most(0, -((span - 1 - i - t) // s)), least(geom.out_hw[axis], (i + t) // s + 1)  # lo: ceil((i+t-span+1)/s)
 
 
 def rows_read(geom: WindowGeometry, lo: int, hi: int, axis: int = 0):
@@ -624,13 +643,41 @@ def row_block(geom: WindowGeometry, out_lo: int, out_hi: int, axis: int = 0) -> 
     what = ("row", "rows") if axis == 0 else ("column", "columns")
     if not 0 <= out_lo < out_hi <= geom.out_hw[axis]:
         raise ValueError(f"{what[1]} [{out_lo}, {out_hi}) are not within the {geom.out_hw[axis]} output {what[1]}")
+    in_lo, in_hi, top, bottom, overflow = _block(geom, out_lo, out_hi, axis, max, min)
+    if overflow:
+        raise ValueError(f"output {what[0]} {out_lo} overflows the padding (ceil mode): it needs the {what[0]} before it")
+    return RowBlock(out_lo, out_hi, in_lo, in_hi, top, bottom)
+
+
+def row_blocks(geom: WindowGeometry, out_lo, out_hi, axis: int = 0) -> RowBlock:
+    """:func:`row_block` of many blocks at once: ``out_lo`` and ``out_hi`` int64 arrays of one shape (each block
+    within the output), the RowBlock's fields arrays of that shape. A ceil-mode last row that cannot stand alone
+    (where :func:`row_block` refuses it) gets the row before it, as a caller of :func:`row_block` gives it.
+
+    >>> import numpy as np
+    >>> g = window_geometry((10, 4), 3, stride=2, pad=1)
+    >>> b = row_blocks(g, np.array([0, 3]), np.array([2, 5]))
+    >>> b.in_lo.tolist(), b.in_hi.tolist(), b.top.tolist()
+    ([0, 5], [4, 10], [1, 0])
+    """
+    import numpy as np  # NOTE: here, not at the top: the shape calculator imports this module and never needs it
+
+    out_lo, out_hi = np.asarray(out_lo, dtype=np.int64), np.asarray(out_hi, dtype=np.int64)
+    overflow = _block(geom, out_lo, out_hi, axis, np.maximum, np.minimum)[4]
+    if overflow.any():
+        out_lo = np.where(overflow, out_lo - 1, out_lo)
+    return RowBlock(out_lo, out_hi, *_block(geom, out_lo, out_hi, axis, np.maximum, np.minimum)[:4])
+
+
+def _block(geom: WindowGeometry, out_lo, out_hi, axis: int, most, least):
+    """The one formula of :func:`row_block` (ints; ``most``/``least`` max and min) and of :func:`row_blocks`
+    (arrays; numpy's maximum and minimum): ``(in_lo, in_hi, top, bottom, overflow)``, overflow where a ceil-mode
+    last row alone reaches past the padding."""
     n, s = geom.in_hw[axis], geom.stride[axis]
     t, b = geom.pads[2 * axis], geom.pads[2 * axis + 1]
     lo = out_lo * s - t  # the block's first window row, in input coordinates (negative: padding)
     hi = (out_hi - 1) * s - t + geom.effective_kernel[axis]  # one past its last
-    in_lo, in_hi = min(max(lo, 0), n), min(max(hi, 0), n)
-    top = max(0, min(hi, 0) - lo)
-    bottom = max(0, min(hi, n + b) - max(lo, n))
-    if out_hi - out_lo == 1 and hi > n + b:
-        raise ValueError(f"output {what[0]} {out_lo} overflows the padding (ceil mode): it needs the {what[0]} before it")
-    return RowBlock(out_lo, out_hi, in_lo, in_hi, top, bottom)
+    in_lo, in_hi = least(most(lo, 0), n), least(most(hi, 0), n)
+    top = most(0, least(hi, 0) - lo)
+    bottom = most(0, least(hi, n + b) - most(lo, n))
+    return in_lo, in_hi, top, bottom, (out_hi - out_lo == 1) & (hi > n + b)

@@ -28,7 +28,7 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 
 from ..engine import conv2d, conv2d_backward
-from ..engine.geometry import RowBlock, WindowGeometry, outputs_reading, row_block
+from ..engine.geometry import RowBlock, WindowGeometry, outputs_reading_all, row_block, row_blocks
 from ..passes.rows import blocks
 from ..passes.tiles import reads_input, stand_in, tile_params
 from .perturbed import _contract
@@ -420,35 +420,103 @@ def local_differences(evaluate, A: np.ndarray, G: np.ndarray, geom: WindowGeomet
     ------
     Whatever ``evaluate`` raises.
     """
-    e, i, j, c = np.unravel_index(np.asarray(idx, dtype=np.int64), A.shape)
-    out = np.zeros(len(e))
-    groups: dict = {}
-    for q in range(len(e)):
-        (r0, r1), (c0, c1) = outputs_reading(geom, i[q]), outputs_reading(geom, j[q], axis=1)
-        if r0 >= r1 or c0 >= c1:  # no window reads it: the loss does not change with it
-            continue
-        rb, cb = _block(geom, r0, r1, 0), _block(geom, c0, c1, 1)
-        key = (rb.in_hi - rb.in_lo, rb.top, rb.bottom, rb.out_hi - rb.out_lo,
-               cb.in_hi - cb.in_lo, cb.top, cb.bottom, cb.out_hi - cb.out_lo)
-        groups.setdefault(key, []).append((q, rb, cb))
-    for (_, top, bottom, n_r, _, left, right, n_c), members in groups.items():
-        tile = dataclasses.replace(params, pad=(top, bottom, left, right))
-        for lo in range(0, len(members), LOCAL_BATCH):
-            part = members[lo:lo + LOCAL_BATCH]
-            k = len(part)
-            X = np.stack([A[e[q], rb.in_lo:rb.in_hi, cb.in_lo:cb.in_hi] for q, rb, cb in part] * 2)
-            Gs = np.stack([G[e[q], rb.out_lo:rb.out_hi, cb.out_lo:cb.out_hi] for q, rb, cb in part])
-            for n, (q, rb, cb) in enumerate(part):
-                X[n, i[q] - rb.in_lo, j[q] - cb.in_lo, c[q]] = plus[q]
-                X[k + n, i[q] - rb.in_lo, j[q] - cb.in_lo, c[q]] = minus[q]
-            # NOTE: each side in a call of its own, of the same shape: an output is then rounded alike on both
-            # sides wherever the element does not enter it. Stacked in one call, the plus and minus rows sat at
-            # other places of its matrix product, rounded apart: an element between a dilated window's taps
-            # (its derivative exactly 0) got a difference of a few ulps, which alone in a small sample
-            # failed a correct engine. The two sides subtracted before the contraction, as everywhere.
-            d = evaluate(X[:k], tile) - evaluate(X[k:], tile)
-            out[[q for q, _, _ in part]] = np.einsum("ij,ij->i", d.reshape(k, -1), Gs.reshape(k, -1))
+    idx = np.asarray(idx, dtype=np.int64)
+    out = np.zeros(len(idx))
+    # NOTE: the elements go by pieces, each piece's rectangles in closed form, as arrays (a Python tuple and two
+    # RowBlocks per element held 670 MB for a full check of 1M elements); a group's last batch short of
+    # LOCAL_BATCH waits for the next piece's members. So every call sees the rectangles it saw when the elements
+    # were grouped all at once: each kind of rectangle's members in order, LOCAL_BATCH at a time
+    waiting: dict = {}  # per kind of rectangle: its members not yet evaluated (rows of _MEMBER fields)
+    for lo in range(0, len(idx), LOCAL_PIECE):
+        for kind, members in _kinds(geom, A.shape, idx[lo:lo + LOCAL_PIECE], lo):
+            held = waiting.get(kind)
+            members = members if held is None else np.concatenate([held, members])
+            full = len(members) - len(members) % LOCAL_BATCH
+            for b in range(0, full, LOCAL_BATCH):
+                _evaluate(evaluate, A, G, params, kind, members[b:b + LOCAL_BATCH], plus, minus, out)
+            waiting[kind] = members[full:]
+    for kind, members in waiting.items():
+        if len(members):
+            _evaluate(evaluate, A, G, params, kind, members, plus, minus, out)
     return out
+
+
+#: Elements whose rectangles :func:`local_differences` works out at a time (a few tens of MB of int64 fields).
+LOCAL_PIECE = 2**16
+
+
+def _kinds(geom: WindowGeometry, shape, idx: np.ndarray, first: int):
+    """The elements ``idx`` (flat, into ``shape``; ``first``: the position of ``idx[0]`` among all) that some
+    window reads, by kind of rectangle: ``(kind, members)``, kind the rectangles' shape and pads (input rows,
+    top, bottom, output rows, then the same of columns), members an int64 array (n, 9) in order of ``idx``:
+    position, example, row, column, channel, first input row and column, first output row and column."""
+    e, i, j, c = np.unravel_index(idx, shape)
+    (r0, r1), (c0, c1) = outputs_reading_all(geom, i), outputs_reading_all(geom, j, axis=1)
+    live = np.flatnonzero((r0 < r1) & (c0 < c1))  # the others: no window reads them, the loss does not change
+    if not live.size:
+        return
+    rb, cb = row_blocks(geom, r0[live], r1[live]), row_blocks(geom, c0[live], c1[live], axis=1)
+    keys = np.stack([rb.in_hi - rb.in_lo, rb.top, rb.bottom, rb.out_hi - rb.out_lo,
+                     cb.in_hi - cb.in_lo, cb.top, cb.bottom, cb.out_hi - cb.out_lo], axis=1)
+    fields = np.stack([live + first, e[live], i[live], j[live], c[live], rb.in_lo, cb.in_lo, rb.out_lo, cb.out_lo],
+                      axis=1)
+    # one int64 per key (its fields are a few rows and pads each): a sort of rows of 8 fields was a third of a full
+    # check's time
+    codes = np.ravel_multi_index(tuple(keys.T), tuple(int(v) + 1 for v in keys.max(axis=0)))
+    order = np.argsort(codes, kind="stable")  # by kind, each in element order
+    starts = np.flatnonzero(np.diff(codes[order], prepend=-1))
+    for a, b in zip(starts.tolist(), starts[1:].tolist() + [len(order)]):
+        members = order[a:b]
+        yield tuple(int(v) for v in keys[members[0]]), fields[members]
+
+
+def _evaluate(evaluate, A, G, params, kind: tuple, members: np.ndarray, plus, minus, out: np.ndarray) -> None:
+    """One call of :func:`local_differences`: its ``members`` (of one ``kind``, from :func:`_kinds`) stacked,
+    each set to plus, then to minus, their differences contracted with G into ``out``."""
+    h_in, top, bottom, n_r, w_in, left, right, n_c = kind
+    tile = dataclasses.replace(params, pad=(top, bottom, left, right))
+    q, e, i, j, c, r_in, c_in, r_out, c_out = members.T
+    k = len(q)
+    R = _rectangles(A, e, r_in, c_in, h_in, w_in)
+    X = np.concatenate([R, R])
+    at = (i - r_in, j - c_in, c)
+    X[(np.arange(k),) + at] = plus[q]
+    X[(np.arange(k, 2 * k),) + at] = minus[q]
+    Gs = _rectangles(G, e, r_out, c_out, n_r, n_c)
+    # NOTE: each side in a call of its own, of the same shape: an output is then rounded alike on both
+    # sides wherever the element does not enter it. Stacked in one call, the plus and minus rows sat at
+    # other places of its matrix product, rounded apart: an element between a dilated window's taps
+    # (its derivative exactly 0) got a difference of a few ulps, which alone in a small sample
+    # failed a correct engine. The two sides subtracted before the contraction, as everywhere.
+    d = evaluate(X[:k], tile) - evaluate(X[k:], tile)
+    out[q] = np.einsum("ij,ij->i", d.reshape(k, -1), Gs.reshape(k, -1))
+
+
+#: Values per element (and per value of one element's rectangle) that the rectangle around several elements'
+#: rectangles may have, to be read at once from an example not held (:func:`_rectangles`): elements next to each
+#: other (a full check's) share most of their rectangles, so one read is less; a sample spread over the example is
+#: read rectangle by rectangle, never the example whole.
+AROUND_TIMES = 4
+
+
+def _rectangles(A, e, r_lo, c_lo, h: int, w: int) -> np.ndarray:
+    """The rectangles ``A[e[n], r_lo[n]:r_lo[n] + h, c_lo[n]:c_lo[n] + w]`` stacked, (k, h, w, C).
+
+    An array is indexed at once; an example not held (:class:`.lazy.ReadExample`, :class:`.lazy.DrawnExample`:
+    one example, by rectangles) is read in the rectangle around them where that is small (elements next to each
+    other), else rectangle by rectangle (a sample spread over it)."""
+    rows = r_lo[:, None] + np.arange(h)
+    cols = c_lo[:, None] + np.arange(w)
+    if isinstance(A, np.ndarray):
+        return A[e[:, None, None], rows[:, :, None], cols[:, None, :]]
+    k, width, C = len(e), A.shape[2], A.shape[3]
+    R0, R1, C0, C1 = int(r_lo.min()), int(r_lo.max()) + h, int(c_lo.min()), int(c_lo.max()) + w
+    # what reading the rectangle around costs: its flat span (a drawn G draws every value from its first to its
+    # last; a tall narrow rectangle, such as the left edge's elements, spans nearly the example)
+    if ((R1 - R0 - 1) * width + C1 - C0) * C <= AROUND_TIMES * (k + h * w * C):
+        around = A[0, R0:R1, C0:C1]
+        return around[rows[:, :, None] - R0, cols[:, None, :] - C0]
+    return np.stack([A[0, a:a + h, b:b + w] for a, b in zip(r_lo.tolist(), c_lo.tolist())])
 
 
 def _block(geom: WindowGeometry, lo: int, hi: int, axis: int) -> RowBlock:

@@ -437,3 +437,62 @@ def test_a_wrong_pool_gradient_is_found_where_it_is_by_the_local_differences(mon
     assert r.verdict == "fail" and g.failing == 1 and g.worst.index == (0, 5, 7, 1)
     # the analytical value is off by the error, the numerical one is the true derivative
     assert g.worst.analytical - g.worst.numerical == pytest.approx(0.25, rel=1e-6)
+
+
+@given(pools(), st.integers(1, 5), st.integers(1, 7))
+def test_every_element_s_local_difference_by_pieces_and_batches_is_the_loop_oracle_s(pool, batch, piece):
+    # every element at once (a full check's), in small batches and pieces: a kind's last short batch waits for
+    # the next piece's members, and each element still gets its own loss difference
+    A, params, rng = pool
+    try:
+        geom = params.geometry(A.shape[1:3])
+    except HyperparameterError:
+        assume(False)
+    G = rng.normal(size=(A.shape[0],) + geom.out_hw + (A.shape[3],))
+    idx = np.arange(A.size)
+    plus, minus = A.reshape(-1) + 3.0, A.reshape(-1) - 3.0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tiled, "LOCAL_BATCH", batch)
+        mp.setattr(tiled, "LOCAL_PIECE", piece)
+        got = tiled.local_differences(pool2d, A, G, geom, params, idx, plus, minus)
+    want = np.empty(A.size)
+    for i in idx:  # the loop oracle on the whole example, one element at a time
+        losses = []
+        for v in (plus[i], minus[i]):
+            x = A.copy()
+            x.reshape(-1)[i] = v
+            losses.append(np.sum(G * pool_forward_loops(x, params)))
+        want[i] = losses[0] - losses[1]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("sample", [False, True])
+def test_local_differences_of_an_example_not_held_are_those_of_the_array(sample):
+    # read by rectangles from a source and G drawn by them: the very values of the held example's, and never
+    # the example whole (elements next to each other: the rectangle around them; spread: one by one)
+    from cnncli.gradcheck.lazy import DrawnUpstream, Examples
+    rng = np.random.default_rng(12)
+    A, Wt = rng.normal(size=(1, 30, 40, 2)), rng.normal(size=(3, 3, 2, 3))
+    params = ConvParams(pad=1, stride=(1, 2))
+    geom = params.geometry(A.shape[1:3], Wt.shape[:2])
+    drawn = DrawnUpstream(5, (1,) + geom.out_hw + (3,))
+    G = np.random.default_rng(5).standard_normal(drawn.shape)
+    idx = np.sort(rng.choice(A.size, 40, replace=False)) if sample else np.arange(700, 1500)
+    plus, minus = A.reshape(-1)[idx] + 0.5, A.reshape(-1)[idx] - 0.5
+    evaluate = lambda X, p: problems.conv2d(X, Wt, None, p)  # noqa: E731
+    held = tiled.local_differences(evaluate, A, G, geom, params, idx, plus, minus)
+    reads = []
+
+    class Source:
+        shape, dtype = A.shape, A.dtype
+
+        def __getitem__(self, sel):
+            reads.append(sel)
+            return A[sel]
+
+    unread = tiled.local_differences(evaluate, Examples(Source()).example(0), drawn.example(0), geom, params, idx,
+                                     plus, minus)
+    np.testing.assert_array_equal(unread, held)
+    assert reads and all(len(range(*sel[1].indices(30))) < 30 for sel in reads)
+    if not sample:  # most read with their neighbours (before, every element read its own rectangle)
+        assert len(reads) < len(idx) // 4
