@@ -48,7 +48,7 @@ from .pool_problem import PoolProblem
 from .problems import ConvProblem
 from .results import CheckResult, GradientResult
 from .sampling import stratified_blocks, stratified_indices
-from .streamed_evals import (Batch, ExcludedRect, by_chunks, checkable, elementwise, every_element, example_bytes,
+from .streamed_evals import (Batch, ExcludedRect, elementwise, every_element, example_bytes,
                              excluded_mask, localized, pass_over_batch, read, stuck_mask, unread, unread_coverage)
 
 #: A_prev of at most this many elements is sampled as in memory (one mask over the whole set);
@@ -251,13 +251,11 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
     # so that the one pass below can keep A_prev's gradient at the sampled elements; "fast" draws it only
     # when a failing check needs it: on a copy, replayed on the generator itself if so
     fertile = _fertile(A.shape[0], barren)
-    # NOTE: a full check of a set of examples compares every element after the pass, chunk by chunk, and keeps
-    # none of them (nor their indices); a huge example read by tiles is still read whole, with every index
-    every = method == "full" and by_chunks(batch)
+    # NOTE: a full check compares every element after the pass, chunk by chunk (a huge example's piece by
+    # piece), and keeps none of them (nor their indices)
+    every = method == "full"
     if every:
         idx = np.zeros(0, dtype=np.int64)
-    elif method == "full":
-        idx = checkable(batch, h)
     else:
         draw = rng if method != "fast" else copy_generator(rng)
         idx = _sample(batch, h, samples, draw, notes, fertile)
@@ -282,7 +280,7 @@ def _check_A_prev(batch: Batch, eps: float, tol: float, rng, notes: list, method
     local = None
     if every:
         local = every_element(batch, h, n_excluded, tol)
-    elif method in ("full", "sample") or method == "fast+sample":
+    elif method == "sample" or method == "fast+sample":
         local = elementwise(batch, h, idx, sums["grad_at"], sums["floor_at"], n_excluded, tol,
                             "fast+sample" if method == "fast+sample" else method)
     if method in ("full", "sample"):

@@ -508,11 +508,9 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
     """:func:`pass_over_batch` on one example too large for the workspace whose upstream gradient ``g`` is drawn
     by tiles (:func:`upstream`): its gradient and rounding floor, too, are never whole.
 
-    The engine's backward and the rounding spread go tile by tile (the same tiles, values and order as
-    ``p.analytical_at`` and ``p.floor_chunk`` by tiles); each tile's input gradient and spread are added into
-    a window of the example's flat values (:class:`_Rolling`), and every piece of ``PIECE_VALUES`` values that
-    no later tile reaches is final: its values at ``idx``, its largest magnitude, whether it is finite and the
-    directions' analytical sums (as :func:`_large_terms`, the same pieces) are taken from it, then it is dropped.
+    The gradient and floor come piece by piece (:func:`gradient_pieces`); of each final piece its values at
+    ``idx``, its largest magnitude, whether it is finite and the directions' analytical sums (as
+    :func:`_large_terms`, the same pieces) are taken, then it is dropped.
     The numerical directional differences are :meth:`ConvProblem._directed_difference`'s.
 
     Parameters
@@ -556,15 +554,9 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
     sums = np.zeros((3, P))  # per direction: the analytical sum, its L1 size, its floor
     flat_x = None if unread else x.reshape(-1)
     flat_ex = None if excluded is None else (excluded if unread else excluded.reshape(-1))
-
-    scale = p.floor_scale()  # None: no floor (max pooling)
-
-    def final(lo: int, hi: int, dA: np.ndarray, spread: np.ndarray) -> None:
-        floor = None if scale is None else spread
-        for factor in scale or ():
-            floor *= factor
-        if floor is not None:
-            floor /= h
+    conv = W is not None
+    parts = [np.zeros(W.shape), np.zeros(W.shape[3]), np.zeros(p.n_C), np.zeros(p.n_C)] if conv else None
+    for lo, hi, dA, floor in gradient_pieces(p, g, mag, h, parts):
         out["finite"] &= bool(np.all(np.isfinite(dA)) and (floor is None or np.all(np.isfinite(floor))))
         if dA.size:
             out["grad_max"] = max(out["grad_max"], float(np.max(np.abs(dA))))
@@ -577,28 +569,6 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
         for q in range(P):  # as _large_terms on _drawn_pieces' piece [lo, hi)
             plus, minus = _drawn_piece(values, ex, D, q, start, lo, h)
             sums[:, q] += _piece_terms(plus, minus, dA, floor, h)
-
-    conv = W is not None
-    dW_t, db_t = (np.zeros(W.shape), np.zeros(W.shape[3])) if conv else (None, None)
-    per_w, per_b = (np.zeros(p.n_C), np.zeros(p.n_C)) if conv else (None, None)
-    rolling = _Rolling(x.shape, PIECE_VALUES)
-    # the tiles both go by (those of tiled.each for one example, as in backward_tiles and floor_tiles)
-    bounds = rolling.bounds(tiled.tiles(p.geom, p.params, *tiled.plan(p.geom, x.shape[3], 1, 0, tiled.ENGINE_BYTES)))
-    evaluations = zip(p.backward_tiles(g), p.floor_tiles(slice(None), scale is not None, mag))
-    for bound, ((t, dA_t, w_t, b_t), (_, part, fw, fb, _)) in zip(bounds, evaluations):
-        if conv:
-            dW_t += w_t
-            db_t += b_t
-            per_w += fw
-            per_b += fb
-        if dA_t is not None:
-            rolling.add(0, t, dA_t)
-            if part is not None:
-                rolling.add(1, t, part)
-        for lo, hi, dA, spread in rolling.ready(bound):
-            final(lo, hi, dA, spread)
-    for lo, hi, dA, spread in rolling.ready(None):
-        final(lo, hi, dA, spread)
     for q in range(P):
         out["a_blk"][q, start], out["l1_blk"][q, start], out["f_blk"][q, start] = sums[:, q]
     if P:  # every direction on a tile before the next: the tile's input, G and excluded mask read once for all
@@ -607,9 +577,65 @@ def _one_huge_example(p, make, x: np.ndarray, g, mag, start: int, h: float, D, i
         return None, None, None, None
     # as analytical_at's and floor_chunk's, added up the same way
     dW, db = np.zeros(W.shape), np.zeros(W.shape[3])
-    dW += dW_t
-    db += db_t
-    return dW, db, per_w, per_b
+    dW += parts[0]
+    db += parts[1]
+    return dW, db, parts[2], parts[3]
+
+
+def gradient_pieces(p, g, mag, h: float, parts: Optional[list] = None):
+    """One huge example's A_prev gradient and rounding floor, final piece by piece: ``(lo, hi, dA, floor)`` over
+    its flat values in order (pieces of ``PIECE_VALUES``; floor None under max pooling), from the engine's backward
+    and the rounding spread tile by tile (the same tiles, values and order as ``p.analytical_at`` and
+    ``p.floor_chunk`` by tiles), each tile's parts added into a window of the example's flat values
+    (:class:`_Rolling`): a piece no later tile reaches is final, given, then dropped.
+
+    Parameters
+    ----------
+    p : ConvProblem or PoolProblem
+        The example's problem (its input (1, n_H_prev, n_W_prev, n_C_prev) and ``g``).
+    g : ndarray, DrawnExample or ReadExample, shape (1, n_H, n_W, n_C)
+        Its upstream gradient, read tile by tile.
+    mag : ndarray or None
+        Its ``conv(|x|, |W|)`` when the filter bank gave it.
+    h : float
+    parts : list of 4 ndarrays, optional
+        A conv's dW, db and W's and b's rounding terms, each tile's added in.
+
+    Yields
+    ------
+    (int, int, ndarray (hi - lo,), ndarray (hi - lo,) or None)
+
+    Raises
+    ------
+    InputError
+        The source cannot be read.
+    """
+    x = p.inputs["A_prev"]
+    scale = p.floor_scale()  # None: no floor (max pooling)
+    rolling = _Rolling(x.shape, PIECE_VALUES)
+    # the tiles both go by (those of tiled.each for one example, as in backward_tiles and floor_tiles)
+    bounds = rolling.bounds(tiled.tiles(p.geom, p.params, *tiled.plan(p.geom, x.shape[3], 1, 0, tiled.ENGINE_BYTES)))
+    evaluations = zip(p.backward_tiles(g), p.floor_tiles(slice(None), scale is not None, mag))
+
+    def final(pieces):
+        for lo, hi, dA, spread in pieces:
+            floor = None if scale is None else spread
+            for factor in scale or ():
+                floor *= factor
+            if floor is not None:
+                floor /= h
+            yield lo, hi, dA, floor
+
+    for bound, ((t, dA_t, w_t, b_t), (_, part, fw, fb, _)) in zip(bounds, evaluations):
+        if parts is not None:
+            for total, add in zip(parts, (w_t, b_t, fw, fb)):
+                total += add
+        if dA_t is not None:
+            rolling.add(0, t, dA_t)
+            if part is not None:
+                rolling.add(1, t, part)
+        yield from final(rolling.ready(bound))
+    yield from final(rolling.ready(None))
 
 
 class _Rolling:
@@ -864,14 +890,43 @@ def _compared(p, x: np.ndarray, local: np.ndarray, h: float, tracker: Tracker, a
     return analytical, p.differences("A_prev", local, plus, minus, tracker.tick) / (plus - minus), floor
 
 
-def by_chunks(batch: Batch) -> bool:
-    """Whether :func:`every_element` can take the batch chunk by chunk: no chunk is one example whose input or
-    upstream gradient goes by tiles (:func:`unread`, :func:`upstream`); the full check of such an example still
-    takes its gradient from the pass and holds every element's index (:func:`checkable`, :func:`elementwise`)."""
-    # the examples are all of one shape: a chunk of one example is like every other (the last may be shorter)
-    one = next((sl for sl in batch.chunks if sl.stop - sl.start == 1), None)
-    stand_in = np.broadcast_to(0.0, (1,) + tuple(batch.A.shape[1:]))  # shapes only: nothing read nor drawn
-    return one is None or not (unread(batch, one) or _tiled_upstream(batch, one, stand_in))
+def _by_chunk(batch: Batch, sl: slice) -> bool:
+    """Whether :func:`every_element` takes the chunk ``sl`` whole: it is not one example whose input or upstream
+    gradient goes by tiles (:func:`unread`, :func:`upstream`). From shapes alone: nothing read nor drawn."""
+    stand_in = np.broadcast_to(0.0, (1,) + tuple(batch.A.shape[1:]))
+    return sl.stop - sl.start != 1 or not (unread(batch, sl) or _tiled_upstream(batch, sl, stand_in))
+
+
+def _every_element_of_one(batch: Batch, sl: slice, h: float, compared: Comparison) -> None:
+    """:func:`every_element` of the chunk ``sl``, one example whose input or upstream gradient goes by tiles: its
+    gradient and floor piece by piece (:func:`gradient_pieces`), each piece's checkable elements (its excluded
+    mask from the coverage pass's bits, or from the windows around it) evaluated on the outputs they reach and
+    compared, so that nothing of the example's size is held (its values, G, gradient, indices)."""
+    x = read(batch, sl)
+    g = upstream(batch, sl, x)
+    p = batch.make(x, g)
+    if not p._local() or not p.by_tiles():
+        # NOTE: every element evaluated on the whole example's copies, or its gradient not by tiles: read whole
+        x = whole_of(x)
+        p = batch.make(x, g)
+        if not p.by_tiles():
+            local = np.flatnonzero(~excluded_mask(p, x, h).reshape(-1))
+            if local.size:
+                compared.add(sl.start * batch.per_example + local, *_compared(p, x, local, h, batch.tracker))
+            return
+    unread_x = isinstance(x, ReadExample)
+    excluded = ExcludedRect(p, x, h, batch.mask_memo(sl.start, p, h)) if unread_x else excluded_mask(p, x, h)
+    flat_x = None if unread_x else x.reshape(-1)
+    flat_ex = excluded if unread_x else excluded.reshape(-1)
+    base = sl.start * batch.per_example
+    for lo, hi, dA, floor in gradient_pieces(p, g, None, h):
+        values, ex = flat_ex.flat_pair(lo, hi) if unread_x else (flat_x[lo:hi], flat_ex[lo:hi])
+        at = np.flatnonzero(~ex)
+        if not at.size:
+            continue
+        plus, minus = values[at] + h, values[at] - h
+        numerical = p.differences("A_prev", lo + at, plus, minus, batch.tracker.tick) / (plus - minus)
+        compared.add(base + lo + at, dA[at], numerical, None if floor is None else floor[at])
 
 
 def every_element(batch: Batch, h: float, n_excluded: int, tol: float) -> GradientResult:
@@ -882,7 +937,7 @@ def every_element(batch: Batch, h: float, n_excluded: int, tol: float) -> Gradie
     Parameters
     ----------
     batch : Batch
-        Every chunk an array of examples (:func:`by_chunks`).
+        Chunks of examples, or of one huge example (compared piece by piece).
     h : float
         The step.
     n_excluded : int
@@ -904,6 +959,9 @@ def every_element(batch: Batch, h: float, n_excluded: int, tol: float) -> Gradie
     tracker.plan(int(np.prod(A.shape)) - n_excluded)
     compared = Comparison(A.shape, "mhwc", tol, dense_limit=DENSE_VALUES)
     for sl in batch.chunks:
+        if not _by_chunk(batch, sl):
+            _every_element_of_one(batch, sl, h, compared)
+            continue
         x = A[sl]
         p = make(x, G[sl])
         local = np.flatnonzero(~excluded_mask(p, x, h).reshape(-1))

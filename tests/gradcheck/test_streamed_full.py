@@ -169,3 +169,90 @@ def test_a_full_check_of_a_set_holds_no_more_as_the_set_grows(tmp_path, monkeypa
     small, large = _full_peak(tmp_path, 64), _full_peak(tmp_path, 512)
     per_element = (large - small) / ((512 - 64) * 72)
     assert per_element < 12, (small, large, per_element)
+
+
+# one example too large for the workspace (read by rectangles, its G drawn or read by tiles): --method full took
+# its gradient from the pass at every element's index and read it whole; now it is compared piece by piece
+
+
+def _huge_full(layer, monkeypatch, given=False, broken_at=None):
+    """``(in-memory full check, streamed full check)`` of one 1 x 2 x 1500 x 2 example taken as huge."""
+    from .test_unread_example import _small_budgets, _whole_reads
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(1, 2, 1500, 2))
+    _small_budgets(monkeypatch, x.nbytes)
+    monkeypatch.setattr(streamed_evals, "PIECE_VALUES", 512)  # many pieces
+    monkeypatch.setattr(streamed_evals, "checkable", None)  # no index of every element, nor the example read
+    if layer == "conv":
+        Wt, b = rng.normal(size=(1, 5, 2, 3)), rng.normal(size=3)
+        params = ConvParams(stride=(1, 2), pad=(0, 0, 3, 1))
+        out_hw = params.geometry(x.shape[1:3], Wt.shape[:2]).out_hw
+        args, kind, n_C = (x, Wt, b, params), "conv", 3
+    else:
+        params = PoolParams(f=(1, 3), stride=(1, 2), mode=layer)
+        out_hw = params.geometry(x.shape[1:3]).out_hw
+        args, kind, n_C = (x, None, None, params), "pool", 2
+    if broken_at is not None:
+        if kind == "conv":
+            from .broken import backward_off_at
+            monkeypatch.setattr(problems, "conv2d_backward",
+                                backward_off_at(problems.conv2d_backward, x[broken_at], 1e-2))
+        else:
+            import cnncli.gradcheck.pool_problem as pool_problem
+            real = pool_problem.pool2d_backward
+
+            def wrong(G, A_prev, p, **options):  # the tile that holds the element: off there
+                dA = real(G, A_prev, p, **options).copy()
+                dA[A_prev == x[broken_at]] += 1e-2
+                return dA
+            monkeypatch.setattr(pool_problem, "pool2d_backward", wrong)
+    G = np.random.default_rng(3).standard_normal((1,) + out_hw + (n_C,))
+    memory = (gradcheck_conv(*args, method="full", seed=3) if kind == "conv" else
+              gradcheck_pool(x, params, method="full", seed=3, grad=G) if given else
+              gradcheck_pool(x, params, method="full", seed=3))
+    reads = _whole_reads(monkeypatch)
+    stream = gradcheck_streamed(*args, kind=kind, method="full", seed=3, **({"grad": G} if given else {}))
+    assert reads[0] == 0  # neither the example nor a given G read whole: rectangles only
+    return memory, stream
+
+
+@pytest.mark.parametrize("layer", ["conv", "max", "average"])
+def test_a_full_check_of_one_huge_example_piece_by_piece_is_the_in_memory_full_check(layer, monkeypatch):
+    memory, stream = _huge_full(layer, monkeypatch)
+    g = stream.gradients[0]
+    assert stream.passed and g.method == "full" and g.checked == 6000 - g.kinks
+    same_check(memory, stream)
+    np.testing.assert_allclose(g.errors, memory.gradients[0].errors, rtol=0, atol=1e-9)
+
+
+def test_a_full_check_of_one_huge_example_with_its_upstream_gradient_given(monkeypatch):
+    memory, stream = _huge_full("average", monkeypatch, given=True)
+    assert stream.passed
+    same_check(memory, stream)
+
+
+@pytest.mark.parametrize("layer", ["conv", "average"])
+def test_a_wrong_element_of_one_huge_example_fails_its_full_check_where_it_fails_in_memory(layer, monkeypatch):
+    at = (0, 1, 777, 1)
+    memory, stream = _huge_full(layer, monkeypatch, broken_at=at)
+    g = stream.gradients[0]
+    assert stream.verdict == "fail" and g.failing == 1 and g.worst.index == at
+    same_check(memory, stream)
+
+
+def test_a_full_check_of_one_huge_example_holds_no_more_as_it_grows(tmp_path, monkeypatch):
+    # read whole, with every element's index, gradient, floor and difference held, it grew by over 60 bytes per
+    # element; piece by piece, by what its generator states and bits take
+    from .test_unread_example import file_budgets
+    file_budgets(monkeypatch)
+    Wt, b = np.random.default_rng(8).normal(size=(1, 5, 2, 2)), np.zeros(2)
+    peaks = []
+    for n in (20_000, 80_000):
+        with h5py.File(tmp_path / f"x{n}.h5", "w") as f:
+            f["x"] = np.random.default_rng(7).normal(size=(1, 1, n, 2))
+        with h5py.File(tmp_path / f"x{n}.h5", "r") as f:
+            r, peak = traced_peak(lambda: gradcheck_streamed(f["x"], Wt, b, ConvParams(), method="full", seed=1))
+        assert r.passed and r.gradients[0].checked == 2 * n
+        peaks.append(peak)
+    per_element = (peaks[1] - peaks[0]) / (2 * 60_000)
+    assert per_element < 12, (peaks, per_element)
