@@ -19,7 +19,8 @@ Rows (the issue's targets):
   from ``.npy``: whole-process time and peak RSS (it compares every element chunk by chunk: the peak should
   not grow with the set). Takes about 4 minutes.
 - ``--huge``: sets of one very large example, a 1 x 1 x 2,000,000 x 4 float64 HDF5 signal (``--huge-n``),
-  under a 1x5 conv to 4 and 8 channels and max and average pooling: peak RSS of each check (target: 400 MB).
+  under a 1x5 conv to 4 and 8 channels and max and average pooling, and the conv to 4 under ``--method full``
+  (every element, compared piece by piece): peak RSS of each check (target: 400 MB).
 
 Both sides are separate ``python`` processes started the same way (interpreter
 start, imports, loading the arrays, the check), so the ratio is what a user
@@ -125,6 +126,8 @@ def _huge_case(tmp: Path, n: int, env, py) -> None:
     cases = [(f"conv 1x5 -> {k}", ["--weights", str(tmp / f"W{k}.npy")]) for k in (4, 8)]
     cases += [(f"{mode} pool 1x3 stride 2", ["--layer", "pool", "--f", "1x3", "--stride", "1x2", "--mode", mode])
               for mode in ("max", "average")]
+    # every element compared, piece by piece (it was read whole, every element's index, gradient and floor held)
+    cases += [("conv 1x5 -> 4, full", ["--weights", str(tmp / "W4.npy"), "--method", "full"])]
     print(f"HDF5 set of one example (1,1,{n},4) float64 ({8 * 4 * n / 1e6:.0f} MB), gradcheck, one run each:")
     for name, extra in cases:
         wall, cpu, rss, code = _measure([py, "-m", "cnncli", "gradcheck", src, *extra, "--json"], env)

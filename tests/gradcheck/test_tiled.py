@@ -121,24 +121,36 @@ def pools(draw):
     return rng.normal(size=(draw(st.integers(1, 2)), H, W, draw(st.integers(1, 2)))), params, rng
 
 
-@given(pools())
-def test_pool_local_differences_are_the_loop_oracle_s_loss_differences(pool):
+def _pool_problem(pool):
+    """``(A, params, geom, G)`` of a drawn pool layer (hypothesis assumes its geometry valid)."""
     A, params, rng = pool
     try:
         geom = params.geometry(A.shape[1:3])
     except HyperparameterError:
         assume(False)
-    G = rng.normal(size=(A.shape[0],) + geom.out_hw + (A.shape[3],))
-    idx = rng.integers(0, A.size, size=6)
-    plus, minus = A.reshape(-1)[idx] + 3.0, A.reshape(-1)[idx] - 3.0  # past every neighbour: the max moves
-    got = tiled.local_differences(pool2d, A, G, geom, params, idx, plus, minus)
+    return A, params, geom, rng.normal(size=(A.shape[0],) + geom.out_hw + (A.shape[3],))
+
+
+def _pool_loss_differences(A, G, params, idx, plus, minus) -> np.ndarray:
+    """The loop oracle: each element set to plus, then minus, in the whole example, ``sum(G * pool(x))`` apart."""
+    out = np.empty(len(idx))
     for k, i in enumerate(idx):
         losses = []
         for v in (plus[k], minus[k]):
             x = A.copy()
             x.reshape(-1)[i] = v
             losses.append(np.sum(G * pool_forward_loops(x, params)))
-        assert got[k] == pytest.approx(losses[0] - losses[1], rel=1e-9, abs=1e-9)
+        out[k] = losses[0] - losses[1]
+    return out
+
+
+@given(pools())
+def test_pool_local_differences_are_the_loop_oracle_s_loss_differences(pool):
+    A, params, geom, G = _pool_problem(pool)
+    idx = pool[2].integers(0, A.size, size=6)
+    plus, minus = A.reshape(-1)[idx] + 3.0, A.reshape(-1)[idx] - 3.0  # past every neighbour: the max moves
+    got = tiled.local_differences(pool2d, A, G, geom, params, idx, plus, minus)
+    np.testing.assert_allclose(got, _pool_loss_differences(A, G, params, idx, plus, minus), rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("mode", ["max", "average"])
@@ -443,27 +455,14 @@ def test_a_wrong_pool_gradient_is_found_where_it_is_by_the_local_differences(mon
 def test_every_element_s_local_difference_by_pieces_and_batches_is_the_loop_oracle_s(pool, batch, piece):
     # every element at once (a full check's), in small batches and pieces: a kind's last short batch waits for
     # the next piece's members, and each element still gets its own loss difference
-    A, params, rng = pool
-    try:
-        geom = params.geometry(A.shape[1:3])
-    except HyperparameterError:
-        assume(False)
-    G = rng.normal(size=(A.shape[0],) + geom.out_hw + (A.shape[3],))
+    A, params, geom, G = _pool_problem(pool)
     idx = np.arange(A.size)
     plus, minus = A.reshape(-1) + 3.0, A.reshape(-1) - 3.0
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tiled, "LOCAL_BATCH", batch)
         mp.setattr(tiled, "LOCAL_PIECE", piece)
         got = tiled.local_differences(pool2d, A, G, geom, params, idx, plus, minus)
-    want = np.empty(A.size)
-    for i in idx:  # the loop oracle on the whole example, one element at a time
-        losses = []
-        for v in (plus[i], minus[i]):
-            x = A.copy()
-            x.reshape(-1)[i] = v
-            losses.append(np.sum(G * pool_forward_loops(x, params)))
-        want[i] = losses[0] - losses[1]
-    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(got, _pool_loss_differences(A, G, params, idx, plus, minus), rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("sample", [False, True])
