@@ -19,7 +19,7 @@ from .context import TensorCheck, Tracker
 from .core import LOCALIZE_FULL_LIMIT, Coverage, merge
 from .directional import FAST_DIRECTIONS, LOCALIZE_BLOCKS, block_verdict, localize
 from .lazy import DrawnExample, Examples, ReadExample, flat_span, rectangle, span_rect
-from .metrics import Comparison, gradient_metrics
+from .metrics import TOP_OFFENDERS, Comparison, gradient_metrics
 from .results import GradientResult
 from . import perturbed, tiled
 from .perturbed import MACHINE_EPS, _contract, batch_chunks
@@ -340,9 +340,23 @@ def checkable(batch: Batch, h: float) -> np.ndarray:
     ------
     Nothing.
     """
-    A, make = batch.A, batch.make
-    return np.flatnonzero(~np.concatenate([excluded_mask(make(A[sl]), A[sl], h).reshape(-1)
-                                           for sl in batch.chunks]))
+    A, make, per = batch.A, batch.make, batch.per_example
+    parts = []
+    for sl in batch.chunks:
+        if _by_chunk(batch, sl):
+            parts.append(sl.start * per + np.flatnonzero(~excluded_mask(make(A[sl]), A[sl], h).reshape(-1)))
+            continue
+        # one example that goes by tiles: its mask a piece at a time (from the coverage pass's bits, or from the
+        # windows around each piece where it is unread)
+        x = read(batch, sl)
+        p = make(x)
+        unread_x = isinstance(x, ReadExample)
+        mask = ExcludedRect(p, x, h, batch.mask_memo(sl.start, p, h)) if unread_x else excluded_mask(p, x, h)
+        for lo in range(0, per, PIECE_VALUES):
+            hi = min(per, lo + PIECE_VALUES)
+            ex = mask.flat(lo, hi) if unread_x else mask.reshape(-1)[lo:hi]
+            parts.append(sl.start * per + lo + np.flatnonzero(~ex))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def upstream(batch: Batch, sl: slice, x: np.ndarray):
@@ -864,6 +878,13 @@ def elementwise(batch: Batch, h: float, idx, analytical, floor, n_excluded: int,
             # huge examples, unread: one at a time, each element on the outputs it reaches (idx is sorted)
             numerical = np.concatenate([_unread_differences(batch, h, idx[idx // per == e] - e * per, int(e))
                                         for e in examples])
+        elif analytical is None and not _by_chunk(batch, first):
+            # huge examples (a failing check's localized elements): their gradient and floor piece by piece, by
+            # the pass's tiles, and each element on the outputs it reaches; none read, drawn or computed whole
+            parts = [_gradient_at(batch, h, idx[idx // per == e] - e * per, int(e)) +
+                     (_unread_differences(batch, h, idx[idx // per == e] - e * per, int(e)),) for e in examples]
+            analytical, floor, numerical = (np.concatenate([q[k] for q in parts]) for k in range(3))
+            floor = None if np.isnan(floor).all() else floor
         else:
             x = _rows(A, examples)
             g = upstream(batch, first, x) if len(examples) == 1 and analytical is not None else _rows(G, examples)
@@ -897,14 +918,16 @@ def _by_chunk(batch: Batch, sl: slice) -> bool:
     return sl.stop - sl.start != 1 or not (unread(batch, sl) or _tiled_upstream(batch, sl, stand_in))
 
 
-def _every_element_of_one(batch: Batch, sl: slice, h: float, compared: Comparison) -> None:
-    """:func:`every_element` of the chunk ``sl``, one example whose input or upstream gradient goes by tiles: its
-    gradient and floor piece by piece (:func:`gradient_pieces`), each piece's checkable elements (its excluded
-    mask from the coverage pass's bits, or from the windows around it) evaluated on the outputs they reach and
-    compared, so that nothing of the example's size is held (its values, G, gradient, indices)."""
+def _pieces_of_one(batch: Batch, sl: slice, h: float):
+    """The chunk ``sl``, one example whose input or upstream gradient goes by tiles, compared piece by piece:
+    ``(idx, analytical, numerical, floor or None)`` of each piece's checkable elements (flat indices into the
+    batch). Its gradient and floor come piece by piece (:func:`gradient_pieces`), each piece's excluded mask from
+    the coverage pass's bits or from the windows around it, and its elements are evaluated on the outputs they
+    reach, so that nothing of the example's size is held (its values, G, gradient, indices)."""
     x = read(batch, sl)
     g = upstream(batch, sl, x)
     p = batch.make(x, g)
+    base = sl.start * batch.per_example
     if not p._local() or not p.by_tiles():
         # NOTE: every element evaluated on the whole example's copies, or its gradient not by tiles: read whole
         x = whole_of(x)
@@ -912,13 +935,12 @@ def _every_element_of_one(batch: Batch, sl: slice, h: float, compared: Compariso
         if not p.by_tiles():
             local = np.flatnonzero(~excluded_mask(p, x, h).reshape(-1))
             if local.size:
-                compared.add(sl.start * batch.per_example + local, *_compared(p, x, local, h, batch.tracker))
+                yield (base + local, *_compared(p, x, local, h, batch.tracker))
             return
     unread_x = isinstance(x, ReadExample)
     excluded = ExcludedRect(p, x, h, batch.mask_memo(sl.start, p, h)) if unread_x else excluded_mask(p, x, h)
     flat_x = None if unread_x else x.reshape(-1)
     flat_ex = excluded if unread_x else excluded.reshape(-1)
-    base = sl.start * batch.per_example
     for lo, hi, dA, floor in gradient_pieces(p, g, None, h):
         values, ex = flat_ex.flat_pair(lo, hi) if unread_x else (flat_x[lo:hi], flat_ex[lo:hi])
         at = np.flatnonzero(~ex)
@@ -926,7 +948,21 @@ def _every_element_of_one(batch: Batch, sl: slice, h: float, compared: Compariso
             continue
         plus, minus = values[at] + h, values[at] - h
         numerical = p.differences("A_prev", lo + at, plus, minus, batch.tracker.tick) / (plus - minus)
-        compared.add(base + lo + at, dA[at], numerical, None if floor is None else floor[at])
+        yield base + lo + at, dA[at], numerical, None if floor is None else floor[at]
+
+
+def _worst_of_one(batch: Batch, sl: slice, h: float, count: int) -> np.ndarray:
+    """The flat indices (into the batch, sorted) of the ``count`` elements of the chunk ``sl`` (one example
+    that goes by tiles) whose numerical and analytical derivatives differ most (ties: the first), compared piece
+    by piece (:func:`_pieces_of_one`): a failing check's localization of such an example, in bounded memory."""
+    best_err, best_idx = np.zeros(0), np.zeros(0, dtype=np.int64)
+    for idx, a, n, _ in _pieces_of_one(batch, sl, h):
+        err = np.abs(a - n)
+        err = np.where(np.isfinite(err), err, np.inf)
+        best_err, best_idx = np.concatenate([best_err, err]), np.concatenate([best_idx, idx])
+        order = np.lexsort((best_idx, -best_err))[:count]  # largest error first, then the first index
+        best_err, best_idx = best_err[order], best_idx[order]
+    return np.sort(best_idx)
 
 
 def every_element(batch: Batch, h: float, n_excluded: int, tol: float) -> GradientResult:
@@ -960,7 +996,8 @@ def every_element(batch: Batch, h: float, n_excluded: int, tol: float) -> Gradie
     compared = Comparison(A.shape, "mhwc", tol, dense_limit=DENSE_VALUES)
     for sl in batch.chunks:
         if not _by_chunk(batch, sl):
-            _every_element_of_one(batch, sl, h, compared)
+            for part in _pieces_of_one(batch, sl, h):
+                compared.add(*part)
             continue
         x = A[sl]
         p = make(x, G[sl])
@@ -969,6 +1006,29 @@ def every_element(batch: Batch, h: float, n_excluded: int, tol: float) -> Gradie
             compared.add(sl.start * per + local, *_compared(p, x, local, h, tracker))
     geom = batch.geometry()
     return compared.result("dA_prev", "full", n_excluded, pads=geom.pads, stride=geom.stride)
+
+
+def _gradient_at(batch: Batch, h: float, local: np.ndarray, e: int):
+    """``(analytical, floor)`` of the elements ``local`` (flat, sorted) of one example ``e`` that goes by tiles:
+    from its gradient and floor piece by piece (:func:`gradient_pieces`, the pass's tiles and values); floor NaN
+    where there is none (max pooling)."""
+    x = read(batch, slice(e, e + 1))
+    g = upstream(batch, slice(e, e + 1), x)
+    p = batch.make(x, g)
+    grad, floor = np.empty(local.size), np.full(local.size, np.nan)
+    if not p.by_tiles():  # NOTE: not by tiles (a tiled upstream only): the example's gradient whole, as elsewhere
+        p = batch.make(whole_of(x), g)
+        grad[:] = p.analytical()["A_prev"].reshape(-1)[local]
+        f = p.rounding_floor("A_prev", h)
+        if f is not None:
+            floor[:] = f.reshape(-1)[local]
+        return grad, floor
+    for lo, hi, dA, fl in gradient_pieces(p, g, None, h):
+        mine = (local >= lo) & (local < hi)
+        grad[mine] = dA[local[mine] - lo]
+        if fl is not None:
+            floor[mine] = fl[local[mine] - lo]
+    return grad, floor
 
 
 def _unread_differences(batch: Batch, h: float, local: np.ndarray, e: int) -> np.ndarray:
@@ -1029,19 +1089,25 @@ def localized(batch: Batch, h: float, D, bad, sums: dict, context, n_excluded: i
             worst = np.argsort(-np.abs(sums["a_blk"][q] - sums["per_block"][q]), kind="stable")[:LOCALIZE_BLOCKS]
             pairs = [(q, int(e)) for e in worst]
         examples = np.array(sorted({e for _, e in pairs})[:LOCALIZE_BLOCKS], dtype=np.int64)
+        # NOTE: an example that goes by tiles is not bisected (its directions, gradient and copies whole): its
+        # TOP_OFFENDERS largest errors, every element compared piece by piece (slow: one evaluation each)
+        huge = [e for e in examples.tolist() if not _by_chunk(batch, slice(e, e + 1))]
+        found = [_worst_of_one(batch, slice(e, e + 1), h, TOP_OFFENDERS) for e in huge]
+        examples = np.array([e for e in examples.tolist() if e not in set(huge)], dtype=np.int64)
         pairs = [(q, e) for q, e in pairs if e in set(examples.tolist())]
-        x, g = _rows(A, examples), _rows(G, examples)
-        p = make(x, g)
-        grad = p.analytical()["A_prev"]
-        floor = p.rounding_floor("A_prev", h)
-        excluded = excluded_mask(p, x, h)
-        Dx = np.stack([np.concatenate([D.chunk(q, int(e), int(e) + 1, excluded[i:i + 1])
-                                       for i, e in enumerate(examples)]) for q in range(FAST_DIRECTIONS)])
-        t = TensorCheck(p, "A_prev", x, grad, h, excluded, tol, rng, tracker, floor, notes)
-        blocks = np.broadcast_to(np.arange(len(examples)).reshape(-1, 1, 1, 1), x.shape)
-        found = localize(t, Dx, blocks, [(q, int(np.searchsorted(examples, e))) for q, e in pairs])
-        found = examples[found // per] * per + found % per
-        idx = np.union1d(found, context).astype(np.int64)
+        if examples.size:
+            x, g = _rows(A, examples), _rows(G, examples)
+            p = make(x, g)
+            grad = p.analytical()["A_prev"]
+            floor = p.rounding_floor("A_prev", h)
+            excluded = excluded_mask(p, x, h)
+            Dx = np.stack([np.concatenate([D.chunk(q, int(e), int(e) + 1, excluded[i:i + 1])
+                                           for i, e in enumerate(examples)]) for q in range(FAST_DIRECTIONS)])
+            t = TensorCheck(p, "A_prev", x, grad, h, excluded, tol, rng, tracker, floor, notes)
+            blocks = np.broadcast_to(np.arange(len(examples)).reshape(-1, 1, 1, 1), x.shape)
+            bisected = localize(t, Dx, blocks, [(q, int(np.searchsorted(examples, e))) for q, e in pairs])
+            found.append(examples[bisected // per] * per + bisected % per)
+        idx = np.union1d(np.concatenate(found) if found else np.zeros(0, dtype=np.int64), context).astype(np.int64)
     r = elementwise(batch, h, idx, None, None, n_excluded, tol, how)
     if r.failing == 0:
         notes.append(f"{fast.name}: a directional check disagreed by {fast.max_abs_error:.2g} but no single "
