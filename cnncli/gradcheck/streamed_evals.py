@@ -951,18 +951,24 @@ def _pieces_of_one(batch: Batch, sl: slice, h: float):
         yield base + lo + at, dA[at], numerical, None if floor is None else floor[at]
 
 
-def _worst_of_one(batch: Batch, sl: slice, h: float, count: int) -> np.ndarray:
-    """The flat indices (into the batch, sorted) of the ``count`` elements of the chunk ``sl`` (one example
-    that goes by tiles) whose numerical and analytical derivatives differ most (ties: the first), compared piece
-    by piece (:func:`_pieces_of_one`): a failing check's localization of such an example, in bounded memory."""
-    best_err, best_idx = np.zeros(0), np.zeros(0, dtype=np.int64)
-    for idx, a, n, _ in _pieces_of_one(batch, sl, h):
+def _worst_of_one(batch: Batch, sl: slice, h: float, count: int, tol: float) -> np.ndarray:
+    """The flat indices (into the batch, sorted) of the ``count`` elements of the chunk ``sl`` (one example that
+    goes by tiles) that fail by the most, compared piece by piece (:func:`_pieces_of_one`): a failing check's
+    localization of such an example, in bounded memory.
+
+    NOTE: an element fails where its error exceeds its rounding floor and ``10 tol scale + 100 tol |n|``
+    (:func:`.metrics.fails_at`), the scale the same for all; so the elements above their floor come first, by
+    ``error - 100 tol |n|``, then the others (ties: the first index). If any element fails, the first ranked does.
+    """
+    best = np.zeros((0, 3))  # (above its floor, error - 100 tol |n|, index) of the best so far
+    for idx, a, n, floor in _pieces_of_one(batch, sl, h):
         err = np.abs(a - n)
         err = np.where(np.isfinite(err), err, np.inf)
-        best_err, best_idx = np.concatenate([best_err, err]), np.concatenate([best_idx, idx])
-        order = np.lexsort((best_idx, -best_err))[:count]  # largest error first, then the first index
-        best_err, best_idx = best_err[order], best_idx[order]
-    return np.sort(best_idx)
+        above = err > (0.0 if floor is None else floor)
+        # NOTE: float64 keys: an index is exact below 2^53 (a set of 64 PiB of float64)
+        best = np.concatenate([best, np.stack([above, err - 100 * tol * np.abs(np.nan_to_num(n)), idx], axis=1)])
+        best = best[np.lexsort((best[:, 2], -best[:, 1], -best[:, 0]))[:count]]
+    return np.sort(best[:, 2].astype(np.int64))
 
 
 def every_element(batch: Batch, h: float, n_excluded: int, tol: float) -> GradientResult:
@@ -1092,7 +1098,7 @@ def localized(batch: Batch, h: float, D, bad, sums: dict, context, n_excluded: i
         # NOTE: an example that goes by tiles is not bisected (its directions, gradient and copies whole): its
         # TOP_OFFENDERS largest errors, every element compared piece by piece (slow: one evaluation each)
         huge = [e for e in examples.tolist() if not _by_chunk(batch, slice(e, e + 1))]
-        found = [_worst_of_one(batch, slice(e, e + 1), h, TOP_OFFENDERS) for e in huge]
+        found = [_worst_of_one(batch, slice(e, e + 1), h, TOP_OFFENDERS, tol) for e in huge]
         examples = np.array([e for e in examples.tolist() if e not in set(huge)], dtype=np.int64)
         pairs = [(q, e) for q, e in pairs if e in set(examples.tolist())]
         if examples.size:

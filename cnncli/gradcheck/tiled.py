@@ -22,6 +22,7 @@ difference.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple
 
@@ -426,14 +427,15 @@ def local_differences(evaluate, A: np.ndarray, G: np.ndarray, geom: WindowGeomet
     # RowBlocks per element held 670 MB for a full check of 1M elements); a group's last batch short of
     # LOCAL_BATCH waits for the next piece's members. So every call sees the rectangles it saw when the elements
     # were grouped all at once: each kind of rectangle's members in order, LOCAL_BATCH at a time
-    waiting: dict = {}  # per kind of rectangle: its members not yet evaluated (rows of _MEMBER fields)
+    waiting: dict = {}  # per kind of rectangle: its members not yet evaluated (rows of _kinds' fields)
     for lo in range(0, len(idx), LOCAL_PIECE):
         for kind, members in _kinds(geom, A.shape, idx[lo:lo + LOCAL_PIECE], lo):
             held = waiting.get(kind)
             members = members if held is None else np.concatenate([held, members])
-            full = len(members) - len(members) % LOCAL_BATCH
-            for b in range(0, full, LOCAL_BATCH):
-                _evaluate(evaluate, A, G, params, kind, members[b:b + LOCAL_BATCH], plus, minus, out)
+            batch = _batch(kind, A.shape[3], G.shape[3])
+            full = len(members) - len(members) % batch
+            for b in range(0, full, batch):
+                _evaluate(evaluate, A, G, params, kind, members[b:b + batch], plus, minus, out)
             waiting[kind] = members[full:]
     for kind, members in waiting.items():
         if len(members):
@@ -443,6 +445,19 @@ def local_differences(evaluate, A: np.ndarray, G: np.ndarray, geom: WindowGeomet
 
 #: Elements whose rectangles :func:`local_differences` works out at a time (a few tens of MB of int64 fields).
 LOCAL_PIECE = 2**16
+#: Kinds of rectangles coded in one int64 below this many codes (else their rows of fields are sorted).
+KEY_CODES = 2**62
+#: Bytes of one call's stacked rectangles (both sides), outputs and G at most: fewer than LOCAL_BATCH elements of a
+#: kind whose rectangles are large (a window wide against its stride reaches much of its example).
+LOCAL_BYTES = 24 * 2**20
+
+
+def _batch(kind: tuple, C: int, n_C: int) -> int:
+    """Elements of ``kind`` (see :func:`_kinds`) evaluated in one call: ``LOCAL_BATCH``, fewer where their two
+    input rectangles, two outputs and G would exceed ``LOCAL_BYTES``; at least one."""
+    h_in, _, _, n_r, w_in, _, _, n_c = kind
+    per = 8 * (2 * h_in * w_in * C + 3 * n_r * n_c * n_C)
+    return max(1, min(LOCAL_BATCH, LOCAL_BYTES // per))
 
 
 def _kinds(geom: WindowGeometry, shape, idx: np.ndarray, first: int):
@@ -461,8 +476,12 @@ def _kinds(geom: WindowGeometry, shape, idx: np.ndarray, first: int):
     fields = np.stack([live + first, e[live], i[live], j[live], c[live], rb.in_lo, cb.in_lo, rb.out_lo, cb.out_lo],
                       axis=1)
     # one int64 per key (its fields are a few rows and pads each): a sort of rows of 8 fields was a third of a full
-    # check's time
-    codes = np.ravel_multi_index(tuple(keys.T), tuple(int(v) + 1 for v in keys.max(axis=0)))
+    # check's time; where the fields' ranges do not fit one int64 (windows hundreds wide, dilated), those rows
+    dims = tuple(int(v) + 1 for v in keys.max(axis=0))
+    if math.prod(dims) < KEY_CODES:
+        codes = np.ravel_multi_index(tuple(keys.T), dims)
+    else:
+        codes = np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1)
     order = np.argsort(codes, kind="stable")  # by kind, each in element order
     starts = np.flatnonzero(np.diff(codes[order], prepend=-1))
     for a, b in zip(starts.tolist(), starts[1:].tolist() + [len(order)]):

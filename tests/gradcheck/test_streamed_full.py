@@ -278,3 +278,20 @@ def test_a_failing_check_of_one_huge_example_is_localized_without_reading_it_who
     assert stream.verdict == memory.verdict == "fail"
     assert g.worst.index == m.worst.index == at and g.failing == m.failing == 1
     assert g.method == m.method == how
+
+
+def test_a_huge_example_s_localization_ranks_the_elements_that_fail_first(monkeypatch):
+    # ranked by raw error, elements within their rounding floor outranked the one that fails by a hair: the
+    # localized elements then held no failing one ("no single element did")
+    tol = 1e-7
+    pieces = [  # (flat indices, analytical, numerical, floor)
+        (np.array([0, 1]), np.array([1.0, 10.9]), np.array([0.0, 10.0]), np.array([2.0, 1.0])),
+        (np.array([2, 3]), np.array([1.0 + 2e-4, 3.0]), np.array([1.0, 3.0]), np.array([0.0, 0.0])),
+    ]
+    a, n, floor = (np.concatenate([p[k] for p in pieces]) for k in (1, 2, 3))
+    err = np.abs(a - n)
+    failing = ~(err <= 10 * tol * np.abs(n).max() + 100 * tol * np.abs(n)) & (err > floor)  # the rule, written out
+    assert np.flatnonzero(failing).tolist() == [2] and np.argmax(err) == 0
+    monkeypatch.setattr(streamed_evals, "_pieces_of_one", lambda batch, sl, h: iter(pieces))
+    assert streamed_evals._worst_of_one(None, slice(0, 1), 1e-6, 1, tol).tolist() == [2]
+    assert streamed_evals._worst_of_one(None, slice(0, 1), 1e-6, 3, tol).tolist() == [0, 1, 2]

@@ -23,6 +23,8 @@ from cnncli.errors import HyperparameterError
 from cnncli.gradcheck import gradcheck_conv, gradcheck_pool
 from cnncli.gradcheck.streamed import gradcheck_streamed
 
+from tests.traced import traced_peak
+
 from .broken import backward_off_at
 
 
@@ -495,3 +497,65 @@ def test_local_differences_of_an_example_not_held_are_those_of_the_array(sample)
     assert reads and all(len(range(*sel[1].indices(30))) < 30 for sel in reads)
     if not sample:  # most read with their neighbours (before, every element read its own rectangle)
         assert len(reads) < len(idx) // 4
+
+
+@pytest.mark.parametrize("piece, codes", [(1, None), (3, None), (7, None), (None, 1)])
+def test_a_conv_s_local_differences_are_the_same_bits_by_any_pieces_and_key_codes(piece, codes, monkeypatch):
+    # the batches are the kinds' members in order, LOCAL_BATCH at a time, however the elements go by pieces and
+    # their kinds are told apart (one int64 code per kind, or rows of fields where those codes would not fit)
+    rng = np.random.default_rng(13)
+    A, Wt = rng.normal(size=(2, 9, 11, 2)), rng.normal(size=(3, 2, 2, 3))
+    params = ConvParams(stride=(2, 1), pad=(1, 2, 0, 1), dilation=(1, 2))
+    geom = params.geometry(A.shape[1:3], Wt.shape[:2])
+    G = rng.normal(size=(2,) + geom.out_hw + (3,))
+    p = problems.ConvProblem(A, Wt, np.zeros(3), params, G)
+    idx = np.arange(A.size)
+    plus, minus = A.reshape(-1) + 0.5, A.reshape(-1) - 0.25
+    monkeypatch.setattr(tiled, "LOCAL_BATCH", 4)
+    whole = p._local_differences(idx, plus, minus)
+    if piece is not None:
+        monkeypatch.setattr(tiled, "LOCAL_PIECE", piece)
+    if codes is not None:
+        monkeypatch.setattr(tiled, "KEY_CODES", codes)
+    np.testing.assert_array_equal(p._local_differences(idx, plus, minus), whole)
+
+
+def test_local_differences_of_windows_hundreds_wide_and_dilated_are_the_loss_differences(monkeypatch):
+    # the kinds' fields (rectangle rows, pads, output rows, per axis) ranged too widely for one int64 code
+    seen = []
+    real = np.unique
+    monkeypatch.setattr(np, "unique", lambda *a, **k: seen.append(k.get("axis")) or real(*a, **k))
+    rng = np.random.default_rng(14)
+    A, Wt = rng.normal(size=(1, 600, 600, 1)), rng.normal(size=(3, 3, 1, 1))
+    params = ConvParams(pad=150, dilation=150)
+    geom = params.geometry(A.shape[1:3], Wt.shape[:2])
+    G = rng.normal(size=(1,) + geom.out_hw + (1,))
+    p = problems.ConvProblem(A, Wt, np.zeros(1), params, G)
+    idx = np.array([0, 150 * 600 + 7, 300 * 600 + 300, A.size - 1])
+    plus, minus = A.reshape(-1)[idx] + 0.5, A.reshape(-1)[idx] - 0.5
+    got = p._local_differences(idx, plus, minus)
+    assert 0 in seen  # the rows of fields sorted: no code would fit
+    for k, i in enumerate(idx):  # the whole example through the engine's convolution (its own oracle: the loops)
+        sides = []
+        for v in (plus[k], minus[k]):
+            x = A.copy()
+            x.reshape(-1)[i] = v
+            sides.append(problems.conv2d(x, Wt, None, params))
+        assert got[k] == pytest.approx(np.sum(G * (sides[0] - sides[1])), rel=1e-9, abs=1e-9)
+
+
+def test_local_differences_of_wide_windows_go_in_batches_of_bounded_bytes(monkeypatch):
+    # a 1 x 501 average window at stride 1: each element's rectangle is 1001 columns; 256 of them stacked at once
+    # (both sides, outputs, G) took 15 MB whatever the budget (a window of 8001: 281 MB)
+    A = np.random.default_rng(15).normal(size=(1, 1, 5000, 2))
+    params = PoolParams(f=(1, 501), stride=1, mode="average")
+    geom = params.geometry(A.shape[1:3])
+    G = np.random.default_rng(16).normal(size=(1,) + geom.out_hw + (2,))
+    idx = np.arange(2000, 2256)
+    plus, minus = A.reshape(-1)[idx] + 1.0, A.reshape(-1)[idx] - 1.0
+    monkeypatch.setattr(tiled, "LOCAL_BYTES", 10**12)
+    unbounded, big = traced_peak(lambda: tiled.local_differences(pool2d, A, G, geom, params, idx, plus, minus))
+    monkeypatch.setattr(tiled, "LOCAL_BYTES", 2**19)
+    bounded, small = traced_peak(lambda: tiled.local_differences(pool2d, A, G, geom, params, idx, plus, minus))
+    np.testing.assert_array_equal(bounded, unbounded)  # a pool's windows: the same values in any batch
+    assert big > 10 * 2**20 and small < 3 * 2**20, (big, small)
