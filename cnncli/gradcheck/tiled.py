@@ -511,11 +511,11 @@ def _evaluate(evaluate, A, G, params, kind: tuple, members: np.ndarray, plus, mi
     out[q] = np.einsum("ij,ij->i", d.reshape(k, -1), Gs.reshape(k, -1))
 
 
-#: Values per element (and per value of one element's rectangle) that the rectangle around several elements'
-#: rectangles may have, to be read at once from an example not held (:func:`_rectangles`): elements next to each
-#: other (a full check's) share most of their rectangles, so one read is less; a sample spread over the example is
-#: read rectangle by rectangle, never the example whole.
-AROUND_TIMES = 4
+#: The rectangle around several elements' rectangles is read at once from an example not held (:func:`_rectangles`)
+#: where it spans no more than their separate reads would, and at most this fraction of the example (and
+#: ``LOCAL_BYTES``): elements next to each other (a full check's) share most of their rectangles, so one read is
+#: less; a sample spread over the example is read rectangle by rectangle, never the example whole.
+AROUND_PART = 16
 
 
 def _rectangles(A, e, r_lo, c_lo, h: int, w: int) -> np.ndarray:
@@ -530,9 +530,11 @@ def _rectangles(A, e, r_lo, c_lo, h: int, w: int) -> np.ndarray:
         return A[e[:, None, None], rows[:, :, None], cols[:, None, :]]
     k, width, C = len(e), A.shape[2], A.shape[3]
     R0, R1, C0, C1 = int(r_lo.min()), int(r_lo.max()) + h, int(c_lo.min()), int(c_lo.max()) + w
-    # what reading the rectangle around costs: its flat span (a drawn G draws every value from its first to its
-    # last; a tall narrow rectangle, such as the left edge's elements, spans nearly the example)
-    if ((R1 - R0 - 1) * width + C1 - C0) * C <= AROUND_TIMES * (k + h * w * C):
+    # what reading a rectangle costs: its flat span (a drawn G draws every value from its first to its last; a
+    # tall narrow rectangle, such as the left edge's elements, spans nearly the example); an image's rows of
+    # elements share rows of rectangles, each spanning whole rows of the image
+    around, one = ((R1 - R0 - 1) * width + C1 - C0) * C, ((h - 1) * width + w) * C
+    if around <= min(k * one, A.size // AROUND_PART, LOCAL_BYTES // 8):
         around = A[0, R0:R1, C0:C1]
         return around[rows[:, :, None] - R0, cols[:, None, :] - C0]
     return np.stack([A[0, a:a + h, b:b + w] for a, b in zip(r_lo.tolist(), c_lo.tolist())])
