@@ -81,8 +81,7 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
         the in-memory check makes (:class:`DrawnUpstream`).
     method, samples, eps, tol, seed, progress, label
         As :func:`cnncli.gradcheck.core.check_problem`. ``"full"`` compares A_prev's elements chunk by chunk
-        (:func:`.streamed_evals.every_element`), except where an example is too large for the workspace: such
-        examples are read whole for it.
+        (:func:`.streamed_evals.every_element`), an example too large for the workspace piece by piece.
 
     Returns
     -------

@@ -903,12 +903,16 @@ def _compared(p, x: np.ndarray, local: np.ndarray, h: float, tracker: Tracker, a
     problem ``p``): their central differences, and, where ``analytical`` is None, their gradient and rounding
     floor from ``p``'s backward (else ``analytical`` and ``floor`` as given)."""
     if analytical is None:
-        analytical = p.analytical()["A_prev"].reshape(-1)[local]
-        f = p.rounding_floor("A_prev", h)
-        floor = None if f is None else f.reshape(-1)[local]
+        analytical, floor = _gradient_and_floor(p, local, h)
     xs = x.reshape(-1)[local]
     plus, minus = xs + h, xs - h
     return analytical, p.differences("A_prev", local, plus, minus, tracker.tick) / (plus - minus), floor
+
+
+def _gradient_and_floor(p, local: np.ndarray, h: float):
+    """``(gradient, floor or None)`` of A_prev's elements ``local`` (flat) from ``p``'s backward, held whole."""
+    f = p.rounding_floor("A_prev", h)
+    return p.analytical()["A_prev"].reshape(-1)[local], None if f is None else f.reshape(-1)[local]
 
 
 def _by_chunk(batch: Batch, sl: slice) -> bool:
@@ -1021,14 +1025,10 @@ def _gradient_at(batch: Batch, h: float, local: np.ndarray, e: int):
     x = read(batch, slice(e, e + 1))
     g = upstream(batch, slice(e, e + 1), x)
     p = batch.make(x, g)
-    grad, floor = np.empty(local.size), np.full(local.size, np.nan)
     if not p.by_tiles():  # NOTE: not by tiles (a tiled upstream only): the example's gradient whole, as elsewhere
-        p = batch.make(whole_of(x), g)
-        grad[:] = p.analytical()["A_prev"].reshape(-1)[local]
-        f = p.rounding_floor("A_prev", h)
-        if f is not None:
-            floor[:] = f.reshape(-1)[local]
-        return grad, floor
+        grad, floor = _gradient_and_floor(batch.make(whole_of(x), g), local, h)
+        return grad, np.full(local.size, np.nan) if floor is None else floor
+    grad, floor = np.empty(local.size), np.full(local.size, np.nan)
     for lo, hi, dA, fl in gradient_pieces(p, g, None, h):
         mine = (local >= lo) & (local < hi)
         grad[mine] = dA[local[mine] - lo]

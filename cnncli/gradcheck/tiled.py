@@ -533,8 +533,8 @@ def _rectangles(A, e, r_lo, c_lo, h: int, w: int) -> np.ndarray:
     # what reading a rectangle costs: its flat span (a drawn G draws every value from its first to its last; a
     # tall narrow rectangle, such as the left edge's elements, spans nearly the example); an image's rows of
     # elements share rows of rectangles, each spanning whole rows of the image
-    around, one = ((R1 - R0 - 1) * width + C1 - C0) * C, ((h - 1) * width + w) * C
-    if around <= min(k * one, A.size // AROUND_PART, LOCAL_BYTES // 8):
+    span, one = ((R1 - R0 - 1) * width + C1 - C0) * C, ((h - 1) * width + w) * C
+    if span <= min(k * one, A.size // AROUND_PART, LOCAL_BYTES // 8):
         around = A[0, R0:R1, C0:C1]
         return around[rows[:, :, None] - R0, cols[:, None, :] - C0]
     return np.stack([A[0, a:a + h, b:b + w] for a, b in zip(r_lo.tolist(), c_lo.tolist())])
