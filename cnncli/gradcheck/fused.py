@@ -27,7 +27,7 @@ they agree to float64 rounding, as the in-memory and streamed checks do.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -70,6 +70,9 @@ class StreamedConv(ConvProblem):
         self.checks = checks  # (eps, tol, method, samples, sample size free): how W and b will be checked
         self._served: list = []
         self.bank: Optional[Bank] = None
+        # (A_prev, G) of a chunk as the pass reads them (set by the streamed check): one huge example unread and
+        # its G undrawn, so that an evaluation not foreseen goes by tiles, each reading its rectangle
+        self.reader: Optional[Callable] = None
 
     def set_pass(self, grads: dict, floor_terms: dict) -> None:
         """The pass's gradients and rounding estimates; its sums serve the foreseen evaluations."""
@@ -111,9 +114,12 @@ class StreamedConv(ConvProblem):
                 return values.copy()
         return self._unfused(F, bias, k_of)
 
+    def _chunk(self, sl: slice) -> tuple:
+        return super()._chunk(sl) if self.reader is None else self.reader(sl)
+
     def _unfused(self, F, bias, k_of: np.ndarray) -> np.ndarray:
-        """Over the batch chunk by chunk; a bias's pairs share their filter (``F[0] is F[1]``),
-        so each distinct filter is evaluated once and the two biases added to it."""
+        """Over the batch chunk by chunk (one huge example by tiles); a bias's pairs share their filter
+        (``F[0] is F[1]``), so each distinct filter is evaluated once and the two biases added to it."""
         if F[0] is not F[1] or self.groups != 1:
             return super()._filter_differences(F, bias, k_of)
         A = self.inputs["A_prev"]
@@ -122,10 +128,12 @@ class StreamedConv(ConvProblem):
         filters = F[0][..., first]
         out = np.zeros(len(k_of))
         for sl in batch_chunks(A.shape[0], self._example_bytes(3 * len(k_of))):
-            base = conv2d(A[sl], filters, None, self._single)[..., which]
-            Gk = self.G[sl][..., k_of]
-            # NOTE: (base + b+) - (base + b-) as the layer computes each output: the bias added to the product
-            out += np.einsum("mhwq,mhwq->q", (base + bias[0]) - (base + bias[1]), Gk)
+            xs, gs = self._chunk(sl)
+            for t, x in tiled.each(self.geom, self._single, xs, len(ks), tiled.WORKSPACE_BYTES):
+                base = conv2d(x, filters, None, t.params)[..., which]
+                Gk = gs[:, t.rows, t.cols][..., k_of]
+                # NOTE: (base + b+) - (base + b-) as the layer computes each output: the bias added to the product
+                out += np.einsum("mhwq,mhwq->q", (base + bias[0]) - (base + bias[1]), Gk)
         return out
 
 

@@ -196,12 +196,17 @@ class ConvProblem(ProblemDefaults):
                 F2 = np.concatenate([F[0][..., q], F[1][..., q]], axis=3)
                 b2 = np.concatenate([bias[0][q], bias[1][q]])
                 for sl in batch_chunks(m, self._example_bytes(3 * k)):
-                    xs, gs = A[sl][..., g * self.c_g:(g + 1) * self.c_g], self.G[sl]
+                    xs, gs = self._chunk(sl)
+                    xs = xs[..., g * self.c_g:(g + 1) * self.c_g]
                     for t, x in tiled.each(self.geom, self._single, xs, 2 * k, tiled.WORKSPACE_BYTES):
                         Z = conv2d(x, F2, b2, t.params)
                         g_t = gs[:, t.rows, t.cols][..., k_of[q]]
                         out[q] += np.einsum("mhwq,mhwq->q", Z[..., :k] - Z[..., k:], g_t)
         return out
+
+    def _chunk(self, sl: slice) -> tuple:
+        """A_prev and G of the examples ``sl``, as :meth:`_filter_differences` evaluates them chunk by chunk."""
+        return self.inputs["A_prev"][sl], self.G[sl]
 
     def _magnitude(self, sl: slice = slice(None), bias: bool = True) -> np.ndarray:
         """``conv(|A_prev|, |W|) (+ |b|)`` of the examples ``sl``: the size of each output's terms."""

@@ -48,7 +48,7 @@ from .pool_problem import PoolProblem
 from .problems import ConvProblem
 from .results import CheckResult, GradientResult
 from .sampling import stratified_blocks, stratified_indices
-from .streamed_evals import (Batch, ExcludedRect, elementwise, every_element, example_bytes,
+from .streamed_evals import (Batch, ExcludedRect, chunk_of, elementwise, every_element, example_bytes,
                              excluded_mask, localized, pass_over_batch, read, stuck_mask, unread, unread_coverage)
 
 #: A_prev of at most this many elements is sampled as in memory (one mask over the whole set);
@@ -133,6 +133,8 @@ def gradcheck_streamed(A_prev, W=None, b=None, params: Union[ConvParams, PoolPar
     unused = unused_samples(method, method_used, None if sample_size_free else samples)
     notes: list = [unused] if unused else []
     batch = Batch(make, A, G, batch_chunks(A.shape[0], example_bytes(whole, A, G)), whole, Tracker(progress))
+    if whole is not None:
+        whole.reader = lambda sl: chunk_of(batch, sl)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         # as the in-memory check: non-finite input is refused (A_prev first, then W, b, the given G)
         finite_params = kind != "conv" or bool(np.all(np.isfinite(W)) and np.all(np.isfinite(b)))

@@ -175,6 +175,23 @@ def unread(batch: "Batch", sl: slice) -> bool:
     return sl.stop - sl.start == 1 and tiled.ITEM * batch.per_example > tiled.HUGE_INPUT_BYTES
 
 
+def chunk_of(batch: "Batch", sl: slice) -> tuple:
+    """A_prev and G of the examples ``sl``, as the pass takes them: :func:`read`'s A_prev and, for one example
+    unread, :func:`upstream`'s G (undrawn or unread where it goes by tiles).
+
+    Returns
+    -------
+    (ndarray or ReadExample, ndarray or DrawnExample or ReadExample)
+
+    Raises
+    ------
+    InputError
+        The source cannot be read.
+    """
+    x = read(batch, sl)
+    return x, (upstream(batch, sl, x) if isinstance(x, ReadExample) else batch.G[sl])
+
+
 def whole_of(x):
     """``x`` as an ndarray: a :class:`.lazy.ReadExample` read whole (where a path needs its values at once)."""
     return x.read() if isinstance(x, ReadExample) else x

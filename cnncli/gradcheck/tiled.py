@@ -93,7 +93,7 @@ class Tile:
 
 
 def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int,
-         least: int = 1) -> Optional[Tuple[int, int]]:
+         least: int = 1, unread: bool = False) -> Optional[Tuple[int, int]]:
     """Output rows and columns per tile for ``k`` examples, or None when they are evaluated whole.
 
     Whole when ``least`` of them (the fewest the caller evaluates together) take at most ``budget`` bytes
@@ -122,6 +122,9 @@ def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int
         Bytes.
     least : int
         Examples the caller cannot evaluate apart (2: the plus and minus copies of one example).
+    unread : bool
+        The input is one example unread (:class:`.lazy.ReadExample`): tiled as a huge one, whatever its size (a
+        group's channels of a huge example may be below ``HUGE_INPUT_BYTES``, but are read by rectangles too).
 
     Returns
     -------
@@ -136,7 +139,7 @@ def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int
     patch = kh * kw * n_C_prev
     # NOTE: an example of a huge input whose output rows fit is tiled by rows too: whole, each evaluation's
     # arrays of its size (its upstream gradient, gradient, floor) would be held at once (see HUGE_INPUT_BYTES)
-    huge = ITEM * geom.in_hw[0] * geom.in_hw[1] * n_C_prev > HUGE_INPUT_BYTES
+    huge = unread or ITEM * geom.in_hw[0] * geom.in_hw[1] * n_C_prev > HUGE_INPUT_BYTES
     if not huge and ITEM * min(k, least) * (oh * ow * channels + ow * patch) <= budget:
         return None
     per_output = ITEM * k * (channels + patch)
@@ -179,14 +182,16 @@ def tiles(geom: WindowGeometry, params, rows: int, cols: int) -> List[Tile]:
 def each(geom: WindowGeometry, params, X: np.ndarray, channels: int, budget: int,
          least: int = 1) -> Iterator[Tuple[Tile, np.ndarray]]:
     """``(tile, its input rectangle)`` over ``X`` (k, H, W, C) by :func:`plan`; one whole tile when it fits."""
-    for tile in each_tile(geom, params, X.shape, channels, budget, least):
+    # NOTE: an unread example (a group's channels of a huge one) is never a whole tile: it is read by rectangles
+    for tile in each_tile(geom, params, X.shape, channels, budget, least, unread=not isinstance(X, np.ndarray)):
         yield tile, (X if tile.rb is None else tile.input(X))
 
 
-def each_tile(geom: WindowGeometry, params, shape, channels: int, budget: int, least: int = 1) -> Iterator[Tile]:
+def each_tile(geom: WindowGeometry, params, shape, channels: int, budget: int, least: int = 1,
+              unread: bool = False) -> Iterator[Tile]:
     """:func:`each`'s tiles for an input of ``shape`` (k, H, W, C), reading nothing (the whole tile, with no
-    blocks, when it fits)."""
-    t = plan(geom, shape[3], shape[0], channels, budget, least)
+    blocks, when it fits; never for an ``unread`` input: see :func:`plan`)."""
+    t = plan(geom, shape[3], shape[0], channels, budget, least, unread)
     oh, ow = geom.out_hw
     if t is None:
         yield Tile(slice(0, oh), slice(0, ow), None, None, params, True)

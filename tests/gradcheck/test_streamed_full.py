@@ -260,14 +260,15 @@ def test_a_full_check_of_one_huge_example_holds_no_more_as_it_grows(tmp_path, mo
 
 
 @pytest.mark.parametrize("how", ["fast+bisect", "fast+full"])
-@pytest.mark.parametrize("layer, method", [("conv", "auto"), ("average", "auto"), ("average", "fast")])
+@pytest.mark.parametrize("layer, method", [("conv", "auto"), ("conv", "fast"), ("average", "auto"),
+                                           ("average", "fast")])
 def test_a_failing_check_of_one_huge_example_is_localized_without_reading_it_whole(layer, method, how,
                                                                                    monkeypatch):
     # its directional check disagrees; the example was then read whole, with its G, gradient and directions, to be
     # bisected (or every checkable element's index taken from it whole); now its largest errors are found comparing
-    # it piece by piece, and its checkable elements a piece at a time. NOTE: not a conv's under --method fast: its
-    # context sample, drawn only when the check fails, moves the generator, and W's directions are then not the
-    # ones foreseen, so W's check reads the example whole (as before)
+    # it piece by piece, and its checkable elements a piece at a time. A conv's under --method fast: its context
+    # sample, drawn only when the check fails, moves the generator, so W's directions are not the ones the pass
+    # foresaw: W's check evaluated them over the example read whole; now by tiles, each reading its rectangle
     import cnncli.gradcheck.core as core
     if how == "fast+bisect":  # the 6000 elements are more than a full localization takes
         monkeypatch.setattr(core, "LOCALIZE_FULL_LIMIT", 100)

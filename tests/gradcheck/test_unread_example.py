@@ -318,3 +318,31 @@ def test_a_huge_example_and_its_given_upstream_gradient_from_files_are_checked_i
     # 4x the example and its G (9.6 MB more of each): read whole, at least that much more is held
     assert peaks[1] - peaks[0] < 0.4 * 3 * 8 * 2 * 200_000
     assert peaks[1] < 0.5 * 8 * 2 * 800_000
+
+
+@pytest.mark.parametrize("method, broken", [("auto", False), ("fast", False), ("full", False), ("fast", True)])
+def test_a_grouped_conv_of_one_huge_example_reads_each_group_s_channels_by_rectangles(method, broken, monkeypatch):
+    # a huge example's group of channels below tiled.HUGE_INPUT_BYTES, whose outputs fit the workspace, was a
+    # whole tile: the example itself, unread, went to the engine ("internal error: TypeError: one streamed example
+    # is read by [:, rows, cols] rectangles only"). Under a failing --method fast, W's check (not foreseen: the
+    # context sample moved the generator) read the example whole; now it goes by tiles too
+    from .broken import backward_off_at
+    import cnncli.gradcheck.problems as problems
+    rng = np.random.default_rng(5)
+    A, Wt, b = rng.normal(size=(1, 2, 1500, 4)), rng.normal(size=(1, 5, 2, 4)), rng.normal(size=4)
+    params = ConvParams(groups=2, pad=(0, 0, 2, 2))
+    monkeypatch.setattr(tiled, "HUGE_INPUT_BYTES", A.nbytes - 1)  # the example is huge, each group's half is not
+    monkeypatch.setattr(perturbed, "BATCH_BYTES", 8 * 4096)
+    monkeypatch.setattr(streamed, "SAMPLE_WHOLE_LIMIT", 100)
+    if broken:
+        monkeypatch.setattr(problems, "conv2d_backward", backward_off_at(problems.conv2d_backward, A[0, 1, 700, 3],
+                                                                         1e-2))
+    in_memory = gradcheck_conv(A, Wt, b, params, method=method, seed=3)
+    reads = _whole_reads(monkeypatch)
+    unread = gradcheck_streamed(A, Wt, b, params, method=method, seed=3)
+    assert reads[0] == 0
+    assert unread.verdict == in_memory.verdict == ("fail" if broken else "pass")
+    for x, y in zip(in_memory.gradients, unread.gradients):
+        assert (x.name, x.method, x.checked, x.failing, x.passed) == (y.name, y.method, y.checked, y.failing, y.passed)
+    if broken:
+        assert unread.gradients[0].worst.index == in_memory.gradients[0].worst.index == (0, 1, 700, 3)
