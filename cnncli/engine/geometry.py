@@ -592,6 +592,19 @@ def _reading(geom: WindowGeometry, i, axis: int, most, least):
     return most(0, -((span - 1 - i - t) // s)), least(geom.out_hw[axis], (i + t) // s + 1)  # lo: ceil((i+t-span+1)/s)
 
 
+def outputs_within(geom: WindowGeometry, span: int, axis: int = 0) -> int:
+    """The most consecutive output rows (columns, ``axis=1``) whose windows together span at most ``span``
+    rows of the padded input: ``k`` windows span ``(k - 1) * stride + effective kernel`` (closed form); 0 where
+    not even one window fits.
+
+    >>> g = window_geometry((1, 4_000_000), (1, 10), stride=(1, 1000))
+    >>> outputs_within(g, 262_144, axis=1), outputs_within(g, 9, axis=1)
+    (263, 0)
+    """
+    reach = geom.effective_kernel[axis]
+    return 0 if span < reach else (span - reach) // geom.stride[axis] + 1
+
+
 def rows_read(geom: WindowGeometry, lo: int, hi: int, axis: int = 0):
     """Which input rows ``[lo, hi)`` (columns, ``axis=1``) some window tap lands on: a bool array of ``hi - lo``.
 

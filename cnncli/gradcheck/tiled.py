@@ -29,7 +29,7 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 
 from ..engine import conv2d, conv2d_backward
-from ..engine.geometry import RowBlock, WindowGeometry, outputs_reading_all, row_block, row_blocks
+from ..engine.geometry import RowBlock, WindowGeometry, outputs_reading_all, outputs_within, row_block, row_blocks
 from ..passes.rows import blocks
 from ..passes.tiles import reads_input, stand_in, tile_params
 from .perturbed import _contract
@@ -100,7 +100,8 @@ def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int
     with their ``channels`` outputs (0: outputs the caller keeps anyway) and the patches of one output row
     (the engine's least block), and their input is at most ``HUGE_INPUT_BYTES`` each; else tiles of ``R``
     whole output rows whose outputs and patches, for all ``k``, fit, or, where one row does not, of one row by
-    ``K`` columns (closed form; at least one output each).
+    ``K`` columns (closed form; at least one output each). A huge example's tile also reads at most ``budget``
+    of its input, or is one output.
 
     NOTE: only an example too large alone is tiled (one of its output rows too wide, or its input above
     ``HUGE_INPUT_BYTES``; a chunk of several such examples is tiled for all of them). A chunk of several smaller
@@ -144,9 +145,15 @@ def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int
         return None
     per_output = ITEM * k * (channels + patch)
     rows = budget // (per_output * ow)
+    if huge:  # NOTE: and the input a tile reads within the budget: under a stride past the kernel, few outputs
+        # (whose patches fit) read a huge input (one output row of a 1 x 1 x 4M x 4 signal, stride 1000, read it all)
+        rows = min(rows, outputs_within(geom, budget // (ITEM * k * geom.in_hw[1] * n_C_prev), 0))
     if rows >= 1:
         return int(min(rows, oh)), int(ow)
-    return 1, int(min(ow, max(1, budget // per_output)))
+    cols = budget // per_output
+    if huge:  # one output row's windows: effective_kernel rows at most
+        cols = min(cols, outputs_within(geom, budget // (ITEM * k * geom.effective_kernel[0] * n_C_prev), 1))
+    return 1, int(min(ow, max(1, cols)))
 
 
 def tiles(geom: WindowGeometry, params, rows: int, cols: int) -> List[Tile]:

@@ -65,17 +65,18 @@ def test_tiles_forward_and_backward_are_the_loop_oracle_s(layer):
     np.testing.assert_allclose(db2, db, rtol=1e-12, atol=1e-12)
 
 
-@given(layers(), st.integers(0, 3), st.booleans())
-def test_tiles_cover_every_output_once_and_stay_within_the_budget(layer, channels, together):
+@given(layers(), st.integers(0, 3), st.booleans(), st.booleans())
+def test_tiles_cover_every_output_once_and_stay_within_the_budget(layer, channels, together, huge):
     A, Wt, _, params, budget = layer
     geom = params.geometry(A.shape[1:3], Wt.shape[:2])
     oh, ow = geom.out_hw
     k, C = A.shape[0], A.shape[3]
     patch = Wt.shape[0] * Wt.shape[1] * C
     least = k if together else 1  # the examples the caller cannot evaluate apart
-    t = tiled.plan(geom, C, k, channels, budget, least)
-    # whole exactly when that many examples' outputs and one row's patches fit (more are the caller's chunk)
-    assert (t is None) == (8 * least * (oh * ow * channels + ow * patch) <= budget)
+    t = tiled.plan(geom, C, k, channels, budget, least, unread=huge)
+    # whole exactly when that many examples' outputs and one row's patches fit (more are the caller's chunk);
+    # an unread (huge) example never
+    assert (t is None) == (not huge and 8 * least * (oh * ow * channels + ow * patch) <= budget)
     if t is None:
         return
     covered = np.zeros((oh, ow), dtype=int)
@@ -85,9 +86,27 @@ def test_tiles_cover_every_output_once_and_stay_within_the_budget(layer, channel
         # a tile within the budget, or one row of one output... (a ceil-mode last one joins its neighbour: none
         # in a conv); at least one output per tile
         assert n == 1 or 8 * k * n * (channels + patch) <= budget
+        # a huge example's tile reads at most the budget of its input too (a conv whose stride passes its kernel:
+        # one output row's windows spanned a 1 x 4M x 4 signal, read at once), or one output's window
+        reads = 8 * k * (tile.rb.in_hi - tile.rb.in_lo) * (tile.cb.in_hi - tile.cb.in_lo) * C
+        assert not huge or n == 1 or reads <= budget
         x = tile.input(A)
         assert x.shape[1:3] == (max(1, tile.rb.in_hi - tile.rb.in_lo), max(1, tile.cb.in_hi - tile.cb.in_lo))
     assert (covered == 1).all()
+
+
+def test_a_huge_example_under_a_stride_past_its_kernel_is_read_a_budget_at_a_time():
+    # a 1 x 1 x 4M x 4 signal (128 MB) under a 1x10 conv of stride 1000: its 4000 outputs and their patches fit the
+    # engine's budget, so its one output row was one tile reading the whole signal (890 MB of RSS in gradcheck)
+    geom = ConvParams(stride=(1, 1000)).geometry((1, 4_000_000), (1, 10))
+    budget = tiled.ENGINE_BYTES
+    rows, cols = tiled.plan(geom, 4, 1, 0, budget, unread=True)
+    assert rows == 1 and 1 < cols < 4000
+    for tile in tiled.tiles(geom, ConvParams(stride=(1, 1000)), rows, cols):
+        assert 8 * 4 * (tile.cb.in_hi - tile.cb.in_lo) <= budget
+    # where one output's window alone exceeds the budget, tiles of one output each
+    wide = ConvParams().geometry((1, 4_000_000), (1, 300_000))
+    assert tiled.plan(wide, 4, 1, 0, budget, unread=True) == (1, 1)
 
 
 @given(layers(), st.integers(0, 2**16))
