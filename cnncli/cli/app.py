@@ -47,6 +47,8 @@ class _State:
     #: The exit code a command's answer already decided (1: a check failed) before it is printed: a reader that
     #: leaves during the printing (`| head`) must not turn a FAIL into exit 0.
     verdict: int = 0
+    #: A Ctrl-C whose KeyboardInterrupt Python swallowed (see :func:`_unraisable`): the run stops at its next check.
+    interrupted: bool = False
 
 
 state = _State()
@@ -147,6 +149,8 @@ class CnncliGroup(TyperGroup):
             _error_line(closed)
             return _finish(EXIT_USAGE, standalone_mode)
         previous = _catch_stop_signals()
+        state.interrupted = False
+        hook, sys.unraisablehook = sys.unraisablehook, _unraisable(sys.unraisablehook)
         try:
             _startup.release()
             command = self.commands.get(next((a for a in args if not a.startswith("-")), ""))
@@ -157,6 +161,8 @@ class CnncliGroup(TyperGroup):
             rv = super().main(args=args, prog_name=prog_name or "cnncli", complete_var=complete_var,
                               standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else EXIT_OK
+            if state.interrupted:  # swallowed after the run's last check: its answer is out, the exit says so
+                code = EXIT_INTERRUPTED
             if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into a silent return of 130
                 _error_line("interrupted")
             if sys.stdout is not None:
@@ -170,7 +176,7 @@ class CnncliGroup(TyperGroup):
             _error_line(STOP_SIGNALS.get(exc.signum, "stopped by a signal"))
             code = 128 + exc.signum
         except typer.Exit as exc:
-            code = exc.exit_code
+            code = EXIT_INTERRUPTED if state.interrupted else exc.exit_code
             if code == EXIT_INTERRUPTED:
                 _error_line("interrupted")
         except typer.TyperException as exc:  # usage errors: bad option, missing argument, bad value
@@ -207,6 +213,7 @@ class CnncliGroup(TyperGroup):
             code = EXIT_INTERNAL
         finally:
             _restore_signals(previous)
+            sys.unraisablehook = hook
         return _finish(code, standalone_mode)
 
 
@@ -241,6 +248,29 @@ def _flag_given_a_value(params, args) -> Optional[str]:
             do = "leave it out" if value.lower() in ("false", "no", "off", "0") else "write it alone"
             return f"{flag} takes no value: for {value!r} {do}"
     return None
+
+
+def check_interrupted() -> None:
+    """Raise KeyboardInterrupt if a Ctrl-C arrived whose KeyboardInterrupt Python swallowed: called where a run
+    can stop (its progress, before its answer is printed), and after it."""
+    if state.interrupted:
+        raise KeyboardInterrupt
+
+
+def _unraisable(previous):
+    """A ``sys.unraisablehook`` that records a swallowed KeyboardInterrupt instead of printing it (any other
+    exception goes to ``previous``).
+
+    A Ctrl-C lands wherever the interpreter is; in a finalizer or a weakref callback (an import's module lock,
+    h5py's objects) its KeyboardInterrupt cannot propagate, so Python prints "Exception ignored in ..." and goes
+    on: the run finished and printed its answer with exit 0 (seen under load in the start-up test).
+    """
+    def hook(unraisable) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            state.interrupted = True
+            return
+        previous(unraisable)
+    return hook
 
 
 def _catch_stop_signals() -> dict:

@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 
 from ..errors import HyperparameterError
-from .app import app, state
+from .app import app, check_interrupted, state
 from .command import CnncliCommand, choices, examples
 from .options import PlainOpt, check_output_flags, layer_options
 
@@ -125,7 +125,7 @@ def gradcheck(
                   "to shorten: a smaller --samples N, or --only NAME[,NAME...] (fewer functions)")
         with progress_bar("checking your functions", show=tty, advice=advice) as progress:
             result = check_impl(impl, method=method, samples=samples, eps=eps, tol=tol, seed=seed,
-                                progress=progress, echo=echo, only=names,
+                                progress=_watched(progress), echo=echo, only=names,
                                 timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
         result = _printed_note(result, as_json)
         show = render.print_impl
@@ -141,6 +141,7 @@ def gradcheck(
         show = render.print_check
         doc = result.to_dict()
         doc["source"] = source
+    check_interrupted()  # a Ctrl-C Python swallowed during the check: no answer printed
     if not result.passed:
         state.verdict = 1  # before printing: a reader leaving mid-table (`| head`) keeps the exit 1
     if as_json:
@@ -149,6 +150,14 @@ def gradcheck(
         show(result, render.console(plain=plain))
     if not result.passed:
         raise typer.Exit(1)
+
+
+def _watched(progress):
+    """``progress`` that first stops the check if a Ctrl-C arrived whose KeyboardInterrupt Python swallowed."""
+    def update(done: int, total: int) -> None:
+        check_interrupted()
+        progress(done, total)
+    return update
 
 
 def _echo_user_line(line: str) -> None:
@@ -195,8 +204,8 @@ def _check_source(source, options, method, samples, eps, tol, seed, tty, render)
               "(N elements per tensor)" if method == "full" else
               "to shorten: --method fast, or a smaller --samples N")
     with call, progress_bar("gradcheck", show=tty and size > PROGRESS_VALUES, advice=advice) as progress:
-        return check_layer_call(call, progress=progress, method=method, samples=samples, eps=eps, tol=tol,
-                                seed=seed)
+        return check_layer_call(call, progress=_watched(progress), method=method, samples=samples, eps=eps,
+                                tol=tol, seed=seed)
 
 
 def _streamed_call(source, opts):

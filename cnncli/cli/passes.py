@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from ..errors import InputError, OutputError
-from .app import STOP_SIGNALS, Terminated, app
+from .app import STOP_SIGNALS, Terminated, app, check_interrupted
 from .command import CnncliCommand, examples
 from .options import PlainOpt, check_output_flags, layer_options
 
@@ -65,7 +65,9 @@ class _SignalGuard:
         self.signum = self.signum or signum
 
     def check(self) -> None:
-        """Raise KeyboardInterrupt or :class:`~cnncli.cli.app.Terminated` if a signal arrived."""
+        """Raise KeyboardInterrupt or :class:`~cnncli.cli.app.Terminated` if a signal arrived (or a Ctrl-C
+        before the guard whose KeyboardInterrupt Python swallowed)."""
+        check_interrupted()
         if self.signum == signal.SIGINT:
             raise KeyboardInterrupt
         if self.signum is not None:
