@@ -159,15 +159,15 @@ def _full_peak(tmp_path, m):
 
 
 def test_a_full_check_of_a_set_holds_no_more_as_the_set_grows(tmp_path, monkeypatch):
-    # chunks of 5 examples (2.9 KiB of A_prev): the set's A_prev is 36 KiB at 64 examples and 288 KiB at 512.
+    # chunks of 5 examples (2.9 KiB of A_prev): the set's A_prev is 36 KiB at 64 examples and 144 KiB at 256.
     # Loaded whole with every element's index, gradient, floor and difference, the check held 60-70 bytes more per
     # element of the set; now about 3 (the upstream gradient's generator states, one per example drawn)
     monkeypatch.setattr(perturbed, "BATCH_BYTES", 2**13)
     monkeypatch.setattr(perturbed, "CHUNK_BYTES", 2**13)
     monkeypatch.setattr(streamed_evals, "DENSE_VALUES", 2**8)  # no errors array of the set's shape either
     _full_peak(tmp_path, 16)  # what a first check allocates once (caches, imports)
-    small, large = _full_peak(tmp_path, 64), _full_peak(tmp_path, 512)
-    per_element = (large - small) / ((512 - 64) * 72)
+    small, large = _full_peak(tmp_path, 64), _full_peak(tmp_path, 256)
+    per_element = (large - small) / ((256 - 64) * 72)
     assert per_element < 12, (small, large, per_element)
 
 
