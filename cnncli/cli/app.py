@@ -149,8 +149,12 @@ class CnncliGroup(TyperGroup):
             _error_line(closed)
             return _finish(EXIT_USAGE, standalone_mode)
         previous = _catch_stop_signals()
-        state.interrupted = False
-        hook, sys.unraisablehook = sys.unraisablehook, _unraisable(sys.unraisablehook)
+        # NOTE: on the main thread only, as the signal handlers (a Ctrl-C reaches no other); the flag is this run's,
+        # and an outer run's is given back after it (a run inside another: the tests')
+        outer, state.interrupted = state.interrupted, False
+        hook = sys.unraisablehook
+        if threading.current_thread() is threading.main_thread():
+            sys.unraisablehook = _unraisable(hook)
         try:
             _startup.release()
             command = self.commands.get(next((a for a in args if not a.startswith("-")), ""))
@@ -214,6 +218,7 @@ class CnncliGroup(TyperGroup):
         finally:
             _restore_signals(previous)
             sys.unraisablehook = hook
+            state.interrupted = outer
         return _finish(code, standalone_mode)
 
 

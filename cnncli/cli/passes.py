@@ -67,11 +67,11 @@ class _SignalGuard:
     def check(self) -> None:
         """Raise KeyboardInterrupt or :class:`~cnncli.cli.app.Terminated` if a signal arrived (or a Ctrl-C
         before the guard whose KeyboardInterrupt Python swallowed)."""
-        check_interrupted()
         if self.signum == signal.SIGINT:
             raise KeyboardInterrupt
         if self.signum is not None:
             raise Terminated(self.signum)
+        check_interrupted()
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():

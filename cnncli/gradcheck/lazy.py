@@ -81,6 +81,12 @@ class ReadExample:
     def __len__(self) -> int:
         return 1
 
+    @property
+    def read_channels(self) -> int:
+        """Channels a rectangle holds as read from the source: every channel of the example (a group's are taken
+        from it after the read)."""
+        return self.examples.shape[3]
+
     def read(self) -> np.ndarray:
         """The example whole, (1, n_H, n_W, n_C)."""
         x = self.examples[self.e:self.e + 1]

@@ -176,8 +176,8 @@ def unread(batch: "Batch", sl: slice) -> bool:
 
 
 def chunk_of(batch: "Batch", sl: slice) -> tuple:
-    """A_prev and G of the examples ``sl``, as the pass takes them: :func:`read`'s A_prev and, for one example
-    unread, :func:`upstream`'s G (undrawn or unread where it goes by tiles).
+    """A_prev and G of the examples ``sl``, as the pass takes them: :func:`read`'s A_prev and :func:`upstream`'s G
+    (one example's undrawn or unread where it goes by tiles, even where its A_prev is read: G may be far larger).
 
     Returns
     -------
@@ -189,7 +189,7 @@ def chunk_of(batch: "Batch", sl: slice) -> tuple:
         The source cannot be read.
     """
     x = read(batch, sl)
-    return x, (upstream(batch, sl, x) if isinstance(x, ReadExample) else batch.G[sl])
+    return x, upstream(batch, sl, x)
 
 
 def whole_of(x):

@@ -93,7 +93,7 @@ class Tile:
 
 
 def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int,
-         least: int = 1, unread: bool = False) -> Optional[Tuple[int, int]]:
+         least: int = 1, unread: bool = False, read_channels: Optional[int] = None) -> Optional[Tuple[int, int]]:
     """Output rows and columns per tile for ``k`` examples, or None when they are evaluated whole.
 
     Whole when ``least`` of them (the fewest the caller evaluates together) take at most ``budget`` bytes
@@ -101,7 +101,8 @@ def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int
     (the engine's least block), and their input is at most ``HUGE_INPUT_BYTES`` each; else tiles of ``R``
     whole output rows whose outputs and patches, for all ``k``, fit, or, where one row does not, of one row by
     ``K`` columns (closed form; at least one output each). A huge example's tile also reads at most ``budget``
-    of its input, or is one output.
+    of its input, or is one output (under ceil mode a last output joins the tile before it, which may then read
+    up to one stride more).
 
     NOTE: only an example too large alone is tiled (one of its output rows too wide, or its input above
     ``HUGE_INPUT_BYTES``; a chunk of several such examples is tiled for all of them). A chunk of several smaller
@@ -126,6 +127,9 @@ def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int
     unread : bool
         The input is one example unread (:class:`.lazy.ReadExample`): tiled as a huge one, whatever its size (a
         group's channels of a huge example may be below ``HUGE_INPUT_BYTES``, but are read by rectangles too).
+    read_channels : int, optional
+        Channels a rectangle of the input holds when read (an unread group's: every channel of the example, the
+        group's taken after the read); default ``n_C_prev``. The input a tile reads is bounded with them.
 
     Returns
     -------
@@ -147,12 +151,13 @@ def plan(geom: WindowGeometry, n_C_prev: int, k: int, channels: int, budget: int
     rows = budget // (per_output * ow)
     if huge:  # NOTE: and the input a tile reads within the budget: under a stride past the kernel, few outputs
         # (whose patches fit) read a huge input (one output row of a 1 x 1 x 4M x 4 signal, stride 1000, read it all)
-        rows = min(rows, outputs_within(geom, budget // (ITEM * k * geom.in_hw[1] * n_C_prev), 0))
+        read = read_channels or n_C_prev
+        rows = min(rows, outputs_within(geom, budget // (ITEM * k * geom.in_hw[1] * read), 0))
     if rows >= 1:
         return int(min(rows, oh)), int(ow)
     cols = budget // per_output
     if huge:  # one output row's windows: effective_kernel rows at most
-        cols = min(cols, outputs_within(geom, budget // (ITEM * k * geom.effective_kernel[0] * n_C_prev), 1))
+        cols = min(cols, outputs_within(geom, budget // (ITEM * k * geom.effective_kernel[0] * read), 1))
     return 1, int(min(ow, max(1, cols)))
 
 
@@ -190,15 +195,17 @@ def each(geom: WindowGeometry, params, X: np.ndarray, channels: int, budget: int
          least: int = 1) -> Iterator[Tuple[Tile, np.ndarray]]:
     """``(tile, its input rectangle)`` over ``X`` (k, H, W, C) by :func:`plan`; one whole tile when it fits."""
     # NOTE: an unread example (a group's channels of a huge one) is never a whole tile: it is read by rectangles
-    for tile in each_tile(geom, params, X.shape, channels, budget, least, unread=not isinstance(X, np.ndarray)):
+    unread = not isinstance(X, np.ndarray)
+    for tile in each_tile(geom, params, X.shape, channels, budget, least, unread=unread,
+                          read_channels=X.read_channels if unread else None):
         yield tile, (X if tile.rb is None else tile.input(X))
 
 
 def each_tile(geom: WindowGeometry, params, shape, channels: int, budget: int, least: int = 1,
-              unread: bool = False) -> Iterator[Tile]:
+              unread: bool = False, read_channels: Optional[int] = None) -> Iterator[Tile]:
     """:func:`each`'s tiles for an input of ``shape`` (k, H, W, C), reading nothing (the whole tile, with no
     blocks, when it fits; never for an ``unread`` input: see :func:`plan`)."""
-    t = plan(geom, shape[3], shape[0], channels, budget, least, unread)
+    t = plan(geom, shape[3], shape[0], channels, budget, least, unread, read_channels)
     oh, ow = geom.out_hw
     if t is None:
         yield Tile(slice(0, oh), slice(0, ow), None, None, params, True)

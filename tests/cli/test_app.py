@@ -106,3 +106,17 @@ def test_full_disk_is_one_line_exit_2_not_an_internal_error():
                               stdout=full, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.returncode == 2
     assert proc.stderr == "cnncli: error: cannot complete: No space left on device (writing the output)\n"
+
+
+def test_a_run_gives_back_the_unraisable_hook_and_an_outer_run_s_interrupt():
+    # the run's swallowed-Ctrl-C flag is its own: left set after it, a later check outside any run raised a
+    # KeyboardInterrupt; a run inside another (these tests') cleared the outer one's
+    from cnncli.cli.app import state
+
+    hook = sys.unraisablehook
+    state.interrupted = True  # an outer run's, interrupted
+    try:
+        assert runner.invoke(app, ["--version"]).exit_code == 0  # this run was not
+        assert state.interrupted is True and sys.unraisablehook is hook
+    finally:
+        state.interrupted = False

@@ -281,6 +281,29 @@ def test_a_failing_check_of_one_huge_example_is_localized_without_reading_it_who
     assert g.method == m.method == how
 
 
+def test_w_s_evaluations_not_foreseen_draw_the_upstream_gradient_by_tiles_where_the_pass_does(monkeypatch):
+    # one example whose A_prev is read (not huge) but whose G goes by tiles (too large for the workspace in its
+    # copies): under a failing --method fast, W's evaluations not foreseen drew its G whole (10 times here)
+    from cnncli.gradcheck.lazy import DrawnUpstream
+    from .test_unread_example import _small_budgets
+    from .broken import backward_off_at
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(1, 2, 1500, 2))
+    _small_budgets(monkeypatch, x.nbytes)
+    import cnncli.gradcheck.tiled as tiled
+    monkeypatch.setattr(tiled, "HUGE_INPUT_BYTES", 2 * x.nbytes)  # A_prev read whole, not unread
+    Wt, b = rng.normal(size=(1, 5, 2, 3)), rng.normal(size=3)
+    monkeypatch.setattr(problems, "conv2d_backward", backward_off_at(problems.conv2d_backward, x[0, 0, 321, 0], 1e-2))
+    drawn, real = [0], DrawnUpstream.__getitem__
+    monkeypatch.setattr(DrawnUpstream, "__getitem__", lambda self, sel: drawn.__setitem__(0, drawn[0] + 1) or
+                        real(self, sel))
+    memory = gradcheck_conv(x, Wt, b, ConvParams(), method="fast", seed=3)
+    stream = gradcheck_streamed(x, Wt, b, ConvParams(), method="fast", seed=3)
+    assert drawn[0] == 0
+    assert stream.verdict == memory.verdict == "fail"
+    assert stream.gradients[0].worst.index == memory.gradients[0].worst.index == (0, 0, 321, 0)
+
+
 def test_a_huge_example_s_localization_ranks_the_elements_that_fail_first(monkeypatch):
     # ranked by raw error, elements within their rounding floor outranked the one that fails by a hair: the
     # localized elements then held no failing one ("no single element did")

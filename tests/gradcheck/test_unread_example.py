@@ -353,3 +353,21 @@ def test_a_grouped_conv_of_one_huge_example_reads_each_group_s_channels_by_recta
         assert (x.name, x.method, x.checked, x.failing, x.passed) == (y.name, y.method, y.checked, y.failing, y.passed)
     if broken:
         assert unread.gradients[0].worst.index == in_memory.gradients[0].worst.index == (0, 1, 700, 3)
+
+
+def test_a_group_s_channels_of_an_unread_example_are_read_a_budget_at_a_time(monkeypatch):
+    # a rectangle of a group's channels is read with every channel of the example (the group's taken after): the
+    # tiles' input bound counted the group's channels only, and a tile read 8x its budget under 8 groups
+    A = np.random.default_rng(0).normal(size=(1, 2, 3000, 8))
+    x = Examples(A).example(0)[..., 0:1]
+    params = ConvParams(stride=(1, 3))
+    geom = params.geometry(A.shape[1:3], (1, 2))
+    real, read = Examples.rect, []
+    monkeypatch.setattr(Examples, "rect", lambda self, e, rows, cols: read.append(real(self, e, rows, cols)) or read[-1])
+    budget = 2**12
+    covered = 0
+    for t, xt in tiled.each(geom, params, x, 1, budget):
+        np.testing.assert_array_equal(xt, A[:, t.rb.in_lo:t.rb.in_hi, t.cb.in_lo:t.cb.in_hi, 0:1])
+        covered += (t.rows.stop - t.rows.start) * (t.cols.stop - t.cols.start)
+    assert covered == geom.out_hw[0] * geom.out_hw[1] and len(read) > 1
+    assert max(r.nbytes for r in read) <= budget
