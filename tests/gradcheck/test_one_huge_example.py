@@ -65,6 +65,20 @@ def test_one_example_s_rectangles_are_the_whole_draw_s(shape, mark, data):
         lazy.MARK_VALUES = old
 
 
+@given(st.lists(st.tuples(st.integers(0, 399), st.integers(1, 60)), min_size=1, max_size=30))
+def test_draws_from_where_recent_draws_began_and_ended_are_the_whole_draw_s(spans):
+    # the generator's states where the latest draws began and ended are kept besides the marks: a draw starts from
+    # the latest of them at or before it (forward, overlapping, backward, past the end of the last)
+    whole = np.random.default_rng(2).standard_normal(460)
+    G = DrawnUpstream(2, (1, 1, 460, 1))
+    old, lazy.MARK_VALUES = lazy.MARK_VALUES, 2**30  # no marks but the first: only the recent states help
+    try:
+        for lo, n in spans:
+            np.testing.assert_array_equal(G.values(lo, lo + n), whole[lo:lo + n])
+    finally:
+        lazy.MARK_VALUES = old
+
+
 def test_one_example_is_drawn_by_rectangles_only():
     ex = DrawnUpstream(0, (2, 3, 4, 1)).example(1)
     for bad in (slice(1, 2), 1, (slice(None), 0, slice(None)), (slice(None), slice(0, 3, 2), slice(None))):
