@@ -47,8 +47,12 @@ ENGINE_BYTES = 8 * 2**20
 #: gradient, gradient and rounding floor whole (0.5 GB each under four output channels). Below it an example is
 #: tiled only where it must be, and results keep their summation order (a 224 x 224 x 64 example: 25 MB).
 HUGE_INPUT_BYTES = 32 * 2**20
-#: Elements evaluated in one call by :func:`local_differences` (their rectangles stacked).
-LOCAL_BATCH = 256
+#: Elements evaluated in one call by :func:`local_differences` (their rectangles stacked; LOCAL_BYTES bounds them).
+#: A call's fixed cost (the engine's checks and plans, a thread hand-off) was most of a small rectangle's: --method
+#: full on a 1 x 1 x 1M x 4 signal under a 1x5 conv 14.2 s at 256, 9.0 s at 4096 (7.7 s at 16384, 18 MB more), a
+#: 2100 x 2100 image under a 3x3 conv 21.8 -> 13.5 s; the same results to the bit (each rectangle is an example
+#: of the call, computed alone).
+LOCAL_BATCH = 4096
 #: Output values of one example from which a convolution's or a pool's sampled A_prev elements are evaluated
 #: locally (:func:`local_differences`) however the example fits the workspace: two evaluations of a 224 x 224 x 64
 #: example's 3.2M outputs per element cut auto's sample to 20 elements, and took longer than 256 locally.
