@@ -10,6 +10,7 @@ and before anything is allocated, a call whose output or workspace could never f
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Optional, Sequence
@@ -126,8 +127,9 @@ def raise_w_shape_error(A_prev, W, b, groups, layout: str = "nhwc") -> None:
         pass
 
 
+@functools.cache  # NOTE: sysconf is a system call (~0.8 us); a full gradcheck asks it per engine call
 def physical_memory() -> Optional[int]:
-    """This machine's physical memory in bytes, or None when the system does not say."""
+    """This machine's physical memory in bytes, or None when the system does not say (asked once)."""
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
