@@ -114,6 +114,26 @@ def test_compiled_max_pool_backward_matches_the_loops_and_the_numpy_path(cfg, se
     assert_same(compiled, plain)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("stride, dilation, pad", [(1, 1, 0), (2, 1, 1), (2, 2, 2), ((1, 3), (2, 1), 1)])
+def test_3x3_windows_inside_the_input_take_the_first_maximum_as_the_loops_do(dtype, stride, dilation, pad):
+    # The kernel's unrolled path for 3x3 windows wholly inside the input, beside the general loop for
+    # the windows that reach into the padding: 19 channels (vector code and its remainder); ties,
+    # a few NaN (a window holding one, in any channel, is searched again under NaN's rule: so few
+    # that most windows are not), +-inf, windows of -inf only.
+    rng = np.random.default_rng(11)
+    params = PoolParams(f=3, stride=stride, pad=pad, dilation=dilation, mode="max")
+    for _ in range(4):
+        values = rng.choice(np.array([0.0, 1.0, 2.0, np.inf, -np.inf]), size=(2, 13, 12, 19),
+                            p=[0.35, 0.25, 0.3, 0.05, 0.05])
+        values.reshape(-1)[rng.choice(values.size, 4, replace=False)] = np.nan
+        A = np.where(rng.random(values.shape) < 0.3, -np.inf, values).astype(dtype)
+        dA = rng.integers(-3, 4, pool_forward_loops(A, params).shape).astype(dtype)
+        compiled, plain = both_paths(dA, A, params)
+        assert_same(compiled, pool_backward_loops(dA, A, params).astype(dtype))
+        assert_same(compiled, plain)
+
+
 @given(pool_configs(large_pads=True), st.integers(0, 2**16))
 def test_compiled_max_pool_backward_with_pads_beyond_half_the_window(cfg, seed):
     a_shape, kw = cfg
