@@ -147,7 +147,7 @@ def machine_info(torch) -> list:
         jit = f"numba {numba.__version__}, CNNCLI_JIT={os.environ.get('CNNCLI_JIT', 'auto')} (off: the numpy path)"
     except ImportError:
         jit = "numba not installed: the numpy path"
-    lines.append(f"  max-pool backward: {jit}")
+    lines.append(f"  compiled kernels (max-pool backward, float32 3x3 Winograd): {jit}")
     env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
                                       "OPENBLAS_NUM_THREADS") if k in os.environ}
     lines.append(f"  env: {env or 'no BLAS/OpenMP variables set'}")

@@ -1,4 +1,4 @@
-"""Optional compiled kernels (numba), for the one step numpy cannot do in one pass: max-pool backward.
+"""Optional compiled kernels (numba): max-pool backward, and Winograd's transforms for float32 3x3 layers.
 
 Max-pool backward must find each window's first maximum again (the classic cache is only
 ``(A_prev, hparameters)``, no argmax). In numpy that takes two float passes and two small-integer
@@ -15,6 +15,10 @@ buys: a process takes the numpy path until its max-pool backward inputs add up t
 :data:`AUTO_MIN_CHANNELS` channels or more. A run is then never much slower than with the better
 choice made in advance. ``on`` takes the kernel for every call it can (refused when it cannot be
 loaded); ``off`` never does.
+
+The Winograd transforms (:mod:`._winograd`: float32 3x3 convolutions at stride 1, forward and both
+gradients in 0.5x-0.8x im2col's time) follow the same rule, counted in multiply-adds
+(:data:`AUTO_AFTER_MACS`), for layers of :data:`AUTO_MIN_WINOGRAD_CHANNELS` channels or more.
 """
 
 from __future__ import annotations
@@ -38,6 +42,16 @@ AUTO_AFTER_ELEMENTS = 2**28
 #: 1.4x-3.9x faster for 1-3 channels, about even at 4-6, the kernel 0.4x-0.75x the time from 8).
 AUTO_MIN_CHANNELS = 8
 
+#: Multiply-adds of float32 3x3 convolutions a process computes on the numpy path before
+#: ``CNNCLI_JIT=auto`` loads the Winograd transforms: 2**35 take the numpy path 0.3-0.6 s, about
+#: what loading numba costs.
+AUTO_AFTER_MACS = 2**35
+
+#: Under ``auto``, layers with fewer input or output channels keep the numpy path: the transforms'
+#: channel loops are short and the 16 small products inefficient (measured: 5 -> 7 channels
+#: 1.5x-2.5x slower, 16 -> 32 about even to 0.6x the time, 64 -> 64 0.6x-0.7x).
+AUTO_MIN_WINOGRAD_CHANNELS = 16
+
 #: Geometry numbers above this keep the numpy path (the kernel's index arithmetic is int64; the
 #: numpy path takes Python ints of any size).
 _MAX_INDEX = 2**40
@@ -46,6 +60,7 @@ _lock = threading.Lock()
 _kernels: dict = {}  # dtype -> the kernel, ready (compiled or loaded) in this process
 _failure: Optional[str] = None  # why the kernel cannot be had, once tried
 _numpy_elements = 0  # max-pool backward input elements this process has taken on the numpy path
+_numpy_macs = 0  # multiply-adds of convolutions the Winograd transforms could have taken, on the numpy path
 
 
 def jit_mode() -> str:
@@ -93,12 +108,46 @@ def max_backward_kernel(A_prev: np.ndarray, dA: np.ndarray, numbers) -> Optional
     return kernel
 
 
-def _build(dtype):
-    """The kernel for ``dtype``, ready (compiled, or loaded from numba's disk cache), or None."""
+def winograd_kernels(macs: int, channels_in: int, channels_out: int) -> Optional[tuple]:
+    """The compiled Winograd transforms (``_jit_kernels.winograd``) for a float32 3x3 convolution the
+    caller found they apply to, or None for the numpy path.
+
+    ``macs`` is the layer's multiply-add count. Under ``auto``, layers of fewer than
+    :data:`AUTO_MIN_WINOGRAD_CHANNELS` input or output channels keep the numpy path, and the others
+    count toward :data:`AUTO_AFTER_MACS` until the process has taken that many on it.
+
+    Raises
+    ------
+    SettingError
+        As :func:`max_backward_kernel`.
+    """
+    global _numpy_macs
+    mode = jit_mode()
+    if mode == "off":
+        return None
+    key = ("winograd", np.dtype(np.float32))
+    if mode == "auto":
+        if min(channels_in, channels_out) < AUTO_MIN_WINOGRAD_CHANNELS:
+            return None
+        if key not in _kernels:
+            with _lock:
+                _numpy_macs += macs
+                if _numpy_macs <= AUTO_AFTER_MACS:
+                    return None
+    kernels = _build(np.dtype(np.float32), "winograd")
+    if kernels is None and mode == "on":
+        raise SettingError(f"CNNCLI_JIT=on {_failure}")
+    return kernels
+
+
+def _build(dtype, name: str = "max_pool_backward"):
+    """The kernel ``name`` of :mod:`._jit_kernels` for ``dtype``, ready (compiled, or loaded from
+    numba's disk cache), or None."""
     global _failure
+    key = dtype if name == "max_pool_backward" else (name, dtype)
     with _lock:
-        if dtype in _kernels or _failure is not None:
-            return _kernels.get(dtype)
+        if key in _kernels or _failure is not None:
+            return _kernels.get(key)
         # NOTE: numba's debug switches print to stdout, which may be the .npy stream of -o -; its
         # warnings would reach the user's stderr.
         with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
@@ -117,10 +166,10 @@ def _build(dtype):
             # compiling in memory still works (1-2 s).
             for cache in (True, False):
                 try:
-                    from ._jit_kernels import max_pool_backward
+                    from . import _jit_kernels
 
-                    kernel = max_pool_backward(dtype, cache=cache)
-                    _kernels[dtype] = kernel
+                    kernel = getattr(_jit_kernels, name)(dtype, cache=cache)
+                    _kernels[key] = kernel
                     return kernel
                 except Exception as exc:  # numba's errors have no common base
                     error = exc

@@ -127,3 +127,144 @@ def max_pool_backward(dtype, cache: bool = True):
     read = types.Array(t, 4, "C", readonly=True)
     signature = types.void(read, read, types.Array(t, 4, "C"), *([types.int64] * 8))
     return numba.njit(signature, nogil=True, cache=cache, boundscheck=False)(_max_pool_backward)
+
+
+def _winograd_input(X, V, e0, e1, r0, r1, top, left, ntx):  # pragma: no cover
+    """Winograd F(2x2, 3x3)'s input transform of tile rows ``r0:r1`` of examples ``e0:e1`` into V.
+
+    Tile (n, ty, tx) is the 4x4 block of X at rows ``2*ty - top``, columns ``2*tx - left`` (zero
+    outside X); it goes to ``V[:, T, :]`` (tiles in row-major order) as ``B^T d B`` flattened
+    row-major, ``B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]``. Returns the
+    largest magnitude read, infinite when a value is NaN: with it the caller tells whether the
+    transform's sums could overflow, or turn an infinity into NaN, where a direct sum does not.
+    (Compiled by numba; its oracle tests run it.)
+    """
+    m, H, W, C = X.shape
+    P = np.empty((4, 4, C), X.dtype)
+    t = np.empty((4, 4, C), X.dtype)
+    worst = 0.0
+    nan = False
+    T = 0
+    for n in range(e0, e1):
+        for ty in range(r0, r1):
+            y0 = 2 * ty - top
+            for tx in range(ntx):
+                x0 = 2 * tx - left
+                for i in range(4):
+                    y = y0 + i
+                    for j in range(4):
+                        x = x0 + j
+                        if 0 <= y < H and 0 <= x < W:
+                            for c in range(C):
+                                v = X[n, y, x, c]
+                                P[i, j, c] = v
+                                a = abs(v)
+                                worst = a if a > worst else worst
+                                nan |= v != v
+                        else:
+                            for c in range(C):
+                                P[i, j, c] = 0
+                for j in range(4):
+                    for c in range(C):
+                        p0, p1, p2, p3 = P[0, j, c], P[1, j, c], P[2, j, c], P[3, j, c]
+                        t[0, j, c] = p0 - p2
+                        t[1, j, c] = p1 + p2
+                        t[2, j, c] = p2 - p1
+                        t[3, j, c] = p1 - p3
+                for i in range(4):
+                    for c in range(C):
+                        q0, q1, q2, q3 = t[i, 0, c], t[i, 1, c], t[i, 2, c], t[i, 3, c]
+                        V[4 * i, T, c] = q0 - q2
+                        V[4 * i + 1, T, c] = q1 + q2
+                        V[4 * i + 2, T, c] = q2 - q1
+                        V[4 * i + 3, T, c] = q1 - q3
+                T += 1
+    return np.inf if nan else worst
+
+
+def _winograd_gradient(dZ, Zt, e0, e1, r0, r1, ntx):  # pragma: no cover
+    """The weight gradient's transform of dZ's 2x2 blocks (tile rows ``r0:r1`` of examples ``e0:e1``,
+    zero beyond dZ) into Zt, as V in :func:`_winograd_input`: ``A g A^T`` with A of
+    :func:`_winograd_output`, so that ``dU = sum over tiles of V * Zt`` is the gradient of the
+    transformed weights. Returns the largest magnitude read, infinite for NaN. (Compiled by numba.)"""
+    m, nH, nW, K = dZ.shape
+    g = np.zeros((2, 2, K), dZ.dtype)
+    z = np.empty((4, 2, K), dZ.dtype)
+    worst = 0.0
+    nan = False
+    T = 0
+    for n in range(e0, e1):
+        for ty in range(r0, r1):
+            for tx in range(ntx):
+                for a in range(2):
+                    y = 2 * ty + a
+                    for b in range(2):
+                        x = 2 * tx + b
+                        if y < nH and x < nW:
+                            for k in range(K):
+                                v = dZ[n, y, x, k]
+                                g[a, b, k] = v
+                                av = abs(v)
+                                worst = av if av > worst else worst
+                                nan |= v != v
+                        else:
+                            for k in range(K):
+                                g[a, b, k] = 0
+                for b in range(2):
+                    for k in range(K):
+                        g0, g1 = g[0, b, k], g[1, b, k]
+                        z[0, b, k] = g0
+                        z[1, b, k] = g0 + g1
+                        z[2, b, k] = g0 - g1
+                        z[3, b, k] = -g1
+                for i in range(4):
+                    for k in range(K):
+                        h0, h1 = z[i, 0, k], z[i, 1, k]
+                        Zt[4 * i, T, k] = h0
+                        Zt[4 * i + 1, T, k] = h0 + h1
+                        Zt[4 * i + 2, T, k] = h0 - h1
+                        Zt[4 * i + 3, T, k] = -h1
+                T += 1
+    return np.inf if nan else worst
+
+
+def _winograd_output(M, out, bias, e0, e1, r0, r1, ntx):  # pragma: no cover
+    """Winograd F(2x2, 3x3)'s output transform: each tile's ``A^T m A + bias`` into its 2x2 block of
+    ``out`` (the block's rows and columns beyond ``out`` dropped), ``A^T = [[1, 1, 1, 0], [0, 1, -1,
+    -1]]``; M as V in :func:`_winograd_input`, with K channels. (Compiled by numba.)"""
+    m, nH, nW, K = out.shape
+    r = np.empty((2, 4, K), M.dtype)
+    T = 0
+    for n in range(e0, e1):
+        for ty in range(r0, r1):
+            for tx in range(ntx):
+                for j in range(4):
+                    for k in range(K):
+                        a0, a1, a2, a3 = M[j, T, k], M[4 + j, T, k], M[8 + j, T, k], M[12 + j, T, k]
+                        r[0, j, k] = a0 + a1 + a2
+                        r[1, j, k] = a1 - a2 - a3
+                x = 2 * tx
+                for a in range(2):
+                    y = 2 * ty + a
+                    if y >= nH:
+                        continue
+                    for k in range(K):
+                        out[n, y, x, k] = r[a, 0, k] + r[a, 1, k] + r[a, 2, k] + bias[k]
+                    if x + 1 < nW:
+                        for k in range(K):
+                            out[n, y, x + 1, k] = r[a, 1, k] - r[a, 2, k] - r[a, 3, k] + bias[k]
+                T += 1
+
+
+def winograd(dtype, cache: bool = True):
+    """(input transform, output transform, gradient transform) of Winograd F(2x2, 3x3) for ``dtype``
+    (float32), compiled or loaded from numba's disk cache; one signature each, nogil (as
+    :func:`max_pool_backward`)."""
+    t = numba.from_dtype(np.dtype(dtype))
+    i64 = types.int64
+    read4, read3, read1 = (types.Array(t, n, "C", readonly=True) for n in (4, 3, 1))
+    options = dict(nogil=True, cache=cache, boundscheck=False)
+    tiles = numba.njit(types.float64(read4, types.Array(t, 3, "C"), *([i64] * 7)), **options)(_winograd_input)
+    blocks = numba.njit(types.void(read3, types.Array(t, 4, "C"), read1, *([i64] * 5)), **options)(_winograd_output)
+    grads = numba.njit(types.float64(read4, types.Array(t, 3, "C"), *([i64] * 5)), **options)(_winograd_gradient)
+    return tiles, blocks, grads

@@ -25,9 +25,12 @@ import numpy as np
 from ..errors import ShapeError
 from ._common import CHUNK_TARGET_BYTES, float32_if_all_float32, plan_chunks, threads
 from ._depthwise import depthwise_backward, depthwise_forward
+from ._jit import winograd_kernels
 from ._unroll import (chunk_buffer, correlate, is_identity, run_shares, share_chunks, tap_major_adjoint_pays,
                       tap_major_scratch_per_row, unroll_adjoint, unroll_adjoint_part, unroll_adjoint_planar,
                       weight_grad)
+from ._winograd import applies as winograd_applies
+from ._winograd import correlate3x3, weight_grad3x3
 from .geometry import WindowGeometry
 from .layout import check_layout, conv_in, conv_out_grads, nchw_to_nhwc, nhwc_to_nchw
 from .params import ConvParams
@@ -142,10 +145,20 @@ def conv2d(
         depthwise_forward(A_prev, W, geom, Z, workspace_bytes)
         if b is not None:
             Z += b
+    elif (winograd := _winograd(geom, W.shape, groups, Z.dtype, Z.size * kh * kw * c_g)) is not None:
+        t, _, l, _ = geom.pads
+        correlate3x3(A_prev, W, Z, t, l, b, workspace_bytes, winograd)
     else:
         step, offs_h, offs_w = _forward_plan(geom)
         correlate(A_prev, _grouped_weights(W, groups), Z, step, offs_h, offs_w, workspace_bytes, b)
     return nhwc_to_nchw(Z) if layout == "nchw" else Z
+
+
+def _winograd(geom: WindowGeometry, W_shape, groups: int, dtype, macs: int):
+    """The compiled Winograd transforms when they compute this layer (``_winograd``), else None."""
+    if not winograd_applies(W_shape[:2], geom.stride, geom.dilation, groups, dtype):
+        return None
+    return winograd_kernels(macs, W_shape[2], W_shape[3])
 
 
 def conv2d_backward(
@@ -223,11 +236,20 @@ def conv2d_backward(
             correlate(dZ, np.ascontiguousarray(W.reshape(n_C_prev, n_C).T)[None], dA_prev, (1, 1), [0], [0],
                       workspace_bytes)
     else:
-        # dW = patches(A_prev)^T . dZ
-        dW = _weight_grad_unrolled(A_prev, dZ, W.shape, geom, groups, workspace_bytes)
+        winograd = _winograd(geom, W.shape, groups, dtype, dZ.size * kh * kw * c_g * (2 if input_grad else 1))
+        t, _, l, _ = geom.pads
+        # dW = patches(A_prev)^T . dZ (by the transposed transforms where they apply)
+        dW = None if winograd is None else weight_grad3x3(A_prev, dZ, t, l, workspace_bytes, winograd)
+        if dW is None:
+            dW = _weight_grad_unrolled(A_prev, dZ, W.shape, geom, groups, workspace_bytes)
         # dA_prev = col2im(dZ . W^T), or the same sum as one transposed correlation per stride phase
         if not input_grad:
             dA_prev = None
+        elif winograd is not None:
+            # the correlation of dZ with the flipped, transposed taps: dA_prev[y] = sum_a dZ[y + t - a] W[a]
+            dA_prev = np.empty(A_prev.shape, dtype=dtype)
+            correlate3x3(dZ, np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2)), dA_prev, 2 - t, 2 - l, None,
+                         workspace_bytes, winograd)
         elif plan.transposed_input_grad:
             dA_prev = _input_grad_transposed(dZ, W, geom, groups, A_prev.shape, workspace_bytes)
         else:
