@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import CnncliError, ExternalDataError, InputError
 from ..units import two_sizes
 from .budget import memory_budget, over_budget
-from .h5links import (MAX_LINKS, external_links, h5py_module, link_kind, readable_links, refuse_dangling, text_of,
+from .h5links import (h5py_module, link_kind, readable_links, refuse_dangling, text_of,
                       walk_links)
 from .readers import ArrayRef, check_dtype, damaged, expect_format, listed, materialize, pick_name, source_of
 
@@ -116,32 +116,98 @@ def h5_datasets(group) -> list:
     return sorted(prefix + p if prefix and not p.startswith(prefix + "/") else p for p in found)
 
 
-def _check_storage(f, ds, text: str, depth: int = 0) -> None:
-    """Refuse a dataset whose raw data lives in other files (external storage, virtual sources)."""
-    external = ds.external
-    if external:
-        where = external[0][0]
-        raise ExternalDataError.worded(f"{text!r} keeps its data in {where!r}: {_ALLOW}",
-                                       f"{text!r} keeps its data in {where!r}; {_NEEDS}",
-                                       f"{text!r} reads {where!r}; {_NEEDS}")
-    if not ds.is_virtual:
-        return
-    for source in ds.virtual_sources():
-        if source.file_name != ".":
-            where = f"'{source.file_name}:{source.dset_name}'"
-            raise ExternalDataError.worded(f"{text!r} reads {where} (virtual): {_ALLOW}",
-                                           f"{text!r} reads {where} (virtual); {_NEEDS}",
-                                           f"{text!r} reads {source.file_name!r} (virtual); {_NEEDS}",
-                                           f"{text!r} reads {source.file_name!r}; {_NEEDS}")
-        inside, link = walk_links(f, source.dset_name if source.dset_name.startswith("/") else "/" + source.dset_name)
-        if link is not None:
-            target = f"'{link.filename}:{link.path}'"
-            raise ExternalDataError.worded(f"{text!r} reads {source.dset_name!r}, a link to {target}: {_ALLOW}",
-                                           f"{text!r} reads {source.dset_name!r}, a link to {target}; {_NEEDS}",
-                                           f"{text!r} reads {link.filename!r} via a link; {_NEEDS}")
-        target = f.get(inside) if inside is not None else None
-        if target is not None and depth < MAX_LINKS and isinstance(target, h5py_module().Dataset):
-            _check_storage(f, target, text, depth + 1)
+#: Virtual sources a read of one dataset may resolve, counting those of the in-file virtual datasets it
+#: maps as often as they are mapped (the HDF5 library resolves them so: a chain of datasets each mapping
+#: the one before twice costs it 2**depth reads, a minute at depth 30 from a 20 KB file).
+MAX_VIRTUAL_SOURCES = 4096
+
+
+def _check_storage(f, ds, text: str) -> None:
+    """Refuse a dataset whose raw data lives in other files (external storage, virtual sources), or
+    whose virtual sources would cost the library more than :data:`MAX_VIRTUAL_SOURCES` reads.
+
+    In-file virtual sources are followed to the datasets they map, each dataset examined once (the
+    check had been 2**depth visits itself), however deep: a check that stops short accepts what it
+    has not seen (a chain deeper than its old depth limit, 32, read an external file). The reads
+    are then counted on the graph, closed form per dataset; a cycle counts as unbounded.
+    """
+    Dataset = h5py_module().Dataset
+    root = ds.id
+    seen, todo = {root}, [ds]
+    mapped = {}  # dataset id -> (sources not in-file datasets, in-file datasets mapped, once per mapping)
+    examined = 0
+    while todo:
+        ds = todo.pop()
+        external = ds.external
+        if external:
+            where = external[0][0]
+            raise ExternalDataError.worded(f"{text!r} keeps its data in {where!r}: {_ALLOW}",
+                                           f"{text!r} keeps its data in {where!r}; {_NEEDS}",
+                                           f"{text!r} reads {where!r}; {_NEEDS}")
+        if not ds.is_virtual:
+            continue
+        # counted before h5py lists them: a list of a million mappings is itself slow
+        examined += ds.id.get_create_plist().get_virtual_count()
+        if examined > MAX_VIRTUAL_SOURCES:
+            raise _too_many_sources(text)
+        plain, inner = 0, []
+        for source in ds.virtual_sources():
+            if source.file_name != ".":
+                where = f"'{source.file_name}:{source.dset_name}'"
+                raise ExternalDataError.worded(f"{text!r} reads {where} (virtual): {_ALLOW}",
+                                               f"{text!r} reads {where} (virtual); {_NEEDS}",
+                                               f"{text!r} reads {source.file_name!r} (virtual); {_NEEDS}",
+                                               f"{text!r} reads {source.file_name!r}; {_NEEDS}")
+            name = source.dset_name if source.dset_name.startswith("/") else "/" + source.dset_name
+            inside, link = walk_links(f, name)
+            if link is not None:
+                target = f"'{link.filename}:{link.path}'"
+                raise ExternalDataError.worded(f"{text!r} reads {source.dset_name!r}, a link to {target}: {_ALLOW}",
+                                               f"{text!r} reads {source.dset_name!r}, a link to {target}; {_NEEDS}",
+                                               f"{text!r} reads {link.filename!r} via a link; {_NEEDS}")
+            target = f.get(inside) if inside is not None else None
+            if isinstance(target, Dataset):
+                inner.append(target.id)
+                if target.id not in seen:
+                    seen.add(target.id)
+                    todo.append(target)
+            else:
+                plain += 1
+        mapped[ds.id] = (plain, inner)
+    if _reads(mapped, root) > MAX_VIRTUAL_SOURCES:
+        raise _too_many_sources(text)
+
+
+def _reads(mapped: dict, root) -> int:
+    """Virtual sources a read of ``root`` resolves: each mapped in-file virtual dataset's own, once per
+    mapping (depth first, each dataset summed once; a cycle is unbounded). Stops counting past the cap."""
+    cap = MAX_VIRTUAL_SOURCES + 1
+    total, open_ = {}, set()
+    stack = [root]
+    while stack:
+        node = stack[-1]
+        if node in total:
+            stack.pop()
+        elif node not in open_:
+            open_.add(node)
+            for child in mapped.get(node, (0, ()))[1]:
+                if child in open_:
+                    return cap  # the dataset maps itself, through others or not: the library would loop
+                if child not in total:
+                    stack.append(child)
+        else:
+            stack.pop()
+            open_.discard(node)
+            plain, inner = mapped.get(node, (0, ()))
+            total[node] = min(cap, plain + sum(1 + total[child] for child in inner))
+    return total[root]
+
+
+def _too_many_sources(text: str) -> ExternalDataError:
+    return ExternalDataError.worded(
+        f"{text!r} maps more than {MAX_VIRTUAL_SOURCES} virtual sources, too many to check: {_ALLOW}",
+        f"{text!r} maps over {MAX_VIRTUAL_SOURCES} virtual sources; {_NEEDS}",
+        f"{text!r}: too many virtual sources; {_NEEDS}")
 
 
 def h5_dataset(f, ref: ArrayRef, *, allow_external: bool = False):

@@ -233,3 +233,82 @@ def test_a_group_a_prev_is_caught_through_a_pipe_too(tmp_path):
                          capture_output=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
     assert res.returncode == 2 and res.stdout == b""
     assert res.stderr.endswith(b": its A_prev is a group, not the input array\n")
+
+
+def _chain(path, depth, fan=1, bottom_external=None):
+    """``d0`` (plain, or external storage over ``bottom_external``), then ``d1..d<depth>`` each a virtual
+    dataset mapping the one before ``fan`` times (in column strips), all in one file."""
+    shape = (1, 4, 4, 1)
+    with h5py.File(path, "w") as f:
+        if bottom_external:
+            f.create_dataset("d0", shape=shape, dtype="u1", external=[(str(bottom_external), 0, 16)])
+        else:
+            f["d0"] = np.arange(16, dtype="u1").reshape(shape)
+        for i in range(1, depth + 1):
+            layout = h5py.VirtualLayout(shape=shape, dtype="u1")
+            for k in range(fan):
+                cols = slice(4 * k // fan, 4 * (k + 1) // fan)
+                layout[:, :, cols] = h5py.VirtualSource(".", f"d{i - 1}", shape=shape)[:, :, cols]
+            f.create_virtual_dataset(f"d{i}", layout)
+
+
+def test_a_chain_of_virtual_datasets_however_deep_is_followed_to_the_file_it_reads(d):
+    """Review: a chain of in-file virtual datasets deeper than the check's old depth limit (32) was
+    accepted unchecked, and its bottom, stored in /etc/passwd, read. Now every link is followed."""
+    path, _ = d
+    _chain(path / "chain.h5", 40, bottom_external=path / "secret.txt")
+    for name in ("d1", "d33", "d40"):
+        with pytest.raises(ExternalDataError) as info:
+            load_array(f"{path}/chain.h5:{name}")
+        assert str(info.value) == (f"'{path}/chain.h5:/{name}' keeps its data in '{path}/secret.txt': "
+                                   "refused without --allow-external")
+    res = runner.invoke(app, ["forward", f"{path}/chain.h5:/d40", "--f", "1", "-o", str(path / "out.npy")])
+    assert res.exit_code == 2 and "keeps its data in" in res.stderr and not (path / "out.npy").exists()
+    got = load_array(f"{path}/chain.h5:d40", allow_external=True)
+    np.testing.assert_array_equal(got.ravel(), np.frombuffer(SECRET[:16], dtype=np.uint8))
+
+
+def test_datasets_mapped_many_times_are_counted_as_the_library_would_read_them(d):
+    """Review: each dataset mapping the one before twice made the check 2**depth visits (a 20 KB file
+    at depth 18 ran past a minute), and the HDF5 library's own read is 2**depth as well (a minute at
+    depth 30). The check visits each dataset once and counts the reads in closed form: up to
+    MAX_VIRTUAL_SOURCES (4096) they are made, beyond the dataset is refused at once."""
+    import time
+
+    path, _ = d
+    _chain(path / "fan.h5", 30, fan=2)  # d<k> resolves 2**(k+1) - 2 sources: d11 4094, d12 8190
+    np.testing.assert_array_equal(load_array(f"{path}/fan.h5:d11").ravel(), np.arange(16))
+    start = time.perf_counter()
+    for name in ("d12", "d30"):
+        with pytest.raises(ExternalDataError) as info:
+            load_array(f"{path}/fan.h5:{name}")
+        assert str(info.value) == (f"'{path}/fan.h5:/{name}' maps more than 4096 virtual sources, too many to "
+                                   "check: refused without --allow-external")
+    assert time.perf_counter() - start < 5  # 2**30 visits were days
+    res = runner.invoke(app, ["forward", f"{path}/fan.h5:/d30", "--f", "1", "--json"])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "too many" in res.stderr
+
+
+def test_the_count_is_exact_at_the_limit(d, monkeypatch):
+    from cnncli.io import hdf5
+
+    path, _ = d
+    _chain(path / "many.h5", 3, fan=4)  # d3 resolves 4 * (1 + 4 * (1 + 4)) = 84 sources
+    monkeypatch.setattr(hdf5, "MAX_VIRTUAL_SOURCES", 83)
+    with pytest.raises(ExternalDataError, match="maps more than 83 virtual sources"):
+        load_array(f"{path}/many.h5:d3")
+    np.testing.assert_array_equal(load_array(f"{path}/many.h5:d3", allow_external=True).ravel(), np.arange(16))
+    monkeypatch.setattr(hdf5, "MAX_VIRTUAL_SOURCES", 84)
+    np.testing.assert_array_equal(load_array(f"{path}/many.h5:d3").ravel(), np.arange(16))
+
+
+def test_virtual_datasets_mapping_each_other_in_a_cycle_are_refused(d):
+    path, _ = d
+    shape = (1, 4, 4, 1)
+    with h5py.File(path / "cycle.h5", "w") as f:
+        for name, other in (("a", "b"), ("b", "a")):
+            layout = h5py.VirtualLayout(shape=shape, dtype="f8")
+            layout[:] = h5py.VirtualSource(".", other, shape=shape)
+            f.create_virtual_dataset(name, layout)
+    with pytest.raises(ExternalDataError, match="too many to check"):
+        load_array(f"{path}/cycle.h5:a")
