@@ -119,6 +119,13 @@ def _reopen(fd: int) -> None:
         pass
 
 
+def _closed_pipe_exit(exc: SystemExit) -> bool:
+    """Whether ``exc`` is a library's exit 1 on a closed pipe: rich's ``Console.on_broken_pipe`` (Typer's
+    --help console) and click's EPIPE handler (``--version``'s echo) exit 1 while handling the EPIPE."""
+    cause = exc.__context__
+    return exc.code == 1 and isinstance(cause, OSError) and cause.errno == errno.EPIPE
+
+
 def _raise_terminated(signum, frame):
     raise Terminated(signum)
 
@@ -174,6 +181,12 @@ class CnncliGroup(TyperGroup):
         except (_PipeClosed, BrokenPipeError):
             # The reader of our stdout went away (`| head -c 10`): not an error of ours, so quietly; an answer
             # decided before the printing (a failed check) keeps its code
+            _reopen(1)
+            code = state.verdict or EXIT_PIPE
+        except SystemExit as exc:
+            if not _closed_pipe_exit(exc):
+                raise
+            # the reader of --help or --version went away (`cnncli --help | head -1`), met by Typer's own code
             _reopen(1)
             code = state.verdict or EXIT_PIPE
         except Terminated as exc:
