@@ -38,24 +38,55 @@ class SizeRow:
     cells: Dict[str, Optional[StackResult]]
 
 
-def size_table(columns: Dict[str, Sequence[LayerSpec]], channels: int = 1) -> List[SizeRow]:
-    """Evaluate each column's stack on square inputs ``n x n`` over :func:`table_sizes`.
+def size_table(columns: Dict[str, Sequence[LayerSpec]], channels: int = 1,
+               sizes: Optional[Sequence[int]] = None) -> List[SizeRow]:
+    """Evaluate each column's stack on square inputs ``n x n`` over ``sizes`` (default :func:`table_sizes`).
 
-    The smallest size is the dilated window of a single layer, else 1; rows where
+    The smallest default size is the dilated window of a single layer, else 1; rows where
     no column fits are left out.
     """
-    specs = [s for stack in columns.values() for s in stack]
-    single = all(len(stack) == 1 and stack[0].kind in ("conv", "pool") for stack in columns.values())
-    smallest = max(max(geo.effective_size(s.f[a], s.dilation[a]) for a in (0, 1)) for s in specs) if single else 1
+    if sizes is None:
+        specs = [s for stack in columns.values() for s in stack]
+        single = all(len(stack) == 1 and stack[0].kind in ("conv", "pool") for stack in columns.values())
+        smallest = max(max(geo.effective_size(s.f[a], s.dilation[a]) for a in (0, 1)) for s in specs) if single else 1
+        sizes = table_sizes(smallest)
     rows = []
-    for n in table_sizes(smallest):
-        cells = {}
-        for label, stack in columns.items():
-            res = evaluate_stack(stack, Dims(1, n, n, channels, rank=2))
-            cells[label] = res if res.error is None else None
+    for n in sizes:
+        cells = {label: _fits(stack, n, channels) for label, stack in columns.items()}
         if any(c is not None for c in cells.values()):
             rows.append(SizeRow(n, cells))
     return rows
+
+
+def _fits(stack: Sequence[LayerSpec], n: int, channels: int) -> Optional[StackResult]:
+    res = evaluate_stack(stack, Dims(1, n, n, channels, rank=2))
+    return res if res.error is None else None
+
+
+#: The largest input side the table looks for when none of its sizes fits: shape's numbers have up to
+#: 1,000 digits.
+_SEARCH_LIMIT = 10**1000
+
+
+def smallest_fitting(columns: Dict[str, Sequence[LayerSpec]], channels: int = 1) -> Optional[int]:
+    """The smallest square input side some column fits, or None up to ``10**1000``.
+
+    A layer that fits an input fits every larger one, so this is a doubling search and then a
+    bisection: a few thousand evaluations at most for 1,000-digit windows, never a walk over sizes.
+    """
+    def fits(n: int) -> bool:
+        return any(_fits(stack, n, channels) is not None for stack in columns.values())
+
+    hi = 1
+    while not fits(hi):
+        if hi > _SEARCH_LIMIT:
+            return None
+        hi *= 2
+    lo = hi // 2  # does not fit (or 0)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+    return hi
 
 
 @dataclass(frozen=True)
@@ -165,7 +196,17 @@ def size_table_report(specs: Sequence[LayerSpec]) -> SizeTable:
             columns[word] = [replace(spec, pad=geo.normalize_pad(word), text="")]
     else:
         columns = {"stack": list(specs)}
-    rows = size_table(columns, channels=_input_channels(specs))
+    channels = _input_channels(specs)
+    rows = size_table(columns, channels=channels)
     if not rows:
-        raise HyperparameterError(f"the layers fit no input size up to {max(COMMON_SIZES)}")
+        # Windows larger than every size of the table (`--f 600`): the table starts where they fit.
+        # Each column's first eight sizes, twice and four times its first, and the common sizes above.
+        firsts = [n for n in (smallest_fitting({label: stack}, channels) for label, stack in columns.items())
+                  if n is not None]
+        if not firsts:
+            raise HyperparameterError("the layers fit no input size up to 10**1000; check f, dilation and the pads")
+        sizes = {n for n in COMMON_SIZES if n > min(firsts)}
+        for first in firsts:
+            sizes |= {first + k for k in range(8)} | {2 * first, 4 * first}
+        rows = size_table(columns, channels, sorted(sizes))
     return SizeTable(columns, rows)

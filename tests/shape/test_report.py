@@ -77,9 +77,15 @@ def test_size_table_report_of_a_stack():
     assert five["stack"] == {"output": [1, 1], "unread_layers": [2]}  # 5 -> 3 -> 1, the pool drops row 2
 
 
-def test_size_table_report_refuses_layers_that_fit_nothing():
-    with pytest.raises(HyperparameterError, match="fit no input size up to 512"):
-        size_table_report([make_layer("conv", f=600)])
+def test_size_table_report_refuses_layers_that_fit_nothing(monkeypatch):
+    from cnncli.shape import table
+
+    # a window above the table's sizes starts the table where it fits (test_stack); above the search's
+    # limit (10**1000, here 1000) nothing is found
+    monkeypatch.setattr(table, "_SEARCH_LIMIT", 1000)
+    with pytest.raises(HyperparameterError, match="fit no input size up to 10"):
+        size_table_report([make_layer("conv", f=5000), make_layer("pool", f=2)])
+    assert size_table_report([make_layer("conv", f=600), make_layer("pool", f=2)]).rows[0].n_in == 601
 
 
 def test_target_to_dict():

@@ -181,3 +181,31 @@ def test_groups_must_divide_the_filters_before_any_input_is_known():
                                                   r"in layer spec 'conv:f=3,g=3,c=4'$"):
         parse_layer_spec("conv:f=3,g=3,c=4")
     assert make_layer("conv", f=3, groups=3, filters=6).groups == 3
+
+
+def test_windows_larger_than_every_table_size_start_the_table_where_they_fit():
+    """Review: `shape --f 600` (a valid window) failed with "the layers fit no input size up to 512". Each
+    column's table now starts at the smallest input it fits: valid n_out = n - 599 from 600, same from 1."""
+    from cnncli.shape.table import size_table_report
+
+    table = size_table_report([make_layer("conv", f=600)])
+    by_size = {r.n_in: r.cells for r in table.rows}
+    assert set(range(1, 9)) | set(range(600, 608)) | {1200, 2400} <= set(by_size)
+    assert by_size[599 if 599 in by_size else 512]["valid"] is None
+    for n in (600, 607, 1200, 2400):
+        assert by_size[n]["valid"].output.h == n - 599
+    assert all(cells["same"].output.h == n for n, cells in by_size.items())
+    stack = size_table_report([parse_layer_spec("conv:f=600"), parse_layer_spec("pool:f=2")])
+    assert [r.n_in for r in stack.rows][:3] == [601, 602, 603]  # 600 -> 1 cannot be pooled 2x2
+    assert [r.cells["stack"].output.h for r in stack.rows][:3] == [1, 1, 2]
+
+
+@pytest.mark.parametrize("specs", [
+    ["conv:f=700"], ["conv:f=300,d=3"], ["conv:f=33,s=5", "pool:f=40"], ["pool:f=9,s=9", "conv:f=80,s=2", "pool:f=3"],
+])
+def test_smallest_fitting_is_the_first_size_a_walk_would_find(specs):
+    from cnncli.shape.table import smallest_fitting
+
+    stack = [parse_layer_spec(s) for s in specs]
+    walk = next(n for n in range(1, 100_000) if evaluate_stack(stack, Dims(1, n, n, 1, rank=2)).error is None)
+    assert smallest_fitting({"stack": stack}) == walk
