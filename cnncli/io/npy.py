@@ -89,7 +89,11 @@ def read_npy_header(fp, text: str) -> NpyHeader:
         raise InputError(f"{text!r} has a {length}-byte header; at most {MAX_NPY_HEADER} is read")
     raw = _exact(fp, length, text)
     try:
-        header = ast.literal_eval(raw.decode("utf-8" if major == 3 else "latin1"))
+        try:
+            header = ast.literal_eval(raw.decode("utf-8" if major == 3 else "latin1"))
+        except ValueError as exc:  # "malformed node or string ...: <ast.BinOp object at 0x...>": an address
+            raise ValueError("the header is not a literal dict of descr, fortran_order and shape; "
+                             "expressions are never evaluated") from exc
         if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
             raise ValueError("the header is not a dict of descr, fortran_order and shape")
         shape, fortran = header["shape"], header["fortran_order"]

@@ -81,3 +81,19 @@ def test_a_name_two_zip_members_answer_to_is_refused_not_guessed(tmp_path):
                 read(ref)
             assert str(info.value) == f"'{tmp_path}/{ref.split('/')[-1][:5]}:A' names 2 members ({members}); keep one"
     np.testing.assert_array_equal(load_array(f"{tmp_path}/d.npz:B"), one)  # the other names still read
+
+
+@pytest.mark.parametrize("shape_text", ["(1+1, 8, 8, 1)", "(__import__('os').getpid(),)"])
+def test_a_header_written_as_an_expression_is_damaged_in_words_that_do_not_change(tmp_path, shape_text):
+    """Review: literal_eval's message carried an object's address (`<ast.BinOp object at 0x7f...>`), different
+    every run; the header is never evaluated, and the line says what a header must be."""
+    import struct
+
+    header = ("{'descr': '<f8', 'fortran_order': False, 'shape': %s, }" % shape_text).encode()
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    (tmp_path / "x.npy").write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + b"\0" * 1024)
+    for read in (load_array, open_array):
+        with pytest.raises(InputError) as info:
+            read(str(tmp_path / "x.npy"))
+        assert str(info.value) == (f"'{tmp_path}/x.npy' is damaged (the header is not a literal dict of descr, "
+                                   "fortran_order and shape; expressions are never evaluated)")
