@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -27,7 +27,7 @@ ImplOpt = typer.Option(None, "--impl", metavar="FILE.py|FILE.ipynb", rich_help_p
 OnlyOpt = typer.Option(None, "--only", metavar="NAME[,NAME...]", rich_help_panel=_CHECK,
                        help="With --impl: check just these of the eight functions (zero_pad, conv_single_step, "
                             "create_mask_from_window, distribute_value, conv_forward, conv_backward, pool_forward, "
-                            "pool_backward), e.g. --only conv_backward,pool_backward.")
+                            "pool_backward), e.g. --only conv_backward,pool_backward; given twice, both lists.")
 TimeoutOpt = typer.Option(None, "--timeout", metavar="S", rich_help_panel=_CHECK, show_default=False,
                           help="With --impl: seconds each call into your code may take (at least 1, default 10; "
                                "the whole check: 30x that).")
@@ -71,7 +71,7 @@ STREAM_VALUES = 2**22
 @layer_options(grad=True, dtype=False)
 def gradcheck(
     source: Optional[str] = SourceArg, options: dict = None,
-    impl: Optional[str] = ImplOpt, only: Optional[str] = OnlyOpt, timeout: Optional[float] = TimeoutOpt,
+    impl: Optional[str] = ImplOpt, only: Optional[List[str]] = OnlyOpt, timeout: Optional[float] = TimeoutOpt,
     method: str = MethodOpt, samples: Optional[int] = SamplesOpt,
     eps: float = EpsOpt, tol: float = TolOpt, seed: int = SeedOpt, as_json: bool = JsonOpt,
     plain: bool = PlainOpt,
@@ -89,6 +89,7 @@ def gradcheck(
     # SPEC gives gradcheck the options of forward: --dtype float64 is what it does anyway.
     if options["dtype"] is not None and options["dtype"].strip().lower() != "float64":
         raise HyperparameterError(f"gradcheck computes in float64 only: drop --dtype {options['dtype']}")
+    only = only or None  # an option never given is an empty list to Click
     given = [k for k, v in options.items() if v is not None]
     if impl is None and (only is not None or timeout is not None):
         flag = "--only" if only is not None else "--timeout"
@@ -112,7 +113,8 @@ def gradcheck(
         from ..gradcheck.impl import check_impl, validate_only
         from ..gradcheck.sandbox import DEFAULT_TIMEOUT, MIN_TIMEOUT
 
-        names = validate_only(only.split(",")) if only is not None else None
+        # NOTE: repeatable, as a user writes it: keeping the last list left the first's functions silently unchecked
+        names = validate_only([n for given in only for n in given.split(",")]) if only is not None else None
         if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
             raise HyperparameterError(f"--timeout {timeout:g}: expected a positive number of seconds (e.g. 10)")
         if timeout is not None and timeout < MIN_TIMEOUT:  # shorter would time our own process, not their code

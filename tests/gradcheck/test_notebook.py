@@ -207,6 +207,21 @@ def test_only_checks_the_named_functions(tmp_path):
     assert "checked only conv_backward, pool_backward (--only)" in doc["notes"]
 
 
+def test_only_given_twice_checks_both_lists(tmp_path):
+    # the last list alone was checked: zero_pad went unchecked under a PASS that named one function
+    path = str(ROOT / "tests" / "impls" / "correct.py")
+    broken = tmp_path / "pad.py"
+    broken.write_text(Path(path).read_text() + "\n\ndef zero_pad(X, pad):\n    return X\n")
+    r = runner.invoke(app, ["gradcheck", "--impl", str(broken), "--only", "zero_pad",
+                            "--only", "pool_backward", "--json"])
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    assert [(f["name"], f["passed"]) for f in doc["functions"]] == [("zero_pad", False), ("pool_backward", True)]
+    assert "checked only zero_pad, pool_backward (--only)" in doc["notes"]
+    r = runner.invoke(app, ["gradcheck", "--impl", path, "--only", "pool_backward", "--only", "backprop"])
+    assert r.exit_code == 2 and r.stderr == "cnncli: error: --only 'backprop' is unknown (the eight: cnncli gradcheck --help)\n"
+
+
 @pytest.mark.parametrize("only,message", [
     ("conv_backwards", "--only 'conv_backwards' is unknown; did you mean conv_backward?"),
     ("backprop", "--only 'backprop' is unknown (the eight: cnncli gradcheck --help)"),
