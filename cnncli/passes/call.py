@@ -199,9 +199,16 @@ def _case_layout(attrs: dict) -> Optional[str]:
         return None
 
 
-def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict, allow_external: bool):
+#: The flag that gives each input, which its messages name when the user gave it
+_FLAGS = {"W": ("weights", "--weights"), "b": ("bias", "--bias"), "dZ": ("grad", "--grad"), "dA": ("grad", "--grad")}
+
+
+def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict, opts: dict):
     """Load one input, record where it came from, refuse anything but 4-D for the big ones."""
-    role = {"A_prev": "A_prev", "W": "--weights", "b": "--bias"}.get(name, "--grad")
+    # NOTE: an array of a case file is named as the case names it (W, b, dZ), not by a flag never given
+    key, flag = _FLAGS.get(name, (None, name))
+    role = flag if key is not None and opts[key] is not None else name
+    allow_external = bool(opts["allow_external"])
     if stream and name in ("A_prev", "dZ", "dA"):
         s = open_array(ref, role=role, allow_external=allow_external)
         call._streams.append(s)
@@ -247,7 +254,7 @@ def _batch_input(call: LayerCall, src) -> object:
 def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool, case: CaseSettings) -> None:
     """Load every input of ``call`` and resolve its hyperparameters, validating as it goes."""
     stored: dict = {}
-    call.A_prev = _batch_input(call, _load(call, "A_prev", refs["A_prev"], stream, stored, bool(opts["allow_external"])))
+    call.A_prev = _batch_input(call, _load(call, "A_prev", refs["A_prev"], stream, stored, opts))
     m, H, Wd, C = call.A_prev.shape
     if min(m, H, Wd, C) < 1:
         stored_shape = tuple(call.inputs["A_prev"]["shape"])
@@ -259,7 +266,7 @@ def _fill(call: LayerCall, refs: dict, pick, opts: dict, stream: bool, case: Cas
 
     grad_key = "dZ" if call.kind == "conv" else "dA"
     if grad_key in refs:
-        g_src = _load(call, grad_key, refs[grad_key], stream, stored, bool(opts["allow_external"]))
+        g_src = _load(call, grad_key, refs[grad_key], stream, stored, opts)
         g_shape = call.inputs[grad_key]["shape"]
         if layouts.shape_to_nhwc(g_shape, call.layout) != call.out_shape:
             raise _grad_shape_error(call, grad_key, refs[grad_key], g_shape)
@@ -285,7 +292,7 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
     if "W" not in refs:
         raise InputError("a conv layer needs filters: give --weights ARRAY or a case with W")
     C = call.A_prev.shape[3]
-    W = _load(call, "W", refs["W"], False, stored, bool(opts["allow_external"]))
+    W = _load(call, "W", refs["W"], False, stored, opts)
     call.W = compute(layouts.to_nhwc(W, call.layout, weights=True), call.dtype)
     kh, kw, _, n_C = call.W.shape
     try:
@@ -339,7 +346,7 @@ def _fill_conv(call: LayerCall, refs: dict, pick, opts: dict, stored: dict, case
         call.notes.append("no bias given: b = 0")
         call.bias_shape = (n_C,)
         return
-    b = _load(call, "b", refs["b"], False, stored, bool(opts["allow_external"]))
+    b = _load(call, "b", refs["b"], False, stored, opts)
     try:
         check_conv_shapes(call.A_prev.shape, call.W.shape, b.shape, groups)
     except ConvShapeError as exc:

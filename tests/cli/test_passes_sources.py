@@ -275,3 +275,33 @@ def test_a_fifo_named_by_its_format_is_refused_at_its_first_bytes_as_the_file_wo
     written = int(writer.communicate(timeout=60)[0])
     assert proc.returncode == 2 and words in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert written <= 2 * 2**20
+
+
+@pytest.mark.parametrize("command", ["forward", "backward", "gradcheck"])
+def test_a_case_files_own_arrays_are_not_blamed_on_flags_never_given(tmp_path, command):
+    # review: a case's complex W was "--weights 'case.h5:/W' has dtype complex128", with no --weights given
+    case, other = tmp_path / "case.h5", tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["W"] = np.zeros((3, 3, 3, 2))
+    with h5py.File(case, "w") as f:
+        f["A_prev"] = np.zeros((1, 5, 5, 3))
+        f["W"] = np.zeros((3, 3, 3, 2), dtype=complex)
+        f["b"] = np.zeros(2, dtype=complex)
+        f.attrs["layer"] = "conv"
+    r = runner.invoke(app, [command, str(case)])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr.startswith(f"cnncli: error: {str(case) + ':/W'!r} has dtype complex128; expected bool, int or float")
+    assert r.stderr.count("\n") == 1
+    # given by the flag, the flag is named; the case's own b is not
+    r = runner.invoke(app, [command, str(case), "--weights", f"{other}:/W"])
+    assert r.exit_code == 2
+    assert r.stderr.startswith(f"cnncli: error: {str(case) + ':/b'!r} has dtype complex128; expected")
+    r = runner.invoke(app, [command, str(case), "--weights", f"{case}:/W"])
+    assert r.stderr.startswith(f"cnncli: error: --weights {str(case) + ':/W'!r} has dtype complex128")
+    with h5py.File(case, "a") as f:
+        del f["W"]
+        f["W"] = h5py.ExternalLink(str(other), "/W")
+    r = runner.invoke(app, [command, str(case)])
+    assert r.exit_code == 2
+    assert r.stderr == f"cnncli: error: {str(case) + ':/W'!r} links to {str(other) + ':/W'!r}: refused without " \
+                       "--allow-external\n"

@@ -108,7 +108,8 @@ def test_case_file_with_an_external_link_as_w_is_refused(d):
         f["W"] = h5py.ExternalLink(str(path / "other.h5"), "/data")
     res = runner.invoke(app, ["forward", str(path / "c2.h5")])
     assert res.exit_code == 2
-    assert res.stderr.startswith(f"cnncli: error: --weights '{path}/c2.h5:/W' links to '{path}/other.h5:/data'")
+    # the case's own W, named as the case names it (it said --weights, a flag not given)
+    assert res.stderr.startswith(f"cnncli: error: '{path}/c2.h5:/W' links to '{path}/other.h5:/data'")
     with pytest.raises(ExternalDataError):
         load_case(str(path / "c2.h5"))
     assert load_case(str(path / "c2.h5"), allow_external=True).arrays["W"].shape == (1, 4, 4, 1)
