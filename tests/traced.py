@@ -1,7 +1,6 @@
 """The memory tests' one measure: the most bytes a call held at once, by tracemalloc."""
 
 import gc
-import itertools
 import sys
 import tracemalloc
 
@@ -14,26 +13,25 @@ _TABLE_REBUILT_BYTES = 2**16
 _MOST_INTERNED = 2**21
 
 
-def _rebuild_interned_strings():
-    """Have CPython rebuild its table of interned strings now, with the most room it will have.
+def interns_until_rebuilt(tag: str = "traced"):
+    """Intern throwaway strings until CPython rebuilds its table of interned strings; how many it took
+    (None: no rebuild within :data:`_MOST_INTERNED`).
 
     Every ``PyDict_SetItemString`` (numpy's ``__array_interface__``, h5py, ...) interns its key; a key no one
     holds is dropped from the table again when it dies, but its slot is used up until the table is rebuilt
     (at the size of what it holds). When that rebuild fell inside a measured call, the new table was counted
     as the call's: the same check measured 1.9 MB more after some runs of tests than after others
-    (4.85 MB against a bound of 4.8 MB, for a check that holds 2.9 MB). Interning throwaway strings until
-    the table is rebuilt leaves it as much room as it gets (at least the number of strings it holds), far
-    more than one check uses.
+    (4.85 MB against a bound of 4.8 MB, for a check that holds 2.9 MB). Just after a rebuild the table has
+    as much room as it gets (at least the number of strings it holds), far more than one check uses.
     """
     tracemalloc.start()
     try:
-        for k in itertools.count():
-            if k == _MOST_INTERNED:
-                return
+        for k in range(_MOST_INTERNED):
             before = tracemalloc.get_traced_memory()[0]
-            sys.intern(f"cnncli-traced-{k}")
+            sys.intern(f"cnncli-{tag}-{k}")
             if tracemalloc.get_traced_memory()[0] - before > _TABLE_REBUILT_BYTES:
-                return
+                return k
+        return None
     finally:
         tracemalloc.stop()
 
@@ -43,7 +41,7 @@ def traced_peak(check):
     # NOTE: the earlier tests' cyclic garbage collected first: left to a collection that may or may not come
     # during ``check``, it made the same check's peak vary with the tests its worker ran before (2.0x-2.6x)
     gc.collect()
-    _rebuild_interned_strings()
+    interns_until_rebuilt()
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]

@@ -114,7 +114,7 @@ def gradcheck(
         from ..gradcheck.sandbox import DEFAULT_TIMEOUT, MIN_TIMEOUT
 
         # NOTE: repeatable, as a user writes it: keeping the last list left the first's functions silently unchecked
-        names = validate_only([n for given in only for n in given.split(",")]) if only is not None else None
+        names = validate_only([n for words in only for n in words.split(",")]) if only is not None else None
         if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
             raise HyperparameterError(f"--timeout {timeout:g}: expected a positive number of seconds (e.g. 10)")
         if timeout is not None and timeout < MIN_TIMEOUT:  # shorter would time our own process, not their code

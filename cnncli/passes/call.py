@@ -199,15 +199,15 @@ def _case_layout(attrs: dict) -> Optional[str]:
         return None
 
 
-#: The flag that gives each input, which its messages name when the user gave it
-_FLAGS = {"W": ("weights", "--weights"), "b": ("bias", "--bias"), "dZ": ("grad", "--grad"), "dA": ("grad", "--grad")}
+#: The option that gives each input (``--weights`` ...), which its messages name when the user gave it
+_OPTION = {"W": "weights", "b": "bias", "dZ": "grad", "dA": "grad"}
 
 
 def _load(call: LayerCall, name: str, ref: str, stream: bool, stored: dict, opts: dict):
     """Load one input, record where it came from, refuse anything but 4-D for the big ones."""
     # NOTE: an array of a case file is named as the case names it (W, b, dZ), not by a flag never given
-    key, flag = _FLAGS.get(name, (None, name))
-    role = flag if key is not None and opts[key] is not None else name
+    key = _OPTION.get(name)
+    role = f"--{key}" if key is not None and opts[key] is not None else name
     allow_external = bool(opts["allow_external"])
     if stream and name in ("A_prev", "dZ", "dA"):
         s = open_array(ref, role=role, allow_external=allow_external)
